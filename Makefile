@@ -1,0 +1,17 @@
+.PHONY: run test bootstrap lint bench
+
+bootstrap:
+	@./scripts/bootstrap.sh
+
+run: bootstrap
+	.venv/bin/terracat serve
+
+test: bootstrap
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: bootstrap
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+bench: bootstrap
+	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'
+	.venv/bin/python -m bench.search $(BENCH_ARGS)

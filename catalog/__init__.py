@@ -1,0 +1,1 @@
+"""Terracat catalogue: STAC domain, persistence and search. Imports nothing else of ours."""

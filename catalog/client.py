@@ -1,0 +1,509 @@
+"""stac-fastapi backend clients: parse the request, ask the repository, serialize the answer."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import attr
+import jsonpatch
+import orjson
+from fastapi import Request
+from stac_fastapi.extensions.bulk_transactions.bulk_transactions import (
+    AsyncBaseBulkTransactionsClient,
+    Items,
+)
+from stac_fastapi.extensions.filter.client import AsyncBaseFiltersClient
+from stac_fastapi.extensions.sort.client import AsyncBaseSortablesClient
+from stac_fastapi.extensions.transaction.client import AsyncBaseTransactionsClient
+from stac_fastapi.types.core import AsyncBaseCoreClient
+from stac_fastapi.types.requests import get_base_url
+from stac_fastapi.types.search import str2list
+from starlette.responses import Response
+
+from . import collection_search
+from .errors import InvalidParameter, InvalidStac
+from .fields import apply_fields
+from .queryables import CORE_FIELDS, Kind
+from .repository import CatalogRepository, Page
+from .requests import parse_bbox
+from .search import SearchParams, SortBy, check_limit, encode_token
+from .serializers import collection_document, collection_row, item_document, item_row
+from .settings import CatalogSettings
+
+
+def repository(request: Request) -> CatalogRepository:
+    """The repository the app was started with."""
+    repo: CatalogRepository = request.app.state.repository
+    return repo
+
+
+def _base_url(request: Request) -> str:
+    url = get_base_url(request)
+    return url if url.endswith("/") else url + "/"
+
+
+def _sortby_get(values: Sequence[str] | None) -> list[SortBy]:
+    result = []
+    for raw in values or []:
+        value = raw.strip()
+        if not value:
+            continue
+        descending = value.startswith("-")
+        name = value.lstrip("+-").strip()
+        result.append(SortBy(name, descending))
+    return result
+
+
+def _sortby_post(values: Sequence[Any] | None) -> list[SortBy]:
+    return [SortBy(v.field, str(v.direction) in ("desc", "SortDirections.desc")) for v in values or []]
+
+
+def _fields_get(values: Sequence[str] | None) -> tuple[set[str], set[str]]:
+    include: set[str] = set()
+    exclude: set[str] = set()
+    for raw in values or []:
+        value = raw.strip()
+        if value.startswith("-"):
+            exclude.add(value[1:])
+        elif value:
+            include.add(value.lstrip("+"))
+    return include, exclude
+
+
+def _json_param(name: str, value: Any) -> Any:
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameter(f"{name} is not valid JSON: {exc}") from exc
+
+
+@attr.s
+class CoreClient(AsyncBaseCoreClient):
+    """Core STAC API: landing page, collections, items and item search."""
+
+    settings: CatalogSettings = attr.ib(factory=CatalogSettings)
+
+    # -- collections ------------------------------------------------------------------------
+    async def all_collections(self, request: Request, **kwargs: Any) -> Any:
+        """GET /collections, with collection search parameters."""
+        base_url = _base_url(request)
+        params = collection_search.CollectionSearch.from_get(kwargs, self.settings)
+        rows, matched = await collection_search.run(repository(request), params)
+        collections = [collection_document(r, base_url) for r in rows]
+        if params.include or params.exclude:
+            collections = [apply_fields(c, params.include, params.exclude) for c in collections]
+        links = [
+            {"rel": "root", "type": "application/json", "href": base_url},
+            {"rel": "parent", "type": "application/json", "href": base_url},
+            {"rel": "self", "type": "application/json",
+             "href": _url(base_url, "collections", request.query_params)},
+        ]  # fmt: skip
+        if params.offset + len(rows) < matched:
+            links.append(_offset_link(base_url, request, "next", params.offset + params.limit))
+        if params.offset > 0:
+            links.append(_offset_link(base_url, request, "prev", max(0, params.offset - params.limit)))
+        return {
+            "collections": collections,
+            "links": links,
+            "numberMatched": matched,
+            "numberReturned": len(collections),
+        }
+
+    async def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> Any:
+        """GET /collections/{collection_id}."""
+        row = await repository(request).get_collection(collection_id)
+        return collection_document(row, _base_url(request))
+
+    # -- items ------------------------------------------------------------------------------
+    async def get_item(
+        self, item_id: str, collection_id: str, request: Request, **kwargs: Any
+    ) -> Any:
+        """GET /collections/{collection_id}/items/{item_id}."""
+        row = await repository(request).get_item(collection_id, item_id)
+        return item_document(row, _base_url(request))
+
+    async def item_collection(
+        self, collection_id: str, request: Request, **kwargs: Any
+    ) -> Any:
+        """GET /collections/{collection_id}/items (filter, sort, fields, query, paging)."""
+        await repository(request).get_collection(collection_id)
+        kwargs.pop("collections", None)
+        params, include, exclude = self._get_params(kwargs)
+        params.collections = [collection_id]
+        route = f"collections/{quote(collection_id, safe='')}/items"
+        return await self._search(request, params, include, exclude, route, post_body=None)
+
+    async def get_search(self, request: Request, **kwargs: Any) -> Any:
+        """GET /search."""
+        params, include, exclude = self._get_params(kwargs)
+        return await self._search(request, params, include, exclude, "search", post_body=None)
+
+    async def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> Any:
+        """POST /search."""
+        body = await request.json()
+        fields = getattr(search_request, "fields", None)
+        params = SearchParams(
+            collections=search_request.collections,
+            ids=search_request.ids,
+            bbox=search_request.bbox,
+            intersects=body.get("intersects"),
+            datetime=body.get("datetime"),
+            filter=getattr(search_request, "filter_expr", None),
+            filter_lang=getattr(search_request, "filter_lang", None),
+            query=getattr(search_request, "query", None),
+            sortby=_sortby_post(getattr(search_request, "sortby", None)),
+            limit=check_limit(search_request.limit, self.settings.default_limit,
+                              self.settings.max_limit),
+            token=getattr(search_request, "token", None),
+        )  # fmt: skip
+        include = set(fields.include or ()) if fields else set()
+        exclude = set(fields.exclude or ()) if fields else set()
+        return await self._search(request, params, include, exclude, "search", post_body=body)
+
+    def _get_params(self, kwargs: Mapping[str, Any]) -> tuple[SearchParams, set[str], set[str]]:
+        include, exclude = _fields_get(kwargs.get("fields"))
+        params = SearchParams(
+            collections=str2list(kwargs.get("collections")),
+            ids=str2list(kwargs.get("ids")),
+            bbox=parse_bbox(kwargs.get("bbox")),
+            intersects=kwargs.get("intersects"),
+            datetime=kwargs.get("datetime"),
+            filter=kwargs.get("filter_expr"),
+            filter_lang=kwargs.get("filter_lang"),
+            query=_json_param("query", kwargs.get("query")),
+            sortby=_sortby_get(kwargs.get("sortby")),
+            limit=check_limit(kwargs.get("limit"), self.settings.default_limit,
+                              self.settings.max_limit),
+            token=kwargs.get("token"),
+        )  # fmt: skip
+        return params, include, exclude
+
+    async def _search(
+        self,
+        request: Request,
+        params: SearchParams,
+        include: set[str],
+        exclude: set[str],
+        route: str,
+        post_body: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        page = await repository(request).search(params)
+        base_url = _base_url(request)
+        features = [item_document(row, base_url) for row in page.rows]
+        if include or exclude:
+            features = [apply_fields(f, include, exclude) for f in features]
+        links = [{"rel": "root", "type": "application/json", "href": base_url}]
+        if post_body is None:
+            links.append({"rel": "self", "type": "application/geo+json",
+                          "href": _url(base_url, route, request.query_params)})  # fmt: skip
+        if route != "search":
+            links.append({"rel": "collection", "type": "application/json",
+                          "href": base_url + route.rsplit("/", 1)[0]})  # fmt: skip
+        for rel, values, backwards in (
+            ("next", page.next_values, False),
+            ("prev", page.prev_values, True),
+        ):
+            if values is None:
+                continue
+            token = encode_token(page.keys, values, backwards)
+            links.append(_page_link(base_url, route, request, post_body, rel, token))
+        result: dict[str, Any] = {"type": "FeatureCollection", "features": features, "links": links}
+        if page.matched is not None:
+            result["numberMatched"] = page.matched
+        result["numberReturned"] = len(features)
+        return result
+
+
+def _url(base_url: str, route: str, query: Mapping[str, str] | None) -> str:
+    url = base_url + route
+    if query:
+        url += "?" + urlencode(list(query.items()))
+    return url
+
+
+def _page_link(
+    base_url: str,
+    route: str,
+    request: Request,
+    post_body: dict[str, Any] | None,
+    rel: str,
+    token: str,
+) -> dict[str, Any]:
+    if post_body is not None:
+        return {
+            "rel": rel,
+            "type": "application/geo+json",
+            "method": "POST",
+            "href": base_url + route,
+            "body": {**post_body, "token": token},
+            "merge": False,
+        }
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    query.append(("token", token))
+    return {
+        "rel": rel,
+        "type": "application/geo+json",
+        "method": "GET",
+        "href": f"{base_url}{route}?{urlencode(query)}",
+    }
+
+
+def _offset_link(base_url: str, request: Request, rel: str, offset: int) -> dict[str, Any]:
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "offset"]
+    query.append(("offset", str(offset)))
+    return {
+        "rel": rel,
+        "type": "application/json",
+        "href": f"{base_url}collections?{urlencode(query)}",
+    }
+
+
+# -- queryables and sortables ---------------------------------------------------------------
+_CORE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "id": {"title": "Item ID", "type": "string"},
+    "collection": {"title": "Collection ID", "type": "string"},
+    "datetime": {"title": "Acquisition time", "type": "string", "format": "date-time"},
+    "start_datetime": {"title": "Start time", "type": "string", "format": "date-time"},
+    "end_datetime": {"title": "End time", "type": "string", "format": "date-time"},
+    "geometry": {"title": "Footprint", "$ref": "https://geojson.org/schema/Geometry.json"},
+}
+_KIND_SCHEMAS: dict[Kind, dict[str, Any]] = {
+    Kind.STRING: {"type": "string"},
+    Kind.NUMBER: {"type": "number"},
+    Kind.BOOLEAN: {"type": "boolean"},
+    Kind.TIMESTAMP: {"type": "string", "format": "date-time"},
+    Kind.ARRAY: {"type": "array"},
+    Kind.OBJECT: {"type": "object"},
+}
+
+
+def _property_schema(kinds: frozenset[Kind]) -> dict[str, Any]:
+    schemas = [_KIND_SCHEMAS[k] for k in sorted(kinds)]
+    if len(schemas) == 1:
+        return dict(schemas[0])
+    return {"anyOf": schemas}
+
+
+async def _schema(
+    request: Request, collection_id: str | None, title: str, sortable: bool
+) -> dict[str, Any]:
+    repo = repository(request)
+    if collection_id is not None:
+        await repo.get_collection(collection_id)
+    registry = await repo.registry([collection_id] if collection_id else None, fresh=True)
+    base_url = _base_url(request)
+    path = f"collections/{quote(collection_id, safe='')}/" if collection_id else ""
+    properties: dict[str, Any] = {}
+    for name in CORE_FIELDS:
+        if sortable and name == "geometry":
+            continue
+        properties[name] = dict(_CORE_SCHEMAS[name])
+    for name, kinds in sorted(registry.items()):
+        if sortable and not kinds & {Kind.NUMBER, Kind.STRING, Kind.TIMESTAMP, Kind.BOOLEAN}:
+            continue
+        properties.setdefault(name, _property_schema(kinds))
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"{base_url}{path}{'sortables' if sortable else 'queryables'}",
+        "type": "object",
+        "title": title,
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+@attr.s
+class FiltersClient(AsyncBaseFiltersClient):
+    """Queryables: core fields plus every property recorded for the collection(s)."""
+
+    async def get_queryables(
+        self, collection_id: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """GET /queryables and /collections/{collection_id}/queryables."""
+        request: Request = kwargs["request"]
+        title = f"Queryables of {collection_id}" if collection_id else "Queryables"
+        return await _schema(request, collection_id, title, sortable=False)
+
+
+@attr.s
+class SortablesClient(AsyncBaseSortablesClient):
+    """Sortables: the queryables that have an order."""
+
+    async def get_sortables(self, request: Request | None = None, **kwargs: Any) -> dict[str, Any]:
+        """GET /sortables."""
+        assert request is not None
+        return await _schema(request, None, "Sortables", sortable=True)
+
+    async def get_collection_sortables(
+        self, collection_id: str, request: Request | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """GET /collections/{collection_id}/sortables."""
+        assert request is not None
+        return await _schema(request, collection_id, f"Sortables of {collection_id}", True)
+
+    async def get_collections_sortables(
+        self, request: Request | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """GET /collections-sortables: what collection search can sort on."""
+        assert request is not None
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"{_base_url(request)}collections-sortables",
+            "type": "object",
+            "title": "Collection sortables",
+            "properties": collection_search.SORTABLE_SCHEMAS,
+            "additionalProperties": False,
+        }
+
+
+# -- transactions ---------------------------------------------------------------------------
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch (a dozen lines; no maintained library implements it alone)."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result
+
+
+async def _patched(request: Request, current: dict[str, Any]) -> dict[str, Any]:
+    body = await request.json()
+    if isinstance(body, list):
+        try:
+            return jsonpatch.apply_patch(current, body)  # type: ignore[no-any-return]
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            raise InvalidStac(f"JSON patch cannot be applied: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidStac("a PATCH body is a JSON merge patch object or a JSON patch array")
+    return _merge_patch(current, body)  # type: ignore[no-any-return]
+
+
+def _same_id(path_id: str, body: Mapping[str, Any], what: str) -> None:
+    if body.get("id") != path_id:
+        raise InvalidStac(f"{what} id {body.get('id')!r} does not match the URL ({path_id!r})")
+
+
+@attr.s
+class TransactionsClient(AsyncBaseTransactionsClient):
+    """Create, replace, patch and delete collections and items."""
+
+    async def create_item(self, collection_id: str, item: Any, **kwargs: Any) -> Any:
+        """POST /collections/{collection_id}/items: one item or a FeatureCollection."""
+        request: Request = kwargs["request"]
+        body = await request.json()
+        repo = repository(request)
+        if body.get("type") == "FeatureCollection":
+            rows = [item_row(f, collection_id) for f in body.get("features", [])]
+            count = await repo.write_items(collection_id, rows, upsert=False)
+            return Response(
+                orjson.dumps({"created": count}), status_code=201, media_type="application/json"
+            )
+        row = item_row(body, collection_id)
+        await repo.write_items(collection_id, [row], upsert=False)
+        doc = item_document({**row, "collection_id": collection_id}, _base_url(request))
+        return Response(
+            orjson.dumps(doc),
+            status_code=201,
+            media_type="application/geo+json",
+            headers={"Location": doc["links"][0]["href"]},
+        )
+
+    async def update_item(self, collection_id: str, item_id: str, item: Any, **kwargs: Any) -> Any:
+        """PUT /collections/{collection_id}/items/{item_id}."""
+        request: Request = kwargs["request"]
+        body = await request.json()
+        _same_id(item_id, body, "item")
+        row = item_row(body, collection_id)
+        await repository(request).replace_item(collection_id, row)
+        return item_document({**row, "collection_id": collection_id}, _base_url(request))
+
+    async def patch_item(self, collection_id: str, item_id: str, patch: Any, **kwargs: Any) -> Any:
+        """PATCH /collections/{collection_id}/items/{item_id} (merge patch or JSON patch)."""
+        request: Request = kwargs["request"]
+        repo = repository(request)
+        base_url = _base_url(request)
+        current = item_document(await repo.get_item(collection_id, item_id), base_url)
+        updated = await _patched(request, current)
+        _same_id(item_id, updated, "item")
+        row = item_row(updated, collection_id)
+        await repo.replace_item(collection_id, row)
+        return item_document({**row, "collection_id": collection_id}, base_url)
+
+    async def delete_item(self, item_id: str, collection_id: str, **kwargs: Any) -> Any:
+        """DELETE /collections/{collection_id}/items/{item_id}."""
+        await repository(kwargs["request"]).delete_item(collection_id, item_id)
+        return Response(status_code=204)
+
+    async def create_collection(self, collection: Any, **kwargs: Any) -> Any:
+        """POST /collections."""
+        request: Request = kwargs["request"]
+        row = collection_row(await request.json())
+        await repository(request).create_collection(row)
+        doc = collection_document(row, _base_url(request))
+        return Response(
+            orjson.dumps(doc),
+            status_code=201,
+            media_type="application/json",
+            headers={"Location": doc["links"][0]["href"]},
+        )
+
+    async def update_collection(self, collection_id: str, collection: Any, **kwargs: Any) -> Any:
+        """PUT /collections/{collection_id}."""
+        request: Request = kwargs["request"]
+        body = await request.json()
+        _same_id(collection_id, body, "collection")
+        row = collection_row(body)
+        await repository(request).update_collection(row)
+        return collection_document(row, _base_url(request))
+
+    async def patch_collection(self, collection_id: str, patch: Any, **kwargs: Any) -> Any:
+        """PATCH /collections/{collection_id} (merge patch or JSON patch)."""
+        request: Request = kwargs["request"]
+        repo = repository(request)
+        base_url = _base_url(request)
+        current = collection_document(await repo.get_collection(collection_id), base_url)
+        updated = await _patched(request, current)
+        _same_id(collection_id, updated, "collection")
+        row = collection_row(updated)
+        await repo.update_collection(row)
+        return collection_document(row, base_url)
+
+    async def delete_collection(self, collection_id: str, **kwargs: Any) -> Any:
+        """DELETE /collections/{collection_id} and all its items."""
+        await repository(kwargs["request"]).delete_collection(collection_id)
+        return Response(status_code=204)
+
+
+@attr.s
+class BulkTransactionsClient(AsyncBaseBulkTransactionsClient):
+    """POST /collections/{collection_id}/bulk_items: many items in one transaction."""
+
+    async def bulk_item_insert(self, items: Items, **kwargs: Any) -> Any:
+        """Insert (or upsert) every item, all or nothing."""
+        request: Request = kwargs["request"]
+        collection_id = request.path_params["collection_id"]
+        rows = []
+        for key, item in items.items.items():
+            if isinstance(item, dict) and item.get("id") not in (None, key):
+                raise InvalidStac(f"bulk item key {key!r} differs from its id {item.get('id')!r}")
+            rows.append(item_row(item, collection_id))
+        count = await repository(request).write_items(
+            collection_id, rows, upsert=items.method == "upsert"
+        )
+        return {"received": len(rows), "success": count, "skipped": 0, "errors": []}
+
+
+__all__ = [
+    "BulkTransactionsClient",
+    "CoreClient",
+    "FiltersClient",
+    "SortablesClient",
+    "TransactionsClient",
+    "Page",
+]

@@ -1,0 +1,178 @@
+"""Collection search: bbox, datetime, free text ``q``, CQL2 ``filter``, sortby, limit/offset."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Text, and_, case, func, literal, literal_column, or_
+from sqlalchemy.sql.elements import ColumnElement
+
+from . import cql2
+from .errors import InvalidParameter, InvalidSortBy, UnknownQueryable
+from .geometry import as_sql, bbox_shape
+from .models import Collection
+from .queryables import Field, Kind
+from .requests import parse_bbox
+from .search import check_limit
+from .settings import CatalogSettings
+from .timeparse import parse_interval
+
+if TYPE_CHECKING:
+    from .repository import CatalogRepository
+
+
+def _content_text(name: str) -> ColumnElement[Any]:
+    value = Collection.content.op("->")(literal(name, Text, literal_execute=True))
+    return case(
+        (func.jsonb_typeof(value) == literal_column("'string'"),
+         Collection.content.op("->>")(literal(name, Text, literal_execute=True)))
+    )  # fmt: skip
+
+
+def _content_array(name: str) -> ColumnElement[Any]:
+    value = Collection.content.op("->")(literal(name, Text, literal_execute=True))
+    return case((func.jsonb_typeof(value) == literal_column("'array'"), value))
+
+
+COLLECTION_FIELDS: dict[str, Field] = {
+    "id": Field("id", frozenset({Kind.STRING}), Collection.id),
+    "title": Field("title", frozenset({Kind.STRING}), _content_text("title")),
+    "description": Field("description", frozenset({Kind.STRING}), _content_text("description")),
+    "license": Field("license", frozenset({Kind.STRING}), _content_text("license")),
+    "keywords": Field("keywords", frozenset({Kind.ARRAY}), _content_array("keywords")),
+    "datetime": Field(
+        "datetime", frozenset({Kind.TIMESTAMP}), Collection.start_datetime,
+        Collection.end_datetime,
+    ),  # fmt: skip
+    "start_datetime": Field("start_datetime", frozenset({Kind.TIMESTAMP}), Collection.start_datetime),
+    "end_datetime": Field("end_datetime", frozenset({Kind.TIMESTAMP}), Collection.end_datetime),
+    "geometry": Field("geometry", frozenset({Kind.GEOMETRY}), Collection.spatial),
+}
+SORTABLE_SCHEMAS: dict[str, Any] = {
+    "id": {"type": "string"},
+    "title": {"type": "string"},
+    "license": {"type": "string"},
+    "datetime": {"type": "string", "format": "date-time"},
+    "start_datetime": {"type": "string", "format": "date-time"},
+    "end_datetime": {"type": "string", "format": "date-time"},
+}
+
+
+def resolve_collection_field(name: str) -> Field:
+    """A queryable of collection search."""
+    found = COLLECTION_FIELDS.get(name)
+    if found is None:
+        raise UnknownQueryable(f"collections cannot be filtered on {name!r}", field=name)
+    return found
+
+
+@dataclass
+class CollectionSearch:
+    """A normalized collection search."""
+
+    bbox: list[float] | None = None
+    datetime: str | None = None
+    q: list[str] = field(default_factory=list)
+    filter: Any = None
+    filter_lang: str | None = None
+    sortby: list[tuple[str, bool]] = field(default_factory=list)
+    include: set[str] = field(default_factory=set)
+    exclude: set[str] = field(default_factory=set)
+    limit: int = 10
+    offset: int = 0
+
+    @classmethod
+    def from_get(cls, kwargs: Mapping[str, Any], settings: CatalogSettings) -> "CollectionSearch":
+        """From the keyword arguments stac-fastapi passes to ``all_collections``."""
+        sortby = []
+        for raw in kwargs.get("sortby") or []:
+            value = raw.strip()
+            if value:
+                sortby.append((value.lstrip("+-"), value.startswith("-")))
+        include, exclude = set(), set()
+        for raw in kwargs.get("fields") or []:
+            (exclude if raw.startswith("-") else include).add(raw.lstrip("+-"))
+        offset = kwargs.get("offset") or 0
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidParameter(f"offset must be a non-negative integer, got {offset!r}")
+        return cls(
+            bbox=parse_bbox(kwargs.get("bbox")),
+            datetime=kwargs.get("datetime"),
+            q=[t.strip() for t in kwargs.get("q") or [] if t and t.strip()],
+            filter=kwargs.get("filter_expr"),
+            filter_lang=kwargs.get("filter_lang"),
+            sortby=sortby,
+            include=include,
+            exclude=exclude,
+            limit=check_limit(kwargs.get("limit"), settings.default_limit, settings.max_limit),
+            offset=offset,
+        )
+
+
+def bbox_filter(bbox: list[float] | None) -> ColumnElement[bool] | None:
+    """Collections whose spatial extent intersects the bbox."""
+    if not bbox:
+        return None
+    return func.ST_Intersects(Collection.spatial, as_sql(bbox_shape(bbox)))
+
+
+def datetime_filter(value: str | None) -> ColumnElement[bool] | None:
+    """Collections whose temporal extent (open ends allowed) meets the instant or interval."""
+    if not value:
+        return None
+    start, end = parse_interval(value)
+    clauses = []
+    if end is not None:
+        clauses.append(or_(Collection.start_datetime.is_(None), Collection.start_datetime <= end))
+    if start is not None:
+        clauses.append(or_(Collection.end_datetime.is_(None), Collection.end_datetime >= start))
+    return and_(*clauses)
+
+
+def q_filter(terms: list[str]) -> ColumnElement[bool] | None:
+    """Free text: any term (comma-separated in ``q``) found in id, title, description, keywords."""
+    if not terms:
+        return None
+    query = func.plainto_tsquery(literal_column("'simple'::regconfig"), terms[0])
+    for term in terms[1:]:
+        query = query.op("||")(
+            func.plainto_tsquery(literal_column("'simple'::regconfig"), term)
+        )
+    return Collection.search_vector.op("@@")(query)
+
+
+def filter_filter(value: Any, lang: str | None) -> ColumnElement[bool] | None:
+    """CQL2 over collection fields (id, title, description, license, keywords, datetime...)."""
+    if value is None or value == "" or value == {}:
+        return None
+    return cql2.compile_filter(cql2.parse(value, lang), {}, resolver=resolve_collection_field)
+
+
+def order(sortby: list[tuple[str, bool]]) -> list[ColumnElement[Any]]:
+    """ORDER BY for collection search (by id when nothing is asked)."""
+    clauses = []
+    for name, descending in sortby:
+        if name not in SORTABLE_SCHEMAS:
+            raise InvalidSortBy(f"collections cannot be sorted on {name!r}")
+        expr = COLLECTION_FIELDS[name].expr()
+        clauses.append((expr.desc() if descending else expr.asc()).nulls_last())
+    return clauses
+
+
+async def run(
+    repo: "CatalogRepository", params: CollectionSearch
+) -> tuple[list[dict[str, Any]], int]:
+    """Execute a collection search."""
+    clauses = [
+        c
+        for c in (
+            bbox_filter(params.bbox),
+            datetime_filter(params.datetime),
+            q_filter(params.q),
+            filter_filter(params.filter, params.filter_lang),
+        )
+        if c is not None
+    ]
+    return await repo.list_collections(clauses, order(params.sortby), params.limit, params.offset)
+
+

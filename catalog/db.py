@@ -1,0 +1,41 @@
+"""Database engine lifecycle and migrations."""
+
+from pathlib import Path
+
+from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .settings import DatabaseSettings
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def sync_url(url: str) -> str:
+    """Return ``url`` with the psycopg 3 driver, whatever scheme it was given with."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() not in ("postgresql", "postgres", "postgis"):
+        raise ValueError(f"not a PostgreSQL URL: {parsed.render_as_string(hide_password=True)}")
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
+    """Create the async engine the API uses (psycopg 3, pooled)."""
+    options = f"-c statement_timeout={settings.statement_timeout_ms}"
+    return create_async_engine(
+        sync_url(url),
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_pre_ping=True,
+        connect_args={"options": options, "application_name": "terracat"},
+    )
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Upgrade the database at ``url`` to ``revision`` with Alembic."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(_ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
+    command.upgrade(config, revision)

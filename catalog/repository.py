@@ -1,0 +1,422 @@
+"""All SQL of the catalogue. Driver errors are translated into domain errors here, once."""
+
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Select,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
+
+from .errors import Conflict, NotFound, Unavailable, UnknownQueryable
+from .geometry import as_sql
+from .models import Collection, Item, Queryable
+from .queryables import Kind, json_kind, property_kinds
+from .search import (
+    SearchParams,
+    SortKey,
+    decode_token,
+    keyset_filter,
+    order_by,
+    order_by_reversed,
+    sort_keys,
+    where_clauses,
+)
+from .serializers import summaries_kinds
+
+Registry = dict[str, frozenset[Kind]]
+
+
+@dataclass
+class Page:
+    """One page of search results with the tokens to its neighbours."""
+
+    rows: list[dict[str, Any]]
+    next_values: list[Any] | None
+    prev_values: list[Any] | None
+    keys: list[SortKey]
+    matched: int | None
+
+
+_ITEM_COLUMNS = (Item.collection_id, Item.id, Item.properties, Item.content)
+
+
+class CatalogRepository:
+    """Reads and writes collections and items on an async SQLAlchemy engine."""
+
+    def __init__(self, engine: AsyncEngine, count_limit: int = 10_000) -> None:
+        self.engine = engine
+        self.count_limit = count_limit
+        self._registry_cache: dict[str, tuple[float, Registry]] = {}
+        self._known_kinds: set[tuple[str, str, str]] = set()
+
+    @asynccontextmanager
+    async def _connect(self, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        try:
+            if write:
+                async with self.engine.begin() as conn:
+                    yield conn
+            else:
+                async with self.engine.connect() as conn:
+                    yield conn
+        except IntegrityError as exc:
+            raise Conflict(f"conflicts with stored data: {exc.orig}") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated or "statement timeout" in str(exc.orig):
+                raise Unavailable("the database did not answer in time") from exc
+            raise
+
+    # -- collections ---------------------------------------------------------------------
+    async def get_collection(self, collection_id: str) -> dict[str, Any]:
+        """One collection row, or NotFound."""
+        async with self._connect() as conn:
+            row = (
+                await conn.execute(
+                    select(Collection.id, Collection.content).where(Collection.id == collection_id)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"collection {collection_id!r} does not exist")
+        return dict(row._mapping)
+
+    async def collection_exists(self, conn: AsyncConnection, collection_id: str) -> None:
+        """Raise NotFound unless the collection exists."""
+        found = await conn.scalar(select(Collection.id).where(Collection.id == collection_id))
+        if found is None:
+            raise NotFound(f"collection {collection_id!r} does not exist")
+
+    async def list_collections(
+        self,
+        clauses: Sequence[ColumnElement[bool]],
+        order: Sequence[ColumnElement[Any]],
+        limit: int,
+        offset: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of collections matching ``clauses``, and how many match in all."""
+        query = select(Collection.id, Collection.content).where(*clauses)
+        async with self._connect() as conn:
+            rows = (
+                await conn.execute(
+                    query.order_by(*order, Collection.id).limit(limit).offset(offset)
+                )
+            ).all()
+            matched = await conn.scalar(select(func.count()).select_from(query.subquery()))
+        return [dict(r._mapping) for r in rows], int(matched or 0)
+
+    def _collection_values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        spatial = row["spatial"]
+        return {
+            "content": row["content"],
+            "search_text": row["search_text"],
+            "spatial": as_sql(spatial) if spatial is not None else None,
+            "start_datetime": row["start_datetime"],
+            "end_datetime": row["end_datetime"],
+        }
+
+    async def create_collection(self, row: Mapping[str, Any]) -> None:
+        """Insert a collection; Conflict if the id exists."""
+        async with self._connect(write=True) as conn:
+            result = await conn.execute(
+                insert(Collection)
+                .values(id=row["id"], **self._collection_values(row))
+                .on_conflict_do_nothing(index_elements=[Collection.id])
+                .returning(Collection.id)
+            )
+            if result.first() is None:
+                raise Conflict(f"collection {row['id']!r} already exists")
+            await self._register_summaries(conn, row)
+
+    async def update_collection(self, row: Mapping[str, Any]) -> None:
+        """Replace a collection; NotFound if it does not exist."""
+        async with self._connect(write=True) as conn:
+            result = await conn.execute(
+                update(Collection)
+                .where(Collection.id == row["id"])
+                .values(updated=func.now(), **self._collection_values(row))
+                .returning(Collection.id)
+            )
+            if result.first() is None:
+                raise NotFound(f"collection {row['id']!r} does not exist")
+            await self._register_summaries(conn, row)
+
+    async def delete_collection(self, collection_id: str) -> None:
+        """Delete a collection and its items."""
+        async with self._connect(write=True) as conn:
+            result = await conn.execute(
+                delete(Collection).where(Collection.id == collection_id).returning(Collection.id)
+            )
+            if result.first() is None:
+                raise NotFound(f"collection {collection_id!r} does not exist")
+        self._forget(collection_id)
+
+    async def _register_summaries(self, conn: AsyncConnection, row: Mapping[str, Any]) -> None:
+        pairs = {
+            (name, kind)
+            for name, value in summaries_kinds(row["content"].get("summaries"))
+            if (kind := json_kind(value)) is not None
+        }
+        await self._register(conn, row["id"], pairs)
+        self._forget(row["id"])
+
+    # -- queryables registry ---------------------------------------------------------------
+    async def _register(
+        self, conn: AsyncConnection, collection_id: str, pairs: set[tuple[str, Kind]]
+    ) -> None:
+        new = sorted(
+            (collection_id, name, kind.value)
+            for name, kind in pairs
+            if (collection_id, name, kind.value) not in self._known_kinds
+        )
+        if not new:
+            return
+        await conn.execute(
+            insert(Queryable)
+            .values([{"collection_id": c, "name": n, "kind": k} for c, n, k in new])
+            .on_conflict_do_nothing()
+        )
+        self._known_kinds.update(new)
+        self._forget(collection_id)
+
+    def _forget(self, collection_id: str) -> None:
+        self._registry_cache.clear()
+        self._known_kinds = {k for k in self._known_kinds if k[0] != collection_id}
+
+    async def registry(
+        self, collections: Sequence[str] | None = None, fresh: bool = False, ttl: float = 10.0
+    ) -> Registry:
+        """Property name -> kinds over the given collections (all when None)."""
+        key = ",".join(sorted(collections)) if collections else "*"
+        cached = self._registry_cache.get(key)
+        if cached and not fresh and time.monotonic() - cached[0] < ttl:
+            return cached[1]
+        query = select(Queryable.name, Queryable.kind)
+        if collections:
+            query = query.where(Queryable.collection_id.in_(collections))
+        async with self._connect() as conn:
+            rows = (await conn.execute(query.distinct())).all()
+        registry: dict[str, set[Kind]] = {}
+        for name, kind in rows:
+            registry.setdefault(name, set()).add(Kind(kind))
+        frozen = {name: frozenset(kinds) for name, kinds in registry.items()}
+        self._registry_cache[key] = (time.monotonic(), frozen)
+        return frozen
+
+    # -- items -------------------------------------------------------------------------------
+    async def get_item(self, collection_id: str, item_id: str) -> dict[str, Any]:
+        """One item row, or NotFound (naming what is missing)."""
+        async with self._connect() as conn:
+            row = (
+                await conn.execute(
+                    select(*_ITEM_COLUMNS).where(
+                        Item.collection_id == collection_id, Item.id == item_id
+                    )
+                )
+            ).first()
+            if row is None:
+                await self.collection_exists(conn, collection_id)
+                raise NotFound(f"item {item_id!r} does not exist in collection {collection_id!r}")
+        return dict(row._mapping)
+
+    async def write_items(
+        self, collection_id: str, rows: Sequence[Mapping[str, Any]], upsert: bool
+    ) -> int:
+        """Insert (or upsert) checked item rows in one transaction; Conflict on existing ids.
+
+        Rows go to PostgreSQL as one JSON parameter, sorted by id so that concurrent batches
+        into one collection lock in the same order and cannot deadlock.
+        """
+        if not rows:
+            return 0
+        by_id = {r["id"]: r for r in rows}
+        if len(by_id) != len(rows):
+            raise Conflict("the same item id appears more than once in the request")
+        payload = orjson.dumps(
+            [
+                {
+                    "id": r["id"],
+                    "geometry": r["geometry"],
+                    "datetime": r["datetime"].isoformat(),
+                    "end_datetime": r["end_datetime"].isoformat(),
+                    "properties": r["properties"],
+                    "content": r["content"],
+                }
+                for r in sorted(rows, key=lambda r: r["id"])
+            ]
+        ).decode()
+        pairs = property_kinds(r["properties"] for r in rows)
+        async with self._connect(write=True) as conn:
+            await self.collection_exists(conn, collection_id)
+        if pairs:
+            # Own short transaction: a queryable recorded for a batch that later fails is
+            # harmless, and keeping it apart keeps the item insert's lock order simple.
+            async with self._connect(write=True) as conn:
+                await self._register(conn, collection_id, pairs)
+        async with self._connect(write=True) as conn:
+            written = await conn.execute(
+                _bulk_insert(upsert),
+                {"collection_id": collection_id, "rows": payload},
+            )
+            ids = {r[0] for r in written}
+            if len(ids) != len(rows):
+                existing = sorted(set(by_id) - ids)
+                await conn.rollback()
+                raise Conflict(
+                    f"{len(existing)} item(s) already exist in {collection_id!r}: "
+                    + ", ".join(existing[:20]),
+                    ids=existing,
+                )
+        return len(ids)
+
+    async def replace_item(self, collection_id: str, row: Mapping[str, Any]) -> None:
+        """Replace an existing item; NotFound if it does not exist."""
+        pairs = property_kinds([row["properties"]])
+        async with self._connect(write=True) as conn:
+            await self._register(conn, collection_id, pairs)
+            result = await conn.execute(
+                update(Item)
+                .where(Item.collection_id == collection_id, Item.id == row["id"])
+                .values(
+                    geometry=_geometry_sql(row["geometry"]),
+                    datetime=row["datetime"],
+                    end_datetime=row["end_datetime"],
+                    properties=row["properties"],
+                    content=row["content"],
+                    updated=func.now(),
+                )
+                .returning(Item.id)
+            )
+            if result.first() is None:
+                await self.collection_exists(conn, collection_id)
+                raise NotFound(f"item {row['id']!r} does not exist in {collection_id!r}")
+
+    async def delete_item(self, collection_id: str, item_id: str) -> None:
+        """Delete one item; NotFound if it does not exist."""
+        async with self._connect(write=True) as conn:
+            result = await conn.execute(
+                delete(Item)
+                .where(Item.collection_id == collection_id, Item.id == item_id)
+                .returning(Item.id)
+            )
+            if result.first() is None:
+                await self.collection_exists(conn, collection_id)
+                raise NotFound(f"item {item_id!r} does not exist in {collection_id!r}")
+
+    # -- search ------------------------------------------------------------------------------
+    async def search(self, params: SearchParams) -> Page:
+        """One page of items for ``params`` with keyset paging."""
+        registry = await self.registry(params.collections)
+        try:
+            clauses = where_clauses(params, registry)
+            keys = sort_keys(params.sortby, registry)
+        except UnknownQueryable:
+            # The registry may be a few seconds stale: look again before refusing the name.
+            registry = await self.registry(params.collections, fresh=True)
+            clauses = where_clauses(params, registry)
+            keys = sort_keys(params.sortby, registry)
+        return await self._page(params, clauses, keys)
+
+    async def _page(
+        self, params: SearchParams, clauses: list[ColumnElement[bool]], keys: list[SortKey]
+    ) -> Page:
+        backwards = False
+        page_clauses = list(clauses)
+        if params.token:
+            values, backwards = decode_token(params.token, keys)
+            page_clauses.append(keyset_filter(keys, values, backwards))
+        order = order_by_reversed(keys) if backwards else order_by(keys)
+        key_columns = [k.expr.label(f"_k{i}") for i, k in enumerate(keys)]
+        query = (
+            select(*_ITEM_COLUMNS, *key_columns)
+            .where(*page_clauses)
+            .order_by(*order)
+            .limit(params.limit + 1)
+        )
+        async with self._connect() as conn:
+            rows = [dict(r._mapping) for r in (await conn.execute(query)).all()]
+            matched = await self._count(conn, clauses)
+        more = len(rows) > params.limit
+        rows = rows[: params.limit]
+        if backwards:
+            rows.reverse()
+
+        def values(row: Mapping[str, Any]) -> list[Any]:
+            return [row[f"_k{i}"] for i in range(len(keys))]
+
+        has_next = more if not backwards else True
+        has_prev = (more if backwards else params.token is not None) and bool(rows)
+        return Page(
+            rows=rows,
+            next_values=values(rows[-1]) if rows and has_next else None,
+            prev_values=values(rows[0]) if has_prev else None,
+            keys=keys,
+            matched=matched,
+        )
+
+    async def _count(
+        self, conn: AsyncConnection, clauses: list[ColumnElement[bool]]
+    ) -> int | None:
+        """Exact count up to ``count_limit``; above it, the planner's estimate."""
+        if self.count_limit <= 0:
+            return None
+        capped = select(literal_column("1")).select_from(Item).where(*clauses)
+        exact = await conn.scalar(
+            select(func.count()).select_from(capped.limit(self.count_limit + 1).subquery())
+        )
+        if exact is None or exact <= self.count_limit:
+            return int(exact or 0)
+        return max(await self._estimate(conn, capped), self.count_limit + 1)
+
+    async def _estimate(self, conn: AsyncConnection, query: Select[Any]) -> int:
+        compiled = query.compile(conn.engine, compile_kwargs={"render_postcompile": True})
+        plan = await conn.scalar(
+            text("EXPLAIN (FORMAT JSON) " + str(compiled)), compiled.params
+        )
+        if isinstance(plan, str):
+            plan = orjson.loads(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def _geometry_sql(geometry: Any) -> Any:
+    if geometry is None:
+        return None
+    return func.ST_SetSRID(func.ST_GeomFromGeoJSON(orjson.dumps(geometry).decode()), 4326)
+
+
+_RECORD = (
+    "r(id text, geometry jsonb, datetime timestamptz, end_datetime timestamptz, "
+    "properties jsonb, content jsonb)"
+)
+
+
+def _bulk_insert(upsert: bool) -> Any:
+    conflict = (
+        "DO UPDATE SET geometry = EXCLUDED.geometry, datetime = EXCLUDED.datetime, "
+        "end_datetime = EXCLUDED.end_datetime, properties = EXCLUDED.properties, "
+        "content = EXCLUDED.content, updated = now()"
+        if upsert
+        else "DO NOTHING"
+    )
+    return text(
+        "INSERT INTO items (collection_id, id, geometry, datetime, end_datetime, properties, "
+        "content) "
+        "SELECT :collection_id, r.id, "
+        "CASE WHEN jsonb_typeof(r.geometry) = 'object' "
+        "THEN ST_SetSRID(ST_GeomFromGeoJSON(r.geometry), 4326) END, "
+        "r.datetime, r.end_datetime, r.properties, r.content "
+        f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS {_RECORD} ORDER BY r.id "
+        f"ON CONFLICT (collection_id, id) {conflict} RETURNING id"
+    )
+

@@ -1,0 +1,87 @@
+"""Request models of the STAC API, declared once at the edge.
+
+They replace stac-fastapi's base GET models so that ``bbox``, ``datetime`` and ``limit`` reach
+our own parsers (stable error codes, 400 for a limit above the maximum instead of silently
+cropping it, 3D bboxes).
+"""
+
+from typing import Annotated
+
+import attr
+from fastapi import Path, Query
+from pydantic import Field
+from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest, str2list
+
+from .errors import InvalidBBox
+
+_BBOX = Query(
+    description="Only items intersecting this box: west,south,east,north (or with min/max "
+    "elevation: 6 numbers). west > east crosses the antimeridian.",
+    openapi_examples={"user-provided": {"value": None}, "Madrid": {"value": "-3.9,40.3,-3.5,40.6"}},
+)
+_DATETIME = Query(
+    description="RFC 3339 instant or interval (open ends as '..'); items whose time span meets it.",
+    openapi_examples={
+        "user-provided": {"value": None},
+        "interval": {"value": "2024-01-01T00:00:00Z/2024-02-01T00:00:00Z"},
+        "open": {"value": "2024-01-01T00:00:00Z/.."},
+    },
+)
+_LIMIT = Query(description="Page size (1 to the server maximum, 10000 by default).")
+
+
+def parse_bbox(value: str | None) -> list[float] | None:
+    """A comma-separated bbox query parameter as numbers."""
+    if not value:
+        return None
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError as exc:
+        raise InvalidBBox(f"bbox must be 4 or 6 comma-separated numbers: {value!r}") from exc
+
+
+def _list(value: str | None) -> list[str] | None:
+    return str2list(value)
+
+
+@attr.s
+class SearchGetRequest(APIRequest):
+    """GET /search base parameters."""
+
+    collections: Annotated[str | None, Query(description="Collection ids, comma-separated.")] = (
+        attr.ib(default=None)
+    )
+    ids: Annotated[str | None, Query(description="Item ids, comma-separated.")] = attr.ib(
+        default=None
+    )
+    bbox: Annotated[str | None, _BBOX] = attr.ib(default=None)
+    intersects: Annotated[str | None, Query(description="A GeoJSON geometry (URL-encoded).")] = (
+        attr.ib(default=None)
+    )
+    datetime: Annotated[str | None, _DATETIME] = attr.ib(default=None)
+    limit: Annotated[int | None, _LIMIT] = attr.ib(default=None)
+
+
+@attr.s
+class ItemsGetRequest(APIRequest):
+    """GET /collections/{collection_id}/items base parameters."""
+
+    collection_id: Annotated[str, Path(description="Collection ID")] = attr.ib()
+    bbox: Annotated[str | None, _BBOX] = attr.ib(default=None)
+    datetime: Annotated[str | None, _DATETIME] = attr.ib(default=None)
+    limit: Annotated[int | None, _LIMIT] = attr.ib(default=None)
+
+
+@attr.s
+class CollectionsGetRequest(APIRequest):
+    """GET /collections base parameters (collection search)."""
+
+    bbox: Annotated[str | None, _BBOX] = attr.ib(default=None)
+    datetime: Annotated[str | None, _DATETIME] = attr.ib(default=None)
+    limit: Annotated[int | None, _LIMIT] = attr.ib(default=None)
+
+
+class SearchPostRequest(BaseSearchPostRequest):
+    """POST /search body; ``limit`` is range-checked by the client, not cropped."""
+
+    limit: int | None = Field(default=None, description="Page size (1 to the server maximum).")

@@ -1,0 +1,258 @@
+"""STAC documents <-> database rows. Incoming documents are checked here before any write."""
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import shapely
+import shapely.geometry
+
+from .errors import InvalidBBox, InvalidDatetime, InvalidGeometry, InvalidStac
+from .geometry import bbox_shape, fix_shape, normalize_bbox, parse_geojson
+from .timeparse import parse_instant
+
+STAC_VERSION = "1.1.0"
+GENERATED_RELS = frozenset({"self", "root", "parent", "collection", "items", "queryables",
+                            "http://www.opengis.net/def/rel/ogc/1.0/queryables"})  # fmt: skip
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+_ID = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,256}$")
+
+
+def check_id(value: Any, what: str = "id") -> str:
+    """A usable STAC id: 1-256 characters, no slash, backslash or control character."""
+    if not isinstance(value, str) or not _ID.match(value) or value in (".", ".."):
+        raise InvalidStac(
+            f"{what} must be 1-256 characters without '/', '\\' or control characters: {value!r}"
+        )
+    return value
+
+
+def _links(value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(link, dict) and isinstance(link.get("href"), str) and isinstance(
+            link.get("rel"), str) for link in value
+    ):
+        raise InvalidStac("links must be a list of objects with string href and rel")
+    return [link for link in value if link["rel"] not in GENERATED_RELS]
+
+
+# -- items -------------------------------------------------------------------------------------
+def item_row(item: Mapping[str, Any], collection_id: str) -> dict[str, Any]:
+    """Check a STAC item and split it into the columns of ``items``."""
+    if not isinstance(item, Mapping):
+        raise InvalidStac("an item must be a JSON object")
+    if item.get("type") != "Feature":
+        raise InvalidStac("item type must be 'Feature'")
+    item_id = check_id(item.get("id"), "item id")
+    if item.get("collection") not in (None, collection_id):
+        raise InvalidStac(
+            f"item {item_id!r} names collection {item.get('collection')!r}, "
+            f"but is written to {collection_id!r}"
+        )
+    properties = item.get("properties")
+    if not isinstance(properties, dict):
+        raise InvalidStac(f"item {item_id!r}: properties must be an object")
+    start, end = _item_span(item_id, properties)
+    content = {k: v for k, v in item.items() if k not in ("id", "collection", "properties")}
+    content["type"] = "Feature"
+    content.setdefault("stac_version", STAC_VERSION)
+    if not isinstance(content.get("stac_extensions", []), list):
+        raise InvalidStac(f"item {item_id!r}: stac_extensions must be a list")
+    if not isinstance(content.setdefault("assets", {}), dict):
+        raise InvalidStac(f"item {item_id!r}: assets must be an object")
+    content["links"] = _links(item.get("links"))
+    geometry = item.get("geometry")
+    if geometry is None:
+        content["geometry"] = None
+        if item.get("bbox") is not None:
+            raise InvalidStac(f"item {item_id!r}: bbox must be absent when geometry is null")
+    else:
+        try:
+            raw = parse_geojson(geometry)
+        except InvalidGeometry as exc:
+            raise InvalidStac(f"item {item_id!r}: {exc.description}") from exc
+        shape = fix_shape(raw)
+        if shape is not raw:
+            content["geometry"] = shapely.geometry.mapping(shape)
+        content["bbox"] = _bbox(item_id, item.get("bbox"), shape)
+    return {
+        "id": item_id,
+        "geometry": content["geometry"],
+        "datetime": start,
+        "end_datetime": end,
+        "properties": properties,
+        "content": content,
+    }
+
+
+def _item_span(item_id: str, properties: Mapping[str, Any]) -> tuple[datetime, datetime]:
+    def instant(name: str) -> datetime | None:
+        value = properties.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise InvalidStac(f"item {item_id!r}: {name} must be an RFC 3339 string")
+        try:
+            return parse_instant(value)
+        except InvalidDatetime as exc:
+            raise InvalidStac(f"item {item_id!r}: {name}: {exc.description}") from exc
+
+    if "datetime" not in properties:
+        raise InvalidStac(f"item {item_id!r}: properties.datetime is required (may be null)")
+    moment, start, end = instant("datetime"), instant("start_datetime"), instant("end_datetime")
+    if moment is None and (start is None or end is None):
+        raise InvalidStac(
+            f"item {item_id!r}: datetime is null, so start_datetime and end_datetime are required"
+        )
+    if start is not None and end is not None and start > end:
+        raise InvalidStac(f"item {item_id!r}: start_datetime is after end_datetime")
+    first = start if start is not None else moment
+    last = end if end is not None else moment
+    assert first is not None and last is not None
+    return first, last
+
+
+def _bbox(item_id: str, given: Any, shape: shapely.Geometry) -> list[float]:
+    if given is None:
+        return [float(v) for v in shape.bounds]
+    if not isinstance(given, list):
+        raise InvalidStac(f"item {item_id!r}: bbox must be an array of 4 or 6 numbers")
+    try:
+        normalize_bbox(given)
+    except InvalidBBox as exc:
+        raise InvalidStac(f"item {item_id!r}: {exc.description}") from exc
+    return given
+
+
+def item_document(row: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    """The STAC item for a row of ``items`` (id, collection_id, properties, content)."""
+    content = row["content"]
+    collection_id, item_id = row["collection_id"], row["id"]
+    item: dict[str, Any] = {
+        "type": "Feature",
+        "stac_version": content.get("stac_version", STAC_VERSION),
+        "stac_extensions": content.get("stac_extensions", []),
+        "id": item_id,
+        "collection": collection_id,
+        "geometry": content.get("geometry"),
+    }
+    if content.get("bbox") is not None:
+        item["bbox"] = content["bbox"]
+    item["properties"] = row["properties"]
+    collection_url = f"{base_url}collections/{quote(collection_id, safe='')}"
+    item["links"] = [
+        {"rel": "self", "type": "application/geo+json",
+         "href": f"{collection_url}/items/{quote(item_id, safe='')}"},
+        {"rel": "parent", "type": "application/json", "href": collection_url},
+        {"rel": "collection", "type": "application/json", "href": collection_url},
+        {"rel": "root", "type": "application/json", "href": base_url},
+        *content.get("links", []),
+    ]  # fmt: skip
+    item["assets"] = content.get("assets", {})
+    for key, value in content.items():
+        if key not in item and key not in ("links", "bbox"):
+            item[key] = value
+    return item
+
+
+# -- collections -------------------------------------------------------------------------------
+def collection_row(collection: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a STAC collection and derive the searchable columns of ``collections``."""
+    if not isinstance(collection, Mapping):
+        raise InvalidStac("a collection must be a JSON object")
+    if collection.get("type", "Collection") != "Collection":
+        raise InvalidStac("collection type must be 'Collection'")
+    collection_id = check_id(collection.get("id"), "collection id")
+    content = {k: v for k, v in collection.items() if k != "id"}
+    content["type"] = "Collection"
+    content.setdefault("stac_version", STAC_VERSION)
+    content.setdefault("description", "")
+    content.setdefault("license", "other")
+    content["links"] = _links(collection.get("links"))
+    extent = content.setdefault(
+        "extent", {"spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]]},
+                   "temporal": {"interval": [[None, None]]}}
+    )  # fmt: skip
+    spatial, start, end = _extent(collection_id, extent)
+    keywords = content.get("keywords") or []
+    if not isinstance(keywords, list):
+        raise InvalidStac(f"collection {collection_id!r}: keywords must be a list")
+    text_parts = [collection_id, content.get("title") or "", content.get("description") or ""]
+    text_parts += [str(k) for k in keywords]
+    return {
+        "id": collection_id,
+        "content": content,
+        "search_text": " ".join(p for p in text_parts if isinstance(p, str)),
+        "spatial": spatial,
+        "start_datetime": start,
+        "end_datetime": end,
+    }
+
+
+def _extent(
+    collection_id: str, extent: Any
+) -> tuple[shapely.Geometry | None, datetime | None, datetime | None]:
+    try:
+        bboxes = extent["spatial"]["bbox"]
+        intervals = extent["temporal"]["interval"]
+        assert isinstance(bboxes, list) and isinstance(intervals, list)
+    except (KeyError, TypeError, AssertionError) as exc:
+        raise InvalidStac(
+            f"collection {collection_id!r}: extent needs spatial.bbox and temporal.interval lists"
+        ) from exc
+    try:
+        shapes = [bbox_shape(b) for b in bboxes[:1]] if bboxes else []
+    except InvalidBBox as exc:
+        raise InvalidStac(f"collection {collection_id!r}: extent: {exc.description}") from exc
+    start = end = None
+    if intervals and isinstance(intervals[0], list) and len(intervals[0]) == 2:
+        try:
+            start = parse_instant(intervals[0][0]) if intervals[0][0] else None
+            end = parse_instant(intervals[0][1]) if intervals[0][1] else None
+        except InvalidDatetime as exc:
+            raise InvalidStac(f"collection {collection_id!r}: extent: {exc.description}") from exc
+    else:
+        raise InvalidStac(f"collection {collection_id!r}: temporal interval must be [start, end]")
+    return (shapes[0] if shapes else None), start, end
+
+
+def collection_document(row: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    """The STAC collection for a row of ``collections`` (id, content)."""
+    content = row["content"]
+    collection_id = row["id"]
+    url = f"{base_url}collections/{quote(collection_id, safe='')}"
+    doc: dict[str, Any] = {
+        "type": "Collection",
+        "stac_version": content.get("stac_version", STAC_VERSION),
+        "stac_extensions": content.get("stac_extensions", []),
+        "id": collection_id,
+    }
+    for key, value in content.items():
+        if key not in doc and key != "links":
+            doc[key] = value
+    doc["links"] = [
+        {"rel": "self", "type": "application/json", "href": url},
+        {"rel": "parent", "type": "application/json", "href": base_url},
+        {"rel": "root", "type": "application/json", "href": base_url},
+        {"rel": "items", "type": "application/geo+json", "href": f"{url}/items"},
+        {"rel": QUERYABLES_REL, "type": "application/schema+json", "href": f"{url}/queryables"},
+        *content.get("links", []),
+    ]
+    return doc
+
+
+def summaries_kinds(summaries: Any) -> Iterable[tuple[str, Any]]:
+    """(name, example value) pairs from collection summaries, to type queryables."""
+    if not isinstance(summaries, dict):
+        return []
+    pairs: list[tuple[str, Any]] = []
+    for name, summary in summaries.items():
+        if isinstance(summary, list) and summary:
+            pairs.append((name, summary[0]))
+        elif isinstance(summary, dict) and "minimum" in summary:
+            pairs.append((name, summary["minimum"]))
+    return pairs

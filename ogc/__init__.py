@@ -1,0 +1,1 @@
+"""OGC API parts stac-fastapi does not provide. Imports catalog and tiler only."""

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what Terracat needs on a Debian machine, idempotently: system packages
+# (PostgreSQL 15 + PostGIS, GDAL tools), then a .venv with Python >= 3.12 from the lock file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql-15)
+ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need_apt+=(postgresql-15-postgis-3)
+command -v gdalinfo >/dev/null 2>&1 || need_apt+=(gdal-bin)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "bootstrap: installing ${need_apt[*]} with apt-get"
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+find_python() {
+    local candidates=()
+    [ -n "${PYTHON:-}" ] && candidates+=("$PYTHON")
+    candidates+=(python3.13 python3.12)
+    if command -v pyenv >/dev/null 2>&1; then
+        local root; root=$(pyenv root)
+        candidates+=("$root"/versions/3.1[2-9]*/bin/python3)
+    fi
+    candidates+=(python3)
+    for py in "${candidates[@]}"; do
+        if "$py" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+            command -v "$py" 2>/dev/null || echo "$py"
+            return 0
+        fi
+    done
+    return 1
+}
+
+stamp=.venv/.terracat-installed
+want=$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    if [ ! -x .venv/bin/python ]; then
+        py=$(find_python) || { echo "bootstrap: Python >= 3.12 not found (set PYTHON=/path/to/python3.12)" >&2; exit 1; }
+        echo "bootstrap: creating .venv with $py"
+        "$py" -m venv .venv
+    fi
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -c requirements.lock -e '.[test]'
+    echo "$want" > "$stamp"
+fi

@@ -1,0 +1,1 @@
+"""Terracat composition root: the app factory, CLI, error table and middleware."""

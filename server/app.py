@@ -1,0 +1,247 @@
+"""The app factory: ``uvicorn --factory server.app:create_app``. Nothing is built at import."""
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header
+from stac_fastapi.api.app import StacApi
+from stac_fastapi.api.middleware import ProxyHeaderMiddleware
+from stac_fastapi.api.models import (
+    JSONResponse,
+    create_get_request_model,
+    create_post_request_model,
+    create_request_model,
+)
+from stac_fastapi.extensions import (
+    BulkTransactionExtension,
+    CollectionSearchExtension,
+    CollectionSearchFilterExtension,
+    FieldsExtension,
+    ItemCollectionFilterExtension,
+    OffsetPaginationExtension,
+    SearchFilterExtension,
+    TokenPaginationExtension,
+    TransactionExtension,
+)
+from stac_fastapi.extensions.collection_search.collection_search import (
+    CollectionSearchConformanceClasses,
+)
+from stac_fastapi.extensions.fields import FieldsConformanceClasses
+from stac_fastapi.extensions.filter.filter import FilterConformanceClasses
+from stac_fastapi.extensions.free_text import FreeTextConformanceClasses, FreeTextExtension
+from stac_fastapi.extensions.query import QueryConformanceClasses, QueryExtension
+from stac_fastapi.extensions.sort import (
+    CollectionSearchSortExtension,
+    ItemCollectionSortExtension,
+    SearchSortExtension,
+)
+from stac_fastapi.types.config import ApiSettings as StacApiSettings
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+
+from catalog.client import (
+    BulkTransactionsClient,
+    CoreClient,
+    FiltersClient,
+    SortablesClient,
+    TransactionsClient,
+)
+from catalog.db import create_engine
+from catalog.repository import CatalogRepository
+from catalog.requests import (
+    CollectionsGetRequest,
+    ItemsGetRequest,
+    SearchGetRequest,
+    SearchPostRequest,
+)
+
+from .database import resolve_url
+from .errors import AuthError, WritesDisabled, add_error_handlers
+from .middleware import ForwardedPrefixMiddleware
+from .settings import ApiSettings, Settings
+
+# Every CQL2 class our compiler implements (catalog/cql2.py), advertised and tested.
+FILTER_CLASSES = [
+    FilterConformanceClasses.FILTER,
+    FilterConformanceClasses.SEARCH,
+    FilterConformanceClasses.ITEMS,
+    FilterConformanceClasses.CQL2_TEXT,
+    FilterConformanceClasses.CQL2_JSON,
+    FilterConformanceClasses.BASIC_CQL2,
+    FilterConformanceClasses.ADVANCED_COMPARISON_OPERATORS,
+    FilterConformanceClasses.BASIC_SPATIAL_FUNCTIONS,
+    FilterConformanceClasses.BASIC_SPATIAL_FUNCTIONS_PLUS,
+    FilterConformanceClasses.SPATIAL_FUNCTIONS,
+    FilterConformanceClasses.TEMPORAL_FUNCTIONS,
+    FilterConformanceClasses.ARRAY_FUNCTIONS,
+    FilterConformanceClasses.PROPERTY_PROPERTY,
+    FilterConformanceClasses.CASE_INSENSITIVE_COMPARISON,
+    FilterConformanceClasses.ACCENT_INSENSITIVE_COMPARISON,
+]
+
+
+def admin_dependency(api: ApiSettings) -> Any:
+    """A dependency that lets a write through only with the configured Bearer token."""
+    token = api.admin_token.get_secret_value().encode() if api.admin_token else None
+
+    async def require_admin(
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> None:
+        if token is None:
+            if api.allow_anonymous_writes:
+                return
+            raise WritesDisabled(
+                "writes are disabled: set TERRACAT_API_ADMIN_TOKEN (or, for development only, "
+                "TERRACAT_API_ALLOW_ANONYMOUS_WRITES=true)"
+            )
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
+            raise AuthError("a valid 'Authorization: Bearer <token>' header is required")
+
+    return Depends(require_admin)
+
+
+def _extensions(settings: Settings) -> dict[str, Any]:
+    filters = FiltersClient()
+    sortables = SortablesClient()
+    search = [
+        QueryExtension(),
+        SearchSortExtension(client=sortables),
+        FieldsExtension(),
+        SearchFilterExtension(client=filters, conformance_classes=FILTER_CLASSES),
+        TokenPaginationExtension(),
+    ]
+    item_collection = [
+        QueryExtension(conformance_classes=[QueryConformanceClasses.ITEMS]),
+        ItemCollectionSortExtension(),
+        FieldsExtension(conformance_classes=[FieldsConformanceClasses.ITEMS]),
+        ItemCollectionFilterExtension(
+            client=filters,
+            conformance_classes=[FilterConformanceClasses.ITEMS, FilterConformanceClasses.FILTER],
+        ),
+        TokenPaginationExtension(),
+    ]
+    collection_search_parts = [
+        FreeTextExtension(conformance_classes=[FreeTextConformanceClasses.COLLECTIONS]),
+        CollectionSearchSortExtension(),
+        FieldsExtension(conformance_classes=[FieldsConformanceClasses.COLLECTIONS]),
+        CollectionSearchFilterExtension(client=filters),
+        OffsetPaginationExtension(),
+    ]
+    collection_search = CollectionSearchExtension(
+        GET=create_request_model(
+            "CollectionsGetRequest",
+            base_model=CollectionsGetRequest,
+            extensions=collection_search_parts,
+            request_type="GET",
+        ),
+        conformance_classes=[
+            CollectionSearchConformanceClasses.COLLECTIONSEARCH.value,
+            CollectionSearchConformanceClasses.BASIS.value,
+            *(c for ext in collection_search_parts for c in ext.conformance_classes),
+        ],
+    )
+    admin = admin_dependency(settings.api)
+    stac_settings = StacApiSettings(
+        stac_fastapi_title=settings.api.title,
+        stac_fastapi_description=settings.api.description,
+        stac_fastapi_landing_id="terracat",
+        stac_fastapi_version="0.1.0",
+        enable_response_models=False,
+    )
+    writes = [
+        TransactionExtension(
+            client=TransactionsClient(), settings=stac_settings, route_dependencies=[admin]
+        ),
+        BulkTransactionExtension(client=BulkTransactionsClient(), route_dependencies=[admin]),
+    ]
+    return {
+        "search": search,
+        "item_collection": item_collection,
+        "collection_search": collection_search,
+        "writes": writes,
+        "stac_settings": stac_settings,
+    }
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the Terracat ASGI app. The database is connected in the lifespan, not here."""
+    settings = settings or Settings()
+    ext = _extensions(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = resolve_url(settings.db)
+        engine = create_engine(url, settings.db)
+        app.state.repository = CatalogRepository(engine, settings.catalog.count_limit)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    middlewares = [
+        Middleware(GZipMiddleware, minimum_size=settings.api.gzip_minimum_size),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["Location", "ETag"],
+            max_age=600,
+        ),
+    ]
+    if settings.api.trust_proxy_headers:
+        middlewares += [Middleware(ProxyHeaderMiddleware), Middleware(ForwardedPrefixMiddleware)]
+
+    app = FastAPI(
+        title=settings.api.title,
+        description=settings.api.description,
+        version="0.1.0",
+        openapi_url="/api",
+        docs_url="/api.html",
+        redoc_url=None,
+        root_path=settings.api.root_path,
+        lifespan=lifespan,
+    )
+    items_get_model = create_request_model(
+        "ItemCollectionUri",
+        base_model=ItemsGetRequest,
+        extensions=ext["item_collection"],
+        request_type="GET",
+    )
+    api = StacApi(
+        app=app,
+        router=APIRouter(),
+        settings=ext["stac_settings"],
+        title=settings.api.title,
+        description=settings.api.description,
+        extensions=[
+            *ext["search"],
+            *ext["item_collection"],
+            ext["collection_search"],
+            *ext["writes"],
+        ],
+        client=CoreClient(
+            settings=settings.catalog,
+            title=settings.api.title,
+            description=settings.api.description,
+            landing_page_id="terracat",
+        ),
+        response_class=JSONResponse,
+        search_get_request_model=create_get_request_model(
+            ext["search"], base_model=SearchGetRequest
+        ),
+        search_post_request_model=create_post_request_model(
+            ext["search"], base_model=SearchPostRequest
+        ),
+        items_get_request_model=items_get_model,
+        collections_get_request_model=ext["collection_search"].GET,
+        middlewares=middlewares,
+        exceptions={},
+    )
+    add_error_handlers(api.app)
+    api.app.state.settings = settings
+    return api.app

@@ -1,0 +1,95 @@
+"""One exception -> status table; every error body is ``{"code", "description"}`` (STAC style)."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+
+from catalog.errors import CatalogError
+
+logger = logging.getLogger("terracat")
+
+
+class AuthError(Exception):
+    """A write without valid credentials."""
+
+    code = "auth.Unauthorized"
+    status = 401
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+class WritesDisabled(AuthError):
+    """No admin token is configured, so writes are refused."""
+
+    code = "auth.WritesDisabled"
+    status = 403
+
+
+HTTP_CODES = {
+    400: "request.Invalid",
+    401: "auth.Unauthorized",
+    403: "auth.Forbidden",
+    404: "http.NotFound",
+    405: "http.MethodNotAllowed",
+    406: "http.NotAcceptable",
+    413: "http.PayloadTooLarge",
+    415: "http.UnsupportedMediaType",
+}
+
+
+def error_body(code: str, description: str, **extra: Any) -> dict[str, Any]:
+    """The STAC API error object."""
+    return {"code": code, "description": description, **extra}
+
+
+def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CatalogError)
+    return JSONResponse(error_body(exc.code, exc.description, **exc.detail), exc.status)
+
+
+def _auth_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(error_body(exc.code, exc.description), exc.status, headers=headers)
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+        problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+    return JSONResponse(
+        error_body("request.InvalidParameter", "; ".join(problems) or "invalid request",
+                   detail=detail),
+        400,
+    )  # fmt: skip
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, f"http.{exc.status_code}")
+    return JSONResponse(
+        error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
+    )
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(error_body("server.InternalError", "internal server error"), 500)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Register the error table on ``app``."""
+    app.add_exception_handler(CatalogError, _catalog_error)
+    app.add_exception_handler(AuthError, _auth_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

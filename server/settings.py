@@ -1,0 +1,52 @@
+"""All of Terracat's settings, one small class per package, nested here."""
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from catalog.settings import CatalogSettings, DatabaseSettings
+
+
+class ApiSettings(BaseSettings):
+    """HTTP surface (environment prefix ``TERRACAT_API_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRACAT_API_", extra="ignore")
+
+    title: str = "Terracat"
+    description: str = "Imagery catalogue: STAC API on PostGIS"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    root_path: str = Field(default="", description="Path prefix when mounted below a sub-path.")
+    cors_origins: list[str] = Field(default=["*"])
+    gzip_minimum_size: int = Field(default=1024, ge=0)
+    trust_proxy_headers: bool = Field(
+        default=True,
+        description="Build links from Forwarded / X-Forwarded-* headers (behind a proxy).",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token required for every write."
+    )
+    allow_anonymous_writes: bool = Field(
+        default=False,
+        description="Development only: accept writes without a token when none is configured.",
+    )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("TERRACAT_API_ADMIN_TOKEN must be at least 16 characters")
+        return value
+
+    @field_validator("root_path")
+    @classmethod
+    def _root_path(cls, value: str) -> str:
+        value = value.strip()
+        return "" if value in ("", "/") else "/" + value.strip("/")
+
+
+class Settings(BaseModel):
+    """Everything Terracat is configured with."""
+
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)

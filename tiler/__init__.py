@@ -1,0 +1,1 @@
+"""Raster rendering (TiTiler factories wired to the catalogue). Imports catalog only."""
