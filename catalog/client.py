@@ -25,7 +25,7 @@ from .errors import InvalidParameter, InvalidStac
 from .fields import apply_fields
 from .queryables import CORE_FIELDS, Kind
 from .repository import CatalogRepository, Page
-from .requests import parse_bbox
+from .requests import check_filter_crs, parse_bbox
 from .search import SearchParams, SortBy, check_limit, encode_token
 from .serializers import collection_document, collection_row, item_document, item_row
 from .settings import CatalogSettings
@@ -55,7 +55,9 @@ def _sortby_get(values: Sequence[str] | None) -> list[SortBy]:
 
 
 def _sortby_post(values: Sequence[Any] | None) -> list[SortBy]:
-    return [SortBy(v.field, str(v.direction) in ("desc", "SortDirections.desc")) for v in values or []]
+    return [
+        SortBy(v.field, str(v.direction) in ("desc", "SortDirections.desc")) for v in values or []
+    ]
 
 
 def _fields_get(values: Sequence[str] | None) -> tuple[set[str], set[str]]:
@@ -103,7 +105,9 @@ class CoreClient(AsyncBaseCoreClient):
         if params.offset + len(rows) < matched:
             links.append(_offset_link(base_url, request, "next", params.offset + params.limit))
         if params.offset > 0:
-            links.append(_offset_link(base_url, request, "prev", max(0, params.offset - params.limit)))
+            links.append(
+                _offset_link(base_url, request, "prev", max(0, params.offset - params.limit))
+            )
         return {
             "collections": collections,
             "links": links,
@@ -124,9 +128,7 @@ class CoreClient(AsyncBaseCoreClient):
         row = await repository(request).get_item(collection_id, item_id)
         return item_document(row, _base_url(request))
 
-    async def item_collection(
-        self, collection_id: str, request: Request, **kwargs: Any
-    ) -> Any:
+    async def item_collection(self, collection_id: str, request: Request, **kwargs: Any) -> Any:
         """GET /collections/{collection_id}/items (filter, sort, fields, query, paging)."""
         await repository(request).get_collection(collection_id)
         kwargs.pop("collections", None)
@@ -144,6 +146,7 @@ class CoreClient(AsyncBaseCoreClient):
         """POST /search."""
         body = await request.json()
         fields = getattr(search_request, "fields", None)
+        check_filter_crs(getattr(search_request, "filter_crs", None))
         params = SearchParams(
             collections=search_request.collections,
             ids=search_request.ids,
@@ -164,6 +167,7 @@ class CoreClient(AsyncBaseCoreClient):
 
     def _get_params(self, kwargs: Mapping[str, Any]) -> tuple[SearchParams, set[str], set[str]]:
         include, exclude = _fields_get(kwargs.get("fields"))
+        check_filter_crs(kwargs.get("filter_crs"))
         params = SearchParams(
             collections=str2list(kwargs.get("collections")),
             ids=str2list(kwargs.get("ids")),

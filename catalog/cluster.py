@@ -63,7 +63,9 @@ class LocalCluster:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if check and result.returncode != 0:
-            raise ClusterError(f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
+            raise ClusterError(
+                f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}"
+            )
         return result
 
     def _prepare_root(self) -> None:
@@ -162,7 +164,9 @@ class LocalCluster:
     def ensure_database(self, name: str) -> str:
         """Create ``name`` with PostGIS if it does not exist; return its URL."""
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         with psycopg.connect(self.url(name), autocommit=True) as conn:

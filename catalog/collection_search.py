@@ -41,10 +41,14 @@ COLLECTION_FIELDS: dict[str, Field] = {
     "license": Field("license", frozenset({Kind.STRING}), _content_text("license")),
     "keywords": Field("keywords", frozenset({Kind.ARRAY}), _content_array("keywords")),
     "datetime": Field(
-        "datetime", frozenset({Kind.TIMESTAMP}), Collection.start_datetime,
+        "datetime",
+        frozenset({Kind.TIMESTAMP}),
+        Collection.start_datetime,
         Collection.end_datetime,
     ),  # fmt: skip
-    "start_datetime": Field("start_datetime", frozenset({Kind.TIMESTAMP}), Collection.start_datetime),
+    "start_datetime": Field(
+        "start_datetime", frozenset({Kind.TIMESTAMP}), Collection.start_datetime
+    ),
     "end_datetime": Field("end_datetime", frozenset({Kind.TIMESTAMP}), Collection.end_datetime),
     "geometry": Field("geometry", frozenset({Kind.GEOMETRY}), Collection.spatial),
 }
@@ -135,9 +139,7 @@ def q_filter(terms: list[str]) -> ColumnElement[bool] | None:
         return None
     query = func.plainto_tsquery(literal_column("'simple'::regconfig"), terms[0])
     for term in terms[1:]:
-        query = query.op("||")(
-            func.plainto_tsquery(literal_column("'simple'::regconfig"), term)
-        )
+        query = query.op("||")(func.plainto_tsquery(literal_column("'simple'::regconfig"), term))
     return Collection.search_vector.op("@@")(query)
 
 
@@ -174,5 +176,3 @@ async def run(
         if c is not None
     ]
     return await repo.list_collections(clauses, order(params.sortby), params.limit, params.offset)
-
-

@@ -1,11 +1,15 @@
 """Database engine lifecycle and migrations."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .settings import DatabaseSettings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,12 +34,25 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
     )
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Upgrade the database at ``url`` to ``revision`` with Alembic."""
-    from alembic import command
+def alembic_config(url: str) -> "Config":
+    """Alembic configuration of this project for the database at ``url``."""
     from alembic.config import Config
 
     config = Config(str(_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(_ROOT / "migrations"))
     config.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
-    command.upgrade(config, revision)
+    return config
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Upgrade the database at ``url`` to ``revision`` with Alembic."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Downgrade the database at ``url`` to ``revision`` with Alembic."""
+    from alembic import command
+
+    command.downgrade(alembic_config(url), revision)

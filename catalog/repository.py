@@ -365,9 +365,7 @@ class CatalogRepository:
             matched=matched,
         )
 
-    async def _count(
-        self, conn: AsyncConnection, clauses: list[ColumnElement[bool]]
-    ) -> int | None:
+    async def _count(self, conn: AsyncConnection, clauses: list[ColumnElement[bool]]) -> int | None:
         """Exact count up to ``count_limit``; above it, the planner's estimate."""
         if self.count_limit <= 0:
             return None
@@ -381,9 +379,10 @@ class CatalogRepository:
 
     async def _estimate(self, conn: AsyncConnection, query: Select[Any]) -> int:
         compiled = query.compile(conn.engine, compile_kwargs={"render_postcompile": True})
-        plan = await conn.scalar(
-            text("EXPLAIN (FORMAT JSON) " + str(compiled)), compiled.params
+        result = await conn.exec_driver_sql(
+            "EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params
         )
+        plan = result.scalar()
         if isinstance(plan, str):
             plan = orjson.loads(plan)
         return int(plan[0]["Plan"]["Plan Rows"])
@@ -419,4 +418,3 @@ def _bulk_insert(upsert: bool) -> Any:
         f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS {_RECORD} ORDER BY r.id "
         f"ON CONFLICT (collection_id, id) {conflict} RETURNING id"
     )
-

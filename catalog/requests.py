@@ -5,14 +5,15 @@ our own parsers (stable error codes, 400 for a limit above the maximum instead o
 cropping it, 3D bboxes).
 """
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import attr
 from fastapi import Path, Query
 from pydantic import Field
+from stac_fastapi.extensions.filter.request import FilterExtensionPostRequest
 from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest, str2list
 
-from .errors import InvalidBBox
+from .errors import InvalidBBox, InvalidFilter
 
 _BBOX = Query(
     description="Only items intersecting this box: west,south,east,north (or with min/max "
@@ -85,3 +86,30 @@ class SearchPostRequest(BaseSearchPostRequest):
     """POST /search body; ``limit`` is range-checked by the client, not cropped."""
 
     limit: int | None = Field(default=None, description="Page size (1 to the server maximum).")
+
+
+class FilterPostRequest(FilterExtensionPostRequest):
+    """POST filter: CQL2-JSON, or CQL2-text as a string with ``filter-lang: cql2-text``."""
+
+    filter_expr: dict[str, Any] | str | None = Field(
+        None, alias="filter", description="A CQL2 expression (JSON object or text)."
+    )
+    filter_lang: Literal["cql2-json", "cql2-text"] | None = Field(
+        None, alias="filter-lang", description="Encoding of 'filter' (default: from its type)."
+    )
+
+
+CRS84 = frozenset(
+    {
+        "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+        "https://www.opengis.net/def/crs/OGC/1.3/CRS84",
+        "http://www.opengis.net/def/crs/EPSG/0/4326",
+        "https://www.opengis.net/def/crs/EPSG/0/4326",
+    }
+)
+
+
+def check_filter_crs(value: str | None) -> None:
+    """Only CRS84 (lon/lat WGS 84) literals are supported in filters."""
+    if value and value.strip() not in CRS84:
+        raise InvalidFilter(f"filter-crs {value!r} is not supported; use CRS84")

@@ -86,9 +86,7 @@ def datetime_filter(value: str | None) -> ColumnElement[bool] | None:
     return and_(*clauses)
 
 
-def filter_filter(
-    value: Any, lang: str | None, registry: Registry
-) -> ColumnElement[bool] | None:
+def filter_filter(value: Any, lang: str | None, registry: Registry) -> ColumnElement[bool] | None:
     """Items matching a CQL2 filter (text or JSON)."""
     if value is None or value == "" or value == {}:
         return None

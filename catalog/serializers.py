@@ -33,8 +33,10 @@ def _links(value: Any) -> list[dict[str, Any]]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(
-        isinstance(link, dict) and isinstance(link.get("href"), str) and isinstance(
-            link.get("rel"), str) for link in value
+        isinstance(link, dict)
+        and isinstance(link.get("href"), str)
+        and isinstance(link.get("rel"), str)
+        for link in value
     ):
         raise InvalidStac("links must be a list of objects with string href and rel")
     return [link for link in value if link["rel"] not in GENERATED_RELS]

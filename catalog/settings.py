@@ -1,4 +1,4 @@
-"""Settings of the catalogue package (environment prefix ``TERRACAT_DB_`` / ``TERRACAT_CATALOG_``)."""
+"""Settings of the catalogue package (env prefixes ``TERRACAT_DB_``, ``TERRACAT_CATALOG_``)."""
 
 from pathlib import Path
 

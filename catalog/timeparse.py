@@ -5,9 +5,7 @@ from datetime import UTC, datetime
 
 from .errors import InvalidDatetime
 
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _OPEN = ("", "..")
 
 
@@ -24,7 +22,7 @@ def parse_instant(value: str) -> datetime:
 
 
 def parse_interval(value: str) -> tuple[datetime | None, datetime | None]:
-    """Parse ``instant``, ``start/end``, ``../end`` or ``start/..`` into (start, end), None = open."""
+    """Parse ``instant``, ``start/end``, ``../end`` or ``start/..``; None marks an open end."""
     parts = value.split("/")
     if len(parts) == 1:
         instant = parse_instant(parts[0])

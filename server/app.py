@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import attr
 from fastapi import APIRouter, Depends, FastAPI, Header
 from stac_fastapi.api.app import StacApi
 from stac_fastapi.api.middleware import ProxyHeaderMiddleware
@@ -53,6 +54,7 @@ from catalog.db import create_engine
 from catalog.repository import CatalogRepository
 from catalog.requests import (
     CollectionsGetRequest,
+    FilterPostRequest,
     ItemsGetRequest,
     SearchGetRequest,
     SearchPostRequest,
@@ -60,7 +62,7 @@ from catalog.requests import (
 
 from .database import resolve_url
 from .errors import AuthError, WritesDisabled, add_error_handlers
-from .middleware import ForwardedPrefixMiddleware
+from .middleware import PrefixMiddleware
 from .settings import ApiSettings, Settings
 
 # Every CQL2 class our compiler implements (catalog/cql2.py), advertised and tested.
@@ -81,6 +83,13 @@ FILTER_CLASSES = [
     FilterConformanceClasses.CASE_INSENSITIVE_COMPARISON,
     FilterConformanceClasses.ACCENT_INSENSITIVE_COMPARISON,
 ]
+
+
+@attr.s
+class _SearchFilterExtension(SearchFilterExtension):
+    """Search filter whose POST body also takes CQL2-text."""
+
+    POST = FilterPostRequest
 
 
 def admin_dependency(api: ApiSettings) -> Any:
@@ -111,7 +120,7 @@ def _extensions(settings: Settings) -> dict[str, Any]:
         QueryExtension(),
         SearchSortExtension(client=sortables),
         FieldsExtension(),
-        SearchFilterExtension(client=filters, conformance_classes=FILTER_CLASSES),
+        _SearchFilterExtension(client=filters, conformance_classes=FILTER_CLASSES),
         TokenPaginationExtension(),
     ]
     item_collection = [
@@ -194,7 +203,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     ]
     if settings.api.trust_proxy_headers:
-        middlewares += [Middleware(ProxyHeaderMiddleware), Middleware(ForwardedPrefixMiddleware)]
+        middlewares.append(Middleware(ProxyHeaderMiddleware))
+    middlewares.append(
+        Middleware(
+            PrefixMiddleware,
+            root_path=settings.api.root_path,
+            trust_forwarded=settings.api.trust_proxy_headers,
+        )
+    )
 
     app = FastAPI(
         title=settings.api.title,
@@ -203,7 +219,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api",
         docs_url="/api.html",
         redoc_url=None,
-        root_path=settings.api.root_path,
         lifespan=lifespan,
     )
     items_get_model = create_request_model(

@@ -39,7 +39,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             workers=args.workers,
             proxy_headers=settings.api.trust_proxy_headers,
             forwarded_allow_ips="*" if settings.api.trust_proxy_headers else None,
-            root_path=settings.api.root_path,
             log_level=args.log_level,
         )
     finally:

@@ -59,6 +59,27 @@ def _auth_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.description), exc.status, headers=headers)
 
 
+# A body or query field that fails validation gets the code of the search parameter it is.
+_FIELD_CODES = {
+    "bbox": "search.InvalidBBox",
+    "datetime": "search.InvalidDatetime",
+    "intersects": "search.InvalidGeometry",
+    "limit": "search.InvalidLimit",
+    "filter": "search.InvalidFilter",
+    "filter-lang": "search.InvalidFilter",
+    "sortby": "search.InvalidSortBy",
+    "token": "search.InvalidToken",
+}
+
+
+def _validation_code(errors: list[Any]) -> str:
+    for err in errors:
+        loc = [p for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        if loc and loc[0] in _FIELD_CODES:
+            return _FIELD_CODES[str(loc[0])]
+    return "request.InvalidParameter"
+
+
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = []
@@ -67,8 +88,8 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
     detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
     return JSONResponse(
-        error_body("request.InvalidParameter", "; ".join(problems) or "invalid request",
-                   detail=detail),
+        error_body(_validation_code(list(exc.errors())),
+                   "; ".join(problems) or "invalid request", detail=detail),
         400,
     )  # fmt: skip
 

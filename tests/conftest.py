@@ -10,6 +10,7 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -18,6 +19,11 @@ from sqlalchemy import Engine, create_engine, make_url, text
 
 from catalog.cluster import LocalCluster, free_port
 from catalog.db import migrate, sync_url
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+    from server.settings import Settings
 
 TABLES = ("queryables", "items", "collections")
 
@@ -66,9 +72,43 @@ def sync_engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(autouse=True)
 def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
     """Empty the catalogue tables after every test that touched the database."""
-    yield
     if "database_url" not in request.fixturenames:
+        yield
         return
     engine: Engine = request.getfixturevalue("sync_engine")
+    yield
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+@pytest.fixture
+def settings(database_url: str) -> "Settings":
+    """App settings on the test database with an admin token."""
+    from pydantic import SecretStr
+
+    from server.settings import ApiSettings, Settings
+
+    settings = Settings()
+    settings.db.url = database_url
+    settings.api = ApiSettings(admin_token=SecretStr(ADMIN_TOKEN))
+    return settings
+
+
+@pytest.fixture
+def client(settings: "Settings") -> Iterator["TestClient"]:
+    """HTTP client on the ASGI app (lifespan run, real database)."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    """Headers that authorize a write."""
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}

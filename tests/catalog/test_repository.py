@@ -1,0 +1,91 @@
+"""Repository against PostGIS: concurrent bulk writes, counting, index use."""
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from catalog.db import create_engine
+from catalog.errors import Conflict
+from catalog.repository import CatalogRepository
+from catalog.search import SearchParams
+from catalog.serializers import collection_row, item_row
+from catalog.settings import DatabaseSettings
+from tests.factories import collection, item
+
+
+@pytest.fixture
+async def repo(database_url: str) -> AsyncIterator[CatalogRepository]:
+    engine = create_engine(database_url, DatabaseSettings(pool_size=10, max_overflow=10))
+    repository = CatalogRepository(engine, count_limit=50)
+    await repository.create_collection(collection_row(collection("c1")))
+    yield repository
+    await engine.dispose()
+
+
+def _rows(ids: list[str], cloud: float = 1.0) -> list[dict[str, Any]]:
+    return [item_row(item(i, lon=(n % 300) / 2 - 75, **{"eo:cloud_cover": cloud}), "c1")
+            for n, i in enumerate(ids)]  # fmt: skip
+
+
+async def test_concurrent_batches_into_one_collection(repo: CatalogRepository) -> None:
+    # Interleaved ids: each batch's rows fall between the others' in index order.
+    batches = [[f"item-{n:05d}" for n in range(k, 4000, 8)] for k in range(8)]
+    written = await asyncio.gather(
+        *(repo.write_items("c1", _rows(b), upsert=False) for b in batches)
+    )
+    assert written == [500] * 8
+    page = await repo.search(SearchParams(collections=["c1"], limit=1))
+    assert page.matched is not None and page.matched > 50  # count_limit 50: an estimate above it
+    exact = CatalogRepository(repo.engine, count_limit=10_000)
+    assert (await exact.search(SearchParams(collections=["c1"], limit=1))).matched == 4000
+
+
+async def test_concurrent_overlapping_upserts_do_not_deadlock(repo: CatalogRepository) -> None:
+    ids = [f"u-{n:04d}" for n in range(600)]
+    batches = []
+    for k in range(6):
+        chosen = random.Random(k).sample(ids, 300)  # heavy overlap, random order
+        batches.append(_rows(chosen, cloud=float(k)))
+    results = await asyncio.gather(*(repo.write_items("c1", b, upsert=True) for b in batches))
+    assert results == [300] * 6
+    page = await repo.search(SearchParams(collections=["c1"], limit=1000))
+    assert len(page.rows) == len({r["id"] for b in batches for r in b})
+
+
+async def test_concurrent_insert_of_same_ids_conflicts_cleanly(repo: CatalogRepository) -> None:
+    rows = _rows([f"d-{n}" for n in range(200)])
+    outcomes = await asyncio.gather(
+        *(repo.write_items("c1", rows, upsert=False) for _ in range(4)), return_exceptions=True
+    )
+    assert sum(1 for o in outcomes if o == 200) == 1
+    assert all(isinstance(o, Conflict) for o in outcomes if o != 200)
+
+
+def test_cloud_cover_filter_uses_expression_index(sync_engine: Engine) -> None:
+    with sync_engine.begin() as conn:
+        conn.execute(text("INSERT INTO collections (id, content) VALUES ('x', '{}')"))
+        conn.execute(
+            text(
+                "INSERT INTO items (collection_id, id, datetime, end_datetime, properties, "
+                "content) "
+                "SELECT 'x', 'i' || g, now(), now(), "
+                "jsonb_build_object('eo:cloud_cover', g % 100, 'platform', 'p' || (g % 7)), '{}' "
+                "FROM generate_series(1, 20000) g"
+            )
+        )
+        conn.execute(text("ANALYZE items"))
+        from sqlalchemy import select
+        from sqlalchemy.dialects import postgresql
+
+        from catalog.models import Item
+        from catalog.queryables import Kind, typed_property
+
+        query = select(Item.id).where(typed_property("eo:cloud_cover", Kind.NUMBER) < 0.5)
+        sql = str(query.compile(dialect=postgresql.dialect(),
+                                compile_kwargs={"literal_binds": True}))  # fmt: skip
+        plan = "\n".join(r[0] for r in conn.execute(text("EXPLAIN " + sql)))
+        assert "items_prop_eo_cloud_cover_idx" in plan, plan
