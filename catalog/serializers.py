@@ -12,6 +12,7 @@ import shapely.geometry
 from .errors import InvalidBBox, InvalidDatetime, InvalidGeometry, InvalidStac
 from .geometry import bbox_shape, fix_shape, normalize_bbox, parse_geojson
 from .timeparse import parse_instant
+from .validation import check_extensions
 
 STAC_VERSION = "1.1.0"
 GENERATED_RELS = frozenset({"self", "root", "parent", "collection", "items", "queryables",
@@ -59,6 +60,7 @@ def item_row(item: Mapping[str, Any], collection_id: str) -> dict[str, Any]:
     if not isinstance(properties, dict):
         raise InvalidStac(f"item {item_id!r}: properties must be an object")
     start, end = _item_span(item_id, properties)
+    check_extensions(item, f"item {item_id!r}")
     content = {k: v for k, v in item.items() if k not in ("id", "collection", "properties")}
     content["type"] = "Feature"
     content.setdefault("stac_version", STAC_VERSION)
@@ -169,6 +171,7 @@ def collection_row(collection: Mapping[str, Any]) -> dict[str, Any]:
     if collection.get("type", "Collection") != "Collection":
         raise InvalidStac("collection type must be 'Collection'")
     collection_id = check_id(collection.get("id"), "collection id")
+    check_extensions(collection, f"collection {collection_id!r}")
     content = {k: v for k, v in collection.items() if k != "id"}
     content["type"] = "Collection"
     content.setdefault("stac_version", STAC_VERSION)

@@ -206,3 +206,15 @@ def test_writes_need_the_token(client: TestClient, admin: dict[str, str]) -> Non
         r = client.request(method.upper(), path, json={})
         assert r.status_code == 401, (method, path, r.status_code)
     assert client.get("/collections/x").status_code == 200
+
+
+def test_declared_extensions_are_validated(client: TestClient, admin: dict[str, str]) -> None:
+    _setup(client, admin)
+    bad = item("bad", **{"eo:cloud_cover": "very cloudy"})
+    r = client.post("/collections/c1/items", json=bad, headers=admin)
+    assert r.status_code == 400 and r.json()["code"] == "stac.Invalid"
+    assert "eo" in r.json()["description"] and r.json()["path"] == "properties.eo:cloud_cover"
+    r = client.post("/collections/c1/bulk_items", json={"items": {"bad": bad}}, headers=admin)
+    assert r.status_code == 400
+    unknown = {**item("ok"), "stac_extensions": ["https://example.com/my-ext/v1.0.0/schema.json"]}
+    assert client.post("/collections/c1/items", json=unknown, headers=admin).status_code == 201
