@@ -40,12 +40,13 @@ COLLECTION_FIELDS: dict[str, Field] = {
     "description": Field("description", frozenset({Kind.STRING}), _content_text("description")),
     "license": Field("license", frozenset({Kind.STRING}), _content_text("license")),
     "keywords": Field("keywords", frozenset({Kind.ARRAY}), _content_array("keywords")),
+    # An open end of a temporal extent is unbounded, not unknown.
     "datetime": Field(
         "datetime",
         frozenset({Kind.TIMESTAMP}),
-        Collection.start_datetime,
-        Collection.end_datetime,
-    ),  # fmt: skip
+        func.coalesce(Collection.start_datetime, literal_column("'-infinity'::timestamptz")),
+        func.coalesce(Collection.end_datetime, literal_column("'infinity'::timestamptz")),
+    ),
     "start_datetime": Field(
         "start_datetime", frozenset({Kind.TIMESTAMP}), Collection.start_datetime
     ),

@@ -43,7 +43,7 @@ def item(
     return {
         "type": "Feature",
         "stac_version": "1.1.0",
-        "stac_extensions": [EO],
+        "stac_extensions": [EO] if any(k.startswith("eo:") for k in properties) else [],
         "id": item_id,
         "geometry": {"type": "Polygon", "coordinates": [ring]},
         "bbox": [lon, lat, lon + size, lat + size],

@@ -110,8 +110,6 @@ def test_injection_looking_input_is_data(seeded: TestClient) -> None:
     for path in (f"/search?ids={evil}", f"/search?collections={evil}",
                  f"/collections/{evil}/items"):  # fmt: skip
         assert seeded.get(path).status_code in (200, 404)
-    r = seeded.get(
-        "/search", params={"filter": f"platform = '{evil.replace(chr(39), chr(39) * 2)}'"}
-    )
+    r = seeded.get("/search", params={"filter": f"id = '{evil.replace(chr(39), chr(39) * 2)}'"})
     assert r.status_code == 200 and r.json()["features"] == []
     assert seeded.get("/collections/c1/items/a").status_code == 200
