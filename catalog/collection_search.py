@@ -25,7 +25,7 @@ def _content_text(name: str) -> ColumnElement[Any]:
     value = Collection.content.op("->")(literal(name, Text, literal_execute=True))
     return case(
         (func.jsonb_typeof(value) == literal_column("'string'"),
-         Collection.content.op("->>")(literal(name, Text, literal_execute=True)))
+         Collection.content.op("->>", return_type=Text)(literal(name, Text, literal_execute=True)))
     )  # fmt: skip
 
 

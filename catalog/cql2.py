@@ -9,6 +9,7 @@ Every user value becomes a bound parameter; property names resolve through the q
 registry (or another resolver, for collection search) to typed SQL expressions.
 """
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,7 +24,6 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
-    cast,
     exists,
     false,
     func,
@@ -64,6 +64,8 @@ _POS_INF = literal_column("'infinity'::timestamptz")
 # -- parsing -----------------------------------------------------------------------------------
 def parse(value: str | dict[str, Any], lang: str | None = None) -> dict[str, Any] | bool:
     """Parse and validate CQL2 text or JSON; return canonical CQL2-JSON."""
+    if isinstance(value, bool):
+        return value
     try:
         if isinstance(value, dict) or lang == "cql2-json":
             text = value if isinstance(value, str) else orjson.dumps(value).decode()
@@ -286,7 +288,7 @@ class _Compiler:
             if this.is_field and _is_date(other.value) and kind is Kind.TIMESTAMP:
                 return self._compare_day(_FLIP[op] if flipped else op, self._sql(this, kind), other)
         left, right = self._sql(a, kind), self._sql(b, kind)
-        return left.op(op)(right) if op != "<>" else left != right
+        return _OPERATORS[op](left, right)
 
     @staticmethod
     def _compare_day(op: str, expr: Clause, day: _Operand) -> Clause:
@@ -433,6 +435,14 @@ class _Compiler:
 _PREFERENCE = (Kind.NUMBER, Kind.TIMESTAMP, Kind.STRING, Kind.BOOLEAN, Kind.ARRAY, Kind.OBJECT,
                Kind.GEOMETRY)  # fmt: skip
 _FLIP = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_OPERATORS: dict[str, Callable[[Any, Any], Clause]] = {
+    "=": operator.eq,
+    "<>": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 
 
 def registry_resolver(registry: Mapping[str, frozenset[Kind]]) -> Resolver:

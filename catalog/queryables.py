@@ -13,7 +13,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Text, case, cast, func, literal, literal_column
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Text,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    type_coerce,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -80,13 +91,16 @@ def typed_property(name: str, kind: Kind) -> ColumnElement[Any]:
     if kind is Kind.NUMBER:
         return case((is_("number"), cast(value, Float(precision=53))))
     if kind is Kind.STRING:
-        return case((is_("string"), Item.properties.op("->>")(_key(name))))
+        return case((is_("string"), Item.properties.op("->>", return_type=Text)(_key(name))))
     if kind is Kind.BOOLEAN:
         return case((is_("boolean"), cast(value, Boolean)))
     if kind is Kind.TIMESTAMP:
-        return func.terracat_to_tstz(Item.properties.op("->>")(_key(name)))
+        return func.terracat_to_tstz(
+            Item.properties.op("->>", return_type=Text)(_key(name)),
+            type_=DateTime(timezone=True),
+        )
     if kind is Kind.ARRAY:
-        return case((is_("array"), value), else_=cast(None, JSONB))
+        return type_coerce(case((is_("array"), value)), JSONB)
     return value
 
 
