@@ -1,17 +1,20 @@
 """CQL2 (text or JSON) compiled to a parameterized SQLAlchemy clause.
 
-Parsing and validation are the ``cql2`` library's (Rust, follows the OGC 21-065 grammar and JSON
-schema); it hands us canonical CQL2-JSON. The translation to SQL is ours because no maintained
-library emits bound parameters for typed JSONB properties: pygeofilter gets bbox literals,
-``between`` and array operators wrong (NOTES.md), and ``cql2.to_sql`` inlines values as text.
+The ``cql2`` library (Rust, OGC 21-065 grammar) parses text and JSON into canonical CQL2-JSON;
+the translation to SQL is ours because no maintained library emits bound parameters for typed
+JSONB properties: pygeofilter gets bbox literals, ``between`` and array functions wrong
+(NOTES.md) and ``cql2.to_sql`` inlines values as text.
 
 Every user value becomes a bound parameter; property names resolve through the queryables
-registry (or another resolver, for collection search) to typed SQL expressions.
+registry (or another resolver, for collection search) to typed SQL expressions. The compiler
+checks every node it meets, so it is also the validator: ``cql2.Expr.validate()`` is not called
+because its memory grows by ~10 MB per nesting level (1.8 GB at depth 100).
 """
 
-import operator
+import math
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -37,16 +40,29 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
 from . import queryables
-from .errors import InvalidFilter, InvalidGeometry, InvalidParameter, UnknownQueryable
+from .errors import InvalidFilter, InvalidParameter, UnknownQueryable
 from .geometry import GEOMETRY_TYPES, as_sql, bbox_shape, geojson_shape
 from .queryables import Field, Kind
 from .timeparse import parse_instant
 
 Resolver = Callable[[str], Field]
 Clause = ColumnElement[Any]
+Span = tuple[Clause, Clause]
 MAX_DEPTH = 100
 
-_COMPARISONS = {"=", "<>", "<", "<=", ">", ">="}
+_TSTZ = DateTime(timezone=True)
+_NEG_INF: Clause = literal_column("'-infinity'::timestamptz", _TSTZ)
+_POS_INF: Clause = literal_column("'infinity'::timestamptz", _TSTZ)
+_SCALARS = (Kind.NUMBER, Kind.TIMESTAMP, Kind.STRING, Kind.BOOLEAN)  # preference order
+_COMPARE: dict[str, Callable[[Clause, Clause], Clause]] = {
+    "=": lambda a, b: a == b,
+    "<>": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+_FLIP = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _SPATIAL = {
     "s_intersects": func.ST_Intersects,
     "s_equals": func.ST_Equals,
@@ -57,33 +73,47 @@ _SPATIAL = {
     "s_crosses": func.ST_Crosses,
     "s_contains": func.ST_Contains,
 }
-_NEG_INF = literal_column("'-infinity'::timestamptz")
-_POS_INF = literal_column("'infinity'::timestamptz")
+# Allen's interval relations as CQL2 defines them (OGC 21-065 temporal functions, after OWL-Time),
+# on closed intervals a = [a0, a1], b = [b0, b1]. An instant is the interval [t, t].
+_TEMPORAL: dict[str, Callable[[Clause, Clause, Clause, Clause], Clause]] = {
+    "t_after": lambda a0, a1, b0, b1: a0 > b1,
+    "t_before": lambda a0, a1, b0, b1: a1 < b0,
+    "t_contains": lambda a0, a1, b0, b1: and_(a0 < b0, a1 > b1),
+    "t_disjoint": lambda a0, a1, b0, b1: or_(a1 < b0, a0 > b1),
+    "t_during": lambda a0, a1, b0, b1: and_(a0 > b0, a1 < b1),
+    "t_equals": lambda a0, a1, b0, b1: and_(a0 == b0, a1 == b1),
+    "t_finishedby": lambda a0, a1, b0, b1: and_(a0 < b0, a1 == b1),
+    "t_finishes": lambda a0, a1, b0, b1: and_(a0 > b0, a1 == b1),
+    "t_intersects": lambda a0, a1, b0, b1: and_(a0 <= b1, a1 >= b0),
+    "t_meets": lambda a0, a1, b0, b1: a1 == b0,
+    "t_metby": lambda a0, a1, b0, b1: a0 == b1,
+    "t_overlappedby": lambda a0, a1, b0, b1: and_(a0 > b0, a0 < b1, a1 > b1),
+    "t_overlaps": lambda a0, a1, b0, b1: and_(a0 < b0, a1 > b0, a1 < b1),
+    "t_startedby": lambda a0, a1, b0, b1: and_(a0 == b0, a1 > b1),
+    "t_starts": lambda a0, a1, b0, b1: and_(a0 == b0, a1 < b1),
+}
 
 
 # -- parsing -----------------------------------------------------------------------------------
-def parse(value: str | dict[str, Any], lang: str | None = None) -> dict[str, Any] | bool:
-    """Parse and validate CQL2 text or JSON; return canonical CQL2-JSON."""
-    if isinstance(value, bool):
+def parse(value: str | dict[str, Any] | bool, lang: str | None = None) -> dict[str, Any] | bool:
+    """Parse CQL2 text or JSON (``lang`` None: inferred) into canonical CQL2-JSON."""
+    if isinstance(value, bool):  # the CQL2-JSON literals true and false
         return value
+    if lang not in (None, "cql2-text", "cql2-json"):
+        raise InvalidFilter(f"unknown filter-lang {lang!r}: use cql2-text or cql2-json")
     try:
-        if isinstance(value, dict) or lang == "cql2-json":
-            text = value if isinstance(value, str) else orjson.dumps(value).decode()
-            expr = cql2_lib.parse_json(text)
-        elif lang in (None, "cql2-text"):
-            if not isinstance(value, str):
-                raise InvalidFilter("a cql2-text filter must be a string")
-            stripped = value.lstrip()
-            expr = (
-                cql2_lib.parse_json(value)
-                if lang is None and stripped.startswith("{")
-                else cql2_lib.parse_text(value)
-            )
+        if isinstance(value, dict):
+            expr = cql2_lib.parse_json(orjson.dumps(value).decode())
+        elif not isinstance(value, str):
+            raise InvalidFilter("a filter is CQL2 text or a CQL2-JSON object")
+        elif lang == "cql2-json" or (lang is None and value.lstrip().startswith("{")):
+            expr = cql2_lib.parse_json(value)  # serde refuses JSON nested deeper than 128
         else:
-            raise InvalidFilter(f"unknown filter-lang {lang!r}: use cql2-text or cql2-json")
-        expr.validate()
+            if _parse_cost(value) > _PARSE_BUDGET:
+                raise InvalidFilter("filter is too long or too deeply nested")
+            expr = cql2_lib.parse_text(value)
         parsed = expr.to_json()
-    except (cql2_lib.ParseError, cql2_lib.ValidationError, ValueError) as exc:
+    except (cql2_lib.ParseError, cql2_lib.ValidationError, orjson.JSONEncodeError) as exc:
         message = "\n".join(str(exc).strip().splitlines()[:6])
         raise InvalidFilter(f"invalid CQL2 filter: {message}") from exc
     if not isinstance(parsed, dict | bool):
@@ -91,19 +121,84 @@ def parse(value: str | dict[str, Any], lang: str | None = None) -> dict[str, Any
     return parsed
 
 
-# -- operands ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Operand:
-    """A compiled argument: a field, or a literal value, maybe wrapped in casei/accenti."""
+_TOKEN = re.compile(r"'(?:[^']|'')*'?|[()\[\],]|[<>=]+|[-+*/%^]|[^\s()\[\]'<>=+*/%^,-]+")
+_WKT = {"POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING", "MULTIPOLYGON",
+        "GEOMETRYCOLLECTION"}  # fmt: skip
+_OPERATORS = {"NOT", "LIKE", "IN", "BETWEEN", "IS", "DIV", "+", "-", "*", "/", "%", "^"}
+_PARSE_BUDGET = 4000  # ~2 MB of stack; cql2 overflows 8 MB near 16,000
 
-    field: Field | None = None
-    value: Any = None
-    kind: Kind | None = None
-    fold: tuple[str, ...] = ()  # "lower" / "unaccent", innermost first
 
-    @property
-    def is_field(self) -> bool:
-        return self.field is not None
+def _parse_cost(text: str) -> int:
+    """An upper bound of the stack cql2 needs to parse ``text``, in ~0.5 KB units.
+
+    The Rust parser recurses per bracket level and per operator, and a stack overflow is a
+    segfault that kills the server, so costly text is refused before cql2 sees it. Measured
+    on 8 MB: a bracket level costs ~11 units, NOT or a comparison ~5, AND/OR ~1 (flattened,
+    so their operands are siblings: only operators between two AND/OR can stack).
+    """
+    junctions = depth = deepest = segment = longest = numbers = 0
+    saved: list[tuple[int, bool, bool]] = []  # the enclosing level's state at each bracket
+    in_wkt = between = False
+    previous = ""
+    for token in _TOKEN.findall(text):
+        word = token.upper()
+        numbers = 0 if token in "()[]," else numbers + (token[0] not in "-+*/%^")
+        if token in ("(", "["):
+            saved.append((segment, in_wkt, between))
+            in_wkt, segment, between = in_wkt or previous in _WKT, 0, False
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (")", "]"):
+            if saved:
+                segment, in_wkt, between = saved.pop()
+                depth -= 1
+        elif word in ("AND", "OR") and not between:
+            junctions, segment = junctions + 1, 0
+        elif word in _OPERATORS or token[0] in "<>=" or word == "AND":
+            # In WKT "1 -2" is a coordinate; past 3 numbers cql2 reads it as a function call.
+            if not (in_wkt and token == "-" and numbers <= 3):
+                segment += 1
+                longest = max(longest, segment)
+            between = word == "BETWEEN"
+        if not (word == "Z" and previous in _WKT):  # POINT Z (...)
+            previous = word
+    return junctions + (deepest + 1) * (12 + 5 * longest)
+
+
+# -- literals ----------------------------------------------------------------------------------
+def _show(node: Any) -> str:
+    text = repr(node)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_day(value: Any) -> bool:
+    """A date literal: ``{"date": ...}`` or a plain YYYY-MM-DD string."""
+    return (isinstance(value, dict) and "date" in value) or (
+        isinstance(value, str) and len(value) == 10
+    )
+
+
+def _day(value: Any) -> datetime:
+    text = value["date"] if isinstance(value, dict) else value
+    try:
+        day = date.fromisoformat(str(text))
+    except ValueError as exc:
+        raise InvalidFilter(f"not a date: {_show(text)}") from exc
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _instant(value: Any, upper: bool = False) -> datetime:
+    """A timestamp or date literal; a date stands for its whole day (start, or end if upper)."""
+    if _is_day(value):
+        start = _day(value)
+        return start + timedelta(days=1, microseconds=-1) if upper else start
+    text = value.get("timestamp") if isinstance(value, dict) else value
+    if not isinstance(text, str):
+        raise InvalidFilter(f"not a timestamp: {_show(value)}")
+    try:
+        return parse_instant(text)
+    except InvalidParameter as exc:
+        raise InvalidFilter(exc.description) from exc
 
 
 def _literal_kind(value: Any) -> Kind | None:
@@ -122,26 +217,26 @@ def _literal_kind(value: Any) -> Kind | None:
     return None
 
 
-def _timestamp(value: Any) -> datetime:
-    if isinstance(value, dict) and "timestamp" in value:
-        return parse_instant(str(value["timestamp"]))
-    if isinstance(value, dict) and "date" in value:
-        return _day(value["date"])
-    if isinstance(value, str):
-        return parse_instant(value)
-    raise InvalidFilter(f"not a timestamp: {value!r}")
-
-
-def _day(value: Any) -> datetime:
+def _is_number(text: str) -> bool:
     try:
-        day = date.fromisoformat(str(value))
-    except ValueError as exc:
-        raise InvalidFilter(f"not a date: {value!r}") from exc
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
-def _is_date(value: Any) -> bool:
-    return isinstance(value, dict) and "date" in value
+def _json_array(value: list[Any]) -> list[Any]:
+    """An array literal as stored JSON: temporal literals become their RFC 3339 text."""
+    out: list[Any] = []
+    for element in value:
+        if isinstance(element, list):
+            out.append(_json_array(element))
+        elif isinstance(element, dict) and len(element) == 1 and {"timestamp", "date"} & {*element}:
+            out.append(next(iter(element.values())))
+        elif isinstance(element, dict):
+            raise InvalidFilter(f"unsupported array element {_show(element)}")
+        else:
+            out.append(element)
+    return out
 
 
 def _bind(value: Any, kind: Kind) -> Clause:
@@ -150,206 +245,198 @@ def _bind(value: Any, kind: Kind) -> Clause:
     if kind is Kind.BOOLEAN:
         return bindparam(None, bool(value), type_=Boolean)
     if kind is Kind.TIMESTAMP:
-        return bindparam(None, _timestamp(value), type_=DateTime(timezone=True))
+        return bindparam(None, _instant(value), type_=_TSTZ)
     if kind is Kind.ARRAY:
-        return bindparam(None, value, type_=JSONB)
+        return bindparam(None, _json_array(value), type_=JSONB)
     return bindparam(None, str(value), type_=Text)
 
 
-class _Compiler:
-    def __init__(self, resolver: Resolver) -> None:
-        self.resolve = resolver
+@dataclass(frozen=True)
+class _Operand:
+    """A compiled argument: a field or a literal, maybe wrapped in casei/accenti."""
 
-    # -- dispatch ----------------------------------------------------------------------------
+    field: Field | None = None
+    value: Any = None
+    kind: Kind | None = None
+    fold: tuple[str, ...] = ()  # "lower" / "unaccent", innermost first
+
+
+# -- the compiler ------------------------------------------------------------------------------
+class _Compiler:
+    def __init__(self, resolver: Resolver, numeric_strings: bool) -> None:
+        self.resolve = resolver
+        self.numeric_strings = numeric_strings
+
     def clause(self, node: Any, depth: int = 0) -> Clause:
+        """A boolean expression: logical operators here, predicates by family below."""
         if depth > MAX_DEPTH:
             raise InvalidFilter(f"filter is nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, bool):
             return true() if node else false()
-        if isinstance(node, dict) and "property" in node:
-            field = self._field(node["property"])
-            if Kind.BOOLEAN not in field.kinds:
-                raise InvalidFilter(f"property {field.name!r} is not a boolean")
-            return field.expr(Kind.BOOLEAN).is_(True)
-        if not isinstance(node, dict) or "op" not in node:
-            raise InvalidFilter(f"expected a boolean expression, got {node!r}")
-        op = str(node["op"]).lower()
-        args = node.get("args", [])
+        if not isinstance(node, dict) or not isinstance(node.get("op"), str):
+            raise InvalidFilter(f"expected a boolean expression, got {_show(node)}")
+        op, args = node["op"].lower(), node.get("args")
         if not isinstance(args, list):
             raise InvalidFilter(f"arguments of {op!r} must be a list")
         if op in ("and", "or"):
+            if not args:
+                raise InvalidFilter(f"{op} takes at least one argument")
             parts = [self.clause(a, depth + 1) for a in args]
             return and_(*parts) if op == "and" else or_(*parts)
         if op == "not":
-            self._arity(op, args, 1)
-            return not_(self.clause(args[0], depth + 1))
-        if op in _COMPARISONS:
-            self._arity(op, args, 2)
-            return self.compare(op, *(self.operand(a, depth) for a in args))
+            return not_(self.clause(_arity(op, args, 1)[0], depth + 1))
+        if op in _COMPARE:
+            return self.compare(op, *self.operands(op, args, 2, depth))
         if op == "like":
-            self._arity(op, args, 2)
-            return self.like(*(self.operand(a, depth) for a in args))
+            return self.like(*self.operands(op, args, 2, depth))
         if op == "between":
-            self._arity(op, args, 3)
-            x, low, high = (self.operand(a, depth) for a in args)
+            if len(args) == 2 and isinstance(args[1], list):  # the draft form [x, [low, high]]
+                args = [args[0], *args[1]]
+            x, low, high = self.operands(op, args, 3, depth)
             return and_(self.compare(">=", x, low), self.compare("<=", x, high))
         if op == "in":
-            self._arity(op, args, 2)
-            return self.in_(self.operand(args[0], depth), args[1], depth)
+            x, values = _arity(op, args, 2)
+            if not isinstance(values, list) or not values:
+                raise InvalidFilter("IN takes a non-empty list of values")
+            return self.in_(self.operand(x, depth), self.operands(op, values, 0, depth))
         if op == "isnull":
-            self._arity(op, args, 1)
-            return self.is_null(self.operand(args[0], depth))
+            return self.is_null(*self.operands(op, args, 1, depth))
         if op in _SPATIAL:
-            self._arity(op, args, 2)
-            return _SPATIAL[op](*(self.geometry(a) for a in args))
-        if op.startswith("t_"):
-            self._arity(op, args, 2)
-            return self.temporal(op, *(self.span(a) for a in args))
-        if op.startswith("a_"):
-            self._arity(op, args, 2)
-            return self.array(op, *(self.operand(a, depth) for a in args))
+            return _SPATIAL[op](*(self.geometry(a) for a in _arity(op, args, 2)))
+        if op in _TEMPORAL:
+            a, b = (self.span(x) for x in _arity(op, args, 2))
+            return _TEMPORAL[op](*a, *b)
+        if op in ("a_equals", "a_contains", "a_containedby", "a_overlaps"):
+            return self.array(op, *self.operands(op, args, 2, depth))
         raise InvalidFilter(f"operator or function {node['op']!r} is not supported")
 
-    @staticmethod
-    def _arity(op: str, args: Sequence[Any], count: int) -> None:
-        if len(args) != count:
-            raise InvalidFilter(f"{op} takes {count} argument(s), got {len(args)}")
-
-    def _field(self, name: Any) -> Field:
+    # -- operands and typing -------------------------------------------------------------------
+    def field(self, name: Any) -> Field:
         if not isinstance(name, str):
-            raise InvalidFilter(f"property names are strings, got {name!r}")
+            raise InvalidFilter(f"property names are strings, got {_show(name)}")
         return self.resolve(name)
+
+    def operands(self, op: str, args: list[Any], count: int, depth: int) -> list[_Operand]:
+        return [self.operand(a, depth + 1) for a in (_arity(op, args, count) if count else args)]
 
     def operand(self, node: Any, depth: int) -> _Operand:
         if depth > MAX_DEPTH:
             raise InvalidFilter(f"filter is nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, dict) and "property" in node:
-            return _Operand(field=self._field(node["property"]))
-        if isinstance(node, dict) and str(node.get("op", "")).lower() in ("casei", "accenti"):
-            args = node.get("args", [])
-            self._arity(node["op"], args, 1)
-            inner = self.operand(args[0], depth + 1)
-            fold = "lower" if node["op"].lower() == "casei" else "unaccent"
-            return _Operand(inner.field, inner.value, inner.kind, (*inner.fold, fold))
-        if isinstance(node, dict) and "op" in node:
-            raise InvalidFilter(f"{node['op']!r} cannot be used as a value here")
+            return _Operand(field=self.field(node["property"]))
+        op = str(node.get("op", "")).lower() if isinstance(node, dict) else ""
+        if op in ("casei", "accenti"):
+            inner = self.operand(_arity(op, node.get("args"), 1)[0], depth + 1)
+            return replace(inner, fold=(*inner.fold, "lower" if op == "casei" else "unaccent"))
+        if op:
+            raise InvalidFilter(f"operator or function {node['op']!r} is not supported here")
         kind = _literal_kind(node)
         if kind is None:
-            raise InvalidFilter(f"unsupported literal {node!r}")
+            raise InvalidFilter(f"unsupported literal {_show(node)}")
         return _Operand(value=node, kind=kind)
 
-    # -- typing ------------------------------------------------------------------------------
-    def _kind(self, a: _Operand, b: _Operand) -> Kind:
-        """The kind two operands are compared as, or InvalidFilter."""
-        if a.is_field and b.is_field:
-            assert a.field is not None and b.field is not None
-            common = [k for k in _PREFERENCE if k in a.field.kinds and k in b.field.kinds]
+    def kinds(self, a: _Operand, b: _Operand) -> list[Kind]:
+        """The kinds ``a`` and ``b`` compare as (several only for two multi-kind properties)."""
+        if a.field is not None and b.field is not None:
+            allowed = (Kind.STRING,) if a.fold or b.fold else _SCALARS
+            common = [k for k in allowed if k in a.field.kinds and k in b.field.kinds]
             if not common:
-                raise InvalidFilter(f"{a.field.name!r} and {b.field.name!r} have no type in common")
-            return common[0]
-        if not a.is_field and not b.is_field:
-            if a.kind != b.kind:
-                raise InvalidFilter(f"cannot compare {a.value!r} with {b.value!r}")
-            assert a.kind is not None
-            return a.kind
-        field_op, literal = (a, b) if a.is_field else (b, a)
-        assert field_op.field is not None and literal.kind is not None
-        kinds = field_op.field.kinds
-        kind = literal.kind
-        if kind is Kind.STRING and Kind.TIMESTAMP in kinds and Kind.STRING not in kinds:
-            kind = Kind.TIMESTAMP  # '2021-01-01T00:00:00Z' compared with a timestamp field
+                raise InvalidFilter(f"{a.field.name!r} and {b.field.name!r} share no value type")
+            return common
+        if a.field is None and b.field is None:
+            if a.kind is not b.kind or a.kind is None:
+                raise InvalidFilter(f"cannot compare {_show(a.value)} with {_show(b.value)}")
+            return [a.kind]
+        prop, lit = (a, b) if a.field is not None else (b, a)
+        assert prop.field is not None and lit.kind is not None
+        kinds, kind = prop.field.kinds, lit.kind
+        # A string that reads as a time compares as one when the property holds timestamps.
+        if kind is Kind.STRING and Kind.TIMESTAMP in kinds and not lit.fold:
+            if Kind.STRING not in kinds or queryables.json_kind(lit.value) is Kind.TIMESTAMP:
+                kind = Kind.TIMESTAMP
+        if kind is Kind.STRING and self.numeric_strings and kinds == {Kind.NUMBER}:
+            kind = Kind.NUMBER if _is_number(lit.value) else kind
         if kind not in kinds:
-            described = " or ".join(sorted(k.value for k in kinds))
+            held = " or ".join(sorted(k.value for k in kinds))
             raise InvalidFilter(
-                f"property {field_op.field.name!r} holds {described} values; "
-                f"it cannot be compared with {literal.value!r}"
+                f"property {prop.field.name!r} holds {held} values, "
+                f"not comparable with {_show(lit.value)}"
             )
-        return kind
+        return [kind]
 
-    def _sql(self, operand: _Operand, kind: Kind) -> Clause:
-        if operand.field is not None:
-            expr = operand.field.expr(kind)
-        else:
-            expr = _bind(operand.value, kind)
+    @staticmethod
+    def sql(operand: _Operand, kind: Kind) -> Clause:
+        if operand.fold and kind is not Kind.STRING:
+            raise InvalidFilter("CASEI and ACCENTI apply to strings only")
+        expr = operand.field.expr(kind) if operand.field else _bind(operand.value, kind)
         for fold in operand.fold:
-            if kind is not Kind.STRING:
-                raise InvalidFilter("CASEI and ACCENTI apply to strings only")
             expr = func.lower(expr) if fold == "lower" else func.unaccent(expr)
         return expr
 
-    # -- operators ---------------------------------------------------------------------------
+    # -- comparison ----------------------------------------------------------------------------
     def compare(self, op: str, a: _Operand, b: _Operand) -> Clause:
-        kind = self._kind(a, b)
-        if kind in (Kind.GEOMETRY, Kind.OBJECT):
-            raise InvalidFilter(f"{kind.value} values cannot be compared with {op}")
-        if kind is Kind.ARRAY and op not in ("=", "<>"):
-            raise InvalidFilter(f"arrays cannot be compared with {op}")
-        for this, other, flipped in ((a, b, False), (b, a, True)):
-            if this.is_field and _is_date(other.value) and kind is Kind.TIMESTAMP:
-                return self._compare_day(_FLIP[op] if flipped else op, self._sql(this, kind), other)
-        left, right = self._sql(a, kind), self._sql(b, kind)
-        return _OPERATORS[op](left, right)
-
-    @staticmethod
-    def _compare_day(op: str, expr: Clause, day: _Operand) -> Clause:
-        """A DATE literal is the whole day: ``= d`` means within it, ``< d`` before it."""
-        start = _day(day.value["date"])
-        end = start + timedelta(days=1)
-        start_p = bindparam(None, start, type_=DateTime(timezone=True))
-        end_p = bindparam(None, end, type_=DateTime(timezone=True))
-        return {
-            "=": and_(expr >= start_p, expr < end_p),
-            "<>": or_(expr < start_p, expr >= end_p),
-            "<": expr < start_p,
-            "<=": expr < end_p,
-            ">": expr >= end_p,
-            ">=": expr >= start_p,
-        }[op]
+        kinds = self.kinds(a, b)
+        if any(k not in _SCALARS for k in kinds):
+            raise InvalidFilter(f"{kinds[0].value} values cannot be compared with {op}")
+        if kinds == [Kind.TIMESTAMP]:
+            for this, other, flip in ((a, b, False), (b, a, True)):
+                if this.field is not None and other.field is None and _is_day(other.value):
+                    return _compare_day(_FLIP[op] if flip else op, self.sql(this, Kind.TIMESTAMP),
+                                        other.value)  # fmt: skip
+        return or_(*(_COMPARE[op](self.sql(a, k), self.sql(b, k)) for k in kinds))
 
     def like(self, a: _Operand, b: _Operand) -> Clause:
-        if self._kind(a, b) is not Kind.STRING:
-            raise InvalidFilter("LIKE applies to strings only")
-        return self._sql(a, Kind.STRING).like(self._sql(b, Kind.STRING))
+        for operand in (a, b):
+            if (operand.field and Kind.STRING not in operand.field.kinds) or (
+                operand.field is None and operand.kind is not Kind.STRING
+            ):
+                raise InvalidFilter("LIKE applies to strings only")
+        # CQL2's LIKE escape character is the backslash, PostgreSQL's default.
+        return self.sql(a, Kind.STRING).like(self.sql(b, Kind.STRING))
 
-    def in_(self, x: _Operand, values: Any, depth: int) -> Clause:
-        if not isinstance(values, list) or not values:
-            raise InvalidFilter("IN takes a non-empty list of values")
-        items = [self.operand(v, depth + 1) for v in values]
-        kind = self._kind(x, items[0])
-        for item in items[1:]:
-            self._kind(x, item)
-        if kind in (Kind.GEOMETRY, Kind.ARRAY, Kind.OBJECT):
-            raise InvalidFilter(f"IN does not apply to {kind.value} values")
-        left = self._sql(x, kind)
-        return left.in_([self._sql(i, kind) for i in items])
+    def in_(self, x: _Operand, items: Sequence[_Operand]) -> Clause:
+        by_kind: dict[Kind, list[Clause]] = {}
+        for item in items:
+            kinds = self.kinds(x, item)
+            if kinds[0] not in _SCALARS:
+                raise InvalidFilter(f"IN does not apply to {kinds[0].value} values")
+            by_kind.setdefault(kinds[0], []).append(self.sql(item, kinds[0]))
+        return or_(*(self.sql(x, kind).in_(values) for kind, values in by_kind.items()))
 
-    def is_null(self, x: _Operand) -> Clause:
+    @staticmethod
+    def is_null(x: _Operand) -> Clause:
         if x.field is None:
-            return true() if x.value is None else false()
+            return false()
         if x.field.column is not None:
             return x.field.column.is_(None)
         raw = x.field.expr(Kind.OBJECT)
         return or_(raw.is_(None), func.jsonb_typeof(raw) == literal_column("'null'"))
 
+    # -- spatial, temporal, arrays -------------------------------------------------------------
     def geometry(self, node: Any) -> Clause:
         if isinstance(node, dict) and "property" in node:
-            field = self._field(node["property"])
-            if Kind.GEOMETRY not in field.kinds:
+            field = self.field(node["property"])
+            if Kind.GEOMETRY not in field.kinds or field.column is None:
                 raise InvalidFilter(f"property {field.name!r} is not a geometry")
-            return field.expr(Kind.GEOMETRY)
+            return field.column
         try:
             if isinstance(node, dict) and "bbox" in node:
                 return as_sql(bbox_shape(node["bbox"]))
             if isinstance(node, dict) and node.get("type") in GEOMETRY_TYPES:
                 return as_sql(geojson_shape(node))
-        except (InvalidGeometry, InvalidParameter) as exc:
+        except InvalidParameter as exc:
             raise InvalidFilter(f"invalid spatial literal: {exc.description}") from exc
-        raise InvalidFilter(f"expected a geometry, got {node!r}")
+        raise InvalidFilter(f"expected a geometry, got {_show(node)}")
 
-    def span(self, node: Any) -> tuple[Clause, Clause]:
-        """(start, end) of a temporal operand; an instant has start == end."""
+    def span(self, node: Any) -> Span:
+        """(start, end) of a temporal operand, both ends included.
+
+        A date is an instant of day granularity, so it spans its whole day (OGC 21-065: "every
+        instant has a duration and a start/end"); a timestamp spans [t, t]. ``datetime`` is
+        the item's [start, end]; other timestamp properties are instants.
+        """
         if isinstance(node, dict) and "property" in node:
-            field = self._field(node["property"])
+            field = self.field(node["property"])
             if Kind.TIMESTAMP not in field.kinds:
                 raise InvalidFilter(f"property {field.name!r} is not a timestamp")
             return field.span()
@@ -357,92 +444,71 @@ class _Compiler:
             bounds = node["interval"]
             if not isinstance(bounds, list) or len(bounds) != 2:
                 raise InvalidFilter("an interval has exactly two bounds")
-            start = self._bound(bounds[0], upper=False)
-            end = self._bound(bounds[1], upper=True)
-            return start, end
-        if isinstance(node, dict) and "date" in node:
-            return self._bound(node["date"], upper=False), self._bound(node["date"], upper=True)
-        if isinstance(node, dict) and "timestamp" in node:
-            moment = bindparam(None, _timestamp(node), type_=DateTime(timezone=True))
-            return moment, moment
-        raise InvalidFilter(f"expected a timestamp, date, interval or property, got {node!r}")
+            start, end = self.bound(bounds[0], upper=False), self.bound(bounds[1], upper=True)
+            if isinstance(start, datetime) and isinstance(end, datetime) and start > end:
+                raise InvalidFilter(f"interval starts after it ends: {_show(bounds)}")
+            return _tstz(start), _tstz(end)
+        if isinstance(node, dict | str) and not (isinstance(node, dict) and "op" in node):
+            return _tstz(_instant(node)), _tstz(_instant(node, upper=True))
+        raise InvalidFilter(f"expected a timestamp, date, interval or property, got {_show(node)}")
 
-    def _bound(self, value: Any, upper: bool) -> Clause:
-        """One end of an interval. A date bound covers its whole day (closed interval)."""
-        if value == "..":
+    def bound(self, value: Any, upper: bool) -> datetime | Clause:
+        """One end of an interval: ".." is open (infinite), a date bound covers its day."""
+        if value in ("..", ""):
             return _POS_INF if upper else _NEG_INF
         if isinstance(value, dict) and "property" in value:
-            start, end = self.span(value)
-            return end if upper else start
-        if isinstance(value, dict) and ("timestamp" in value or "date" in value):
-            value = value.get("timestamp", value.get("date"))
-        if isinstance(value, str) and len(value) == 10:
-            day = _day(value)
-            moment = day + timedelta(days=1) - timedelta(microseconds=1) if upper else day
-        else:
-            moment = _timestamp(value)
-        return bindparam(None, moment, type_=DateTime(timezone=True))
-
-    @staticmethod
-    def temporal(op: str, a: tuple[Clause, Clause], b: tuple[Clause, Clause]) -> Clause:
-        """Allen's interval relations as defined by CQL2 (OGC 21-065, temporal functions)."""
-        (a0, a1), (b0, b1) = a, b
-        relations = {
-            "t_after": lambda: a0 > b1,
-            "t_before": lambda: a1 < b0,
-            "t_contains": lambda: and_(a0 < b0, a1 > b1),
-            "t_disjoint": lambda: or_(a1 < b0, a0 > b1),
-            "t_during": lambda: and_(a0 > b0, a1 < b1),
-            "t_equals": lambda: and_(a0 == b0, a1 == b1),
-            "t_finishedby": lambda: and_(a0 < b0, a1 == b1),
-            "t_finishes": lambda: and_(a0 > b0, a1 == b1),
-            "t_intersects": lambda: and_(a0 <= b1, a1 >= b0),
-            "t_meets": lambda: a1 == b0,
-            "t_metby": lambda: a0 == b1,
-            "t_overlappedby": lambda: and_(a0 > b0, a0 < b1, a1 > b1),
-            "t_overlaps": lambda: and_(a0 < b0, a1 > b0, a1 < b1),
-            "t_startedby": lambda: and_(a0 == b0, a1 > b1),
-            "t_starts": lambda: and_(a0 == b0, a1 < b1),
-        }
-        if op not in relations:
-            raise InvalidFilter(f"temporal function {op!r} is not supported")
-        return relations[op]()
+            return self.span(value)[1 if upper else 0]
+        return _instant(value, upper)
 
     def array(self, op: str, a: _Operand, b: _Operand) -> Clause:
         for operand in (a, b):
-            if operand.field is not None and Kind.ARRAY not in operand.field.kinds:
-                raise InvalidFilter(f"property {operand.field.name!r} is not an array")
-            if operand.field is None and not isinstance(operand.value, list):
-                raise InvalidFilter(f"{op} takes arrays, got {operand.value!r}")
-        left, right = self._sql(a, Kind.ARRAY), self._sql(b, Kind.ARRAY)
-        if op == "a_equals":
-            return left == right
+            if operand.fold:
+                raise InvalidFilter(f"{op} does not take CASEI or ACCENTI")
+            if (operand.field and Kind.ARRAY not in operand.field.kinds) or (
+                operand.field is None and operand.kind is not Kind.ARRAY
+            ):
+                shown = operand.field.name if operand.field else _show(operand.value)
+                raise InvalidFilter(f"{op} compares arrays; {shown} is not one")
+        left, right = self.sql(a, Kind.ARRAY), self.sql(b, Kind.ARRAY)
+        # CQL2 compares arrays as sets; jsonb containment ignores order and duplicates.
         if op == "a_contains":
             return left.op("@>")(right)
         if op == "a_containedby":
             return left.op("<@")(right)
-        if op == "a_overlaps":
-            mine = func.jsonb_array_elements(left).table_valued("value").alias("mine")
-            theirs = func.jsonb_array_elements(right).table_valued("value").alias("theirs")
-            return exists(
-                select(literal_column("1"))
-                .select_from(mine)
-                .where(mine.c.value.in_(select(theirs.c.value)))
-            )
-        raise InvalidFilter(f"array function {op!r} is not supported")
+        if op == "a_equals":
+            return and_(left.op("@>")(right), left.op("<@")(right))
+        mine = func.jsonb_array_elements(left).table_valued("value").alias("mine")
+        theirs = func.jsonb_array_elements(right).table_valued("value").alias("theirs")
+        return exists(
+            select(literal_column("1"))
+            .select_from(mine)
+            .where(mine.c.value.in_(select(theirs.c.value)))
+        )
 
 
-_PREFERENCE = (Kind.NUMBER, Kind.TIMESTAMP, Kind.STRING, Kind.BOOLEAN, Kind.ARRAY, Kind.OBJECT,
-               Kind.GEOMETRY)  # fmt: skip
-_FLIP = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
-_OPERATORS: dict[str, Callable[[Any, Any], Clause]] = {
-    "=": operator.eq,
-    "<>": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
+def _arity(op: str, args: Any, count: int) -> list[Any]:
+    if not isinstance(args, list) or len(args) != count:
+        got = len(args) if isinstance(args, list) else "no list"
+        raise InvalidFilter(f"{op} takes {count} argument(s), got {got}")
+    return args
+
+
+def _tstz(value: datetime | Clause) -> Clause:
+    return bindparam(None, value, type_=_TSTZ) if isinstance(value, datetime) else value
+
+
+def _compare_day(op: str, expr: Clause, day: Any) -> Clause:
+    """A date compared with a timestamp is its whole day: ``= d`` is within it, ``< d`` before."""
+    start = bindparam(None, _day(day), type_=_TSTZ)
+    end = bindparam(None, _day(day) + timedelta(days=1), type_=_TSTZ)
+    return {
+        "=": and_(expr >= start, expr < end),
+        "<>": or_(expr < start, expr >= end),
+        "<": expr < start,
+        "<=": expr < end,
+        ">": expr >= end,
+        ">=": expr >= start,
+    }[op]
 
 
 def registry_resolver(registry: Mapping[str, frozenset[Kind]]) -> Resolver:
@@ -463,13 +529,20 @@ def compile_filter(
     expr: dict[str, Any] | bool,
     registry: Mapping[str, frozenset[Kind]],
     resolver: Resolver | None = None,
+    numeric_strings: bool = False,
 ) -> Clause:
-    """Compile canonical CQL2-JSON into a boolean SQL clause with bound parameters."""
-    return _Compiler(resolver or registry_resolver(registry)).clause(expr)
+    """Compile canonical CQL2-JSON into a boolean SQL clause with bound parameters.
+
+    ``numeric_strings`` lets a string that reads as a number compare with a number-only
+    property (the STAC query extension sends "50"); CQL2 itself stays strictly typed.
+    """
+    compiler = _Compiler(resolver or registry_resolver(registry), numeric_strings)
+    return compiler.clause(expr)
 
 
 # -- the STAC query extension ------------------------------------------------------------------
 _QUERY_OPS = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+_QUERY_LIKE = {"startsWith": "{}%", "endsWith": "%{}", "contains": "%{}%"}
 
 
 def _like_escape(value: str) -> str:
@@ -480,25 +553,24 @@ def query_to_cql2(query: dict[str, Any]) -> dict[str, Any]:
     """Translate a STAC ``query`` object into CQL2-JSON (an AND of its conditions)."""
     if not isinstance(query, dict):
         raise InvalidParameter("query must be an object of {property: {operator: value}}")
-    conditions: list[Any] = []
+    conditions: list[dict[str, Any]] = []
     for name, ops in query.items():
         if not isinstance(ops, dict) or not ops:
             raise InvalidParameter(f"query.{name} must be an object of operators")
         prop = {"property": name}
         for op, value in ops.items():
-            if op in _QUERY_OPS:
+            scalar = isinstance(value, str | int | float)  # bool is an int
+            if op in _QUERY_OPS and scalar:
                 conditions.append({"op": _QUERY_OPS[op], "args": [prop, value]})
-            elif op in ("startsWith", "endsWith", "contains"):
-                if not isinstance(value, str):
-                    raise InvalidParameter(f"query.{name}.{op} takes a string")
-                text = _like_escape(value)
-                pattern = {"startsWith": f"{text}%", "endsWith": f"%{text}",
-                           "contains": f"%{text}%"}[op]  # fmt: skip
+            elif op in _QUERY_LIKE and isinstance(value, str):
+                pattern = _QUERY_LIKE[op].format(_like_escape(value))
                 conditions.append({"op": "like", "args": [prop, pattern]})
-            elif op == "in":
-                if not isinstance(value, list) or not value:
-                    raise InvalidParameter(f"query.{name}.in takes a non-empty list")
+            elif op == "in" and isinstance(value, list) and value:
+                if not all(isinstance(v, str | int | float) for v in value):
+                    raise InvalidParameter(f"query.{name}.in takes a list of strings or numbers")
                 conditions.append({"op": "in", "args": [prop, value]})
+            elif op in _QUERY_OPS or op in _QUERY_LIKE or op == "in":
+                raise InvalidParameter(f"query.{name}.{op} has a value of the wrong type")
             else:
                 raise InvalidParameter(f"query operator {op!r} is not supported")
     if not conditions:

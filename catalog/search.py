@@ -97,7 +97,7 @@ def query_filter(query: dict[str, Any] | None, registry: Registry) -> ColumnElem
     """Items matching the STAC ``query`` extension object."""
     if not query:
         return None
-    return cql2.compile_filter(cql2.query_to_cql2(query), registry)
+    return cql2.compile_filter(cql2.query_to_cql2(query), registry, numeric_strings=True)
 
 
 def where_clauses(params: SearchParams, registry: Registry) -> list[ColumnElement[bool]]:

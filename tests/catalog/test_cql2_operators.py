@@ -227,6 +227,15 @@ def test_query_extension(engine: Engine, query: dict[str, object], expected: set
     assert run(engine, query_to_cql2(query)) == expected
 
 
+def test_query_extension_takes_numbers_as_strings(engine: Engine) -> None:
+    expr = query_to_cql2({"eo:cloud_cover": {"gte": "50", "lt": "99.5"}})
+    with engine.connect() as conn:
+        clause = compile_filter(expr, REGISTRY, numeric_strings=True)
+        assert {r[0] for r in conn.execute(select(Item.id).where(clause))} == {"b"}
+    with pytest.raises(InvalidFilter):
+        compile_filter(expr, REGISTRY)  # CQL2 stays strictly typed
+
+
 @pytest.mark.parametrize(
     "query", [{"x": 5}, {"x": {}}, {"x": {"almost": 1}}, {"x": {"in": []}}, [], {}]
 )
