@@ -37,6 +37,19 @@ def repository(request: Request) -> CatalogRepository:
     return repo
 
 
+def _strict(request: Request) -> bool:
+    settings: CatalogSettings = request.app.state.catalog_settings
+    return settings.validate_extensions
+
+
+def _written(request: Request, doc: dict[str, Any], media_type: str) -> Response:
+    """204 after a replace or patch; 200 with the document if the client prefers it (RFC 7240)."""
+    if "return=representation" in request.headers.get("prefer", ""):
+        return Response(orjson.dumps(doc), status_code=200, media_type=media_type,
+                        headers={"Preference-Applied": "return=representation"})  # fmt: skip
+    return Response(status_code=204)
+
+
 def _base_url(request: Request) -> str:
     url = get_base_url(request)
     return url if url.endswith("/") else url + "/"
@@ -72,6 +85,31 @@ def _fields_get(values: Sequence[str] | None) -> tuple[set[str], set[str]]:
     return include, exclude
 
 
+def _fields_post(body: Mapping[str, Any]) -> tuple[set[str], set[str], bool]:
+    """Include, exclude and whether the base is the default field set (fields extension).
+
+    ``{}`` or empty include and exclude: the default set. Only ``exclude``: the full item
+    minus those fields. ``exclude`` with ``include`` null or empty: the default set minus them.
+    """
+    if "fields" not in body:
+        return set(), set(), False
+    fields = body["fields"]
+    if not isinstance(fields, dict):
+        raise InvalidParameter("fields must be an object with 'include' and/or 'exclude' lists")
+    include = set(fields.get("include") or ())
+    exclude = set(fields.get("exclude") or ())
+    return include, exclude, not include and ("include" in fields or not exclude)
+
+
+def _page_size(limit: int | None, settings: CatalogSettings) -> int:
+    """The page size: a limit above the maximum is served as the maximum."""
+    # OGC API - Features 1.0, /req/core/fc-limit-response-1 C (inherited by STAC API): a limit
+    # above the maximum "SHALL NOT result in an error (instead use the maximum ...)".
+    if limit is not None and limit > settings.max_limit:
+        limit = settings.max_limit
+    return check_limit(limit, settings.default_limit, settings.max_limit)
+
+
 def _json_param(name: str, value: Any) -> Any:
     if value is None or isinstance(value, dict):
         return value
@@ -86,6 +124,14 @@ class CoreClient(AsyncBaseCoreClient):
     """Core STAC API: landing page, collections, items and item search."""
 
     settings: CatalogSettings = attr.ib(factory=CatalogSettings)
+
+    def extension_is_enabled(self, extension: str) -> bool:
+        """Whether an extension of that class name, or a subclass of it, is enabled.
+
+        stac-fastapi compares exact class names, so our subclassed search filter extension
+        would lose the landing page's queryables link.
+        """
+        return any(extension in {c.__name__ for c in type(e).__mro__} for e in self.extensions)
 
     # -- collections ------------------------------------------------------------------------
     async def all_collections(self, request: Request, **kwargs: Any) -> Any:
@@ -132,20 +178,20 @@ class CoreClient(AsyncBaseCoreClient):
         """GET /collections/{collection_id}/items (filter, sort, fields, query, paging)."""
         await repository(request).get_collection(collection_id)
         kwargs.pop("collections", None)
-        params, include, exclude = self._get_params(kwargs)
+        params, fields = self._get_params(kwargs, request)
         params.collections = [collection_id]
         route = f"collections/{quote(collection_id, safe='')}/items"
-        return await self._search(request, params, include, exclude, route, post_body=None)
+        return await self._search(request, params, fields, route, post_body=None)
 
     async def get_search(self, request: Request, **kwargs: Any) -> Any:
         """GET /search."""
-        params, include, exclude = self._get_params(kwargs)
-        return await self._search(request, params, include, exclude, "search", post_body=None)
+        params, fields = self._get_params(kwargs, request)
+        return await self._search(request, params, fields, "search", post_body=None)
 
     async def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> Any:
         """POST /search."""
         body = await request.json()
-        fields = getattr(search_request, "fields", None)
+        fields = _fields_post(body)
         check_filter_crs(getattr(search_request, "filter_crs", None))
         params = SearchParams(
             collections=search_request.collections,
@@ -157,16 +203,20 @@ class CoreClient(AsyncBaseCoreClient):
             filter_lang=getattr(search_request, "filter_lang", None),
             query=getattr(search_request, "query", None),
             sortby=_sortby_post(getattr(search_request, "sortby", None)),
-            limit=check_limit(search_request.limit, self.settings.default_limit,
-                              self.settings.max_limit),
+            limit=_page_size(search_request.limit, self.settings),
             token=getattr(search_request, "token", None),
         )  # fmt: skip
-        include = set(fields.include or ()) if fields else set()
-        exclude = set(fields.exclude or ()) if fields else set()
-        return await self._search(request, params, include, exclude, "search", post_body=body)
+        return await self._search(request, params, fields, "search", post_body=body)
 
-    def _get_params(self, kwargs: Mapping[str, Any]) -> tuple[SearchParams, set[str], set[str]]:
+    def _get_params(
+        self, kwargs: Mapping[str, Any], request: Request
+    ) -> tuple[SearchParams, tuple[set[str], set[str], bool]]:
         include, exclude = _fields_get(kwargs.get("fields"))
+        # Fields extension v1.0.0, rules 1 and 4: in GET, fields without include (empty, or
+        # only exclusions) starts from the default set.
+        default_base = "fields" in request.query_params and not include
+        if kwargs.get("bbox") and kwargs.get("intersects"):
+            raise InvalidParameter("bbox and intersects cannot be used together")
         check_filter_crs(kwargs.get("filter_crs"))
         params = SearchParams(
             collections=str2list(kwargs.get("collections")),
@@ -178,26 +228,25 @@ class CoreClient(AsyncBaseCoreClient):
             filter_lang=kwargs.get("filter_lang"),
             query=_json_param("query", kwargs.get("query")),
             sortby=_sortby_get(kwargs.get("sortby")),
-            limit=check_limit(kwargs.get("limit"), self.settings.default_limit,
-                              self.settings.max_limit),
+            limit=_page_size(kwargs.get("limit"), self.settings),
             token=kwargs.get("token"),
         )  # fmt: skip
-        return params, include, exclude
+        return params, (include, exclude, default_base)
 
     async def _search(
         self,
         request: Request,
         params: SearchParams,
-        include: set[str],
-        exclude: set[str],
+        fields: tuple[set[str], set[str], bool],
         route: str,
         post_body: dict[str, Any] | None,
     ) -> dict[str, Any]:
         page = await repository(request).search(params)
         base_url = _base_url(request)
         features = [item_document(row, base_url) for row in page.rows]
-        if include or exclude:
-            features = [apply_fields(f, include, exclude) for f in features]
+        include, exclude, default_base = fields
+        if include or exclude or default_base:
+            features = [apply_fields(f, include, exclude, default_base) for f in features]
         links = [{"rel": "root", "type": "application/json", "href": base_url}]
         if post_body is None:
             links.append({"rel": "self", "type": "application/geo+json",
@@ -403,12 +452,12 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         body = await request.json()
         repo = repository(request)
         if body.get("type") == "FeatureCollection":
-            rows = [item_row(f, collection_id) for f in body.get("features", [])]
+            rows = [item_row(f, collection_id, _strict(request)) for f in body.get("features", [])]
             count = await repo.write_items(collection_id, rows, upsert=False)
             return Response(
                 orjson.dumps({"created": count}), status_code=201, media_type="application/json"
             )
-        row = item_row(body, collection_id)
+        row = item_row(body, collection_id, _strict(request))
         await repo.write_items(collection_id, [row], upsert=False)
         doc = item_document({**row, "collection_id": collection_id}, _base_url(request))
         return Response(
@@ -423,9 +472,10 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         request: Request = kwargs["request"]
         body = await request.json()
         _same_id(item_id, body, "item")
-        row = item_row(body, collection_id)
+        row = item_row(body, collection_id, _strict(request))
         await repository(request).replace_item(collection_id, row)
-        return item_document({**row, "collection_id": collection_id}, _base_url(request))
+        doc = item_document({**row, "collection_id": collection_id}, _base_url(request))
+        return _written(request, doc, "application/geo+json")
 
     async def patch_item(self, collection_id: str, item_id: str, patch: Any, **kwargs: Any) -> Any:
         """PATCH /collections/{collection_id}/items/{item_id} (merge patch or JSON patch)."""
@@ -435,19 +485,24 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         current = item_document(await repo.get_item(collection_id, item_id), base_url)
         updated = await _patched(request, current)
         _same_id(item_id, updated, "item")
-        row = item_row(updated, collection_id)
+        row = item_row(updated, collection_id, _strict(request))
         await repo.replace_item(collection_id, row)
-        return item_document({**row, "collection_id": collection_id}, base_url)
+        doc = item_document({**row, "collection_id": collection_id}, base_url)
+        return _written(request, doc, "application/geo+json")
 
     async def delete_item(self, item_id: str, collection_id: str, **kwargs: Any) -> Any:
-        """DELETE /collections/{collection_id}/items/{item_id}."""
+        """DELETE /collections/{collection_id}/items/{item_id}.
+
+        Idempotent (RFC 9110): 204 whether or not the item was there; 404 only when the
+        collection itself does not exist.
+        """
         await repository(kwargs["request"]).delete_item(collection_id, item_id)
         return Response(status_code=204)
 
     async def create_collection(self, collection: Any, **kwargs: Any) -> Any:
         """POST /collections."""
         request: Request = kwargs["request"]
-        row = collection_row(await request.json())
+        row = collection_row(await request.json(), _strict(request))
         await repository(request).create_collection(row)
         doc = collection_document(row, _base_url(request))
         return Response(
@@ -462,9 +517,9 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         request: Request = kwargs["request"]
         body = await request.json()
         _same_id(collection_id, body, "collection")
-        row = collection_row(body)
+        row = collection_row(body, _strict(request))
         await repository(request).update_collection(row)
-        return collection_document(row, _base_url(request))
+        return _written(request, collection_document(row, _base_url(request)), "application/json")
 
     async def patch_collection(self, collection_id: str, patch: Any, **kwargs: Any) -> Any:
         """PATCH /collections/{collection_id} (merge patch or JSON patch)."""
@@ -474,12 +529,12 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         current = collection_document(await repo.get_collection(collection_id), base_url)
         updated = await _patched(request, current)
         _same_id(collection_id, updated, "collection")
-        row = collection_row(updated)
+        row = collection_row(updated, _strict(request))
         await repo.update_collection(row)
-        return collection_document(row, base_url)
+        return _written(request, collection_document(row, base_url), "application/json")
 
     async def delete_collection(self, collection_id: str, **kwargs: Any) -> Any:
-        """DELETE /collections/{collection_id} and all its items."""
+        """DELETE /collections/{collection_id} and all its items (idempotent: always 204)."""
         await repository(kwargs["request"]).delete_collection(collection_id)
         return Response(status_code=204)
 
@@ -496,7 +551,7 @@ class BulkTransactionsClient(AsyncBaseBulkTransactionsClient):
         for key, item in items.items.items():
             if isinstance(item, dict) and item.get("id") not in (None, key):
                 raise InvalidStac(f"bulk item key {key!r} differs from its id {item.get('id')!r}")
-            rows.append(item_row(item, collection_id))
+            rows.append(item_row(item, collection_id, _strict(request)))
         count = await repository(request).write_items(
             collection_id, rows, upsert=items.method == "upsert"
         )

@@ -3,11 +3,14 @@
 from collections.abc import Iterable
 from typing import Any
 
-# Returned when only `include` is given, so the result stays a valid STAC item.
+# What a client gets when it asks for fields without naming any (fields extension, rule 1).
 DEFAULT_ITEM_FIELDS = frozenset(
-    {"type", "stac_version", "id", "collection", "geometry", "bbox", "links", "assets",
-     "properties.datetime"}
-)  # fmt: skip
+    {"type", "stac_version", "id", "geometry", "bbox", "links", "assets", "properties.datetime"}
+)
+# Added to the default set when properties.datetime is null (fields extension, rule 1).
+NULL_DATETIME_FIELDS = frozenset({"properties.start_datetime", "properties.end_datetime"})
+# Always kept, so that even a one-field answer says what it is about.
+IDENTITY_FIELDS = frozenset({"type", "stac_version", "id", "collection"})
 
 Tree = dict[str, "Tree | None"]  # None: the whole value at this path
 
@@ -54,19 +57,35 @@ def _drop(doc: dict[str, Any], tree: Tree) -> dict[str, Any]:
     return out
 
 
-def apply_fields(
-    doc: dict[str, Any], include: Iterable[str] | None, exclude: Iterable[str] | None
-) -> dict[str, Any]:
-    """Filter ``doc`` by the fields extension rules; ``doc`` itself is not modified.
+def _covers(path: str, others: set[str]) -> bool:
+    """Whether ``path`` or something inside it is named in ``others``."""
+    return any(o == path or o.startswith(path + ".") for o in others)
 
-    Nothing given: the whole document. Only ``include``: the defaults plus those paths.
-    Only ``exclude``: the whole document minus those paths. Both: a path must be included and
-    not excluded (``properties`` included with ``properties.datetime`` excluded drops it).
+
+def apply_fields(
+    doc: dict[str, Any],
+    include: Iterable[str] | None,
+    exclude: Iterable[str] | None,
+    base_is_default: bool = False,
+) -> dict[str, Any]:
+    """Filter ``doc`` by the STAC fields extension; ``doc`` itself is not modified.
+
+    - ``include`` given: those paths (plus id, type, stac_version, collection); an ``exclude``
+      of the same path, or of a parent of an included path, does not remove it.
+    - only ``exclude``: the whole document minus those paths, or the default set minus them
+      when the client sent ``include`` explicitly empty (``base_is_default``).
+    - neither: the whole document, or the default set when ``base_is_default``. The default
+      set has start and end datetimes too when ``properties.datetime`` is null.
     """
-    include = set(include or ())
-    exclude = set(exclude or ())
+    include = {p for p in include or () if p}
+    exclude = {p for p in exclude or () if p and not _covers(p, include)}
     if include:
-        doc = _pick(doc, _tree(DEFAULT_ITEM_FIELDS | include))
+        doc = _pick(doc, _tree(IDENTITY_FIELDS | include))
+    elif base_is_default:
+        default = DEFAULT_ITEM_FIELDS
+        if (doc.get("properties") or {}).get("datetime") is None:
+            default = default | NULL_DATETIME_FIELDS
+        doc = _pick(doc, _tree(default))
     if exclude:
         doc = _drop(doc, _tree(exclude))
     return doc

@@ -152,15 +152,15 @@ class CatalogRepository:
                 raise NotFound(f"collection {row['id']!r} does not exist")
             await self._register_summaries(conn, row)
 
-    async def delete_collection(self, collection_id: str) -> None:
-        """Delete a collection and its items."""
+    async def delete_collection(self, collection_id: str) -> bool:
+        """Delete a collection and its items; whether it existed."""
         async with self._connect(write=True) as conn:
             result = await conn.execute(
                 delete(Collection).where(Collection.id == collection_id).returning(Collection.id)
             )
-            if result.first() is None:
-                raise NotFound(f"collection {collection_id!r} does not exist")
+            existed = result.first() is not None
         self._forget(collection_id)
+        return existed
 
     async def _register_summaries(self, conn: AsyncConnection, row: Mapping[str, Any]) -> None:
         pairs = {
@@ -302,8 +302,8 @@ class CatalogRepository:
                 await self.collection_exists(conn, collection_id)
                 raise NotFound(f"item {row['id']!r} does not exist in {collection_id!r}")
 
-    async def delete_item(self, collection_id: str, item_id: str) -> None:
-        """Delete one item; NotFound if it does not exist."""
+    async def delete_item(self, collection_id: str, item_id: str) -> bool:
+        """Delete one item; whether it existed. NotFound if the collection does not exist."""
         async with self._connect(write=True) as conn:
             result = await conn.execute(
                 delete(Item)
@@ -312,7 +312,8 @@ class CatalogRepository:
             )
             if result.first() is None:
                 await self.collection_exists(conn, collection_id)
-                raise NotFound(f"item {item_id!r} does not exist in {collection_id!r}")
+                return False
+        return True
 
     # -- search ------------------------------------------------------------------------------
     async def search(self, params: SearchParams) -> Page:

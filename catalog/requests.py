@@ -1,8 +1,8 @@
 """Request models of the STAC API, declared once at the edge.
 
 They replace stac-fastapi's base GET models so that ``bbox``, ``datetime`` and ``limit`` reach
-our own parsers (stable error codes, 400 for a limit above the maximum instead of silently
-cropping it, 3D bboxes).
+our own parsers (stable error codes, 3D bboxes, and a limit above the maximum served as the
+maximum, as OGC API Features requires, instead of pydantic's 400).
 """
 
 from typing import Annotated, Any, Literal
@@ -28,7 +28,10 @@ _DATETIME = Query(
         "open": {"value": "2024-01-01T00:00:00Z/.."},
     },
 )
-_LIMIT = Query(description="Page size (1 to the server maximum, 10000 by default).")
+_LIMIT = Query(
+    description="Page size (at least 1; a value above the server maximum, 10000 by default, "
+    "is served as the maximum)."
+)
 
 
 def parse_bbox(value: str | None) -> list[float] | None:
@@ -83,9 +86,11 @@ class CollectionsGetRequest(APIRequest):
 
 
 class SearchPostRequest(BaseSearchPostRequest):
-    """POST /search body; ``limit`` is range-checked by the client, not cropped."""
+    """POST /search body; ``limit`` is checked by the client (at least 1, capped at the maximum)."""
 
-    limit: int | None = Field(default=None, description="Page size (1 to the server maximum).")
+    limit: int | None = Field(
+        default=None, description="Page size (at least 1; above the server maximum: the maximum)."
+    )
 
 
 class FilterPostRequest(FilterExtensionPostRequest):

@@ -44,7 +44,9 @@ def _links(value: Any) -> list[dict[str, Any]]:
 
 
 # -- items -------------------------------------------------------------------------------------
-def item_row(item: Mapping[str, Any], collection_id: str) -> dict[str, Any]:
+def item_row(
+    item: Mapping[str, Any], collection_id: str, validate_extensions: bool = True
+) -> dict[str, Any]:
     """Check a STAC item and split it into the columns of ``items``."""
     if not isinstance(item, Mapping):
         raise InvalidStac("an item must be a JSON object")
@@ -60,7 +62,8 @@ def item_row(item: Mapping[str, Any], collection_id: str) -> dict[str, Any]:
     if not isinstance(properties, dict):
         raise InvalidStac(f"item {item_id!r}: properties must be an object")
     start, end = _item_span(item_id, properties)
-    check_extensions(item, f"item {item_id!r}")
+    if validate_extensions:
+        check_extensions(item, f"item {item_id!r}")
     content = {k: v for k, v in item.items() if k not in ("id", "collection", "properties")}
     content["type"] = "Feature"
     content.setdefault("stac_version", STAC_VERSION)
@@ -164,14 +167,17 @@ def item_document(row: Mapping[str, Any], base_url: str) -> dict[str, Any]:
 
 
 # -- collections -------------------------------------------------------------------------------
-def collection_row(collection: Mapping[str, Any]) -> dict[str, Any]:
+def collection_row(
+    collection: Mapping[str, Any], validate_extensions: bool = True
+) -> dict[str, Any]:
     """Check a STAC collection and derive the searchable columns of ``collections``."""
     if not isinstance(collection, Mapping):
         raise InvalidStac("a collection must be a JSON object")
     if collection.get("type", "Collection") != "Collection":
         raise InvalidStac("collection type must be 'Collection'")
     collection_id = check_id(collection.get("id"), "collection id")
-    check_extensions(collection, f"collection {collection_id!r}")
+    if validate_extensions:
+        check_extensions(collection, f"collection {collection_id!r}")
     content = {k: v for k, v in collection.items() if k != "id"}
     content["type"] = "Collection"
     content.setdefault("stac_version", STAC_VERSION)

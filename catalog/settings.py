@@ -36,6 +36,11 @@ class CatalogSettings(BaseSettings):
 
     default_limit: int = Field(default=10, ge=1)
     max_limit: int = Field(default=10_000, ge=1)
+    validate_extensions: bool = Field(
+        default=True,
+        description="Check items and collections against the schemas of their declared "
+        "stac_extensions before storing them.",
+    )
     count_limit: int = Field(
         default=10_000,
         ge=0,

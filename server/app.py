@@ -24,7 +24,6 @@ from stac_fastapi.extensions import (
     OffsetPaginationExtension,
     SearchFilterExtension,
     TokenPaginationExtension,
-    TransactionExtension,
 )
 from stac_fastapi.extensions.collection_search.collection_search import (
     CollectionSearchConformanceClasses,
@@ -38,6 +37,7 @@ from stac_fastapi.extensions.sort import (
     ItemCollectionSortExtension,
     SearchSortExtension,
 )
+from stac_fastapi.extensions.sort.sort import SortConformanceClasses
 from stac_fastapi.types.config import ApiSettings as StacApiSettings
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -64,6 +64,7 @@ from .database import resolve_url
 from .errors import AuthError, WritesDisabled, add_error_handlers
 from .middleware import PrefixMiddleware
 from .settings import ApiSettings, Settings
+from .transactions import RawBodyTransactionExtension
 
 # Every CQL2 class our compiler implements (catalog/cql2.py), advertised and tested.
 FILTER_CLASSES = [
@@ -82,6 +83,18 @@ FILTER_CLASSES = [
     FilterConformanceClasses.PROPERTY_PROPERTY,
     FilterConformanceClasses.CASE_INSENSITIVE_COMPARISON,
     FilterConformanceClasses.ACCENT_INSENSITIVE_COMPARISON,
+]
+
+# Sort v1.1.0 (what stac-fastapi advertises) keeps v1.0.0's sortby and adds sortables; clients
+# that only know v1.0.0 (pystac-client 0.9 matches "v1.0.*") look for the v1.0.0 URIs.
+SEARCH_SORT_CLASSES = [
+    SortConformanceClasses.ITEM_SEARCH_SORT,
+    SortConformanceClasses.ITEM_SEARCH_SORTABLES,
+    "https://api.stacspec.org/v1.0.0/item-search#sort",
+]
+ITEMS_SORT_CLASSES = [
+    SortConformanceClasses.FEATURES_SORT,
+    "https://api.stacspec.org/v1.0.0/ogcapi-features#sort",
 ]
 
 
@@ -118,14 +131,14 @@ def _extensions(settings: Settings) -> dict[str, Any]:
     sortables = SortablesClient()
     search = [
         QueryExtension(),
-        SearchSortExtension(client=sortables),
+        SearchSortExtension(client=sortables, conformance_classes=SEARCH_SORT_CLASSES),
         FieldsExtension(),
         _SearchFilterExtension(client=filters, conformance_classes=FILTER_CLASSES),
         TokenPaginationExtension(),
     ]
     item_collection = [
         QueryExtension(conformance_classes=[QueryConformanceClasses.ITEMS]),
-        ItemCollectionSortExtension(),
+        ItemCollectionSortExtension(conformance_classes=ITEMS_SORT_CLASSES),
         FieldsExtension(conformance_classes=[FieldsConformanceClasses.ITEMS]),
         ItemCollectionFilterExtension(
             client=filters,
@@ -162,7 +175,7 @@ def _extensions(settings: Settings) -> dict[str, Any]:
         enable_response_models=False,
     )
     writes = [
-        TransactionExtension(
+        RawBodyTransactionExtension(
             client=TransactionsClient(), settings=stac_settings, route_dependencies=[admin]
         ),
         BulkTransactionExtension(client=BulkTransactionsClient(), route_dependencies=[admin]),
@@ -259,4 +272,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     add_error_handlers(api.app)
     api.app.state.settings = settings
+    api.app.state.catalog_settings = settings.catalog
     return api.app

@@ -136,9 +136,10 @@ def test_intersects_get_and_post(client: TestClient, catalogue: list[dict[str, A
 def test_fields_include_exclude(client: TestClient, catalogue: list[dict[str, Any]]) -> None:
     r = client.get("/search", params={"fields": "properties.platform,-assets", "limit": 1})
     feature = r.json()["features"][0]
-    assert "assets" not in feature
-    assert set(feature["properties"]) == {"datetime", "platform"}
-    assert feature["id"] and feature["geometry"]
+    # Fields extension v1.0.0, rule 2: an include list gives only those fields (plus identity).
+    assert "assets" not in feature and "geometry" not in feature
+    assert set(feature["properties"]) == {"platform"}
+    assert feature["id"] and feature["type"] == "Feature"
     r = client.post("/search", json={"fields": {"exclude": ["properties"]}, "limit": 1})
     assert "properties" not in r.json()["features"][0]
 

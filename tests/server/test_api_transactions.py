@@ -23,11 +23,14 @@ def test_collection_lifecycle(client: TestClient, admin: dict[str, str]) -> None
 
     updated = collection("s2", title="Sentinel-2 L2A")
     r = client.put("/collections/s2", json=updated, headers=admin)
-    assert r.status_code == 200 and r.json()["title"] == "Sentinel-2 L2A"
+    assert r.status_code == 204 and not r.content
     assert client.get("/collections/s2").json()["title"] == "Sentinel-2 L2A"
+    prefer = {**admin, "Prefer": "return=representation"}
+    r = client.put("/collections/s2", json=updated, headers=prefer)
+    assert r.status_code == 200 and r.json()["title"] == "Sentinel-2 L2A"
 
     r = client.patch("/collections/s2", json={"title": "Patched", "keywords": None}, headers=admin)
-    assert r.status_code == 200, r.text
+    assert r.status_code == 204, r.text
     stored = client.get("/collections/s2").json()
     assert stored["title"] == "Patched" and "keywords" not in stored
 
@@ -36,7 +39,7 @@ def test_collection_lifecycle(client: TestClient, admin: dict[str, str]) -> None
 
     assert client.delete("/collections/s2", headers=admin).status_code == 204
     assert client.get("/collections/s2").status_code == 404
-    assert client.delete("/collections/s2", headers=admin).status_code == 404
+    assert client.delete("/collections/s2", headers=admin).status_code == 204  # idempotent
 
 
 def test_item_lifecycle(client: TestClient, admin: dict[str, str]) -> None:
@@ -55,7 +58,11 @@ def test_item_lifecycle(client: TestClient, admin: dict[str, str]) -> None:
 
     replaced = item("a", **{"eo:cloud_cover": 50})
     r = client.put("/collections/c1/items/a", json=replaced, headers=admin)
-    assert r.status_code == 200
+    assert r.status_code == 204
+    prefer = {**admin, "Prefer": "return=representation"}
+    r = client.put("/collections/c1/items/a", json=replaced, headers=prefer)
+    assert r.status_code == 200 and r.json()["properties"]["eo:cloud_cover"] == 50
+    assert r.headers["content-type"] == "application/geo+json"
     assert client.get("/collections/c1/items/a").json()["properties"]["eo:cloud_cover"] == 50
 
     r = client.put("/collections/c1/items/zzz", json=item("zzz"), headers=admin)
@@ -67,7 +74,7 @@ def test_item_lifecycle(client: TestClient, admin: dict[str, str]) -> None:
         json=merge,
         headers={**admin, "Content-Type": "application/merge-patch+json"},
     )
-    assert r.status_code == 200, r.text
+    assert r.status_code == 204, r.text
     props = client.get("/collections/c1/items/a").json()["properties"]
     assert props["eo:cloud_cover"] == 7 and props["platform"] == "sentinel-2a"
 
@@ -80,7 +87,7 @@ def test_item_lifecycle(client: TestClient, admin: dict[str, str]) -> None:
         json=ops,
         headers={**admin, "Content-Type": "application/json-patch+json"},
     )
-    assert r.status_code == 200, r.text
+    assert r.status_code == 204, r.text
     props = client.get("/collections/c1/items/a").json()["properties"]
     assert props["eo:cloud_cover"] == 8 and "platform" not in props
 
@@ -94,7 +101,8 @@ def test_item_lifecycle(client: TestClient, admin: dict[str, str]) -> None:
 
     assert client.delete("/collections/c1/items/a", headers=admin).status_code == 204
     assert client.get("/collections/c1/items/a").status_code == 404
-    assert client.delete("/collections/c1/items/a", headers=admin).status_code == 404
+    assert client.delete("/collections/c1/items/a", headers=admin).status_code == 204
+    assert client.delete("/collections/nope/items/a", headers=admin).status_code == 404
 
 
 def test_item_into_missing_collection_is_404(client: TestClient, admin: dict[str, str]) -> None:

@@ -1,0 +1,118 @@
+"""Transaction routes whose bodies reach our own STAC checks unparsed.
+
+stac-fastapi's TransactionExtension parses bodies with stac-pydantic first. Its models differ
+from our checks in ways users feel: an item without ``links`` (which the server generates
+anyway) is refused, a PATCH of a collection's ``links`` list fails (typed as an object), and a
+bad item gets a wall of union errors ("ItemCollection.type: ..."). Here the routes take the
+JSON as it is and catalog.serializers says precisely what is wrong. Routes, status codes and
+conformance classes stay those of the extension.
+"""
+
+from typing import Annotated, Any
+
+import attr
+from fastapi import Body
+from stac_fastapi.api.models import CollectionUri, EmptyRequest, ItemUri
+from stac_fastapi.api.routes import create_async_endpoint
+from stac_fastapi.extensions import TransactionExtension
+
+_ITEM_DOC = "A STAC Item, or a FeatureCollection of Items (https://stacspec.org)."
+_COLLECTION_DOC = "A STAC Collection."
+_PATCH_DOC = (
+    "A JSON merge patch (RFC 7396; application/merge-patch+json or application/json) or a "
+    "JSON patch (RFC 6902; application/json-patch+json)."
+)
+
+
+@attr.s
+class ItemBody(CollectionUri):
+    """POST /collections/{collection_id}/items."""
+
+    item: Annotated[dict[str, Any], Body(description=_ITEM_DOC)] = attr.ib(default=None)
+
+
+@attr.s
+class ItemReplaceBody(ItemUri):
+    """PUT /collections/{collection_id}/items/{item_id}."""
+
+    item: Annotated[dict[str, Any], Body(description=_ITEM_DOC)] = attr.ib(default=None)
+
+
+@attr.s
+class ItemPatchBody(ItemUri):
+    """PATCH /collections/{collection_id}/items/{item_id}."""
+
+    patch: Annotated[dict[str, Any] | list[Any], Body(description=_PATCH_DOC)] = attr.ib(
+        default=None
+    )
+
+
+@attr.s
+class CollectionBody(EmptyRequest):
+    """POST /collections."""
+
+    collection: Annotated[dict[str, Any], Body(description=_COLLECTION_DOC)] = attr.ib(default=None)
+
+
+@attr.s
+class CollectionReplaceBody(CollectionUri):
+    """PUT /collections/{collection_id}."""
+
+    collection: Annotated[dict[str, Any], Body(description=_COLLECTION_DOC)] = attr.ib(default=None)
+
+
+@attr.s
+class CollectionPatchBody(CollectionUri):
+    """PATCH /collections/{collection_id}."""
+
+    patch: Annotated[dict[str, Any] | list[Any], Body(description=_PATCH_DOC)] = attr.ib(
+        default=None
+    )
+
+
+@attr.s
+class RawBodyTransactionExtension(TransactionExtension):
+    """The transaction extension with bodies checked by the catalogue, not stac-pydantic."""
+
+    def _route(
+        self, name: str, path: str, method: str, endpoint: Any, model: Any, status: int
+    ) -> None:
+        self.router.add_api_route(
+            name=name,
+            path=path,
+            methods=[method],
+            status_code=status,
+            response_class=self.response_class,
+            endpoint=create_async_endpoint(endpoint, model),
+            dependencies=self.route_dependencies,
+        )
+
+    def register_create_item(self) -> None:
+        """POST /collections/{collection_id}/items."""
+        self._route("Create Item", "/collections/{collection_id}/items", "POST",
+                    self.client.create_item, ItemBody, 201)  # fmt: skip
+
+    def register_update_item(self) -> None:
+        """PUT /collections/{collection_id}/items/{item_id}."""
+        self._route("Update Item", "/collections/{collection_id}/items/{item_id}", "PUT",
+                    self.client.update_item, ItemReplaceBody, 204)  # fmt: skip
+
+    def register_patch_item(self) -> None:
+        """PATCH /collections/{collection_id}/items/{item_id}."""
+        self._route("Patch Item", "/collections/{collection_id}/items/{item_id}", "PATCH",
+                    self.client.patch_item, ItemPatchBody, 204)  # fmt: skip
+
+    def register_create_collection(self) -> None:
+        """POST /collections."""
+        self._route("Create Collection", "/collections", "POST",
+                    self.client.create_collection, CollectionBody, 201)  # fmt: skip
+
+    def register_update_collection(self) -> None:
+        """PUT /collections/{collection_id}."""
+        self._route("Update Collection", "/collections/{collection_id}", "PUT",
+                    self.client.update_collection, CollectionReplaceBody, 204)  # fmt: skip
+
+    def register_patch_collection(self) -> None:
+        """PATCH /collections/{collection_id}."""
+        self._route("Patch Collection", "/collections/{collection_id}", "PATCH",
+                    self.client.patch_collection, CollectionPatchBody, 204)  # fmt: skip
