@@ -1,14 +1,14 @@
 """Session fixtures: a real PostGIS migrated by Alembic, isolated per test by truncation.
 
-The database is a throwaway private cluster started for the session. With ``DATABASE_URL`` set,
-a fresh database is created on that server instead (and dropped afterwards): never the
+The server is a throwaway private cluster started for the session. With ``DATABASE_URL`` set,
+fresh databases are created on that server instead (and dropped afterwards): never the
 database in the URL itself, so a developer's data is never touched.
 """
 
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,37 +28,70 @@ if TYPE_CHECKING:
 TABLES = ("queryables", "items", "collections")
 
 
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """URL of an empty, migrated database for this test session."""
-    server_url = os.environ.get("DATABASE_URL")
-    if server_url:
-        name = f"terracat_test_{secrets.token_hex(4)}"
-        admin = make_url(sync_url(server_url)).set(drivername="postgresql")
-        admin_dsn = admin.render_as_string(hide_password=False)
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+class Databases:
+    """Creates migrated databases on the session's PostgreSQL server."""
+
+    def __init__(self, admin_url: str, url_for: Callable[[str], str], suffix: str) -> None:
+        self.admin_url = admin_url
+        self._url_for = url_for
+        self.suffix = suffix
+        self.created: list[str] = []
+
+    def create(self, name: str) -> str:
+        """A new, migrated database; dropped at the end of the session."""
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = admin.set(database=name).render_as_string(hide_password=False)
-        try:
-            migrate(url)
-            yield url
-        finally:
-            with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        self.created.append(name)
+        url = self._url_for(name)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+        migrate(url)
+        return url
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for name in self.created:
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
+
+
+@pytest.fixture(scope="session")
+def databases() -> Iterator[Databases]:
+    """The session's PostgreSQL server: a private cluster, or the server in DATABASE_URL."""
+    server_url = os.environ.get("DATABASE_URL")
+    if server_url:
+        admin = make_url(sync_url(server_url)).set(drivername="postgresql")
+        suffix = secrets.token_hex(4)
+
+        def url_for(name: str) -> str:
+            return admin.set(database=name).render_as_string(hide_password=False)
+
+        dbs = Databases(admin.render_as_string(hide_password=False), url_for, suffix)
+        try:
+            yield dbs
+        finally:
+            dbs.drop_all()
         return
     folder = Path(tempfile.mkdtemp(prefix="terracat-test-"))
     folder.chmod(0o755)  # the postgres user must reach the data folder inside
     cluster = LocalCluster(folder / "db", free_port())
     try:
         cluster.start()
-        url = cluster.ensure_database("terracat_test")
-        migrate(url)
-        yield url
+        dbs = Databases(cluster.url("postgres"), cluster.url, "local")
+        yield dbs
     finally:
         cluster.destroy()
         folder.rmdir()
+
+
+@pytest.fixture(scope="session")
+def database_url(databases: Databases) -> str:
+    """URL of a migrated database whose tables are emptied after each test using it."""
+    return databases.create(f"terracat_test_{databases.suffix}")
 
 
 @pytest.fixture(scope="session")
