@@ -16,7 +16,10 @@ depends_on: str | Sequence[str] | None = None
 
 # Typed views of well-known STAC properties. The search code builds exactly these expressions
 # (catalog.queryables.typed_property), so the planner matches them to the indexes below.
-_NUMBER = "(CASE WHEN jsonb_typeof(properties -> '{p}') = 'number' THEN (properties -> '{p}')::float8 END)"
+_NUMBER = (
+    "(CASE WHEN jsonb_typeof(properties -> '{p}') = 'number'"
+    " THEN (properties -> '{p}')::float8 END)"
+)
 _STRING = "(CASE WHEN jsonb_typeof(properties -> '{p}') = 'string' THEN properties ->> '{p}' END)"
 _INDEXED = {
     "eo:cloud_cover": _NUMBER,
@@ -65,7 +68,9 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute("CREATE INDEX collections_search_vector_idx ON collections USING gin (search_vector)")
+    op.execute(
+        "CREATE INDEX collections_search_vector_idx ON collections USING gin (search_vector)"
+    )
     op.execute("CREATE INDEX collections_spatial_idx ON collections USING gist (spatial)")
     op.execute(
         """

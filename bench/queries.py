@@ -1,0 +1,140 @@
+"""The fixed, seeded query mix. Both servers get exactly the same requests."""
+
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from .generate import END, START, collection_id, item_id, mission
+
+PAGES = 5  # "paging 5 deep": the first page plus 5 `next` links = one operation of 6 requests
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request relative to the API root."""
+
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+    expect: int | None = None  # exact number of features expected, else "at least one"
+
+
+@dataclass
+class QueryType:
+    """A named query with its seeded variants; ``follow`` = number of next links to follow."""
+
+    name: str
+    description: str
+    variants: list[Request] = field(default_factory=list)
+    follow: int = 0
+
+
+def _box(rng: random.Random, size: float) -> list[float]:
+    west = rng.uniform(-180.0, 180.0 - size)
+    south = rng.uniform(-60.0, 60.0 - size)
+    return [round(west, 4), round(south, 4), round(west + size, 4), round(south + size, 4)]
+
+
+def _bbox_param(box: list[float]) -> str:
+    return ",".join(str(v) for v in box)
+
+
+def _interval(rng: random.Random, days: int) -> str:
+    total = (END - START).days - days
+    start = START + timedelta(days=rng.randrange(total))
+    end = start + timedelta(days=days)
+    return f"{start:%Y-%m-%dT%H:%M:%SZ}/{end:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _polygon(rng: random.Random, radius: float) -> dict[str, Any]:
+    import math
+
+    lon = rng.uniform(-170.0, 170.0)
+    lat = rng.uniform(-60.0, 60.0)
+    ring = []
+    for j in range(7):
+        angle = 2 * math.pi * j / 7
+        r = radius * rng.uniform(0.6, 1.0)
+        ring.append([round(lon + r * math.cos(angle), 4), round(lat + r * math.sin(angle), 4)])
+    ring.append(ring[0])
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def _get(path: str, params: dict[str, Any], expect: int | None = None) -> Request:
+    return Request("GET", f"{path}?{urlencode(params)}", None, expect)
+
+
+def build(n: int, k: int, seed: int = 7, variants: int = 64) -> list[QueryType]:
+    """Every query type of the mix, each with ``variants`` seeded parameter sets."""
+    rng = random.Random(seed)
+    platforms = sorted({p for c in range(k) for p in mission(c)[1]})
+    qs = [
+        QueryType("bbox", "GET bbox 10x10 deg, limit 10"),
+        QueryType("bbox+datetime", "GET bbox 20x20 deg + 6-month interval, limit 10"),
+        QueryType("intersects", "POST intersects heptagon r~5 deg, limit 10"),
+        QueryType("collections", "GET collections=<one>, limit 10"),
+        QueryType("cql2", "POST cql2-json eo:cloud_cover < x AND platform = p, limit 10"),
+        QueryType("sortby", "GET collections=<one> sortby=+/-eo:cloud_cover, limit 10"),
+        QueryType("limit100", "GET bbox 30x30 deg, limit 100"),
+        QueryType(
+            "paging",
+            f"GET collections=<one>, limit 10, then {PAGES} next links (chain)",
+            follow=PAGES,
+        ),
+        QueryType("ids", "GET ids=<5 random existing ids>"),
+    ]
+    by_name = {q.name: q for q in qs}
+    for _ in range(variants):
+        by_name["bbox"].variants.append(
+            _get("search", {"bbox": _bbox_param(_box(rng, 10.0)), "limit": 10})
+        )
+        by_name["bbox+datetime"].variants.append(
+            _get(
+                "search",
+                {
+                    "bbox": _bbox_param(_box(rng, 20.0)),
+                    "datetime": _interval(rng, 182),
+                    "limit": 10,
+                },
+            )
+        )
+        by_name["intersects"].variants.append(
+            Request("POST", "search", {"intersects": _polygon(rng, 5.0), "limit": 10})
+        )
+        by_name["collections"].variants.append(
+            _get("search", {"collections": collection_id(rng.randrange(k)), "limit": 10})
+        )
+        cql2 = {
+            "op": "and",
+            "args": [
+                {"op": "<", "args": [{"property": "eo:cloud_cover"}, rng.choice([5, 10, 20])]},
+                {"op": "=", "args": [{"property": "platform"}, rng.choice(platforms)]},
+            ],
+        }
+        by_name["cql2"].variants.append(
+            Request("POST", "search", {"filter": cql2, "filter-lang": "cql2-json", "limit": 10})
+        )
+        sign = rng.choice(["-", "+"])
+        by_name["sortby"].variants.append(
+            _get(
+                "search",
+                {
+                    "collections": collection_id(rng.randrange(k)),
+                    "sortby": f"{sign}properties.eo:cloud_cover",
+                    "limit": 10,
+                },
+            )
+        )
+        by_name["limit100"].variants.append(
+            _get("search", {"bbox": _bbox_param(_box(rng, 30.0)), "limit": 100})
+        )
+        by_name["paging"].variants.append(
+            _get("search", {"collections": collection_id(rng.randrange(k)), "limit": 10})
+        )
+        ids = [item_id(rng.randrange(n), k) for _ in range(5)]
+        by_name["ids"].variants.append(
+            _get("search", {"ids": ",".join(sorted(set(ids)))}, expect=len(set(ids)))
+        )
+    return qs
