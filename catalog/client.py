@@ -30,6 +30,8 @@ from .search import SearchParams, SortBy, check_limit, encode_token
 from .serializers import collection_document, collection_row, item_document, item_row
 from .settings import CatalogSettings
 
+GEOJSON = "application/geo+json"
+
 
 def repository(request: Request) -> CatalogRepository:
     """The repository the app was started with."""
@@ -40,6 +42,15 @@ def repository(request: Request) -> CatalogRepository:
 def _strict(request: Request) -> bool:
     settings: CatalogSettings = request.app.state.catalog_settings
     return settings.validate_extensions
+
+
+def _json(doc: dict[str, Any], media_type: str = "application/json") -> Response:
+    """A JSON response serialized once with orjson.
+
+    Returning the dict instead would make FastAPI walk it with ``jsonable_encoder`` before
+    serializing: a third of the time of a 100-item page.
+    """
+    return Response(orjson.dumps(doc), media_type=media_type)
 
 
 def _written(request: Request, doc: dict[str, Any], media_type: str) -> Response:
@@ -154,17 +165,19 @@ class CoreClient(AsyncBaseCoreClient):
             links.append(
                 _offset_link(base_url, request, "prev", max(0, params.offset - params.limit))
             )
-        return {
-            "collections": collections,
-            "links": links,
-            "numberMatched": matched,
-            "numberReturned": len(collections),
-        }
+        return _json(
+            {
+                "collections": collections,
+                "links": links,
+                "numberMatched": matched,
+                "numberReturned": len(collections),
+            }
+        )
 
     async def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> Any:
         """GET /collections/{collection_id}."""
         row = await repository(request).get_collection(collection_id)
-        return collection_document(row, _base_url(request))
+        return _json(collection_document(row, _base_url(request)))
 
     # -- items ------------------------------------------------------------------------------
     async def get_item(
@@ -172,7 +185,7 @@ class CoreClient(AsyncBaseCoreClient):
     ) -> Any:
         """GET /collections/{collection_id}/items/{item_id}."""
         row = await repository(request).get_item(collection_id, item_id)
-        return item_document(row, _base_url(request))
+        return _json(item_document(row, _base_url(request)), GEOJSON)
 
     async def item_collection(self, collection_id: str, request: Request, **kwargs: Any) -> Any:
         """GET /collections/{collection_id}/items (filter, sort, fields, query, paging)."""
@@ -266,7 +279,7 @@ class CoreClient(AsyncBaseCoreClient):
         if page.matched is not None:
             result["numberMatched"] = page.matched
         result["numberReturned"] = len(features)
-        return result
+        return _json(result, GEOJSON)
 
 
 def _url(base_url: str, route: str, query: Mapping[str, str] | None) -> str:

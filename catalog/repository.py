@@ -19,7 +19,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from .errors import Conflict, NotFound, Unavailable, UnknownQueryable
 from .geometry import as_sql
@@ -40,6 +43,20 @@ from .serializers import summaries_kinds
 Registry = dict[str, frozenset[Kind]]
 
 
+class Explain(Executable, ClauseElement):
+    """``EXPLAIN (FORMAT JSON)`` of a statement, with its parameters bound as usual."""
+
+    inherit_cache = False  # a cached compilation would reuse the inner query's result columns
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+
+
+@compiles(Explain, "postgresql")
+def _compile_explain(element: Explain, compiler: SQLCompiler, **kw: Any) -> str:
+    return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
+
+
 @dataclass
 class Page:
     """One page of search results with the tokens to its neighbours."""
@@ -57,9 +74,12 @@ _ITEM_COLUMNS = (Item.collection_id, Item.id, Item.properties, Item.content)
 class CatalogRepository:
     """Reads and writes collections and items on an async SQLAlchemy engine."""
 
-    def __init__(self, engine: AsyncEngine, count_limit: int = 10_000) -> None:
+    def __init__(
+        self, engine: AsyncEngine, count_limit: int = 10_000, count_max_cost: float = 20_000.0
+    ) -> None:
         self.engine = engine
         self.count_limit = count_limit
+        self.count_max_cost = count_max_cost
         self._registry_cache: dict[str, tuple[float, Registry]] = {}
         self._known_kinds: set[tuple[str, str, str]] = set()
 
@@ -347,8 +367,12 @@ class CatalogRepository:
         )
         async with self._connect() as conn:
             rows = [dict(r._mapping) for r in (await conn.execute(query)).all()]
-            matched = await self._count(conn, clauses)
-        more = len(rows) > params.limit
+            more = len(rows) > params.limit
+            matched: int | None = None
+            if self.count_limit > 0 and params.token is None and not more:
+                matched = len(rows)  # the first page holds every match
+            elif self.count_limit > 0:
+                matched = await self._count(conn, clauses, len(rows))
         rows = rows[: params.limit]
         if backwards:
             rows.reverse()
@@ -366,27 +390,35 @@ class CatalogRepository:
             matched=matched,
         )
 
-    async def _count(self, conn: AsyncConnection, clauses: list[ColumnElement[bool]]) -> int | None:
-        """Exact count up to ``count_limit``; above it, the planner's estimate."""
-        if self.count_limit <= 0:
-            return None
-        capped = select(literal_column("1")).select_from(Item).where(*clauses)
-        exact = await conn.scalar(
-            select(func.count()).select_from(capped.limit(self.count_limit + 1).subquery())
-        )
-        if exact is None or exact <= self.count_limit:
-            return int(exact or 0)
-        return max(await self._estimate(conn, capped), self.count_limit + 1)
+    async def _count(
+        self, conn: AsyncConnection, clauses: list[ColumnElement[bool]], seen: int
+    ) -> int:
+        """numberMatched: exact when counting is cheap, else the planner's estimate.
 
-    async def _estimate(self, conn: AsyncConnection, query: Select[Any]) -> int:
-        compiled = query.compile(conn.engine, compile_kwargs={"render_postcompile": True})
-        result = await conn.exec_driver_sql(
-            "EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params
-        )
-        plan = result.scalar()
-        if isinstance(plan, str):
+        ``seen`` is how many matches the page query proved exist. The count query is planned
+        first (EXPLAIN, no execution); it runs only when its estimated cost, capped at
+        ``count_limit`` rows, is below ``count_max_cost``. Otherwise the planner's row estimate
+        is returned, never below ``seen``.
+        """
+        matching = select(literal_column("1")).select_from(Item).where(*clauses)
+        rows, startup, total = await self._plan(conn, matching)
+        share = min(1.0, (self.count_limit + 1) / max(rows, 1.0))
+        if startup + (total - startup) * share <= self.count_max_cost:
+            exact = await conn.scalar(
+                select(func.count()).select_from(matching.limit(self.count_limit + 1).subquery())
+            )
+            if exact is not None and exact <= self.count_limit:
+                return int(exact)
+            return max(round(rows), self.count_limit + 1)
+        return max(round(rows), seen)
+
+    async def _plan(self, conn: AsyncConnection, query: Select[Any]) -> tuple[float, float, float]:
+        """The planner's estimated rows, startup cost and total cost of ``query``."""
+        plan = await conn.scalar(Explain(query))
+        if isinstance(plan, str | bytes):
             plan = orjson.loads(plan)
-        return int(plan[0]["Plan"]["Plan Rows"])
+        top = plan[0]["Plan"]
+        return float(top["Plan Rows"]), float(top["Startup Cost"]), float(top["Total Cost"])
 
 
 def _geometry_sql(geometry: Any) -> Any:

@@ -22,6 +22,13 @@ class DatabaseSettings(BaseSettings):
     pool_size: int = Field(default=10, ge=1)
     max_overflow: int = Field(default=10, ge=0)
     statement_timeout_ms: int = Field(default=30_000, ge=0)
+    parallel_workers: int = Field(
+        default=0,
+        ge=0,
+        description="max_parallel_workers_per_gather for API queries. Paged searches read few "
+        "rows; parallel plans only pay off on idle many-core servers and starve concurrent "
+        "requests on small ones.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -45,7 +52,15 @@ class CatalogSettings(BaseSettings):
         default=10_000,
         ge=0,
         description=(
-            "numberMatched is exact up to this many matches; above it the planner's estimate "
-            "is returned (never lower than the limit). 0 disables counting."
+            "numberMatched is counted exactly up to this many matches; above it the planner's "
+            "estimate is returned (never lower than the limit). 0 leaves numberMatched out."
+        ),
+    )
+    count_max_cost: float = Field(
+        default=20_000.0,
+        ge=0,
+        description=(
+            "Largest PostgreSQL planner cost of an exact count. A search whose count would cost "
+            "more reports the planner's row estimate as numberMatched instead."
         ),
     )

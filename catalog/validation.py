@@ -2,9 +2,14 @@
 
 The core structure is checked by our own code (serializers.py), which is several times faster
 than the core JSON schema and gives sharper messages. Each extension a document declares in
-``stac_extensions`` is validated against its published JSON schema, compiled with fastjsonschema
-from the copies in ``catalog/schemas/`` (no network). An extension whose schema we do not hold
-is accepted unchecked.
+``stac_extensions`` is validated against its published JSON schema, from the copies in
+``catalog/schemas/`` (no network). An extension whose schema we do not hold is accepted
+unchecked.
+
+Two validators, each for what it does best: jsonschema-rs decides (about 8x faster than
+fastjsonschema, which matters for bulk loads: it was 70 % of the server's work per item), and
+only for a document it rejects, fastjsonschema says why: jsonschema-rs reports a failed
+``oneOf`` at the top of the document, fastjsonschema names the field.
 """
 
 import json
@@ -14,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import fastjsonschema
+import jsonschema_rs
 
 from .errors import InvalidStac
 
@@ -34,7 +40,14 @@ def _load(url: str) -> Any:
 
 
 @cache
-def _validator(url: str) -> Callable[[Any], Any] | None:
+def _checker(url: str) -> Any:
+    if url not in _urlmap():
+        return None
+    return jsonschema_rs.validator_for(_load(url), retriever=_load, validate_formats=True)
+
+
+@cache
+def _explainer(url: str) -> Callable[[Any], Any] | None:
     if url not in _urlmap():
         return None
     compiled: Callable[[Any], Any] = fastjsonschema.compile(
@@ -49,16 +62,22 @@ def check_extensions(doc: Mapping[str, Any], what: str) -> None:
     if not isinstance(extensions, list) or not all(isinstance(e, str) for e in extensions):
         raise InvalidStac(f"{what}: stac_extensions must be a list of schema URLs")
     for url in extensions:
-        validate = _validator(url)
-        if validate is None:
+        checker = _checker(url)
+        if checker is None or checker.is_valid(doc):
             continue
+        explain = _explainer(url)
+        assert explain is not None
         try:
-            validate(doc)
+            explain(doc)
         except fastjsonschema.JsonSchemaException as exc:
-            name = url.removeprefix("https://stac-extensions.github.io/").split("/")[0]
             where = ".".join(str(p) for p in (getattr(exc, "path", None) or [])[1:])
             detail = exc.message.replace("data.", "", 1) if exc.message else str(exc)
             raise InvalidStac(
-                f"{what} does not follow the {name} extension ({url}): {detail}",
+                f"{what} does not follow the {_name(url)} extension ({url}): {detail}",
                 path=where or None,
             ) from exc
+        raise InvalidStac(f"{what} does not follow the {_name(url)} extension ({url})")
+
+
+def _name(url: str) -> str:
+    return url.removeprefix("https://stac-extensions.github.io/").split("/")[0]

@@ -198,7 +198,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = resolve_url(settings.db)
         engine = create_engine(url, settings.db)
-        app.state.repository = CatalogRepository(engine, settings.catalog.count_limit)
+        app.state.repository = CatalogRepository(
+            engine, settings.catalog.count_limit, settings.catalog.count_max_cost
+        )
         try:
             yield
         finally:

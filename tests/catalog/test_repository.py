@@ -44,6 +44,23 @@ async def test_concurrent_batches_into_one_collection(repo: CatalogRepository) -
     assert (await exact.search(SearchParams(collections=["c1"], limit=1))).matched == 4000
 
 
+async def test_number_matched_is_estimated_when_counting_would_cost_too_much(
+    repo: CatalogRepository,
+) -> None:
+    await repo.write_items("c1", _rows([f"e-{n:04d}" for n in range(300)]), upsert=False)
+    async with repo.engine.begin() as conn:
+        await conn.execute(text("ANALYZE items"))
+    counting = CatalogRepository(repo.engine, count_limit=10_000)
+    assert (await counting.search(SearchParams(collections=["c1"], limit=10))).matched == 300
+    estimating = CatalogRepository(repo.engine, count_limit=10_000, count_max_cost=0)
+    page = await estimating.search(SearchParams(collections=["c1"], limit=10))
+    assert page.matched is not None and 270 <= page.matched <= 330  # the planner's estimate
+    few = await estimating.search(SearchParams(collections=["c1"], ids=["e-0001", "e-0002"]))
+    assert few.matched == 2  # the first page holds every match: exact without counting
+    silent = CatalogRepository(repo.engine, count_limit=0)
+    assert (await silent.search(SearchParams(collections=["c1"], limit=10))).matched is None
+
+
 async def test_concurrent_overlapping_upserts_do_not_deadlock(repo: CatalogRepository) -> None:
     ids = [f"u-{n:04d}" for n in range(600)]
     batches = []
