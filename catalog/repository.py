@@ -396,12 +396,16 @@ class CatalogRepository:
         """numberMatched: exact when counting is cheap, else the planner's estimate.
 
         ``seen`` is how many matches the page query proved exist. The count query is planned
-        first (EXPLAIN, no execution); it runs only when its estimated cost, capped at
-        ``count_limit`` rows, is below ``count_max_cost``. Otherwise the planner's row estimate
-        is returned, never below ``seen``.
+        first (EXPLAIN, no execution); it runs only when the planner expects at most twice
+        ``count_limit`` matches and its estimated cost, capped at ``count_limit`` rows, is
+        below ``count_max_cost``. Otherwise the planner's row estimate is returned, never below
+        ``seen``.
         """
         matching = select(literal_column("1")).select_from(Item).where(*clauses)
         rows, startup, total = await self._plan(conn, matching)
+        if rows > 2 * self.count_limit:
+            # Far above the limit: counting would only confirm that it is exceeded.
+            return max(round(rows), seen)
         share = min(1.0, (self.count_limit + 1) / max(rows, 1.0))
         if startup + (total - startup) * share <= self.count_max_cost:
             exact = await conn.scalar(
