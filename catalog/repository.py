@@ -3,7 +3,7 @@
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -14,6 +14,7 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
@@ -75,7 +76,7 @@ class CatalogRepository:
     """Reads and writes collections and items on an async SQLAlchemy engine."""
 
     def __init__(
-        self, engine: AsyncEngine, count_limit: int = 10_000, count_max_cost: float = 20_000.0
+        self, engine: AsyncEngine, count_limit: int = 1_000, count_max_cost: float = 5_000.0
     ) -> None:
         self.engine = engine
         self.count_limit = count_limit
@@ -357,14 +358,7 @@ class CatalogRepository:
         if params.token:
             values, backwards = decode_token(params.token, keys)
             page_clauses.append(keyset_filter(keys, values, backwards))
-        order = order_by_reversed(keys) if backwards else order_by(keys)
-        key_columns = [k.expr.label(f"_k{i}") for i, k in enumerate(keys)]
-        query = (
-            select(*_ITEM_COLUMNS, *key_columns)
-            .where(*page_clauses)
-            .order_by(*order)
-            .limit(params.limit + 1)
-        )
+        query = _page_query(keys, page_clauses, backwards, params.limit + 1)
         async with self._connect() as conn:
             rows = [dict(r._mapping) for r in (await conn.execute(query)).all()]
             more = len(rows) > params.limit
@@ -423,6 +417,42 @@ class CatalogRepository:
             plan = orjson.loads(plan)
         top = plan[0]["Plan"]
         return float(top["Plan Rows"]), float(top["Startup Cost"]), float(top["Total Cost"])
+
+
+def _page_query(
+    keys: list[SortKey], clauses: list[ColumnElement[bool]], backwards: bool, size: int
+) -> Select[Any]:
+    """The rows of one page, in page order, with the sort values as ``_k0``, ``_k1``..."""
+    order = order_by_reversed(keys) if backwards else order_by(keys)
+    key_columns = [k.expr.label(f"_k{i}") for i, k in enumerate(keys)]
+    first = keys[0]
+    if not first.nullable:
+        return select(*_ITEM_COLUMNS, *key_columns).where(*clauses).order_by(*order).limit(size)
+    # A property first: missing values sort last both ways, but its index (ascending, NULLS
+    # LAST) walked backwards gives them first, so PostgreSQL would sort every match (130 ms
+    # for a descending sort over 100k items). Read the items that have a value, in index
+    # order, and those that do not, then merge the two short lists.
+    descending = first.descending != backwards
+    valued_order = [first.expr.desc() if descending else first.expr.asc(), *order[1:]]
+    valued = (
+        select(*_ITEM_COLUMNS, *key_columns)
+        .where(*clauses, first.expr.is_not(None))
+        .order_by(*valued_order)
+        .limit(size)
+    )
+    missing = (
+        select(*_ITEM_COLUMNS, *key_columns)
+        .where(*clauses, first.expr.is_(None))
+        .order_by(*order[1:])
+        .limit(size)
+    )
+    merged = union_all(valued, missing).subquery()
+    outer = [replace(k, expr=merged.c[f"_k{i}"]) for i, k in enumerate(keys)]
+    return (
+        select(merged)
+        .order_by(*(order_by_reversed(outer) if backwards else order_by(outer)))
+        .limit(size)
+    )
 
 
 def _geometry_sql(geometry: Any) -> Any:

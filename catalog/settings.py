@@ -49,7 +49,7 @@ class CatalogSettings(BaseSettings):
         "stac_extensions before storing them.",
     )
     count_limit: int = Field(
-        default=10_000,
+        default=1_000,
         ge=0,
         description=(
             "numberMatched is counted exactly up to this many matches; above it the planner's "
@@ -57,7 +57,7 @@ class CatalogSettings(BaseSettings):
         ),
     )
     count_max_cost: float = Field(
-        default=20_000.0,
+        default=5_000.0,
         ge=0,
         description=(
             "Largest PostgreSQL planner cost of an exact count. A search whose count would cost "

@@ -62,15 +62,17 @@ def test_default_order_and_counts(client: TestClient, catalogue: list[dict[str, 
     assert when == sorted(when, reverse=True)
 
 
+@pytest.mark.parametrize("direction", ["desc", "asc"])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_paging_forward_and_back_is_complete(
-    client: TestClient, catalogue: list[dict[str, Any]], method: str
+    client: TestClient, catalogue: list[dict[str, Any]], method: str, direction: str
 ) -> None:
+    sign = "-" if direction == "desc" else "+"
     if method == "GET":
-        first = client.get("/search", params={"limit": 7, "sortby": "-eo:cloud_cover"})
+        first = client.get("/search", params={"limit": 7, "sortby": f"{sign}eo:cloud_cover"})
     else:
-        body = {"limit": 7, "sortby": [{"field": "properties.eo:cloud_cover", "direction": "desc"}]}
-        first = client.post("/search", json=body)
+        sortby = [{"field": "properties.eo:cloud_cover", "direction": direction}]
+        first = client.post("/search", json={"limit": 7, "sortby": sortby})
     pages = follow(client, first)
     flat = [i for page in pages for i in page]
     assert len(flat) == 40 and len(set(flat)) == 40
@@ -78,7 +80,7 @@ def test_paging_forward_and_back_is_complete(
     by_id = {d["id"]: d for d in catalogue}
     covers = [by_id[i]["properties"].get("eo:cloud_cover") for i in flat]
     present = [c for c in covers if c is not None]
-    assert present == sorted(present, reverse=True)
+    assert present == sorted(present, reverse=direction == "desc")
     assert covers[len(present) :] == [None] * (40 - len(present))  # missing values last
 
     # From the last page, prev links walk back through the same pages.
