@@ -62,6 +62,10 @@ BAD_POST = [
     ({"token": 5}, "search.InvalidToken"),
     ({"collections": "not-a-list"}, "request.InvalidParameter"),
     ({"fields": None}, "request.InvalidParameter"),
+    (
+        {"bbox": [0, 0, 1, 1], "intersects": {"type": "Point", "coordinates": [0, 0]}},
+        "request.InvalidParameter",
+    ),
 ]
 
 
