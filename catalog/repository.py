@@ -363,10 +363,10 @@ class CatalogRepository:
             rows = [dict(r._mapping) for r in (await conn.execute(query)).all()]
             more = len(rows) > params.limit
             matched: int | None = None
-            if self.count_limit > 0 and params.token is None and not more:
-                matched = len(rows)  # the first page holds every match
-            elif self.count_limit > 0:
-                matched = await self._count(conn, clauses, len(rows))
+            if self.count_limit > 0:
+                # A first page that holds every match is its own exact count.
+                complete = params.token is None and not more
+                matched = len(rows) if complete else await self._count(conn, clauses, len(rows))
         rows = rows[: params.limit]
         if backwards:
             rows.reverse()
@@ -397,17 +397,16 @@ class CatalogRepository:
         """
         matching = select(literal_column("1")).select_from(Item).where(*clauses)
         rows, startup, total = await self._plan(conn, matching)
-        if rows > 2 * self.count_limit:
-            # Far above the limit: counting would only confirm that it is exceeded.
-            return max(round(rows), seen)
         share = min(1.0, (self.count_limit + 1) / max(rows, 1.0))
-        if startup + (total - startup) * share <= self.count_max_cost:
+        # Far above the limit, counting would only confirm that it is exceeded.
+        worth_counting = rows <= 2 * self.count_limit
+        if worth_counting and startup + (total - startup) * share <= self.count_max_cost:
             exact = await conn.scalar(
                 select(func.count()).select_from(matching.limit(self.count_limit + 1).subquery())
             )
             if exact is not None and exact <= self.count_limit:
                 return int(exact)
-            return max(round(rows), self.count_limit + 1)
+            seen = self.count_limit + 1
         return max(round(rows), seen)
 
     async def _plan(self, conn: AsyncConnection, query: Select[Any]) -> tuple[float, float, float]:

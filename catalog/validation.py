@@ -47,9 +47,7 @@ def _checker(url: str) -> Any:
 
 
 @cache
-def _explainer(url: str) -> Callable[[Any], Any] | None:
-    if url not in _urlmap():
-        return None
+def _explainer(url: str) -> Callable[[Any], Any]:
     compiled: Callable[[Any], Any] = fastjsonschema.compile(
         _load(url), handlers={"https": _load, "http": _load}
     )
@@ -65,10 +63,8 @@ def check_extensions(doc: Mapping[str, Any], what: str) -> None:
         checker = _checker(url)
         if checker is None or checker.is_valid(doc):
             continue
-        explain = _explainer(url)
-        assert explain is not None
         try:
-            explain(doc)
+            _explainer(url)(doc)
         except fastjsonschema.JsonSchemaException as exc:
             where = ".".join(str(p) for p in (getattr(exc, "path", None) or [])[1:])
             detail = exc.message.replace("data.", "", 1) if exc.message else str(exc)

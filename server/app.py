@@ -176,9 +176,13 @@ def _extensions(settings: Settings) -> dict[str, Any]:
     )
     writes = [
         RawBodyTransactionExtension(
-            client=TransactionsClient(), settings=stac_settings, route_dependencies=[admin]
+            client=TransactionsClient(settings=settings.catalog),
+            settings=stac_settings,
+            route_dependencies=[admin],
         ),
-        BulkTransactionExtension(client=BulkTransactionsClient(), route_dependencies=[admin]),
+        BulkTransactionExtension(
+            client=BulkTransactionsClient(settings=settings.catalog), route_dependencies=[admin]
+        ),
     ]
     return {
         "search": search,
@@ -274,5 +278,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     add_error_handlers(api.app)
     api.app.state.settings = settings
-    api.app.state.catalog_settings = settings.catalog
     return api.app
