@@ -106,3 +106,18 @@ def test_cloud_cover_filter_uses_expression_index(sync_engine: Engine) -> None:
                                 compile_kwargs={"literal_binds": True}))  # fmt: skip
         plan = "\n".join(r[0] for r in conn.execute(text("EXPLAIN " + sql)))
         assert "items_prop_eo_cloud_cover_idx" in plan, plan
+
+
+async def test_api_connections_run_without_jit_or_parallel_workers(
+    repo: CatalogRepository,
+) -> None:
+    async with repo.engine.connect() as conn:
+        assert await conn.scalar(text("SHOW jit")) == "off"
+        assert await conn.scalar(text("SHOW max_parallel_workers_per_gather")) == "0"
+    engine = create_engine(repo.engine.url.render_as_string(hide_password=False),
+                           DatabaseSettings(parallel_workers=2))  # fmt: skip
+    try:
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SHOW max_parallel_workers_per_gather")) == "2"
+    finally:
+        await engine.dispose()
