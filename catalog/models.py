@@ -2,10 +2,22 @@
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from geoalchemy2 import Geometry, WKBElement
-from sqlalchemy import Computed, DateTime, ForeignKey, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Integer,
+    SmallInteger,
+    Text,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -68,3 +80,89 @@ class Queryable(Base):
     )
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     kind: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+class Job(Base):
+    """One run of a process (OGC API - Processes job), claimed by workers from this table."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True)
+    process_id: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="accepted")
+    progress: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    message: Mapped[str | None] = mapped_column(Text)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    outputs: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error_code: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    log_lines: Mapped[int] = mapped_column(Integer, server_default="0")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default="3")
+    timeout_s: Mapped[int] = mapped_column(Integer)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    worker_id: Mapped[str | None] = mapped_column(Text)
+    run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JobLog(Base):
+    """One log line of a job, numbered from 0."""
+
+    __tablename__ = "job_log"
+
+    job_id: Mapped[UUID] = mapped_column(
+        PgUUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    message: Mapped[str] = mapped_column(Text)
+
+
+class UploadSet(Base):
+    """A batch of files going into one collection."""
+
+    __tablename__ = "upload_sets"
+
+    id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("collections.id", ondelete="CASCADE")
+    )
+    title: Mapped[str | None] = mapped_column(Text)
+    expected_files: Mapped[int | None] = mapped_column(Integer)
+    item_datetime: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class UploadFile(Base):
+    """One file of an upload set, from receipt to item (or rejection)."""
+
+    __tablename__ = "upload_files"
+
+    id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True)
+    upload_set_id: Mapped[UUID] = mapped_column(
+        PgUUID(as_uuid=True), ForeignKey("upload_sets.id", ondelete="CASCADE")
+    )
+    collection_id: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    href: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="received")
+    error_code: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    item_id: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[UUID | None] = mapped_column(
+        PgUUID(as_uuid=True), ForeignKey("jobs.id", ondelete="SET NULL")
+    )
+    staged_path: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,6 +1,7 @@
 """Settings of the catalogue package (env prefixes ``TERRACAT_DB_``, ``TERRACAT_CATALOG_``)."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,3 +65,57 @@ class CatalogSettings(BaseSettings):
             "more reports the planner's row estimate as numberMatched instead."
         ),
     )
+
+
+class IngestSettings(BaseSettings):
+    """Uploads, validation limits, conversion and storage (env prefix ``TERRACAT_INGEST_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRACAT_INGEST_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("var/data"),
+        description="Local storage root: staged uploads, tus uploads, COGs and previews.",
+    )
+    max_file_bytes: int = Field(default=20 * 1024**3, ge=1, description="Largest upload.")
+    max_pixels: int = Field(
+        default=2_000_000_000, ge=1, description="Largest width x height of an input raster."
+    )
+    max_bands: int = Field(default=64, ge=1, description="Most bands of an input raster.")
+    compression: Literal["DEFLATE", "ZSTD"] = Field(
+        default="DEFLATE", description="COG compression (a predictor is always used)."
+    )
+    blocksize: int = Field(default=512, ge=64, le=4096)
+    thumbnail_size: int = Field(default=256, ge=16)
+    preview_size: int = Field(default=1024, ge=16)
+    tus_expiration_s: int = Field(
+        default=24 * 3600, ge=60, description="An unfinished tus upload is deleted this long "
+        "after its last byte arrived."
+    )
+    url_allow_private: bool = Field(
+        default=False,
+        description="Let URL ingest reach loopback, private and link-local addresses "
+        "(development and tests only).",
+    )
+    url_timeout_s: float = Field(default=600.0, gt=0, description="Whole-download time limit.")
+    url_max_redirects: int = Field(default=5, ge=0)
+
+
+class JobSettings(BaseSettings):
+    """The job queue and its workers (env prefix ``TERRACAT_JOBS_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRACAT_JOBS_", extra="ignore")
+
+    heartbeat_s: float = Field(default=1.0, gt=0, description="How often a running job beats.")
+    stale_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running job whose heartbeat is older than this lost its worker and is "
+        "re-queued (or failed after max_attempts).",
+    )
+    idle_wake_s: float = Field(
+        default=5.0, gt=0, description="Longest sleep of an idle worker between two checks "
+        "for stale jobs and expired uploads (new jobs wake it at once by NOTIFY)."
+    )
+    default_timeout_s: int = Field(default=3600, ge=1)
+    max_attempts: int = Field(default=3, ge=1)
+    concurrency: int = Field(default=1, ge=1, description="Jobs one worker process runs at once.")

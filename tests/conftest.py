@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from server.settings import Settings
 
-TABLES = ("queryables", "items", "collections")
+TABLES = ("job_log", "upload_files", "upload_sets", "jobs", "queryables", "items", "collections")
 
 
 class Databases:

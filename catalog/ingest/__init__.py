@@ -1,0 +1,1 @@
+"""Ingest: staged uploads -> validated Cloud-Optimized GeoTIFF -> STAC item."""
