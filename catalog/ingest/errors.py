@@ -82,3 +82,9 @@ class UrlUnreachable(IngestError):
     code = "url.Unreachable"
     status = 502
     retriable = True
+
+
+class EmptyRaster(IngestError):
+    """Every pixel of the raster is nodata or masked: there is nothing to show."""
+
+    code = "ingest.Empty"
