@@ -1,0 +1,593 @@
+"""A tus 1.0.0 server for resumable uploads, kept in a folder (tus.io/protocols/resumable-upload).
+
+Extensions: creation, creation-with-upload, termination, checksum, expiration. State lives on
+disk only, like tusd's file store: ``<id>`` holds the bytes received so far (the offset is its
+size) and ``<id>.info`` the length, metadata and expiry, replaced atomically. Several server
+processes may serve one upload: a PATCH holds ``flock`` on the data file while it writes, and a
+second writer is answered 423. The body goes to disk in pieces as it arrives, never whole.
+"""
+
+import base64
+import binascii
+import dataclasses
+import email.utils
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse
+
+from .errors import error_body
+
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
+CHECKSUMS: dict[str, Callable[[], Any]] = {
+    "sha1": hashlib.sha1,
+    "sha256": hashlib.sha256,
+    "md5": hashlib.md5,
+}
+OFFSET_STREAM = "application/offset+octet-stream"
+FLUSH_BYTES = 1024 * 1024  # write (and hash) in pieces this big, off the event loop
+STRAY_GRACE_S = 3600.0  # a data or temp file without a record is only deleted when this old
+_ID = re.compile(r"[0-9a-f]{32}")
+_KEY = re.compile(r"[!-+\--~]+")  # printable ASCII without space and comma
+_NUMBER = re.compile(r"[0-9]{1,19}")
+_CLOSE = {"Connection": "close"}
+
+
+@dataclass(frozen=True)
+class TusUpload:
+    """A finished upload, handed to ``on_complete``."""
+
+    id: str
+    path: Path
+    length: int
+    metadata: dict[str, str]
+
+
+class TusError(Exception):
+    """A refusal answered with our error body; hooks raise it to refuse an upload."""
+
+    def __init__(
+        self, code: str, status: int, description: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(description)
+        self.code, self.status, self.description = code, status, description
+        self.headers = dict(headers or {})
+
+
+@dataclass
+class _Info:
+    length: int
+    metadata: dict[str, str]
+    created: float
+    expires: float
+    finished: bool = False
+    headers: dict[str, str] = field(default_factory=dict)  # what on_complete answered
+
+
+@dataclass
+class _Handle:
+    """An upload opened by one request; ``fd`` holds the lock (None once finished)."""
+
+    id: str
+    info: _Info
+    fd: int | None
+    offset: int
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the flock
+            self.fd = None
+
+
+def _not_found(upload_id: str) -> TusError:
+    return TusError("upload.NotFound", 404, f"no upload {upload_id!r}")
+
+
+def _http_date(timestamp: float) -> str:
+    return email.utils.formatdate(timestamp, usegmt=True)
+
+
+def _number(request: Request, name: str, code: str) -> int | None:
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    if not _NUMBER.fullmatch(value.strip()):
+        raise TusError(code, 400, f"{name} must be a non-negative integer")
+    return int(value)
+
+
+def parse_metadata(header: str | None) -> dict[str, str]:
+    """Decode ``Upload-Metadata``: comma-separated ``key base64(value)`` pairs, value optional."""
+    metadata: dict[str, str] = {}
+    if not header or not header.strip():
+        return metadata
+    for pair in header.split(","):
+        key, *rest = pair.strip().split(" ")
+        if not _KEY.fullmatch(key) or key in metadata or len(rest) > 1:
+            raise TusError("upload.InvalidMetadata", 400, f"invalid Upload-Metadata pair {pair!r}")
+        try:
+            metadata[key] = base64.b64decode(rest[0], validate=True).decode() if rest else ""
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise TusError(
+                "upload.InvalidMetadata", 400, f"the value of {key!r} is not base64 of UTF-8 text"
+            ) from exc
+    return metadata
+
+
+def _encode_metadata(metadata: dict[str, str]) -> str:
+    return ",".join(
+        f"{k} {base64.b64encode(v.encode()).decode()}" if v else k for k, v in metadata.items()
+    )
+
+
+def _checksum(request: Request) -> tuple[str, bytes] | None:
+    header = request.headers.get("upload-checksum")
+    if header is None:
+        return None
+    algorithm, _, value = header.strip().partition(" ")
+    if algorithm.lower() not in CHECKSUMS:
+        raise TusError(
+            "upload.UnsupportedChecksum", 400, f"checksum algorithms: {', '.join(CHECKSUMS)}"
+        )
+    try:
+        return algorithm.lower(), base64.b64decode(value.strip(), validate=True)
+    except binascii.Error as exc:
+        raise TusError("upload.InvalidChecksum", 400, "Upload-Checksum is not base64") from exc
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+# -- the folder ------------------------------------------------------------------------------------
+def _read_info(store: Path, upload_id: str) -> _Info | None:
+    try:
+        return _Info(**json.loads((store / f"{upload_id}.info").read_bytes()))
+    except FileNotFoundError:
+        return None
+
+
+def _write_info(store: Path, upload_id: str, info: _Info) -> None:
+    fd, tmp = tempfile.mkstemp(dir=store, prefix=f".{upload_id}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(json.dumps(dataclasses.asdict(info)).encode())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, store / f"{upload_id}.info")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _open(store: Path, upload_id: str, now: float, *, expired_ok: bool = False) -> _Handle:
+    """Open and lock an upload, or return a finished one (fd None). Runs in a thread."""
+    for _ in range(3):
+        try:
+            fd = os.open(store / upload_id, os.O_RDWR)
+        except FileNotFoundError:
+            info = _read_info(store, upload_id)
+            if info is None or not info.finished:
+                raise _not_found(upload_id) from None
+            return _Handle(upload_id, info, None, info.length)
+        handle = _locked(store, upload_id, fd, now, expired_ok)
+        if handle is not None:
+            return handle
+    raise TusError("upload.Locked", 423, "the upload is changing, try again")
+
+
+def _locked(store: Path, upload_id: str, fd: int, now: float, expired_ok: bool) -> _Handle | None:
+    """Lock ``fd``; None if its file was moved away (finished, terminated) meanwhile."""
+    keep = False
+    try:
+        if not _lock(fd):
+            raise TusError("upload.Locked", 423, "another request is writing to this upload")
+        stat = os.fstat(fd)
+        try:
+            if os.stat(store / upload_id).st_ino != stat.st_ino:
+                return None
+        except FileNotFoundError:
+            return None
+        info = _read_info(store, upload_id)
+        if info is None:  # bytes without a record: a creation that died half-way
+            raise _not_found(upload_id)
+        if info.expires <= now and not expired_ok:
+            raise TusError("upload.Gone", 410, "this upload expired")
+        keep = True
+        return _Handle(upload_id, info, fd, stat.st_size)
+    finally:
+        if not keep:
+            os.close(fd)
+
+
+def _write_at(fd: int, offset: int, data: bytes, hasher: Any | None) -> None:
+    if hasher is not None:
+        hasher.update(data)  # hashlib releases the GIL on big buffers
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def _truncate(fd: int, size: int) -> None:
+    os.ftruncate(fd, size)
+    os.fsync(fd)
+
+
+def _delete(store: Path, upload_id: str) -> None:
+    (store / f"{upload_id}.info").unlink(missing_ok=True)
+    (store / upload_id).unlink(missing_ok=True)
+
+
+def _expire_one(store: Path, upload_id: str, now: float) -> bool:
+    try:
+        info = _read_info(store, upload_id)
+    except (ValueError, TypeError):  # an unreadable record: dropped once it is old
+        if (store / f"{upload_id}.info").stat().st_mtime + STRAY_GRACE_S >= now:
+            return False
+        _delete(store, upload_id)
+        return True
+    if info is None or info.expires > now:
+        return False
+    try:
+        handle = _open(store, upload_id, now, expired_ok=True)
+    except TusError as exc:  # locked by a writer (kept), or its bytes are gone (a bare record)
+        if exc.status == 404:
+            (store / f"{upload_id}.info").unlink(missing_ok=True)
+        return exc.status == 404
+    try:
+        if handle.info.expires > now:  # a PATCH extended it before we got the lock
+            return False
+        _delete(store, upload_id)
+    finally:
+        handle.close()
+    return True
+
+
+def expire_uploads(store_dir: Path, now: float | None = None) -> int:
+    """Delete expired uploads (data and record) and stray files; return how many uploads."""
+    now = time.time() if now is None else now
+    if not store_dir.is_dir():
+        return 0
+    count = 0
+    for entry in os.scandir(store_dir):
+        name = entry.name
+        if name.endswith(".info") and _ID.fullmatch(name[:-5]):
+            count += _expire_one(store_dir, name[:-5], now)
+        elif name.startswith(".") and name.endswith(".tmp"):
+            if entry.stat().st_mtime + STRAY_GRACE_S < now:
+                Path(entry.path).unlink(missing_ok=True)
+        elif _ID.fullmatch(name) and not (store_dir / f"{name}.info").exists():
+            # Bytes without a record: a creation that died half-way.
+            try:
+                fd = os.open(entry.path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                if _lock(fd) and os.fstat(fd).st_mtime + STRAY_GRACE_S < now:
+                    Path(entry.path).unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+    return count
+
+
+# -- the protocol ----------------------------------------------------------------------------------
+@dataclass
+class TusFactory:
+    """Routes of a tus server storing uploads in ``store_dir``."""
+
+    store_dir: Path
+    max_size: int
+    expiration_s: int
+    on_create: Callable[[dict[str, str], int], Awaitable[None]]
+    on_complete: Callable[[TusUpload], Awaitable[dict[str, str]]]
+    dependencies: Sequence[Any] = ()
+    prefix: str = "/uploads"
+    idle_timeout_s: float = 60.0  # a PATCH that sends nothing this long lets go of its lock
+
+    @property
+    def _route_name(self) -> str:
+        return f"tus_upload:{self.prefix}"
+
+    @property
+    def router(self) -> APIRouter:
+        """The tus routes: OPTIONS/POST on the prefix, HEAD/PATCH/DELETE on each upload."""
+        router = APIRouter(prefix=self.prefix, dependencies=list(self.dependencies))
+
+        async def options(request: Request) -> Response:
+            return self._answer(Response(status_code=204, headers=self._capabilities()))
+
+        async def create(request: Request) -> Response:
+            return await self._run(request, self._create)
+
+        async def head(request: Request, upload_id: str) -> Response:
+            return await self._run(request, self._head, upload_id)
+
+        async def patch(request: Request, upload_id: str) -> Response:
+            return await self._run(request, self._patch, upload_id)
+
+        async def terminate(request: Request, upload_id: str) -> Response:
+            return await self._run(request, self._terminate, upload_id)
+
+        upload = "/{upload_id}"
+        table: list[tuple[str, str, Callable[..., Awaitable[Response]], int, str]] = [
+            ("/", "OPTIONS", options, 204, "tusOptions"),
+            ("/", "POST", create, 201, "tusCreate"),
+            (upload, "OPTIONS", options, 204, "tusUploadOptions"),
+            (upload, "HEAD", head, 200, "tusHead"),
+            (upload, "PATCH", patch, 204, "tusPatch"),
+            (upload, "DELETE", terminate, 204, "tusTerminate"),
+        ]
+        for path, method, endpoint, status, operation in table:
+            name = self._route_name if operation == "tusHead" else operation
+            # The prefix is also served without its slash (a redirect would lose a POST body).
+            for route_path in [path, ""] if path == "/" else [path]:
+                bare = route_path != path
+                router.add_api_route(
+                    route_path,
+                    endpoint,
+                    methods=[method],
+                    status_code=status,
+                    name=name,
+                    operation_id=operation + "Bare" * bare,
+                    include_in_schema=not bare,
+                )
+        return router
+
+    def _capabilities(self) -> dict[str, str]:
+        return {
+            "Tus-Version": TUS_VERSION,
+            "Tus-Extension": TUS_EXTENSIONS,
+            "Tus-Checksum-Algorithm": ",".join(CHECKSUMS),
+            "Tus-Max-Size": str(self.max_size),
+        }
+
+    @staticmethod
+    def _answer(response: Response) -> Response:
+        response.headers["Tus-Resumable"] = TUS_VERSION
+        return response
+
+    async def _run(self, request: Request, handler: Any, *args: Any) -> Response:
+        """Check the protocol version, run ``handler`` and turn a TusError into our error body."""
+        try:
+            if request.headers.get("tus-resumable") != TUS_VERSION:
+                raise TusError(
+                    "upload.UnsupportedVersion",
+                    412,
+                    f"send 'Tus-Resumable: {TUS_VERSION}'",
+                    {"Tus-Version": TUS_VERSION},
+                )
+            if args and not _ID.fullmatch(args[0]):
+                raise _not_found(args[0])
+            response: Response = await handler(request, *args)
+        except TusError as exc:
+            if request.method == "HEAD":
+                response = Response(status_code=exc.status, headers=exc.headers)
+            else:
+                body = error_body(exc.code, exc.description)
+                response = JSONResponse(body, exc.status, headers=exc.headers)
+        return self._answer(response)
+
+    async def _create(self, request: Request) -> Response:
+        length = _number(request, "upload-length", "upload.InvalidLength")
+        if length is None:
+            raise TusError(
+                "upload.InvalidLength", 400, "Upload-Length is required (no Upload-Defer-Length)"
+            )
+        if length > self.max_size:
+            raise TusError("upload.TooLarge", 413, f"uploads are limited to {self.max_size} bytes")
+        metadata = parse_metadata(request.headers.get("upload-metadata"))
+        with_body = (_number(request, "content-length", "upload.InvalidLength") or 0) > 0 or (
+            "chunked" in request.headers.get("transfer-encoding", "").lower()
+        )
+        if with_body and _media_type(request) != OFFSET_STREAM:
+            raise TusError("upload.UnsupportedMediaType", 415, f"a body must be {OFFSET_STREAM}")
+        checksum = _checksum(request)
+        await self.on_create(metadata, length)
+        upload_id, info = await run_in_threadpool(self._new_upload, length, metadata)
+        location = str(request.url_for(self._route_name, upload_id=upload_id))
+        headers = {"Upload-Expires": _http_date(info.expires)}
+        if with_body or length == 0:
+            try:
+                headers = await self._write(request, upload_id, 0, checksum)
+            except TusError as exc:
+                exc.headers["Location"] = location  # the client can still resume
+                raise
+        # A Location from on_complete (finished at once) is left to HEAD: tus needs this one.
+        return Response(status_code=201, headers=headers | {"Location": location})
+
+    def _new_upload(self, length: int, metadata: dict[str, str]) -> tuple[str, _Info]:
+        self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        while True:
+            upload_id = secrets.token_hex(16)
+            try:
+                os.close(os.open(self.store_dir / upload_id, os.O_CREAT | os.O_EXCL, 0o600))
+                break
+            except FileExistsError:  # pragma: no cover - 128 random bits
+                continue
+        now = time.time()
+        info = _Info(length, metadata, created=now, expires=now + self.expiration_s)
+        _write_info(self.store_dir, upload_id, info)
+        return upload_id, info
+
+    async def _head(self, request: Request, upload_id: str) -> Response:
+        info, offset = await run_in_threadpool(self._status, upload_id)
+        headers = {
+            "Upload-Offset": str(offset),
+            "Upload-Length": str(info.length),
+            "Cache-Control": "no-store",
+        }
+        if info.metadata:
+            headers["Upload-Metadata"] = _encode_metadata(info.metadata)
+        if info.finished:
+            headers = info.headers | headers
+        else:
+            headers["Upload-Expires"] = _http_date(info.expires)
+        return Response(status_code=200, headers=headers)
+
+    def _status(self, upload_id: str) -> tuple[_Info, int]:
+        info = _read_info(self.store_dir, upload_id)
+        if info is None:
+            raise _not_found(upload_id)
+        if info.finished:
+            return info, info.length
+        if info.expires <= time.time():
+            raise TusError("upload.Gone", 410, "this upload expired")
+        try:
+            return info, (self.store_dir / upload_id).stat().st_size
+        except FileNotFoundError:
+            raise _not_found(upload_id) from None
+
+    async def _patch(self, request: Request, upload_id: str) -> Response:
+        if _media_type(request) != OFFSET_STREAM:
+            raise TusError("upload.UnsupportedMediaType", 415, f"send {OFFSET_STREAM}")
+        offset = _number(request, "upload-offset", "upload.InvalidOffset")
+        if offset is None:
+            raise TusError("upload.InvalidOffset", 400, "Upload-Offset is required")
+        checksum = _checksum(request)
+        headers = await self._write(request, upload_id, offset, checksum)
+        return Response(status_code=204, headers=headers)
+
+    async def _terminate(self, request: Request, upload_id: str) -> Response:
+        def terminate() -> None:
+            handle = _open(self.store_dir, upload_id, time.time(), expired_ok=True)
+            try:
+                _delete(self.store_dir, upload_id)
+            finally:
+                handle.close()
+
+        await run_in_threadpool(terminate)
+        return Response(status_code=204)
+
+    async def _write(
+        self, request: Request, upload_id: str, offset: int, checksum: tuple[str, bytes] | None
+    ) -> dict[str, str]:
+        """Lock the upload, append the body at ``offset``, finish it if complete."""
+        handle = await run_in_threadpool(_open, self.store_dir, upload_id, time.time())
+        try:
+            length = handle.info.length
+            if offset != handle.offset:
+                raise TusError(
+                    "upload.OffsetMismatch",
+                    409,
+                    f"the upload is at offset {handle.offset}, not {offset}",
+                    {"Upload-Offset": str(handle.offset)},
+                )
+            declared = _number(request, "content-length", "upload.InvalidLength") or 0
+            if handle.info.finished:
+                if declared:
+                    raise TusError("upload.TooLarge", 413, "the upload is already complete")
+                return handle.info.headers | {"Upload-Offset": str(length)}
+            if offset + declared > length:
+                raise TusError("upload.TooLarge", 413, f"Upload-Length is {length}")
+            assert handle.fd is not None
+            stop = await self._append(request, handle, checksum)
+            handle.info.expires = time.time() + self.expiration_s
+            await run_in_threadpool(_write_info, self.store_dir, upload_id, handle.info)
+            headers = {"Upload-Offset": str(handle.offset)}
+            if stop is not None:
+                stop.headers |= headers
+                raise stop
+            if handle.offset < length:
+                return headers | {"Upload-Expires": _http_date(handle.info.expires)}
+            try:
+                return await self._complete(handle) | headers
+            except TusError as exc:
+                exc.headers |= headers
+                raise
+        finally:
+            handle.close()
+
+    async def _append(
+        self, request: Request, handle: _Handle, checksum: tuple[str, bytes] | None
+    ) -> TusError | None:
+        """Stream the body to the data file; return why it stopped early, if it did."""
+        assert handle.fd is not None
+        start = handle.offset
+        hasher = CHECKSUMS[checksum[0]]() if checksum else None
+        try:
+            stop = await self._receive(request, handle, hasher)
+            if checksum and stop is None and hasher is not None:
+                if hasher.digest() != checksum[1]:
+                    stop = TusError("upload.ChecksumMismatch", 460, "the chunk fails its checksum")
+            if stop is not None and (checksum or stop.status == 413):
+                await run_in_threadpool(_truncate, handle.fd, start)  # discard the whole chunk
+                handle.offset = start
+            else:
+                await run_in_threadpool(os.fsync, handle.fd)
+        except BaseException:
+            if checksum:  # bytes nobody verified must not become part of the upload
+                _truncate(handle.fd, start)
+            raise
+        return stop
+
+    async def _receive(self, request: Request, handle: _Handle, hasher: Any) -> TusError | None:
+        """Write the body as it arrives, in pieces; return why it stopped early, if it did."""
+        pending: list[bytes] = []
+        size = handle.offset  # bytes written + pending
+        stream = request.stream()
+        try:
+            while True:
+                with anyio.move_on_after(self.idle_timeout_s) as idle:
+                    chunk = await anext(stream, None)
+                # Unread body left: the connection cannot serve another request, so close it.
+                if idle.cancelled_caught:
+                    return TusError("upload.Timeout", 408, "no data arrived for too long", _CLOSE)
+                if chunk is None:
+                    return None
+                if size + len(chunk) > handle.info.length:
+                    limit = f"Upload-Length is {handle.info.length}"
+                    return TusError("upload.TooLarge", 413, limit, _CLOSE)
+                pending.append(chunk)
+                size += len(chunk)
+                if size - handle.offset >= FLUSH_BYTES:
+                    await self._flush(handle, pending, hasher)
+        except ClientDisconnect:
+            return TusError("upload.Disconnected", 400, "the client went away")
+        finally:
+            await stream.aclose()
+            await self._flush(handle, pending, hasher)  # what arrived is kept (or rolled back)
+
+    @staticmethod
+    async def _flush(handle: _Handle, pending: list[bytes], hasher: Any | None) -> None:
+        if not pending:
+            return
+        assert handle.fd is not None
+        data = b"".join(pending)
+        pending.clear()
+        await run_in_threadpool(_write_at, handle.fd, handle.offset, data, hasher)
+        handle.offset += len(data)
+
+    async def _complete(self, handle: _Handle) -> dict[str, str]:
+        """Hand the data file over; the upload is finished once ``on_complete`` returns."""
+        upload = TusUpload(
+            handle.id, self.store_dir / handle.id, handle.info.length, dict(handle.info.metadata)
+        )
+        extra = dict(await self.on_complete(upload))
+        handle.info.finished, handle.info.headers = True, extra
+        handle.info.expires = time.time() + self.expiration_s
+        await run_in_threadpool(_write_info, self.store_dir, handle.id, handle.info)
+        return extra

@@ -1,0 +1,451 @@
+"""The tus server (server/tus.py) against tuspy and raw HTTP, on a live uvicorn in a thread."""
+
+import base64
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import Depends, FastAPI
+from tusclient import client as tus_client
+
+from catalog.cluster import free_port
+from server.errors import AuthError, add_error_handlers
+from server.tus import TusError, TusFactory, TusUpload, expire_uploads
+
+MiB = 1024 * 1024
+EXPIRATION = 3600
+TUS = {"Tus-Resumable": "1.0.0"}
+STREAM = {**TUS, "Content-Type": "application/offset+octet-stream"}
+
+
+@dataclass
+class Live:
+    """The running tus server, its folders and what its hooks saw."""
+
+    url: str
+    port: int
+    store: Path
+    done: Path
+    factory: TusFactory | None = None
+    completed: list[TusUpload] = field(default_factory=list)
+
+    def finished(self, upload_id: str) -> list[TusUpload]:
+        return [u for u in self.completed if u.id == upload_id]
+
+
+def _app(live: Live) -> FastAPI:
+    async def on_create(metadata: dict[str, str], length: int) -> None:
+        if metadata.get("filetype") == "text/plain":
+            raise TusError("upload.UnsupportedFileType", 415, "send a raster")
+
+    async def on_complete(upload: TusUpload) -> dict[str, str]:
+        live.completed.append(upload)
+        if "refuse" in upload.metadata:
+            raise TusError("ingest.NotARaster", 415, "not a raster")
+        shutil.move(upload.path, live.done / upload.id)
+        return {"Location": f"/files/{upload.id}"}
+
+    factory = TusFactory(live.store, 64 * MiB, EXPIRATION, on_create, on_complete)
+    live.factory = live.factory or factory
+    app = FastAPI()
+    add_error_handlers(app)
+    app.include_router(factory.router)
+    return app
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    root = tmp_path_factory.mktemp("tus")
+    (root / "store").mkdir()
+    (root / "done").mkdir()
+    port = free_port()
+    live = Live(f"http://127.0.0.1:{port}", port, root / "store", root / "done")
+    config = uvicorn.Config(
+        _app(live), host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield live
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def http(live: Live) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "scene.tif"
+    path.write_bytes(os.urandom(5 * MiB + 123))
+    return path
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _create(http: httpx.Client, length: int, **headers: str) -> str:
+    response = http.post("/uploads/", headers={**TUS, "Upload-Length": str(length), **headers})
+    assert response.status_code == 201, response.text
+    return response.headers["location"]
+
+
+def _offset(http: httpx.Client, url: str) -> int:
+    response = http.head(url, headers=TUS)
+    assert response.status_code == 200
+    return int(response.headers["upload-offset"])
+
+
+def _error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code and response.json()["description"]
+    assert response.headers["tus-resumable"] == "1.0.0"
+
+
+def _raw_patch(
+    live: Live, url: str, offset: int, length: int, part: bytes, extra: str = ""
+) -> socket.socket:
+    """Start a PATCH announcing ``length`` bytes and send only ``part``: the socket stays open."""
+    sock = socket.create_connection(("127.0.0.1", live.port))
+    head = (
+        f"PATCH {httpx.URL(url).path} HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n"
+        f"Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
+        f"Upload-Offset: {offset}\r\nContent-Length: {length}\r\n{extra}\r\n"
+    )
+    sock.sendall(head.encode() + part)
+    return sock
+
+
+def _locked(path: Path) -> bool:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _settle(http: httpx.Client, live: Live, url: str, written: bool = True) -> int:
+    """Wait until no request writes to the upload (after it wrote something); return its offset."""
+    data = live.store / url.rsplit("/", 1)[-1]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if (data.stat().st_size > 0 or not written) and not _locked(data):
+            return _offset(http, url)
+        time.sleep(0.02)
+    raise AssertionError("the interrupted PATCH never let go of its upload")
+
+
+def test_options(http: httpx.Client) -> None:
+    for path in ("/uploads/", "/uploads"):
+        response = http.options(path)
+        assert response.status_code == 204
+        assert response.headers["tus-version"] == "1.0.0"
+        assert response.headers["tus-resumable"] == "1.0.0"
+        assert response.headers["tus-extension"] == (
+            "creation,creation-with-upload,termination,checksum,expiration"
+        )
+        assert set(response.headers["tus-checksum-algorithm"].split(",")) == {
+            "sha1",
+            "sha256",
+            "md5",
+        }
+        assert response.headers["tus-max-size"] == str(64 * MiB)
+
+
+def test_tuspy_upload_interrupted_and_resumed(live: Live, http: httpx.Client, source: Path) -> None:
+    client = tus_client.TusClient(f"{live.url}/uploads/")
+    metadata = {"filename": "scène.tif", "collection": "demo"}
+    first = client.uploader(str(source), chunk_size=MiB, metadata=metadata)
+    first.upload_chunk()
+    first.upload_chunk()
+    url = first.url
+    del first  # the client goes away after two chunks
+    head = http.head(url, headers=TUS)
+    assert head.status_code == 200 and head.headers["cache-control"] == "no-store"
+    assert head.headers["upload-offset"] == str(2 * MiB)
+    assert head.headers["upload-length"] == str(source.stat().st_size)
+    assert "GMT" in head.headers["upload-expires"]
+    second = client.uploader(str(source), url=url, chunk_size=2 * MiB, upload_checksum=True)
+    assert second.offset == 2 * MiB
+    second.upload()
+    upload_id = url.rsplit("/", 1)[-1]
+    (done,) = live.finished(upload_id)
+    assert done.path == live.store / upload_id and done.metadata == metadata
+    assert done.length == source.stat().st_size
+    assert _sha((live.done / upload_id).read_bytes()) == _sha(source.read_bytes())
+    assert not (live.store / upload_id).exists()
+    # Finished: HEAD keeps answering, PATCH is a no-op at the end and refused elsewhere.
+    head = http.head(url, headers=TUS)
+    assert head.headers["upload-offset"] == str(source.stat().st_size)
+    assert head.headers["location"] == f"/files/{upload_id}"
+    end = {**STREAM, "Upload-Offset": str(source.stat().st_size)}
+    assert http.patch(url, headers=end).status_code == 204
+    _error(http.patch(url, headers={**STREAM, "Upload-Offset": "0"}, content=b"x"), 409,
+           "upload.OffsetMismatch")  # fmt: skip
+    assert len(live.finished(upload_id)) == 1
+
+
+def test_connection_killed_mid_patch_resumes_byte_exact(
+    live: Live, http: httpx.Client, source: Path
+) -> None:
+    data = source.read_bytes()
+    url = _create(http, len(data), **{"Upload-Metadata": "filename c2NlbmUudGlm,flag"})
+    sock = _raw_patch(live, url, 0, len(data), data[: 5 * MiB // 2])
+    sock.close()  # killed half-way through the body
+    offset = _settle(http, live, url)
+    upload_id = url.rsplit("/", 1)[-1]
+    assert 0 < offset <= 5 * MiB // 2
+    assert (live.store / upload_id).read_bytes() == data[:offset]
+    client = tus_client.TusClient(f"{live.url}/uploads/")
+    resumed = client.uploader(str(source), url=url, chunk_size=MiB, upload_checksum=True)
+    assert resumed.offset == offset
+    resumed.upload()
+    (done,) = live.finished(upload_id)
+    assert done.metadata == {"filename": "scene.tif", "flag": ""}
+    assert _sha((live.done / upload_id).read_bytes()) == _sha(data)
+
+
+def test_checksums(live: Live, http: httpx.Client) -> None:
+    url = _create(http, 100)
+    first = {**STREAM, "Upload-Offset": "0"}
+    good = base64.b64encode(hashlib.md5(b"a" * 10).digest()).decode()
+    response = http.patch(
+        url, headers={**first, "Upload-Checksum": f"md5 {good}"}, content=b"a" * 10
+    )
+    assert response.status_code == 204 and response.headers["upload-offset"] == "10"
+    wrong = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    at10 = {**STREAM, "Upload-Offset": "10"}
+    response = http.patch(
+        url, headers={**at10, "Upload-Checksum": f"sha256 {wrong}"}, content=b"b" * 20
+    )
+    _error(response, 460, "upload.ChecksumMismatch")
+    assert _offset(http, url) == 10
+    assert (live.store / url.rsplit("/", 1)[-1]).read_bytes() == b"a" * 10
+    response = http.patch(url, headers={**at10, "Upload-Checksum": "crc32 AAAA"}, content=b"b")
+    _error(response, 400, "upload.UnsupportedChecksum")
+    response = http.patch(url, headers={**at10, "Upload-Checksum": "sha1 %%%"}, content=b"b")
+    _error(response, 400, "upload.InvalidChecksum")
+    assert _offset(http, url) == 10
+
+
+def test_protocol_errors(live: Live, http: httpx.Client) -> None:
+    url = _create(http, 100)
+    at0 = {**STREAM, "Upload-Offset": "0"}
+    _error(http.patch(url, headers={**at0, "Upload-Offset": "5"}, content=b"x"), 409,
+           "upload.OffsetMismatch")  # fmt: skip
+    octets = {**at0, "Content-Type": "application/octet-stream"}
+    _error(http.patch(url, headers=octets, content=b"x"), 415, "upload.UnsupportedMediaType")
+    _error(http.patch(url, headers=at0, content=b"x" * 101), 413, "upload.TooLarge")
+    _error(http.patch(url, headers={**at0, "Upload-Offset": "-1"}), 400, "upload.InvalidOffset")
+    no_version = {k: v for k, v in at0.items() if k != "Tus-Resumable"}
+    for headers in (no_version, {**at0, "Tus-Resumable": "0.2.2"}):
+        response = http.patch(url, headers=headers, content=b"x")
+        _error(response, 412, "upload.UnsupportedVersion")
+        assert response.headers["tus-version"] == "1.0.0"
+    assert http.head(url).status_code == 412
+    assert _offset(http, url) == 0
+    _error(http.post("/uploads/", headers={**TUS, "Upload-Length": str(64 * MiB + 1)}), 413,
+           "upload.TooLarge")  # fmt: skip
+    _error(http.post("/uploads/", headers={**TUS, "Upload-Defer-Length": "1"}), 400,
+           "upload.InvalidLength")  # fmt: skip
+    for bad in ("key not=base64", "a YQ==,a YQ==", "sp ace YQ==", "k /w==", ",k"):
+        response = http.post(
+            "/uploads/", headers={**TUS, "Upload-Length": "1", "Upload-Metadata": bad}
+        )
+        _error(response, 400, "upload.InvalidMetadata")
+
+
+def test_creation_with_upload(live: Live, http: httpx.Client) -> None:
+    data = os.urandom(3000)
+    headers = {**STREAM, "Upload-Length": str(len(data)), "Upload-Metadata": "name YS50aWY="}
+    response = http.post("/uploads", headers=headers, content=data[:1000])
+    assert response.status_code == 201 and response.headers["upload-offset"] == "1000"
+    url = response.headers["location"]
+    assert url.startswith(f"{live.url}/uploads/")
+    rest = http.patch(url, headers={**STREAM, "Upload-Offset": "1000"}, content=data[1000:])
+    assert rest.status_code == 204 and rest.headers["upload-offset"] == "3000"
+    assert rest.headers["location"].startswith("/files/")
+    assert (live.done / url.rsplit("/", 1)[-1]).read_bytes() == data
+    whole = http.post("/uploads/", headers=headers, content=data)
+    assert whole.status_code == 201 and whole.headers["upload-offset"] == "3000"
+    assert whole.headers["location"].startswith(f"{live.url}/uploads/")  # tus' Location wins
+    empty = http.post("/uploads/", headers={**TUS, "Upload-Length": "0"})
+    assert empty.status_code == 201 and empty.headers["upload-offset"] == "0"
+    assert len(live.finished(empty.headers["location"].rsplit("/", 1)[-1])) == 1
+
+
+async def test_location_respects_root_path(live: Live) -> None:
+    transport = httpx.ASGITransport(app=_app(live), root_path="/catalog")
+    async with httpx.AsyncClient(transport=transport, base_url="http://proxy.test") as client:
+        response = await client.post("/uploads/", headers={**TUS, "Upload-Length": "5"})
+    assert response.status_code == 201
+    assert response.headers["location"].startswith("http://proxy.test/catalog/uploads/")
+
+
+def test_termination(live: Live, http: httpx.Client) -> None:
+    url = _create(http, 100)
+    http.patch(url, headers={**STREAM, "Upload-Offset": "0"}, content=b"x" * 10)
+    upload_id = url.rsplit("/", 1)[-1]
+    assert http.delete(url, headers=TUS).status_code == 204
+    assert not (live.store / upload_id).exists()
+    assert not (live.store / f"{upload_id}.info").exists()
+    assert http.head(url, headers=TUS).status_code == 404
+    _error(http.patch(url, headers={**STREAM, "Upload-Offset": "10"}, content=b"x"), 404,
+           "upload.NotFound")  # fmt: skip
+    _error(http.delete(url, headers=TUS), 404, "upload.NotFound")
+
+
+def test_expiration(live: Live, http: httpx.Client) -> None:
+    url = _create(http, 100)
+    http.patch(url, headers={**STREAM, "Upload-Offset": "0"}, content=b"x" * 10)
+    upload_id = url.rsplit("/", 1)[-1]
+    info = live.store / f"{upload_id}.info"
+    stray = live.store / f".{upload_id}.abc.tmp"
+    stray.write_text("{}")
+    os.utime(stray, (time.time() - 2 * 3600,) * 2)
+    assert expire_uploads(live.store) == 0 and info.exists() and not stray.exists()
+    # Past its expiry but not yet swept: refused as gone.
+    record = json.loads(info.read_text())
+    info.write_text(json.dumps({**record, "expires": time.time() - 1}))
+    assert http.head(url, headers=TUS).status_code == 410
+    _error(http.patch(url, headers={**STREAM, "Upload-Offset": "10"}, content=b"x"), 410,
+           "upload.Gone")  # fmt: skip
+    info.write_text(json.dumps(record))
+    assert expire_uploads(live.store, now=time.time() + EXPIRATION + 10) >= 1
+    assert not info.exists() and not (live.store / upload_id).exists()
+    assert http.head(url, headers=TUS).status_code == 404
+
+
+def test_on_create_refusal(live: Live, http: httpx.Client) -> None:
+    before = set(live.store.iterdir())
+    mime = base64.b64encode(b"text/plain").decode()
+    response = http.post(
+        "/uploads/", headers={**TUS, "Upload-Length": "10", "Upload-Metadata": f"filetype {mime}"}
+    )
+    assert response.json() == {"code": "upload.UnsupportedFileType", "description": "send a raster"}
+    assert response.status_code == 415 and set(live.store.iterdir()) == before
+
+
+def test_on_complete_refusal_keeps_the_upload(live: Live, http: httpx.Client) -> None:
+    url = _create(http, 4, **{"Upload-Metadata": "refuse"})
+    response = http.patch(url, headers={**STREAM, "Upload-Offset": "0"}, content=b"abcd")
+    _error(response, 415, "ingest.NotARaster")
+    assert response.headers["upload-offset"] == "4"
+    upload_id = url.rsplit("/", 1)[-1]
+    assert _offset(http, url) == 4 and (live.store / upload_id).read_bytes() == b"abcd"
+    assert len(live.finished(upload_id)) == 1
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["..%2Fsecret", "%2E%2E%2Fsecret", "..%2F..%2Fsecret", "..", "%2e%2e", "secret",
+     "..%5Csecret", "notes.txt", "0123456789abcdef0123456789abcdef.info", "A" * 32],
+)  # fmt: skip
+def test_ids_cannot_escape_the_store(live: Live, http: httpx.Client, path: str) -> None:
+    secret = live.store.parent / "secret"
+    secret.write_bytes(b"keep")
+    (live.store / "notes.txt").write_bytes(b"keep")
+    url = f"{live.url}/uploads/{path}"
+    at0 = {**STREAM, "Upload-Offset": "0"}
+    assert http.head(url, headers=TUS).status_code == 404
+    assert http.patch(url, headers=at0, content=b"x").status_code == 404
+    assert http.delete(url, headers=TUS).status_code == 404
+    assert secret.read_bytes() == b"keep" and (live.store / "notes.txt").read_bytes() == b"keep"
+    (live.store / "notes.txt").unlink()
+
+
+def test_second_patch_is_locked_out(live: Live, http: httpx.Client) -> None:
+    data = os.urandom(4 * MiB)
+    url = _create(http, len(data))
+    upload_id = url.rsplit("/", 1)[-1]
+    sock = _raw_patch(live, url, 0, len(data), data[: 3 * MiB // 2])
+    try:
+        deadline = time.monotonic() + 10
+        while (live.store / upload_id).stat().st_size == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the first PATCH holds the lock while its bytes arrive
+        _error(http.patch(url, headers={**STREAM, "Upload-Offset": "0"}, content=b"x"), 423,
+               "upload.Locked")  # fmt: skip
+        _error(http.delete(url, headers=TUS), 423, "upload.Locked")
+    finally:
+        sock.close()
+    offset = _settle(http, live, url)
+    rest = http.patch(url, headers={**STREAM, "Upload-Offset": str(offset)}, content=data[offset:])
+    assert rest.status_code == 204
+    assert _sha((live.done / upload_id).read_bytes()) == _sha(data)
+
+
+def _wait_for_bytes(path: Path) -> None:
+    deadline = time.monotonic() + 10
+    while path.stat().st_size == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_killed_checksummed_patch_is_rolled_back(live: Live, http: httpx.Client) -> None:
+    data = os.urandom(3 * MiB)
+    url = _create(http, len(data))
+    digest = base64.b64encode(hashlib.sha1(data).digest()).decode()
+    sock = _raw_patch(
+        live, url, 0, len(data), data[: 2 * MiB], f"Upload-Checksum: sha1 {digest}\r\n"
+    )
+    _wait_for_bytes(live.store / url.rsplit("/", 1)[-1])
+    sock.close()
+    time.sleep(0.1)
+    assert _settle(http, live, url, written=False) == 0
+
+
+def test_silent_client_lets_go_of_the_lock(live: Live, http: httpx.Client) -> None:
+    assert live.factory is not None
+    data = os.urandom(2 * MiB)
+    url = _create(http, len(data))
+    live.factory.idle_timeout_s = 0.3
+    try:
+        sock = _raw_patch(live, url, 0, len(data), data[: 3 * MiB // 2])
+        sock.settimeout(10)
+        answer = b""
+        while chunk := sock.recv(4096):  # the server gives up on the stalled body and hangs up
+            answer += chunk
+        sock.close()
+    finally:
+        live.factory.idle_timeout_s = 60.0
+    assert answer.startswith(b"HTTP/1.1 408") and b'"upload.Timeout"' in answer
+    assert _settle(http, live, url) == 3 * MiB // 2  # every byte that came is kept
+
+
+async def test_route_dependencies_guard_every_route(tmp_path: Path) -> None:
+    async def deny() -> None:
+        raise AuthError("a valid 'Authorization: Bearer <token>' header is required")
+
+    async def never(*args: object) -> dict[str, str]:
+        raise AssertionError("a hook ran without authorization")
+
+    factory = TusFactory(tmp_path, 100, 60, never, never, dependencies=[Depends(deny)])
+    app = FastAPI()
+    add_error_handlers(app)
+    app.include_router(factory.router)
+    url = f"/uploads/{'0' * 32}"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for method, path in [("OPTIONS", "/uploads/"), ("POST", "/uploads/"), ("HEAD", url),
+                             ("PATCH", url), ("DELETE", url)]:  # fmt: skip
+            response = await c.request(method, path, headers={**STREAM, "Upload-Length": "1"})
+            assert response.status_code == 401, (method, response.text)
+    assert list(tmp_path.iterdir()) == []
