@@ -254,9 +254,25 @@ class JobRepository:
         process_ids: list[str] | None = None,
         limit: int = 100,
         offset: int = 0,
+        created: tuple[datetime | None, datetime | None] = (None, None),
+        min_duration_s: float | None = None,
+        max_duration_s: float | None = None,
     ) -> list[JobRecord]:
-        """Jobs, newest first."""
+        """Jobs, newest first; ``created`` is an interval, durations are in seconds.
+
+        A job's duration runs from its start to its end, or to now while it runs; a job that
+        has not started has none and matches no duration filter (OGC job-list).
+        """
         query = select(*_COLUMNS)
+        if created[0] is not None:
+            query = query.where(Job.created >= created[0])
+        if created[1] is not None:
+            query = query.where(Job.created <= created[1])
+        duration = func.extract("epoch", func.coalesce(Job.finished, func.now()) - Job.started)
+        if min_duration_s is not None:
+            query = query.where(duration >= min_duration_s)
+        if max_duration_s is not None:
+            query = query.where(duration <= max_duration_s)
         if statuses:
             query = query.where(Job.status.in_(statuses))
         if process_ids:
