@@ -134,6 +134,18 @@ class CoreClient(AsyncBaseCoreClient):
     """Core STAC API: landing page, collections, items and item search."""
 
     settings: CatalogSettings = attr.ib(factory=CatalogSettings)
+    # Links the composition root adds to the landing page (other OGC APIs served alongside):
+    # dicts with rel, type, title and a path relative to the API root.
+    landing_links: list[dict[str, str]] = attr.ib(factory=list)
+
+    async def landing_page(self, **kwargs: Any) -> Any:
+        """GET /: stac-fastapi's landing page plus the links of the other APIs served here."""
+        page = await super().landing_page(**kwargs)
+        base_url = _base_url(kwargs["request"])
+        for link in self.landing_links:
+            extra = {k: v for k, v in link.items() if k != "path"}
+            page["links"].append({**extra, "href": base_url + link["path"].lstrip("/")})
+        return page
 
     def extension_is_enabled(self, extension: str) -> bool:
         """Whether an extension of that class name, or a subclass of it, is enabled.

@@ -301,6 +301,46 @@ class CatalogRepository:
                 )
         return len(ids)
 
+    async def insert_item(
+        self, conn: AsyncConnection, collection_id: str, row: Mapping[str, Any]
+    ) -> None:
+        """Insert one checked item row inside the caller's transaction; Conflict if it exists.
+
+        The ingest job commits its item here together with its own success, so an item and
+        the job that made it appear at once or not at all. Queryables are written in the same
+        transaction, bypassing the in-process cache, since the caller may still roll back.
+        """
+        await self.collection_exists(conn, collection_id)
+        pairs = property_kinds([row["properties"]])
+        if pairs:
+            await conn.execute(
+                insert(Queryable)
+                .values(
+                    [{"collection_id": collection_id, "name": n, "kind": k.value} for n, k in pairs]
+                )
+                .on_conflict_do_nothing()
+            )
+            self._registry_cache.clear()
+        payload = orjson.dumps(
+            [
+                {
+                    "id": row["id"],
+                    "geometry": row["geometry"],
+                    "datetime": row["datetime"].isoformat(),
+                    "end_datetime": row["end_datetime"].isoformat(),
+                    "properties": row["properties"],
+                    "content": row["content"],
+                }
+            ]
+        ).decode()
+        written = await conn.execute(
+            _bulk_insert(False), {"collection_id": collection_id, "rows": payload}
+        )
+        if written.first() is None:
+            raise Conflict(
+                f"item {row['id']!r} already exists in {collection_id!r}", ids=[row["id"]]
+            )
+
     async def replace_item(self, collection_id: str, row: Mapping[str, Any]) -> None:
         """Replace an existing item; NotFound if it does not exist."""
         pairs = property_kinds([row["properties"]])

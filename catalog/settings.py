@@ -88,8 +88,9 @@ class IngestSettings(BaseSettings):
     thumbnail_size: int = Field(default=256, ge=16)
     preview_size: int = Field(default=1024, ge=16)
     tus_expiration_s: int = Field(
-        default=24 * 3600, ge=60, description="An unfinished tus upload is deleted this long "
-        "after its last byte arrived."
+        default=24 * 3600,
+        ge=60,
+        description="An unfinished tus upload is deleted this long after its last byte arrived.",
     )
     url_allow_private: bool = Field(
         default=False,
@@ -113,8 +114,10 @@ class JobSettings(BaseSettings):
         "re-queued (or failed after max_attempts).",
     )
     idle_wake_s: float = Field(
-        default=5.0, gt=0, description="Longest sleep of an idle worker between two checks "
-        "for stale jobs and expired uploads (new jobs wake it at once by NOTIFY)."
+        default=5.0,
+        gt=0,
+        description="Longest sleep of an idle worker between two checks "
+        "for stale jobs and expired uploads (new jobs wake it at once by NOTIFY).",
     )
     default_timeout_s: int = Field(default=3600, ge=1)
     max_attempts: int = Field(default=3, ge=1)

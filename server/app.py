@@ -51,6 +51,8 @@ from catalog.client import (
     TransactionsClient,
 )
 from catalog.db import create_engine
+from catalog.ingest.process import IngestProcess
+from catalog.jobs import JobRepository, Process
 from catalog.repository import CatalogRepository
 from catalog.requests import (
     CollectionsGetRequest,
@@ -59,12 +61,16 @@ from catalog.requests import (
     SearchGetRequest,
     SearchPostRequest,
 )
+from catalog.uploads import UploadRepository
+from ogc.processes import ProcessesExtension
 
 from .database import resolve_url
 from .errors import AuthError, WritesDisabled, add_error_handlers
 from .middleware import PrefixMiddleware
 from .settings import ApiSettings, Settings
 from .transactions import RawBodyTransactionExtension
+from .tus import TusFactory
+from .uploads import UploadsFactory
 
 # Every CQL2 class our compiler implements (catalog/cql2.py), advertised and tested.
 FILTER_CLASSES = [
@@ -193,6 +199,39 @@ def _extensions(settings: Settings) -> dict[str, Any]:
     }
 
 
+def build_processes(
+    settings: Settings, catalog: CatalogRepository, uploads: UploadRepository
+) -> dict[str, Process]:
+    """Every process this server offers, by id (the API and the workers share this list)."""
+    processes: list[Process] = [
+        IngestProcess(uploads, catalog, settings.ingest, settings.catalog.validate_extensions),
+    ]
+    return {p.description.id: p for p in processes}
+
+
+def _ogc_extensions(settings: Settings) -> list[Any]:
+    """OGC API parts served next to the STAC API (each declares its conformance classes)."""
+    admin = admin_dependency(settings.api)
+    return [
+        ProcessesExtension(
+            settings=settings.jobs, read_dependencies=[admin], write_dependencies=[admin]
+        )
+    ]
+
+
+def _landing_links(settings: Settings) -> list[dict[str, str]]:
+    return [
+        {"rel": "http://www.opengis.net/def/rel/ogc/1.0/processes", "type": "application/json",
+         "title": "Processes", "path": "processes"},
+        {"rel": "http://www.opengis.net/def/rel/ogc/1.0/job-list", "type": "application/json",
+         "title": "Jobs", "path": "jobs"},
+        {"rel": "upload-sets", "type": "application/json",
+         "title": "Upload sets (POST to start an upload)", "path": "upload_sets"},
+        {"rel": "tus", "type": "application/offset+octet-stream",
+         "title": "Resumable uploads (tus 1.0.0)", "path": "uploads/"},
+    ]  # fmt: skip
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the Terracat ASGI app. The database is connected in the lifespan, not here."""
     settings = settings or Settings()
@@ -205,6 +244,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.repository = CatalogRepository(
             engine, settings.catalog.count_limit, settings.catalog.count_max_cost
         )
+        app.state.jobs = JobRepository(engine)
+        app.state.uploads = UploadRepository(engine, app.state.jobs)
+        app.state.processes = build_processes(settings, app.state.repository, app.state.uploads)
         try:
             yield
         finally:
@@ -217,7 +259,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.api.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=["Location", "ETag"],
+            # tus clients in browsers read these (tus 1.0.0 "Browser clients")
+            expose_headers=[
+                "Location",
+                "ETag",
+                "Link",
+                "Upload-Offset",
+                "Upload-Length",
+                "Upload-Expires",
+                "Upload-Metadata",
+                "Upload-File-Id",
+                "Tus-Resumable",
+                "Tus-Version",
+                "Tus-Extension",
+                "Tus-Max-Size",
+                "Tus-Checksum-Algorithm",
+            ],  # fmt: skip
             max_age=600,
         ),
     ]
@@ -257,12 +314,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             *ext["item_collection"],
             ext["collection_search"],
             *ext["writes"],
+            *_ogc_extensions(settings),
         ],
         client=CoreClient(
             settings=settings.catalog,
             title=settings.api.title,
             description=settings.api.description,
             landing_page_id="terracat",
+            landing_links=_landing_links(settings),
         ),
         response_class=JSONResponse,
         search_get_request_model=create_get_request_model(
@@ -276,6 +335,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         middlewares=middlewares,
         exceptions={},
     )
+    _add_upload_routes(api.app, settings)
     add_error_handlers(api.app)
     api.app.state.settings = settings
     return api.app
+
+
+def _add_upload_routes(app: FastAPI, settings: Settings) -> None:
+    """``/upload_sets`` and the tus server at ``/uploads/``, both behind the admin token."""
+    admin = admin_dependency(settings.api)
+    uploads = UploadsFactory(settings.ingest, settings.jobs, [admin])
+    app.include_router(uploads.router)
+    on_create, on_complete = uploads.tus_hooks(app.state)
+    tus = TusFactory(
+        store_dir=settings.ingest.data_dir / "tus",
+        max_size=settings.ingest.max_file_bytes,
+        expiration_s=settings.ingest.tus_expiration_s,
+        on_create=on_create,
+        on_complete=on_complete,
+        dependencies=[admin],
+    )
+    app.include_router(tus.router, tags=["Uploads"])

@@ -1,8 +1,10 @@
-"""The ``terracat`` command: serve, migrate, db start|stop|status|url."""
+"""The ``terracat`` command: serve, worker, ingest, migrate, db start|stop|status|url."""
 
 import argparse
+import asyncio
 import logging
 import os
+import subprocess
 import sys
 
 from catalog.cluster import ClusterError
@@ -30,6 +32,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  Database:        embedded PostGIS in {cluster.root} (port {cluster.port})")
     if not settings.api.admin_token and not settings.api.allow_anonymous_writes:
         print("  Writes:          disabled (set TERRACAT_API_ADMIN_TOKEN to enable)", flush=True)
+    worker = None
+    if args.workers_jobs > 0:
+        # One command runs everything: job workers next to the API, stopped with it.
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "worker", "--concurrency",
+             str(args.workers_jobs)],
+            env={**os.environ, "DATABASE_URL": url},
+        )  # fmt: skip
+        print(f"  Job worker:      pid {worker.pid}", flush=True)
     try:
         uvicorn.run(
             "server.app:create_app",
@@ -42,9 +53,42 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             log_level=args.log_level,
         )
     finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         if started_here and cluster is not None:
             cluster.stop()
     return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from .worker import run_worker
+
+    if args.concurrency:
+        settings.jobs.concurrency = args.concurrency
+    url = resolve_url(settings.db)
+    asyncio.run(run_worker(settings, url))
+    return 0
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from .ingest_client import IngestClientError, ingest
+
+    server = (
+        args.server or f"http://{settings.api.host}:{settings.api.port}{settings.api.root_path}"
+    )
+    token = args.token or os.environ.get("TERRACAT_TOKEN")
+    if token is None and settings.api.admin_token is not None:
+        token = settings.api.admin_token.get_secret_value()
+    try:
+        return ingest(args.sources, args.collection, server, token, wait=not args.no_wait,
+                      datetime=args.datetime, title=args.title, quiet=args.quiet)  # fmt: skip
+    except IngestClientError as exc:
+        print(f"terracat ingest: {exc}", file=sys.stderr)
+        return 2
 
 
 def _db(args: argparse.Namespace, settings: Settings) -> int:
@@ -74,6 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--job-workers", dest="workers_jobs", type=int, default=1,
+        help="jobs run at once by the worker started alongside (0: start no worker)",
+    )  # fmt: skip
+    worker = sub.add_parser("worker", help="run jobs (any number, on any machine)")
+    worker.add_argument("--concurrency", type=int, help="jobs at once (TERRACAT_JOBS_CONCURRENCY)")
+    ingest = sub.add_parser("ingest", help="upload files or URLs into a collection")
+    ingest.add_argument("sources", nargs="+", metavar="FILE_OR_URL")
+    ingest.add_argument("--collection", required=True)
+    ingest.add_argument("--server", help="API root URL (default: this machine's settings)")
+    ingest.add_argument("--token", help="admin token (default: $TERRACAT_TOKEN)")
+    ingest.add_argument("--no-wait", action="store_true", help="do not follow the jobs")
+    ingest.add_argument("--datetime", help="RFC 3339 datetime for every item")
+    ingest.add_argument("--title", help="title of the upload set")
+    ingest.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
     db = sub.add_parser("db", help="manage the embedded PostGIS cluster")
     db.add_argument("action", choices=["start", "stop", "status", "url"])
@@ -84,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args, settings)
+        if args.command == "worker":
+            return _worker(args, settings)
+        if args.command == "ingest":
+            return _ingest(args, settings)
         if args.command == "migrate":
             migrate(resolve_url(settings.db))
             return 0

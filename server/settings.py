@@ -3,7 +3,7 @@
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from catalog.settings import CatalogSettings, DatabaseSettings
+from catalog.settings import CatalogSettings, DatabaseSettings, IngestSettings, JobSettings
 
 
 class ApiSettings(BaseSettings):
@@ -50,3 +50,5 @@ class Settings(BaseModel):
     api: ApiSettings = Field(default_factory=ApiSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)

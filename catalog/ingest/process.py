@@ -1,0 +1,222 @@
+"""The ``ingest`` process: one upload file -> a COG-backed STAC item, run by the workers."""
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..errors import InvalidParameter
+from ..jobs import (
+    InputDescription,
+    JobCancelled,
+    JobContext,
+    JobRecord,
+    OutputDescription,
+    Process,
+    ProcessDescription,
+)
+from ..repository import CatalogRepository
+from ..serializers import item_row
+from ..settings import IngestSettings
+from ..uploads import UploadRepository, parse_uuid
+from .errors import IngestError, TooLarge
+from .fetch import DownloadCancelled, download
+
+# Failures after which the raw upload is kept, so that a restart can try again.
+_KEEP_SOURCE = {"job.Timeout", "job.WorkerLost", "job.InternalError", "job.Crashed",
+                "job.Dismissed", "url.Unreachable", "catalog.Unavailable"}  # fmt: skip
+
+
+class SourceGone(IngestError):
+    """The staged upload is no longer on disk (it was rejected earlier, or deleted)."""
+
+    code = "upload.SourceGone"
+    status = 410
+
+
+def staging_dir(settings: IngestSettings) -> Path:
+    """Where received uploads wait for their ingest job."""
+    path = Path(settings.data_dir) / "staging"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_file(path: Path, cancelled: Callable[[], bool], chunk: int = 4 << 20) -> str:
+    """SHA-256 of a file, read in chunks; stops (JobCancelled) when ``cancelled()``."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+            if cancelled():
+                raise JobCancelled()
+    return digest.hexdigest()
+
+
+class IngestProcess(Process):
+    """Validate, convert to COG, describe as STAC and register one uploaded file."""
+
+    description = ProcessDescription(
+        id="ingest",
+        title="Ingest a raster",
+        description="Validates an uploaded GeoTIFF, converts it to a Cloud-Optimized GeoTIFF "
+        "with overviews and registers it as a STAC item (proj, raster, eo, file extensions) "
+        "with a thumbnail and a preview. Files arrive through /upload_sets; this process is "
+        "queued for each one and may be executed again for a file by its id.",
+        keywords=["ingest", "COG", "STAC"],
+        inputs={
+            "upload_file": InputDescription(
+                title="Upload file",
+                description="Id of a file of an upload set (see GET /upload_sets/{id}).",
+                schema={"type": "string", "format": "uuid"},
+            )
+        },
+        outputs={
+            "item": OutputDescription(
+                title="Item",
+                description="The collection and id of the STAC item made.",
+                schema={
+                    "type": "object",
+                    "properties": {"collection": {"type": "string"}, "id": {"type": "string"}},
+                    "required": ["collection", "id"],
+                },
+            )
+        },
+    )
+
+    def __init__(
+        self,
+        uploads: UploadRepository,
+        catalog: CatalogRepository,
+        settings: IngestSettings,
+        validate_extensions: bool = True,
+    ) -> None:
+        self.uploads = uploads
+        self.catalog = catalog
+        self.settings = settings
+        self.validate_extensions = validate_extensions
+
+    def check_inputs(self, inputs: Any) -> dict[str, Any]:
+        """One input: the id of an upload file."""
+        checked = super().check_inputs(inputs)
+        value = checked["upload_file"]
+        if not isinstance(value, str):
+            raise InvalidParameter("input 'upload_file' must be a string (an upload file id)")
+        parse_uuid(value, "upload file")
+        return checked
+
+    async def prepare(self, job: JobRecord, cancelled: Callable[[], bool]) -> dict[str, Any]:
+        """Fetch a URL if needed, hash, claim the checksum (duplicates stop here)."""
+        file_id = uuid.UUID(job.inputs["upload_file"])
+        record = await self.uploads.get_file(file_id)
+        upload_set, _ = await self.uploads.get_set(record["upload_set_id"])
+        staged = Path(record["staged_path"]) if record["staged_path"] else None
+        sha256 = record["sha256"]
+        if record["source"] == "url" and (staged is None or not staged.exists()):
+            staged, sha256 = await self._fetch(file_id, record["href"], cancelled)
+        if staged is None or not staged.exists():
+            raise SourceGone(
+                f"the uploaded bytes of {record['filename']!r} are no longer stored; "
+                "upload the file again"
+            )
+        size = staged.stat().st_size
+        if size > self.settings.max_file_bytes:
+            raise TooLarge(f"{size} bytes is more than the limit of {self.settings.max_file_bytes}")
+        if sha256 is None:
+            sha256 = await asyncio.to_thread(sha256_file, staged, cancelled)
+        item_id = await self.uploads.claim(file_id, sha256, size)
+        when = upload_set["item_datetime"]
+        return {
+            "source": str(staged),
+            "collection_id": record["collection_id"],
+            "item_id": item_id,
+            "sha256": sha256,
+            "size": size,
+            "filename": record["filename"],
+            "datetime": when.isoformat() if when else None,
+            "upload_time": record["created"].isoformat(),
+            "settings": self.settings.model_dump(mode="json"),
+        }
+
+    async def _fetch(
+        self, file_id: uuid.UUID, href: str, cancelled: Callable[[], bool]
+    ) -> tuple[Path, str]:
+        try:
+            got = await asyncio.to_thread(
+                download, href, staging_dir(self.settings), self.settings, cancelled=cancelled
+            )
+        except DownloadCancelled:
+            raise JobCancelled() from None
+        await self.uploads.update_file(
+            file_id, staged_path=str(got.path), size=got.size, filename=got.filename
+        )
+        return got.path, got.sha256
+
+    @staticmethod
+    def execute(plan: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        """Child process: validate, convert, render previews, publish the assets."""
+        from .pipeline import IngestRequest, ingest_file
+        from .storage import LocalStorage
+
+        settings = IngestSettings(**plan["settings"])
+        request = IngestRequest(
+            source=Path(plan["source"]),
+            collection_id=plan["collection_id"],
+            item_id=plan["item_id"],
+            sha256=plan["sha256"],
+            size=plan["size"],
+            filename=plan["filename"],
+            datetime_value=datetime.fromisoformat(plan["datetime"]) if plan["datetime"] else None,
+            upload_time=datetime.fromisoformat(plan["upload_time"]),
+        )
+        ctx.log(f"ingesting {request.filename} ({request.size} bytes) as {request.item_id}")
+        item = ingest_file(request, LocalStorage(settings.data_dir), settings, ctx.progress)
+        ctx.log("item built; committing")
+        return {"item": item}
+
+    async def commit(
+        self, conn: AsyncConnection, job: JobRecord, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Insert the item and mark the file ready, in the job's success transaction."""
+        item = result["item"]
+        collection_id = item["collection"]
+        row = item_row(item, collection_id, self.validate_extensions)
+        await self.catalog.insert_item(conn, collection_id, row)
+        await self.uploads.mark_ready(conn, uuid.UUID(job.inputs["upload_file"]))
+        return {"item": {"collection": collection_id, "id": row["id"]}}
+
+    async def after_commit(self, job: JobRecord, outputs: dict[str, Any]) -> None:
+        """The item exists: the raw upload can go."""
+        file_id = uuid.UUID(job.inputs["upload_file"])
+        self._remove_staged(await self.uploads.get_file(file_id))
+        await self.uploads.update_file(file_id, staged_path=None)
+
+    async def failed(self, job: JobRecord, code: str, message: str, final: bool) -> None:
+        """Record the rejection on the file; remove published assets and, if final, the raw."""
+        try:
+            file_id = uuid.UUID(job.inputs["upload_file"])
+            record = await self.uploads.get_file(file_id)
+        except Exception:  # the upload set was deleted meanwhile: nothing to record
+            return
+        if record["item_id"]:
+            from .storage import LocalStorage, asset_key
+
+            prefix = asset_key(record["collection_id"], record["item_id"], "x").rsplit("/", 1)[0]
+            LocalStorage(self.settings.data_dir).delete_prefix(prefix)
+        if not final:
+            await self.uploads.update_file(file_id, status="received", error_code=code,
+                                           error_message=f"retrying: {message}")  # fmt: skip
+            return
+        await self.uploads.mark_rejected(file_id, code, message)
+        if code not in _KEEP_SOURCE:
+            self._remove_staged(record)
+
+    def _remove_staged(self, record: dict[str, Any]) -> None:
+        staged = record.get("staged_path")
+        # Only ever delete inside our staging folder, whatever the record says.
+        if staged and Path(staged).resolve().parent == staging_dir(self.settings).resolve():
+            Path(staged).unlink(missing_ok=True)

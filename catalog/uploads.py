@@ -1,0 +1,366 @@
+"""Upload sets and their files: all SQL of the upload bookkeeping.
+
+A file is ``received`` when its bytes are staged (or, for a URL, when it is queued), then
+``processing`` while its ingest job runs, and ends ``ready`` (an item exists), ``rejected``
+(with the code and message of why) or ``duplicate``. Duplicates are found by SHA-256 per
+collection through a partial unique index, so two workers can never both take the same bytes.
+"""
+
+import re
+import unicodedata
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .errors import CatalogError, NotFound, Unavailable
+from .ingest.errors import Duplicate
+from .jobs import JobRepository
+from .models import Collection, Item, UploadFile, UploadSet
+
+FINAL_FILE_STATES = ("ready", "rejected", "duplicate")
+_COLUMNS = [
+    UploadFile.id,
+    UploadFile.upload_set_id,
+    UploadFile.collection_id,
+    UploadFile.filename,
+    UploadFile.source,
+    UploadFile.href,
+    UploadFile.size,
+    UploadFile.sha256,
+    UploadFile.status,
+    UploadFile.error_code,
+    UploadFile.error_message,
+    UploadFile.item_id,
+    UploadFile.job_id,
+    UploadFile.staged_path,
+    UploadFile.created,
+    UploadFile.updated,
+]
+
+
+class UploadSetClosed(CatalogError):
+    """Files cannot be added to a completed or full upload set."""
+
+    code = "upload.SetClosed"
+    status = 409
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A file to register in an upload set."""
+
+    filename: str
+    source: str
+    staged_path: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    href: str | None = None
+
+
+def parse_uuid(value: str, what: str) -> uuid.UUID:
+    """An id from a URL; NotFound for anything that is not a UUID."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"{what} {value!r} does not exist") from None
+
+
+def item_id_from_filename(filename: str) -> str:
+    """A readable STAC id from a file name: its stem, ASCII letters, digits, ``-_.``."""
+    stem = filename.rsplit("/", 1)[-1]
+    stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", ascii_stem).strip("-.")[:120]
+    return cleaned or "item"
+
+
+class UploadRepository:
+    """Reads and writes upload sets and files; queues their ingest jobs."""
+
+    def __init__(self, engine: AsyncEngine, jobs: JobRepository) -> None:
+        self.engine = engine
+        self.jobs = jobs
+
+    @asynccontextmanager
+    async def _connect(self, write: bool = True) -> AsyncIterator[AsyncConnection]:
+        try:
+            if write:
+                async with self.engine.begin() as conn:
+                    yield conn
+            else:
+                async with self.engine.connect() as conn:
+                    yield conn
+        except DBAPIError as exc:
+            if exc.connection_invalidated or "statement timeout" in str(exc.orig):
+                raise Unavailable("the database did not answer in time") from exc
+            raise
+
+    # -- sets --------------------------------------------------------------------------------
+    async def create_set(
+        self,
+        collection_id: str,
+        title: str | None,
+        expected_files: int | None,
+        item_datetime: datetime | None,
+    ) -> uuid.UUID:
+        """A new, open upload set in an existing collection."""
+        set_id = uuid.uuid4()
+        async with self._connect() as conn:
+            exists = await conn.scalar(select(Collection.id).where(Collection.id == collection_id))
+            if exists is None:
+                raise NotFound(f"collection {collection_id!r} does not exist")
+            await conn.execute(
+                insert(UploadSet).values(
+                    id=set_id,
+                    collection_id=collection_id,
+                    title=title,
+                    expected_files=expected_files,
+                    item_datetime=item_datetime,
+                )
+            )
+        return set_id
+
+    async def get_set(self, set_id: uuid.UUID) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """An upload set and its files (oldest first)."""
+        async with self._connect(write=False) as conn:
+            row = (await conn.execute(select(UploadSet).where(UploadSet.id == set_id))).first()
+            if row is None:
+                raise NotFound(f"upload set {set_id} does not exist")
+            files = (
+                await conn.execute(
+                    select(*_COLUMNS)
+                    .where(UploadFile.upload_set_id == set_id)
+                    .order_by(UploadFile.created, UploadFile.id)
+                )
+            ).all()
+        upload_set = {c.name: getattr(row[0], c.name) for c in UploadSet.__table__.columns}
+        return upload_set, [dict(f._mapping) for f in files]
+
+    async def complete_set(self, set_id: uuid.UUID) -> None:
+        """Close the set: no more files; it is ready when every file has finished."""
+        async with self._connect() as conn:
+            done = await conn.scalar(
+                update(UploadSet)
+                .where(UploadSet.id == set_id)
+                .values(
+                    completed=True,
+                    completed_at=func.coalesce(UploadSet.completed_at, func.now()),
+                    updated=func.now(),
+                )
+                .returning(UploadSet.id)
+            )
+        if done is None:
+            raise NotFound(f"upload set {set_id} does not exist")
+
+    async def delete_set(self, set_id: uuid.UUID) -> list[dict[str, Any]]:
+        """Delete a set and its file records; returns the files (to dismiss jobs, free disk).
+
+        Items already made from it stay in the catalogue.
+        """
+        async with self._connect() as conn:
+            files = (
+                await conn.execute(select(*_COLUMNS).where(UploadFile.upload_set_id == set_id))
+            ).all()
+            gone = await conn.scalar(
+                delete(UploadSet).where(UploadSet.id == set_id).returning(UploadSet.id)
+            )
+        if gone is None:
+            raise NotFound(f"upload set {set_id} does not exist")
+        return [dict(f._mapping) for f in files]
+
+    # -- files -------------------------------------------------------------------------------
+    async def add_file(
+        self, set_id: uuid.UUID, new: NewFile, timeout_s: int, max_attempts: int
+    ) -> dict[str, Any]:
+        """Register a received file and queue its ingest job, in one transaction.
+
+        A file whose SHA-256 is already known in the collection is recorded as ``duplicate``
+        and gets no job.
+        """
+        file_id = uuid.uuid4()
+        async with self._connect() as conn:
+            upload_set = (
+                await conn.execute(
+                    select(UploadSet.collection_id, UploadSet.completed, UploadSet.expected_files)
+                    .where(UploadSet.id == set_id)
+                    .with_for_update()
+                )
+            ).first()
+            if upload_set is None:
+                raise NotFound(f"upload set {set_id} does not exist")
+            if upload_set.completed:
+                raise UploadSetClosed(f"upload set {set_id} is completed: it takes no more files")
+            if upload_set.expected_files is not None:
+                count = await conn.scalar(
+                    select(func.count()).where(UploadFile.upload_set_id == set_id)
+                )
+                if (count or 0) >= upload_set.expected_files:
+                    raise UploadSetClosed(
+                        f"upload set {set_id} expected {upload_set.expected_files} file(s) "
+                        "and has them all"
+                    )
+            values = {
+                "id": file_id,
+                "upload_set_id": set_id,
+                "collection_id": upload_set.collection_id,
+                "filename": new.filename,
+                "source": new.source,
+                "href": new.href,
+                "size": new.size,
+                "staged_path": new.staged_path,
+            }
+            duplicate = None
+            if new.sha256 is not None:
+                duplicate = await self._holder(conn, upload_set.collection_id, new.sha256)
+            if duplicate is not None:
+                await conn.execute(
+                    insert(UploadFile).values(
+                        **values,
+                        sha256=new.sha256,
+                        status="duplicate",
+                        error_code=Duplicate.code,
+                        error_message=duplicate,
+                    )
+                )
+            else:
+                job = await self.jobs.submit(
+                    "ingest", {"upload_file": str(file_id)}, timeout_s, max_attempts, conn=conn
+                )
+                await conn.execute(
+                    insert(UploadFile).values(**values, sha256=new.sha256, job_id=job.id)
+                )
+            row = (await conn.execute(select(*_COLUMNS).where(UploadFile.id == file_id))).one()
+        return dict(row._mapping)
+
+    async def get_file(self, file_id: uuid.UUID) -> dict[str, Any]:
+        """One file record, or NotFound."""
+        async with self._connect(write=False) as conn:
+            row = (await conn.execute(select(*_COLUMNS).where(UploadFile.id == file_id))).first()
+        if row is None:
+            raise NotFound(f"upload file {file_id} does not exist")
+        return dict(row._mapping)
+
+    async def _holder(
+        self,
+        conn: AsyncConnection,
+        collection_id: str,
+        sha256: str,
+        exclude: uuid.UUID | None = None,
+    ) -> str | None:
+        """Why ``sha256`` is a duplicate in the collection, or None when it is not.
+
+        A file whose item was deleted since no longer holds its checksum.
+        """
+        holder = (
+            await conn.execute(
+                select(UploadFile.id, UploadFile.status, UploadFile.item_id, UploadFile.filename)
+                .where(
+                    UploadFile.collection_id == collection_id,
+                    UploadFile.sha256 == sha256,
+                    UploadFile.status.in_(("received", "processing", "ready")),
+                    UploadFile.id != (exclude or uuid.UUID(int=0)),
+                )
+                .with_for_update()
+            )
+        ).first()
+        if holder is None:
+            return None
+        if holder.status == "ready":
+            item = await conn.scalar(
+                select(Item.id).where(
+                    Item.collection_id == collection_id, Item.id == holder.item_id
+                )
+            )
+            if item is None:
+                await conn.execute(
+                    update(UploadFile).where(UploadFile.id == holder.id).values(sha256=None)
+                )
+                return None
+            return (
+                f"the same file (SHA-256 {sha256}) is item {holder.item_id!r} of {collection_id!r}"
+            )
+        return f"the same file (SHA-256 {sha256}) is being ingested as {holder.filename!r}"
+
+    async def claim(self, file_id: uuid.UUID, sha256: str, size: int) -> str:
+        """Take the checksum for this file and fix its item id; Duplicate if taken.
+
+        Returns the item id (kept across retries, so a re-run writes the same item).
+        """
+        try:
+            async with self._connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(UploadFile.collection_id, UploadFile.filename, UploadFile.item_id)
+                        .where(UploadFile.id == file_id)
+                        .with_for_update()
+                    )
+                ).one()
+                reason = await self._holder(conn, row.collection_id, sha256, exclude=file_id)
+                if reason is not None:
+                    raise Duplicate(reason)
+                item_id = row.item_id or await self._free_item_id(
+                    conn, row.collection_id, item_id_from_filename(row.filename), sha256
+                )
+                await conn.execute(
+                    update(UploadFile)
+                    .where(UploadFile.id == file_id)
+                    .values(
+                        sha256=sha256,
+                        size=size,
+                        item_id=item_id,
+                        status="processing",
+                        error_code=None,
+                        error_message=None,
+                        updated=func.now(),
+                    )
+                )
+        except IntegrityError as exc:  # another worker took the checksum between our reads
+            raise Duplicate(f"the same file (SHA-256 {sha256}) is already being ingested") from exc
+        return item_id
+
+    async def _free_item_id(
+        self, conn: AsyncConnection, collection_id: str, wanted: str, sha256: str
+    ) -> str:
+        for candidate in (wanted, f"{wanted}-{sha256[:8]}", f"{wanted}-{sha256[:16]}"):
+            taken = await conn.scalar(
+                select(Item.id).where(Item.collection_id == collection_id, Item.id == candidate)
+            )
+            pending = await conn.scalar(
+                select(UploadFile.id).where(
+                    UploadFile.collection_id == collection_id,
+                    UploadFile.item_id == candidate,
+                    UploadFile.status.in_(("received", "processing")),
+                )
+            )
+            if taken is None and pending is None:
+                return candidate
+        return f"{wanted}-{uuid.uuid4().hex[:12]}"
+
+    async def update_file(self, file_id: uuid.UUID, **values: Any) -> None:
+        """Set columns of a file record (staged path, size, filename...)."""
+        async with self._connect() as conn:
+            await conn.execute(
+                update(UploadFile)
+                .where(UploadFile.id == file_id)
+                .values(**values, updated=func.now())
+            )
+
+    async def mark_ready(self, conn: AsyncConnection, file_id: uuid.UUID) -> None:
+        """In the job's success transaction: the item exists."""
+        await conn.execute(
+            update(UploadFile)
+            .where(UploadFile.id == file_id)
+            .values(status="ready", error_code=None, error_message=None, updated=func.now())
+        )
+
+    async def mark_rejected(self, file_id: uuid.UUID, code: str, message: str) -> None:
+        """The file's job ended without an item."""
+        status = "duplicate" if code == Duplicate.code else "rejected"
+        await self.update_file(file_id, status=status, error_code=code, error_message=message)

@@ -1,0 +1,292 @@
+"""Upload sets: ``/upload_sets`` (multipart and by-URL files) and the tus hooks at ``/uploads/``.
+
+Every received file is staged under the ingest data folder and handed to an ``ingest`` job in
+the same transaction that records it, so a file is never received without a job to process it.
+"""
+
+import asyncio
+import datetime as dt
+import os
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
+
+from catalog.errors import InvalidParameter, NotFound
+from catalog.ingest.fetch import check_url, safe_filename
+from catalog.ingest.process import staging_dir
+from catalog.jobs import JobRepository
+from catalog.serializers import check_id
+from catalog.settings import IngestSettings, JobSettings
+from catalog.uploads import FINAL_FILE_STATES, NewFile, UploadRepository, parse_uuid
+
+from .streaming import receive_multipart_file
+from .tus import TusError, TusUpload
+
+
+class UploadSetCreate(BaseModel):
+    """Body of ``POST /upload_sets``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str = Field(description="Id of the collection the items go into.")
+    title: str | None = Field(default=None, max_length=1000)
+    expected_files: int | None = Field(
+        default=None, ge=1, le=100_000, description="The set is ready once this many finished."
+    )
+    datetime: dt.datetime | None = Field(
+        default=None, description="Item datetime for every file (else TIFF tag, else now)."
+    )
+
+
+class UrlFile(BaseModel):
+    """Body of ``POST /upload_sets/{id}/files`` for a file fetched by URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    href: str = Field(max_length=4096)
+    filename: str | None = Field(default=None, max_length=255)
+
+
+def _uploads(request: Request) -> UploadRepository:
+    repo: UploadRepository = request.app.state.uploads
+    return repo
+
+
+def _base(request: Request) -> str:
+    url = str(request.base_url)
+    root = request.scope.get("root_path", "")
+    if root and not url.rstrip("/").endswith(root.rstrip("/")):
+        url = url.rstrip("/") + root
+    return url if url.endswith("/") else url + "/"
+
+
+def file_document(base: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A file of an upload set as JSON."""
+    set_url = f"{base}upload_sets/{record['upload_set_id']}"
+    doc: dict[str, Any] = {
+        "id": str(record["id"]),
+        "filename": record["filename"],
+        "source": record["source"],
+        "status": record["status"],
+        "size": record["size"],
+        "sha256": record["sha256"],
+        "item_id": record["item_id"] if record["status"] == "ready" else None,
+        "created": record["created"].isoformat(),
+        "updated": record["updated"].isoformat(),
+        "links": [{"rel": "self", "href": f"{set_url}/files/{record['id']}",
+                   "type": "application/json"}],
+    }  # fmt: skip
+    if record["href"]:
+        doc["href"] = record["href"]
+    if record["error_code"]:
+        doc["error"] = {"code": record["error_code"], "description": record["error_message"]}
+    if record["status"] == "ready" and record["item_id"]:
+        doc["links"].append(
+            {
+                "rel": "item",
+                "href": f"{base}collections/{record['collection_id']}/items/{record['item_id']}",
+                "type": "application/geo+json",
+            }
+        )
+    if record["job_id"]:
+        doc["links"].append(
+            {"rel": "monitor", "href": f"{base}jobs/{record['job_id']}", "type": "application/json"}
+        )
+    return doc
+
+
+def set_document(
+    base: str, upload_set: dict[str, Any], files: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """An upload set with its files, counts and ``ready`` flag."""
+    counts = dict.fromkeys(("received", "processing", *FINAL_FILE_STATES), 0)
+    for record in files:
+        counts[record["status"]] += 1
+    finished = sum(counts[s] for s in FINAL_FILE_STATES)
+    expected = upload_set["expected_files"]
+    closed = upload_set["completed"] or (expected is not None and len(files) >= expected)
+    url = f"{base}upload_sets/{upload_set['id']}"
+    return {
+        "id": str(upload_set["id"]),
+        "collection": upload_set["collection_id"],
+        "title": upload_set["title"],
+        "expected_files": expected,
+        "datetime": when.isoformat() if (when := upload_set["item_datetime"]) else None,
+        "completed": upload_set["completed"],
+        "ready": closed and finished == len(files),
+        "created": upload_set["created"].isoformat(),
+        "counts": counts,
+        "files": [file_document(base, f) for f in files],
+        "links": [
+            {"rel": "self", "href": url, "type": "application/json"},
+            {"rel": "collection", "href": f"{base}collections/{upload_set['collection_id']}",
+             "type": "application/json"},
+            {"rel": "files", "href": f"{url}/files", "method": "POST"},
+            {"rel": "complete", "href": f"{url}/complete", "method": "POST"},
+            {"rel": "tus", "href": f"{base}uploads/", "method": "POST"},
+        ],
+    }  # fmt: skip
+
+
+class UploadsFactory:
+    """The ``/upload_sets`` routes and the hooks of the tus server."""
+
+    def __init__(self, ingest: IngestSettings, jobs: JobSettings, dependencies: list[Any]) -> None:
+        self.ingest = ingest
+        self.jobs = jobs
+        self.dependencies = dependencies
+
+    async def _add(self, repo: UploadRepository, set_id: uuid.UUID, new: NewFile) -> dict[str, Any]:
+        # Ingest's own description does not set a timeout: the worker default applies.
+        return await repo.add_file(set_id, new, self.jobs.default_timeout_s, self.jobs.max_attempts)
+
+    @property
+    def router(self) -> APIRouter:
+        """The upload-set routes, every one behind the write dependencies."""
+        router = APIRouter(tags=["Uploads"], dependencies=self.dependencies)
+        Repo = Annotated[UploadRepository, Depends(_uploads)]
+
+        @router.post("/upload_sets", status_code=201, operation_id="createUploadSet")
+        async def create_upload_set(body: UploadSetCreate, request: Request, repo: Repo) -> Any:
+            check_id(body.collection, "collection")
+            set_id = await repo.create_set(
+                body.collection, body.title, body.expected_files, body.datetime
+            )
+            upload_set, files = await repo.get_set(set_id)
+            doc = set_document(_base(request), upload_set, files)
+            return JSONResponse(doc, 201, headers={"Location": doc["links"][0]["href"]})
+
+        @router.get("/upload_sets/{upload_set_id}", operation_id="getUploadSet")
+        async def get_upload_set(upload_set_id: str, request: Request, repo: Repo) -> Any:
+            upload_set, files = await repo.get_set(parse_uuid(upload_set_id, "upload set"))
+            return set_document(_base(request), upload_set, files)
+
+        @router.post("/upload_sets/{upload_set_id}/complete", operation_id="completeUploadSet")
+        async def complete_upload_set(upload_set_id: str, request: Request, repo: Repo) -> Any:
+            set_id = parse_uuid(upload_set_id, "upload set")
+            await repo.complete_set(set_id)
+            upload_set, files = await repo.get_set(set_id)
+            return set_document(_base(request), upload_set, files)
+
+        @router.delete(
+            "/upload_sets/{upload_set_id}",
+            status_code=204,
+            response_class=Response,
+            operation_id="deleteUploadSet",
+        )
+        async def delete_upload_set(upload_set_id: str, request: Request, repo: Repo) -> Response:
+            files = await repo.delete_set(parse_uuid(upload_set_id, "upload set"))
+            await self._forget(request.app.state.jobs, files)
+            return Response(status_code=204)
+
+        @router.post(
+            "/upload_sets/{upload_set_id}/files", status_code=201, operation_id="addUploadFile"
+        )
+        async def add_upload_file(upload_set_id: str, request: Request, repo: Repo) -> Any:
+            set_id = parse_uuid(upload_set_id, "upload set")
+            await repo.get_set(set_id)  # 404 before reading a body
+            if request.headers.get("content-type", "").startswith("application/json"):
+                new = await self._by_url(request)
+            else:
+                new = await self._multipart(request)
+            try:
+                record = await self._add(repo, set_id, new)
+            except BaseException:
+                if new.staged_path:
+                    Path(new.staged_path).unlink(missing_ok=True)
+                raise
+            doc = file_document(_base(request), record)
+            return JSONResponse(doc, 201, headers={"Location": doc["links"][0]["href"]})
+
+        @router.get("/upload_sets/{upload_set_id}/files/{file_id}", operation_id="getUploadFile")
+        async def get_upload_file(
+            upload_set_id: str, file_id: str, request: Request, repo: Repo
+        ) -> Any:
+            record = await repo.get_file(parse_uuid(file_id, "upload file"))
+            if str(record["upload_set_id"]) != upload_set_id:
+                raise NotFound(f"upload file {file_id} does not exist in set {upload_set_id}")
+            return file_document(_base(request), record)
+
+        return router
+
+    async def _multipart(self, request: Request) -> NewFile:
+        received = await receive_multipart_file(
+            request, staging_dir(self.ingest), self.ingest.max_file_bytes
+        )
+        return NewFile(
+            filename=received.filename,
+            source="multipart",
+            staged_path=str(received.path),
+            size=received.size,
+            sha256=received.sha256,
+        )
+
+    async def _by_url(self, request: Request) -> NewFile:
+        try:
+            body = UrlFile.model_validate_json(await request.body())
+        except ValueError as exc:
+            raise InvalidParameter(f'expected {{"href": "https://..."}}: {exc}') from exc
+        # Refuse forbidden targets now (scheme, private addresses after DNS), not in the job.
+        await asyncio.to_thread(check_url, body.href, self.ingest.url_allow_private)
+        name = body.filename or body.href.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        return NewFile(filename=safe_filename(name, "download.tif"), source="url", href=body.href)
+
+    async def _forget(self, jobs: JobRepository, files: list[dict[str, Any]]) -> None:
+        """After a set is deleted: stop its jobs, free its staged bytes."""
+        for record in files:
+            if record["job_id"] and record["status"] in ("received", "processing"):
+                await jobs.dismiss(record["job_id"])
+            staged = record["staged_path"]
+            if staged and Path(staged).resolve().parent == staging_dir(self.ingest).resolve():
+                Path(staged).unlink(missing_ok=True)
+
+    # -- tus hooks ------------------------------------------------------------------------------
+    def tus_hooks(self, app_state: Any) -> tuple[Any, Any]:
+        """``on_create`` and ``on_complete`` for the tus server, bound to ``app_state``."""
+
+        async def on_create(metadata: dict[str, str], length: int) -> None:
+            if not metadata.get("filename"):
+                raise TusError("upload.InvalidMetadata", 400,
+                               "Upload-Metadata must name the file: filename <base64>")  # fmt: skip
+            set_id = _tus_set_id(metadata)
+            upload_set, _ = await app_state.uploads.get_set(set_id)
+            if upload_set["completed"]:
+                message = f"upload set {set_id} is completed: it takes no more files"
+                raise TusError("upload.SetClosed", 409, message)
+
+        async def on_complete(upload: TusUpload) -> dict[str, str]:
+            set_id = _tus_set_id(upload.metadata)
+            staged = staging_dir(self.ingest) / f"tus-{upload.id}"
+            os.replace(upload.path, staged)
+            new = NewFile(
+                filename=safe_filename(upload.metadata.get("filename"), "upload.tif"),
+                source="tus",
+                staged_path=str(staged),
+                size=upload.length,
+            )
+            try:
+                record = await self._add(app_state.uploads, set_id, new)
+            except Exception as exc:
+                os.replace(staged, upload.path)  # keep the bytes with the tus upload
+                code = getattr(exc, "code", "upload.Refused")
+                status = getattr(exc, "status", 409)
+                raise TusError(code, status, getattr(exc, "description", str(exc))) from exc
+            return {
+                "Upload-File-Id": str(record["id"]),
+                "Link": f'</upload_sets/{set_id}/files/{record["id"]}>; rel="describedby"',
+            }
+
+        return on_create, on_complete
+
+
+def _tus_set_id(metadata: dict[str, str]) -> uuid.UUID:
+    value = metadata.get("upload_set") or ""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        message = "Upload-Metadata must name the upload set: upload_set <base64 id>"
+        raise TusError("upload.InvalidMetadata", 400, message) from None

@@ -1,0 +1,67 @@
+"""``terracat worker``: the composition of a job worker (processes, housekeeping, signals)."""
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+
+from catalog.db import create_engine
+from catalog.jobs import JobRepository
+from catalog.repository import CatalogRepository
+from catalog.uploads import UploadRepository
+from catalog.worker import Worker
+
+from .app import build_processes
+from .settings import Settings
+from .tus import expire_uploads
+
+logger = logging.getLogger("terracat.worker")
+
+TEMP_MAX_AGE_S = 24 * 3600
+
+
+def sweep_temp(folder: Path, max_age_s: float, now: float | None = None) -> int:
+    """Delete files in ``folder`` untouched for ``max_age_s`` (left by killed jobs)."""
+    if not folder.is_dir():
+        return 0
+    cutoff = (now or time.time()) - max_age_s
+    removed = 0
+    for path in folder.iterdir():
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+async def run_worker(settings: Settings, url: str, stop: asyncio.Event | None = None) -> None:
+    """Run a worker on the database at ``url`` until SIGTERM/SIGINT (or ``stop``)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    engine = create_engine(url, settings.db)
+    catalog = CatalogRepository(engine)
+    jobs = JobRepository(engine)
+    uploads = UploadRepository(engine, jobs)
+    data_dir = Path(settings.ingest.data_dir)
+
+    async def expire() -> None:
+        removed = await asyncio.to_thread(expire_uploads, data_dir / "tus")
+        removed += await asyncio.to_thread(sweep_temp, data_dir / "tmp", TEMP_MAX_AGE_S)
+        if removed:
+            logger.info("removed %d expired upload(s) and stale temp file(s)", removed)
+
+    worker = Worker(
+        jobs, url, build_processes(settings, catalog, uploads), settings.jobs, housekeeping=[expire]
+    )
+    try:
+        await worker.run(stop)
+    finally:
+        await engine.dispose()
