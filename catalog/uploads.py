@@ -130,7 +130,11 @@ class UploadRepository:
     async def get_set(self, set_id: uuid.UUID) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """An upload set and its files (oldest first)."""
         async with self._connect(write=False) as conn:
-            row = (await conn.execute(select(UploadSet).where(UploadSet.id == set_id))).first()
+            row = (
+                await conn.execute(
+                    select(*UploadSet.__table__.columns).where(UploadSet.id == set_id)
+                )
+            ).first()
             if row is None:
                 raise NotFound(f"upload set {set_id} does not exist")
             files = (
@@ -140,8 +144,7 @@ class UploadRepository:
                     .order_by(UploadFile.created, UploadFile.id)
                 )
             ).all()
-        upload_set = {c.name: getattr(row[0], c.name) for c in UploadSet.__table__.columns}
-        return upload_set, [dict(f._mapping) for f in files]
+        return dict(row._mapping), [dict(f._mapping) for f in files]
 
     async def complete_set(self, set_id: uuid.UUID) -> None:
         """Close the set: no more files; it is ready when every file has finished."""
@@ -220,9 +223,10 @@ class UploadRepository:
             if new.sha256 is not None:
                 duplicate = await self._holder(conn, upload_set.collection_id, new.sha256)
             if duplicate is not None:
+                # No job will read the bytes: the caller deletes them (staged_path is not kept).
                 await conn.execute(
                     insert(UploadFile).values(
-                        **values,
+                        **{**values, "staged_path": None},
                         sha256=new.sha256,
                         status="duplicate",
                         error_code=Duplicate.code,

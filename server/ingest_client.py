@@ -46,17 +46,22 @@ def _is_url(source: str) -> bool:
 
 def _upload(base: str, headers: dict[str, str], path: Path, set_id: str, quiet: bool) -> None:
     tus = tus_client.TusClient(base + "uploads/", headers=headers)
+    with path.open("rb") as stream:
+        _send(tus, stream, path.name, set_id, quiet)
+
+
+def _send(tus: Any, stream: Any, name: str, set_id: str, quiet: bool) -> None:
     uploader = Sha256Uploader(
-        file_path=str(path),
+        file_stream=stream,
         client=tus,
         chunk_size=CHUNK,
-        metadata={"filename": path.name, "upload_set": set_id},
+        metadata={"filename": name, "upload_set": set_id},
         retries=5,
         retry_delay=2,
         upload_checksum=True,
     )
     size = uploader.get_file_size()
-    with tqdm(total=size, unit="B", unit_scale=True, desc=path.name, disable=quiet,
+    with tqdm(total=size, unit="B", unit_scale=True, desc=name, disable=quiet,
               file=sys.stderr) as bar:  # fmt: skip
         if size == 0:
             uploader.upload()

@@ -199,6 +199,8 @@ class UploadsFactory:
                 if new.staged_path:
                     Path(new.staged_path).unlink(missing_ok=True)
                 raise
+            if new.staged_path and record["staged_path"] is None:  # a duplicate: no job
+                Path(new.staged_path).unlink(missing_ok=True)
             doc = file_document(_base(request), record)
             return JSONResponse(doc, 201, headers={"Location": doc["links"][0]["href"]})
 

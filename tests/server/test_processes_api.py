@@ -482,10 +482,12 @@ def test_job_list_filters_by_created_datetime_and_duration(
             conn.execute(
                 text(
                     "UPDATE jobs SET created = now() - make_interval(days => :age), "
-                    "status = CASE WHEN CAST(:s AS float8) IS NULL THEN status ELSE 'successful' END, "
+                    "status = CASE WHEN CAST(:s AS float8) IS NULL THEN status "
+                    "  ELSE 'successful' END, "
                     "started = CASE WHEN CAST(:s AS float8) IS NULL THEN NULL "
                     "  ELSE now() - make_interval(secs => CAST(:s AS float8)) END, "
-                    "finished = CASE WHEN CAST(:s AS float8) IS NULL THEN NULL ELSE now() END WHERE id = :id"
+                    "finished = CASE WHEN CAST(:s AS float8) IS NULL THEN NULL ELSE now() END "
+                    "WHERE id = :id"
                 ),
                 {"age": 10 * age_days, "s": seconds, "id": job_id},
             )

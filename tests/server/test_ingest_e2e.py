@@ -1,0 +1,471 @@
+"""Ingest end to end: a live uvicorn, real ``terracat worker`` processes, real clients.
+
+tuspy uploads with an interruption, httpx multipart, URL ingest from a local HTTP server, the
+``terracat ingest`` command; every refusal code; a worker SIGKILLed mid-ingest; cancel and
+restart; the item found by STAC search, its COG valid, its footprint where the data is.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+import psycopg
+import pytest
+import shapely.geometry
+from pyproj import Transformer
+from rasterio.transform import from_origin
+from rio_cogeo.cogeo import cog_validate
+from shapely.geometry import box
+from tusclient import client as tus_client
+
+from server.ingest_client import Sha256Uploader
+from tests import rasters
+from tests.factories import collection
+
+from .conftest import LiveServer, _start, _stop
+
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTION = "drone-orthos"
+
+
+@dataclass
+class Stack:
+    """A live API, its database and data folder; workers are started per test."""
+
+    server: LiveServer
+    database_url: str
+    data_dir: Path
+    env: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        """Base URL with a trailing slash."""
+        return self.server.url + "/"
+
+    def http(self) -> httpx.Client:
+        """An authorized client on the live API."""
+        return httpx.Client(base_url=self.server.url, headers=self.server.auth, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def stack(databases: Any) -> Iterator[Stack]:
+    data_dir = Path(tempfile.mkdtemp(prefix="terracat-ingest-"))
+    url = databases.create(f"terracat_ingest_{databases.suffix}")
+    env = {
+        "TERRACAT_INGEST_DATA_DIR": str(data_dir),
+        "TERRACAT_INGEST_URL_ALLOW_PRIVATE": "true",  # the URL test serves from loopback
+        "TERRACAT_JOBS_HEARTBEAT_S": "0.3",
+        "TERRACAT_JOBS_STALE_AFTER_S": "2",
+        "TERRACAT_JOBS_IDLE_WAKE_S": "1",
+    }
+    proc, server = _start(url, **env)
+    try:
+        with httpx.Client(base_url=server.url, headers=server.auth) as http:
+            r = http.post("/collections", json=collection(COLLECTION))
+            assert r.status_code == 201, r.text
+        yield Stack(server, url, data_dir, env)
+    finally:
+        _stop(proc, server)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class Workers:
+    """``terracat worker`` processes of one test, killed at its end."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = Path(tempfile.mkstemp(prefix="terracat-worker-", suffix=".log")[1])
+        env = {**os.environ, **self.stack.env, "DATABASE_URL": self.stack.database_url}
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "server.cli", "worker"],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self.procs.append(proc)
+        self.logs.append(log)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, log in zip(self.procs, self.logs, strict=True):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            text = log.read_text(errors="replace")
+            if "Traceback" in text:
+                print(f"worker {proc.pid} log:\n{text}", file=sys.stderr)
+            log.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def stack_files() -> Iterator[ExitStack]:
+    with ExitStack() as files:
+        yield files
+
+
+@pytest.fixture
+def workers(stack: Stack) -> Iterator[Workers]:
+    running = Workers(stack)
+    yield running
+    running.stop()
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 90, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout} s")
+        time.sleep(every)
+
+
+def new_set(http: httpx.Client, **extra: Any) -> dict[str, Any]:
+    r = http.post("/upload_sets", json={"collection": COLLECTION, **extra})
+    assert r.status_code == 201, r.text
+    assert r.headers["Location"].endswith(f"/upload_sets/{r.json()['id']}")
+    return dict(r.json())
+
+
+def settled(http: httpx.Client, set_id: str) -> dict[str, Any]:
+    """The upload set once it is ready (every file finished)."""
+
+    def ready() -> dict[str, Any] | None:
+        doc = http.get(f"/upload_sets/{set_id}").json()
+        return doc if doc["ready"] else None
+
+    return dict(wait_for(ready))
+
+
+def multipart(http: httpx.Client, set_id: str, path: Path, name: str | None = None) -> Any:
+    with path.open("rb") as f:
+        r = http.post(f"/upload_sets/{set_id}/files", files={"file": (name or path.name, f)})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def item_of(http: httpx.Client, record: dict[str, Any]) -> dict[str, Any]:
+    href = next(link["href"] for link in record["links"] if link["rel"] == "item")
+    r = http.get(href)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def local_path(href: str) -> Path:
+    parsed = urlparse(href)
+    assert parsed.scheme == "file", href
+    return Path(parsed.path)
+
+
+def expected_utm_footprint(size: int, border: int) -> shapely.Geometry:
+    x0, y0 = rasters.UTM_ORIGIN
+    valid = box(x0 + border * 10, y0 - (size - border) * 10, x0 + (size - border) * 10,
+                y0 - border * 10)  # fmt: skip
+    to_wgs84 = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
+    return shapely.transform(
+        valid.segmentize(50), lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1]))
+    )
+
+
+# -- the happy path, over tus with an interruption ---------------------------------------------
+def test_tus_upload_interrupted_and_resumed_becomes_a_searchable_cog_item(
+    stack: Stack, workers: Workers, tmp_path: Path, stack_files: ExitStack
+) -> None:
+    source = rasters.utm_rgb_tif(tmp_path, size=512, border=64, name="field-42.tif")
+    workers.start()
+    with stack.http() as http:
+        upload_set = new_set(http, title="field survey", expected_files=1)
+        tus = tus_client.TusClient(stack.url + "uploads/", headers=stack.server.auth)
+        metadata = {"filename": source.name, "upload_set": upload_set["id"]}
+        stream = stack_files.enter_context(source.open("rb"))
+        first = Sha256Uploader(file_stream=stream, client=tus, chunk_size=64 * 1024,
+                               metadata=metadata, upload_checksum=True)  # fmt: skip
+        first.upload_chunk()
+        first.upload_chunk()  # ... and the connection is lost here
+        url = first.url
+        assert 0 < first.offset < source.stat().st_size
+        head = httpx.head(url, headers={**stack.server.auth, "Tus-Resumable": "1.0.0"})
+        assert int(head.headers["Upload-Offset"]) == first.offset
+        stream = stack_files.enter_context(source.open("rb"))
+        resumed = Sha256Uploader(file_stream=stream, client=tus, url=url,
+                                 chunk_size=256 * 1024, upload_checksum=True)  # fmt: skip
+        assert resumed.offset == first.offset  # picked up from HEAD, not from zero
+        resumed.upload()
+
+        doc = settled(http, upload_set["id"])
+        assert doc["counts"]["ready"] == 1 and doc["title"] == "field survey"
+        record = doc["files"][0]
+        assert record["status"] == "ready" and record["source"] == "tus"
+        assert record["filename"] == "field-42.tif" and record["item_id"] == "field-42"
+        assert record["size"] == source.stat().st_size
+        item = item_of(http, record)
+
+        found = http.get("/search", params={"ids": item["id"], "collections": COLLECTION}).json()
+        assert [f["id"] for f in found["features"]] == ["field-42"]
+
+    cog = local_path(item["assets"]["data"]["href"])
+    assert cog.is_relative_to(stack.data_dir)
+    valid, errors, warnings = cog_validate(str(cog), quiet=True)
+    assert valid and not errors and not warnings
+    assert item["assets"]["data"]["roles"] == ["data"]
+    assert "cloud-optimized" in item["assets"]["data"]["type"]
+    assert local_path(item["assets"]["thumbnail"]["href"]).stat().st_size > 0
+    assert local_path(item["assets"]["overview"]["href"]).stat().st_size > 0
+    props = item["properties"]
+    assert props["proj:code"] == "EPSG:32633" and props["gsd"] == pytest.approx(10, rel=0.01)
+    shape = shapely.geometry.shape(item["geometry"])
+    expected = expected_utm_footprint(512, 64)
+    assert shape.symmetric_difference(expected).area < 0.02 * expected.area
+    assert not list((stack.data_dir / "staging").iterdir())  # the raw upload is gone
+    assert not list((stack.data_dir / "tus").glob("*[!.info]"))
+
+
+# -- multipart, and every refusal code ---------------------------------------------------------
+def test_multipart_uploads_get_their_codes_and_duplicates_are_found(
+    stack: Stack, workers: Workers, tmp_path: Path
+) -> None:
+    good = rasters.utm_rgb_tif(tmp_path, size=256, border=16, name="good.tif")
+    cases = {
+        "truncated.tif": (rasters.truncated_tif(tmp_path), "ingest.Corrupt"),
+        "notes.tif": (rasters.text_tif(tmp_path), "ingest.NotARaster"),
+        "plain.tif": (rasters.not_georeferenced_tif(tmp_path), "ingest.NotGeoreferenced"),
+        "complex.tif": (rasters.complex_tif(tmp_path), "ingest.UnsupportedDataType"),
+    }
+    workers.start()
+    with stack.http() as http:
+        upload_set = new_set(http)
+        first = multipart(http, upload_set["id"], good)
+        assert first["status"] == "received" and len(first["sha256"]) == 64
+        for name, (path, _) in cases.items():
+            multipart(http, upload_set["id"], path, name)
+        http.post(f"/upload_sets/{upload_set['id']}/complete").raise_for_status()
+        doc = settled(http, upload_set["id"])
+        by_name = {f["filename"]: f for f in doc["files"]}
+        assert by_name["good.tif"]["status"] == "ready"
+        for name, (_, code) in cases.items():
+            assert by_name[name]["status"] == "rejected", by_name[name]
+            assert by_name[name]["error"]["code"] == code, by_name[name]
+            assert by_name[name]["error"]["description"]
+        assert doc["counts"] == {"received": 0, "processing": 0, "ready": 1, "rejected": 4,
+                                 "duplicate": 0}  # fmt: skip
+
+        # The same bytes again, in another set of the same collection: a duplicate at once.
+        again = new_set(http)
+        record = multipart(http, again["id"], good, "good-copy.tif")
+        assert record["status"] == "duplicate" and record["error"]["code"] == "ingest.Duplicate"
+        assert "good" in record["error"]["description"]
+        http.post(f"/upload_sets/{again['id']}/complete").raise_for_status()
+        assert settled(http, again["id"])["counts"]["duplicate"] == 1
+        # ... and over tus, where the checksum is only known in the job.
+        tus = tus_client.TusClient(stack.url + "uploads/", headers=stack.server.auth)
+        third = new_set(http, expected_files=1)
+        with good.open("rb") as stream:
+            Sha256Uploader(file_stream=stream, client=tus, metadata={
+                "filename": "good-tus.tif", "upload_set": third["id"]}).upload()  # fmt: skip
+        dup = settled(http, third["id"])["files"][0]
+        assert dup["status"] == "duplicate" and dup["error"]["code"] == "ingest.Duplicate"
+        items = http.get(f"/collections/{COLLECTION}/items", params={"limit": 100}).json()
+        assert [f["id"] for f in items["features"]].count("good") == 1
+    assert not list((stack.data_dir / "staging").iterdir())  # refused bytes are not kept
+
+
+def test_upload_set_errors(stack: Stack) -> None:
+    with stack.http() as http:
+        r = http.post("/upload_sets", json={"collection": "no-such-collection"})
+        assert r.status_code == 404 and r.json()["code"] == "catalog.NotFound"
+        r = http.post("/upload_sets", json={"collection": COLLECTION, "expected_files": 0})
+        assert r.status_code == 400
+        assert http.get("/upload_sets/not-a-uuid").status_code == 404
+        closed = new_set(http, expected_files=1)
+        http.post(f"/upload_sets/{closed['id']}/complete").raise_for_status()
+        r = http.post(f"/upload_sets/{closed['id']}/files", files={"file": ("a.tif", b"x")})
+        assert r.status_code == 409 and r.json()["code"] == "upload.SetClosed"
+        r = http.post(f"/upload_sets/{closed['id']}/files", content=b"raw",
+                      headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        assert r.status_code in (409, 415)
+        tus = httpx.post(stack.url + "uploads/", headers={**stack.server.auth,
+                         "Tus-Resumable": "1.0.0", "Upload-Length": "10",
+                         "Upload-Metadata": "filename YS50aWY="})  # fmt: skip
+        assert tus.status_code == 400 and tus.json()["code"] == "upload.InvalidMetadata"
+    assert httpx.post(stack.url + "upload_sets", json={"collection": COLLECTION}).status_code == 401
+
+
+# -- by URL ------------------------------------------------------------------------------------
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    folder = tmp_path / "www"
+    folder.mkdir()
+    handler = partial(SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/", folder
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_url_ingest_downloads_in_the_job(
+    stack: Stack, workers: Workers, file_server: tuple[str, Path]
+) -> None:
+    base, folder = file_server
+    rasters.rgbn_uint16_tif(folder)
+    workers.start()
+    with stack.http() as http:
+        upload_set = new_set(http, expected_files=2)
+        r = http.post(f"/upload_sets/{upload_set['id']}/files", json={"href": base + "rgbn.tif"})
+        assert r.status_code == 201, r.text
+        assert r.json()["source"] == "url" and r.json()["href"] == base + "rgbn.tif"
+        http.post(f"/upload_sets/{upload_set['id']}/files", json={"href": base + "missing.tif"})
+        doc = settled(http, upload_set["id"])
+        by_name = {f["filename"]: f for f in doc["files"]}
+        assert by_name["rgbn.tif"]["status"] == "ready", by_name
+        missing = by_name["missing.tif"]
+        assert missing["status"] == "rejected" and missing["error"]["code"] == "url.Unreachable"
+        item = item_of(http, by_name["rgbn.tif"])
+    bands = item["assets"]["data"]["eo:bands"]
+    assert [b.get("common_name") for b in bands] == ["red", "green", "blue", "nir"]
+
+
+def test_url_ingest_refuses_loopback_unless_allowed(
+    client: Any, admin: dict[str, str], database_url: str
+) -> None:
+    r = client.post("/collections", json=collection("c"), headers=admin)
+    assert r.status_code == 201
+    upload_set = client.post("/upload_sets", json={"collection": "c"}, headers=admin).json()
+    for href in ("http://127.0.0.1:9/x.tif", "http://localhost/x.tif", "file:///etc/passwd",
+                 "http://169.254.169.254/latest/meta-data", "ftp://example.com/x.tif"):  # fmt: skip
+        r = client.post(f"/upload_sets/{upload_set['id']}/files", json={"href": href},
+                        headers=admin)  # fmt: skip
+        assert r.status_code == 400 and r.json()["code"] == "url.Forbidden", (href, r.text)
+    files = client.get(f"/upload_sets/{upload_set['id']}", headers=admin).json()["files"]
+    assert files == []  # nothing was queued
+
+
+# -- workers dying, cancel, restart ------------------------------------------------------------
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _job(http: httpx.Client, job_href: str) -> dict[str, Any]:
+    return dict(http.get(job_href).json())
+
+
+def _big_raster(folder: Path, name: str) -> Path:
+    # Big enough that the job's child runs for a second or more on this machine; the seed
+    # differs by name, so two such files are no duplicates of each other.
+    seed = sum(name.encode())
+    return rasters.write_geotiff(
+        folder / name, width=4096, height=4096, count=3, dtype="uint8", crs="EPSG:32633",
+        transform=from_origin(*rasters.UTM_ORIGIN, 1, 1), nodata=0, tiled=True,
+        fill=lambda c, h, w: np.random.default_rng(seed).integers(1, 255, (c, h, w), "uint8"),
+    )  # fmt: skip
+
+
+def test_a_worker_killed_mid_ingest_is_replaced_and_exactly_one_item_exists(
+    stack: Stack, workers: Workers, tmp_path: Path
+) -> None:
+    source = _big_raster(tmp_path, "killed.tif")
+    doomed = workers.start()
+    with stack.http() as http:
+        upload_set = new_set(http, expected_files=1)
+        record = multipart(http, upload_set["id"], source)
+        job_href = next(link["href"] for link in record["links"] if link["rel"] == "monitor")
+
+        def child_running() -> set[int]:
+            job = _job(http, job_href)
+            return _children(doomed.pid) if job["status"] == "running" else set()
+
+        children = wait_for(child_running, every=0.02)  # the worker's job process is up
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 10)
+        workers.start()  # finds the stale heartbeat, re-queues, finishes
+        doc = settled(http, upload_set["id"])
+        assert doc["files"][0]["status"] == "ready", doc
+        job = _job(http, job_href)
+        assert job["status"] == "successful" and job["attempts"] == 2
+        found = http.get("/search", params={"ids": "killed", "collections": COLLECTION}).json()
+        assert len(found["features"]) == 1
+    with psycopg.connect(stack.database_url) as conn:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM items WHERE collection_id = %s AND id LIKE 'killed%%'",
+            (COLLECTION,),
+        ).fetchone()
+    assert count == 1
+
+
+def test_cancel_then_restart_an_ingest_job(stack: Stack, workers: Workers, tmp_path: Path) -> None:
+    source = _big_raster(tmp_path, "cancelled.tif")
+    workers.start()
+    with stack.http() as http:
+        upload_set = new_set(http, expected_files=1)
+        record = multipart(http, upload_set["id"], source)
+        job_href = next(link["href"] for link in record["links"] if link["rel"] == "monitor")
+        wait_for(lambda: _job(http, job_href)["status"] == "running", every=0.02)
+        r = http.delete(job_href)
+        assert r.status_code == 200 and r.json()["status"] == "dismissed", r.text
+        doc = settled(http, upload_set["id"])
+        assert doc["files"][0]["status"] == "rejected"
+        assert doc["files"][0]["error"]["code"] == "job.Dismissed"
+        assert http.get(f"/collections/{COLLECTION}/items/cancelled").status_code == 404
+        r = http.post(job_href + "/restart")
+        assert r.status_code == 200 and r.json()["status"] == "accepted"
+        wait_for(lambda: _job(http, job_href)["status"] == "successful")
+        doc = http.get(f"/upload_sets/{upload_set['id']}").json()
+        assert doc["ready"] and doc["files"][0]["status"] == "ready"
+        assert http.get(f"/collections/{COLLECTION}/items/cancelled").status_code == 200
+
+
+# -- the command line --------------------------------------------------------------------------
+def test_terracat_ingest_command(stack: Stack, workers: Workers, tmp_path: Path) -> None:
+    polar = rasters.polar_north_tif(tmp_path)
+    bad = rasters.text_tif(tmp_path)
+    workers.start()
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "ingest", str(polar), str(bad),
+         "--collection", COLLECTION, "--server", stack.server.url,
+         "--token", stack.server.token, "--quiet", "--datetime", "2024-05-01T12:00:00Z"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr  # one file was refused
+    assert "ready" in result.stdout and "/items/" in result.stdout, result.stdout
+    assert "ingest.NotARaster" in result.stdout, result.stdout
+    item_url = next(w for w in result.stdout.split() if "/items/" in w)
+    item = httpx.get(item_url).json()
+    assert item["properties"]["datetime"] == "2024-05-01T12:00:00Z"
+    assert shapely.geometry.shape(item["geometry"]).contains(shapely.geometry.Point(0, 89.99))
+    assert item["bbox"][3] == pytest.approx(90)
