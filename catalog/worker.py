@@ -65,10 +65,11 @@ def _libpq_url(url: str) -> str:
 
 
 # -- the child process -------------------------------------------------------------------------
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
+    """Have the kernel send ``sig`` to this process when ``parent`` exits (Linux)."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
     except OSError:  # not Linux: the parent still kills us on cancel and timeout
         return
     if os.getppid() != parent:
@@ -82,7 +83,7 @@ def _exit_on_term(signum: int, frame: Any) -> None:
 def _child_main(
     target: str, plan: dict[str, Any], job_id: str, conn: Connection, parent: int
 ) -> None:
-    _die_with_parent(parent)
+    die_with_parent(parent)
     # SIGTERM unwinds Python frames so that ``finally`` blocks remove temp files.
     signal.signal(signal.SIGTERM, _exit_on_term)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

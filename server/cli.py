@@ -4,11 +4,14 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import subprocess
 import sys
+from functools import partial
 
 from catalog.cluster import ClusterError
 from catalog.db import migrate
+from catalog.worker import die_with_parent
 
 from .database import embedded_cluster, resolve_url
 from .settings import Settings
@@ -35,10 +38,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     worker = None
     if args.workers_jobs > 0:
         # One command runs everything: job workers next to the API, stopped with it.
+        # uvicorn re-raises SIGTERM after its shutdown, so a ``finally`` here may never run:
+        # the kernel tells the worker (SIGTERM: it stops gracefully) when we are gone.
         worker = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "worker", "--concurrency",
              str(args.workers_jobs)],
             env={**os.environ, "DATABASE_URL": url},
+            preexec_fn=partial(die_with_parent, os.getpid(), signal.SIGTERM),
         )  # fmt: skip
         print(f"  Job worker:      pid {worker.pid}", flush=True)
     try:
@@ -139,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     settings = Settings()
     try:
         if args.command == "serve":
