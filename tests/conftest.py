@@ -118,8 +118,8 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 
 
 @pytest.fixture
-def settings(database_url: str) -> "Settings":
-    """App settings on the test database with an admin token."""
+def settings(database_url: str, tmp_path: Path) -> "Settings":
+    """App settings on the test database with an admin token and a private data folder."""
     from pydantic import SecretStr
 
     from server.settings import ApiSettings, Settings
@@ -127,6 +127,7 @@ def settings(database_url: str) -> "Settings":
     settings = Settings()
     settings.db.url = database_url
     settings.api = ApiSettings(admin_token=SecretStr(ADMIN_TOKEN))
+    settings.ingest.data_dir = tmp_path / "data"
     return settings
 
 
