@@ -1,12 +1,16 @@
 """Database engine lifecycle and migrations."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from .errors import Conflict, Unavailable
 from .settings import DatabaseSettings
 
 if TYPE_CHECKING:
@@ -40,6 +44,28 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
         json_serializer=_dumps,
         json_deserializer=orjson.loads,
     )
+
+
+@asynccontextmanager
+async def connect(engine: AsyncEngine, write: bool = False) -> AsyncIterator[AsyncConnection]:
+    """A connection (a transaction when ``write``); driver errors become domain errors here.
+
+    Integrity violations are Conflict (409); a statement timeout or a lost connection is
+    Unavailable (503). Repositories catch the integrity errors they expect themselves.
+    """
+    try:
+        if write:
+            async with engine.begin() as conn:
+                yield conn
+        else:
+            async with engine.connect() as conn:
+                yield conn
+    except IntegrityError as exc:
+        raise Conflict(f"conflicts with stored data: {exc.orig}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated or "statement timeout" in str(exc.orig):
+            raise Unavailable("the database did not answer in time") from exc
+        raise
 
 
 def _dumps(value: Any) -> str:

@@ -12,18 +12,18 @@ in migration 0003) to wake, heartbeats to find dead workers.
 import enum
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 from sqlalchemy import func, insert, select, text, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .errors import CatalogError, InvalidParameter, NotFound, Unavailable
+from .db import connect
+from .errors import CatalogError, InvalidParameter, NotFound
 from .models import Job, JobLog
 
 JOBS_CHANNEL = "terracat_jobs"
@@ -199,20 +199,9 @@ class JobRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    @asynccontextmanager
-    async def connect(self, write: bool = True) -> AsyncIterator[AsyncConnection]:
+    def connect(self, write: bool = True) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection (a transaction when ``write``), with driver errors translated."""
-        try:
-            if write:
-                async with self.engine.begin() as conn:
-                    yield conn
-            else:
-                async with self.engine.connect() as conn:
-                    yield conn
-        except DBAPIError as exc:
-            if exc.connection_invalidated or "statement timeout" in str(exc.orig):
-                raise Unavailable("the database did not answer in time") from exc
-            raise
+        return connect(self.engine, write)
 
     # -- API side ------------------------------------------------------------------------------
     async def submit(

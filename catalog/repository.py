@@ -1,8 +1,8 @@
 """All SQL of the catalogue. Driver errors are translated into domain errors here, once."""
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,14 +18,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
-from .errors import Conflict, NotFound, Unavailable, UnknownQueryable
+from .db import connect
+from .errors import Conflict, NotFound, UnknownQueryable
 from .geometry import as_sql
 from .models import Collection, Item, Queryable
 from .queryables import Kind, json_kind, property_kinds
@@ -84,21 +84,8 @@ class CatalogRepository:
         self._registry_cache: dict[str, tuple[float, Registry]] = {}
         self._known_kinds: set[tuple[str, str, str]] = set()
 
-    @asynccontextmanager
-    async def _connect(self, write: bool = False) -> AsyncIterator[AsyncConnection]:
-        try:
-            if write:
-                async with self.engine.begin() as conn:
-                    yield conn
-            else:
-                async with self.engine.connect() as conn:
-                    yield conn
-        except IntegrityError as exc:
-            raise Conflict(f"conflicts with stored data: {exc.orig}") from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated or "statement timeout" in str(exc.orig):
-                raise Unavailable("the database did not answer in time") from exc
-            raise
+    def _connect(self, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
+        return connect(self.engine, write)
 
     # -- collections ---------------------------------------------------------------------
     async def get_collection(self, collection_id: str) -> dict[str, Any]:
@@ -264,19 +251,7 @@ class CatalogRepository:
         by_id = {r["id"]: r for r in rows}
         if len(by_id) != len(rows):
             raise Conflict("the same item id appears more than once in the request")
-        payload = orjson.dumps(
-            [
-                {
-                    "id": r["id"],
-                    "geometry": r["geometry"],
-                    "datetime": r["datetime"].isoformat(),
-                    "end_datetime": r["end_datetime"].isoformat(),
-                    "properties": r["properties"],
-                    "content": r["content"],
-                }
-                for r in sorted(rows, key=lambda r: r["id"])
-            ]
-        ).decode()
+        payload = _records(sorted(rows, key=lambda r: r["id"]))
         pairs = property_kinds(r["properties"] for r in rows)
         async with self._connect(write=True) as conn:
             await self.collection_exists(conn, collection_id)
@@ -321,18 +296,7 @@ class CatalogRepository:
                 .on_conflict_do_nothing()
             )
             self._registry_cache.clear()
-        payload = orjson.dumps(
-            [
-                {
-                    "id": row["id"],
-                    "geometry": row["geometry"],
-                    "datetime": row["datetime"].isoformat(),
-                    "end_datetime": row["end_datetime"].isoformat(),
-                    "properties": row["properties"],
-                    "content": row["content"],
-                }
-            ]
-        ).decode()
+        payload = _records([row])
         written = await conn.execute(
             _bulk_insert(False), {"collection_id": collection_id, "rows": payload}
         )
@@ -492,6 +456,23 @@ def _page_query(
         .order_by(*(order_by_reversed(outer) if backwards else order_by(outer)))
         .limit(size)
     )
+
+
+def _records(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Item rows as the one JSON parameter of ``_bulk_insert``."""
+    return orjson.dumps(
+        [
+            {
+                "id": r["id"],
+                "geometry": r["geometry"],
+                "datetime": r["datetime"].isoformat(),
+                "end_datetime": r["end_datetime"].isoformat(),
+                "properties": r["properties"],
+                "content": r["content"],
+            }
+            for r in rows
+        ]
+    ).decode()
 
 
 def _geometry_sql(geometry: Any) -> Any:

@@ -9,17 +9,16 @@ collection through a partial unique index, so two workers can never both take th
 import re
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .errors import CatalogError, NotFound, Unavailable
+from .db import connect
+from .errors import CatalogError, Conflict, NotFound
 from .ingest.errors import Duplicate
 from .jobs import JobRepository
 from .models import Collection, Item, UploadFile, UploadSet
@@ -88,19 +87,8 @@ class UploadRepository:
         self.engine = engine
         self.jobs = jobs
 
-    @asynccontextmanager
-    async def _connect(self, write: bool = True) -> AsyncIterator[AsyncConnection]:
-        try:
-            if write:
-                async with self.engine.begin() as conn:
-                    yield conn
-            else:
-                async with self.engine.connect() as conn:
-                    yield conn
-        except DBAPIError as exc:
-            if exc.connection_invalidated or "statement timeout" in str(exc.orig):
-                raise Unavailable("the database did not answer in time") from exc
-            raise
+    def _connect(self, write: bool = True) -> AbstractAsyncContextManager[AsyncConnection]:
+        return connect(self.engine, write)
 
     # -- sets --------------------------------------------------------------------------------
     async def create_set(
@@ -325,7 +313,7 @@ class UploadRepository:
                         updated=func.now(),
                     )
                 )
-        except IntegrityError as exc:  # another worker took the checksum between our reads
+        except Conflict as exc:  # another worker took the checksum between our reads
             raise Duplicate(f"the same file (SHA-256 {sha256}) is already being ingested") from exc
         return item_id
 
