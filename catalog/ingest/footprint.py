@@ -43,7 +43,11 @@ def footprint(path: Path, max_size: int = 1024) -> dict[str, Any]:
     rows, cols = valid.shape
     side = max(cols * math.hypot(transform.a, transform.d), rows * pixel)
     outline = shapely.segmentize(outline, side / SEGMENTS_PER_SIDE)
-    return _geojson(_to_lonlat(outline, crs))
+    # After projecting, the densified edges keep only the points that bend them by more than
+    # a quarter of a decimated pixel (in degrees of latitude: conservative in longitude).
+    metres = 1.0 if crs.is_geographic else crs.axis_info[0].unit_conversion_factor
+    tolerance = pixel * (1.0 if crs.is_geographic else metres / 111_320.0) / 4
+    return _geojson(_to_lonlat(outline, crs, tolerance))
 
 
 def geometry_bbox(geometry: Mapping[str, Any] | shapely.Geometry) -> list[float]:
@@ -74,7 +78,7 @@ def _drop_small_holes(shape: shapely.Geometry, min_area: float) -> shapely.Geome
     return polygons[0] if len(polygons) == 1 else shapely.MultiPolygon(polygons)
 
 
-def _to_lonlat(shape: shapely.Geometry, crs: CRS) -> shapely.Geometry:
+def _to_lonlat(shape: shapely.Geometry, crs: CRS, tolerance: float = 0.0) -> shapely.Geometry:
     """Project ring by ring: each exterior and each hole becomes a lon/lat polygon of its own
     (split at the antimeridian, closed over a pole it surrounds), holes are then subtracted.
     ``antimeridian`` fixes single rings reliably, not a hole around a pole inside a ring."""
@@ -112,7 +116,10 @@ def _to_lonlat(shape: shapely.Geometry, crs: CRS) -> shapely.Geometry:
         if polygon.interiors:
             lonlat = lonlat.difference(shapely.union_all([ring(r) for r in polygon.interiors]))
         parts.append(lonlat)
-    result = shapely.transform(shapely.union_all(parts), lambda c: np.round(c, PRECISION))
+    result = shapely.union_all(parts)
+    if tolerance > 0:
+        result = result.simplify(tolerance, preserve_topology=True)
+    result = shapely.transform(result, lambda c: np.round(c, PRECISION))
     if not result.is_valid:
         result = shapely.make_valid(result)
     return result

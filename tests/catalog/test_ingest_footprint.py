@@ -53,7 +53,10 @@ def test_full_raster_is_its_extent(tmp_path: Path) -> None:
     geometry = footprint(rasters.rgbn_uint16_tif(tmp_path))
     x0, y0 = rasters.UTM_ORIGIN
     expected = _lonlat(shapely.box(x0, y0 - 6000, x0 + 6000, y0), "EPSG:32633")
-    assert _shape(geometry).symmetric_difference(expected).area < 1e-4 * expected.area
+    # Edges are simplified to within a quarter pixel (5 m here) after projection: the curved
+    # UTM edges become chords, about 0.3 m off, 2e-4 of the area.
+    assert _shape(geometry).symmetric_difference(expected).area < 1e-3 * expected.area
+    assert len(geometry["coordinates"][0]) == 5  # a rectangle, not its densified edges
     west, south, east, north = geometry_bbox(geometry)
     assert west == pytest.approx(15.0) and west < east and south < north
 
