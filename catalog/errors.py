@@ -98,3 +98,4 @@ class Unavailable(CatalogError):
 
     code = "catalog.Unavailable"
     status = 503
+    retriable: ClassVar[bool] = True  # a job that met it is tried again

@@ -482,6 +482,28 @@ class JobRepository:
             ).first()
         return row is not None
 
+    async def release(self, job_id: uuid.UUID, worker_id: str) -> bool:
+        """A stopping worker hands a running job back: queued again, the attempt not counted."""
+        async with self.connect() as conn:
+            row = (
+                await conn.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
+                    .values(
+                        status=JobStatus.accepted.value,
+                        attempts=func.greatest(Job.attempts - 1, 0),
+                        worker_id=None,
+                        message="re-queued: its worker stopped",
+                        run_after=func.now(),
+                        started=None,
+                        heartbeat=None,
+                        updated=func.now(),
+                    )
+                    .returning(Job.id)
+                )
+            ).first()
+        return row is not None
+
     async def requeue_stale(self, stale_after_s: float) -> list[JobRecord]:
         """Jobs whose worker stopped beating: re-queued, or failed after their last attempt."""
         async with self.connect() as conn:

@@ -238,6 +238,14 @@ class CatalogRepository:
                 raise NotFound(f"item {item_id!r} does not exist in collection {collection_id!r}")
         return dict(row._mapping)
 
+    async def item_exists(self, collection_id: str, item_id: str) -> bool:
+        """Whether the item is in the catalogue."""
+        async with self._connect() as conn:
+            found = await conn.scalar(
+                select(Item.id).where(Item.collection_id == collection_id, Item.id == item_id)
+            )
+        return found is not None
+
     async def write_items(
         self, collection_id: str, rows: Sequence[Mapping[str, Any]], upsert: bool
     ) -> int:

@@ -335,6 +335,14 @@ class UploadRepository:
                 return candidate
         return f"{wanted}-{uuid.uuid4().hex[:12]}"
 
+    async def staged_paths(self) -> set[str]:
+        """Every staged path a file record still points at (the rest of staging/ is litter)."""
+        async with self._connect(write=False) as conn:
+            rows = await conn.scalars(
+                select(UploadFile.staged_path).where(UploadFile.staged_path.is_not(None))
+            )
+            return {str(p) for p in rows}
+
     async def update_file(self, file_id: uuid.UUID, **values: Any) -> None:
         """Set columns of a file record (staged path, size, filename...)."""
         async with self._connect() as conn:

@@ -134,7 +134,7 @@ class Worker:
         self._mp = multiprocessing.get_context("spawn")
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set; running jobs are cancelled and re-queued on stop."""
+        """Work until ``stop`` is set; running jobs are stopped and handed back on stop."""
         logger.info("worker %s: processes %s", self.worker_id, ", ".join(self.processes))
         tasks = [
             asyncio.create_task(self._listen(stop)),
@@ -176,7 +176,11 @@ class Worker:
                     logger.warning("job %s: worker %s lost; now %s", job.id, "?", job.status)
                     process = self.processes.get(job.process_id)
                     if process is not None and job.status in ("failed", "dismissed"):
-                        code = job.error_code or "job.WorkerLost"
+                        code = (
+                            "job.Dismissed"
+                            if job.status == "dismissed"
+                            else job.error_code or "job.WorkerLost"
+                        )
                         await process.failed(job, code, job.error_message or code, final=True)
                 if stale:
                     self._wake.set()
@@ -222,6 +226,10 @@ class Worker:
                     raise _Lost()
             await process.after_commit(job, outputs)
             logger.info("job %s: successful", job.id)
+        except asyncio.CancelledError:  # the worker is stopping: hand the job back at once
+            if await self.jobs.release(job.id, self.worker_id):
+                logger.info("job %s: handed back (worker stopping)", job.id)
+            raise
         except _Lost:
             logger.warning("job %s: no longer ours, dropped", job.id)
         except JobCancelled:
@@ -283,11 +291,13 @@ class Worker:
             cancel.cancel()
         if task in done:
             return task.result()
-        task.cancel()  # threads started by ``work`` see cancelled() and stop on their own
+        timed_out = not state.cancel.is_set()
+        state.cancel.set()  # threads started by ``work`` see cancelled() and stop on their own
+        task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        if state.cancel.is_set():
-            raise JobCancelled()
-        raise _Timeout()
+        if timed_out:
+            raise _Timeout()
+        raise JobCancelled()
 
     async def _child(
         self, process: Process, plan: dict[str, Any], state: _Running, deadline: float
@@ -329,15 +339,17 @@ class Worker:
                     )
                 await asyncio.sleep(0.05)
         finally:
-            await asyncio.to_thread(_reap, child)
+            # A child that answered exits by itself; one being cancelled is stopped at once.
+            await asyncio.to_thread(_reap, child, 0.5 if outcome is not None else 0.0)
             ours.close()
         if outcome[0] == "result":
             return dict(outcome[1])
         raise ChildError(outcome[1], outcome[2], outcome[3])
 
 
-def _reap(child: multiprocessing.process.BaseProcess) -> None:
-    child.join(0.5)
+def _reap(child: multiprocessing.process.BaseProcess, grace_s: float) -> None:
+    """Wait ``grace_s`` for the child to end, then SIGTERM (unwinds it), then SIGKILL."""
+    child.join(grace_s)
     if child.is_alive():
         child.terminate()
         child.join(2)

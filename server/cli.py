@@ -81,7 +81,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from .ingest_client import IngestClientError, ingest
+    from .ingest_client import IngestClientError, IngestTimeout, ingest
 
     server = (
         args.server or f"http://{settings.api.host}:{settings.api.port}{settings.api.root_path}"
@@ -91,7 +91,11 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         token = settings.api.admin_token.get_secret_value()
     try:
         return ingest(args.sources, args.collection, server, token, wait=not args.no_wait,
-                      datetime=args.datetime, title=args.title, quiet=args.quiet)  # fmt: skip
+                      datetime=args.datetime, title=args.title, quiet=args.quiet,
+                      timeout_s=args.timeout or None)  # fmt: skip
+    except IngestTimeout as exc:
+        print(f"terracat ingest: {exc}", file=sys.stderr)
+        return 3
     except IngestClientError as exc:
         print(f"terracat ingest: {exc}", file=sys.stderr)
         return 2
@@ -139,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument("--datetime", help="RFC 3339 datetime for every item")
     ingest.add_argument("--title", help="title of the upload set")
     ingest.add_argument("--quiet", action="store_true", help="no progress bars")
+    ingest.add_argument(
+        "--timeout", type=float, default=3600,
+        help="seconds to wait for the files to finish (0: no limit); exit code 3 after it",
+    )  # fmt: skip
     sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
     db = sub.add_parser("db", help="manage the embedded PostGIS cluster")
     db.add_argument("action", choices=["start", "stop", "status", "url"])

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import httpx
 from tqdm import tqdm
 from tusclient import client as tus_client
+from tusclient.exceptions import TusCommunicationError
 from tusclient.uploader import Uploader
 
 CHUNK = 8 * 1024 * 1024
@@ -71,9 +72,16 @@ def _send(tus: Any, stream: Any, name: str, set_id: str, quiet: bool) -> None:
             bar.update(uploader.offset - before)
 
 
-def _follow(http: httpx.Client, set_url: str, out: TextIO, poll_s: float) -> int:
+class IngestTimeout(IngestClientError):
+    """The files were not all finished in time (is a worker running?)."""
+
+
+def _follow(
+    http: httpx.Client, set_url: str, out: TextIO, poll_s: float, timeout_s: float | None
+) -> int:
     printed: set[str] = set()
     failed = 0
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
         upload_set = _check(http.get(set_url), "reading the upload set")
         for record in upload_set["files"]:
@@ -93,6 +101,12 @@ def _follow(http: httpx.Client, set_url: str, out: TextIO, poll_s: float) -> int
                       f"{error.get('description')}", file=out)  # fmt: skip
         if upload_set["ready"]:
             return 1 if failed else 0
+        if deadline is not None and time.monotonic() > deadline:
+            waiting = len(upload_set["files"]) - len(printed)
+            raise IngestTimeout(
+                f"{waiting} file(s) not finished after {timeout_s:.0f} s (is a worker running?); "
+                f"follow them at {set_url}"
+            )
         time.sleep(poll_s)
 
 
@@ -107,8 +121,33 @@ def ingest(
     out: TextIO = sys.stdout,
     quiet: bool = False,
     poll_s: float = 1.0,
+    timeout_s: float | None = 3600.0,
 ) -> int:
-    """Upload ``sources`` into ``collection``; 0 when every file became an item."""
+    """Upload ``sources`` into ``collection``; 0 when every file became an item, 1 if not.
+
+    Network and server failures raise IngestClientError (the command exits 2), a wait
+    longer than ``timeout_s`` raises IngestTimeout (exit 3).
+    """
+    try:
+        return _ingest(sources, collection, server, token, wait, datetime, title, out, quiet,
+                       poll_s, timeout_s)  # fmt: skip
+    except (httpx.HTTPError, TusCommunicationError, OSError) as exc:
+        raise IngestClientError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _ingest(
+    sources: Sequence[str],
+    collection: str,
+    server: str,
+    token: str | None,
+    wait: bool,
+    datetime: str | None,
+    title: str | None,
+    out: TextIO,
+    quiet: bool,
+    poll_s: float,
+    timeout_s: float | None,
+) -> int:
     base = server.rstrip("/") + "/"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     for source in sources:
@@ -131,4 +170,4 @@ def ingest(
         _check(http.post(set_url + "/complete"), "completing the upload set")
         if not wait:
             return 0
-        return _follow(http, set_url, out, poll_s)
+        return _follow(http, set_url, out, poll_s, timeout_s)

@@ -21,7 +21,13 @@ from catalog.ingest.process import staging_dir
 from catalog.jobs import JobRepository
 from catalog.serializers import check_id
 from catalog.settings import IngestSettings, JobSettings
-from catalog.uploads import FINAL_FILE_STATES, NewFile, UploadRepository, parse_uuid
+from catalog.uploads import (
+    FINAL_FILE_STATES,
+    NewFile,
+    UploadRepository,
+    UploadSetClosed,
+    parse_uuid,
+)
 
 from .streaming import receive_multipart_file
 from .tus import TusError, TusUpload
@@ -188,7 +194,12 @@ class UploadsFactory:
         )
         async def add_upload_file(upload_set_id: str, request: Request, repo: Repo) -> Any:
             set_id = parse_uuid(upload_set_id, "upload set")
-            await repo.get_set(set_id)  # 404 before reading a body
+            upload_set, files = await repo.get_set(set_id)  # 404 / 409 before reading a body
+            if upload_set["completed"] or (
+                upload_set["expected_files"] is not None
+                and len(files) >= upload_set["expected_files"]
+            ):
+                raise UploadSetClosed(f"upload set {set_id} takes no more files")
             if request.headers.get("content-type", "").startswith("application/json"):
                 new = await self._by_url(request)
             else:
@@ -277,10 +288,8 @@ class UploadsFactory:
                 code = getattr(exc, "code", "upload.Refused")
                 status = getattr(exc, "status", 409)
                 raise TusError(code, status, getattr(exc, "description", str(exc))) from exc
-            return {
-                "Upload-File-Id": str(record["id"]),
-                "Link": f'</upload_sets/{set_id}/files/{record["id"]}>; rel="describedby"',
-            }
+            # The file resource is /upload_sets/{set}/files/{id} below the API root.
+            return {"Upload-File-Id": str(record["id"])}
 
         return on_create, on_complete
 

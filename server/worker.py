@@ -21,14 +21,25 @@ logger = logging.getLogger("terracat.worker")
 TEMP_MAX_AGE_S = 24 * 3600
 
 
-def sweep_temp(folder: Path, max_age_s: float, now: float | None = None) -> int:
-    """Delete files in ``folder`` untouched for ``max_age_s`` (left by killed jobs)."""
+STAGING_MAX_AGE_S = 3600
+
+
+def sweep_temp(
+    folder: Path, max_age_s: float, now: float | None = None, keep: set[str] | None = None
+) -> int:
+    """Delete files in ``folder`` untouched for ``max_age_s``, but those named in ``keep``.
+
+    Killed jobs leave temp files, and staging/ gets partial downloads of a killed worker or
+    the raw upload of a worker killed between its commit and its clean-up.
+    """
     if not folder.is_dir():
         return 0
     cutoff = (now or time.time()) - max_age_s
     removed = 0
     for path in folder.iterdir():
         try:
+            if keep is not None and str(path) in keep:
+                continue
             if path.is_file() and path.stat().st_mtime < cutoff:
                 path.unlink()
                 removed += 1
@@ -55,6 +66,10 @@ async def run_worker(settings: Settings, url: str, stop: asyncio.Event | None = 
     async def expire() -> None:
         removed = await asyncio.to_thread(expire_uploads, data_dir / "tus")
         removed += await asyncio.to_thread(sweep_temp, data_dir / "tmp", TEMP_MAX_AGE_S)
+        referenced = await uploads.staged_paths()
+        removed += await asyncio.to_thread(
+            sweep_temp, data_dir / "staging", STAGING_MAX_AGE_S, None, referenced
+        )
         if removed:
             logger.info("removed %d expired upload(s) and stale temp file(s)", removed)
 

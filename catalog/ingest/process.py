@@ -32,6 +32,13 @@ _KEEP_SOURCE = {"job.Timeout", "job.WorkerLost", "job.InternalError", "job.Crash
                 "job.Dismissed", "url.Unreachable", "catalog.Unavailable"}  # fmt: skip
 
 
+class AlreadyIngested(IngestError):
+    """The file is an item already: re-running its job would only make a second copy."""
+
+    code = "ingest.AlreadyIngested"
+    status = 409
+
+
 class SourceGone(IngestError):
     """The staged upload is no longer on disk (it was rejected earlier, or deleted)."""
 
@@ -113,6 +120,11 @@ class IngestProcess(Process):
         """Fetch a URL if needed, hash, claim the checksum (duplicates stop here)."""
         file_id = uuid.UUID(job.inputs["upload_file"])
         record = await self.uploads.get_file(file_id)
+        if record["status"] == "ready":
+            raise AlreadyIngested(
+                f"{record['filename']!r} is item {record['item_id']!r} of "
+                f"{record['collection_id']!r} already"
+            )
         upload_set, _ = await self.uploads.get_set(record["upload_set_id"])
         staged = Path(record["staged_path"]) if record["staged_path"] else None
         sha256 = record["sha256"]
@@ -151,9 +163,8 @@ class IngestProcess(Process):
             )
         except DownloadCancelled:
             raise JobCancelled() from None
-        await self.uploads.update_file(
-            file_id, staged_path=str(got.path), size=got.size, filename=got.filename
-        )
+        # The name the client gave (or the URL's) stays: the item id comes from it.
+        await self.uploads.update_file(file_id, staged_path=str(got.path), size=got.size)
         return got.path, got.sha256
 
     @staticmethod
@@ -202,7 +213,11 @@ class IngestProcess(Process):
             record = await self.uploads.get_file(file_id)
         except Exception:  # the upload set was deleted meanwhile: nothing to record
             return
-        if record["item_id"]:
+        if record["status"] == "ready":  # a re-run of a file that is an item: leave both be
+            return
+        if record["item_id"] and not await self.catalog.item_exists(
+            record["collection_id"], record["item_id"]
+        ):
             from .storage import LocalStorage, asset_key
 
             prefix = asset_key(record["collection_id"], record["item_id"], "x").rsplit("/", 1)[0]

@@ -211,3 +211,22 @@ async def test_two_workers_never_run_the_same_job(jobs: JobRepository, workers: 
     for job in submitted:
         assert (await status_is(jobs, job, "successful", "failed")).status == "successful"
     assert len(a.committed) + len(b.committed) == 6
+
+
+async def test_a_stopping_worker_hands_its_running_job_back(
+    jobs: JobRepository, database_url: str
+) -> None:
+    job = await jobs.submit("double", {"value": 3, "seconds": 60}, timeout_s=600, max_attempts=1)
+    worker = Worker(jobs, database_url, {"double": DoubleProcess()}, FAST)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    async def progressing() -> bool:
+        return (await jobs.get(job.id)).progress > 0
+
+    await until(progressing)
+    stop.set()
+    await task
+    back = await jobs.get(job.id)
+    assert back.status == "accepted" and back.worker_id is None
+    assert back.attempts == 0  # the interrupted attempt is not counted against max_attempts

@@ -469,3 +469,25 @@ def test_terracat_ingest_command(stack: Stack, workers: Workers, tmp_path: Path)
     assert item["properties"]["datetime"] == "2024-05-01T12:00:00Z"
     assert shapely.geometry.shape(item["geometry"]).contains(shapely.geometry.Point(0, 89.99))
     assert item["bbox"][3] == pytest.approx(90)
+
+
+def test_running_ingest_again_on_an_ingested_file_changes_nothing(
+    stack: Stack, workers: Workers, tmp_path: Path
+) -> None:
+    source = rasters.utm_rgb_tif(tmp_path, size=128, border=8, name="again.tif")
+    workers.start()
+    with stack.http() as http:
+        upload_set = new_set(http, expected_files=1)
+        record = multipart(http, upload_set["id"], source)
+        record = settled(http, upload_set["id"])["files"][0]
+        item = item_of(http, record)
+        r = http.post("/processes/ingest/execution", json={"inputs": {"upload_file": record["id"]}})
+        assert r.status_code == 201, r.text
+        job_href = r.headers["Location"]
+        done = wait_for(lambda: (j := _job(http, job_href))["status"] in ("failed", "successful")
+                        and j)  # fmt: skip
+        assert done["status"] == "failed" and done["error"]["code"] == "ingest.AlreadyIngested"
+        after = http.get(f"/upload_sets/{upload_set['id']}").json()["files"][0]
+        assert after["status"] == "ready" and after["item_id"] == item["id"]
+        assert http.get(f"/collections/{COLLECTION}/items/{item['id']}").status_code == 200
+    assert local_path(item["assets"]["data"]["href"]).exists()  # its files are still there
