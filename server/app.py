@@ -63,6 +63,8 @@ from catalog.requests import (
 )
 from catalog.uploads import UploadRepository
 from ogc.processes import ProcessesExtension
+from ogc.tiles import TileSettings, TilesExtension
+from ogc.vector_tiles import VectorTilesExtension
 
 from .database import resolve_url
 from .errors import AuthError, WritesDisabled, add_error_handlers
@@ -212,10 +214,13 @@ def build_processes(
 def _ogc_extensions(settings: Settings) -> list[Any]:
     """OGC API parts served next to the STAC API (each declares its conformance classes)."""
     admin = admin_dependency(settings.api)
+    tiles = TileSettings()  # TERRACAT_TILES_*; not yet nested in server.settings.Settings
     return [
         ProcessesExtension(
             settings=settings.jobs, read_dependencies=[admin], write_dependencies=[admin]
-        )
+        ),
+        TilesExtension(settings=tiles),
+        VectorTilesExtension(settings=tiles),
     ]
 
 
@@ -225,6 +230,8 @@ def _landing_links(settings: Settings) -> list[dict[str, str]]:
          "title": "Processes", "path": "processes"},
         {"rel": "http://www.opengis.net/def/rel/ogc/1.0/job-list", "type": "application/json",
          "title": "Jobs", "path": "jobs"},
+        {"rel": "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes", "type": "application/json",
+         "title": "Tile matrix sets", "path": "tileMatrixSets"},
         {"rel": "upload-sets", "type": "application/json",
          "title": "Upload sets (POST to start an upload)", "path": "upload_sets"},
         {"rel": "tus", "type": "application/offset+octet-stream",
