@@ -85,6 +85,12 @@ class IngestSettings(BaseSettings):
         default="DEFLATE", description="COG compression (a predictor is always used)."
     )
     blocksize: int = Field(default=512, ge=64, le=4096)
+    gdal_cache_mb: int = Field(
+        default=256,
+        ge=16,
+        description="GDAL block cache of an ingest job. GDAL's default (5% of RAM) took a "
+        "10000x10000x3 conversion from 1.0 to 1.75 GB at the same speed.",
+    )
     thumbnail_size: int = Field(default=256, ge=16)
     preview_size: int = Field(default=1024, ge=16)
     tus_expiration_s: int = Field(

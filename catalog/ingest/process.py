@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import os
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -185,6 +186,9 @@ class IngestProcess(Process):
             upload_time=datetime.fromisoformat(plan["upload_time"]),
         )
         ctx.log(f"ingesting {request.filename} ({request.size} bytes) as {request.item_id}")
+        # Read by GDAL when its block cache is first used, in this fresh process (an operator's
+        # own GDAL_CACHEMAX wins). Measured: a rasterio.Env option instead ran 1.5x slower.
+        os.environ.setdefault("GDAL_CACHEMAX", str(settings.gdal_cache_mb))
         item = ingest_file(request, LocalStorage(settings.data_dir), settings, ctx.progress)
         ctx.log("item built; committing")
         return {"item": item}
