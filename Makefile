@@ -1,4 +1,4 @@
-.PHONY: run test bootstrap lint bench
+.PHONY: run test bootstrap lint bench bench-ingest
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -15,3 +15,7 @@ lint: bootstrap
 bench: bootstrap
 	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'
 	.venv/bin/python -m bench.search $(BENCH_ARGS)
+
+bench-ingest: bootstrap
+	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'
+	.venv/bin/python -m bench.ingest $(BENCH_ARGS)

@@ -166,8 +166,11 @@ class Stacks:
     servers: dict[str, Server] = field(default_factory=dict)
 
     # -- database ---------------------------------------------------------------------------
-    def start_cluster(self) -> None:
-        """Start the private cluster, tune its memory, create and migrate both databases."""
+    def start_cluster(self, pgstac: bool = True) -> None:
+        """Start the private cluster, tune its memory, create and migrate both databases.
+
+        ``pgstac=False``: the Terracat database only (no pgstac schema, no pypgstac venv).
+        """
         self.tmp.chmod(0o755)
         self.cluster = LocalCluster(self.tmp / "pg", free_port())
         self.cluster.start()
@@ -177,6 +180,11 @@ class Stacks:
         self.cluster.stop()
         self.cluster.start()
         self.terracat_url = self.cluster.ensure_database("terracat")
+        if not pgstac:
+            from catalog.db import migrate
+
+            migrate(self.terracat_url)
+            return
         self.pgstac_url = self.cluster.ensure_database("pgstac")
         with psycopg.connect(self.pgstac_url, autocommit=True) as conn:
             for ext in ("btree_gist", "unaccent"):
@@ -256,6 +264,34 @@ class Stacks:
         )
         for server in self.servers.values():
             server.wait()
+
+    def start_terracat(self, env: dict[str, str] | None = None) -> Server:
+        """Start Terracat alone (``env`` added to its environment); wait until it answers."""
+        server = self._spawn(
+            "terracat",
+            ["--factory", "server.app:create_app"],
+            {
+                "DATABASE_URL": self.terracat_url,
+                "TERRACAT_API_ADMIN_TOKEN": self.token,
+                **(env or {}),
+            },
+        )
+        server.wait()
+        return server
+
+    def start_worker(self, env: dict[str, str] | None = None) -> Server:
+        """Start a ``terracat worker`` process on the Terracat database (not waited for)."""
+        log = self.tmp / "worker.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "worker"],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": self.terracat_url, **(env or {})},
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        server = Server("worker", 0, process, log)
+        self.servers["worker"] = server
+        return server
 
     def close(self) -> None:
         """Stop both servers and destroy the cluster and the temp folder."""
