@@ -137,6 +137,18 @@ class CoreClient(AsyncBaseCoreClient):
     # Links the composition root adds to the landing page (other OGC APIs served alongside):
     # dicts with rel, type, title and a path relative to the API root.
     landing_links: list[dict[str, str]] = attr.ib(factory=list)
+    # Links every collection document gets, for the APIs served per collection (tilesets):
+    # same shape, ``path`` relative to the collection's URL and may be empty.
+    collection_links: list[dict[str, str]] = attr.ib(factory=list)
+
+    def _collection(self, row: Any, base_url: str) -> dict[str, Any]:
+        doc = collection_document(row, base_url)
+        own = f"{base_url}collections/{quote(str(row['id']), safe='')}"
+        for link in self.collection_links:
+            extra = {k: v for k, v in link.items() if k != "path"}
+            href = own + ("/" + link["path"] if link["path"] else "")
+            doc["links"].append({**extra, "href": href})
+        return doc
 
     async def landing_page(self, **kwargs: Any) -> Any:
         """GET /: stac-fastapi's landing page plus the links of the other APIs served here."""
@@ -161,7 +173,7 @@ class CoreClient(AsyncBaseCoreClient):
         base_url = _base_url(request)
         params = collection_search.CollectionSearch.from_get(kwargs, self.settings)
         rows, matched = await collection_search.run(repository(request), params)
-        collections = [collection_document(r, base_url) for r in rows]
+        collections = [self._collection(r, base_url) for r in rows]
         if params.include or params.exclude:
             collections = [apply_fields(c, params.include, params.exclude) for c in collections]
         links = [
@@ -188,7 +200,7 @@ class CoreClient(AsyncBaseCoreClient):
     async def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> Any:
         """GET /collections/{collection_id}."""
         row = await repository(request).get_collection(collection_id)
-        return _json(collection_document(row, _base_url(request)))
+        return _json(self._collection(row, _base_url(request)))
 
     # -- items ------------------------------------------------------------------------------
     async def get_item(

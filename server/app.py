@@ -63,7 +63,7 @@ from catalog.requests import (
 )
 from catalog.uploads import UploadRepository
 from ogc.processes import ProcessesExtension
-from ogc.tiles import TileSettings, TilesExtension
+from ogc.tiles import TilesExtension
 from ogc.vector_tiles import VectorTilesExtension
 
 from .database import resolve_url
@@ -214,7 +214,7 @@ def build_processes(
 def _ogc_extensions(settings: Settings) -> list[Any]:
     """OGC API parts served next to the STAC API (each declares its conformance classes)."""
     admin = admin_dependency(settings.api)
-    tiles = TileSettings()  # TERRACAT_TILES_*; not yet nested in server.settings.Settings
+    tiles = settings.tiles
     return [
         ProcessesExtension(
             settings=settings.jobs, read_dependencies=[admin], write_dependencies=[admin]
@@ -276,6 +276,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Upload-Expires",
                 "Upload-Metadata",
                 "Upload-File-Id",
+                "X-Terracat-Features-Capped",
                 "Tus-Resumable",
                 "Tus-Version",
                 "Tus-Extension",
@@ -329,6 +330,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             description=settings.api.description,
             landing_page_id="terracat",
             landing_links=_landing_links(settings),
+            collection_links=[
+                {"rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector",
+                 "type": "application/json", "title": "Vector tilesets (item footprints)",
+                 "path": "tiles"},
+                {"rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-map",
+                 "type": "application/json", "title": "Map tilesets (mosaic of the items)",
+                 "path": "tiles"},
+            ],  # fmt: skip
         ),
         response_class=JSONResponse,
         search_get_request_model=create_get_request_model(

@@ -4,6 +4,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from catalog.settings import CatalogSettings, DatabaseSettings, IngestSettings, JobSettings
+from ogc.tiles import TileSettings
 
 
 class ApiSettings(BaseSettings):
@@ -52,3 +53,4 @@ class Settings(BaseModel):
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    tiles: TileSettings = Field(default_factory=TileSettings)

@@ -225,14 +225,27 @@ def test_landing_page_links_the_tiling_schemes(client: TestClient) -> None:
 
 def test_conformance(client: TestClient) -> None:
     conforms = set(client.get("/conformance").json()["conformsTo"])
-    declared = {CONF + c for c in ("core", "tileset", "tilesets-list", "mvt")}
+    declared = {CONF + c for c in ("core", "tileset", "tilesets-list", "mvt", "geodata-tilesets")}
     declared |= {TMS_CONF + c for c in ("tilematrixset", "json-tilematrixset", "tilesetmetadata",
                                         "json-tilesetmetadata")}  # fmt: skip
     assert declared <= conforms
-    # Not (yet) true here: collection links to tilesets, an OpenAPI 3.0 document, limits.
-    for absent in ("geodata-tilesets", "oas30", "dataset-tilesets"):
+    # Not true here: an OpenAPI 3.0 document (FastAPI makes 3.1), dataset tilesets, limits.
+    for absent in ("oas30", "dataset-tilesets"):
         assert CONF + absent not in conforms
     assert TMS_CONF + "tilematrixsetlimits" not in conforms
+
+
+def test_collections_link_their_tilesets(client: TestClient, admin: dict[str, str]) -> None:
+    assert client.post("/collections", json=collection("linked"), headers=admin).status_code == 201
+    for doc in (
+        client.get("/collections/linked").json(),
+        next(c for c in client.get("/collections").json()["collections"] if c["id"] == "linked"),
+    ):
+        links = {link["rel"]: link["href"] for link in doc["links"]}
+        for kind in ("vector", "map"):
+            href = links[f"http://www.opengis.net/def/rel/ogc/1.0/tilesets-{kind}"]
+            assert href == "http://testserver/collections/linked/tiles"
+            assert client.get(href).status_code == 200
 
 
 def test_openapi_operations(client: TestClient) -> None:
