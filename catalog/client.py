@@ -129,6 +129,28 @@ def _json_param(name: str, value: Any) -> Any:
         raise InvalidParameter(f"{name} is not valid JSON: {exc}") from exc
 
 
+def post_search_params(search_request: Any, body: Mapping[str, Any], limit: int) -> SearchParams:
+    """The search of a POST item-search body, validated as ``search_request``.
+
+    ``body`` is the JSON as sent: ``intersects`` and ``datetime`` are read from it unchanged.
+    Saved searches (catalog/mosaic.py) go through here too, so both read bodies alike.
+    """
+    check_filter_crs(getattr(search_request, "filter_crs", None))
+    return SearchParams(
+        collections=search_request.collections,
+        ids=search_request.ids,
+        bbox=search_request.bbox,
+        intersects=body.get("intersects"),
+        datetime=body.get("datetime"),
+        filter=getattr(search_request, "filter_expr", None),
+        filter_lang=getattr(search_request, "filter_lang", None),
+        query=getattr(search_request, "query", None),
+        sortby=_sortby_post(getattr(search_request, "sortby", None)),
+        limit=limit,
+        token=getattr(search_request, "token", None),
+    )  # fmt: skip
+
+
 @attr.s
 class CoreClient(AsyncBaseCoreClient):
     """Core STAC API: landing page, collections, items and item search."""
@@ -228,20 +250,8 @@ class CoreClient(AsyncBaseCoreClient):
         """POST /search."""
         body = await request.json()
         fields = _fields_post(body)
-        check_filter_crs(getattr(search_request, "filter_crs", None))
-        params = SearchParams(
-            collections=search_request.collections,
-            ids=search_request.ids,
-            bbox=search_request.bbox,
-            intersects=body.get("intersects"),
-            datetime=body.get("datetime"),
-            filter=getattr(search_request, "filter_expr", None),
-            filter_lang=getattr(search_request, "filter_lang", None),
-            query=getattr(search_request, "query", None),
-            sortby=_sortby_post(getattr(search_request, "sortby", None)),
-            limit=_page_size(search_request.limit, self.settings),
-            token=getattr(search_request, "token", None),
-        )  # fmt: skip
+        limit = _page_size(search_request.limit, self.settings)
+        params = post_search_params(search_request, body, limit)
         return await self._search(request, params, fields, "search", post_body=body)
 
     def _get_params(

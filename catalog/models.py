@@ -166,3 +166,14 @@ class UploadFile(Base):
     staged_path: Mapped[str | None] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Search(Base):
+    """A saved item search (its canonical body), rendered as a mosaic by id."""
+
+    __tablename__ = "searches"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -65,6 +65,9 @@ from catalog.uploads import UploadRepository
 from ogc.processes import ProcessesExtension
 from ogc.tiles import TilesExtension
 from ogc.vector_tiles import VectorTilesExtension
+from tiler.errors import add_error_handlers as add_tiler_error_handlers
+from tiler.factory import item_tiler_factory
+from tiler.mosaic import mosaic_router
 
 from .database import resolve_url
 from .errors import AuthError, WritesDisabled, add_error_handlers
@@ -282,7 +285,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Tus-Extension",
                 "Tus-Max-Size",
                 "Tus-Checksum-Algorithm",
-            ],  # fmt: skip
+            ],
             max_age=600,
         ),
     ]
@@ -331,13 +334,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             landing_page_id="terracat",
             landing_links=_landing_links(settings),
             collection_links=[
-                {"rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector",
-                 "type": "application/json", "title": "Vector tilesets (item footprints)",
-                 "path": "tiles"},
-                {"rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-map",
-                 "type": "application/json", "title": "Map tilesets (mosaic of the items)",
-                 "path": "tiles"},
-            ],  # fmt: skip
+                {
+                    "rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector",
+                    "type": "application/json",
+                    "title": "Vector tilesets (item footprints)",
+                    "path": "tiles",
+                },
+                {
+                    "rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-map",
+                    "type": "application/json",
+                    "title": "Map tilesets (mosaic of the items)",
+                    "path": "tiles",
+                },
+            ],
         ),
         response_class=JSONResponse,
         search_get_request_model=create_get_request_model(
@@ -352,6 +361,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exceptions={},
     )
     _add_upload_routes(api.app, settings)
+    _add_map_routes(api.app, settings)
     add_error_handlers(api.app)
     api.app.state.settings = settings
     return api.app
@@ -372,3 +382,13 @@ def _add_upload_routes(app: FastAPI, settings: Settings) -> None:
         dependencies=[admin],
     )
     app.include_router(tus.router, tags=["Uploads"])
+
+
+def _add_map_routes(app: FastAPI, settings: Settings) -> None:
+    """Raster maps of the catalogue's items (titiler factories on our reader); public reads."""
+    add_tiler_error_handlers(app)
+    items = item_tiler_factory(settings.tiler, settings.ingest.data_dir)
+    app.include_router(items.router, prefix=items.router_prefix, tags=["Item maps"])
+    app.include_router(
+        mosaic_router(settings.tiler, settings.ingest.data_dir, [admin_dependency(settings.api)])
+    )

@@ -5,6 +5,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from catalog.settings import CatalogSettings, DatabaseSettings, IngestSettings, JobSettings
 from ogc.tiles import TileSettings
+from tiler.settings import TilerSettings
 
 
 class ApiSettings(BaseSettings):
@@ -54,3 +55,4 @@ class Settings(BaseModel):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     tiles: TileSettings = Field(default_factory=TileSettings)
+    tiler: TilerSettings = Field(default_factory=TilerSettings)

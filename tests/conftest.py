@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
     from server.settings import Settings
 
-TABLES = ("job_log", "upload_files", "upload_sets", "jobs", "queryables", "items", "collections")
+TABLES = (
+    "job_log", "upload_files", "upload_sets", "jobs", "searches", "queryables", "items",
+    "collections",
+)  # fmt: skip
 
 
 class Databases:

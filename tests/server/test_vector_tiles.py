@@ -9,6 +9,7 @@ import morecantile
 import pytest
 from fastapi.testclient import TestClient
 
+from ogc.tiles import TileSettings
 from server.app import create_app
 from server.settings import Settings
 from tests.factories import collection, item
@@ -78,18 +79,15 @@ def seed(
 
 
 @pytest.fixture
-def app_with(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Open an app with TERRACAT_TILES_* settings of the test's choice."""
+def app_with(settings: Settings) -> Iterator[Any]:
+    """Open an app with tile settings of the test's choice."""
     opened: list[TestClient] = []
 
-    def open_app(**env: str) -> TestClient:
-        for name, value in env.items():
-            monkeypatch.setenv(f"TERRACAT_TILES_{name.upper()}", value)
-        client = TestClient(create_app(settings))
+    def open_app(**values: str) -> TestClient:
+        own = settings.model_copy(update={"tiles": TileSettings(**values)})  # type: ignore[arg-type]
+        client = TestClient(create_app(own))
         client.__enter__()
         opened.append(client)
-        for name in env:
-            monkeypatch.delenv(f"TERRACAT_TILES_{name.upper()}")
         return client
 
     yield open_app

@@ -1,0 +1,317 @@
+"""Mosaic tiles and TileJSON of collections and saved searches, over real ingested COGs.
+
+Two 512 x 512 px items at 10 m in EPSG:32633 overlap by half: ``red`` (older) from x = 500 km,
+``blue`` (newer) 2560 m further east. Tiles are picked wholly inside one region.
+"""
+
+import io
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import morecantile
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.io import MemoryFile
+from rasterio.transform import from_origin
+from rasterio.warp import transform
+from rio_tiler.colormap import cmap
+from sqlalchemy import Engine, text
+
+from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
+from catalog.ingest.storage import LocalStorage
+from server.settings import Settings
+from tests import rasters
+from tests.factories import collection, item
+
+COLLECTION = "mosaic"
+SIZE, PIXEL = 512, 10.0
+X0, TOP = rasters.UTM_ORIGIN
+SHIFT = SIZE * PIXEL / 2  # blue starts halfway across red
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+EXTENT = [14.9, 50.4, 15.2, 50.6]
+TMS = morecantile.tms.get("WebMercatorQuad")
+BASE = f"/collections/{COLLECTION}/tiles/WebMercatorQuad"
+
+
+@pytest.fixture(autouse=True)
+def _clean_searches(sync_engine: Engine) -> Iterator[None]:
+    yield
+    with sync_engine.begin() as conn:
+        conn.execute(text("TRUNCATE searches"))
+
+
+def solid_tif(folder: Path, name: str, color: tuple[int, int, int], x0: float) -> Path:
+    def fill(count: int, height: int, width: int) -> np.ndarray:
+        return np.stack([np.full((height, width), v, "uint8") for v in color])
+
+    return rasters.write_geotiff(
+        folder / f"{name}.tif", width=SIZE, height=SIZE, count=3, dtype="uint8",
+        crs="EPSG:32633", transform=from_origin(x0, TOP, PIXEL, PIXEL), photometric="RGB",
+        fill=fill,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def mosaic(
+    client: TestClient, admin: dict[str, str], settings: Settings, tmp_path: Path
+) -> TestClient:
+    """Collection ``mosaic`` with ``blue`` (2024-06) ingested before ``red`` (2024-01)."""
+    r = client.post("/collections", json=collection(COLLECTION, bbox=EXTENT), headers=admin)
+    assert r.status_code == 201, r.text
+    storage = LocalStorage(settings.ingest.data_dir)
+    folder = tmp_path / "sources"
+    folder.mkdir()
+    for name, color, x0, when in (
+        ("blue", BLUE, X0 + SHIFT, datetime(2024, 6, 1, tzinfo=UTC)),
+        ("red", RED, X0, datetime(2024, 1, 1, tzinfo=UTC)),
+    ):
+        source = solid_tif(folder, name, color, x0)
+        sha256, size = file_digest(source)
+        request = IngestRequest(
+            source=source, collection_id=COLLECTION, item_id=name, sha256=sha256, size=size,
+            filename=source.name, datetime_value=when, upload_time=datetime.now(UTC),
+        )  # fmt: skip
+        doc = ingest_file(request, storage, settings.ingest)
+        r = client.post(f"/collections/{COLLECTION}/items", json=doc, headers=admin)
+        assert r.status_code == 201, r.text
+    return client
+
+
+def tile_in(west: float, east: float, zoom: int = 16) -> tuple[int, int, int]:
+    """A tile wholly inside UTM x in [west, east] (and the items' rows)."""
+    middle_y = TOP - SIZE * PIXEL / 2
+    (lon,), (lat,) = transform("EPSG:32633", "EPSG:4326", [(west + east) / 2], [middle_y])
+    tile = TMS.tile(lon, lat, zoom)
+    b = TMS.bounds(tile)
+    xs, ys = transform("EPSG:4326", "EPSG:32633", [b.left, b.right] * 2,
+                       [b.bottom] * 2 + [b.top] * 2)  # fmt: skip
+    assert all(west < x < east for x in xs) and all(TOP - SIZE * PIXEL < y < TOP for y in ys)
+    return tile.z, tile.x, tile.y
+
+
+RED_ONLY = (X0, X0 + SHIFT)
+OVERLAP = (X0 + SHIFT, X0 + 2 * SHIFT)
+
+
+def decode(content: bytes) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with MemoryFile(content) as memory, memory.open() as dataset:
+            return dataset.read()
+
+
+def colour(client: TestClient, path: str, **params: Any) -> tuple[int, ...]:
+    """The one colour of an opaque PNG tile (fails if it has several or is transparent)."""
+    r = client.get(path, params=params)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png"
+    pixels = decode(r.content)
+    assert pixels.shape == (4, 256, 256)
+    assert (pixels[3] == 255).all()
+    rgb = pixels[:3].reshape(3, -1)
+    assert (rgb == rgb[:, :1]).all(), "the tile has more than one colour"
+    return tuple(int(v) for v in rgb[:, 0])
+
+
+def path_of(tile: tuple[int, int, int], base: str = BASE, suffix: str = "") -> str:
+    z, x, y = tile
+    return f"{base}/{z}/{x}/{y}{suffix}"
+
+
+# -- collection mosaics --------------------------------------------------------------------------
+def test_newest_item_on_top(mosaic: TestClient) -> None:
+    overlap = path_of(tile_in(*OVERLAP))
+    assert colour(mosaic, overlap) == BLUE
+    assert colour(mosaic, path_of(tile_in(*RED_ONLY))) == RED
+    r = mosaic.get(overlap)
+    assert r.headers["cache-control"] == "public, max-age=60"
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [("first", BLUE), ("highest", (255, 0, 255)), ("lowest", (0, 0, 0)), ("mean", (127, 0, 127))],
+)
+def test_pixel_selection(mosaic: TestClient, method: str, expected: tuple[int, ...]) -> None:
+    got = colour(mosaic, path_of(tile_in(*OVERLAP)), pixel_selection=method)
+    assert all(abs(a - b) <= 1 for a, b in zip(got, expected, strict=True)), got
+
+
+def test_tile_without_items_is_204(mosaic: TestClient) -> None:
+    far = TMS.tile(-40.0, 10.0, 12)
+    r = mosaic.get(path_of((far.z, far.x, far.y)))
+    assert r.status_code == 204 and r.content == b""
+    assert "cache-control" not in r.headers
+
+
+def test_tile_half_outside_the_data_is_transparent_there(mosaic: TestClient) -> None:
+    east_edge = X0 + SHIFT + SIZE * PIXEL
+    (lon,), (lat,) = transform("EPSG:32633", "EPSG:4326", [east_edge], [TOP - 2000])
+    tile = TMS.tile(lon, lat, 15)
+    pixels = decode(mosaic.get(path_of((tile.z, tile.x, tile.y))).content)
+    alpha = pixels[3]
+    assert (alpha == 0).any() and (alpha == 255).any()
+    assert (pixels[:3, alpha == 255].T == BLUE).all()
+
+
+def test_items_not_in_our_storage_are_left_out(mosaic: TestClient, admin: dict[str, str]) -> None:
+    # Newest and covering everything, but its asset is s3://...: never read, not drawn.
+    foreign = item("foreign", lon=14.8, lat=50.3, size=0.5, when="2025-01-01T00:00:00Z")
+    r = mosaic.post(f"/collections/{COLLECTION}/items", json=foreign, headers=admin)
+    assert r.status_code == 201, r.text
+    assert colour(mosaic, path_of(tile_in(*OVERLAP))) == BLUE
+
+
+@pytest.mark.parametrize(
+    ("suffix", "media_type", "shape"),
+    [
+        (".png", "image/png", (4, 256, 256)),
+        (".jpg", "image/jpg", (3, 256, 256)),
+        (".jpeg", "image/jpeg", (3, 256, 256)),
+        (".webp", "image/webp", (3, 256, 256)),  # opaque: WEBP drops the alpha band
+        (".tif", "image/tiff; application=geotiff", (4, 256, 256)),  # with the mask band
+        ("@2x", "image/png", (4, 512, 512)),
+        ("@2x.webp", "image/webp", (3, 512, 512)),
+    ],
+)
+def test_formats_and_scales(
+    mosaic: TestClient, suffix: str, media_type: str, shape: tuple[int, ...]
+) -> None:
+    r = mosaic.get(path_of(tile_in(*OVERLAP), suffix=suffix))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == media_type
+    assert decode(r.content).shape == shape
+
+
+def test_npy_tiles(mosaic: TestClient) -> None:
+    r = mosaic.get(path_of(tile_in(*OVERLAP), suffix=".npy"))
+    assert r.status_code == 200
+    array = np.load(io.BytesIO(r.content), allow_pickle=False)
+    assert array.shape[1:] == (256, 256)
+    assert tuple(array[:3, 0, 0]) == BLUE
+
+
+def test_render_options(mosaic: TestClient) -> None:
+    overlap = path_of(tile_in(*OVERLAP))
+    assert colour(mosaic, overlap, bidx=[3, 2, 1]) == RED  # blue's bands reversed
+    assert colour(mosaic, overlap, expression="b3;b3;b1", rescale="0,255") == (255, 255, 0)
+    assert colour(mosaic, overlap, bands=["blue", "green", "red"]) == RED
+    assert colour(mosaic, overlap, preset="rgb") == BLUE
+    last = tuple(int(v) for v in cmap.get("greys")[255][:3])
+    assert colour(mosaic, overlap, expression="b3", rescale="0,255", colormap_name="greys") == last
+    assert colour(mosaic, overlap, pixel_selection="highest", assets="data") == (255, 0, 255)
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "code"),
+    [
+        ("{base}/{z}/{x}/{y}", {"pixel_selection": "prettiest"}, 400, "request.InvalidParameter"),
+        ("{base}/{z}/{x}/{y}.gif", {}, 400, "tiler.InvalidFormat"),
+        ("{base}/{z}/{x}/{y}@9x", {}, 400, "request.InvalidParameter"),
+        ("{base}/{z}/{x}/{y}", {"preset": "ndvi", "expression": "b1"}, 400, "tiler.InvalidLayer"),
+        ("{base}/{z}/{x}/{y}", {"preset": "sparkle"}, 400, "tiler.UnknownPreset"),
+        ("{base}/{z}/{x}/{y}", {"preset": "ndvi"}, 400, "tiler.PresetUnavailable"),
+        ("{base}/{z}/{x}/{y}", {"expression": "b1+"}, 400, "tiler.InvalidExpression"),
+        ("{base}/{z}/{x}/{y}", {"assets": "nope"}, 404, "tiler.InvalidAssetName"),
+        ("{base}/{z}/{x}/{y}", {"colormap": '{"a": 1}'}, 400, "tiler.InvalidColorMap"),
+        ("{base}/{z}/{x}/{y}", {"tilesize": 100000}, 400, "tiler.ImageTooLarge"),
+        ("{base}/{z}/99999/{y}", {}, 404, "tiler.TileOutsideBounds"),
+        ("{base}/40/1/1", {}, 404, "tiler.TileOutsideBounds"),
+        ("{base}/{z}/x/{y}", {}, 400, "request.InvalidParameter"),
+        ("/collections/mosaic/tiles/Mars/{z}/{x}/{y}", {}, 404, "tiles.UnknownTileMatrixSet"),
+        ("/collections/nope/tiles/WebMercatorQuad/{z}/{x}/{y}", {}, 404, "catalog.NotFound"),
+        ("/collections/nope/tiles/WebMercatorQuad/tilejson.json", {}, 404, "catalog.NotFound"),
+        ("/collections/mosaic/tiles/Mars/tilejson.json", {}, 404, "tiles.UnknownTileMatrixSet"),
+    ],
+)
+def test_bad_tile_requests(
+    mosaic: TestClient, path: str, params: dict[str, Any], status: int, code: str
+) -> None:
+    z, x, y = tile_in(*OVERLAP)
+    r = mosaic.get(path.format(base=BASE, z=z, x=x, y=y), params=params)
+    assert r.status_code == status, r.text
+    assert r.json()["code"] == code
+    assert r.json()["description"]
+
+
+def test_collection_tilejson(mosaic: TestClient) -> None:
+    r = mosaic.get(f"{BASE}/tilejson.json", params={"pixel_selection": "highest"})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["tilejson"] == "3.0.0"
+    assert doc["bounds"] == EXTENT  # the collection's declared extent
+    # 10 m pixels: zoom 14; a whole 5.12 km item in one 256 px tile: zoom 13
+    assert (doc["minzoom"], doc["maxzoom"]) == (13, 14)
+    assert doc["tiles"] == [f"http://testserver{BASE}/{{z}}/{{x}}/{{y}}?pixel_selection=highest"]
+    scaled = mosaic.get(f"{BASE}/tilejson.json", params={"tile_format": "webp", "tile_scale": 2})
+    assert scaled.json()["tiles"] == [f"http://testserver{BASE}/{{z}}/{{x}}/{{y}}@2x.webp"]
+    geographic = mosaic.get(f"/collections/{COLLECTION}/tiles/WorldCRS84Quad/tilejson.json")
+    doc = geographic.json()
+    assert doc["bounds"] == EXTENT
+    assert 0 <= doc["minzoom"] <= doc["maxzoom"] <= 17
+
+
+def test_tilejson_of_an_empty_collection(client: TestClient, admin: dict[str, str]) -> None:
+    client.post("/collections", json=collection("empty", bbox=[-10, -10, 10, 10]), headers=admin)
+    doc = client.get("/collections/empty/tiles/WebMercatorQuad/tilejson.json").json()
+    assert doc["bounds"] == [-10, -10, 10, 10]
+    assert (doc["minzoom"], doc["maxzoom"]) == (0, 24)
+
+
+def test_ogc_tileset_template_serves_the_mosaic(mosaic: TestClient) -> None:
+    tileset = mosaic.get(f"/collections/{COLLECTION}/tiles/WebMercatorQuad").json()
+    template = next(link["href"] for link in tileset["links"] if link["rel"] == "item")
+    z, x, y = tile_in(*OVERLAP)
+    url = template.format(tileMatrix=z, tileCol=x, tileRow=y).replace("http://testserver", "")
+    assert colour(mosaic, url) == BLUE
+
+
+# -- saved searches ------------------------------------------------------------------------------
+def register(client: TestClient, admin: dict[str, str], body: dict[str, Any]) -> str:
+    r = client.post("/searches", json=body, headers=admin)
+    assert r.status_code in (200, 201), r.text
+    return str(r.json()["id"])
+
+
+def test_saved_search_with_a_filter_renders_only_its_items(
+    mosaic: TestClient, admin: dict[str, str]
+) -> None:
+    body = {"collections": [COLLECTION], "filter": "datetime < TIMESTAMP('2024-03-01T00:00:00Z')"}
+    sid = register(mosaic, admin, body)
+    base = f"/searches/{sid}/tiles/WebMercatorQuad"
+    assert colour(mosaic, path_of(tile_in(*OVERLAP), base)) == RED
+    blue_only = (X0 + 2 * SHIFT, X0 + 3 * SHIFT)
+    assert mosaic.get(path_of(tile_in(*blue_only), base)).status_code == 204
+    everything = register(mosaic, admin, {"collections": [COLLECTION]})
+    base = f"/searches/{everything}/tiles/WebMercatorQuad"
+    assert colour(mosaic, path_of(tile_in(*blue_only), base)) == BLUE
+
+
+def test_saved_search_sortby_orders_the_mosaic(mosaic: TestClient, admin: dict[str, str]) -> None:
+    oldest_first = {"collections": [COLLECTION],
+                    "sortby": [{"field": "datetime", "direction": "asc"}]}  # fmt: skip
+    sid = register(mosaic, admin, oldest_first)
+    tile = path_of(tile_in(*OVERLAP), f"/searches/{sid}/tiles/WebMercatorQuad")
+    assert colour(mosaic, tile) == RED
+    assert colour(mosaic, tile.replace("/16/", "/16/"), pixel_selection="highest") == (255, 0, 255)
+
+
+def test_saved_search_tilejson(mosaic: TestClient, admin: dict[str, str]) -> None:
+    sid = register(mosaic, admin, {"collections": [COLLECTION], "ids": ["blue"]})
+    r = mosaic.get(f"/searches/{sid}/tiles/WebMercatorQuad/tilejson.json")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    blue = mosaic.get(f"/collections/{COLLECTION}/items/blue").json()
+    assert doc["bounds"] == pytest.approx(blue["bbox"])  # the items' extent
+    assert (doc["minzoom"], doc["maxzoom"]) == (13, 14)
+    assert doc["tiles"] == [
+        f"http://testserver/searches/{sid}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}"
+    ]
+    nothing = register(mosaic, admin, {"collections": [COLLECTION], "ids": ["none"]})
+    doc = mosaic.get(f"/searches/{nothing}/tiles/WebMercatorQuad/tilejson.json").json()
+    assert (doc["minzoom"], doc["maxzoom"]) == (0, 24)
+    assert doc["bounds"] == pytest.approx([-180, -85.0511287798066, 180, 85.0511287798066])

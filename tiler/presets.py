@@ -1,0 +1,238 @@
+"""``?preset=``: named band combinations resolved against the item's eo:bands common names.
+
+A preset expands to an expression over the stacked bands, a rescale and a colormap. Bands are
+found by ``common_name`` (``name`` too) in the assets being read (``assets=``, default
+``data``); ``nir`` also matches ``nir08`` and ``rededge`` matches ``rededge071/075/078``.
+
+Indices (one output band, ``rescale=-1,1``):
+
+- ``ndvi``  = (nir - red) / (nir + red), colormap ``rdylgn``
+- ``ndmi``  = (nir - swir16) / (nir + swir16), colormap ``brbg``
+- ``ndre``  = (nir - rededge) / (nir + rededge), colormap ``rdylgn``
+- ``gndvi`` = (nir - green) / (nir + green), colormap ``rdylgn``
+- ``evi``   = 2.5 * (nir - red) / (nir + 6 * red - 7.5 * blue + 1), colormap ``rdylgn``
+  (the constants assume reflectance in 0..1; on raw digital numbers the ``+ 1`` hardly counts)
+
+Composites (three output bands, each rescaled between its ``raster:bands`` minimum and maximum
+when the item has them, no colormap): ``rgb`` = red, green, blue; ``cir`` = nir, red, green;
+``agri`` = swir16, nir, blue; ``swir`` = swir22, nir, red.
+
+Explicit ``rescale``/``colormap``/``colormap_name`` override the preset's. A preset with
+``expression``, ``bidx`` or ``bands`` is ``tiler.InvalidLayer`` (400); an unknown name is
+``tiler.UnknownPreset`` (400); missing bands are ``tiler.PresetUnavailable`` (400) naming them.
+
+The dependencies below plug into titiler's ``layer_dependency``, ``render_dependency`` and
+``colormap_dependency`` slots; they share one per-request resolution (FastAPI caches it).
+"""
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Query
+from rio_tiler.colormap import cmap as default_cmap
+from rio_tiler.types import ColorMapType
+from titiler.core.dependencies import ImageRenderingParams
+
+from catalog.errors import InvalidParameter
+
+from .dependencies import LayerQuery, SafeColorMapParams
+from .errors import InvalidLayer, PresetUnavailable, UnknownPreset
+from .reader import asset_bands, band_positions, default_assets
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    "nir": ("nir", "nir08"),
+    "rededge": ("rededge", "rededge071", "rededge075", "rededge078"),
+}
+DTYPE_RANGES = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0), "int16": (-32768.0, 32767.0)}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named rendering: output bands as formulas of common names, rescale and colormap."""
+
+    name: str
+    title: str
+    formulas: tuple[str, ...]  # one per output band, over {common_name} placeholders
+    bands: tuple[str, ...]  # the common names the formulas use
+    rescale: tuple[float, float] | None = None  # None: each band's own statistics
+    colormap: str | None = None
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("ndvi", "Normalized difference vegetation index", ("({nir}-{red})/({nir}+{red})",),
+               ("nir", "red"), (-1.0, 1.0), "rdylgn"),
+        Preset("ndmi", "Normalized difference moisture index",
+               ("({nir}-{swir16})/({nir}+{swir16})",), ("nir", "swir16"), (-1.0, 1.0), "brbg"),
+        Preset("ndre", "Normalized difference red edge index",
+               ("({nir}-{rededge})/({nir}+{rededge})",), ("nir", "rededge"), (-1.0, 1.0),
+               "rdylgn"),
+        Preset("gndvi", "Green normalized difference vegetation index",
+               ("({nir}-{green})/({nir}+{green})",), ("nir", "green"), (-1.0, 1.0), "rdylgn"),
+        Preset("evi", "Enhanced vegetation index",
+               ("2.5*({nir}-{red})/({nir}+6*{red}-7.5*{blue}+1)",), ("nir", "red", "blue"),
+               (-1.0, 1.0), "rdylgn"),
+        Preset("rgb", "True colour", ("{red}", "{green}", "{blue}"), ("red", "green", "blue")),
+        Preset("cir", "Colour infrared", ("{nir}", "{red}", "{green}"), ("nir", "red", "green")),
+        Preset("agri", "Agriculture (SWIR, NIR, blue)", ("{swir16}", "{nir}", "{blue}"),
+               ("swir16", "nir", "blue")),
+        Preset("swir", "Short-wave infrared (SWIR2, NIR, red)", ("{swir22}", "{nir}", "{red}"),
+               ("swir22", "nir", "red")),
+    )
+}  # fmt: skip
+
+
+@dataclass
+class PresetRender:
+    """A preset resolved for one item: what the layer, render and colormap slots receive."""
+
+    name: str
+    expression: str
+    rescale: list[tuple[float, float]] | None
+    colormap: ColorMapType | None
+
+
+def _stack_statistics(
+    item: Mapping[str, Any], assets: Sequence[str]
+) -> list[tuple[float, float] | None]:
+    """(minimum, maximum) of each stacked band from raster:bands (or its data type's range)."""
+    stack: list[tuple[float, float] | None] = []
+    for name in assets:
+        count = len(asset_bands(item, name) or [])
+        raster = item["assets"][name].get("raster:bands") or []
+        for index in range(count):
+            band = raster[index] if index < len(raster) and isinstance(raster[index], dict) else {}
+            stats = band.get("statistics") if isinstance(band.get("statistics"), dict) else {}
+            low, high = stats.get("minimum"), stats.get("maximum")
+            if isinstance(low, int | float) and isinstance(high, int | float) and low < high:
+                stack.append((float(low), float(high)))
+            else:
+                stack.append(DTYPE_RANGES.get(str(band.get("data_type"))))
+    return stack
+
+
+def resolve_preset(
+    preset: Preset, item: Mapping[str, Any], assets: Sequence[str] | None = None
+) -> PresetRender:
+    """The preset's expression, rescale and colormap for ``item``; PresetUnavailable."""
+    chosen = list(assets or default_assets(item))
+    positions = band_positions(item, chosen)
+    found: dict[str, int] = {}
+    missing = []
+    for band in preset.bands:
+        matches = [positions[a] for a in ALIASES.get(band, (band,)) if a in positions]
+        if not matches:
+            missing.append(band)
+        elif len(matches[0]) > 1:
+            raise PresetUnavailable(
+                f"preset {preset.name!r}: several bands are {band!r} in assets {chosen}; "
+                "choose one asset with assets="
+            )
+        else:
+            found[band] = matches[0][0]
+    if missing:
+        raise PresetUnavailable(
+            f"preset {preset.name!r} needs bands with common names {missing}, which assets "
+            f"{chosen} of item {item.get('id')!r} do not have"
+        )
+    names = {band: f"b{position}" for band, position in found.items()}
+    expression = ";".join(formula.format(**names) for formula in preset.formulas)
+    if preset.rescale:
+        rescale: list[tuple[float, float]] | None = [preset.rescale] * len(preset.formulas)
+    else:
+        stack = _stack_statistics(item, chosen)
+        ranges = [stack[found[b] - 1] if found[b] <= len(stack) else None for b in preset.bands]
+        rescale = None if any(r is None for r in ranges) else [r for r in ranges if r]
+    colormap = default_cmap.get(preset.colormap) if preset.colormap else None
+    return PresetRender(preset.name, expression, rescale, colormap)
+
+
+def PresetQuery(  # noqa: N802 - FastAPI dependency named like a class (house style)
+    preset: Annotated[
+        str | None,
+        Query(
+            description="Named rendering from the item's band common names: "
+            + ", ".join(f"`{p.name}` ({p.title})" for p in PRESETS.values()),
+            json_schema_extra={"enum": list(PRESETS)},
+        ),
+    ] = None,
+) -> Preset | None:
+    """The ``preset`` query parameter; ``tiler.UnknownPreset`` for a name not in PRESETS."""
+    if preset is None:
+        return None
+    if preset.lower() not in PRESETS:
+        raise UnknownPreset(f"unknown preset {preset[:40]!r}: one of {sorted(PRESETS)}")
+    return PRESETS[preset.lower()]
+
+
+def preset_params(item_dependency: Callable[..., Any]) -> Callable[..., PresetRender | None]:
+    """The dependency resolving ``?preset=`` against the item ``item_dependency`` returns."""
+
+    def dependency(
+        item: Annotated[dict[str, Any], Depends(item_dependency)],
+        layer: Annotated[LayerQuery, Depends()],
+        preset: Annotated[Preset | None, Depends(PresetQuery)],
+    ) -> PresetRender | None:
+        if preset is None:
+            return None
+        if layer.expression or layer.indexes or layer.bands:
+            raise InvalidLayer(
+                f"preset {preset.name!r} sets the bands itself: drop expression, bidx and bands"
+            )
+        return resolve_preset(preset, item, layer.assets)
+
+    return dependency
+
+
+def preset_layer_params(preset: Callable[..., PresetRender | None]) -> Callable[..., LayerQuery]:
+    """``layer_dependency``: LayerQuery, whose expression a preset fills in."""
+
+    def dependency(
+        layer: Annotated[LayerQuery, Depends()],
+        resolved: Annotated[PresetRender | None, Depends(preset)],
+    ) -> LayerQuery:
+        if resolved is not None:
+            layer.expression = resolved.expression
+        return layer
+
+    return dependency
+
+
+def preset_render_params(
+    preset: Callable[..., PresetRender | None],
+) -> Callable[..., ImageRenderingParams]:
+    """``render_dependency``: titiler's rescale/color_formula/return_mask, preset rescale."""
+
+    def dependency(
+        render: Annotated[ImageRenderingParams, Depends()],
+        resolved: Annotated[PresetRender | None, Depends(preset)],
+    ) -> ImageRenderingParams:
+        for low, high in render.rescale or ():
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise InvalidParameter(
+                    f"rescale must be finite min,max with min < max: {low},{high}"
+                )
+        if resolved is not None and not render.rescale and resolved.rescale:
+            render.rescale = resolved.rescale
+        return render
+
+    return dependency
+
+
+def preset_colormap_params(
+    preset: Callable[..., PresetRender | None],
+) -> Callable[..., ColorMapType | None]:
+    """``colormap_dependency``: colormap_name/colormap, else the preset's colormap."""
+
+    def dependency(
+        colormap: Annotated[ColorMapType | None, Depends(SafeColorMapParams)],
+        resolved: Annotated[PresetRender | None, Depends(preset)],
+    ) -> ColorMapType | None:
+        if colormap is None and resolved is not None:
+            return resolved.colormap
+        return colormap
+
+    return dependency
