@@ -352,6 +352,30 @@ class JobRepository:
         return JobRecord.from_row(row._mapping)
 
     # -- worker side ---------------------------------------------------------------------------
+    async def _update_ours(
+        self,
+        job_id: uuid.UUID,
+        worker_id: str,
+        values: dict[str, Any],
+        returning: tuple[Any, ...] = (Job.id,),
+        conn: AsyncConnection | None = None,
+    ) -> Any:
+        """Update a running job only while ``worker_id`` holds it; the row, or None if not.
+
+        Every write of a worker about its job goes through here, so a worker that lost its job
+        (re-queued after a stall, dismissed) can never overwrite what another one does.
+        """
+        statement = (
+            update(Job)
+            .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
+            .values(**values, updated=func.now())
+            .returning(*returning)
+        )
+        if conn is not None:
+            return (await conn.execute(statement)).first()
+        async with self.connect() as own:
+            return (await own.execute(statement)).first()
+
     async def claim(self, worker_id: str, process_ids: list[str]) -> JobRecord | None:
         """Take the oldest runnable job no other worker holds, or None."""
         async with self.connect() as conn:
@@ -375,20 +399,12 @@ class JobRepository:
         self, job_id: uuid.UUID, worker_id: str, progress: int | None, message: str | None
     ) -> bool | None:
         """Record a heartbeat; None when the job is no longer ours, else cancel_requested."""
-        values: dict[str, Any] = {"heartbeat": func.now(), "updated": func.now()}
+        values: dict[str, Any] = {"heartbeat": func.now()}
         if progress is not None:
             values["progress"] = max(0, min(100, progress))
         if message is not None:
             values["message"] = message[:1000]
-        async with self.connect() as conn:
-            row = (
-                await conn.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
-                    .values(**values)
-                    .returning(Job.cancel_requested)
-                )
-            ).first()
+        row = await self._update_ours(job_id, worker_id, values, (Job.cancel_requested,))
         return None if row is None else bool(row[0])
 
     async def append_log(self, job_id: uuid.UUID, message: str) -> None:
@@ -407,22 +423,14 @@ class JobRepository:
         self, conn: AsyncConnection, job_id: uuid.UUID, worker_id: str, outputs: dict[str, Any]
     ) -> bool:
         """In ``conn``'s transaction: successful, if the job is still ours."""
-        row = (
-            await conn.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
-                .values(
-                    status=JobStatus.successful.value,
-                    progress=100,
-                    message="done",
-                    outputs=outputs,
-                    finished=func.now(),
-                    updated=func.now(),
-                )
-                .returning(Job.id)
-            )
-        ).first()
-        return row is not None
+        values = {
+            "status": JobStatus.successful.value,
+            "progress": 100,
+            "message": "done",
+            "outputs": outputs,
+            "finished": func.now(),
+        }
+        return await self._update_ours(job_id, worker_id, values, conn=conn) is not None
 
     async def mark_failed(
         self,
@@ -434,11 +442,7 @@ class JobRepository:
     ) -> JobRecord | None:
         """Fail a job, or re-queue it with a backoff when ``retry`` and attempts remain."""
         again = retry and job.attempts < job.max_attempts
-        values: dict[str, Any] = {
-            "error_code": code,
-            "error_message": message[:10_000],
-            "updated": func.now(),
-        }
+        values: dict[str, Any] = {"error_code": code, "error_message": message[:10_000]}
         if again:
             delay = min(60, 2**job.attempts)
             values |= {
@@ -453,56 +457,30 @@ class JobRepository:
                 "message": message[:1000],
                 "finished": func.now(),
             }
-        async with self.connect() as conn:
-            row = (
-                await conn.execute(
-                    update(Job)
-                    .where(Job.id == job.id, Job.worker_id == worker_id, Job.status == "running")
-                    .values(**values)
-                    .returning(*_COLUMNS)
-                )
-            ).first()
+        row = await self._update_ours(job.id, worker_id, values, tuple(_COLUMNS))
         return JobRecord.from_row(row._mapping) if row is not None else None
 
     async def mark_dismissed(self, job_id: uuid.UUID, worker_id: str) -> bool:
         """A running job of ours that was cancelled."""
-        async with self.connect() as conn:
-            row = (
-                await conn.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
-                    .values(
-                        status=JobStatus.dismissed.value,
-                        message="dismissed",
-                        finished=func.now(),
-                        updated=func.now(),
-                    )
-                    .returning(Job.id)
-                )
-            ).first()
-        return row is not None
+        values = {
+            "status": JobStatus.dismissed.value,
+            "message": "dismissed",
+            "finished": func.now(),
+        }
+        return await self._update_ours(job_id, worker_id, values) is not None
 
     async def release(self, job_id: uuid.UUID, worker_id: str) -> bool:
         """A stopping worker hands a running job back: queued again, the attempt not counted."""
-        async with self.connect() as conn:
-            row = (
-                await conn.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
-                    .values(
-                        status=JobStatus.accepted.value,
-                        attempts=func.greatest(Job.attempts - 1, 0),
-                        worker_id=None,
-                        message="re-queued: its worker stopped",
-                        run_after=func.now(),
-                        started=None,
-                        heartbeat=None,
-                        updated=func.now(),
-                    )
-                    .returning(Job.id)
-                )
-            ).first()
-        return row is not None
+        values = {
+            "status": JobStatus.accepted.value,
+            "attempts": func.greatest(Job.attempts - 1, 0),
+            "worker_id": None,
+            "message": "re-queued: its worker stopped",
+            "run_after": func.now(),
+            "started": None,
+            "heartbeat": None,
+        }
+        return await self._update_ours(job_id, worker_id, values) is not None
 
     async def requeue_stale(self, stale_after_s: float) -> list[JobRecord]:
         """Jobs whose worker stopped beating: re-queued, or failed after their last attempt."""
