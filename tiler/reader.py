@@ -490,7 +490,9 @@ class ItemReader(MultiBaseReader):
             window, assets=assets, dst_crs=crs, bounds_crs=crs, width=col1 - col0,
             height=row1 - row0, **options,
         )  # fmt: skip
-        canvas = numpy.ma.masked_all((part.count, size, size), dtype=part.array.dtype)
+        # zeros under the mask, as rio-tiler leaves them (np.ma.masked_all keeps garbage there)
+        shape = (part.count, size, size)
+        canvas = numpy.ma.MaskedArray(numpy.zeros(shape, part.array.dtype), mask=True)
         canvas[:, row0:row1, col0:col1] = part.array
         return attr.evolve(
             part, array=canvas, bounds=BoundingBox(tx0, ty0, tx1, ty1), crs=crs,

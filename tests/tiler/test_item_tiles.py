@@ -248,6 +248,8 @@ def test_zoomed_out_tiles_are_quick_and_show_the_data(
         assert time.monotonic() - started < 5, zoom
         alpha = decode(r.content)[3]
         assert (alpha > 0).sum() < alpha.size / 4, zoom
+        again = client.get(_tile_url("rgb", zoom, tile.x, tile.y, ".png"))
+        assert again.content == r.content, zoom  # nothing left uninitialised under the mask
         if zoom >= 6:  # the 5 km item spans a few pixels at zoom 6
             assert (alpha > 0).sum() > 0, zoom
 
