@@ -313,12 +313,14 @@ class Worker:
         child.start()
         theirs.close()
         outcome: tuple[Any, ...] | None = None
+        closed = False  # the child's end of the pipe is gone: it exited or was killed
         try:
             while outcome is None:
-                while ours.poll():
+                while not closed and ours.poll():
                     try:
                         message = ours.recv()
                     except EOFError:
+                        closed = True
                         break
                     if message[0] == "progress":
                         state.progress, state.message = message[1], message[2] or state.message
@@ -333,7 +335,7 @@ class Worker:
                     raise JobCancelled()
                 if time.monotonic() > deadline:
                     raise _Timeout()
-                if not child.is_alive() and not ours.poll():
+                if not child.is_alive() and (closed or not ours.poll()):
                     raise ChildCrashed(
                         f"the job's process ended unexpectedly (exit code {child.exitcode})"
                     )
