@@ -208,14 +208,19 @@ def build_processes(
     settings: Settings, catalog: CatalogRepository, uploads: UploadRepository
 ) -> dict[str, Process]:
     """Every process this server offers, by id (the API and the workers share this list)."""
+    from tiler.export import export_processes
+
     processes: list[Process] = [
         IngestProcess(uploads, catalog, settings.ingest, settings.catalog.validate_extensions),
+        *export_processes(catalog, settings.ingest.data_dir, settings.tiler),
     ]
     return {p.description.id: p for p in processes}
 
 
 def _ogc_extensions(settings: Settings) -> list[Any]:
     """OGC API parts served next to the STAC API (each declares its conformance classes)."""
+    from ogc.exports import ExportsExtension
+
     admin = admin_dependency(settings.api)
     tiles = settings.tiles
     return [
@@ -224,6 +229,7 @@ def _ogc_extensions(settings: Settings) -> list[Any]:
         ),
         TilesExtension(settings=tiles),
         VectorTilesExtension(settings=tiles),
+        ExportsExtension(data_dir=settings.ingest.data_dir, read_dependencies=[admin]),
     ]
 
 
@@ -263,7 +269,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
 
     middlewares = [
-        Middleware(GZipMiddleware, minimum_size=settings.api.gzip_minimum_size),
+        Middleware(
+            GZipMiddleware,
+            minimum_size=settings.api.gzip_minimum_size,
+            # Archives (and tiles) are compressed already: gzip would only add time and lose
+            # Content-Length on downloads.
+            exclude_content_types=(
+                "application/gzip",
+                "application/zip",
+                "application/vnd.sqlite3",
+                "application/vnd.pmtiles",
+                "application/vnd.mapbox-vector-tile",
+                "image/jpeg",
+                "image/png",
+                "image/webp",
+                "image/tiff",
+                "application/octet-stream",
+            ),
+        ),  # fmt: skip
         Middleware(
             CORSMiddleware,
             allow_origins=settings.api.cors_origins,

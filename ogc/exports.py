@@ -1,0 +1,116 @@
+"""Downloads of the archives the export processes make: ``GET /exports/{jobID}.{mbtiles|pmtiles}``.
+
+A file is served only while its job is successful (a dismissed job's archive is gone from the
+API even before its file is). Responses carry a strong ``ETag`` (job, size, modification
+time) and answer ``If-None-Match`` with 304; Starlette's FileResponse serves ``Range``
+requests (206, multipart for several ranges, 416 past the end) and ``If-Range``.
+"""
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urljoin, urlsplit
+
+import attr
+from fastapi import APIRouter, FastAPI, Header
+from fastapi import Path as PathParam
+from stac_fastapi.types.extension import ApiExtension
+from starlette.responses import FileResponse, Response
+
+from catalog.errors import NotFound
+from catalog.jobs import JobStatus
+from tiler.archives import WRITERS
+from tiler.export import archive_path
+
+from .processes import Jobs, parse_job_id
+
+Extension = Literal["mbtiles", "pmtiles"]
+
+
+class ArchiveNotFound(NotFound):
+    """No downloadable archive: no such job, not an export, not successful, or file gone."""
+
+    code = "export.NotFound"
+
+
+def resolve_outputs(outputs: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    """Outputs whose ``href`` is relative to the API root (as exports store it) made absolute.
+
+    Processes store no server URL (it depends on the request: proxies, root paths); the
+    results route resolves their links against its base URL.
+    """
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    resolved: dict[str, Any] = {}
+    for name, value in outputs.items():
+        href = value.get("href") if isinstance(value, dict) else None
+        if isinstance(href, str) and not urlsplit(href).scheme and not href.startswith("/"):
+            value = {**value, "href": urljoin(base, href)}
+        resolved[name] = value
+    return resolved
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+def _download_endpoint(data_dir: Path) -> Callable[..., Any]:
+    async def download(
+        job_id: Annotated[str, PathParam(alias="jobID", description="The export job's id.")],
+        extension: Annotated[Extension, PathParam(description="mbtiles or pmtiles")],
+        jobs: Jobs,
+        if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> Response:
+        """The archive of a successful export job (ranges, ETag, If-None-Match)."""
+        try:
+            job = await jobs.get(parse_job_id(job_id))
+        except NotFound:
+            raise ArchiveNotFound(f"there is no archive {job_id}.{extension}") from None
+        if job.status != JobStatus.successful or job.process_id != extension:
+            raise ArchiveNotFound(f"job {job_id} has no {extension} archive (it is "
+                                  f"{job.process_id}, {job.status})")  # fmt: skip
+        path = archive_path(data_dir, str(job.id), extension)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise ArchiveNotFound(f"the archive of job {job_id} is no longer stored") from None
+        etag = f'"{job.id.hex}-{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+        if _etag_matches(if_none_match, etag):
+            return Response(status_code=304, headers=headers)
+        return FileResponse(
+            path,
+            media_type=WRITERS[extension].media_type,
+            filename=path.name,
+            headers=headers,
+            stat_result=stat,
+        )
+
+    return download
+
+
+@attr.s
+class ExportsExtension(ApiExtension):
+    """The archive download route; ``read_dependencies`` guard it (the /jobs ones)."""
+
+    data_dir: Path = attr.ib(converter=Path, kw_only=True)
+    read_dependencies: list[Any] = attr.ib(factory=list)
+    conformance_classes: list[str] = attr.ib(factory=list)
+    router: APIRouter = attr.ib(factory=lambda: APIRouter(tags=["Exports"]))
+
+    def register(self, app: FastAPI) -> None:
+        """Add ``GET``/``HEAD /exports/{jobID}.{extension}``."""
+        download = _download_endpoint(self.data_dir)
+        for method, operation_id in (("GET", "getExportArchive"), ("HEAD", "headExportArchive")):
+            self.router.add_api_route(
+                "/exports/{jobID}.{extension}",
+                download,
+                methods=[method],
+                operation_id=operation_id,
+                summary="Download an export archive",
+                dependencies=list(self.read_dependencies),
+                response_class=Response,
+            )
+        app.include_router(self.router)
