@@ -3,9 +3,10 @@
 ``prepare`` (worker, database) resolves the source to items, the export's region (their
 footprints within ``bbox``) and zooms, and refuses more than ``ExportSettings.max_tiles``.
 ``execute`` (child process) walks the region's WebMercatorQuad tiles in PMTiles order
-(tiler/tiling.py), renders them on ``renderers`` threads (GDAL and the encoders release the
-GIL) and writes them from one thread, in order, through a bounded window of futures: memory
-stays flat whatever the extent. Tiles are rendered by the functions the tile endpoints run
+(tiler/tiling.py), renders them in ``renderers`` forked processes (threads would share the
+GIL with PNG encoding and rio-tiler's Python: two threads gave 1.2x one) and writes them from
+one thread, in order, through a bounded window of pending results: memory stays flat whatever
+the extent. Tiles are rendered by the functions the tile endpoints run
 (``render.py``), so an archive tile is byte for byte the endpoint's; tiles whose pixels are
 all masked are left out. The archive is built in the storage's tmp folder and renamed to
 ``<data_dir>/exports/<job id>.<ext>`` only once complete: a cancel (SIGTERM) deletes it, a
@@ -13,11 +14,15 @@ kill leaves it to the tmp sweep, and nothing partial is ever published.
 """
 
 import asyncio
+import itertools
+import multiprocessing
+import multiprocessing.pool
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
@@ -44,6 +49,7 @@ from catalog.mosaic import MosaicRepository, collection_params
 from catalog.repository import CatalogRepository
 from catalog.search import SearchParams, encode_token
 from catalog.serializers import item_document
+from catalog.worker import die_with_parent
 
 from .archives import (
     WRITERS,
@@ -80,7 +86,9 @@ class ExportSettings(BaseSettings):
     max_items: int = Field(
         default=10_000, ge=1, description="Most items of a collection or search mosaic export."
     )
-    renderers: int = Field(default=0, ge=0, description="Render threads; 0: one per CPU.")
+    renderers: int = Field(
+        default=0, ge=0, description="Render processes of one export; 0: one per CPU."
+    )
     zoom_levels: int = Field(
         default=7, ge=1, le=MAX_ZOOM + 1, description="Zooms exported when minzoom is not given."
     )
@@ -431,13 +439,14 @@ class ExportProcess(Process):
         total = sum(1 for _ in iter_tiles(region, *zooms))
         ctx.log(
             f"rendering {total} tiles at zooms {plan['minzoom']}-{plan['maxzoom']} on "
-            f"{plan['renderers']} threads (pid {os.getpid()})"
+            f"{plan['renderers']} processes (pid {os.getpid()})"
         )
         started = time.monotonic()
         temp = storage.temp_path(f".{writer_class.extension}")
         with writer_class(temp) as writer:
             tiles = iter_tiles(region, *zooms)
-            stats = write_tiles(tiles, renderer, writer, total, plan["renderers"], ctx.progress)
+            stats = write_tiles(tiles, renderer, writer, total, plan["renderers"], ctx.progress,
+                                processes=plan["renderers"] > 1)  # fmt: skip
             if writer.tiles == 0:
                 raise NoData("every tile of the export is empty")
             writer.finish(metadata)
@@ -501,30 +510,86 @@ def export_processes(
 
 
 # -- the render loop ----------------------------------------------------------------------------
+PROCESS_BATCH = 8  # tiles per task sent to a render process: one pickle round trip for 8 tiles
+_RENDER: TileRenderer | None = None  # a render process's renderer (set by _start_renderer)
+
+
+def _start_renderer(render: TileRenderer, parent: int) -> None:
+    """Render process set-up: die with the export's process, keep its renderer."""
+    global _RENDER
+    die_with_parent(parent)
+    # The job child's SIGTERM handler unwinds to remove its temp files; a render process has
+    # none and must end at once when the pool is terminated.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _RENDER = render
+
+
+def _render_batch(tiles: list[tuple[int, int, int]]) -> list[bytes | None]:
+    """In a render process: the tiles of one task."""
+    assert _RENDER is not None
+    return [_RENDER(*tile) for tile in tiles]
+
+
+def _render_pool(render: TileRenderer, processes: int) -> multiprocessing.pool.Pool:
+    """``processes`` forked render processes holding ``render``.
+
+    Forked, not spawned: they start in milliseconds and inherit the renderer (a closure, not
+    picklable) without pickling it. The caller forks before reading any tile, so nothing GDAL
+    holds (block cache, PROJ's database) is shared with them. The jobs' child process is
+    daemonic, and multiprocessing refuses children to daemonic processes: it is let have them
+    because they die with it (PR_SET_PDEATHSIG) and it terminates them on every exit path.
+    """
+    me = multiprocessing.current_process()
+    if me.daemon:
+        me.daemon = False
+    context = multiprocessing.get_context("fork")
+    return context.Pool(processes, initializer=_start_renderer, initargs=(render, os.getpid()))
+
+
 def write_tiles(
     tiles: Iterator[tuple[int, int, int]],
     render: TileRenderer,
     writer: ArchiveWriter,
     total: int,
-    threads: int,
+    workers: int,
     progress: Callable[[int, str], None],
     progress_every_s: float = 0.5,
+    processes: bool = False,
 ) -> dict[str, int]:
-    """Render ``tiles`` on ``threads`` threads and write them here, in order.
+    """Render ``tiles`` on ``workers`` threads, or processes, and write them here, in order.
 
-    At most ``4 * threads`` tiles are in flight: the window of futures is the bounded queue
-    between the renderers and this (the only) writing thread.
+    Threads share the GIL with PNG encoding and rio-tiler's Python, so an export uses
+    processes (``processes=True``: tasks of ``PROCESS_BATCH`` tiles); threads remain for one
+    renderer and for callers that cannot fork. At most ``4 * workers`` tasks are in flight: the
+    window of pending results is the bounded queue between the renderers and this (the only)
+    writing thread, so memory stays flat whatever the extent.
     """
-    window: deque[tuple[tuple[int, int, int], Future[bytes | None]]] = deque()
+    window: deque[tuple[tuple[tuple[int, int, int], ...], Callable[[], list[bytes | None]]]]
+    window = deque()
     done = empty = 0
     last = time.monotonic()
-    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="render")
-    try:
+    size = PROCESS_BATCH if processes else 1
+    if processes:
+        pool = _render_pool(render, workers)
 
-        def drain_one() -> None:
-            nonlocal done, empty, last
-            (z, x, y), future = window.popleft()
-            content = future.result()
+        def submit(batch: tuple[tuple[int, int, int], ...]) -> Callable[[], list[bytes | None]]:
+            return pool.apply_async(_render_batch, (list(batch),)).get
+
+        close = pool.terminate
+    else:
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render")
+
+        def submit(batch: tuple[tuple[int, int, int], ...]) -> Callable[[], list[bytes | None]]:
+            return executor.submit(lambda: [render(*tile) for tile in batch]).result
+
+        # On an error or a SIGTERM, queued renders are dropped; running ones end by themselves.
+        def close() -> None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def drain_one() -> None:
+        nonlocal done, empty, last
+        batch, result = window.popleft()
+        for (z, x, y), content in zip(batch, result(), strict=True):
             if content is None:
                 empty += 1
             else:
@@ -534,15 +599,15 @@ def write_tiles(
                 last = time.monotonic()
                 progress(min(99, 100 * done // max(total, 1)), f"{done}/{total} tiles")
 
-        for tile in tiles:
-            window.append((tile, pool.submit(render, *tile)))
-            if len(window) >= 4 * threads:
+    try:
+        for batch in itertools.batched(tiles, size):
+            window.append((batch, submit(batch)))
+            if len(window) >= 4 * workers:
                 drain_one()
         while window:
             drain_one()
     finally:
-        # On an error or a SIGTERM, queued renders are dropped; running ones end by themselves.
-        pool.shutdown(wait=False, cancel_futures=True)
+        close()  # processes: terminated at once, on success (idle) as on a cancel
     progress(99, f"{done}/{total} tiles")
     return {"written": done - empty, "empty": empty}
 
