@@ -1,4 +1,4 @@
-.PHONY: run test bootstrap lint bench bench-ingest
+.PHONY: run test bootstrap lint bench bench-ingest bench-tiles
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -19,3 +19,7 @@ bench: bootstrap
 bench-ingest: bootstrap
 	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'
 	.venv/bin/python -m bench.ingest $(BENCH_ARGS)
+
+bench-tiles: bootstrap
+	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'
+	.venv/bin/python -m bench.tiles $(BENCH_ARGS)

@@ -20,8 +20,6 @@ import argparse
 import json
 import math
 import os
-import platform
-import re
 import shlex
 import shutil
 import signal
@@ -44,6 +42,7 @@ from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
+from .report import database_versions, fmt, log, machine, package_versions, write_section
 from .servers import ROOT, Server, Stacks
 
 # -- the orthophoto -------------------------------------------------------------------------------
@@ -600,13 +599,6 @@ def _wait_for_worker(stacks: Stacks, worker: Server, timeout: float = 60.0) -> N
     raise RuntimeError(f"the worker did not start: {worker.log.read_text()[-2000:]}")
 
 
-def _db_versions(url: str) -> dict[str, str]:
-    with psycopg.connect(url) as conn:
-        pg = conn.execute("SHOW server_version").fetchone()
-        postgis = conn.execute("SELECT postgis_lib_version()").fetchone()
-    return {"PostgreSQL": str(pg[0] if pg else "?"), "PostGIS": str(postgis[0] if postgis else "?")}
-
-
 def run_uploads(
     args: argparse.Namespace, ortho: Path, big: Path | None
 ) -> tuple[list[Upload], dict[str, str]]:
@@ -620,7 +612,7 @@ def run_uploads(
         api = stacks.start_terracat(env)
         worker = stacks.start_worker(env)
         _wait_for_worker(stacks, worker)
-        db_versions = _db_versions(stacks.terracat_url)
+        db_versions = database_versions(stacks.terracat_url)
         client = TerracatClient(api.url, stacks.token)
         for transport in ("tus", "multipart"):
             client.create_collection(f"bench-{transport}")
@@ -755,41 +747,12 @@ TARGET_RSS_DELTA = 50 * 2**20
 TARGET_COG_RATIO = 1.2
 
 
-def log(message: str) -> None:
-    """Progress on stderr (stdout carries the tables)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GB RAM, {platform.platform()}"
-
-
 def _versions(gdal_bin: str | None, db: dict[str, str]) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("terracat", "rasterio", "rio-cogeo", "numpy", "tuspy", "httpx", "uvicorn",
-                 "uvloop", "httptools", "python-multipart"):  # fmt: skip
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "-"
+    found = package_versions(["terracat", "rasterio", "rio-cogeo", "numpy", "tuspy", "httpx",
+                              "uvicorn", "uvloop", "httptools", "python-multipart"])  # fmt: skip
     found["GDAL (in the rasterio wheel)"] = rasterio.__gdal_version__
     found["GDAL (Debian gdal-bin)"] = gdal_bin or "not installed"
     return ", ".join(f"{k} {v}" for k, v in {**found, **db}.items())
-
-
-def _f(value: float, digits: int = 1) -> str:
-    return "n/a" if value != value else f"{value:.{digits}f}"
 
 
 def _mib(value: float) -> str:
@@ -819,7 +782,7 @@ def report(
         f"## Ingest: {ortho.size:,} x {ortho.size:,} px orthophoto",
         "",
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
-        f"- Machine: {_machine()}",
+        f"- Machine: {machine()}",
         f"- Command: `{command}`",
         f"- Versions: {_versions(gdal_bin, db_versions)}",
         f"- Input: a synthetic drone orthomosaic written the way photogrammetry software writes "
@@ -857,10 +820,10 @@ def report(
         child_s = up.child[1] - up.child[0] if up.child else math.nan
         before_child = up.child[0] - started if up.child else math.nan
         lines.append(
-            f"| {up.transport} | {_mib(up.size)} | {_f(up.upload_s)} | {_f(up.rate, 0)} "
-            f"| {_f(max(0.0, started - up.sent), 2)} | {_f(finished - started)} "
-            f"| {_f(up.searchable - finished, 2)} | **{_f(up.searchable - up.t0)}** "
-            f"| {_f(before_child)} | {_f(child_s)} | {_f(up.cog_s, 0)} |"
+            f"| {up.transport} | {_mib(up.size)} | {fmt(up.upload_s)} | {fmt(up.rate, 0)} "
+            f"| {fmt(max(0.0, started - up.sent), 2)} | {fmt(finished - started)} "
+            f"| {fmt(up.searchable - finished, 2)} | **{fmt(up.searchable - up.t0)}** "
+            f"| {fmt(before_child)} | {fmt(child_s)} | {fmt(up.cog_s, 0)} |"
         )
     lines += [
         "",
@@ -885,8 +848,8 @@ def report(
     ]
     for up in uploads:
         lines.append(
-            f"| {up.label} | {up.transport} | {_mib(up.size)} | {_f(up.upload_s)} "
-            f"| {_f(up.rate, 0)} | {_mib(up.api_before)} | {_mib(up.api_peak)} "
+            f"| {up.label} | {up.transport} | {_mib(up.size)} | {fmt(up.upload_s)} "
+            f"| {fmt(up.rate, 0)} | {_mib(up.api_before)} | {_mib(up.api_peak)} "
             f"| **{_mib(up.api_peak - up.api_before)}** | {up.outcome} |"
         )
     lines += ["", "Worker process tree (worker + the job's child) during each job:", ""]
@@ -904,7 +867,7 @@ def report(
         "`catalog.ingest.cog.to_cog(src, dst, inspect(src, settings), settings)` in a fresh "
         "Python process, timed inside (rio-cogeo on the GDAL of the rasterio wheel, "
         f"{rasterio.__gdal_version__}; includes its final cog_validate; `inspect` took "
-        f"{_f(statistics.median(ours.inspect_s) if ours.inspect_s else math.nan, 2)} s more), "
+        f"{fmt(statistics.median(ours.inspect_s) if ours.inspect_s else math.nan, 2)} s more), "
         f"against `gdal_translate {' '.join(GDAL_COG)}` of Debian's gdal-bin "
         f"({gdal_bin or 'not installed'}; another GDAL than rasterio's; its COG driver "
         "makes cubic overviews by default, to_cog average ones), timed as a process.",
@@ -917,8 +880,8 @@ def report(
         if runs is None:
             continue
         lines.append(
-            f"| {runs.name} | {', '.join(_f(s) for s in runs.seconds)} | **{_f(runs.median)}** "
-            f"| {_mib(runs.peak_rss)} | {_f(runs.size / 2**20)} |"
+            f"| {runs.name} | {', '.join(fmt(s) for s in runs.seconds)} | **{fmt(runs.median)}** "
+            f"| {_mib(runs.peak_rss)} | {fmt(runs.size / 2**20)} |"
         )
     if gdal is not None:
         ratio = ours.median / gdal.median
@@ -940,17 +903,17 @@ def report(
     verdict = "not measured (no gdal_translate)" if gdal is None else (
         "met" if ratio <= TARGET_COG_RATIO else "MISSED"
     )  # fmt: skip
-    lines.append(f"- to_cog <= {TARGET_COG_RATIO}x gdal_translate: {verdict} ({_f(ratio, 2)}x)")
+    lines.append(f"- to_cog <= {TARGET_COG_RATIO}x gdal_translate: {verdict} ({fmt(ratio, 2)}x)")
     lines += ["", "### Where the time goes", ""]
     for up in (u for u in uploads if u.expect_item):
         total = up.searchable - up.t0
         job = up.stamp("finished") - up.stamp("started")
         child_s = up.child[1] - up.child[0] if up.child else math.nan
         lines.append(
-            f"- {up.transport}: the ingest job is {job / total:.0%} of the {_f(total)} s "
+            f"- {up.transport}: the ingest job is {job / total:.0%} of the {fmt(total)} s "
             f"(upload {up.upload_s / total:.0%}); in the job, the child process ran "
-            f"{_f(child_s)} s, of which to_cog about {_f(up.cog_s, 0)} s (alone, above: "
-            f"{_f(ours.median)} s)."
+            f"{fmt(child_s)} s, of which to_cog about {fmt(up.cog_s, 0)} s (alone, above: "
+            f"{fmt(ours.median)} s)."
         )
     lines.append("")
     return lines
@@ -958,15 +921,7 @@ def report(
 
 def write_docs(path: Path, size: int, section: list[str]) -> None:
     """Replace (or append) this size's ingest section in docs/benchmarks.md."""
-    begin, end = f"<!-- bench:ingest={size} -->", f"<!-- /bench:ingest={size} -->"
-    block = "\n".join([begin, *section, end])
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    write_section(path, f"ingest={size}", section)
 
 
 def main(argv: list[str] | None = None) -> None:

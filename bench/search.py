@@ -11,9 +11,6 @@ to docs/benchmarks.md (one section per item count) unless --no-docs. Nothing is 
 
 import argparse
 import asyncio
-import os
-import platform
-import re
 import shlex
 import sys
 import time
@@ -25,6 +22,7 @@ import psycopg
 from . import queries as query_mix
 from .generate import dataset
 from .load import LoadResult, load_pgstac, load_terracat
+from .report import database_versions, fmt, log, machine, write_section
 from .runner import CellResult, first_pages, run_cell
 from .servers import ROOT, MemoryWatch, Stacks, versions
 
@@ -32,36 +30,6 @@ SERVERS = ("terracat", "pgstac")
 TARGET_RATIO = 1.5
 TARGET_CQL2_P50_MS = 15.0
 TARGET_LOAD_RATE = 10_000.0
-
-
-def log(message: str) -> None:
-    """Progress on stderr (stdout carries the tables)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GB RAM, {platform.platform()}"
-
-
-def _db_versions(stacks: Stacks) -> dict[str, str]:
-    with psycopg.connect(stacks.pgstac_url) as conn:
-        pg = conn.execute("SHOW server_version").fetchone()
-        postgis = conn.execute("SELECT postgis_lib_version()").fetchone()
-        pgstac = conn.execute("SELECT pgstac.get_version()").fetchone()
-    return {
-        "PostgreSQL": str(pg[0] if pg else "?"),
-        "PostGIS": str(postgis[0] if postgis else "?"),
-        "pgstac (schema)": str(pgstac[0] if pgstac else "?"),
-    }
 
 
 def _sizes(stacks: Stacks) -> dict[str, str]:
@@ -117,10 +85,6 @@ async def _measure(
     return results
 
 
-def _fmt(value: float, digits: int = 1) -> str:
-    return "n/a" if value != value else f"{value:.{digits}f}"
-
-
 def table(
     mix: list[query_mix.QueryType], results: dict[tuple[str, int, str], CellResult], c: int
 ) -> list[str]:
@@ -134,8 +98,8 @@ def table(
         t, p = results[(query.name, c, "terracat")], results[(query.name, c, "pgstac")]
         ratio = t.ops / p.ops if p.ops else float("nan")
         rows.append(
-            f"| {query.name} | {_fmt(t.pct(50))} | {_fmt(t.pct(95))} | {_fmt(t.ops)} "
-            f"| {_fmt(p.pct(50))} | {_fmt(p.pct(95))} | {_fmt(p.ops)} | {_fmt(ratio, 2)}x "
+            f"| {query.name} | {fmt(t.pct(50))} | {fmt(t.pct(95))} | {fmt(t.ops)} "
+            f"| {fmt(p.pct(50))} | {fmt(p.pct(95))} | {fmt(p.ops)} | {fmt(ratio, 2)}x "
             f"| {'yes' if t.pct(95) <= p.pct(95) else 'NO'} | {t.errors}/{p.errors} |"
         )
     return rows
@@ -180,8 +144,6 @@ def targets(
 
 def write_docs(path: Path, n: int, section: list[str]) -> None:
     """Replace (or add) this item count's section in docs/benchmarks.md."""
-    begin, end = f"<!-- bench:items={n} -->", f"<!-- /bench:items={n} -->"
-    block = "\n".join([begin, *section, end])
     header = (
         "# Benchmarks\n\n"
         "Search and load figures of Terracat against "
@@ -191,14 +153,7 @@ def write_docs(path: Path, n: int, section: list[str]) -> None:
         "they never assert timings. Absolute times drift on a 2-core machine: compare the "
         "ratios within one run.\n"
     )
-    text = path.read_text() if path.exists() else header
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = (
-        pattern.sub(lambda _: block, text)
-        if pattern.search(text)
-        else (text.rstrip("\n") + "\n\n" + block + "\n")
-    )
-    path.write_text(text)
+    write_section(path, f"items={n}", section, header)
 
 
 async def main_async(args: argparse.Namespace) -> list[str]:
@@ -238,7 +193,7 @@ async def main_async(args: argparse.Namespace) -> list[str]:
         stacks.analyze()
         log(f"VACUUM ANALYZE in {time.perf_counter() - started:.1f} s")
         sizes = _sizes(stacks)
-        db_versions = _db_versions(stacks)
+        db_versions = database_versions(stacks.pgstac_url, pgstac=True)
         mix = query_mix.build(args.items, args.collections)
         if args.only:
             mix = [q for q in mix if q.name in args.only.split(",")]
@@ -254,7 +209,7 @@ async def main_async(args: argparse.Namespace) -> list[str]:
         f"## {args.items:,} items over {args.collections} collections",
         "",
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
-        f"- Machine: {_machine()}",
+        f"- Machine: {machine()}",
         f"- Command: `{command}`",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in {**versions(), **db_versions}.items()),
         f"- Servers: uvicorn `--workers {args.workers} --loop uvloop --http httptools`, one "

@@ -3,6 +3,8 @@
 pypgstac pins ``cachetools<6.1`` while our lock pins ``cachetools==8.0.1`` (rio-tiler), so
 pypgstac cannot live in the project venv. It runs from its own venv (``var/pypgstac-venv``,
 made on first use); stac-fastapi-pgstac itself installs cleanly into the project venv.
+titiler-pgstac (the tile benchmark's peer) pins ``titiler-core<2.4`` while our lock pins
+2.4.0, so it too gets a venv of its own (``var/titiler-pgstac-venv``).
 """
 
 import os
@@ -23,8 +25,11 @@ import psycopg
 
 from catalog.cluster import LocalCluster, free_port
 
+from .report import package_versions
+
 ROOT = Path(__file__).resolve().parent.parent
 PYPGSTAC_VERSION = "0.10.0"
+TITILER_PGSTAC_VERSION = "3.2.0"
 # Address-space cap per server process: a runaway worker fails alone instead of OOM-killing
 # the machine (a worker grew to 23 GB once during development; workers normally use < 0.5 GB).
 SERVER_MEMORY_LIMIT = 4 << 30
@@ -62,6 +67,22 @@ def pypgstac_bin() -> Path:
             check=True,
         )
     return command
+
+
+def titiler_pgstac_python() -> Path:
+    """The Python of ``var/titiler-pgstac-venv``, made with titiler-pgstac and uvicorn if needed."""
+    venv = ROOT / "var" / "titiler-pgstac-venv"
+    python = venv / "bin" / "python"
+    ready = venv / ".installed"
+    if not ready.exists() or ready.read_text().strip() != TITILER_PGSTAC_VERSION:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q",
+             f"titiler.pgstac[psycopg-binary]=={TITILER_PGSTAC_VERSION}", "uvicorn[standard]"],
+            check=True,
+        )  # fmt: skip
+        ready.write_text(TITILER_PGSTAC_VERSION + "\n")
+    return python
 
 
 def _limit_memory() -> None:
@@ -214,11 +235,13 @@ class Stacks:
                 conn.execute("VACUUM ANALYZE")
 
     # -- servers ----------------------------------------------------------------------------
-    def _spawn(self, name: str, target: list[str], env: dict[str, str]) -> Server:
+    def _spawn(
+        self, name: str, target: list[str], env: dict[str, str], python: Path | None = None
+    ) -> Server:
         port = free_port()
         log = self.tmp / f"{name}.log"
         cmd = [
-            sys.executable,
+            str(python or sys.executable),
             "-m",
             "uvicorn",
             *target,
@@ -279,6 +302,17 @@ class Stacks:
         server.wait()
         return server
 
+    def start_titiler_pgstac(self, env: dict[str, str] | None = None) -> Server:
+        """Start titiler-pgstac from its venv on the pgstac database; wait until it answers."""
+        server = self._spawn(
+            "titiler-pgstac",
+            ["titiler.pgstac.main:app"],
+            {"DATABASE_URL": self.pgstac_url, **(env or {})},
+            python=titiler_pgstac_python(),
+        )
+        server.wait()
+        return server
+
     def start_worker(self, env: dict[str, str] | None = None) -> Server:
         """Start a ``terracat worker`` process on the Terracat database (not waited for)."""
         log = self.tmp / "worker.log"
@@ -304,8 +338,6 @@ class Stacks:
 
 def versions() -> dict[str, str]:
     """Versions of the packages that matter for the comparison."""
-    from importlib.metadata import PackageNotFoundError, version
-
     names = [
         "terracat",
         "stac-fastapi-api",
@@ -320,11 +352,4 @@ def versions() -> dict[str, str]:
         "asyncpg",
         "httpx",
     ]
-    found = {}
-    for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "-"
-    found["pypgstac"] = PYPGSTAC_VERSION
-    return found
+    return {**package_versions(names), "pypgstac": PYPGSTAC_VERSION}
