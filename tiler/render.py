@@ -115,6 +115,22 @@ class TileLayer:
     tms: TileMatrixSet  # looked up once: morecantile deep-copies it on every lookup
 
 
+def _slots(
+    options: RenderOptions, tile_size: int, data_dir: Path, max_image_size: int
+) -> tuple[LayerQuery, ReaderOptions, TileOptions, DatasetParams]:
+    """The slots item and mosaic tiles share, after the checks their dependencies make."""
+    options.check_layer()
+    layer = LayerQuery(assets=options.assets, expression=options.expression,
+                       indexes=options.bidx, bands=options.bands)  # fmt: skip
+    return (
+        layer,
+        ReaderOptions(data_dir=Path(data_dir), max_image_size=max_image_size),
+        # 512 px tiles are the endpoint's @2x tiles: the same grid, twice the pixels
+        TileOptions(scale=2 if tile_size == 512 else None),
+        DatasetParams(resampling_method=options.resampling, reproject_method=options.reproject),
+    )
+
+
 def tile_layer(
     item: Mapping[str, Any],
     options: RenderOptions,
@@ -124,9 +140,7 @@ def tile_layer(
     max_image_size: int,
 ) -> TileLayer:
     """The slots' values, through the same dependency functions the factory plugs in."""
-    options.check_layer()
-    layer = LayerQuery(assets=options.assets, expression=options.expression,
-                       indexes=options.bidx, bands=options.bands)  # fmt: skip
+    layer, reader, tile, dataset = _slots(options, tile_size, data_dir, max_image_size)
     resolve = preset_params(lambda: item)
     resolved = resolve(item=dict(item), layer=layer, preset=PresetQuery(preset=options.preset))
     layer = preset_layer_params(resolve)(layer=layer, resolved=resolved)
@@ -139,13 +153,10 @@ def tile_layer(
         resolved=resolved,
     )
     return TileLayer(
-        reader=ReaderOptions(data_dir=Path(data_dir), max_image_size=max_image_size),
-        # 512 px tiles are the endpoint's @2x tiles: the same grid, twice the pixels
-        tile=TileOptions(scale=2 if tile_size == 512 else None),
+        reader=reader,
+        tile=tile,
         layer=layer,
-        dataset=DatasetParams(
-            resampling_method=options.resampling, reproject_method=options.reproject
-        ),
+        dataset=dataset,
         render=rendering,
         colormap=colormap,
         format=ImageType(image_format),
@@ -205,16 +216,12 @@ def mosaic_layer(
     max_image_size: int,
 ) -> MosaicLayer:
     """The mosaic route's slot values (tiler/mosaic.py ``MosaicFactory``) for ``options``."""
-    options.check_layer()
-    layer = LayerQuery(assets=options.assets, expression=options.expression,
-                       indexes=options.bidx, bands=options.bands)  # fmt: skip
+    layer, reader, tile, dataset = _slots(options, tile_size, data_dir, max_image_size)
     return MosaicLayer(
-        reader=ReaderOptions(data_dir=Path(data_dir), max_image_size=max_image_size),
-        tile=TileOptions(scale=2 if tile_size == 512 else None),
+        reader=reader,
+        tile=tile,
         layer=layer,
-        dataset=DatasetParams(
-            resampling_method=options.resampling, reproject_method=options.reproject
-        ),
+        dataset=dataset,
         render=ImageRenderingParams(rescale=options.rescale, color_formula=options.color_formula),
         colormap=SafeColorMapParams(colormap_name=options.colormap_name, colormap=None),
         preset=MosaicPresetParams(layer=layer, preset=PresetQuery(preset=options.preset)),
