@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
 import orjson
-import rio_tiler.tasks
 import shapely
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -423,12 +422,6 @@ class ExportProcess(Process):
         """Child process: render every tile of the region into the archive, then publish it."""
         from .render import renderer_from_plan
 
-        # rio-tiler reads each tile's assets on a thread pool it makes per call (MAX_THREADS,
-        # fixed at import): 17 of 29 ms per tile here. The renderers are our parallelism; the
-        # assets are read in the same order either way, so the tiles do not change.
-        defaults = rio_tiler.tasks.multi_arrays.__kwdefaults__
-        assert defaults is not None
-        defaults["threads"] = 1
         metadata = ArchiveMetadata(**{**plan["metadata"],
                                       "bounds": tuple(plan["metadata"]["bounds"])})  # fmt: skip
         region = shapely.from_geojson(plan["region"])
