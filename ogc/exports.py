@@ -6,10 +6,9 @@ time) and answer ``If-None-Match`` with 304; Starlette's FileResponse serves ``R
 requests (206, multipart for several ranges, 416 past the end) and ``If-Range``.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urljoin, urlsplit
 
 import attr
 from fastapi import APIRouter, FastAPI, Header
@@ -23,6 +22,7 @@ from tiler.archives import WRITERS
 from tiler.export import archive_path
 
 from .processes import Jobs, parse_job_id
+from .processes import resolve_outputs as resolve_outputs  # re-exported: it was defined here
 
 Extension = Literal["mbtiles", "pmtiles"]
 
@@ -31,22 +31,6 @@ class ArchiveNotFound(NotFound):
     """No downloadable archive: no such job, not an export, not successful, or file gone."""
 
     code = "export.NotFound"
-
-
-def resolve_outputs(outputs: Mapping[str, Any], base_url: str) -> dict[str, Any]:
-    """Outputs whose ``href`` is relative to the API root (as exports store it) made absolute.
-
-    Processes store no server URL (it depends on the request: proxies, root paths); the
-    results route resolves their links against its base URL.
-    """
-    base = base_url if base_url.endswith("/") else base_url + "/"
-    resolved: dict[str, Any] = {}
-    for name, value in outputs.items():
-        href = value.get("href") if isinstance(value, dict) else None
-        if isinstance(href, str) and not urlsplit(href).scheme and not href.startswith("/"):
-            value = {**value, "href": urljoin(base, href)}
-        resolved[name] = value
-    return resolved
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

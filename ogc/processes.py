@@ -3,6 +3,8 @@
 Execution is asynchronous only: ``POST /processes/{id}/execution`` queues a job row and a
 ``terracat worker`` runs it. The job row is the OGC job resource: ``/jobs/{id}`` is its status,
 ``/results`` its outputs, ``DELETE`` dismisses it; ``/restart`` and ``/log`` are ours.
+Processes store links in their outputs relative to the API root (``exports/<job>.mbtiles``):
+the server URL depends on the request (proxies, root paths), so ``/results`` resolves them.
 
 Error bodies keep our ``{"code", "description"}`` and add the OGC exception ``type`` (and
 ``title``) through the error's detail, so one body satisfies both a STAC client and
@@ -17,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import attr
 import jsonschema_rs
@@ -218,10 +220,27 @@ def _output_value(value: Any) -> Any:
     return {"value": value, "mediaType": JSON} if isinstance(value, dict) else value
 
 
-def results_document(job: JobRecord) -> dict[str, Any]:
-    """results.yaml for a successful job; the exception the spec asks for otherwise."""
+def resolve_outputs(outputs: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    """Outputs whose ``href`` is relative to the API root (as exports store it) made absolute.
+
+    Processes store no server URL (it depends on the request: proxies, root paths); the
+    results route resolves their links against its base URL.
+    """
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    resolved: dict[str, Any] = {}
+    for name, value in outputs.items():
+        href = value.get("href") if isinstance(value, dict) else None
+        if isinstance(href, str) and not urlsplit(href).scheme and not href.startswith("/"):
+            value = {**value, "href": urljoin(base, href)}
+        resolved[name] = value
+    return resolved
+
+
+def results_document(job: JobRecord, base: str) -> dict[str, Any]:
+    """results.yaml for a successful job (links absolute under ``base``); else the exception."""
     if job.status == JobStatus.successful:
-        return {name: _output_value(v) for name, v in (job.outputs or {}).items()}
+        outputs = resolve_outputs(job.outputs or {}, base)
+        return {name: _output_value(v) for name, v in outputs.items()}
     if job.status == JobStatus.failed:
         raise JobFailed(job)
     if job.status == JobStatus.dismissed:
@@ -415,11 +434,11 @@ async def get_status(request: Request, job_id: JobID, jobs: Jobs) -> Response:
     return _json(status_info(job, _base_url(request)))
 
 
-async def get_results(job_id: JobID, jobs: Jobs) -> Response:
+async def get_results(request: Request, job_id: JobID, jobs: Jobs) -> Response:
     """A successful job's outputs (results.yaml); an exception report otherwise."""
     with _no_such_job(job_id):
         job = await jobs.get(parse_job_id(job_id))
-    return _json(results_document(job))
+    return _json(results_document(job, _base_url(request)))
 
 
 async def _until_dismissed(jobs: JobRepository, job: JobRecord, wait_s: float) -> JobRecord:

@@ -1,0 +1,143 @@
+"""Results of the export processes link to their archive absolutely, as every API link does.
+
+A real export job runs on the worker ``terracat worker`` composes (server/worker.py), from the
+same ``Settings`` as the app; its results are read directly, behind a proxy and below a root
+path, and each href downloads the archive.
+"""
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from catalog.settings import JobSettings
+from ogc.processes import resolve_outputs
+from server.app import create_app
+from server.settings import ApiSettings, Settings
+from server.worker import run_worker
+from tests.tiler.conftest import COLLECTION
+from tiler.export import ExportSettings
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+PROXY = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "maps.example.org",
+         "X-Forwarded-Prefix": "/stac"}  # fmt: skip
+
+
+class WorkerThread:
+    """``server.worker.run_worker`` on an event loop of its own, in a thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_event: asyncio.Event | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        ready = threading.Event()
+
+        async def main() -> None:
+            self.loop, self.stop_event = asyncio.get_running_loop(), asyncio.Event()
+            ready.set()
+            await run_worker(self.settings, str(self.settings.db.url), self.stop_event)
+
+        self.thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+        self.thread.start()
+        assert ready.wait(10), "the worker thread did not start"
+
+    def stop(self) -> None:
+        if self.thread is None:
+            return
+        assert self.loop is not None and self.stop_event is not None
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "the worker did not stop"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Quick job timing; two zooms by default, to show the worker got ``settings.export``."""
+    settings.jobs = JobSettings(heartbeat_s=0.2, stale_after_s=2, idle_wake_s=0.5)
+    settings.export = ExportSettings(zoom_levels=2)
+    return settings
+
+
+@pytest.fixture
+def worker(settings: Settings) -> Iterator[WorkerThread]:
+    running = WorkerThread(settings)
+    running.start()
+    yield running
+    running.stop()
+
+
+def run_export(client: TestClient, admin: dict[str, str], **inputs: Any) -> str:
+    """Submit an mbtiles export and wait for it to succeed; its job id."""
+    r = client.post("/processes/mbtiles/execution", json={"inputs": inputs}, headers=admin)
+    assert r.status_code == 201, r.text
+    job_id = str(r.json()["jobID"])
+    deadline = time.monotonic() + 120
+    while True:
+        doc = client.get(f"/jobs/{job_id}", headers=admin).json()
+        if doc["status"] not in ("accepted", "running"):
+            break
+        assert time.monotonic() < deadline, f"job still {doc['status']}"
+        time.sleep(0.1)
+    assert doc["status"] == "successful", doc
+    return job_id
+
+
+def test_export_results_link_absolutely_to_a_downloadable_archive(
+    client: TestClient, admin: dict[str, str], settings: Settings, worker: WorkerThread,
+    rgb_item: dict[str, Any], tmp_path: Path,
+) -> None:  # fmt: skip
+    job_id = run_export(client, admin, item={"collection": COLLECTION, "id": "rgb"}, maxzoom=14)
+    results = f"/jobs/{job_id}/results"
+
+    r = client.get(results, headers=admin)
+    assert r.status_code == 200, r.text
+    archive = r.json()["archive"]["value"]
+    assert archive["href"] == f"http://testserver/exports/{job_id}.mbtiles"
+    assert archive["type"] == "application/vnd.sqlite3"
+    got = client.get(archive["href"], headers=admin)
+    assert got.status_code == 200, got.text
+    assert got.headers["content-type"] == archive["type"]
+    assert len(got.content) == archive["bytes"] and got.content.startswith(SQLITE_MAGIC)
+    part = client.get(archive["href"], headers={**admin, "Range": "bytes=0-15"})
+    assert part.status_code == 206 and part.content == SQLITE_MAGIC
+
+    path = tmp_path / "export.mbtiles"
+    path.write_bytes(got.content)
+    with sqlite3.connect(path) as db:
+        metadata = dict(db.execute("SELECT name, value FROM metadata"))
+        count = db.execute("SELECT count(*) FROM tiles").fetchone()[0]
+    assert (metadata["minzoom"], metadata["maxzoom"]) == ("13", "14")  # zoom_levels=2
+    assert count == archive["tiles"] > 0
+
+    behind = client.get(results, headers={**admin, **PROXY}).json()["archive"]["value"]
+    assert behind["href"] == f"https://maps.example.org/stac/exports/{job_id}.mbtiles"
+
+    api = ApiSettings(root_path="/catalogue", admin_token=settings.api.admin_token)
+    sub = settings.model_copy(update={"api": api})
+    with TestClient(create_app(sub), root_path="/catalogue") as below:
+        value = below.get(f"/catalogue{results}", headers=admin).json()["archive"]["value"]
+        assert value["href"] == f"http://testserver/catalogue/exports/{job_id}.mbtiles"
+        again = below.get(value["href"], headers=admin)
+        assert again.status_code == 200 and again.content == got.content
+
+
+def test_only_links_relative_to_the_api_root_are_resolved() -> None:
+    outputs = {"archive": {"href": "exports/j.pmtiles", "bytes": 3}, "count": 1, "text": "a/b",
+               "absolute": {"href": "https://example.com/x"}, "rooted": {"href": "/x"},
+               "list": [{"href": "exports/k"}]}  # fmt: skip
+    resolved = resolve_outputs(outputs, "https://maps.example.org/stac")
+    assert resolved["archive"] == {"href": "https://maps.example.org/stac/exports/j.pmtiles",
+                                   "bytes": 3}  # fmt: skip
+    assert {k: v for k, v in resolved.items() if k != "archive"} == {
+        k: v for k, v in outputs.items() if k != "archive"
+    }
+    assert outputs["archive"]["href"] == "exports/j.pmtiles"  # the stored outputs stay as they are
