@@ -62,10 +62,12 @@ from catalog.requests import (
     SearchPostRequest,
 )
 from catalog.uploads import UploadRepository
+from ogc.exports import ExportsExtension
 from ogc.processes import ProcessesExtension
 from ogc.tiles import TilesExtension
 from ogc.vector_tiles import VectorTilesExtension
 from tiler.errors import add_error_handlers as add_tiler_error_handlers
+from tiler.export import export_processes
 from tiler.factory import item_tiler_factory
 from tiler.mosaic import mosaic_router
 
@@ -208,19 +210,17 @@ def build_processes(
     settings: Settings, catalog: CatalogRepository, uploads: UploadRepository
 ) -> dict[str, Process]:
     """Every process this server offers, by id (the API and the workers share this list)."""
-    from tiler.export import export_processes
-
     processes: list[Process] = [
         IngestProcess(uploads, catalog, settings.ingest, settings.catalog.validate_extensions),
-        *export_processes(catalog, settings.ingest.data_dir, settings.tiler),
+        *export_processes(
+            catalog, settings.ingest.data_dir, settings.tiler, settings.export, settings.mosaic
+        ),
     ]
     return {p.description.id: p for p in processes}
 
 
 def _ogc_extensions(settings: Settings) -> list[Any]:
     """OGC API parts served next to the STAC API (each declares its conformance classes)."""
-    from ogc.exports import ExportsExtension
-
     admin = admin_dependency(settings.api)
     tiles = settings.tiles
     return [
@@ -413,5 +413,10 @@ def _add_map_routes(app: FastAPI, settings: Settings) -> None:
     items = item_tiler_factory(settings.tiler, settings.ingest.data_dir)
     app.include_router(items.router, prefix=items.router_prefix, tags=["Item maps"])
     app.include_router(
-        mosaic_router(settings.tiler, settings.ingest.data_dir, [admin_dependency(settings.api)])
+        mosaic_router(
+            settings.tiler,
+            settings.ingest.data_dir,
+            [admin_dependency(settings.api)],
+            settings.mosaic,
+        )
     )

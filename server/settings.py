@@ -5,6 +5,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from catalog.settings import CatalogSettings, DatabaseSettings, IngestSettings, JobSettings
 from ogc.tiles import TileSettings
+from tiler.export import ExportSettings
+from tiler.mosaic import MosaicSettings
 from tiler.settings import TilerSettings
 
 
@@ -56,3 +58,5 @@ class Settings(BaseModel):
     jobs: JobSettings = Field(default_factory=JobSettings)
     tiles: TileSettings = Field(default_factory=TileSettings)
     tiler: TilerSettings = Field(default_factory=TilerSettings)
+    mosaic: MosaicSettings = Field(default_factory=MosaicSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)

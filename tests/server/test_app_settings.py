@@ -1,0 +1,77 @@
+"""One ``Settings`` configures everything: the export and mosaic settings are nested in it."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import morecantile
+import pytest
+from fastapi.testclient import TestClient
+
+from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
+from catalog.ingest.storage import LocalStorage
+from server.app import create_app
+from server.settings import Settings
+from tests import rasters
+from tests.factories import collection
+from tiler.export import ExportSettings
+from tiler.mosaic import MosaicSettings
+
+
+def test_export_and_mosaic_settings_keep_their_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TERRACAT_EXPORT_MAX_TILES", "123")
+    monkeypatch.setenv("TERRACAT_EXPORT_ZOOM_LEVELS", "3")
+    monkeypatch.setenv("TERRACAT_MOSAIC_MAX_ITEMS_PER_TILE", "7")
+    monkeypatch.setenv("TERRACAT_MOSAIC_TILE_CACHE_CONTROL", "no-store")
+    settings = Settings()
+    assert (settings.export.max_tiles, settings.export.zoom_levels) == (123, 3)
+    assert settings.mosaic.max_items_per_tile == 7
+    assert settings.mosaic.tile_cache_control == "no-store"
+
+
+def _add_item(
+    client: TestClient, admin: dict[str, str], settings: Settings, folder: Path
+) -> dict[str, Any]:
+    """A real COG item in collection ``maps``, as the ingest process makes it."""
+    source = rasters.utm_rgb_tif(folder)
+    sha256, size = file_digest(source)
+    request = IngestRequest(source, "maps", "rgb", sha256, size, source.name, None,
+                            datetime.now(UTC))  # fmt: skip
+    item = ingest_file(request, LocalStorage(settings.ingest.data_dir), settings.ingest)
+    assert client.post("/collections", json=collection("maps"), headers=admin).status_code == 201
+    r = client.post("/collections/maps/items", json=item, headers=admin)
+    assert r.status_code == 201, r.text
+    return item
+
+
+def test_injected_export_and_mosaic_settings_reach_the_app(
+    settings: Settings, admin: dict[str, str], tmp_path: Path
+) -> None:
+    settings.export = ExportSettings(max_tiles=5, timeout_s=600)
+    settings.mosaic = MosaicSettings(
+        max_items_per_tile=3, search_cache_ttl_s=0, tile_cache_control="public, max-age=7"
+    )
+    with TestClient(create_app(settings)) as client:
+        # exports: the processes (shared with the workers) carry the injected settings
+        inputs = {"collection": "maps", "bbox": [15, 50, 15.5, 50.5], "minzoom": 0, "maxzoom": 8}
+        r = client.post("/processes/mbtiles/execution", json={"inputs": inputs}, headers=admin)
+        assert r.status_code == 400 and r.json()["code"] == "export.TooManyTiles", r.text
+        assert "limit of 5" in r.json()["description"]
+        processes = client.app.state.processes  # type: ignore[attr-defined]
+        for name in ("mbtiles", "pmtiles"):
+            assert processes[name].settings is settings.export
+            assert processes[name].description.timeout_s == 600
+
+        # mosaics: the tile routes and the repository they use
+        west, south, east, north = _add_item(client, admin, settings, tmp_path)["bbox"]
+        mosaic = "/collections/maps/tiles/WebMercatorQuad"
+        tilejson = client.get(f"{mosaic}/tilejson.json").json()
+        tms = morecantile.tms.get("WebMercatorQuad")
+        tile = tms.tile((west + east) / 2, (south + north) / 2, tilejson["maxzoom"])
+        r = client.get(f"{mosaic}/{tile.z}/{tile.x}/{tile.y}.png")
+        assert r.status_code == 200, r.text
+        assert r.headers["cache-control"] == "public, max-age=7"
+        repository = client.app.state.mosaics  # type: ignore[attr-defined]
+        assert (repository.max_items, repository.search_ttl) == (3, 0)
