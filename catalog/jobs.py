@@ -12,7 +12,7 @@ in migration 0003) to wake, heartbeats to find dead workers.
 import enum
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -236,6 +236,14 @@ class JobRepository:
         if row is None:
             raise NotFound(f"job {job_id} does not exist")
         return JobRecord.from_row(row._mapping)
+
+    async def statuses(self, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """The status of each of ``job_ids`` that exists."""
+        if not job_ids:
+            return {}
+        async with self.connect(write=False) as conn:
+            rows = await conn.execute(select(Job.id, Job.status).where(Job.id.in_(list(job_ids))))
+            return {row.id: str(row.status) for row in rows}
 
     async def list_jobs(
         self,

@@ -11,6 +11,7 @@ from catalog.jobs import JobRepository
 from catalog.repository import CatalogRepository
 from catalog.uploads import UploadRepository
 from catalog.worker import Worker
+from tiler.export import sweep_exports
 
 from .app import build_processes
 from .settings import Settings
@@ -70,8 +71,9 @@ async def run_worker(settings: Settings, url: str, stop: asyncio.Event | None = 
         removed += await asyncio.to_thread(
             sweep_temp, data_dir / "staging", STAGING_MAX_AGE_S, None, referenced
         )
+        removed += await sweep_exports(jobs, data_dir)
         if removed:
-            logger.info("removed %d expired upload(s) and stale temp file(s)", removed)
+            logger.info("removed %d expired upload(s), stale temp file(s) and archive(s)", removed)
 
     worker = Worker(
         jobs, url, build_processes(settings, catalog, uploads), settings.jobs, housekeeping=[expire]

@@ -9,6 +9,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from catalog.db import create_engine
+from catalog.jobs import JobRepository
 from catalog.settings import JobSettings
 from ogc.processes import resolve_outputs
 from server.app import create_app
 from server.settings import ApiSettings, Settings
 from server.worker import run_worker
 from tests.tiler.conftest import COLLECTION
-from tiler.export import ExportSettings
+from tiler.export import ExportSettings, exports_dir, sweep_exports
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PROXY = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "maps.example.org",
@@ -141,3 +144,31 @@ def test_only_links_relative_to_the_api_root_are_resolved() -> None:
         k: v for k, v in outputs.items() if k != "archive"
     }
     assert outputs["archive"]["href"] == "exports/j.pmtiles"  # the stored outputs stay as they are
+
+
+def test_the_archive_of_a_dismissed_export_is_swept_and_a_served_one_kept(
+    client: TestClient, admin: dict[str, str], settings: Settings, worker: WorkerThread,
+    rgb_item: dict[str, Any],
+) -> None:  # fmt: skip
+    item = {"collection": COLLECTION, "id": "rgb"}
+    kept, dismissed = (run_export(client, admin, item=item, maxzoom=14) for _ in range(2))
+    folder = exports_dir(settings.ingest.data_dir)
+    stray = folder / f"{uuid.uuid4()}.mbtiles"  # its job row is gone
+    stray.write_bytes(b"x")
+    foreign = folder / "notes.txt"  # not an archive: not ours to judge
+    foreign.write_bytes(b"x")
+    r = client.delete(f"/jobs/{dismissed}", headers=admin)
+    assert r.status_code == 200 and r.json()["status"] == "dismissed"
+    assert client.get(f"/exports/{dismissed}.mbtiles", headers=admin).status_code == 404
+
+    async def sweep(min_age_s: float) -> int:
+        engine = create_engine(str(settings.db.url), settings.db)
+        try:
+            return await sweep_exports(JobRepository(engine), settings.ingest.data_dir, min_age_s)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(sweep(3600)) == 0  # younger than the minimum age: left for now
+    assert asyncio.run(sweep(0)) == 2
+    assert sorted(p.name for p in folder.iterdir()) == sorted([f"{kept}.mbtiles", "notes.txt"])
+    assert client.get(f"/exports/{kept}.mbtiles", headers=admin).status_code == 200
