@@ -22,7 +22,6 @@ from tiler.archives import WRITERS
 from tiler.export import archive_path
 
 from .processes import Jobs, parse_job_id
-from .processes import resolve_outputs as resolve_outputs  # re-exported: it was defined here
 
 Extension = Literal["mbtiles", "pmtiles"]
 

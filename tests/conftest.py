@@ -23,7 +23,9 @@ from catalog.db import migrate, sync_url
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
+    from catalog.settings import JobSettings
     from server.settings import Settings
+    from tests.workers import MakeWorker, Processes
 
 TABLES = (
     "job_log", "upload_files", "upload_sets", "jobs", "searches", "queryables", "items",
@@ -118,11 +120,11 @@ def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> "Settings":
-    """App settings on the test database with an admin token and a private data folder."""
+def app_settings(database_url: str, data_dir: Path) -> "Settings":
+    """App settings on ``database_url`` with the admin token, keeping files in ``data_dir``."""
     from pydantic import SecretStr
 
     from server.settings import ApiSettings, Settings
@@ -130,8 +132,14 @@ def settings(database_url: str, tmp_path: Path) -> "Settings":
     settings = Settings()
     settings.db.url = database_url
     settings.api = ApiSettings(admin_token=SecretStr(ADMIN_TOKEN))
-    settings.ingest.data_dir = tmp_path / "data"
+    settings.ingest.data_dir = data_dir
     return settings
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> "Settings":
+    """App settings on the test database with an admin token and a private data folder."""
+    return app_settings(database_url, tmp_path / "data")
 
 
 @pytest.fixture
@@ -148,4 +156,23 @@ def client(settings: "Settings") -> Iterator["TestClient"]:
 @pytest.fixture
 def admin() -> dict[str, str]:
     """Headers that authorize a write."""
-    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    return dict(ADMIN)
+
+
+@pytest.fixture
+def make_worker(database_url: str) -> Iterator["MakeWorker"]:
+    """Make job workers on the test database, each started by the test; all stopped at its end.
+
+    ``make_worker(processes, job_settings)``: see ``tests.workers.WorkerThread``.
+    """
+    from tests.workers import WorkerThread
+
+    made: list[WorkerThread] = []
+
+    def make(processes: "Processes", jobs: "JobSettings") -> WorkerThread:
+        made.append(WorkerThread(database_url, processes, jobs))
+        return made[-1]
+
+    yield make
+    for worker in made:
+        worker.stop()

@@ -7,7 +7,6 @@ path, and each href downloads the archive.
 
 import asyncio
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,41 +24,12 @@ from server.app import create_app
 from server.settings import ApiSettings, Settings
 from server.worker import run_worker
 from tests.tiler.conftest import COLLECTION
+from tests.workers import LoopThread
 from tiler.export import ExportSettings, exports_dir, sweep_exports
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PROXY = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "maps.example.org",
          "X-Forwarded-Prefix": "/stac"}  # fmt: skip
-
-
-class WorkerThread:
-    """``server.worker.run_worker`` on an event loop of its own, in a thread."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.stop_event: asyncio.Event | None = None
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        ready = threading.Event()
-
-        async def main() -> None:
-            self.loop, self.stop_event = asyncio.get_running_loop(), asyncio.Event()
-            ready.set()
-            await run_worker(self.settings, str(self.settings.db.url), self.stop_event)
-
-        self.thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-        self.thread.start()
-        assert ready.wait(10), "the worker thread did not start"
-
-    def stop(self) -> None:
-        if self.thread is None:
-            return
-        assert self.loop is not None and self.stop_event is not None
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "the worker did not stop"
 
 
 @pytest.fixture
@@ -71,9 +41,10 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def worker(settings: Settings) -> Iterator[WorkerThread]:
-    running = WorkerThread(settings)
-    running.start()
+def worker(settings: Settings) -> Iterator[LoopThread]:
+    """``terracat worker`` as composed for the command line (server/worker.py), in a thread."""
+    running = LoopThread()
+    running.run(lambda stop: run_worker(settings, str(settings.db.url), stop))
     yield running
     running.stop()
 
@@ -95,7 +66,7 @@ def run_export(client: TestClient, admin: dict[str, str], **inputs: Any) -> str:
 
 
 def test_export_results_link_absolutely_to_a_downloadable_archive(
-    client: TestClient, admin: dict[str, str], settings: Settings, worker: WorkerThread,
+    client: TestClient, admin: dict[str, str], settings: Settings, worker: LoopThread,
     rgb_item: dict[str, Any], tmp_path: Path,
 ) -> None:  # fmt: skip
     job_id = run_export(client, admin, item={"collection": COLLECTION, "id": "rgb"}, maxzoom=14)
@@ -147,7 +118,7 @@ def test_only_links_relative_to_the_api_root_are_resolved() -> None:
 
 
 def test_the_archive_of_a_dismissed_export_is_swept_and_a_served_one_kept(
-    client: TestClient, admin: dict[str, str], settings: Settings, worker: WorkerThread,
+    client: TestClient, admin: dict[str, str], settings: Settings, worker: LoopThread,
     rgb_item: dict[str, Any],
 ) -> None:  # fmt: skip
     item = {"collection": COLLECTION, "id": "rgb"}

@@ -1,11 +1,8 @@
 """OGC API - Processes over HTTP, against a real PostGIS and a real worker (ogc/processes.py)."""
 
-import asyncio
 import re
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,55 +10,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
-from catalog.db import create_engine
-from catalog.jobs import JobRepository
-from catalog.settings import DatabaseSettings, JobSettings
-from catalog.worker import Worker
+from catalog.settings import JobSettings
 from ogc import processes as ogc_processes
 from tests.catalog.processes import DoubleProcess
+from tests.workers import MakeWorker, WorkerThread, wait_for
 
 FAST = JobSettings(heartbeat_s=0.2, stale_after_s=2, idle_wake_s=0.5, max_attempts=3)
 CONF = "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/"
 EXC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
 REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-
-
-class WorkerThread:
-    """A real worker on an event loop of its own, in a thread (the TestClient has its own)."""
-
-    def __init__(self, database_url: str) -> None:
-        self.url = database_url
-        self.thread: threading.Thread | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.stop_event: asyncio.Event | None = None
-
-    def start(self) -> None:
-        """Start working on the ``double`` process."""
-        ready = threading.Event()
-
-        async def main() -> None:
-            engine = create_engine(self.url, DatabaseSettings(url=self.url))
-            self.loop, self.stop_event = asyncio.get_running_loop(), asyncio.Event()
-            ready.set()
-            try:
-                worker = Worker(JobRepository(engine), self.url, {"double": DoubleProcess()}, FAST)
-                await worker.run(self.stop_event)
-            finally:
-                await engine.dispose()
-
-        self.thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-        self.thread.start()
-        assert ready.wait(10), "the worker thread did not start"
-
-    def stop(self) -> None:
-        """Stop the worker (running jobs are abandoned) and wait for its thread."""
-        if self.thread is None:
-            return
-        assert self.loop is not None and self.stop_event is not None
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "the worker did not stop"
 
 
 @pytest.fixture
@@ -72,11 +30,9 @@ def api(client: TestClient) -> TestClient:
 
 
 @pytest.fixture
-def worker(database_url: str) -> Iterator[WorkerThread]:
-    """A worker, started by the test when it wants one; stopped at the end."""
-    thread = WorkerThread(database_url)
-    yield thread
-    thread.stop()
+def worker(make_worker: MakeWorker) -> WorkerThread:
+    """A worker on the ``double`` process, started by the test when it wants one."""
+    return make_worker(lambda engine: {"double": DoubleProcess()}, FAST)
 
 
 def execute(
@@ -85,19 +41,6 @@ def execute(
     r = api.post(f"/processes/{process}/execution", json={"inputs": inputs}, headers=admin)
     assert r.status_code == 201, r.text
     return r.json()
-
-
-def wait_for(
-    api: TestClient, admin: dict[str, str], job_id: str, *statuses: str, timeout: float = 60
-) -> dict[str, Any]:
-    """Poll the job's status until it is one of ``statuses``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        doc = api.get(f"/jobs/{job_id}", headers=admin).json()
-        if doc["status"] in statuses:
-            return doc
-        assert time.monotonic() < deadline, f"job still {doc['status']}: {doc}"
-        time.sleep(0.1)
 
 
 def rels(doc: dict[str, Any]) -> dict[str, str]:

@@ -1,28 +1,44 @@
-"""Real COG items for the tiler: GeoTIFFs from tests/rasters.py, ingested by ingest_file into
-the test's data folder and stored through the STAC API."""
+"""Real COG items for the tiler: GeoTIFFs from tests/rasters.py, ingested by ingest_file and
+stored through the STAC API.
 
+Items are made in two places. ``make_item``, ``rgb_item`` and ``rgbn_item`` make them in the
+test's own database and data folder, for tests that change state (delete items, run exports and
+jobs). ``maps`` is a client on a ``SharedCatalogue``: a database of its own holding the same two
+items, made once per session for the many tests that only read them.
+"""
+
+import copy
 import io
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import morecantile
 import numpy as np
 import pytest
+import shapely
 from fastapi.testclient import TestClient
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
+from sqlalchemy import Engine, create_engine, text
 
+from catalog.db import sync_url
 from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
 from catalog.ingest.storage import LocalStorage
 from catalog.settings import IngestSettings
+from server.app import create_app
 from server.settings import Settings
 from tests import rasters
+from tests.conftest import ADMIN, Databases, app_settings
 from tests.factories import collection
 
 COLLECTION = "maps"
 PREFIX = f"/collections/{COLLECTION}/items"
+WHEN = datetime(2024, 5, 1, tzinfo=UTC)
+TMS = morecantile.tms.get("WebMercatorQuad")
 MakeItem = Callable[..., dict[str, Any]]
 
 
@@ -39,26 +55,50 @@ def npy(content: bytes) -> np.ndarray:
     return np.load(io.BytesIO(content), allow_pickle=False)
 
 
-@pytest.fixture
-def make_item(
-    client: TestClient, admin: dict[str, str], settings: Settings, tmp_path: Path
-) -> MakeItem:
-    """Ingest a GeoTIFF with ingest_file and POST the item; returns the item as stored."""
-    r = client.post("/collections", json=collection(COLLECTION), headers=admin)
+def expected_tiles(
+    region: shapely.Geometry, minzoom: int, maxzoom: int
+) -> set[tuple[int, int, int]]:
+    """The tiles covering a region, found with morecantile and shapely tile by tile: those
+    whose interior meets the region's."""
+    found = set()
+    for tile in TMS.tiles(*region.bounds, list(range(minzoom, maxzoom + 1))):
+        box = shapely.box(*TMS.bounds(tile))
+        if region.intersects(box) and not region.touches(box):
+            found.add((tile.z, tile.x, tile.y))
+    return found
+
+
+def ingest_item(
+    client: TestClient, settings: Settings, source: Path, item_id: str,
+    collection_id: str = COLLECTION, when: datetime = WHEN,
+) -> dict[str, Any]:  # fmt: skip
+    """Ingest a GeoTIFF with ingest_file into the settings' data folder and POST the item;
+    returns the item as stored."""
+    sha256, size = file_digest(source)
+    request = IngestRequest(
+        source=source, collection_id=collection_id, item_id=item_id, sha256=sha256, size=size,
+        filename=source.name, datetime_value=when, upload_time=datetime.now(UTC),
+    )  # fmt: skip
+    item = ingest_file(request, LocalStorage(settings.ingest.data_dir), settings.ingest)
+    r = client.post(f"/collections/{collection_id}/items", json=item, headers=ADMIN)
     assert r.status_code == 201, r.text
-    storage = LocalStorage(settings.ingest.data_dir)
+    return client.get(f"/collections/{collection_id}/items/{item_id}").json()
+
+
+def add_collection(client: TestClient, doc: dict[str, Any]) -> None:
+    """POST a collection."""
+    r = client.post("/collections", json=doc, headers=ADMIN)
+    assert r.status_code == 201, r.text
+
+
+# -- items in the test's own database -----------------------------------------------------------
+@pytest.fixture
+def make_item(client: TestClient, settings: Settings) -> MakeItem:
+    """Ingest a GeoTIFF with ingest_file and POST the item; returns the item as stored."""
+    add_collection(client, collection(COLLECTION))
 
     def make(source: Path, item_id: str, collection_id: str = COLLECTION) -> dict[str, Any]:
-        sha256, size = file_digest(source)
-        request = IngestRequest(
-            source=source, collection_id=collection_id, item_id=item_id, sha256=sha256,
-            size=size, filename=source.name, datetime_value=datetime(2024, 5, 1, tzinfo=UTC),
-            upload_time=datetime.now(UTC),
-        )  # fmt: skip
-        item = ingest_file(request, storage, settings.ingest)
-        r = client.post(f"/collections/{collection_id}/items", json=item, headers=admin)
-        assert r.status_code == 201, r.text
-        return client.get(f"/collections/{collection_id}/items/{item_id}").json()
+        return ingest_item(client, settings, source, item_id, collection_id)
 
     return make
 
@@ -79,23 +119,111 @@ def rgbn_item(make_item: MakeItem, tmp_path: Path) -> dict[str, Any]:
     return make_item(rasters.rgbn_uint16_tif(folder), "rgbn")
 
 
+# -- items made once, only read -----------------------------------------------------------------
+class SharedCatalogue:
+    """An app client on a database and data folder of its own, for data that tests only read.
+
+    The per-test truncation of the test database never reaches it, so a test must not change
+    what others read; ``forget_searches`` undoes the one write tests make here (saved searches).
+    """
+
+    def __init__(
+        self, settings: Settings, client: TestClient, engine: Engine, folder: Path
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.engine = engine
+        self.folder = folder
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def source_folder(self, name: str) -> Path:
+        """A new folder for source GeoTIFFs."""
+        folder = self.folder / name
+        folder.mkdir()
+        return folder
+
+    def ingest(
+        self, source: Path, item_id: str, collection_id: str, when: datetime = WHEN
+    ) -> dict[str, Any]:
+        """Ingest and store an item (see ``ingest_item``), kept in ``items`` too."""
+        item = ingest_item(self.client, self.settings, source, item_id, collection_id, when)
+        self.items[item_id] = item
+        return item
+
+    def forget_searches(self) -> None:
+        """Delete the saved searches."""
+        with self.engine.begin() as conn:
+            conn.execute(text("TRUNCATE searches"))
+
+
+@contextmanager
+def shared_catalogue(
+    databases: Databases, name: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedCatalogue]:
+    """A ``SharedCatalogue`` on a new migrated database named after ``name``."""
+    folder = tmp_path_factory.mktemp(f"shared-{name}")
+    url = databases.create(f"terracat_{name}_{databases.suffix}")
+    settings = app_settings(url, folder / "data")
+    engine = create_engine(sync_url(url))
+    try:
+        with TestClient(create_app(settings)) as client:
+            yield SharedCatalogue(settings, client, engine, folder)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def maps_catalogue(
+    databases: Databases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedCatalogue]:
+    """Collection ``maps`` with the items of ``rgb_item`` and ``rgbn_item``, made once."""
+    with shared_catalogue(databases, "maps", tmp_path_factory) as shared:
+        add_collection(shared.client, collection(COLLECTION))
+        shared.ingest(rasters.utm_rgb_tif(shared.source_folder("src-rgb")), "rgb", COLLECTION)
+        shared.ingest(rasters.rgbn_uint16_tif(shared.source_folder("src-rgbn")), "rgbn",
+                      COLLECTION)  # fmt: skip
+        yield shared
+
+
 @pytest.fixture
-def local_item(tmp_path: Path) -> tuple[dict[str, Any], Path]:
-    """A real RGBN COG item made by ingest_file in a private data folder (no database)."""
-    settings = IngestSettings(data_dir=tmp_path / "data")
-    source = rasters.rgbn_uint16_tif(tmp_path)
+def maps(maps_catalogue: SharedCatalogue) -> TestClient:
+    """A client on collection ``maps`` with items ``rgb`` and ``rgbn``, shared: read only."""
+    return maps_catalogue.client
+
+
+@pytest.fixture
+def maps_rgb(maps_catalogue: SharedCatalogue) -> dict[str, Any]:
+    """The ``rgb`` item of ``maps`` as stored (a copy)."""
+    return copy.deepcopy(maps_catalogue.items["rgb"])
+
+
+@pytest.fixture
+def maps_rgbn(maps_catalogue: SharedCatalogue) -> dict[str, Any]:
+    """The ``rgbn`` item of ``maps`` as stored (a copy)."""
+    return copy.deepcopy(maps_catalogue.items["rgbn"])
+
+
+@pytest.fixture(scope="session")
+def _local_rgbn(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    folder = tmp_path_factory.mktemp("local-item")
+    settings = IngestSettings(data_dir=folder / "data")
+    source = rasters.rgbn_uint16_tif(folder)
     sha256, size = file_digest(source)
     request = IngestRequest(source, "c", "i", sha256, size, "rgbn.tif", None, datetime.now(UTC))
     return ingest_file(request, LocalStorage(settings.data_dir), settings), settings.data_dir
 
 
+@pytest.fixture
+def local_item(_local_rgbn: tuple[dict[str, Any], Path]) -> tuple[dict[str, Any], Path]:
+    """A real RGBN COG item made by ingest_file in a private data folder (no database); made
+    once, each test gets a copy of the item."""
+    item, data_dir = _local_rgbn
+    return copy.deepcopy(item), data_dir
+
+
 def centre_tile(client: TestClient, item_id: str, zoom_offset: int = 0) -> tuple[int, int, int]:
     """The WebMercatorQuad tile at the centre of an item, at its maxzoom (minus an offset)."""
-    import morecantile
-
     tj = client.get(f"{PREFIX}/{item_id}/WebMercatorQuad/tilejson.json").json()
     west, south, east, north = tj["bounds"]
-    tile = morecantile.tms.get("WebMercatorQuad").tile(
-        (west + east) / 2, (south + north) / 2, tj["maxzoom"] - zoom_offset
-    )
+    tile = TMS.tile((west + east) / 2, (south + north) / 2, tj["maxzoom"] - zoom_offset)
     return tile.z, tile.x, tile.y

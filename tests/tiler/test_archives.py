@@ -13,11 +13,11 @@ import shapely
 from pmtiles.reader import MmapSource, Reader, all_tiles
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
 
+from tests.tiler.conftest import TMS, expected_tiles
 from tiler import tiling
 from tiler.archives import ArchiveMetadata, MBTilesWriter, PMTilesWriter
 from tiler.export import attribution, write_tiles
 
-TMS = morecantile.tms.get("WebMercatorQuad")
 META = ArchiveMetadata(
     name="test/tiles", format="png", bounds=(14.9, 50.4, 15.2, 50.6), minzoom=3, maxzoom=5,
     description="Some tiles", attribution="© Someone", type="overlay",
@@ -114,16 +114,6 @@ def test_tile_ids_are_pmtiles_ids() -> None:
         assert tiling.tile_ids(z, x, y).tolist() == expected
 
 
-def _expected(region: shapely.Geometry, minzoom: int, maxzoom: int) -> set[tuple[int, int, int]]:
-    """With morecantile and shapely tile by tile: tiles whose interior meets the region's."""
-    found = set()
-    for tile in TMS.tiles(*region.bounds, list(range(minzoom, maxzoom + 1))):
-        box = shapely.box(*TMS.bounds(tile))
-        if region.intersects(box) and not region.touches(box):
-            found.add((tile.z, tile.x, tile.y))
-    return found
-
-
 REGION = shapely.Polygon([(14.9, 50.4), (15.2, 50.45), (15.1, 50.6), (14.95, 50.55)])
 
 
@@ -134,14 +124,14 @@ def test_walk_finds_the_tiles_meeting_the_region_in_tile_id_order(
     monkeypatch.setattr(tiling, "BLOCK_LEVELS", block_levels)  # small blocks: deep recursion
     walked = list(tiling.iter_tiles(REGION, 6, 14))
     assert len(walked) == len(set(walked))
-    assert set(walked) == _expected(REGION, 6, 14)
+    assert set(walked) == expected_tiles(REGION, 6, 14)
     ids = [zxy_to_tileid(*t) for t in walked]
     assert ids == sorted(ids)
 
 
 def test_walk_of_a_multipolygon_and_of_a_tile_sized_box() -> None:
     parts = shapely.MultiPolygon([shapely.box(-10, -5, -9, -4), shapely.box(30, 10, 31.5, 11)])
-    assert set(tiling.iter_tiles(parts, 4, 9)) == _expected(parts, 4, 9)
+    assert set(tiling.iter_tiles(parts, 4, 9)) == expected_tiles(parts, 4, 9)
     tile = morecantile.Tile(137, 84, 8)
     box = shapely.box(*TMS.bounds(tile))
     assert list(tiling.iter_tiles(box, 8, 8)) == [(8, 137, 84)]

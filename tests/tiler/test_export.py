@@ -1,89 +1,56 @@
 """The mbtiles and pmtiles processes end to end: real COG items, a real worker, HTTP downloads.
 
 Every archive tile is compared byte for byte with what the tile endpoints serve for the same
-z/x/y and options; the expected tile set is computed here with morecantile and shapely.
+z/x/y and options; the expected tile set is computed independently, with morecantile and shapely
+(``expected_tiles``).
 """
 
-import asyncio
 import json
 import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import morecantile
 import pytest
 import shapely
 from fastapi.testclient import TestClient
 from pmtiles.reader import MmapSource, Reader
 from rasterio.transform import from_origin
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from catalog.db import create_engine
-from catalog.jobs import JobRepository
+from catalog.jobs import Process
 from catalog.repository import CatalogRepository
-from catalog.settings import DatabaseSettings, JobSettings
-from catalog.worker import Worker
-from ogc.exports import resolve_outputs
+from catalog.settings import JobSettings
+from ogc.processes import resolve_outputs
 from server.settings import Settings
 from server.worker import sweep_temp
 from tests import rasters
-from tests.tiler.conftest import COLLECTION, PREFIX, MakeItem, decode
+from tests.tiler.conftest import COLLECTION, PREFIX, MakeItem, decode, expected_tiles
+from tests.workers import MakeWorker, Processes, WorkerThread, wait_for
 from tiler.export import ExportSettings, export_processes
 
 FAST = JobSettings(heartbeat_s=0.2, stale_after_s=2, idle_wake_s=0.5, max_attempts=2)
-TMS = morecantile.tms.get("WebMercatorQuad")
 
 
-class ExportWorker:
-    """A real worker running the export processes, on an event loop of its own in a thread."""
+def exports(settings: Settings, export: ExportSettings | None = None) -> Processes:
+    """The export processes on the worker's engine, writing into the settings' data folder."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.thread: threading.Thread | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.stop_event: asyncio.Event | None = None
+    def make(engine: AsyncEngine) -> dict[str, Process]:
+        processes = export_processes(CatalogRepository(engine), settings.ingest.data_dir,
+                                     settings.tiler, export)  # fmt: skip
+        return {p.description.id: p for p in processes}
 
-    def start(self, export: ExportSettings | None = None) -> None:
-        ready = threading.Event()
-        url = str(self.settings.db.url)
-
-        async def main() -> None:
-            engine = create_engine(url, DatabaseSettings(url=url))
-            self.loop, self.stop_event = asyncio.get_running_loop(), asyncio.Event()
-            ready.set()
-            processes = export_processes(CatalogRepository(engine), self.settings.ingest.data_dir,
-                                         self.settings.tiler, export)  # fmt: skip
-            try:
-                worker = Worker(JobRepository(engine), url,
-                                {p.description.id: p for p in processes}, FAST)  # fmt: skip
-                await worker.run(self.stop_event)
-            finally:
-                await engine.dispose()
-
-        self.thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-        self.thread.start()
-        assert ready.wait(10), "the worker thread did not start"
-
-    def stop(self) -> None:
-        if self.thread is None:
-            return
-        assert self.loop is not None and self.stop_event is not None
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "the worker did not stop"
+    return make
 
 
 @pytest.fixture
-def worker(settings: Settings) -> Iterator[ExportWorker]:
-    running = ExportWorker(settings)
-    yield running
-    running.stop()
+def worker(settings: Settings, make_worker: MakeWorker) -> WorkerThread:
+    """A worker running the export processes, started by the test."""
+    return make_worker(exports(settings), FAST)
 
 
 def submit(client: TestClient, admin: dict[str, str], process: str, **inputs: Any) -> str:
@@ -92,23 +59,11 @@ def submit(client: TestClient, admin: dict[str, str], process: str, **inputs: An
     return str(r.json()["jobID"])
 
 
-def wait_for(
-    client: TestClient, admin: dict[str, str], job_id: str, *statuses: str, timeout: float = 120
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        doc = client.get(f"/jobs/{job_id}", headers=admin).json()
-        if doc["status"] in statuses:
-            return doc
-        assert time.monotonic() < deadline, f"job still {doc['status']}: {doc}"
-        time.sleep(0.1)
-
-
 def run_export(
     client: TestClient, admin: dict[str, str], process: str, **inputs: Any
 ) -> dict[str, Any]:
     job_id = submit(client, admin, process, **inputs)
-    doc = wait_for(client, admin, job_id, "successful", "failed", "dismissed")
+    doc = wait_for(client, admin, job_id, "successful", "failed", "dismissed", timeout=120)
     assert doc["status"] == "successful", doc
     results = client.get(f"/jobs/{job_id}/results", headers=admin).json()
     return {"job": job_id, **results["archive"]["value"]}
@@ -142,18 +97,6 @@ def mbtiles_metadata(path: Path) -> dict[str, str]:
 
 def footprint(item: dict[str, Any]) -> shapely.Geometry:
     return shapely.geometry.shape(item["geometry"])
-
-
-def expected_tiles(
-    region: shapely.Geometry, minzoom: int, maxzoom: int
-) -> set[tuple[int, int, int]]:
-    """The tiles an export covers, found independently: morecantile's, whose interior meets."""
-    found = set()
-    for tile in TMS.tiles(*region.bounds, list(range(minzoom, maxzoom + 1))):
-        box = shapely.box(*TMS.bounds(tile))
-        if region.intersects(box) and not region.touches(box):
-            found.add((tile.z, tile.x, tile.y))
-    return found
 
 
 def endpoint_tile(client: TestClient, url: str) -> bytes | None:
@@ -197,7 +140,7 @@ ITEM_TILES = PREFIX + "/rgb/tiles/WebMercatorQuad/{z}/{x}/{y}"
 
 
 def test_mbtiles_export_of_an_item_holds_the_endpoint_tiles(
-    client: TestClient, admin: dict[str, str], worker: ExportWorker, rgb_item: dict[str, Any],
+    client: TestClient, admin: dict[str, str], worker: WorkerThread, rgb_item: dict[str, Any],
     tmp_path: Path,
 ) -> None:  # fmt: skip
     worker.start()
@@ -205,7 +148,7 @@ def test_mbtiles_export_of_an_item_holds_the_endpoint_tiles(
     export = run_export(client, admin, "mbtiles", item={"collection": COLLECTION, "id": "rgb"},
                         bbox=bbox, minzoom=13, maxzoom=17)  # fmt: skip
     assert export["type"] == "application/vnd.sqlite3"
-    # absolute once the results route resolves output links (ogc.exports.resolve_outputs)
+    # absolute once the results route resolves output links (ogc.processes.resolve_outputs)
     href = urljoin("http://testserver/", export["href"])
     assert href == f"http://testserver/exports/{export['job']}.mbtiles"
     path = download(client, admin, export, tmp_path)
@@ -245,7 +188,7 @@ def test_mbtiles_export_of_an_item_holds_the_endpoint_tiles(
 
 
 def test_pmtiles_export_reads_back_with_the_mbtiles_tiles(
-    client: TestClient, admin: dict[str, str], worker: ExportWorker, rgb_item: dict[str, Any],
+    client: TestClient, admin: dict[str, str], worker: WorkerThread, rgb_item: dict[str, Any],
     tmp_path: Path,
 ) -> None:  # fmt: skip
     worker.start()
@@ -269,7 +212,7 @@ def test_pmtiles_export_reads_back_with_the_mbtiles_tiles(
 
 
 def test_jpeg_512_px_export_is_the_endpoint_at_2x(
-    client: TestClient, admin: dict[str, str], worker: ExportWorker, rgb_item: dict[str, Any],
+    client: TestClient, admin: dict[str, str], worker: WorkerThread, rgb_item: dict[str, Any],
     tmp_path: Path,
 ) -> None:  # fmt: skip
     worker.start()
@@ -287,7 +230,7 @@ def test_jpeg_512_px_export_is_the_endpoint_at_2x(
 
 
 def test_default_zooms_come_from_the_native_resolution(
-    client: TestClient, admin: dict[str, str], worker: ExportWorker, rgb_item: dict[str, Any],
+    client: TestClient, admin: dict[str, str], worker: WorkerThread, rgb_item: dict[str, Any],
     tmp_path: Path,
 ) -> None:  # fmt: skip
     worker.start()
@@ -318,7 +261,7 @@ def two_items(make_item: MakeItem, tmp_path: Path) -> list[dict[str, Any]]:
 
 
 def test_collection_and_search_exports_hold_the_mosaic_tiles(
-    client: TestClient, admin: dict[str, str], worker: ExportWorker,
+    client: TestClient, admin: dict[str, str], worker: WorkerThread,
     two_items: list[dict[str, Any]], tmp_path: Path,
 ) -> None:  # fmt: skip
     worker.start()
@@ -361,7 +304,7 @@ def _progressing(client: TestClient, admin: dict[str, str], job_id: str) -> dict
 
 
 def test_cancel_mid_export_publishes_nothing_and_leaves_no_temp_file(
-    client: TestClient, admin: dict[str, str], worker: ExportWorker, rgb_item: dict[str, Any],
+    client: TestClient, admin: dict[str, str], worker: WorkerThread, rgb_item: dict[str, Any],
     settings: Settings,
 ) -> None:  # fmt: skip
     worker.start()
@@ -379,7 +322,7 @@ def test_cancel_mid_export_publishes_nothing_and_leaves_no_temp_file(
 
 
 def test_a_killed_worker_publishes_nothing_and_the_export_runs_again(
-    client: TestClient, admin: dict[str, str], worker: ExportWorker, rgb_item: dict[str, Any],
+    client: TestClient, admin: dict[str, str], worker: WorkerThread, rgb_item: dict[str, Any],
     settings: Settings,
 ) -> None:  # fmt: skip
     data = settings.ingest.data_dir
@@ -412,7 +355,7 @@ def test_a_killed_worker_publishes_nothing_and_the_export_runs_again(
 
 
 def test_download_supports_ranges_etags_and_needs_the_token(
-    client: TestClient, admin: dict[str, str], worker: ExportWorker, rgb_item: dict[str, Any],
+    client: TestClient, admin: dict[str, str], worker: WorkerThread, rgb_item: dict[str, Any],
 ) -> None:  # fmt: skip
     worker.start()
     export = run_export(client, admin, "mbtiles", item={"collection": COLLECTION, "id": "rgb"},
@@ -449,14 +392,14 @@ def test_download_supports_ranges_etags_and_needs_the_token(
 
 
 # -- refusals -----------------------------------------------------------------------------------
-def test_processes_are_described(client: TestClient) -> None:
-    ids = {p["id"] for p in client.get("/processes").json()["processes"]}
+def test_processes_are_described(maps: TestClient) -> None:
+    ids = {p["id"] for p in maps.get("/processes").json()["processes"]}
     assert {"mbtiles", "pmtiles"} <= ids
-    doc = client.get("/processes/pmtiles").json()
+    doc = maps.get("/processes/pmtiles").json()
     assert {"item", "collection", "search", "bbox", "minzoom", "maxzoom", "format", "tile_size",
             "preset", "expression", "rescale", "colormap_name"} <= set(doc["inputs"])  # fmt: skip
     assert doc["inputs"]["format"]["schema"]["enum"] == ["png", "jpeg", "webp"]
-    process = client.app.state.processes["pmtiles"]  # type: ignore[attr-defined]
+    process = maps.app.state.processes["pmtiles"]  # type: ignore[attr-defined]
     assert process.description.timeout_s == ExportSettings().timeout_s  # not the jobs' default
     assert doc["outputs"]["archive"]["schema"]["properties"]["type"]["const"] == (
         "application/vnd.pmtiles"
@@ -483,17 +426,18 @@ def test_processes_are_described(client: TestClient) -> None:
     ],
 )  # fmt: skip
 def test_bad_inputs_are_refused_at_submission(
-    client: TestClient, admin: dict[str, str], inputs: dict[str, Any], code: str
+    maps: TestClient, admin: dict[str, str], inputs: dict[str, Any], code: str
 ) -> None:
-    r = client.post("/processes/mbtiles/execution", json={"inputs": inputs}, headers=admin)
+    r = maps.post("/processes/mbtiles/execution", json={"inputs": inputs}, headers=admin)
     assert r.status_code == 400, r.text
     assert r.json()["code"] == code, r.json()
 
 
 def test_what_prepare_finds_wrong_fails_the_job_with_its_code(
-    client: TestClient, admin: dict[str, str], worker: ExportWorker, rgb_item: dict[str, Any],
+    client: TestClient, admin: dict[str, str], worker: WorkerThread, rgb_item: dict[str, Any],
+    settings: Settings,
 ) -> None:  # fmt: skip
-    worker.start(ExportSettings(max_tiles=30))
+    worker.start(exports(settings, ExportSettings(max_tiles=30)))
     item = {"collection": COLLECTION, "id": "rgb"}
     cases = [
         ({"item": {"collection": COLLECTION, "id": "missing"}}, "catalog.NotFound"),
@@ -505,7 +449,7 @@ def test_what_prepare_finds_wrong_fails_the_job_with_its_code(
     ]
     jobs = [(submit(client, admin, "mbtiles", **inputs), code) for inputs, code in cases]
     for job_id, code in jobs:
-        doc = wait_for(client, admin, job_id, "successful", "failed")
+        doc = wait_for(client, admin, job_id, "successful", "failed", timeout=120)
         assert doc["status"] == "failed" and doc["error"]["code"] == code, doc
         assert doc["attempts"] == 1  # not retried
 

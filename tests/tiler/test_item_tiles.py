@@ -23,11 +23,9 @@ def _tile_url(item_id: str, z: int, x: int, y: int, suffix: str = "") -> str:
     return f"{PREFIX}/{item_id}/tiles/WebMercatorQuad/{z}/{x}/{y}{suffix}"
 
 
-def test_png_tile_over_data_decodes_to_256px_with_pixels(
-    client: TestClient, rgb_item: dict[str, Any]
-) -> None:
-    z, x, y = centre_tile(client, "rgb")
-    r = client.get(_tile_url("rgb", z, x, y, ".png"))
+def test_png_tile_over_data_decodes_to_256px_with_pixels(maps: TestClient) -> None:
+    z, x, y = centre_tile(maps, "rgb")
+    r = maps.get(_tile_url("rgb", z, x, y, ".png"))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/png"
     pixels = decode(r.content)
@@ -36,25 +34,25 @@ def test_png_tile_over_data_decodes_to_256px_with_pixels(
     assert r.headers["cache-control"] == "public, max-age=3600"
 
 
-def test_tile_without_format_is_png_or_jpeg(client: TestClient, rgb_item: dict[str, Any]) -> None:
-    z, x, y = centre_tile(client, "rgb")
-    r = client.get(_tile_url("rgb", z, x, y))
+def test_tile_without_format_is_png_or_jpeg(maps: TestClient) -> None:
+    z, x, y = centre_tile(maps, "rgb")
+    r = maps.get(_tile_url("rgb", z, x, y))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] in ("image/png", "image/jpeg")
     assert decode(r.content).shape[1:] == (256, 256)
 
 
 @pytest.mark.parametrize("suffix", ["@2x", "@2x.png"])
-def test_retina_tile_is_512px(client: TestClient, rgb_item: dict[str, Any], suffix: str) -> None:
-    z, x, y = centre_tile(client, "rgb")
-    r = client.get(_tile_url("rgb", z, x, y, suffix))
+def test_retina_tile_is_512px(maps: TestClient, suffix: str) -> None:
+    z, x, y = centre_tile(maps, "rgb")
+    r = maps.get(_tile_url("rgb", z, x, y, suffix))
     assert r.status_code == 200, r.text
     assert decode(r.content).shape[1:] == (512, 512)
 
 
 @pytest.mark.parametrize("suffix", ["@0x.png", "@9x.png", "@ax.png"])
-def test_bad_scale_is_400(client: TestClient, rgb_item: dict[str, Any], suffix: str) -> None:
-    r = client.get(_tile_url("rgb", 14, 8874, 5528, suffix))
+def test_bad_scale_is_400(maps: TestClient, suffix: str) -> None:
+    r = maps.get(_tile_url("rgb", 14, 8874, 5528, suffix))
     assert r.status_code == 400, r.text
     assert r.json()["code"] == "request.InvalidParameter"
 
@@ -64,29 +62,27 @@ def test_bad_scale_is_400(client: TestClient, rgb_item: dict[str, Any], suffix: 
     [("jpeg", "image/jpeg"), ("jpg", "image/jpg"), ("webp", "image/webp"),
      ("tif", "image/tiff; application=geotiff")],
 )  # fmt: skip
-def test_image_formats(
-    client: TestClient, rgb_item: dict[str, Any], fmt: str, media_type: str
-) -> None:
-    z, x, y = centre_tile(client, "rgb")
-    r = client.get(_tile_url("rgb", z, x, y, f".{fmt}"))
+def test_image_formats(maps: TestClient, fmt: str, media_type: str) -> None:
+    z, x, y = centre_tile(maps, "rgb")
+    r = maps.get(_tile_url("rgb", z, x, y, f".{fmt}"))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == media_type
     pixels = decode(r.content)
     assert pixels.shape[1:] == (256, 256) and pixels[:3].max() > 0
 
 
-def test_npy_tile_is_the_raw_data(client: TestClient, rgbn_item: dict[str, Any]) -> None:
-    z, x, y = centre_tile(client, "rgbn")
-    r = client.get(_tile_url("rgbn", z, x, y, ".npy"))
+def test_npy_tile_is_the_raw_data(maps: TestClient) -> None:
+    z, x, y = centre_tile(maps, "rgbn")
+    r = maps.get(_tile_url("rgbn", z, x, y, ".npy"))
     assert r.status_code == 200, r.text
     array = npy(r.content)
     assert array.shape[-2:] == (256, 256) and array.shape[0] >= 4
     assert array[:4].max() > 255  # uint16 values, not stretched
 
 
-def test_uint16_png_is_stretched_to_8_bit(client: TestClient, rgbn_item: dict[str, Any]) -> None:
-    z, x, y = centre_tile(client, "rgbn")
-    r = client.get(_tile_url("rgbn", z, x, y, ".jpeg"), params={"bidx": [1, 2, 3]})
+def test_uint16_png_is_stretched_to_8_bit(maps: TestClient) -> None:
+    z, x, y = centre_tile(maps, "rgbn")
+    r = maps.get(_tile_url("rgbn", z, x, y, ".jpeg"), params={"bidx": [1, 2, 3]})
     assert r.status_code == 200, r.text
     pixels = decode(r.content)
     assert pixels.dtype == np.uint8 and pixels.shape == (3, 256, 256) and pixels.std() > 5
@@ -109,8 +105,8 @@ def test_zoomed_out_tiles_match_rio_tilers_own_reading(
             assert same.mean() > 0.9, zoom  # nearest neighbours may differ by half a pixel
 
 
-def test_tilejson(client: TestClient, rgb_item: dict[str, Any]) -> None:
-    r = client.get(f"{PREFIX}/rgb/WebMercatorQuad/tilejson.json", params={"tile_format": "png"})
+def test_tilejson(maps: TestClient, maps_rgb: dict[str, Any]) -> None:
+    r = maps.get(f"{PREFIX}/rgb/WebMercatorQuad/tilejson.json", params={"tile_format": "png"})
     assert r.status_code == 200, r.text
     tj = r.json()
     assert all(key in tj for key in TILEJSON_REQUIRED)
@@ -120,7 +116,7 @@ def test_tilejson(client: TestClient, rgb_item: dict[str, Any]) -> None:
         "http://testserver/collections/maps/items/rgb/tiles/WebMercatorQuad/{z}/{x}/{y}.png"
     )
     west, south, east, north = tj["bounds"]
-    ibox = rgb_item["bbox"]
+    ibox = maps_rgb["bbox"]
     assert west < east and south < north
     assert abs(west - ibox[0]) < 0.01 and abs(east - ibox[2]) < 0.01
     assert abs(south - ibox[1]) < 0.01 and abs(north - ibox[3]) < 0.01
@@ -130,10 +126,8 @@ def test_tilejson(client: TestClient, rgb_item: dict[str, Any]) -> None:
     assert 13 <= tj["maxzoom"] <= 15 and tj["maxzoom"] - 4 <= tj["minzoom"] <= tj["maxzoom"]
 
 
-def test_tilejson_keeps_rendering_options_in_tile_urls(
-    client: TestClient, rgbn_item: dict[str, Any]
-) -> None:
-    r = client.get(f"{PREFIX}/rgbn/WorldCRS84Quad/tilejson.json", params={"preset": "ndvi"})
+def test_tilejson_keeps_rendering_options_in_tile_urls(maps: TestClient) -> None:
+    r = maps.get(f"{PREFIX}/rgbn/WorldCRS84Quad/tilejson.json", params={"preset": "ndvi"})
     assert r.status_code == 200, r.text
     url = r.json()["tiles"][0]
     assert "/rgbn/tiles/WorldCRS84Quad/{z}/{x}/{y}" in url and "preset=ndvi" in url
@@ -148,21 +142,21 @@ def test_item_ids_are_quoted_in_urls(client: TestClient, make_item: Any, tmp_pat
     assert "/items/scene%201%2Ba/tiles/" in r.json()["tiles"][0]
 
 
-def test_tilesets(client: TestClient, rgb_item: dict[str, Any]) -> None:
-    r = client.get(f"{PREFIX}/rgb/tiles")
+def test_tilesets(maps: TestClient) -> None:
+    r = maps.get(f"{PREFIX}/rgb/tiles")
     assert r.status_code == 200, r.text
     sets = r.json()["tilesets"]
     assert {s["links"][0]["href"].rsplit("/", 1)[-1] for s in sets} == {
         "WebMercatorQuad",
         "WorldCRS84Quad",
     }
-    r = client.get(f"{PREFIX}/rgb/tiles/WebMercatorQuad")
+    r = maps.get(f"{PREFIX}/rgb/tiles/WebMercatorQuad")
     assert r.status_code == 200, r.text
     assert r.json()["tileMatrixSetLimits"]
 
 
-def test_wmts_capabilities(client: TestClient, rgb_item: dict[str, Any]) -> None:
-    r = client.get(f"{PREFIX}/rgb/WMTSCapabilities.xml")
+def test_wmts_capabilities(maps: TestClient) -> None:
+    r = maps.get(f"{PREFIX}/rgb/WMTSCapabilities.xml")
     assert r.status_code == 200, r.text
     root = ET.fromstring(r.content)
     ns = {"wmts": "http://www.opengis.net/wmts/1.0"}
@@ -170,27 +164,27 @@ def test_wmts_capabilities(client: TestClient, rgb_item: dict[str, Any]) -> None
     assert templates and all("/collections/maps/items/rgb/tiles/" in t for t in templates)
 
 
-def test_preview_info_statistics_point(client: TestClient, rgb_item: dict[str, Any]) -> None:
-    r = client.get(f"{PREFIX}/rgb/preview.png", params={"max_size": 128})
+def test_preview_info_statistics_point(maps: TestClient, maps_rgb: dict[str, Any]) -> None:
+    r = maps.get(f"{PREFIX}/rgb/preview.png", params={"max_size": 128})
     assert r.status_code == 200, r.text
     assert decode(r.content).shape == (4, 128, 128)
-    r = client.get(f"{PREFIX}/rgb/preview/64x32.png")
+    r = maps.get(f"{PREFIX}/rgb/preview/64x32.png")
     assert decode(r.content).shape == (4, 32, 64)
 
-    info = client.get(f"{PREFIX}/rgb/info").json()
+    info = maps.get(f"{PREFIX}/rgb/info").json()
     assert set(info) == {"data"}
     assert info["data"]["dtype"] == "uint8" and info["data"]["width"] == 512
-    assert client.get(f"{PREFIX}/rgb/assets").json() == ["data"]
+    assert maps.get(f"{PREFIX}/rgb/assets").json() == ["data"]
 
-    stats = client.get(f"{PREFIX}/rgb/statistics").json()
+    stats = maps.get(f"{PREFIX}/rgb/statistics").json()
     assert set(stats) == {"b1", "b2", "b3"}
     assert 0 < stats["b1"]["min"] <= stats["b1"]["max"] <= 255
-    per_asset = client.get(f"{PREFIX}/rgb/asset_statistics").json()
+    per_asset = maps.get(f"{PREFIX}/rgb/asset_statistics").json()
     assert set(per_asset["data"]) == {"b1", "b2", "b3"}
 
-    lon = (rgb_item["bbox"][0] + rgb_item["bbox"][2]) / 2
-    lat = (rgb_item["bbox"][1] + rgb_item["bbox"][3]) / 2
-    r = client.get(f"{PREFIX}/rgb/point/{lon},{lat}")
+    lon = (maps_rgb["bbox"][0] + maps_rgb["bbox"][2]) / 2
+    lat = (maps_rgb["bbox"][1] + maps_rgb["bbox"][3]) / 2
+    r = maps.get(f"{PREFIX}/rgb/point/{lon},{lat}")
     assert r.status_code == 200, r.text
     point = r.json()
     assert point["coordinates"] == [lon, lat] and len(point["values"]) == 3
@@ -198,57 +192,55 @@ def test_preview_info_statistics_point(client: TestClient, rgb_item: dict[str, A
     assert point["band_names"] == ["b1", "b2", "b3"]
 
 
-def test_bbox_crop_and_feature(client: TestClient, rgb_item: dict[str, Any]) -> None:
-    west, south, east, north = rgb_item["bbox"]
+def test_bbox_crop_and_feature(maps: TestClient, maps_rgb: dict[str, Any]) -> None:
+    west, south, east, north = maps_rgb["bbox"]
     mid_x, mid_y = (west + east) / 2, (south + north) / 2
-    r = client.get(f"{PREFIX}/rgb/bbox/{west},{south},{mid_x},{mid_y}/100x80.png")
+    r = maps.get(f"{PREFIX}/rgb/bbox/{west},{south},{mid_x},{mid_y}/100x80.png")
     assert r.status_code == 200, r.text
     assert decode(r.content).shape == (4, 80, 100)
-    r = client.get(f"{PREFIX}/rgb/bbox/{west},{south},{mid_x},{mid_y}.tif")
+    r = maps.get(f"{PREFIX}/rgb/bbox/{west},{south},{mid_x},{mid_y}.tif")
     assert r.status_code == 200, r.text
     assert max(decode(r.content).shape[1:]) <= 4096
     feature = {"type": "Feature", "properties": {},
                "geometry": {"type": "Polygon", "coordinates": [[[west, south], [mid_x, south],
                             [mid_x, mid_y], [west, south]]]}}  # fmt: skip
-    r = client.post(f"{PREFIX}/rgb/feature/64x64.png", json=feature)
+    r = maps.post(f"{PREFIX}/rgb/feature/64x64.png", json=feature)
     assert r.status_code == 200, r.text
     assert decode(r.content).shape == (4, 64, 64)
 
 
-def test_point_and_tile_outside_the_item_are_404(
-    client: TestClient, rgb_item: dict[str, Any]
-) -> None:
-    r = client.get(_tile_url("rgb", 14, 0, 0, ".png"))
+def test_point_and_tile_outside_the_item_are_404(maps: TestClient) -> None:
+    r = maps.get(_tile_url("rgb", 14, 0, 0, ".png"))
     assert r.status_code == 404, r.text
     assert r.json()["code"] == "tiler.TileOutsideBounds"
     assert "cache-control" not in r.headers
     for z, x, y in ((40, 0, 0), (3, 100, 0), (3, 0, -1)):
-        r = client.get(_tile_url("rgb", z, x, y, ".png"))
+        r = maps.get(_tile_url("rgb", z, x, y, ".png"))
         assert (r.status_code, r.json()["code"]) == (404, "tiler.TileOutsideBounds"), (z, x, y)
     for lon, lat in ((-120.5, 10), (1e308, 1e308), ("inf", 0), ("nan", "nan")):
-        r = client.get(f"{PREFIX}/rgb/point/{lon},{lat}")
+        r = maps.get(f"{PREFIX}/rgb/point/{lon},{lat}")
         assert (r.status_code, r.json()["code"]) == (404, "tiler.PointOutsideBounds"), r.text
-    r = client.get(f"{PREFIX}/rgb/bbox/30,0,31,1.png")
+    r = maps.get(f"{PREFIX}/rgb/bbox/30,0,31,1.png")
     assert (r.status_code, r.json()["code"]) == (404, "tiler.TileOutsideBounds"), r.text
 
 
 def test_zoomed_out_tiles_are_quick_and_show_the_data(
-    client: TestClient, rgb_item: dict[str, Any]
+    maps: TestClient, maps_rgb: dict[str, Any]
 ) -> None:
     """rio-tiler alone spends minutes on a tile many times larger than the data."""
     import morecantile
 
-    west, south, east, north = rgb_item["bbox"]
+    west, south, east, north = maps_rgb["bbox"]
     tms = morecantile.tms.get("WebMercatorQuad")
     for zoom in (0, 3, 6, 8, 11):
         tile = tms.tile((west + east) / 2, (south + north) / 2, zoom)
         started = time.monotonic()
-        r = client.get(_tile_url("rgb", zoom, tile.x, tile.y, ".png"))
+        r = maps.get(_tile_url("rgb", zoom, tile.x, tile.y, ".png"))
         assert r.status_code == 200, r.text
         assert time.monotonic() - started < 5, zoom
         alpha = decode(r.content)[3]
         assert (alpha > 0).sum() < alpha.size / 4, zoom
-        again = client.get(_tile_url("rgb", zoom, tile.x, tile.y, ".png"))
+        again = maps.get(_tile_url("rgb", zoom, tile.x, tile.y, ".png"))
         assert again.content == r.content, zoom  # nothing left uninitialised under the mask
         if zoom >= 6:  # the 5 km item spans a few pixels at zoom 6
             assert (alpha > 0).sum() > 0, zoom
@@ -261,8 +253,8 @@ def test_zoomed_out_tiles_are_quick_and_show_the_data(
      "/collections/maps/items/nope/WebMercatorQuad/tilejson.json",
      "/collections/maps/items/%2E%2E/info", "/collections/maps/items/a%00b/preview.png"],
 )  # fmt: skip
-def test_unknown_item_is_404(client: TestClient, rgb_item: dict[str, Any], path: str) -> None:
-    r = client.get(path)
+def test_unknown_item_is_404(maps: TestClient, path: str) -> None:
+    r = maps.get(path)
     assert r.status_code == 404, r.text
     assert r.json()["code"] == "catalog.NotFound"
 
@@ -294,10 +286,10 @@ def test_unknown_item_is_404(client: TestClient, rgb_item: dict[str, Any], path:
      ({"resampling": "bogus"}, 400, "request.InvalidParameter")],
 )  # fmt: skip
 def test_bad_rendering_options_are_4xx(
-    client: TestClient, rgb_item: dict[str, Any], params: dict, status: int, code: str
+    maps: TestClient, params: dict, status: int, code: str
 ) -> None:
-    z, x, y = centre_tile(client, "rgb")
-    r = client.get(_tile_url("rgb", z, x, y, ".png"), params=params)
+    z, x, y = centre_tile(maps, "rgb")
+    r = maps.get(_tile_url("rgb", z, x, y, ".png"), params=params)
     assert (r.status_code, r.json()["code"]) == (status, code), r.text
 
 
@@ -315,9 +307,9 @@ def test_bad_rendering_options_are_4xx(
      ("bbox/-180,-90,180,90.png", {}, "tiler.InvalidBounds")],
 )  # fmt: skip
 def test_bad_sizes_and_statistics_options_are_400(
-    client: TestClient, rgb_item: dict[str, Any], path: str, params: dict, code: str
+    maps: TestClient, path: str, params: dict, code: str
 ) -> None:
-    r = client.get(f"{PREFIX}/rgb/{path}", params=params)
+    r = maps.get(f"{PREFIX}/rgb/{path}", params=params)
     assert (r.status_code, r.json()["code"]) == (400, code), r.text
 
 
@@ -335,8 +327,8 @@ def test_item_edits_show_after_the_cache_ttl(
         assert (r.status_code, r.json()["code"]) == (404, "catalog.NotFound")
 
 
-def test_openapi_lists_the_item_routes_with_unique_camelcase_ids(client: TestClient) -> None:
-    r = client.get("/api")
+def test_openapi_lists_the_item_routes_with_unique_camelcase_ids(maps: TestClient) -> None:
+    r = maps.get("/api")
     assert r.status_code == 200, r.text
     paths = r.json()["paths"]
     ids = [op["operationId"] for methods in paths.values() for op in methods.values()]

@@ -1,32 +1,35 @@
 """Mosaic tiles and TileJSON of collections and saved searches, over real ingested COGs.
 
 Two 512 x 512 px items at 10 m in EPSG:32633 overlap by half: ``red`` (older) from x = 500 km,
-``blue`` (newer) 2560 m further east. Tiles are picked wholly inside one region.
+``blue`` (newer) 2560 m further east. Tiles are picked wholly inside one region. The mosaic
+is made once for the module; a test that adds to it gets its own (``own_mosaic``).
 """
 
-import io
-import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import morecantile
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from rasterio.errors import NotGeoreferencedWarning
-from rasterio.io import MemoryFile
 from rasterio.transform import from_origin
 from rasterio.warp import transform
 from rio_tiler.colormap import cmap
-from sqlalchemy import Engine, text
 
-from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
-from catalog.ingest.storage import LocalStorage
 from server.settings import Settings
 from tests import rasters
+from tests.conftest import Databases
 from tests.factories import collection, item
+from tests.tiler.conftest import (
+    TMS,
+    SharedCatalogue,
+    add_collection,
+    decode,
+    ingest_item,
+    npy,
+    shared_catalogue,
+)
 
 COLLECTION = "mosaic"
 SIZE, PIXEL = 512, 10.0
@@ -34,15 +37,7 @@ X0, TOP = rasters.UTM_ORIGIN
 SHIFT = SIZE * PIXEL / 2  # blue starts halfway across red
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 EXTENT = [14.9, 50.4, 15.2, 50.6]
-TMS = morecantile.tms.get("WebMercatorQuad")
 BASE = f"/collections/{COLLECTION}/tiles/WebMercatorQuad"
-
-
-@pytest.fixture(autouse=True)
-def _clean_searches(sync_engine: Engine) -> Iterator[None]:
-    yield
-    with sync_engine.begin() as conn:
-        conn.execute(text("TRUNCATE searches"))
 
 
 def solid_tif(folder: Path, name: str, color: tuple[int, int, int], x0: float) -> Path:
@@ -56,29 +51,39 @@ def solid_tif(folder: Path, name: str, color: tuple[int, int, int], x0: float) -
     )  # fmt: skip
 
 
-@pytest.fixture
-def mosaic(
-    client: TestClient, admin: dict[str, str], settings: Settings, tmp_path: Path
-) -> TestClient:
+def load_mosaic(client: TestClient, settings: Settings, folder: Path) -> None:
     """Collection ``mosaic`` with ``blue`` (2024-06) ingested before ``red`` (2024-01)."""
-    r = client.post("/collections", json=collection(COLLECTION, bbox=EXTENT), headers=admin)
-    assert r.status_code == 201, r.text
-    storage = LocalStorage(settings.ingest.data_dir)
-    folder = tmp_path / "sources"
-    folder.mkdir()
+    add_collection(client, collection(COLLECTION, bbox=EXTENT))
     for name, color, x0, when in (
         ("blue", BLUE, X0 + SHIFT, datetime(2024, 6, 1, tzinfo=UTC)),
         ("red", RED, X0, datetime(2024, 1, 1, tzinfo=UTC)),
     ):
-        source = solid_tif(folder, name, color, x0)
-        sha256, size = file_digest(source)
-        request = IngestRequest(
-            source=source, collection_id=COLLECTION, item_id=name, sha256=sha256, size=size,
-            filename=source.name, datetime_value=when, upload_time=datetime.now(UTC),
-        )  # fmt: skip
-        doc = ingest_file(request, storage, settings.ingest)
-        r = client.post(f"/collections/{COLLECTION}/items", json=doc, headers=admin)
-        assert r.status_code == 201, r.text
+        ingest_item(client, settings, solid_tif(folder, name, color, x0), name, COLLECTION, when)
+
+
+@pytest.fixture(scope="module")
+def mosaic_catalogue(
+    databases: Databases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedCatalogue]:
+    """The mosaic, made once for the tests that only read it."""
+    with shared_catalogue(databases, "mosaic", tmp_path_factory) as shared:
+        load_mosaic(shared.client, shared.settings, shared.source_folder("sources"))
+        yield shared
+
+
+@pytest.fixture
+def mosaic(mosaic_catalogue: SharedCatalogue) -> Iterator[TestClient]:
+    """A client on the shared mosaic (read only); searches a test saves are deleted after it."""
+    yield mosaic_catalogue.client
+    mosaic_catalogue.forget_searches()
+
+
+@pytest.fixture
+def own_mosaic(client: TestClient, settings: Settings, tmp_path: Path) -> TestClient:
+    """The mosaic in the test's own database, for a test that adds to it."""
+    folder = tmp_path / "sources"
+    folder.mkdir()
+    load_mosaic(client, settings, folder)
     return client
 
 
@@ -96,13 +101,6 @@ def tile_in(west: float, east: float, zoom: int = 16) -> tuple[int, int, int]:
 
 RED_ONLY = (X0, X0 + SHIFT)
 OVERLAP = (X0 + SHIFT, X0 + 2 * SHIFT)
-
-
-def decode(content: bytes) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with MemoryFile(content) as memory, memory.open() as dataset:
-            return dataset.read()
 
 
 def colour(client: TestClient, path: str, **params: Any) -> tuple[int, ...]:
@@ -158,12 +156,14 @@ def test_tile_half_outside_the_data_is_transparent_there(mosaic: TestClient) -> 
     assert (pixels[:3, alpha == 255].T == BLUE).all()
 
 
-def test_items_not_in_our_storage_are_left_out(mosaic: TestClient, admin: dict[str, str]) -> None:
+def test_items_not_in_our_storage_are_left_out(
+    own_mosaic: TestClient, admin: dict[str, str]
+) -> None:
     # Newest and covering everything, but its asset is s3://...: never read, not drawn.
     foreign = item("foreign", lon=14.8, lat=50.3, size=0.5, when="2025-01-01T00:00:00Z")
-    r = mosaic.post(f"/collections/{COLLECTION}/items", json=foreign, headers=admin)
+    r = own_mosaic.post(f"/collections/{COLLECTION}/items", json=foreign, headers=admin)
     assert r.status_code == 201, r.text
-    assert colour(mosaic, path_of(tile_in(*OVERLAP))) == BLUE
+    assert colour(own_mosaic, path_of(tile_in(*OVERLAP))) == BLUE
 
 
 @pytest.mark.parametrize(
@@ -190,7 +190,7 @@ def test_formats_and_scales(
 def test_npy_tiles(mosaic: TestClient) -> None:
     r = mosaic.get(path_of(tile_in(*OVERLAP), suffix=".npy"))
     assert r.status_code == 200
-    array = np.load(io.BytesIO(r.content), allow_pickle=False)
+    array = npy(r.content)
     assert array.shape[1:] == (256, 256)
     assert tuple(array[:3, 0, 0]) == BLUE
 

@@ -111,39 +111,37 @@ def _tile(client: TestClient, fmt: str, **params: Any) -> Any:
 
 
 def test_ndvi_preset_equals_the_expression_in_common_names_and_in_positions(
-    client: TestClient, rgbn_item: dict[str, Any]
+    maps: TestClient,
 ) -> None:
-    names = _tile(client, "npy", expression="(nir-red)/(nir+red)")
-    positions = _tile(client, "npy", expression="(b4-b1)/(b4+b1)")
+    names = _tile(maps, "npy", expression="(nir-red)/(nir+red)")
+    positions = _tile(maps, "npy", expression="(b4-b1)/(b4+b1)")
     assert names.status_code == positions.status_code == 200, names.text
     data, mask = npy(names.content)  # npy: the band, then the mask
     assert np.array_equal(npy(positions.content), np.stack([data, mask]))
     valid = data[mask > 0]
     assert valid.size and valid.min() >= -1 and valid.max() <= 1 and valid.std() > 0
-    preset = _tile(client, "png", preset="ndvi")
-    explicit = _tile(client, "png", expression="(nir-red)/(nir+red)", rescale="-1,1",
+    preset = _tile(maps, "png", preset="ndvi")
+    explicit = _tile(maps, "png", expression="(nir-red)/(nir+red)", rescale="-1,1",
                      colormap_name="rdylgn")  # fmt: skip
     assert preset.status_code == explicit.status_code == 200, preset.text
     assert preset.content == explicit.content
 
 
-def test_ndvi_png_is_colormapped(client: TestClient, rgbn_item: dict[str, Any]) -> None:
-    r = _tile(client, "png", preset="ndvi")
+def test_ndvi_png_is_colormapped(maps: TestClient) -> None:
+    r = _tile(maps, "png", preset="ndvi")
     assert r.status_code == 200, r.text
     pixels = decode(r.content)
     assert pixels.shape == (4, 256, 256)  # RGBA from the colormap
     assert len(np.unique(pixels[:3].reshape(3, -1), axis=1).T) > 10
-    other = decode(_tile(client, "png", preset="ndvi", colormap_name="viridis").content)
+    other = decode(_tile(maps, "png", preset="ndvi", colormap_name="viridis").content)
     assert not np.array_equal(pixels, other)
-    narrow = decode(_tile(client, "png", preset="ndvi", rescale="0,0.2").content)
+    narrow = decode(_tile(maps, "png", preset="ndvi", rescale="0,0.2").content)
     assert not np.array_equal(pixels, narrow)
 
 
 @pytest.mark.parametrize(("preset", "count"), [("evi", 4), ("gndvi", 4), ("rgb", 4), ("cir", 4)])
-def test_available_presets_render(
-    client: TestClient, rgbn_item: dict[str, Any], preset: str, count: int
-) -> None:
-    r = _tile(client, "png", preset=preset)
+def test_available_presets_render(maps: TestClient, preset: str, count: int) -> None:
+    r = _tile(maps, "png", preset=preset)
     assert r.status_code == 200, r.text
     pixels = decode(r.content)
     assert pixels.shape == (count, 256, 256) and pixels[:3].std() > 1
@@ -153,10 +151,8 @@ def test_available_presets_render(
     ("preset", "missing"),
     [("ndmi", "swir16"), ("ndre", "rededge"), ("agri", "swir16"), ("swir", "swir22")],
 )
-def test_preset_missing_bands_is_400(
-    client: TestClient, rgbn_item: dict[str, Any], preset: str, missing: str
-) -> None:
-    r = _tile(client, "png", preset=preset)
+def test_preset_missing_bands_is_400(maps: TestClient, preset: str, missing: str) -> None:
+    r = _tile(maps, "png", preset=preset)
     assert r.status_code == 400, r.text
     body = r.json()
     assert body["code"] == "tiler.PresetUnavailable" and missing in body["description"]
@@ -169,31 +165,29 @@ def test_preset_missing_bands_is_400(
      ({"preset": "ndvi", "bidx": 1}, "tiler.InvalidLayer"),
      ({"preset": "rgb", "bands": "red"}, "tiler.InvalidLayer")],
 )  # fmt: skip
-def test_bad_preset_requests_are_400(
-    client: TestClient, rgbn_item: dict[str, Any], params: dict[str, Any], code: str
-) -> None:
-    r = _tile(client, "png", **params)
+def test_bad_preset_requests_are_400(maps: TestClient, params: dict[str, Any], code: str) -> None:
+    r = _tile(maps, "png", **params)
     assert (r.status_code, r.json()["code"]) == (400, code), r.text
 
 
 def test_presets_on_point_statistics_and_preview(
-    client: TestClient, rgbn_item: dict[str, Any]
+    maps: TestClient, maps_rgbn: dict[str, Any]
 ) -> None:
-    lon = (rgbn_item["bbox"][0] + rgbn_item["bbox"][2]) / 2
-    lat = (rgbn_item["bbox"][1] + rgbn_item["bbox"][3]) / 2
-    raw = client.get(f"{PREFIX}/rgbn/point/{lon},{lat}").json()["values"]
+    lon = (maps_rgbn["bbox"][0] + maps_rgbn["bbox"][2]) / 2
+    lat = (maps_rgbn["bbox"][1] + maps_rgbn["bbox"][3]) / 2
+    raw = maps.get(f"{PREFIX}/rgbn/point/{lon},{lat}").json()["values"]
     red, nir = raw[0], raw[3]
-    ndvi = client.get(f"{PREFIX}/rgbn/point/{lon},{lat}", params={"preset": "ndvi"}).json()
+    ndvi = maps.get(f"{PREFIX}/rgbn/point/{lon},{lat}", params={"preset": "ndvi"}).json()
     assert ndvi["values"] == [pytest.approx((nir - red) / (nir + red))]
-    stats = client.get(f"{PREFIX}/rgbn/statistics", params={"preset": "ndvi"}).json()
+    stats = maps.get(f"{PREFIX}/rgbn/statistics", params={"preset": "ndvi"}).json()
     assert len(stats) == 1 and -1 <= next(iter(stats.values()))["min"] <= 1
-    r = client.get(f"{PREFIX}/rgbn/preview.png", params={"preset": "cir", "max_size": 64})
+    r = maps.get(f"{PREFIX}/rgbn/preview.png", params={"preset": "cir", "max_size": 64})
     assert r.status_code == 200, r.text
     assert decode(r.content).shape == (4, 64, 64)
 
 
-def test_bands_by_common_name(client: TestClient, rgbn_item: dict[str, Any]) -> None:
-    by_name = _tile(client, "npy", bands=["nir", "red"])
-    by_index = _tile(client, "npy", bidx=[4, 1])
+def test_bands_by_common_name(maps: TestClient) -> None:
+    by_name = _tile(maps, "npy", bands=["nir", "red"])
+    by_index = _tile(maps, "npy", bidx=[4, 1])
     assert by_name.status_code == by_index.status_code == 200, by_name.text
     assert np.array_equal(npy(by_name.content), npy(by_index.content))

@@ -5,28 +5,31 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
 
+from tests.conftest import ADMIN, Databases
 from tests.factories import collection, item
+from tests.tiler.conftest import SharedCatalogue, add_collection, shared_catalogue
 
 FILTER_JSON = {"op": "<", "args": [{"property": "gsd"}, 20]}
 
 
-@pytest.fixture(autouse=True)
-def _clean_searches(sync_engine: Engine) -> Iterator[None]:
-    yield
-    with sync_engine.begin() as conn:
-        conn.execute(text("TRUNCATE searches"))
+@pytest.fixture(scope="module")
+def searches_catalogue(
+    databases: Databases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedCatalogue]:
+    """Collection ``s`` with one item that has a ``gsd`` (so ``gsd`` is queryable), made once."""
+    with shared_catalogue(databases, "searches", tmp_path_factory) as shared:
+        add_collection(shared.client, collection("s"))
+        r = shared.client.post("/collections/s/items", json=item("one", gsd=10), headers=ADMIN)
+        assert r.status_code == 201, r.text
+        yield shared
 
 
 @pytest.fixture
-def catalogue(client: TestClient, admin: dict[str, str]) -> TestClient:
-    """Collection ``s`` with one item that has a ``gsd`` (so ``gsd`` is queryable)."""
-    r = client.post("/collections", json=collection("s"), headers=admin)
-    assert r.status_code == 201, r.text
-    r = client.post("/collections/s/items", json=item("one", gsd=10), headers=admin)
-    assert r.status_code == 201, r.text
-    return client
+def catalogue(searches_catalogue: SharedCatalogue) -> Iterator[TestClient]:
+    """A client on the shared collection ``s``; the searches a test saves are deleted after it."""
+    yield searches_catalogue.client
+    searches_catalogue.forget_searches()
 
 
 def register(client: TestClient, admin: dict[str, str], body: Any) -> Any:
@@ -82,13 +85,13 @@ def test_get_a_saved_search(catalogue: TestClient, admin: dict[str, str]) -> Non
     assert r.json() == saved.json()
 
 
-def test_unknown_search_is_404(client: TestClient) -> None:
+def test_unknown_search_is_404(catalogue: TestClient) -> None:
     for path in (
         "/searches/0123456789abcdef0123456789abcdef",
         "/searches/nope/tiles/WebMercatorQuad/tilejson.json",
         "/searches/nope/tiles/WebMercatorQuad/3/4/2.png",
     ):
-        r = client.get(path)
+        r = catalogue.get(path)
         assert r.status_code == 404, (path, r.text)
         assert r.json()["code"] == "search.NotFound"
 
@@ -138,8 +141,8 @@ def test_registering_needs_the_admin_token(catalogue: TestClient) -> None:
     assert r.status_code == 401
 
 
-def test_searches_are_in_the_openapi_document(client: TestClient) -> None:
-    paths = client.get("/api").json()["paths"]
+def test_searches_are_in_the_openapi_document(catalogue: TestClient) -> None:
+    paths = catalogue.get("/api").json()["paths"]
     assert paths["/searches"]["post"]["operationId"] == "registerSearch"
     assert paths["/searches/{searchId}"]["get"]["operationId"] == "getSearch"
     tile = "/searches/{searchId}/tiles/{tileMatrixSetId}/{z}/{x}/{y}"

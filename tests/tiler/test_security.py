@@ -126,8 +126,8 @@ def _valid_values(client: TestClient, item: dict[str, Any]) -> dict[str, str]:
     }  # fmt: skip
 
 
-def test_openapi_has_no_path_or_url_parameters(client: TestClient) -> None:
-    spec = client.get("/api").json()
+def test_openapi_has_no_path_or_url_parameters(maps: TestClient) -> None:
+    spec = maps.get("/api").json()
     for path, operations in spec["paths"].items():
         for operation in operations.values():
             for param in operation.get("parameters", []):
@@ -135,49 +135,49 @@ def test_openapi_has_no_path_or_url_parameters(client: TestClient) -> None:
 
 
 def test_every_get_route_refuses_hostile_path_and_query_values(
-    client: TestClient, admin: dict[str, str], rgb_item: dict[str, Any], probe: Probe
+    maps: TestClient, admin: dict[str, str], maps_rgb: dict[str, Any], probe: Probe
 ) -> None:
     hostile = _hostile(probe)
-    valid = _valid_values(client, rgb_item)
-    for path in _get_routes(client):
+    valid = _valid_values(maps, maps_rgb)
+    for path in _get_routes(maps):
         for value in hostile:
             url = _fill(path, {}, quote(value, safe=""))
             query = {"url": value, "assets": value, "expression": f"open('{value}')"}
             for headers in ({}, admin):
-                _check(client.get(url, params=query, headers=headers), f"{url} {query}")
+                _check(maps.get(url, params=query, headers=headers), f"{url} {query}")
         # real ids in the path, hostile query values one at a time
         url = _fill(path, valid, "x")
-        _check(client.get(url, params={"url": hostile}), f"{url} url")
-        _check(client.get(url, params={"assets": hostile}), f"{url} assets")
+        _check(maps.get(url, params={"url": hostile}), f"{url} url")
+        _check(maps.get(url, params={"assets": hostile}), f"{url} assets")
         for value in hostile:
             for name in ("expression", "dst_crs", "coord_crs", "crs", "colormap", "bands"):
-                _check(client.get(url, params={name: value}), f"{url} {name}={value}")
+                _check(maps.get(url, params={name: value}), f"{url} {name}={value}")
     assert probe.hits() == []
 
 
 @pytest.mark.parametrize("name", ["dst_crs", "coord_crs", "crs"])
 def test_crs_parameters_take_codes_not_files_or_urls(
-    client: TestClient, rgb_item: dict[str, Any], probe: Probe, name: str
+    maps: TestClient, probe: Probe, name: str
 ) -> None:
     path = {"dst_crs": "preview.png", "coord_crs": "bbox/0,0,1,1.png",
             "crs": "info.geojson"}[name]  # fmt: skip
     for value in (f"{probe.url}/crs", f"/vsicurl/{probe.url}/crs", "/etc/passwd",
                   "+proj=longlat +init=/etc/passwd", f"[{probe.url}/x]"):  # fmt: skip
-        r = client.get(f"{PREFIX}/rgb/{path}", params={name: value})
+        r = maps.get(f"{PREFIX}/rgb/{path}", params={name: value})
         assert (r.status_code, r.json()["code"]) == (400, "tiler.UnsafeCrs"), (value, r.text)
     assert probe.hits() == []
 
 
-def test_crs_codes_and_uris_still_work(client: TestClient, rgb_item: dict[str, Any]) -> None:
-    r = client.get(f"{PREFIX}/rgb/preview.png", params={"dst_crs": "EPSG:3857", "max_size": 64})
+def test_crs_codes_and_uris_still_work(maps: TestClient, maps_rgb: dict[str, Any]) -> None:
+    r = maps.get(f"{PREFIX}/rgb/preview.png", params={"dst_crs": "EPSG:3857", "max_size": 64})
     assert r.status_code == 200, r.text
-    west, south, east, north = rgb_item["bbox"]
+    west, south, east, north = maps_rgb["bbox"]
     lon, lat = (west + east) / 2, (south + north) / 2
     for crs in ("http://www.opengis.net/def/crs/EPSG/0/4326", "urn:ogc:def:crs:OGC:1.3:CRS84",
                 "OGC:CRS84"):  # fmt: skip
-        r = client.get(f"{PREFIX}/rgb/point/{lon},{lat}", params={"coord_crs": crs})
+        r = maps.get(f"{PREFIX}/rgb/point/{lon},{lat}", params={"coord_crs": crs})
         assert r.status_code == 200, (crs, r.text)
-    r = client.get(f"{PREFIX}/rgb/point/505000,5595000", params={"coord_crs": "EPSG:32633"})
+    r = maps.get(f"{PREFIX}/rgb/point/505000,5595000", params={"coord_crs": "EPSG:32633"})
     assert r.status_code == 200, r.text
 
 
