@@ -36,7 +36,6 @@ from attrs import define
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
 from morecantile import TileMatrixSet
-from morecantile.defaults import TileMatrixSets
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rio_tiler.constants import WEB_MERCATOR_TMS, WGS84_CRS
@@ -76,7 +75,7 @@ from .dependencies import (
     scale_path,
 )
 from .errors import AssetNotReadable, InvalidLayer, TilerError
-from .factory import cache_control_route, render
+from .factory import SharedTileMatrixSets, cache_control_route, render
 from .presets import Preset, PresetQuery, resolve_preset
 from .reader import ItemReader
 from .settings import TilerSettings
@@ -572,7 +571,9 @@ def mosaic_router(
     """Every mosaic route: collection and saved-search tiles, and the saved searches."""
     settings = settings or MosaicSettings()
     repository = mosaic_repository(settings)
-    sets = TileMatrixSets({name: morecantile.tms.get(name) for name in tiler.tile_matrix_sets})
+    sets = SharedTileMatrixSets(
+        {name: morecantile.tms.get(name) for name in tiler.tile_matrix_sets}
+    )
     route_class = cache_control_route(settings.tile_cache_control, frozenset({"tile"}))
     router = APIRouter()
     router.include_router(searches_router(repository, tiler.tile_matrix_sets, write_dependencies))

@@ -16,6 +16,7 @@ import functools
 import math
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import numpy
 import pystac
 import rasterio
 from affine import Affine
+from cachetools import LRUCache
 from morecantile import BoundingBox, Tile, TileMatrixSet
 from rasterio._err import CPLE_BaseError  # GDAL errors; rasterio has no public alias
 from rasterio.crs import CRS
@@ -54,6 +56,8 @@ from .errors import AssetNotReadable, ImageTooLarge, InvalidLayer, UnsafeCrs
 RASTER_MEDIA_TYPES = frozenset({"image/tiff", "image/x.geotiff", "image/vnd.stac.geotiff"})
 # GDAL looks for .ovr/.aux.xml/.msk side-cars next to a file unless told not to.
 GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+_ZOOMS: LRUCache[tuple[Any, ...], tuple[int, int]] = LRUCache(maxsize=4096)
+_ZOOMS_LOCK = threading.Lock()
 # rio-tiler derives an expression's value range from every min/max combination of the
 # stacked bands (2**n evaluations): beyond this many bands the statistics are dropped.
 MAX_STATISTICS_BANDS = 10
@@ -316,8 +320,26 @@ class ItemReader(MultiBaseReader):
                 self.bounds = feature_bounds(geometry)
             else:
                 self.bounds = (-180.0, -90.0, 180.0, 90.0)
-        self.minzoom = self.minzoom if self.minzoom is not None else self._minzoom
-        self.maxzoom = self.maxzoom if self.maxzoom is not None else self._maxzoom
+        if self.minzoom is None or self.maxzoom is None:
+            minzoom, maxzoom = self._native_zooms()
+            self.minzoom = self.minzoom if self.minzoom is not None else minzoom
+            self.maxzoom = self.maxzoom if self.maxzoom is not None else maxzoom
+
+    def _native_zooms(self) -> tuple[int, int]:
+        """rio-tiler's min and max zoom of the data, remembered by grid and tile matrix set.
+
+        A reader is made per request, and working the zooms out (a reprojection of the grid)
+        was ~2 ms of every tile; a grid's zooms never change.
+        """
+        geometry = getattr(self, "transform", None), getattr(self, "height", None)
+        key = (self.tms.id, self.crs, tuple(self.bounds), *geometry)
+        with _ZOOMS_LOCK:
+            found = _ZOOMS.get(key)
+        if found is None:
+            found = (int(self._minzoom), int(self._maxzoom))
+            with _ZOOMS_LOCK:
+                _ZOOMS[key] = found
+        return found
 
     # -- asset resolution ----------------------------------------------------------------------
     def _get_asset_info(self, asset: AssetType) -> AssetInfo:
