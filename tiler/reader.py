@@ -331,8 +331,7 @@ class ItemReader(MultiBaseReader):
         A reader is made per request, and working the zooms out (a reprojection of the grid)
         was ~2 ms of every tile; a grid's zooms never change.
         """
-        geometry = getattr(self, "transform", None), getattr(self, "height", None)
-        key = (self.tms.id, self.crs, tuple(self.bounds), *geometry)
+        key = (self.tms.id, self.crs, tuple(self.bounds), self.transform, self.height, self.width)
         with _ZOOMS_LOCK:
             found = _ZOOMS.get(key)
         if found is None:
