@@ -9,6 +9,8 @@ items, made once per session for the many tests that only read them.
 
 import copy
 import io
+import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,6 +55,21 @@ def decode(content: bytes) -> np.ndarray:
 def npy(content: bytes) -> np.ndarray:
     """An ``.npy`` response as an array."""
     return np.load(io.BytesIO(content), allow_pickle=False)
+
+
+class ListWriter:
+    """An archive writer for ``write_tiles`` that records the tiles and the threads and
+    processes that wrote them (the writer must be one thread of the export's process)."""
+
+    def __init__(self) -> None:
+        self.tiles: list[tuple[int, int, int, bytes]] = []
+        self.threads: set[int] = set()
+        self.pids: set[int] = set()
+
+    def add(self, z: int, x: int, y: int, data: bytes) -> None:
+        self.threads.add(threading.get_ident())
+        self.pids.add(os.getpid())
+        self.tiles.append((z, x, y, data))
 
 
 def expected_tiles(

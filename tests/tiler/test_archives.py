@@ -13,7 +13,7 @@ import shapely
 from pmtiles.reader import MmapSource, Reader, all_tiles
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
 
-from tests.tiler.conftest import TMS, expected_tiles
+from tests.tiler.conftest import TMS, ListWriter, expected_tiles
 from tiler import tiling
 from tiler.archives import ArchiveMetadata, MBTilesWriter, PMTilesWriter
 from tiler.export import attribution, write_tiles
@@ -147,18 +147,6 @@ def test_count_tiles_counts_the_bbox_tiles_as_morecantile() -> None:
 
 
 # -- the render loop ----------------------------------------------------------------------------
-class ListWriter:
-    """Records what ``write_tiles`` writes, checking it is one thread."""
-
-    def __init__(self) -> None:
-        self.tiles: list[tuple[int, int, int, bytes]] = []
-        self.threads: set[int] = set()
-
-    def add(self, z: int, x: int, y: int, data: bytes) -> None:
-        self.threads.add(threading.get_ident())
-        self.tiles.append((z, x, y, data))
-
-
 def test_write_tiles_keeps_order_skips_empty_and_bounds_the_tiles_in_flight() -> None:
     tiles = [(9, x, y) for x in range(20) for y in range(10)]
     lock = threading.Lock()

@@ -14,22 +14,11 @@ from pathlib import Path
 import pytest
 
 from catalog.worker import die_with_parent
+from tests.tiler.conftest import ListWriter
 from tiler.export import write_tiles
 
 SPAWN = multiprocessing.get_context("spawn")
 TILES = [(9, x, y) for x in range(20) for y in range(10)]
-
-
-class ListWriter:
-    """Records what ``write_tiles`` writes and in which process."""
-
-    def __init__(self) -> None:
-        self.tiles: list[tuple[int, int, int, bytes]] = []
-        self.pids: set[int] = set()
-
-    def add(self, z: int, x: int, y: int, data: bytes) -> None:
-        self.pids.add(os.getpid())
-        self.tiles.append((z, x, y, data))
 
 
 def _pid_tile(z: int, x: int, y: int) -> bytes | None:
