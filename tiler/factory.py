@@ -7,11 +7,14 @@ dropped. Behaviour is set through the factory's dependency slots (dependencies.p
 route bodies are titiler's.
 """
 
+import io
 import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import attr
+import imagecodecs
 import morecantile
 import numpy
 from attrs import define
@@ -22,6 +25,7 @@ from morecantile.defaults import TileMatrixSets
 from rio_tiler.io import MultiBaseReader
 from rio_tiler.models import ImageData
 from rio_tiler.types import ColorMapType
+from rio_tiler.utils import linear_rescale
 from starlette.requests import Request
 from starlette.responses import Response
 from titiler.core.dependencies import (
@@ -66,6 +70,7 @@ FORMAT_DTYPES: dict[ImageType | None, tuple[str, ...]] = {
     ImageType.webp: ("uint8",),
     ImageType.jp2: ("uint8", "int16", "uint16"),
 }
+PNG_LEVEL = 6  # zlib level of PNG tiles (GDAL's default too)
 
 
 def render(
@@ -95,8 +100,39 @@ def render(
             valid = valid[numpy.isfinite(valid)]
             low, high = (float(valid.min()), float(valid.max())) if valid.size else (0.0, 1.0)
             rescale = [(low, high if high > low else low + 1.0)]
+    if output_format is None and not colormap:
+        # titiler's automatic format, decided here so that its PNGs take the encoder below
+        output_format = ImageType.png if (image.mask == 0).any() else ImageType.jpeg
+    if output_format == ImageType.png:
+        content = _png(image, colormap, rescale, kwargs)
+        if content is not None:
+            return content, ImageType.png.mediatype
     return render_image(image, colormap=colormap, output_format=output_format, rescale=rescale,
                         **kwargs)  # fmt: skip
+
+
+def _png(
+    image: ImageData, colormap: ColorMapType | None, rescale: Any, kwargs: dict[str, Any]
+) -> bytes | None:
+    """titiler's PNG with libpng on zlib-ng (imagecodecs) instead of GDAL's PNG driver.
+
+    GDAL's driver compresses with zlib, about 30 ms for a 256 px RGBA tile of an orthophoto:
+    half the time of the whole tile. The same pixels compress here in a quarter of that, to
+    about 6% more bytes. titiler still prepares them (rescale, color formula, colormap, mask):
+    its ``npy`` output is the array its PNG would hold. None when libpng cannot take that
+    array (more than 4 bands, other data types): titiler's own PNG then says what is wrong.
+    """
+    copy = attr.evolve(image, array=image.array.copy())  # titiler rescales in place
+    content, _ = render_image(copy, colormap=colormap, output_format=ImageType.npy,
+                             rescale=rescale, **kwargs)  # fmt: skip
+    pixels = numpy.load(io.BytesIO(content))
+    if pixels.dtype not in (numpy.uint8, numpy.uint16) or not 1 <= len(pixels) <= 4:
+        return None
+    if pixels.dtype == numpy.uint16 and kwargs.get("add_mask", True):
+        # the mask is 0-255 whatever the data type; rio-tiler stretches it for 16-bit PNGs
+        pixels[-1] = linear_rescale(pixels[-1], (0, 255), (0, 65535)).astype(numpy.uint16)
+    return bytes(imagecodecs.png_encode(numpy.ascontiguousarray(numpy.moveaxis(pixels, 0, -1)),
+                                        level=PNG_LEVEL))  # fmt: skip
 
 
 def cache_control_route(value: str, route_names: frozenset[str]) -> type[APIRoute]:
