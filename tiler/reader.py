@@ -12,11 +12,15 @@ Band names. After the assets are read and stacked, ``b1``..``bn`` are the positi
 an RGBN item. ``bands=["red", "nir"]`` selects bands by those names.
 """
 
+import atexit
+import contextlib
 import functools
 import math
 import os
 import re
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ from rasterio._err import CPLE_BaseError  # GDAL errors; rasterio has no public 
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.features import bounds as feature_bounds
+from rasterio.io import DatasetReader
 from rasterio.transform import array_bounds
 from rasterio.warp import transform_bounds
 from rio_tiler.constants import WEB_MERCATOR_TMS, WGS84_CRS
@@ -231,6 +236,94 @@ def _projection(
     return None
 
 
+# -- open files --------------------------------------------------------------------------------
+FileKey = tuple[str, int, int, int, int]  # path, device, inode, mtime (ns), size
+
+
+class DatasetPool:
+    """GeoTIFFs left open between reads of the same file, one reader at a time per handle.
+
+    Opening the file again for every tile costs its header and IFDs, and drops the blocks
+    GDAL has decoded for that handle: map tiles next to each other (a map view, an export
+    walking the tiles in order) read the same blocks. ``borrow`` hands out an idle handle of
+    the file, or opens one; the reader's exit gives it back.
+    A handle belongs to one file version (inode, mtime, size): a replaced file is opened
+    anew and the old handles age out. At most ``size`` idle handles are kept, none idle for
+    more than ``idle_s``; a forked child starts with none (a handle's file offset would be
+    shared with its parent).
+    """
+
+    def __init__(self, size: int = 64, idle_s: float = 60.0) -> None:
+        self.size = size
+        self.idle_s = idle_s
+        self._idle: OrderedDict[tuple[FileKey, int], tuple[float, DatasetReader]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._serial = 0
+        self.opened = 0  # files opened, for tests and benchmarks
+        os.register_at_fork(after_in_child=self._forget)
+        atexit.register(self.clear)  # closed by GDAL while Python still runs, not at teardown
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = OrderedDict()  # the parent's handles are not ours to read through
+
+    def borrow(self, path: str, stack: contextlib.ExitStack) -> DatasetReader:
+        """An open dataset of ``path`` for the life of ``stack`` (a reader's context)."""
+        try:
+            info = os.stat(path)
+        except OSError:  # gone: GDAL says so as it always did
+            return stack.enter_context(rasterio.open(path, driver="GTiff"))
+        key: FileKey = (path, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
+        dataset = None
+        with self._lock:
+            closing = self._expired(time.monotonic())
+            for slot in self._idle:
+                if slot[0] == key:
+                    dataset = self._idle.pop(slot)[1]
+                    break
+        for old in closing:
+            old.close()
+        if dataset is None:
+            dataset = rasterio.open(path, driver="GTiff")
+            self.opened += 1
+        stack.callback(self._give, key, dataset)
+        return dataset
+
+    def _give(self, key: FileKey, dataset: DatasetReader) -> None:
+        with self._lock:
+            self._serial += 1
+            self._idle[(key, self._serial)] = (time.monotonic(), dataset)
+            closing = self._expired(time.monotonic())
+            while len(self._idle) > self.size:
+                closing.append(self._idle.popitem(last=False)[1][1])
+        for old in closing:
+            old.close()
+
+    def _expired(self, now: float) -> list[DatasetReader]:
+        """Pop the handles idle for longer than ``idle_s`` (oldest first); lock held."""
+        expired = []
+        while self._idle:
+            slot, (since, dataset) = next(iter(self._idle.items()))
+            if now - since <= self.idle_s:
+                break
+            del self._idle[slot]
+            expired.append(dataset)
+        return expired
+
+    def clear(self) -> None:
+        """Close every idle handle."""
+        with self._lock:
+            idle, self._idle = self._idle, OrderedDict()
+        for _, dataset in idle.values():
+            dataset.close()
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+
+DATASETS = DatasetPool()
+
+
 # -- readers -----------------------------------------------------------------------------------
 def _checked_options(method: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a Reader method: band indexes outside the file, or a nodata value its data type
@@ -254,12 +347,15 @@ def _checked_options(method: Callable[..., Any]) -> Callable[..., Any]:
 
 @attr.s
 class LocalTiffReader(Reader):
-    """rio-tiler's Reader for a local GeoTIFF: GDAL may use its GTiff driver only (no VRT)."""
+    """rio-tiler's Reader for a local GeoTIFF: GDAL may use its GTiff driver only (no VRT).
+
+    The file comes from ``DATASETS``: open handles are reused from one read to the next.
+    """
 
     def __attrs_post_init__(self) -> None:
-        """Open the file with the GTiff driver, then let Reader read its metadata."""
+        """Borrow the file, opened with the GTiff driver, then let Reader read its metadata."""
         if self.dataset is None:
-            self.dataset = self._ctx_stack.enter_context(rasterio.open(self.input, driver="GTiff"))
+            self.dataset = DATASETS.borrow(self.input, self._ctx_stack)
         super().__attrs_post_init__()
 
     tile = _checked_options(Reader.tile)

@@ -1,18 +1,26 @@
 """Per-request costs the tile routes no longer pay: a thread pool per read, a deep copy of the
-tile matrix set per lookup, the data's zooms worked out per reader."""
+tile matrix set per lookup, the data's zooms worked out per reader, a file opened per read."""
 
+import contextlib
 import functools
+import multiprocessing
+import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import attr
 import morecantile
+import pytest
+import rasterio
 from rio_tiler.constants import WGS84_CRS
 
 from tiler import reader as reader_module
 from tiler.factory import SharedTileMatrixSets
-from tiler.reader import ItemReader, LocalTiffReader
+from tiler.reader import DatasetPool, ItemReader, LocalTiffReader
+
+from ..rasters import cog_tif, utm_rgb_tif
 
 
 @attr.s
@@ -73,3 +81,89 @@ def test_shared_tile_matrix_sets_hand_out_one_instance() -> None:
 def _centre(src: ItemReader) -> tuple[float, float]:
     west, south, east, north = src.get_geographic_bounds(WGS84_CRS)
     return (west + east) / 2, (south + north) / 2
+
+
+# -- open files kept between reads ---------------------------------------------------------------
+@pytest.fixture
+def cog(tmp_path: Path) -> Path:
+    return cog_tif(utm_rgb_tif(tmp_path, size=256, border=16), tmp_path / "cog.tif")
+
+
+def _pixel(path: Path, pool: DatasetPool) -> tuple[int, ...]:
+    with contextlib.ExitStack() as stack:
+        dataset = pool.borrow(str(path), stack)
+        return tuple(int(v) for v in dataset.read(window=((100, 101), (100, 101))).ravel())
+
+
+def test_reads_of_a_file_share_one_open_handle(cog: Path) -> None:
+    pool = DatasetPool()
+    with contextlib.ExitStack() as stack:
+        first = pool.borrow(str(cog), stack)
+    with contextlib.ExitStack() as stack:
+        assert pool.borrow(str(cog), stack) is first
+    assert pool.opened == 1 and len(pool) == 1 and not first.closed
+
+
+def test_item_tiles_borrow_their_files_from_the_pool(
+    local_item: tuple[dict[str, Any], Path],
+) -> None:
+    item, data_dir = local_item
+    reader_module.DATASETS.clear()
+    before = reader_module.DATASETS.opened
+    for _ in range(3):
+        with ItemReader(item, data_dir=data_dir) as src:
+            tile = src.tms.tile(*_centre(src), src.maxzoom)
+            src.tile(tile.x, tile.y, tile.z, assets=list(src.assets))
+    assert reader_module.DATASETS.opened - before == len(src.assets)
+    assert len(reader_module.DATASETS) == len(src.assets)
+
+
+def test_readers_at_the_same_time_get_their_own_handles(cog: Path) -> None:
+    pool = DatasetPool(size=2)
+    with contextlib.ExitStack() as one, contextlib.ExitStack() as two:
+        three = contextlib.ExitStack()
+        handles = [pool.borrow(str(cog), stack) for stack in (one, two, three)]
+        assert len({id(h) for h in handles}) == 3 and len(pool) == 0
+        three.close()
+    assert pool.opened == 3
+    assert len(pool) == 2  # the longest idle one closed
+    assert handles[2].closed and not handles[0].closed and not handles[1].closed
+
+
+def test_a_replaced_file_is_opened_anew(cog: Path, tmp_path: Path) -> None:
+    pool = DatasetPool()
+    before = _pixel(cog, pool)
+    other = utm_rgb_tif(tmp_path, size=256, border=16, name="other.tif")
+    with rasterio.open(other, "r+") as dst:  # the same raster, other pixel values
+        dst.write(255 - dst.read())
+    os.replace(cog_tif(other, tmp_path / "new.tif"), cog)
+    assert _pixel(cog, pool) != before
+    assert pool.opened == 2
+
+
+def test_idle_handles_are_closed(cog: Path) -> None:
+    pool = DatasetPool(idle_s=0.0)
+    with contextlib.ExitStack() as stack:
+        first = pool.borrow(str(cog), stack)
+    time.sleep(0.01)
+    with contextlib.ExitStack() as stack:
+        assert pool.borrow(str(cog), stack) is not first
+    assert first.closed
+
+
+def _pool_size_in_child(queue: Any) -> None:
+    queue.put(len(reader_module.DATASETS))
+
+
+def test_a_forked_child_opens_its_own_files(local_item: tuple[dict[str, Any], Path]) -> None:
+    item, data_dir = local_item
+    with ItemReader(item, data_dir=data_dir) as src:
+        src.info()
+    assert len(reader_module.DATASETS) > 0
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_pool_size_in_child, args=(queue,))
+    child.start()
+    assert queue.get(timeout=30) == 0
+    child.join(30)
+    assert child.exitcode == 0
