@@ -350,6 +350,8 @@ def _difference(a: np.ndarray, b: np.ndarray, identical: bool) -> str:
         return "byte-identical"
     if a.shape != b.shape:
         return "different shape"
+    if np.array_equal(a, b):
+        return "pixel-identical (other PNG encoder)"
     if a.shape[0] == 4:
         alpha = (a[3] > 0) == (b[3] > 0)
         both = (a[3] > 0) & (b[3] > 0)
@@ -817,9 +819,12 @@ def report(
         f"`/collections/{{cid}}/items/{{iid}}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png"
         f"?assets={ASSET}` (256 px PNG, no other option); the floor runs "
         "`rio_tiler.io.Reader(cog).tile(x, y, z)` and `ImageData.render(img_format='PNG')` per "
-        "tile, opening the COG for each tile as the servers do. "
+        "tile, opening the COG for each tile as titiler-pgstac does (Terracat keeps files "
+        "open between reads: `tiler.reader.DATASETS`). "
         f"{INPROC}: `tiler.render.render_item_tile` with the endpoint's options (`ItemReader`, "
-        "titiler's render; what the export runs per tile): the tile endpoint without HTTP.",
+        "`tiler.factory.render`; what the export runs per tile): the tile endpoint without "
+        "HTTP. The floor and titiler-pgstac encode PNG with GDAL's driver (zlib), Terracat "
+        "with imagecodecs' libpng on zlib-ng, same level 6: same pixels, other bytes.",
         "",
         "### Item tiles",
         "",
