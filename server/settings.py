@@ -1,6 +1,6 @@
 """All of Terracat's settings, one small class per package, nested here."""
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from catalog.settings import CatalogSettings, DatabaseSettings, IngestSettings, JobSettings
@@ -60,3 +60,15 @@ class Settings(BaseModel):
     tiler: TilerSettings = Field(default_factory=TilerSettings)
     mosaic: MosaicSettings = Field(default_factory=MosaicSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+
+    @model_validator(mode="after")
+    def _map_tiles_rendered(self) -> "Settings":
+        """Every tile matrix set OGC API Tiles lists must be one the tile routes render: each
+        gets a map tileset whose tiles are the raster routes' (404 in a set they lack)."""
+        missing = [n for n in self.tiles.tile_matrix_sets if n not in self.tiler.tile_matrix_sets]
+        if missing:
+            raise ValueError(
+                f"TERRACAT_TILES_TILE_MATRIX_SETS lists {missing}, which "
+                "TERRACAT_TILER_TILE_MATRIX_SETS does not render: add them there or drop them"
+            )
+        return self

@@ -7,6 +7,7 @@ from typing import Any
 import morecantile
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
 from catalog.ingest.storage import LocalStorage
@@ -75,3 +76,14 @@ def test_injected_export_and_mosaic_settings_reach_the_app(
         assert r.headers["cache-control"] == "public, max-age=7"
         repository = client.app.state.mosaics  # type: ignore[attr-defined]
         assert (repository.max_items, repository.search_ttl) == (3, 0)
+
+
+def test_listed_tile_matrix_sets_must_be_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A map tileset in a set the tile routes lack would list tiles that are all 404s."""
+    monkeypatch.setenv("TERRACAT_TILES_TILE_MATRIX_SETS", '["WebMercatorQuad","WorldCRS84Quad"]')
+    monkeypatch.setenv("TERRACAT_TILER_TILE_MATRIX_SETS", '["WebMercatorQuad"]')
+    with pytest.raises(ValidationError, match=r"lists \['WorldCRS84Quad'\]"):
+        Settings()
+    monkeypatch.setenv("TERRACAT_TILER_TILE_MATRIX_SETS", '["WebMercatorQuad","WorldCRS84Quad"]')
+    monkeypatch.setenv("TERRACAT_TILES_TILE_MATRIX_SETS", '["WebMercatorQuad"]')
+    assert Settings().tiles.tile_matrix_sets == ["WebMercatorQuad"]
