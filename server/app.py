@@ -1,6 +1,7 @@
 """The app factory: ``uvicorn --factory server.app:create_app``. Nothing is built at import."""
 
 import hmac
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -251,6 +252,8 @@ def _landing_links(settings: Settings) -> list[dict[str, str]]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the Terracat ASGI app. The database is connected in the lifespan, not here."""
     settings = settings or Settings()
+    # Read by GDAL when its block cache is first used: before this process renders any tile.
+    os.environ.setdefault("GDAL_CACHEMAX", str(settings.tiler.gdal_cache_mb))
     ext = _extensions(settings)
 
     @asynccontextmanager

@@ -95,6 +95,12 @@ class ExportSettings(BaseSettings):
         default=7, ge=1, le=MAX_ZOOM + 1, description="Zooms exported when minzoom is not given."
     )
     timeout_s: int = Field(default=6 * 3600, ge=60, description="Longest run of one export.")
+    gdal_cache_mb: int = Field(
+        default=256,
+        ge=16,
+        description="GDAL's block cache of each render process (GDAL_CACHEMAX, which wins when "
+        "set): a render process keeps its files open, so neighbouring tiles reuse blocks.",
+    )
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -386,6 +392,7 @@ class ExportProcess(Process):
             "maxzoom": zooms[1],
             "metadata": metadata.__dict__,
             "renderers": self.settings.renderers or os.cpu_count() or 1,
+            "gdal_cache_mb": self.settings.gdal_cache_mb,
         }
 
     async def _item_source(self, request: ExportRequest) -> "_Source":
@@ -461,6 +468,9 @@ class ExportProcess(Process):
         """Child process: render every tile of the region into the archive, then publish it."""
         from .render import renderer_from_plan
 
+        # Read by GDAL when its block cache is first used, in this spawned process; the render
+        # processes forked from it inherit the size.
+        os.environ.setdefault("GDAL_CACHEMAX", str(plan["gdal_cache_mb"]))
         metadata = ArchiveMetadata(**{**plan["metadata"],
                                       "bounds": tuple(plan["metadata"]["bounds"])})  # fmt: skip
         region = shapely.from_geojson(plan["region"])
@@ -471,7 +481,8 @@ class ExportProcess(Process):
         total = sum(1 for _ in iter_tiles(region, *zooms))
         ctx.log(
             f"rendering {total} tiles at zooms {plan['minzoom']}-{plan['maxzoom']} on "
-            f"{plan['renderers']} processes (pid {os.getpid()})"
+            f"{plan['renderers']} processes, GDAL_CACHEMAX={os.environ['GDAL_CACHEMAX']} "
+            f"(pid {os.getpid()})"
         )
         started = time.monotonic()
         temp = storage.temp_path(f".{writer_class.extension}")

@@ -33,6 +33,13 @@ class TilerSettings(BaseSettings):
         "a crop without a size is made at most this large.",
     )
     max_histogram_bins: int = Field(default=1024, ge=1)
+    gdal_cache_mb: int = Field(
+        default=256,
+        ge=16,
+        description="GDAL's block cache of each server process (GDAL_CACHEMAX, which wins when "
+        "set). Files stay open between tiles (tiler.reader.DATASETS), so their decoded blocks "
+        "stay cached up to this size; GDAL's own default is 5% of RAM per process.",
+    )
 
     @field_validator("tile_matrix_sets")
     @classmethod

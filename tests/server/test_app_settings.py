@@ -1,5 +1,6 @@
 """One ``Settings`` configures everything: the export and mosaic settings are nested in it."""
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,15 @@ def test_listed_tile_matrix_sets_must_be_rendered(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("TERRACAT_TILER_TILE_MATRIX_SETS", '["WebMercatorQuad","WorldCRS84Quad"]')
     monkeypatch.setenv("TERRACAT_TILES_TILE_MATRIX_SETS", '["WebMercatorQuad"]')
     assert Settings().tiles.tile_matrix_sets == ["WebMercatorQuad"]
+
+
+def test_the_app_sizes_gdals_block_cache_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files stay open between tiles, so GDAL keeps their blocks: the cache gets a size of ours
+    (GDAL's default is 5% of RAM per process); an operator's GDAL_CACHEMAX wins."""
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    monkeypatch.setenv("TERRACAT_TILER_GDAL_CACHE_MB", "123")
+    create_app(Settings())
+    assert os.environ["GDAL_CACHEMAX"] == "123"
+    monkeypatch.setenv("GDAL_CACHEMAX", "512")
+    create_app(Settings())
+    assert os.environ["GDAL_CACHEMAX"] == "512"

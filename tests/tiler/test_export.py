@@ -170,6 +170,8 @@ def test_mbtiles_export_of_an_item_holds_the_endpoint_tiles(
     assert metadata["type"] == "overlay" and metadata["version"] == "1.0.0"
     assert metadata["description"] == f"Item rgb of collection {COLLECTION}"
     assert "attribution" not in metadata  # the collection names no licensor or producer
+    log = client.get(f"/jobs/{export['job']}/log", headers=admin).json()["lines"]
+    assert any("GDAL_CACHEMAX=256 " in line for line in log)  # ExportSettings.gdal_cache_mb
 
     info = json.loads(subprocess.run(["gdalinfo", "-json", str(path)], capture_output=True,
                                      check=True, text=True).stdout)  # fmt: skip
