@@ -12,6 +12,7 @@ class CatalogError(Exception):
 
     code: ClassVar[str] = "catalog.Error"
     status: ClassVar[int] = 400
+    headers: dict[str, str] | None = None  # response headers the status needs (e.g. 416's)
 
     def __init__(self, description: str, **detail: Any) -> None:
         super().__init__(description)

@@ -3,7 +3,9 @@
 A file is served only while its job is successful (a dismissed job's archive is gone from the
 API even before its file is). Responses carry a strong ``ETag`` (job, size, modification
 time) and answer ``If-None-Match`` with 304; Starlette's FileResponse serves ``Range``
-requests (206, multipart for several ranges, 416 past the end) and ``If-Range``.
+requests (206, multipart for several ranges) and ``If-Range``. A Range it would refuse (plain
+text) is refused here first, with Starlette's own parser, as our JSON errors:
+``export.InvalidRange`` (400) and ``export.RangeNotSatisfiable`` (416, ``Content-Range``).
 """
 
 from collections.abc import Callable
@@ -14,9 +16,9 @@ import attr
 from fastapi import APIRouter, FastAPI, Header
 from fastapi import Path as PathParam
 from stac_fastapi.types.extension import ApiExtension
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 
-from catalog.errors import NotFound
+from catalog.errors import CatalogError, InvalidParameter, NotFound
 from catalog.jobs import JobStatus
 from tiler.archives import WRITERS
 from tiler.export import archive_path
@@ -32,6 +34,45 @@ class ArchiveNotFound(NotFound):
     code = "export.NotFound"
 
 
+class InvalidRange(InvalidParameter):
+    """A Range header that is not a valid ``bytes=`` range set."""
+
+    code = "export.InvalidRange"
+
+
+class RangeOutsideArchive(CatalogError):
+    """A Range none of whose ranges starts within the archive."""
+
+    code = "export.RangeNotSatisfiable"
+    status = 416
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the requested range starts past the archive's {size} bytes")
+        self.headers = {"Content-Range": f"bytes */{size}"}
+
+
+def _check_range(response: FileResponse, http_range: str | None, if_range: str | None,
+                 size: int) -> None:  # fmt: skip
+    """Refuse, as our errors, the Range FileResponse would answer in plain text.
+
+    FileResponse honours a Range unless If-Range names another version; it then parses it
+    with ``_parse_range_header``, used here so both decide alike.
+    """
+    if http_range is None:
+        return
+    if if_range is not None and (
+        if_range.startswith("W/")
+        or if_range not in (response.headers["etag"], response.headers["last-modified"])
+    ):
+        return  # another version: the whole file, no range to check
+    try:
+        FileResponse._parse_range_header(http_range, size)
+    except MalformedRangeHeader as exc:
+        raise InvalidRange(f"invalid Range header {http_range[:80]!r}: {exc.content}") from None
+    except RangeNotSatisfiable:
+        raise RangeOutsideArchive(size) from None
+
+
 def _etag_matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
@@ -45,6 +86,8 @@ def _download_endpoint(data_dir: Path) -> Callable[..., Any]:
         extension: Annotated[Extension, PathParam(description="mbtiles or pmtiles")],
         jobs: Jobs,
         if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
+        http_range: Annotated[str | None, Header(alias="Range", include_in_schema=False)] = None,
+        if_range: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> Response:
         """The archive of a successful export job (ranges, ETag, If-None-Match)."""
         try:
@@ -63,13 +106,15 @@ def _download_endpoint(data_dir: Path) -> Callable[..., Any]:
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
         if _etag_matches(if_none_match, etag):
             return Response(status_code=304, headers=headers)
-        return FileResponse(
+        response = FileResponse(
             path,
             media_type=WRITERS[extension].media_type,
             filename=path.name,
             headers=headers,
             stat_result=stat,
         )
+        _check_range(response, http_range, if_range, stat.st_size)
+        return response
 
     return download
 

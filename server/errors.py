@@ -50,7 +50,8 @@ def error_body(code: str, description: str, **extra: Any) -> dict[str, Any]:
 
 def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CatalogError)
-    return JSONResponse(error_body(exc.code, exc.description, **exc.detail), exc.status)
+    return JSONResponse(error_body(exc.code, exc.description, **exc.detail), exc.status,
+                        headers=exc.headers)  # fmt: skip
 
 
 def _auth_error(request: Request, exc: Exception) -> JSONResponse:
