@@ -141,9 +141,12 @@ ITEM_TILES = PREFIX + "/rgb/tiles/WebMercatorQuad/{z}/{x}/{y}"
 
 def test_mbtiles_export_of_an_item_holds_the_endpoint_tiles(
     client: TestClient, admin: dict[str, str], worker: WorkerThread, rgb_item: dict[str, Any],
-    tmp_path: Path,
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    worker.start()
+    # create_app sized this process's GDAL cache in its environment; the job child is spawned
+    # from here and must get the export's size, not inherit the server's
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    worker.start(exports(settings, ExportSettings(gdal_cache_mb=96)))
     bbox = shrink(rgb_item["bbox"], 0.2)
     export = run_export(client, admin, "mbtiles", item={"collection": COLLECTION, "id": "rgb"},
                         bbox=bbox, minzoom=13, maxzoom=17)  # fmt: skip
@@ -171,7 +174,7 @@ def test_mbtiles_export_of_an_item_holds_the_endpoint_tiles(
     assert metadata["description"] == f"Item rgb of collection {COLLECTION}"
     assert "attribution" not in metadata  # the collection names no licensor or producer
     log = client.get(f"/jobs/{export['job']}/log", headers=admin).json()["lines"]
-    assert any("GDAL_CACHEMAX=256 " in line for line in log)  # ExportSettings.gdal_cache_mb
+    assert any("GDAL_CACHEMAX=96 " in line for line in log)  # ExportSettings.gdal_cache_mb
 
     info = json.loads(subprocess.run(["gdalinfo", "-json", str(path)], capture_output=True,
                                      check=True, text=True).stdout)  # fmt: skip
