@@ -55,15 +55,12 @@ def _check_range(response: FileResponse, http_range: str | None, if_range: str |
                  size: int) -> None:  # fmt: skip
     """Refuse, as our errors, the Range FileResponse would answer in plain text.
 
-    FileResponse honours a Range unless If-Range names another version; it then parses it
-    with ``_parse_range_header``, used here so both decide alike.
+    FileResponse honours a Range unless If-Range names another version, then parses it: its
+    own ``_should_use_range`` and ``_parse_range_header`` decide here too, so both agree.
     """
     if http_range is None:
         return
-    if if_range is not None and (
-        if_range.startswith("W/")
-        or if_range not in (response.headers["etag"], response.headers["last-modified"])
-    ):
+    if if_range is not None and not response._should_use_range(if_range):
         return  # another version: the whole file, no range to check
     try:
         FileResponse._parse_range_header(http_range, size)
@@ -71,6 +68,18 @@ def _check_range(response: FileResponse, http_range: str | None, if_range: str |
         raise InvalidRange(f"invalid Range header {http_range[:80]!r}: {exc.content}") from None
     except RangeNotSatisfiable:
         raise RangeOutsideArchive(size) from None
+
+
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The archive (`Accept-Ranges: bytes`, strong `ETag`)",
+          "content": {w.media_type: {} for w in WRITERS.values()}},
+    206: {"description": "The requested byte range; several ranges as multipart/byteranges"},
+    304: {"description": "`If-None-Match` matches the archive's `ETag`"},
+    400: {"description": "`export.InvalidRange`: the Range header is not a bytes range set"},
+    404: {"description": "`export.NotFound`: no successful export job with this archive"},
+    416: {"description": "`export.RangeNotSatisfiable`: the range starts past the end; "
+                         "`Content-Range: bytes */<size>` gives the size"},
+}  # fmt: skip
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
@@ -140,5 +149,6 @@ class ExportsExtension(ApiExtension):
                 summary="Download an export archive",
                 dependencies=list(self.read_dependencies),
                 response_class=Response,
+                responses=DOWNLOAD_RESPONSES,
             )
         app.include_router(self.router)

@@ -384,6 +384,9 @@ def test_download_supports_ranges_etags_and_needs_the_token(
         refused = client.get(url, headers={**admin, "Range": bad})
         assert refused.status_code == 400, (bad, refused.text)
         assert refused.json()["code"] == "export.InvalidRange"
+    described = client.get("/api").json()["paths"]["/exports/{jobID}.{extension}"]["get"]
+    assert {"206", "304", "400", "404", "416"} <= set(described["responses"])
+    assert "export.RangeNotSatisfiable" in described["responses"]["416"]["description"]
     several = client.get(url, headers={**admin, "Range": "bytes=0-9,100-109"})
     assert several.status_code == 206
     assert several.headers["content-type"].startswith("multipart/byteranges")
