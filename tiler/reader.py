@@ -290,10 +290,11 @@ class DatasetPool:
         return dataset
 
     def _give(self, key: FileKey, dataset: DatasetReader) -> None:
+        now = time.monotonic()
         with self._lock:
             self._serial += 1
-            self._idle[(key, self._serial)] = (time.monotonic(), dataset)
-            closing = self._expired(time.monotonic())
+            self._idle[(key, self._serial)] = (now, dataset)
+            closing = self._expired(now)
             while len(self._idle) > self.size:
                 closing.append(self._idle.popitem(last=False)[1][1])
         for old in closing:
