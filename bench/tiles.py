@@ -731,7 +731,7 @@ def targets(cells: dict[tuple[str, int], Cell], exports: list[ExportRun]) -> lis
     )
     http = ours.pct(50) / cells[(INPROC, 1)].pct(50) - 1
     rows.append(
-        f"| (reference) Terracat over its own renderer in-process at c=1 "
+        f"| (reference) HTTP alone: Terracat over its own renderer in-process at c=1 "
         f"| p50 {http:+.1%} ({fmt(ours.pct(50))} vs {fmt(cells[(INPROC, 1)].pct(50))} ms) | |"
     )
     if (TITILER, 8) in cells:
@@ -823,8 +823,12 @@ def report(
         "open between reads: `tiler.reader.DATASETS`). "
         f"{INPROC}: `tiler.render.render_item_tile` with the endpoint's options (`ItemReader`, "
         "`tiler.factory.render`; what the export runs per tile): the tile endpoint without "
-        "HTTP. The floor and titiler-pgstac encode PNG with GDAL's driver (zlib), Terracat "
-        "with imagecodecs' libpng on zlib-ng, same level 6: same pixels, other bytes.",
+        "HTTP. The floor and titiler-pgstac read a tile through a VRT made for it at the "
+        "data's resolution, then resample it to 256 px; Terracat reads it as a window of one "
+        "warped VRT per zoom at the tile's resolution (`tiler.reader.TileGrids`): nearest "
+        "neighbours on two grids, so some pixels differ (the cross-check below says how "
+        "much). The floor and titiler-pgstac encode PNG with GDAL's driver (zlib), Terracat "
+        "with imagecodecs' libpng on zlib-ng, same level 6.",
         "",
         "### Item tiles",
         "",

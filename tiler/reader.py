@@ -35,6 +35,7 @@ from morecantile import BoundingBox, Tile, TileMatrixSet
 from rasterio._err import CPLE_BaseError  # GDAL errors; rasterio has no public alias
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
+from rasterio.env import get_gdal_config
 from rasterio.errors import CRSError
 from rasterio.features import bounds as feature_bounds
 from rasterio.io import DatasetReader
@@ -245,6 +246,7 @@ def _projection(
 FileKey = tuple[str, int, int, int, int]  # path, device, inode, mtime (ns), size
 # Options of a tile read that ``TileGrids`` reads as rio-tiler would; any other is left to it.
 GRID_OPTIONS = frozenset({"reproject_method", "resampling_method", "threads"})
+_NO_OP_ZERO = frozenset({"buffer", "padding"})  # options whose 0 means "none"
 MAX_GRIDS = 32  # warped grids kept per open file (zoom levels x tile sizes x kernels)
 
 
@@ -330,7 +332,7 @@ class TileGrids:
         columns, rows = (col1 - col0 + 1) * size, (row1 - row0 + 1) * size
         if not (0 < columns < 2**31 and 0 < rows < 2**31):
             return None
-        source = self._source(crs, min(width, height) / size)
+        source = self._source(crs, min(width, height) / size, kernel)
         if source is None:
             return None
         transform = Affine(width / size, 0.0, origin_x + col0 * width,
@@ -358,10 +360,12 @@ class TileGrids:
             return None
         return bounds if all(numpy.isfinite(bounds)) else None
 
-    def overview_level(self, crs: CRS, resolution: float) -> int | None:
-        """The finest overview whose pixels, in ``crs``, are no finer than ``resolution``.
+    def overview_level(self, crs: CRS, resolution: float, kernel: str = "nearest") -> int | None:
+        """The overview GDAL's RasterIO would read for pixels of ``resolution`` in ``crs``.
 
-        -1 for the file itself (no overview is coarse enough), None when the file's pixel
+        GDAL's rule: the most reduced overview whose reduction stays below the wanted one
+        times ``GDAL_OVERVIEW_OVERSAMPLING_THRESHOLD`` (by default 1.2 for nearest
+        neighbours, else 1.0 and a hair). -1 for the file itself, None when the file's pixel
         size in ``crs`` cannot be worked out.
         """
         name = crs.to_string()
@@ -370,15 +374,19 @@ class TileGrids:
         native = self._native[name]
         if native is None:
             return None
+        given = get_gdal_config("GDAL_OVERVIEW_OVERSAMPLING_THRESHOLD")
+        threshold = float(given) if given is not None else (1.2 if kernel == "nearest" else 1.0)
+        threshold += 0.01 if threshold == 1.0 else 0.0  # GDAL's guard against rounding
+        wanted = resolution / native
         level = -1
         for i, factor in enumerate(self.dataset.overviews(1)):
-            if native * factor <= resolution * (1 + 1e-9):
+            if factor < wanted * threshold:
                 level = i
         return level
 
-    def _source(self, crs: CRS, resolution: float) -> DatasetReader | None:
+    def _source(self, crs: CRS, resolution: float, kernel: str) -> DatasetReader | None:
         """The dataset a grid of ``resolution`` warps from (``overview_level``)."""
-        level = self.overview_level(crs, resolution)
+        level = self.overview_level(crs, resolution, kernel)
         if level is None:
             return None
         if level < 0:
@@ -463,7 +471,11 @@ def grid_readable(options: Mapping[str, Any]) -> bool:
     Only the warp kernel (``reproject_method``) and a nearest-neighbour ``resampling_method``
     (a tile is read at its own size: nothing is resampled after the warp).
     """
-    given = {key for key, value in options.items() if value not in (None, False, 0)}
+    given = {
+        key
+        for key, value in options.items()
+        if value is not None and value is not False and not (key in _NO_OP_ZERO and value == 0)
+    }
     return given <= GRID_OPTIONS and options.get("resampling_method") in (None, "nearest")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import morecantile
 import numpy as np
 import pytest
+import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 from rio_tiler.constants import WGS84_CRS
@@ -155,11 +156,18 @@ def test_a_zoomed_out_grid_warps_from_the_right_overview(cogs: dict[str, Path]) 
     with LocalTiffReader(str(path)) as reader:
         grids, crs = reader.grids, reader.tms.rasterio_crs
         assert grids is not None and reader.dataset.overviews(1) == [2, 4]
+        # GDAL's rule: the most reduced overview below the wanted reduction x 1.2 (nearest)
         assert grids.overview_level(crs, 6.0) == -1  # finer than the data: the file itself
         assert grids.overview_level(crs, 12.0) == -1
-        assert grids.overview_level(crs, 30.0) == 0  # 24 m: the finest no finer than needed
+        assert grids.overview_level(crs, 19.0) == -1  # 24 m pixels would be 1.26x too coarse
+        assert grids.overview_level(crs, 21.0) == 0  # 1.14x: within the threshold
+        assert grids.overview_level(crs, 30.0) == 0
+        assert grids.overview_level(crs, 21.0, "bilinear") == -1  # other kernels: 1.0
+        assert grids.overview_level(crs, 24.5, "bilinear") == 0
         assert grids.overview_level(crs, 48.0) == 1
         assert grids.overview_level(crs, 1000.0) == 1  # the coarsest there is
+        with rasterio.Env(GDAL_OVERVIEW_OVERSAMPLING_THRESHOLD="1.5"):
+            assert grids.overview_level(crs, 17.0) == 0  # an operator's threshold wins
 
 
 def test_neighbouring_tiles_share_one_grid_and_old_grids_are_closed(
@@ -215,5 +223,7 @@ def test_grid_readable_options() -> None:
     assert grid_readable({})
     assert grid_readable({"reproject_method": "bilinear", "threads": 1})
     assert grid_readable({"resampling_method": "nearest", "nodata": None, "unscale": False})
+    assert grid_readable({"buffer": 0, "padding": 0})
+    assert not grid_readable({"nodata": 0})  # a nodata value of 0 is a value
     assert not grid_readable({"resampling_method": "cubic"})
     assert not grid_readable({"post_process": abs})
