@@ -90,18 +90,21 @@ Tile = tuple[int, int, int]  # z, x, y
 
 
 # -- the tile set ---------------------------------------------------------------------------------
-def tile_set(footprint: dict[str, Any], count: int, seed: int) -> list[Tile]:
-    """``count`` distinct tiles over MINZOOM..MAXZOOM touching ``footprint`` (lon/lat GeoJSON).
+def tile_sets(footprint: dict[str, Any], count: int, seed: int, sets: int) -> list[list[Tile]]:
+    """``sets`` lists of ``count`` distinct tiles over MINZOOM..MAXZOOM touching ``footprint``.
 
     Each zoom gets an equal share of what is left; a zoom with fewer tiles than its share
-    gives them all and passes the rest on to the finer zooms. Shuffled, seeded.
+    gives them all and passes the rest on to the finer zooms. The lists share no tile where
+    a zoom has tiles enough for all of them (a server keeping warped or rendered pixels
+    would otherwise serve a later pass from memory); the coarse zooms, with a few tiles
+    only, repeat theirs. Each list is shuffled; all seeded.
     """
     tms = morecantile.tms.get("WebMercatorQuad")
     shape = shapely.geometry.shape(footprint)
     shapely.prepare(shape)
     rng = random.Random(seed)
     zooms = list(range(MINZOOM, MAXZOOM + 1))
-    chosen: list[Tile] = []
+    chosen: list[list[Tile]] = [[] for _ in range(sets)]
     left = count
     for i, z in enumerate(zooms):
         candidates = [
@@ -109,11 +112,14 @@ def tile_set(footprint: dict[str, Any], count: int, seed: int) -> list[Tile]:
             for t in tms.tiles(*shape.bounds, [z])
             if shape.intersects(shapely.box(*tms.bounds(t)))
         ]
-        share = left // (len(zooms) - i)
-        picked = rng.sample(candidates, min(share, len(candidates)))
-        chosen += sorted(picked)
-        left -= len(picked)
-    rng.shuffle(chosen)
+        share = min(left // (len(zooms) - i), len(candidates))
+        rng.shuffle(candidates)
+        for k in range(sets):
+            start = (k * share) % len(candidates) if candidates else 0
+            chosen[k] += sorted((candidates * 2)[start : start + share])
+        left -= share
+    for tiles in chosen:
+        rng.shuffle(tiles)
     return chosen
 
 
@@ -264,13 +270,16 @@ def tile_path(collection: str, item: str, tile: Tile) -> str:
 def measure_tiles(
     inproc: dict[str, Callable[[Tile], bytes]],
     servers: dict[str, str],
-    tiles: list[Tile],
+    passes: list[list[Tile]],
     collection: str,
     item: str,
     runs: int,
 ) -> dict[tuple[str, int], Cell]:
-    """Every target at every concurrency: a warm-up pass, then ``runs`` timed passes."""
-    urls = [(t[0], tile_path(collection, item, t)) for t in tiles]
+    """Every target at every concurrency: a warm-up pass, then ``runs`` timed passes.
+
+    Pass ``k`` of a concurrency level takes its own tile list (``tile_sets``), the same for
+    every target.
+    """
     targets = [*inproc, *servers]
     cells: dict[tuple[str, int], Cell] = {}
     for turn, c in enumerate(LEVELS):
@@ -278,9 +287,11 @@ def measure_tiles(
             cell = Cell(target, c)
             for run in range(runs + 1):
                 timed = cell if run else None
+                tiles = passes[turn * (runs + 1) + run]
                 if target in inproc:
                     inproc_pass(inproc[target], tiles, c, timed)
                 else:
+                    urls = [(t[0], tile_path(collection, item, t)) for t in tiles]
                     asyncio.run(http_pass(servers[target], urls, c, timed), **_loop())
             cells[(target, c)] = cell
             if not cell.ok:
@@ -602,6 +613,18 @@ def _item_id(ortho: Path) -> str:
 
 
 # -- report -------------------------------------------------------------------------------------
+def _repeats(passes: list[list[Tile]]) -> str:
+    """Which zooms have tiles in more than one pass (too few tiles for all passes)."""
+    seen = Counter(t for tiles in passes for t in set(tiles))
+    repeated = Counter(t[0] for t, n in seen.items() if n > 1)
+    if not repeated:
+        return "no tile is in two passes"
+    used = Counter(t[0] for tiles in passes for t in tiles)
+    return "tiles in more than one pass: " + ", ".join(
+        f"z{z} {n} of {used[z]} uses" for z, n in sorted(repeated.items())
+    )
+
+
 def _zoom_counts(tiles: list[Tile]) -> str:
     counts = Counter(t[0] for t in tiles)
     return ", ".join(f"z{z}: {counts[z]}" for z in sorted(counts))
@@ -765,7 +788,7 @@ def report(
     args: argparse.Namespace,
     ortho: Orthophoto,
     setup: Setup,
-    tiles: list[Tile],
+    passes: list[list[Tile]],
     cells: dict[tuple[str, int], Cell],
     checks: list[str],
     exports: list[ExportRun],
@@ -813,9 +836,13 @@ def report(
             + "."
         )
     lines += [
-        f"- Tile set: {len(tiles)} distinct WebMercatorQuad tiles (seed {args.seed}) touching "
+        f"- Tile sets: each pass (the warm-up and the {args.runs} timed ones, at each "
+        f"concurrency) takes its own {len(passes[0])} distinct WebMercatorQuad tiles touching "
         f"the item's footprint, as many per zoom as the zoom has up to an equal share: "
-        f"{_zoom_counts(tiles)}; shuffled; the same list for all three. Both servers get "
+        f"{_zoom_counts(passes[0])}; {len({t for p in passes for t in p})} distinct tiles over "
+        f"the {len(passes)} passes (seed {args.seed}), so that a cache of warped or rendered "
+        f"pixels serves few tiles of a timed pass; {_repeats(passes)}. Shuffled; the same "
+        "lists, in the same order, for all three. Both servers get "
         f"`/collections/{{cid}}/items/{{iid}}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png"
         f"?assets={ASSET}` (256 px PNG, no other option); the floor runs "
         "`rio_tiler.io.Reader(cog).tile(x, y, z)` and `ImageData.render(img_format='PNG')` per "
@@ -887,8 +914,13 @@ def run(args: argparse.Namespace) -> list[str]:
     stacks = Stacks(workers=args.workers)
     try:
         setup = start(args, path, stacks)
-        tiles = tile_set(setup.item["geometry"], args.tiles, args.seed)
-        log(f"{len(tiles)} tiles: {_zoom_counts(tiles)}")
+        # one list per pass and concurrency level, and one more for the cross-check
+        passes = tile_sets(setup.item["geometry"], args.tiles, args.seed,
+                           len(LEVELS) * (args.runs + 1) + 1)  # fmt: skip
+        tiles = passes.pop()
+        distinct = len({t for tiles_ in passes for t in tiles_})
+        log(f"{len(passes)} passes of {len(tiles)} tiles ({_zoom_counts(tiles)}), "
+            f"{distinct} distinct")  # fmt: skip
         inproc = {
             FLOOR: functools.partial(render_floor, setup.cog),
             INPROC: terracat_renderer(setup.item, setup.data_dir),
@@ -897,7 +929,7 @@ def run(args: argparse.Namespace) -> list[str]:
                              setup.item["id"])  # fmt: skip
         for line in checks:
             log(f"cross-check {line}")
-        cells = measure_tiles(inproc, setup.servers, tiles, COLLECTION, setup.item["id"],
+        cells = measure_tiles(inproc, setup.servers, passes, COLLECTION, setup.item["id"],
                               args.runs)  # fmt: skip
         exports: list[ExportRun] = []
         if not args.skip_export:
@@ -908,7 +940,7 @@ def run(args: argparse.Namespace) -> list[str]:
                                       setup.data_dir, args.runs)  # fmt: skip
         cog_text = cog_description(setup.cog)
         setup.client.http.close()
-        return report(args, ortho, setup, tiles, cells, checks, exports, cog_text, peer,
+        return report(args, ortho, setup, passes, cells, checks, exports, cog_text, peer,
                       conflicts)  # fmt: skip
     finally:
         stacks.close()
