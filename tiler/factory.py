@@ -115,6 +115,17 @@ def render(
                         **kwargs)  # fmt: skip
 
 
+def _prepared(
+    image: ImageData, colormap: ColorMapType | None, rescale: Any, kwargs: dict[str, Any]
+) -> numpy.ndarray:
+    """The bands titiler would encode (rescale, color formula, colormap, mask as last band):
+    its ``npy`` output, computed on a copy since titiler rescales in place."""
+    copy = attr.evolve(image, array=image.array.copy())
+    content, _ = render_image(copy, colormap=colormap, output_format=ImageType.npy,
+                             rescale=rescale, **kwargs)  # fmt: skip
+    return numpy.load(io.BytesIO(content))
+
+
 def _png(
     image: ImageData, colormap: ColorMapType | None, rescale: Any, kwargs: dict[str, Any]
 ) -> bytes | None:
@@ -126,10 +137,7 @@ def _png(
     its ``npy`` output is the array its PNG would hold. None when libpng cannot take that
     array (more than 4 bands, other data types): titiler's own PNG then says what is wrong.
     """
-    copy = attr.evolve(image, array=image.array.copy())  # titiler rescales in place
-    content, _ = render_image(copy, colormap=colormap, output_format=ImageType.npy,
-                             rescale=rescale, **kwargs)  # fmt: skip
-    pixels = numpy.load(io.BytesIO(content))
+    pixels = _prepared(image, colormap, rescale, kwargs)
     if pixels.dtype not in (numpy.uint8, numpy.uint16) or not 1 <= len(pixels) <= 4:
         return None
     if pixels.dtype == numpy.uint16 and kwargs.get("add_mask", True):
@@ -145,15 +153,11 @@ def _jpeg(
     """titiler's JPEG, encoded by libjpeg-turbo through imagecodecs instead of GDAL's driver.
 
     Same library, quality (titiler's 85) and Huffman optimisation as GDAL's JPEG driver: the
-    bytes are the same (tests/tiler/test_png.py), in half the time (no in-memory GDAL
+    bytes are the same (tests/tiler/test_jpeg.py), in half the time (no in-memory GDAL
     dataset). titiler prepares the pixels as for PNG; JPEG has no mask band. None for what
     JPEG cannot hold (not 8-bit, not 1 or 3 bands): titiler's own JPEG then says so.
     """
-    copy = attr.evolve(image, array=image.array.copy())  # titiler rescales in place
-    options = {**kwargs, "add_mask": False}
-    content, _ = render_image(copy, colormap=colormap, output_format=ImageType.npy,
-                             rescale=rescale, **options)  # fmt: skip
-    pixels = numpy.load(io.BytesIO(content))
+    pixels = _prepared(image, colormap, rescale, {**kwargs, "add_mask": False})
     if pixels.dtype != numpy.uint8 or len(pixels) not in (1, 3):
         return None
     quality = ImageType.jpeg.profile.get("quality", 85)

@@ -242,6 +242,19 @@ def _projection(
     return None
 
 
+def _reprojected_bounds(
+    src_crs: CRS, bounds: tuple[float, ...], dst_crs: CRS
+) -> tuple[float, float, float, float] | None:
+    """``bounds`` in ``dst_crs`` (edges densified); None where they do not reproject."""
+    if src_crs == dst_crs:
+        return (bounds[0], bounds[1], bounds[2], bounds[3])
+    try:
+        found = transform_bounds(src_crs, dst_crs, *bounds, densify_pts=21)
+    except (CPLE_BaseError, CRSError, ValueError):
+        return None
+    return found if all(numpy.isfinite(found)) else None
+
+
 # -- open files --------------------------------------------------------------------------------
 FileKey = tuple[str, int, int, int, int]  # path, device, inode, mtime (ns), size
 # Options of a tile read that ``TileGrids`` reads as rio-tiler would; any other is left to it.
@@ -350,15 +363,8 @@ class TileGrids:
         return vrt, col0, row0
 
     def _data_bounds(self, crs: CRS) -> tuple[float, float, float, float] | None:
-        """The file's bounds in ``crs`` (densified edges), as ItemReader's own."""
-        dataset = self.dataset
-        if dataset.crs == crs:
-            return tuple(dataset.bounds)
-        try:
-            bounds = transform_bounds(dataset.crs, crs, *dataset.bounds, densify_pts=21)
-        except (CPLE_BaseError, CRSError, ValueError):
-            return None
-        return bounds if all(numpy.isfinite(bounds)) else None
+        """The file's bounds in ``crs``, as ItemReader works out the item's."""
+        return _reprojected_bounds(self.dataset.crs, tuple(self.dataset.bounds), crs)
 
     def overview_level(self, crs: CRS, resolution: float, kernel: str = "nearest") -> int | None:
         """The overview GDAL's RasterIO would read for pixels of ``resolution`` in ``crs``.
@@ -905,15 +911,11 @@ class ItemReader(MultiBaseReader):
     @functools.cached_property
     def _tms_bounds(self) -> tuple[float, float, float, float] | None:
         """The data's bounds in the tile matrix set's CRS, remembered like the zooms."""
-        key = ("bounds", self.tms.id, self.crs, tuple(self.bounds))
+        key = (self.tms.id, self.crs, tuple(self.bounds))
         with _ZOOMS_LOCK:
             if key in _TMS_BOUNDS:
                 return _TMS_BOUNDS[key]
-        try:
-            bounds = transform_bounds(self.crs, self.tms.rasterio_crs, *self.bounds, densify_pts=21)
-        except (CPLE_BaseError, CRSError, ValueError):
-            bounds = None
-        found = bounds if bounds is not None and all(numpy.isfinite(bounds)) else None
+        found = _reprojected_bounds(self.crs, tuple(self.bounds), self.tms.rasterio_crs)
         with _ZOOMS_LOCK:
             _TMS_BOUNDS[key] = found
         return found
