@@ -539,7 +539,7 @@ def measure_upload(
     client: TerracatClient, timeline: RssTimeline, up: Upload, poll_s: float, timeout: float
 ) -> Upload:
     """Upload, then follow the job until the item is searchable (or the file is refused)."""
-    from catalog.uploads import item_id_from_filename
+    from catalog.uploads.repository import item_id_from_filename
 
     set_id = client.new_set(up.collection)
     time.sleep(BASELINE_S)

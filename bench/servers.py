@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 
-from catalog.cluster import LocalCluster, free_port
+from catalog.db.cluster import LocalCluster, free_port
 
 from .report import package_versions
 
@@ -202,7 +202,7 @@ class Stacks:
         self.cluster.start()
         self.terracat_url = self.cluster.ensure_database("terracat")
         if not pgstac:
-            from catalog.db import migrate
+            from catalog.db.engine import migrate
 
             migrate(self.terracat_url)
             return
@@ -210,7 +210,7 @@ class Stacks:
         with psycopg.connect(self.pgstac_url, autocommit=True) as conn:
             for ext in ("btree_gist", "unaccent"):
                 conn.execute(f"CREATE EXTENSION IF NOT EXISTS {ext}")
-        from catalog.db import migrate
+        from catalog.db.engine import migrate
 
         migrate(self.terracat_url)
         self.pypgstac("migrate")

@@ -591,7 +591,7 @@ def start(args: argparse.Namespace, ortho: Path, stacks: Stacks) -> Setup:
     item_id = _item_id(ortho)  # a new collection: the id is the file's stem
     item = client.get(f"collections/{COLLECTION}/items/{item_id}")
     href = item["assets"][ASSET]["href"]
-    from catalog.ingest.storage import LocalStorage
+    from catalog.storage.local import LocalStorage
 
     cog = Path(LocalStorage(data_dir).gdal_path(href))
     log(f"item {item_id} searchable after {ingest_s:.1f} s; COG {href}")
@@ -607,7 +607,7 @@ def start(args: argparse.Namespace, ortho: Path, stacks: Stacks) -> Setup:
 
 
 def _item_id(ortho: Path) -> str:
-    from catalog.uploads import item_id_from_filename
+    from catalog.uploads.repository import item_id_from_filename
 
     return item_id_from_filename(ortho.name)
 

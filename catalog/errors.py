@@ -7,6 +7,11 @@ codes are documented in docs/errors.md and never change meaning.
 from typing import Any, ClassVar
 
 
+def error_body(code: str, description: str, **extra: Any) -> dict[str, Any]:
+    """The STAC API error object."""
+    return {"code": code, "description": description, **extra}
+
+
 class CatalogError(Exception):
     """Base of every error the catalogue raises on purpose."""
 

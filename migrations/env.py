@@ -3,8 +3,8 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from catalog.db import sync_url
-from catalog.models import Base
+from catalog.db.engine import sync_url
+from catalog.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -19,7 +19,7 @@ from stac_fastapi.types.extension import ApiExtension
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 
 from catalog.errors import CatalogError, InvalidParameter, NotFound
-from catalog.jobs import JobStatus
+from catalog.jobs.queue import JobStatus
 from tiler.archives import WRITERS
 from tiler.export import archive_path
 

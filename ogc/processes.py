@@ -1,4 +1,4 @@
-"""OGC API - Processes - Part 1: Core (1.0) over the job table (catalog/jobs.py).
+"""OGC API - Processes - Part 1: Core (1.0) over the job table (catalog/jobs/queue.py).
 
 Execution is asynchronous only: ``POST /processes/{id}/execution`` queues a job row and a
 ``terracat worker`` runs it. The job row is the OGC job resource: ``/jobs/{id}`` is its status,
@@ -31,8 +31,8 @@ from stac_fastapi.types.requests import get_base_url
 from starlette.responses import Response
 
 from catalog.errors import CatalogError, InvalidParameter, NotFound
-from catalog.jobs import JobRecord, JobRepository, JobStatus, Process, ProcessDescription
-from catalog.jobs import parse_job_id as _parse_job_id
+from catalog.jobs.queue import JobRecord, JobRepository, JobStatus, Process, ProcessDescription
+from catalog.jobs.queue import parse_job_id as _parse_job_id
 from catalog.settings import JobSettings
 from catalog.timeparse import parse_interval
 

@@ -29,9 +29,9 @@ from stac_fastapi.types.requests import get_base_url
 from starlette.responses import Response
 
 from catalog.errors import CatalogError, NotFound
-from catalog.queryables import Kind
-from catalog.repository import CatalogRepository
-from catalog.tiles import FEATURE_PROPERTIES, TileBounds
+from catalog.maps.tiles import FEATURE_PROPERTIES, TileBounds
+from catalog.stac.queryables import Kind
+from catalog.stac.repository import CatalogRepository
 
 CONF = "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/"
 TMS_CONF = "http://www.opengis.net/spec/tms/2.0/conf/"

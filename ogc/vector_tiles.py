@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from stac_fastapi.types.extension import ApiExtension
 from starlette.responses import Response
 
-from catalog.tiles import VectorTileRepository
+from catalog.maps.tiles import VectorTileRepository
 
 from .tiles import MVT, CollectionID, TileMatrixSetID, TileMatrixSets, TileSettings
 

@@ -44,25 +44,27 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
-from catalog.client import (
+from catalog.db.engine import create_engine
+from catalog.ingest.process import IngestProcess
+from catalog.jobs.queue import JobRepository, Process
+from catalog.stac.client import (
     BulkTransactionsClient,
     CoreClient,
     FiltersClient,
     SortablesClient,
     TransactionsClient,
 )
-from catalog.db import create_engine
-from catalog.ingest.process import IngestProcess
-from catalog.jobs import JobRepository, Process
-from catalog.repository import CatalogRepository
-from catalog.requests import (
+from catalog.stac.repository import CatalogRepository
+from catalog.stac.requests import (
     CollectionsGetRequest,
     FilterPostRequest,
     ItemsGetRequest,
     SearchGetRequest,
     SearchPostRequest,
 )
-from catalog.uploads import UploadRepository
+from catalog.uploads.repository import UploadRepository
+from catalog.uploads.routes import UploadsFactory
+from catalog.uploads.tus import TusFactory
 from ogc.exports import ExportsExtension
 from ogc.processes import ProcessesExtension
 from ogc.tiles import TilesExtension
@@ -77,10 +79,8 @@ from .errors import AuthError, WritesDisabled, add_error_handlers
 from .middleware import PrefixMiddleware
 from .settings import ApiSettings, Settings
 from .transactions import RawBodyTransactionExtension
-from .tus import TusFactory
-from .uploads import UploadsFactory
 
-# Every CQL2 class our compiler implements (catalog/cql2.py), advertised and tested.
+# Every CQL2 class our compiler implements (catalog/stac/cql2.py), advertised and tested.
 FILTER_CLASSES = [
     FilterConformanceClasses.FILTER,
     FilterConformanceClasses.SEARCH,

@@ -9,9 +9,9 @@ import subprocess
 import sys
 from functools import partial
 
-from catalog.cluster import ClusterError
-from catalog.db import migrate
-from catalog.worker import die_with_parent
+from catalog.db.cluster import ClusterError
+from catalog.db.engine import migrate
+from catalog.jobs.worker import die_with_parent
 
 from .database import embedded_cluster, resolve_url
 from .settings import Settings

@@ -2,7 +2,7 @@
 
 import logging
 
-from catalog.cluster import LocalCluster
+from catalog.db.cluster import LocalCluster
 from catalog.settings import DatabaseSettings
 
 logger = logging.getLogger("terracat")

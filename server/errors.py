@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
-from catalog.errors import CatalogError
+from catalog.errors import CatalogError, error_body
 
 logger = logging.getLogger("terracat")
 
@@ -41,11 +41,6 @@ HTTP_CODES = {
     413: "http.PayloadTooLarge",
     415: "http.UnsupportedMediaType",
 }
-
-
-def error_body(code: str, description: str, **extra: Any) -> dict[str, Any]:
-    """The STAC API error object."""
-    return {"code": code, "description": description, **extra}
 
 
 def _catalog_error(request: Request, exc: Exception) -> JSONResponse:

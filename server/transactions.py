@@ -4,7 +4,7 @@ stac-fastapi's TransactionExtension parses bodies with stac-pydantic first. Its 
 from our checks in ways users feel: an item without ``links`` (which the server generates
 anyway) is refused, a PATCH of a collection's ``links`` list fails (typed as an object), and a
 bad item gets a wall of union errors ("ItemCollection.type: ..."). Here the routes take the
-JSON as it is and catalog.serializers says precisely what is wrong. Routes, status codes and
+JSON as it is and catalog.stac.serializers says precisely what is wrong. Routes, status codes and
 conformance classes stay those of the extension.
 """
 

@@ -6,16 +6,16 @@ import signal
 import time
 from pathlib import Path
 
-from catalog.db import create_engine
-from catalog.jobs import JobRepository
-from catalog.repository import CatalogRepository
-from catalog.uploads import UploadRepository
-from catalog.worker import Worker
+from catalog.db.engine import create_engine
+from catalog.jobs.queue import JobRepository
+from catalog.jobs.worker import Worker
+from catalog.stac.repository import CatalogRepository
+from catalog.uploads.repository import UploadRepository
+from catalog.uploads.tus import expire_uploads
 from tiler.export import sweep_exports
 
 from .app import build_processes
 from .settings import Settings
-from .tus import expire_uploads
 
 logger = logging.getLogger("terracat.worker")
 

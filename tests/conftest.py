@@ -17,8 +17,8 @@ import pytest
 from psycopg import sql
 from sqlalchemy import Engine, create_engine, make_url, text
 
-from catalog.cluster import LocalCluster, free_port
-from catalog.db import migrate, sync_url
+from catalog.db.cluster import LocalCluster, free_port
+from catalog.db.engine import migrate, sync_url
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient

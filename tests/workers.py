@@ -13,10 +13,10 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from catalog.db import create_engine
-from catalog.jobs import JobRepository, Process
+from catalog.db.engine import create_engine
+from catalog.jobs.queue import JobRepository, Process
+from catalog.jobs.worker import Worker
 from catalog.settings import DatabaseSettings, JobSettings
-from catalog.worker import Worker
 
 Processes = Callable[[AsyncEngine], Mapping[str, Process]]
 

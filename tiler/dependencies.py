@@ -27,7 +27,7 @@ from titiler.core.dependencies import (
 )
 
 from catalog.errors import InvalidParameter, InvalidStac, NotFound
-from catalog.serializers import check_id, item_document
+from catalog.stac.serializers import check_id, item_document
 
 from .errors import InvalidColorMap, InvalidLayer, UnsafeCrs
 from .reader import safe_crs

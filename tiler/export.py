@@ -36,8 +36,7 @@ from rio_tiler.errors import RioTilerError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.errors import CatalogError, InvalidParameter
-from catalog.ingest.storage import LocalStorage
-from catalog.jobs import (
+from catalog.jobs.queue import (
     InputDescription,
     JobContext,
     JobRecord,
@@ -47,11 +46,12 @@ from catalog.jobs import (
     Process,
     ProcessDescription,
 )
-from catalog.mosaic import MosaicRepository, collection_params
-from catalog.repository import CatalogRepository
-from catalog.search import SearchParams, encode_token
-from catalog.serializers import item_document
-from catalog.worker import die_with_parent
+from catalog.jobs.worker import die_with_parent
+from catalog.maps.mosaic import MosaicRepository, collection_params
+from catalog.stac.repository import CatalogRepository
+from catalog.stac.search import SearchParams, encode_token
+from catalog.stac.serializers import item_document
+from catalog.storage.local import LocalStorage
 
 from .archives import (
     WRITERS,
@@ -706,7 +706,7 @@ def _footprint(item: Mapping[str, Any]) -> shapely.Geometry:
 
 
 def _mosaic_item(row: Mapping[str, Any]) -> dict[str, Any]:
-    """An item as the mosaic's tile lookup gives it (catalog/mosaic.py): the reader's needs."""
+    """An item as the mosaic's tile lookup gives it (catalog/maps/mosaic.py): the reader's needs."""
     content = row["content"]
     item: dict[str, Any] = {
         "type": "Feature",

@@ -1,7 +1,7 @@
 """Mosaic maps of collections and saved searches: titiler.mosaic on a catalogue backend.
 
 ``CatalogBackend`` is a rio-tiler mosaic backend whose ``assets_for_tile`` asks
-catalog/mosaic.py for the items of a search that meet the tile (newest first, or the search's
+catalog/maps/mosaic.py for the items of a search that meet the tile (newest first, or the search's
 ``sortby``; at most ``max_items_per_tile``). Each item is read with ``ItemReader`` (only files
 of our storage), and ``rio_tiler.mosaic.mosaic_reader`` merges them with the requested
 ``pixel_selection`` (``first``, the default, stops reading once every pixel is filled).
@@ -57,15 +57,15 @@ from titiler.core.models.mapbox import TileJSON
 from titiler.core.resources.enums import ImageType
 from titiler.mosaic.factory import MOSAIC_THREADS, MosaicTilerFactory
 
-from catalog.mosaic import (
+from catalog.maps.mosaic import (
     Coverage,
     MosaicRepository,
     SavedSearch,
     SearchBody,
     collection_params,
 )
-from catalog.search import SearchParams
-from catalog.tiles import WGS84, TileBounds
+from catalog.maps.tiles import WGS84, TileBounds
+from catalog.stac.search import SearchParams
 
 from .dependencies import (
     LayerQuery,
@@ -134,7 +134,7 @@ class EmptyTile(Exception):
 
 
 def tile_bounds(tms: TileMatrixSet, x: int, y: int, z: int) -> TileBounds:
-    """Where a tile lies, for catalog/mosaic.py: in its CRS if an EPSG one, else in lon/lat."""
+    """Where a tile lies, for catalog/maps/mosaic.py: in its CRS if an EPSG one, else in lon/lat."""
     tile = morecantile.Tile(x, y, z)
     crs = tms.rasterio_crs
     code = None if crs.is_geographic else crs.to_epsg()

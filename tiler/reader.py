@@ -58,7 +58,7 @@ from rio_tiler.models import BandStatistics, ImageData, PointData
 from rio_tiler.types import AssetInfo, AssetType, BBox
 from rio_tiler.utils import cast_to_sequence, dtype_ranges, has_alpha_band, non_alpha_indexes
 
-from catalog.ingest.storage import LocalStorage
+from catalog.storage.local import LocalStorage
 
 from .errors import AssetNotReadable, ImageTooLarge, InvalidLayer, UnsafeCrs
 

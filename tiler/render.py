@@ -38,7 +38,7 @@ from titiler.core.validation import validate_color_formula
 from titiler.mosaic.factory import PixelSelectionParams
 
 from catalog.errors import InvalidParameter
-from catalog.search import SearchParams
+from catalog.stac.search import SearchParams
 
 from .dependencies import LayerQuery, ReaderOptions, SafeColorMapParams, TileOptions
 from .errors import InvalidLayer

@@ -1,0 +1,1 @@
+"""Persistence: the async engine and migrations, the table models, the embedded PostgreSQL."""

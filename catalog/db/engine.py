@@ -10,13 +10,13 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .errors import Conflict, Unavailable
-from .settings import DatabaseSettings
+from catalog.errors import Conflict, Unavailable
+from catalog.settings import DatabaseSettings
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-_ROOT = Path(__file__).resolve().parent.parent
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def sync_url(url: str) -> str:

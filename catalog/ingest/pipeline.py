@@ -13,10 +13,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from catalog.storage.local import Storage, asset_key
+
 from ..settings import IngestSettings
 from .cog import to_cog
 from .metadata import build_item, render_previews
-from .storage import Storage, asset_key
 from .validate import inspect
 
 Progress = Callable[[int, str], None]

@@ -11,8 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..errors import InvalidParameter
-from ..jobs import (
+from catalog.jobs.queue import (
     InputDescription,
     JobCancelled,
     JobContext,
@@ -21,10 +20,12 @@ from ..jobs import (
     Process,
     ProcessDescription,
 )
-from ..repository import CatalogRepository
-from ..serializers import item_row
+from catalog.stac.repository import CatalogRepository
+from catalog.stac.serializers import item_row
+from catalog.uploads.repository import UploadRepository, parse_uuid
+
+from ..errors import InvalidParameter
 from ..settings import IngestSettings
-from ..uploads import UploadRepository, parse_uuid
 from .errors import IngestError, TooLarge
 from .fetch import DownloadCancelled, download
 
@@ -171,8 +172,9 @@ class IngestProcess(Process):
     @staticmethod
     def execute(plan: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         """Child process: validate, convert, render previews, publish the assets."""
+        from catalog.storage.local import LocalStorage
+
         from .pipeline import IngestRequest, ingest_file
-        from .storage import LocalStorage
 
         settings = IngestSettings(**plan["settings"])
         request = IngestRequest(
@@ -222,7 +224,7 @@ class IngestProcess(Process):
         if record["item_id"] and not await self.catalog.item_exists(
             record["collection_id"], record["item_id"]
         ):
-            from .storage import LocalStorage, asset_key
+            from catalog.storage.local import LocalStorage, asset_key
 
             prefix = asset_key(record["collection_id"], record["item_id"], "x").rsplit("/", 1)[0]
             LocalStorage(self.settings.data_dir).delete_prefix(prefix)

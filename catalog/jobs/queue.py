@@ -22,9 +22,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .db import connect
-from .errors import CatalogError, InvalidParameter, NotFound
-from .models import Job, JobLog
+from catalog.db.engine import connect
+from catalog.db.models import Job, JobLog
+from catalog.errors import CatalogError, InvalidParameter, NotFound
 
 JOBS_CHANNEL = "terracat_jobs"
 CANCEL_CHANNEL = "terracat_job_cancel"

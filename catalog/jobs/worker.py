@@ -27,8 +27,8 @@ from typing import Any, NoReturn
 import psycopg
 from sqlalchemy import make_url
 
-from .errors import CatalogError
-from .jobs import (
+from catalog.errors import CatalogError
+from catalog.jobs.queue import (
     CANCEL_CHANNEL,
     JOBS_CHANNEL,
     JobCancelled,
@@ -37,7 +37,7 @@ from .jobs import (
     JobRepository,
     Process,
 )
-from .settings import JobSettings
+from catalog.settings import JobSettings
 
 logger = logging.getLogger("terracat.worker")
 

@@ -1,0 +1,1 @@
+"""The SQL side of maps: saved mosaic searches and the items of a tile, footprint vector tiles."""

@@ -4,8 +4,8 @@ A mosaic is an item search drawn as one image: the items it matches that meet a 
 first (or in the search's ``sortby``), at most ``max_items`` of them. A collection's mosaic is
 the search ``{"collections": [id]}``; a saved search is any item-search body registered once
 (``POST /searches``) and named by the hash of its canonical form. Both compile through the
-search's own filter builders (catalog/search.py), so a mosaic matches exactly what ``/search``
-returns for the same body. Like catalog/tiles.py, this module knows tiles only as
+search's own filter builders (catalog/stac/search.py), so a mosaic matches exactly what ``/search``
+returns for the same body. Like catalog/maps/tiles.py, this module knows tiles only as
 ``TileBounds``: the tiler turns tile matrix sets into bounds.
 """
 
@@ -23,16 +23,16 @@ from sqlalchemy.sql.elements import ColumnElement
 from stac_fastapi.extensions.query.request import QueryExtensionPostRequest
 from stac_fastapi.extensions.sort.request import SortExtensionPostRequest
 
-from . import cql2
-from .client import post_search_params
-from .db import connect
-from .errors import NotFound, UnknownQueryable
-from .models import Item, Search
-from .queryables import Kind, typed_property
-from .repository import CatalogRepository, Explain, Registry
-from .requests import FilterPostRequest, SearchPostRequest, check_filter_crs
-from .search import SearchParams, SortKey, order_by, sort_keys, where_clauses
-from .tiles import WGS84, TileBounds
+from catalog.db.engine import connect
+from catalog.db.models import Item, Search
+from catalog.errors import NotFound, UnknownQueryable
+from catalog.maps.tiles import WGS84, TileBounds
+from catalog.stac import cql2
+from catalog.stac.client import post_search_params
+from catalog.stac.queryables import Kind, typed_property
+from catalog.stac.repository import CatalogRepository, Explain, Registry
+from catalog.stac.requests import FilterPostRequest, SearchPostRequest, check_filter_crs
+from catalog.stac.search import SearchParams, SortKey, order_by, sort_keys, where_clauses
 
 # Members of an item-search body that select or order items; the rest (limit, token, fields,
 # filter-crs once checked) do not change a mosaic and are left out of the canonical body.

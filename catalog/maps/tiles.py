@@ -13,10 +13,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
-from .errors import NotFound, Unavailable
-from .models import Collection, Item
-from .queryables import Kind, typed_property
-from .search import datetime_filter
+from catalog.db.models import Collection, Item
+from catalog.errors import NotFound, Unavailable
+from catalog.stac.queryables import Kind, typed_property
+from catalog.stac.search import datetime_filter
 
 WGS84 = 4326
 # Item properties copied into each feature when the item has them with this JSON type.

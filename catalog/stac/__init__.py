@@ -1,0 +1,1 @@
+"""The STAC API: the stac-fastapi clients, search, CQL2, queryables, fields, serializers."""

@@ -20,15 +20,15 @@ from stac_fastapi.types.requests import get_base_url
 from stac_fastapi.types.search import str2list
 from starlette.responses import Response
 
-from . import collection_search
-from .errors import InvalidParameter, InvalidStac
-from .fields import apply_fields
-from .queryables import CORE_FIELDS, Kind
-from .repository import CatalogRepository, Page
-from .requests import check_filter_crs, parse_bbox
-from .search import SearchParams, SortBy, check_limit, encode_token
-from .serializers import collection_document, collection_row, item_document, item_row
-from .settings import CatalogSettings
+from catalog.errors import InvalidParameter, InvalidStac
+from catalog.settings import CatalogSettings
+from catalog.stac import collection_search
+from catalog.stac.fields import apply_fields
+from catalog.stac.queryables import CORE_FIELDS, Kind
+from catalog.stac.repository import CatalogRepository, Page
+from catalog.stac.requests import check_filter_crs, parse_bbox
+from catalog.stac.search import SearchParams, SortBy, check_limit, encode_token
+from catalog.stac.serializers import collection_document, collection_row, item_document, item_row
 
 GEOJSON = "application/geo+json"
 
@@ -133,7 +133,7 @@ def post_search_params(search_request: Any, body: Mapping[str, Any], limit: int)
     """The search of a POST item-search body, validated as ``search_request``.
 
     ``body`` is the JSON as sent: ``intersects`` and ``datetime`` are read from it unchanged.
-    Saved searches (catalog/mosaic.py) go through here too, so both read bodies alike.
+    Saved searches (catalog/maps/mosaic.py) go through here too, so both read bodies alike.
     """
     check_filter_crs(getattr(search_request, "filter_crs", None))
     return SearchParams(

@@ -7,18 +7,18 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Text, and_, case, func, literal, literal_column, or_
 from sqlalchemy.sql.elements import ColumnElement
 
-from . import cql2
-from .errors import InvalidParameter, InvalidSortBy, UnknownQueryable
-from .geometry import as_sql, bbox_shape
-from .models import Collection
-from .queryables import Field, Kind
-from .requests import parse_bbox
-from .search import check_limit
-from .settings import CatalogSettings
-from .timeparse import parse_interval
+from catalog.db.models import Collection
+from catalog.errors import InvalidParameter, InvalidSortBy, UnknownQueryable
+from catalog.geometry import as_sql, bbox_shape
+from catalog.settings import CatalogSettings
+from catalog.stac import cql2
+from catalog.stac.queryables import Field, Kind
+from catalog.stac.requests import parse_bbox
+from catalog.stac.search import check_limit
+from catalog.timeparse import parse_interval
 
 if TYPE_CHECKING:
-    from .repository import CatalogRepository
+    from catalog.stac.repository import CatalogRepository
 
 
 def _content_text(name: str) -> ColumnElement[Any]:

@@ -39,11 +39,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-from . import queryables
-from .errors import InvalidFilter, InvalidParameter, UnknownQueryable
-from .geometry import GEOMETRY_TYPES, as_sql, bbox_shape, geojson_shape
-from .queryables import Field, Kind
-from .timeparse import parse_instant
+from catalog.errors import InvalidFilter, InvalidParameter, UnknownQueryable
+from catalog.geometry import GEOMETRY_TYPES, as_sql, bbox_shape, geojson_shape
+from catalog.stac import queryables
+from catalog.stac.queryables import Field, Kind
+from catalog.timeparse import parse_instant
 
 Resolver = Callable[[str], Field]
 Clause = ColumnElement[Any]

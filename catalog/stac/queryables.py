@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-from .models import Item
+from catalog.db.models import Item
 
 
 class Kind(StrEnum):

@@ -24,12 +24,12 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
-from .db import connect
-from .errors import Conflict, NotFound, UnknownQueryable
-from .geometry import as_sql
-from .models import Collection, Item, Queryable
-from .queryables import Kind, json_kind, property_kinds
-from .search import (
+from catalog.db.engine import connect
+from catalog.db.models import Collection, Item, Queryable
+from catalog.errors import Conflict, NotFound, UnknownQueryable
+from catalog.geometry import as_sql
+from catalog.stac.queryables import Kind, json_kind, property_kinds
+from catalog.stac.search import (
     SearchParams,
     SortKey,
     decode_token,
@@ -39,7 +39,7 @@ from .search import (
     sort_keys,
     where_clauses,
 )
-from .serializers import summaries_kinds
+from catalog.stac.serializers import summaries_kinds
 
 Registry = dict[str, frozenset[Kind]]
 

@@ -13,7 +13,7 @@ from pydantic import Field
 from stac_fastapi.extensions.filter.request import FilterExtensionPostRequest
 from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest, str2list
 
-from .errors import InvalidBBox, InvalidFilter
+from catalog.errors import InvalidBBox, InvalidFilter
 
 _BBOX = Query(
     description="Only items intersecting this box: west,south,east,north (or with min/max "

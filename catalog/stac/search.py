@@ -12,13 +12,13 @@ import orjson
 from sqlalchemy import and_, false, func, or_, true, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
-from . import cql2
-from .errors import InvalidLimit, InvalidSortBy, InvalidToken, UnknownQueryable
-from .geometry import as_sql, bbox_shape, geojson_shape
-from .models import Item
-from .queryables import Kind, resolve
-from .queryables import UnknownQueryable as _Unknown
-from .timeparse import parse_interval
+from catalog.db.models import Item
+from catalog.errors import InvalidLimit, InvalidSortBy, InvalidToken, UnknownQueryable
+from catalog.geometry import as_sql, bbox_shape, geojson_shape
+from catalog.stac import cql2
+from catalog.stac.queryables import Kind, resolve
+from catalog.stac.queryables import UnknownQueryable as _Unknown
+from catalog.timeparse import parse_interval
 
 Registry = Mapping[str, frozenset[Kind]]
 

@@ -9,10 +9,10 @@ from urllib.parse import quote
 import shapely
 import shapely.geometry
 
-from .errors import InvalidBBox, InvalidDatetime, InvalidGeometry, InvalidStac
-from .geometry import bbox_shape, fix_shape, normalize_bbox, parse_geojson
-from .timeparse import parse_instant
-from .validation import check_extensions
+from catalog.errors import InvalidBBox, InvalidDatetime, InvalidGeometry, InvalidStac
+from catalog.geometry import bbox_shape, fix_shape, normalize_bbox, parse_geojson
+from catalog.stac.validation import check_extensions
+from catalog.timeparse import parse_instant
 
 STAC_VERSION = "1.1.0"
 GENERATED_RELS = frozenset({"self", "root", "parent", "collection", "items", "queryables",

@@ -21,9 +21,9 @@ from typing import Any
 import fastjsonschema
 import jsonschema_rs
 
-from .errors import InvalidStac
+from catalog.errors import InvalidStac
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
 
 @cache

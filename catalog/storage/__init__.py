@@ -1,0 +1,1 @@
+"""Where asset files live: storage keys and the local-folder storage."""

@@ -1,0 +1,1 @@
+"""Upload sets: their records, the multipart and tus protocols, and their routes."""

@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .db import connect
-from .errors import CatalogError, Conflict, NotFound
-from .ingest.errors import Duplicate
-from .jobs import JobRepository
-from .models import Collection, Item, UploadFile, UploadSet
+from catalog.db.engine import connect
+from catalog.db.models import Collection, Item, UploadFile, UploadSet
+from catalog.errors import CatalogError, Conflict, NotFound
+from catalog.ingest.errors import Duplicate
+from catalog.jobs.queue import JobRepository
 
 FINAL_FILE_STATES = ("ready", "rejected", "duplicate")
 _COLUMNS = [

@@ -18,19 +18,18 @@ from starlette.responses import JSONResponse
 from catalog.errors import InvalidParameter, NotFound
 from catalog.ingest.fetch import check_url, safe_filename
 from catalog.ingest.process import staging_dir
-from catalog.jobs import JobRepository
-from catalog.serializers import check_id
+from catalog.jobs.queue import JobRepository
 from catalog.settings import IngestSettings, JobSettings
-from catalog.uploads import (
+from catalog.stac.serializers import check_id
+from catalog.uploads.multipart import receive_multipart_file
+from catalog.uploads.repository import (
     FINAL_FILE_STATES,
     NewFile,
     UploadRepository,
     UploadSetClosed,
     parse_uuid,
 )
-
-from .streaming import receive_multipart_file
-from .tus import TusError, TusUpload
+from catalog.uploads.tus import TusError, TusUpload
 
 
 class UploadSetCreate(BaseModel):

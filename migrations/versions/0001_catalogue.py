@@ -15,7 +15,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # Typed views of well-known STAC properties. The search code builds exactly these expressions
-# (catalog.queryables.typed_property), so the planner matches them to the indexes below.
+# (catalog.stac.queryables.typed_property), so the planner matches them to the indexes below.
 _NUMBER = (
     "(CASE WHEN jsonb_typeof(properties -> '{p}') = 'number'"
     " THEN (properties -> '{p}')::float8 END)"

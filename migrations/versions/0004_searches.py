@@ -1,6 +1,6 @@
 """Saved searches: item searches registered once and rendered as mosaics by id.
 
-``id`` is a hash of the canonical search body (catalog/mosaic.py), so registering the same
+``id`` is a hash of the canonical search body (catalog/maps/mosaic.py), so registering the same
 search twice finds the same row. ``last_used`` is moved forward when tiles use the search
 (at most once per cache period), so unused searches can be found and pruned later.
 

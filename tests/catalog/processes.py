@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.jobs import (
+from catalog.jobs.queue import (
     InputDescription,
     JobContext,
     JobRecord,

@@ -13,9 +13,9 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import postgresql
 
 from catalog import errors
-from catalog.cql2 import compile_filter, parse, query_to_cql2
-from catalog.models import Item
-from catalog.queryables import Kind
+from catalog.db.models import Item
+from catalog.stac.cql2 import compile_filter, parse, query_to_cql2
+from catalog.stac.queryables import Kind
 
 # Built like the app builds it: {name: frozenset(kinds)} over the searched collections.
 REGISTRY = {
@@ -396,7 +396,7 @@ def test_moderate_nesting_compiles(engine: Engine) -> None:
 # Run in a child process: if a guard regresses, cql2 overflows its stack and the process dies.
 _HOSTILE = """
 import sys
-from catalog.cql2 import parse
+from catalog.stac.cql2 import parse
 from catalog.errors import InvalidFilter
 hostile = [
     "NOT " * 20000 + "x = 1",

@@ -12,7 +12,7 @@ from rasterio.transform import from_origin
 
 from catalog.ingest.errors import EmptyRaster
 from catalog.ingest.footprint import footprint, geometry_bbox
-from catalog.serializers import item_row
+from catalog.stac.serializers import item_row
 from tests import rasters
 
 

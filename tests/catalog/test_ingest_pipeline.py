@@ -21,10 +21,10 @@ from catalog.ingest.errors import EmptyRaster, IngestError
 from catalog.ingest.footprint import footprint
 from catalog.ingest.metadata import build_item, render_previews
 from catalog.ingest.pipeline import IngestRequest, ingest_file
-from catalog.ingest.storage import LocalStorage, asset_key
-from catalog.serializers import item_row
 from catalog.settings import IngestSettings
-from catalog.validation import SCHEMA_DIR, _urlmap, check_extensions
+from catalog.stac.serializers import item_row
+from catalog.stac.validation import SCHEMA_DIR, _urlmap, check_extensions
+from catalog.storage.local import LocalStorage, asset_key
 from tests import rasters
 
 UPLOADED = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)

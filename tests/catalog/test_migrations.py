@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from catalog.db import downgrade, migrate
+from catalog.db.engine import downgrade, migrate
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""catalog/mosaic.py against PostGIS: saved searches, the items of a tile, their plan, coverage."""
+"""catalog/maps/mosaic.py on PostGIS: saved searches, a tile's items, their plan, coverage."""
 
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -7,9 +7,9 @@ import morecantile
 import pytest
 from sqlalchemy import Engine, text
 
-from catalog.db import create_engine
+from catalog.db.engine import create_engine
 from catalog.errors import InvalidFilter, UnknownQueryable
-from catalog.mosaic import (
+from catalog.maps.mosaic import (
     MosaicRepository,
     SearchBody,
     SearchNotFound,
@@ -18,11 +18,11 @@ from catalog.mosaic import (
     search_id,
     search_params,
 )
-from catalog.repository import CatalogRepository
-from catalog.search import SearchParams, SortBy
-from catalog.serializers import collection_row, item_row
+from catalog.maps.tiles import TileBounds
 from catalog.settings import DatabaseSettings
-from catalog.tiles import TileBounds
+from catalog.stac.repository import CatalogRepository
+from catalog.stac.search import SearchParams, SortBy
+from catalog.stac.serializers import collection_row, item_row
 from tests.factories import collection, item
 
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from catalog.db import create_engine
+from catalog.db.engine import create_engine
 from catalog.errors import Conflict
-from catalog.repository import CatalogRepository
-from catalog.search import SearchParams
-from catalog.serializers import collection_row, item_row
 from catalog.settings import DatabaseSettings
+from catalog.stac.repository import CatalogRepository
+from catalog.stac.search import SearchParams
+from catalog.stac.serializers import collection_row, item_row
 from tests.factories import collection, item
 
 
@@ -104,8 +104,8 @@ def test_cloud_cover_filter_uses_expression_index(sync_engine: Engine) -> None:
         from sqlalchemy import select
         from sqlalchemy.dialects import postgresql
 
-        from catalog.models import Item
-        from catalog.queryables import Kind, typed_property
+        from catalog.db.models import Item
+        from catalog.stac.queryables import Kind, typed_property
 
         query = select(Item.id).where(typed_property("eo:cloud_cover", Kind.NUMBER) < 0.5)
         sql = str(query.compile(dialect=postgresql.dialect(),

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from catalog.db import create_engine
-from catalog.jobs import JobRecord, JobRepository
+from catalog.db.engine import create_engine
+from catalog.jobs.queue import JobRecord, JobRepository
+from catalog.jobs.worker import Worker
 from catalog.settings import DatabaseSettings, JobSettings
-from catalog.worker import Worker
 
 from .processes import DoubleProcess, FlakyProcess
 
@@ -156,7 +156,7 @@ async def test_dismiss_of_a_queued_job_is_immediate(jobs: JobRepository) -> None
 
 
 async def test_restart_refuses_a_job_that_is_not_finished(jobs: JobRepository) -> None:
-    from catalog.jobs import JobStateConflict
+    from catalog.jobs.queue import JobStateConflict
 
     job = await jobs.submit("double", {"value": 2}, timeout_s=60, max_attempts=1)
     with pytest.raises(JobStateConflict):

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from catalog.db import create_engine
-from catalog.jobs import JobRepository
+from catalog.db.engine import create_engine
+from catalog.jobs.queue import JobRepository
 from catalog.settings import JobSettings
 from ogc.processes import resolve_outputs
 from server.app import create_app

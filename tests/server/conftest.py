@@ -35,7 +35,7 @@ import requests.adapters
 import urllib3
 from requests.structures import CaseInsensitiveDict
 
-from catalog.cluster import free_port
+from catalog.db.cluster import free_port
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "catalog" / "schemas"
 LIVE_TOKEN = "live-admin-token-0123456789abcdef"

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
-from catalog.ingest.storage import LocalStorage
+from catalog.storage.local import LocalStorage
 from server.app import create_app
 from server.settings import Settings
 from tests import rasters

@@ -1,4 +1,4 @@
-"""Multipart uploads streamed to disk: server/streaming.py through a tiny ASGI app."""
+"""Multipart uploads streamed to disk: catalog/uploads/multipart.py through a tiny ASGI app."""
 
 import base64
 import hashlib
@@ -12,8 +12,8 @@ import pytest
 from fastapi import FastAPI, Request
 from starlette.requests import ClientDisconnect
 
+from catalog.uploads.multipart import receive_multipart_file
 from server.errors import add_error_handlers
-from server.streaming import receive_multipart_file
 
 DATA = os.urandom(3 * 1024 * 1024 + 17)
 SHA = hashlib.sha256(DATA).hexdigest()

@@ -1,4 +1,4 @@
-"""The tus server (server/tus.py) against tuspy and raw HTTP, on a live uvicorn in a thread."""
+"""The tus server (catalog/uploads/tus.py) against tuspy and raw HTTP, on a live uvicorn."""
 
 import base64
 import fcntl
@@ -19,9 +19,9 @@ import uvicorn
 from fastapi import Depends, FastAPI
 from tusclient import client as tus_client
 
-from catalog.cluster import free_port
+from catalog.db.cluster import free_port
+from catalog.uploads.tus import TusError, TusFactory, TusUpload, expire_uploads
 from server.errors import AuthError, add_error_handlers
-from server.tus import TusError, TusFactory, TusUpload, expire_uploads
 
 MiB = 1024 * 1024
 EXPIRATION = 3600

@@ -1,4 +1,4 @@
-"""Vector tiles of item footprints, rendered by PostGIS (ogc/vector_tiles.py, catalog/tiles.py)."""
+"""Vector tiles of item footprints rendered by PostGIS (ogc/vector_tiles.py, catalog/maps/tiles)."""
 
 import math
 from collections.abc import Iterator

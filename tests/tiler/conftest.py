@@ -27,10 +27,10 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 from sqlalchemy import Engine, create_engine, text
 
-from catalog.db import sync_url
+from catalog.db.engine import sync_url
 from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
-from catalog.ingest.storage import LocalStorage
 from catalog.settings import IngestSettings
+from catalog.storage.local import LocalStorage
 from server.app import create_app
 from server.settings import Settings
 from tests import rasters

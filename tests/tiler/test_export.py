@@ -22,9 +22,9 @@ from pmtiles.reader import MmapSource, Reader
 from rasterio.transform import from_origin
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from catalog.jobs import Process
-from catalog.repository import CatalogRepository
+from catalog.jobs.queue import Process
 from catalog.settings import JobSettings
+from catalog.stac.repository import CatalogRepository
 from ogc.processes import resolve_outputs
 from server.settings import Settings
 from server.worker import sweep_temp

@@ -19,7 +19,7 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from catalog.cluster import free_port
+from catalog.db.cluster import free_port
 from server.settings import Settings
 from tests.tiler.conftest import PREFIX, centre_tile
 from tiler.errors import AssetNotReadable
