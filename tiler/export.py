@@ -322,6 +322,7 @@ class ExportProcess(Process):
     """Shared by the ``mbtiles`` and ``pmtiles`` processes; ``archive`` is the writer."""
 
     archive: ClassVar[type[ArchiveWriter]]
+    child_modules = ("tiler.render",)
 
     def __init__(
         self,

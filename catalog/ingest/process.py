@@ -169,6 +169,8 @@ class IngestProcess(Process):
         await self.uploads.update_file(file_id, staged_path=str(got.path), size=got.size)
         return got.path, got.sha256
 
+    child_modules = ("catalog.ingest.pipeline", "catalog.storage.local")
+
     @staticmethod
     def execute(plan: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         """Child process: validate, convert, render previews, publish the assets."""

@@ -112,6 +112,8 @@ class Process(ABC):
     """
 
     description: ClassVar[ProcessDescription]
+    # Modules ``execute`` imports when it runs: job children start with them imported.
+    child_modules: ClassVar[tuple[str, ...]] = ()
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Validate inputs at submission (raise InvalidParameter); returns what is stored."""
