@@ -7,6 +7,7 @@ database in the URL itself, so a developer's data is never touched.
 
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
     from catalog.settings import JobSettings
     from server.settings import Settings
+    from tests.apps import AppPool
     from tests.workers import MakeWorker, Processes
 
 TABLES = (
@@ -62,6 +64,16 @@ class Databases:
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _job_children_preload() -> None:
+    """Job children start with the suite's process modules imported, as a ``terracat worker``'s
+    do with its processes': the fork server is one per process, started by the first job."""
+    from catalog.jobs.worker import preload
+
+    preload(["catalog.ingest.process", "catalog.ingest.pipeline", "catalog.storage.local",
+             "tiler.export", "tiler.render", "tests.catalog.processes"])  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -136,20 +148,45 @@ def app_settings(database_url: str, data_dir: Path) -> "Settings":
     return settings
 
 
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> "Settings":
-    """App settings on the test database with an admin token and a private data folder."""
-    return app_settings(database_url, tmp_path / "data")
+@pytest.fixture(scope="session")
+def _shared_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("shared-data")
 
 
 @pytest.fixture
-def client(settings: "Settings") -> Iterator["TestClient"]:
-    """HTTP client on the ASGI app (lifespan run, real database)."""
-    from fastapi.testclient import TestClient
+def data_dir(_shared_data_root: Path) -> Iterator[Path]:
+    """The data folder of ``settings``: one for the session, emptied after every test.
 
-    from server.app import create_app
+    The same folder for every test lets tests share an app (``apps``); what a test leaves in
+    it is gone before the next test starts. Fixtures that write there (workers) depend on it,
+    so they stop before it is emptied.
+    """
+    folder = _shared_data_root / "data"
+    folder.mkdir(exist_ok=True)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
-    with TestClient(create_app(settings)) as test_client:
+
+@pytest.fixture
+def settings(database_url: str, data_dir: Path) -> "Settings":
+    """App settings on the test database with an admin token and the data folder; the test's
+    own copy, free to change."""
+    return app_settings(database_url, data_dir)
+
+
+@pytest.fixture(scope="session")
+def apps() -> "AppPool":
+    """The session's apps, one per distinct settings (see ``tests.apps.AppPool``)."""
+    from tests.apps import AppPool
+
+    return AppPool()
+
+
+@pytest.fixture
+def client(settings: "Settings", apps: "AppPool") -> Iterator["TestClient"]:
+    """HTTP client on the app for ``settings`` as they are when the test starts (lifespan run
+    for this test, real database); the app itself is shared with tests of equal settings."""
+    with apps.client(settings) as test_client:
         yield test_client
 
 
@@ -160,7 +197,7 @@ def admin() -> dict[str, str]:
 
 
 @pytest.fixture
-def make_worker(database_url: str) -> Iterator["MakeWorker"]:
+def make_worker(database_url: str, data_dir: Path) -> Iterator["MakeWorker"]:
     """Make job workers on the test database, each started by the test; all stopped at its end.
 
     ``make_worker(processes, job_settings)``: see ``tests.workers.WorkerThread``.

@@ -1,4 +1,4 @@
-"""Small real processes for worker tests (importable by the worker's spawned children)."""
+"""Small real processes for worker tests (importable by the worker's job children)."""
 
 import time
 from collections.abc import Callable
@@ -44,7 +44,9 @@ class DoubleProcess(Process):
 
     @staticmethod
     def execute(plan: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-        steps = 10
+        # At least a step (and a progress report) every 0.1 s: tests that wait for progress
+        # before cancelling a long job wait that long, not a tenth of the job.
+        steps = max(10, round(plan["seconds"] * 10))
         for step in range(steps):
             time.sleep(plan["seconds"] / steps)
             ctx.progress(int(100 * step / steps), f"step {step}")
