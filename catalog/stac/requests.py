@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import attr
 from fastapi import Path, Query
-from pydantic import Field
+from pydantic import BaseModel, Field
 from stac_fastapi.extensions.filter.request import FilterExtensionPostRequest
 from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest, str2list
 
@@ -93,11 +93,20 @@ class SearchPostRequest(BaseSearchPostRequest):
     )
 
 
-class FilterPostRequest(FilterExtensionPostRequest):
-    """POST filter: CQL2-JSON, or CQL2-text as a string with ``filter-lang: cql2-text``."""
+class FilterPostRequest(BaseModel):
+    """POST filter: CQL2-JSON, or CQL2-text as a string with ``filter-lang: cql2-text``.
+
+    Not a subclass of stac-fastapi's model: that one takes CQL2-JSON only, and its narrower
+    ``filter`` and ``filter-lang`` cannot be widened in a subclass.
+    """
 
     filter_expr: dict[str, Any] | str | None = Field(
         None, alias="filter", description="A CQL2 expression (JSON object or text)."
+    )
+    filter_crs: str | None = Field(
+        None,
+        alias="filter-crs",
+        description=FilterExtensionPostRequest.model_fields["filter_crs"].description,
     )
     filter_lang: Literal["cql2-json", "cql2-text"] | None = Field(
         None, alias="filter-lang", description="Encoding of 'filter' (default: from its type)."
