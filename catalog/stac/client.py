@@ -17,7 +17,7 @@ from stac_fastapi.extensions.sort.client import AsyncBaseSortablesClient
 from stac_fastapi.extensions.transaction.client import AsyncBaseTransactionsClient
 from stac_fastapi.types.core import AsyncBaseCoreClient
 from stac_fastapi.types.requests import get_base_url
-from stac_fastapi.types.search import str2list
+from stac_fastapi.types.search import BaseSearchPostRequest, str2list
 from starlette.responses import Response
 
 from catalog.errors import InvalidParameter, InvalidStac
@@ -129,7 +129,9 @@ def _json_param(name: str, value: Any) -> Any:
         raise InvalidParameter(f"{name} is not valid JSON: {exc}") from exc
 
 
-def post_search_params(search_request: Any, body: Mapping[str, Any], limit: int) -> SearchParams:
+def post_search_params(
+    search_request: BaseSearchPostRequest, body: Mapping[str, Any], limit: int
+) -> SearchParams:
     """The search of a POST item-search body, validated as ``search_request``.
 
     ``body`` is the JSON as sent: ``intersects`` and ``datetime`` are read from it unchanged.
@@ -189,9 +191,14 @@ class CoreClient(AsyncBaseCoreClient):
         """
         return any(extension in {c.__name__ for c in type(e).__mro__} for e in self.extensions)
 
+    # The methods below keep stac-fastapi's signatures: it passes everything, the request
+    # included, as keywords. They return Any because stac-fastapi hands a Response through
+    # as it is, which its base types (the documents only) do not say.
+
     # -- collections ------------------------------------------------------------------------
-    async def all_collections(self, request: Request, **kwargs: Any) -> Any:
+    async def all_collections(self, **kwargs: Any) -> Any:
         """GET /collections, with collection search parameters."""
+        request: Request = kwargs["request"]
         base_url = _base_url(request)
         params = collection_search.CollectionSearch.from_get(kwargs, self.settings)
         rows, matched = await collection_search.run(repository(request), params)
@@ -219,21 +226,26 @@ class CoreClient(AsyncBaseCoreClient):
             }
         )
 
-    async def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> Any:
+    async def get_collection(self, collection_id: str, **kwargs: Any) -> Any:
         """GET /collections/{collection_id}."""
+        request: Request = kwargs["request"]
         row = await repository(request).get_collection(collection_id)
         return _json(self._collection(row, _base_url(request)))
 
     # -- items ------------------------------------------------------------------------------
-    async def get_item(
-        self, item_id: str, collection_id: str, request: Request, **kwargs: Any
-    ) -> Any:
+    async def get_item(self, item_id: str, collection_id: str, **kwargs: Any) -> Any:
         """GET /collections/{collection_id}/items/{item_id}."""
+        request: Request = kwargs["request"]
         row = await repository(request).get_item(collection_id, item_id)
         return _json(item_document(row, _base_url(request)), GEOJSON)
 
-    async def item_collection(self, collection_id: str, request: Request, **kwargs: Any) -> Any:
+    # stac-fastapi types the parameters of these two after its own GET request models; ours
+    # (catalog/stac/requests.py) pass bbox, collections and ids on as sent, in **kwargs.
+    async def item_collection(  # type: ignore[override]
+        self, collection_id: str, **kwargs: Any
+    ) -> Any:
         """GET /collections/{collection_id}/items (filter, sort, fields, query, paging)."""
+        request: Request = kwargs["request"]
         await repository(request).get_collection(collection_id)
         kwargs.pop("collections", None)
         params, fields = self._get_params(kwargs, request)
@@ -241,13 +253,15 @@ class CoreClient(AsyncBaseCoreClient):
         route = f"collections/{quote(collection_id, safe='')}/items"
         return await self._search(request, params, fields, route, post_body=None)
 
-    async def get_search(self, request: Request, **kwargs: Any) -> Any:
+    async def get_search(self, **kwargs: Any) -> Any:  # type: ignore[override]
         """GET /search."""
+        request: Request = kwargs["request"]
         params, fields = self._get_params(kwargs, request)
         return await self._search(request, params, fields, "search", post_body=None)
 
-    async def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> Any:
+    async def post_search(self, search_request: BaseSearchPostRequest, **kwargs: Any) -> Any:
         """POST /search."""
+        request: Request = kwargs["request"]
         body = await request.json()
         fields = _fields_post(body)
         limit = _page_size(search_request.limit, self.settings)
@@ -286,7 +300,7 @@ class CoreClient(AsyncBaseCoreClient):
         fields: tuple[set[str], set[str], bool],
         route: str,
         post_body: dict[str, Any] | None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         page = await repository(request).search(params)
         base_url = _base_url(request)
         features = [item_document(row, base_url) for row in page.rows]
