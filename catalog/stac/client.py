@@ -440,30 +440,35 @@ class FiltersClient(AsyncBaseFiltersClient):
         return await _schema(request, collection_id, title, sortable=False)
 
 
+def _given(request: Request | None) -> Request:
+    """The request stac-fastapi passes (its base signatures make it optional)."""
+    if request is None:
+        raise TypeError("a sortables endpoint was called without its request")
+    return request
+
+
 @attr.s
 class SortablesClient(AsyncBaseSortablesClient):
     """Sortables: the queryables that have an order."""
 
     async def get_sortables(self, request: Request | None = None, **kwargs: Any) -> dict[str, Any]:
         """GET /sortables."""
-        assert request is not None
-        return await _schema(request, None, "Sortables", sortable=True)
+        return await _schema(_given(request), None, "Sortables", sortable=True)
 
     async def get_collection_sortables(
         self, collection_id: str, request: Request | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         """GET /collections/{collection_id}/sortables."""
-        assert request is not None
-        return await _schema(request, collection_id, f"Sortables of {collection_id}", True)
+        title = f"Sortables of {collection_id}"
+        return await _schema(_given(request), collection_id, title, sortable=True)
 
     async def get_collections_sortables(
         self, request: Request | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         """GET /collections-sortables: what collection search can sort on."""
-        assert request is not None
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": f"{_base_url(request)}collections-sortables",
+            "$id": f"{_base_url(_given(request))}collections-sortables",
             "type": "object",
             "title": "Collection sortables",
             "properties": collection_search.SORTABLE_SCHEMAS,
