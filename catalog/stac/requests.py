@@ -11,7 +11,7 @@ import attr
 from fastapi import Path, Query
 from pydantic import BaseModel, Field
 from stac_fastapi.extensions.filter.request import FilterExtensionPostRequest
-from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest, str2list
+from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest
 
 from catalog.errors import InvalidBBox, InvalidFilter
 
@@ -42,10 +42,6 @@ def parse_bbox(value: str | None) -> list[float] | None:
         return [float(v) for v in value.split(",")]
     except ValueError as exc:
         raise InvalidBBox(f"bbox must be 4 or 6 comma-separated numbers: {value!r}") from exc
-
-
-def _list(value: str | None) -> list[str] | None:
-    return str2list(value)
 
 
 @attr.s
