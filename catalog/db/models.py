@@ -1,6 +1,6 @@
 """SQLAlchemy 2 models of the catalogue. The schema itself is created only by Alembic migrations."""
 
-from datetime import datetime
+import datetime as dt
 from typing import Any
 from uuid import UUID
 
@@ -39,10 +39,10 @@ class Collection(Base):
     spatial: Mapped[WKBElement | None] = mapped_column(
         Geometry("GEOMETRY", srid=4326, spatial_index=False)
     )
-    start_datetime: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    end_datetime: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    start_datetime: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    end_datetime: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Item(Base):
@@ -62,12 +62,12 @@ class Item(Base):
     geometry: Mapped[WKBElement | None] = mapped_column(
         Geometry("GEOMETRY", srid=4326, spatial_index=False)
     )
-    datetime: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    end_datetime: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    datetime: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    end_datetime: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     properties: Mapped[dict[str, Any]] = mapped_column(JSONB)
     content: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Queryable(Base):
@@ -102,12 +102,14 @@ class Job(Base):
     timeout_s: Mapped[int] = mapped_column(Integer)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default="false")
     worker_id: Mapped[str | None] = mapped_column(Text)
-    run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    started: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    run_after: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class JobLog(Base):
@@ -119,7 +121,7 @@ class JobLog(Base):
         PgUUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
     )
     line: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     message: Mapped[str] = mapped_column(Text)
 
 
@@ -134,11 +136,11 @@ class UploadSet(Base):
     )
     title: Mapped[str | None] = mapped_column(Text)
     expected_files: Mapped[int | None] = mapped_column(Integer)
-    item_datetime: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    item_datetime: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     completed: Mapped[bool] = mapped_column(Boolean, server_default="false")
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class UploadFile(Base):
@@ -164,8 +166,8 @@ class UploadFile(Base):
         PgUUID(as_uuid=True), ForeignKey("jobs.id", ondelete="SET NULL")
     )
     staged_path: Mapped[str | None] = mapped_column(Text)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class Search(Base):
@@ -175,5 +177,7 @@ class Search(Base):
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     body: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    last_used: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

@@ -121,24 +121,53 @@ def build_item(
         # rio-stac tries to parse TIFF dates itself and warns on the TIFF format; we parse it.
         warnings.filterwarnings("ignore", message="Could not get parse date")
         warnings.filterwarnings("ignore", message="Could not calculate the histogram")
-        moment = _utc(datetime_value) or _tiff_datetime(src) or _utc(upload_time)
-        stac: pystac.Item = create_stac_item(
-            src,
-            input_datetime=moment,
-            id=item_id,
-            collection=collection_id,
-            asset_name="data",
-            asset_roles=["data"],
-            asset_media_type=COG_MEDIA_TYPE,
-            asset_href=assets["data"],
-            with_proj=True,
-            with_raster=True,
-            with_eo=True,
-            raster_max_size=1024,
-        )
+        moment = _item_datetime(src, datetime_value, upload_time)
+        stac = _rio_stac_item(src, item_id, collection_id, assets["data"], moment)
         gsd = _gsd(src)
         projection = _projection(src)
         eo_bands = _eo_bands(src)
+    _link_collection(stac, collection_id)
+    stac.geometry = geometry
+    stac.bbox = geometry_bbox(geometry)
+    stac.datetime = moment
+    properties = {k: v for k, v in stac.properties.items() if not k.startswith("proj:")}
+    properties.update(projection, gsd=gsd)
+    if title:
+        properties["title"] = title
+    stac.properties = properties
+    stac.stac_extensions = list(EXTENSIONS.values())
+    _describe_data(stac.assets["data"], title or item_id, gsd, eo_bands, sha256, size)
+    for key, roles in PREVIEW_ROLES.items():
+        if key in assets:
+            stac.add_asset(
+                key, pystac.Asset(href=assets[key], media_type=PNG_MEDIA_TYPE, roles=roles)
+            )
+    return stac.to_dict(include_self_link=False, transform_hrefs=False)
+
+
+def _rio_stac_item(
+    src: DatasetReader, item_id: str, collection_id: str, href: str, moment: datetime
+) -> pystac.Item:
+    """What rio-stac reads from the raster: projection, raster and eo metadata, one asset."""
+    item: pystac.Item = create_stac_item(
+        src,
+        input_datetime=moment,
+        id=item_id,
+        collection=collection_id,
+        asset_name="data",
+        asset_roles=["data"],
+        asset_media_type=COG_MEDIA_TYPE,
+        asset_href=href,
+        with_proj=True,
+        with_raster=True,
+        with_eo=True,
+        raster_max_size=1024,
+    )
+    return item
+
+
+def _link_collection(stac: pystac.Item, collection_id: str) -> None:
+    """The item's only link, to its collection."""
     stac.clear_links()
     stac.collection_id = collection_id
     # STAC requires a collection link with "collection"; relative to the item's URL in a STAC
@@ -150,18 +179,18 @@ def build_item(
             media_type=pystac.MediaType.JSON,
         )
     )
-    stac.geometry = geometry
-    stac.bbox = geometry_bbox(geometry)
-    stac.datetime = moment
-    properties = {k: v for k, v in stac.properties.items() if not k.startswith("proj:")}
-    properties.update(projection, gsd=gsd)
-    if title:
-        properties["title"] = title
-    stac.properties = properties
-    stac.stac_extensions = list(EXTENSIONS.values())
 
-    data = stac.assets["data"]
-    data.title = title or item_id
+
+def _describe_data(
+    data: pystac.Asset,
+    title: str,
+    gsd: float,
+    eo_bands: list[dict[str, Any]],
+    sha256: str,
+    size: int,
+) -> None:
+    """The data asset's title, bands (without histograms), checksum and size."""
+    data.title = title
     bands = data.extra_fields.pop("raster:bands")
     for band in bands:
         band.pop("histogram", None)
@@ -174,17 +203,16 @@ def build_item(
             "file:size": size,
         }
     )
-    for key, roles in PREVIEW_ROLES.items():
-        if key in assets:
-            stac.add_asset(
-                key, pystac.Asset(href=assets[key], media_type=PNG_MEDIA_TYPE, roles=roles)
-            )
-    return stac.to_dict(include_self_link=False, transform_hrefs=False)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
+def _item_datetime(src: DatasetReader, given: datetime | None, upload_time: datetime) -> datetime:
+    """What the user said, else the TIFF's own date, else the upload time; in UTC."""
+    if given is not None:
+        return _utc(given)
+    return _tiff_datetime(src) or _utc(upload_time)
+
+
+def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

@@ -40,9 +40,6 @@ class JobStatus(enum.StrEnum):
     dismissed = "dismissed"
 
 
-FINISHED = (JobStatus.successful, JobStatus.failed, JobStatus.dismissed)
-
-
 # -- process plugins ----------------------------------------------------------------------------
 class InputDescription(BaseModel):
     """One input of a process: a JSON schema and how often it may be given."""

@@ -28,10 +28,14 @@ from catalog.db.models import Item, Search
 from catalog.errors import NotFound, UnknownQueryable
 from catalog.maps.tiles import WGS84, TileBounds
 from catalog.stac import cql2
-from catalog.stac.client import post_search_params
 from catalog.stac.queryables import Kind, typed_property
 from catalog.stac.repository import CatalogRepository, Explain, Registry
-from catalog.stac.requests import FilterPostRequest, SearchPostRequest, check_filter_crs
+from catalog.stac.requests import (
+    FilterPostRequest,
+    SearchPostRequest,
+    check_filter_crs,
+    post_search_params,
+)
 from catalog.stac.search import SearchParams, SortKey, order_by, sort_keys, where_clauses
 
 # Members of an item-search body that select or order items; the rest (limit, token, fields,

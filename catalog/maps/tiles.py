@@ -8,7 +8,7 @@ morecantile.
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, case, func, literal, select
+from sqlalchemy import CTE, Select, case, func, literal, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
@@ -119,43 +119,10 @@ class VectorTileRepository:
         limit: int,
         interval: str | None,
     ) -> Select[Any]:
+        """One row: how many items touch the tile, how many features it got, the MVT."""
         envelope = _envelope(bounds)
-        # Features reaching into the buffer belong to the tile too (they are drawn across the
-        # edge), so items are looked up over the tile widened by the buffer.
-        pad_x = bounds.width * self.buffer / self.extent
-        pad_y = bounds.height * self.buffer / self.extent
-        padded = func.ST_Expand(envelope, pad_x, pad_y)
-        if bounds.srid != WGS84 and bounds.zxy is None:
-            # Densify before reprojecting: a straight tile edge can be a curve in lon/lat (not
-            # in Web Mercator, whose rectangles stay rectangles).
-            padded = func.ST_Segmentize(padded, max(bounds.width, bounds.height) / 16)
-        search_area = func.ST_Transform(padded, WGS84)
-        clauses: list[ColumnElement[bool]] = [
-            Item.collection_id == collection_id,
-            func.ST_Intersects(Item.geometry, search_area),
-        ]
-        if (when := datetime_filter(interval)) is not None:
-            clauses.append(when)
-        candidates = (
-            select(
-                Item.id,
-                Item.collection_id,
-                Item.datetime,
-                # Cut to the padded tile while still in lon/lat: a pole projects to Web
-                # Mercator far off the map (or fails, by PROJ version), and a huge footprint
-                # is cheaper to project cut.
-                func.ST_ClipByBox2D(Item.geometry, func.Box2D(search_area)).label("footprint"),
-                *(typed_property(name, kind).label(name) for name, kind in _PROPERTIES),
-            )
-            .where(*clauses)
-            .order_by(Item.datetime.desc(), Item.id)
-            .limit(limit + 1)  # one more than the cap tells that the cap was reached
-            .cte("candidates")
-        )
-        projected: ColumnElement[Any] = func.ST_Transform(candidates.c.footprint, bounds.srid)
-        if self.simplify > 0:
-            tolerance = max(bounds.width, bounds.height) * self.simplify / self.extent
-            projected = func.ST_SimplifyPreserveTopology(projected, tolerance)
+        search_area = self._search_area(envelope, bounds)
+        candidates = _candidates(collection_id, search_area, limit, interval)
         shaped = (
             select(
                 candidates.c.id,
@@ -163,7 +130,11 @@ class VectorTileRepository:
                 _rfc3339(candidates.c.datetime).label("datetime"),
                 *(candidates.c[name] for name, _ in _PROPERTIES),
                 func.ST_AsMVTGeom(
-                    projected, func.Box2D(envelope), self.extent, self.buffer, True
+                    self._projected(candidates.c.footprint, bounds),
+                    func.Box2D(envelope),
+                    self.extent,
+                    self.buffer,
+                    True,
                 ).label("geom"),
             )
             .order_by(candidates.c.datetime.desc(), candidates.c.id)
@@ -179,6 +150,55 @@ class VectorTileRepository:
                 "tile"
             ),
         ).select_from(features)
+
+    def _search_area(self, envelope: ColumnElement[Any], bounds: TileBounds) -> ColumnElement[Any]:
+        """The tile widened by the buffer, in lon/lat."""
+        # Features reaching into the buffer belong to the tile too (they are drawn across the
+        # edge), so items are looked up over the tile widened by the buffer.
+        pad_x = bounds.width * self.buffer / self.extent
+        pad_y = bounds.height * self.buffer / self.extent
+        padded = func.ST_Expand(envelope, pad_x, pad_y)
+        if bounds.srid != WGS84 and bounds.zxy is None:
+            # Densify before reprojecting: a straight tile edge can be a curve in lon/lat (not
+            # in Web Mercator, whose rectangles stay rectangles).
+            padded = func.ST_Segmentize(padded, max(bounds.width, bounds.height) / 16)
+        return func.ST_Transform(padded, WGS84)
+
+    def _projected(self, footprint: ColumnElement[Any], bounds: TileBounds) -> ColumnElement[Any]:
+        """A footprint in the tile's CRS, simplified to what a tile can show."""
+        projected: ColumnElement[Any] = func.ST_Transform(footprint, bounds.srid)
+        if self.simplify > 0:
+            tolerance = max(bounds.width, bounds.height) * self.simplify / self.extent
+            projected = func.ST_SimplifyPreserveTopology(projected, tolerance)
+        return projected
+
+
+def _candidates(
+    collection_id: str, search_area: ColumnElement[Any], limit: int, interval: str | None
+) -> CTE:
+    """The newest items of the collection in the search area, one more than ``limit``."""
+    clauses: list[ColumnElement[bool]] = [
+        Item.collection_id == collection_id,
+        func.ST_Intersects(Item.geometry, search_area),
+    ]
+    if (when := datetime_filter(interval)) is not None:
+        clauses.append(when)
+    return (
+        select(
+            Item.id,
+            Item.collection_id,
+            Item.datetime,
+            # Cut to the padded tile while still in lon/lat: a pole projects to Web Mercator
+            # far off the map (or fails, by PROJ version), and a huge footprint is cheaper to
+            # project cut.
+            func.ST_ClipByBox2D(Item.geometry, func.Box2D(search_area)).label("footprint"),
+            *(typed_property(name, kind).label(name) for name, kind in _PROPERTIES),
+        )
+        .where(*clauses)
+        .order_by(Item.datetime.desc(), Item.id)
+        .limit(limit + 1)  # one more than the cap tells that the cap was reached
+        .cte("candidates")
+    )
 
 
 _PROPERTIES = tuple(FEATURE_PROPERTIES.items())

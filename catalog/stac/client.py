@@ -1,6 +1,6 @@
 """stac-fastapi backend clients: parse the request, ask the repository, serialize the answer."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -17,17 +17,23 @@ from stac_fastapi.extensions.sort.client import AsyncBaseSortablesClient
 from stac_fastapi.extensions.transaction.client import AsyncBaseTransactionsClient
 from stac_fastapi.types.core import AsyncBaseCoreClient
 from stac_fastapi.types.requests import get_base_url
-from stac_fastapi.types.search import str2list
+from stac_fastapi.types.search import BaseSearchPostRequest
 from starlette.responses import Response
 
-from catalog.errors import InvalidParameter, InvalidStac
+from catalog.errors import InvalidStac
 from catalog.settings import CatalogSettings
 from catalog.stac import collection_search
 from catalog.stac.fields import apply_fields
 from catalog.stac.queryables import CORE_FIELDS, Kind
 from catalog.stac.repository import CatalogRepository, Page
-from catalog.stac.requests import check_filter_crs, parse_bbox
-from catalog.stac.search import SearchParams, SortBy, check_limit, encode_token
+from catalog.stac.requests import (
+    FieldSelection,
+    get_search_params,
+    page_size,
+    post_fields,
+    post_search_params,
+)
+from catalog.stac.search import SearchParams, encode_token
 from catalog.stac.serializers import collection_document, collection_row, item_document, item_row
 
 GEOJSON = "application/geo+json"
@@ -63,92 +69,6 @@ def _written(request: Request, doc: dict[str, Any], media_type: str) -> Response
 def _base_url(request: Request) -> str:
     url = get_base_url(request)
     return url if url.endswith("/") else url + "/"
-
-
-def _sortby_get(values: Sequence[str] | None) -> list[SortBy]:
-    result = []
-    for raw in values or []:
-        value = raw.strip()
-        if not value:
-            continue
-        descending = value.startswith("-")
-        name = value.lstrip("+-").strip()
-        result.append(SortBy(name, descending))
-    return result
-
-
-def _sortby_post(values: Sequence[Any] | None) -> list[SortBy]:
-    return [
-        SortBy(v.field, str(v.direction) in ("desc", "SortDirections.desc")) for v in values or []
-    ]
-
-
-def _fields_get(values: Sequence[str] | None) -> tuple[set[str], set[str]]:
-    include: set[str] = set()
-    exclude: set[str] = set()
-    for raw in values or []:
-        value = raw.strip()
-        if value.startswith("-"):
-            exclude.add(value[1:])
-        elif value:
-            include.add(value.lstrip("+"))
-    return include, exclude
-
-
-def _fields_post(body: Mapping[str, Any]) -> tuple[set[str], set[str], bool]:
-    """Include, exclude and whether the base is the default field set (fields extension).
-
-    ``{}`` or empty include and exclude: the default set. Only ``exclude``: the full item
-    minus those fields. ``exclude`` with ``include`` null or empty: the default set minus them.
-    """
-    if "fields" not in body:
-        return set(), set(), False
-    fields = body["fields"]
-    if not isinstance(fields, dict):
-        raise InvalidParameter("fields must be an object with 'include' and/or 'exclude' lists")
-    include = set(fields.get("include") or ())
-    exclude = set(fields.get("exclude") or ())
-    return include, exclude, not include and ("include" in fields or not exclude)
-
-
-def _page_size(limit: int | None, settings: CatalogSettings) -> int:
-    """The page size: a limit above the maximum is served as the maximum."""
-    # OGC API - Features 1.0, /req/core/fc-limit-response-1 C (inherited by STAC API): a limit
-    # above the maximum "SHALL NOT result in an error (instead use the maximum ...)".
-    if limit is not None and limit > settings.max_limit:
-        limit = settings.max_limit
-    return check_limit(limit, settings.default_limit, settings.max_limit)
-
-
-def _json_param(name: str, value: Any) -> Any:
-    if value is None or isinstance(value, dict):
-        return value
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidParameter(f"{name} is not valid JSON: {exc}") from exc
-
-
-def post_search_params(search_request: Any, body: Mapping[str, Any], limit: int) -> SearchParams:
-    """The search of a POST item-search body, validated as ``search_request``.
-
-    ``body`` is the JSON as sent: ``intersects`` and ``datetime`` are read from it unchanged.
-    Saved searches (catalog/maps/mosaic.py) go through here too, so both read bodies alike.
-    """
-    check_filter_crs(getattr(search_request, "filter_crs", None))
-    return SearchParams(
-        collections=search_request.collections,
-        ids=search_request.ids,
-        bbox=search_request.bbox,
-        intersects=body.get("intersects"),
-        datetime=body.get("datetime"),
-        filter=getattr(search_request, "filter_expr", None),
-        filter_lang=getattr(search_request, "filter_lang", None),
-        query=getattr(search_request, "query", None),
-        sortby=_sortby_post(getattr(search_request, "sortby", None)),
-        limit=limit,
-        token=getattr(search_request, "token", None),
-    )  # fmt: skip
 
 
 @attr.s
@@ -189,9 +109,14 @@ class CoreClient(AsyncBaseCoreClient):
         """
         return any(extension in {c.__name__ for c in type(e).__mro__} for e in self.extensions)
 
+    # The methods below keep stac-fastapi's signatures: it passes everything, the request
+    # included, as keywords. They return Any because stac-fastapi hands a Response through
+    # as it is, which its base types (the documents only) do not say.
+
     # -- collections ------------------------------------------------------------------------
-    async def all_collections(self, request: Request, **kwargs: Any) -> Any:
+    async def all_collections(self, **kwargs: Any) -> Any:
         """GET /collections, with collection search parameters."""
+        request: Request = kwargs["request"]
         base_url = _base_url(request)
         params = collection_search.CollectionSearch.from_get(kwargs, self.settings)
         rows, matched = await collection_search.run(repository(request), params)
@@ -219,74 +144,56 @@ class CoreClient(AsyncBaseCoreClient):
             }
         )
 
-    async def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> Any:
+    async def get_collection(self, collection_id: str, **kwargs: Any) -> Any:
         """GET /collections/{collection_id}."""
+        request: Request = kwargs["request"]
         row = await repository(request).get_collection(collection_id)
         return _json(self._collection(row, _base_url(request)))
 
     # -- items ------------------------------------------------------------------------------
-    async def get_item(
-        self, item_id: str, collection_id: str, request: Request, **kwargs: Any
-    ) -> Any:
+    async def get_item(self, item_id: str, collection_id: str, **kwargs: Any) -> Any:
         """GET /collections/{collection_id}/items/{item_id}."""
+        request: Request = kwargs["request"]
         row = await repository(request).get_item(collection_id, item_id)
         return _json(item_document(row, _base_url(request)), GEOJSON)
 
-    async def item_collection(self, collection_id: str, request: Request, **kwargs: Any) -> Any:
+    # stac-fastapi types the parameters of these two after its own GET request models; ours
+    # (catalog/stac/requests.py) pass bbox, collections and ids on as sent, in **kwargs.
+    async def item_collection(  # type: ignore[override]
+        self, collection_id: str, **kwargs: Any
+    ) -> Any:
         """GET /collections/{collection_id}/items (filter, sort, fields, query, paging)."""
+        request: Request = kwargs["request"]
         await repository(request).get_collection(collection_id)
         kwargs.pop("collections", None)
-        params, fields = self._get_params(kwargs, request)
+        params, fields = get_search_params(kwargs, request.query_params, self.settings)
         params.collections = [collection_id]
         route = f"collections/{quote(collection_id, safe='')}/items"
         return await self._search(request, params, fields, route, post_body=None)
 
-    async def get_search(self, request: Request, **kwargs: Any) -> Any:
+    async def get_search(self, **kwargs: Any) -> Any:  # type: ignore[override]
         """GET /search."""
-        params, fields = self._get_params(kwargs, request)
+        request: Request = kwargs["request"]
+        params, fields = get_search_params(kwargs, request.query_params, self.settings)
         return await self._search(request, params, fields, "search", post_body=None)
 
-    async def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> Any:
+    async def post_search(self, search_request: BaseSearchPostRequest, **kwargs: Any) -> Any:
         """POST /search."""
+        request: Request = kwargs["request"]
         body = await request.json()
-        fields = _fields_post(body)
-        limit = _page_size(search_request.limit, self.settings)
+        fields = post_fields(body)
+        limit = page_size(search_request.limit, self.settings)
         params = post_search_params(search_request, body, limit)
         return await self._search(request, params, fields, "search", post_body=body)
-
-    def _get_params(
-        self, kwargs: Mapping[str, Any], request: Request
-    ) -> tuple[SearchParams, tuple[set[str], set[str], bool]]:
-        include, exclude = _fields_get(kwargs.get("fields"))
-        # Fields extension v1.0.0, rules 1 and 4: in GET, fields without include (empty, or
-        # only exclusions) starts from the default set.
-        default_base = "fields" in request.query_params and not include
-        if kwargs.get("bbox") and kwargs.get("intersects"):
-            raise InvalidParameter("bbox and intersects cannot be used together")
-        check_filter_crs(kwargs.get("filter_crs"))
-        params = SearchParams(
-            collections=str2list(kwargs.get("collections")),
-            ids=str2list(kwargs.get("ids")),
-            bbox=parse_bbox(kwargs.get("bbox")),
-            intersects=kwargs.get("intersects"),
-            datetime=kwargs.get("datetime"),
-            filter=kwargs.get("filter_expr"),
-            filter_lang=kwargs.get("filter_lang"),
-            query=_json_param("query", kwargs.get("query")),
-            sortby=_sortby_get(kwargs.get("sortby")),
-            limit=_page_size(kwargs.get("limit"), self.settings),
-            token=kwargs.get("token"),
-        )  # fmt: skip
-        return params, (include, exclude, default_base)
 
     async def _search(
         self,
         request: Request,
         params: SearchParams,
-        fields: tuple[set[str], set[str], bool],
+        fields: FieldSelection,
         route: str,
         post_body: dict[str, Any] | None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         page = await repository(request).search(params)
         base_url = _base_url(request)
         features = [item_document(row, base_url) for row in page.rows]
@@ -426,30 +333,35 @@ class FiltersClient(AsyncBaseFiltersClient):
         return await _schema(request, collection_id, title, sortable=False)
 
 
+def _given(request: Request | None) -> Request:
+    """The request stac-fastapi passes (its base signatures make it optional)."""
+    if request is None:
+        raise TypeError("a sortables endpoint was called without its request")
+    return request
+
+
 @attr.s
 class SortablesClient(AsyncBaseSortablesClient):
     """Sortables: the queryables that have an order."""
 
     async def get_sortables(self, request: Request | None = None, **kwargs: Any) -> dict[str, Any]:
         """GET /sortables."""
-        assert request is not None
-        return await _schema(request, None, "Sortables", sortable=True)
+        return await _schema(_given(request), None, "Sortables", sortable=True)
 
     async def get_collection_sortables(
         self, collection_id: str, request: Request | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         """GET /collections/{collection_id}/sortables."""
-        assert request is not None
-        return await _schema(request, collection_id, f"Sortables of {collection_id}", True)
+        title = f"Sortables of {collection_id}"
+        return await _schema(_given(request), collection_id, title, sortable=True)
 
     async def get_collections_sortables(
         self, request: Request | None = None, **kwargs: Any
     ) -> dict[str, Any]:
         """GET /collections-sortables: what collection search can sort on."""
-        assert request is not None
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": f"{_base_url(request)}collections-sortables",
+            "$id": f"{_base_url(_given(request))}collections-sortables",
             "type": "object",
             "title": "Collection sortables",
             "properties": collection_search.SORTABLE_SCHEMAS,

@@ -35,7 +35,7 @@ def _content_array(name: str) -> ColumnElement[Any]:
 
 
 COLLECTION_FIELDS: dict[str, Field] = {
-    "id": Field("id", frozenset({Kind.STRING}), Collection.id),
+    "id": Field("id", frozenset({Kind.STRING}), Collection.id.expression),
     "title": Field("title", frozenset({Kind.STRING}), _content_text("title")),
     "description": Field("description", frozenset({Kind.STRING}), _content_text("description")),
     "license": Field("license", frozenset({Kind.STRING}), _content_text("license")),
@@ -48,10 +48,12 @@ COLLECTION_FIELDS: dict[str, Field] = {
         func.coalesce(Collection.end_datetime, literal_column("'infinity'::timestamptz")),
     ),
     "start_datetime": Field(
-        "start_datetime", frozenset({Kind.TIMESTAMP}), Collection.start_datetime
+        "start_datetime", frozenset({Kind.TIMESTAMP}), Collection.start_datetime.expression
     ),
-    "end_datetime": Field("end_datetime", frozenset({Kind.TIMESTAMP}), Collection.end_datetime),
-    "geometry": Field("geometry", frozenset({Kind.GEOMETRY}), Collection.spatial),
+    "end_datetime": Field(
+        "end_datetime", frozenset({Kind.TIMESTAMP}), Collection.end_datetime.expression
+    ),
+    "geometry": Field("geometry", frozenset({Kind.GEOMETRY}), Collection.spatial.expression),
 }
 SORTABLE_SCHEMAS: dict[str, Any] = {
     "id": {"type": "string"},
@@ -94,7 +96,8 @@ class CollectionSearch:
             value = raw.strip()
             if value:
                 sortby.append((value.lstrip("+-"), value.startswith("-")))
-        include, exclude = set(), set()
+        include: set[str] = set()
+        exclude: set[str] = set()
         for raw in kwargs.get("fields") or []:
             (exclude if raw.startswith("-") else include).add(raw.lstrip("+-"))
         offset = kwargs.get("offset") or 0
@@ -138,7 +141,9 @@ def q_filter(terms: list[str]) -> ColumnElement[bool] | None:
     """Free text: any term (comma-separated in ``q``) found in id, title, description, keywords."""
     if not terms:
         return None
-    query = func.plainto_tsquery(literal_column("'simple'::regconfig"), terms[0])
+    query: ColumnElement[Any] = func.plainto_tsquery(
+        literal_column("'simple'::regconfig"), terms[0]
+    )
     for term in terms[1:]:
         query = query.op("||")(func.plainto_tsquery(literal_column("'simple'::regconfig"), term))
     return Collection.search_vector.op("@@")(query)
@@ -153,7 +158,7 @@ def filter_filter(value: Any, lang: str | None) -> ColumnElement[bool] | None:
 
 def order(sortby: list[tuple[str, bool]]) -> list[ColumnElement[Any]]:
     """ORDER BY for collection search (by id when nothing is asked)."""
-    clauses = []
+    clauses: list[ColumnElement[Any]] = []
     for name, descending in sortby:
         if name not in SORTABLE_SCHEMAS:
             raise InvalidSortBy(f"collections cannot be sorted on {name!r}")

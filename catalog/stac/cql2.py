@@ -343,23 +343,27 @@ class _Compiler:
             if not common:
                 raise InvalidFilter(f"{a.field.name!r} and {b.field.name!r} share no value type")
             return common
-        if a.field is None and b.field is None:
-            if a.kind is not b.kind or a.kind is None:
-                raise InvalidFilter(f"cannot compare {_show(a.value)} with {_show(b.value)}")
-            return [a.kind]
-        prop, lit = (a, b) if a.field is not None else (b, a)
-        assert prop.field is not None and lit.kind is not None
-        kinds, kind = prop.field.kinds, lit.kind
+        if a.field is not None:
+            return self.literal_kinds(a.field, b)
+        if b.field is not None:
+            return self.literal_kinds(b.field, a)
+        if a.kind is not b.kind or a.kind is None:
+            raise InvalidFilter(f"cannot compare {_show(a.value)} with {_show(b.value)}")
+        return [a.kind]
+
+    def literal_kinds(self, field: Field, lit: _Operand) -> list[Kind]:
+        """The kind a property and a literal compare as."""
+        kinds, kind = field.kinds, lit.kind
         # A string that reads as a time compares as one when the property holds timestamps.
         if kind is Kind.STRING and Kind.TIMESTAMP in kinds and not lit.fold:
             if Kind.STRING not in kinds or queryables.json_kind(lit.value) is Kind.TIMESTAMP:
                 kind = Kind.TIMESTAMP
         if kind is Kind.STRING and self.numeric_strings and kinds == {Kind.NUMBER}:
             kind = Kind.NUMBER if _is_number(lit.value) else kind
-        if kind not in kinds:
+        if kind is None or kind not in kinds:
             held = " or ".join(sorted(k.value for k in kinds))
             raise InvalidFilter(
-                f"property {prop.field.name!r} holds {held} values, "
+                f"property {field.name!r} holds {held} values, "
                 f"not comparable with {_show(lit.value)}"
             )
         return [kind]

@@ -21,13 +21,13 @@ def _tree(paths: Iterable[str]) -> Tree:
         node = tree
         parts = [p for p in path.split(".") if p]
         for i, part in enumerate(parts):
-            if part in node and node[part] is None:
+            child = node.get(part, {})
+            if child is None:
                 break  # an ancestor is already taken whole
             if i == len(parts) - 1:
                 node[part] = None
             else:
-                child = node.setdefault(part, {})
-                assert child is not None
+                node[part] = child
                 node = child
     return tree
 

@@ -104,13 +104,23 @@ def typed_property(name: str, kind: Kind) -> ColumnElement[Any]:
     return value
 
 
+# Mapped attributes as their column elements (``.expression``), what SQLAlchemy builds SQL from.
 CORE_FIELDS: dict[str, Field] = {
-    "id": Field("id", frozenset({Kind.STRING}), Item.id),
-    "collection": Field("collection", frozenset({Kind.STRING}), Item.collection_id),
-    "datetime": Field("datetime", frozenset({Kind.TIMESTAMP}), Item.datetime, Item.end_datetime),
-    "start_datetime": Field("start_datetime", frozenset({Kind.TIMESTAMP}), Item.datetime),
-    "end_datetime": Field("end_datetime", frozenset({Kind.TIMESTAMP}), Item.end_datetime),
-    "geometry": Field("geometry", frozenset({Kind.GEOMETRY}), Item.geometry),
+    "id": Field("id", frozenset({Kind.STRING}), Item.id.expression),
+    "collection": Field("collection", frozenset({Kind.STRING}), Item.collection_id.expression),
+    "datetime": Field(
+        "datetime",
+        frozenset({Kind.TIMESTAMP}),
+        Item.datetime.expression,
+        Item.end_datetime.expression,
+    ),
+    "start_datetime": Field(
+        "start_datetime", frozenset({Kind.TIMESTAMP}), Item.datetime.expression
+    ),
+    "end_datetime": Field(
+        "end_datetime", frozenset({Kind.TIMESTAMP}), Item.end_datetime.expression
+    ),
+    "geometry": Field("geometry", frozenset({Kind.GEOMETRY}), Item.geometry.expression),
 }
 
 # Properties whose type is fixed by STAC common metadata or widely used extensions.

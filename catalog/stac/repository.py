@@ -383,15 +383,15 @@ class CatalogRepository:
         if backwards:
             rows.reverse()
 
-        def values(row: Mapping[str, Any]) -> list[Any]:
+        def key_values(row: Mapping[str, Any]) -> list[Any]:
             return [row[f"_k{i}"] for i in range(len(keys))]
 
         has_next = more if not backwards else True
         has_prev = (more if backwards else params.token is not None) and bool(rows)
         return Page(
             rows=rows,
-            next_values=values(rows[-1]) if rows and has_next else None,
-            prev_values=values(rows[0]) if has_prev else None,
+            next_values=key_values(rows[-1]) if rows and has_next else None,
+            prev_values=key_values(rows[0]) if has_prev else None,
             keys=keys,
             matched=matched,
         )
@@ -407,7 +407,7 @@ class CatalogRepository:
         below ``count_max_cost``. Otherwise the planner's row estimate is returned, never below
         ``seen``.
         """
-        matching = select(literal_column("1")).select_from(Item).where(*clauses)
+        matching: Select[Any] = select(literal_column("1")).select_from(Item).where(*clauses)
         rows, startup, total = await self._plan(conn, matching)
         share = min(1.0, (self.count_limit + 1) / max(rows, 1.0))
         # Far above the limit, counting would only confirm that it is exceeded.

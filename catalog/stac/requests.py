@@ -1,19 +1,23 @@
-"""Request models of the STAC API, declared once at the edge.
+"""Request models of the STAC API, declared once at the edge, and their parsing into searches.
 
-They replace stac-fastapi's base GET models so that ``bbox``, ``datetime`` and ``limit`` reach
-our own parsers (stable error codes, 3D bboxes, and a limit above the maximum served as the
-maximum, as OGC API Features requires, instead of pydantic's 400).
+The models replace stac-fastapi's base GET models so that ``bbox``, ``datetime`` and ``limit``
+reach our own parsers (stable error codes, 3D bboxes, and a limit above the maximum served as
+the maximum, as OGC API Features requires, instead of pydantic's 400).
 """
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import attr
+import orjson
 from fastapi import Path, Query
-from pydantic import Field
+from pydantic import BaseModel, Field
 from stac_fastapi.extensions.filter.request import FilterExtensionPostRequest
 from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest, str2list
 
-from catalog.errors import InvalidBBox, InvalidFilter
+from catalog.errors import InvalidBBox, InvalidFilter, InvalidParameter
+from catalog.settings import CatalogSettings
+from catalog.stac.search import SearchParams, SortBy, check_limit
 
 _BBOX = Query(
     description="Only items intersecting this box: west,south,east,north (or with min/max "
@@ -42,10 +46,6 @@ def parse_bbox(value: str | None) -> list[float] | None:
         return [float(v) for v in value.split(",")]
     except ValueError as exc:
         raise InvalidBBox(f"bbox must be 4 or 6 comma-separated numbers: {value!r}") from exc
-
-
-def _list(value: str | None) -> list[str] | None:
-    return str2list(value)
 
 
 @attr.s
@@ -93,11 +93,20 @@ class SearchPostRequest(BaseSearchPostRequest):
     )
 
 
-class FilterPostRequest(FilterExtensionPostRequest):
-    """POST filter: CQL2-JSON, or CQL2-text as a string with ``filter-lang: cql2-text``."""
+class FilterPostRequest(BaseModel):
+    """POST filter: CQL2-JSON, or CQL2-text as a string with ``filter-lang: cql2-text``.
+
+    Not a subclass of stac-fastapi's model: that one takes CQL2-JSON only, and its narrower
+    ``filter`` and ``filter-lang`` cannot be widened in a subclass.
+    """
 
     filter_expr: dict[str, Any] | str | None = Field(
         None, alias="filter", description="A CQL2 expression (JSON object or text)."
+    )
+    filter_crs: str | None = Field(
+        None,
+        alias="filter-crs",
+        description=FilterExtensionPostRequest.model_fields["filter_crs"].description,
     )
     filter_lang: Literal["cql2-json", "cql2-text"] | None = Field(
         None, alias="filter-lang", description="Encoding of 'filter' (default: from its type)."
@@ -118,3 +127,123 @@ def check_filter_crs(value: str | None) -> None:
     """Only CRS84 (lon/lat WGS 84) literals are supported in filters."""
     if value and value.strip() not in CRS84:
         raise InvalidFilter(f"filter-crs {value!r} is not supported; use CRS84")
+
+
+# -- item-search parameters -------------------------------------------------------------------
+# Include, exclude, and whether the base is the default field set (fields extension).
+FieldSelection = tuple[set[str], set[str], bool]
+
+
+def _sortby_get(values: Sequence[str] | None) -> list[SortBy]:
+    result = []
+    for raw in values or []:
+        value = raw.strip()
+        if not value:
+            continue
+        descending = value.startswith("-")
+        name = value.lstrip("+-").strip()
+        result.append(SortBy(name, descending))
+    return result
+
+
+def _sortby_post(values: Sequence[Any] | None) -> list[SortBy]:
+    return [
+        SortBy(v.field, str(v.direction) in ("desc", "SortDirections.desc")) for v in values or []
+    ]
+
+
+def _fields_get(values: Sequence[str] | None) -> tuple[set[str], set[str]]:
+    include: set[str] = set()
+    exclude: set[str] = set()
+    for raw in values or []:
+        value = raw.strip()
+        if value.startswith("-"):
+            exclude.add(value[1:])
+        elif value:
+            include.add(value.lstrip("+"))
+    return include, exclude
+
+
+def post_fields(body: Mapping[str, Any]) -> FieldSelection:
+    """Include, exclude and whether the base is the default field set (fields extension).
+
+    ``{}`` or empty include and exclude: the default set. Only ``exclude``: the full item
+    minus those fields. ``exclude`` with ``include`` null or empty: the default set minus them.
+    """
+    if "fields" not in body:
+        return set(), set(), False
+    fields = body["fields"]
+    if not isinstance(fields, dict):
+        raise InvalidParameter("fields must be an object with 'include' and/or 'exclude' lists")
+    include = set(fields.get("include") or ())
+    exclude = set(fields.get("exclude") or ())
+    return include, exclude, not include and ("include" in fields or not exclude)
+
+
+def page_size(limit: int | None, settings: CatalogSettings) -> int:
+    """The page size: a limit above the maximum is served as the maximum."""
+    # OGC API - Features 1.0, /req/core/fc-limit-response-1 C (inherited by STAC API): a limit
+    # above the maximum "SHALL NOT result in an error (instead use the maximum ...)".
+    if limit is not None and limit > settings.max_limit:
+        limit = settings.max_limit
+    return check_limit(limit, settings.default_limit, settings.max_limit)
+
+
+def _json_param(name: str, value: Any) -> Any:
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameter(f"{name} is not valid JSON: {exc}") from exc
+
+
+def post_search_params(
+    search_request: BaseSearchPostRequest, body: Mapping[str, Any], limit: int
+) -> SearchParams:
+    """The search of a POST item-search body, validated as ``search_request``.
+
+    ``body`` is the JSON as sent: ``intersects`` and ``datetime`` are read from it unchanged.
+    Saved searches (catalog/maps/mosaic.py) go through here too, so both read bodies alike.
+    """
+    check_filter_crs(getattr(search_request, "filter_crs", None))
+    return SearchParams(
+        collections=search_request.collections,
+        ids=search_request.ids,
+        bbox=search_request.bbox,
+        intersects=body.get("intersects"),
+        datetime=body.get("datetime"),
+        filter=getattr(search_request, "filter_expr", None),
+        filter_lang=getattr(search_request, "filter_lang", None),
+        query=getattr(search_request, "query", None),
+        sortby=_sortby_post(getattr(search_request, "sortby", None)),
+        limit=limit,
+        token=getattr(search_request, "token", None),
+    )  # fmt: skip
+
+
+def get_search_params(
+    kwargs: Mapping[str, Any], query_params: Mapping[str, str], settings: CatalogSettings
+) -> tuple[SearchParams, FieldSelection]:
+    """The search and field selection of a GET item search (stac-fastapi's keyword arguments)."""
+    include, exclude = _fields_get(kwargs.get("fields"))
+    # Fields extension v1.0.0, rules 1 and 4: in GET, fields without include (empty, or
+    # only exclusions) starts from the default set.
+    default_base = "fields" in query_params and not include
+    if kwargs.get("bbox") and kwargs.get("intersects"):
+        raise InvalidParameter("bbox and intersects cannot be used together")
+    check_filter_crs(kwargs.get("filter_crs"))
+    params = SearchParams(
+        collections=str2list(kwargs.get("collections")),
+        ids=str2list(kwargs.get("ids")),
+        bbox=parse_bbox(kwargs.get("bbox")),
+        intersects=kwargs.get("intersects"),
+        datetime=kwargs.get("datetime"),
+        filter=kwargs.get("filter_expr"),
+        filter_lang=kwargs.get("filter_lang"),
+        query=_json_param("query", kwargs.get("query")),
+        sortby=_sortby_get(kwargs.get("sortby")),
+        limit=page_size(kwargs.get("limit"), settings),
+        token=kwargs.get("token"),
+    )  # fmt: skip
+    return params, (include, exclude, default_base)

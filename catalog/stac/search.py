@@ -163,7 +163,7 @@ def sort_keys(sortby: list[SortBy], registry: Registry) -> list[SortKey]:
         keys.append(SortKey(found.name, found.expr(kind), sort.descending, nullable, kind))
         seen.add(found.name)
     last_desc = keys[-1].descending
-    for name, column in (("id", Item.id), ("collection", Item.collection_id)):
+    for name, column in (("id", Item.id.expression), ("collection", Item.collection_id.expression)):
         if name not in seen:
             keys.append(SortKey(name, column, last_desc, False, Kind.STRING))
     return keys
@@ -194,7 +194,7 @@ def _after(key: SortKey, value: Any, backwards: bool) -> ColumnElement[bool]:
     if value is None:
         # NULLs are last going forwards, first going backwards.
         return key.expr.is_not(None) if backwards else false()
-    beyond = key.expr < value if descending else key.expr > value
+    beyond: ColumnElement[bool] = key.expr < value if descending else key.expr > value
     if key.nullable and not backwards:
         return or_(beyond, key.expr.is_(None))
     return beyond

@@ -111,15 +111,14 @@ def _item_span(item_id: str, properties: Mapping[str, Any]) -> tuple[datetime, d
     if "datetime" not in properties:
         raise InvalidStac(f"item {item_id!r}: properties.datetime is required (may be null)")
     moment, start, end = instant("datetime"), instant("start_datetime"), instant("end_datetime")
-    if moment is None and (start is None or end is None):
+    first = start if start is not None else moment
+    last = end if end is not None else moment
+    if first is None or last is None:  # datetime null and a bound missing
         raise InvalidStac(
             f"item {item_id!r}: datetime is null, so start_datetime and end_datetime are required"
         )
     if start is not None and end is not None and start > end:
         raise InvalidStac(f"item {item_id!r}: start_datetime is after end_datetime")
-    first = start if start is not None else moment
-    last = end if end is not None else moment
-    assert first is not None and last is not None
     return first, last
 
 
@@ -210,11 +209,12 @@ def _extent(
     try:
         bboxes = extent["spatial"]["bbox"]
         intervals = extent["temporal"]["interval"]
-        assert isinstance(bboxes, list) and isinstance(intervals, list)
-    except (KeyError, TypeError, AssertionError) as exc:
+    except (KeyError, TypeError):  # not objects, or members missing
+        bboxes = intervals = None
+    if not isinstance(bboxes, list) or not isinstance(intervals, list):
         raise InvalidStac(
             f"collection {collection_id!r}: extent needs spatial.bbox and temporal.interval lists"
-        ) from exc
+        )
     try:
         shapes = [bbox_shape(b) for b in bboxes[:1]] if bboxes else []
     except InvalidBBox as exc:

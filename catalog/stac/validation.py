@@ -65,8 +65,8 @@ def check_extensions(doc: Mapping[str, Any], what: str) -> None:
             continue
         try:
             _explainer(url)(doc)
-        except fastjsonschema.JsonSchemaException as exc:
-            where = ".".join(str(p) for p in (getattr(exc, "path", None) or [])[1:])
+        except fastjsonschema.JsonSchemaValueException as exc:
+            where = ".".join(exc.path[1:])
             detail = exc.message.replace("data.", "", 1) if exc.message else str(exc)
             raise InvalidStac(
                 f"{what} does not follow the {_name(url)} extension ({url}): {detail}",

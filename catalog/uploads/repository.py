@@ -177,59 +177,61 @@ class UploadRepository:
         """
         file_id = uuid.uuid4()
         async with self._connect() as conn:
-            upload_set = (
-                await conn.execute(
-                    select(UploadSet.collection_id, UploadSet.completed, UploadSet.expected_files)
-                    .where(UploadSet.id == set_id)
-                    .with_for_update()
-                )
-            ).first()
-            if upload_set is None:
-                raise NotFound(f"upload set {set_id} does not exist")
-            if upload_set.completed:
-                raise UploadSetClosed(f"upload set {set_id} is completed: it takes no more files")
-            if upload_set.expected_files is not None:
-                count = await conn.scalar(
-                    select(func.count()).where(UploadFile.upload_set_id == set_id)
-                )
-                if (count or 0) >= upload_set.expected_files:
-                    raise UploadSetClosed(
-                        f"upload set {set_id} expected {upload_set.expected_files} file(s) "
-                        "and has them all"
-                    )
+            collection_id = await self._lock_open_set(conn, set_id)
             values = {
                 "id": file_id,
                 "upload_set_id": set_id,
-                "collection_id": upload_set.collection_id,
+                "collection_id": collection_id,
                 "filename": new.filename,
                 "source": new.source,
                 "href": new.href,
                 "size": new.size,
                 "staged_path": new.staged_path,
+                "sha256": new.sha256,
             }
             duplicate = None
             if new.sha256 is not None:
-                duplicate = await self._holder(conn, upload_set.collection_id, new.sha256)
+                duplicate = await self._holder(conn, collection_id, new.sha256)
             if duplicate is not None:
                 # No job will read the bytes: the caller deletes them (staged_path is not kept).
-                await conn.execute(
-                    insert(UploadFile).values(
-                        **{**values, "staged_path": None},
-                        sha256=new.sha256,
-                        status="duplicate",
-                        error_code=Duplicate.code,
-                        error_message=duplicate,
-                    )
-                )
+                values |= {"staged_path": None, "status": "duplicate",
+                           "error_code": Duplicate.code, "error_message": duplicate}  # fmt: skip
             else:
                 job = await self.jobs.submit(
                     "ingest", {"upload_file": str(file_id)}, timeout_s, max_attempts, conn=conn
                 )
-                await conn.execute(
-                    insert(UploadFile).values(**values, sha256=new.sha256, job_id=job.id)
-                )
+                values["job_id"] = job.id
+            await conn.execute(insert(UploadFile).values(**values))
             row = (await conn.execute(select(*_COLUMNS).where(UploadFile.id == file_id))).one()
         return dict(row._mapping)
+
+    async def _lock_open_set(self, conn: AsyncConnection, set_id: uuid.UUID) -> str:
+        """Lock an upload set that still takes files; its collection id.
+
+        The lock orders concurrent additions, so that a set never gets more than it expects.
+        """
+        upload_set = (
+            await conn.execute(
+                select(UploadSet.collection_id, UploadSet.completed, UploadSet.expected_files)
+                .where(UploadSet.id == set_id)
+                .with_for_update()
+            )
+        ).first()
+        if upload_set is None:
+            raise NotFound(f"upload set {set_id} does not exist")
+        if upload_set.completed:
+            raise UploadSetClosed(f"upload set {set_id} is completed: it takes no more files")
+        if upload_set.expected_files is not None:
+            count = await conn.scalar(
+                select(func.count()).where(UploadFile.upload_set_id == set_id)
+            )
+            if (count or 0) >= upload_set.expected_files:
+                raise UploadSetClosed(
+                    f"upload set {set_id} expected {upload_set.expected_files} file(s) "
+                    "and has them all"
+                )
+        collection_id: str = upload_set.collection_id
+        return collection_id
 
     async def get_file(self, file_id: uuid.UUID) -> dict[str, Any]:
         """One file record, or NotFound."""

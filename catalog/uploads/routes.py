@@ -61,6 +61,9 @@ def _uploads(request: Request) -> UploadRepository:
     return repo
 
 
+_Repo = Annotated[UploadRepository, Depends(_uploads)]
+
+
 def _base(request: Request) -> str:
     url = str(request.base_url)
     root = request.scope.get("root_path", "")
@@ -153,10 +156,15 @@ class UploadsFactory:
     def router(self) -> APIRouter:
         """The upload-set routes, every one behind the write dependencies."""
         router = APIRouter(tags=["Uploads"], dependencies=self.dependencies)
-        Repo = Annotated[UploadRepository, Depends(_uploads)]
+        self._add_set_routes(router)
+        self._add_file_routes(router)
+        return router
+
+    def _add_set_routes(self, router: APIRouter) -> None:
+        """Create, read, complete and delete upload sets."""
 
         @router.post("/upload_sets", status_code=201, operation_id="createUploadSet")
-        async def create_upload_set(body: UploadSetCreate, request: Request, repo: Repo) -> Any:
+        async def create_upload_set(body: UploadSetCreate, request: Request, repo: _Repo) -> Any:
             check_id(body.collection, "collection")
             set_id = await repo.create_set(
                 body.collection, body.title, body.expected_files, body.datetime
@@ -166,12 +174,12 @@ class UploadsFactory:
             return JSONResponse(doc, 201, headers={"Location": doc["links"][0]["href"]})
 
         @router.get("/upload_sets/{upload_set_id}", operation_id="getUploadSet")
-        async def get_upload_set(upload_set_id: str, request: Request, repo: Repo) -> Any:
+        async def get_upload_set(upload_set_id: str, request: Request, repo: _Repo) -> Any:
             upload_set, files = await repo.get_set(parse_uuid(upload_set_id, "upload set"))
             return set_document(_base(request), upload_set, files)
 
         @router.post("/upload_sets/{upload_set_id}/complete", operation_id="completeUploadSet")
-        async def complete_upload_set(upload_set_id: str, request: Request, repo: Repo) -> Any:
+        async def complete_upload_set(upload_set_id: str, request: Request, repo: _Repo) -> Any:
             set_id = parse_uuid(upload_set_id, "upload set")
             await repo.complete_set(set_id)
             upload_set, files = await repo.get_set(set_id)
@@ -183,47 +191,53 @@ class UploadsFactory:
             response_class=Response,
             operation_id="deleteUploadSet",
         )
-        async def delete_upload_set(upload_set_id: str, request: Request, repo: Repo) -> Response:
+        async def delete_upload_set(upload_set_id: str, request: Request, repo: _Repo) -> Response:
             files = await repo.delete_set(parse_uuid(upload_set_id, "upload set"))
             await self._forget(request.app.state.jobs, files)
             return Response(status_code=204)
 
+    def _add_file_routes(self, router: APIRouter) -> None:
+        """Add a file to a set (multipart or by URL) and read one back."""
+
         @router.post(
             "/upload_sets/{upload_set_id}/files", status_code=201, operation_id="addUploadFile"
         )
-        async def add_upload_file(upload_set_id: str, request: Request, repo: Repo) -> Any:
-            set_id = parse_uuid(upload_set_id, "upload set")
-            upload_set, files = await repo.get_set(set_id)  # 404 / 409 before reading a body
-            if upload_set["completed"] or (
-                upload_set["expected_files"] is not None
-                and len(files) >= upload_set["expected_files"]
-            ):
-                raise UploadSetClosed(f"upload set {set_id} takes no more files")
-            if request.headers.get("content-type", "").startswith("application/json"):
-                new = await self._by_url(request)
-            else:
-                new = await self._multipart(request)
-            try:
-                record = await self._add(repo, set_id, new)
-            except BaseException:
-                if new.staged_path:
-                    Path(new.staged_path).unlink(missing_ok=True)
-                raise
-            if new.staged_path and record["staged_path"] is None:  # a duplicate: no job
-                Path(new.staged_path).unlink(missing_ok=True)
+        async def add_upload_file(upload_set_id: str, request: Request, repo: _Repo) -> Any:
+            record = await self._receive(request, repo, parse_uuid(upload_set_id, "upload set"))
             doc = file_document(_base(request), record)
             return JSONResponse(doc, 201, headers={"Location": doc["links"][0]["href"]})
 
         @router.get("/upload_sets/{upload_set_id}/files/{file_id}", operation_id="getUploadFile")
         async def get_upload_file(
-            upload_set_id: str, file_id: str, request: Request, repo: Repo
+            upload_set_id: str, file_id: str, request: Request, repo: _Repo
         ) -> Any:
             record = await repo.get_file(parse_uuid(file_id, "upload file"))
             if str(record["upload_set_id"]) != upload_set_id:
                 raise NotFound(f"upload file {file_id} does not exist in set {upload_set_id}")
             return file_document(_base(request), record)
 
-        return router
+    async def _receive(
+        self, request: Request, repo: UploadRepository, set_id: uuid.UUID
+    ) -> dict[str, Any]:
+        """Stage the request's file (or take its URL) and register it in the set; its record."""
+        upload_set, files = await repo.get_set(set_id)  # 404 / 409 before reading a body
+        if upload_set["completed"] or (
+            upload_set["expected_files"] is not None and len(files) >= upload_set["expected_files"]
+        ):
+            raise UploadSetClosed(f"upload set {set_id} takes no more files")
+        if request.headers.get("content-type", "").startswith("application/json"):
+            new = await self._by_url(request)
+        else:
+            new = await self._multipart(request)
+        try:
+            record = await self._add(repo, set_id, new)
+        except BaseException:
+            if new.staged_path:
+                Path(new.staged_path).unlink(missing_ok=True)
+            raise
+        if new.staged_path and record["staged_path"] is None:  # a duplicate: no job
+            Path(new.staged_path).unlink(missing_ok=True)
+        return record
 
     async def _multipart(self, request: Request) -> NewFile:
         received = await receive_multipart_file(

@@ -93,6 +93,12 @@ class _Handle:
             os.close(self.fd)  # releases the flock
             self.fd = None
 
+    def writable_fd(self) -> int:
+        """The locked data file of an unfinished upload."""
+        if self.fd is None:
+            raise RuntimeError(f"upload {self.id} is finished or closed: nothing may write to it")
+        return self.fd
+
 
 def _not_found(upload_id: str) -> TusError:
     return TusError("upload.NotFound", 404, f"no upload {upload_id!r}")
@@ -503,7 +509,6 @@ class TusFactory:
                 return handle.info.headers | {"Upload-Offset": str(length)}
             if offset + declared > length:
                 raise TusError("upload.TooLarge", 413, f"Upload-Length is {length}")
-            assert handle.fd is not None
             stop = await self._append(request, handle, checksum)
             handle.info.expires = time.time() + self.expiration_s
             await run_in_threadpool(_write_info, self.store_dir, upload_id, handle.info)
@@ -525,7 +530,7 @@ class TusFactory:
         self, request: Request, handle: _Handle, checksum: tuple[str, bytes] | None
     ) -> TusError | None:
         """Stream the body to the data file; return why it stopped early, if it did."""
-        assert handle.fd is not None
+        fd = handle.writable_fd()
         start = handle.offset
         hasher = CHECKSUMS[checksum[0]]() if checksum else None
         try:
@@ -534,13 +539,13 @@ class TusFactory:
                 if hasher.digest() != checksum[1]:
                     stop = TusError("upload.ChecksumMismatch", 460, "the chunk fails its checksum")
             if stop is not None and (checksum or stop.status == 413):
-                await run_in_threadpool(_truncate, handle.fd, start)  # discard the whole chunk
+                await run_in_threadpool(_truncate, fd, start)  # discard the whole chunk
                 handle.offset = start
             else:
-                await run_in_threadpool(os.fsync, handle.fd)
+                await run_in_threadpool(os.fsync, fd)
         except BaseException:
             if checksum:  # bytes nobody verified must not become part of the upload
-                _truncate(handle.fd, start)
+                _truncate(fd, start)
             raise
         return stop
 
@@ -575,10 +580,10 @@ class TusFactory:
     async def _flush(handle: _Handle, pending: list[bytes], hasher: Any | None) -> None:
         if not pending:
             return
-        assert handle.fd is not None
+        fd = handle.writable_fd()
         data = b"".join(pending)
         pending.clear()
-        await run_in_threadpool(_write_at, handle.fd, handle.offset, data, hasher)
+        await run_in_threadpool(_write_at, fd, handle.offset, data, hasher)
         handle.offset += len(data)
 
     async def _complete(self, handle: _Handle) -> dict[str, str]:
