@@ -19,19 +19,18 @@ from urllib.parse import quote
 
 import attr
 import morecantile
-import orjson
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from morecantile import TileMatrixSet
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from stac_fastapi.types.extension import ApiExtension
-from stac_fastapi.types.requests import get_base_url
 from starlette.responses import Response
 
 from catalog.errors import CatalogError, NotFound
 from catalog.maps.tiles import FEATURE_PROPERTIES, TileBounds
 from catalog.stac.queryables import Kind
 from catalog.stac.repository import CatalogRepository
+from catalog.web import base_url, json_response
 
 CONF = "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/"
 TMS_CONF = "http://www.opengis.net/spec/tms/2.0/conf/"
@@ -176,17 +175,6 @@ TileMatrixSetID = Annotated[
 
 
 # -- documents ----------------------------------------------------------------------------------
-def json_response(doc: Any, status: int = 200) -> Response:
-    """A JSON response serialized once with orjson."""
-    return Response(orjson.dumps(doc), status, media_type=JSON)
-
-
-def base_url(request: Request) -> str:
-    """The API root, with a trailing slash."""
-    url = get_base_url(request)
-    return url if url.endswith("/") else url + "/"
-
-
 def _link(href: str, rel: str, media: str | None = JSON, **extra: Any) -> dict[str, Any]:
     link: dict[str, Any] = {"href": href, "rel": rel}
     if media:

@@ -31,7 +31,6 @@ from urllib.parse import quote, urlencode
 import anyio.from_thread
 import attr
 import morecantile
-import orjson
 from attrs import define
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
@@ -49,7 +48,6 @@ from rio_tiler.errors import (
 from rio_tiler.models import ImageData
 from rio_tiler.mosaic.backend import BaseBackend
 from rio_tiler.mosaic.reader import mosaic_reader
-from stac_fastapi.types.requests import get_base_url
 from starlette.requests import Request
 from starlette.responses import Response
 from titiler.core.factory import img_endpoint_params
@@ -66,6 +64,7 @@ from catalog.maps.mosaic import (
 )
 from catalog.maps.tiles import WGS84, TileBounds
 from catalog.stac.search import SearchParams
+from catalog.web import base_url, json_response
 
 from .dependencies import (
     LayerQuery,
@@ -461,10 +460,7 @@ class MosaicFactory(MosaicTilerFactory):
                 tiles=[tiles], minzoom=minzoom, maxzoom=maxzoom,
                 bounds=tilejson_bounds(tms, coverage),
             )  # fmt: skip
-            return Response(
-                orjson.dumps(doc.model_dump(exclude_none=True, mode="json")),
-                media_type="application/json",
-            )
+            return json_response(doc.model_dump(exclude_none=True, mode="json"))
 
         return tilejson
 
@@ -476,15 +472,10 @@ def _in_matrix(tms: TileMatrixSet, x: int, y: int, z: int) -> bool:
     return 0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight
 
 
-def _base_url(request: Request) -> str:
-    url = get_base_url(request)
-    return url if url.endswith("/") else url + "/"
-
-
 def _prefix_url(request: Request, prefix: str) -> str:
     """The absolute URL of ``prefix`` with the request's path parameters filled in (quoted)."""
     ids = {k: quote(str(v), safe="") for k, v in request.path_params.items()}
-    return _base_url(request) + prefix.lstrip("/").format_map(ids)
+    return base_url(request) + prefix.lstrip("/").format_map(ids)
 
 
 # -- saved searches ----------------------------------------------------------------------------
@@ -513,10 +504,6 @@ def search_document(saved: SavedSearch, base: str, tms_ids: Sequence[str]) -> di
     return {"id": saved.id, "search": saved.body, "links": links}  # fmt: skip
 
 
-def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(doc), status, headers, media_type="application/json")
-
-
 def searches_router(
     repository: Callable[..., MosaicRepository],
     tms_ids: Sequence[str],
@@ -535,8 +522,8 @@ def searches_router(
         except ValidationError as exc:  # same codes as POST /search (server error table)
             raise RequestValidationError(exc.errors(include_url=False)) from exc
         saved, new = await repo.register(search)
-        doc = search_document(saved, _base_url(request), tms_ids)
-        return _json(doc, 201 if new else 200, {"Location": doc["links"][0]["href"]})
+        doc = search_document(saved, base_url(request), tms_ids)
+        return json_response(doc, 201 if new else 200, {"Location": doc["links"][0]["href"]})
 
     async def get_search(
         request: Request,
@@ -545,7 +532,7 @@ def searches_router(
     ) -> Response:
         """A saved search and its map links; ``search.NotFound`` if unknown."""
         saved = await repo.get(search_id)
-        return _json(search_document(saved, _base_url(request), tms_ids))
+        return json_response(search_document(saved, base_url(request), tms_ids))
 
     router.add_api_route(
         "/searches",
