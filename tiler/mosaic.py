@@ -35,8 +35,7 @@ from attrs import define
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
 from morecantile import TileMatrixSet
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ValidationError
 from rio_tiler.constants import WEB_MERCATOR_TMS, WGS84_CRS
 from rio_tiler.errors import (
     EmptyMosaicError,
@@ -77,7 +76,7 @@ from .errors import AssetNotReadable, InvalidLayer, TilerError
 from .factory import SharedTileMatrixSets, cache_control_route, render
 from .presets import Preset, PresetQuery, resolve_preset
 from .reader import ItemReader
-from .settings import TilerSettings
+from .settings import MosaicSettings, TilerSettings
 
 WEB_MERCATOR = "WebMercatorQuad"
 MAX_MERCATOR_LAT = 85.0511287798066
@@ -86,23 +85,6 @@ METRES_PER_DEGREE = 2 * math.pi * 6_378_137 / 360
 SKIPPED = (TileOutsideBounds, AssetNotReadable, MissingAssets)
 TILE = "/{tileMatrixSetId}/{z}/{x}/{y}"
 TEMPLATE = "{tileMatrix}/{tileCol}/{tileRow}"
-
-
-class MosaicSettings(BaseSettings):
-    """Mosaics of collections and saved searches (environment prefix ``TERRACAT_MOSAIC_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="TERRACAT_MOSAIC_", extra="ignore")
-
-    max_items_per_tile: int = Field(
-        default=50, ge=1, le=1000, description="Most items read for one tile (the first ones)."
-    )
-    search_cache_ttl_s: float = Field(
-        default=10.0, ge=0, description="How long a saved search read for tiles is reused."
-    )
-    tile_cache_control: str = Field(
-        default="public, max-age=60",
-        description="Cache-Control of mosaic tiles (items come and go: keep it short).",
-    )
 
 
 class UnknownTileMatrixSet(TilerError):
