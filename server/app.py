@@ -45,8 +45,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
 from catalog.db.engine import create_engine
-from catalog.ingest.process import IngestProcess
-from catalog.jobs.queue import JobRepository, Process
+from catalog.jobs.queue import JobRepository
 from catalog.stac.client import (
     BulkTransactionsClient,
     CoreClient,
@@ -70,13 +69,13 @@ from ogc.processes import ProcessesExtension
 from ogc.tiles import TilesExtension
 from ogc.vector_tiles import VectorTilesExtension
 from tiler.errors import add_error_handlers as add_tiler_error_handlers
-from tiler.export import export_processes
 from tiler.factory import item_tiler_factory
 from tiler.mosaic import mosaic_router
 
 from .database import resolve_url
 from .errors import AuthError, WritesDisabled, add_error_handlers
 from .middleware import PrefixMiddleware
+from .processes import build_processes
 from .settings import ApiSettings, Settings
 from .transactions import RawBodyTransactionExtension
 
@@ -205,19 +204,6 @@ def _extensions(settings: Settings) -> dict[str, Any]:
         "writes": writes,
         "stac_settings": stac_settings,
     }
-
-
-def build_processes(
-    settings: Settings, catalog: CatalogRepository, uploads: UploadRepository
-) -> dict[str, Process]:
-    """Every process this server offers, by id (the API and the workers share this list)."""
-    processes: list[Process] = [
-        IngestProcess(uploads, catalog, settings.ingest, settings.catalog.validate_extensions),
-        *export_processes(
-            catalog, settings.ingest.data_dir, settings.tiler, settings.export, settings.mosaic
-        ),
-    ]
-    return {p.description.id: p for p in processes}
 
 
 def _ogc_extensions(settings: Settings) -> list[Any]:
