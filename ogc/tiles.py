@@ -38,7 +38,7 @@ TMS_CONF = "http://www.opengis.net/spec/tms/2.0/conf/"
 CONFORMANCE_CLASSES = [
     CONF + "tileset",
     CONF + "tilesets-list",
-    CONF + "geodata-tilesets",  # collections link their tilesets (server.app collection links)
+    CONF + "geodata-tilesets",  # collections link their tilesets (server/features.py)
     TMS_CONF + "tilematrixset",
     TMS_CONF + "json-tilematrixset",
     TMS_CONF + "tilesetmetadata",

@@ -303,6 +303,14 @@ def item_tiler_factory(settings: TilerSettings, data_dir: Path) -> ItemTilerFact
     )
 
 
+def item_maps_router(settings: TilerSettings, data_dir: Path) -> APIRouter:
+    """The item tiler's routes, below ``ITEM_PREFIX``."""
+    items = item_tiler_factory(settings, data_dir)
+    router = APIRouter()
+    router.include_router(items.router, prefix=items.router_prefix, tags=["Item maps"])
+    return router
+
+
 def _layer_name(item: Any) -> str:
     if isinstance(item, dict):
         return f"{item.get('collection')}.{item.get('id')}"
