@@ -184,25 +184,7 @@ class UploadsFactory:
             "/upload_sets/{upload_set_id}/files", status_code=201, operation_id="addUploadFile"
         )
         async def add_upload_file(upload_set_id: str, request: Request, repo: Repo) -> Any:
-            set_id = parse_uuid(upload_set_id, "upload set")
-            upload_set, files = await repo.get_set(set_id)  # 404 / 409 before reading a body
-            if upload_set["completed"] or (
-                upload_set["expected_files"] is not None
-                and len(files) >= upload_set["expected_files"]
-            ):
-                raise UploadSetClosed(f"upload set {set_id} takes no more files")
-            if request.headers.get("content-type", "").startswith("application/json"):
-                new = await self._by_url(request)
-            else:
-                new = await self._multipart(request)
-            try:
-                record = await self._add(repo, set_id, new)
-            except BaseException:
-                if new.staged_path:
-                    Path(new.staged_path).unlink(missing_ok=True)
-                raise
-            if new.staged_path and record["staged_path"] is None:  # a duplicate: no job
-                Path(new.staged_path).unlink(missing_ok=True)
+            record = await self._receive(request, repo, parse_uuid(upload_set_id, "upload set"))
             doc = file_document(base_url(request), record)
             return json_response(doc, 201, {"Location": doc["links"][0]["href"]})
 
@@ -216,6 +198,29 @@ class UploadsFactory:
             return file_document(base_url(request), record)
 
         return router
+
+    async def _receive(
+        self, request: Request, repo: UploadRepository, set_id: uuid.UUID
+    ) -> dict[str, Any]:
+        """Record the file of ``request`` (multipart, or a URL as JSON) in the set, with its job."""
+        upload_set, files = await repo.get_set(set_id)  # 404 / 409 before reading a body
+        if upload_set["completed"] or (
+            upload_set["expected_files"] is not None and len(files) >= upload_set["expected_files"]
+        ):
+            raise UploadSetClosed(f"upload set {set_id} takes no more files")
+        if request.headers.get("content-type", "").startswith("application/json"):
+            new = await self._by_url(request)
+        else:
+            new = await self._multipart(request)
+        try:
+            record = await self._add(repo, set_id, new)
+        except BaseException:
+            if new.staged_path:
+                Path(new.staged_path).unlink(missing_ok=True)
+            raise
+        if new.staged_path and record["staged_path"] is None:  # a duplicate: no job
+            Path(new.staged_path).unlink(missing_ok=True)
+        return record
 
     async def _multipart(self, request: Request) -> NewFile:
         received = await receive_multipart_file(
