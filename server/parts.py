@@ -124,7 +124,7 @@ def name_operations(app: FastAPI, parts: Sequence[ApiPart]) -> None:
     """Give the routes the parts name their operation ids; a name that matches no route fails."""
     names = {key: name for part in parts for key, name in part.operation_ids.items()}
     for path, route in api_routes(app.routes):
-        for method in route.methods:
+        for method in route.methods or ():
             name = names.pop(f"{method} {path}", None)
             if name is not None:
                 route.operation_id = name
