@@ -67,8 +67,9 @@ class RoutersExtension(ApiExtension):
             app.include_router(router)
 
 
-def routers_part(name: str, routers: Callable[[FastAPI], Iterable[APIRouter]],
-                 **declared: Any) -> ApiPart:  # fmt: skip
+def routers_part(
+    name: str, routers: Callable[[FastAPI], Iterable[APIRouter]], **declared: Any
+) -> ApiPart:
     """A part whose routes are plain routers."""
     return ApiPart(name=name, extensions=[RoutersExtension(routers=routers)], **declared)
 
