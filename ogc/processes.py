@@ -23,11 +23,9 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import attr
 import jsonschema_rs
-import orjson
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from pydantic import BaseModel
 from stac_fastapi.types.extension import ApiExtension
-from stac_fastapi.types.requests import get_base_url
 from starlette.responses import Response
 
 from catalog.errors import CatalogError, InvalidParameter, NotFound
@@ -35,6 +33,7 @@ from catalog.jobs.queue import JobRecord, JobRepository, JobStatus, Process, Pro
 from catalog.jobs.queue import parse_job_id as _parse_job_id
 from catalog.settings import JobSettings
 from catalog.timeparse import parse_interval
+from catalog.web import base_url, json_response
 
 CONF = "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/"
 CONFORMANCE_CLASSES = [
@@ -141,15 +140,6 @@ JobID = Annotated[str, Path(alias="jobID", description="A job id.")]
 
 
 # -- documents ----------------------------------------------------------------------------------
-def _json(doc: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(doc), status, headers, JSON)
-
-
-def _base_url(request: Request) -> str:
-    url = get_base_url(request)
-    return url if url.endswith("/") else url + "/"
-
-
 def _link(href: str, rel: str, title: str | None = None, media: str = JSON) -> dict[str, str]:
     link = {"href": href, "rel": rel, "type": media}
     return link | {"title": title} if title else link
@@ -249,7 +239,7 @@ def results_document(job: JobRecord, base: str) -> dict[str, Any]:
 
 
 def _page_links(request: Request, path: str, offset: int, limit: int, more: bool) -> list[Any]:
-    base = _base_url(request) + path
+    base = base_url(request) + path
     query = request.url.query
     links = [_link(f"{base}?{query}" if query else base, "self", "This document")]
     if more:
@@ -331,11 +321,11 @@ def _execute_endpoint(settings: JobSettings) -> Callable[..., Any]:
             timeout_s=described.timeout_s or settings.default_timeout_s,
             max_attempts=described.max_attempts or settings.max_attempts,
         )
-        base = _base_url(request)
+        base = base_url(request)
         headers = {"Location": f"{base}jobs/{job.id}"}
         if _respond_async(prefer):
             headers["Preference-Applied"] = "respond-async"
-        return _json(status_info(job, base), 201, headers)
+        return json_response(status_info(job, base), 201, headers)
 
     return execute
 
@@ -348,11 +338,11 @@ async def get_processes(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     """The processes offered here (processList.yaml)."""
-    base = _base_url(request)
+    base = base_url(request)
     ids = sorted(processes)
     page = ids[offset : offset + limit]
     more = offset + limit < len(ids)
-    return _json({
+    return json_response({
         "processes": [process_summary(processes[i].description, base) for i in page],
         "links": _page_links(request, "processes", offset, limit, more),
     })  # fmt: skip
@@ -361,7 +351,7 @@ async def get_processes(
 async def get_process(request: Request, process_id: ProcessID, processes: Processes) -> Response:
     """One process description (process.yaml), or no-such-process."""
     process = _find_process(processes, process_id)
-    return _json(process_document(process.description, _base_url(request)))
+    return json_response(process_document(process.description, base_url(request)))
 
 
 @dataclass
@@ -420,8 +410,8 @@ async def get_jobs(
             max_duration_s=params.max_duration,
         )
     more = len(found) > params.limit
-    base = _base_url(request)
-    return _json({
+    base = base_url(request)
+    return json_response({
         "jobs": [status_info(job, base) for job in found[: params.limit]],
         "links": _page_links(request, "jobs", params.offset, params.limit, more),
     })  # fmt: skip
@@ -431,14 +421,14 @@ async def get_status(request: Request, job_id: JobID, jobs: Jobs) -> Response:
     """One job's status (statusInfo.yaml), or no-such-job."""
     with _no_such_job(job_id):
         job = await jobs.get(parse_job_id(job_id))
-    return _json(status_info(job, _base_url(request)))
+    return json_response(status_info(job, base_url(request)))
 
 
 async def get_results(request: Request, job_id: JobID, jobs: Jobs) -> Response:
     """A successful job's outputs (results.yaml); an exception report otherwise."""
     with _no_such_job(job_id):
         job = await jobs.get(parse_job_id(job_id))
-    return _json(results_document(job, _base_url(request)))
+    return json_response(results_document(job, base_url(request)))
 
 
 async def _until_dismissed(jobs: JobRepository, job: JobRecord, wait_s: float) -> JobRecord:
@@ -463,14 +453,14 @@ async def dismiss(request: Request, job_id: JobID, jobs: Jobs) -> Response:
                 await process.failed(job, "job.Dismissed", "the job was dismissed", final=True)
         job = await _until_dismissed(jobs, job, DISMISS_WAIT_S)
     status = 202 if job.status == JobStatus.running else 200
-    return _json(status_info(job, _base_url(request)), status)
+    return json_response(status_info(job, base_url(request)), status)
 
 
 async def restart(request: Request, job_id: JobID, jobs: Jobs) -> Response:
     """Queue a failed or dismissed job again (not OGC); 409 in any other state."""
     with _no_such_job(job_id):
         job = await jobs.restart(parse_job_id(job_id))
-    return _json(status_info(job, _base_url(request)))
+    return json_response(status_info(job, base_url(request)))
 
 
 async def get_log(
@@ -483,7 +473,7 @@ async def get_log(
     with _no_such_job(job_id):
         job = await jobs.get(parse_job_id(job_id))
     lines = await jobs.log(job.id, from_line=line, limit=limit)
-    return _json({"jobID": str(job.id), "status": job.status, "from": line,
+    return json_response({"jobID": str(job.id), "status": job.status, "from": line,
                   "next": line + len(lines), "lines": lines})  # fmt: skip
 
 

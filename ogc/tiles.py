@@ -12,26 +12,24 @@ row); the templated ``item`` links say so by naming the variables, which is all 
 by (20-057 /req/tileset/description E, /req/core/tc-op A).
 """
 
-import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import attr
 import morecantile
-import orjson
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from morecantile import TileMatrixSet
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from stac_fastapi.types.extension import ApiExtension
-from stac_fastapi.types.requests import get_base_url
 from starlette.responses import Response
 
 from catalog.errors import CatalogError, NotFound
 from catalog.maps.tiles import FEATURE_PROPERTIES, TileBounds
 from catalog.stac.queryables import Kind
 from catalog.stac.repository import CatalogRepository
+from catalog.web import base_url, json_response
+
+from .settings import CRS84, WEB_MERCATOR, TileSettings, srid_of
 
 CONF = "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/"
 TMS_CONF = "http://www.opengis.net/spec/tms/2.0/conf/"
@@ -40,64 +38,19 @@ TMS_CONF = "http://www.opengis.net/spec/tms/2.0/conf/"
 CONFORMANCE_CLASSES = [
     CONF + "tileset",
     CONF + "tilesets-list",
-    CONF + "geodata-tilesets",  # collections link their tilesets (server.app collection links)
+    CONF + "geodata-tilesets",  # collections link their tilesets (server/features.py)
     TMS_CONF + "tilematrixset",
     TMS_CONF + "json-tilematrixset",
     TMS_CONF + "tilesetmetadata",
     TMS_CONF + "json-tilesetmetadata",
 ]
 REL = "http://www.opengis.net/def/rel/ogc/1.0/"
-CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
-_EPSG_URI = re.compile(
-    r"^(?:https?://www\.opengis\.net/def/crs/EPSG/[^/]+/|urn:ogc:def:crs:EPSG:[^:]*:)(\d+)$"
-)
 JSON = "application/json"
 MVT = "application/vnd.mapbox-vector-tile"
-WEB_MERCATOR = "WebMercatorQuad"
 TILE_TEMPLATE = "{tileMatrix}/{tileCol}/{tileRow}"
 XYZ_TEMPLATE = "{z}/{x}/{y}"
 DataType = Literal["vector", "map"]
 DATA_TYPES: tuple[DataType, ...] = ("vector", "map")
-
-
-# -- settings -----------------------------------------------------------------------------------
-class TileSettings(BaseSettings):
-    """Vector tiles and tilesets (environment prefix ``TERRACAT_TILES_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="TERRACAT_TILES_", extra="ignore")
-
-    tile_matrix_sets: list[str] = Field(
-        default=[WEB_MERCATOR, "WorldCRS84Quad"],
-        description="morecantile tile matrix sets offered (fixed-width matrices only).",
-    )
-    max_features: int = Field(
-        default=10_000,
-        ge=1,
-        description="Most features in one vector tile (the newest); the response says "
-        "X-Terracat-Features-Capped when more items touch the tile.",
-    )
-    simplify: float = Field(
-        default=8.0,
-        ge=0,
-        description="Footprint simplification tolerance in tile units (4096 per tile side); "
-        "8 is one pixel of a tile drawn 512 pixels wide. 0 turns it off.",
-    )
-    cache_control: str = Field(
-        default="public, max-age=60",
-        description="Cache-Control of vector tiles (items come and go: keep it short).",
-    )
-
-    @field_validator("tile_matrix_sets")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if name not in morecantile.tms.list():
-                raise ValueError(f"unknown tile matrix set {name!r}")
-            tms = morecantile.tms.get(name)
-            if tms.is_variable:
-                raise ValueError(f"{name}: variable-width tile matrix sets are not supported")
-            srid_of(tms)
-        return value
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -112,17 +65,6 @@ class InvalidTile(CatalogError):
 
     code = "tiles.InvalidTile"
     status = 404
-
-
-def srid_of(tms: TileMatrixSet) -> int:
-    """The PostGIS SRID of a tile matrix set's CRS (CRS84 is EPSG:4326 in PostGIS's x/y order)."""
-    uri = str(tms.crs.root)
-    if uri == CRS84:
-        return 4326
-    found = _EPSG_URI.match(uri)
-    if found is None:
-        raise ValueError(f"{tms.id}: its CRS {uri} is not an EPSG CRS")
-    return int(found.group(1))
 
 
 class TileMatrixSets:
@@ -176,17 +118,6 @@ TileMatrixSetID = Annotated[
 
 
 # -- documents ----------------------------------------------------------------------------------
-def json_response(doc: Any, status: int = 200) -> Response:
-    """A JSON response serialized once with orjson."""
-    return Response(orjson.dumps(doc), status, media_type=JSON)
-
-
-def base_url(request: Request) -> str:
-    """The API root, with a trailing slash."""
-    url = get_base_url(request)
-    return url if url.endswith("/") else url + "/"
-
-
 def _link(href: str, rel: str, media: str | None = JSON, **extra: Any) -> dict[str, Any]:
     link: dict[str, Any] = {"href": href, "rel": rel}
     if media:

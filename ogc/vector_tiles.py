@@ -17,7 +17,8 @@ from starlette.responses import Response
 
 from catalog.maps.tiles import VectorTileRepository
 
-from .tiles import MVT, CollectionID, TileMatrixSetID, TileMatrixSets, TileSettings
+from .settings import TileSettings
+from .tiles import MVT, CollectionID, TileMatrixSetID, TileMatrixSets
 
 CONF = "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/"
 CONFORMANCE_CLASSES = [CONF + "core", CONF + "mvt"]

@@ -1,6 +1,11 @@
-"""One exception -> status table; every error body is ``{"code", "description"}`` (STAC style)."""
+"""One exception -> status table; every error body is ``{"code", "description"}`` (STAC style).
+
+Our errors carry their code and status (``CatalogError``, ``AuthError``); libraries' exceptions
+are mapped by the package that drives them (tiler/errors.py) and come in through its API part.
+"""
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -103,8 +108,12 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("server.InternalError", "internal server error"), 500)
 
 
-def add_error_handlers(app: FastAPI) -> None:
-    """Register the error table on ``app``."""
+def add_error_handlers(
+    app: FastAPI, handlers: Mapping[type[Exception], Callable[..., Any]] | None = None
+) -> None:
+    """Register the error table on ``app``, after ``handlers`` (the API parts' own)."""
+    for exception, handler in (handlers or {}).items():
+        app.add_exception_handler(exception, handler)
     app.add_exception_handler(CatalogError, _catalog_error)
     app.add_exception_handler(AuthError, _auth_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,6 +1,12 @@
-"""ASGI middleware of our own: the proxy path prefix."""
+"""The app's middleware: ours for the proxy path prefix, and the stack create_app installs."""
 
+from stac_fastapi.api.middleware import ProxyHeaderMiddleware
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .settings import ApiSettings
 
 
 class PrefixMiddleware:
@@ -31,3 +37,64 @@ class PrefixMiddleware:
                 scope = dict(scope)
                 scope["root_path"] = root
         await self.app(scope, receive, send)
+
+
+# Archives and tiles are compressed already: gzip would only add time and lose Content-Length
+# on downloads.
+GZIP_EXCLUDED = (
+    "application/gzip",
+    "application/zip",
+    "application/vnd.sqlite3",
+    "application/vnd.pmtiles",
+    "application/vnd.mapbox-vector-tile",
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/tiff",
+    "application/octet-stream",
+)
+# Response headers browsers may read: tus clients need these (tus 1.0.0 "Browser clients").
+EXPOSED_HEADERS = [
+    "Location",
+    "ETag",
+    "Link",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Expires",
+    "Upload-Metadata",
+    "Upload-File-Id",
+    "X-Terracat-Features-Capped",
+    "Tus-Resumable",
+    "Tus-Version",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Checksum-Algorithm",
+]
+
+
+def middlewares(api: ApiSettings) -> list[Middleware]:
+    """gzip, CORS, proxy headers (when trusted), path prefix: StacApi installs them in reverse, so
+    the path prefix and proxy headers are read before anything else runs."""
+    stack = [
+        Middleware(
+            GZipMiddleware,
+            minimum_size=api.gzip_minimum_size,
+            exclude_content_types=GZIP_EXCLUDED,
+        ),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=api.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        ),
+    ]
+    if api.trust_proxy_headers:
+        stack.append(Middleware(ProxyHeaderMiddleware))
+    stack.append(
+        Middleware(
+            PrefixMiddleware, root_path=api.root_path, trust_forwarded=api.trust_proxy_headers
+        )
+    )
+    return stack

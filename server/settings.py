@@ -4,10 +4,8 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from catalog.settings import CatalogSettings, DatabaseSettings, IngestSettings, JobSettings
-from ogc.tiles import TileSettings
-from tiler.export import ExportSettings
-from tiler.mosaic import MosaicSettings
-from tiler.settings import TilerSettings
+from ogc.settings import TileSettings
+from tiler.settings import ExportSettings, MosaicSettings, TilerSettings
 
 
 class ApiSettings(BaseSettings):

@@ -14,7 +14,7 @@ from catalog.uploads.repository import UploadRepository
 from catalog.uploads.tus import expire_uploads
 from tiler.export import sweep_exports
 
-from .app import build_processes
+from .processes import build_processes
 from .settings import Settings
 
 logger = logging.getLogger("terracat.worker")

@@ -3,13 +3,14 @@
 Our own errors are ``CatalogError`` subclasses, so the server's error table already renders
 them as ``{"code", "description"}``. ``ERRORS`` maps rio-tiler, titiler and rasterio exceptions
 the same way (titiler's statuses, our codes, plus ``PointOutsideBounds`` which titiler leaves
-at 500); ``add_error_handlers`` registers it on an app. Descriptions of 5xx errors are generic:
-rasterio messages carry local file paths.
+at 500); ``error_handlers`` makes its handlers, which the raster parts of the app register.
+Descriptions of 5xx errors are generic: rasterio messages carry local file paths.
 """
 
 import logging
+from collections.abc import Callable
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from rasterio.errors import RasterioError, RasterioIOError
 from rio_tiler import errors as rt
 from starlette.responses import JSONResponse
@@ -108,7 +109,6 @@ def _handler(code: str, status: int):  # noqa: ANN202 - a Starlette exception ha
     return handle
 
 
-def add_error_handlers(app: FastAPI) -> None:
-    """Register ``ERRORS`` on ``app`` (our ``TilerError``s go through the CatalogError handler)."""
-    for exc_class, (code, status) in ERRORS.items():
-        app.add_exception_handler(exc_class, _handler(code, status))
+def error_handlers() -> dict[type[Exception], Callable[[Request, Exception], JSONResponse]]:
+    """``ERRORS`` as exception handlers (our ``TilerError``s go through the CatalogError one)."""
+    return {exc_class: _handler(code, status) for exc_class, (code, status) in ERRORS.items()}

@@ -31,7 +31,6 @@ from typing import Any, ClassVar, Literal, get_args
 import orjson
 import shapely
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from rio_tiler.errors import RioTilerError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -62,45 +61,14 @@ from .archives import (
     TileFormat,
 )
 from .errors import TilerError
-from .mosaic import MosaicSettings
 from .render import RenderOptions, TileRenderer, item_plan, item_zooms, mosaic_plan
-from .settings import TilerSettings
+from .settings import MAX_ZOOM, ExportSettings, MosaicSettings, TilerSettings
 from .tiling import clamp_bounds, count_tiles, iter_tiles
 
-MAX_ZOOM = 24
 SOURCES = ("item", "collection", "search")
 SEARCH_PAGE = 1000
 PixelSelection = Literal["first", "highest", "lowest", "mean", "median", "stdev",
                          "lastbandlow", "lastbandhigh", "count"]  # fmt: skip
-
-
-class ExportSettings(BaseSettings):
-    """Tile archive exports (environment prefix ``TERRACAT_EXPORT_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="TERRACAT_EXPORT_", extra="ignore")
-
-    max_tiles: int = Field(
-        default=500_000,
-        ge=1,
-        description="Most tiles one export may cover: the tiles of its bbox (clipped to the "
-        "data) at its zooms. A PMTiles export holds about 250 bytes of directory per tile.",
-    )
-    max_items: int = Field(
-        default=10_000, ge=1, description="Most items of a collection or search mosaic export."
-    )
-    renderers: int = Field(
-        default=0, ge=0, description="Render processes of one export; 0: one per CPU."
-    )
-    zoom_levels: int = Field(
-        default=7, ge=1, le=MAX_ZOOM + 1, description="Zooms exported when minzoom is not given."
-    )
-    timeout_s: int = Field(default=6 * 3600, ge=60, description="Longest run of one export.")
-    gdal_cache_mb: int = Field(
-        default=256,
-        ge=16,
-        description="GDAL's block cache of each render process (GDAL_CACHEMAX, which wins when "
-        "set): a render process keeps its files open, so neighbouring tiles reuse blocks.",
-    )
 
 
 # -- errors -------------------------------------------------------------------------------------

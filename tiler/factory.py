@@ -39,6 +39,8 @@ from titiler.core.resources.enums import ImageType
 from titiler.core.utils import render_image
 from titiler.extensions import wmtsExtension
 
+from catalog import web
+
 from .dependencies import (
     AlgorithmParams,
     AssetsQuery,
@@ -238,7 +240,7 @@ class ItemTilerFactory(MultiBaseTilerFactory):
         url_path = self.router.url_path_for(name, **path_params)
         ids = {k: quote(str(v), safe="") for k, v in request.path_params.items()}
         prefix = self.router_prefix.format_map(_Keep(ids)).lstrip("/")
-        return str(url_path.make_absolute_url(base_url=str(request.base_url) + prefix))
+        return str(url_path.make_absolute_url(base_url=web.base_url(request) + prefix))
 
 
 class _Keep(dict[str, str]):
@@ -299,6 +301,14 @@ def item_tiler_factory(settings: TilerSettings, data_dir: Path) -> ItemTilerFact
             )
         ],
     )
+
+
+def item_maps_router(settings: TilerSettings, data_dir: Path) -> APIRouter:
+    """The item tiler's routes, below ``ITEM_PREFIX``."""
+    items = item_tiler_factory(settings, data_dir)
+    router = APIRouter()
+    router.include_router(items.router, prefix=items.router_prefix, tags=["Item maps"])
+    return router
 
 
 def _layer_name(item: Any) -> str:

@@ -31,13 +31,11 @@ from urllib.parse import quote, urlencode
 import anyio.from_thread
 import attr
 import morecantile
-import orjson
 from attrs import define
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
 from morecantile import TileMatrixSet
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ValidationError
 from rio_tiler.constants import WEB_MERCATOR_TMS, WGS84_CRS
 from rio_tiler.errors import (
     EmptyMosaicError,
@@ -49,7 +47,6 @@ from rio_tiler.errors import (
 from rio_tiler.models import ImageData
 from rio_tiler.mosaic.backend import BaseBackend
 from rio_tiler.mosaic.reader import mosaic_reader
-from stac_fastapi.types.requests import get_base_url
 from starlette.requests import Request
 from starlette.responses import Response
 from titiler.core.factory import img_endpoint_params
@@ -66,6 +63,7 @@ from catalog.maps.mosaic import (
 )
 from catalog.maps.tiles import WGS84, TileBounds
 from catalog.stac.search import SearchParams
+from catalog.web import base_url, json_response
 
 from .dependencies import (
     LayerQuery,
@@ -78,7 +76,7 @@ from .errors import AssetNotReadable, InvalidLayer, TilerError
 from .factory import SharedTileMatrixSets, cache_control_route, render
 from .presets import Preset, PresetQuery, resolve_preset
 from .reader import ItemReader
-from .settings import TilerSettings
+from .settings import MosaicSettings, TilerSettings
 
 WEB_MERCATOR = "WebMercatorQuad"
 MAX_MERCATOR_LAT = 85.0511287798066
@@ -87,23 +85,6 @@ METRES_PER_DEGREE = 2 * math.pi * 6_378_137 / 360
 SKIPPED = (TileOutsideBounds, AssetNotReadable, MissingAssets)
 TILE = "/{tileMatrixSetId}/{z}/{x}/{y}"
 TEMPLATE = "{tileMatrix}/{tileCol}/{tileRow}"
-
-
-class MosaicSettings(BaseSettings):
-    """Mosaics of collections and saved searches (environment prefix ``TERRACAT_MOSAIC_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="TERRACAT_MOSAIC_", extra="ignore")
-
-    max_items_per_tile: int = Field(
-        default=50, ge=1, le=1000, description="Most items read for one tile (the first ones)."
-    )
-    search_cache_ttl_s: float = Field(
-        default=10.0, ge=0, description="How long a saved search read for tiles is reused."
-    )
-    tile_cache_control: str = Field(
-        default="public, max-age=60",
-        description="Cache-Control of mosaic tiles (items come and go: keep it short).",
-    )
 
 
 class UnknownTileMatrixSet(TilerError):
@@ -461,10 +442,7 @@ class MosaicFactory(MosaicTilerFactory):
                 tiles=[tiles], minzoom=minzoom, maxzoom=maxzoom,
                 bounds=tilejson_bounds(tms, coverage),
             )  # fmt: skip
-            return Response(
-                orjson.dumps(doc.model_dump(exclude_none=True, mode="json")),
-                media_type="application/json",
-            )
+            return json_response(doc.model_dump(exclude_none=True, mode="json"))
 
         return tilejson
 
@@ -476,15 +454,10 @@ def _in_matrix(tms: TileMatrixSet, x: int, y: int, z: int) -> bool:
     return 0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight
 
 
-def _base_url(request: Request) -> str:
-    url = get_base_url(request)
-    return url if url.endswith("/") else url + "/"
-
-
 def _prefix_url(request: Request, prefix: str) -> str:
     """The absolute URL of ``prefix`` with the request's path parameters filled in (quoted)."""
     ids = {k: quote(str(v), safe="") for k, v in request.path_params.items()}
-    return _base_url(request) + prefix.lstrip("/").format_map(ids)
+    return base_url(request) + prefix.lstrip("/").format_map(ids)
 
 
 # -- saved searches ----------------------------------------------------------------------------
@@ -513,10 +486,6 @@ def search_document(saved: SavedSearch, base: str, tms_ids: Sequence[str]) -> di
     return {"id": saved.id, "search": saved.body, "links": links}  # fmt: skip
 
 
-def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(doc), status, headers, media_type="application/json")
-
-
 def searches_router(
     repository: Callable[..., MosaicRepository],
     tms_ids: Sequence[str],
@@ -535,8 +504,8 @@ def searches_router(
         except ValidationError as exc:  # same codes as POST /search (server error table)
             raise RequestValidationError(exc.errors(include_url=False)) from exc
         saved, new = await repo.register(search)
-        doc = search_document(saved, _base_url(request), tms_ids)
-        return _json(doc, 201 if new else 200, {"Location": doc["links"][0]["href"]})
+        doc = search_document(saved, base_url(request), tms_ids)
+        return json_response(doc, 201 if new else 200, {"Location": doc["links"][0]["href"]})
 
     async def get_search(
         request: Request,
@@ -545,7 +514,7 @@ def searches_router(
     ) -> Response:
         """A saved search and its map links; ``search.NotFound`` if unknown."""
         saved = await repo.get(search_id)
-        return _json(search_document(saved, _base_url(request), tms_ids))
+        return json_response(search_document(saved, base_url(request), tms_ids))
 
     router.add_api_route(
         "/searches",

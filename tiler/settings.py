@@ -1,8 +1,11 @@
-"""Settings of the raster tiler (environment prefix ``TERRACAT_TILER_``)."""
+"""Settings of the raster side: tiler (``TERRACAT_TILER_``), mosaics (``TERRACAT_MOSAIC_``) and
+exports (``TERRACAT_EXPORT_``)."""
 
 import morecantile
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAX_ZOOM = 24
 
 
 class TilerSettings(BaseSettings):
@@ -49,3 +52,49 @@ class TilerSettings(BaseSettings):
         if unknown or not value:
             raise ValueError(f"unknown tile matrix sets {unknown}; known: {sorted(known)}")
         return value
+
+
+class MosaicSettings(BaseSettings):
+    """Mosaics of collections and saved searches (environment prefix ``TERRACAT_MOSAIC_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRACAT_MOSAIC_", extra="ignore")
+
+    max_items_per_tile: int = Field(
+        default=50, ge=1, le=1000, description="Most items read for one tile (the first ones)."
+    )
+    search_cache_ttl_s: float = Field(
+        default=10.0, ge=0, description="How long a saved search read for tiles is reused."
+    )
+    tile_cache_control: str = Field(
+        default="public, max-age=60",
+        description="Cache-Control of mosaic tiles (items come and go: keep it short).",
+    )
+
+
+class ExportSettings(BaseSettings):
+    """Tile archive exports (environment prefix ``TERRACAT_EXPORT_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRACAT_EXPORT_", extra="ignore")
+
+    max_tiles: int = Field(
+        default=500_000,
+        ge=1,
+        description="Most tiles one export may cover: the tiles of its bbox (clipped to the "
+        "data) at its zooms. A PMTiles export holds about 250 bytes of directory per tile.",
+    )
+    max_items: int = Field(
+        default=10_000, ge=1, description="Most items of a collection or search mosaic export."
+    )
+    renderers: int = Field(
+        default=0, ge=0, description="Render processes of one export; 0: one per CPU."
+    )
+    zoom_levels: int = Field(
+        default=7, ge=1, le=MAX_ZOOM + 1, description="Zooms exported when minzoom is not given."
+    )
+    timeout_s: int = Field(default=6 * 3600, ge=60, description="Longest run of one export.")
+    gdal_cache_mb: int = Field(
+        default=256,
+        ge=16,
+        description="GDAL's block cache of each render process (GDAL_CACHEMAX, which wins when "
+        "set): a render process keeps its files open, so neighbouring tiles reuse blocks.",
+    )

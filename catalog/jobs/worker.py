@@ -91,10 +91,10 @@ def _die_with_worker(worker: int) -> None:
     # multiprocessing hands each forked child the write end of the pipe by which the fork
     # server sees its worker go; a child keeping it would keep the fork server, and so itself,
     # alive after the worker was killed. No public API closes it.
-    server = multiprocessing.forkserver._forkserver
-    if getattr(server, "_forkserver_alive_fd", None) is not None:
-        os.close(server._forkserver_alive_fd)
-        server._forkserver_alive_fd = None
+    server = vars(multiprocessing.forkserver._forkserver)
+    if server.get("_forkserver_alive_fd") is not None:
+        os.close(server["_forkserver_alive_fd"])
+        server["_forkserver_alive_fd"] = None
     die_with_parent(os.getppid())
     try:
         os.kill(worker, 0)  # gone before the line above took effect: nobody would kill us

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.responses import JSONResponse
 
 from catalog.errors import InvalidParameter, NotFound
 from catalog.ingest.fetch import check_url, safe_filename
@@ -30,6 +29,7 @@ from catalog.uploads.repository import (
     parse_uuid,
 )
 from catalog.uploads.tus import TusError, TusUpload
+from catalog.web import base_url, json_response
 
 
 class UploadSetCreate(BaseModel):
@@ -62,14 +62,6 @@ def _uploads(request: Request) -> UploadRepository:
 
 
 _Repo = Annotated[UploadRepository, Depends(_uploads)]
-
-
-def _base(request: Request) -> str:
-    url = str(request.base_url)
-    root = request.scope.get("root_path", "")
-    if root and not url.rstrip("/").endswith(root.rstrip("/")):
-        url = url.rstrip("/") + root
-    return url if url.endswith("/") else url + "/"
 
 
 def file_document(base: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -170,20 +162,20 @@ class UploadsFactory:
                 body.collection, body.title, body.expected_files, body.datetime
             )
             upload_set, files = await repo.get_set(set_id)
-            doc = set_document(_base(request), upload_set, files)
-            return JSONResponse(doc, 201, headers={"Location": doc["links"][0]["href"]})
+            doc = set_document(base_url(request), upload_set, files)
+            return json_response(doc, 201, {"Location": doc["links"][0]["href"]})
 
         @router.get("/upload_sets/{upload_set_id}", operation_id="getUploadSet")
         async def get_upload_set(upload_set_id: str, request: Request, repo: _Repo) -> Any:
             upload_set, files = await repo.get_set(parse_uuid(upload_set_id, "upload set"))
-            return set_document(_base(request), upload_set, files)
+            return set_document(base_url(request), upload_set, files)
 
         @router.post("/upload_sets/{upload_set_id}/complete", operation_id="completeUploadSet")
         async def complete_upload_set(upload_set_id: str, request: Request, repo: _Repo) -> Any:
             set_id = parse_uuid(upload_set_id, "upload set")
             await repo.complete_set(set_id)
             upload_set, files = await repo.get_set(set_id)
-            return set_document(_base(request), upload_set, files)
+            return set_document(base_url(request), upload_set, files)
 
         @router.delete(
             "/upload_sets/{upload_set_id}",
@@ -204,8 +196,8 @@ class UploadsFactory:
         )
         async def add_upload_file(upload_set_id: str, request: Request, repo: _Repo) -> Any:
             record = await self._receive(request, repo, parse_uuid(upload_set_id, "upload set"))
-            doc = file_document(_base(request), record)
-            return JSONResponse(doc, 201, headers={"Location": doc["links"][0]["href"]})
+            doc = file_document(base_url(request), record)
+            return json_response(doc, 201, {"Location": doc["links"][0]["href"]})
 
         @router.get("/upload_sets/{upload_set_id}/files/{file_id}", operation_id="getUploadFile")
         async def get_upload_file(
@@ -214,7 +206,7 @@ class UploadsFactory:
             record = await repo.get_file(parse_uuid(file_id, "upload file"))
             if str(record["upload_set_id"]) != upload_set_id:
                 raise NotFound(f"upload file {file_id} does not exist in set {upload_set_id}")
-            return file_document(_base(request), record)
+            return file_document(base_url(request), record)
 
     async def _receive(
         self, request: Request, repo: UploadRepository, set_id: uuid.UUID

@@ -16,8 +16,7 @@ from server.app import create_app
 from server.settings import Settings
 from tests import rasters
 from tests.factories import collection
-from tiler.export import ExportSettings
-from tiler.mosaic import MosaicSettings
+from tiler.settings import ExportSettings, MosaicSettings
 
 
 def test_export_and_mosaic_settings_keep_their_environment_names(

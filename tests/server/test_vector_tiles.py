@@ -9,7 +9,7 @@ import morecantile
 import pytest
 from fastapi.testclient import TestClient
 
-from ogc.tiles import TileSettings
+from ogc.settings import TileSettings
 from server.app import create_app
 from server.settings import Settings
 from tests.factories import collection, item

@@ -1,0 +1,36 @@
+"""What every package's routes share: the API root of a request and JSON responses.
+
+The base URL honours the proxy headers and root path: ``server/middleware.py`` and
+stac-fastapi's ProxyHeaderMiddleware set them on the ASGI scope before any route runs, so every
+link built from ``base_url`` points where the client reached us.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from stac_fastapi.types.requests import get_base_url
+from starlette.requests import Request
+from starlette.responses import Response
+
+JSON = "application/json"
+
+
+def base_url(request: Request) -> str:
+    """The API root of this request, with a trailing slash."""
+    url = get_base_url(request)
+    return url if url.endswith("/") else url + "/"
+
+
+def json_response(
+    doc: Any,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    media_type: str = JSON,
+) -> Response:
+    """A JSON response serialized once with orjson.
+
+    Returning the dict instead would make FastAPI walk it with ``jsonable_encoder`` before
+    serializing: a third of the time of a 100-item page.
+    """
+    return Response(orjson.dumps(doc), status, headers, media_type)

@@ -1,0 +1,65 @@
+"""Settings of the OGC API parts (environment prefix ``TERRACAT_TILES_``)."""
+
+import re
+
+import morecantile
+from morecantile import TileMatrixSet
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+_EPSG_URI = re.compile(
+    r"^(?:https?://www\.opengis\.net/def/crs/EPSG/[^/]+/|urn:ogc:def:crs:EPSG:[^:]*:)(\d+)$"
+)
+WEB_MERCATOR = "WebMercatorQuad"
+
+
+class TileSettings(BaseSettings):
+    """Vector tiles and tilesets (environment prefix ``TERRACAT_TILES_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRACAT_TILES_", extra="ignore")
+
+    tile_matrix_sets: list[str] = Field(
+        default=[WEB_MERCATOR, "WorldCRS84Quad"],
+        description="morecantile tile matrix sets offered (fixed-width matrices only).",
+    )
+    max_features: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most features in one vector tile (the newest); the response says "
+        "X-Terracat-Features-Capped when more items touch the tile.",
+    )
+    simplify: float = Field(
+        default=8.0,
+        ge=0,
+        description="Footprint simplification tolerance in tile units (4096 per tile side); "
+        "8 is one pixel of a tile drawn 512 pixels wide. 0 turns it off.",
+    )
+    cache_control: str = Field(
+        default="public, max-age=60",
+        description="Cache-Control of vector tiles (items come and go: keep it short).",
+    )
+
+    @field_validator("tile_matrix_sets")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in morecantile.tms.list():
+                raise ValueError(f"unknown tile matrix set {name!r}")
+            tms = morecantile.tms.get(name)
+            if tms.is_variable:
+                raise ValueError(f"{name}: variable-width tile matrix sets are not supported")
+            srid_of(tms)
+        return value
+
+
+# Here rather than in tiles.py: the settings refuse a set whose CRS has no SRID.
+def srid_of(tms: TileMatrixSet) -> int:
+    """The PostGIS SRID of a tile matrix set's CRS (CRS84 is EPSG:4326 in PostGIS's x/y order)."""
+    uri = str(tms.crs.root)
+    if uri == CRS84:
+        return 4326
+    found = _EPSG_URI.match(uri)
+    if found is None:
+        raise ValueError(f"{tms.id}: its CRS {uri} is not an EPSG CRS")
+    return int(found.group(1))

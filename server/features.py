@@ -1,0 +1,138 @@
+"""The parts served next to the STAC API: OGC API parts, raster maps and uploads.
+
+Each function turns our settings into one ``ApiPart`` (server/parts.py); create_app lists them.
+"""
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from starlette.datastructures import State
+
+from catalog.uploads.routes import UploadsFactory
+from catalog.uploads.tus import TusFactory
+from ogc.exports import ExportsExtension
+from ogc.processes import ProcessesExtension
+from ogc.tiles import TilesExtension
+from ogc.vector_tiles import VectorTilesExtension
+from tiler.errors import error_handlers as tiler_error_handlers
+from tiler.factory import item_maps_router
+from tiler.mosaic import mosaic_router
+
+from .parts import ApiPart, routers_part
+from .processes import build_processes
+from .settings import Settings
+
+OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
+JSON = "application/json"
+
+
+def processes_part(settings: Settings, admin: Any) -> ApiPart:
+    """OGC API - Processes over the job table; /jobs and execution need ``admin``."""
+
+    def start(state: State) -> None:
+        state.processes = build_processes(settings, state.repository, state.uploads)
+
+    return ApiPart(
+        name="processes",
+        extensions=[
+            ProcessesExtension(
+                settings=settings.jobs, read_dependencies=[admin], write_dependencies=[admin]
+            )
+        ],
+        landing_links=[
+            {"rel": OGC_REL + "processes", "type": JSON, "title": "Processes", "path": "processes"},
+            {"rel": OGC_REL + "job-list", "type": JSON, "title": "Jobs", "path": "jobs"},
+        ],  # fmt: skip
+        start=start,
+    )
+
+
+def tiles_part(settings: Settings) -> ApiPart:
+    """OGC API - Tiles metadata: tile matrix sets and each collection's tilesets."""
+    return ApiPart(
+        name="tiles",
+        extensions=[TilesExtension(settings=settings.tiles)],
+        landing_links=[
+            {
+                "rel": OGC_REL + "tiling-schemes",
+                "type": JSON,
+                "title": "Tile matrix sets",
+                "path": "tileMatrixSets",
+            },
+        ],  # fmt: skip
+        collection_links=[
+            {
+                "rel": OGC_REL + "tilesets-vector",
+                "type": JSON,
+                "title": "Vector tilesets (item footprints)",
+                "path": "tiles",
+            },
+            {
+                "rel": OGC_REL + "tilesets-map",
+                "type": JSON,
+                "title": "Map tilesets (mosaic of the items)",
+                "path": "tiles",
+            },
+        ],  # fmt: skip
+    )
+
+
+def vector_tiles_part(settings: Settings) -> ApiPart:
+    """Vector tiles of each collection's item footprints."""
+    return ApiPart(name="vector-tiles", extensions=[VectorTilesExtension(settings=settings.tiles)])
+
+
+def exports_part(settings: Settings, admin: Any) -> ApiPart:
+    """Downloads of the archives the export processes make (behind ``admin``, as /jobs)."""
+    exports = ExportsExtension(data_dir=settings.ingest.data_dir, read_dependencies=[admin])
+    return ApiPart(name="exports", extensions=[exports])
+
+
+def uploads_part(settings: Settings, admin: Any) -> ApiPart:
+    """``/upload_sets`` and the tus server at ``/uploads/``, both behind ``admin``."""
+
+    def routers(app: FastAPI) -> list[APIRouter]:
+        uploads = UploadsFactory(settings.ingest, settings.jobs, [admin])
+        on_create, on_complete = uploads.tus_hooks(app.state)
+        tus = TusFactory(
+            store_dir=settings.ingest.data_dir / "tus",
+            max_size=settings.ingest.max_file_bytes,
+            expiration_s=settings.ingest.tus_expiration_s,
+            on_create=on_create,
+            on_complete=on_complete,
+            dependencies=[admin],
+        )
+        tagged = APIRouter(tags=["Uploads"])
+        tagged.include_router(tus.router)
+        return [uploads.router, tagged]
+
+    return routers_part(
+        "uploads",
+        routers,
+        landing_links=[
+            {
+                "rel": "upload-sets",
+                "type": JSON,
+                "title": "Upload sets (POST to start an upload)",
+                "path": "upload_sets",
+            },
+            {
+                "rel": "tus",
+                "type": "application/offset+octet-stream",
+                "title": "Resumable uploads (tus 1.0.0)",
+                "path": "uploads/",
+            },
+        ],  # fmt: skip
+    )
+
+
+def item_maps_part(settings: Settings) -> ApiPart:
+    """Raster maps of each item (titiler's factory on our reader); public reads."""
+    router = item_maps_router(settings.tiler, settings.ingest.data_dir)
+    return routers_part("item-maps", lambda app: [router], error_handlers=tiler_error_handlers())
+
+
+def mosaics_part(settings: Settings, admin: Any) -> ApiPart:
+    """Mosaic maps of collections and saved searches; saving a search needs ``admin``."""
+    router = mosaic_router(settings.tiler, settings.ingest.data_dir, [admin], settings.mosaic)
+    return routers_part("mosaics", lambda app: [router], error_handlers=tiler_error_handlers())

@@ -1,0 +1,22 @@
+"""The processes this server offers: the API lists and queues them, the workers run them."""
+
+from catalog.ingest.process import IngestProcess
+from catalog.jobs.queue import Process
+from catalog.stac.repository import CatalogRepository
+from catalog.uploads.repository import UploadRepository
+from tiler.export import export_processes
+
+from .settings import Settings
+
+
+def build_processes(
+    settings: Settings, catalog: CatalogRepository, uploads: UploadRepository
+) -> dict[str, Process]:
+    """Every process this server offers, by id (the API and the workers share this list)."""
+    processes: list[Process] = [
+        IngestProcess(uploads, catalog, settings.ingest, settings.catalog.validate_extensions),
+        *export_processes(
+            catalog, settings.ingest.data_dir, settings.tiler, settings.export, settings.mosaic
+        ),
+    ]
+    return {p.description.id: p for p in processes}

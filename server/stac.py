@@ -1,0 +1,237 @@
+"""The STAC API parts: core routes, item search, items, collection search and writes.
+
+stac-fastapi registers the routes and lists the conformance classes of its extensions; each
+part says which extensions, the request models they make, and operation ids for the routes
+stac-fastapi leaves unnamed (the STAC API and OGC API - Features OpenAPI names).
+"""
+
+from typing import Any
+
+import attr
+from stac_fastapi.api.models import (
+    create_get_request_model,
+    create_post_request_model,
+    create_request_model,
+)
+from stac_fastapi.extensions import (
+    BulkTransactionExtension,
+    CollectionSearchExtension,
+    CollectionSearchFilterExtension,
+    FieldsExtension,
+    ItemCollectionFilterExtension,
+    OffsetPaginationExtension,
+    SearchFilterExtension,
+    TokenPaginationExtension,
+)
+from stac_fastapi.extensions.collection_search.collection_search import (
+    CollectionSearchConformanceClasses,
+)
+from stac_fastapi.extensions.fields import FieldsConformanceClasses
+from stac_fastapi.extensions.filter.filter import FilterConformanceClasses
+from stac_fastapi.extensions.free_text import FreeTextConformanceClasses, FreeTextExtension
+from stac_fastapi.extensions.query import QueryConformanceClasses, QueryExtension
+from stac_fastapi.extensions.sort import (
+    CollectionSearchSortExtension,
+    ItemCollectionSortExtension,
+    SearchSortExtension,
+)
+from stac_fastapi.extensions.sort.sort import SortConformanceClasses
+from stac_fastapi.types.config import ApiSettings as StacApiSettings
+
+from catalog.settings import CatalogSettings
+from catalog.stac.client import (
+    BulkTransactionsClient,
+    FiltersClient,
+    SortablesClient,
+    TransactionsClient,
+)
+from catalog.stac.requests import (
+    CollectionsGetRequest,
+    FilterPostRequest,
+    ItemsGetRequest,
+    SearchGetRequest,
+    SearchPostRequest,
+)
+
+from .parts import ApiPart
+from .settings import ApiSettings
+from .transactions import RawBodyTransactionExtension
+
+# Every CQL2 class our compiler implements (catalog/stac/cql2.py), advertised and tested.
+FILTER_CLASSES = [
+    FilterConformanceClasses.FILTER,
+    FilterConformanceClasses.SEARCH,
+    FilterConformanceClasses.ITEMS,
+    FilterConformanceClasses.CQL2_TEXT,
+    FilterConformanceClasses.CQL2_JSON,
+    FilterConformanceClasses.BASIC_CQL2,
+    FilterConformanceClasses.ADVANCED_COMPARISON_OPERATORS,
+    FilterConformanceClasses.BASIC_SPATIAL_FUNCTIONS,
+    FilterConformanceClasses.BASIC_SPATIAL_FUNCTIONS_PLUS,
+    FilterConformanceClasses.SPATIAL_FUNCTIONS,
+    FilterConformanceClasses.TEMPORAL_FUNCTIONS,
+    FilterConformanceClasses.ARRAY_FUNCTIONS,
+    FilterConformanceClasses.PROPERTY_PROPERTY,
+    FilterConformanceClasses.CASE_INSENSITIVE_COMPARISON,
+    FilterConformanceClasses.ACCENT_INSENSITIVE_COMPARISON,
+]
+
+# Sort v1.1.0 (what stac-fastapi advertises) keeps v1.0.0's sortby and adds sortables; clients
+# that only know v1.0.0 (pystac-client 0.9 matches "v1.0.*") look for the v1.0.0 URIs.
+SEARCH_SORT_CLASSES = [
+    SortConformanceClasses.ITEM_SEARCH_SORT,
+    SortConformanceClasses.ITEM_SEARCH_SORTABLES,
+    "https://api.stacspec.org/v1.0.0/item-search#sort",
+]
+ITEMS_SORT_CLASSES = [
+    SortConformanceClasses.FEATURES_SORT,
+    "https://api.stacspec.org/v1.0.0/ogcapi-features#sort",
+]
+COLLECTION = "/collections/{collection_id}"
+ITEM = COLLECTION + "/items/{item_id}"
+
+
+@attr.s
+class _SearchFilterExtension(SearchFilterExtension):
+    """Search filter whose POST body also takes CQL2-text."""
+
+    POST = FilterPostRequest
+
+
+def stac_api_settings(api: ApiSettings) -> StacApiSettings:
+    """stac-fastapi's settings, from ours (response models off: the clients return JSON)."""
+    return StacApiSettings(
+        stac_fastapi_title=api.title,
+        stac_fastapi_description=api.description,
+        stac_fastapi_landing_id="terracat",
+        stac_fastapi_version="0.1.0",
+        enable_response_models=False,
+    )
+
+
+def core_part() -> ApiPart:
+    """Names of the routes StacApi itself registers (landing page, conformance, one item...)."""
+    return ApiPart(
+        name="stac-core",
+        operation_ids={
+            "GET /": "getLandingPage",
+            "GET /conformance": "getConformanceDeclaration",
+            f"GET {COLLECTION}": "describeCollection",
+            f"GET {ITEM}": "getFeature",
+            "GET /_mgmt/ping": "getPing",
+            "GET /_mgmt/health": "getHealth",
+        },
+    )
+
+
+def search_part() -> ApiPart:
+    """Item search (``/search``): query, sort, fields, CQL2 filter and token paging."""
+    search: list[Any] = [
+        QueryExtension(),
+        SearchSortExtension(client=SortablesClient(), conformance_classes=SEARCH_SORT_CLASSES),
+        FieldsExtension(),
+        _SearchFilterExtension(client=FiltersClient(), conformance_classes=FILTER_CLASSES),
+        TokenPaginationExtension(),
+    ]
+    return ApiPart(
+        name="stac-search",
+        extensions=search,
+        request_models={
+            "search_get_request_model": create_get_request_model(
+                search, base_model=SearchGetRequest
+            ),
+            "search_post_request_model": create_post_request_model(
+                search, base_model=SearchPostRequest
+            ),
+        },
+        operation_ids={
+            "GET /search": "getItemSearch",
+            "POST /search": "postItemSearch",
+            "GET /queryables": "getQueryables",
+            "GET /sortables": "getSortables",
+        },
+    )
+
+
+def items_part() -> ApiPart:
+    """A collection's items (``/collections/{id}/items``) with the same search extensions."""
+    items: list[Any] = [
+        QueryExtension(conformance_classes=[QueryConformanceClasses.ITEMS]),
+        ItemCollectionSortExtension(conformance_classes=ITEMS_SORT_CLASSES),
+        FieldsExtension(conformance_classes=[FieldsConformanceClasses.ITEMS]),
+        ItemCollectionFilterExtension(
+            client=FiltersClient(),
+            conformance_classes=[FilterConformanceClasses.ITEMS, FilterConformanceClasses.FILTER],
+        ),
+        TokenPaginationExtension(),
+    ]
+    model = create_request_model(
+        "ItemCollectionUri", base_model=ItemsGetRequest, extensions=items, request_type="GET"
+    )
+    return ApiPart(
+        name="stac-items",
+        extensions=items,
+        request_models={"items_get_request_model": model},
+        operation_ids={
+            f"GET {COLLECTION}/items": "getFeatures",
+            f"GET {COLLECTION}/queryables": "getCollectionQueryables",
+        },
+    )
+
+
+def collections_part() -> ApiPart:
+    """Collection search on ``/collections``: free text, sort, fields, filter, offset paging."""
+    parts: list[Any] = [
+        FreeTextExtension(conformance_classes=[FreeTextConformanceClasses.COLLECTIONS]),
+        CollectionSearchSortExtension(),
+        FieldsExtension(conformance_classes=[FieldsConformanceClasses.COLLECTIONS]),
+        CollectionSearchFilterExtension(client=FiltersClient()),
+        OffsetPaginationExtension(),
+    ]
+    collection_search = CollectionSearchExtension(
+        GET=create_request_model(
+            "CollectionsGetRequest",
+            base_model=CollectionsGetRequest,
+            extensions=parts,
+            request_type="GET",
+        ),
+        conformance_classes=[
+            CollectionSearchConformanceClasses.COLLECTIONSEARCH.value,
+            CollectionSearchConformanceClasses.BASIS.value,
+            *(c for ext in parts for c in ext.conformance_classes),
+        ],
+    )
+    return ApiPart(
+        name="stac-collections",
+        extensions=[collection_search],
+        request_models={"collections_get_request_model": collection_search.GET},
+        operation_ids={"GET /collections": "getCollections"},
+    )
+
+
+def writes_part(catalog: CatalogSettings, stac_settings: StacApiSettings, admin: Any) -> ApiPart:
+    """Transactions and bulk item loads, every one behind the ``admin`` dependency."""
+    return ApiPart(
+        name="stac-writes",
+        extensions=[
+            RawBodyTransactionExtension(
+                client=TransactionsClient(settings=catalog),
+                settings=stac_settings,
+                route_dependencies=[admin],
+            ),
+            BulkTransactionExtension(
+                client=BulkTransactionsClient(settings=catalog), route_dependencies=[admin]
+            ),
+        ],
+        operation_ids={
+            "POST /collections": "postCollection",
+            f"PUT {COLLECTION}": "putCollection",
+            f"PATCH {COLLECTION}": "patchCollection",
+            f"DELETE {COLLECTION}": "deleteCollection",
+            f"POST {COLLECTION}/items": "postFeature",
+            f"PUT {ITEM}": "putFeature",
+            f"PATCH {ITEM}": "patchFeature",
+            f"DELETE {ITEM}": "deleteFeature",
+            f"POST {COLLECTION}/bulk_items": "postBulkItems",
+        },
+    )
