@@ -29,8 +29,8 @@ from titiler.core.dependencies import (
 from catalog.errors import InvalidParameter, InvalidStac, NotFound
 from catalog.stac.serializers import check_id, item_document
 
+from .crs import safe_crs
 from .errors import InvalidColorMap, InvalidLayer, UnsafeCrs
-from .reader import safe_crs
 
 # Query parameters titiler parses with CRS.from_user_input (which opens files and URLs).
 CRS_PARAMETERS = frozenset({"crs", "dst_crs", "coord_crs", "bbox-crs"})

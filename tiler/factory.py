@@ -57,7 +57,7 @@ from .presets import (
     preset_params,
     preset_render_params,
 )
-from .reader import ItemReader
+from .readers import ItemReader
 from .settings import TilerSettings
 
 ITEM_PREFIX = "/collections/{collection_id}/items/{item_id}"

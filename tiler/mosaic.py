@@ -77,7 +77,7 @@ from .dependencies import (
 from .errors import AssetNotReadable, InvalidLayer, TilerError
 from .factory import SharedTileMatrixSets, cache_control_route, render
 from .presets import Preset, PresetQuery, resolve_preset
-from .reader import ItemReader
+from .readers import ItemReader
 from .settings import TilerSettings
 
 WEB_MERCATOR = "WebMercatorQuad"

@@ -39,7 +39,7 @@ from catalog.errors import InvalidParameter
 
 from .dependencies import LayerQuery, SafeColorMapParams
 from .errors import InvalidLayer, PresetUnavailable, UnknownPreset
-from .reader import asset_bands, band_positions, default_assets
+from .readers.stac import asset_bands, band_positions, default_assets
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "nir": ("nir", "nir08"),

@@ -53,7 +53,7 @@ from .presets import (
     preset_render_params,
     resolve_preset,
 )
-from .reader import ItemReader
+from .readers import ItemReader
 from .tiling import tile_boxes
 
 WEB_MERCATOR = "WebMercatorQuad"

@@ -13,7 +13,7 @@ from rio_tiler.io import MultiBaseReader
 from server.app import create_app
 from server.settings import Settings
 from tests.tiler.conftest import PREFIX, centre_tile, decode, npy
-from tiler.reader import ItemReader
+from tiler.readers import ItemReader
 from tiler.settings import TilerSettings
 
 TILEJSON_REQUIRED = ("tilejson", "tiles")  # TileJSON 3.0.0: the only required fields

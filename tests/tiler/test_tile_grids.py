@@ -20,8 +20,9 @@ from rio_tiler.constants import WGS84_CRS
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 
-from tiler import reader as reader_module
-from tiler.reader import DatasetPool, LocalTiffReader, grid_readable
+from tiler.readers import DatasetPool, LocalTiffReader, grid_readable
+from tiler.readers import grids as grids_module
+from tiler.readers import pool as pool_module
 
 from ..rasters import cog_tif, float_tif, gradient, rgbn_uint16_tif, utm_rgb_tif, write_geotiff
 
@@ -140,7 +141,7 @@ def test_grid_tiles_match_rio_tilers(cogs: dict[str, Path], case: str, tms_id: s
 def test_retina_tiles_and_band_subsets(
     cogs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reader_module, "DATASETS", DatasetPool())  # no grid made before
+    monkeypatch.setattr(pool_module, "DATASETS", DatasetPool())  # no grid made before
     path = cogs["no mask, uint16"]
     tms = morecantile.tms.get("WebMercatorQuad")
     tile = _tiles(path, tms)[1]
@@ -177,8 +178,8 @@ def test_neighbouring_tiles_share_one_grid_and_old_grids_are_closed(
     tms = morecantile.tms.get("WebMercatorQuad")
     top = _tiles(path, tms)[0]
     pool = DatasetPool()
-    monkeypatch.setattr(reader_module, "DATASETS", pool)
-    monkeypatch.setattr(reader_module, "MAX_GRIDS", 2)
+    monkeypatch.setattr(pool_module, "DATASETS", pool)
+    monkeypatch.setattr(grids_module, "MAX_GRIDS", 2)
     with LocalTiffReader(str(path)) as reader:
         grids = reader.grids
         assert grids is not None
@@ -208,7 +209,7 @@ def test_neighbouring_tiles_share_one_grid_and_old_grids_are_closed(
 def test_other_read_options_are_left_to_rio_tiler(
     cogs: dict[str, Path], options: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reader_module, "DATASETS", DatasetPool())  # no grid made before
+    monkeypatch.setattr(pool_module, "DATASETS", DatasetPool())  # no grid made before
     path = cogs["nodata"]
     tile = _tiles(path, morecantile.tms.get("WebMercatorQuad"))[1]
     with LocalTiffReader(str(path)) as ours, Reader(str(path)) as stock:

@@ -1,70 +1,63 @@
-"""A rio-tiler reader for the catalogue's own STAC items: GeoTIFF assets in our storage only.
+"""A rio-tiler reader for the catalogue's own STAC items: assets in our storage only.
 
 ``ItemReader(item, data_dir=...)`` takes an item dict (or ``pystac.Item``) and reads its
 GeoTIFF assets through ``LocalStorage(data_dir).gdal_path``: an href this storage did not make
 (http(s), s3, ``/vsicurl/``, relative, another folder, a missing file) raises
-``AssetNotReadable`` when read. GDAL opens the files with the GTiff driver only and without
-looking for side-car files. It works outside FastAPI (mosaics and exports use it directly).
-
-Band names. After the assets are read and stacked, ``b1``..``bn`` are the positions in the stack
-(rio-tiler's rule). Expressions may also use each band's ``eo:bands`` ``name`` and
-``common_name`` (case-insensitive): ``(nir-red)/(nir+red)`` becomes ``(b4-b1)/(b4+b1)`` on
-an RGBN item. ``bands=["red", "nir"]`` selects bands by those names.
+``AssetNotReadable`` when read. Each asset is read by the reader its media type maps to
+(``kinds.ASSET_READERS``); GeoTIFFs by ``LocalTiffReader``, which opens them with the GTiff
+driver only and without looking for side-car files. It works outside FastAPI (mosaics and
+exports use it directly). Band names and expressions: ``stac.py``.
 """
 
-import atexit
-import contextlib
 import functools
 import math
 import os
-import re
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attr
 import numpy
-import pystac
 import rasterio
-from affine import Affine
 from cachetools import LRUCache
 from morecantile import BoundingBox, Tile, TileMatrixSet
 from rasterio._err import CPLE_BaseError  # GDAL errors; rasterio has no public alias
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp, Resampling
-from rasterio.env import get_gdal_config
 from rasterio.errors import CRSError
 from rasterio.features import bounds as feature_bounds
-from rasterio.io import DatasetReader
 from rasterio.transform import array_bounds
-from rasterio.vrt import WarpedVRT
-from rasterio.warp import calculate_default_transform, transform_bounds
-from rasterio.windows import Window
+from rasterio.warp import transform_bounds
 from rio_tiler.constants import WEB_MERCATOR_TMS, WGS84_CRS
 from rio_tiler.errors import (
     InvalidAssetName,
-    InvalidBandName,
     InvalidBounds,
     InvalidExpression,
     MissingAssets,
     PointOutsideBounds,
     TileOutsideBounds,
 )
-from rio_tiler.io import BaseReader, MultiBaseReader, Reader
+from rio_tiler.io import BaseReader, MultiBaseReader
 from rio_tiler.models import BandStatistics, ImageData, PointData
 from rio_tiler.types import AssetInfo, AssetType, BBox
-from rio_tiler.utils import cast_to_sequence, dtype_ranges, has_alpha_band, non_alpha_indexes
+from rio_tiler.utils import cast_to_sequence
 
 from catalog.storage.local import LocalStorage
 
-from .errors import AssetNotReadable, ImageTooLarge, InvalidLayer, UnsafeCrs
+from ..errors import AssetNotReadable, ImageTooLarge, InvalidLayer
+from .grids import grid_readable, reprojected_bounds
+from .kinds import ASSET_READERS, media_type
+from .stac import (
+    band_indexes,
+    band_positions,
+    band_statistics,
+    default_assets,
+    item_dict,
+    projection,
+    raster_assets,
+    translate_expression,
+)
 
-RASTER_MEDIA_TYPES = frozenset({"image/tiff", "image/x.geotiff", "image/vnd.stac.geotiff"})
-# GDAL looks for .ovr/.aux.xml/.msk side-cars next to a file unless told not to.
-GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 _ZOOMS: LRUCache[tuple[Any, ...], tuple[int, int]] = LRUCache(maxsize=4096)
 _TMS_BOUNDS: LRUCache[tuple[Any, ...], tuple[float, float, float, float] | None]
 _TMS_BOUNDS = LRUCache(maxsize=4096)
@@ -78,576 +71,6 @@ MAX_EXTENT_RATIO = 64  # a crop's area over the item's (ItemReader._check_extent
 SPARSE_TILE_COVER = 0.25  # below this share of a tile covered, read only the covered part
 DEFAULT_MAX_IMAGE_SIZE = 4096
 
-_AUTHORITY_CODE = re.compile(r"^(EPSG|OGC|ESRI|IAU_2015):([A-Za-z0-9_.]{1,32})$", re.IGNORECASE)
-_CRS_URI = re.compile(
-    r"^(?:https?://www\.opengis\.net/def/crs/(EPSG|OGC|ESRI|IAU_2015)/[^/]{1,16}/"
-    r"|urn:ogc:def:crs:(EPSG|OGC|ESRI|IAU_2015):[^:]{0,16}:)([A-Za-z0-9_.]{1,32})$",
-    re.IGNORECASE,
-)
-_NAME = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\()")
-_POSITIONAL = re.compile(r"^b\d+$", re.IGNORECASE)
-
-
-# -- CRS text from clients and items -----------------------------------------------------------
-def safe_crs(text: str) -> CRS:
-    """A CRS from an ``AUTH:CODE`` or an OGC CRS URI/URN, parsed without any file or network.
-
-    GDAL's "user input" parser also opens file names and fetches URLs; PROJ strings may read
-    ``+init`` files. Anything but these plain forms raises ``UnsafeCrs``.
-    """
-    value = text.strip()
-    if value.startswith("[") and value.endswith("]"):
-        value = value[1:-1]
-    if match := _AUTHORITY_CODE.match(value):
-        authority, code = match.groups()
-    elif match := _CRS_URI.match(value):
-        authority, code = match.group(1) or match.group(2), match.group(3)
-    else:
-        raise UnsafeCrs(f"unsupported CRS {text[:80]!r}: use EPSG:<code> or an opengis.net CRS URI")
-    try:
-        return CRS.from_user_input(f"{authority.upper()}:{code}")
-    except CRSError as exc:
-        raise UnsafeCrs(f"unknown CRS {text[:80]!r}") from exc
-
-
-# -- item metadata -----------------------------------------------------------------------------
-def _item_dict(value: dict[str, Any] | pystac.Item) -> dict[str, Any]:
-    if isinstance(value, pystac.Item):
-        return value.to_dict(include_self_link=False, transform_hrefs=False)
-    if not isinstance(value, Mapping) or not isinstance(value.get("assets"), Mapping):
-        raise MissingAssets("not a STAC item with assets")
-    return dict(value)
-
-
-def is_raster_asset(asset: Any) -> bool:
-    """Whether an asset (dict) is a GeoTIFF by its media type."""
-    if not isinstance(asset, Mapping) or not isinstance(asset.get("type"), str):
-        return False
-    return asset["type"].split(";")[0].strip().lower() in RASTER_MEDIA_TYPES
-
-
-def raster_assets(item: Mapping[str, Any]) -> list[str]:
-    """Names of the item's GeoTIFF assets, in the item's order."""
-    return [name for name, asset in item["assets"].items() if is_raster_asset(asset)]
-
-
-def default_assets(item: Mapping[str, Any]) -> list[str]:
-    """``data`` if it is a GeoTIFF, else the GeoTIFF assets with role ``data`` (maybe none)."""
-    rasters = raster_assets(item)
-    if "data" in rasters:
-        return ["data"]
-    return [n for n in rasters if "data" in (item["assets"][n].get("roles") or [])]
-
-
-def asset_bands(item: Mapping[str, Any], name: str) -> list[dict[str, Any]] | None:
-    """The asset's ``eo:bands`` (STAC 1.0) or ``bands`` (1.1), or None when it has neither."""
-    asset = item["assets"].get(name) or {}
-    bands = asset.get("eo:bands") or asset.get("bands")
-    if not isinstance(bands, list):
-        return None
-    return [band if isinstance(band, dict) else {} for band in bands]
-
-
-def band_names(band: Mapping[str, Any]) -> set[str]:
-    """The lower-case names a band answers to: ``name`` and its common name."""
-    values = (band.get("name"), band.get("common_name"), band.get("eo:common_name"))
-    return {v.lower() for v in values if isinstance(v, str) and v}
-
-
-def band_indexes(item: Mapping[str, Any], asset: str, wanted: Sequence[str]) -> list[int]:
-    """1-based band indexes of ``asset`` for band names or common names; InvalidBandName."""
-    bands = asset_bands(item, asset)
-    if bands is None:
-        raise InvalidBandName(f"asset {asset!r} has no eo:bands to select bands by name")
-    indexes = []
-    for name in wanted:
-        found = [i for i, band in enumerate(bands, 1) if name.lower() in band_names(band)]
-        if not found:
-            raise InvalidBandName(f"asset {asset!r} has no band named {name!r}")
-        indexes.append(found[0])
-    return indexes
-
-
-def _asset_name(asset: AssetType) -> str:
-    return asset if isinstance(asset, str) else str(asset.get("name"))
-
-
-def band_positions(
-    item: Mapping[str, Any], assets: Sequence[AssetType], indexes: Sequence[int] | None = None
-) -> dict[str, list[int]]:
-    """Band names -> their 1-based positions in the stack the assets make (lower case).
-
-    ``indexes`` (``bidx``) applies to every asset, like rio-tiler's; an asset's own
-    ``indexes`` or ``bands`` option wins. Names stop at the first asset without eo:bands (its
-    band count is unknown until it is read).
-    """
-    positions: dict[str, list[int]] = {}
-    offset = 0
-    for asset in assets:
-        name = _asset_name(asset)
-        bands = asset_bands(item, name)
-        if bands is None:
-            break
-        options = asset if isinstance(asset, Mapping) else {}
-        if options.get("bands"):
-            chosen = band_indexes(item, name, options["bands"])
-        else:
-            chosen = list(options.get("indexes") or indexes or range(1, len(bands) + 1))
-        for index in chosen:
-            offset += 1
-            if 1 <= index <= len(bands):
-                for band_name in band_names(bands[index - 1]):
-                    positions.setdefault(band_name, []).append(offset)
-    return positions
-
-
-def translate_expression(expression: str, positions: Mapping[str, list[int]]) -> str:
-    """Replace band names in an expression by ``b<position>``; ``b<n>`` are left alone."""
-
-    def replace(match: re.Match[str]) -> str:
-        word = match.group(1)
-        key = word.lower()
-        if _POSITIONAL.match(key) or key not in positions:
-            return word
-        found = positions[key]
-        if len(found) > 1:
-            where = ", ".join(f"b{p}" for p in found)
-            raise InvalidExpression(f"band name {word!r} is ambiguous here ({where}): use b<n>")
-        return f"b{found[0]}"
-
-    return _NAME.sub(replace, expression)
-
-
-def _projection(
-    item: Mapping[str, Any], assets: Sequence[str]
-) -> tuple[CRS, Affine, int, int] | None:
-    """CRS, transform, height and width from the projection extension (asset, then item)."""
-    sources = [item["assets"][name] for name in assets] + [item.get("properties") or {}]
-    for source in sources:
-        shape, transform = source.get("proj:shape"), source.get("proj:transform")
-        code = source.get("proj:code") or (
-            f"EPSG:{source['proj:epsg']}" if source.get("proj:epsg") else None
-        )
-        wkt = source.get("proj:wkt2")
-        if not (shape and transform and (code or wkt)):
-            continue
-        try:
-            crs = safe_crs(str(code)) if code else CRS.from_wkt(str(wkt))
-            height, width = int(shape[0]), int(shape[1])
-            affine = Affine(*(float(v) for v in transform[:6]))
-        except (UnsafeCrs, CRSError, ValueError, TypeError, IndexError, KeyError):
-            continue
-        if height > 0 and width > 0 and affine.determinant != 0:
-            return crs, affine, height, width
-    return None
-
-
-def _reprojected_bounds(
-    src_crs: CRS, bounds: tuple[float, ...], dst_crs: CRS
-) -> tuple[float, float, float, float] | None:
-    """``bounds`` in ``dst_crs`` (edges densified); None where they do not reproject."""
-    if src_crs == dst_crs:
-        return (bounds[0], bounds[1], bounds[2], bounds[3])
-    try:
-        found = transform_bounds(src_crs, dst_crs, *bounds, densify_pts=21)
-    except (CPLE_BaseError, CRSError, ValueError):
-        return None
-    return found if all(numpy.isfinite(found)) else None
-
-
-# -- open files --------------------------------------------------------------------------------
-FileKey = tuple[str, int, int, int, int]  # path, device, inode, mtime (ns), size
-# Options of a tile read that ``TileGrids`` reads as rio-tiler would; any other is left to it.
-GRID_OPTIONS = frozenset({"reproject_method", "resampling_method", "threads"})
-_NO_OP_ZERO = frozenset({"buffer", "padding"})  # options whose 0 means "none"
-MAX_GRIDS = 32  # warped grids kept per open file (zoom levels x tile sizes x kernels)
-
-
-class TileGrids:
-    """One open GeoTIFF seen through warped VRTs on the grid of a tile matrix, one per zoom.
-
-    rio-tiler reads a tile through a VRT made for that tile at the data's own resolution,
-    then resamples it to the tile's size: every tile sets up a new warper (PROJ transformer,
-    GDAL warp options), and below the data's resolution it warps up to twice as many pixels
-    per side as the tile has (a z17 tile of 0.5 m data at 48 N warps 410 px a side). Here
-    one VRT spans the tiles over the data at one zoom, at the tile matrix's resolution, from
-    the file's finest overview no finer than needed; a tile is a window of it. GDAL keeps
-    the VRT's warped blocks in its cache, so neighbouring tiles (a map view, an export) are
-    warped once. The VRTs are made with rio-tiler's options (nodata, alpha, data type,
-    ``reproject_method`` kernel) and read as its ``read`` does, so a tile holds the same
-    bands, mask, statistics and metadata; pixels are the kernel's at the tile's resolution.
-    """
-
-    def __init__(self, dataset: DatasetReader) -> None:
-        self.dataset = dataset
-        self._native: dict[str, float | None] = {}
-        self._overviews: dict[int, DatasetReader] = {}
-        self._grids: OrderedDict[tuple[Any, ...], tuple[WarpedVRT, int, int] | None]
-        self._grids = OrderedDict()
-
-    def close(self) -> None:
-        """Close the VRTs, then the overview datasets (not the file's own dataset)."""
-        for grid in self._grids.values():
-            if grid is not None:
-                grid[0].close()
-        for overview in self._overviews.values():
-            overview.close()
-        self._grids.clear()
-        self._overviews.clear()
-
-    def __len__(self) -> int:
-        return sum(1 for grid in self._grids.values() if grid is not None)
-
-    def vrts(self) -> list[WarpedVRT]:
-        """The grids' VRTs, least recently used first."""
-        return [grid[0] for grid in self._grids.values() if grid is not None]
-
-    def tile(
-        self, tms: TileMatrixSet, x: int, y: int, z: int, size: int,
-        indexes: Sequence[int] | None, kernel: str,
-    ) -> ImageData | None:  # fmt: skip
-        """Tile ``z/x/y`` of ``tms`` at ``size`` px; None where this grid cannot read it."""
-        key = (tms.id, str(tms.crs), z, size, kernel)
-        if key in self._grids:
-            self._grids.move_to_end(key)
-            grid = self._grids[key]
-        else:
-            grid = self._grid(tms, x, y, z, size, kernel)
-            self._grids[key] = grid
-            while len(self._grids) > MAX_GRIDS:
-                evicted = self._grids.popitem(last=False)[1]
-                if evicted is not None:
-                    evicted[0].close()
-        if grid is None:
-            return None
-        vrt, col0, row0 = grid
-        col, row = (x - col0) * size, (y - row0) * size
-        if not (0 <= col <= vrt.width - size and 0 <= row <= vrt.height - size):
-            return None
-        return self._read(vrt, Window(col, row, size, size), indexes, tms, x, y, z)
-
-    def _grid(
-        self, tms: TileMatrixSet, x: int, y: int, z: int, size: int, kernel: str
-    ) -> tuple[WarpedVRT, int, int] | None:
-        """The VRT of zoom ``z`` over the data, and its first tile's column and row."""
-        matrix = tms.matrix(z)
-        crs = tms.rasterio_crs
-        data = self._data_bounds(crs)
-        if matrix.variableMatrixWidths or data is None:
-            return None
-        left, bottom, right, top = tms.xy_bounds(Tile(x, y, z))
-        width, height = right - left, top - bottom
-        origin_x, origin_y = left - x * width, top + y * height  # the matrix's top-left corner
-        col0 = max(0, math.floor((data[0] - origin_x) / width))
-        col1 = min(matrix.matrixWidth - 1, math.floor((data[2] - origin_x) / width))
-        row0 = max(0, math.floor((origin_y - data[3]) / height))
-        row1 = min(matrix.matrixHeight - 1, math.floor((origin_y - data[1]) / height))
-        columns, rows = (col1 - col0 + 1) * size, (row1 - row0 + 1) * size
-        if not (0 < columns < 2**31 and 0 < rows < 2**31):
-            return None
-        source = self._source(crs, min(width, height) / size, kernel)
-        if source is None:
-            return None
-        transform = Affine(width / size, 0.0, origin_x + col0 * width,
-                           0.0, -height / size, origin_y - row0 * height)  # fmt: skip
-        # rio-tiler's WarpedVRT options (rio_tiler.reader.read)
-        options: dict[str, Any] = {"crs": crs, "add_alpha": True,
-                                   "resampling": Resampling[kernel],
-                                   "dtype": self.dataset.dtypes[0]}  # fmt: skip
-        nodata = self.dataset.nodata
-        if nodata is not None:
-            options.update(nodata=nodata, add_alpha=False, src_nodata=nodata)
-        if has_alpha_band(self.dataset):
-            options["add_alpha"] = False
-        vrt = WarpedVRT(source, transform=transform, width=columns, height=rows, **options)
-        return vrt, col0, row0
-
-    def _data_bounds(self, crs: CRS) -> tuple[float, float, float, float] | None:
-        """The file's bounds in ``crs``, as ItemReader works out the item's."""
-        return _reprojected_bounds(self.dataset.crs, tuple(self.dataset.bounds), crs)
-
-    def overview_level(self, crs: CRS, resolution: float, kernel: str = "nearest") -> int | None:
-        """The overview GDAL's RasterIO would read for pixels of ``resolution`` in ``crs``.
-
-        GDAL's rule: the most reduced overview whose reduction stays below the wanted one
-        times ``GDAL_OVERVIEW_OVERSAMPLING_THRESHOLD`` (by default 1.2 for nearest
-        neighbours, else 1.0 and a hair). -1 for the file itself, None when the file's pixel
-        size in ``crs`` cannot be worked out.
-        """
-        name = crs.to_string()
-        if name not in self._native:
-            self._native[name] = self._native_resolution(crs)
-        native = self._native[name]
-        if native is None:
-            return None
-        given = get_gdal_config("GDAL_OVERVIEW_OVERSAMPLING_THRESHOLD")
-        threshold = float(given) if given is not None else (1.2 if kernel == "nearest" else 1.0)
-        threshold += 0.01 if threshold == 1.0 else 0.0  # GDAL's guard against rounding
-        wanted = resolution / native
-        level = -1
-        for i, factor in enumerate(self.dataset.overviews(1)):
-            if factor < wanted * threshold:
-                level = i
-        return level
-
-    def _source(self, crs: CRS, resolution: float, kernel: str) -> DatasetReader | None:
-        """The dataset a grid of ``resolution`` warps from (``overview_level``)."""
-        level = self.overview_level(crs, resolution, kernel)
-        if level is None:
-            return None
-        if level < 0:
-            return self.dataset
-        if level not in self._overviews:
-            self._overviews[level] = rasterio.open(
-                self.dataset.name, driver="GTiff", overview_level=level
-            )
-        return self._overviews[level]
-
-    def _native_resolution(self, crs: CRS) -> float | None:
-        """The file's pixel size in ``crs`` (rio-tiler's: GDAL's suggested warp output)."""
-        dataset = self.dataset
-        if dataset.crs == crs:
-            return float(min(abs(dataset.res[0]), abs(dataset.res[1])))
-        try:
-            transform, _, _ = calculate_default_transform(
-                dataset.crs, crs, dataset.width, dataset.height, *dataset.bounds
-            )
-        except (CPLE_BaseError, CRSError, ValueError):
-            return None
-        native = min(abs(transform.a), abs(transform.e))
-        return float(native) if math.isfinite(native) and native > 0 else None
-
-    def _read(
-        self, vrt: WarpedVRT, window: Window, indexes: Sequence[int] | None,
-        tms: TileMatrixSet, x: int, y: int, z: int,
-    ) -> ImageData:  # fmt: skip
-        """One window, read and masked as ``rio_tiler.reader.read`` reads its VRT."""
-        dataset = self.dataset
-        indexes = list(cast_to_sequence(indexes) or non_alpha_indexes(vrt))
-        nodata = vrt.nodata
-        alpha_mask = None
-        if ColorInterp.alpha in vrt.colorinterp and nodata is None:
-            alpha = vrt.colorinterp.index(ColorInterp.alpha) + 1
-            values = vrt.read([*indexes, alpha], window=window)
-            values, alpha_mask = values[:-1], values[-1]
-            _, opaque = dtype_ranges[str(values.dtype)]
-            real_alpha = ColorInterp.alpha in dataset.colorinterp
-            if not real_alpha and alpha_mask.max() == 255:
-                opaque = 255  # rio-tiler's: GDAL's alpha of a mask is 0-255 whatever the type
-            mask = alpha_mask != opaque
-            if not real_alpha:
-                alpha_mask = None
-        else:
-            values = vrt.read(indexes, window=window)
-            if nodata is None:
-                mask = numpy.zeros(values.shape, bool)
-            elif numpy.isnan(nodata):
-                mask = numpy.isnan(values)
-            else:
-                mask = values == nodata
-        if mask.ndim == 2:
-            mask = numpy.broadcast_to(mask, values.shape).copy()
-        stats = []
-        for index in indexes:
-            tags = dataset.tags(index)
-            if "STATISTICS_MINIMUM" in tags and "STATISTICS_MAXIMUM" in tags:
-                stats.append((float(tags["STATISTICS_MINIMUM"]),
-                              float(tags["STATISTICS_MAXIMUM"])))  # fmt: skip
-        array = numpy.ma.MaskedArray(values, mask=mask)
-        if nodata is not None:
-            array.fill_value = nodata  # as rasterio's masked read sets it
-        return ImageData(
-            array,
-            bounds=BoundingBox(*tms.xy_bounds(Tile(x, y, z))),
-            crs=vrt.crs,
-            band_names=[f"b{index}" for index in indexes],
-            band_descriptions=[dataset.descriptions[i - 1] or f"b{i}" for i in indexes],
-            dataset_statistics=stats if len(stats) == len(indexes) else None,
-            metadata=dataset.tags(),
-            nodata=nodata,
-            alpha_mask=alpha_mask,
-            scales=[dataset.scales[i - 1] for i in indexes],
-            offsets=[dataset.offsets[i - 1] for i in indexes],
-        )
-
-
-def grid_readable(options: Mapping[str, Any]) -> bool:
-    """Whether ``TileGrids`` reads a tile with these rio-tiler options as rio-tiler would.
-
-    Only the warp kernel (``reproject_method``) and a nearest-neighbour ``resampling_method``
-    (a tile is read at its own size: nothing is resampled after the warp).
-    """
-    given = {
-        key
-        for key, value in options.items()
-        if value is not None and value is not False and not (key in _NO_OP_ZERO and value == 0)
-    }
-    return given <= GRID_OPTIONS and options.get("resampling_method") in (None, "nearest")
-
-
-class DatasetPool:
-    """GeoTIFFs left open between reads of the same file, one reader at a time per handle.
-
-    Opening the file again for every tile costs its header and IFDs, and drops the blocks
-    GDAL has decoded for that handle: map tiles next to each other (a map view, an export
-    walking the tiles in order) read the same blocks. ``borrow`` hands out an idle handle of
-    the file, or opens one, with its ``TileGrids``; the reader's exit gives them back.
-    A handle belongs to one file version (inode, mtime, size): a replaced file is opened
-    anew and the old handles age out. At most ``size`` idle handles are kept, none idle for
-    more than ``idle_s``; a forked child starts with none (a handle's file offset would be
-    shared with its parent).
-    """
-
-    def __init__(self, size: int = 64, idle_s: float = 60.0) -> None:
-        self.size = size
-        self.idle_s = idle_s
-        self._idle: OrderedDict[tuple[FileKey, int], tuple[float, DatasetReader, TileGrids]]
-        self._idle = OrderedDict()
-        self._lock = threading.Lock()
-        self._serial = 0
-        self.opened = 0  # files opened, for tests and benchmarks
-        os.register_at_fork(after_in_child=self._forget)
-        atexit.register(self.clear)  # closed by GDAL while Python still runs, not at teardown
-
-    def _forget(self) -> None:
-        self._lock = threading.Lock()
-        self._idle = OrderedDict()  # the parent's handles are not ours to read through
-
-    def borrow(self, path: str, stack: contextlib.ExitStack) -> DatasetReader:
-        """An open dataset of ``path`` for the life of ``stack`` (a reader's context)."""
-        return self.borrow_grids(path, stack)[0]
-
-    def borrow_grids(
-        self, path: str, stack: contextlib.ExitStack
-    ) -> tuple[DatasetReader, TileGrids | None]:
-        """``borrow``, with the handle's tile grids (None for a file that is gone)."""
-        try:
-            info = os.stat(path)
-        except OSError:  # gone: GDAL says so as it always did
-            return stack.enter_context(rasterio.open(path, driver="GTiff")), None
-        key: FileKey = (path, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
-        found = None
-        with self._lock:
-            closing = self._expired(time.monotonic())
-            for slot in self._idle:
-                if slot[0] == key:
-                    found = self._idle.pop(slot)[1:]
-                    break
-        _close(closing)
-        if found is None:
-            dataset = rasterio.open(path, driver="GTiff")
-            found = (dataset, TileGrids(dataset))
-            self.opened += 1
-        stack.callback(self._give, key, *found)
-        return found
-
-    def _give(self, key: FileKey, dataset: DatasetReader, grids: TileGrids) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._serial += 1
-            self._idle[(key, self._serial)] = (now, dataset, grids)
-            closing = self._expired(now)
-            while len(self._idle) > self.size:
-                closing.append(self._idle.popitem(last=False)[1][1:])
-        _close(closing)
-
-    def _expired(self, now: float) -> list[tuple[DatasetReader, TileGrids]]:
-        """Pop the handles idle for longer than ``idle_s`` (oldest first); lock held."""
-        expired = []
-        while self._idle:
-            slot, (since, dataset, grids) = next(iter(self._idle.items()))
-            if now - since <= self.idle_s:
-                break
-            del self._idle[slot]
-            expired.append((dataset, grids))
-        return expired
-
-    def clear(self) -> None:
-        """Close every idle handle."""
-        with self._lock:
-            idle, self._idle = self._idle, OrderedDict()
-        _close([entry[1:] for entry in idle.values()])
-
-    def __len__(self) -> int:
-        return len(self._idle)
-
-
-def _close(handles: Sequence[tuple[DatasetReader, TileGrids]]) -> None:
-    for dataset, grids in handles:
-        grids.close()
-        dataset.close()
-
-
-DATASETS = DatasetPool()
-
-
-# -- readers -----------------------------------------------------------------------------------
-def _checked_options(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a Reader method: band indexes outside the file, or a nodata value its data type
-    cannot hold, are InvalidLayer (400) instead of IndexError/TypeError deep in numpy."""
-
-    @functools.wraps(method)
-    def wrapper(self: Reader, *args: Any, indexes: Any = None, **kwargs: Any) -> Any:
-        count = self.dataset.count
-        if any(not 1 <= i <= count for i in cast_to_sequence(indexes) or ()):
-            raise InvalidLayer(f"band indexes {indexes} out of range: the asset has {count}")
-        nodata = kwargs.get("nodata")
-        dtype = numpy.dtype(self.dataset.dtypes[0])
-        if nodata is not None and dtype.kind in "iu":
-            info = numpy.iinfo(dtype)
-            if not (numpy.isfinite(nodata) and info.min <= nodata <= info.max):
-                raise InvalidLayer(f"nodata {nodata} does not fit the data type {dtype}")
-        return method(self, *args, indexes=indexes, **kwargs)
-
-    return wrapper
-
-
-@attr.s
-class LocalTiffReader(Reader):
-    """rio-tiler's Reader for a local GeoTIFF: GDAL may use its GTiff driver only (no VRT).
-
-    The file comes from ``DATASETS``: open handles are reused from one read to the next.
-    """
-
-    grids: TileGrids | None = attr.ib(default=None, init=False)
-
-    def __attrs_post_init__(self) -> None:
-        """Borrow the file, opened with the GTiff driver, then let Reader read its metadata."""
-        if self.dataset is None:
-            self.dataset, self.grids = DATASETS.borrow_grids(self.input, self._ctx_stack)
-        super().__attrs_post_init__()
-
-    @_checked_options
-    def tile(
-        self,
-        tile_x: int,
-        tile_y: int,
-        tile_z: int,
-        tilesize: int | None = None,
-        indexes: Sequence[int] | int | None = None,
-        expression: str | None = None,
-        buffer: float | None = None,
-        **kwargs: Any,
-    ) -> ImageData:
-        """A tile, read through the file's ``TileGrids`` where it can read it, else rio-tiler's."""
-        options = {**self.options, **kwargs}
-        if self.grids is not None and not expression and not buffer and grid_readable(options):
-            size = tilesize or self.tms.matrix(tile_z).tileWidth
-            kernel = options.get("reproject_method") or "nearest"
-            image = self.grids.tile(self.tms, tile_x, tile_y, tile_z, size,
-                                    cast_to_sequence(indexes), kernel)  # fmt: skip
-            if image is not None:
-                image.assets = [self.input]
-                return image
-        return super().tile(tile_x, tile_y, tile_z, tilesize=tilesize, indexes=indexes,
-                            expression=expression, buffer=buffer, **kwargs)  # fmt: skip
-
-    part = _checked_options(Reader.part)
-    preview = _checked_options(Reader.preview)
-    point = _checked_options(Reader.point)
-    feature = _checked_options(Reader.feature)
-    statistics = _checked_options(Reader.statistics)
-
 
 @attr.s
 class ItemReader(MultiBaseReader):
@@ -659,12 +82,12 @@ class ItemReader(MultiBaseReader):
     ``scale`` (``@2x``). Output images are limited to ``max_image_size`` pixels a side.
     """
 
-    input: dict[str, Any] = attr.ib(converter=_item_dict)
+    input: dict[str, Any] = attr.ib(converter=item_dict)
     data_dir: Path = attr.ib(kw_only=True, converter=Path)
     tms: TileMatrixSet = attr.ib(default=WEB_MERCATOR_TMS)
     minzoom: int | None = attr.ib(default=None)
     maxzoom: int | None = attr.ib(default=None)
-    reader: type[BaseReader] = attr.ib(default=LocalTiffReader)
+    readers: Mapping[str, type[BaseReader]] = attr.ib(default=ASSET_READERS, kw_only=True)
     reader_options: dict[str, Any] = attr.ib(factory=dict)
     max_image_size: int = attr.ib(default=DEFAULT_MAX_IMAGE_SIZE, kw_only=True)
     ctx: Any = attr.ib(default=rasterio.Env)
@@ -684,9 +107,9 @@ class ItemReader(MultiBaseReader):
         if not self.assets:
             raise MissingAssets(f"item {self.input.get('id')!r} has no GeoTIFF asset")
         self.default_assets = default_assets(self.input) or None
-        projection = _projection(self.input, list(self.default_assets or self.assets))
-        if projection:
-            self.crs, self.transform, self.height, self.width = projection
+        found = projection(self.input, list(self.default_assets or self.assets))
+        if found:
+            self.crs, self.transform, self.height, self.width = found
             self.bounds = array_bounds(self.height, self.width, self.transform)
         else:
             self.crs = WGS84_CRS
@@ -752,11 +175,19 @@ class ItemReader(MultiBaseReader):
             media_type=meta.get("type"),
             reader_options={},
             method_options=method_options,
-            env=dict(GDAL_ENV),
+            env=dict(getattr(self._reader(meta), "gdal_env", {})),
         )
-        if stats := _band_statistics(meta):
+        if stats := band_statistics(meta):
             info["dataset_statistics"] = stats
         return info
+
+    def _reader(self, asset: Mapping[str, Any]) -> type[BaseReader]:
+        """The reader class of an asset of this item, by its media type."""
+        return self.readers[media_type(asset) or ""]
+
+    def _get_reader(self, asset_info: AssetInfo) -> type[BaseReader]:
+        """rio-tiler's hook: the reader of one asset."""
+        return self._reader(self.input["assets"][asset_info["name"]])
 
     def _layer(
         self,
@@ -915,7 +346,7 @@ class ItemReader(MultiBaseReader):
         with _ZOOMS_LOCK:
             if key in _TMS_BOUNDS:
                 return _TMS_BOUNDS[key]
-        found = _reprojected_bounds(self.crs, tuple(self.bounds), self.tms.rasterio_crs)
+        found = reprojected_bounds(self.crs, tuple(self.bounds), self.tms.rasterio_crs)
         with _ZOOMS_LOCK:
             _TMS_BOUNDS[key] = found
         return found
@@ -1009,20 +440,3 @@ class ItemReader(MultiBaseReader):
         except CPLE_BaseError as exc:  # PROJ cannot take the point to the data CRS
             raise PointOutsideBounds(f"point ({lon}, {lat}) is outside the data") from exc
         return data.apply_expression(expression) if expression else data
-
-
-def _band_statistics(asset: Mapping[str, Any]) -> list[tuple[float, float]] | None:
-    """Per-band (minimum, maximum) from ``raster:bands`` when every band has finite ones."""
-    bands = asset.get("raster:bands") or asset.get("bands")
-    if not isinstance(bands, list) or not bands:
-        return None
-    stats = []
-    for band in bands:
-        values = band.get("statistics") if isinstance(band, dict) else None
-        if not isinstance(values, dict):
-            return None
-        low, high = values.get("minimum"), values.get("maximum")
-        if not all(isinstance(v, int | float) and numpy.isfinite(v) for v in (low, high)):
-            return None
-        stats.append((float(low), float(high)))
-    return stats
