@@ -73,6 +73,7 @@ from tiler.errors import add_error_handlers as add_tiler_error_handlers
 from tiler.export import export_processes
 from tiler.factory import item_tiler_factory
 from tiler.mosaic import mosaic_router
+from tiler.readers.shared import ReaderResources
 
 from .database import resolve_url
 from .errors import AuthError, WritesDisabled, add_error_handlers
@@ -255,6 +256,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Read by GDAL when its block cache is first used: before this process renders any tile.
     os.environ.setdefault("GDAL_CACHEMAX", str(settings.tiler.gdal_cache_mb))
     ext = _extensions(settings)
+    # The tiler's storage, open files and grid cache: one set per app, closed with it.
+    readers = ReaderResources.at(settings.ingest.data_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -270,6 +273,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await engine.dispose()
+            readers.close()
 
     middlewares = [
         Middleware(
@@ -387,9 +391,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exceptions={},
     )
     _add_upload_routes(api.app, settings)
-    _add_map_routes(api.app, settings)
+    _add_map_routes(api.app, settings, readers)
     add_error_handlers(api.app)
     api.app.state.settings = settings
+    api.app.state.readers = readers
     return api.app
 
 
@@ -410,15 +415,15 @@ def _add_upload_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(tus.router, tags=["Uploads"])
 
 
-def _add_map_routes(app: FastAPI, settings: Settings) -> None:
+def _add_map_routes(app: FastAPI, settings: Settings, readers: ReaderResources) -> None:
     """Raster maps of the catalogue's items (titiler factories on our reader); public reads."""
     add_tiler_error_handlers(app)
-    items = item_tiler_factory(settings.tiler, settings.ingest.data_dir)
+    items = item_tiler_factory(settings.tiler, readers)
     app.include_router(items.router, prefix=items.router_prefix, tags=["Item maps"])
     app.include_router(
         mosaic_router(
             settings.tiler,
-            settings.ingest.data_dir,
+            readers,
             [admin_dependency(settings.api)],
             settings.mosaic,
         )

@@ -7,7 +7,6 @@ none takes a file path or URL from the client.
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from cachetools import TTLCache
@@ -28,9 +27,12 @@ from titiler.core.dependencies import (
 
 from catalog.errors import InvalidParameter, InvalidStac, NotFound
 from catalog.stac.serializers import check_id, item_document
+from catalog.storage.local import LocalStorage
 
 from .crs import safe_crs
 from .errors import InvalidColorMap, InvalidLayer, UnsafeCrs
+from .readers.pool import DatasetPool
+from .readers.shared import GridCache, ReaderResources
 
 # Query parameters titiler parses with CRS.from_user_input (which opens files and URLs).
 CRS_PARAMETERS = frozenset({"crs", "dst_crs", "coord_crs", "bbox-crs"})
@@ -75,15 +77,28 @@ class ItemParams:
 
 @dataclass
 class ReaderOptions(DefaultDependency):
-    """What ``ItemReader`` needs besides the item: the storage root and the size limit."""
+    """What ``ItemReader`` needs besides the item: the storage, the size limit, and the app's
+    pool of open files and cache of grids (``ReaderResources``; None: the reader's own)."""
 
-    data_dir: FilePath
+    storage: LocalStorage
     max_image_size: int
+    datasets: DatasetPool | None = None
+    grid_cache: GridCache | None = None
+
+    @classmethod
+    def shared(cls, resources: ReaderResources, max_image_size: int) -> "ReaderOptions":
+        """The options of readers sharing ``resources``."""
+        return cls(
+            storage=resources.storage,
+            max_image_size=max_image_size,
+            datasets=resources.datasets,
+            grid_cache=resources.grids,
+        )
 
 
-def reader_params(data_dir: FilePath, max_image_size: int) -> Callable[[], ReaderOptions]:
-    """The ``reader_dependency``: fixed reader options (nothing comes from the request)."""
-    options = ReaderOptions(data_dir=data_dir, max_image_size=max_image_size)
+def reader_params(resources: ReaderResources, max_image_size: int) -> Callable[[], ReaderOptions]:
+    """The ``reader_dependency``: the app's reader options (nothing comes from the request)."""
+    options = ReaderOptions.shared(resources, max_image_size)
 
     def dependency() -> ReaderOptions:
         return options

@@ -61,9 +61,18 @@ from .archives import (
     PMTilesWriter,
     TileFormat,
 )
+from .dependencies import ReaderOptions
 from .errors import TilerError
 from .mosaic import MosaicSettings
-from .render import RenderOptions, TileRenderer, item_plan, item_zooms, mosaic_plan
+from .readers.shared import ReaderResources
+from .render import (
+    RenderOptions,
+    TileRenderer,
+    item_plan,
+    item_zooms,
+    mosaic_plan,
+    renderer_from_plan,
+)
 from .settings import TilerSettings
 from .tiling import clamp_bounds, count_tiles, iter_tiles
 
@@ -335,6 +344,10 @@ class ExportProcess(Process):
         self.data_dir = Path(data_dir)
         self.tiler = tiler
         self.settings = settings
+        # made once: LocalStorage creates its folders
+        self.reader = ReaderOptions(
+            storage=LocalStorage(self.data_dir), max_image_size=tiler.max_image_size
+        )
         # a big export outlasts the jobs' default timeout: this one is the export's own
         self.description = self.description.model_copy(  # type: ignore[misc]
             update={"timeout_s": settings.timeout_s}
@@ -401,11 +414,11 @@ class ExportProcess(Process):
         row = await self.catalog.get_item(ref.collection, ref.id)
         item = item_document(row, "/")
         collection = (await self.catalog.get_collection(ref.collection))["content"]
-        plan = item_plan(item, request, self.data_dir, self.tiler.max_image_size)
+        plan = item_plan(item, request, self.data_dir, self.reader)
         return _Source(
             plan=plan,
             footprint=_footprint(item),
-            maxzoom=_native_maxzoom([item], self.data_dir, request.tile_size),
+            maxzoom=_native_maxzoom([item], self.reader.storage, request.tile_size),
             name=f"{ref.collection}/{ref.id}",
             description=f"Item {ref.id} of collection {ref.collection}",
             attribution=attribution(collection),
@@ -435,12 +448,12 @@ class ExportProcess(Process):
             for c in sorted({item["collection"] for item in items})
         ]
         plan = mosaic_plan(items, footprints, mosaics.max_items, request, self.data_dir,
-                           self.tiler.max_image_size)  # fmt: skip
+                           self.reader)  # fmt: skip
         return _Source(
             plan=plan,
             footprint=shapely.union_all(shapely.from_geojson(footprints)),
             maxzoom=await asyncio.to_thread(
-                _native_maxzoom, items, self.data_dir, request.tile_size
+                _native_maxzoom, items, self.reader.storage, request.tile_size
             ),
             name=name,
             description=description,
@@ -466,43 +479,15 @@ class ExportProcess(Process):
     @staticmethod
     def execute(plan: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         """Child process: render every tile of the region into the archive, then publish it."""
-        from .render import renderer_from_plan
-
         # Read by GDAL when its block cache is first used, in this spawned process; the render
         # processes forked from it inherit the size.
         os.environ.setdefault("GDAL_CACHEMAX", str(plan["gdal_cache_mb"]))
-        metadata = ArchiveMetadata(**{**plan["metadata"],
-                                      "bounds": tuple(plan["metadata"]["bounds"])})  # fmt: skip
         region = shapely.from_geojson(plan["region"])
-        storage = LocalStorage(Path(plan["data_dir"]))
-        writer_class = WRITERS[plan["extension"]]
-        renderer = renderer_from_plan(plan["source"])
-        zooms: tuple[int, int] = (plan["minzoom"], plan["maxzoom"])
-        total = sum(1 for _ in iter_tiles(region, *zooms))
-        ctx.log(
-            f"rendering {total} tiles at zooms {plan['minzoom']}-{plan['maxzoom']} on "
-            f"{plan['renderers']} processes, GDAL_CACHEMAX={os.environ['GDAL_CACHEMAX']} "
-            f"(pid {os.getpid()})"
-        )
-        started = time.monotonic()
-        temp = storage.temp_path(f".{writer_class.extension}")
-        with writer_class(temp) as writer:
-            tiles = iter_tiles(region, *zooms)
-            stats = write_tiles(tiles, renderer, writer, total, plan["renderers"], ctx.progress,
-                                processes=plan["renderers"] > 1)  # fmt: skip
-            if writer.tiles == 0:
-                raise NoData("every tile of the export is empty")
-            writer.finish(metadata)
-        seconds = time.monotonic() - started
-        target = archive_path(Path(plan["data_dir"]), plan["job_id"], writer_class.extension)
-        size = publish(temp, target)
-        ctx.log(
-            f"{stats['written']} tiles written, {stats['empty']} empty left out, "
-            f"{size} bytes in {seconds:.1f} s ({stats['written'] / max(seconds, 1e-6):.1f} "
-            "tiles/s)"
-        )
-        return {"name": target.name, "tiles": stats["written"], "bytes": size,
-                "empty": stats["empty"], "seconds": round(seconds, 3)}  # fmt: skip
+        resources = ReaderResources.at(Path(plan["data_dir"]))
+        try:
+            return _write_archive(plan, ctx, region, resources)
+        finally:
+            resources.close()
 
     async def commit(
         self, conn: AsyncConnection, job: JobRecord, result: dict[str, Any]
@@ -520,6 +505,42 @@ class ExportProcess(Process):
     async def failed(self, job: JobRecord, code: str, message: str, final: bool) -> None:
         """A job that ends without success has no archive (a re-run makes a new one)."""
         archive_path(self.data_dir, str(job.id), self.archive.extension).unlink(missing_ok=True)
+
+
+def _write_archive(
+    plan: dict[str, Any], ctx: JobContext, region: shapely.Geometry, resources: ReaderResources
+) -> dict[str, Any]:
+    """Render the region's tiles into a temporary archive, then publish it (``execute``)."""
+    writer_class = WRITERS[plan["extension"]]
+    renderer = renderer_from_plan(plan["source"], resources)
+    metadata = ArchiveMetadata(**{**plan["metadata"],
+                                  "bounds": tuple(plan["metadata"]["bounds"])})  # fmt: skip
+    zooms: tuple[int, int] = (plan["minzoom"], plan["maxzoom"])
+    total = sum(1 for _ in iter_tiles(region, *zooms))
+    ctx.log(
+        f"rendering {total} tiles at zooms {plan['minzoom']}-{plan['maxzoom']} on "
+        f"{plan['renderers']} processes, GDAL_CACHEMAX={os.environ['GDAL_CACHEMAX']} "
+        f"(pid {os.getpid()})"
+    )
+    started = time.monotonic()
+    temp = resources.storage.temp_path(f".{writer_class.extension}")
+    with writer_class(temp) as writer:
+        tiles = iter_tiles(region, *zooms)
+        stats = write_tiles(tiles, renderer, writer, total, plan["renderers"], ctx.progress,
+                            processes=plan["renderers"] > 1)  # fmt: skip
+        if writer.tiles == 0:
+            raise NoData("every tile of the export is empty")
+        writer.finish(metadata)
+    seconds = time.monotonic() - started
+    target = archive_path(Path(plan["data_dir"]), plan["job_id"], writer_class.extension)
+    size = publish(temp, target)
+    ctx.log(
+        f"{stats['written']} tiles written, {stats['empty']} empty left out, "
+        f"{size} bytes in {seconds:.1f} s ({stats['written'] / max(seconds, 1e-6):.1f} "
+        "tiles/s)"
+    )
+    return {"name": target.name, "tiles": stats["written"], "bytes": size,
+            "empty": stats["empty"], "seconds": round(seconds, 3)}  # fmt: skip
 
 
 class MBTilesProcess(ExportProcess):
@@ -720,12 +741,14 @@ def _mosaic_item(row: Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
-def _native_maxzoom(items: Sequence[Mapping[str, Any]], data_dir: Path, tile_size: int) -> int:
+def _native_maxzoom(
+    items: Sequence[Mapping[str, Any]], storage: LocalStorage, tile_size: int
+) -> int:
     """The finest native zoom among the items (one less for 512 px tiles)."""
     zooms = []
     for item in items:
         try:
-            zooms.append(item_zooms(item, data_dir)[1])
+            zooms.append(item_zooms(item, storage)[1])
         except (RioTilerError, TilerError):  # no GeoTIFF asset: the mosaic skips it too
             continue
     if not zooms:

@@ -9,7 +9,6 @@ route bodies are titiler's.
 
 import io
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -58,6 +57,7 @@ from .presets import (
     preset_render_params,
 )
 from .readers import ItemReader
+from .readers.shared import ReaderResources
 from .settings import TilerSettings
 
 ITEM_PREFIX = "/collections/{collection_id}/items/{item_id}"
@@ -263,8 +263,8 @@ class SharedTileMatrixSets(TileMatrixSets):
         return found
 
 
-def item_tiler_factory(settings: TilerSettings, data_dir: Path) -> ItemTilerFactory:
-    """The item tiler for the catalogue whose assets live under ``data_dir``."""
+def item_tiler_factory(settings: TilerSettings, resources: ReaderResources) -> ItemTilerFactory:
+    """The item tiler reading the assets of ``resources.storage`` (the app's resources)."""
     item = ItemParams(settings.item_cache_ttl_s, settings.item_cache_size)
     preset = preset_params(item)
     stats, histogram = statistics_params(settings.max_histogram_bins)
@@ -273,7 +273,7 @@ def item_tiler_factory(settings: TilerSettings, data_dir: Path) -> ItemTilerFact
         router=APIRouter(route_class=route_class, dependencies=[Depends(SafeCrsParams)]),
         router_prefix=ITEM_PREFIX,
         path_dependency=item,
-        reader_dependency=reader_params(data_dir, settings.max_image_size),
+        reader_dependency=reader_params(resources, settings.max_image_size),
         layer_dependency=preset_layer_params(preset),
         render_dependency=preset_render_params(preset),
         colormap_dependency=preset_colormap_params(preset),

@@ -6,13 +6,14 @@ from typing import Any, ClassVar
 
 import attr
 import numpy
+import rasterio
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 from rio_tiler.utils import cast_to_sequence
 
 from ..errors import InvalidLayer
-from . import pool
 from .grids import TileGrids, grid_readable
+from .pool import DatasetPool
 
 # GDAL looks for .ovr/.aux.xml/.msk side-cars next to a file unless told not to.
 GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
@@ -42,17 +43,25 @@ def _checked_options(method: Callable[..., Any]) -> Callable[..., Any]:
 class LocalTiffReader(Reader):
     """rio-tiler's Reader for a local GeoTIFF: GDAL may use its GTiff driver only (no VRT).
 
-    The file comes from ``DATASETS``: open handles are reused from one read to the next.
+    The file comes from ``datasets`` (the app's pool): open handles are reused from one read
+    to the next. Without a pool the file is opened for this reader and closed with it.
     """
 
     # the GDAL configuration ItemReader reads this reader's assets in
     gdal_env: ClassVar[dict[str, str]] = GDAL_ENV
+    datasets: DatasetPool | None = attr.ib(default=None, kw_only=True)
     grids: TileGrids | None = attr.ib(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         """Borrow the file, opened with the GTiff driver, then let Reader read its metadata."""
         if self.dataset is None:
-            self.dataset, self.grids = pool.DATASETS.borrow_grids(self.input, self._ctx_stack)
+            if self.datasets is not None:
+                self.dataset, self.grids = self.datasets.borrow_grids(self.input, self._ctx_stack)
+            else:
+                opened = rasterio.open(self.input, driver="GTiff")
+                self.dataset = self._ctx_stack.enter_context(opened)
+                self.grids = TileGrids(self.dataset)
+                self._ctx_stack.callback(self.grids.close)
         super().__attrs_post_init__()
 
     @_checked_options

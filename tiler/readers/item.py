@@ -1,9 +1,11 @@
 """A rio-tiler reader for the catalogue's own STAC items: assets in our storage only.
 
-``ItemReader(item, data_dir=...)`` takes an item dict (or ``pystac.Item``) and reads its
-GeoTIFF assets through ``LocalStorage(data_dir).gdal_path``: an href this storage did not make
-(http(s), s3, ``/vsicurl/``, relative, another folder, a missing file) raises
-``AssetNotReadable`` when read. Each asset is read by the reader its media type maps to
+``ItemReader(item, storage=...)`` takes an item dict (or ``pystac.Item``) and reads its
+GeoTIFF assets through ``storage.gdal_path`` (a ``LocalStorage``; ``data_dir=`` makes one):
+an href this storage did not make (http(s), s3, ``/vsicurl/``, relative, another folder, a
+missing file) raises ``AssetNotReadable`` when read. The app's ``datasets`` pool and
+``grid_cache`` (``shared.py``) are shared between its readers; without them a reader opens
+its files and works its grid out for itself. Each asset is read by the reader its media type maps to
 (``kinds.ASSET_READERS``); GeoTIFFs by ``LocalTiffReader``, which opens them with the GTiff
 driver only and without looking for side-car files. It works outside FastAPI (mosaics and
 exports use it directly). Band names and expressions: ``stac.py``.
@@ -12,7 +14,6 @@ exports use it directly). Band names and expressions: ``stac.py``.
 import functools
 import math
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import attr
 import numpy
 import rasterio
-from cachetools import LRUCache
+from attr.converters import optional
 from morecantile import BoundingBox, Tile, TileMatrixSet
 from rasterio._err import CPLE_BaseError  # GDAL errors; rasterio has no public alias
 from rasterio.crs import CRS
@@ -47,6 +48,8 @@ from catalog.storage.local import LocalStorage
 from ..errors import AssetNotReadable, ImageTooLarge, InvalidLayer
 from .grids import grid_readable, reprojected_bounds
 from .kinds import ASSET_READERS, media_type
+from .pool import DatasetPool
+from .shared import GridCache
 from .stac import (
     band_indexes,
     band_positions,
@@ -58,10 +61,6 @@ from .stac import (
     translate_expression,
 )
 
-_ZOOMS: LRUCache[tuple[Any, ...], tuple[int, int]] = LRUCache(maxsize=4096)
-_TMS_BOUNDS: LRUCache[tuple[Any, ...], tuple[float, float, float, float] | None]
-_TMS_BOUNDS = LRUCache(maxsize=4096)
-_ZOOMS_LOCK = threading.Lock()  # of both caches
 # rio-tiler derives an expression's value range from every min/max combination of the
 # stacked bands (2**n evaluations): beyond this many bands the statistics are dropped.
 MAX_STATISTICS_BANDS = 10
@@ -83,7 +82,10 @@ class ItemReader(MultiBaseReader):
     """
 
     input: dict[str, Any] = attr.ib(converter=item_dict)
-    data_dir: Path = attr.ib(kw_only=True, converter=Path)
+    storage: LocalStorage | None = attr.ib(default=None, kw_only=True)
+    data_dir: Path | None = attr.ib(default=None, kw_only=True, converter=optional(Path))
+    datasets: DatasetPool | None = attr.ib(default=None, kw_only=True)
+    grid_cache: GridCache | None = attr.ib(default=None, kw_only=True)
     tms: TileMatrixSet = attr.ib(default=WEB_MERCATOR_TMS)
     minzoom: int | None = attr.ib(default=None)
     maxzoom: int | None = attr.ib(default=None)
@@ -98,11 +100,13 @@ class ItemReader(MultiBaseReader):
 
     assets: Sequence[str] = attr.ib(init=False)
     default_assets: Sequence[AssetType] | None = attr.ib(init=False, default=None)
-    storage: LocalStorage = attr.ib(init=False)
 
     def __attrs_post_init__(self) -> None:
         """List the GeoTIFF assets and take the footprint from the projection extension."""
-        self.storage = LocalStorage(self.data_dir)
+        if self.storage is None:
+            if self.data_dir is None:
+                raise TypeError("ItemReader needs a storage or a data_dir")
+            self.storage = LocalStorage(self.data_dir)
         self.assets = raster_assets(self.input)
         if not self.assets:
             raise MissingAssets(f"item {self.input.get('id')!r} has no GeoTIFF asset")
@@ -134,13 +138,13 @@ class ItemReader(MultiBaseReader):
         was ~2 ms of every tile; a grid's zooms never change.
         """
         key = (self.tms.id, self.crs, tuple(self.bounds), self.transform, self.height, self.width)
-        with _ZOOMS_LOCK:
-            found = _ZOOMS.get(key)
-        if found is None:
-            found = (int(self._minzoom), int(self._maxzoom))
-            with _ZOOMS_LOCK:
-                _ZOOMS[key] = found
-        return found
+
+        def work_out() -> tuple[int, int]:
+            return int(self._minzoom), int(self._maxzoom)
+
+        if self.grid_cache is None:
+            return work_out()
+        return self.grid_cache.remember(self.grid_cache.zooms, key, work_out)
 
     # -- asset resolution ----------------------------------------------------------------------
     def _get_asset_info(self, asset: AssetType) -> AssetInfo:
@@ -150,6 +154,7 @@ class ItemReader(MultiBaseReader):
         if name not in self.assets:
             raise InvalidAssetName(f"{name!r} is not a GeoTIFF asset of this item: {self.assets}")
         meta = self.input["assets"][name]
+        reader = self._reader(meta)
         href = meta.get("href")
         try:
             path = self.storage.gdal_path(href if isinstance(href, str) else "")
@@ -173,9 +178,9 @@ class ItemReader(MultiBaseReader):
             url=path,
             name=name,
             media_type=meta.get("type"),
-            reader_options={},
+            reader_options=self._shared_options(reader),
             method_options=method_options,
-            env=dict(getattr(self._reader(meta), "gdal_env", {})),
+            env=dict(getattr(reader, "gdal_env", {})),
         )
         if stats := band_statistics(meta):
             info["dataset_statistics"] = stats
@@ -184,6 +189,11 @@ class ItemReader(MultiBaseReader):
     def _reader(self, asset: Mapping[str, Any]) -> type[BaseReader]:
         """The reader class of an asset of this item, by its media type."""
         return self.readers[media_type(asset) or ""]
+
+    def _shared_options(self, reader: type[BaseReader]) -> dict[str, Any]:
+        """The app's pool, for asset readers that keep their files in one (``datasets``)."""
+        takes_pool = attr.has(reader) and "datasets" in attr.fields_dict(reader)
+        return {"datasets": self.datasets} if takes_pool and self.datasets is not None else {}
 
     def _get_reader(self, asset_info: AssetInfo) -> type[BaseReader]:
         """rio-tiler's hook: the reader of one asset."""
@@ -343,13 +353,13 @@ class ItemReader(MultiBaseReader):
     def _tms_bounds(self) -> tuple[float, float, float, float] | None:
         """The data's bounds in the tile matrix set's CRS, remembered like the zooms."""
         key = (self.tms.id, self.crs, tuple(self.bounds))
-        with _ZOOMS_LOCK:
-            if key in _TMS_BOUNDS:
-                return _TMS_BOUNDS[key]
-        found = reprojected_bounds(self.crs, tuple(self.bounds), self.tms.rasterio_crs)
-        with _ZOOMS_LOCK:
-            _TMS_BOUNDS[key] = found
-        return found
+
+        def work_out() -> tuple[float, float, float, float] | None:
+            return reprojected_bounds(self.crs, tuple(self.bounds), self.tms.rasterio_crs)
+
+        if self.grid_cache is None:
+            return work_out()
+        return self.grid_cache.remember(self.grid_cache.tms_bounds, key, work_out)
 
     def tile_exists(self, tile_x: int, tile_y: int, tile_z: int) -> bool:
         """rio-tiler's test, against the data's bounds in the tile matrix set's CRS.

@@ -26,7 +26,7 @@ class DatasetPool:
     A handle belongs to one file version (inode, mtime, size): a replaced file is opened
     anew and the old handles age out. At most ``size`` idle handles are kept, none idle for
     more than ``idle_s``; a forked child starts with none (a handle's file offset would be
-    shared with its parent).
+    shared with its parent). The app (or an export) that makes a pool closes it.
     """
 
     def __init__(self, size: int = 64, idle_s: float = 60.0) -> None:
@@ -37,12 +37,20 @@ class DatasetPool:
         self._lock = threading.Lock()
         self._serial = 0
         self.opened = 0  # files opened, for tests and benchmarks
-        os.register_at_fork(after_in_child=self._forget)
-        atexit.register(self.clear)  # closed by GDAL while Python still runs, not at teardown
+        self._pid = os.getpid()
+        self._at_exit = False
 
-    def _forget(self) -> None:
-        self._lock = threading.Lock()
-        self._idle = OrderedDict()  # the parent's handles are not ours to read through
+    def _own(self) -> None:
+        """In a forked child, forget the parent's handles: they are not ours to read through.
+
+        Checked on use rather than with ``os.register_at_fork``, which would keep every pool
+        ever made alive; a forked child starts with one thread, so nothing races this.
+        """
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._lock = threading.Lock()
+            self._idle = OrderedDict()
+            self._at_exit = False
 
     def borrow(self, path: str, stack: contextlib.ExitStack) -> DatasetReader:
         """An open dataset of ``path`` for the life of ``stack`` (a reader's context)."""
@@ -58,6 +66,7 @@ class DatasetPool:
             return stack.enter_context(rasterio.open(path, driver="GTiff")), None
         key: FileKey = (path, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
         found = None
+        self._own()
         with self._lock:
             closing = self._expired(time.monotonic())
             for slot in self._idle:
@@ -74,7 +83,11 @@ class DatasetPool:
 
     def _give(self, key: FileKey, dataset: DatasetReader, grids: TileGrids) -> None:
         now = time.monotonic()
+        self._own()
         with self._lock:
+            if not self._at_exit:  # closed by GDAL while Python still runs, not at teardown
+                atexit.register(self.clear)
+                self._at_exit = True
             self._serial += 1
             self._idle[(key, self._serial)] = (now, dataset, grids)
             closing = self._expired(now)
@@ -95,11 +108,21 @@ class DatasetPool:
 
     def clear(self) -> None:
         """Close every idle handle."""
+        self._own()
         with self._lock:
             idle, self._idle = self._idle, OrderedDict()
         _close([entry[1:] for entry in idle.values()])
 
+    def close(self) -> None:
+        """Close every idle handle and let the pool go (it stays usable: it reopens files)."""
+        self.clear()
+        with self._lock:
+            if self._at_exit:
+                atexit.unregister(self.clear)
+                self._at_exit = False
+
     def __len__(self) -> int:
+        self._own()
         return len(self._idle)
 
 
@@ -107,6 +130,3 @@ def _close(handles: Sequence[tuple[DatasetReader, TileGrids]]) -> None:
     for dataset, grids in handles:
         grids.close()
         dataset.close()
-
-
-DATASETS = DatasetPool()
