@@ -852,7 +852,7 @@ def report(
         "tile, opening the COG for each tile as titiler-pgstac does (Terracat keeps files "
         "open between reads: `tiler.readers.DatasetPool`). "
         f"{INPROC}: `tiler.render.render_item_tile` with the endpoint's options (`ItemReader`, "
-        "`tiler.factory.render`; what the export runs per tile): the tile endpoint without "
+        "`tiler.encoders.render`; what the export runs per tile): the tile endpoint without "
         "HTTP. The floor and titiler-pgstac read a tile through a VRT made for it at the "
         "data's resolution, then resample it to 256 px; Terracat reads it as a window of one "
         "warped VRT per zoom at the tile's resolution (`tiler.readers.TileGrids`): nearest "

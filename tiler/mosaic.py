@@ -73,8 +73,9 @@ from .dependencies import (
     reader_params,
     scale_path,
 )
+from .encoders import render
 from .errors import AssetNotReadable, InvalidLayer, TilerError
-from .factory import SharedTileMatrixSets, cache_control_route, render
+from .factory import SharedTileMatrixSets, cache_control_route
 from .presets import Preset, PresetQuery, resolve_preset
 from .readers import ItemReader
 from .readers.shared import ReaderResources

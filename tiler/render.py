@@ -42,8 +42,8 @@ from catalog.stac.search import SearchParams
 from catalog.storage.local import LocalStorage
 
 from .dependencies import LayerQuery, ReaderOptions, SafeColorMapParams, TileOptions
+from .encoders import render
 from .errors import InvalidLayer
-from .factory import render
 from .mosaic import CatalogBackend, EmptyTile, MosaicPresetParams, MosaicSource
 from .presets import (
     Preset,
