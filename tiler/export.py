@@ -36,6 +36,7 @@ from rio_tiler.errors import RioTilerError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.errors import CatalogError, InvalidParameter
+from catalog.jobs.lifetime import die_with_parent
 from catalog.jobs.queue import (
     InputDescription,
     JobContext,
@@ -46,7 +47,6 @@ from catalog.jobs.queue import (
     Process,
     ProcessDescription,
 )
-from catalog.jobs.worker import die_with_parent
 from catalog.maps.mosaic import MosaicRepository, collection_params
 from catalog.stac.repository import CatalogRepository
 from catalog.stac.search import SearchParams, encode_token

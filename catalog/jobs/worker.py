@@ -9,7 +9,6 @@ by whichever worker next sees its heartbeat go stale.
 """
 
 import asyncio
-import ctypes
 import importlib
 import logging
 import multiprocessing
@@ -28,6 +27,7 @@ import psycopg
 from sqlalchemy import make_url
 
 from catalog.errors import CatalogError
+from catalog.jobs.lifetime import die_with_parent
 from catalog.jobs.queue import (
     CANCEL_CHANNEL,
     JOBS_CHANNEL,
@@ -66,17 +66,6 @@ def _libpq_url(url: str) -> str:
 
 
 # -- the child process -------------------------------------------------------------------------
-def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
-    """Have the kernel send ``sig`` to this process when ``parent`` exits (Linux)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
-    except OSError:  # not Linux: the parent still kills us on cancel and timeout
-        return
-    if os.getppid() != parent:
-        os._exit(1)
-
-
 def _exit_on_term(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
