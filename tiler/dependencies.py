@@ -200,22 +200,27 @@ async def SafeCrsParams(request: Request) -> None:  # noqa: N802
 
 
 def SafeColorMapParams(  # noqa: N802
-    colormap_name: Annotated[  # type: ignore[valid-type]
-        Literal[tuple(default_cmap.list())] | None,
+    colormap_name: Annotated[
+        # the names known at start-up: an enum in the OpenAPI document (mypy cannot see it)
+        Literal[tuple(default_cmap.list())] | None,  # type: ignore[valid-type]
         Query(description="Colormap name"),
     ] = None,
     colormap: Annotated[str | None, Query(description="JSON encoded custom colormap")] = None,
 ) -> ColorMapType | None:
     """titiler's colormap parameters; a JSON value that is not a colormap is a 400."""
     try:
-        return TitilerColorMapParams(colormap_name=colormap_name, colormap=colormap)
+        found: ColorMapType | None = TitilerColorMapParams(
+            colormap_name=colormap_name, colormap=colormap
+        )
+        return found
     except (ValueError, TypeError, KeyError, IndexError, json.JSONDecodeError) as exc:
         raise InvalidColorMap(f"colormap is not a valid colour map: {exc}") from exc
 
 
 def AlgorithmParams(  # noqa: N802
-    algorithm: Annotated[  # type: ignore[valid-type]
-        Literal[tuple(default_algorithms.list())] | None,
+    algorithm: Annotated[
+        # the names known at start-up: an enum in the OpenAPI document (mypy cannot see it)
+        Literal[tuple(default_algorithms.list())] | None,  # type: ignore[valid-type]
         Query(description="Post-processing algorithm (titiler's)"),
     ] = None,
     algorithm_params: Annotated[

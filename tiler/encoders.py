@@ -80,7 +80,8 @@ def _prepared(
     copy = attr.evolve(image, array=image.array.copy())
     content, _ = render_image(copy, colormap=colormap, output_format=ImageType.npy,
                              rescale=rescale, **kwargs)  # fmt: skip
-    return numpy.load(io.BytesIO(content))
+    pixels: numpy.ndarray = numpy.load(io.BytesIO(content))
+    return pixels
 
 
 def _png(

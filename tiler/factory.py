@@ -27,7 +27,7 @@ from titiler.core.dependencies import (
     TileParams,
 )
 from titiler.core.factory import MultiBaseTilerFactory, img_endpoint_params
-from titiler.extensions import wmtsExtension
+from titiler.extensions.wmts import wmtsExtension
 
 from .dependencies import (
     AlgorithmParams,
@@ -94,7 +94,7 @@ class ItemTilerFactory(MultiBaseTilerFactory):
 
     def __attrs_post_init__(self) -> None:
         """Register titiler's routes and extensions, then rename their operation ids."""
-        super().__attrs_post_init__()
+        super().__attrs_post_init__()  # type: ignore[no-untyped-call]  # titiler: unannotated
         for route in self.router.routes:
             if isinstance(route, APIRoute) and route.operation_id:
                 name = route.operation_id.removeprefix(self.operation_prefix)
@@ -108,7 +108,7 @@ class ItemTilerFactory(MultiBaseTilerFactory):
         They come first: ``{y}`` alone would also match ``1@2x`` and fail as a number.
         """
         start = len(self.router.routes)
-        super().tile()
+        super().tile()  # type: ignore[no-untyped-call]  # titiler: unannotated
         titiler_routes = self.router.routes[start:]
         del self.router.routes[start:]
         endpoint = titiler_routes[0].endpoint  # type: ignore[attr-defined]
@@ -158,21 +158,25 @@ def item_tiler_factory(settings: TilerSettings, resources: ReaderResources) -> I
     preset = preset_params(item)
     stats, histogram = statistics_params(settings.max_histogram_bins)
     route_class = cache_control_route(settings.tile_cache_control, frozenset({"tile"}))
+    # titiler annotates these slots as DefaultDependency classes; any FastAPI dependency works
+    slots: dict[str, Any] = {
+        "reader_dependency": reader_params(resources, settings.max_image_size),
+        "render_dependency": preset_render_params(preset),
+        "stats_dependency": stats,
+        "histogram_dependency": histogram,
+    }
     return ItemTilerFactory(
         router=APIRouter(route_class=route_class, dependencies=[Depends(SafeCrsParams)]),
         router_prefix=ITEM_PREFIX,
         path_dependency=item,
-        reader_dependency=reader_params(resources, settings.max_image_size),
         layer_dependency=preset_layer_params(preset),
-        render_dependency=preset_render_params(preset),
         colormap_dependency=preset_colormap_params(preset),
-        stats_dependency=stats,
-        histogram_dependency=histogram,
         render_func=render,
         supported_tms=SharedTileMatrixSets(
             {name: morecantile.tms.get(name) for name in settings.tile_matrix_sets}
         ),
         max_tile_scale=settings.max_tile_scale,
+        **slots,
         extensions=[
             wmtsExtension(
                 # WMTS checks layer parameters by calling these with query values only

@@ -25,11 +25,12 @@ def _checked_options(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def wrapper(self: Reader, *args: Any, indexes: Any = None, **kwargs: Any) -> Any:
+        assert self.dataset is not None  # opened by __attrs_post_init__
         count = self.dataset.count
         if any(not 1 <= i <= count for i in cast_to_sequence(indexes) or ()):
             raise InvalidLayer(f"band indexes {indexes} out of range: the asset has {count}")
         nodata = kwargs.get("nodata")
-        dtype = numpy.dtype(self.dataset.dtypes[0])
+        dtype: numpy.dtype[Any] = numpy.dtype(self.dataset.dtypes[0])
         if nodata is not None and dtype.kind in "iu":
             info = numpy.iinfo(dtype)
             if not (numpy.isfinite(nodata) and info.min <= nodata <= info.max):
@@ -55,14 +56,15 @@ class LocalTiffReader(Reader):
     def __attrs_post_init__(self) -> None:
         """Borrow the file, opened with the GTiff driver, then let Reader read its metadata."""
         if self.dataset is None:
+            path = str(self.input)  # rio-tiler types it optional; ItemReader gives a path
             if self.datasets is not None:
-                self.dataset, self.grids = self.datasets.borrow_grids(self.input, self._ctx_stack)
+                self.dataset, self.grids = self.datasets.borrow_grids(path, self._ctx_stack)
             else:
-                opened = rasterio.open(self.input, driver="GTiff")
+                opened = rasterio.open(path, driver="GTiff")
                 self.dataset = self._ctx_stack.enter_context(opened)
                 self.grids = TileGrids(self.dataset)
                 self._ctx_stack.callback(self.grids.close)
-        super().__attrs_post_init__()
+        super().__attrs_post_init__()  # type: ignore[no-untyped-call]  # rio-tiler: unannotated
 
     @_checked_options
     def tile(

@@ -11,6 +11,7 @@ from affine import Affine
 from morecantile import BoundingBox, Tile, TileMatrixSet
 from rasterio._err import CPLE_BaseError  # GDAL errors; rasterio has no public alias
 from rasterio.crs import CRS
+from rasterio.dtypes import dtype_ranges
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.env import get_gdal_config
 from rasterio.errors import CRSError
@@ -19,7 +20,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform, transform_bounds
 from rasterio.windows import Window
 from rio_tiler.models import ImageData
-from rio_tiler.utils import cast_to_sequence, dtype_ranges, has_alpha_band, non_alpha_indexes
+from rio_tiler.utils import cast_to_sequence, has_alpha_band, non_alpha_indexes
 
 # Options of a tile read that ``TileGrids`` reads as rio-tiler would; any other is left to it.
 GRID_OPTIONS = frozenset({"reproject_method", "resampling_method", "threads"})

@@ -82,8 +82,11 @@ class ItemReader(MultiBaseReader):
     """
 
     input: dict[str, Any] = attr.ib(converter=item_dict)
-    storage: LocalStorage | None = attr.ib(default=None, kw_only=True)
     data_dir: Path | None = attr.ib(default=None, kw_only=True, converter=optional(Path))
+    storage: LocalStorage = attr.ib(
+        default=attr.Factory(lambda self: _storage_at(self.data_dir), takes_self=True),
+        kw_only=True,
+    )
     datasets: DatasetPool | None = attr.ib(default=None, kw_only=True)
     grid_cache: GridCache | None = attr.ib(default=None, kw_only=True)
     tms: TileMatrixSet = attr.ib(default=WEB_MERCATOR_TMS)
@@ -103,10 +106,6 @@ class ItemReader(MultiBaseReader):
 
     def __attrs_post_init__(self) -> None:
         """List the GeoTIFF assets and take the footprint from the projection extension."""
-        if self.storage is None:
-            if self.data_dir is None:
-                raise TypeError("ItemReader needs a storage or a data_dir")
-            self.storage = LocalStorage(self.data_dir)
         self.assets = raster_assets(self.input)
         if not self.assets:
             raise MissingAssets(f"item {self.input.get('id')!r} has no GeoTIFF asset")
@@ -149,9 +148,9 @@ class ItemReader(MultiBaseReader):
     # -- asset resolution ----------------------------------------------------------------------
     def _get_asset_info(self, asset: AssetType) -> AssetInfo:
         """The local path and read options of one asset; AssetNotReadable for foreign hrefs."""
-        options = {"name": asset} if isinstance(asset, str) else dict(asset)
+        options: dict[str, Any] = {"name": asset} if isinstance(asset, str) else dict(asset)
         name = options.get("name")
-        if name not in self.assets:
+        if not isinstance(name, str) or name not in self.assets:
             raise InvalidAssetName(f"{name!r} is not a GeoTIFF asset of this item: {self.assets}")
         meta = self.input["assets"][name]
         reader = self._reader(meta)
@@ -450,3 +449,10 @@ class ItemReader(MultiBaseReader):
         except CPLE_BaseError as exc:  # PROJ cannot take the point to the data CRS
             raise PointOutsideBounds(f"point ({lon}, {lat}) is outside the data") from exc
         return data.apply_expression(expression) if expression else data
+
+
+def _storage_at(data_dir: Path | None) -> LocalStorage:
+    """The storage of an ItemReader given a ``data_dir`` instead of a ``storage``."""
+    if data_dir is None:
+        raise TypeError("ItemReader needs a storage or a data_dir")
+    return LocalStorage(data_dir)

@@ -102,7 +102,7 @@ def band_positions(
         bands = asset_bands(item, name)
         if bands is None:
             break
-        options = asset if isinstance(asset, Mapping) else {}
+        options: Mapping[str, Any] = asset if isinstance(asset, Mapping) else {}
         if options.get("bands"):
             chosen = band_indexes(item, name, options["bands"])
         else:
@@ -167,7 +167,9 @@ def band_statistics(asset: Mapping[str, Any]) -> list[tuple[float, float]] | Non
         if not isinstance(values, dict):
             return None
         low, high = values.get("minimum"), values.get("maximum")
-        if not all(isinstance(v, int | float) and numpy.isfinite(v) for v in (low, high)):
+        if not (isinstance(low, int | float) and isinstance(high, int | float)):
+            return None
+        if not (numpy.isfinite(low) and numpy.isfinite(high)):
             return None
         stats.append((float(low), float(high)))
     return stats
