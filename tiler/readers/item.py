@@ -3,12 +3,13 @@
 ``ItemReader(item, storage=...)`` takes an item dict (or ``pystac.Item``) and reads its
 GeoTIFF assets through ``storage.gdal_path`` (a ``LocalStorage``; ``data_dir=`` makes one):
 an href this storage did not make (http(s), s3, ``/vsicurl/``, relative, another folder, a
-missing file) raises ``AssetNotReadable`` when read. The app's ``datasets`` pool and
-``grid_cache`` (``shared.py``) are shared between its readers; without them a reader opens
-its files and works its grid out for itself. Each asset is read by the reader its media type maps to
-(``kinds.ASSET_READERS``); GeoTIFFs by ``LocalTiffReader``, which opens them with the GTiff
-driver only and without looking for side-car files. It works outside FastAPI (mosaics and
-exports use it directly). Band names and expressions: ``stac.py``.
+missing file) raises ``AssetNotReadable`` when read. Each asset is read by the reader its
+media type maps to (``readers``, by default ``kinds.ASSET_READERS``); GeoTIFFs by
+``LocalTiffReader``, which opens them with the GTiff driver only and without looking for
+side-car files. The app's ``datasets`` pool and ``grid_cache`` (``shared.py``) are shared
+between its readers; without them a reader opens its files and works its grid out for
+itself. It works outside FastAPI (mosaics and exports use it directly). Band names and
+expressions: ``stac.py``.
 """
 
 import functools
@@ -92,6 +93,7 @@ class ItemReader(MultiBaseReader):
     tms: TileMatrixSet = attr.ib(default=WEB_MERCATOR_TMS)
     minzoom: int | None = attr.ib(default=None)
     maxzoom: int | None = attr.ib(default=None)
+    # media type -> reader class of the assets it renders (kinds.py)
     readers: Mapping[str, type[BaseReader]] = attr.ib(default=ASSET_READERS, kw_only=True)
     reader_options: dict[str, Any] = attr.ib(factory=dict)
     max_image_size: int = attr.ib(default=DEFAULT_MAX_IMAGE_SIZE, kw_only=True)
@@ -106,10 +108,10 @@ class ItemReader(MultiBaseReader):
 
     def __attrs_post_init__(self) -> None:
         """List the GeoTIFF assets and take the footprint from the projection extension."""
-        self.assets = raster_assets(self.input)
+        self.assets = raster_assets(self.input, self.readers)
         if not self.assets:
             raise MissingAssets(f"item {self.input.get('id')!r} has no GeoTIFF asset")
-        self.default_assets = default_assets(self.input) or None
+        self.default_assets = default_assets(self.input, self.readers) or None
         found = projection(self.input, list(self.default_assets or self.assets))
         if found:
             self.crs, self.transform, self.height, self.width = found

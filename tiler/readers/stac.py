@@ -7,7 +7,7 @@ an RGBN item. ``bands=["red", "nir"]`` selects bands by those names.
 """
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 import numpy
@@ -35,19 +35,19 @@ def item_dict(value: dict[str, Any] | pystac.Item) -> dict[str, Any]:
     return dict(value)
 
 
-def is_raster_asset(asset: Any) -> bool:
+def is_raster_asset(asset: Any, kinds: Container[str] = ASSET_READERS) -> bool:
     """Whether an asset (dict) is a raster a reader reads, by its media type (GeoTIFF)."""
-    return media_type(asset) in ASSET_READERS
+    return media_type(asset) in kinds
 
 
-def raster_assets(item: Mapping[str, Any]) -> list[str]:
-    """Names of the item's GeoTIFF assets, in the item's order."""
-    return [name for name, asset in item["assets"].items() if is_raster_asset(asset)]
+def raster_assets(item: Mapping[str, Any], kinds: Container[str] = ASSET_READERS) -> list[str]:
+    """Names of the item's GeoTIFF assets (media types in ``kinds``), in the item's order."""
+    return [name for name, asset in item["assets"].items() if is_raster_asset(asset, kinds)]
 
 
-def default_assets(item: Mapping[str, Any]) -> list[str]:
+def default_assets(item: Mapping[str, Any], kinds: Container[str] = ASSET_READERS) -> list[str]:
     """``data`` if it is a GeoTIFF, else the GeoTIFF assets with role ``data`` (maybe none)."""
-    rasters = raster_assets(item)
+    rasters = raster_assets(item, kinds)
     if "data" in rasters:
         return ["data"]
     return [n for n in rasters if "data" in (item["assets"][n].get("roles") or [])]
