@@ -186,11 +186,14 @@ def render_floor(cog: Path, tile: Tile) -> bytes:
 
 def terracat_renderer(item: dict[str, Any], data_dir: Path) -> Callable[[Tile], bytes]:
     """Terracat's item tile renderer in-process (tiler.render: the endpoint's steps, no HTTP)."""
+    from tiler.dependencies import ReaderOptions
+    from tiler.readers.shared import ReaderResources
     from tiler.render import RenderOptions, render_item_tile, tile_layer
     from tiler.settings import TilerSettings
 
-    layer = tile_layer(item, RenderOptions(assets=[ASSET]), "png", 256, data_dir,
-                       TilerSettings().max_image_size)  # fmt: skip
+    # files kept open between tiles, as the app keeps them (closed when the benchmark exits)
+    reader = ReaderOptions.shared(ReaderResources.at(data_dir), TilerSettings().max_image_size)
+    layer = tile_layer(item, RenderOptions(assets=[ASSET]), "png", 256, reader)
 
     def render(tile: Tile) -> bytes:
         z, x, y = tile
@@ -847,12 +850,12 @@ def report(
         f"?assets={ASSET}` (256 px PNG, no other option); the floor runs "
         "`rio_tiler.io.Reader(cog).tile(x, y, z)` and `ImageData.render(img_format='PNG')` per "
         "tile, opening the COG for each tile as titiler-pgstac does (Terracat keeps files "
-        "open between reads: `tiler.reader.DATASETS`). "
+        "open between reads: `tiler.readers.DatasetPool`). "
         f"{INPROC}: `tiler.render.render_item_tile` with the endpoint's options (`ItemReader`, "
-        "`tiler.factory.render`; what the export runs per tile): the tile endpoint without "
+        "`tiler.encoders.render`; what the export runs per tile): the tile endpoint without "
         "HTTP. The floor and titiler-pgstac read a tile through a VRT made for it at the "
         "data's resolution, then resample it to 256 px; Terracat reads it as a window of one "
-        "warped VRT per zoom at the tile's resolution (`tiler.reader.TileGrids`): nearest "
+        "warped VRT per zoom at the tile's resolution (`tiler.readers.TileGrids`): nearest "
         "neighbours on two grids, so some pixels differ (the cross-check below says how "
         "much). The floor and titiler-pgstac encode PNG with GDAL's driver (zlib), Terracat "
         "with imagecodecs' libpng on zlib-ng, same level 6.",

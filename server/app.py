@@ -18,6 +18,7 @@ from catalog.jobs.queue import JobRepository
 from catalog.stac.client import CoreClient
 from catalog.stac.repository import CatalogRepository
 from catalog.uploads.repository import UploadRepository
+from tiler.readers.shared import ReaderResources
 
 from . import parts as api_parts
 from .auth import admin_dependency
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     os.environ.setdefault("GDAL_CACHEMAX", str(settings.tiler.gdal_cache_mb))
     admin = admin_dependency(settings.api)
     stac_settings = stac_api_settings(settings.api)
+    # The tiler's storage, open files and grid cache: one set per app, closed with it.
+    readers = ReaderResources.at(settings.ingest.data_dir)
     parts = [
         core_part(),
         search_part(),
@@ -65,8 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         vector_tiles_part(settings),
         exports_part(settings, admin),
         uploads_part(settings, admin),
-        item_maps_part(settings),
-        mosaics_part(settings, admin),
+        item_maps_part(settings, readers),
+        mosaics_part(settings, admin, readers),
     ]
     app = FastAPI(
         title=settings.api.title,
@@ -75,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api",
         docs_url="/api.html",
         redoc_url=None,
-        lifespan=_lifespan(settings, parts),
+        lifespan=_lifespan(settings, parts, readers),
     )
     api = StacApi(
         app=app,
@@ -100,11 +103,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_parts.name_operations(api.app, parts)
     add_error_handlers(api.app, api_parts.error_handlers(parts))
     api.app.state.settings = settings
+    api.app.state.readers = readers
     return api.app
 
 
 def _lifespan(
-    settings: Settings, parts: Sequence[ApiPart]
+    settings: Settings, parts: Sequence[ApiPart], readers: ReaderResources
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Connect the catalogue's repositories, then let every part put what it needs on state."""
 
@@ -122,5 +126,6 @@ def _lifespan(
             yield
         finally:
             await engine.dispose()
+            readers.close()
 
     return lifespan

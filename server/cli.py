@@ -11,7 +11,7 @@ from functools import partial
 
 from catalog.db.cluster import ClusterError
 from catalog.db.engine import migrate
-from catalog.jobs.worker import die_with_parent
+from catalog.jobs.lifetime import die_with_parent
 
 from .database import embedded_cluster, resolve_url
 from .settings import Settings

@@ -17,6 +17,7 @@ from ogc.vector_tiles import VectorTilesExtension
 from tiler.errors import error_handlers as tiler_error_handlers
 from tiler.factory import item_maps_router
 from tiler.mosaic import mosaic_router
+from tiler.readers.shared import ReaderResources
 
 from .parts import ApiPart, routers_part
 from .processes import build_processes
@@ -126,13 +127,13 @@ def uploads_part(settings: Settings, admin: Any) -> ApiPart:
     )
 
 
-def item_maps_part(settings: Settings) -> ApiPart:
+def item_maps_part(settings: Settings, readers: ReaderResources) -> ApiPart:
     """Raster maps of each item (titiler's factory on our reader); public reads."""
-    router = item_maps_router(settings.tiler, settings.ingest.data_dir)
+    router = item_maps_router(settings.tiler, readers)
     return routers_part("item-maps", lambda app: [router], error_handlers=tiler_error_handlers())
 
 
-def mosaics_part(settings: Settings, admin: Any) -> ApiPart:
+def mosaics_part(settings: Settings, admin: Any, readers: ReaderResources) -> ApiPart:
     """Mosaic maps of collections and saved searches; saving a search needs ``admin``."""
-    router = mosaic_router(settings.tiler, settings.ingest.data_dir, [admin], settings.mosaic)
+    router = mosaic_router(settings.tiler, readers, [admin], settings.mosaic)
     return routers_part("mosaics", lambda app: [router], error_handlers=tiler_error_handlers())

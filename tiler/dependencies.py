@@ -7,7 +7,6 @@ none takes a file path or URL from the client.
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from cachetools import TTLCache
@@ -28,9 +27,12 @@ from titiler.core.dependencies import (
 
 from catalog.errors import InvalidParameter, InvalidStac, NotFound
 from catalog.stac.serializers import check_id, item_document
+from catalog.storage.local import LocalStorage
 
+from .crs import safe_crs
 from .errors import InvalidColorMap, InvalidLayer, UnsafeCrs
-from .reader import safe_crs
+from .readers.pool import DatasetPool
+from .readers.shared import GridCache, ReaderResources
 
 # Query parameters titiler parses with CRS.from_user_input (which opens files and URLs).
 CRS_PARAMETERS = frozenset({"crs", "dst_crs", "coord_crs", "bbox-crs"})
@@ -75,15 +77,28 @@ class ItemParams:
 
 @dataclass
 class ReaderOptions(DefaultDependency):
-    """What ``ItemReader`` needs besides the item: the storage root and the size limit."""
+    """What ``ItemReader`` needs besides the item: the storage, the size limit, and the app's
+    pool of open files and cache of grids (``ReaderResources``; None: the reader's own)."""
 
-    data_dir: FilePath
+    storage: LocalStorage
     max_image_size: int
+    datasets: DatasetPool | None = None
+    grid_cache: GridCache | None = None
+
+    @classmethod
+    def shared(cls, resources: ReaderResources, max_image_size: int) -> "ReaderOptions":
+        """The options of readers sharing ``resources``."""
+        return cls(
+            storage=resources.storage,
+            max_image_size=max_image_size,
+            datasets=resources.datasets,
+            grid_cache=resources.grids,
+        )
 
 
-def reader_params(data_dir: FilePath, max_image_size: int) -> Callable[[], ReaderOptions]:
-    """The ``reader_dependency``: fixed reader options (nothing comes from the request)."""
-    options = ReaderOptions(data_dir=data_dir, max_image_size=max_image_size)
+def reader_params(resources: ReaderResources, max_image_size: int) -> Callable[[], ReaderOptions]:
+    """The ``reader_dependency``: the app's reader options (nothing comes from the request)."""
+    options = ReaderOptions.shared(resources, max_image_size)
 
     def dependency() -> ReaderOptions:
         return options
@@ -185,22 +200,27 @@ async def SafeCrsParams(request: Request) -> None:  # noqa: N802
 
 
 def SafeColorMapParams(  # noqa: N802
-    colormap_name: Annotated[  # type: ignore[valid-type]
-        Literal[tuple(default_cmap.list())] | None,
+    colormap_name: Annotated[
+        # the names known at start-up: an enum in the OpenAPI document (mypy cannot see it)
+        Literal[tuple(default_cmap.list())] | None,  # type: ignore[valid-type]
         Query(description="Colormap name"),
     ] = None,
     colormap: Annotated[str | None, Query(description="JSON encoded custom colormap")] = None,
 ) -> ColorMapType | None:
     """titiler's colormap parameters; a JSON value that is not a colormap is a 400."""
     try:
-        return TitilerColorMapParams(colormap_name=colormap_name, colormap=colormap)
+        found: ColorMapType | None = TitilerColorMapParams(
+            colormap_name=colormap_name, colormap=colormap
+        )
+        return found
     except (ValueError, TypeError, KeyError, IndexError, json.JSONDecodeError) as exc:
         raise InvalidColorMap(f"colormap is not a valid colour map: {exc}") from exc
 
 
 def AlgorithmParams(  # noqa: N802
-    algorithm: Annotated[  # type: ignore[valid-type]
-        Literal[tuple(default_algorithms.list())] | None,
+    algorithm: Annotated[
+        # the names known at start-up: an enum in the OpenAPI document (mypy cannot see it)
+        Literal[tuple(default_algorithms.list())] | None,  # type: ignore[valid-type]
         Query(description="Post-processing algorithm (titiler's)"),
     ] = None,
     algorithm_params: Annotated[

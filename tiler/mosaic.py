@@ -24,7 +24,6 @@ tiles are: MapLibre shows it as empty); an unknown collection or search is 404.
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -72,10 +71,12 @@ from .dependencies import (
     reader_params,
     scale_path,
 )
+from .encoders import render
 from .errors import AssetNotReadable, InvalidLayer, TilerError
-from .factory import SharedTileMatrixSets, cache_control_route, render
+from .factory import SharedTileMatrixSets, cache_control_route
 from .presets import Preset, PresetQuery, resolve_preset
-from .reader import ItemReader
+from .readers import ItemReader
+from .readers.shared import ReaderResources
 from .settings import MosaicSettings, TilerSettings
 
 WEB_MERCATOR = "WebMercatorQuad"
@@ -533,7 +534,7 @@ def searches_router(
 
 def mosaic_router(
     tiler: TilerSettings,
-    data_dir: FilePath,
+    resources: ReaderResources,
     write_dependencies: Sequence[Any] = (),
     settings: MosaicSettings | None = None,
 ) -> APIRouter:
@@ -554,7 +555,7 @@ def mosaic_router(
             router=APIRouter(route_class=route_class),
             router_prefix=prefix,
             path_dependency=source,
-            reader_dependency=reader_params(data_dir, tiler.max_image_size),
+            reader_dependency=reader_params(resources, tiler.max_image_size),
             render_func=render,
             supported_tms=sets,
             max_tile_scale=tiler.max_tile_scale,

@@ -28,7 +28,7 @@ The dependencies below plug into titiler's ``layer_dependency``, ``render_depend
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Query
 from rio_tiler.colormap import cmap as default_cmap
@@ -39,7 +39,7 @@ from catalog.errors import InvalidParameter
 
 from .dependencies import LayerQuery, SafeColorMapParams
 from .errors import InvalidLayer, PresetUnavailable, UnknownPreset
-from .reader import asset_bands, band_positions, default_assets
+from .readers.stac import asset_bands, band_positions, default_assets
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "nir": ("nir", "nir08"),
@@ -105,7 +105,8 @@ def _stack_statistics(
         raster = item["assets"][name].get("raster:bands") or []
         for index in range(count):
             band = raster[index] if index < len(raster) and isinstance(raster[index], dict) else {}
-            stats = band.get("statistics") if isinstance(band.get("statistics"), dict) else {}
+            found = band.get("statistics")
+            stats = found if isinstance(found, dict) else {}
             low, high = stats.get("minimum"), stats.get("maximum")
             if isinstance(low, int | float) and isinstance(high, int | float) and low < high:
                 stack.append((float(low), float(high)))
@@ -210,13 +211,15 @@ def preset_render_params(
         render: Annotated[ImageRenderingParams, Depends()],
         resolved: Annotated[PresetRender | None, Depends(preset)],
     ) -> ImageRenderingParams:
-        for low, high in render.rescale or ():
+        # titiler annotates rescale as list[str]; its __post_init__ makes (min, max) pairs
+        pairs = cast(list[tuple[float, float]], render.rescale or [])
+        for low, high in pairs:
             if not (math.isfinite(low) and math.isfinite(high) and low < high):
                 raise InvalidParameter(
                     f"rescale must be finite min,max with min < max: {low},{high}"
                 )
         if resolved is not None and not render.rescale and resolved.rescale:
-            render.rescale = resolved.rescale
+            render.rescale = cast(list[str], resolved.rescale)  # (min, max) pairs: see above
         return render
 
     return dependency

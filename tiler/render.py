@@ -39,10 +39,11 @@ from titiler.mosaic.factory import PixelSelectionParams
 
 from catalog.errors import InvalidParameter
 from catalog.stac.search import SearchParams
+from catalog.storage.local import LocalStorage
 
 from .dependencies import LayerQuery, ReaderOptions, SafeColorMapParams, TileOptions
+from .encoders import render
 from .errors import InvalidLayer
-from .factory import render
 from .mosaic import CatalogBackend, EmptyTile, MosaicPresetParams, MosaicSource
 from .presets import (
     Preset,
@@ -53,7 +54,8 @@ from .presets import (
     preset_render_params,
     resolve_preset,
 )
-from .reader import ItemReader
+from .readers import ItemReader
+from .readers.shared import ReaderResources
 from .tiling import tile_boxes
 
 WEB_MERCATOR = "WebMercatorQuad"
@@ -116,7 +118,7 @@ class TileLayer:
 
 
 def _slots(
-    options: RenderOptions, tile_size: int, data_dir: Path, max_image_size: int
+    options: RenderOptions, tile_size: int, reader: ReaderOptions
 ) -> tuple[LayerQuery, ReaderOptions, TileOptions, DatasetParams]:
     """The slots item and mosaic tiles share, after the checks their dependencies make."""
     options.check_layer()
@@ -124,7 +126,7 @@ def _slots(
                        indexes=options.bidx, bands=options.bands)  # fmt: skip
     return (
         layer,
-        ReaderOptions(data_dir=Path(data_dir), max_image_size=max_image_size),
+        reader,
         # 512 px tiles are the endpoint's @2x tiles: the same grid, twice the pixels
         TileOptions(scale=2 if tile_size == 512 else None),
         DatasetParams(resampling_method=options.resampling, reproject_method=options.reproject),
@@ -136,11 +138,10 @@ def tile_layer(
     options: RenderOptions,
     image_format: str,
     tile_size: int,
-    data_dir: Path,
-    max_image_size: int,
+    reader: ReaderOptions,
 ) -> TileLayer:
     """The slots' values, through the same dependency functions the factory plugs in."""
-    layer, reader, tile, dataset = _slots(options, tile_size, data_dir, max_image_size)
+    layer, reader, tile, dataset = _slots(options, tile_size, reader)
     resolve = preset_params(lambda: item)
     resolved = resolve(item=dict(item), layer=layer, preset=PresetQuery(preset=options.preset))
     layer = preset_layer_params(resolve)(layer=layer, resolved=resolved)
@@ -184,9 +185,9 @@ def render_item_tile(item: Mapping[str, Any], z: int, x: int, y: int, p: TileLay
     return content
 
 
-def item_zooms(item: Mapping[str, Any], data_dir: Path) -> tuple[int, int]:
+def item_zooms(item: Mapping[str, Any], storage: LocalStorage) -> tuple[int, int]:
     """The item's WebMercatorQuad min and max zoom from its native resolution (rio-tiler's)."""
-    with ItemReader(dict(item), data_dir=Path(data_dir)) as reader:
+    with ItemReader(dict(item), storage=storage) as reader:
         return int(reader.minzoom), int(reader.maxzoom)
 
 
@@ -212,11 +213,10 @@ def mosaic_layer(
     pixel_selection: str,
     image_format: str,
     tile_size: int,
-    data_dir: Path,
-    max_image_size: int,
+    reader: ReaderOptions,
 ) -> MosaicLayer:
     """The mosaic route's slot values (tiler/mosaic.py ``MosaicFactory``) for ``options``."""
-    layer, reader, tile, dataset = _slots(options, tile_size, data_dir, max_image_size)
+    layer, reader, tile, dataset = _slots(options, tile_size, reader)
     return MosaicLayer(
         reader=reader,
         tile=tile,
@@ -297,11 +297,14 @@ def _options(request: Any) -> RenderOptions:
 
 
 def item_plan(
-    item: Mapping[str, Any], request: Any, data_dir: Path, max_image_size: int
+    item: Mapping[str, Any], request: Any, data_dir: Path, reader: ReaderOptions
 ) -> dict[str, Any]:
-    """A JSON plan rendering ``item`` with ``request``'s options (resolved now, to fail early)."""
+    """A JSON plan rendering ``item`` with ``request``'s options (resolved now, to fail early).
+
+    ``reader`` are the options of the assets' storage under ``data_dir``.
+    """
     options = _options(request)
-    tile_layer(item, options, request.format, request.tile_size, data_dir, max_image_size)
+    tile_layer(item, options, request.format, request.tile_size, reader)
     return {
         "kind": "item",
         "item": dict(item),
@@ -309,7 +312,7 @@ def item_plan(
         "format": request.format,
         "tile_size": request.tile_size,
         "data_dir": str(data_dir),
-        "max_image_size": max_image_size,
+        "max_image_size": reader.max_image_size,
     }
 
 
@@ -319,13 +322,12 @@ def mosaic_plan(
     max_items: int,
     request: Any,
     data_dir: Path,
-    max_image_size: int,
+    reader: ReaderOptions,
 ) -> dict[str, Any]:
     """A JSON plan rendering the mosaic of ``items`` (mosaic order, GeoJSON footprints)."""
     options = _options(request)
     pixel_selection = request.pixel_selection or "first"
-    mosaic_layer(options, pixel_selection, request.format, request.tile_size, data_dir,
-                 max_image_size)  # fmt: skip
+    mosaic_layer(options, pixel_selection, request.format, request.tile_size, reader)
     return {
         "kind": "mosaic",
         "items": list(items),
@@ -336,14 +338,19 @@ def mosaic_plan(
         "format": request.format,
         "tile_size": request.tile_size,
         "data_dir": str(data_dir),
-        "max_image_size": max_image_size,
+        "max_image_size": reader.max_image_size,
     }
 
 
-def renderer_from_plan(plan: Mapping[str, Any]) -> TileRenderer:
-    """The tile renderer a plan of ``item_plan`` or ``mosaic_plan`` stands for."""
+def renderer_from_plan(plan: Mapping[str, Any], resources: ReaderResources) -> TileRenderer:
+    """The tile renderer a plan of ``item_plan`` or ``mosaic_plan`` stands for.
+
+    ``resources`` are the storage of the plan's ``data_dir``, the pool and the cache its
+    tiles share (the caller closes them); forked render processes inherit them.
+    """
     options = RenderOptions.model_validate(plan["options"])
-    common = (plan["format"], plan["tile_size"], Path(plan["data_dir"]), plan["max_image_size"])
+    reader = ReaderOptions.shared(resources, plan["max_image_size"])
+    common = (plan["format"], plan["tile_size"], reader)
     if plan["kind"] == "item":
         item = plan["item"]
         layer = tile_layer(item, options, *common)

@@ -40,7 +40,7 @@ class TilerSettings(BaseSettings):
         default=256,
         ge=16,
         description="GDAL's block cache of each server process (GDAL_CACHEMAX, which wins when "
-        "set). Files stay open between tiles (tiler.reader.DATASETS), so their decoded blocks "
+        "set). Files stay open between tiles (tiler.readers.DatasetPool), so their decoded blocks "
         "stay cached up to this size; GDAL's own default is 5% of RAM per process.",
     )
 

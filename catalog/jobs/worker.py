@@ -14,7 +14,6 @@ children die with the fork server.
 """
 
 import asyncio
-import ctypes
 import importlib
 import logging
 import multiprocessing
@@ -34,6 +33,7 @@ import psycopg
 from sqlalchemy import make_url
 
 from catalog.errors import CatalogError
+from catalog.jobs.lifetime import die_with_parent
 from catalog.jobs.queue import (
     CANCEL_CHANNEL,
     JOBS_CHANNEL,
@@ -102,17 +102,6 @@ def _die_with_worker(worker: int) -> None:
         os._exit(1)
     except PermissionError:  # alive, under another user
         pass
-
-
-def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
-    """Have the kernel send ``sig`` to this process when ``parent`` exits (Linux)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
-    except OSError:  # not Linux: the parent still kills us on cancel and timeout
-        return
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 def _exit_on_term(signum: int, frame: Any) -> None:

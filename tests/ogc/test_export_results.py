@@ -25,7 +25,8 @@ from server.settings import ApiSettings, Settings
 from server.worker import run_worker
 from tests.tiler.conftest import COLLECTION
 from tests.workers import LoopThread
-from tiler.export import ExportSettings, exports_dir, sweep_exports
+from tiler.export import exports_dir, sweep_exports
+from tiler.settings import ExportSettings
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PROXY = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "maps.example.org",

@@ -31,7 +31,8 @@ from server.worker import sweep_temp
 from tests import rasters
 from tests.tiler.conftest import COLLECTION, PREFIX, MakeItem, decode, expected_tiles
 from tests.workers import MakeWorker, Processes, WorkerThread, wait_for
-from tiler.export import ExportSettings, export_processes
+from tiler.export import export_processes
+from tiler.settings import ExportSettings
 
 FAST = JobSettings(heartbeat_s=0.2, stale_after_s=2, idle_wake_s=0.5, max_attempts=2)
 

@@ -13,7 +13,7 @@ from rio_tiler.io import MultiBaseReader
 from server.app import create_app
 from server.settings import Settings
 from tests.tiler.conftest import PREFIX, centre_tile, decode, npy
-from tiler.reader import ItemReader
+from tiler.readers import ItemReader
 from tiler.settings import TilerSettings
 
 TILEJSON_REQUIRED = ("tilejson", "tiles")  # TileJSON 3.0.0: the only required fields
@@ -348,3 +348,15 @@ def test_openapi_lists_the_item_routes_with_unique_camelcase_ids(maps: TestClien
     assert {"scale", "z", "x", "y", "collection_id", "item_id"} <= {p["name"] for p in scale}
     assert not any(p["name"] == "url" for ops in paths.values() for op in ops.values()
                    for p in op.get("parameters", []))  # fmt: skip
+
+
+def test_the_app_keeps_tile_files_open_and_closes_them_when_it_stops(
+    settings: Settings, rgb_item: dict[str, Any]
+) -> None:
+    with TestClient(create_app(settings)) as app:
+        pool = app.app.state.readers.datasets  # type: ignore[attr-defined]
+        z, x, y = centre_tile(app, "rgb")
+        for _ in range(2):
+            assert app.get(_tile_url("rgb", z, x, y, ".png")).status_code == 200
+        assert pool.opened == 1 and len(pool) == 1  # one file, opened once for both tiles
+    assert len(pool) == 0  # closed with the app

@@ -1,6 +1,6 @@
 """JPEG tiles come from libjpeg-turbo through imagecodecs, not GDAL's JPEG driver: same bytes.
 
-Each case renders one image through ``tiler.factory.render`` and through titiler's
+Each case renders one image through ``tiler.encoders.render`` and through titiler's
 ``render_image`` (GDAL's driver, quality 85) and compares the files byte for byte.
 """
 
@@ -14,7 +14,7 @@ from rio_tiler.models import ImageData
 from titiler.core.resources.enums import ImageType
 from titiler.core.utils import render_image
 
-from tiler.factory import render
+from tiler.encoders import render
 
 
 def _image(bands: int, dtype: str, seed: int = 3) -> ImageData:

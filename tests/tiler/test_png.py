@@ -1,6 +1,6 @@
 """PNG tiles come from libpng on zlib-ng (imagecodecs), not GDAL's PNG driver: same pixels.
 
-Each case renders one image twice, through ``tiler.factory.render`` and through titiler's
+Each case renders one image twice, through ``tiler.encoders.render`` and through titiler's
 ``render_image`` (GDAL's driver), and compares the decoded PNGs band by band.
 """
 
@@ -18,7 +18,7 @@ from rio_tiler.models import ImageData
 from titiler.core.resources.enums import ImageType
 from titiler.core.utils import render_image
 
-from tiler.factory import render
+from tiler.encoders import render
 
 
 def _image(bands: int, dtype: str, masked: bool = True, seed: int = 1) -> ImageData:

@@ -10,7 +10,7 @@ from rio_tiler.errors import InvalidExpression
 from tests.tiler.conftest import PREFIX, centre_tile, decode, npy
 from tiler.errors import PresetUnavailable
 from tiler.presets import PRESETS, resolve_preset
-from tiler.reader import band_positions, translate_expression
+from tiler.readers.stac import band_positions, translate_expression
 
 
 def _asset(*common: str, stats: bool = True, dtype: str = "uint16") -> dict[str, Any]:

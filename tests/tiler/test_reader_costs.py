@@ -16,9 +16,9 @@ import pytest
 import rasterio
 from rio_tiler.constants import WGS84_CRS
 
-from tiler import reader as reader_module
 from tiler.factory import SharedTileMatrixSets
-from tiler.reader import DatasetPool, ItemReader, LocalTiffReader
+from tiler.readers import ASSET_READERS, DatasetPool, ItemReader, LocalTiffReader
+from tiler.readers.shared import GridCache
 
 from ..rasters import cog_tif, utm_rgb_tif
 
@@ -39,7 +39,9 @@ def test_item_tiles_are_read_on_the_calling_thread(
 ) -> None:
     item, data_dir = local_item
     RecordingReader.threads_seen = []
-    with ItemReader(item, data_dir=data_dir, reader=RecordingReader) as src:
+    with ItemReader(
+        item, data_dir=data_dir, readers=dict.fromkeys(ASSET_READERS, RecordingReader)
+    ) as src:
         tile = src.tms.tile(*_centre(src), src.maxzoom)
         src.tile(tile.x, tile.y, tile.z, assets=list(src.assets))
     assert len(RecordingReader.threads_seen) == len(src.assets)  # rio-tiler pools even one
@@ -59,14 +61,14 @@ class CountingReader(ItemReader):
 
 def test_a_grids_zooms_are_worked_out_once(local_item: tuple[dict[str, Any], Path]) -> None:
     item, data_dir = local_item
-    reader_module._ZOOMS.clear()
+    cache = GridCache()  # the app's
     CountingReader.computed = 0
-    first = CountingReader(item, data_dir=data_dir)
-    second = CountingReader(item, data_dir=data_dir)
+    first = CountingReader(item, data_dir=data_dir, grid_cache=cache)
+    second = CountingReader(item, data_dir=data_dir, grid_cache=cache)
     assert CountingReader.computed == 1
     assert (first.minzoom, first.maxzoom) == (second.minzoom, second.maxzoom)
-    fresh = ItemReader(item, data_dir=data_dir)
-    reader_module._ZOOMS.clear()
+    fresh = ItemReader(item, data_dir=data_dir, grid_cache=cache)
+    cache.clear()
     assert (fresh.minzoom, fresh.maxzoom) == (int(fresh._minzoom), int(fresh._maxzoom))
 
 
@@ -108,14 +110,14 @@ def test_item_tiles_borrow_their_files_from_the_pool(
     local_item: tuple[dict[str, Any], Path],
 ) -> None:
     item, data_dir = local_item
-    reader_module.DATASETS.clear()
-    before = reader_module.DATASETS.opened
+    pool = DatasetPool()  # the app's
+    before = pool.opened
     for _ in range(3):
-        with ItemReader(item, data_dir=data_dir) as src:
+        with ItemReader(item, data_dir=data_dir, datasets=pool) as src:
             tile = src.tms.tile(*_centre(src), src.maxzoom)
             src.tile(tile.x, tile.y, tile.z, assets=list(src.assets))
-    assert reader_module.DATASETS.opened - before == len(src.assets)
-    assert len(reader_module.DATASETS) == len(src.assets)
+    assert pool.opened - before == len(src.assets)
+    assert len(pool) == len(src.assets)
 
 
 def test_readers_at_the_same_time_get_their_own_handles(cog: Path) -> None:
@@ -151,18 +153,19 @@ def test_idle_handles_are_closed(cog: Path) -> None:
     assert first.closed
 
 
-def _pool_size_in_child(queue: Any) -> None:
-    queue.put(len(reader_module.DATASETS))
+def _pool_size_in_child(queue: Any, pool: DatasetPool) -> None:
+    queue.put(len(pool))
 
 
 def test_a_forked_child_opens_its_own_files(local_item: tuple[dict[str, Any], Path]) -> None:
     item, data_dir = local_item
-    with ItemReader(item, data_dir=data_dir) as src:
+    pool = DatasetPool()
+    with ItemReader(item, data_dir=data_dir, datasets=pool) as src:
         src.info()
-    assert len(reader_module.DATASETS) > 0
+    assert len(pool) > 0
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    child = context.Process(target=_pool_size_in_child, args=(queue,))
+    child = context.Process(target=_pool_size_in_child, args=(queue, pool))
     child.start()
     assert queue.get(timeout=30) == 0
     child.join(30)

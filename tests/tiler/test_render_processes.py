@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog.jobs.worker import die_with_parent
+from catalog.jobs.lifetime import die_with_parent
 from tests.tiler.conftest import ListWriter
 from tiler.export import write_tiles
 

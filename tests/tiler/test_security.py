@@ -23,7 +23,7 @@ from catalog.db.cluster import free_port
 from server.settings import Settings
 from tests.tiler.conftest import PREFIX, centre_tile
 from tiler.errors import AssetNotReadable
-from tiler.reader import ItemReader
+from tiler.readers import ItemReader
 
 SECRET = "root:x:0:0:root:/root:/bin/bash"
 PROBE = """

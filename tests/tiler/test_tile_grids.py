@@ -20,8 +20,8 @@ from rio_tiler.constants import WGS84_CRS
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 
-from tiler import reader as reader_module
-from tiler.reader import DatasetPool, LocalTiffReader, grid_readable
+from tiler.readers import DatasetPool, LocalTiffReader, grid_readable
+from tiler.readers import grids as grids_module
 
 from ..rasters import cog_tif, float_tif, gradient, rgbn_uint16_tif, utm_rgb_tif, write_geotiff
 
@@ -137,14 +137,12 @@ def test_grid_tiles_match_rio_tilers(cogs: dict[str, Path], case: str, tms_id: s
     assert all(compared[:3])  # the centre tiles hold data (a corner may be all masked)
 
 
-def test_retina_tiles_and_band_subsets(
-    cogs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(reader_module, "DATASETS", DatasetPool())  # no grid made before
+def test_retina_tiles_and_band_subsets(cogs: dict[str, Path]) -> None:
+    pool = DatasetPool()  # no grid made before
     path = cogs["no mask, uint16"]
     tms = morecantile.tms.get("WebMercatorQuad")
     tile = _tiles(path, tms)[1]
-    with LocalTiffReader(str(path)) as ours, Reader(str(path)) as stock:
+    with LocalTiffReader(str(path), datasets=pool) as ours, Reader(str(path)) as stock:
         for options in ({"tilesize": 512}, {"indexes": (4, 1)}, {"indexes": 2}):
             mine = ours.tile(tile.x, tile.y, tile.z, **options)
             _compare(mine, stock.tile(tile.x, tile.y, tile.z, **options))
@@ -177,9 +175,8 @@ def test_neighbouring_tiles_share_one_grid_and_old_grids_are_closed(
     tms = morecantile.tms.get("WebMercatorQuad")
     top = _tiles(path, tms)[0]
     pool = DatasetPool()
-    monkeypatch.setattr(reader_module, "DATASETS", pool)
-    monkeypatch.setattr(reader_module, "MAX_GRIDS", 2)
-    with LocalTiffReader(str(path)) as reader:
+    monkeypatch.setattr(grids_module, "MAX_GRIDS", 2)
+    with LocalTiffReader(str(path), datasets=pool) as reader:
         grids = reader.grids
         assert grids is not None
         for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
@@ -205,13 +202,11 @@ def test_neighbouring_tiles_share_one_grid_and_old_grids_are_closed(
     ],  # fmt: skip
     ids=lambda options: next(iter(options)),
 )
-def test_other_read_options_are_left_to_rio_tiler(
-    cogs: dict[str, Path], options: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(reader_module, "DATASETS", DatasetPool())  # no grid made before
+def test_other_read_options_are_left_to_rio_tiler(cogs: dict[str, Path], options: Any) -> None:
+    pool = DatasetPool()  # no grid made before
     path = cogs["nodata"]
     tile = _tiles(path, morecantile.tms.get("WebMercatorQuad"))[1]
-    with LocalTiffReader(str(path)) as ours, Reader(str(path)) as stock:
+    with LocalTiffReader(str(path), datasets=pool) as ours, Reader(str(path)) as stock:
         mine = ours.tile(tile.x, tile.y, tile.z, **options)
         theirs = stock.tile(tile.x, tile.y, tile.z, **options)
         assert ours.grids is not None and len(ours.grids) == 0

@@ -1,0 +1,234 @@
+"""The worker's side of an export (``prepare``): the source's items, region, zooms and plan.
+
+The item, collection or saved search is resolved to items (a mosaic's in its order, at most
+``ExportSettings.max_items``), the region is their footprints within ``bbox``, the zooms
+default to the data's native ones, and more than ``ExportSettings.max_tiles`` tiles are
+refused. The plan is JSON: the job's child process rebuilds its renderer from it.
+"""
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import shapely
+from rio_tiler.errors import RioTilerError
+
+from catalog.jobs.queue import JobRecord
+from catalog.maps.mosaic import MosaicRepository, collection_params
+from catalog.stac.repository import CatalogRepository
+from catalog.stac.search import SearchParams, encode_token
+from catalog.stac.serializers import item_document
+from catalog.storage.local import LocalStorage
+
+from ..archives import ArchiveMetadata
+from ..dependencies import ReaderOptions
+from ..errors import TilerError
+from ..render import item_plan, item_zooms, mosaic_plan
+from ..settings import ExportSettings
+from ..tiling import clamp_bounds, count_tiles
+from .inputs import (
+    ExportRequest,
+    NoData,
+    TooManyItems,
+    check_tile_count,
+    parse_request,
+)
+
+SEARCH_PAGE = 1000
+
+
+class ExportPlanner:
+    """Resolves an export's inputs to the plan of its child process (database reads only)."""
+
+    def __init__(
+        self,
+        catalog: CatalogRepository,
+        data_dir: Path,
+        reader: ReaderOptions,
+        mosaics: MosaicRepository,
+        settings: ExportSettings,
+    ) -> None:
+        self.catalog = catalog
+        self.data_dir = Path(data_dir)
+        self.reader = reader
+        self.mosaics = mosaics
+        self.settings = settings
+
+    async def plan(self, job: JobRecord, extension: str) -> dict[str, Any]:
+        """Items, region, zooms and the tile count; the plan of the child."""
+        request = parse_request(job.inputs)
+        if request.item is not None:
+            source = await self._item_source(request)
+        else:
+            source = await self._mosaic_source(request)
+        region = source.footprint
+        if request.bbox is not None:
+            region = shapely.intersection(region, shapely.box(*request.bbox))
+        region = shapely.intersection(region, shapely.box(*clamp_bounds((-180, -90, 180, 90))))
+        if region.is_empty or region.area == 0:
+            raise NoData("the bbox does not meet the data")
+        zooms = request.zooms(source.maxzoom, self.settings.zoom_levels)
+        assert zooms is not None
+        count = count_tiles(region.bounds, *zooms)
+        check_tile_count(count, self.settings.max_tiles, *zooms)
+        west, south, east, north = region.bounds
+        metadata = ArchiveMetadata(
+            name=source.name,
+            format=request.format,
+            bounds=(round(west, 8), round(south, 8), round(east, 8), round(north, 8)),
+            minzoom=zooms[0],
+            maxzoom=zooms[1],
+            description=source.description + request.summary(),
+            attribution=source.attribution,
+            type="baselayer" if request.format == "jpeg" else "overlay",
+        )
+        return {
+            "job_id": str(job.id),
+            "extension": extension,
+            "data_dir": str(self.data_dir),
+            "source": source.plan,
+            "region": shapely.to_geojson(region),
+            "minzoom": zooms[0],
+            "maxzoom": zooms[1],
+            "metadata": metadata.__dict__,
+            "renderers": self.settings.renderers or os.cpu_count() or 1,
+            "gdal_cache_mb": self.settings.gdal_cache_mb,
+        }
+
+    async def _item_source(self, request: ExportRequest) -> "_Source":
+        ref = request.item
+        assert ref is not None
+        row = await self.catalog.get_item(ref.collection, ref.id)
+        item = item_document(row, "/")
+        collection = (await self.catalog.get_collection(ref.collection))["content"]
+        plan = item_plan(item, request, self.data_dir, self.reader)
+        return _Source(
+            plan=plan,
+            footprint=_footprint(item),
+            maxzoom=_native_maxzoom([item], self.reader.storage, request.tile_size),
+            name=f"{ref.collection}/{ref.id}",
+            description=f"Item {ref.id} of collection {ref.collection}",
+            attribution=attribution(collection),
+        )
+
+    async def _mosaic_source(self, request: ExportRequest) -> "_Source":
+        mosaics = self.mosaics
+        if request.collection is not None:
+            collection = (await self.catalog.get_collection(request.collection))["content"]
+            params = collection_params(request.collection)
+            name = str(collection.get("title") or request.collection)
+            description = f"Mosaic of collection {request.collection}"
+        else:
+            assert request.search is not None
+            params = (await mosaics.use(request.search)).params
+            name = f"search {request.search}"
+            description = f"Mosaic of saved search {request.search}"
+        if request.bbox is not None and params.bbox is None and params.intersects is None:
+            params = replace(params, bbox=list(request.bbox))
+        rows = await self._search_all(params)
+        if not rows:
+            raise NoData("the mosaic has no item in the bbox")
+        items = [_mosaic_item(row) for row in rows]
+        footprints = [shapely.to_geojson(_footprint(row["content"])) for row in rows]
+        credits = [
+            attribution((await self.catalog.get_collection(c))["content"])
+            for c in sorted({item["collection"] for item in items})
+        ]
+        plan = mosaic_plan(items, footprints, mosaics.max_items, request, self.data_dir,
+                           self.reader)  # fmt: skip
+        return _Source(
+            plan=plan,
+            footprint=shapely.union_all(shapely.from_geojson(footprints)),
+            maxzoom=await asyncio.to_thread(
+                _native_maxzoom, items, self.reader.storage, request.tile_size
+            ),
+            name=name,
+            description=description,
+            attribution="; ".join(dict.fromkeys(c for c in credits if c)) or None,
+        )
+
+    async def _search_all(self, params: SearchParams) -> list[dict[str, Any]]:
+        """Every item of a search, in its order (the mosaic's), up to ``max_items``."""
+        rows: list[dict[str, Any]] = []
+        token = None
+        while True:
+            page = await self.catalog.search(replace(params, limit=SEARCH_PAGE, token=token))
+            rows += page.rows
+            if len(rows) > self.settings.max_items:
+                raise TooManyItems(
+                    f"the mosaic has more than {self.settings.max_items} items in the bbox: "
+                    "give a smaller bbox"
+                )
+            if page.next_values is None:
+                return rows
+            token = encode_token(page.keys, page.next_values, False)
+
+
+def attribution(collection: Mapping[str, Any]) -> str | None:
+    """The licensors and producers among a collection's providers, if it names any."""
+    names = [
+        str(p["name"])
+        for p in collection.get("providers") or []
+        if isinstance(p, dict)
+        and p.get("name")
+        and {"licensor", "producer"} & set(p.get("roles") or [])
+    ]
+    return "© " + ", ".join(dict.fromkeys(names)) if names else None
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What ``prepare`` found for the item, collection or search of an export."""
+
+    plan: dict[str, Any]
+    footprint: shapely.Geometry
+    maxzoom: int
+    name: str
+    description: str
+    attribution: str | None
+
+
+def _footprint(item: Mapping[str, Any]) -> shapely.Geometry:
+    """An item's footprint (its geometry, else its bbox) in lon/lat."""
+    geometry = item.get("geometry")
+    if geometry:
+        return shapely.from_geojson(orjson.dumps(geometry).decode())
+    bbox = item["bbox"]
+    return shapely.box(
+        bbox[0], bbox[1], bbox[-3 if len(bbox) == 6 else 2], bbox[-2 if len(bbox) == 6 else 3]
+    )
+
+
+def _mosaic_item(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An item as the mosaic's tile lookup gives it (catalog/maps/mosaic.py): the reader's needs."""
+    content = row["content"]
+    item: dict[str, Any] = {
+        "type": "Feature",
+        "id": row["id"],
+        "collection": row["collection_id"],
+        "properties": row["properties"],
+        "assets": content.get("assets") or {},
+    }
+    if content.get("bbox") is not None:
+        item["bbox"] = content["bbox"]
+    return item
+
+
+def _native_maxzoom(
+    items: Sequence[Mapping[str, Any]], storage: LocalStorage, tile_size: int
+) -> int:
+    """The finest native zoom among the items (one less for 512 px tiles)."""
+    zooms = []
+    for item in items:
+        try:
+            zooms.append(item_zooms(item, storage)[1])
+        except (RioTilerError, TilerError):  # no GeoTIFF asset: the mosaic skips it too
+            continue
+    if not zooms:
+        raise NoData("no item of the export has a GeoTIFF asset to render")
+    native = max(zooms)
+    return max(0, native - 1) if tile_size == 512 else native

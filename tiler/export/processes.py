@@ -1,0 +1,131 @@
+"""The export Process plugins: ``mbtiles`` and ``pmtiles`` (the package docstring says how)."""
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import shapely
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from catalog.jobs.queue import JobContext, JobRecord, Process
+from catalog.maps.mosaic import MosaicRepository
+from catalog.stac.repository import CatalogRepository
+from catalog.storage.local import LocalStorage
+
+from ..archives import ArchiveWriter, MBTilesWriter, PMTilesWriter
+from ..dependencies import ReaderOptions
+from ..readers.shared import ReaderResources
+from ..settings import ExportSettings, MosaicSettings, TilerSettings
+from ..tiling import clamp_bounds, count_tiles
+from .files import archive_path
+from .inputs import check_tile_count, parse_request, process_description
+from .planning import ExportPlanner
+from .rendering import write_archive
+
+
+class ExportProcess(Process):
+    """Shared by the ``mbtiles`` and ``pmtiles`` processes; ``archive`` is the writer."""
+
+    archive: ClassVar[type[ArchiveWriter]]
+    child_modules = ("tiler.render",)
+
+    def __init__(
+        self,
+        catalog: CatalogRepository,
+        data_dir: Path,
+        tiler: TilerSettings,
+        settings: ExportSettings,
+        mosaic_settings: MosaicSettings,
+    ) -> None:
+        self.catalog = catalog
+        self.data_dir = Path(data_dir)
+        self.tiler = tiler
+        self.settings = settings
+        # made once: LocalStorage creates its folders
+        self.reader = ReaderOptions(
+            storage=LocalStorage(self.data_dir), max_image_size=tiler.max_image_size
+        )
+        # a big export outlasts the jobs' default timeout: this one is the export's own
+        self.description = self.description.model_copy(  # type: ignore[misc]
+            update={"timeout_s": settings.timeout_s}
+        )
+        self.mosaics = MosaicRepository(
+            catalog, mosaic_settings.max_items_per_tile, mosaic_settings.search_cache_ttl_s
+        )
+        self.planner = ExportPlanner(catalog, self.data_dir, self.reader, self.mosaics, settings)
+
+    def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Types, exactly one source, zooms; the tile limit when bbox and zooms are given."""
+        checked = super().check_inputs(inputs)
+        request = parse_request(checked)
+        request.check_layer()
+        zooms = request.zooms(None, self.settings.zoom_levels)
+        if request.bbox is not None and zooms is not None:
+            count = count_tiles(clamp_bounds(request.bbox), *zooms)
+            check_tile_count(count, self.settings.max_tiles, *zooms)
+        return checked
+
+    async def prepare(self, job: JobRecord, cancelled: Callable[[], bool]) -> dict[str, Any]:
+        """Items, region, zooms and the tile count; the plan of the child (``ExportPlanner``)."""
+        return await self.planner.plan(job, self.archive.extension)
+
+    @staticmethod
+    def execute(plan: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        """Child process: render every tile of the region into the archive, then publish it."""
+        # Read by GDAL when its block cache is first used, in this spawned process; the render
+        # processes forked from it inherit the size.
+        os.environ.setdefault("GDAL_CACHEMAX", str(plan["gdal_cache_mb"]))
+        region = shapely.from_geojson(plan["region"])
+        resources = ReaderResources.at(Path(plan["data_dir"]))
+        try:
+            return write_archive(plan, ctx, region, resources)
+        finally:
+            resources.close()
+
+    async def commit(
+        self, conn: AsyncConnection, job: JobRecord, result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The outputs: the archive's download path (relative to the API root) and size."""
+        return {
+            "archive": {
+                "href": f"exports/{result['name']}",
+                "type": self.archive.media_type,
+                "tiles": result["tiles"],
+                "bytes": result["bytes"],
+            }
+        }
+
+    async def failed(self, job: JobRecord, code: str, message: str, final: bool) -> None:
+        """A job that ends without success has no archive (a re-run makes a new one)."""
+        archive_path(self.data_dir, str(job.id), self.archive.extension).unlink(missing_ok=True)
+
+
+class MBTilesProcess(ExportProcess):
+    """Export to MBTiles 1.3."""
+
+    archive = MBTilesWriter
+    description = process_description(MBTilesWriter, "MBTiles")
+
+
+class PMTilesProcess(ExportProcess):
+    """Export to PMTiles v3."""
+
+    archive = PMTilesWriter
+    description = process_description(PMTilesWriter, "PMTiles")
+
+
+def export_processes(
+    catalog: CatalogRepository,
+    data_dir: Path,
+    tiler: TilerSettings,
+    settings: ExportSettings | None = None,
+    mosaic_settings: MosaicSettings | None = None,
+) -> list[Process]:
+    """Both export processes (settings from the environment when not given)."""
+    settings = settings or ExportSettings()
+    mosaic_settings = mosaic_settings or MosaicSettings()
+    return [
+        cls(catalog, data_dir, tiler, settings, mosaic_settings)
+        for cls in (MBTilesProcess, PMTilesProcess)
+    ]
