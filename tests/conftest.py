@@ -158,8 +158,8 @@ def data_dir(_shared_data_root: Path) -> Iterator[Path]:
     """The data folder of ``settings``: one for the session, emptied after every test.
 
     The same folder for every test lets tests share an app (``apps``); what a test leaves in
-    it is gone before the next test starts, and the storage's folders are made again. Fixtures that write there (workers) depend on it,
-    so they stop before it is emptied.
+    it is gone before the next test starts, and the storage's folders are made again.
+    Fixtures that write there (workers) depend on it, so they stop before it is emptied.
     """
     from catalog.storage.local import LocalStorage
 
