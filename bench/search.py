@@ -19,9 +19,10 @@ import psycopg
 from . import queries as query_mix
 from .generate import dataset
 from .load import LoadResult, load_pgstac, load_terracat
+from .memory import MemoryWatch
 from .report import database_versions, fmt, log, run_context, write_section
 from .runner import CellResult, first_pages, run_async, run_cell
-from .servers import ROOT, MemoryWatch, Stacks, versions
+from .servers import ROOT, Stacks, versions
 
 SERVERS = ("terracat", "pgstac")
 TARGET_RATIO = 1.5

@@ -57,19 +57,19 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 from rio_tiler.io import Reader
 
-from .ingest import (
-    FINAL,
-    Orthophoto,
-    RssTimeline,
-    TerracatClient,
-    Upload,
-    _wait_for_worker,
+from .memory import RssTimeline
+from .orthophoto import Orthophoto, make_orthophoto
+from .report import (
+    database_versions,
+    fmt,
     gdal_bin_version,
-    make_orthophoto,
-    measure_upload,
+    log,
+    machine,
+    package_versions,
+    write_section,
 )
-from .report import database_versions, fmt, log, machine, package_versions, write_section
 from .servers import ROOT, TITILER_PGSTAC_VERSION, Stacks, titiler_pgstac_python
+from .uploads import FINAL, TerracatClient, Upload, measure_upload, wait_for_worker
 
 MINZOOM, MAXZOOM = 12, 18
 LEVELS = (1, 8)
@@ -575,7 +575,7 @@ def start(args: argparse.Namespace, ortho: Path, stacks: Stacks) -> Setup:
     env = {"TERRACAT_INGEST_DATA_DIR": str(data_dir)}
     api = stacks.start_terracat(env)
     worker = stacks.start_worker(env)
-    _wait_for_worker(stacks, worker)
+    wait_for_worker(stacks, worker)
     client = TerracatClient(api.url, stacks.token)
     client.create_collection(COLLECTION)
     log(f"ingesting {ortho.name} over tus")
