@@ -29,7 +29,7 @@ from .memory import RssTimeline
 from .orthophoto import Orthophoto, make_orthophoto, make_random_file
 from .report import database_versions, log, write_section
 from .servers import ROOT, Stacks
-from .uploads import TerracatClient, Upload, measure_upload, wait_for_worker
+from .uploads import IngestStack, Upload, measure_upload
 
 
 def run_uploads(
@@ -39,17 +39,12 @@ def run_uploads(
     stacks = Stacks(workers=args.workers)
     timeline: RssTimeline | None = None
     try:
-        log(f"cluster + migrations in {stacks.tmp}")
-        stacks.start_cluster(pgstac=False)
-        env = {"TERRACAT_INGEST_DATA_DIR": str(stacks.tmp / "data")}
-        api = stacks.start_terracat(env)
-        worker = stacks.start_worker(env)
-        wait_for_worker(stacks, worker)
+        terracat = IngestStack.start(stacks)
         db_versions = database_versions(stacks.terracat_url)
-        client = TerracatClient(api.url, stacks.token)
+        client = terracat.client
         for transport in ("tus", "multipart"):
             client.create_collection(f"bench-{transport}")
-        timeline = RssTimeline({"api": api.process.pid, "worker": worker.process.pid}).start()
+        timeline = terracat.timeline()
         plan = [Upload("orthophoto", t, ortho, f"bench-{t}", True) for t in ("tus", "multipart")]
         if big is not None:
             label = f"random {args.multipart_gb:g} GiB"

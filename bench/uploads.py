@@ -13,6 +13,7 @@ import httpx
 import psycopg
 
 from .memory import RssTimeline
+from .report import log
 from .servers import Server, Stacks
 
 BASELINE_S = 1.0  # quiet time before each upload: the "before" memory
@@ -233,3 +234,29 @@ def wait_for_worker(stacks: Stacks, worker: Server, timeout: float = 60.0) -> No
                 return
             time.sleep(0.2)
     raise RuntimeError(f"the worker did not start: {worker.log.read_text()[-2000:]}")
+
+
+@dataclass
+class IngestStack:
+    """Terracat's API and one worker on the cluster of a ``Stacks``, sharing a data folder."""
+
+    api: Server
+    worker: Server
+    client: TerracatClient
+    data_dir: Path
+
+    @classmethod
+    def start(cls, stacks: Stacks, pgstac: bool = False) -> "IngestStack":
+        """Start the cluster (with the pgstac database if asked), the API and the worker."""
+        log(f"cluster + migrations in {stacks.tmp}")
+        stacks.start_cluster(pgstac=pgstac)
+        data_dir = stacks.tmp / "data"
+        env = {"TERRACAT_INGEST_DATA_DIR": str(data_dir)}
+        api = stacks.start_terracat(env)
+        worker = stacks.start_worker(env)
+        wait_for_worker(stacks, worker)
+        return cls(api, worker, TerracatClient(api.url, stacks.token), data_dir)
+
+    def timeline(self) -> RssTimeline:
+        """A started sampler of the API's and the worker's process trees."""
+        return RssTimeline({"api": self.api.process.pid, "worker": self.worker.process.pid}).start()
