@@ -3,11 +3,12 @@ the MBTiles export against GDAL.
 
     python -m bench.tiles --size 10000 --tiles 300
 
-Uses bench.ingest's synthetic orthophoto (cached in var/bench/ingest), starts a private
-PostgreSQL cluster (Terracat and pgstac databases), Terracat under uvicorn and one
-``terracat worker``, uploads the orthophoto over tus and waits for its item (the ingest job
-makes the COG). The same item and its collection go into pgstac, served by titiler-pgstac
-(from its own venv, var/titiler-pgstac-venv) with the same uvicorn options. Then:
+Uses the ingest benchmark's synthetic orthophoto (bench.orthophoto, cached in
+var/bench/ingest), starts a private PostgreSQL cluster (Terracat and pgstac databases),
+Terracat under uvicorn and one ``terracat worker``, uploads the orthophoto over tus and
+waits for its item (the ingest job makes the COG). The same item and its collection go
+into pgstac, served by titiler-pgstac (from its own venv, var/titiler-pgstac-venv) with
+the same uvicorn options. Then:
 
 - a seeded set of tiles over z12-18, each touching the item's footprint, the same list for
   everyone: rio-tiler in-process on the COG (the floor), Terracat's item tile endpoint and
