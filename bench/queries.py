@@ -1,6 +1,7 @@
 """The fixed, seeded query mix. Both servers get exactly the same requests."""
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -66,75 +67,83 @@ def _get(path: str, params: dict[str, Any], expect: int | None = None) -> Reques
     return Request("GET", f"{path}?{urlencode(params)}", None, expect)
 
 
+@dataclass(frozen=True)
+class _Data:
+    """What the variants draw from: ``n`` items over ``k`` collections, their platforms."""
+
+    n: int
+    k: int
+    platforms: list[str]
+
+    def collection(self, rng: random.Random) -> str:
+        """A random collection id."""
+        return collection_id(rng.randrange(self.k))
+
+
+def _bbox(rng: random.Random, data: _Data) -> Request:
+    return _get("search", {"bbox": _bbox_param(_box(rng, 10.0)), "limit": 10})
+
+
+def _bbox_datetime(rng: random.Random, data: _Data) -> Request:
+    bbox = _bbox_param(_box(rng, 20.0))
+    return _get("search", {"bbox": bbox, "datetime": _interval(rng, 182), "limit": 10})
+
+
+def _intersects(rng: random.Random, data: _Data) -> Request:
+    return Request("POST", "search", {"intersects": _polygon(rng, 5.0), "limit": 10})
+
+
+def _collections(rng: random.Random, data: _Data) -> Request:
+    return _get("search", {"collections": data.collection(rng), "limit": 10})
+
+
+def _cql2(rng: random.Random, data: _Data) -> Request:
+    cql2 = {
+        "op": "and",
+        "args": [
+            {"op": "<", "args": [{"property": "eo:cloud_cover"}, rng.choice([5, 10, 20])]},
+            {"op": "=", "args": [{"property": "platform"}, rng.choice(data.platforms)]},
+        ],
+    }
+    return Request("POST", "search", {"filter": cql2, "filter-lang": "cql2-json", "limit": 10})
+
+
+def _sortby(rng: random.Random, data: _Data) -> Request:
+    sign = rng.choice(["-", "+"])
+    params = {"collections": data.collection(rng), "sortby": f"{sign}properties.eo:cloud_cover"}
+    return _get("search", {**params, "limit": 10})
+
+
+def _limit100(rng: random.Random, data: _Data) -> Request:
+    return _get("search", {"bbox": _bbox_param(_box(rng, 30.0)), "limit": 100})
+
+
+def _ids(rng: random.Random, data: _Data) -> Request:
+    ids = sorted({item_id(rng.randrange(data.n), data.k) for _ in range(5)})
+    return _get("search", {"ids": ",".join(ids)}, expect=len(ids))
+
+
+# name, description, next links to follow, variant maker; the order is the order of the rng draws
+MIX: list[tuple[str, str, int, Callable[[random.Random, _Data], Request]]] = [
+    ("bbox", "GET bbox 10x10 deg, limit 10", 0, _bbox),
+    ("bbox+datetime", "GET bbox 20x20 deg + 6-month interval, limit 10", 0, _bbox_datetime),
+    ("intersects", "POST intersects heptagon r~5 deg, limit 10", 0, _intersects),
+    ("collections", "GET collections=<one>, limit 10", 0, _collections),
+    ("cql2", "POST cql2-json eo:cloud_cover < x AND platform = p, limit 10", 0, _cql2),
+    ("sortby", "GET collections=<one> sortby=+/-eo:cloud_cover, limit 10", 0, _sortby),
+    ("limit100", "GET bbox 30x30 deg, limit 100", 0, _limit100),
+    ("paging", f"GET collections=<one>, limit 10, then {PAGES} next links (chain)", PAGES,
+     _collections),
+    ("ids", "GET ids=<5 random existing ids>", 0, _ids),
+]  # fmt: skip
+
+
 def build(n: int, k: int, seed: int = 7, variants: int = 64) -> list[QueryType]:
     """Every query type of the mix, each with ``variants`` seeded parameter sets."""
     rng = random.Random(seed)
-    platforms = sorted({p for c in range(k) for p in mission(c)[1]})
-    qs = [
-        QueryType("bbox", "GET bbox 10x10 deg, limit 10"),
-        QueryType("bbox+datetime", "GET bbox 20x20 deg + 6-month interval, limit 10"),
-        QueryType("intersects", "POST intersects heptagon r~5 deg, limit 10"),
-        QueryType("collections", "GET collections=<one>, limit 10"),
-        QueryType("cql2", "POST cql2-json eo:cloud_cover < x AND platform = p, limit 10"),
-        QueryType("sortby", "GET collections=<one> sortby=+/-eo:cloud_cover, limit 10"),
-        QueryType("limit100", "GET bbox 30x30 deg, limit 100"),
-        QueryType(
-            "paging",
-            f"GET collections=<one>, limit 10, then {PAGES} next links (chain)",
-            follow=PAGES,
-        ),
-        QueryType("ids", "GET ids=<5 random existing ids>"),
-    ]
-    by_name = {q.name: q for q in qs}
+    data = _Data(n, k, sorted({p for c in range(k) for p in mission(c)[1]}))
+    mix = [(QueryType(name, what, follow=follow), make) for name, what, follow, make in MIX]
     for _ in range(variants):
-        by_name["bbox"].variants.append(
-            _get("search", {"bbox": _bbox_param(_box(rng, 10.0)), "limit": 10})
-        )
-        by_name["bbox+datetime"].variants.append(
-            _get(
-                "search",
-                {
-                    "bbox": _bbox_param(_box(rng, 20.0)),
-                    "datetime": _interval(rng, 182),
-                    "limit": 10,
-                },
-            )
-        )
-        by_name["intersects"].variants.append(
-            Request("POST", "search", {"intersects": _polygon(rng, 5.0), "limit": 10})
-        )
-        by_name["collections"].variants.append(
-            _get("search", {"collections": collection_id(rng.randrange(k)), "limit": 10})
-        )
-        cql2 = {
-            "op": "and",
-            "args": [
-                {"op": "<", "args": [{"property": "eo:cloud_cover"}, rng.choice([5, 10, 20])]},
-                {"op": "=", "args": [{"property": "platform"}, rng.choice(platforms)]},
-            ],
-        }
-        by_name["cql2"].variants.append(
-            Request("POST", "search", {"filter": cql2, "filter-lang": "cql2-json", "limit": 10})
-        )
-        sign = rng.choice(["-", "+"])
-        by_name["sortby"].variants.append(
-            _get(
-                "search",
-                {
-                    "collections": collection_id(rng.randrange(k)),
-                    "sortby": f"{sign}properties.eo:cloud_cover",
-                    "limit": 10,
-                },
-            )
-        )
-        by_name["limit100"].variants.append(
-            _get("search", {"bbox": _bbox_param(_box(rng, 30.0)), "limit": 100})
-        )
-        by_name["paging"].variants.append(
-            _get("search", {"collections": collection_id(rng.randrange(k)), "limit": 10})
-        )
-        ids = [item_id(rng.randrange(n), k) for _ in range(5)]
-        by_name["ids"].variants.append(
-            _get("search", {"ids": ",".join(sorted(set(ids)))}, expect=len(set(ids)))
-        )
-    return qs
+        for query, make in mix:
+            query.variants.append(make(rng, data))
+    return [query for query, _ in mix]

@@ -4,16 +4,22 @@ Each benchmark prints markdown tables on stdout and progress on stderr, and repl
 section of docs/benchmarks.md (between ``<!-- bench:KEY -->`` markers) leaving the rest alone.
 """
 
+import functools
 import os
 import platform
 import re
+import shlex
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import psycopg
+import rasterio
 
 DOCS_HEADER = "# Benchmarks\n"
 
@@ -37,6 +43,16 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GB RAM, {platform.platform()}"
 
 
+def run_context(module: str) -> list[str]:
+    """The Date, Machine and Command lines that open every section (``python -m module``)."""
+    command = f"python -m {module} " + shlex.join(sys.argv[1:])
+    return [
+        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
+        f"- Machine: {machine()}",
+        f"- Command: `{command}`",
+    ]
+
+
 def package_versions(names: Iterable[str]) -> dict[str, str]:
     """Installed version of each distribution of this interpreter, ``-`` when missing."""
     found = {}
@@ -46,6 +62,23 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
         except PackageNotFoundError:
             found[name] = "-"
     return found
+
+
+@functools.cache
+def gdal_bin_version() -> str | None:
+    """``3.6.2`` of the gdal_translate on PATH (Debian's gdal-bin), None without one."""
+    if shutil.which("gdal_translate") is None:
+        return None
+    done = subprocess.run(["gdal_translate", "--version"], capture_output=True, text=True)
+    return done.stdout.strip().split(",")[0].removeprefix("GDAL ") or None
+
+
+def gdal_versions() -> dict[str, str]:
+    """The GDAL inside the rasterio wheel and the GDAL of the command-line tools."""
+    return {
+        "GDAL (in the rasterio wheel)": rasterio.__gdal_version__,
+        "GDAL (Debian gdal-bin)": gdal_bin_version() or "not installed",
+    }
 
 
 def database_versions(url: str, pgstac: bool = False) -> dict[str, str]:

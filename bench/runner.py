@@ -3,6 +3,7 @@
 import asyncio
 import statistics
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,15 @@ import httpx
 import orjson
 
 from .queries import QueryType, Request
+
+
+def run_async[T](coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, on uvloop's event loop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return asyncio.run(coro, loop_factory=uvloop.new_event_loop)
 
 
 class BadResponse(Exception):
@@ -47,7 +57,7 @@ class CellResult:
 def _check(response: httpx.Response, req: Request) -> dict[str, Any]:
     if response.status_code != 200:
         raise BadResponse(response.status_code, response.text[:300])
-    doc = orjson.loads(response.content)
+    doc: dict[str, Any] = orjson.loads(response.content)
     features = doc.get("features")
     if not isinstance(features, list) or not features:
         raise BadResponse(200, "no features in the response")

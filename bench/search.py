@@ -10,11 +10,8 @@ to docs/benchmarks.md (one section per item count) unless --no-docs. Nothing is 
 """
 
 import argparse
-import asyncio
-import shlex
-import sys
 import time
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -22,9 +19,10 @@ import psycopg
 from . import queries as query_mix
 from .generate import dataset
 from .load import LoadResult, load_pgstac, load_terracat
-from .report import database_versions, fmt, log, machine, write_section
-from .runner import CellResult, first_pages, run_cell
-from .servers import ROOT, MemoryWatch, Stacks, versions
+from .memory import MemoryWatch
+from .report import database_versions, fmt, log, run_context, write_section
+from .runner import CellResult, first_pages, run_async, run_cell
+from .servers import ROOT, Stacks, versions
 
 SERVERS = ("terracat", "pgstac")
 TARGET_RATIO = 1.5
@@ -156,9 +154,49 @@ def write_docs(path: Path, n: int, section: list[str]) -> None:
     write_section(path, f"items={n}", section, header)
 
 
-async def main_async(args: argparse.Namespace) -> list[str]:
-    """Run the whole benchmark; return the markdown report section."""
-    levels = [int(c) for c in args.concurrency.split(",")]
+@dataclass
+class _Measured:
+    """Everything the report needs from one run."""
+
+    tc_load: LoadResult
+    pg_load: LoadResult
+    sizes: dict[str, str]
+    db_versions: dict[str, str]
+    mix: list[query_mix.QueryType]
+    checks: dict[str, str]
+    results: dict[tuple[str, int, str], CellResult]
+    peak: dict[str, int]
+
+
+async def _load(
+    stacks: Stacks, args: argparse.Namespace, items_path: Path, collections_path: Path
+) -> tuple[LoadResult, LoadResult]:
+    """Load the same items into both stacks: Terracat over HTTP, pgstac with pypgstac."""
+    log("loading Terracat through POST /collections/{id}/bulk_items")
+    tc_load = await load_terracat(
+        stacks.servers["terracat"].url,
+        stacks.token,
+        items_path,
+        collections_path,
+        args.collections,
+        batch_size=args.batch_size,
+        in_flight=args.in_flight,
+    )
+    log(
+        f"Terracat load: {tc_load.items} items in {tc_load.seconds:.1f} s = "
+        f"{tc_load.rate:,.0f} items/s"
+    )
+    log("loading pgstac with pypgstac load items --method insert")
+    pg_load = load_pgstac(stacks, items_path, collections_path, args.items)
+    log(
+        f"pgstac load: {pg_load.items} items in {pg_load.seconds:.1f} s = "
+        f"{pg_load.rate:,.0f} items/s"
+    )
+    return tc_load, pg_load
+
+
+async def _run(args: argparse.Namespace, levels: list[int]) -> _Measured:
+    """Make the data, start both stacks, load, cross-check and measure; stop everything."""
     log(f"data: {args.items} items over {args.collections} collections (seed {args.seed})")
     started = time.perf_counter()
     items_path, collections_path = dataset(args.data, args.items, args.collections, args.seed)
@@ -169,26 +207,7 @@ async def main_async(args: argparse.Namespace) -> list[str]:
         stacks.start_cluster()
         stacks.start_servers()
         watch = MemoryWatch(stacks.servers).start()
-        log("loading Terracat through POST /collections/{id}/bulk_items")
-        tc_load = await load_terracat(
-            stacks.servers["terracat"].url,
-            stacks.token,
-            items_path,
-            collections_path,
-            args.collections,
-            batch_size=args.batch_size,
-            in_flight=args.in_flight,
-        )
-        log(
-            f"Terracat load: {tc_load.items} items in {tc_load.seconds:.1f} s = "
-            f"{tc_load.rate:,.0f} items/s"
-        )
-        log("loading pgstac with pypgstac load items --method insert")
-        pg_load = load_pgstac(stacks, items_path, collections_path, args.items)
-        log(
-            f"pgstac load: {pg_load.items} items in {pg_load.seconds:.1f} s = "
-            f"{pg_load.rate:,.0f} items/s"
-        )
+        tc_load, pg_load = await _load(stacks, args, items_path, collections_path)
         started = time.perf_counter()
         stacks.analyze()
         log(f"VACUUM ANALYZE in {time.perf_counter() - started:.1f} s")
@@ -203,23 +222,27 @@ async def main_async(args: argparse.Namespace) -> list[str]:
         log("peak server RSS: " + ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in peak.items()))
     finally:
         stacks.close()
+    return _Measured(tc_load, pg_load, sizes, db_versions, mix, checks, results, peak)
 
-    command = "python -m bench.search " + shlex.join(sys.argv[1:])
-    section = [
+
+def _context(args: argparse.Namespace, run: _Measured) -> list[str]:
+    """Title, run context, versions, servers, sizes and the load figures."""
+    tc_load, pg_load = run.tc_load, run.pg_load
+    return [
         f"## {args.items:,} items over {args.collections} collections",
         "",
-        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}",
-        f"- Machine: {machine()}",
-        f"- Command: `{command}`",
-        "- Versions: " + ", ".join(f"{k} {v}" for k, v in {**versions(), **db_versions}.items()),
+        *run_context("bench.search"),
+        "- Versions: "
+        + ", ".join(f"{k} {v}" for k, v in {**versions(), **run.db_versions}.items()),
         f"- Servers: uvicorn `--workers {args.workers} --loop uvloop --http httptools`, one "
         "process tree per stack on 127.0.0.1; both databases in one private PostgreSQL cluster "
         "(shared_buffers 2GB, work_mem 16MB, otherwise defaults; fsync on). Both stacks use "
         "their default settings (pgstac: default queryables and indexes, context off; "
         "Terracat: numberMatched counted up to 10,000).",
-        f"- Database size after load: Terracat {sizes['terracat']}, pgstac {sizes['pgstac']}",
+        f"- Database size after load: Terracat {run.sizes['terracat']}, "
+        f"pgstac {run.sizes['pgstac']}",
         f"- Peak resident memory of each server (master + {args.workers} workers): Terracat "
-        f"{peak['terracat'] / 2**20:.0f} MB, pgstac {peak['pgstac'] / 2**20:.0f} MB",
+        f"{run.peak['terracat'] / 2**20:.0f} MB, pgstac {run.peak['pgstac'] / 2**20:.0f} MB",
         "",
         "### Load",
         "",
@@ -231,6 +254,13 @@ async def main_async(args: argparse.Namespace) -> list[str]:
         f"(reference, not through an API): {pg_load.items:,} items in {pg_load.seconds:.1f} s "
         f"= {pg_load.rate:,.0f} items/s",
         "",
+    ]
+
+
+def _section(args: argparse.Namespace, levels: list[int], run: _Measured) -> list[str]:
+    """The markdown section: context, load, one table per concurrency, cross-check, targets."""
+    section = [
+        *_context(args, run),
         "### Search",
         "",
         f"Closed loop: c concurrent keep-alive httpx clients, each sending its next request when "
@@ -243,15 +273,21 @@ async def main_async(args: argparse.Namespace) -> list[str]:
         "",
         "| query | what |",
         "| --- | --- |",
-        *[f"| {q.name} | {q.description} |" for q in mix],
+        *[f"| {q.name} | {q.description} |" for q in run.mix],
         "",
     ]
     for c in levels:
-        section += [f"#### Concurrency {c}", "", *table(mix, results, c), ""]
+        section += [f"#### Concurrency {c}", "", *table(run.mix, run.results, c), ""]
     section += ["### Cross-check of first pages (same query, both servers)", ""]
-    section += [f"- {name}: {note}" for name, note in checks.items()]
-    section += ["", "### Targets", "", *targets(mix, results, levels, tc_load), ""]
-    return section
+    section += [f"- {name}: {note}" for name, note in run.checks.items()]
+    targets_met = targets(run.mix, run.results, levels, run.tc_load)
+    return [*section, "", "### Targets", "", *targets_met, ""]
+
+
+async def main_async(args: argparse.Namespace) -> list[str]:
+    """Run the whole benchmark; return the markdown report section."""
+    levels = [int(c) for c in args.concurrency.split(",")]
+    return _section(args, levels, await _run(args, levels))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -274,12 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-docs", action="store_true", help="print only")
     args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        section = asyncio.run(main_async(args), loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        section = asyncio.run(main_async(args))
+    section = run_async(main_async(args))
     print("\n".join(section))
     if not args.no_docs:
         write_docs(args.docs, args.items, section)

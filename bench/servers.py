@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,52 +86,6 @@ def titiler_pgstac_python() -> Path:
 
 def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (SERVER_MEMORY_LIMIT, SERVER_MEMORY_LIMIT))
-
-
-def _tree_rss(pid: int) -> int:
-    """Resident memory (bytes) of a process and its children."""
-    total = 0
-    pids = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
-    except OSError:
-        return 0
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
-
-
-class MemoryWatch:
-    """Samples the resident memory of each server's process tree; keeps the peak."""
-
-    def __init__(self, servers: "dict[str, Server]", interval: float = 0.5) -> None:
-        self.servers = servers
-        self.interval = interval
-        self.peak: dict[str, int] = dict.fromkeys(servers, 0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            for name, server in self.servers.items():
-                self.peak[name] = max(self.peak[name], _tree_rss(server.process.pid))
-
-    def start(self) -> "MemoryWatch":
-        """Start sampling in a daemon thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> dict[str, int]:
-        """Stop sampling; return the peaks in bytes."""
-        self._stop.set()
-        self._thread.join()
-        return self.peak
 
 
 @dataclass
