@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
 from stac_fastapi.api.app import StacApi
-from stac_fastapi.api.models import JSONResponse
 
 from catalog.db.engine import create_engine
 from catalog.jobs.queue import JobRepository

@@ -2,12 +2,14 @@
 
 import argparse
 import asyncio
+import copy
 import logging
 import os
 import signal
 import subprocess
 import sys
 from functools import partial
+from typing import Any
 
 from catalog.db.cluster import ClusterError
 from catalog.db.engine import migrate
@@ -15,6 +17,21 @@ from catalog.jobs.lifetime import die_with_parent
 
 from .database import embedded_cluster, resolve_url
 from .settings import Settings
+
+# Loggers the commands quiet. stac_fastapi.types.core builds default ApiSettings at import and
+# warns that title, description and version are unset; create_app sets ours, so the warning
+# only misleads. httpx logs one line per request.
+QUIET = {"stac_fastapi.types.config": logging.ERROR, "httpx": logging.WARNING}
+
+
+def _uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's logging, with our quiet loggers (applied before the app is imported)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for name, level in QUIET.items():
+        config["loggers"][name] = {"level": logging.getLevelName(level)}
+    return config
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -57,6 +74,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             proxy_headers=settings.api.trust_proxy_headers,
             forwarded_allow_ips="*" if settings.api.trust_proxy_headers else None,
             log_level=args.log_level,
+            log_config=_uvicorn_log_config(),
         )
     finally:
         if worker is not None:
@@ -153,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
+    for name, level in QUIET.items():
+        logging.getLogger(name).setLevel(level)
     settings = Settings()
     try:
         if args.command == "serve":

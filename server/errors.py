@@ -49,13 +49,15 @@ HTTP_CODES = {
 
 
 def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, CatalogError)
+    if not isinstance(exc, CatalogError):  # registered for CatalogError only
+        raise exc
     return JSONResponse(error_body(exc.code, exc.description, **exc.detail), exc.status,
                         headers=exc.headers)  # fmt: skip
 
 
 def _auth_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AuthError)
+    if not isinstance(exc, AuthError):  # registered for AuthError only
+        raise exc
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return JSONResponse(error_body(exc.code, exc.description), exc.status, headers=headers)
 
@@ -82,7 +84,8 @@ def _validation_code(errors: list[Any]) -> str:
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):  # registered for RequestValidationError only
+        raise exc
     problems = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
@@ -96,7 +99,8 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):  # registered for HTTPException only
+        raise exc
     code = HTTP_CODES.get(exc.status_code, f"http.{exc.status_code}")
     return JSONResponse(
         error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)

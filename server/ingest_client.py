@@ -15,12 +15,12 @@ import httpx
 from tqdm import tqdm
 from tusclient import client as tus_client
 from tusclient.exceptions import TusCommunicationError
-from tusclient.uploader import Uploader
+from tusclient.uploader.uploader import Uploader
 
 CHUNK = 8 * 1024 * 1024
 
 
-class Sha256Uploader(Uploader):  # type: ignore[misc]
+class Sha256Uploader(Uploader):
     """tuspy's uploader with SHA-256 chunk checksums (tuspy defaults to SHA-1)."""
 
     CHECKSUM_ALGORITHM_PAIR = ("sha256", hashlib.sha256)
@@ -61,14 +61,14 @@ def _send(tus: Any, stream: Any, name: str, set_id: str, quiet: bool) -> None:
         retry_delay=2,
         upload_checksum=True,
     )
-    size = uploader.get_file_size()
+    size = uploader.get_file_size()  # type: ignore[no-untyped-call]  # tuspy is unannotated
     with tqdm(total=size, unit="B", unit_scale=True, desc=name, disable=quiet,
               file=sys.stderr) as bar:  # fmt: skip
         if size == 0:
             uploader.upload()
         while uploader.offset < size:
             before = uploader.offset
-            uploader.upload_chunk()
+            uploader.upload_chunk()  # type: ignore[no-untyped-call]  # tuspy is unannotated
             bar.update(uploader.offset - before)
 
 

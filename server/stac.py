@@ -5,7 +5,7 @@ part says which extensions, the request models they make, and operation ids for 
 stac-fastapi leaves unnamed (the STAC API and OGC API - Features OpenAPI names).
 """
 
-from typing import Any
+from typing import Any, cast
 
 import attr
 from stac_fastapi.api.models import (
@@ -37,6 +37,7 @@ from stac_fastapi.extensions.sort import (
 )
 from stac_fastapi.extensions.sort.sort import SortConformanceClasses
 from stac_fastapi.types.config import ApiSettings as StacApiSettings
+from stac_fastapi.types.search import APIRequest
 
 from catalog.settings import CatalogSettings
 from catalog.stac.client import (
@@ -58,7 +59,7 @@ from .settings import ApiSettings
 from .transactions import RawBodyTransactionExtension
 
 # Every CQL2 class our compiler implements (catalog/stac/cql2.py), advertised and tested.
-FILTER_CLASSES = [
+FILTER_CLASSES: list[str] = [
     FilterConformanceClasses.FILTER,
     FilterConformanceClasses.SEARCH,
     FilterConformanceClasses.ITEMS,
@@ -189,11 +190,15 @@ def collections_part() -> ApiPart:
         OffsetPaginationExtension(),
     ]
     collection_search = CollectionSearchExtension(
-        GET=create_request_model(
-            "CollectionsGetRequest",
-            base_model=CollectionsGetRequest,
-            extensions=parts,
-            request_type="GET",
+        # a GET model is an APIRequest dataclass; the factory's return type also allows POST's
+        GET=cast(
+            type[APIRequest],
+            create_request_model(
+                "CollectionsGetRequest",
+                base_model=CollectionsGetRequest,
+                extensions=parts,
+                request_type="GET",
+            ),
         ),
         conformance_classes=[
             CollectionSearchConformanceClasses.COLLECTIONSEARCH.value,

@@ -97,7 +97,7 @@ ERRORS: dict[type[Exception], tuple[str, int]] = {
 }
 
 
-def _handler(code: str, status: int):  # noqa: ANN202 - a Starlette exception handler
+def _handler(code: str, status: int) -> Callable[[Request, Exception], JSONResponse]:
     def handle(request: Request, exc: Exception) -> JSONResponse:
         if status >= 500:
             logger.error("%s on %s %s", code, request.method, request.url.path, exc_info=exc)

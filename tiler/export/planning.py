@@ -72,7 +72,8 @@ class ExportPlanner:
         if region.is_empty or region.area == 0:
             raise NoData("the bbox does not meet the data")
         zooms = request.zooms(source.maxzoom, self.settings.zoom_levels)
-        assert zooms is not None
+        if zooms is None:  # a source always has a maxzoom, so zooms are always found
+            raise RuntimeError("no zooms for an export whose source has a maxzoom")
         count = count_tiles(region.bounds, *zooms)
         check_tile_count(count, self.settings.max_tiles, *zooms)
         west, south, east, north = region.bounds
@@ -101,7 +102,8 @@ class ExportPlanner:
 
     async def _item_source(self, request: ExportRequest) -> "_Source":
         ref = request.item
-        assert ref is not None
+        if ref is None:
+            raise RuntimeError("an item export without an item")  # parse_request forbids it
         row = await self.catalog.get_item(ref.collection, ref.id)
         item = item_document(row, "/")
         collection = (await self.catalog.get_collection(ref.collection))["content"]
@@ -123,7 +125,8 @@ class ExportPlanner:
             name = str(collection.get("title") or request.collection)
             description = f"Mosaic of collection {request.collection}"
         else:
-            assert request.search is not None
+            if request.search is None:  # parse_request requires one source
+                raise RuntimeError("a mosaic export without a collection or a search")
             params = (await mosaics.use(request.search)).params
             name = f"search {request.search}"
             description = f"Mosaic of saved search {request.search}"

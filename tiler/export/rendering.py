@@ -87,7 +87,8 @@ def _start_renderer(render: TileRenderer, parent: int) -> None:
 
 def _render_batch(tiles: list[tuple[int, int, int]]) -> list[bytes | None]:
     """In a render process: the tiles of one task."""
-    assert _RENDER is not None
+    if _RENDER is None:
+        raise RuntimeError("render batch outside a render process (no renderer set)")
     return [_RENDER(*tile) for tile in tiles]
 
 

@@ -25,7 +25,8 @@ def _checked_options(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def wrapper(self: Reader, *args: Any, indexes: Any = None, **kwargs: Any) -> Any:
-        assert self.dataset is not None  # opened by __attrs_post_init__
+        if self.dataset is None:  # opened by __attrs_post_init__
+            raise RuntimeError("the reader's dataset is not open")
         count = self.dataset.count
         if any(not 1 <= i <= count for i in cast_to_sequence(indexes) or ()):
             raise InvalidLayer(f"band indexes {indexes} out of range: the asset has {count}")

@@ -1,7 +1,8 @@
-"""House limits on size: no module over 600 lines, no function over 60 (issue 11).
+"""House rules checked on the code: no module over 600 lines, no function over 60, no assert.
 
 A function's length runs from its ``def`` line to its last line: decorators do not count,
 nested functions and methods count on their own (and inside the function holding them).
+ruff and mypy run in ``make test`` before pytest (Makefile).
 """
 
 import ast
@@ -55,4 +56,18 @@ def test_modules_and_functions_are_small(package: str) -> None:
     assert not offenders, (
         f"over {MAX_MODULE_LINES} lines a module or {MAX_FUNCTION_LINES} a function "
         f"({len(offenders)}):\n" + "\n".join(offenders)
+    )
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_assert_statements(package: str) -> None:
+    # python -O strips them: a check that matters has to raise by itself.
+    asserts = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Assert)
+    ]
+    assert not asserts, "assert in production code (stripped under python -O):\n" + "\n".join(
+        asserts
     )
