@@ -1,8 +1,8 @@
 """The processes this server offers: the API lists and queues them, the workers run them."""
 
-from catalog.ingest.process import IngestProcess
 from catalog.jobs.queue import Process
 from catalog.stac.repository import CatalogRepository
+from catalog.uploads.ingest import IngestProcess
 from catalog.uploads.repository import UploadRepository
 from tiler.export import export_processes
 

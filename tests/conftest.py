@@ -72,7 +72,7 @@ def _job_children_preload() -> None:
     do with its processes': the fork server is one per process, started by the first job."""
     from catalog.jobs.worker import preload
 
-    preload(["catalog.ingest.process", "catalog.ingest.pipeline", "catalog.storage.local",
+    preload(["catalog.uploads.ingest", "catalog.ingest.pipeline", "catalog.storage.local",
              "tiler.export", "tiler.render", "tests.catalog.processes"])  # fmt: skip
 
 

@@ -11,6 +11,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from catalog.errors import InvalidParameter
+from catalog.ingest.errors import IngestError, TooLarge
+from catalog.ingest.fetch import DownloadCancelled, download
 from catalog.jobs.queue import (
     InputDescription,
     JobCancelled,
@@ -20,14 +23,10 @@ from catalog.jobs.queue import (
     Process,
     ProcessDescription,
 )
+from catalog.settings import IngestSettings
 from catalog.stac.repository import CatalogRepository
 from catalog.stac.serializers import item_row
 from catalog.uploads.repository import UploadRepository, parse_uuid
-
-from ..errors import InvalidParameter
-from ..settings import IngestSettings
-from .errors import IngestError, TooLarge
-from .fetch import DownloadCancelled, download
 
 # Failures after which the raw upload is kept, so that a restart can try again.
 _KEEP_SOURCE = {"job.Timeout", "job.WorkerLost", "job.InternalError", "job.Crashed",
@@ -174,9 +173,8 @@ class IngestProcess(Process):
     @staticmethod
     def execute(plan: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         """Child process: validate, convert, render previews, publish the assets."""
+        from catalog.ingest.pipeline import IngestRequest, ingest_file
         from catalog.storage.local import LocalStorage
-
-        from .pipeline import IngestRequest, ingest_file
 
         settings = IngestSettings(**plan["settings"])
         request = IngestRequest(

@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from catalog.errors import InvalidParameter, NotFound
 from catalog.ingest.fetch import check_url, safe_filename
-from catalog.ingest.process import staging_dir
 from catalog.jobs.queue import JobRepository
 from catalog.settings import IngestSettings, JobSettings
 from catalog.stac.serializers import check_id
+from catalog.uploads.ingest import staging_dir
 from catalog.uploads.multipart import receive_multipart_file
 from catalog.uploads.repository import (
     FINAL_FILE_STATES,
