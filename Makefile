@@ -6,11 +6,14 @@ bootstrap:
 run: bootstrap
 	.venv/bin/terracat serve
 
-test: bootstrap
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
-
+# The checks CI runs first: lint, format, types (pyproject.toml [tool.mypy] names the files).
 lint: bootstrap
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+test: lint
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: bootstrap
 	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'
