@@ -331,6 +331,12 @@ def test_a_killed_worker_publishes_nothing_and_the_export_runs_again(
     client: TestClient, admin: dict[str, str], worker: WorkerThread, rgb_item: dict[str, Any],
     settings: Settings,
 ) -> None:  # fmt: skip
+    """A worker process killed mid-export leaves no archive; the job runs again elsewhere.
+
+    About 10-12 s on 2 cores, over the suite's 10 s: a ``terracat worker`` process starts
+    (imports, fork server), the export must be long enough to be caught running (2,256 tiles
+    at z13-18), and it then runs again to the end.
+    """
     data = settings.ingest.data_dir
     env = {**os.environ, "DATABASE_URL": str(settings.db.url),
            "TERRACAT_INGEST_DATA_DIR": str(data), "TERRACAT_JOBS_HEARTBEAT_S": "0.2"}  # fmt: skip

@@ -134,24 +134,39 @@ def test_openapi_has_no_path_or_url_parameters(maps: TestClient) -> None:
                 assert param["name"].lower() not in {"url", "path", "file", "href", "src"}, path
 
 
-def test_every_get_route_refuses_hostile_path_and_query_values(
-    maps: TestClient, admin: dict[str, str], maps_rgb: dict[str, Any], probe: Probe
+# One test per hostile value: every GET route of the app, each value in its path and query.
+HOSTILE_COUNT = 7
+
+
+@pytest.mark.parametrize("which", range(HOSTILE_COUNT))
+def test_every_get_route_refuses_a_hostile_path_and_query_value(
+    maps: TestClient, admin: dict[str, str], maps_rgb: dict[str, Any], probe: Probe, which: int
+) -> None:
+    hostile = _hostile(probe)
+    assert len(hostile) == HOSTILE_COUNT
+    value = hostile[which]
+    valid = _valid_values(maps, maps_rgb)
+    for path in _get_routes(maps):
+        url = _fill(path, {}, quote(value, safe=""))
+        query = {"url": value, "assets": value, "expression": f"open('{value}')"}
+        for headers in ({}, admin):
+            _check(maps.get(url, params=query, headers=headers), f"{url} {query}")
+        # real ids in the path, the hostile value in one query parameter at a time
+        url = _fill(path, valid, "x")
+        for name in ("expression", "dst_crs", "coord_crs", "crs", "colormap", "bands"):
+            _check(maps.get(url, params={name: value}), f"{url} {name}={value}")
+    assert probe.hits() == []
+
+
+def test_every_get_route_refuses_lists_of_hostile_urls_and_assets(
+    maps: TestClient, maps_rgb: dict[str, Any], probe: Probe
 ) -> None:
     hostile = _hostile(probe)
     valid = _valid_values(maps, maps_rgb)
     for path in _get_routes(maps):
-        for value in hostile:
-            url = _fill(path, {}, quote(value, safe=""))
-            query = {"url": value, "assets": value, "expression": f"open('{value}')"}
-            for headers in ({}, admin):
-                _check(maps.get(url, params=query, headers=headers), f"{url} {query}")
-        # real ids in the path, hostile query values one at a time
         url = _fill(path, valid, "x")
         _check(maps.get(url, params={"url": hostile}), f"{url} url")
         _check(maps.get(url, params={"assets": hostile}), f"{url} assets")
-        for value in hostile:
-            for name in ("expression", "dst_crs", "coord_crs", "crs", "colormap", "bands"):
-                _check(maps.get(url, params={name: value}), f"{url} {name}={value}")
     assert probe.hits() == []
 
 
