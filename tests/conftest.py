@@ -112,7 +112,9 @@ def databases() -> Iterator[Databases]:
         return
     folder = Path(tempfile.mkdtemp(prefix="terracat-test-"))
     folder.chmod(0o755)  # the postgres user must reach the data folder inside
-    cluster = LocalCluster(folder / "db", free_port())
+    # Nothing of a test session outlives it: durability buys nothing and costs every commit.
+    throwaway = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    cluster = LocalCluster(folder / "db", free_port(), throwaway)
     try:
         cluster.start()
         dbs = Databases(cluster.url("postgres"), cluster.url, "local")

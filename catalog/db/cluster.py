@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
@@ -49,10 +50,15 @@ class LocalCluster:
 
     superuser = "terracat"
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(
+        self, data_dir: Path, port: int, server_options: Mapping[str, str] | None = None
+    ) -> None:
         self.root = Path(data_dir).resolve()
         self.pgdata = self.root / "pgdata"
         self.port = port
+        # ``-c name=value`` settings of the server; a throwaway cluster may trade durability
+        # for speed (fsync, synchronous_commit, full_page_writes off), the embedded one never.
+        self.server_options = {"fsync": "on", **(server_options or {})}
         self._bindir = find_bindir()
         self._as_postgres = os.geteuid() == 0
 
@@ -125,10 +131,14 @@ class LocalCluster:
         """Start the server if it is not running and wait until it accepts connections."""
         self.init()
         if not self.running():
-            options = (
-                f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-                "-c unix_socket_directories='' -c fsync=on -c max_connections=200"
-            )
+            settings = {
+                "listen_addresses": "127.0.0.1",
+                "port": str(self.port),
+                "unix_socket_directories": "''",
+                "max_connections": "200",
+                **self.server_options,
+            }
+            options = " ".join(f"-c {name}={value}" for name, value in settings.items())
             self._run(
                 "pg_ctl", "start", "-w", "-t", str(int(timeout)),
                 "-D", str(self.pgdata), "-l", str(self.root / "server.log"), "-o", options,

@@ -79,16 +79,17 @@ def _start(database_url: str, **env: str) -> tuple[subprocess.Popen[bytes], Live
         proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     server = LiveServer(f"http://127.0.0.1:{port}", LIVE_TOKEN, log_path)
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{server.url}/_mgmt/ping", timeout=2).status_code == 200:
-                return proc, server
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _stop(proc, server, always_print=True)
-            raise RuntimeError(f"live server did not start; its log:\n{server.log()}")
-        time.sleep(0.2)
+    with httpx.Client(timeout=2) as http:  # one client: each new one loads the CA bundle
+        while True:
+            try:
+                if http.get(f"{server.url}/_mgmt/ping").status_code == 200:
+                    return proc, server
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _stop(proc, server, always_print=True)
+                raise RuntimeError(f"live server did not start; its log:\n{server.log()}")
+            time.sleep(0.2)
 
 
 def _stop(proc: subprocess.Popen[bytes], server: LiveServer, always_print: bool = False) -> None:

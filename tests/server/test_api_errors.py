@@ -1,11 +1,8 @@
 """Bad input gets a 4xx with a STAC error body and a stable code; nothing answers 500."""
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import app_settings
 from tests.factories import collection, item
 
 BAD_GET = [
@@ -72,28 +69,13 @@ BAD_POST = [
 ]
 
 
-@pytest.fixture(scope="module")
-def module_client(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestClient]:
-    """One app for this module's tests: building one takes ~2.5 s, most of a test here.
-
-    The database is still emptied after every test (tests/conftest.py) and seeded again.
-    """
-    from server.app import create_app
-
-    settings = app_settings(database_url, tmp_path_factory.mktemp("api-errors") / "data")
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
-
-
 @pytest.fixture
-def seeded(module_client: TestClient, admin: dict[str, str]) -> TestClient:
+def seeded(client: TestClient, admin: dict[str, str]) -> TestClient:
     for path, body in (("/collections", collection("c1")),
                        ("/collections/c1/items", item("a", **{"eo:cloud_cover": 3}))):  # fmt: skip
-        r = module_client.post(path, json=body, headers=admin)
+        r = client.post(path, json=body, headers=admin)
         assert r.status_code == 201, r.text
-    return module_client
+    return client
 
 
 @pytest.mark.parametrize(("path", "code"), BAD_GET)

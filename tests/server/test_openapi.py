@@ -8,17 +8,17 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
-from server.app import create_app
 from server.parts import ApiPart, api_routes, name_operations, request_models
 from server.settings import Settings
+from tests.apps import AppPool
 
 CAMEL_CASE = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 
 
-@pytest.fixture(scope="module")
-def app() -> FastAPI:
-    """One app (no database: create_app connects nothing)."""
-    return create_app(Settings())
+@pytest.fixture
+def app(apps: AppPool, settings: Settings) -> FastAPI:
+    """The suite's app for the default test settings (create_app connects nothing)."""
+    return apps.app(settings)
 
 
 def _operations(spec: dict[str, Any]) -> list[tuple[str, str, str | None]]:
