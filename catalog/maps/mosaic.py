@@ -20,8 +20,6 @@ import orjson
 from sqlalchemy import Float, case, cast, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.elements import ColumnElement
-from stac_fastapi.extensions.query.request import QueryExtensionPostRequest
-from stac_fastapi.extensions.sort.request import SortExtensionPostRequest
 
 from catalog.db.engine import connect
 from catalog.db.models import Item, Search
@@ -30,12 +28,7 @@ from catalog.maps.tiles import WGS84, TileBounds
 from catalog.stac import cql2
 from catalog.stac.queryables import Kind, typed_property
 from catalog.stac.repository import CatalogRepository, Explain, Registry
-from catalog.stac.requests import (
-    FilterPostRequest,
-    SearchPostRequest,
-    check_filter_crs,
-    post_search_params,
-)
+from catalog.stac.requests import SavedSearchBody, check_filter_crs, post_search_params
 from catalog.stac.search import SearchParams, SortKey, order_by, sort_keys, where_clauses
 
 # Members of an item-search body that select or order items; the rest (limit, token, fields,
@@ -48,9 +41,7 @@ SEARCH_MEMBERS = (
 COVERAGE_SAMPLE = 10_000
 
 
-class SearchBody(
-    SearchPostRequest, FilterPostRequest, QueryExtensionPostRequest, SortExtensionPostRequest
-):
+class SearchBody(SavedSearchBody):
     """A search to save: the STAC item-search POST body (``limit``, ``token``, ``fields`` are
     accepted and ignored)."""
 

@@ -13,6 +13,8 @@ import orjson
 from fastapi import Path, Query
 from pydantic import BaseModel, Field
 from stac_fastapi.extensions.filter.request import FilterExtensionPostRequest
+from stac_fastapi.extensions.query.request import QueryExtensionPostRequest
+from stac_fastapi.extensions.sort.request import SortExtensionPostRequest
 from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest, str2list
 
 from catalog.errors import InvalidBBox, InvalidFilter, InvalidParameter
@@ -121,6 +123,12 @@ CRS84 = frozenset(
         "https://www.opengis.net/def/crs/EPSG/0/4326",
     }
 )
+
+
+class SavedSearchBody(
+    SearchPostRequest, FilterPostRequest, QueryExtensionPostRequest, SortExtensionPostRequest
+):
+    """The item-search POST body with the filter, query and sort extensions (saved searches)."""
 
 
 def check_filter_crs(value: str | None) -> None:
