@@ -85,14 +85,25 @@ def stack(databases: Any) -> Iterator[Stack]:
 
 
 class Workers:
-    """``terracat worker`` processes of one test, killed at its end."""
+    """``terracat worker`` processes of the module's tests, one kept running between them.
+
+    A worker process costs seconds of CPU to start (imports, its job fork server). A test's
+    first ``start`` hands out the worker left running by the tests before, if any; a second
+    ``start`` in the same test starts another. After each test one live worker stays (its log
+    checked like the others'); the rest are stopped.
+    """
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.logs: list[Path] = []
+        self.logs: dict[int, Path] = {}
+        self.handed_out = 0
 
     def start(self) -> subprocess.Popen[bytes]:
+        """A running worker: a kept one for the test's first call, else a new one."""
+        if self.handed_out == 0 and self.procs and self.procs[0].poll() is None:
+            self.handed_out = 1
+            return self.procs[0]
         log = Path(tempfile.mkstemp(prefix="terracat-worker-", suffix=".log")[1])
         env = {**os.environ, **self.stack.env, "DATABASE_URL": self.stack.database_url}
         with log.open("wb") as out:
@@ -101,19 +112,33 @@ class Workers:
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         self.procs.append(proc)
-        self.logs.append(log)
+        self.logs[proc.pid] = log
+        self.handed_out += 1
         return proc
 
+    def end_test(self) -> None:
+        """Keep the first live worker for the next test; stop the others."""
+        live = [p for p in self.procs if p.poll() is None]
+        self._stop([p for p in self.procs if p not in live[:1]])
+        self.procs = live[:1]
+        self.handed_out = 0
+
     def stop(self) -> None:
-        for proc in self.procs:
+        """Stop every worker."""
+        self._stop(self.procs)
+        self.procs = []
+
+    def _stop(self, procs: list[subprocess.Popen[bytes]]) -> None:
+        for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
-        for proc, log in zip(self.procs, self.logs, strict=True):
+        for proc in procs:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            log = self.logs.pop(proc.pid)
             text = log.read_text(errors="replace")
             if "Traceback" in text:
                 print(f"worker {proc.pid} log:\n{text}", file=sys.stderr)
@@ -126,11 +151,18 @@ def stack_files() -> Iterator[ExitStack]:
         yield files
 
 
-@pytest.fixture
-def workers(stack: Stack) -> Iterator[Workers]:
+@pytest.fixture(scope="module")
+def _module_workers(stack: Stack) -> Iterator[Workers]:
     running = Workers(stack)
     yield running
     running.stop()
+
+
+@pytest.fixture
+def workers(_module_workers: Workers) -> Iterator[Workers]:
+    """The module's workers: a test's first ``start`` may reuse a running one."""
+    yield _module_workers
+    _module_workers.end_test()
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 90, every: float = 0.2) -> Any:
