@@ -1,4 +1,4 @@
-.PHONY: run test bootstrap lint bench bench-ingest bench-tiles
+.PHONY: run test bootstrap lint bench bench-ingest bench-tiles bench-suite
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -26,3 +26,7 @@ bench-ingest: bootstrap
 bench-tiles: bootstrap
 	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'
 	.venv/bin/python -m bench.tiles $(BENCH_ARGS)
+
+# The suite's own cost (CPU, wall, per test); BENCH_ARGS='--clone 95c6831 --clone HEAD' compares.
+bench-suite: bootstrap
+	.venv/bin/python -m bench.suite $(BENCH_ARGS)
