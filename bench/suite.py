@@ -73,8 +73,22 @@ def measure(label: str, cwd: Path, command: list[str], top: int) -> dict[str, fl
         print(f"  {float(cpu):7.2f} s CPU {float(wall_t):7.2f} s wall  {test}")
     shutil.rmtree(plugin_dir, ignore_errors=True)
     if group:
-        group.rmdir()
+        _remove(group)
     return figures
+
+
+def _remove(group: Path, wait_s: float = 15.0) -> None:
+    """Remove the cgroup once the run's last processes (a server shutting down) are gone."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            group.rmdir()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                print(f"  (left {group}: processes of the run still in it)")
+                return
+            time.sleep(0.5)
 
 
 def main() -> None:
