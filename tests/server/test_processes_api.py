@@ -357,7 +357,7 @@ def test_dismiss_and_restart_of_a_queued_job(
     assert r.status_code == 200 and r.json()["status"] == "dismissed"
 
 
-@pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "not-a-job", "1"])
+@pytest.mark.parametrize("job_id", ["6f1c0b4e-2d7a-4c1e-9b0e-5a3d8f2e7c41", "not-a-job", "1"])
 def test_unknown_or_malformed_job_ids_are_no_such_job(
     api: TestClient, admin: dict[str, str], job_id: str
 ) -> None:
