@@ -100,7 +100,9 @@ class TileMatrixSets:
             )
         box = tms.xy_bounds(morecantile.Tile(x, y, z))
         zxy = (z, x, y) if tms_id == WEB_MERCATOR else None
-        return TileBounds(box.left, box.bottom, box.right, box.top, srid_of(tms), zxy)
+        limits = tms.xy_bbox
+        return TileBounds(box.left, box.bottom, box.right, box.top, srid_of(tms), zxy,
+                          (limits.left, limits.bottom, limits.right, limits.top))  # fmt: skip
 
 
 # -- dependency slots ---------------------------------------------------------------------------

@@ -33,6 +33,8 @@ class TileBounds:
     """Where a tile lies: its bounds in the CRS of its tile matrix set (x = easting, y = northing).
 
     ``zxy`` is set for WebMercatorQuad, whose envelope PostGIS builds itself (ST_TileEnvelope).
+    ``limits`` is the extent of the tile matrix set in the same CRS (west, south, east, north):
+    in Web Mercator, x past its west or east edge stands for the other side of the antimeridian.
     """
 
     xmin: float
@@ -41,6 +43,7 @@ class TileBounds:
     ymax: float
     srid: int
     zxy: tuple[int, int, int] | None = None
+    limits: tuple[float, float, float, float] | None = None
 
     @property
     def width(self) -> float:
@@ -121,7 +124,7 @@ class VectorTileRepository:
     ) -> Select[Any]:
         """One row: how many items touch the tile, how many features it got, the MVT."""
         envelope = _envelope(bounds)
-        search_area = self._search_area(envelope, bounds)
+        search_area = self._search_area(bounds)
         candidates = _candidates(collection_id, search_area, limit, interval)
         shaped = (
             select(
@@ -151,13 +154,20 @@ class VectorTileRepository:
             ),
         ).select_from(features)
 
-    def _search_area(self, envelope: ColumnElement[Any], bounds: TileBounds) -> ColumnElement[Any]:
-        """The tile widened by the buffer, in lon/lat."""
+    def _search_area(self, bounds: TileBounds) -> ColumnElement[Any]:
+        """The tile widened by the buffer, within the tile matrix set, in lon/lat."""
         # Features reaching into the buffer belong to the tile too (they are drawn across the
         # edge), so items are looked up over the tile widened by the buffer.
         pad_x = bounds.width * self.buffer / self.extent
         pad_y = bounds.height * self.buffer / self.extent
-        padded = func.ST_Expand(envelope, pad_x, pad_y)
+        box = [bounds.xmin - pad_x, bounds.ymin - pad_y, bounds.xmax + pad_x, bounds.ymax + pad_y]
+        if bounds.limits is not None:
+            # A buffer past the matrix set's west or east edge wraps across the antimeridian
+            # in lon/lat (x past 20037508 m is a longitude past 180 degrees, folded to -180):
+            # the box of a tile on the edge turned inside out and missed the tile's own items.
+            west, _, east, _ = bounds.limits
+            box[0], box[2] = max(box[0], west), min(box[2], east)
+        padded = func.ST_MakeEnvelope(*box, bounds.srid)
         if bounds.srid != WGS84 and bounds.zxy is None:
             # Densify before reprojecting: a straight tile edge can be a curve in lon/lat (not
             # in Web Mercator, whose rectangles stay rectangles).
