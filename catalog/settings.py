@@ -44,6 +44,11 @@ class CatalogSettings(BaseSettings):
 
     default_limit: int = Field(default=10, ge=1)
     max_limit: int = Field(default=10_000, ge=1)
+    max_offset: int = Field(
+        default=100_000,
+        ge=0,
+        description="Largest `offset` of an items page: PostgreSQL reads the rows it skips.",
+    )
     validate_extensions: bool = Field(
         default=True,
         description="Check items and collections against the schemas of their declared "

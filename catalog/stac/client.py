@@ -228,7 +228,8 @@ def _page_link(
             "body": {**post_body, "token": token},
             "merge": False,
         }
-    query = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    # A token says where the page starts: it replaces the token or offset this page had.
+    query = [(k, v) for k, v in request.query_params.multi_items() if k not in ("token", "offset")]
     query.append(("token", token))
     return {
         "rel": rel,

@@ -370,14 +370,14 @@ class CatalogRepository:
         if params.token:
             values, backwards = decode_token(params.token, keys)
             page_clauses.append(keyset_filter(keys, values, backwards))
-        query = _page_query(keys, page_clauses, backwards, params.limit + 1)
+        query = _page_query(keys, page_clauses, backwards, params.limit + 1, params.offset)
         async with self._connect() as conn:
             rows = [dict(r._mapping) for r in (await conn.execute(query)).all()]
             more = len(rows) > params.limit
             matched: int | None = None
             if self.count_limit > 0:
                 # A first page that holds every match is its own exact count.
-                complete = params.token is None and not more
+                complete = params.token is None and params.offset == 0 and not more
                 matched = len(rows) if complete else await self._count(conn, clauses, len(rows))
         rows = rows[: params.limit]
         if backwards:
@@ -387,7 +387,9 @@ class CatalogRepository:
             return [row[f"_k{i}"] for i in range(len(keys))]
 
         has_next = more if not backwards else True
-        has_prev = (more if backwards else params.token is not None) and bool(rows)
+        has_prev = (more if backwards else params.token is not None or params.offset > 0) and bool(
+            rows
+        )
         return Page(
             rows=rows,
             next_values=key_values(rows[-1]) if rows and has_next else None,
@@ -431,14 +433,20 @@ class CatalogRepository:
 
 
 def _page_query(
-    keys: list[SortKey], clauses: list[ColumnElement[bool]], backwards: bool, size: int
+    keys: list[SortKey],
+    clauses: list[ColumnElement[bool]],
+    backwards: bool,
+    size: int,
+    offset: int = 0,
 ) -> Select[Any]:
-    """The rows of one page, in page order, with the sort values as ``_k0``, ``_k1``..."""
+    """The rows of one page, in page order, with the sort values as ``_k0``, ``_k1``...; the
+    first ``offset`` rows in that order are skipped."""
     order = order_by_reversed(keys) if backwards else order_by(keys)
     key_columns = [k.expr.label(f"_k{i}") for i, k in enumerate(keys)]
     first = keys[0]
     if not first.nullable:
-        return select(*_ITEM_COLUMNS, *key_columns).where(*clauses).order_by(*order).limit(size)
+        page = select(*_ITEM_COLUMNS, *key_columns).where(*clauses).order_by(*order)
+        return (page.offset(offset) if offset else page).limit(size)
     # A property first: missing values sort last both ways, but its index (ascending, NULLS
     # LAST) walked backwards gives them first, so PostgreSQL would sort every match (130 ms
     # for a descending sort over 100k items). Read the items that have a value, in index
@@ -449,21 +457,18 @@ def _page_query(
         select(*_ITEM_COLUMNS, *key_columns)
         .where(*clauses, first.expr.is_not(None))
         .order_by(*valued_order)
-        .limit(size)
+        .limit(offset + size)
     )
     missing = (
         select(*_ITEM_COLUMNS, *key_columns)
         .where(*clauses, first.expr.is_(None))
         .order_by(*order[1:])
-        .limit(size)
+        .limit(offset + size)
     )
     merged = union_all(valued, missing).subquery()
     outer = [replace(k, expr=merged.c[f"_k{i}"]) for i, k in enumerate(keys)]
-    return (
-        select(merged)
-        .order_by(*(order_by_reversed(outer) if backwards else order_by(outer)))
-        .limit(size)
-    )
+    page = select(merged).order_by(*(order_by_reversed(outer) if backwards else order_by(outer)))
+    return (page.offset(offset) if offset else page).limit(size)
 
 
 def _records(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -40,6 +40,13 @@ _LIMIT = Query(
 )
 
 
+_OFFSET = Query(
+    ge=0,
+    description="Items to skip before the page, in the page's order (OGC API - Features "
+    "clients page so; the `next` link's token is cheaper at any depth). Not with `token`.",
+)
+
+
 def parse_bbox(value: str | None) -> list[float] | None:
     """A comma-separated bbox query parameter as numbers."""
     if not value:
@@ -66,6 +73,7 @@ class SearchGetRequest(APIRequest):
     )
     datetime: Annotated[str | None, _DATETIME] = attr.ib(default=None)
     limit: Annotated[int | None, _LIMIT] = attr.ib(default=None)
+    offset: Annotated[int | None, _OFFSET] = attr.ib(default=None)
 
 
 @attr.s
@@ -76,6 +84,7 @@ class ItemsGetRequest(APIRequest):
     bbox: Annotated[str | None, _BBOX] = attr.ib(default=None)
     datetime: Annotated[str | None, _DATETIME] = attr.ib(default=None)
     limit: Annotated[int | None, _LIMIT] = attr.ib(default=None)
+    offset: Annotated[int | None, _OFFSET] = attr.ib(default=None)
 
 
 @attr.s
@@ -241,6 +250,14 @@ def get_search_params(
     if kwargs.get("bbox") and kwargs.get("intersects"):
         raise InvalidParameter("bbox and intersects cannot be used together")
     check_filter_crs(kwargs.get("filter_crs"))
+    offset = kwargs.get("offset") or 0
+    if offset and kwargs.get("token"):
+        raise InvalidParameter("offset and token cannot be used together: follow the links")
+    if offset > settings.max_offset:
+        raise InvalidParameter(
+            f"offset {offset} is above the largest, {settings.max_offset}: follow the next "
+            "links (tokens) to page deeper"
+        )
     params = SearchParams(
         collections=str2list(kwargs.get("collections")),
         ids=str2list(kwargs.get("ids")),
@@ -253,5 +270,6 @@ def get_search_params(
         sortby=_sortby_get(kwargs.get("sortby")),
         limit=page_size(kwargs.get("limit"), settings),
         token=kwargs.get("token"),
+        offset=offset,
     )  # fmt: skip
     return params, (include, exclude, default_base)

@@ -46,6 +46,7 @@ class SearchParams:
     sortby: list[SortBy] = field(default_factory=list)
     limit: int = 10
     token: str | None = None
+    offset: int = 0  # items skipped before the page (OGC API Features clients page so)
 
 
 # -- filter builders: each returns one clause (or None when the parameter is absent) ----------
