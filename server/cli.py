@@ -16,7 +16,7 @@ from catalog.db.engine import migrate
 from catalog.jobs.lifetime import die_with_parent
 
 from .database import embedded_cluster, resolve_url
-from .settings import Settings
+from .settings import ApiSettings, Settings
 
 # Loggers the commands quiet. stac_fastapi.types.core builds default ApiSettings at import and
 # warns that title, description and version are unset; create_app sets ours, so the warning
@@ -24,13 +24,20 @@ from .settings import Settings
 QUIET = {"stac_fastapi.types.config": logging.ERROR, "httpx": logging.WARNING}
 
 
-def _uvicorn_log_config() -> dict[str, Any]:
-    """uvicorn's logging, with our quiet loggers (applied before the app is imported)."""
+def uvicorn_log_config(api: ApiSettings) -> dict[str, Any]:
+    """uvicorn's logging, with our quiet loggers and the access log filter (applied before
+    the app is imported)."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
     for name, level in QUIET.items():
         config["loggers"][name] = {"level": logging.getLevelName(level)}
+    config.setdefault("filters", {})["access"] = {
+        "()": "server.logs.AccessLogFilter",
+        "mode": api.access_log,
+        "every": api.access_log_sample,
+    }
+    config["handlers"]["access"]["filters"] = ["access"]
     return config
 
 
@@ -74,7 +81,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             proxy_headers=settings.api.trust_proxy_headers,
             forwarded_allow_ips="*" if settings.api.trust_proxy_headers else None,
             log_level=args.log_level,
-            log_config=_uvicorn_log_config(),
+            log_config=uvicorn_log_config(settings.api),
+            access_log=settings.api.access_log != "off",
         )
     finally:
         if worker is not None:

@@ -7,6 +7,8 @@ from catalog.settings import CatalogSettings, DatabaseSettings, IngestSettings, 
 from ogc.settings import TileSettings
 from tiler.settings import ExportSettings, MosaicSettings, TilerSettings
 
+from .logs import AccessLogMode
+
 
 class ApiSettings(BaseSettings):
     """HTTP surface (environment prefix ``TERRACAT_API_``)."""
@@ -20,6 +22,13 @@ class ApiSettings(BaseSettings):
     root_path: str = Field(default="", description="Path prefix when mounted below a sub-path.")
     cors_origins: list[str] = Field(default=["*"])
     gzip_minimum_size: int = Field(default=1024, ge=0)
+    access_log: AccessLogMode = Field(
+        default="all",
+        description="Access log lines of `terracat serve`: every request (`all`), one of "
+        "`access_log_sample` successful requests and every 4xx/5xx (`sampled`), or none "
+        "(`off`; errors still reach the error log).",
+    )
+    access_log_sample: int = Field(default=100, ge=1)
     trust_proxy_headers: bool = Field(
         default=True,
         description="Build links from Forwarded / X-Forwarded-* headers (behind a proxy).",
