@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, SecretStr
+
+from server.parts import api_routes
 
 if TYPE_CHECKING:
     from server.settings import Settings
@@ -41,16 +42,22 @@ def _dependants(dependant: Dependant) -> Iterator[Dependant]:
         yield from _dependants(sub)
 
 
-def clear_route_caches(app: FastAPI) -> None:
-    """Empty the caches that route dependencies keep between requests (e.g. the item cache of
-    the map routes), which a lifespan does not renew."""
-    for route in app.router.routes:
-        if not isinstance(route, APIRoute):
-            continue
+def route_caches(app: FastAPI) -> list[Any]:
+    """The caches route dependencies keep between requests (e.g. the item cache of the map
+    routes), which a lifespan does not renew; routes of included routers too."""
+    found: dict[int, Any] = {}
+    for _, route in api_routes(app.routes):
         for dependant in _dependants(route.dependant):
             cache = getattr(dependant.call, "cache", None)
             if cache is not None and callable(getattr(cache, "clear", None)):
-                cache.clear()
+                found[id(cache)] = cache
+    return list(found.values())
+
+
+def clear_route_caches(app: FastAPI) -> None:
+    """Empty the caches of ``route_caches``."""
+    for cache in route_caches(app):
+        cache.clear()
 
 
 class AppPool:

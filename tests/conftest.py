@@ -86,7 +86,7 @@ class Databases:
 @pytest.fixture(scope="session", autouse=True)
 def _job_children_preload() -> None:
     """Job children start with the suite's process modules imported, as a ``terracat worker``'s
-    do with its processes': the fork server is one per process, started by the first job."""
+    do with its processes': the fork server is one per process, started by its first worker."""
     from catalog.jobs.worker import preload
 
     preload(["catalog.uploads.ingest", "catalog.ingest.pipeline", "catalog.storage.local",

@@ -79,8 +79,8 @@ _PRELOAD: set[str] = {__name__}
 def preload(modules: Iterable[str]) -> None:
     """Have job children start with ``modules`` imported, if the fork server is yet to start.
 
-    The fork server is one per worker process and starts with the first job; a module named
-    after that is imported by each child that needs it, as a spawned child would.
+    The fork server is one per process and starts when the process's first worker runs; a
+    module named after that is imported by each child that needs it, as a spawned child would.
     """
     _PRELOAD.update(modules)
     multiprocessing.get_context("forkserver").set_forkserver_preload(sorted(_PRELOAD))
