@@ -12,8 +12,8 @@ class AccessLogFilter(logging.Filter):
 
     ``sampled`` keeps one line of ``every`` successful requests (map clients ask for dozens of
     tiles a second) and every line of a request answered 400 or above; ``all`` keeps every
-    line. uvicorn logs each request as ``'%s - "%s %s HTTP/%s" %d'``: the status is the last
-    argument.
+    line and ``off`` none (``terracat serve`` also turns uvicorn's access log off). uvicorn
+    logs each request as ``'%s - "%s %s HTTP/%s" %d'``: the status is the last argument.
     """
 
     def __init__(self, mode: AccessLogMode = "all", every: int = 100) -> None:
@@ -24,8 +24,8 @@ class AccessLogFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Whether the line is written."""
-        if self.mode == "all":
-            return True
+        if self.mode != "sampled":
+            return self.mode == "all"
         args = record.args if isinstance(record.args, tuple) else ()
         status = args[-1] if args else None
         if not isinstance(status, int) or status >= 400:

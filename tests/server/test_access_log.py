@@ -55,6 +55,12 @@ def test_sampled_keeps_one_in_n_and_every_error(access_lines: io.StringIO) -> No
     assert len(lines) - len(kept_errors) == 11  # 110 successes, one of every 10 (first kept)
 
 
+def test_off_keeps_no_line(access_lines: io.StringIO) -> None:
+    logger = _configure(ApiSettings(access_log="off"), access_lines)
+    _requests(logger, [200, 404, 500])
+    assert access_lines.getvalue() == ""
+
+
 def test_off_still_configures_and_serve_turns_uvicorns_access_log_off() -> None:
     api = ApiSettings(access_log="off")
     assert api.access_log == "off"
