@@ -28,6 +28,7 @@ from titiler.core.dependencies import (
 from catalog.errors import InvalidParameter, InvalidStac, NotFound
 from catalog.stac.serializers import check_id, item_document
 from catalog.storage.local import LocalStorage
+from catalog.web import base_url
 
 from .crs import safe_crs
 from .errors import InvalidColorMap, InvalidLayer, UnsafeCrs
@@ -69,7 +70,7 @@ class ItemParams:
         if self.cache is not None and (cached := self.cache.get(key)) is not None:
             return cached
         row = await request.app.state.repository.get_item(collection_id, item_id)
-        item = item_document(row, str(request.base_url))
+        item = item_document(row, base_url(request))
         if self.cache is not None:
             self.cache[key] = item
         return item
