@@ -11,7 +11,7 @@ from catalog.jobs.queue import JobRepository
 from catalog.jobs.worker import Worker
 from catalog.stac.repository import CatalogRepository
 from catalog.uploads.repository import UploadRepository
-from catalog.uploads.tus import expire_uploads
+from catalog.uploads.tus_store import expire_uploads
 from tiler.export import sweep_exports
 
 from .processes import build_processes

@@ -28,7 +28,8 @@ from catalog.uploads.repository import (
     UploadSetClosed,
     parse_uuid,
 )
-from catalog.uploads.tus import TusError, TusUpload
+from catalog.uploads.tus import TusUpload
+from catalog.uploads.tus_store import TusError
 from catalog.web import base_url, json_response
 
 

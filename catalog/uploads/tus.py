@@ -9,18 +9,14 @@ second writer is answered 423. The body goes to disk in pieces as it arrives, ne
 
 import base64
 import binascii
-import dataclasses
 import email.utils
-import fcntl
 import hashlib
-import json
 import os
 import re
 import secrets
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +27,19 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
 from catalog.errors import error_body
+from catalog.uploads.tus_store import (
+    ID,
+    Handle,
+    Info,
+    TusError,
+    delete,
+    not_found,
+    open_upload,
+    read_info,
+    truncate,
+    write_at,
+    write_info,
+)
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
@@ -41,8 +50,6 @@ CHECKSUMS: dict[str, Callable[[], Any]] = {
 }
 OFFSET_STREAM = "application/offset+octet-stream"
 FLUSH_BYTES = 1024 * 1024  # write (and hash) in pieces this big, off the event loop
-STRAY_GRACE_S = 3600.0  # a data or temp file without a record is only deleted when this old
-_ID = re.compile(r"[0-9a-f]{32}")
 _KEY = re.compile(r"[!-+\--~]+")  # printable ASCII without space and comma
 _NUMBER = re.compile(r"[0-9]{1,19}")
 _CLOSE = {"Connection": "close"}
@@ -56,52 +63,6 @@ class TusUpload:
     path: Path
     length: int
     metadata: dict[str, str]
-
-
-class TusError(Exception):
-    """A refusal answered with our error body; hooks raise it to refuse an upload."""
-
-    def __init__(
-        self, code: str, status: int, description: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(description)
-        self.code, self.status, self.description = code, status, description
-        self.headers = dict(headers or {})
-
-
-@dataclass
-class _Info:
-    length: int
-    metadata: dict[str, str]
-    created: float
-    expires: float
-    finished: bool = False
-    headers: dict[str, str] = field(default_factory=dict)  # what on_complete answered
-
-
-@dataclass
-class _Handle:
-    """An upload opened by one request; ``fd`` holds the lock (None once finished)."""
-
-    id: str
-    info: _Info
-    fd: int | None
-    offset: int
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # releases the flock
-            self.fd = None
-
-    def writable_fd(self) -> int:
-        """The locked data file of an unfinished upload."""
-        if self.fd is None:
-            raise RuntimeError(f"upload {self.id} is finished or closed: nothing may write to it")
-        return self.fd
-
-
-def _not_found(upload_id: str) -> TusError:
-    return TusError("upload.NotFound", 404, f"no upload {upload_id!r}")
 
 
 def _http_date(timestamp: float) -> str:
@@ -160,146 +121,6 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-# -- the folder ------------------------------------------------------------------------------------
-def _read_info(store: Path, upload_id: str) -> _Info | None:
-    try:
-        return _Info(**json.loads((store / f"{upload_id}.info").read_bytes()))
-    except FileNotFoundError:
-        return None
-
-
-def _write_info(store: Path, upload_id: str, info: _Info) -> None:
-    fd, tmp = tempfile.mkstemp(dir=store, prefix=f".{upload_id}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(json.dumps(dataclasses.asdict(info)).encode())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, store / f"{upload_id}.info")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _lock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _open(store: Path, upload_id: str, now: float, *, expired_ok: bool = False) -> _Handle:
-    """Open and lock an upload, or return a finished one (fd None). Runs in a thread."""
-    for _ in range(3):
-        try:
-            fd = os.open(store / upload_id, os.O_RDWR)
-        except FileNotFoundError:
-            info = _read_info(store, upload_id)
-            if info is None or not info.finished:
-                raise _not_found(upload_id) from None
-            return _Handle(upload_id, info, None, info.length)
-        handle = _locked(store, upload_id, fd, now, expired_ok)
-        if handle is not None:
-            return handle
-    raise TusError("upload.Locked", 423, "the upload is changing, try again")
-
-
-def _locked(store: Path, upload_id: str, fd: int, now: float, expired_ok: bool) -> _Handle | None:
-    """Lock ``fd``; None if its file was moved away (finished, terminated) meanwhile."""
-    keep = False
-    try:
-        if not _lock(fd):
-            raise TusError("upload.Locked", 423, "another request is writing to this upload")
-        stat = os.fstat(fd)
-        try:
-            if os.stat(store / upload_id).st_ino != stat.st_ino:
-                return None
-        except FileNotFoundError:
-            return None
-        info = _read_info(store, upload_id)
-        if info is None:  # bytes without a record: a creation that died half-way
-            raise _not_found(upload_id)
-        if info.expires <= now and not expired_ok:
-            raise TusError("upload.Gone", 410, "this upload expired")
-        keep = True
-        return _Handle(upload_id, info, fd, stat.st_size)
-    finally:
-        if not keep:
-            os.close(fd)
-
-
-def _write_at(fd: int, offset: int, data: bytes, hasher: Any | None) -> None:
-    if hasher is not None:
-        hasher.update(data)  # hashlib releases the GIL on big buffers
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
-
-
-def _truncate(fd: int, size: int) -> None:
-    os.ftruncate(fd, size)
-    os.fsync(fd)
-
-
-def _delete(store: Path, upload_id: str) -> None:
-    (store / f"{upload_id}.info").unlink(missing_ok=True)
-    (store / upload_id).unlink(missing_ok=True)
-
-
-def _expire_one(store: Path, upload_id: str, now: float) -> bool:
-    try:
-        info = _read_info(store, upload_id)
-    except (ValueError, TypeError):  # an unreadable record: dropped once it is old
-        if (store / f"{upload_id}.info").stat().st_mtime + STRAY_GRACE_S >= now:
-            return False
-        _delete(store, upload_id)
-        return True
-    if info is None or info.expires > now:
-        return False
-    try:
-        handle = _open(store, upload_id, now, expired_ok=True)
-    except TusError as exc:  # locked by a writer (kept), or its bytes are gone (a bare record)
-        if exc.status == 404:
-            (store / f"{upload_id}.info").unlink(missing_ok=True)
-        return exc.status == 404
-    try:
-        if handle.info.expires > now:  # a PATCH extended it before we got the lock
-            return False
-        _delete(store, upload_id)
-    finally:
-        handle.close()
-    return True
-
-
-def expire_uploads(store_dir: Path, now: float | None = None) -> int:
-    """Delete expired uploads (data and record) and stray files; return how many uploads."""
-    now = time.time() if now is None else now
-    if not store_dir.is_dir():
-        return 0
-    count = 0
-    for entry in os.scandir(store_dir):
-        name = entry.name
-        if name.endswith(".info") and _ID.fullmatch(name[:-5]):
-            count += _expire_one(store_dir, name[:-5], now)
-        elif name.startswith(".") and name.endswith(".tmp"):
-            if entry.stat().st_mtime + STRAY_GRACE_S < now:
-                Path(entry.path).unlink(missing_ok=True)
-        elif _ID.fullmatch(name) and not (store_dir / f"{name}.info").exists():
-            # Bytes without a record: a creation that died half-way.
-            try:
-                fd = os.open(entry.path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                if _lock(fd) and os.fstat(fd).st_mtime + STRAY_GRACE_S < now:
-                    Path(entry.path).unlink(missing_ok=True)
-            finally:
-                os.close(fd)
-    return count
-
-
 # -- the protocol ----------------------------------------------------------------------------------
 @dataclass
 class TusFactory:
@@ -326,6 +147,9 @@ class TusFactory:
         async def options(request: Request) -> Response:
             return self._answer(Response(status_code=204, headers=self._capabilities()))
 
+        async def upload_options(request: Request, upload_id: str) -> Response:
+            return await options(request)
+
         async def create(request: Request) -> Response:
             return await self._run(request, self._create)
 
@@ -342,7 +166,7 @@ class TusFactory:
         table: list[tuple[str, str, Callable[..., Awaitable[Response]], int, str]] = [
             ("/", "OPTIONS", options, 204, "tusOptions"),
             ("/", "POST", create, 201, "tusCreate"),
-            (upload, "OPTIONS", options, 204, "tusUploadOptions"),
+            (upload, "OPTIONS", upload_options, 204, "tusUploadOptions"),
             (upload, "HEAD", head, 200, "tusHead"),
             (upload, "PATCH", patch, 204, "tusPatch"),
             (upload, "DELETE", terminate, 204, "tusTerminate"),
@@ -386,8 +210,8 @@ class TusFactory:
                     f"send 'Tus-Resumable: {TUS_VERSION}'",
                     {"Tus-Version": TUS_VERSION},
                 )
-            if args and not _ID.fullmatch(args[0]):
-                raise _not_found(args[0])
+            if args and not ID.fullmatch(args[0]):
+                raise not_found(args[0])
             response: Response = await handler(request, *args)
         except TusError as exc:
             if request.method == "HEAD":
@@ -425,7 +249,7 @@ class TusFactory:
         # A Location from on_complete (finished at once) is left to HEAD: tus needs this one.
         return Response(status_code=201, headers=headers | {"Location": location})
 
-    def _new_upload(self, length: int, metadata: dict[str, str]) -> tuple[str, _Info]:
+    def _new_upload(self, length: int, metadata: dict[str, str]) -> tuple[str, Info]:
         self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         while True:
             upload_id = secrets.token_hex(16)
@@ -435,8 +259,8 @@ class TusFactory:
             except FileExistsError:  # pragma: no cover - 128 random bits
                 continue
         now = time.time()
-        info = _Info(length, metadata, created=now, expires=now + self.expiration_s)
-        _write_info(self.store_dir, upload_id, info)
+        info = Info(length, metadata, created=now, expires=now + self.expiration_s)
+        write_info(self.store_dir, upload_id, info)
         return upload_id, info
 
     async def _head(self, request: Request, upload_id: str) -> Response:
@@ -454,10 +278,10 @@ class TusFactory:
             headers["Upload-Expires"] = _http_date(info.expires)
         return Response(status_code=200, headers=headers)
 
-    def _status(self, upload_id: str) -> tuple[_Info, int]:
-        info = _read_info(self.store_dir, upload_id)
+    def _status(self, upload_id: str) -> tuple[Info, int]:
+        info = read_info(self.store_dir, upload_id)
         if info is None:
-            raise _not_found(upload_id)
+            raise not_found(upload_id)
         if info.finished:
             return info, info.length
         if info.expires <= time.time():
@@ -465,7 +289,7 @@ class TusFactory:
         try:
             return info, (self.store_dir / upload_id).stat().st_size
         except FileNotFoundError:
-            raise _not_found(upload_id) from None
+            raise not_found(upload_id) from None
 
     async def _patch(self, request: Request, upload_id: str) -> Response:
         if _media_type(request) != OFFSET_STREAM:
@@ -479,9 +303,9 @@ class TusFactory:
 
     async def _terminate(self, request: Request, upload_id: str) -> Response:
         def terminate() -> None:
-            handle = _open(self.store_dir, upload_id, time.time(), expired_ok=True)
+            handle = open_upload(self.store_dir, upload_id, time.time(), expired_ok=True)
             try:
-                _delete(self.store_dir, upload_id)
+                delete(self.store_dir, upload_id)
             finally:
                 handle.close()
 
@@ -492,7 +316,7 @@ class TusFactory:
         self, request: Request, upload_id: str, offset: int, checksum: tuple[str, bytes] | None
     ) -> dict[str, str]:
         """Lock the upload, append the body at ``offset``, finish it if complete."""
-        handle = await run_in_threadpool(_open, self.store_dir, upload_id, time.time())
+        handle = await run_in_threadpool(open_upload, self.store_dir, upload_id, time.time())
         try:
             length = handle.info.length
             if offset != handle.offset:
@@ -511,7 +335,7 @@ class TusFactory:
                 raise TusError("upload.TooLarge", 413, f"Upload-Length is {length}")
             stop = await self._append(request, handle, checksum)
             handle.info.expires = time.time() + self.expiration_s
-            await run_in_threadpool(_write_info, self.store_dir, upload_id, handle.info)
+            await run_in_threadpool(write_info, self.store_dir, upload_id, handle.info)
             headers = {"Upload-Offset": str(handle.offset)}
             if stop is not None:
                 stop.headers |= headers
@@ -527,7 +351,7 @@ class TusFactory:
             handle.close()
 
     async def _append(
-        self, request: Request, handle: _Handle, checksum: tuple[str, bytes] | None
+        self, request: Request, handle: Handle, checksum: tuple[str, bytes] | None
     ) -> TusError | None:
         """Stream the body to the data file; return why it stopped early, if it did."""
         fd = handle.writable_fd()
@@ -539,17 +363,17 @@ class TusFactory:
                 if hasher.digest() != checksum[1]:
                     stop = TusError("upload.ChecksumMismatch", 460, "the chunk fails its checksum")
             if stop is not None and (checksum or stop.status == 413):
-                await run_in_threadpool(_truncate, fd, start)  # discard the whole chunk
+                await run_in_threadpool(truncate, fd, start)  # discard the whole chunk
                 handle.offset = start
             else:
                 await run_in_threadpool(os.fsync, fd)
         except BaseException:
             if checksum:  # bytes nobody verified must not become part of the upload
-                _truncate(fd, start)
+                truncate(fd, start)
             raise
         return stop
 
-    async def _receive(self, request: Request, handle: _Handle, hasher: Any) -> TusError | None:
+    async def _receive(self, request: Request, handle: Handle, hasher: Any) -> TusError | None:
         """Write the body as it arrives, in pieces; return why it stopped early, if it did."""
         pending: list[bytes] = []
         size = handle.offset  # bytes written + pending
@@ -577,16 +401,16 @@ class TusFactory:
             await self._flush(handle, pending, hasher)  # what arrived is kept (or rolled back)
 
     @staticmethod
-    async def _flush(handle: _Handle, pending: list[bytes], hasher: Any | None) -> None:
+    async def _flush(handle: Handle, pending: list[bytes], hasher: Any | None) -> None:
         if not pending:
             return
         fd = handle.writable_fd()
         data = b"".join(pending)
         pending.clear()
-        await run_in_threadpool(_write_at, fd, handle.offset, data, hasher)
+        await run_in_threadpool(write_at, fd, handle.offset, data, hasher)
         handle.offset += len(data)
 
-    async def _complete(self, handle: _Handle) -> dict[str, str]:
+    async def _complete(self, handle: Handle) -> dict[str, str]:
         """Hand the data file over; the upload is finished once ``on_complete`` returns."""
         upload = TusUpload(
             handle.id, self.store_dir / handle.id, handle.info.length, dict(handle.info.metadata)
@@ -594,5 +418,5 @@ class TusFactory:
         extra = dict(await self.on_complete(upload))
         handle.info.finished, handle.info.headers = True, extra
         handle.info.expires = time.time() + self.expiration_s
-        await run_in_threadpool(_write_info, self.store_dir, handle.id, handle.info)
+        await run_in_threadpool(write_info, self.store_dir, handle.id, handle.info)
         return extra

@@ -20,7 +20,8 @@ from fastapi import Depends, FastAPI
 from tusclient import client as tus_client
 
 from catalog.db.cluster import free_port
-from catalog.uploads.tus import TusError, TusFactory, TusUpload, expire_uploads
+from catalog.uploads.tus import TusFactory, TusUpload
+from catalog.uploads.tus_store import TusError, expire_uploads
 from server.errors import AuthError, add_error_handlers
 
 MiB = 1024 * 1024
