@@ -34,6 +34,7 @@ from .features import (
     vector_tiles_part,
 )
 from .middleware import middlewares
+from .openapi import describe_fields
 from .parts import ApiPart
 from .settings import Settings
 from .stac import (
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         **api_parts.request_models(parts),
     )
     api_parts.name_operations(api.app, parts)
+    describe_fields(api.app)
     add_error_handlers(api.app, api_parts.error_handlers(parts))
     api.app.state.settings = settings
     api.app.state.readers = readers

@@ -14,7 +14,6 @@ from stac_fastapi.api.models import (
     create_request_model,
 )
 from stac_fastapi.extensions import (
-    BulkTransactionExtension,
     CollectionSearchExtension,
     CollectionSearchFilterExtension,
     FieldsExtension,
@@ -56,7 +55,7 @@ from catalog.stac.requests import (
 
 from .parts import ApiPart
 from .settings import ApiSettings
-from .transactions import RawBodyTransactionExtension
+from .transactions import PathBulkTransactionExtension, RawBodyTransactionExtension
 
 # Every CQL2 class our compiler implements (catalog/stac/cql2.py), advertised and tested.
 FILTER_CLASSES: list[str] = [
@@ -224,7 +223,7 @@ def writes_part(catalog: CatalogSettings, stac_settings: StacApiSettings, admin:
                 settings=stac_settings,
                 route_dependencies=[admin],
             ),
-            BulkTransactionExtension(
+            PathBulkTransactionExtension(
                 client=BulkTransactionsClient(settings=catalog), route_dependencies=[admin]
             ),
         ],

@@ -11,10 +11,15 @@ conformance classes stay those of the extension.
 from typing import Annotated, Any
 
 import attr
-from fastapi import Body
+from fastapi import APIRouter, Body, FastAPI
+from fastapi.responses import JSONResponse
 from stac_fastapi.api.models import CollectionUri, EmptyRequest, ItemUri
 from stac_fastapi.api.routes import create_async_endpoint
-from stac_fastapi.extensions import TransactionExtension
+from stac_fastapi.extensions import BulkTransactionExtension, TransactionExtension
+from stac_fastapi.extensions.bulk_transactions.bulk_transactions import (
+    BulkTransactionModel,
+    Items,
+)
 
 _ITEM_DOC = "A STAC Item, or a FeatureCollection of Items (https://stacspec.org)."
 _COLLECTION_DOC = "A STAC Collection."
@@ -71,6 +76,15 @@ class CollectionPatchBody(CollectionUri):
 
 
 @attr.s
+class BulkItemsBody(CollectionUri):
+    """POST /collections/{collection_id}/bulk_items."""
+
+    items: Annotated[Items, Body(description="Items by id, and insert or upsert.")] = attr.ib(
+        default=None
+    )
+
+
+@attr.s
 class RawBodyTransactionExtension(TransactionExtension):
     """The transaction extension with bodies checked by the catalogue, not stac-pydantic."""
 
@@ -116,3 +130,26 @@ class RawBodyTransactionExtension(TransactionExtension):
         """PATCH /collections/{collection_id}."""
         self._route("Patch Collection", "/collections/{collection_id}", "PATCH",
                     self.client.patch_collection, CollectionPatchBody, 204)  # fmt: skip
+
+
+@attr.s
+class PathBulkTransactionExtension(BulkTransactionExtension):
+    """The bulk extension with its ``collection_id`` declared as a path parameter.
+
+    stac-fastapi 7 builds the route's request model from the body alone, so the OpenAPI document
+    used a path parameter it never declared: client generators and fuzzers could not call it.
+    """
+
+    def register(self, app: FastAPI) -> None:
+        """Add POST /collections/{collection_id}/bulk_items."""
+        router = APIRouter(prefix=app.state.router_prefix)
+        router.add_api_route(
+            name="Bulk Create Item",
+            path="/collections/{collection_id}/bulk_items",
+            response_model=BulkTransactionModel if self.enable_response_models else None,
+            response_class=JSONResponse,
+            methods=["POST"],
+            endpoint=create_async_endpoint(self.client.bulk_item_insert, BulkItemsBody),
+            dependencies=self.route_dependencies,
+        )
+        app.include_router(router, tags=["Bulk Transaction Extension"])

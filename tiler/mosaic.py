@@ -270,13 +270,22 @@ def MosaicPresetParams(  # noqa: N802 - FastAPI dependency named like a class (h
 def image_format(request: Request) -> ImageType:
     """The ``.{format}`` of a tile path (default PNG, with alpha)."""
     raw = request.path_params.get("format")
-    if raw is None:
-        return ImageType.png
+    return ImageType.png if raw is None else _image_type(str(raw))
+
+
+def format_path(
+    format: Annotated[str, Path(description="Image format: " + ", ".join(ImageType))],  # noqa: A002
+) -> ImageType:
+    """A route dependency declaring and checking the ``{format}`` of ``.{format}`` tile paths."""
+    return _image_type(format)
+
+
+def _image_type(raw: str) -> ImageType:
     try:
-        return ImageType(str(raw).lower())
+        return ImageType(raw.lower())
     except ValueError:
         formats = ", ".join(t.value for t in ImageType)
-        raise InvalidFormat(f"unknown tile format {str(raw)[:20]!r}: one of {formats}") from None
+        raise InvalidFormat(f"unknown tile format {raw[:20]!r}: one of {formats}") from None
 
 
 # -- TileJSON ----------------------------------------------------------------------------------
@@ -345,10 +354,11 @@ class MosaicFactory(MosaicTilerFactory):
     def tile(self) -> None:
         """``{z}/{x}/{y}``, with ``@{scale}x`` and ``.{format}`` variants (most specific first)."""
         scale = [Depends(scale_path(self.max_tile_scale))]
+        fmt = [Depends(format_path)]
         variants: list[tuple[str, str, list[Any]]] = [
-            ("@{scale}x.{format}", "WithScaleAndFormat", scale),
+            ("@{scale}x.{format}", "WithScaleAndFormat", scale + fmt),
             ("@{scale}x", "WithScale", scale),
-            (".{format}", "WithFormat", []),
+            (".{format}", "WithFormat", fmt),
             ("", "", []),
         ]
         endpoint = self._tile_endpoint()

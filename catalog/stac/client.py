@@ -482,7 +482,7 @@ class BulkTransactionsClient(AsyncBaseBulkTransactionsClient):
     async def bulk_item_insert(self, items: Items, **kwargs: Any) -> Any:
         """Insert (or upsert) every item, all or nothing."""
         request: Request = kwargs["request"]
-        collection_id = request.path_params["collection_id"]
+        collection_id: str = kwargs["collection_id"]
         strict = self.settings.validate_extensions
         rows = []
         for key, item in items.items.items():

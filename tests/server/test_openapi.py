@@ -1,16 +1,20 @@
-"""Every operation has an explicit, unique camelCase operationId; the parts merge as declared."""
+"""The OpenAPI document: valid, operations named in camelCase, answers true to their schemas."""
 
 import re
 from collections import Counter
 from typing import Any
 
+import jsonschema
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from openapi_spec_validator import validate
 
 from server.parts import ApiPart, api_routes, name_operations, request_models
 from server.settings import Settings
 from tests.apps import AppPool
+from tests.factories import collection, item
 
 CAMEL_CASE = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 
@@ -97,3 +101,47 @@ def test_two_parts_may_not_set_the_same_request_model() -> None:
     assert request_models([one]) == {"items_get_request_model": dict}
     with pytest.raises(ValueError, match="other is the second"):
         request_models([one, other])
+
+
+def test_the_document_is_valid_openapi(app: FastAPI) -> None:
+    """Checked by openapi-spec-validator: also that every path parameter is declared."""
+    validate(app.openapi())
+
+
+def _answer_schema(doc: dict[str, Any], method: str, path: str) -> jsonschema.Draft202012Validator:
+    media = doc["paths"][path][method]["responses"]["200"]["content"]
+    schema = next(m["schema"] for m in media.values() if "schema" in m)
+    return jsonschema.Draft202012Validator({**schema, "components": doc["components"]})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "url", "body"),
+    [
+        ("get", "/search", "/search?fields=id,properties.gsd", None),
+        ("get", "/search", "/search?fields=-geometry,-properties", None),
+        ("post", "/search", "/search", {"fields": {"include": ["id"]}}),
+        ("get", "/collections/{collection_id}/items", "/collections/c1/items?fields=id", None),
+        ("get", "/collections", "/collections?fields=id", None),
+        ("get", "/collections", "/collections?fields=-description,-extent", None),
+    ],
+)  # fmt: skip
+def test_answers_cut_by_fields_match_their_schema(
+    client: TestClient,
+    admin: dict[str, str],
+    app: FastAPI,
+    method: str,
+    path: str,
+    url: str,
+    body: dict[str, Any] | None,
+) -> None:
+    """The fields extension drops members the STAC schemas require: the document says so."""
+    assert client.post("/collections", json=collection("c1"), headers=admin).status_code == 201
+    doc = item("i1", lon=10, lat=20, when="2021-01-01T00:00:00Z", gsd=10)
+    assert client.post("/collections/c1/items", json=doc, headers=admin).status_code == 201
+    answer = client.request(method.upper(), url, json=body)
+    assert answer.status_code == 200, answer.text
+    members = answer.json().get("features") or answer.json().get("collections")
+    assert members and "description" not in members[0] and "geometry" not in members[0]
+    errors = [e.message for e in _answer_schema(app.openapi(), method, path).iter_errors(
+        answer.json())]  # fmt: skip
+    assert errors == []
