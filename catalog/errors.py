@@ -31,6 +31,12 @@ class InvalidParameter(CatalogError):
     code = "request.InvalidParameter"
 
 
+class InvalidValue(InvalidParameter):
+    """A value the database cannot hold: a NUL byte in text, a number out of its range."""
+
+    code = "request.InvalidValue"
+
+
 class InvalidBBox(InvalidParameter):
     """A bbox that is not 4 or 6 numbers in range, or has min above max in latitude."""
 

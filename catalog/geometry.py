@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import antimeridian
+import numpy as np
 import orjson
 import shapely
 import shapely.geometry
@@ -77,6 +78,8 @@ def parse_geojson(geometry: Any) -> shapely.Geometry:
         raise InvalidGeometry(f"invalid GeoJSON {geometry.get('type')}: {exc}") from exc
     if shape.is_empty:
         raise InvalidGeometry("geometry is empty")
+    if not np.isfinite(shapely.get_coordinates(shape, include_z=bool(shape.has_z))).all():
+        raise InvalidGeometry("coordinates must be finite numbers (no NaN or Infinity)")
     return shape
 
 

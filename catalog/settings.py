@@ -47,7 +47,8 @@ class CatalogSettings(BaseSettings):
     max_offset: int = Field(
         default=100_000,
         ge=0,
-        description="Largest `offset` of an items page: PostgreSQL reads the rows it skips.",
+        description="Largest `offset` of an items or collections page: PostgreSQL reads the "
+        "rows it skips.",
     )
     validate_extensions: bool = Field(
         default=True,

@@ -16,9 +16,11 @@ def parse_instant(value: str) -> datetime:
         raise InvalidDatetime(f"not an RFC 3339 date-time: {value!r}")
     try:
         parsed = datetime.fromisoformat(text.upper().replace(" ", "T"))
-    except ValueError as exc:
+        # In UTC, 0001-01-01T00:00+01:00 falls before year 1 (and 9999-12-31T23:59-01:00 after
+        # 9999): Python cannot hold them.
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise InvalidDatetime(f"not a valid date-time: {value!r} ({exc})") from exc
-    return parsed.astimezone(UTC)
 
 
 def parse_interval(value: str) -> tuple[datetime | None, datetime | None]:

@@ -1,4 +1,4 @@
-"""What every package's routes share: the API root of a request and JSON responses.
+"""What every package's routes share: the API root of a request, JSON bodies and responses.
 
 The base URL honours the proxy headers and root path: ``server/middleware.py`` and
 stac-fastapi's ProxyHeaderMiddleware set them on the ASGI scope before any route runs, so every
@@ -12,6 +12,8 @@ import orjson
 from stac_fastapi.types.requests import get_base_url
 from starlette.requests import Request
 from starlette.responses import Response
+
+from .errors import InvalidParameter
 
 JSON = "application/json"
 
@@ -34,3 +36,14 @@ def json_response(
     serializing: a third of the time of a 100-item page.
     """
     return Response(orjson.dumps(doc), status, headers, media_type)
+
+
+async def read_json(request: Request) -> Any:
+    """The request's JSON body; an empty or malformed one is ``request.InvalidParameter``."""
+    body = await request.body()
+    if not body.strip():
+        raise InvalidParameter("the request needs a JSON body")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameter(f"the request body is not JSON: {exc}") from exc

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from catalog.errors import Conflict, Unavailable
+from catalog.errors import Conflict, InvalidValue, Unavailable
 from catalog.settings import DatabaseSettings
 
 if TYPE_CHECKING:
@@ -50,8 +50,9 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
 async def connect(engine: AsyncEngine, write: bool = False) -> AsyncIterator[AsyncConnection]:
     """A connection (a transaction when ``write``); driver errors become domain errors here.
 
-    Integrity violations are Conflict (409); a statement timeout or a lost connection is
-    Unavailable (503). Repositories catch the integrity errors they expect themselves.
+    Integrity violations are Conflict (409); data errors (a NUL byte in text, a number out of
+    range) are InvalidValue (400), as queries bind the client's values; a statement timeout or a
+    lost connection is Unavailable (503). Repositories catch the integrity errors they expect.
     """
     try:
         if write:
@@ -62,10 +63,16 @@ async def connect(engine: AsyncEngine, write: bool = False) -> AsyncIterator[Asy
                 yield conn
     except IntegrityError as exc:
         raise Conflict(f"conflicts with stored data: {exc.orig}") from exc
+    except DataError as exc:  # a NUL byte in text, a number out of range: the input's fault
+        raise InvalidValue(f"a value the database cannot hold: {_first_line(exc.orig)}") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated or "statement timeout" in str(exc.orig):
             raise Unavailable("the database did not answer in time") from exc
         raise
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0][:200] if str(error).strip() else "invalid value"
 
 
 def _dumps(value: Any) -> str:

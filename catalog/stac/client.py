@@ -162,7 +162,7 @@ class CoreClient(AsyncBaseCoreClient):
     async def post_search(self, search_request: BaseSearchPostRequest, **kwargs: Any) -> Any:
         """POST /search."""
         request: Request = kwargs["request"]
-        body = await request.json()
+        body = await web.read_json(request)
         fields = post_fields(body)
         limit = page_size(search_request.limit, self.settings)
         params = post_search_params(search_request, body, limit)
@@ -367,7 +367,7 @@ def _merge_patch(target: Any, patch: Any) -> Any:
 
 
 async def _patched(request: Request, current: dict[str, Any]) -> dict[str, Any]:
-    body = await request.json()
+    body = await web.read_json(request)
     if isinstance(body, list):
         try:
             return jsonpatch.apply_patch(current, body)  # type: ignore[no-any-return]
@@ -392,7 +392,7 @@ class TransactionsClient(AsyncBaseTransactionsClient):
     async def create_item(self, collection_id: str, item: Any, **kwargs: Any) -> Any:
         """POST /collections/{collection_id}/items: one item or a FeatureCollection."""
         request: Request = kwargs["request"]
-        body = await request.json()
+        body = await web.read_json(request)
         repo = repository(request)
         strict = self.settings.validate_extensions
         if body.get("type") == "FeatureCollection":
@@ -407,7 +407,7 @@ class TransactionsClient(AsyncBaseTransactionsClient):
     async def update_item(self, collection_id: str, item_id: str, item: Any, **kwargs: Any) -> Any:
         """PUT /collections/{collection_id}/items/{item_id}."""
         request: Request = kwargs["request"]
-        body = await request.json()
+        body = await web.read_json(request)
         _same_id(item_id, body, "item")
         row = item_row(body, collection_id, self.settings.validate_extensions)
         await repository(request).replace_item(collection_id, row)
@@ -439,7 +439,7 @@ class TransactionsClient(AsyncBaseTransactionsClient):
     async def create_collection(self, collection: Any, **kwargs: Any) -> Any:
         """POST /collections."""
         request: Request = kwargs["request"]
-        row = collection_row(await request.json(), self.settings.validate_extensions)
+        row = collection_row(await web.read_json(request), self.settings.validate_extensions)
         await repository(request).create_collection(row)
         doc = collection_document(row, web.base_url(request))
         return json_response(doc, 201, {"Location": doc["links"][0]["href"]})
@@ -447,7 +447,7 @@ class TransactionsClient(AsyncBaseTransactionsClient):
     async def update_collection(self, collection_id: str, collection: Any, **kwargs: Any) -> Any:
         """PUT /collections/{collection_id}."""
         request: Request = kwargs["request"]
-        body = await request.json()
+        body = await web.read_json(request)
         _same_id(collection_id, body, "collection")
         row = collection_row(body, self.settings.validate_extensions)
         await repository(request).update_collection(row)

@@ -103,6 +103,8 @@ class CollectionSearch:
         offset = kwargs.get("offset") or 0
         if not isinstance(offset, int) or offset < 0:
             raise InvalidParameter(f"offset must be a non-negative integer, got {offset!r}")
+        if offset > settings.max_offset:
+            raise InvalidParameter(f"offset {offset} is above the largest, {settings.max_offset}")
         return cls(
             bbox=parse_bbox(kwargs.get("bbox")),
             datetime=kwargs.get("datetime"),

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import attr
 import orjson
 from fastapi import Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from stac_fastapi.extensions.filter.request import FilterExtensionPostRequest
 from stac_fastapi.extensions.query.request import QueryExtensionPostRequest
 from stac_fastapi.extensions.sort.request import SortExtensionPostRequest
@@ -102,6 +102,14 @@ class SearchPostRequest(BaseSearchPostRequest):
     limit: int | None = Field(
         default=None, description="Page size (at least 1; above the server maximum: the maximum)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, data: Any) -> Any:
+        # Ahead of stac-pydantic's own validators, which call ``data.get`` and fail with a 500.
+        if not isinstance(data, dict):
+            raise ValueError(f"the search body must be a JSON object, not {type(data).__name__}")
+        return data
 
 
 class FilterPostRequest(BaseModel):
