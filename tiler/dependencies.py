@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import numpy
 from cachetools import TTLCache
+from color_operations import parse_operations
 from fastapi import Depends, Path, Query
 from rio_tiler.colormap import cmap as default_cmap
 from rio_tiler.types import ColorMapType
@@ -184,6 +186,25 @@ def scale_path(max_scale: int) -> Callable[[int], int]:
         return scale
 
     return dependency
+
+
+# Values a colour formula is tried on: the 0-1 range rio-color works in, edges included.
+_FORMULA_SAMPLE = numpy.linspace(0.0, 1.0, 12, dtype="float64").reshape(3, 2, 2)
+
+
+def check_color_formula(formula: str | None) -> None:
+    """Refuse a ``color_formula`` that cannot be parsed or fails on data (``gamma r -1``,
+    ``sigmoidal rgb 1e308 1e308``): rio-color checks argument ranges only when it runs."""
+    if not formula:
+        return
+    try:
+        operations = parse_operations(formula)
+        sample = _FORMULA_SAMPLE.copy()
+        with numpy.errstate(all="ignore"):
+            for operation in operations:
+                sample = operation(sample)
+    except (ValueError, TypeError, ArithmeticError, AttributeError, IndexError) as exc:
+        raise InvalidParameter(f"invalid color_formula: {exc}") from None
 
 
 async def SafeCrsParams(request: Request) -> None:  # noqa: N802

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from fastapi import Request
+from rasterio._err import CPLE_NotSupportedError
 from rasterio.errors import RasterioError, RasterioIOError
 from rio_tiler import errors as rt
 from starlette.responses import JSONResponse
@@ -91,6 +92,9 @@ ERRORS: dict[type[Exception], tuple[str, int]] = {
     rt.MaxArraySizeError: ("tiler.ImageTooLarge", 400),
     BadRequestError: ("tiler.BadRequest", 400),
     TileNotFoundError: ("tiler.TileNotFound", 404),
+    # GDAL cannot do what the request asks: no coordinate operation from the data's CRS to a
+    # dst_crs on another body (IAU_2015:49900 is Mars), for one.
+    CPLE_NotSupportedError: ("tiler.NotSupported", 400),
     rt.RioTilerError: ("tiler.Error", 500),
     RasterioIOError: ("tiler.ReadError", 500),
     RasterioError: ("tiler.ReadError", 500),

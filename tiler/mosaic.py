@@ -65,6 +65,7 @@ from catalog.stac.search import SearchParams
 from catalog.web import base_url, json_response
 
 from .dependencies import (
+    AlgorithmParams,
     LayerQuery,
     SafeColorMapParams,
     ScaledTileParams,
@@ -335,6 +336,7 @@ class MosaicFactory(MosaicTilerFactory):
     layer_dependency: Any = LayerQuery
     tile_dependency: Any = ScaledTileParams
     colormap_dependency: Any = SafeColorMapParams
+    process_dependency: Any = AlgorithmParams
     preset_dependency: Callable[..., Preset | None] = MosaicPresetParams
     max_tile_scale: int = 4
     noun: str = "CollectionMosaic"

@@ -37,7 +37,7 @@ from titiler.core.dependencies import ImageRenderingParams
 
 from catalog.errors import InvalidParameter
 
-from .dependencies import LayerQuery, SafeColorMapParams
+from .dependencies import LayerQuery, SafeColorMapParams, check_color_formula
 from .errors import InvalidLayer, PresetUnavailable, UnknownPreset
 from .readers.stac import asset_bands, band_positions, default_assets
 
@@ -218,6 +218,7 @@ def preset_render_params(
                 raise InvalidParameter(
                     f"rescale must be finite min,max with min < max: {low},{high}"
                 )
+        check_color_formula(render.color_formula)
         if resolved is not None and not render.rescale and resolved.rescale:
             render.rescale = cast(list[str], resolved.rescale)  # (min, max) pairs: see above
         return render

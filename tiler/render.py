@@ -34,14 +34,19 @@ from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.types import ColorMapType, RIOResampling, WarpResampling
 from titiler.core.dependencies import DatasetParams, ImageRenderingParams
 from titiler.core.resources.enums import ImageType
-from titiler.core.validation import validate_color_formula
 from titiler.mosaic.factory import PixelSelectionParams
 
 from catalog.errors import InvalidParameter
 from catalog.stac.search import SearchParams
 from catalog.storage.local import LocalStorage
 
-from .dependencies import LayerQuery, ReaderOptions, SafeColorMapParams, TileOptions
+from .dependencies import (
+    LayerQuery,
+    ReaderOptions,
+    SafeColorMapParams,
+    TileOptions,
+    check_color_formula,
+)
 from .encoders import render
 from .errors import InvalidLayer
 from .mosaic import CatalogBackend, EmptyTile, MosaicPresetParams, MosaicSource
@@ -88,11 +93,11 @@ class RenderOptions(BaseModel):
             )
         if self.colormap_name is not None and self.colormap_name not in default_cmap.list():
             raise InvalidParameter(f"unknown colormap_name {self.colormap_name[:40]!r}")
+        check_color_formula(self.color_formula)
         try:
-            validate_color_formula(self.color_formula)
             ImageRenderingParams(rescale=self.rescale)
         except (ValueError, AssertionError) as exc:
-            raise InvalidParameter(f"invalid rescale or color_formula: {exc}") from None
+            raise InvalidParameter(f"invalid rescale: {exc}") from None
 
     def summary(self) -> str:
         """The options given, for an archive's description ('' when none)."""

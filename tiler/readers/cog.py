@@ -1,17 +1,19 @@
 """The reader of GeoTIFF (COG) assets: rio-tiler's Reader on files kept open and tile grids."""
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import attr
 import numpy
 import rasterio
+from rasterio.errors import RasterioIOError
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 from rio_tiler.utils import cast_to_sequence
 
-from ..errors import InvalidLayer
+from ..errors import AssetNotReadable, InvalidLayer
 from .grids import TileGrids, grid_readable
 from .pool import DatasetPool
 
@@ -57,15 +59,24 @@ class LocalTiffReader(Reader):
     def __attrs_post_init__(self) -> None:
         """Borrow the file, opened with the GTiff driver, then let Reader read its metadata."""
         if self.dataset is None:
-            path = str(self.input)  # rio-tiler types it optional; ItemReader gives a path
-            if self.datasets is not None:
-                self.dataset, self.grids = self.datasets.borrow_grids(path, self._ctx_stack)
-            else:
-                opened = rasterio.open(path, driver="GTiff")
-                self.dataset = self._ctx_stack.enter_context(opened)
-                self.grids = TileGrids(self.dataset)
-                self._ctx_stack.callback(self.grids.close)
+            try:
+                self._open(str(self.input))  # rio-tiler types it optional; ItemReader: a path
+            except RasterioIOError as exc:  # a registered asset that is not a GeoTIFF
+                self._ctx_stack.close()
+                raise AssetNotReadable(
+                    f"asset file {os.path.basename(str(self.input))!r} is not a GeoTIFF "
+                    "GDAL can read"
+                ) from exc
         super().__attrs_post_init__()  # type: ignore[no-untyped-call]  # rio-tiler: unannotated
+
+    def _open(self, path: str) -> None:
+        if self.datasets is not None:
+            self.dataset, self.grids = self.datasets.borrow_grids(path, self._ctx_stack)
+        else:
+            opened = rasterio.open(path, driver="GTiff")
+            self.dataset = self._ctx_stack.enter_context(opened)
+            self.grids = TileGrids(self.dataset)
+            self._ctx_stack.callback(self.grids.close)
 
     @_checked_options
     def tile(
