@@ -29,25 +29,42 @@ class TrustedProxies:
         self.everyone = "*" in entries
         self.networks: tuple[Network, ...] = tuple(_network(e) for e in entries if e != "*")
 
+    def __str__(self) -> str:
+        """The list in uvicorn's syntax, IPv4-mapped IPv6 entries written as IPv4."""
+        return "*" if self.everyone else ",".join(str(network) for network in self.networks)
+
     def __contains__(self, host: object) -> bool:
         if self.everyone:
             return True
         if not isinstance(host, str):
             return False  # no peer address (a Unix socket): only ``*`` trusts it
         try:
-            address = ipaddress.ip_address(host)
+            address = ipaddress.ip_address(ipv4_unmapped(host))
         except ValueError:
             return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # an IPv4 peer on a dual-stack socket
         return any(address in network for network in self.networks)
 
 
 def _network(entry: str) -> Network:
     try:
-        return ipaddress.ip_network(entry)
+        network = ipaddress.ip_network(entry)
     except ValueError:
         raise ValueError(f"{entry!r} is not an IP address, a network (CIDR) or '*'") from None
+    mapped = network.network_address
+    if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped and network.prefixlen >= 96:
+        return ipaddress.IPv4Network((mapped.ipv4_mapped, network.prefixlen - 96))
+    return network
+
+
+def ipv4_unmapped(host: str) -> str:
+    """An IPv4-mapped IPv6 address (an IPv4 peer on a dual-stack socket) in IPv4 form."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return host
 
 
 def is_forwarding_header(name: bytes) -> bool:
@@ -66,8 +83,9 @@ class TrustedProxyMiddleware:
     def __init__(self, app: ASGIApp, trusted: str) -> None:
         self.trusted = TrustedProxies(trusted)
         self.app = app
+        hosts = str(self.trusted)
         # uvicorn types ASGI with TypedDicts of its own; Starlette's are plain mappings.
-        self.with_client: ASGIApp = ProxyHeadersMiddleware(app, trusted_hosts=trusted)  # type: ignore[arg-type,assignment]
+        self.with_client: ASGIApp = ProxyHeadersMiddleware(app, trusted_hosts=hosts)  # type: ignore[arg-type,assignment]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Gate the request's forwarding headers on its peer address, then call the app."""
@@ -76,9 +94,8 @@ class TrustedProxyMiddleware:
             return
         peer = scope.get("client")
         if (peer[0] if peer else None) in self.trusted:
-            if peer is not None and peer[0].startswith("::ffff:"):
-                # An IPv4 peer on a dual-stack socket: in the form uvicorn's list compares.
-                scope["client"] = (peer[0].removeprefix("::ffff:"), peer[1])
+            if peer is not None and peer[0] != (host := ipv4_unmapped(peer[0])):
+                scope["client"] = (host, peer[1])  # the form uvicorn's list compares
             await self.with_client(scope, receive, send)
             return
         headers = [(k, v) for k, v in scope["headers"] if not is_forwarding_header(k)]

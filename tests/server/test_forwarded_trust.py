@@ -109,12 +109,13 @@ def _echo_app(api: ApiSettings) -> Starlette:
 @pytest.mark.parametrize(
     ("allow", "peer", "trusted"),
     [("*", "testclient", True), ("*", "198.51.100.1", True), ("", "127.0.0.1", False),
-     ("127.0.0.1", "::ffff:127.0.0.1", True), ("127.0.0.0/8", "127.0.0.2", True)],
+     ("127.0.0.1", "::ffff:127.0.0.1", True), ("::ffff:127.0.0.1", "127.0.0.1", True),
+     ("::ffff:10.0.0.0/104", "::ffff:10.9.8.7", True), ("127.0.0.0/8", "127.0.0.2", True)],
 )  # fmt: skip
 def test_trust_everyone_no_one_and_mapped_addresses(allow: str, peer: str, trusted: bool) -> None:
     client = TestClient(_echo_app(ApiSettings(forwarded_allow_ips=allow)), client=(peer, 1))
     doc = client.get("/", headers={**X_FORWARDED, "X-Forwarded-For": "203.0.113.9"}).json()
-    if trusted:
+    if trusted:  # the client address from X-Forwarded-For, as uvicorn's middleware takes it
         assert doc == {"base": SPOOFED, "client": "203.0.113.9"}
     else:
         assert doc == {"base": "http://testserver/", "client": peer}
