@@ -1,8 +1,9 @@
 """What every package's routes share: the API root of a request, JSON bodies and responses.
 
 The base URL honours the proxy headers and root path: ``server/middleware.py`` and
-stac-fastapi's ProxyHeaderMiddleware set them on the ASGI scope before any route runs, so every
-link built from ``base_url`` points where the client reached us.
+stac-fastapi's ProxyHeaderMiddleware set them on the ASGI scope before any route runs (from a
+trusted proxy's headers only: ``server/proxies.py``), so every link built from ``base_url``
+points where the client reached us.
 """
 
 from collections.abc import Mapping

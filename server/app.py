@@ -23,6 +23,7 @@ from tiler.readers.shared import ReaderResources
 from . import parts as api_parts
 from .auth import admin_dependency
 from .database import resolve_url
+from .docs import add_docs
 from .errors import add_error_handlers
 from .features import (
     exports_part,
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=settings.api.description,
         version="0.1.0",
         openapi_url="/api",
-        docs_url="/api.html",
+        docs_url=None,  # add_docs: FastAPI's page would load Swagger UI from a CDN
         redoc_url=None,
         lifespan=_lifespan(settings, parts, readers),
     )
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exceptions={},
         **api_parts.request_models(parts),
     )
+    add_docs(api.app, "/api.html")
     api_parts.name_operations(api.app, parts)
     describe_fields(api.app)
     add_error_handlers(api.app, api_parts.error_handlers(parts))

@@ -78,8 +78,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             host=host,
             port=port,
             workers=args.workers,
-            proxy_headers=settings.api.trust_proxy_headers,
-            forwarded_allow_ips="*" if settings.api.trust_proxy_headers else None,
+            # The app decides which peers' forwarding headers count (server/proxies.py):
+            # uvicorn's own handling would rewrite the peer address the app checks.
+            proxy_headers=False,
             log_level=args.log_level,
             log_config=uvicorn_log_config(settings.api),
             access_log=settings.api.access_log != "off",

@@ -6,6 +6,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .proxies import TrustedProxyMiddleware
 from .settings import ApiSettings
 
 
@@ -14,25 +15,24 @@ class PrefixMiddleware:
 
     Links are built from root_path. The configured path applies when the ASGI server did not
     set one; a proxy's ``X-Forwarded-Prefix`` (not covered by stac-fastapi's
-    ProxyHeaderMiddleware) goes in front of it when ``trust_forwarded`` is on.
+    ProxyHeaderMiddleware) goes in front of it. Only a trusted proxy's header is still there
+    (``TrustedProxyMiddleware`` runs first).
     """
 
-    def __init__(self, app: ASGIApp, root_path: str = "", trust_forwarded: bool = False) -> None:
+    def __init__(self, app: ASGIApp, root_path: str = "") -> None:
         self.app = app
         self.root_path = root_path
-        self.trust_forwarded = trust_forwarded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Adjust root_path, then call the app."""
         if scope["type"] == "http":
             root = scope.get("root_path") or self.root_path
-            if self.trust_forwarded:
-                for name, value in scope["headers"]:
-                    if name == b"x-forwarded-prefix":
-                        prefix = "/" + value.decode("latin-1").strip().strip("/")
-                        if prefix != "/" and "//" not in prefix and ".." not in prefix:
-                            root = prefix + root
-                        break
+            for name, value in scope["headers"]:
+                if name == b"x-forwarded-prefix":
+                    prefix = "/" + value.decode("latin-1").strip().strip("/")
+                    if prefix != "/" and "//" not in prefix and ".." not in prefix:
+                        root = prefix + root
+                    break
             if root != scope.get("root_path", ""):
                 scope = dict(scope)
                 scope["root_path"] = root
@@ -73,8 +73,9 @@ EXPOSED_HEADERS = [
 
 
 def middlewares(api: ApiSettings) -> list[Middleware]:
-    """gzip, CORS, proxy headers (when trusted), path prefix: StacApi installs them in reverse, so
-    the path prefix and proxy headers are read before anything else runs."""
+    """gzip, CORS, path prefix, proxy headers, the trusted-proxy gate: StacApi installs them in
+    reverse, so the gate runs first (an untrusted peer's forwarding headers are gone before
+    anything reads them), then the proxy headers and path prefix, then everything else."""
     stack = [
         Middleware(
             GZipMiddleware,
@@ -90,11 +91,7 @@ def middlewares(api: ApiSettings) -> list[Middleware]:
             max_age=600,
         ),
     ]
-    if api.trust_proxy_headers:
-        stack.append(Middleware(ProxyHeaderMiddleware))
-    stack.append(
-        Middleware(
-            PrefixMiddleware, root_path=api.root_path, trust_forwarded=api.trust_proxy_headers
-        )
-    )
+    stack.append(Middleware(PrefixMiddleware, root_path=api.root_path))
+    stack.append(Middleware(ProxyHeaderMiddleware))
+    stack.append(Middleware(TrustedProxyMiddleware, trusted=api.forwarded_allow_ips))
     return stack

@@ -8,6 +8,7 @@ from ogc.settings import TileSettings
 from tiler.settings import ExportSettings, MosaicSettings, TilerSettings
 
 from .logs import AccessLogMode
+from .proxies import TrustedProxies
 
 
 class ApiSettings(BaseSettings):
@@ -29,9 +30,11 @@ class ApiSettings(BaseSettings):
         "(`off`; errors still reach the error log).",
     )
     access_log_sample: int = Field(default=100, ge=1)
-    trust_proxy_headers: bool = Field(
-        default=True,
-        description="Build links from Forwarded / X-Forwarded-* headers (behind a proxy).",
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1,::1",
+        description="Proxies whose Forwarded / X-Forwarded-* headers are honoured (links, "
+        "client address): comma-separated addresses and networks (CIDR), `*` for any peer, "
+        "empty for none. From any other peer these headers are dropped.",
     )
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token required for every write."
@@ -47,6 +50,12 @@ class ApiSettings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("TERRACAT_API_ADMIN_TOKEN must be at least 16 characters")
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _forwarded_allow_ips(cls, value: str) -> str:
+        TrustedProxies(value)  # raises ValueError on an entry that is no address or network
+        return ",".join(entry.strip() for entry in value.split(",") if entry.strip())
 
     @field_validator("root_path")
     @classmethod

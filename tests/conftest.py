@@ -211,6 +211,20 @@ def client(settings: "Settings", apps: "AppPool") -> Iterator["TestClient"]:
         yield test_client
 
 
+# A reverse proxy on this machine: the peer the default TERRACAT_API_FORWARDED_ALLOW_IPS trusts.
+# TestClient's own peer, "testclient", is no address, so its forwarding headers are dropped.
+LOCAL_PROXY = ("127.0.0.1", 50000)
+
+
+@pytest.fixture
+def proxied(client: "TestClient") -> "TestClient":
+    """The app of ``client`` (its lifespan, state and data) reached through a local reverse
+    proxy, trusted by default: its Forwarded / X-Forwarded-* headers count."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(client.app, client=LOCAL_PROXY)
+
+
 @pytest.fixture
 def admin() -> dict[str, str]:
     """Headers that authorize a write."""

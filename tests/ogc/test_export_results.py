@@ -67,8 +67,8 @@ def run_export(client: TestClient, admin: dict[str, str], **inputs: Any) -> str:
 
 
 def test_export_results_link_absolutely_to_a_downloadable_archive(
-    client: TestClient, admin: dict[str, str], settings: Settings, worker: LoopThread,
-    rgb_item: dict[str, Any], tmp_path: Path,
+    client: TestClient, proxied: TestClient, admin: dict[str, str], settings: Settings,
+    worker: LoopThread, rgb_item: dict[str, Any], tmp_path: Path,
 ) -> None:  # fmt: skip
     job_id = run_export(client, admin, item={"collection": COLLECTION, "id": "rgb"}, maxzoom=14)
     results = f"/jobs/{job_id}/results"
@@ -93,7 +93,7 @@ def test_export_results_link_absolutely_to_a_downloadable_archive(
     assert (metadata["minzoom"], metadata["maxzoom"]) == ("13", "14")  # zoom_levels=2
     assert count == archive["tiles"] > 0
 
-    behind = client.get(results, headers={**admin, **PROXY}).json()["archive"]["value"]
+    behind = proxied.get(results, headers={**admin, **PROXY}).json()["archive"]["value"]
     assert behind["href"] == f"https://maps.example.org/stac/exports/{job_id}.mbtiles"
 
     api = ApiSettings(root_path="/catalogue", admin_token=settings.api.admin_token)

@@ -63,7 +63,10 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
-def _start(database_url: str, **env: str) -> tuple[subprocess.Popen[bytes], LiveServer]:
+def _start(
+    database_url: str, serve: bool = False, **env: str
+) -> tuple[subprocess.Popen[bytes], LiveServer]:
+    """uvicorn on ``create_app``, or with ``serve`` the ``terracat serve`` command (no worker)."""
     port = free_port()
     log_path = Path(tempfile.mkstemp(prefix="terracat-live-", suffix=".log")[1])
     full_env = {
@@ -74,7 +77,11 @@ def _start(database_url: str, **env: str) -> tuple[subprocess.Popen[bytes], Live
         **env,
     }
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "server.app:create_app",
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
+           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+           "--no-proxy-headers"]  # fmt: skip
+    if serve:
+        cmd = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1",
+               "--port", str(port), "--job-workers", "0"]  # fmt: skip
     with log_path.open("wb") as log:  # a file, not a pipe: a full pipe would block the server
         proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     server = LiveServer(f"http://127.0.0.1:{port}", LIVE_TOKEN, log_path)

@@ -204,12 +204,12 @@ def test_map_tileset_points_at_the_raster_tiles(seeded: TestClient, tms_id: str)
     assert doc["mediaTypes"] == ["image/png", "image/jpeg"]
 
 
-def test_links_follow_the_proxy(seeded: TestClient) -> None:
+def test_links_follow_the_proxy(seeded: TestClient, proxied: TestClient) -> None:
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "maps.example.org",
                "X-Forwarded-Prefix": "/stac"}  # fmt: skip
     for path in ("/tileMatrixSets", "/collections/c1/tiles", "/collections/c1/tiles/WorldCRS84Quad",
                  "/collections/c1/items/tiles/WebMercatorQuad"):  # fmt: skip
-        doc = seeded.get(path, headers=headers).json()
+        doc = proxied.get(path, headers=headers).json()
         hrefs = [lk["href"] for lk in doc["links"]] + doc.get("tiles", [])
         for nested in doc.get("tilesets", []) + doc.get("tileMatrixSets", []):
             hrefs += [lk["href"] for lk in nested["links"]]

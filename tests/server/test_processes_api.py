@@ -235,13 +235,15 @@ def test_a_description_timeout_and_attempts_win_over_settings(
     assert (row.timeout_s, row.max_attempts) == (5, 1)
 
 
-def test_links_follow_the_forwarded_prefix(api: TestClient, admin: dict[str, str]) -> None:
+def test_links_follow_the_forwarded_prefix(
+    api: TestClient, proxied: TestClient, admin: dict[str, str]
+) -> None:
     headers = {**admin, "X-Forwarded-Prefix": "/geo"}
-    r = api.post("/processes/double/execution", json={"inputs": {"value": 1}}, headers=headers)
+    r = proxied.post("/processes/double/execution", json={"inputs": {"value": 1}}, headers=headers)
     job_id = r.json()["jobID"]
     assert r.headers["Location"] == f"http://testserver/geo/jobs/{job_id}"
     assert rels(r.json())["up"] == "http://testserver/geo/jobs"
-    listing = api.get("/processes", headers={"X-Forwarded-Prefix": "/geo"}).json()
+    listing = proxied.get("/processes", headers={"X-Forwarded-Prefix": "/geo"}).json()
     assert rels(listing["processes"][0])["self"] == "http://testserver/geo/processes/double"
 
 
