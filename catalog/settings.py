@@ -87,6 +87,18 @@ class IngestSettings(BaseSettings):
         default=2_000_000_000, ge=1, description="Largest width x height of an input raster."
     )
     max_bands: int = Field(default=64, ge=1, description="Most bands of an input raster.")
+    max_compression_ratio: float = Field(
+        default=1000.0,
+        gt=1,
+        description="Most pixel bytes per file byte of a raster above "
+        "compression_check_bytes: a sparse or highly compressed 'bomb' (50 KB declaring "
+        "40000 x 40000 px) costs minutes of conversion for nothing.",
+    )
+    compression_check_bytes: int = Field(
+        default=256 * 1024**2,
+        ge=0,
+        description="Rasters with fewer pixel bytes than this are converted whatever their ratio.",
+    )
     compression: Literal["DEFLATE", "ZSTD"] = Field(
         default="DEFLATE", description="COG compression (a predictor is always used)."
     )

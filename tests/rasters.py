@@ -246,6 +246,19 @@ def complex_tif(folder: Path) -> Path:
     )  # fmt: skip
 
 
+def bomb_tif(folder: Path, size: int = 40_000) -> Path:
+    """A sparse tiled GeoTIFF: ``size`` x ``size`` px declared, no block written (about 50 KB
+    at 40,000 px: only the tile index), which GDAL reads as zeros."""
+    path = folder / "bomb.tif"
+    with rasterio.open(
+        path, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint8",
+        crs="EPSG:32633", transform=from_origin(*UTM_ORIGIN, 1, 1), tiled=True,
+        blockxsize=512, blockysize=512, sparse_ok=True, compress="deflate",
+    ):  # fmt: skip
+        pass
+    return path
+
+
 def many_bands_tif(folder: Path, count: int = 5) -> Path:
     """``count`` uint8 bands of 32 x 32 pixels."""
     return write_geotiff(

@@ -55,6 +55,13 @@ class TooLarge(IngestError):
     status = 413
 
 
+class Implausible(IngestError):
+    """Far more pixels than the file's bytes can honestly hold (a sparse or "bomb" TIFF)."""
+
+    code = "ingest.ImplausibleSize"
+    status = 413
+
+
 class Duplicate(IngestError):
     """A file with the same SHA-256 is already in (or on its way into) the collection."""
 

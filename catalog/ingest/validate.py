@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy
 import rasterio
 from affine import Affine
 from rasterio._err import CPLE_BaseError
@@ -26,6 +27,7 @@ from rio_cogeo.cogeo import cog_validate
 from ..settings import IngestSettings
 from .errors import (
     Corrupt,
+    Implausible,
     NotARaster,
     NotGeoreferenced,
     TooLarge,
@@ -112,7 +114,7 @@ def crs_string(dataset: DatasetReader) -> str:
 def inspect(path: Path, settings: IngestSettings) -> RasterInfo:
     """Check an upload before conversion; raise the ``IngestError`` that says what is wrong.
 
-    Checks run in this order: NotARaster, TooLarge, TooManyBands, UnsupportedDataType,
+    Checks run in this order: NotARaster, TooLarge, Implausible, TooManyBands, UnsupportedDataType,
     NotGeoreferenced, Corrupt (a cheap read of the first and last blocks, and of a decimated
     window when the file has overviews or is at most 4096 x 4096 px).
     """
@@ -151,6 +153,14 @@ def _check_limits(src: DatasetReader, path: Path, settings: IngestSettings) -> N
     size = path.stat().st_size
     if size > settings.max_file_bytes:
         raise TooLarge(f"the file has {size:,} bytes; the limit is {settings.max_file_bytes:,}")
+    pixel_bytes = pixels * sum(numpy.dtype(t).itemsize for t in src.dtypes)
+    if pixel_bytes > max(settings.compression_check_bytes, settings.max_compression_ratio * size):
+        raise Implausible(
+            f"the raster declares {src.width} x {src.height} px ({pixel_bytes:,} bytes of pixels) "
+            f"in a file of {size:,} bytes: more than {settings.max_compression_ratio:g} times "
+            "its size, as sparse or 'bomb' TIFFs do. Upload the data without empty blocks, or "
+            "ask for TERRACAT_INGEST_MAX_COMPRESSION_RATIO to be raised"
+        )
     if src.count > settings.max_bands:
         raise TooManyBands(f"the raster has {src.count} bands; the limit is {settings.max_bands}")
     unsupported = sorted(set(src.dtypes) - WRITABLE_DTYPES)

@@ -10,6 +10,7 @@ from rasterio.transform import from_origin
 
 from catalog.ingest.errors import (
     Corrupt,
+    Implausible,
     IngestError,
     NotARaster,
     NotGeoreferenced,
@@ -122,6 +123,29 @@ def test_too_many_bytes(tmp_path: Path) -> None:
     error = _refusal(path, IngestSettings(max_file_bytes=100))
     assert error.code == "ingest.TooLarge" and error.status == 413
     assert f"{path.stat().st_size:,} bytes" in error.description
+
+
+def test_a_sparse_bomb_is_refused_before_any_pixel_is_read(
+    tmp_path: Path, settings: IngestSettings
+) -> None:
+    """50 KB declaring 40,000 x 40,000 px: converting it cost 36 s of a worker for nothing."""
+    path = rasters.bomb_tif(tmp_path)
+    assert path.stat().st_size < 100_000
+    error = _refusal(path, settings)
+    assert isinstance(error, Implausible) and error.code == "ingest.ImplausibleSize"
+    assert error.status == 413
+    assert "40000 x 40000" in error.description and "1,600,000,000 bytes" in error.description
+
+
+def test_compression_ratio_applies_above_the_check_size_only(tmp_path: Path) -> None:
+    """A small constant raster compresses 1000:1 and more, yet costs nothing to convert."""
+    path = rasters.bomb_tif(tmp_path, size=2048)  # 4 MiB of pixels in a few KB
+    assert inspect(path, IngestSettings()).width == 2048  # under the default 256 MiB
+    strict = IngestSettings(compression_check_bytes=1024**2)
+    assert _refusal(path, strict).code == "ingest.ImplausibleSize"
+    ratio = 2048 * 2048 / path.stat().st_size
+    lenient = IngestSettings(compression_check_bytes=1024**2, max_compression_ratio=ratio + 1)
+    assert inspect(path, lenient).width == 2048
 
 
 def test_too_many_bands(tmp_path: Path) -> None:

@@ -286,6 +286,7 @@ def test_multipart_uploads_get_their_codes_and_duplicates_are_found(
         "notes.tif": (rasters.text_tif(tmp_path), "ingest.NotARaster"),
         "plain.tif": (rasters.not_georeferenced_tif(tmp_path), "ingest.NotGeoreferenced"),
         "complex.tif": (rasters.complex_tif(tmp_path), "ingest.UnsupportedDataType"),
+        "bomb.tif": (rasters.bomb_tif(tmp_path), "ingest.ImplausibleSize"),
     }
     workers.start()
     with stack.http() as http:
@@ -302,7 +303,7 @@ def test_multipart_uploads_get_their_codes_and_duplicates_are_found(
             assert by_name[name]["status"] == "rejected", by_name[name]
             assert by_name[name]["error"]["code"] == code, by_name[name]
             assert by_name[name]["error"]["description"]
-        assert doc["counts"] == {"received": 0, "processing": 0, "ready": 1, "rejected": 4,
+        assert doc["counts"] == {"received": 0, "processing": 0, "ready": 1, "rejected": 5,
                                  "duplicate": 0}  # fmt: skip
 
         # The same bytes again, in another set of the same collection: a duplicate at once.
