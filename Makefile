@@ -1,4 +1,4 @@
-.PHONY: run test bootstrap lint bench bench-ingest bench-tiles bench-suite
+.PHONY: run test bootstrap lint bench bench-ingest bench-tiles bench-suite bench-soak
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -26,6 +26,10 @@ bench-ingest: bootstrap
 bench-tiles: bootstrap
 	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'
 	.venv/bin/python -m bench.tiles $(BENCH_ARGS)
+
+# Memory of an API worker under many clients for minutes (issue 13): RSS over time.
+bench-soak: bootstrap
+	.venv/bin/python -m bench.soak $(BENCH_ARGS)
 
 # The suite's own cost (CPU, wall, per test); BENCH_ARGS='--clone 95c6831 --clone HEAD' compares.
 bench-suite: bootstrap

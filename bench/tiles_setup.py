@@ -92,10 +92,12 @@ class Setup:
     ingest_s: float
 
 
-def start(args: argparse.Namespace, ortho: Path, stacks: Stacks) -> Setup:
+def start(
+    args: argparse.Namespace, ortho: Path, stacks: Stacks, api_env: dict[str, str] | None = None
+) -> Setup:
     """Cluster, Terracat, worker, ingest; pgstac and titiler-pgstac unless skipped."""
     with_titiler = not args.skip_titiler_pgstac
-    terracat = IngestStack.start(stacks, pgstac=with_titiler)
+    terracat = IngestStack.start(stacks, pgstac=with_titiler, api_env=api_env)
     client, data_dir = terracat.client, terracat.data_dir
     client.create_collection(COLLECTION)
     log(f"ingesting {ortho.name} over tus")

@@ -246,13 +246,15 @@ class IngestStack:
     data_dir: Path
 
     @classmethod
-    def start(cls, stacks: Stacks, pgstac: bool = False) -> "IngestStack":
+    def start(
+        cls, stacks: Stacks, pgstac: bool = False, api_env: dict[str, str] | None = None
+    ) -> "IngestStack":
         """Start the cluster (with the pgstac database if asked), the API and the worker."""
         log(f"cluster + migrations in {stacks.tmp}")
         stacks.start_cluster(pgstac=pgstac)
         data_dir = stacks.tmp / "data"
         env = {"TERRACAT_INGEST_DATA_DIR": str(data_dir)}
-        api = stacks.start_terracat(env)
+        api = stacks.start_terracat({**env, **(api_env or {})})
         worker = stacks.start_worker(env)
         wait_for_worker(stacks, worker)
         return cls(api, worker, TerracatClient(api.url, stacks.token), data_dir)
