@@ -33,6 +33,11 @@ class ApiSettings(BaseSettings):
         default=True,
         description="Build links from Forwarded / X-Forwarded-* headers (behind a proxy).",
     )
+    health_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="How long /_mgmt/health waits for each dependency before calling it DOWN.",
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token required for every write."
     )
