@@ -106,8 +106,13 @@ class Conflict(CatalogError):
 
 
 class Unavailable(CatalogError):
-    """The database cannot answer right now (timeout, connection lost)."""
+    """The database cannot answer right now (down, restarting, timeout, connection lost)."""
 
     code = "catalog.Unavailable"
     status = 503
     retriable: ClassVar[bool] = True  # a job that met it is tried again
+    retry_after_s: ClassVar[int] = 5  # what a client is told to wait (RFC 9110 Retry-After)
+
+    def __init__(self, description: str, **detail: Any) -> None:
+        super().__init__(description, **detail)
+        self.headers = {"Retry-After": str(self.retry_after_s)}

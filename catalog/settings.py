@@ -23,6 +23,12 @@ class DatabaseSettings(BaseSettings):
     pool_size: int = Field(default=10, ge=1)
     max_overflow: int = Field(default=10, ge=0)
     statement_timeout_ms: int = Field(default=30_000, ge=0)
+    connect_timeout_s: int = Field(
+        default=5,
+        ge=2,  # libpq's minimum
+        description="How long opening a connection may take: a database host that does not "
+        "answer at all then gives 503 catalog.Unavailable instead of a request that hangs.",
+    )
     parallel_workers: int = Field(
         default=0,
         ge=0,

@@ -6,8 +6,9 @@ merged here.
 """
 
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, cast
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
@@ -34,6 +35,7 @@ from .features import (
     uploads_part,
     vector_tiles_part,
 )
+from .health import health
 from .middleware import middlewares
 from .openapi import describe_fields
 from .parts import ApiPart
@@ -100,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_class=JSONResponse,
         middlewares=middlewares(settings.api),
         exceptions={},
+        # StacApi makes it the route's endpoint, so FastAPI hands it the Request its type omits.
+        health_check=cast(Callable[[], Awaitable[dict[str, Any]]], health),
         **api_parts.request_models(parts),
     )
     add_docs(api.app, "/api.html")

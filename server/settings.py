@@ -36,6 +36,11 @@ class ApiSettings(BaseSettings):
         "client address): comma-separated addresses and networks (CIDR), `*` for any peer, "
         "empty for none. From any other peer these headers are dropped.",
     )
+    health_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="How long /_mgmt/health waits for each dependency before calling it DOWN.",
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token required for every write."
     )

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import make_url
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from catalog.errors import Conflict, InvalidValue, Unavailable
@@ -40,7 +41,11 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_pre_ping=True,
-        connect_args={"options": options, "application_name": "terracat"},
+        connect_args={
+            "options": options,
+            "application_name": "terracat",
+            "connect_timeout": settings.connect_timeout_s,
+        },
         json_serializer=_dumps,
         json_deserializer=orjson.loads,
     )
@@ -51,8 +56,9 @@ async def connect(engine: AsyncEngine, write: bool = False) -> AsyncIterator[Asy
     """A connection (a transaction when ``write``); driver errors become domain errors here.
 
     Integrity violations are Conflict (409); data errors (a NUL byte in text, a number out of
-    range) are InvalidValue (400), as queries bind the client's values; a statement timeout or a
-    lost connection is Unavailable (503). Repositories catch the integrity errors they expect.
+    range) are InvalidValue (400), as queries bind the client's values; a database that cannot
+    answer (down, restarting, out of connections, a statement timeout, a lost connection) is
+    Unavailable (503). Repositories catch the integrity errors they expect themselves.
     """
     try:
         if write:
@@ -65,10 +71,41 @@ async def connect(engine: AsyncEngine, write: bool = False) -> AsyncIterator[Asy
         raise Conflict(f"conflicts with stored data: {exc.orig}") from exc
     except DataError as exc:  # a NUL byte in text, a number out of range: the input's fault
         raise InvalidValue(f"a value the database cannot hold: {_first_line(exc.orig)}") from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated or "statement timeout" in str(exc.orig):
-            raise Unavailable("the database did not answer in time") from exc
-        raise
+    except (DBAPIError, PoolTimeout) as exc:
+        translated = _unavailable(exc)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+# SQLSTATE classes of a database that cannot answer now but may soon: connection exception,
+# transaction rollback (serialization, deadlock), insufficient resources, operator
+# intervention (shutdown, starting up, statement timeout).
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57"})
+_TRANSIENT_STATES = frozenset({"55P03"})  # lock_not_available (lock_timeout)
+_TIMEOUT_STATE = "57014"  # query_canceled: our statement_timeout
+
+
+def _unavailable(exc: Exception) -> Unavailable | None:
+    """The Unavailable that ``exc`` means, or None when it is not the database being away.
+
+    A driver error without SQLSTATE comes from the client side: no connection at all
+    (refused, reset, a name that does not resolve).
+    """
+    if isinstance(exc, PoolTimeout):
+        return Unavailable("every database connection is busy")
+    if not isinstance(exc, DBAPIError):
+        return None
+    state = getattr(exc.orig, "sqlstate", None)
+    if state == _TIMEOUT_STATE:
+        return Unavailable("the database did not answer in time")
+    if (
+        exc.connection_invalidated
+        or (state is None and isinstance(exc, OperationalError | InterfaceError))
+        or (state is not None and (state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES))
+    ):
+        return Unavailable("the database is unavailable")
+    return None
 
 
 def _first_line(error: BaseException | None) -> str:

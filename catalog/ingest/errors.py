@@ -91,6 +91,16 @@ class UrlUnreachable(IngestError):
     retriable = True
 
 
+class UrlTooManyRedirects(IngestError):
+    """A URL whose redirects loop or outnumber TERRACAT_INGEST_URL_MAX_REDIRECTS.
+
+    Final, unlike UrlUnreachable: the server answers, and answers the same way every time.
+    """
+
+    code = "url.TooManyRedirects"
+    status = 502
+
+
 class EmptyRaster(IngestError):
     """Every pixel of the raster is nodata or masked: there is nothing to show."""
 

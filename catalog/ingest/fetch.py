@@ -23,7 +23,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import httpx
 
 from ..settings import IngestSettings
-from .errors import TooLarge, UrlForbidden, UrlUnreachable
+from .errors import TooLarge, UrlForbidden, UrlTooManyRedirects, UrlUnreachable
 
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 30.0
@@ -217,7 +217,11 @@ def _follow(
     url: str, settings: IngestSettings, deadline: float
 ) -> tuple[httpx.Client, httpx.Response, str]:
     """Follow redirects by hand, checking every hop; return the final 2xx response."""
+    visited: set[str] = set()
     for _ in range(settings.url_max_redirects + 1):
+        if url in visited:
+            raise UrlTooManyRedirects(f"redirect loop: {url} redirects back to itself")
+        visited.add(url)
         hop = _check(url, settings.url_allow_private)
         client, response = _open(hop, deadline)
         status = response.status_code
@@ -232,7 +236,7 @@ def _follow(
         if status >= 400:
             raise UrlUnreachable(f"{url}: the server answered HTTP {status}", status=status)
         raise UrlUnreachable(f"{url}: unexpected HTTP {status} without a usable redirect")
-    raise UrlUnreachable(f"more than {settings.url_max_redirects} redirects, last to {url}")
+    raise UrlTooManyRedirects(f"more than {settings.url_max_redirects} redirects, last to {url}")
 
 
 def _filename(response: httpx.Response, url: str) -> str:

@@ -429,12 +429,18 @@ class JobRepository:
     async def mark_successful(
         self, conn: AsyncConnection, job_id: uuid.UUID, worker_id: str, outputs: dict[str, Any]
     ) -> bool:
-        """In ``conn``'s transaction: successful, if the job is still ours."""
+        """In ``conn``'s transaction: successful, if the job is still ours.
+
+        The error of an earlier attempt (a lost worker, a retried failure) goes: it no longer
+        describes the job.
+        """
         values = {
             "status": JobStatus.successful.value,
             "progress": 100,
             "message": "done",
             "outputs": outputs,
+            "error_code": None,
+            "error_message": None,
             "finished": func.now(),
         }
         return await self._update_ours(job_id, worker_id, values, conn=conn) is not None

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import CTE, Select, case, func, literal, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from catalog.db.engine import connect
 from catalog.db.models import Collection, Item
-from catalog.errors import NotFound, Unavailable
+from catalog.errors import NotFound
 from catalog.stac.queryables import Kind, typed_property
 from catalog.stac.search import datetime_filter
 
@@ -98,19 +98,14 @@ class VectorTileRepository:
         tile. ``interval`` is an RFC 3339 instant or interval the items' time spans must meet.
         """
         statement = self._statement(collection_id, bounds, layer, limit, interval)
-        try:
-            async with self.engine.connect() as conn:
-                row = (await conn.execute(statement)).one()
-                if not row.features:
-                    found = await conn.scalar(
-                        select(Collection.id).where(Collection.id == collection_id)
-                    )
-                    if found is None:
-                        raise NotFound(f"collection {collection_id!r} does not exist")
-        except DBAPIError as exc:
-            if exc.connection_invalidated or "statement timeout" in str(exc.orig):
-                raise Unavailable("the database did not answer in time") from exc
-            raise
+        async with connect(self.engine) as conn:
+            row = (await conn.execute(statement)).one()
+            if not row.features:
+                found = await conn.scalar(
+                    select(Collection.id).where(Collection.id == collection_id)
+                )
+                if found is None:
+                    raise NotFound(f"collection {collection_id!r} does not exist")
         content = bytes(row.tile) if row.features else b""
         return VectorTile(content, int(row.features), int(row.matched) > limit)
 

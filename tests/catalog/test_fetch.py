@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from catalog.ingest import fetch
-from catalog.ingest.errors import TooLarge, UrlForbidden, UrlUnreachable
+from catalog.ingest.errors import TooLarge, UrlForbidden, UrlTooManyRedirects, UrlUnreachable
 from catalog.ingest.fetch import DownloadCancelled, check_url, download, safe_filename
 from catalog.settings import IngestSettings
 
@@ -160,11 +160,14 @@ def test_redirect_chain_is_followed(origin: Origin, tmp_path: Path) -> None:
     assert origin.paths() == ["/r/3", "/r/2", "/r/1", "/r/0", "/data/scene.tif"]
 
 
-def test_too_many_redirects(origin: Origin, tmp_path: Path) -> None:
-    with pytest.raises(UrlUnreachable, match="more than 3 redirects"):
+def test_too_many_redirects_and_a_loop_are_final(origin: Origin, tmp_path: Path) -> None:
+    with pytest.raises(UrlTooManyRedirects, match="more than 3 redirects") as chain:
         download(f"{origin.base}/r/3", tmp_path, _settings(url_max_redirects=3))
-    with pytest.raises(UrlUnreachable, match="redirects"):
+    with pytest.raises(UrlTooManyRedirects, match="redirect loop") as loop:
         download(f"{origin.base}/loop", tmp_path, _settings())
+    for err in (chain.value, loop.value):
+        assert err.code == "url.TooManyRedirects" and not err.retriable  # no retry can help
+    assert origin.paths().count("/loop") == 1  # the loop is seen at its first repeat
     assert _empty(tmp_path)
 
 

@@ -179,6 +179,7 @@ async def test_retriable_errors_are_retried_until_success(
     done = await status_is(jobs, job, "successful", "failed")
     assert done.status == "successful", done
     assert done.attempts == 3 and done.outputs == {"doubled": 10}
+    assert done.error_code is None and done.error_message is None
 
 
 async def test_a_job_of_a_dead_worker_is_requeued_and_finished_by_another(
@@ -195,6 +196,7 @@ async def test_a_job_of_a_dead_worker_is_requeued_and_finished_by_another(
     workers.start({"double": DoubleProcess()}, worker_id="rescuer")
     done = await status_is(jobs, job, "successful", "failed")
     assert done.status == "successful" and done.worker_id == "rescuer" and done.attempts == 2
+    assert done.error_code is None and done.error_message is None  # the lost worker's is gone
     # the dead worker can no longer write anything about it
     assert await jobs.beat(job.id, "ghost-worker", 50, None) is None
     async with jobs.connect() as conn:

@@ -348,12 +348,27 @@ def test_upload_set_errors(stack: Stack) -> None:
 
 
 # -- by URL ------------------------------------------------------------------------------------
+class _FileHandler(SimpleHTTPRequestHandler):
+    """Files of a folder, and ``/loop.tif``, which redirects to itself."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/loop.tif":
+            self.send_response(302)
+            self.send_header("Location", "/loop.tif")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+
 @pytest.fixture
 def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     folder = tmp_path / "www"
     folder.mkdir()
-    handler = partial(SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    handler = partial(_FileHandler, directory=str(folder))
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -369,16 +384,21 @@ def test_url_ingest_downloads_in_the_job(
     rasters.rgbn_uint16_tif(folder)
     workers.start()
     with stack.http() as http:
-        upload_set = new_set(http, expected_files=2)
+        upload_set = new_set(http, expected_files=3)
         r = http.post(f"/upload_sets/{upload_set['id']}/files", json={"href": base + "rgbn.tif"})
         assert r.status_code == 201, r.text
         assert r.json()["source"] == "url" and r.json()["href"] == base + "rgbn.tif"
         http.post(f"/upload_sets/{upload_set['id']}/files", json={"href": base + "missing.tif"})
+        http.post(f"/upload_sets/{upload_set['id']}/files", json={"href": base + "loop.tif"})
         doc = settled(http, upload_set["id"])
         by_name = {f["filename"]: f for f in doc["files"]}
         assert by_name["rgbn.tif"]["status"] == "ready", by_name
         missing = by_name["missing.tif"]
         assert missing["status"] == "rejected" and missing["error"]["code"] == "url.Unreachable"
+        loop = by_name["loop.tif"]
+        assert loop["status"] == "rejected" and loop["error"]["code"] == "url.TooManyRedirects"
+        loop_job = next(link["href"] for link in loop["links"] if link["rel"] == "monitor")
+        assert _job(http, loop_job)["attempts"] == 1  # final: a loop is not tried again
         item = item_of(http, by_name["rgbn.tif"])
     bands = item["assets"]["data"]["eo:bands"]
     assert [b.get("common_name") for b in bands] == ["red", "green", "blue", "nir"]
