@@ -214,12 +214,12 @@ def item_zooms(
             f"item {item.get('id')!r} has no raster asset to render"
             + (f": {'; '.join(reasons)}" if reasons else " (it has no asset)")
         ) from exc
-    with reader:
-        if open_assets or not reader.gridded:
-            zooms = reader.asset_zooms(assets)
-            if not reader.gridded:
+    with reader as opened:
+        if open_assets or not opened.gridded:
+            zooms: tuple[int, int] = opened.asset_zooms(assets)
+            if not opened.gridded:
                 return zooms
-        return int(reader.minzoom), int(reader.maxzoom)
+        return int(opened.minzoom), int(opened.maxzoom)
 
 
 # -- mosaics ------------------------------------------------------------------------------------
