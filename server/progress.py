@@ -16,6 +16,7 @@ FINAL_STATES = ("ready", "rejected", "duplicate")
 STEP = 10  # percentage points between two lines of the same step (non-terminal output)
 # What the worker writes as a job's message before the process reports a step of its own.
 _GENERIC_MESSAGES = ("running",)
+BAR = "{desc}: {percentage:3.0f} %|{bar:20}|"
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,12 @@ class BarProgress(JobProgress):
         bar = self.bars.get(record["id"])
         if bar is None:
             bar = tqdm(total=100, desc=record["filename"], file=self.err, leave=False,
-                       bar_format="{desc}: {percentage:3.0f} %|{bar:20}| {postfix}")  # fmt: skip
+                       bar_format=BAR)  # fmt: skip
             self.bars[record["id"]] = bar
         bar.n = now.percent or 0
-        bar.set_postfix_str(f"{now.state} {now.message}".rstrip(), refresh=False)
+        # the state in the format itself: tqdm's postfix would start with ', '
+        text = f"{now.state} {now.message}".rstrip().replace("{", "{{").replace("}", "}}")
+        bar.bar_format = f"{BAR} {text}"
         bar.refresh()
 
     def finish(self, record: dict[str, Any], line: str, out: TextIO) -> None:
