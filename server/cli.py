@@ -124,8 +124,8 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     server, token = _server_and_token(args, settings)
     create = None
     if args.create:
-        create = NewCollection(args.collection, args.collection_title, args.description,
-                               args.license)  # fmt: skip
+        title = args.collection_title or args.title  # `--create --title T` titles both
+        create = NewCollection(args.collection, title, args.description, args.license)
     options = IngestOptions(collection=args.collection, wait=not args.no_wait,
                             datetime=args.datetime, title=args.title, quiet=args.quiet,
                             timeout_s=args.timeout or None, create=create)  # fmt: skip
@@ -188,7 +188,8 @@ def _ingest_parser(sub: Any) -> None:
     _client_options(ingest)
     ingest.add_argument("--no-wait", action="store_true", help="do not follow the jobs")
     ingest.add_argument("--datetime", help="RFC 3339 datetime for every item")
-    ingest.add_argument("--title", help="title of the upload set")
+    ingest.add_argument("--title", help="title of the upload set (and of a collection --create "
+                        "makes, unless --collection-title)")  # fmt: skip
     ingest.add_argument("--quiet", action="store_true", help="no progress bars or lines")
     ingest.add_argument(
         "--timeout", type=float, default=3600,
@@ -197,7 +198,7 @@ def _ingest_parser(sub: Any) -> None:
     create = ingest.add_argument_group("creating the collection")
     create.add_argument("--create", action="store_true",
                         help="create the collection if it does not exist")  # fmt: skip
-    create.add_argument("--collection-title", help="its title (default: its id)")
+    create.add_argument("--collection-title", help="its title (default: --title, else its id)")
     create.add_argument("--description", help="its description")
     create.add_argument("--license", help="its license: an SPDX id or 'other' (default)")
 

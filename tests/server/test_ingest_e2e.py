@@ -491,8 +491,7 @@ def test_cancel_then_restart_an_ingest_job(stack: Stack, workers: Workers, tmp_p
 def _descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
-        children = _children(todo.pop())
-        found += children
+        found += (children := _children(todo.pop()))
         todo += children
     return found
 
@@ -517,7 +516,7 @@ def test_terracat_ingest_creates_its_collection_and_shows_each_files_progress(
     with out_path.open("w") as out, err_path.open("w") as err:
         cli = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "ingest", str(big), str(polar), str(bad),
-             "--collection", "cli-new", "--create", "--collection-title", "Made by ingest",
+             "--collection", "cli-new", "--create", "--title", "Made by ingest",
              "--license", "CC0-1.0", "--server", stack.server.url, "--token",
              stack.server.token, "--datetime", "2024-05-01T12:00:00Z"],
             cwd=ROOT, stdout=out, stderr=err, text=True,
@@ -558,7 +557,8 @@ def test_terracat_ingest_creates_its_collection_and_shows_each_files_progress(
     # one line per change of a file's step, not one per poll (the upload bars start alike)
     lines = [x for x in err_path.read_text().splitlines() if re.match(r"big.tif: [a-z]", x)]
     assert lines and len(lines) == len(set(lines)) <= 9, lines
-    assert httpx.get(f"{stack.server.url}/collections/cli-new").json()["title"] == "Made by ingest"
+    made = httpx.get(f"{stack.server.url}/collections/cli-new").json()
+    assert (made["title"], made["license"]) == ("Made by ingest", "CC0-1.0")
     item = httpx.get(f"{items}/polar").json()
     assert item["properties"]["datetime"] == "2024-05-01T12:00:00Z"
     assert shapely.geometry.shape(item["geometry"]).contains(shapely.geometry.Point(0, 89.99))
