@@ -1,7 +1,8 @@
 """Exports of items whose assets cannot be read fail with the asset and the reason.
 
 An item without the projection extension has no grid until its file is opened: the export used
-to take the tile matrix set's zooms (18-24) and fail with ``export.TooManyTiles``.
+to take the tile matrix set's zooms (18-24) and fail with ``export.TooManyTiles``; now it opens
+the files, for the reason of a failure or for the zooms of the data.
 """
 
 import copy
@@ -16,7 +17,14 @@ from tests import rasters
 from tests.factories import collection
 from tests.factories import item as item_doc
 from tests.tiler.conftest import COLLECTION, add_collection
-from tests.tiler.test_export import FAST, exports, submit
+from tests.tiler.test_export import (
+    FAST,
+    download,
+    exports,
+    mbtiles_metadata,
+    run_export,
+    submit,
+)
 from tests.workers import MakeWorker, wait_for
 
 GEOTIFF = "image/tiff; application=geotiff"
@@ -25,7 +33,7 @@ GEOTIFF = "image/tiff; application=geotiff"
 def _item(item_id: str, assets: dict[str, dict[str, Any]], collection_id: str = COLLECTION,
           ) -> dict[str, Any]:  # fmt: skip
     """A STAC item without the projection extension (no grid) and the given assets."""
-    doc = item_doc(item_id, lon=15.0, lat=47.0, size=0.01)
+    doc = item_doc(item_id, lon=15.0, lat=47.0)  # half a degree: zooms 18-24 are vast
     doc["collection"] = collection_id
     doc["assets"] = assets
     return doc
@@ -80,7 +88,7 @@ def test_exports_of_unreadable_assets_say_which_asset_and_why(
         "gone": "asset 'data' of item 'gone' is missing from storage",
         "missing": "asset 'data' of item 'missing' is missing from storage",
         "foreign": "asset 'data' of item 'foreign' is not a file of this catalogue's storage",
-        "text": "asset 'data' of item 'text' cannot be read as a GeoTIFF: ",
+        "text": "asset 'data' of item 'text': asset file 'notes.tif' is not a GeoTIFF",
         "plain": "asset 'data' of item 'plain' has no coordinate reference system",
         "json": "item 'json' has no raster asset to render: asset 'meta' is application/json, "
         "not a raster the tiler reads",
@@ -107,3 +115,21 @@ def test_exports_of_unreadable_assets_say_which_asset_and_why(
     assert error["code"] == "tiler.AssetNotReadable", error
     assert error["description"].startswith("no item of the export can be rendered: "), error
     assert "item 'text'" in error["description"] and "item 'missing'" in error["description"]
+
+
+def test_an_item_without_the_projection_extension_exports_at_its_files_zooms(
+    client: TestClient, admin: dict[str, str], make_worker: MakeWorker,
+    rgb_item: dict[str, Any], settings: Settings, tmp_path: Path,
+) -> None:  # fmt: skip
+    bare = copy.deepcopy(rgb_item) | {"id": "bare", "links": []}
+    for doc in (bare["properties"], *bare["assets"].values()):
+        for key in [k for k in doc if k.startswith("proj:")]:
+            del doc[key]
+    _post(client, admin, bare)
+    make_worker(exports(settings), FAST).start()
+    native = run_export(client, admin, "mbtiles", item={"collection": COLLECTION, "id": "rgb"})
+    export = run_export(client, admin, "mbtiles", item={"collection": COLLECTION, "id": "bare"})
+    ours = mbtiles_metadata(download(client, admin, export, tmp_path))
+    theirs = mbtiles_metadata(download(client, admin, native, tmp_path))
+    assert (ours["minzoom"], ours["maxzoom"]) == (theirs["minzoom"], theirs["maxzoom"])
+    assert int(ours["maxzoom"]) < 18 and export["tiles"] == native["tiles"]

@@ -160,28 +160,29 @@ class ItemReader(MultiBaseReader):
             if not isinstance(name, str) or name not in self.assets:
                 reason = not_rendered(self.input, name, self.readers)
                 raise AssetNotReadable(f"item {self.input.get('id')!r}: {reason}")
-            info = self._get_asset_info(name)
-            try:
-                with (
-                    warnings.catch_warnings(action="ignore", category=NotGeoreferencedWarning),
-                    rasterio.Env(**info["env"]),
-                    self._get_reader(info)(
-                        info["url"], tms=self.tms, **info["reader_options"]
-                    ) as src,
-                ):
-                    if src.crs is None:
-                        raise AssetNotReadable(
-                            f"asset {name!r} of item {self.input.get('id')!r} has no "
-                            "coordinate reference system: it cannot be placed on a map"
-                        )
-                    zooms.append((int(src.minzoom), int(src.maxzoom)))
-            except (RasterioError, CPLE_BaseError, RioTilerError) as exc:
-                reason = str(exc).replace(info["url"], "the file") or type(exc).__name__
-                raise AssetNotReadable(
-                    f"asset {name!r} of item {self.input.get('id')!r} cannot be read as a "
-                    f"GeoTIFF: {reason}"
-                ) from exc
+            zooms.append(self._file_zooms(name, self._get_asset_info(name)))
         return min(z[0] for z in zooms), max(z[1] for z in zooms)
+
+    def _file_zooms(self, name: str, info: AssetInfo) -> tuple[int, int]:
+        """Min and max zoom of one asset's file, opened by its reader."""
+        where = f"asset {name!r} of item {self.input.get('id')!r}"
+        try:
+            with (
+                warnings.catch_warnings(action="ignore", category=NotGeoreferencedWarning),
+                rasterio.Env(**info["env"]),
+                self._get_reader(info)(info["url"], tms=self.tms, **info["reader_options"]) as src,
+            ):
+                crs, zooms = src.crs, (int(src.minzoom), int(src.maxzoom))
+        except AssetNotReadable as exc:  # the reader's own: not a GeoTIFF
+            raise AssetNotReadable(f"{where}: {exc}") from exc
+        except (RasterioError, CPLE_BaseError, RioTilerError) as exc:
+            reason = str(exc).replace(info["url"], "the file") or type(exc).__name__
+            raise AssetNotReadable(f"{where} cannot be read as a GeoTIFF: {reason}") from exc
+        if crs is None:
+            raise AssetNotReadable(
+                f"{where} has no coordinate reference system: it cannot be placed on a map"
+            )
+        return zooms
 
     # -- asset resolution ----------------------------------------------------------------------
     def _get_asset_info(self, asset: AssetType) -> AssetInfo:
