@@ -1,4 +1,4 @@
-"""The ``terracat`` command: serve, worker, ingest, migrate, db start|stop|status|url."""
+"""The ``terracat`` command: serve, worker, ingest, collections, migrate, db."""
 
 import argparse
 import asyncio
@@ -107,24 +107,54 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from .ingest_client import IngestClientError, IngestTimeout, ingest
-
-    server = (
-        args.server or f"http://{settings.api.host}:{settings.api.port}{settings.api.root_path}"
-    )
+def _server_and_token(args: argparse.Namespace, settings: Settings) -> tuple[str, str | None]:
+    """The API root and token of a client command: options, else environment and settings."""
+    api = settings.api
+    server = args.server or f"http://{api.host}:{api.port}{api.root_path}"
     token = args.token or os.environ.get("TERRACAT_TOKEN")
-    if token is None and settings.api.admin_token is not None:
-        token = settings.api.admin_token.get_secret_value()
+    if token is None and api.admin_token is not None:
+        token = api.admin_token.get_secret_value()
+    return server, token
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from .api_client import ClientError, NewCollection
+    from .ingest_client import IngestOptions, IngestTimeout, ingest
+
+    server, token = _server_and_token(args, settings)
+    create = None
+    if args.create:
+        title = args.collection_title or args.title  # `--create --title T` titles both
+        create = NewCollection(args.collection, title, args.description, args.license)
+    options = IngestOptions(collection=args.collection, wait=not args.no_wait,
+                            datetime=args.datetime, title=args.title, quiet=args.quiet,
+                            timeout_s=args.timeout or None, create=create)  # fmt: skip
     try:
-        return ingest(args.sources, args.collection, server, token, wait=not args.no_wait,
-                      datetime=args.datetime, title=args.title, quiet=args.quiet,
-                      timeout_s=args.timeout or None)  # fmt: skip
+        return ingest(args.sources, server, token, options)
     except IngestTimeout as exc:
         print(f"terracat ingest: {exc}", file=sys.stderr)
         return 3
-    except IngestClientError as exc:
+    except ClientError as exc:
         print(f"terracat ingest: {exc}", file=sys.stderr)
+        return 2
+
+
+def _collections(args: argparse.Namespace, settings: Settings) -> int:
+    import httpx
+
+    from .api_client import ClientError, client, collections_command
+
+    server, token = _server_and_token(args, settings)
+    options = {k: v for k, v in vars(args).items() if k not in ("server", "token")}
+    try:
+        with client(server, token) as http:
+            return collections_command(args.action, http, options)
+    except ClientError as exc:
+        print(f"terracat collections {args.action}: {exc}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as exc:
+        print(f"terracat collections {args.action}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)  # fmt: skip
         return 2
 
 
@@ -146,6 +176,52 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", help="API root URL (default: this machine's settings)")
+    parser.add_argument("--token", help="admin token (default: $TERRACAT_TOKEN)")
+
+
+def _ingest_parser(sub: Any) -> None:
+    ingest = sub.add_parser("ingest", help="upload files or URLs into a collection")
+    ingest.add_argument("sources", nargs="+", metavar="FILE_OR_URL")
+    ingest.add_argument("--collection", required=True)
+    _client_options(ingest)
+    ingest.add_argument("--no-wait", action="store_true", help="do not follow the jobs")
+    ingest.add_argument("--datetime", help="RFC 3339 datetime for every item")
+    ingest.add_argument("--title", help="title of the upload set (and of a collection --create "
+                        "makes, unless --collection-title)")  # fmt: skip
+    ingest.add_argument("--quiet", action="store_true", help="no progress bars or lines")
+    ingest.add_argument(
+        "--timeout", type=float, default=3600,
+        help="seconds to wait for the files to finish (0: no limit); exit code 3 after it",
+    )  # fmt: skip
+    create = ingest.add_argument_group("creating the collection")
+    create.add_argument("--create", action="store_true",
+                        help="create the collection if it does not exist")  # fmt: skip
+    create.add_argument("--collection-title", help="its title (default: --title, else its id)")
+    create.add_argument("--description", help="its description")
+    create.add_argument("--license", help="its license: an SPDX id or 'other' (default)")
+
+
+def _collections_parser(sub: Any) -> None:
+    collections = sub.add_parser("collections", help="list, create or delete collections")
+    actions = collections.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="every collection: id and title")
+    create = actions.add_parser("create", help="create an empty collection")
+    create.add_argument("id")
+    create.add_argument("--title", help="default: the id")
+    create.add_argument("--description", help="default: 'Collection <id>'")
+    create.add_argument("--license", help="an SPDX id, or 'other' (default)")
+    create.add_argument("--exist-ok", action="store_true",
+                        help="succeed when the collection exists already")  # fmt: skip
+    delete = actions.add_parser("delete", help="delete a collection and all its items")
+    delete.add_argument("id")
+    delete.add_argument("--missing-ok", action="store_true",
+                        help="succeed when the collection does not exist")  # fmt: skip
+    for parser in (listing, create, delete):
+        _client_options(parser)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``terracat`` console script."""
     parser = argparse.ArgumentParser(prog="terracat", description=__doc__)
@@ -161,19 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     worker = sub.add_parser("worker", help="run jobs (any number, on any machine)")
     worker.add_argument("--concurrency", type=int, help="jobs at once (TERRACAT_JOBS_CONCURRENCY)")
-    ingest = sub.add_parser("ingest", help="upload files or URLs into a collection")
-    ingest.add_argument("sources", nargs="+", metavar="FILE_OR_URL")
-    ingest.add_argument("--collection", required=True)
-    ingest.add_argument("--server", help="API root URL (default: this machine's settings)")
-    ingest.add_argument("--token", help="admin token (default: $TERRACAT_TOKEN)")
-    ingest.add_argument("--no-wait", action="store_true", help="do not follow the jobs")
-    ingest.add_argument("--datetime", help="RFC 3339 datetime for every item")
-    ingest.add_argument("--title", help="title of the upload set")
-    ingest.add_argument("--quiet", action="store_true", help="no progress bars")
-    ingest.add_argument(
-        "--timeout", type=float, default=3600,
-        help="seconds to wait for the files to finish (0: no limit); exit code 3 after it",
-    )  # fmt: skip
+    _ingest_parser(sub)
+    _collections_parser(sub)
     sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
     db = sub.add_parser("db", help="manage the embedded PostGIS cluster")
     db.add_argument("action", choices=["start", "stop", "status", "url"])
@@ -190,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             return _worker(args, settings)
         if args.command == "ingest":
             return _ingest(args, settings)
+        if args.command == "collections":
+            return _collections(args, settings)
         if args.command == "migrate":
             migrate(resolve_url(settings.db))
             return 0

@@ -30,7 +30,7 @@ import shapely
 from morecantile import TileMatrixSet
 from pydantic import BaseModel, ConfigDict, Field
 from rio_tiler.colormap import cmap as default_cmap
-from rio_tiler.errors import TileOutsideBounds
+from rio_tiler.errors import MissingAssets, TileOutsideBounds
 from rio_tiler.types import ColorMapType, RIOResampling, WarpResampling
 from titiler.core.dependencies import DatasetParams, ImageRenderingParams
 from titiler.core.resources.enums import ImageType
@@ -48,7 +48,7 @@ from .dependencies import (
     check_color_formula,
 )
 from .encoders import render
-from .errors import InvalidLayer
+from .errors import AssetNotReadable, InvalidLayer
 from .mosaic import CatalogBackend, EmptyTile, MosaicPresetParams, MosaicSource
 from .presets import (
     Preset,
@@ -60,6 +60,8 @@ from .presets import (
     resolve_preset,
 )
 from .readers import ItemReader
+from .readers.item import not_rendered
+from .readers.kinds import ASSET_READERS
 from .readers.shared import ReaderResources
 from .tiling import tile_boxes
 
@@ -190,10 +192,34 @@ def render_item_tile(item: Mapping[str, Any], z: int, x: int, y: int, p: TileLay
     return content
 
 
-def item_zooms(item: Mapping[str, Any], storage: LocalStorage) -> tuple[int, int]:
-    """The item's WebMercatorQuad min and max zoom from its native resolution (rio-tiler's)."""
-    with ItemReader(dict(item), storage=storage) as reader:
-        return int(reader.minzoom), int(reader.maxzoom)
+def item_zooms(
+    item: Mapping[str, Any],
+    storage: LocalStorage,
+    assets: Sequence[str] | None = None,
+    open_assets: bool = False,
+) -> tuple[int, int]:
+    """The item's WebMercatorQuad min and max zoom from its native resolution (rio-tiler's).
+
+    The grid comes from the projection extension, else from the files of ``assets`` (default:
+    the default ones); ``open_assets`` opens them in any case. An item with no raster asset, or
+    an asset that cannot be read, is AssetNotReadable naming the asset and why: without a grid
+    rio-tiler would answer the tile matrix set's zooms (0-24), and an export of those is vast.
+    """
+    try:
+        reader = ItemReader(dict(item), storage=storage)
+    except MissingAssets as exc:
+        names = list(item.get("assets") or {})
+        reasons = [not_rendered(item, name, ASSET_READERS) for name in names[:5]]
+        raise AssetNotReadable(
+            f"item {item.get('id')!r} has no raster asset to render"
+            + (f": {'; '.join(reasons)}" if reasons else " (it has no asset)")
+        ) from exc
+    with reader as opened:
+        if open_assets or not opened.gridded:
+            zooms: tuple[int, int] = opened.asset_zooms(assets)
+            if not opened.gridded:
+                return zooms
+        return int(opened.minzoom), int(opened.maxzoom)
 
 
 # -- mosaics ------------------------------------------------------------------------------------

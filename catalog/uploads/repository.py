@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.db.engine import connect
-from catalog.db.models import Collection, Item, UploadFile, UploadSet
+from catalog.db.models import Collection, Item, Job, UploadFile, UploadSet
 from catalog.errors import CatalogError, Conflict, NotFound
 from catalog.ingest.errors import Duplicate
 from catalog.jobs.queue import JobRepository
@@ -42,6 +42,17 @@ _COLUMNS = [
     UploadFile.created,
     UploadFile.updated,
 ]
+# The file's job as clients follow it: its state and how far it is (the job table's).
+_JOB_COLUMNS = [
+    Job.status.label("job_status"),
+    Job.progress.label("job_progress"),
+    Job.message.label("job_message"),
+]
+
+
+def _files() -> Select[Any]:
+    """File records with their job's status, progress and message (None without a job)."""
+    return select(*_COLUMNS, *_JOB_COLUMNS).outerjoin(Job, Job.id == UploadFile.job_id)
 
 
 class UploadSetClosed(CatalogError):
@@ -127,7 +138,7 @@ class UploadRepository:
                 raise NotFound(f"upload set {set_id} does not exist")
             files = (
                 await conn.execute(
-                    select(*_COLUMNS)
+                    _files()
                     .where(UploadFile.upload_set_id == set_id)
                     .order_by(UploadFile.created, UploadFile.id)
                 )
@@ -202,7 +213,7 @@ class UploadRepository:
                 )
                 values["job_id"] = job.id
             await conn.execute(insert(UploadFile).values(**values))
-            row = (await conn.execute(select(*_COLUMNS).where(UploadFile.id == file_id))).one()
+            row = (await conn.execute(_files().where(UploadFile.id == file_id))).one()
         return dict(row._mapping)
 
     async def _lock_open_set(self, conn: AsyncConnection, set_id: uuid.UUID) -> str:
@@ -236,7 +247,7 @@ class UploadRepository:
     async def get_file(self, file_id: uuid.UUID) -> dict[str, Any]:
         """One file record, or NotFound."""
         async with self._connect(write=False) as conn:
-            row = (await conn.execute(select(*_COLUMNS).where(UploadFile.id == file_id))).first()
+            row = (await conn.execute(_files().where(UploadFile.id == file_id))).first()
         if row is None:
             raise NotFound(f"upload file {file_id} does not exist")
         return dict(row._mapping)

@@ -83,6 +83,13 @@ def file_document(base: str, record: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
     if record["href"]:
         doc["href"] = record["href"]
+    if record.get("job_status") is not None:
+        doc["job"] = {
+            "id": str(record["job_id"]),
+            "status": record["job_status"],
+            "progress": record["job_progress"],
+            "message": record["job_message"],
+        }
     if record["error_code"]:
         doc["error"] = {"code": record["error_code"], "description": record["error_message"]}
     if record["status"] == "ready" and record["item_id"]:

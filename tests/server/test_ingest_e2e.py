@@ -6,6 +6,7 @@ restart; the item found by STAC search, its COG valid, its footprint where the d
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,9 @@ from rio_cogeo.cogeo import cog_validate
 from shapely.geometry import box
 from tusclient import client as tus_client
 
+from server.cli import main
 from server.ingest_client import Sha256Uploader
+from server.progress import file_state
 from tests import rasters
 from tests.factories import collection
 
@@ -252,6 +255,8 @@ def test_tus_upload_interrupted_and_resumed_becomes_a_searchable_cog_item(
         assert doc["counts"]["ready"] == 1 and doc["title"] == "field survey"
         record = doc["files"][0]
         assert record["status"] == "ready" and record["source"] == "tus"
+        job = {"status": "successful", "progress": 100, "message": "done"}
+        assert record["job"] == {"id": record["links"][-1]["href"].rsplit("/", 1)[1], **job}
         assert record["filename"] == "field-42.tif" and record["item_id"] == "field-42"
         assert record["size"] == source.stat().st_size
         item = item_of(http, record)
@@ -504,24 +509,93 @@ def test_cancel_then_restart_an_ingest_job(stack: Stack, workers: Workers, tmp_p
 
 
 # -- the command line --------------------------------------------------------------------------
-def test_terracat_ingest_command(stack: Stack, workers: Workers, tmp_path: Path) -> None:
-    polar = rasters.polar_north_tif(tmp_path)
-    bad = rasters.text_tif(tmp_path)
-    workers.start()
-    result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "ingest", str(polar), str(bad),
-         "--collection", COLLECTION, "--server", stack.server.url,
-         "--token", stack.server.token, "--quiet", "--datetime", "2024-05-01T12:00:00Z"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        found += (children := _children(todo.pop()))
+        todo += children
+    return found
+
+
+def _file(http: httpx.Client, set_url: str, name: str) -> dict[str, Any]:
+    """The file ``name`` of an upload set ({} until it is uploaded)."""
+    return dict(next((f for f in http.get(set_url).json()["files"] if f["filename"] == name), {}))
+
+
+def test_terracat_ingest_creates_its_collection_and_shows_each_files_progress(
+    stack: Stack, workers: Workers, tmp_path: Path
+) -> None:
+    polar, bad = rasters.polar_north_tif(tmp_path), rasters.text_tif(tmp_path)
+    # Its job runs for seconds; the test holds it still (SIGSTOP) while the command shows it.
+    big = rasters.write_geotiff(
+        tmp_path / "big.tif", width=2048, height=2048, count=3, dtype="uint8", crs="EPSG:32633",
+        transform=from_origin(*rasters.UTM_ORIGIN, 1, 1), nodata=0, tiled=True,
+        fill=lambda c, h, w: np.random.default_rng(7).integers(1, 255, (c, h, w), "uint8"),
     )  # fmt: skip
-    assert result.returncode == 1, result.stderr  # one file was refused
-    assert "ready" in result.stdout and "/items/" in result.stdout, result.stdout
-    assert "ingest.NotARaster" in result.stdout, result.stdout
-    item_url = next(w for w in result.stdout.split() if "/items/" in w)
-    item = httpx.get(item_url).json()
+    worker = workers.start()
+    out_path, err_path = tmp_path / "out.txt", tmp_path / "err.txt"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "ingest", str(big), str(polar), str(bad),
+             "--collection", "cli-new", "--create", "--title", "Made by ingest",
+             "--license", "CC0-1.0", "--server", stack.server.url, "--token",
+             stack.server.token, "--datetime", "2024-05-01T12:00:00Z"],
+            cwd=ROOT, stdout=out, stderr=err, text=True,
+        )  # fmt: skip
+    try:
+        with stack.http() as http:
+            set_url = wait_for(lambda: next((w for w in out_path.read_text().split()
+                                             if "/upload_sets/" in w), None))  # fmt: skip
+            wait_for(lambda: (_file(http, set_url, "big.tif").get("job") or {}).get("progress"),
+                     every=0.02)  # fmt: skip
+            held = _descendants(worker.pid)  # its fork server and the job's process
+            for pid in held:  # the worker itself keeps the job's heartbeat
+                os.kill(pid, signal.SIGSTOP)
+            # the command prints the state the server shows (frozen, after a last heartbeat)
+            frozen = wait_for(
+                lambda: (
+                    (state := file_state(_file(http, set_url, "big.tif"))).line("big.tif")
+                    in err_path.read_text().splitlines()
+                    and state
+                )
+            )
+            for pid in held:
+                os.kill(pid, signal.SIGCONT)
+        assert cli.wait(timeout=180) == 1  # one file was refused
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    assert frozen.state == "running" and 0 < (frozen.percent or 0) < 100, frozen
+    out = out_path.read_text().splitlines()
+    assert out[0] == f"created collection cli-new: {stack.server.url}/collections/cli-new"
+    assert out[1].startswith(f"upload set {stack.server.url}/upload_sets/")
+    items = f"{stack.server.url}/collections/cli-new/items"
+    assert set(out[2:]) == {
+        f"ready     big.tif: {items}/big", f"ready     polar.tif: {items}/polar",
+        "rejected  notes.tif: ingest.NotARaster the file is not a GeoTIFF (GDAL cannot open "
+        "it as one)"}, out  # fmt: skip
+    # one line per change of a file's step, not one per poll (the upload bars start alike)
+    lines = [x for x in err_path.read_text().splitlines() if re.match(r"big.tif: [a-z]", x)]
+    assert lines and len(lines) == len(set(lines)) <= 9, lines
+    made = httpx.get(f"{stack.server.url}/collections/cli-new").json()
+    assert (made["title"], made["license"]) == ("Made by ingest", "CC0-1.0")
+    item = httpx.get(f"{items}/polar").json()
     assert item["properties"]["datetime"] == "2024-05-01T12:00:00Z"
     assert shapely.geometry.shape(item["geometry"]).contains(shapely.geometry.Point(0, 89.99))
     assert item["bbox"][3] == pytest.approx(90)
+
+
+def test_terracat_ingest_into_a_missing_collection_says_create_makes_it(
+    stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["ingest", str(rasters.text_tif(tmp_path)), "--collection", "absent",
+                 "--server", stack.server.url, "--token", stack.server.token])  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "terracat ingest: creating the upload set: HTTP 404 catalog.NotFound: collection "
+        "'absent' does not exist (--create makes it)\n"
+    )
 
 
 def test_running_ingest_again_on_an_ingested_file_changes_nothing(

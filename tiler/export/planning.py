@@ -26,7 +26,7 @@ from catalog.storage.local import LocalStorage
 
 from ..archives import ArchiveMetadata
 from ..dependencies import ReaderOptions
-from ..errors import TilerError
+from ..errors import AssetNotReadable, TilerError
 from ..render import item_plan, item_zooms, mosaic_plan
 from ..settings import ExportSettings
 from ..tiling import clamp_bounds, count_tiles
@@ -108,10 +108,15 @@ class ExportPlanner:
         item = item_document(row, "/")
         collection = (await self.catalog.get_collection(ref.collection))["content"]
         plan = item_plan(item, request, self.data_dir, self.reader)
+        # Every asset the export renders is opened now: an unreadable one fails the job here,
+        # naming itself, before a child starts (and an item without a grid gets the files').
+        zooms = await asyncio.to_thread(
+            item_zooms, item, self.reader.storage, request.assets, open_assets=True
+        )
         return _Source(
             plan=plan,
             footprint=_footprint(item),
-            maxzoom=_native_maxzoom([item], self.reader.storage, request.tile_size),
+            maxzoom=_for_tile_size(zooms[1], request.tile_size),
             name=f"{ref.collection}/{ref.id}",
             description=f"Item {ref.id} of collection {ref.collection}",
             attribution=attribution(collection),
@@ -224,14 +229,25 @@ def _mosaic_item(row: Mapping[str, Any]) -> dict[str, Any]:
 def _native_maxzoom(
     items: Sequence[Mapping[str, Any]], storage: LocalStorage, tile_size: int
 ) -> int:
-    """The finest native zoom among the items (one less for 512 px tiles)."""
-    zooms = []
+    """The finest native zoom among the items (one less for 512 px tiles).
+
+    Items that cannot be rendered are skipped, as the mosaic skips them; if none can be, the
+    first reasons are the error.
+    """
+    zooms, reasons = [], []
     for item in items:
         try:
             zooms.append(item_zooms(item, storage)[1])
-        except (RioTilerError, TilerError):  # no GeoTIFF asset: the mosaic skips it too
-            continue
+        except (TilerError, RioTilerError) as exc:
+            reasons.append(str(exc))
     if not zooms:
-        raise NoData("no item of the export has a GeoTIFF asset to render")
-    native = max(zooms)
+        more = f" (and {len(reasons) - 3} more items)" if len(reasons) > 3 else ""
+        raise AssetNotReadable(
+            "no item of the export can be rendered: " + "; ".join(reasons[:3]) + more
+        )
+    return _for_tile_size(max(zooms), tile_size)
+
+
+def _for_tile_size(native: int, tile_size: int) -> int:
+    """A native zoom for 256 px tiles as the zoom of ``tile_size`` px tiles."""
     return max(0, native - 1) if tile_size == 512 else native

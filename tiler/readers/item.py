@@ -15,6 +15,7 @@ expressions: ``stac.py``.
 import functools
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from attr.converters import optional
 from morecantile import BoundingBox, Tile, TileMatrixSet
 from rasterio._err import CPLE_BaseError  # GDAL errors; rasterio has no public alias
 from rasterio.crs import CRS
-from rasterio.errors import CRSError
+from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioError
 from rasterio.features import bounds as feature_bounds
 from rasterio.transform import array_bounds
 from rasterio.warp import transform_bounds
@@ -37,6 +38,7 @@ from rio_tiler.errors import (
     InvalidExpression,
     MissingAssets,
     PointOutsideBounds,
+    RioTilerError,
     TileOutsideBounds,
 )
 from rio_tiler.io import BaseReader, MultiBaseReader
@@ -113,6 +115,9 @@ class ItemReader(MultiBaseReader):
             raise MissingAssets(f"item {self.input.get('id')!r} has no GeoTIFF asset")
         self.default_assets = default_assets(self.input, self.readers) or None
         found = projection(self.input, list(self.default_assets or self.assets))
+        # Without the projection extension the grid is unknown until an asset is opened, and
+        # rio-tiler's zooms fall back to the tile matrix set's full range (0-24).
+        self.gridded = found is not None
         if found:
             self.crs, self.transform, self.height, self.width = found
             self.bounds = array_bounds(self.height, self.width, self.transform)
@@ -146,6 +151,38 @@ class ItemReader(MultiBaseReader):
         if self.grid_cache is None:
             return work_out()
         return self.grid_cache.remember(self.grid_cache.zooms, key, work_out)
+
+    def asset_zooms(self, assets: Sequence[str] | None = None) -> tuple[int, int]:
+        """Min and max zoom of ``assets`` (default: the default ones), each opened as it would
+        be rendered; AssetNotReadable naming the asset and why when one cannot be."""
+        zooms = []
+        for name in assets or self.default_assets or self.assets:
+            if not isinstance(name, str) or name not in self.assets:
+                reason = not_rendered(self.input, name, self.readers)
+                raise AssetNotReadable(f"item {self.input.get('id')!r}: {reason}")
+            zooms.append(self._file_zooms(name, self._get_asset_info(name)))
+        return min(z[0] for z in zooms), max(z[1] for z in zooms)
+
+    def _file_zooms(self, name: str, info: AssetInfo) -> tuple[int, int]:
+        """Min and max zoom of one asset's file, opened by its reader."""
+        where = f"asset {name!r} of item {self.input.get('id')!r}"
+        try:
+            with (
+                warnings.catch_warnings(action="ignore", category=NotGeoreferencedWarning),
+                rasterio.Env(**info["env"]),
+                self._get_reader(info)(info["url"], tms=self.tms, **info["reader_options"]) as src,
+            ):
+                crs, zooms = src.crs, (int(src.minzoom), int(src.maxzoom))
+        except AssetNotReadable as exc:  # the reader's own: not a GeoTIFF
+            raise AssetNotReadable(f"{where}: {exc}") from exc
+        except (RasterioError, CPLE_BaseError, RioTilerError) as exc:
+            reason = str(exc).replace(info["url"], "the file") or type(exc).__name__
+            raise AssetNotReadable(f"{where} cannot be read as a GeoTIFF: {reason}") from exc
+        if crs is None:
+            raise AssetNotReadable(
+                f"{where} has no coordinate reference system: it cannot be placed on a map"
+            )
+        return zooms
 
     # -- asset resolution ----------------------------------------------------------------------
     def _get_asset_info(self, asset: AssetType) -> AssetInfo:
@@ -451,6 +488,19 @@ class ItemReader(MultiBaseReader):
         except CPLE_BaseError as exc:  # PROJ cannot take the point to the data CRS
             raise PointOutsideBounds(f"point ({lon}, {lat}) is outside the data") from exc
         return data.apply_expression(expression) if expression else data
+
+
+def not_rendered(item: Mapping[str, Any], name: Any, readers: Mapping[str, Any]) -> str:
+    """Why asset ``name`` of ``item`` is not rendered: absent, or not of a raster media type
+    (for a message that names the item)."""
+    asset = item["assets"].get(name) if isinstance(name, str) else None
+    if asset is None:
+        return f"there is no asset {name!r} (the assets: {', '.join(item['assets'])})"
+    kind = media_type(asset)
+    return (
+        f"asset {name!r} is {kind or 'of no media type'}, not a raster the tiler reads "
+        f"({', '.join(sorted(readers))})"
+    )
 
 
 def _storage_at(data_dir: Path | None) -> LocalStorage:
