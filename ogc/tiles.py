@@ -18,16 +18,18 @@ from urllib.parse import quote
 
 import attr
 import morecantile
-from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from morecantile import TileMatrixSet
 from stac_fastapi.types.extension import ApiExtension
 from starlette.responses import Response
 
 from catalog.errors import CatalogError, NotFound
+from catalog.maps.mosaic import Coverage, MosaicRepository
 from catalog.maps.tiles import FEATURE_PROPERTIES, TileBounds
 from catalog.stac.queryables import Kind
 from catalog.stac.repository import CatalogRepository
 from catalog.web import base_url, json_response
+from tiler.mosaic import zoom_range
 
 from .settings import CRS84, WEB_MERCATOR, TileSettings, srid_of
 
@@ -118,6 +120,11 @@ TileMatrixSetID = Annotated[
     str, Path(alias="tileMatrixSetId", description="A tile matrix set id, e.g. WebMercatorQuad.")
 ]
 
+Compat = Annotated[
+    Literal["tms1"] | None,
+    Query(description="`tms1`: also give the TMS 1.0 member names (for GDAL before 3.7)."),
+]
+
 
 # -- documents ----------------------------------------------------------------------------------
 def _link(href: str, rel: str, media: str | None = JSON, **extra: Any) -> dict[str, Any]:
@@ -155,6 +162,30 @@ def tms_summary(tms: TileMatrixSet, base: str) -> dict[str, Any]:
         "links": [_link(href, "self", title=f"{tms.id} definition"),
                   _link(href, REL + "tiling-scheme", title=f"{tms.id} definition")],
     }  # fmt: skip
+
+
+def tms_definition(tms: TileMatrixSet, tms1_names: bool = False) -> dict[str, Any]:
+    """The OGC 2D TMS 2.0 JSON of a tile matrix set; with ``tms1_names``, 1.0's names too.
+
+    GDAL before 3.7 (Debian 12's 3.6 among them) parses only TMS 1.0 JSON (17-083r2): it
+    takes a definition that has ``identifier``, ``boundingBox`` and ``tileMatrices``, then reads
+    ``supportedCRS`` and each matrix's ``identifier`` and ``topLeftCorner``. Strict 2.0 readers
+    (morecantile) refuse a document with ``supportedCRS``, so the 1.0 names are only added
+    where the tilesets' ``tiling-scheme`` links point (``?compat=tms1``), which GDAL follows;
+    ``/tileMatrixSets`` links the plain 2.0 document.
+    """
+    doc: dict[str, Any] = tms.model_dump(exclude_none=True, mode="json")
+    box = tms.xy_bbox
+    corners = {"lowerLeft": [box.left, box.bottom], "upperRight": [box.right, box.top]}
+    doc.setdefault("boundingBox", {**corners, "crs": doc["crs"]})
+    if not tms1_names:
+        return doc
+    doc |= {"identifier": doc["id"], "supportedCRS": doc["crs"]}
+    for matrix in doc["tileMatrices"]:
+        matrix["identifier"] = matrix["id"]
+        if matrix.get("cornerOfOrigin", "topLeft") == "topLeft":  # 1.0 knows no other corner
+            matrix["topLeftCorner"] = matrix["pointOfOrigin"]
+    return doc
 
 
 def _extent(collection: dict[str, Any]) -> list[float] | None:
@@ -202,7 +233,6 @@ def tileset_summary(
     collection_id, tms_id = collection["id"], str(tms.id)
     name = collection["content"].get("title") or collection_id
     what = "item footprints" if data_type == "vector" else "imagery"
-    media = MVT if data_type == "vector" else None
     return {
         "title": f"{name}: {what} ({tms_id})",
         "dataType": data_type,
@@ -211,18 +241,40 @@ def tileset_summary(
         "links": [
             _link(tileset_url(base, collection_id, data_type, tms_id), "self",
                   title=f"{data_type} tileset metadata"),
-            _link(f"{base}tileMatrixSets/{tms_id}", REL + "tiling-scheme",
+            _link(f"{base}tileMatrixSets/{tms_id}?compat=tms1", REL + "tiling-scheme",
                   title=f"{tms_id} definition"),
-            _link(tile_template(base, collection_id, data_type, tms_id), "item", media,
-                  templated=True, title=f"{data_type} tiles"),
+            *_tile_links(base, collection_id, data_type, tms_id),
         ],
     }  # fmt: skip
 
 
+def _tile_links(base: str, collection_id: str, data_type: DataType, tms_id: str) -> list[Any]:
+    """The templated ``item`` links of a tileset: MVT; or PNG, JPEG and the untyped default.
+
+    Map tiles get one link per format, each with its ``type``:
+    GDAL's OGCAPI driver follows only typed PNG or JPEG links.
+    """
+    template = tile_template(base, collection_id, data_type, tms_id)
+    if data_type == "vector":
+        return [_link(template, "item", MVT, templated=True, title="vector tiles")]
+    return [
+        _link(template + ".png", "item", "image/png", templated=True, title="map tiles (PNG)"),
+        _link(template + ".jpg", "item", "image/jpeg", templated=True, title="map tiles (JPEG)"),
+        _link(template, "item", None, templated=True, title="map tiles (PNG, the default)"),
+    ]
+
+
 def tileset_document(
-    collection: dict[str, Any], data_type: DataType, tms: TileMatrixSet, base: str
+    collection: dict[str, Any],
+    data_type: DataType,
+    tms: TileMatrixSet,
+    base: str,
+    coverage: Coverage | None = None,
 ) -> dict[str, Any]:
-    """Tileset metadata (TMS 2.0 tileSet.json), with TileJSON 3.0 members for WebMercatorQuad."""
+    """Tileset metadata (TMS 2.0 tileSet.json), with TileJSON 3.0 members for WebMercatorQuad.
+
+    With the ``coverage`` of the data, ``tileMatrixSetLimits`` say which tiles hold it.
+    """
     collection_id = collection["id"]
     doc = tileset_summary(collection, data_type, tms, base)
     content = collection["content"]
@@ -240,9 +292,29 @@ def tileset_document(
             "upperRight": extent[2:],
             "crs": CRS84,
         }
+    if coverage is not None:
+        doc["tileMatrixSetLimits"] = tile_matrix_limits(tms, coverage)
     if tms.id == WEB_MERCATOR:
         doc.update(_tilejson(collection_id, data_type, tms, base, extent))
     return doc
+
+
+def tile_matrix_limits(tms: TileMatrixSet, coverage: Coverage) -> list[dict[str, Any]]:
+    """TMS 2.0 ``tileMatrixSetLimits``: the tile matrices of the data's zooms, whole.
+
+    The zooms are the mosaic's (tiler/mosaic.py ``zoom_range``: from an item's full extent to
+    the finest gsd), so clients do not zoom past the data. Each matrix is listed whole, not cut
+    to the data's tiles: GDAL 3.6's OGCAPI driver reads no map tile from a tileset without
+    limits, and reads the wrong tiles when limits start past column or row 0.
+    """
+    minzoom, maxzoom = zoom_range(tms, coverage)
+    limits = []
+    for z in range(minzoom, maxzoom + 1):
+        matrix = tms.matrix(z)
+        limits.append({"tileMatrix": str(matrix.id),
+                       "minTileRow": 0, "maxTileRow": matrix.matrixHeight - 1,
+                       "minTileCol": 0, "maxTileCol": matrix.matrixWidth - 1})  # fmt: skip
+    return limits
 
 
 def _tilejson(
@@ -285,9 +357,9 @@ def _tms_endpoints(sets: TileMatrixSets) -> dict[str, Callable[..., Any]]:
             "links": [_link(f"{base}tileMatrixSets", "self", title="Tile matrix sets")],
         })  # fmt: skip
 
-    async def get_tile_matrix_set(tms_id: TileMatrixSetID) -> Response:
+    async def get_tile_matrix_set(tms_id: TileMatrixSetID, compat: Compat = None) -> Response:
         """One tile matrix set definition (OGC 2D TMS 2.0 JSON)."""
-        return json_response(sets.get(tms_id).model_dump(exclude_none=True, mode="json"))
+        return json_response(tms_definition(sets.get(tms_id), tms1_names=compat == "tms1"))
 
     async def get_collection_tilesets(
         request: Request, collection_id: CollectionID, catalog: Catalog
@@ -309,7 +381,11 @@ def _tms_endpoints(sets: TileMatrixSets) -> dict[str, Callable[..., Any]]:
         ) -> Response:
             tms = sets.get(tms_id)
             collection = await catalog.get_collection(collection_id)
-            return json_response(tileset_document(collection, data_type, tms, base_url(request)))
+            coverage = None
+            if data_type == "map":  # the mosaic's extent and zooms (vector tiles go everywhere)
+                coverage = await MosaicRepository(catalog).collection_coverage(collection_id)
+            doc = tileset_document(collection, data_type, tms, base_url(request), coverage)
+            return json_response(doc)
 
         get_tileset.__doc__ = f"Metadata of the {data_type} tileset of a collection in one TMS."
         return get_tileset

@@ -98,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             landing_page_id="terracat",
             landing_links=api_parts.landing_links(parts),
             collection_links=api_parts.collection_links(parts),
+            item_hooks=api_parts.item_hooks(parts),
+            collection_hooks=api_parts.collection_hooks(parts),
         ),
         response_class=JSONResponse,
         middlewares=middlewares(settings.api),

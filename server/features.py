@@ -16,8 +16,11 @@ from ogc.tiles import TilesExtension
 from ogc.vector_tiles import VectorTilesExtension
 from tiler.errors import error_handlers as tiler_error_handlers
 from tiler.factory import item_maps_router
+from tiler.links import add_collection_map_links, add_item_map_links
+from tiler.maps import map_router
 from tiler.mosaic import mosaic_router
 from tiler.readers.shared import ReaderResources
+from tiler.wmts import collection_wmts_router
 
 from .parts import ApiPart, routers_part
 from .processes import build_processes
@@ -62,9 +65,10 @@ def tiles_part(settings: Settings) -> ApiPart:
             },
         ],  # fmt: skip
         collection_links=[
+            # Untyped (the type is optional): GDAL 3.6's OGCAPI driver follows a typed
+            # tilesets-vector link even when opening a raster, fails, and drops the map it read.
             {
                 "rel": OGC_REL + "tilesets-vector",
-                "type": JSON,
                 "title": "Vector tilesets (item footprints)",
                 "path": "tiles",
             },
@@ -130,10 +134,32 @@ def uploads_part(settings: Settings, admin: Any) -> ApiPart:
 def item_maps_part(settings: Settings, readers: ReaderResources) -> ApiPart:
     """Raster maps of each item (titiler's factory on our reader); public reads."""
     router = item_maps_router(settings.tiler, readers)
-    return routers_part("item-maps", lambda app: [router], error_handlers=tiler_error_handlers())
+    return routers_part(
+        "item-maps",
+        lambda app: [router],
+        error_handlers=tiler_error_handlers(),
+        item_hooks=[add_item_map_links],
+    )
 
 
 def mosaics_part(settings: Settings, admin: Any, readers: ReaderResources) -> ApiPart:
-    """Mosaic maps of collections and saved searches; saving a search needs ``admin``."""
+    """Mosaic maps of collections and saved searches (tiles, and an OGC API - Maps ``map``);
+    saving a search needs ``admin``."""
     router = mosaic_router(settings.tiler, readers, [admin], settings.mosaic)
-    return routers_part("mosaics", lambda app: [router], error_handlers=tiler_error_handlers())
+    maps = map_router(settings.tiler, readers, settings.mosaic)
+    wmts = collection_wmts_router(settings.tiler, readers, settings.mosaic)
+    return routers_part(
+        "mosaics",
+        lambda app: [router, maps, wmts],
+        collection_hooks=[add_collection_map_links],
+        error_handlers=tiler_error_handlers(),
+        collection_links=[
+            {"rel": OGC_REL + "map", "type": "image/png", "title": "Map (PNG)", "path": "map"},
+            {
+                "rel": OGC_REL + "map",
+                "type": "image/jpeg",
+                "title": "Map (JPEG)",
+                "path": "map?f=jpeg",
+            },
+        ],  # fmt: skip
+    )

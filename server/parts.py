@@ -3,7 +3,8 @@
 A part is what one feature adds to the app: stac-fastapi extensions (their routes, and the
 conformance classes ``/conformance`` lists), request models of the STAC core routes, operation
 ids of routes whose library gives none, links on the landing page and on every collection,
-exception handlers, and what it puts on ``app.state`` at lifespan start. The implementer
+hooks adding links per item or collection document, exception handlers, and what it puts on
+``app.state`` at lifespan start. The implementer
 declares its conformance classes on its extension; a part only gathers them.
 
 Routers that are not stac-fastapi extensions (titiler factories, uploads) join through
@@ -19,6 +20,8 @@ from fastapi.routing import APIRoute
 from stac_fastapi.types.extension import ApiExtension
 from starlette.datastructures import State
 from starlette.routing import BaseRoute
+
+from catalog.stac.client import DocumentLinks
 
 # rel, type, title and ``path``: relative to the API root (landing links) or to the
 # collection's URL (collection links, ``""`` for the collection itself).
@@ -46,6 +49,9 @@ class ApiPart:
     operation_ids: Mapping[str, str] = attr.ib(factory=dict)
     landing_links: Sequence[Link] = attr.ib(default=())
     collection_links: Sequence[Link] = attr.ib(default=())
+    # Links per document: hooks run on every item and collection the STAC routes send.
+    item_hooks: Sequence[DocumentLinks] = attr.ib(default=())
+    collection_hooks: Sequence[DocumentLinks] = attr.ib(default=())
     error_handlers: Mapping[type[Exception], ExceptionHandler] = attr.ib(factory=dict)
     # Called at lifespan start, once the catalogue's repositories are on ``app.state``.
     start: Callable[[State], None] | None = attr.ib(default=None)
@@ -99,6 +105,16 @@ def landing_links(parts: Sequence[ApiPart]) -> list[Link]:
 def collection_links(parts: Sequence[ApiPart]) -> list[Link]:
     """The links every collection gets from every part."""
     return [dict(link) for part in parts for link in part.collection_links]
+
+
+def item_hooks(parts: Sequence[ApiPart]) -> list[DocumentLinks]:
+    """Every part's item link hooks, in the parts' order."""
+    return [hook for part in parts for hook in part.item_hooks]
+
+
+def collection_hooks(parts: Sequence[ApiPart]) -> list[DocumentLinks]:
+    """Every part's collection link hooks, in the parts' order."""
+    return [hook for part in parts for hook in part.collection_hooks]
 
 
 def error_handlers(parts: Sequence[ApiPart]) -> dict[type[Exception], ExceptionHandler]:

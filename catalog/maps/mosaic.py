@@ -11,13 +11,13 @@ returns for the same body. Like catalog/maps/tiles.py, this module knows tiles o
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Float, case, cast, func, literal_column, select, update
+from sqlalchemy import Float, Select, case, cast, func, literal_column, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -39,6 +39,8 @@ SEARCH_MEMBERS = (
 )  # fmt: skip
 # How many matching items the coverage (bounds, resolutions) of a search is measured on.
 COVERAGE_SAMPLE = 10_000
+# How many of a collection's newest items are looked at for an asset the tiler reads.
+RASTER_SAMPLE = 100
 
 
 class SearchBody(SavedSearchBody):
@@ -318,6 +320,35 @@ class MosaicRepository:
         found = await self.coverage(collection_params(collection_id))
         extent = declared_extent(collection["content"])
         return Coverage(extent or found.bounds, found.finest_gsd, found.largest_size, found.items)
+
+    async def collections_with_rasters(
+        self, ids: Sequence[str], media_types: Collection[str]
+    ) -> set[str]:
+        """Which of ``ids`` have an asset of ``media_types`` (bare, lower case) among their
+        ``RASTER_SAMPLE`` newest items: a bounded look, one indexed query per collection."""
+        found = set()
+        async with connect(self.catalog.engine) as conn:
+            for collection_id in dict.fromkeys(ids):
+                newest = (
+                    select(Item.content["assets"].label("assets"))
+                    .where(Item.collection_id == collection_id)
+                    .order_by(Item.datetime.desc())
+                    .limit(RASTER_SAMPLE)
+                    .subquery("newest")
+                )
+                asset = func.jsonb_each(newest.c.assets).table_valued("value").lateral("asset")
+                media = func.lower(
+                    func.trim(func.split_part(asset.c.value.op("->>")("type"), ";", 1))
+                )
+                query: Select[Any] = (
+                    select(literal_column("1"))
+                    .select_from(newest.join(asset, true()))
+                    .where(media.in_(sorted(media_types)))
+                    .limit(1)
+                )
+                if await conn.scalar(query) is not None:
+                    found.add(collection_id)
+        return found
 
     async def collection_exists(self, collection_id: str) -> None:
         """NotFound unless the collection exists."""

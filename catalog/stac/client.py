@@ -1,6 +1,6 @@
 """stac-fastapi backend clients: parse the request, ask the repository, serialize the answer."""
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -37,6 +37,10 @@ from catalog.stac.serializers import collection_document, collection_row, item_d
 from catalog.web import json_response
 
 GEOJSON = "application/geo+json"
+# Adds links to the items or collections of a response, before ``fields`` applies: how the
+# composition root lets packages after catalog/ link what they serve per document (the
+# tiler's maps, tiler/links.py) without catalog/ importing them.
+DocumentLinks = Callable[[Request, list[dict[str, Any]]], Awaitable[None]]
 
 
 def repository(request: Request) -> CatalogRepository:
@@ -64,6 +68,9 @@ class CoreClient(AsyncBaseCoreClient):
     # Links every collection document gets, for the APIs served per collection (tilesets):
     # same shape, ``path`` relative to the collection's URL and may be empty.
     collection_links: list[dict[str, str]] = attr.ib(factory=list)
+    # Hooks adding links per document (DocumentLinks), to items and to collections.
+    item_hooks: list[DocumentLinks] = attr.ib(factory=list)
+    collection_hooks: list[DocumentLinks] = attr.ib(factory=list)
 
     def _collection(self, row: Any, base_url: str) -> dict[str, Any]:
         doc = collection_document(row, base_url)
@@ -103,6 +110,7 @@ class CoreClient(AsyncBaseCoreClient):
         params = collection_search.CollectionSearch.from_get(kwargs, self.settings)
         rows, matched = await collection_search.run(repository(request), params)
         collections = [self._collection(r, base_url) for r in rows]
+        await _hooked(self.collection_hooks, request, collections)
         if params.include or params.exclude:
             collections = [apply_fields(c, params.include, params.exclude) for c in collections]
         links = [
@@ -130,14 +138,18 @@ class CoreClient(AsyncBaseCoreClient):
         """GET /collections/{collection_id}."""
         request: Request = kwargs["request"]
         row = await repository(request).get_collection(collection_id)
-        return json_response(self._collection(row, web.base_url(request)))
+        doc = self._collection(row, web.base_url(request))
+        await _hooked(self.collection_hooks, request, [doc])
+        return json_response(doc)
 
     # -- items ------------------------------------------------------------------------------
     async def get_item(self, item_id: str, collection_id: str, **kwargs: Any) -> Any:
         """GET /collections/{collection_id}/items/{item_id}."""
         request: Request = kwargs["request"]
         row = await repository(request).get_item(collection_id, item_id)
-        return json_response(item_document(row, web.base_url(request)), media_type=GEOJSON)
+        doc = item_document(row, web.base_url(request))
+        await _hooked(self.item_hooks, request, [doc])
+        return json_response(doc, media_type=GEOJSON)
 
     # stac-fastapi types the parameters of these two after its own GET request models; ours
     # (catalog/stac/requests.py) pass bbox, collections and ids on as sent, in **kwargs.
@@ -179,6 +191,7 @@ class CoreClient(AsyncBaseCoreClient):
         page = await repository(request).search(params)
         base_url = web.base_url(request)
         features = [item_document(row, base_url) for row in page.rows]
+        await _hooked(self.item_hooks, request, features)
         include, exclude, default_base = fields
         if include or exclude or default_base:
             features = [apply_fields(f, include, exclude, default_base) for f in features]
@@ -202,6 +215,13 @@ class CoreClient(AsyncBaseCoreClient):
             result["numberMatched"] = page.matched
         result["numberReturned"] = len(features)
         return json_response(result, media_type=GEOJSON)
+
+
+async def _hooked(
+    hooks: list[DocumentLinks], request: Request, documents: list[dict[str, Any]]
+) -> None:
+    for hook in hooks:
+        await hook(request, documents)
 
 
 def _url(base_url: str, route: str, query: Mapping[str, str] | None) -> str:

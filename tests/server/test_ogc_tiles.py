@@ -81,6 +81,26 @@ def test_tile_matrix_set_definition(client: TestClient, tms_id: str) -> None:
     assert morecantile.TileMatrixSet.model_validate(doc).id == tms_id  # round-trips
 
 
+@pytest.mark.parametrize("tms_id", OFFERED)
+def test_tile_matrix_set_definition_also_speaks_tms_1(client: TestClient, tms_id: str) -> None:
+    """GDAL before 3.7 parses TMS 1.0 JSON only: the tilesets link a definition with the 1.0
+    names next to 2.0's; the plain one keeps them out, as morecantile refuses them."""
+    plain = client.get(f"/tileMatrixSets/{tms_id}").json()
+    assert not {"identifier", "supportedCRS"} & set(plain)
+    doc = client.get(f"/tileMatrixSets/{tms_id}", params={"compat": "tms1"}).json()
+    assert {k: v for k, v in doc.items() if k not in ("identifier", "supportedCRS")} == {
+        **plain, "tileMatrices": doc["tileMatrices"]}  # fmt: skip
+    expected = morecantile.tms.get(tms_id)
+    assert doc["identifier"] == tms_id and doc["supportedCRS"] == doc["crs"]
+    box = expected.xy_bbox
+    assert doc["boundingBox"]["lowerLeft"] == [box.left, box.bottom]
+    assert doc["boundingBox"]["upperRight"] == [box.right, box.top]
+    for matrix in doc["tileMatrices"]:
+        assert matrix["identifier"] == matrix["id"]
+        assert matrix["topLeftCorner"] == matrix["pointOfOrigin"]
+    assert client.get(f"/tileMatrixSets/{tms_id}", params={"compat": "tms9"}).status_code == 400
+
+
 def test_unknown_tile_matrix_set(client: TestClient) -> None:
     for path in ("/tileMatrixSets/NoSuchQuad", "/tileMatrixSets/GNOSISGlobalGrid"):
         r = client.get(path)
@@ -103,7 +123,8 @@ def test_collection_tilesets_list(seeded: TestClient) -> None:
     ]
     for tileset in doc["tilesets"]:
         # /req/tilesets-list/tileset-links: dataType, crs, self, tiling-scheme, tileMatrixSetURI
-        tms_id = link(tileset, REL + "tiling-scheme")["href"].rsplit("/", 1)[1]
+        scheme = link(tileset, REL + "tiling-scheme")["href"]
+        tms_id = scheme.removesuffix("?compat=tms1").rsplit("/", 1)[1]
         tms = morecantile.tms.get(tms_id)
         assert tileset["crs"] == str(tms.crs.root)
         assert tileset["tileMatrixSetURI"] == tms.uri
@@ -139,7 +160,9 @@ def test_vector_tileset_template_gives_the_tile(seeded: TestClient, tms_id: str)
     assert doc["tileMatrixSetURI"] == tms.uri
     assert doc["description"] == "Test collection c1"
     assert link(doc, "self")["href"] == f"{BASE}collections/c1/items/tiles/{tms_id}"
-    assert link(doc, REL + "tiling-scheme")["href"] == f"{BASE}tileMatrixSets/{tms_id}"
+    assert link(doc, REL + "tiling-scheme")["href"] == (
+        f"{BASE}tileMatrixSets/{tms_id}?compat=tms1"
+    )
     assert link(doc, "collection")["href"] == f"{BASE}collections/c1"
     template = link(doc, "item")
     assert template["templated"] is True and template["type"] == MVT
@@ -196,12 +219,20 @@ def test_map_tileset_points_at_the_raster_tiles(seeded: TestClient, tms_id: str)
     doc = seeded.get(f"/collections/c1/tiles/{tms_id}").json()
     assert doc["dataType"] == "map" and "layers" not in doc
     assert link(doc, "self")["href"] == f"{BASE}collections/c1/tiles/{tms_id}"
-    template = link(doc, "item")
-    assert template["templated"] is True and "type" not in template  # png or jpeg, negotiated
-    assert template["href"] == (
-        f"{BASE}collections/c1/tiles/{tms_id}/{{tileMatrix}}/{{tileCol}}/{{tileRow}}"
-    )
+    tiles = f"{BASE}collections/c1/tiles/{tms_id}/{{tileMatrix}}/{{tileCol}}/{{tileRow}}"
+    templates = {lk.get("type"): lk["href"] for lk in links(doc, "item")}
+    assert templates == {"image/png": tiles + ".png", "image/jpeg": tiles + ".jpg", None: tiles}
+    assert all(lk["templated"] is True for lk in links(doc, "item"))
     assert doc["mediaTypes"] == ["image/png", "image/jpeg"]
+    # the items give no gsd: every zoom, each matrix whole
+    tms = morecantile.tms.get(tms_id)
+    limits = doc["tileMatrixSetLimits"]
+    assert [lim["tileMatrix"] for lim in limits] == [str(z) for z in range(tms.maxzoom + 1)]
+    for lim in limits:
+        matrix = tms.matrix(int(lim["tileMatrix"]))
+        assert (lim["minTileCol"], lim["maxTileCol"]) == (0, matrix.matrixWidth - 1)
+        assert (lim["minTileRow"], lim["maxTileRow"]) == (0, matrix.matrixHeight - 1)
+    assert "tileMatrixSetLimits" not in seeded.get(f"/collections/c1/items/tiles/{tms_id}").json()
 
 
 def test_links_follow_the_proxy(seeded: TestClient, proxied: TestClient) -> None:
@@ -241,11 +272,14 @@ def test_collections_link_their_tilesets(client: TestClient, admin: dict[str, st
         client.get("/collections/linked").json(),
         next(c for c in client.get("/collections").json()["collections"] if c["id"] == "linked"),
     ):
-        links = {link["rel"]: link["href"] for link in doc["links"]}
+        found = {link["rel"]: link for link in doc["links"]}
         for kind in ("vector", "map"):
-            href = links[f"http://www.opengis.net/def/rel/ogc/1.0/tilesets-{kind}"]
-            assert href == "http://testserver/collections/linked/tiles"
-            assert client.get(href).status_code == 200
+            tilesets = found[f"http://www.opengis.net/def/rel/ogc/1.0/tilesets-{kind}"]
+            assert tilesets["href"] == "http://testserver/collections/linked/tiles"
+            assert client.get(tilesets["href"]).status_code == 200
+        # GDAL 3.6 follows a JSON-typed tilesets-vector link even to open a raster, then fails
+        assert found[REL + "tilesets-map"]["type"] == "application/json"
+        assert "type" not in found[REL + "tilesets-vector"]
 
 
 def test_openapi_operations(client: TestClient) -> None:

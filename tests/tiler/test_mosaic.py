@@ -2,7 +2,8 @@
 
 Two 512 x 512 px items at 10 m in EPSG:32633 overlap by half: ``red`` (older) from x = 500 km,
 ``blue`` (newer) 2560 m further east. Tiles are picked wholly inside one region. The mosaic
-is made once for the module; a test that adds to it gets its own (``own_mosaic``).
+is made once for the module; a test that adds to it gets its own (``own_mosaic``). The
+collection's OGC API - Maps ``map`` (tiler/maps.py) draws the same mosaic.
 """
 
 from collections.abc import Iterator
@@ -315,3 +316,96 @@ def test_saved_search_tilejson(mosaic: TestClient, admin: dict[str, str]) -> Non
     doc = mosaic.get(f"/searches/{nothing}/tiles/WebMercatorQuad/tilejson.json").json()
     assert (doc["minzoom"], doc["maxzoom"]) == (0, 24)
     assert doc["bounds"] == pytest.approx([-180, -85.0511287798066, 180, 85.0511287798066])
+
+
+# -- the collection map (OGC API - Maps) ---------------------------------------------------------
+MAP = f"/collections/{COLLECTION}/map"
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+
+
+def box_in(west: float, east: float) -> str:
+    """A lon/lat bbox wholly inside UTM x in [west, east] and the items' rows."""
+    xs = [west + 300, east - 300]
+    ys = [TOP - SIZE * PIXEL + 300, TOP - 300]
+    lons, lats = transform("EPSG:32633", "EPSG:4326", xs * 2, [ys[0]] * 2 + [ys[1]] * 2)
+    return f"{max(lons[0], lons[2])},{max(lats[:2])},{min(lons[1], lons[3])},{min(lats[2:])}"
+
+
+def drawn(client: TestClient, **params: Any) -> Any:
+    r = client.get(MAP, params=params)
+    assert r.status_code == 200, r.text
+    return r, decode(r.content)
+
+
+def test_the_map_shows_the_newest_item_on_top(mosaic: TestClient) -> None:
+    for region, expected in ((OVERLAP, BLUE), (RED_ONLY, RED)):
+        bbox = box_in(*region)
+        r, pixels = drawn(mosaic, bbox=bbox, width=64, height=48)
+        assert r.headers["content-type"] == "image/png"
+        assert r.headers["content-crs"] == f"<{CRS84}>"
+        assert [float(v) for v in r.headers["content-bbox"].split(",")] == [
+            float(v) for v in bbox.split(",")
+        ]
+        assert pixels.shape == (4, 48, 64) and (pixels[3] == 255).all()
+        assert (pixels[:3].reshape(3, -1).T == expected).all()
+
+
+def test_map_sizes_and_formats(mosaic: TestClient) -> None:
+    r, pixels = drawn(mosaic)  # the collection's extent, its longer side 1024 px
+    west, south, east, north = EXTENT
+    assert [float(v) for v in r.headers["content-bbox"].split(",")] == EXTENT
+    assert pixels.shape == (4, round(1024 * (north - south) / (east - west)), 1024)
+    assert (pixels[3] == 0).any() and (pixels[3] == 255).any()  # the items cover part of it
+    opaque = pixels[:3, pixels[3] == 255].T
+    assert {tuple(int(v) for v in p) for p in opaque} == {RED, BLUE}  # blue over the overlap
+    _, pixels = drawn(mosaic, bbox="14,50,16,51", width=256)  # a box 600 times an item's
+    assert 30 < (pixels[3] == 255).sum() < 300
+    _, pixels = drawn(mosaic, bbox=box_in(*RED_ONLY), width=40)
+    assert pixels.shape[2] == 40 and pixels.shape[1] > 1
+    _, pixels = drawn(mosaic, bbox="14,50,24,51", height=1000)  # 10:1, within 4096 px
+    assert pixels.shape[1:] == (410, 4096)
+    r, pixels = drawn(mosaic, bbox=box_in(*RED_ONLY), width=32, height=32, f="jpeg")
+    assert r.headers["content-type"] == "image/jpeg" and pixels.shape == (3, 32, 32)
+    assert abs(int(pixels[0].mean()) - 255) < 4 and int(pixels[2].mean()) < 4
+
+
+def test_a_map_without_items_is_transparent(mosaic: TestClient) -> None:
+    _, pixels = drawn(mosaic, bbox="-40,10,-39,11", width=16, height=16)
+    assert pixels.shape == (4, 16, 16) and (pixels[3] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "code"),
+    [
+        ({"bbox": "15,50,14,51"}, 400, "search.InvalidBBox"),
+        ({"bbox": "15,50,16"}, 400, "search.InvalidBBox"),
+        ({"bbox": "15,50,16,95"}, 400, "search.InvalidBBox"),
+        ({"width": 100_000}, 400, None),
+        ({"f": "gif"}, 400, None),
+    ],
+)
+def test_bad_map_requests(
+    mosaic: TestClient, params: dict[str, Any], status: int, code: str | None
+) -> None:
+    r = mosaic.get(MAP, params=params)
+    assert r.status_code == status, r.text
+    if code:
+        assert r.json()["code"] == code
+
+
+def test_unknown_collection_map_is_404(mosaic: TestClient) -> None:
+    for params in ({}, {"bbox": "15,50,15.1,50.1"}):
+        r = mosaic.get("/collections/nope/map", params=params)
+        assert r.status_code == 404, r.text
+
+
+def test_collections_link_their_map(mosaic: TestClient) -> None:
+    doc = mosaic.get(f"/collections/{COLLECTION}").json()
+    found = {link["type"]: link["href"] for link in doc["links"]
+             if link["rel"] == "http://www.opengis.net/def/rel/ogc/1.0/map"}  # fmt: skip
+    assert found == {
+        "image/png": f"http://testserver{MAP}",
+        "image/jpeg": f"http://testserver{MAP}?f=jpeg",
+    }
+    r = mosaic.get(found["image/jpeg"].removeprefix("http://testserver") + "&width=8")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
