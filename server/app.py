@@ -13,6 +13,7 @@ from typing import Any, cast
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from stac_fastapi.api.app import StacApi
+from stac_fastapi.types.config import ApiSettings as StacApiSettings
 
 from catalog.db.engine import create_engine
 from catalog.jobs.queue import JobRepository
@@ -61,20 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     stac_settings = stac_api_settings(settings.api)
     # The tiler's storage, open files and grid cache: one set per app, closed with it.
     readers = ReaderResources.at(settings.ingest.data_dir)
-    parts = [
-        core_part(),
-        search_part(),
-        items_part(),
-        collections_part(),
-        writes_part(settings.catalog, stac_settings, admin),
-        processes_part(settings, admin),
-        tiles_part(settings),
-        vector_tiles_part(settings),
-        exports_part(settings, admin),
-        uploads_part(settings, admin),
-        item_maps_part(settings, readers),
-        mosaics_part(settings, admin, readers),
-    ]
+    parts = _parts(settings, admin, stac_settings, readers)
     app = FastAPI(
         title=settings.api.title,
         description=settings.api.description,
@@ -91,16 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=settings.api.title,
         description=settings.api.description,
         extensions=api_parts.extensions(parts),
-        client=CoreClient(
-            settings=settings.catalog,
-            title=settings.api.title,
-            description=settings.api.description,
-            landing_page_id="terracat",
-            landing_links=api_parts.landing_links(parts),
-            collection_links=api_parts.collection_links(parts),
-            item_hooks=api_parts.item_hooks(parts),
-            collection_hooks=api_parts.collection_hooks(parts),
-        ),
+        client=_client(settings, parts),
         response_class=JSONResponse,
         middlewares=middlewares(settings.api),
         exceptions={},
@@ -115,6 +94,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.app.state.settings = settings
     api.app.state.readers = readers
     return api.app
+
+
+def _parts(
+    settings: Settings, admin: Any, stac_settings: StacApiSettings, readers: ReaderResources
+) -> list[ApiPart]:
+    """Every API part, in the order their routes are registered."""
+    return [
+        core_part(),
+        search_part(),
+        items_part(),
+        collections_part(),
+        writes_part(settings.catalog, stac_settings, admin),
+        processes_part(settings, admin),
+        tiles_part(settings),
+        vector_tiles_part(settings),
+        exports_part(settings, admin),
+        uploads_part(settings, admin),
+        item_maps_part(settings, readers),
+        mosaics_part(settings, admin, readers),
+    ]
+
+
+def _client(settings: Settings, parts: Sequence[ApiPart]) -> CoreClient:
+    """The STAC client, with the links and link hooks the parts declare."""
+    return CoreClient(
+        settings=settings.catalog,
+        title=settings.api.title,
+        description=settings.api.description,
+        landing_page_id="terracat",
+        landing_links=api_parts.landing_links(parts),
+        collection_links=api_parts.collection_links(parts),
+        item_hooks=api_parts.item_hooks(parts),
+        collection_hooks=api_parts.collection_hooks(parts),
+    )
 
 
 def _lifespan(
