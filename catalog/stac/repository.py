@@ -89,11 +89,13 @@ class CatalogRepository:
 
     # -- collections ---------------------------------------------------------------------
     async def get_collection(self, collection_id: str) -> dict[str, Any]:
-        """One collection row, or NotFound."""
+        """One collection row (id, content, declared_extent), or NotFound."""
         async with self._connect() as conn:
             row = (
                 await conn.execute(
-                    select(Collection.id, Collection.content).where(Collection.id == collection_id)
+                    select(Collection.id, Collection.content, Collection.declared_extent).where(
+                        Collection.id == collection_id
+                    )
                 )
             ).first()
         if row is None:
@@ -126,10 +128,16 @@ class CatalogRepository:
 
     def _collection_values(self, row: Mapping[str, Any]) -> dict[str, Any]:
         spatial = row["spatial"]
+        shape = as_sql(spatial) if spatial is not None else None
         return {
             "content": row["content"],
             "search_text": row["search_text"],
-            "spatial": as_sql(spatial) if spatial is not None else None,
+            "declared_extent": row["content"]["extent"],
+            "declared_spatial": shape,
+            "declared_start": row["start_datetime"],
+            "declared_end": row["end_datetime"],
+            # Served as given until terracat_apply_extent puts the items' extent in its place.
+            "spatial": shape,
             "start_datetime": row["start_datetime"],
             "end_datetime": row["end_datetime"],
         }
@@ -147,8 +155,9 @@ class CatalogRepository:
                 raise Conflict(f"collection {row['id']!r} already exists")
             await self._register_summaries(conn, row)
 
-    async def update_collection(self, row: Mapping[str, Any]) -> None:
-        """Replace a collection; NotFound if it does not exist."""
+    async def update_collection(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace a collection and return it as stored (its extent the items' if it has
+        any); NotFound if it does not exist."""
         async with self._connect(write=True) as conn:
             result = await conn.execute(
                 update(Collection)
@@ -158,7 +167,14 @@ class CatalogRepository:
             )
             if result.first() is None:
                 raise NotFound(f"collection {row['id']!r} does not exist")
+            await conn.execute(func.terracat_apply_extent(row["id"]).select())
             await self._register_summaries(conn, row)
+            stored = (
+                await conn.execute(
+                    select(Collection.id, Collection.content).where(Collection.id == row["id"])
+                )
+            ).one()
+        return dict(stored._mapping)
 
     async def delete_collection(self, collection_id: str) -> bool:
         """Delete a collection and its items; whether it existed."""
