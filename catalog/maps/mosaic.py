@@ -26,8 +26,9 @@ from catalog.db.models import Item, Search
 from catalog.errors import NotFound, UnknownQueryable
 from catalog.maps.tiles import WGS84, TileBounds
 from catalog.stac import cql2
+from catalog.stac.counts import Explain
 from catalog.stac.queryables import Kind, typed_property
-from catalog.stac.repository import CatalogRepository, Explain, Registry
+from catalog.stac.repository import CatalogRepository, Registry
 from catalog.stac.requests import SavedSearchBody, check_filter_crs, post_search_params
 from catalog.stac.search import SearchParams, SortKey, order_by, sort_keys, where_clauses
 
