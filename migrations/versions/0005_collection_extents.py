@@ -7,12 +7,14 @@ when ``update_collection_extent`` is on: the items' extent replaces the given on
 the extent describes the collection's data, and GDAL, QGIS and map clients fit their view to it.
 
 Cheap on every write: the items' extent is kept as numbers (``item_*``). An insert widens them
-with the new rows only; a delete or an update recomputes them from the collection's items only
-when an old row touched an edge (so the extent may shrink), otherwise nothing is read. Each
-trigger first locks the collection rows (``FOR NO KEY UPDATE``, which does not wait for the
-``KEY SHARE`` locks that item inserts take through the foreign key) in id order; the next
-statement then sees what a concurrent writer committed before the lock was granted, so two
-writers into one collection cannot lose each other's widening.
+with the new rows only. A delete, or an update that moves a row in space or time, does nothing
+more unless the old row touched an edge of the extent; then time is read from indexes, and
+space is read from the collection's items only if no remaining item reaches every edge (found
+through the GiST index), i.e. when the extent really shrinks. Each trigger first locks the
+collection rows (``FOR NO KEY UPDATE``, which does not wait for the ``KEY SHARE`` locks that
+item inserts take through the foreign key) in id order; the next statement then sees what a
+concurrent writer committed before the lock was granted, so two writers into one collection
+cannot lose each other's widening.
 
 Antimeridian: longitudes are also kept shifted to [0, 360) per polygon part (a part straddling
 0 counts as the whole circle there). When that span is narrower, the bbox crosses the
@@ -103,21 +105,66 @@ BEGIN
 END $$
 """
 
-# The items' extent of one collection read from its items (an index scan of that collection).
+# Whether items of the collection still reach every edge of its stored spatial extent (b as in
+# terracat_store_extent): each edge is found through the GiST index (items crossing that
+# meridian or parallel), then compared exactly.
+_REACHED = """
+CREATE FUNCTION terracat_edges_reached(cid text, b float8[]) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT b[1] IS NOT NULL
+    AND EXISTS (SELECT 1 FROM items WHERE collection_id = cid
+                AND geometry && ST_MakeEnvelope(b[1], -90, b[1], 90, 4326)
+                AND ST_XMin(geometry) = b[1])
+    AND EXISTS (SELECT 1 FROM items WHERE collection_id = cid
+                AND geometry && ST_MakeEnvelope(-180, b[2], 180, b[2], 4326)
+                AND ST_YMin(geometry) = b[2])
+    AND EXISTS (SELECT 1 FROM items WHERE collection_id = cid
+                AND geometry && ST_MakeEnvelope(b[3], -90, b[3], 90, 4326)
+                AND ST_XMax(geometry) = b[3])
+    AND EXISTS (SELECT 1 FROM items WHERE collection_id = cid
+                AND geometry && ST_MakeEnvelope(-180, b[4], 180, b[4], 4326)
+                AND ST_YMax(geometry) = b[4])
+    AND EXISTS (SELECT 1 FROM items i, terracat_lon360(i.geometry) s WHERE i.collection_id = cid
+                AND (i.geometry && ST_MakeEnvelope(b[5], -90, b[5], 90, 4326)
+                     OR i.geometry && ST_MakeEnvelope(b[5] - 360, -90, b[5] - 360, 90, 4326))
+                AND s.x0 = b[5])
+    AND EXISTS (SELECT 1 FROM items i, terracat_lon360(i.geometry) s WHERE i.collection_id = cid
+                AND (i.geometry && ST_MakeEnvelope(b[6], -90, b[6], 90, 4326)
+                     OR i.geometry && ST_MakeEnvelope(b[6] - 360, -90, b[6] - 360, 90, 4326))
+                AND s.x1 = b[6])
+$$
+"""
+
+# The items' extent of one collection after rows left it. Time comes from indexes: the first
+# and last datetime from (collection_id, datetime), the latest end of a time span from a
+# partial index of the span items only. Space keeps its edges while some item still reaches
+# each of them (a deleted tile on the grid's edge next to others); otherwise, the extent
+# shrinks and is read from the collection's items.
 _RECOMPUTE = """
 CREATE FUNCTION terracat_recompute_extent(cid text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    a record;
+    b float8[];
+    t0 timestamptz;
+    t1 timestamptz;
 BEGIN
-    SELECT min(ST_XMin(i.geometry)) AS xmin, min(ST_YMin(i.geometry)) AS ymin,
-           max(ST_XMax(i.geometry)) AS xmax, max(ST_YMax(i.geometry)) AS ymax,
-           min(s.x0) AS x0, max(s.x1) AS x1,
-           min(i.datetime) AS t0, max(i.end_datetime) AS t1
-    INTO a
-    FROM items i LEFT JOIN LATERAL terracat_lon360(i.geometry) s ON true
-    WHERE i.collection_id = cid;
-    PERFORM terracat_store_extent(
-        cid, ARRAY[a.xmin, a.ymin, a.xmax, a.ymax, a.x0, a.x1], a.t0, a.t1);
+    SELECT ARRAY[item_xmin, item_ymin, item_xmax, item_ymax, item_xmin360, item_xmax360]
+    INTO b FROM collections WHERE id = cid;
+    SELECT i.datetime INTO t0 FROM items i WHERE i.collection_id = cid
+        ORDER BY i.datetime LIMIT 1;
+    SELECT greatest(
+        (SELECT i.datetime FROM items i WHERE i.collection_id = cid
+            ORDER BY i.datetime DESC LIMIT 1),
+        (SELECT i.end_datetime FROM items i
+            WHERE i.collection_id = cid AND i.end_datetime > i.datetime
+            ORDER BY i.end_datetime DESC LIMIT 1)) INTO t1;
+    IF t0 IS NULL OR NOT terracat_edges_reached(cid, b) THEN
+        SELECT ARRAY[min(ST_XMin(i.geometry)), min(ST_YMin(i.geometry)),
+                     max(ST_XMax(i.geometry)), max(ST_YMax(i.geometry)), min(s.x0), max(s.x1)]
+        INTO b
+        FROM items i LEFT JOIN LATERAL terracat_lon360(i.geometry) s ON true
+        WHERE i.collection_id = cid;
+    END IF;
+    PERFORM terracat_store_extent(cid, b, t0, t1);
 END $$
 """
 
@@ -220,11 +267,18 @@ def upgrade() -> None:
     op.execute(
         "ALTER TABLE collections " + ", ".join(f"ADD COLUMN {column}" for column in _COLUMNS)
     )
+    # The latest end of a collection's time spans, found without reading its items. Partial:
+    # only span items are in it, and no search implies its predicate, so the planner never
+    # weighs it for searches (0002 dropped a full end_datetime index for that reason).
+    op.execute(
+        "CREATE INDEX items_collection_span_end_idx ON items (collection_id, end_datetime) "
+        "WHERE end_datetime > datetime"
+    )
     op.execute(
         "UPDATE collections SET declared_extent = content -> 'extent', declared_spatial = spatial,"
         " declared_start = start_datetime, declared_end = end_datetime"
     )
-    for function in (_LON360, _BBOX, _STORE, _RECOMPUTE, _APPLY, _TRIGGER, _TRUNCATE):
+    for function in (_LON360, _BBOX, _STORE, _REACHED, _RECOMPUTE, _APPLY, _TRIGGER, _TRUNCATE):
         op.execute(function)
     for event, table in (("INSERT", "NEW TABLE AS new_rows"),
                          ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
@@ -250,11 +304,12 @@ def downgrade() -> None:
     )
     for function in (
         "terracat_items_truncated()", "terracat_items_extent()", "terracat_apply_extent(text)",
-        "terracat_recompute_extent(text)",
+        "terracat_recompute_extent(text)", "terracat_edges_reached(text, float8[])",
         "terracat_store_extent(text, float8[], timestamptz, timestamptz)",
         "terracat_extent_bbox(float8[])", "terracat_lon360(geometry)",
     ):  # fmt: skip
         op.execute(f"DROP FUNCTION {function}")
+    op.execute("DROP INDEX items_collection_span_end_idx")
     op.execute(
         "ALTER TABLE collections "
         + ", ".join(f"DROP COLUMN {column.split()[0]}" for column in _COLUMNS)

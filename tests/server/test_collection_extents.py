@@ -130,3 +130,23 @@ def test_extent_across_the_antimeridian(client: TestClient, admin: dict[str, str
     assert served_extent(client, "fiji")[0] == pytest.approx([-180, -19, 180, -16])
     assert client.delete("/collections/fiji/items/zero", headers=admin).status_code == 204
     assert served_extent(client, "fiji")[0] == pytest.approx([178, -19, -179.5, -16])
+
+
+def test_an_edge_shared_by_two_items_stays_until_both_go(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    assert client.post("/collections", json=collection("grid"), headers=admin).status_code == 201
+    tiles = [item(f"r{row}c{n}", lon=n * 0.5, lat=row * 0.5, when=f"202{row}-01-01T00:00:00Z")
+             for n in range(3) for row in range(2)]  # fmt: skip
+    fc = {"type": "FeatureCollection", "features": tiles}
+    assert client.post("/collections/grid/items", json=fc, headers=admin).status_code == 201
+    whole = served_extent(client, "grid")
+    r = client.delete("/collections/grid/items/r0c0", headers=admin)  # west, south, first
+    assert r.status_code == 204 and served_extent(client, "grid") == whole  # all still reached
+    for item_id in ("r1c0", "r0c2", "r0c1"):  # the west edge goes; the east stays; row 0 goes
+        assert client.delete(f"/collections/grid/items/{item_id}", headers=admin).status_code == 204
+        assert_follows_items(client, "grid")
+    assert served_extent(client, "grid") == (
+        [0.5, 0.5, 1.5, 1.0],
+        ["2021-01-01T00:00:00Z", "2021-01-01T00:00:00Z"],
+    )
