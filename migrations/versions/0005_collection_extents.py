@@ -144,11 +144,14 @@ _RECOMPUTE = """
 CREATE FUNCTION terracat_recompute_extent(cid text) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     b float8[];
+    was record;
     t0 timestamptz;
     t1 timestamptz;
 BEGIN
-    SELECT ARRAY[item_xmin, item_ymin, item_xmax, item_ymax, item_xmin360, item_xmax360]
-    INTO b FROM collections WHERE id = cid;
+    SELECT ARRAY[item_xmin, item_ymin, item_xmax, item_ymax, item_xmin360, item_xmax360] AS b,
+           item_start AS t0, item_end AS t1
+    INTO was FROM collections WHERE id = cid;
+    b := was.b;
     SELECT i.datetime INTO t0 FROM items i WHERE i.collection_id = cid
         ORDER BY i.datetime LIMIT 1;
     SELECT greatest(
@@ -164,7 +167,9 @@ BEGIN
         FROM items i LEFT JOIN LATERAL terracat_lon360(i.geometry) s ON true
         WHERE i.collection_id = cid;
     END IF;
-    PERFORM terracat_store_extent(cid, b, t0, t1);
+    IF ROW(b, t0, t1) IS DISTINCT FROM ROW(was.b, was.t0, was.t1) THEN
+        PERFORM terracat_store_extent(cid, b, t0, t1);
+    END IF;
 END $$
 """
 
@@ -235,7 +240,9 @@ BEGIN
                    ARRAY[least(c.item_xmin, a.xmin), least(c.item_ymin, a.ymin),
                          greatest(c.item_xmax, a.xmax), greatest(c.item_ymax, a.ymax),
                          least(c.item_xmin360, a.x0), greatest(c.item_xmax360, a.x1)] AS b,
-                   least(c.item_start, a.t0) AS t0, greatest(c.item_end, a.t1) AS t1
+                   least(c.item_start, a.t0) AS t0, greatest(c.item_end, a.t1) AS t1,
+                   ARRAY[c.item_xmin, c.item_ymin, c.item_xmax, c.item_ymax, c.item_xmin360,
+                         c.item_xmax360] AS was_b, c.item_start AS was_t0, c.item_end AS was_t1
             FROM collections c JOIN (
                 SELECT n.collection_id, min(ST_XMin(n.geometry)) AS xmin,
                        min(ST_YMin(n.geometry)) AS ymin, max(ST_XMax(n.geometry)) AS xmax,
@@ -246,7 +253,10 @@ BEGIN
             WHERE c.id <> ALL (coalesce(shrunk, '{}'))
             ORDER BY c.id
         LOOP
-            PERFORM terracat_store_extent(r.id, r.b, r.t0, r.t1);
+            -- Rows inside the extent leave the collection row as it is (no new version).
+            IF ROW(r.b, r.t0, r.t1) IS DISTINCT FROM ROW(r.was_b, r.was_t0, r.was_t1) THEN
+                PERFORM terracat_store_extent(r.id, r.b, r.t0, r.t1);
+            END IF;
         END LOOP;
     END IF;
     RETURN NULL;

@@ -104,3 +104,21 @@ async def test_a_delete_waiting_for_an_insert_recomputes_with_it(
     served, actual = await _served_and_actual(repo)
     _same(served, actual)
     assert served[2:4] == pytest.approx([120.5, 70.5]) and served[5] == "2050-01-01T00:00:00Z"
+
+
+async def test_writes_inside_the_extent_leave_the_collection_row_alone(
+    repo: CatalogRepository,
+) -> None:
+    async def version() -> Any:
+        async with repo.engine.connect() as conn:
+            return await conn.scalar(text("SELECT xmin::text FROM collections WHERE id = 'c1'"))
+
+    await repo.write_items("c1", [_row("sw", 0, 0, 2010), _row("ne", 50, 50, 2030)], False)
+    before = await version()
+    await repo.write_items("c1", [_row("inside", 20, 20, 2020)], False)
+    await repo.delete_item("c1", "inside")
+    assert await version() == before  # no new row version: nothing was rewritten
+    await repo.delete_item("c1", "ne")
+    assert await version() != before
+    served, actual = await _served_and_actual(repo)
+    _same(served, actual)
