@@ -77,6 +77,19 @@ class CatalogSettings(BaseSettings):
             "more reports the planner's row estimate as numberMatched instead."
         ),
     )
+    count_stale_limit: int = Field(
+        default=100_000,
+        ge=0,
+        description=(
+            "While the items table's statistics are stale, numberMatched is counted exactly up "
+            "to this many matches and left out above it (never estimated)."
+        ),
+    )
+    count_stale_timeout_ms: int = Field(
+        default=1_000,
+        ge=1,
+        description="Longest such count; numberMatched is left out when it takes longer.",
+    )
 
 
 class IngestSettings(BaseSettings):

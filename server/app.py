@@ -139,9 +139,11 @@ def _lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(resolve_url(settings.db), settings.db)
         state = app.state
+        counting = settings.catalog
         state.repository = CatalogRepository(
-            engine, settings.catalog.count_limit, settings.catalog.count_max_cost
-        )
+            engine, counting.count_limit, counting.count_max_cost, counting.count_stale_limit,
+            counting.count_stale_timeout_ms,
+        )  # fmt: skip
         state.jobs = JobRepository(engine)
         state.uploads = UploadRepository(engine, state.jobs)
         api_parts.start(parts, state)

@@ -320,6 +320,16 @@ def tilejson_bounds(tms: TileMatrixSet, coverage: Coverage) -> list[float]:
     return [west, south, east, north]
 
 
+def tilejson_center(tms: TileMatrixSet, coverage: Coverage, zoom: int) -> tuple[float, float, int]:
+    """The middle of the data, also when its extent crosses the antimeridian (TileJSON's
+    whole-longitude bounds would put it at longitude 0, far from any data)."""
+    west, south, east, north = tilejson_bounds(tms, coverage)
+    if coverage.bounds is not None and coverage.bounds[0] > coverage.bounds[2]:
+        middle = (coverage.bounds[0] + coverage.bounds[2] + 360.0) / 2
+        return (middle - 360.0 if middle > 180.0 else middle), (south + north) / 2, zoom
+    return (west + east) / 2, (south + north) / 2, zoom
+
+
 # -- the factory -------------------------------------------------------------------------------
 @define(kw_only=True)
 class MosaicFactory(MosaicTilerFactory):
@@ -454,6 +464,7 @@ class MosaicFactory(MosaicTilerFactory):
             doc = TileJSON(
                 tiles=[tiles], minzoom=minzoom, maxzoom=maxzoom,
                 bounds=tilejson_bounds(tms, coverage),
+                center=tilejson_center(tms, coverage, minzoom),
             )  # fmt: skip
             return json_response(doc.model_dump(exclude_none=True, mode="json"))
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Computed,
     DateTime,
+    Double,
     ForeignKey,
     Integer,
     SmallInteger,
@@ -43,6 +44,22 @@ class Collection(Base):
     end_datetime: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The extent as the client gave it; served while the collection has no items (migration
+    # 0005). ``item_*`` hold the items' extent, kept by triggers on ``items``.
+    declared_extent: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    declared_spatial: Mapped[WKBElement | None] = mapped_column(
+        Geometry("GEOMETRY", srid=4326, spatial_index=False)
+    )
+    declared_start: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    declared_end: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    item_xmin: Mapped[float | None] = mapped_column(Double)
+    item_ymin: Mapped[float | None] = mapped_column(Double)
+    item_xmax: Mapped[float | None] = mapped_column(Double)
+    item_ymax: Mapped[float | None] = mapped_column(Double)
+    item_xmin360: Mapped[float | None] = mapped_column(Double)
+    item_xmax360: Mapped[float | None] = mapped_column(Double)
+    item_start: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    item_end: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Item(Base):

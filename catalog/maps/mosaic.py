@@ -26,8 +26,9 @@ from catalog.db.models import Item, Search
 from catalog.errors import NotFound, UnknownQueryable
 from catalog.maps.tiles import WGS84, TileBounds
 from catalog.stac import cql2
+from catalog.stac.counts import Explain
 from catalog.stac.queryables import Kind, typed_property
-from catalog.stac.repository import CatalogRepository, Explain, Registry
+from catalog.stac.repository import CatalogRepository, Registry
 from catalog.stac.requests import SavedSearchBody, check_filter_crs, post_search_params
 from catalog.stac.search import SearchParams, SortKey, order_by, sort_keys, where_clauses
 
@@ -312,13 +313,14 @@ class MosaicRepository:
         )
 
     async def collection_coverage(self, collection_id: str) -> Coverage:
-        """The coverage of a collection's mosaic, bounded by its declared extent if it has one.
+        """The coverage of a collection's mosaic, bounded by the collection's extent (its
+        items', kept by the database; the declared one while it has none).
 
         NotFound if there is no such collection.
         """
         collection = await self.catalog.get_collection(collection_id)
         found = await self.coverage(collection_params(collection_id))
-        extent = declared_extent(collection["content"])
+        extent = overall_extent(collection["content"])
         return Coverage(extent or found.bounds, found.finest_gsd, found.largest_size, found.items)
 
     async def collections_with_rasters(
@@ -356,8 +358,8 @@ class MosaicRepository:
             await self.catalog.collection_exists(conn, collection_id)
 
 
-def declared_extent(content: Mapping[str, Any]) -> tuple[float, float, float, float] | None:
-    """A collection's overall spatial extent (west, south, east, north), if it declares one."""
+def overall_extent(content: Mapping[str, Any]) -> tuple[float, float, float, float] | None:
+    """A collection's overall spatial extent (west, south, east, north), if it has one."""
     try:
         box = content["extent"]["spatial"]["bbox"][0]
     except (KeyError, IndexError, TypeError):

@@ -470,9 +470,9 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         body = await web.read_json(request)
         _same_id(collection_id, body, "collection")
         row = collection_row(body, self.settings.validate_extensions)
-        await repository(request).update_collection(row)
+        stored = await repository(request).update_collection(row)
         return _written(
-            request, collection_document(row, web.base_url(request)), "application/json"
+            request, collection_document(stored, web.base_url(request)), "application/json"
         )
 
     async def patch_collection(self, collection_id: str, patch: Any, **kwargs: Any) -> Any:
@@ -480,12 +480,17 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         request: Request = kwargs["request"]
         repo = repository(request)
         base_url = web.base_url(request)
-        current = collection_document(await repo.get_collection(collection_id), base_url)
+        stored = await repo.get_collection(collection_id)
+        current = collection_document(stored, base_url)
+        if stored["declared_extent"] is not None:
+            # The patch applies to the collection as the client wrote it: an extent it does
+            # not touch stays the declared one, not the items' extent served in its place.
+            current["extent"] = stored["declared_extent"]
         updated = await _patched(request, current)
         _same_id(collection_id, updated, "collection")
         row = collection_row(updated, self.settings.validate_extensions)
-        await repo.update_collection(row)
-        return _written(request, collection_document(row, base_url), "application/json")
+        stored = await repo.update_collection(row)
+        return _written(request, collection_document(stored, base_url), "application/json")
 
     async def delete_collection(self, collection_id: str, **kwargs: Any) -> Any:
         """DELETE /collections/{collection_id} and all its items (idempotent: always 204)."""

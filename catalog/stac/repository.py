@@ -11,7 +11,6 @@ from sqlalchemy import (
     Select,
     delete,
     func,
-    literal_column,
     select,
     text,
     union_all,
@@ -19,15 +18,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.base import Executable
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ClauseElement, ColumnElement
+from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.db.engine import connect
 from catalog.db.models import Collection, Item, Queryable
 from catalog.errors import Conflict, NotFound, UnknownQueryable
 from catalog.geometry import as_sql
+from catalog.stac.counts import CountPolicy, analyze_if_stale, count_matches
 from catalog.stac.queryables import Kind, json_kind, property_kinds
 from catalog.stac.search import (
     SearchParams,
@@ -42,20 +39,6 @@ from catalog.stac.search import (
 from catalog.stac.serializers import summaries_kinds
 
 Registry = dict[str, frozenset[Kind]]
-
-
-class Explain(Executable, ClauseElement):
-    """``EXPLAIN (FORMAT JSON)`` of a statement, with its parameters bound as usual."""
-
-    inherit_cache = False  # a cached compilation would reuse the inner query's result columns
-
-    def __init__(self, statement: Select[Any]) -> None:
-        self.statement = statement
-
-
-@compiles(Explain, "postgresql")
-def _compile_explain(element: Explain, compiler: SQLCompiler, **kw: Any) -> str:
-    return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
 
 
 @dataclass
@@ -76,11 +59,17 @@ class CatalogRepository:
     """Reads and writes collections and items on an async SQLAlchemy engine."""
 
     def __init__(
-        self, engine: AsyncEngine, count_limit: int = 1_000, count_max_cost: float = 5_000.0
+        self,
+        engine: AsyncEngine,
+        count_limit: int = 1_000,
+        count_max_cost: float = 5_000.0,
+        count_stale_limit: int = 100_000,
+        count_stale_timeout_ms: int = 1_000,
     ) -> None:
         self.engine = engine
-        self.count_limit = count_limit
-        self.count_max_cost = count_max_cost
+        self.counts = CountPolicy(
+            count_limit, count_max_cost, count_stale_limit, count_stale_timeout_ms
+        )
         self._registry_cache: dict[str, tuple[float, Registry]] = {}
         self._known_kinds: set[tuple[str, str, str]] = set()
 
@@ -89,11 +78,13 @@ class CatalogRepository:
 
     # -- collections ---------------------------------------------------------------------
     async def get_collection(self, collection_id: str) -> dict[str, Any]:
-        """One collection row, or NotFound."""
+        """One collection row (id, content, declared_extent), or NotFound."""
         async with self._connect() as conn:
             row = (
                 await conn.execute(
-                    select(Collection.id, Collection.content).where(Collection.id == collection_id)
+                    select(Collection.id, Collection.content, Collection.declared_extent).where(
+                        Collection.id == collection_id
+                    )
                 )
             ).first()
         if row is None:
@@ -126,10 +117,16 @@ class CatalogRepository:
 
     def _collection_values(self, row: Mapping[str, Any]) -> dict[str, Any]:
         spatial = row["spatial"]
+        shape = as_sql(spatial) if spatial is not None else None
         return {
             "content": row["content"],
             "search_text": row["search_text"],
-            "spatial": as_sql(spatial) if spatial is not None else None,
+            "declared_extent": row["content"]["extent"],
+            "declared_spatial": shape,
+            "declared_start": row["start_datetime"],
+            "declared_end": row["end_datetime"],
+            # Served as given until terracat_apply_extent puts the items' extent in its place.
+            "spatial": shape,
             "start_datetime": row["start_datetime"],
             "end_datetime": row["end_datetime"],
         }
@@ -147,8 +144,9 @@ class CatalogRepository:
                 raise Conflict(f"collection {row['id']!r} already exists")
             await self._register_summaries(conn, row)
 
-    async def update_collection(self, row: Mapping[str, Any]) -> None:
-        """Replace a collection; NotFound if it does not exist."""
+    async def update_collection(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace a collection and return it as stored (its extent the items' if it has
+        any); NotFound if it does not exist."""
         async with self._connect(write=True) as conn:
             result = await conn.execute(
                 update(Collection)
@@ -158,7 +156,14 @@ class CatalogRepository:
             )
             if result.first() is None:
                 raise NotFound(f"collection {row['id']!r} does not exist")
+            await conn.execute(func.terracat_apply_extent(row["id"]).select())
             await self._register_summaries(conn, row)
+            stored = (
+                await conn.execute(
+                    select(Collection.id, Collection.content).where(Collection.id == row["id"])
+                )
+            ).one()
+        return dict(stored._mapping)
 
     async def delete_collection(self, collection_id: str) -> bool:
         """Delete a collection and its items; whether it existed."""
@@ -168,6 +173,8 @@ class CatalogRepository:
             )
             existed = result.first() is not None
         self._forget(collection_id)
+        if existed:
+            await self.refresh_statistics(0)
         return existed
 
     async def _register_summaries(self, conn: AsyncConnection, row: Mapping[str, Any]) -> None:
@@ -282,7 +289,16 @@ class CatalogRepository:
                     + ", ".join(existing[:20]),
                     ids=existing,
                 )
+        await self.refresh_statistics(len(ids))
         return len(ids)
+
+    async def refresh_statistics(self, written: int) -> None:
+        """ANALYZE ``items`` if ``written`` more changed rows leave its statistics stale, so
+        numberMatched can be estimated again (catalog.stac.counts). Run after a write commits,
+        in a transaction of its own: a stale table is analysed once per tenth of it changed.
+        """
+        async with self._connect(write=True) as conn:
+            await analyze_if_stale(conn, written)
 
     async def insert_item(
         self, conn: AsyncConnection, collection_id: str, row: Mapping[str, Any]
@@ -334,6 +350,7 @@ class CatalogRepository:
             if result.first() is None:
                 await self.collection_exists(conn, collection_id)
                 raise NotFound(f"item {row['id']!r} does not exist in {collection_id!r}")
+        await self.refresh_statistics(1)
 
     async def delete_item(self, collection_id: str, item_id: str) -> bool:
         """Delete one item; whether it existed. NotFound if the collection does not exist."""
@@ -346,6 +363,7 @@ class CatalogRepository:
             if result.first() is None:
                 await self.collection_exists(conn, collection_id)
                 return False
+        await self.refresh_statistics(1)
         return True
 
     # -- search ------------------------------------------------------------------------------
@@ -375,10 +393,14 @@ class CatalogRepository:
             rows = [dict(r._mapping) for r in (await conn.execute(query)).all()]
             more = len(rows) > params.limit
             matched: int | None = None
-            if self.count_limit > 0:
+            if self.counts.limit > 0:
                 # A first page that holds every match is its own exact count.
                 complete = params.token is None and params.offset == 0 and not more
-                matched = len(rows) if complete else await self._count(conn, clauses, len(rows))
+                matched = (
+                    len(rows)
+                    if complete
+                    else await count_matches(conn, clauses, len(rows), self.counts)
+                )
         rows = rows[: params.limit]
         if backwards:
             rows.reverse()
@@ -397,39 +419,6 @@ class CatalogRepository:
             keys=keys,
             matched=matched,
         )
-
-    async def _count(
-        self, conn: AsyncConnection, clauses: list[ColumnElement[bool]], seen: int
-    ) -> int:
-        """numberMatched: exact when counting is cheap, else the planner's estimate.
-
-        ``seen`` is how many matches the page query proved exist. The count query is planned
-        first (EXPLAIN, no execution); it runs only when the planner expects at most twice
-        ``count_limit`` matches and its estimated cost, capped at ``count_limit`` rows, is
-        below ``count_max_cost``. Otherwise the planner's row estimate is returned, never below
-        ``seen``.
-        """
-        matching: Select[Any] = select(literal_column("1")).select_from(Item).where(*clauses)
-        rows, startup, total = await self._plan(conn, matching)
-        share = min(1.0, (self.count_limit + 1) / max(rows, 1.0))
-        # Far above the limit, counting would only confirm that it is exceeded.
-        worth_counting = rows <= 2 * self.count_limit
-        if worth_counting and startup + (total - startup) * share <= self.count_max_cost:
-            exact = await conn.scalar(
-                select(func.count()).select_from(matching.limit(self.count_limit + 1).subquery())
-            )
-            if exact is not None and exact <= self.count_limit:
-                return int(exact)
-            seen = self.count_limit + 1
-        return max(round(rows), seen)
-
-    async def _plan(self, conn: AsyncConnection, query: Select[Any]) -> tuple[float, float, float]:
-        """The planner's estimated rows, startup cost and total cost of ``query``."""
-        plan = await conn.scalar(Explain(query))
-        if isinstance(plan, str | bytes):
-            plan = orjson.loads(plan)
-        top = plan[0]["Plan"]
-        return float(top["Plan Rows"]), float(top["Startup Cost"]), float(top["Total Cost"])
 
 
 def _page_query(

@@ -207,7 +207,9 @@ class IngestProcess(Process):
         return {"item": {"collection": collection_id, "id": row["id"]}}
 
     async def after_commit(self, job: JobRecord, outputs: dict[str, Any]) -> None:
-        """The item exists: the raw upload can go."""
+        """The item exists: the raw upload can go. Ingest batches keep the statistics that
+        numberMatched estimates from fresh."""
+        await self.catalog.refresh_statistics(1)
         file_id = uuid.UUID(job.inputs["upload_file"])
         self._remove_staged(await self.uploads.get_file(file_id))
         await self.uploads.update_file(file_id, staged_path=None)

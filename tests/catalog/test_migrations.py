@@ -39,3 +39,33 @@ def test_upgrade_downgrade_upgrade(scratch_url: str) -> None:
     assert not {"collections", "items", "queryables"} & _tables(scratch_url)
     migrate(scratch_url)
     assert {"collections", "items", "queryables"} <= _tables(scratch_url)
+
+
+def test_collection_extents_are_filled_on_upgrade_and_restored_on_downgrade(
+    scratch_url: str,
+) -> None:
+    world = {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}}
+    migrate(scratch_url, "0004_searches")
+    with psycopg.connect(scratch_url) as conn:
+        conn.execute(
+            "INSERT INTO collections (id, content) VALUES ('c', %s)",
+            [psycopg.types.json.Jsonb({"extent": world})],
+        )
+        conn.execute(
+            "INSERT INTO items (collection_id, id, geometry, datetime, end_datetime, properties,"
+            " content) VALUES ('c', 'a', ST_MakeEnvelope(1, 2, 3, 4, 4326), '2020-01-01Z',"
+            " '2020-02-01Z', '{}', '{}')"
+        )
+    migrate(scratch_url)
+
+    def extent() -> object:
+        with psycopg.connect(scratch_url) as conn:
+            row = conn.execute("SELECT content -> 'extent' FROM collections").fetchone()
+        return row[0] if row else None
+
+    assert extent() == {
+        "spatial": {"bbox": [[1, 2, 3, 4]]},
+        "temporal": {"interval": [["2020-01-01T00:00:00Z", "2020-02-01T00:00:00Z"]]},
+    }
+    downgrade(scratch_url, "0004_searches")
+    assert extent() == world

@@ -271,7 +271,7 @@ async def test_coverage_of_a_collection_and_of_a_search(mosaics: MosaicRepositor
         item("b", lon=3.0, lat=43.0, gsd=30, **{"proj:shape": [100, 100]}),
     )
     found = await mosaics.collection_coverage("c2")
-    assert found.bounds == (0.0, 40.0, 5.0, 45.0)  # the declared extent
+    assert found.bounds == (1.0, 41.0, 3.5, 43.5)  # the collection's extent: its items'
     assert found.finest_gsd == 10 and found.largest_size == 5120 and found.items == 2
     saved, _ = await mosaics.register(body(collections=["c2"], ids=["b"]))
     only_b = await mosaics.coverage(saved.params)

@@ -127,3 +127,26 @@ async def test_api_connections_run_without_jit_or_parallel_workers(
             assert await conn.scalar(text("SHOW max_parallel_workers_per_gather")) == "2"
     finally:
         await engine.dispose()
+
+
+async def test_stale_counts_over_their_limit_are_left_out(
+    repo: CatalogRepository, sync_engine: Engine
+) -> None:
+    from tests.server.test_number_matched import ITEMS, load_behind_the_api
+
+    with sync_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE items SET (autovacuum_enabled = off)"))
+    try:
+        load_behind_the_api(sync_engine)  # the planner now expects about 3 * ITEMS rows
+        limited = CatalogRepository(repo.engine, count_stale_limit=ITEMS - 1)
+        assert (await limited.search(SearchParams(collections=["c1"], limit=1))).matched is None
+        few = await limited.search(SearchParams(ids=["i1", "i2", "i3"], limit=10))
+        assert few.matched == 3  # a complete first page counts itself
+        counting = CatalogRepository(repo.engine, count_stale_limit=ITEMS)
+        page = await counting.search(SearchParams(collections=["c1"], limit=1))
+        assert page.matched == ITEMS
+        await counting.refresh_statistics(0)  # ANALYZE: estimates are fine again
+        assert (await limited.search(SearchParams(collections=["c1"], limit=1))).matched == ITEMS
+    finally:
+        with sync_engine.begin() as conn:
+            conn.execute(text("ALTER TABLE items RESET (autovacuum_enabled)"))

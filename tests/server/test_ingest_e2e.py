@@ -584,6 +584,23 @@ def test_terracat_ingest_creates_its_collection_and_shows_each_files_progress(
     assert item["properties"]["datetime"] == "2024-05-01T12:00:00Z"
     assert shapely.geometry.shape(item["geometry"]).contains(shapely.geometry.Point(0, 89.99))
     assert item["bbox"][3] == pytest.approx(90)
+    with stack.http() as http:
+        # The collection's extent is its items' (declared: the whole world from 2020 on).
+        features = http.get(f"/collections/{COLLECTION}/items?limit=1000").json()["features"]
+        bounds = [shapely.geometry.shape(f["geometry"]).bounds for f in features]
+        box = [min(b[0] for b in bounds), min(b[1] for b in bounds),
+               max(b[2] for b in bounds), max(b[3] for b in bounds)]  # fmt: skip
+        times = sorted(f["properties"]["datetime"] for f in features)
+        extent = http.get(f"/collections/{COLLECTION}").json()["extent"]
+        assert extent["spatial"]["bbox"] == [pytest.approx(box, abs=1e-9)]
+        assert extent["temporal"]["interval"] == [[times[0], times[-1]]]
+        tilejson = http.get(f"/collections/{COLLECTION}/tiles/WorldCRS84Quad/tilejson.json")
+        assert tilejson.json()["bounds"] == pytest.approx(box, abs=1e-9)
+    with psycopg.connect(stack.database_url) as conn:
+        # Ingest analysed the table once its statistics were missing (autovacuum would wait
+        # for 50 changed rows), so numberMatched may be estimated from them.
+        analysed = conn.execute("SELECT reltuples FROM pg_class WHERE relname = 'items'")
+        assert 1 <= analysed.fetchone()[0] <= len(features)
 
 
 def test_terracat_ingest_into_a_missing_collection_says_create_makes_it(

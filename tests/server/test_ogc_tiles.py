@@ -169,9 +169,9 @@ def test_vector_tileset_template_gives_the_tile(seeded: TestClient, tms_id: str)
     assert template["href"] == (
         f"{BASE}collections/c1/items/tiles/{tms_id}/{{tileMatrix}}/{{tileCol}}/{{tileRow}}.mvt"
     )
-    assert doc["boundingBox"] == {
-        "lowerLeft": [5.0, 40.0],
-        "upperRight": [15.0, 50.0],
+    assert doc["boundingBox"] == {  # the collection's extent: its one item's
+        "lowerLeft": [10.0, 46.0],
+        "upperRight": [10.5, 46.5],
         "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
     }
     assert doc["mediaTypes"] == [MVT]
@@ -195,7 +195,7 @@ def test_web_mercator_tileset_is_also_tilejson(seeded: TestClient) -> None:
         f"{BASE}collections/c1/items/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.mvt"
     ]
     assert (doc["minzoom"], doc["maxzoom"]) == (0, 24)
-    assert doc["bounds"] == [5.0, 40.0, 15.0, 50.0]
+    assert doc["bounds"] == [10.0, 46.0, 10.5, 46.5]  # the item's, not the declared extent
     (layer,) = doc["vector_layers"]
     assert layer["id"] == "c1"
     assert layer["fields"]["datetime"] == "String" and layer["fields"]["gsd"] == "Number"

@@ -1,0 +1,147 @@
+"""numberMatched: exact counts where cheap, planner estimates only from fresh statistics.
+
+The planner's row estimate scales the row density seen by the last ``ANALYZE`` to the table's
+current size. After a bulk load, repeated upserts or deletes with no ``ANALYZE`` since
+(autovacuum off, or not yet run) that density is wrong and so is the estimate (18,537 reported
+for 2,004 items). So an estimate is published only when the ``items`` statistics are fresh:
+analysed at least once, and neither the rows changed nor the pages grown or shrunk since by
+more than ``STALE_SHARE`` of the table (plus a small slack). Otherwise the matches are counted,
+up to a cap and within a time limit, or numberMatched is left out. Writers analyse the table
+themselves once their writes make it stale (``analyze_if_stale``).
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Select, func, literal_column, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
+
+from catalog.db.models import Item
+
+STALE_SHARE = 0.1  # autovacuum's default analyze threshold, as a share of the table
+STALE_ROWS = 50  # and its default slack, in rows
+STALE_PAGES = 8
+
+_STATISTICS = text(
+    "SELECT c.reltuples, c.relpages,"
+    " pg_relation_size(c.oid) / current_setting('block_size')::int AS pages,"
+    " coalesce(s.n_mod_since_analyze, 0) AS changed,"
+    " s.last_analyze IS NULL AND s.last_autoanalyze IS NULL AS never"
+    " FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid"
+    " WHERE c.oid = 'items'::regclass"
+)
+
+
+class Explain(Executable, ClauseElement):
+    """``EXPLAIN (FORMAT JSON)`` of a statement, with its parameters bound as usual."""
+
+    inherit_cache = False  # a cached compilation would reuse the inner query's result columns
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+
+
+@compiles(Explain, "postgresql")
+def _compile_explain(element: Explain, compiler: SQLCompiler, **kw: Any) -> str:
+    return "EXPLAIN (FORMAT JSON) " + compiler.process(element.statement, **kw)
+
+
+@dataclass(frozen=True)
+class CountPolicy:
+    """How numberMatched is found (``CatalogSettings.count_*``)."""
+
+    limit: int = 1_000
+    max_cost: float = 5_000.0
+    stale_limit: int = 100_000
+    stale_timeout_ms: int = 1_000
+
+
+async def statistics_fresh(conn: AsyncConnection, unreported: int = 0) -> bool:
+    """Whether the planner's statistics of ``items`` still describe it (see the module).
+
+    ``unreported`` adds rows this process changed that the cumulative statistics may not show
+    yet (a backend reports its counts up to a second or more after its commit).
+    """
+    row = (await conn.execute(_STATISTICS)).one()
+    if row.never or row.reltuples < 0:
+        return False
+    if row.changed + unreported > STALE_ROWS + STALE_SHARE * row.reltuples:
+        return False
+    return bool(abs(row.pages - row.relpages) <= STALE_PAGES + STALE_SHARE * row.relpages)
+
+
+async def analyze_if_stale(conn: AsyncConnection, written: int) -> bool:
+    """``ANALYZE items`` if its statistics are stale after ``written`` more changed rows;
+    whether it ran. ``SKIP_LOCKED``: a concurrent ANALYZE (or autovacuum's) does the job."""
+    if await statistics_fresh(conn, written):
+        return False
+    await conn.execute(text("ANALYZE (SKIP_LOCKED) items"))
+    return True
+
+
+async def count_matches(
+    conn: AsyncConnection, clauses: list[ColumnElement[bool]], seen: int, policy: CountPolicy
+) -> int | None:
+    """numberMatched of the items matching ``clauses``; ``seen`` of them are known to exist.
+
+    The count query is planned first (EXPLAIN, no execution); it runs only when the planner
+    expects at most twice ``limit`` matches and its estimated cost, capped at ``limit`` rows, is
+    below ``max_cost``. Otherwise the planner's row estimate is returned, never below ``seen``,
+    if the statistics are fresh; if not, ``stale_count`` decides.
+    """
+    matching: Select[Any] = select(literal_column("1")).select_from(Item).where(*clauses)
+    rows, startup, total = await _plan(conn, matching)
+    share = min(1.0, (policy.limit + 1) / max(rows, 1.0))
+    # Far above the limit, counting would only confirm that it is exceeded.
+    worth_counting = rows <= 2 * policy.limit
+    if worth_counting and startup + (total - startup) * share <= policy.max_cost:
+        exact = await _capped_count(conn, matching, policy.limit)
+        if exact <= policy.limit:
+            return exact
+        seen = policy.limit + 1
+    if await statistics_fresh(conn):
+        return max(round(rows), seen)
+    return await stale_count(conn, matching, policy)
+
+
+async def stale_count(
+    conn: AsyncConnection, matching: Select[Any], policy: CountPolicy
+) -> int | None:
+    """The exact count, if at most ``stale_limit`` and found within ``stale_timeout_ms``;
+    None (numberMatched left out) otherwise."""
+    usual = await conn.scalar(select(func.current_setting("statement_timeout")))
+    try:
+        async with conn.begin_nested():  # a timeout rolls back to here, not the search
+            await _set_timeout(conn, str(policy.stale_timeout_ms))
+            exact = await _capped_count(conn, matching, policy.stale_limit)
+            await _set_timeout(conn, str(usual))
+    except DBAPIError as exc:
+        if "statement timeout" in str(exc.orig):
+            return None
+        raise
+    return exact if exact <= policy.stale_limit else None
+
+
+async def _set_timeout(conn: AsyncConnection, value: str) -> None:
+    await conn.execute(select(func.set_config("statement_timeout", value, True)))
+
+
+async def _capped_count(conn: AsyncConnection, matching: Select[Any], cap: int) -> int:
+    """How many rows ``matching`` has, counting at most ``cap`` + 1."""
+    capped = matching.limit(cap + 1).subquery()
+    return int(await conn.scalar(select(func.count()).select_from(capped)) or 0)
+
+
+async def _plan(conn: AsyncConnection, query: Select[Any]) -> tuple[float, float, float]:
+    """The planner's estimated rows, startup cost and total cost of ``query``."""
+    plan = await conn.scalar(Explain(query))
+    if isinstance(plan, str | bytes):
+        plan = orjson.loads(plan)
+    top = plan[0]["Plan"]
+    return float(top["Plan Rows"]), float(top["Startup Cost"]), float(top["Total Cost"])
