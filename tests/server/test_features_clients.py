@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from owslib.ogcapi.features import Features
 
 from tests.factories import collection, item
 
-from .conftest import LiveServer, Offline, _start, _stop
+from .conftest import Offline, StoringServer
 
 COLLECTION = "paging"
 COUNT, PAGE = 237, 50  # five pages, the last one short
@@ -37,22 +36,18 @@ def _items() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def server(databases: Any) -> Iterator[LiveServer]:
-    """A live server holding ``COUNT`` items in one collection."""
-    proc, live = _start(databases.create(f"terracat_paging_{databases.suffix}"))
-    try:
-        with httpx.Client(base_url=live.url, headers=live.auth, timeout=60) as http:
-            r = http.post("/collections", json=collection(COLLECTION))
-            assert r.status_code == 201, r.text
-            body = {"items": {doc["id"]: doc for doc in _items()}, "method": "insert"}
-            r = http.post(f"/collections/{COLLECTION}/bulk_items", json=body)
-            assert r.status_code == 200, r.text
-        yield live
-    finally:
-        _stop(proc, live)
+def server(clients_server: StoringServer) -> StoringServer:
+    """The live server, holding ``COUNT`` items in one collection."""
+    with httpx.Client(base_url=clients_server.url, headers=clients_server.auth, timeout=60) as http:
+        r = http.post("/collections", json=collection(COLLECTION))
+        assert r.status_code == 201, r.text
+        body = {"items": {doc["id"]: doc for doc in _items()}, "method": "insert"}
+        r = http.post(f"/collections/{COLLECTION}/bulk_items", json=body)
+        assert r.status_code == 200, r.text
+    return clients_server
 
 
-def test_ogr2ogr_reads_every_item_once(server: LiveServer, tmp_path: Path) -> None:
+def test_ogr2ogr_reads_every_item_once(server: StoringServer, tmp_path: Path) -> None:
     out = tmp_path / "items.geojson"
     run = subprocess.run(
         [OGR2OGR, "-f", "GeoJSON", str(out), f"OAPIF:{server.url}", COLLECTION,
@@ -72,7 +67,7 @@ def test_ogr2ogr_reads_every_item_once(server: LiveServer, tmp_path: Path) -> No
 
 
 def test_owslib_pages_by_offset_to_the_last_page(
-    server: LiveServer, offline_network: Offline
+    server: StoringServer, offline_network: Offline
 ) -> None:
     api = Features(server.url, timeout=30)
     seen: Counter[str] = Counter()

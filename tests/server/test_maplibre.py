@@ -34,7 +34,7 @@ from catalog.storage.local import LocalStorage
 from tests import rasters
 from tests.factories import collection, item
 
-from .conftest import LOOPBACK, LiveServer, _start, _stop
+from .conftest import LOOPBACK, StoringServer
 
 BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
 MAPLIBRE = BROWSER_DIR / "node_modules" / "maplibre-gl" / "dist"
@@ -42,7 +42,7 @@ CHROMIUM = "/usr/bin/chromium"
 # WebGL without a GPU: SwiftShader (see shared notes on browsers in tests)
 CHROMIUM_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 
-FOOTPRINTS, RASTERS = "world", "rasters"
+FOOTPRINTS, RASTERS = "maplibre-world", "maplibre-rasters"
 SIZE = 3.0  # degrees: 13 px at z1.6
 LONS = (-180.0, -151.0, -92.0, -45.0, -1.5, 33.0, 88.0, 136.0, 177.0)  # 177 + 3 = 180
 LATS = (-62.0, -31.0, -1.5, 24.0, 57.0)
@@ -156,41 +156,21 @@ def draw(
 
 
 # -- the server and its data --------------------------------------------------------------------
-@dataclass
-class MapServer:
-    """A live server and the folder its assets are stored in."""
-
-    live: LiveServer
-    data_dir: Path
-
-    @property
-    def url(self) -> str:
-        """Its base URL."""
-        return self.live.url
-
-
 @pytest.fixture(scope="module")
-def server(databases: Any) -> Iterator[MapServer]:
-    """A live server with the world's footprints and an empty raster collection."""
-    data_dir = Path(tempfile.mkdtemp(prefix="terracat-maplibre-"))
-    url = databases.create(f"terracat_maplibre_{databases.suffix}")
-    proc, live = _start(url, TERRACAT_INGEST_DATA_DIR=str(data_dir))
-    try:
-        with httpx.Client(base_url=live.url, headers=live.auth, timeout=60) as http:
-            for cid in (FOOTPRINTS, RASTERS):
-                r = http.post("/collections", json=collection(cid))
-                assert r.status_code == 201, r.text
-            body = {"items": {doc["id"]: doc for doc in _footprints()}, "method": "insert"}
-            r = http.post(f"/collections/{FOOTPRINTS}/bulk_items", json=body)
-            assert r.status_code == 200, r.text
-        yield MapServer(live, data_dir)
-    finally:
-        _stop(proc, live)
-        shutil.rmtree(data_dir, ignore_errors=True)
+def server(clients_server: StoringServer) -> StoringServer:
+    """The live server with the world's footprints and an empty raster collection."""
+    with httpx.Client(base_url=clients_server.url, headers=clients_server.auth, timeout=60) as http:
+        for cid in (FOOTPRINTS, RASTERS):
+            r = http.post("/collections", json=collection(cid))
+            assert r.status_code == 201, r.text
+        body = {"items": {doc["id"]: doc for doc in _footprints()}, "method": "insert"}
+        r = http.post(f"/collections/{FOOTPRINTS}/bulk_items", json=body)
+        assert r.status_code == 200, r.text
+    return clients_server
 
 
 def test_footprints_at_z1_6_are_drawn_over_the_whole_world(
-    server: MapServer, browser: Browser, page_url: str
+    server: StoringServer, browser: Browser, page_url: str
 ) -> None:
     tileset = f"{server.url}/collections/{FOOTPRINTS}/items/tiles/WebMercatorQuad"  # TileJSON
     style = {
@@ -229,7 +209,7 @@ ORIGIN = (500_000.0 - HALF, 5_600_000.0 + HALF)  # EPSG:32633: centred at about 
 BLUE = (20, 40, 230)
 
 
-def _raster_item(server: MapServer, folder: Path) -> dict[str, Any]:
+def _raster_item(server: StoringServer, folder: Path) -> dict[str, Any]:
     """A square of one colour, ingested into the server's storage and POSTed."""
     side = 2 * HALF // PIXEL
     source = rasters.write_geotiff(
@@ -245,14 +225,14 @@ def _raster_item(server: MapServer, folder: Path) -> dict[str, Any]:
     )  # fmt: skip
     storage, settings = LocalStorage(server.data_dir), IngestSettings(data_dir=server.data_dir)
     doc = ingest_file(request, storage, settings)
-    with httpx.Client(base_url=server.url, headers=server.live.auth, timeout=60) as http:
+    with httpx.Client(base_url=server.url, headers=server.auth, timeout=60) as http:
         r = http.post(f"/collections/{RASTERS}/items", json=doc)
         assert r.status_code == 201, r.text
     return doc
 
 
 def test_a_small_raster_item_is_a_dot_at_z0(
-    server: MapServer, browser: Browser, page_url: str, tmp_path: Path
+    server: StoringServer, browser: Browser, page_url: str, tmp_path: Path
 ) -> None:
     doc = _raster_item(server, tmp_path)
     tilejson = f"{server.url}/collections/{RASTERS}/items/small/WebMercatorQuad/tilejson.json"
