@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Terracat needs on a Debian machine, idempotently: system packages
-# (PostgreSQL 15 + PostGIS, GDAL tools), then a .venv with Python >= 3.12 from the lock file.
+# (PostgreSQL 15 + PostGIS, GDAL tools, Chromium and npm for the browser tests), then a .venv
+# with Python >= 3.12 from the lock file, then the browser tests' JavaScript from their lock file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,9 @@ need_apt=()
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql-15)
 ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need_apt+=(postgresql-15-postgis-3)
 command -v gdalinfo >/dev/null 2>&1 || need_apt+=(gdal-bin)
+# the browser tests drive Debian's Chromium through playwright (no browser download of its own)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: installing ${need_apt[*]} with apt-get"
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -43,5 +47,14 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
     fi
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -c requirements.lock -e '.[test]'
+    echo "$want" > "$stamp"
+fi
+
+# MapLibre GL JS for tests/server/test_maplibre.py, pinned in tests/browser/package-lock.json
+browser=tests/browser
+stamp=$browser/node_modules/.terracat-installed
+want=$(sha256sum "$browser/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    (cd "$browser" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
     echo "$want" > "$stamp"
 fi

@@ -13,6 +13,7 @@ import email.message
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -134,6 +135,38 @@ def lenient_live_server(databases: Any) -> Iterator[LiveServer]:
     proc, server = _start(url, TERRACAT_CATALOG_VALIDATE_EXTENSIONS="false")
     yield server
     _stop(proc, server)
+
+
+@dataclass
+class StoringServer:
+    """A live server and the folder it stores assets in (``TERRACAT_INGEST_DATA_DIR``)."""
+
+    live: LiveServer
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        """Its base URL."""
+        return self.live.url
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Headers that authorize a write."""
+        return self.live.auth
+
+
+@pytest.fixture(scope="session")
+def clients_server(databases: Any) -> Iterator[StoringServer]:
+    """A live server for the real-client tests (MapLibre, ogr2ogr, OWSLib), which share it
+    (a server start costs about 3 s of CPU); each module adds collections of its own."""
+    data_dir = Path(tempfile.mkdtemp(prefix="terracat-clients-"))
+    url = databases.create(f"terracat_clients_{databases.suffix}")
+    proc, live = _start(url, TERRACAT_INGEST_DATA_DIR=str(data_dir))
+    try:
+        yield StoringServer(live, data_dir)
+    finally:
+        _stop(proc, live)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # -- a realistic small catalogue ----------------------------------------------------------------
