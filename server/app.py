@@ -33,7 +33,7 @@ from .features import (
     uploads_part,
     vector_tiles_part,
 )
-from .middleware import middlewares
+from .middleware import BodyLimits, OrjsonRoute, middlewares
 from .parts import ApiPart
 from .settings import Settings
 from .stac import (
@@ -57,12 +57,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     stac_settings = stac_api_settings(settings.api)
     # The tiler's storage, open files and grid cache: one set per app, closed with it.
     readers = ReaderResources.at(settings.ingest.data_dir)
+    bodies = BodyLimits(settings.limits.max_body_bytes)  # routes' own limits: limit_bodies
     parts = [
         core_part(),
         search_part(),
         items_part(),
         collections_part(),
-        writes_part(settings.catalog, stac_settings, admin),
+        writes_part(settings.catalog, stac_settings, admin, settings.limits),
         processes_part(settings, admin),
         tiles_part(settings),
         vector_tiles_part(settings),
@@ -82,13 +83,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     api = StacApi(
         app=app,
-        router=APIRouter(),
+        router=APIRouter(route_class=OrjsonRoute),  # the STAC core routes: /search...
         settings=stac_settings,
         title=settings.api.title,
         description=settings.api.description,
         extensions=api_parts.extensions(parts),
         client=CoreClient(
             settings=settings.catalog,
+            limits=settings.limits,
             title=settings.api.title,
             description=settings.api.description,
             landing_page_id="terracat",
@@ -96,11 +98,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             collection_links=api_parts.collection_links(parts),
         ),
         response_class=JSONResponse,
-        middlewares=middlewares(settings.api),
+        middlewares=middlewares(settings.api, bodies),
         exceptions={},
         **api_parts.request_models(parts),
     )
     api_parts.name_operations(api.app, parts)
+    api_parts.limit_bodies(api.app, parts, bodies)
     add_error_handlers(api.app, api_parts.error_handlers(parts))
     api.app.state.settings = settings
     api.app.state.readers = readers
