@@ -61,6 +61,24 @@ class InvalidFilter(InvalidParameter):
     code = "search.InvalidFilter"
 
 
+class FilterTooLarge(InvalidFilter):
+    """A filter or query over a node, depth or list-length limit (TERRACAT_LIMITS_FILTER_*)."""
+
+    code = "search.FilterTooLarge"
+
+
+class GeometryTooLarge(InvalidGeometry):
+    """An ``intersects`` or filter geometry with more vertices than the limit."""
+
+    code = "search.GeometryTooLarge"
+
+
+class TooManyValues(InvalidParameter):
+    """More ``ids``, ``collections``, ``sortby`` keys or ``fields`` than the limit."""
+
+    code = "search.TooManyValues"
+
+
 class UnknownQueryable(InvalidParameter):
     """A filter, sortby or query names a property that is not queryable here."""
 

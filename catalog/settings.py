@@ -165,3 +165,50 @@ class JobSettings(BaseSettings):
     default_timeout_s: int = Field(default=3600, ge=1)
     max_attempts: int = Field(default=3, ge=1)
     concurrency: int = Field(default=1, ge=1, description="Jobs one worker process runs at once.")
+
+
+class LimitSettings(BaseSettings):
+    """The largest request each route accepts (env prefix ``TERRACAT_LIMITS_``).
+
+    Every limit bounds work done in Python before the database is asked, which its statement
+    timeout cannot stop; a request over one is refused before that work starts.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TERRACAT_LIMITS_", extra="ignore")
+
+    max_body_bytes: int = Field(
+        default=1024**2,
+        ge=1024,
+        description="Largest request body of a JSON route (searches, processes, saved searches).",
+    )
+    max_write_body_bytes: int = Field(
+        default=32 * 1024**2,
+        ge=1024,
+        description="Largest body of a STAC transaction or bulk item load (uploads have their "
+        "own limit, TERRACAT_INGEST_MAX_FILE_BYTES).",
+    )
+    filter_max_nodes: int = Field(
+        default=1_000,
+        ge=1,
+        description="Most operators, properties and literals in a filter or query (the values "
+        "of a list count once, as the list).",
+    )
+    filter_max_depth: int = Field(
+        default=40, ge=1, le=100, description="Deepest nesting of a filter's operators."
+    )
+    filter_max_values: int = Field(
+        default=2_000,
+        ge=1,
+        description="Most values in the lists (IN, array literals) of a filter, all together.",
+    )
+    geometry_max_vertices: int = Field(
+        default=10_000,
+        ge=4,
+        description="Most vertices of an `intersects` geometry, and of a filter's geometries "
+        "together.",
+    )
+    # Lists cost the event loop (psycopg writes each value of an array parameter in Python),
+    # once per statement that carries them.
+    ids_max_count: int = Field(default=2_000, ge=1, description="Most `ids`, and `collections`.")
+    sortby_max_keys: int = Field(default=8, ge=1, description="Most `sortby` fields.")
+    fields_max_count: int = Field(default=100, ge=1, description="Most `fields` paths.")

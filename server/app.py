@@ -37,7 +37,7 @@ from .features import (
     vector_tiles_part,
 )
 from .health import health
-from .middleware import middlewares
+from .middleware import BodyLimits, OrjsonRoute, middlewares
 from .openapi import describe_fields
 from .parts import ApiPart
 from .settings import Settings
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     stac_settings = stac_api_settings(settings.api)
     # The tiler's storage, open files and grid cache: one set per app, closed with it.
     readers = ReaderResources.at(settings.ingest.data_dir)
+    bodies = BodyLimits(settings.limits.max_body_bytes)  # routes' own limits: limit_bodies
     parts = _parts(settings, admin, stac_settings, readers)
     app = FastAPI(
         title=settings.api.title,
@@ -74,14 +75,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     api = StacApi(
         app=app,
-        router=APIRouter(),
+        router=APIRouter(route_class=OrjsonRoute),  # the STAC core routes: /search...
         settings=stac_settings,
         title=settings.api.title,
         description=settings.api.description,
         extensions=api_parts.extensions(parts),
         client=_client(settings, parts),
         response_class=JSONResponse,
-        middlewares=middlewares(settings.api),
+        middlewares=middlewares(settings.api, bodies),
         exceptions={},
         # StacApi makes it the route's endpoint, so FastAPI hands it the Request its type omits.
         health_check=cast(Callable[[], Awaitable[dict[str, Any]]], health),
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     add_docs(api.app, "/api.html")
     api_parts.name_operations(api.app, parts)
+    api_parts.limit_bodies(api.app, parts, bodies)
     describe_fields(api.app)
     add_error_handlers(api.app, api_parts.error_handlers(parts))
     api.app.state.settings = settings
@@ -105,7 +107,7 @@ def _parts(
         search_part(),
         items_part(),
         collections_part(),
-        writes_part(settings.catalog, stac_settings, admin),
+        writes_part(settings.catalog, stac_settings, admin, settings.limits),
         processes_part(settings, admin),
         tiles_part(settings),
         vector_tiles_part(settings),
@@ -120,6 +122,7 @@ def _client(settings: Settings, parts: Sequence[ApiPart]) -> CoreClient:
     """The STAC client, with the links and link hooks the parts declare."""
     return CoreClient(
         settings=settings.catalog,
+        limits=settings.limits,
         title=settings.api.title,
         description=settings.api.description,
         landing_page_id="terracat",

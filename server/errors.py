@@ -101,7 +101,8 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, HTTPException):  # registered for HTTPException only
         raise exc
-    code = HTTP_CODES.get(exc.status_code, f"http.{exc.status_code}")
+    # An HTTPException of ours (server/middleware.py: BodyTooLarge) carries its own code.
+    code = getattr(exc, "code", None) or HTTP_CODES.get(exc.status_code, f"http.{exc.status_code}")
     return JSONResponse(
         error_body(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
     )

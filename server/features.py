@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from starlette.datastructures import State
 
+from catalog.uploads.multipart import BODY_OVERHEAD
 from catalog.uploads.routes import UploadsFactory
 from catalog.uploads.tus import TusFactory
 from ogc.exports import ExportsExtension
@@ -111,9 +112,15 @@ def uploads_part(settings: Settings, admin: Any) -> ApiPart:
         tagged.include_router(tus.router)
         return [uploads.router, tagged]
 
+    # Files stream to disk under their own checks (TERRACAT_INGEST_MAX_FILE_BYTES): the app's
+    # JSON body limit would cut them off.
+    file_bytes = settings.ingest.max_file_bytes + BODY_OVERHEAD
+    streamed = ["POST /uploads/", "POST /uploads", "PATCH /uploads/{upload_id}",
+                "POST /upload_sets/{upload_set_id}/files"]  # fmt: skip
     return routers_part(
         "uploads",
         routers,
+        body_limits=dict.fromkeys(streamed, file_bytes),
         landing_links=[
             {
                 "rel": "upload-sets",

@@ -1,10 +1,25 @@
-"""The app's middleware: ours for the proxy path prefix, and the stack create_app installs."""
+"""The app's middleware: ours for the proxy path prefix and body limits, and the stack
+create_app installs."""
 
+import re
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from fastapi.routing import APIRoute
 from stac_fastapi.api.middleware import ProxyHeaderMiddleware
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from catalog.errors import error_body
 
 from .proxies import TrustedProxyMiddleware
 from .settings import ApiSettings
@@ -37,6 +52,100 @@ class PrefixMiddleware:
                 scope = dict(scope)
                 scope["root_path"] = root
         await self.app(scope, receive, send)
+
+
+class BodyTooLarge(HTTPException):
+    """A request body over its route's limit (an HTTPException, so that FastAPI passes it on
+    from its body parsing instead of turning it into a 400)."""
+
+    code = "request.BodyTooLarge"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than this route accepts ({limit} "
+                         "bytes; see TERRACAT_LIMITS_MAX_BODY_BYTES in docs/api.md)")  # fmt: skip
+
+
+@dataclass
+class BodyLimits:
+    """The largest body of every route: ``default``, or the limit of a route named in
+    ``routes`` (filled by create_app once the routes exist)."""
+
+    default: int
+    routes: list[tuple[str, re.Pattern[str], int]] = field(default_factory=list)
+
+    def add(self, method: str, path: str, size: int) -> None:
+        """Give the route ``METHOD path`` (a route path template) its own limit."""
+        self.routes.append((method, compile_path(path)[0], size))
+
+    def of(self, method: str, path: str) -> int:
+        """The limit of a request."""
+        for route_method, regex, size in self.routes:
+            if route_method == method and regex.match(path):
+                return size
+        return self.default
+
+
+class BodyLimitMiddleware:
+    """Refuse a request body over its route's limit with ``413 request.BodyTooLarge``.
+
+    A declared Content-Length over the limit is refused before anything is read; otherwise
+    the bytes are counted as they arrive. FastAPI's own ``max_body_size`` answers the first
+    case with a plain-text 413 in place of any response, so no error code would reach clients.
+    """
+
+    def __init__(self, app: ASGIApp, limits: BodyLimits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the declared length, then count the body as the app reads it."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root + "/"):
+            path = path[len(root) :]
+        limit = self.limits.of(scope["method"], path)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdecimal() and int(declared) > limit:
+            error = BodyTooLarge(limit)
+            await JSONResponse(error_body(error.code, error.detail), 413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+class OrjsonRequest(Request):
+    """A request whose JSON body is read by orjson (its errors are json.JSONDecodeErrors)."""
+
+    async def json(self) -> Any:
+        """The body as JSON, parsed once."""
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class OrjsonRoute(APIRoute):
+    """A route that parses JSON bodies with orjson: FastAPI parses a body on the event loop
+    before the endpoint runs, and the stdlib took ~4x longer (20-40 ms for 0.7 MB)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, given an OrjsonRequest."""
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            return await handler(OrjsonRequest(request.scope, request.receive))
+
+        return handle
 
 
 # Archives and tiles are compressed already: gzip would only add time and lose Content-Length
@@ -72,11 +181,12 @@ EXPOSED_HEADERS = [
 ]
 
 
-def middlewares(api: ApiSettings) -> list[Middleware]:
-    """gzip, CORS, path prefix, proxy headers, the trusted-proxy gate: StacApi installs them in
-    reverse, so the gate runs first (an untrusted peer's forwarding headers are gone before
-    anything reads them), then the proxy headers and path prefix, then everything else."""
+def middlewares(api: ApiSettings, bodies: BodyLimits) -> list[Middleware]:
+    """Body limits, gzip, CORS, path prefix, proxy headers, the trusted-proxy gate: StacApi
+    installs them in reverse, so the gate runs first (an untrusted peer's forwarding headers are
+    gone before anything reads them), then the proxy headers and path prefix, then the rest."""
     stack = [
+        Middleware(BodyLimitMiddleware, limits=bodies),
         Middleware(
             GZipMiddleware,
             minimum_size=api.gzip_minimum_size,

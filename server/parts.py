@@ -23,6 +23,8 @@ from starlette.routing import BaseRoute
 
 from catalog.stac.client import DocumentLinks
 
+from .middleware import BodyLimits
+
 # rel, type, title and ``path``: relative to the API root (landing links) or to the
 # collection's URL (collection links, ``""`` for the collection itself).
 Link = dict[str, str]
@@ -53,6 +55,8 @@ class ApiPart:
     item_hooks: Sequence[DocumentLinks] = attr.ib(default=())
     collection_hooks: Sequence[DocumentLinks] = attr.ib(default=())
     error_handlers: Mapping[type[Exception], ExceptionHandler] = attr.ib(factory=dict)
+    # "METHOD /path" -> largest body in bytes, for routes that take more than the app's limit
+    body_limits: Mapping[str, int] = attr.ib(factory=dict)
     # Called at lifespan start, once the catalogue's repositories are on ``app.state``.
     start: Callable[[State], None] | None = attr.ib(default=None)
 
@@ -147,6 +151,18 @@ def name_operations(app: FastAPI, parts: Sequence[ApiPart]) -> None:
                 route.operation_id = name
     if names:
         raise ValueError(f"operation ids for routes that do not exist: {sorted(names)}")
+
+
+def limit_bodies(app: FastAPI, parts: Sequence[ApiPart], bodies: BodyLimits) -> None:
+    """Give the routes the parts name their own body limits; a limit for no route fails."""
+    limits = {key: size for part in parts for key, size in part.body_limits.items()}
+    for path, route in api_routes(app.routes):
+        for method in route.methods or ():
+            size = limits.pop(f"{method} {path}", None)
+            if size is not None:
+                bodies.add(method, path, size)
+    if limits:
+        raise ValueError(f"body limits for routes that do not exist: {sorted(limits)}")
 
 
 def start(parts: Sequence[ApiPart], state: State) -> None:

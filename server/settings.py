@@ -3,7 +3,13 @@
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from catalog.settings import CatalogSettings, DatabaseSettings, IngestSettings, JobSettings
+from catalog.settings import (
+    CatalogSettings,
+    DatabaseSettings,
+    IngestSettings,
+    JobSettings,
+    LimitSettings,
+)
 from ogc.settings import TileSettings
 from tiler.settings import ExportSettings, MosaicSettings, TilerSettings
 
@@ -75,6 +81,7 @@ class Settings(BaseModel):
     api: ApiSettings = Field(default_factory=ApiSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     tiles: TileSettings = Field(default_factory=TileSettings)

@@ -38,7 +38,7 @@ from stac_fastapi.extensions.sort.sort import SortConformanceClasses
 from stac_fastapi.types.config import ApiSettings as StacApiSettings
 from stac_fastapi.types.search import APIRequest
 
-from catalog.settings import CatalogSettings
+from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac.client import (
     BulkTransactionsClient,
     FiltersClient,
@@ -48,9 +48,9 @@ from catalog.stac.client import (
 from catalog.stac.requests import (
     CollectionsGetRequest,
     FilterPostRequest,
+    ItemSearchPostRequest,
     ItemsGetRequest,
     SearchGetRequest,
-    SearchPostRequest,
 )
 
 from .parts import ApiPart
@@ -141,7 +141,7 @@ def search_part() -> ApiPart:
                 search, base_model=SearchGetRequest
             ),
             "search_post_request_model": create_post_request_model(
-                search, base_model=SearchPostRequest
+                search, base_model=ItemSearchPostRequest
             ),
         },
         operation_ids={
@@ -213,8 +213,21 @@ def collections_part() -> ApiPart:
     )
 
 
-def writes_part(catalog: CatalogSettings, stac_settings: StacApiSettings, admin: Any) -> ApiPart:
+def writes_part(
+    catalog: CatalogSettings, stac_settings: StacApiSettings, admin: Any, limits: LimitSettings
+) -> ApiPart:
     """Transactions and bulk item loads, every one behind the ``admin`` dependency."""
+    operation_ids = {
+        "POST /collections": "postCollection",
+        f"PUT {COLLECTION}": "putCollection",
+        f"PATCH {COLLECTION}": "patchCollection",
+        f"DELETE {COLLECTION}": "deleteCollection",
+        f"POST {COLLECTION}/items": "postFeature",
+        f"PUT {ITEM}": "putFeature",
+        f"PATCH {ITEM}": "patchFeature",
+        f"DELETE {ITEM}": "deleteFeature",
+        f"POST {COLLECTION}/bulk_items": "postBulkItems",
+    }
     return ApiPart(
         name="stac-writes",
         extensions=[
@@ -227,15 +240,10 @@ def writes_part(catalog: CatalogSettings, stac_settings: StacApiSettings, admin:
                 client=BulkTransactionsClient(settings=catalog), route_dependencies=[admin]
             ),
         ],
-        operation_ids={
-            "POST /collections": "postCollection",
-            f"PUT {COLLECTION}": "putCollection",
-            f"PATCH {COLLECTION}": "patchCollection",
-            f"DELETE {COLLECTION}": "deleteCollection",
-            f"POST {COLLECTION}/items": "postFeature",
-            f"PUT {ITEM}": "putFeature",
-            f"PATCH {ITEM}": "patchFeature",
-            f"DELETE {ITEM}": "deleteFeature",
-            f"POST {COLLECTION}/bulk_items": "postBulkItems",
+        operation_ids=operation_ids,
+        body_limits={
+            route: limits.max_write_body_bytes
+            for route in operation_ids
+            if not route.startswith("DELETE")
         },
     )

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from catalog import web
 from catalog.errors import InvalidStac
-from catalog.settings import CatalogSettings
+from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac import collection_search
 from catalog.stac.fields import apply_fields
 from catalog.stac.queryables import CORE_FIELDS, Kind
@@ -62,6 +62,7 @@ class CoreClient(AsyncBaseCoreClient):
     """Core STAC API: landing page, collections, items and item search."""
 
     settings: CatalogSettings = attr.ib(factory=CatalogSettings)
+    limits: LimitSettings = attr.ib(factory=LimitSettings)
     # Links the composition root adds to the landing page (other OGC APIs served alongside):
     # dicts with rel, type, title and a path relative to the API root.
     landing_links: list[dict[str, str]] = attr.ib(factory=list)
@@ -107,7 +108,7 @@ class CoreClient(AsyncBaseCoreClient):
         """GET /collections, with collection search parameters."""
         request: Request = kwargs["request"]
         base_url = web.base_url(request)
-        params = collection_search.CollectionSearch.from_get(kwargs, self.settings)
+        params = collection_search.CollectionSearch.from_get(kwargs, self.settings, self.limits)
         rows, matched = await collection_search.run(repository(request), params)
         collections = [self._collection(r, base_url) for r in rows]
         await _hooked(self.collection_hooks, request, collections)
@@ -160,7 +161,7 @@ class CoreClient(AsyncBaseCoreClient):
         request: Request = kwargs["request"]
         await repository(request).get_collection(collection_id)
         kwargs.pop("collections", None)
-        params, fields = get_search_params(kwargs, request.query_params, self.settings)
+        params, fields = get_search_params(kwargs, request.query_params, self.settings, self.limits)
         params.collections = [collection_id]
         route = f"collections/{quote(collection_id, safe='')}/items"
         return await self._search(request, params, fields, route, post_body=None)
@@ -168,7 +169,7 @@ class CoreClient(AsyncBaseCoreClient):
     async def get_search(self, **kwargs: Any) -> Any:  # type: ignore[override]
         """GET /search."""
         request: Request = kwargs["request"]
-        params, fields = get_search_params(kwargs, request.query_params, self.settings)
+        params, fields = get_search_params(kwargs, request.query_params, self.settings, self.limits)
         return await self._search(request, params, fields, "search", post_body=None)
 
     async def post_search(self, search_request: BaseSearchPostRequest, **kwargs: Any) -> Any:
@@ -177,7 +178,7 @@ class CoreClient(AsyncBaseCoreClient):
         body = await web.read_json(request)
         fields = post_fields(body)
         limit = page_size(search_request.limit, self.settings)
-        params = post_search_params(search_request, body, limit)
+        params = post_search_params(search_request, body, limit, self.limits)
         return await self._search(request, params, fields, "search", post_body=body)
 
     async def _search(

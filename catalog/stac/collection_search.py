@@ -1,5 +1,6 @@
 """Collection search: bbox, datetime, free text ``q``, CQL2 ``filter``, sortby, limit/offset."""
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -10,8 +11,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from catalog.db.models import Collection
 from catalog.errors import InvalidParameter, InvalidSortBy, UnknownQueryable
 from catalog.geometry import as_sql, bbox_shape
-from catalog.settings import CatalogSettings
+from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac import cql2
+from catalog.stac.bounds import check_count
 from catalog.stac.queryables import Field, Kind
 from catalog.stac.requests import parse_bbox
 from catalog.stac.search import check_limit
@@ -87,10 +89,17 @@ class CollectionSearch:
     exclude: set[str] = field(default_factory=set)
     limit: int = 10
     offset: int = 0
+    limits: LimitSettings | None = None  # the filter's, checked as it is parsed
 
     @classmethod
-    def from_get(cls, kwargs: Mapping[str, Any], settings: CatalogSettings) -> "CollectionSearch":
-        """From the keyword arguments stac-fastapi passes to ``all_collections``."""
+    def from_get(
+        cls,
+        kwargs: Mapping[str, Any],
+        settings: CatalogSettings,
+        limits: LimitSettings | None = None,
+    ) -> "CollectionSearch":
+        """From the keyword arguments stac-fastapi passes to ``all_collections``; refused over
+        ``limits`` (the filter's as it is parsed)."""
         sortby = []
         for raw in kwargs.get("sortby") or []:
             value = raw.strip()
@@ -105,6 +114,9 @@ class CollectionSearch:
             raise InvalidParameter(f"offset must be a non-negative integer, got {offset!r}")
         if offset > settings.max_offset:
             raise InvalidParameter(f"offset {offset} is above the largest, {settings.max_offset}")
+        if limits is not None:
+            check_count(sortby, "sortby keys", "sortby_max_keys", limits)
+            check_count([*include, *exclude], "fields", "fields_max_count", limits)
         return cls(
             bbox=parse_bbox(kwargs.get("bbox")),
             datetime=kwargs.get("datetime"),
@@ -116,6 +128,7 @@ class CollectionSearch:
             exclude=exclude,
             limit=check_limit(kwargs.get("limit"), settings.default_limit, settings.max_limit),
             offset=offset,
+            limits=limits,
         )
 
 
@@ -151,11 +164,14 @@ def q_filter(terms: list[str]) -> ColumnElement[bool] | None:
     return Collection.search_vector.op("@@")(query)
 
 
-def filter_filter(value: Any, lang: str | None) -> ColumnElement[bool] | None:
+def filter_filter(
+    value: Any, lang: str | None, limits: LimitSettings | None = None
+) -> ColumnElement[bool] | None:
     """CQL2 over collection fields (id, title, description, license, keywords, datetime...)."""
     if value is None or value == "" or value == {}:
         return None
-    return cql2.compile_filter(cql2.parse(value, lang), {}, resolver=resolve_collection_field)
+    parsed = cql2.parse(value, lang, limits)
+    return cql2.compile_filter(parsed, {}, resolver=resolve_collection_field)
 
 
 def order(sortby: list[tuple[str, bool]]) -> list[ColumnElement[Any]]:
@@ -173,13 +189,15 @@ async def run(
     repo: "CatalogRepository", params: CollectionSearch
 ) -> tuple[list[dict[str, Any]], int]:
     """Execute a collection search."""
+    # Parsing and compiling a large filter is CPU work: off the event loop.
+    cql = await asyncio.to_thread(filter_filter, params.filter, params.filter_lang, params.limits)
     clauses = [
         c
         for c in (
             bbox_filter(params.bbox),
             datetime_filter(params.datetime),
             q_filter(params.q),
-            filter_filter(params.filter, params.filter_lang),
+            cql,
         )
         if c is not None
     ]

@@ -12,7 +12,6 @@ because its memory grows by ~10 MB per nesting level (1.8 GB at depth 100).
 """
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -26,6 +25,7 @@ from sqlalchemy import (
     Float,
     Text,
     and_,
+    any_,
     bindparam,
     exists,
     false,
@@ -36,12 +36,14 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.errors import InvalidFilter, InvalidParameter, UnknownQueryable
 from catalog.geometry import GEOMETRY_TYPES, as_sql, bbox_shape, geojson_shape
+from catalog.settings import LimitSettings
 from catalog.stac import queryables
+from catalog.stac.bounds import TEXT_PARSE_BUDGET, check_filter, text_parse_cost
 from catalog.stac.queryables import Field, Kind
 from catalog.timeparse import parse_instant
 
@@ -95,74 +97,42 @@ _TEMPORAL: dict[str, Callable[[Clause, Clause, Clause, Clause], Clause]] = {
 
 
 # -- parsing -----------------------------------------------------------------------------------
-def parse(value: str | dict[str, Any] | bool, lang: str | None = None) -> dict[str, Any] | bool:
-    """Parse CQL2 text or JSON (``lang`` None: inferred) into canonical CQL2-JSON."""
+def parse(
+    value: str | dict[str, Any] | bool, lang: str | None = None, limits: LimitSettings | None = None
+) -> dict[str, Any] | bool:
+    """Parse CQL2 text or JSON (``lang`` None: inferred) into canonical CQL2-JSON.
+
+    With ``limits``, JSON is checked against them before cql2 parses it, text right after.
+    """
     if isinstance(value, bool):  # the CQL2-JSON literals true and false
         return value
     if lang not in (None, "cql2-text", "cql2-json"):
         raise InvalidFilter(f"unknown filter-lang {lang!r}: use cql2-text or cql2-json")
     try:
+        if isinstance(value, str) and (
+            lang == "cql2-json" or (lang is None and value.lstrip().startswith("{"))
+        ):
+            value = orjson.loads(value)  # orjson refuses JSON nested deeper than 1024
         if isinstance(value, dict):
+            if limits is not None:
+                check_filter(value, limits)
             expr = cql2_lib.parse_json(orjson.dumps(value).decode())
         elif not isinstance(value, str):
             raise InvalidFilter("a filter is CQL2 text or a CQL2-JSON object")
-        elif lang == "cql2-json" or (lang is None and value.lstrip().startswith("{")):
-            expr = cql2_lib.parse_json(value)  # serde refuses JSON nested deeper than 128
         else:
-            if _parse_cost(value) > _PARSE_BUDGET:
+            if text_parse_cost(value) > TEXT_PARSE_BUDGET:
                 raise InvalidFilter("filter is too long or too deeply nested")
             expr = cql2_lib.parse_text(value)
         parsed = expr.to_json()
-    except (cql2_lib.ParseError, cql2_lib.ValidationError, orjson.JSONEncodeError) as exc:
+    except (cql2_lib.ParseError, cql2_lib.ValidationError, orjson.JSONEncodeError,
+            orjson.JSONDecodeError) as exc:  # fmt: skip
         message = "\n".join(str(exc).strip().splitlines()[:6])
         raise InvalidFilter(f"invalid CQL2 filter: {message}") from exc
     if not isinstance(parsed, dict | bool):
         raise InvalidFilter("a CQL2 filter must be a boolean expression")
+    if limits is not None:
+        check_filter(parsed, limits)
     return parsed
-
-
-_TOKEN = re.compile(r"'(?:[^']|'')*'?|[()\[\],]|[<>=]+|[-+*/%^]|[^\s()\[\]'<>=+*/%^,-]+")
-_WKT = {"POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING", "MULTIPOLYGON",
-        "GEOMETRYCOLLECTION"}  # fmt: skip
-_OPERATORS = {"NOT", "LIKE", "IN", "BETWEEN", "IS", "DIV", "+", "-", "*", "/", "%", "^"}
-_PARSE_BUDGET = 4000  # ~2 MB of stack; cql2 overflows 8 MB near 16,000
-
-
-def _parse_cost(text: str) -> int:
-    """An upper bound of the stack cql2 needs to parse ``text``, in ~0.5 KB units.
-
-    The Rust parser recurses per bracket level and per operator, and a stack overflow is a
-    segfault that kills the server, so costly text is refused before cql2 sees it. Measured
-    on 8 MB: a bracket level costs ~11 units, NOT or a comparison ~5, AND/OR ~1 (flattened,
-    so their operands are siblings: only operators between two AND/OR can stack).
-    """
-    junctions = depth = deepest = segment = longest = numbers = 0
-    saved: list[tuple[int, bool, bool]] = []  # the enclosing level's state at each bracket
-    in_wkt = between = False
-    previous = ""
-    for token in _TOKEN.findall(text):
-        word = token.upper()
-        numbers = 0 if token in "()[]," else numbers + (token[0] not in "-+*/%^")
-        if token in ("(", "["):
-            saved.append((segment, in_wkt, between))
-            in_wkt, segment, between = in_wkt or previous in _WKT, 0, False
-            depth += 1
-            deepest = max(deepest, depth)
-        elif token in (")", "]"):
-            if saved:
-                segment, in_wkt, between = saved.pop()
-                depth -= 1
-        elif word in ("AND", "OR") and not between:
-            junctions, segment = junctions + 1, 0
-        elif word in _OPERATORS or token[0] in "<>=" or word == "AND":
-            # In WKT "1 -2" is a coordinate; past 3 numbers cql2 reads it as a function call.
-            if not (in_wkt and token == "-" and numbers <= 3):
-                segment += 1
-                longest = max(longest, segment)
-            between = word == "BETWEEN"
-        if not (word == "Z" and previous in _WKT):  # POINT Z (...)
-            previous = word
-    return junctions + (deepest + 1) * (12 + 5 * longest)
 
 
 # -- literals ----------------------------------------------------------------------------------
@@ -239,16 +209,29 @@ def _json_array(value: list[Any]) -> list[Any]:
     return out
 
 
-def _bind(value: Any, kind: Kind) -> Clause:
+_TYPES: dict[Kind, Any] = {
+    Kind.NUMBER: Float(precision=53),
+    Kind.BOOLEAN: Boolean(),
+    Kind.TIMESTAMP: _TSTZ,
+    Kind.ARRAY: JSONB(),
+    Kind.STRING: Text(),
+}
+
+
+def _value(value: Any, kind: Kind) -> Any:
     if kind is Kind.NUMBER:
-        return bindparam(None, float(value), type_=Float(precision=53))
+        return float(value)
     if kind is Kind.BOOLEAN:
-        return bindparam(None, bool(value), type_=Boolean)
+        return bool(value)
     if kind is Kind.TIMESTAMP:
-        return bindparam(None, _instant(value), type_=_TSTZ)
+        return _instant(value)
     if kind is Kind.ARRAY:
-        return bindparam(None, _json_array(value), type_=JSONB)
-    return bindparam(None, str(value), type_=Text)
+        return _json_array(value)
+    return str(value)
+
+
+def _bind(value: Any, kind: Kind) -> Clause:
+    return bindparam(None, _value(value, kind), type_=_TYPES[kind])
 
 
 @dataclass(frozen=True)
@@ -266,6 +249,8 @@ class _Compiler:
     def __init__(self, resolver: Resolver, numeric_strings: bool) -> None:
         self.resolve = resolver
         self.numeric_strings = numeric_strings
+        # A property's typed expression, built once: SQLAlchemy reuses an element anywhere.
+        self.exprs: dict[tuple[str, Kind], Clause] = {}
 
     def clause(self, node: Any, depth: int = 0) -> Clause:
         """A boolean expression: logical operators here, predicates by family below."""
@@ -368,11 +353,16 @@ class _Compiler:
             )
         return [kind]
 
-    @staticmethod
-    def sql(operand: _Operand, kind: Kind) -> Clause:
+    def sql(self, operand: _Operand, kind: Kind) -> Clause:
         if operand.fold and kind is not Kind.STRING:
             raise InvalidFilter("CASEI and ACCENTI apply to strings only")
-        expr = operand.field.expr(kind) if operand.field else _bind(operand.value, kind)
+        if operand.field is None:
+            expr = _bind(operand.value, kind)
+        else:
+            key = (operand.field.name, kind)
+            if key not in self.exprs:
+                self.exprs[key] = queryables.RenderedOnce(operand.field.expr(kind))
+            expr = self.exprs[key]
         for fold in operand.fold:
             expr = func.lower(expr) if fold == "lower" else func.unaccent(expr)
         return expr
@@ -399,13 +389,23 @@ class _Compiler:
         return self.sql(a, Kind.STRING).like(self.sql(b, Kind.STRING))
 
     def in_(self, x: _Operand, items: Sequence[_Operand]) -> Clause:
-        by_kind: dict[Kind, list[Clause]] = {}
+        """Literals go as one array parameter per kind (``= ANY``): a list costs one bound
+        value, whatever its length (one per value met PostgreSQL's limit of 65,535)."""
+        values: dict[Kind, list[Any]] = {}
+        others: dict[Kind, list[Clause]] = {}
         for item in items:
-            kinds = self.kinds(x, item)
-            if kinds[0] not in _SCALARS:
-                raise InvalidFilter(f"IN does not apply to {kinds[0].value} values")
-            by_kind.setdefault(kinds[0], []).append(self.sql(item, kinds[0]))
-        return or_(*(self.sql(x, kind).in_(values) for kind, values in by_kind.items()))
+            kind = self.kinds(x, item)[0]
+            if kind not in _SCALARS:
+                raise InvalidFilter(f"IN does not apply to {kind.value} values")
+            if item.field is None and not item.fold:
+                values.setdefault(kind, []).append(_value(item.value, kind))
+            else:
+                others.setdefault(kind, []).append(self.sql(item, kind))
+        return or_(
+            *(self.sql(x, k) == any_(bindparam(None, v, type_=ARRAY(_TYPES[k])))
+              for k, v in values.items()),
+            *(self.sql(x, k).in_(v) for k, v in others.items()),
+        )  # fmt: skip
 
     @staticmethod
     def is_null(x: _Operand) -> Clause:

@@ -26,7 +26,10 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from catalog.db.models import Item
 
@@ -73,6 +76,31 @@ class Field:
         """Start and end of the field's time span (an instant has start == end)."""
         start = self.expr(Kind.TIMESTAMP)
         return start, (self.end_column if self.end_column is not None else start)
+
+
+class RenderedOnce(ColumnElement[Any]):
+    """``inner``, rendered once per statement however often it appears in it.
+
+    A filter of N comparisons on one property holds its typed expression N times; SQLAlchemy
+    renders every occurrence anew, which was most of a large filter's compile time (and that
+    compile runs on the event loop, in ``execute``). Caching stays on (``inherit_cache``).
+    """
+
+    inherit_cache = True
+    _traverse_internals = [("inner", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, inner: ColumnElement[Any]) -> None:
+        self.inner = inner
+        self.type = inner.type
+
+
+@compiles(RenderedOnce)
+def _render_once(element: RenderedOnce, compiler: SQLCompiler, **kw: Any) -> str:
+    done: dict[int, str] = compiler.__dict__.setdefault("_terracat_rendered", {})
+    text = done.get(id(element))
+    if text is None:
+        text = done[id(element)] = compiler.process(element.inner, **kw)
+    return text
 
 
 def _key(name: str) -> ColumnElement[str]:

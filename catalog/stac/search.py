@@ -9,13 +9,16 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, false, func, or_, true, tuple_
+from sqlalchemy import Text, and_, any_, bindparam, false, func, or_, true, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.db.models import Item
 from catalog.errors import InvalidLimit, InvalidSortBy, InvalidToken, UnknownQueryable
 from catalog.geometry import as_sql, bbox_shape, geojson_shape
+from catalog.settings import LimitSettings
 from catalog.stac import cql2
+from catalog.stac.bounds import check_filter
 from catalog.stac.queryables import Kind, resolve
 from catalog.stac.queryables import UnknownQueryable as _Unknown
 from catalog.timeparse import parse_interval
@@ -47,17 +50,24 @@ class SearchParams:
     limit: int = 10
     token: str | None = None
     offset: int = 0  # items skipped before the page (OGC API Features clients page so)
+    # Bounds of the filter and query, checked as they are parsed (catalog/stac/bounds.py).
+    limits: LimitSettings | None = None
 
 
 # -- filter builders: each returns one clause (or None when the parameter is absent) ----------
+def _any(values: list[str]) -> ColumnElement[Any]:
+    # One array parameter, not one per value (PostgreSQL takes at most 65,535).
+    return any_(bindparam(None, values, type_=ARRAY(Text())))
+
+
 def collections_filter(collections: list[str] | None) -> ColumnElement[bool] | None:
     """Items of the given collections."""
-    return Item.collection_id.in_(collections) if collections else None
+    return Item.collection_id == _any(collections) if collections else None
 
 
 def ids_filter(ids: list[str] | None) -> ColumnElement[bool] | None:
     """Items with the given ids."""
-    return Item.id.in_(ids) if ids else None
+    return Item.id == _any(ids) if ids else None
 
 
 def bbox_filter(bbox: Sequence[float] | None) -> ColumnElement[bool] | None:
@@ -87,30 +97,41 @@ def datetime_filter(value: str | None) -> ColumnElement[bool] | None:
     return and_(*clauses)
 
 
-def filter_filter(value: Any, lang: str | None, registry: Registry) -> ColumnElement[bool] | None:
-    """Items matching a CQL2 filter (text or JSON)."""
+def filter_filter(
+    value: Any, lang: str | None, registry: Registry, limits: LimitSettings | None = None
+) -> ColumnElement[bool] | None:
+    """Items matching a CQL2 filter (text or JSON), refused over ``limits``."""
     if value is None or value == "" or value == {}:
         return None
-    return cql2.compile_filter(cql2.parse(value, lang), registry)
+    return cql2.compile_filter(cql2.parse(value, lang, limits), registry)
 
 
-def query_filter(query: dict[str, Any] | None, registry: Registry) -> ColumnElement[bool] | None:
-    """Items matching the STAC ``query`` extension object."""
+def query_filter(
+    query: dict[str, Any] | None, registry: Registry, limits: LimitSettings | None = None
+) -> ColumnElement[bool] | None:
+    """Items matching the STAC ``query`` extension object, refused over ``limits``."""
     if not query:
         return None
-    return cql2.compile_filter(cql2.query_to_cql2(query), registry, numeric_strings=True)
+    expr = cql2.query_to_cql2(query)
+    if limits is not None:
+        check_filter(expr, limits)
+    return cql2.compile_filter(expr, registry, numeric_strings=True)
 
 
 def where_clauses(params: SearchParams, registry: Registry) -> list[ColumnElement[bool]]:
-    """Every clause of a search, in a stable order."""
+    """Every clause of a search, in a stable order.
+
+    CPU-bound for a large filter or geometry (parsing, validation, SQL building): async
+    callers run it in a worker thread, off the event loop.
+    """
     clauses = [
         collections_filter(params.collections),
         ids_filter(params.ids),
         bbox_filter(params.bbox),
         intersects_filter(params.intersects),
         datetime_filter(params.datetime),
-        filter_filter(params.filter, params.filter_lang, registry),
-        query_filter(params.query, registry),
+        filter_filter(params.filter, params.filter_lang, registry, params.limits),
+        query_filter(params.query, registry, params.limits),
     ]
     return [c for c in clauses if c is not None]
 
