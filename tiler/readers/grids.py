@@ -98,36 +98,35 @@ class TileGrids:
                     evicted[0].close()
         if grid is None:
             return None
-        vrt, col0, row0 = grid
-        col, row = (x - col0) * size, (y - row0) * size
-        if not (0 <= col <= vrt.width - size and 0 <= row <= vrt.height - size):
+        vrt, first_col, first_row = grid
+        col, row = x * size - first_col, y * size - first_row
+        if not (-size < col < vrt.width and -size < row < vrt.height):
             return None
         return self._read(vrt, Window(col, row, size, size), indexes, tms, x, y, z)
 
     def _grid(
         self, tms: TileMatrixSet, x: int, y: int, z: int, size: int, kernel: str
     ) -> tuple[WarpedVRT, int, int] | None:
-        """The VRT of zoom ``z`` over the data, and its first tile's column and row."""
+        """The VRT of zoom ``z`` over the data, and the matrix pixel of its top-left corner."""
         matrix = tms.matrix(z)
         crs = tms.rasterio_crs
         data = self._data_bounds(crs)
         if matrix.variableMatrixWidths or data is None:
             return None
         left, bottom, right, top = tms.xy_bounds(Tile(x, y, z))
-        width, height = right - left, top - bottom
-        origin_x, origin_y = left - x * width, top + y * height  # the matrix's top-left corner
-        col0 = max(0, math.floor((data[0] - origin_x) / width))
-        col1 = min(matrix.matrixWidth - 1, math.floor((data[2] - origin_x) / width))
-        row0 = max(0, math.floor((origin_y - data[3]) / height))
-        row1 = min(matrix.matrixHeight - 1, math.floor((origin_y - data[1]) / height))
-        columns, rows = (col1 - col0 + 1) * size, (row1 - row0 + 1) * size
-        if not (0 < columns < 2**31 and 0 < rows < 2**31):
+        xres, yres = (right - left) / size, (top - bottom) / size
+        origin_x, origin_y = left - x * size * xres, top + y * size * yres  # the matrix's corner
+        cols = _span((data[0] - origin_x) / xres, (data[2] - origin_x) / xres,
+                     matrix.matrixWidth, size)  # fmt: skip
+        rows = _span((origin_y - data[3]) / yres, (origin_y - data[1]) / yres,
+                     matrix.matrixHeight, size)  # fmt: skip
+        if cols is None or rows is None:
             return None
-        source = self._source(crs, min(width, height) / size, kernel)
+        source = self._source(crs, min(xres, yres), kernel)
         if source is None:
             return None
-        transform = Affine(width / size, 0.0, origin_x + col0 * width,
-                           0.0, -height / size, origin_y - row0 * height)  # fmt: skip
+        transform = Affine(xres, 0.0, origin_x + cols[0] * xres,
+                           0.0, -yres, origin_y - rows[0] * yres)  # fmt: skip
         # rio-tiler's WarpedVRT options (rio_tiler.reader.read)
         options: dict[str, Any] = {"crs": crs, "add_alpha": True,
                                    "resampling": Resampling[kernel],
@@ -137,8 +136,9 @@ class TileGrids:
             options.update(nodata=nodata, add_alpha=False, src_nodata=nodata)
         if has_alpha_band(self.dataset):
             options["add_alpha"] = False
-        vrt = WarpedVRT(source, transform=transform, width=columns, height=rows, **options)
-        return vrt, col0, row0
+        vrt = WarpedVRT(source, transform=transform, width=cols[1] - cols[0],
+                        height=rows[1] - rows[0], **options)  # fmt: skip
+        return vrt, cols[0], rows[0]
 
     def _data_bounds(self, crs: CRS) -> tuple[float, float, float, float] | None:
         """The file's bounds in ``crs``, as ItemReader works out the item's."""
@@ -206,7 +206,7 @@ class TileGrids:
         alpha_mask = None
         if ColorInterp.alpha in vrt.colorinterp and nodata is None:
             alpha = vrt.colorinterp.index(ColorInterp.alpha) + 1
-            values = vrt.read([*indexes, alpha], window=window)
+            values, outside = _read_window(vrt, [*indexes, alpha], window, 0)
             values, alpha_mask = values[:-1], values[-1]
             _, opaque = dtype_ranges[str(values.dtype)]
             real_alpha = ColorInterp.alpha in dataset.colorinterp
@@ -216,13 +216,15 @@ class TileGrids:
             if not real_alpha:
                 alpha_mask = None
         else:
-            values = vrt.read(indexes, window=window)
+            values, outside = _read_window(vrt, indexes, window, 0 if nodata is None else nodata)
             if nodata is None:
                 mask = numpy.zeros(values.shape, bool)
             elif numpy.isnan(nodata):
                 mask = numpy.isnan(values)
             else:
                 mask = values == nodata
+        if outside is not None:
+            mask = mask | outside  # beyond the grid: no data
         if mask.ndim == 2:
             mask = numpy.broadcast_to(mask, values.shape).copy()
         stats = []
@@ -247,6 +249,46 @@ class TileGrids:
             scales=[dataset.scales[i - 1] for i in indexes],
             offsets=[dataset.offsets[i - 1] for i in indexes],
         )
+
+
+def _read_window(
+    vrt: WarpedVRT, indexes: Sequence[int], window: Window, fill: float
+) -> tuple[numpy.ndarray[Any, Any], numpy.ndarray[Any, Any] | None]:
+    """Bands ``indexes`` in ``window``, ``fill`` where the window reaches past the VRT, and
+    where it does (None when it does not)."""
+    col, row, width, height = (int(v) for v in window.flatten())
+    col0, row0 = max(col, 0), max(row, 0)
+    col1, row1 = min(col + width, vrt.width), min(row + height, vrt.height)
+    values = vrt.read(indexes, window=Window(col0, row0, col1 - col0, row1 - row0))
+    if (col0, row0, col1, row1) == (col, row, col + width, row + height):
+        return values, None
+    outside = numpy.ones((height, width), bool)
+    outside[row0 - row : row1 - row, col0 - col : col1 - col] = False
+    padded = numpy.full((len(indexes), height, width), fill, values.dtype)
+    padded[:, ~outside] = values.reshape(len(indexes), -1)
+    return padded, outside
+
+
+def _span(low: float, high: float, count: int, size: int) -> tuple[int, int] | None:
+    """The matrix pixels ``[first, end)`` a grid spans on one axis, the data being at ``low``
+    to ``high`` (matrix pixels) on a matrix ``count`` tiles of ``size`` px long.
+
+    The tiles over the data, while the data fills at least half of them: a grid starting at a
+    tile's corner keeps a tile's reads on as few of the VRT's blocks as can be. Where the tiles
+    are much larger than the data (zoomed out), the data's pixels and a margin only: a warped
+    VRT reaching far from the data puts the file's pixels where they are not. A 2.5 km UTM 33N
+    scene drew as a band along the equator from 90 degrees west of the zone's meridian to 180
+    (where transverse Mercator runs off to infinity) in its zoom 0 tile, though GDAL maps each
+    of those pixels, and warps the same grid with ``rasterio.warp.reproject``, rightly. The
+    margin (2 px and 2% of the data) covers edges the bounds' densified reprojection cuts short.
+    """
+    first = max(0, math.floor(low / size)) * size
+    end = (min(count - 1, math.floor(high / size)) + 1) * size
+    margin = 2 + 0.02 * (high - low)
+    tight = max(first, math.floor(low - margin)), min(end, math.ceil(high + margin))
+    if 2 * (tight[1] - tight[0]) <= end - first:
+        first, end = tight
+    return (first, end) if 0 < end - first < 2**31 else None
 
 
 def grid_readable(options: Mapping[str, Any]) -> bool:
