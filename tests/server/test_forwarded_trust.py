@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from server.middleware import middlewares
+from server.middleware import BodyLimits, middlewares
 from server.settings import ApiSettings, Settings
 from tests.apps import AppPool
 from tests.factories import collection, item
@@ -103,7 +103,8 @@ def _echo_app(api: ApiSettings) -> Starlette:
         client = request.client.host if request.client else None
         return JSONResponse({"base": str(request.base_url), "client": client})
 
-    return Starlette(routes=[Route("/", echo)], middleware=middlewares(api)[::-1])
+    stack = middlewares(api, BodyLimits(1024))[::-1]
+    return Starlette(routes=[Route("/", echo)], middleware=stack)
 
 
 @pytest.mark.parametrize(
