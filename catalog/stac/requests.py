@@ -121,7 +121,17 @@ class ItemSearchPostRequest(SearchPostRequest):
     intersects: dict[str, Any] | None = Field(  # type: ignore[assignment]
         default=None,
         description="A GeoJSON geometry; items whose footprint intersects it.",
-        json_schema_extra={"$ref": "https://geojson.org/schema/Geometry.json"},
+        # A schema of its own, not a $ref to geojson.org: client generators and validators of
+        # the OpenAPI document must not need the internet.
+        json_schema_extra={
+            "required": ["type"],
+            "properties": {
+                "type": {"enum": ["Point", "MultiPoint", "LineString", "MultiLineString",
+                                  "Polygon", "MultiPolygon", "GeometryCollection"]},
+                "coordinates": {"type": "array"},
+                "geometries": {"type": "array"},
+            },
+        },
     )
 
 
