@@ -81,12 +81,21 @@ def _bulk(http: httpx.Client, cid: str, items: dict[str, Any]) -> None:
     response.raise_for_status()
 
 
+KINDS = {  # kind: the top of its share of the mix (cumulative)
+    "search": 0.35, "item tile": 0.70, "mosaic tile": 0.80, "vector tile": 0.92,
+    "items page": 1.0,
+}  # fmt: skip
+
+
 def request_mix(
-    item_id: str, tiles: list[tuple[int, int, int]], rng: random.Random
+    item_id: str, tiles: list[tuple[int, int, int]], rng: random.Random, only: str | None = None
 ) -> tuple[str, str]:
-    """One request of the mix: (kind, path)."""
+    """One request of the mix (or of kind ``only``): (kind, path)."""
     roll = rng.random()
-    if roll < 0.35:
+    if only is not None:  # a roll inside that kind's share
+        low = max([0.0, *(top for top in KINDS.values() if top < KINDS[only])])
+        roll = low + roll * (KINDS[only] - low)
+    if roll < KINDS["search"]:
         west, south = rng.uniform(-180, 170), rng.uniform(-80, 70)
         size = rng.choice([1, 5, 20])
         params = (f"bbox={west},{south},{west + size},{south + size}&limit={rng.choice([10, 100])}"
@@ -95,12 +104,12 @@ def request_mix(
             params += "&filter=eo:cloud_cover<30&sortby=-properties.datetime"
         return "search", f"search?{params}"
     z, x, y = rng.choice(tiles)
-    if roll < 0.70:
+    if roll < KINDS["item tile"]:
         item = f"collections/{COLLECTION}/items/{item_id}"
         return "item tile", f"{item}/tiles/WebMercatorQuad/{z}/{x}/{y}.png"
-    if roll < 0.80:
+    if roll < KINDS["mosaic tile"]:
         return "mosaic tile", f"collections/{COLLECTION}/tiles/WebMercatorQuad/{z}/{x}/{y}.png"
-    if roll < 0.92:
+    if roll < KINDS["vector tile"]:
         vz = rng.randint(0, 6)
         vx, vy = rng.randrange(2**vz), rng.randrange(2**vz)
         cid = collection_id(rng.randrange(COLLECTIONS))
@@ -110,13 +119,13 @@ def request_mix(
 
 def client_loop(
     url: str, item_id: str, tiles: list[tuple[int, int, int]], seed: int, until: float,
-    tally: Tally,
+    tally: Tally, only: str | None,
 ) -> None:  # fmt: skip
     """One client: requests of the mix, one after the other, until ``until``."""
     rng = random.Random(seed)
     with httpx.Client(base_url=url, timeout=120) as http:
         while time.time() < until:
-            kind, path = request_mix(item_id, tiles, rng)
+            kind, path = request_mix(item_id, tiles, rng, only)
             try:
                 ok = http.get(path).status_code < 500
             except httpx.HTTPError:
@@ -161,6 +170,7 @@ def report(args: argparse.Namespace, tally: Tally, before: int, seconds: float) 
     half = seconds / 2
     done = sum(tally.done.values())
     env = ", ".join(args.env) if args.env else "defaults"
+    env += f"; {args.only} only" if args.only else ""
     lines = [
         f"### Soak: {args.clients} clients for {args.minutes:g} min ({env})",
         "",
@@ -200,7 +210,7 @@ def run(args: argparse.Namespace) -> list[str]:
         tally = Tally()
         threads = [threading.Thread(target=client_loop,
                                     args=(url, setup.item["id"], tiles, args.seed + i, until,
-                                          tally), daemon=True)
+                                          tally, args.only), daemon=True)
                    for i in range(args.clients)]  # fmt: skip
         log(f"{args.clients} clients for {args.minutes:g} min; {len(tiles):,} distinct tiles")
         for thread in threads:
@@ -222,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=10_000, help="orthophoto width = height")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--every", type=float, default=30.0, help="seconds between lines")
+    parser.add_argument("--only", choices=list(KINDS), help="one kind of request, not the mix")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the API")
     parser.add_argument("--data", type=Path, default=ROOT / "var" / "bench" / "ingest",
                         help="orthophoto cache (shared with bench.ingest)")  # fmt: skip

@@ -17,6 +17,7 @@ from stac_fastapi.extensions.query.request import QueryExtensionPostRequest
 from stac_fastapi.extensions.sort.request import SortExtensionPostRequest
 from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest, str2list
 
+from catalog.geometry import GEOMETRY_TYPES
 from catalog.errors import InvalidBBox, InvalidFilter, InvalidGeometry, InvalidParameter
 from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac.bounds import check_count, check_vertices
@@ -126,8 +127,7 @@ class ItemSearchPostRequest(SearchPostRequest):
         json_schema_extra={
             "required": ["type"],
             "properties": {
-                "type": {"enum": ["Point", "MultiPoint", "LineString", "MultiLineString",
-                                  "Polygon", "MultiPolygon", "GeometryCollection"]},
+                "type": {"enum": sorted(GEOMETRY_TYPES)},
                 "coordinates": {"type": "array"},
                 "geometries": {"type": "array"},
             },
