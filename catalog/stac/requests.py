@@ -17,8 +17,8 @@ from stac_fastapi.extensions.query.request import QueryExtensionPostRequest
 from stac_fastapi.extensions.sort.request import SortExtensionPostRequest
 from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest, str2list
 
-from catalog.geometry import GEOMETRY_TYPES
 from catalog.errors import InvalidBBox, InvalidFilter, InvalidGeometry, InvalidParameter
+from catalog.geometry import GEOMETRY_TYPES
 from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac.bounds import check_count, check_vertices
 from catalog.stac.search import SearchParams, SortBy, check_limit
