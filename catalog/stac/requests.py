@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import attr
 import orjson
 from fastapi import Path, Query
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, JsonValue, model_validator
 from stac_fastapi.extensions.filter.request import FilterExtensionPostRequest
 from stac_fastapi.extensions.query.request import QueryExtensionPostRequest
 from stac_fastapi.extensions.sort.request import SortExtensionPostRequest
@@ -127,7 +127,7 @@ class ItemSearchPostRequest(SearchPostRequest):
         json_schema_extra={
             "required": ["type"],
             "properties": {
-                "type": {"enum": sorted(GEOMETRY_TYPES)},
+                "type": {"enum": list[JsonValue](sorted(GEOMETRY_TYPES))},
                 "coordinates": {"type": "array"},
                 "geometries": {"type": "array"},
             },
