@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, cast
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from stac_fastapi.api.app import StacApi
@@ -149,6 +150,9 @@ def _lifespan(
         )  # fmt: skip
         state.jobs = JobRepository(engine)
         state.uploads = UploadRepository(engine, state.jobs)
+        # anyio's default is 40 threads; rendering is CPU-bound, and each thread that renders
+        # holds GDAL and PROJ state of its own (memory that more threads only multiply).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api.threads
         api_parts.start(parts, state)
         try:
             yield

@@ -99,3 +99,22 @@ def test_the_app_sizes_gdals_block_cache_unless_told(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("GDAL_CACHEMAX", "512")
     create_app(Settings())
     assert os.environ["GDAL_CACHEMAX"] == "512"
+
+
+def test_the_app_sizes_its_thread_pool(settings: Settings) -> None:
+    """Blocking work (tile rendering) runs on TERRACAT_API_THREADS threads, not anyio's 40."""
+    app = create_app(settings.model_copy(update={"api": settings.api.model_copy(
+        update={"threads": 3})}))  # fmt: skip
+    seen: list[float] = []
+
+    @app.get("/_test/threads")
+    async def threads() -> dict[str, float]:
+        import anyio.to_thread
+
+        seen.append(anyio.to_thread.current_default_thread_limiter().total_tokens)
+        return {}
+
+    with TestClient(app) as client:
+        assert client.get("/_test/threads").status_code == 200
+    assert seen == [3]
+    assert Settings().api.threads == min(32, 4 * (os.cpu_count() or 2))
