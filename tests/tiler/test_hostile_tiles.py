@@ -8,7 +8,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests import rasters
-from tests.tiler.conftest import COLLECTION, PREFIX, MakeItem, SharedCatalogue, centre_tile
+from tests.tiler.conftest import (
+    COLLECTION,
+    PREFIX,
+    MakeItem,
+    SharedCatalogue,
+    centre_tile,
+    decode,
+)
 
 
 def _seen(client: TestClient, url: str) -> Any:
@@ -79,3 +86,12 @@ def test_an_asset_that_is_not_a_raster_is_422(
     # A mosaic leaves the item out rather than failing the whole tile.
     mosaic = _seen(client, f"/collections/{COLLECTION}/tiles/WebMercatorQuad/{z}/{x}/{y}.png")
     assert mosaic.status_code == 204, mosaic.text[:200]
+
+
+@pytest.mark.parametrize("prefix", [f"/collections/{COLLECTION}/tiles", f"{PREFIX}/rgb/tiles"])
+def test_tile_padding(maps: TestClient, prefix: str) -> None:
+    """``padding`` reads around the tile; rio-tiler's transform warning is no 500 (schemathesis)."""
+    z, x, y = centre_tile(maps, "rgb")
+    answer = _seen(maps, f"{prefix}/WebMercatorQuad/{z}/{x}/{y}.tif?padding=1")
+    assert answer.status_code == 200, answer.text[:300]
+    assert decode(answer.content).shape[1:] == (256, 256)
