@@ -36,6 +36,7 @@ from .features import (
 )
 from .middleware import middlewares
 from .openapi import describe_fields
+from .openapi_errors import describe_errors
 from .parts import ApiPart
 from .settings import Settings
 from .stac import (
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_docs(api.app, "/api.html")
     api_parts.name_operations(api.app, parts)
     describe_fields(api.app)
+    describe_errors(api.app)
     add_error_handlers(api.app, api_parts.error_handlers(parts))
     api.app.state.settings = settings
     api.app.state.readers = readers
