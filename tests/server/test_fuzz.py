@@ -32,6 +32,8 @@ from tests.conftest import ADMIN, Databases, app_settings
 from tests.factories import collection
 from tests.tiler.conftest import COLLECTION, add_collection, ingest_item
 
+# schemathesis' hypothesis warns when it prints a large generated body; that is no finding
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
 EXAMPLES = int(os.environ.get("TERRACAT_FUZZ_EXAMPLES", "5"))
 # The coverage phase (every parameter's boundary and invalid values) makes ~28,000 requests a
 # run: `make fuzz` only. Stateful runs need links the document does not have.
