@@ -102,3 +102,17 @@ def test_one_pixel_png_tile(maps: TestClient) -> None:
     answer = _seen(maps, f"{PREFIX}/rgb/tiles/WebMercatorQuad/0/0/0.png?tilesize=1")
     assert answer.status_code == 200, answer.text[:300]
     assert decode(answer.content).shape[1:] == (1, 1)
+
+
+@pytest.mark.parametrize("query", ["maxzoom=500000", "maxzoom=45", "minzoom=-106480049"])
+def test_tileset_zoom_out_of_range(maps: TestClient, query: str) -> None:
+    """titiler built a tile matrix per zoom up to ``maxzoom`` (schemathesis, make fuzz)."""
+    answer = _seen(maps, f"{PREFIX}/rgb/tiles/WebMercatorQuad?{query}")
+    assert answer.status_code == 400, answer.text[:300]
+    assert answer.json()["code"] == "tiler.InvalidZoom"
+
+
+def test_tileset_zoom_in_range(maps: TestClient) -> None:
+    answer = _seen(maps, f"{PREFIX}/rgb/tiles/WebMercatorQuad?minzoom=2&maxzoom=10")
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["tileMatrixSetLimits"][0]["tileMatrix"] == "2"
