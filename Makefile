@@ -1,4 +1,4 @@
-.PHONY: run test bootstrap lint bench bench-ingest bench-tiles bench-suite bench-soak
+.PHONY: run test bootstrap lint fuzz bench bench-ingest bench-tiles bench-suite bench-soak
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -14,6 +14,13 @@ lint: bootstrap
 
 test: lint
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+# schemathesis on every operation, as tests/server/test_fuzz.py in the suite but with the
+# coverage phase (each parameter's boundary and invalid values) and FUZZ_EXAMPLES per phase.
+FUZZ_EXAMPLES ?= 100
+fuzz: bootstrap
+	TERRACAT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) TERRACAT_FUZZ_PHASES=examples,coverage,fuzzing \
+		.venv/bin/python -m pytest -p no:cacheprovider tests/server/test_fuzz.py $(PYTEST_ARGS)
 
 bench: bootstrap
 	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'

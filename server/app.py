@@ -40,6 +40,7 @@ from .features import (
 from .health import health
 from .middleware import BodyLimits, OrjsonRoute, middlewares
 from .openapi import describe_fields
+from .openapi_errors import describe_errors
 from .parts import ApiPart
 from .settings import Settings
 from .stac import (
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_parts.name_operations(api.app, parts)
     api_parts.limit_bodies(api.app, parts, bodies)
     describe_fields(api.app)
+    describe_errors(api.app)
     add_error_handlers(api.app, api_parts.error_handlers(parts))
     api.app.state.settings = settings
     api.app.state.readers = readers

@@ -91,11 +91,16 @@ class RawBodyTransactionExtension(TransactionExtension):
     def _route(
         self, name: str, path: str, method: str, endpoint: Any, model: Any, status: int
     ) -> None:
+        # A replace or patch answers the document instead with Prefer: return=representation.
+        prefer: dict[int | str, dict[str, Any]] = {
+            200: {"description": "The stored document (Prefer: return=representation)"}
+        }
         self.router.add_api_route(
             name=name,
             path=path,
             methods=[method],
             status_code=status,
+            responses=prefer if method in ("PUT", "PATCH") else None,
             response_class=self.response_class,
             endpoint=create_async_endpoint(endpoint, model),
             dependencies=self.route_dependencies,
@@ -116,6 +121,11 @@ class RawBodyTransactionExtension(TransactionExtension):
         self._route("Patch Item", "/collections/{collection_id}/items/{item_id}", "PATCH",
                     self.client.patch_item, ItemPatchBody, 204)  # fmt: skip
 
+    def register_delete_item(self) -> None:
+        """DELETE /collections/{collection_id}/items/{item_id}: 204, no body (idempotent)."""
+        self._route("Delete Item", "/collections/{collection_id}/items/{item_id}", "DELETE",
+                    self.client.delete_item, ItemUri, 204)  # fmt: skip
+
     def register_create_collection(self) -> None:
         """POST /collections."""
         self._route("Create Collection", "/collections", "POST",
@@ -130,6 +140,11 @@ class RawBodyTransactionExtension(TransactionExtension):
         """PATCH /collections/{collection_id}."""
         self._route("Patch Collection", "/collections/{collection_id}", "PATCH",
                     self.client.patch_collection, CollectionPatchBody, 204)  # fmt: skip
+
+    def register_delete_collection(self) -> None:
+        """DELETE /collections/{collection_id}: 204, no body (idempotent)."""
+        self._route("Delete Collection", "/collections/{collection_id}", "DELETE",
+                    self.client.delete_collection, CollectionUri, 204)  # fmt: skip
 
 
 @attr.s

@@ -101,8 +101,11 @@ def _png(
     if pixels.dtype == numpy.uint16 and kwargs.get("add_mask", True):
         # the mask is 0-255 whatever the data type; rio-tiler stretches it for 16-bit PNGs
         pixels[-1] = linear_rescale(pixels[-1], (0, 255), (0, 65535)).astype(numpy.uint16)
-    return bytes(imagecodecs.png_encode(numpy.ascontiguousarray(numpy.moveaxis(pixels, 0, -1)),
-                                        level=PNG_LEVEL))  # fmt: skip
+    try:
+        return bytes(imagecodecs.png_encode(numpy.ascontiguousarray(numpy.moveaxis(pixels, 0, -1)),
+                                            level=PNG_LEVEL))  # fmt: skip
+    except ValueError:  # shapes libpng refuses (a 1 px tile): titiler's PNG takes or refuses them
+        return None
 
 
 def _jpeg(

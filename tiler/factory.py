@@ -43,6 +43,7 @@ from .dependencies import (
     statistics_params,
 )
 from .encoders import render
+from .errors import TilerError
 from .presets import (
     PresetQuery,
     preset_colormap_params,
@@ -52,7 +53,7 @@ from .presets import (
 )
 from .readers import ItemReader
 from .readers.shared import ReaderResources
-from .settings import TilerSettings
+from .settings import MAX_ZOOM, TilerSettings
 
 ITEM_PREFIX = "/collections/{collection_id}/items/{item_id}"
 
@@ -103,6 +104,12 @@ class ItemTilerFactory(MultiBaseTilerFactory):
                 verb = re.match(r"[a-z]*", name).group()  # type: ignore[union-attr]
                 route.operation_id = f"{verb}{self.operation_noun}{name[len(verb) :]}"
                 route.unique_id = route.operation_id
+        # titiler builds a tile matrix for every zoom between them: maxzoom=500000 built half a
+        # million (schemathesis). A zoom is a level of the grid, so bounded like the grid's.
+        self.add_route_dependencies(
+            scopes=[{"path": "/tiles/{tileMatrixSetId}", "method": "GET"}],
+            dependencies=[Depends(zoom_bounds)],
+        )
 
     def tile(self) -> None:
         """titiler's tile routes, preceded by ``…/{y}@{scale}x[.{format}]`` on the same endpoint.
@@ -208,3 +215,17 @@ def _layer_name(item: Any) -> str:
     if isinstance(item, dict):
         return f"{item.get('collection')}.{item.get('id')}"
     return "item"
+
+
+class InvalidZoom(TilerError):
+    """A ``minzoom`` or ``maxzoom`` outside the zoom levels a grid can have."""
+
+    code = "tiler.InvalidZoom"
+
+
+def zoom_bounds(request: Request) -> None:
+    """Refuse a tileset's ``minzoom``/``maxzoom`` outside 0..MAX_ZOOM (``tiler.InvalidZoom``)."""
+    for name in ("minzoom", "maxzoom"):
+        value = request.query_params.get(name)
+        if value is not None and value.lstrip("-").isdigit() and not 0 <= int(value) <= MAX_ZOOM:
+            raise InvalidZoom(f"{name} must be between 0 and {MAX_ZOOM}")

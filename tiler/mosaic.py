@@ -379,7 +379,8 @@ class MosaicFactory(MosaicTilerFactory):
                 TILE + suffix, endpoint, methods=["GET"], name="tile",
                 operation_id=f"get{self.noun}Tile{operation}", dependencies=dependencies,
                 summary="A map tile of the mosaic (204 when no item has pixels there)",
-                **img_endpoint_params,
+                response_class=img_endpoint_params["response_class"],
+                responses={**img_endpoint_params["responses"], 204: {"description": "No pixels"}},
             )  # fmt: skip
 
     def _tile_endpoint(self) -> Callable[..., Response]:
@@ -546,6 +547,11 @@ def searches_router(
         methods=["POST"],
         operation_id="registerSearch",
         summary="Save an item search",
+        status_code=201,
+        responses={
+            201: {"description": "Saved", "content": {"application/json": {}}},
+            200: {"description": "Saved before: the same id", "content": {"application/json": {}}},
+        },
         dependencies=list(write_dependencies),
         response_class=Response,
     )

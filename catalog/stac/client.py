@@ -19,7 +19,7 @@ from stac_fastapi.types.search import BaseSearchPostRequest
 from starlette.responses import Response
 
 from catalog import web
-from catalog.errors import InvalidStac
+from catalog.errors import InvalidParameter, InvalidStac
 from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac import collection_search
 from catalog.stac.fields import apply_fields
@@ -510,6 +510,8 @@ class BulkTransactionsClient(AsyncBaseBulkTransactionsClient):
         request: Request = kwargs["request"]
         collection_id: str = kwargs["collection_id"]
         strict = self.settings.validate_extensions
+        if items is None:  # FastAPI leaves an absent body to the endpoint
+            raise InvalidParameter("the request needs a JSON body")
         rows = []
         for key, item in items.items.items():
             if isinstance(item, dict) and item.get("id") not in (None, key):

@@ -50,6 +50,7 @@ REQUESTS: list[tuple[str, str, Any]] = [
     ("GET", '/search?intersects={"type":"Point","coordinates":[Infinity,0]}', None),
     ("GET", "/search?bbox=0,0,NaN,1", None),
     ("GET", "/search?bbox=0,0,inf,1", None),
+    ("POST", "/collections/c1/bulk_items", None),  # no body at all (schemathesis)
 ]
 
 

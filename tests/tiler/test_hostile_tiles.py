@@ -8,7 +8,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests import rasters
-from tests.tiler.conftest import COLLECTION, PREFIX, MakeItem, SharedCatalogue, centre_tile
+from tests.tiler.conftest import (
+    COLLECTION,
+    PREFIX,
+    MakeItem,
+    SharedCatalogue,
+    centre_tile,
+    decode,
+)
 
 
 def _seen(client: TestClient, url: str) -> Any:
@@ -79,3 +86,33 @@ def test_an_asset_that_is_not_a_raster_is_422(
     # A mosaic leaves the item out rather than failing the whole tile.
     mosaic = _seen(client, f"/collections/{COLLECTION}/tiles/WebMercatorQuad/{z}/{x}/{y}.png")
     assert mosaic.status_code == 204, mosaic.text[:200]
+
+
+@pytest.mark.parametrize("prefix", [f"/collections/{COLLECTION}/tiles", f"{PREFIX}/rgb/tiles"])
+def test_tile_padding(maps: TestClient, prefix: str) -> None:
+    """``padding`` reads around the tile; rio-tiler's transform warning is no 500 (schemathesis)."""
+    z, x, y = centre_tile(maps, "rgb")
+    answer = _seen(maps, f"{prefix}/WebMercatorQuad/{z}/{x}/{y}.tif?padding=1")
+    assert answer.status_code == 200, answer.text[:300]
+    assert decode(answer.content).shape[1:] == (256, 256)
+
+
+def test_one_pixel_png_tile(maps: TestClient) -> None:
+    """``tilesize=1`` made libpng refuse the array: a 500 (schemathesis, make fuzz)."""
+    answer = _seen(maps, f"{PREFIX}/rgb/tiles/WebMercatorQuad/0/0/0.png?tilesize=1")
+    assert answer.status_code == 200, answer.text[:300]
+    assert decode(answer.content).shape[1:] == (1, 1)
+
+
+@pytest.mark.parametrize("query", ["maxzoom=500000", "maxzoom=45", "minzoom=-106480049"])
+def test_tileset_zoom_out_of_range(maps: TestClient, query: str) -> None:
+    """titiler built a tile matrix per zoom up to ``maxzoom`` (schemathesis, make fuzz)."""
+    answer = _seen(maps, f"{PREFIX}/rgb/tiles/WebMercatorQuad?{query}")
+    assert answer.status_code == 400, answer.text[:300]
+    assert answer.json()["code"] == "tiler.InvalidZoom"
+
+
+def test_tileset_zoom_in_range(maps: TestClient) -> None:
+    answer = _seen(maps, f"{PREFIX}/rgb/tiles/WebMercatorQuad?minzoom=2&maxzoom=10")
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["tileMatrixSetLimits"][0]["tileMatrix"] == "2"
