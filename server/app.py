@@ -38,6 +38,7 @@ from .features import (
     vector_tiles_part,
 )
 from .health import health
+from .memory import tune_allocator
 from .middleware import BodyLimits, OrjsonRoute, middlewares
 from .openapi import describe_fields
 from .openapi_errors import describe_errors
@@ -155,6 +156,7 @@ def _lifespan(
         # anyio's default is 40 threads; rendering is CPU-bound, and each thread that renders
         # holds GDAL and PROJ state of its own (memory that more threads only multiply).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api.threads
+        tune_allocator(settings.api.malloc_mmap_threshold)
         api_parts.start(parts, state)
         try:
             yield

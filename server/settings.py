@@ -39,6 +39,14 @@ class ApiSettings(BaseSettings):
         "compilation); default 4 per core, at most 32. Rendering is CPU-bound: anyio's 40 "
         "served 27% fewer item tiles than 8 on 2 cores (bench.soak).",
     )
+    malloc_mmap_threshold: int = Field(
+        default=128 * 1024,
+        ge=0,
+        le=32 * 1024**2,
+        description="Blocks from this size up are mapped apart and returned to the system when "
+        "freed (glibc M_MMAP_THRESHOLD, fixed instead of rising); 0 leaves glibc's default. "
+        "Without it, a tile server's freed tile buffers stay in its RSS.",
+    )
     access_log: AccessLogMode = Field(
         default="all",
         description="Access log lines of `terracat serve`: every request (`all`), one of "
