@@ -36,6 +36,15 @@ class TilerSettings(BaseSettings):
         "a crop without a size is made at most this large.",
     )
     max_histogram_bins: int = Field(default=1024, ge=1)
+    png_level: int = Field(
+        default=6,
+        ge=0,
+        le=9,
+        description="zlib level of PNG tiles, previews and exports (lossless: the same pixels "
+        "at every level). 6 costs 40% of GDAL's PNG time; 7-9 take 1.3-2.7x the CPU of 6 for "
+        "at most 1-2% fewer bytes, 3-5 save a third of it for 1-4% more "
+        "(docs/benchmarks.md, 'PNG encoder').",
+    )
     gdal_cache_mb: int = Field(
         default=256,
         ge=16,
