@@ -479,6 +479,20 @@ def test_bad_inputs_are_refused_at_submission(
     assert r.json()["code"] == code, r.json()
 
 
+def test_quality_and_type_are_checked_at_submission(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    """1 and 100 are qualities, 0 and 101 are not; the error names the input."""
+    for process in ("mbtiles", "pmtiles"):
+        for inputs in ({"quality": 1, "type": "baselayer"}, {"quality": 100, "type": "overlay"}):
+            submit(client, admin, process, collection="c", format="jpeg", **inputs)
+        for quality in (0, 101):
+            r = client.post(f"/processes/{process}/execution", headers=admin,
+                            json={"inputs": {"collection": "c", "quality": quality}})  # fmt: skip
+            assert (r.status_code, r.json()["code"]) == (400, "request.InvalidParameter")
+            assert "'quality'" in r.json()["description"], r.json()
+
+
 def test_what_prepare_finds_wrong_fails_the_job_with_its_code(
     client: TestClient, admin: dict[str, str], worker: WorkerThread, rgb_item: dict[str, Any],
     settings: Settings,
