@@ -41,8 +41,8 @@ class TilerSettings(BaseSettings):
         ge=0,
         le=9,
         description="zlib level of PNG tiles, previews and exports (lossless: the same pixels "
-        "at every level). 6 costs 40% of GDAL's PNG time; 7-9 take 1.3-2.7x the CPU of 6 for "
-        "at most 1-2% fewer bytes, 3-5 save a third of it for 1-4% more "
+        "at every level). 6 costs a third of GDAL's PNG time; 7-8 take 1.5-2.5x the CPU of 6 "
+        "for 2% fewer bytes, 3-5 save 20-35% of it for 0.3-1.2% more, 1 is 50% larger "
         "(docs/benchmarks.md, 'PNG encoder').",
     )
     gdal_cache_mb: int = Field(
