@@ -14,8 +14,11 @@ the same uvicorn options. Then:
   everyone: rio-tiler in-process on the COG (the floor), Terracat's item tile endpoint and
   titiler-pgstac's, at concurrency 1 and 8, one warm-up pass then ``--runs`` timed passes;
   p50/p95/mean latency and tiles/s; a few tiles decoded and compared between the three;
+- PNG encoder sizes and CPU times on the same pixels: the peer's PNG tiles decoded and encoded
+  again by GDAL at titiler's level and by Terracat's encoder at each level (bench.tiles_encode);
 - the ``mbtiles`` process (PNG and JPEG, z12-18) against ``gdal_translate -of MBTILES`` +
-  ``gdaladdo`` on the same COG, ``--runs`` times each, alternating which goes first.
+  ``gdaladdo`` on the same COG, ``--runs`` times each, alternating which goes first; JPEG at
+  ``--quality`` for both.
 
 Prints the tables and the targets (measured, never asserted); writes them to
 docs/benchmarks.md unless --no-docs.
@@ -36,6 +39,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from .orthophoto import Orthophoto, make_orthophoto
 from .report import log, write_section
 from .servers import ROOT, Stacks
+from .tiles_encode import EncoderRow, compare_png_encoders, peer_pngs
 from .tiles_export import ExportRun, compare_exports
 from .tiles_measure import (
     COLLECTION,
@@ -88,6 +92,11 @@ def run(args: argparse.Namespace) -> list[str]:
                              setup.item["id"])  # fmt: skip
         for line in checks:
             log(f"cross-check {line}")
+        peer_name = TITILER if TITILER in setup.servers else FLOOR
+        peer_source = setup.servers.get(TITILER) or inproc[FLOOR]
+        pngs = peer_pngs(peer_source, tiles, COLLECTION, setup.item["id"])
+        log(f"PNG encoders on {len(pngs)} tiles of {peer_name}")
+        encoders: list[EncoderRow] = compare_png_encoders(pngs)
         cells = measure_tiles(inproc, setup.servers, passes, COLLECTION, setup.item["id"],
                               args.runs)  # fmt: skip
         exports: list[ExportRun] = []
@@ -96,11 +105,11 @@ def run(args: argparse.Namespace) -> list[str]:
                 stacks.servers["titiler-pgstac"].stop()  # idle, but out of the export's way
             log(f"MBTiles export against GDAL, {args.runs} run(s) each")
             exports = compare_exports(setup.client, COLLECTION, setup.item["id"], setup.cog,
-                                      setup.data_dir, args.runs)  # fmt: skip
+                                      setup.data_dir, args.runs, args.quality)  # fmt: skip
         cog_text = cog_description(setup.cog)
         setup.client.http.close()
         return report(args, ortho, setup, passes, cells, checks, exports, cog_text, peer,
-                      conflicts)  # fmt: skip
+                      conflicts, (peer_name, encoders))  # fmt: skip
     finally:
         stacks.close()
 
@@ -112,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=42, help="seed of the tile set")
     parser.add_argument("--runs", type=int, default=2,
                         help="timed passes per tile cell; runs of each export")  # fmt: skip
+    parser.add_argument("--quality", type=int, default=75,
+                        help="JPEG quality of both exporters (GDAL's default: 75)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per server")
     parser.add_argument("--timeout", type=float, default=600.0, help="ingest job timeout (s)")
     parser.add_argument("--skip-titiler-pgstac", action="store_true")

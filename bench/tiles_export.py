@@ -1,5 +1,6 @@
 """The MBTiles export against GDAL: Terracat's ``mbtiles`` process and ``gdal_translate -of
-MBTILES`` + ``gdaladdo`` on the same COG, both formats, alternating which goes first.
+MBTILES`` + ``gdaladdo`` on the same COG, both formats, alternating which goes first; JPEG at
+the same quality for both (``quality`` input, ``-co QUALITY``).
 """
 
 import math
@@ -9,7 +10,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .report import log
@@ -30,6 +31,8 @@ class ExportRun:
     tiles: int
     per_zoom: dict[int, int]
     size: int
+    quality: int | None = None  # JPEG
+    tile_bytes: dict[tuple[int, int, int], int] = field(default_factory=dict)  # z, x, row
     wall: float = math.nan  # Terracat: submit -> finished
     render_s: float = math.nan  # Terracat: the render loop alone (from the job log)
     steps: tuple[float, float] = (math.nan, math.nan)  # GDAL: translate, addo
@@ -47,12 +50,28 @@ def count_tiles(path: Path) -> dict[int, int]:
         return {int(z): int(n) for z, n in rows}
 
 
+def tile_sizes(path: Path) -> dict[tuple[int, int, int], int]:
+    """Bytes of each tile of an MBTiles file by zoom, column and row."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        rows = conn.execute(
+            "SELECT zoom_level, tile_column, tile_row, length(tile_data) FROM tiles"
+        )
+        return {(int(z), int(x), int(y)): int(n) for z, x, y, n in rows}
+
+
 def terracat_export(
-    client: TerracatClient, collection: str, item: str, image_format: str, data_dir: Path
+    client: TerracatClient,
+    collection: str,
+    item: str,
+    image_format: str,
+    data_dir: Path,
+    quality: int | None = None,
 ) -> ExportRun:
     """POST /processes/mbtiles/execution, follow the job to its end, count its archive."""
     inputs = {"item": {"collection": collection, "id": item}, "minzoom": MINZOOM,
               "maxzoom": MAXZOOM, "format": image_format}  # fmt: skip
+    if quality is not None:
+        inputs["quality"] = quality
     submitted = time.time()
     job = client.execute("mbtiles", inputs)
     job_id = job["jobID"]
@@ -68,6 +87,7 @@ def terracat_export(
     archive = archive.get("value", archive)
     path = data_dir / "exports" / f"{job_id}.mbtiles"
     per_zoom = count_tiles(path)
+    sizes = tile_sizes(path)
     render_s = math.nan
     for line in client.get(f"jobs/{job_id}/log").get("lines", []):
         if match := re.search(r"tiles written.* in ([\d.]+) s", str(line)):
@@ -75,7 +95,8 @@ def terracat_export(
     path.unlink()
     started, finished = job_stamp(job, "started"), job_stamp(job, "finished")
     return ExportRun(TERRACAT, image_format, finished - started, int(archive["tiles"]), per_zoom,
-                     int(archive["bytes"]), wall=finished - submitted,
+                     int(archive["bytes"]), quality=quality, tile_bytes=sizes,
+                     wall=finished - submitted,
                      render_s=render_s)  # fmt: skip
 
 
@@ -87,41 +108,58 @@ def _timed(cmd: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def gdal_export(cog: Path, image_format: str, work: Path) -> ExportRun:
+def gdal_export(cog: Path, image_format: str, work: Path, quality: int | None = None) -> ExportRun:
     """``gdal_translate -of MBTILES`` (the native zoom), then ``gdaladdo`` down to MINZOOM."""
     out = work / f"gdal-{image_format}.mbtiles"
     out.unlink(missing_ok=True)
-    translate = _timed(["gdal_translate", "-q", "-of", "MBTILES", "-co",
-                        f"TILE_FORMAT={image_format.upper()}", str(cog), str(out)])  # fmt: skip
+    # The same tile format and quality as creation options, then as open options of gdaladdo
+    # (the driver's open options for the overview tiles it writes).
+    options = [f"TILE_FORMAT={image_format.upper()}"]
+    if quality is not None:
+        options.append(f"QUALITY={quality}")
+    translate = _timed(["gdal_translate", "-q", "-of", "MBTILES",
+                        *[a for o in options for a in ("-co", o)], str(cog), str(out)])  # fmt: skip
     native = max(count_tiles(out))
     factors = [str(2**k) for k in range(1, native - MINZOOM + 1)]
-    addo = _timed(["gdaladdo", "-q", "-r", "average", str(out), *factors])
+    addo = _timed(["gdaladdo", "-q", "-r", "average", *[a for o in options for a in ("-oo", o)],
+                   str(out), *factors])  # fmt: skip
     per_zoom = count_tiles(out)
+    sizes = tile_sizes(out)
     size = out.stat().st_size
     out.unlink()
     return ExportRun("GDAL", image_format, translate + addo, sum(per_zoom.values()), per_zoom,
-                     size, steps=(translate, addo))  # fmt: skip
+                     size, quality=quality, tile_bytes=sizes,
+                     steps=(translate, addo))  # fmt: skip
 
 
 def compare_exports(
-    client: TerracatClient, collection: str, item: str, cog: Path, data_dir: Path, runs: int
+    client: TerracatClient,
+    collection: str,
+    item: str,
+    cog: Path,
+    data_dir: Path,
+    runs: int,
+    quality: int,
 ) -> list[ExportRun]:
-    """Both exporters, both formats, ``runs`` times each, alternating which goes first."""
+    """Both exporters, both formats, ``runs`` times each, alternating which goes first; JPEG
+    at ``quality`` for both."""
     results = []
     work = Path(tempfile.mkdtemp(prefix="gdal-mbtiles-", dir=data_dir.parent))
     for image_format in ("png", "jpeg"):
+        level = quality if image_format == "jpeg" else None
         for run in range(runs):
             order = ["ours", "gdal"] if run % 2 == 0 else ["gdal", "ours"]
             for which in order:
                 if which == "ours":
-                    done = terracat_export(client, collection, item, image_format, data_dir)
+                    done = terracat_export(client, collection, item, image_format, data_dir,
+                                           level)  # fmt: skip
                     log(
                         f"  Terracat {image_format} run {run + 1}: {done.tiles} tiles, job "
                         f"{done.seconds:.1f} s ({done.rate:.1f} tiles/s), render "
                         f"{done.render_s:.1f} s, from submit {done.wall:.1f} s"
                     )
                 else:
-                    done = gdal_export(cog, image_format, work)
+                    done = gdal_export(cog, image_format, work, level)
                     log(
                         f"  GDAL {image_format} run {run + 1}: {done.tiles} tiles, "
                         f"{done.seconds:.1f} s ({done.rate:.1f} tiles/s): translate "

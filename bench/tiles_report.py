@@ -5,8 +5,11 @@ import math
 import statistics
 from collections import Counter
 
+from tiler.settings import TilerSettings
+
 from .orthophoto import Orthophoto
 from .report import fmt, gdal_versions, package_versions, run_context
+from .tiles_encode import EncoderRow, png_section
 from .tiles_export import ExportRun
 from .tiles_measure import (
     ASSET,
@@ -89,8 +92,8 @@ def _export_rates(runs: list[ExportRun]) -> list[str]:
     """Times and rates per tool and format, then each run's parts."""
     rows = [
         "| tool | format | runs s | best s | median s | tiles | best tiles/s "
-        "| **median tiles/s** | MiB |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| **median tiles/s** | MiB | KiB per tile |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for image_format in ("png", "jpeg"):
         for tool in (TERRACAT, "GDAL"):
@@ -99,11 +102,13 @@ def _export_rates(runs: list[ExportRun]) -> list[str]:
                 continue
             seconds = [r.seconds for r in mine]
             rates = [r.rate for r in mine]
+            last = mine[-1]
+            name = image_format + (f" q{last.quality}" if last.quality else "")
             rows.append(
-                f"| {tool} | {image_format} | {', '.join(fmt(s) for s in seconds)} "
-                f"| {fmt(min(seconds))} | {fmt(_median(seconds))} | {mine[-1].tiles} "
+                f"| {tool} | {name} | {', '.join(fmt(s) for s in seconds)} "
+                f"| {fmt(min(seconds))} | {fmt(_median(seconds))} | {last.tiles} "
                 f"| {fmt(max(rates))} | **{fmt(_median(rates))}** "
-                f"| {fmt(mine[-1].size / 2**20)} |"
+                f"| {fmt(last.size / 2**20)} | {fmt(last.size / max(last.tiles, 1) / 1024)} |"
             )
     ours = [r for r in runs if r.tool == TERRACAT]
     gdal = [r for r in runs if r.tool == "GDAL"]
@@ -139,10 +144,10 @@ def _export_zooms(runs: list[ExportRun]) -> list[str]:
         "",
         "Terracat writes the tiles touching the item's footprint and leaves out fully masked "
         "ones; GDAL writes the tiles of the raster's extent and leaves out fully transparent "
-        "ones, and gdaladdo stops at the first level that fits in one tile. Rendering differs "
-        "too: GDAL warps with bilinear resampling and writes JPEG at quality 75 (its MBTiles "
-        "defaults); Terracat renders as its tile endpoint does (nearest, titiler's JPEG "
-        "quality 85).",
+        "ones, and gdaladdo stops at the first level that fits in one tile: compare sizes per "
+        "tile. Rendering differs too: GDAL warps with bilinear resampling (its MBTiles "
+        "default); Terracat renders as its tile endpoint does (nearest). JPEG: the same "
+        "quality for both (the table's qN).",
         "",
     ]
     for (tool, image_format), done in sorted(last.items()):
@@ -156,9 +161,32 @@ def _export_zooms(runs: list[ExportRun]) -> list[str]:
     return rows
 
 
+def _common_tiles(runs: list[ExportRun]) -> list[str]:
+    """Bytes of the tiles both tools wrote (same z/x/y), last run of each: the encoders and
+    rendering compared without the tiles one of them leaves out."""
+    last = {(r.tool, r.format): r for r in runs}
+    rows = []
+    for image_format in ("png", "jpeg"):
+        ours, gdal = last.get((TERRACAT, image_format)), last.get(("GDAL", image_format))
+        if ours is None or gdal is None:
+            continue
+        both = ours.tile_bytes.keys() & gdal.tile_bytes.keys()
+        mine = sum(ours.tile_bytes[k] for k in both)
+        theirs = sum(gdal.tile_bytes[k] for k in both)
+        if not both or not theirs:
+            continue
+        name = image_format + (f" q{ours.quality}" if ours.quality else "")
+        rows.append(
+            f"- {name}, the {len(both)} tiles both wrote: Terracat "
+            f"{fmt(mine / len(both) / 1024)} KiB per tile, GDAL {fmt(theirs / len(both) / 1024)}"
+            f" ({mine / theirs - 1:+.1%}); whole archives {ours.size / gdal.size - 1:+.1%}"
+        )
+    return ["Sizes on the same tiles (last run of each):", "", *rows, ""] if rows else []
+
+
 def export_tables(runs: list[ExportRun]) -> list[str]:
-    """Times and rates per tool and format; tiles per zoom."""
-    return [*_export_rates(runs), *_export_zooms(runs)]
+    """Times and rates per tool and format; sizes on the same tiles; tiles per zoom."""
+    return [*_export_rates(runs), *_common_tiles(runs), *_export_zooms(runs)]
 
 
 def targets(cells: dict[tuple[str, int], Cell], exports: list[ExportRun]) -> list[str]:
@@ -275,7 +303,8 @@ def _tile_sets(args: argparse.Namespace, passes: list[list[Tile]]) -> list[str]:
         "warped VRT per zoom at the tile's resolution (`tiler.readers.TileGrids`): nearest "
         "neighbours on two grids, so some pixels differ (the cross-check below says how "
         "much). The floor and titiler-pgstac encode PNG with GDAL's driver (zlib), Terracat "
-        "with imagecodecs' libpng on zlib-ng, same level 6.",
+        f"with imagecodecs' libpng on zlib-ng at level {TilerSettings().png_level} "
+        "(`TERRACAT_TILER_PNG_LEVEL`; titiler's zlevel: 6).",
         "",
     ]
 
@@ -310,11 +339,13 @@ def _exports(args: argparse.Namespace, exports: list[ExportRun]) -> list[str]:
         "### MBTiles export against GDAL",
         "",
         f'Terracat: `POST /processes/mbtiles/execution` with `{{"item": ..., "minzoom": '
-        f'{MINZOOM}, "maxzoom": {MAXZOOM}, "format": "png"|"jpeg"}}`; seconds = '
+        f'{MINZOOM}, "maxzoom": {MAXZOOM}, "format": "png"|"jpeg", "quality": '
+        f"{args.quality}}}` (quality for JPEG only); seconds = "
         "the job's `started` to `finished` (includes spawning its child process and "
         "preparing; the render loop alone is in its log), tiles = its archive's. GDAL "
-        "(Debian gdal-bin): `gdal_translate -of MBTILES -co TILE_FORMAT=PNG|JPEG cog "
-        "out.mbtiles` (native zoom) then `gdaladdo -r average out.mbtiles 2 4 ...` down to "
+        "(Debian gdal-bin): `gdal_translate -of MBTILES -co TILE_FORMAT=PNG|JPEG [-co "
+        f"QUALITY={args.quality}] cog out.mbtiles` (native zoom) then `gdaladdo -r average "
+        "-oo TILE_FORMAT=... [-oo QUALITY=...] out.mbtiles 2 4 ...` down to "
         f"z{MINZOOM}, seconds = both processes, tiles = `SELECT count(*) FROM tiles`. "
         f"{args.runs} run(s) each, alternating which goes first. tiles/s = tiles / seconds "
         "of each tool (their tile counts differ: each leaves out tiles it finds empty). "
@@ -337,12 +368,14 @@ def report(
     cog_text: str,
     peer: dict[str, str] | None,
     conflicts: list[str] | None,
+    encoders: tuple[str, list[EncoderRow]] = ("", []),
 ) -> list[str]:
     """The markdown section."""
     return [
         *_context(args, ortho, setup, cog_text, peer, conflicts),
         *_tile_sets(args, passes),
         *_item_tiles(args, setup, cells, checks),
+        *png_section(encoders[1], encoders[0], TilerSettings().png_level, cells),
         *_exports(args, exports),
         *["### Targets", "", *targets(cells, exports), ""],
     ]

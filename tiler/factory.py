@@ -42,7 +42,7 @@ from .dependencies import (
     scale_path,
     statistics_params,
 )
-from .encoders import render
+from .encoders import renderer
 from .errors import TilerError
 from .presets import (
     PresetQuery,
@@ -180,7 +180,7 @@ def item_tiler_factory(settings: TilerSettings, resources: ReaderResources) -> I
         path_dependency=item,
         layer_dependency=preset_layer_params(preset),
         colormap_dependency=preset_colormap_params(preset),
-        render_func=render,
+        render_func=renderer(settings.png_level),
         supported_tms=SharedTileMatrixSets(
             {name: morecantile.tms.get(name) for name in settings.tile_matrix_sets}
         ),

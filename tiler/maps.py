@@ -171,7 +171,7 @@ def map_router(
         with CatalogBackend(source, reader=ItemReader,
                             reader_options=reader_options.as_dict()) as backend:  # fmt: skip
             image = draw(backend, box, size, layer.as_dict())
-        content, media_type = render(image, output_format=FORMATS[f])
+        content, media_type = render(image, output_format=FORMATS[f], png_level=tiler.png_level)
         headers = {"Content-Crs": f"<{CRS84}>", "Content-Bbox": ",".join(str(v) for v in box)}
         return Response(content, media_type=media_type, headers=headers)
 

@@ -72,7 +72,7 @@ from .dependencies import (
     reader_params,
     scale_path,
 )
-from .encoders import render
+from .encoders import renderer
 from .errors import AssetNotReadable, InvalidLayer, TilerError
 from .factory import SharedTileMatrixSets, cache_control_route
 from .presets import Preset, PresetQuery, resolve_preset
@@ -585,7 +585,7 @@ def mosaic_router(
             router_prefix=prefix,
             path_dependency=source,
             reader_dependency=reader_params(resources, tiler.max_image_size),
-            render_func=render,
+            render_func=renderer(tiler.png_level),
             supported_tms=sets,
             max_tile_scale=tiler.max_tile_scale,
             noun=noun,

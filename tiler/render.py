@@ -18,7 +18,7 @@ Exports use these; the byte-identity tests compare their tiles with the endpoint
 """
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from .dependencies import (
     TileOptions,
     check_color_formula,
 )
-from .encoders import render
+from .encoders import PNG_LEVEL, render
 from .errors import AssetNotReadable, InvalidLayer
 from .mosaic import CatalogBackend, EmptyTile, MosaicPresetParams, MosaicSource
 from .presets import (
@@ -122,6 +122,7 @@ class TileLayer:
     format: ImageType
     env: dict[str, Any]
     tms: TileMatrixSet  # looked up once: morecantile deep-copies it on every lookup
+    encode: dict[str, Any] = field(default_factory=dict)  # png_level, quality (exports)
 
 
 def _slots(
@@ -188,7 +189,7 @@ def render_item_tile(item: Mapping[str, Any], z: int, x: int, y: int, p: TileLay
     if not image.mask.any():
         return None
     content, _ = render(image, output_format=p.format, colormap=p.colormap or dst_colormap,
-                        **p.render.as_dict())  # fmt: skip
+                        **p.render.as_dict(), **p.encode)  # fmt: skip
     return content
 
 
@@ -237,6 +238,7 @@ class MosaicLayer:
     pixel_selection: str
     format: ImageType
     tms: TileMatrixSet
+    encode: dict[str, Any] = field(default_factory=dict)  # png_level, quality (exports)
 
 
 def mosaic_layer(
@@ -300,7 +302,7 @@ def render_mosaic_tile(
         found = resolve_preset(p.preset, used[0], p.layer.assets)
         rendering.setdefault("rescale", found.rescale)
         colormap = colormap if colormap is not None else found.colormap
-    content, _ = render(image, output_format=p.format, colormap=colormap, **rendering)
+    content, _ = render(image, output_format=p.format, colormap=colormap, **rendering, **p.encode)
     return content
 
 
@@ -327,12 +329,22 @@ def _options(request: Any) -> RenderOptions:
     return RenderOptions.model_validate(request.model_dump(include=set(RenderOptions.model_fields)))
 
 
+def _encode(request: Any, png_level: int) -> dict[str, Any]:
+    """The encoder's options of an export: ``render``'s png_level and quality."""
+    return {"png_level": png_level, "quality": request.quality}
+
+
 def item_plan(
-    item: Mapping[str, Any], request: Any, data_dir: Path, reader: ReaderOptions
+    item: Mapping[str, Any],
+    request: Any,
+    data_dir: Path,
+    reader: ReaderOptions,
+    png_level: int = PNG_LEVEL,
 ) -> dict[str, Any]:
     """A JSON plan rendering ``item`` with ``request``'s options (resolved now, to fail early).
 
-    ``reader`` are the options of the assets' storage under ``data_dir``.
+    ``reader`` are the options of the assets' storage under ``data_dir``; ``png_level`` is
+    the tile endpoints' (``TilerSettings.png_level``), so that PNG tiles are theirs.
     """
     options = _options(request)
     tile_layer(item, options, request.format, request.tile_size, reader)
@@ -341,6 +353,7 @@ def item_plan(
         "item": dict(item),
         "options": options.model_dump(),
         "format": request.format,
+        "encode": _encode(request, png_level),
         "tile_size": request.tile_size,
         "data_dir": str(data_dir),
         "max_image_size": reader.max_image_size,
@@ -354,6 +367,7 @@ def mosaic_plan(
     request: Any,
     data_dir: Path,
     reader: ReaderOptions,
+    png_level: int = PNG_LEVEL,
 ) -> dict[str, Any]:
     """A JSON plan rendering the mosaic of ``items`` (mosaic order, GeoJSON footprints)."""
     options = _options(request)
@@ -367,6 +381,7 @@ def mosaic_plan(
         "options": options.model_dump(),
         "pixel_selection": pixel_selection,
         "format": request.format,
+        "encode": _encode(request, png_level),
         "tile_size": request.tile_size,
         "data_dir": str(data_dir),
         "max_image_size": reader.max_image_size,
@@ -385,6 +400,7 @@ def renderer_from_plan(plan: Mapping[str, Any], resources: ReaderResources) -> T
     if plan["kind"] == "item":
         item = plan["item"]
         layer = tile_layer(item, options, *common)
+        layer.encode = plan["encode"]
 
         def render_tile(z: int, x: int, y: int) -> bytes | None:
             return render_item_tile(item, z, x, y, layer)
@@ -392,6 +408,7 @@ def renderer_from_plan(plan: Mapping[str, Any], resources: ReaderResources) -> T
         return render_tile
     if plan["kind"] == "mosaic":
         mosaic = mosaic_layer(options, plan["pixel_selection"], *common)
+        mosaic.encode = plan["encode"]
         pick = MosaicItems(plan["items"], plan["footprints"], plan["max_items"])
 
         def render_mosaic(z: int, x: int, y: int) -> bytes | None:

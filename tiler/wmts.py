@@ -28,7 +28,7 @@ from titiler.mosaic.extensions.wmts import wmtsExtension
 from catalog import web
 
 from .dependencies import LayerQuery, reader_params
-from .encoders import render
+from .encoders import renderer
 from .factory import SharedTileMatrixSets
 from .mosaic import (
     MAX_MERCATOR_LAT,
@@ -89,7 +89,7 @@ def collection_wmts_router(
         router_prefix=f"{PREFIX}/tiles",
         path_dependency=collection_source(mosaic_repository(settings or MosaicSettings())),
         reader_dependency=reader_params(resources, tiler.max_image_size),
-        render_func=render,
+        render_func=renderer(tiler.png_level),
         supported_tms=SharedTileMatrixSets(
             {name: morecantile.tms.get(name) for name in tiler.tile_matrix_sets}
         ),

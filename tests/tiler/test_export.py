@@ -198,11 +198,14 @@ def test_pmtiles_export_reads_back_with_the_mbtiles_tiles(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     worker.start()
-    inputs = {"item": {"collection": COLLECTION, "id": "rgb"}, "minzoom": 11, "maxzoom": 15}
+    inputs = {"item": {"collection": COLLECTION, "id": "rgb"}, "minzoom": 11, "maxzoom": 15,
+              "type": "baselayer"}  # fmt: skip
     pm = run_export(client, admin, "pmtiles", **inputs)
     mb = run_export(client, admin, "mbtiles", **inputs)
     assert pm["type"] == "application/vnd.pmtiles" and pm["href"].endswith(".pmtiles")
-    tiles = mbtiles_tiles(download(client, admin, mb, tmp_path))
+    mb_path = download(client, admin, mb, tmp_path)
+    assert mbtiles_metadata(mb_path)["type"] == "baselayer"
+    tiles = mbtiles_tiles(mb_path)
     assert pm["tiles"] == mb["tiles"] == len(tiles)
     with download(client, admin, pm, tmp_path).open("rb") as f:
         reader = Reader(MmapSource(f))
@@ -213,26 +216,38 @@ def test_pmtiles_export_reads_back_with_the_mbtiles_tiles(
         got = [header[k] / 1e7 for k in ("min_lon_e7", "min_lat_e7", "max_lon_e7", "max_lat_e7")]
         assert got == pytest.approx(bounds, abs=1e-6)
         assert reader.metadata()["name"] == f"{COLLECTION}/rgb"
+        assert reader.metadata()["type"] == "baselayer"  # the type input, in both formats
         for (z, x, y), data in tiles.items():
             assert reader.get(z, x, y) == data
 
 
-def test_jpeg_512_px_export_is_the_endpoint_at_2x(
+def test_jpeg_512_px_export_is_the_endpoint_at_2x_at_its_quality(
     client: TestClient, admin: dict[str, str], worker: WorkerThread, rgb_item: dict[str, Any],
     tmp_path: Path,
 ) -> None:  # fmt: skip
+    """quality=85 gives the endpoint's JPEG bytes; the default (75, GDAL's) smaller tiles."""
     worker.start()
-    export = run_export(client, admin, "mbtiles", item={"collection": COLLECTION, "id": "rgb"},
-                        format="jpeg", tile_size=512, minzoom=13, maxzoom=14,
-                        rescale=["0,200"], resampling="bilinear")  # fmt: skip
+    inputs = {"item": {"collection": COLLECTION, "id": "rgb"}, "format": "jpeg",
+              "tile_size": 512, "minzoom": 13, "maxzoom": 14, "rescale": ["0,200"],
+              "resampling": "bilinear"}  # fmt: skip
+    export = run_export(client, admin, "mbtiles", **inputs, quality=85)
     tiles = mbtiles_tiles(download(client, admin, export, tmp_path))
     candidates = expected_tiles(footprint(rgb_item), 13, 14)
     url = ITEM_TILES + "@2x.jpeg?rescale=0,200&resampling=bilinear"
     assert_endpoint_tiles(client, tiles, candidates, url, ITEM_TILES + ".png")
     assert decode(next(iter(tiles.values()))).shape == (3, 512, 512)  # black where no data
     metadata = mbtiles_metadata(tmp_path / f"{export['job']}.mbtiles")
-    assert metadata["format"] == "jpg" and metadata["type"] == "baselayer"
+    # an export covers its data, not the world: overlay whatever the format, unless asked
+    assert metadata["format"] == "jpg" and metadata["type"] == "overlay"
     assert "rescale=['0,200']" in metadata["description"]
+
+    default = mbtiles_tiles(download(client, admin, run_export(client, admin, "mbtiles",
+                                                               **inputs), tmp_path))  # fmt: skip
+    assert default.keys() == tiles.keys()
+    for key, data in default.items():
+        assert len(data) < len(tiles[key]), key
+        ours, endpoint = decode(data).astype(int), decode(tiles[key]).astype(int)
+        assert ours.shape == endpoint.shape and abs(ours - endpoint).mean() < 3  # same picture
 
 
 def test_default_zooms_come_from_the_native_resolution(
@@ -423,6 +438,9 @@ def test_processes_are_described(maps: TestClient) -> None:
     assert {"item", "collection", "search", "bbox", "minzoom", "maxzoom", "format", "tile_size",
             "preset", "expression", "rescale", "colormap_name"} <= set(doc["inputs"])  # fmt: skip
     assert doc["inputs"]["format"]["schema"]["enum"] == ["png", "jpeg", "webp"]
+    assert doc["inputs"]["quality"]["schema"] == {"type": "integer", "minimum": 1,
+                                                  "maximum": 100, "default": 75}  # fmt: skip
+    assert doc["inputs"]["type"]["schema"]["enum"] == ["overlay", "baselayer"]
     process = maps.app.state.processes["pmtiles"]  # type: ignore[attr-defined]
     assert process.description.timeout_s == ExportSettings().timeout_s  # not the jobs' default
     assert doc["outputs"]["archive"]["schema"]["properties"]["type"]["const"] == (
@@ -443,6 +461,10 @@ def test_processes_are_described(maps: TestClient) -> None:
         ({"collection": "c", "rescale": ["0,1,2"]}, "request.InvalidParameter"),
         ({"collection": "c", "format": "gif"}, "request.InvalidParameter"),
         ({"collection": "c", "tile_size": 300}, "request.InvalidParameter"),
+        ({"collection": "c", "format": "jpeg", "quality": 0}, "request.InvalidParameter"),
+        ({"collection": "c", "format": "jpeg", "quality": 101}, "request.InvalidParameter"),
+        ({"collection": "c", "quality": "best"}, "request.InvalidParameter"),
+        ({"collection": "c", "type": "base"}, "request.InvalidParameter"),
         ({"item": {"collection": "c", "id": "i"}, "pixel_selection": "first"},
          "request.InvalidParameter"),
         ({"collection": "c", "bbox": [0, 0, 10, 10], "minzoom": 0, "maxzoom": 16},
@@ -455,6 +477,20 @@ def test_bad_inputs_are_refused_at_submission(
     r = maps.post("/processes/mbtiles/execution", json={"inputs": inputs}, headers=admin)
     assert r.status_code == 400, r.text
     assert r.json()["code"] == code, r.json()
+
+
+def test_quality_and_type_are_checked_at_submission(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    """1 and 100 are qualities, 0 and 101 are not; the error names the input."""
+    for process in ("mbtiles", "pmtiles"):
+        for inputs in ({"quality": 1, "type": "baselayer"}, {"quality": 100, "type": "overlay"}):
+            submit(client, admin, process, collection="c", format="jpeg", **inputs)
+        for quality in (0, 101):
+            r = client.post(f"/processes/{process}/execution", headers=admin,
+                            json={"inputs": {"collection": "c", "quality": quality}})  # fmt: skip
+            assert (r.status_code, r.json()["code"]) == (400, "request.InvalidParameter")
+            assert "'quality'" in r.json()["description"], r.json()
 
 
 def test_what_prepare_finds_wrong_fails_the_job_with_its_code(

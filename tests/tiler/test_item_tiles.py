@@ -12,7 +12,7 @@ from rio_tiler.io import MultiBaseReader
 
 from server.app import create_app
 from server.settings import Settings
-from tests.tiler.conftest import PREFIX, centre_tile, decode, npy
+from tests.tiler.conftest import COLLECTION, PREFIX, SharedCatalogue, centre_tile, decode, npy
 from tiler.readers import ItemReader
 from tiler.settings import TilerSettings
 
@@ -360,3 +360,22 @@ def test_the_app_keeps_tile_files_open_and_closes_them_when_it_stops(
             assert app.get(_tile_url("rgb", z, x, y, ".png")).status_code == 200
         assert pool.opened == 1 and len(pool) == 1  # one file, opened once for both tiles
     assert len(pool) == 0  # closed with the app
+
+
+def test_png_level_setting_changes_the_bytes_not_the_pixels(
+    maps: TestClient, maps_catalogue: SharedCatalogue
+) -> None:
+    """TERRACAT_TILER_PNG_LEVEL reaches item and mosaic tiles; PNG stays lossless."""
+    z, x, y = centre_tile(maps, "rgb")
+    urls = [_tile_url("rgb", z, x, y, ".png"),
+            # rgb and rgbn's first three bands (rgbn has four: five with the mask)
+            f"/collections/{COLLECTION}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?bidx=1&bidx=2"
+            "&bidx=3"]  # fmt: skip
+    settings = maps_catalogue.settings.model_copy(deep=True)
+    settings.tiler = TilerSettings(png_level=0)  # stored, not compressed
+    with TestClient(create_app(settings)) as stored:
+        for url in urls:
+            default, level0 = maps.get(url), stored.get(url)
+            assert default.status_code == level0.status_code == 200, url
+            assert len(level0.content) > 1.5 * len(default.content), url
+            assert np.array_equal(decode(level0.content), decode(default.content)), url

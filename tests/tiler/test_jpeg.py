@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from rio_tiler.colormap import cmap
 from rio_tiler.models import ImageData
+from rio_tiler.utils import render as rio_render
 from titiler.core.resources.enums import ImageType
 from titiler.core.utils import render_image
 
+from tests.tiler.conftest import decode
 from tiler.encoders import render
 
 
@@ -58,3 +60,32 @@ def test_what_jpeg_cannot_hold_is_left_to_titiler() -> None:
                             output_format=ImageType.jpeg, colormap=colormap)  # fmt: skip
     ours, media_type = render(image, output_format=ImageType.jpeg, colormap=colormap)
     assert ours == stock and media_type == "image/jpeg"
+
+
+@pytest.mark.parametrize("quality", [30, 75, 95])
+def test_quality_is_gdals_jpeg_at_that_quality(quality: int) -> None:
+    """An export's quality: the bytes of GDAL's JPEG driver at that quality (rio-tiler's
+    ``render``; titiler's own cannot change its 85)."""
+    image, _ = CASES["rgb"]
+    ours, media_type = render(attr.evolve(image, array=image.array.copy()),
+                              output_format=ImageType.jpeg, quality=quality)  # fmt: skip
+    stock = rio_render(image.data, img_format="JPEG", quality=quality)
+    assert media_type == "image/jpeg" and ours == stock
+
+
+def test_webp_quality_changes_the_bytes_and_75_is_titilers() -> None:
+    image, _ = CASES["rgb"]
+
+    def webp(**options: Any) -> bytes:
+        copy = attr.evolve(image, array=image.array.copy())
+        content, media_type = render(copy, output_format=ImageType.webp, **options)
+        assert media_type == "image/webp"
+        return content
+
+    stock, _ = render_image(attr.evolve(image, array=image.array.copy()),
+                            output_format=ImageType.webp)  # fmt: skip
+    assert webp() == webp(quality=75) == stock  # titiler's WEBP profile: quality 75
+    low, high = webp(quality=20), webp(quality=95)
+    assert len(low) < len(stock) < len(high)
+    for content in (low, high):
+        assert decode(content).shape == (4, 256, 256)  # RGB and the mask, as titiler's

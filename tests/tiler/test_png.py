@@ -18,7 +18,7 @@ from rio_tiler.models import ImageData
 from titiler.core.resources.enums import ImageType
 from titiler.core.utils import render_image
 
-from tiler.encoders import render
+from tiler.encoders import PNG_LEVEL, render, renderer
 
 
 def _image(bands: int, dtype: str, masked: bool = True, seed: int = 1) -> ImageData:
@@ -97,3 +97,29 @@ def test_arrays_libpng_cannot_hold_fail_as_titilers_png_does() -> None:
     with pytest.raises(InvalidFormat) as ours:
         render(_copy(image), output_format=ImageType.png)
     assert str(ours.value) == str(stock.value)
+
+
+def test_png_level_trades_bytes_for_time_with_the_same_pixels() -> None:
+    """TilerSettings.png_level: lossless at every level, bigger files at lower levels."""
+    y, x = np.mgrid[0:256, 0:256]
+    rng = np.random.default_rng(5)
+    smooth = ((x + y) // 2 + rng.integers(0, 8, (256, 256))) % 256  # an orthophoto is smooth
+    image = ImageData(
+        np.ma.MaskedArray(
+            np.stack([smooth, smooth // 2, 255 - smooth]).astype("uint8"),
+            mask=np.zeros((3, 256, 256), bool),
+        )
+    )
+    sizes = {}
+    decoded = []
+    for level in (0, 1, PNG_LEVEL, 9):
+        content, media_type = renderer(level)(_copy(image), output_format=ImageType.png)
+        assert media_type == "image/png"
+        assert content == render(_copy(image), output_format=ImageType.png, png_level=level)[0]
+        sizes[level] = len(content)
+        decoded.append(_decode(content)[1])
+    assert sizes[0] > sizes[1] > sizes[PNG_LEVEL]  # 0: stored, not compressed
+    assert sizes[0] > 3 * 256 * 256  # four bands, uncompressed
+    for pixels in decoded[1:]:
+        assert np.array_equal(pixels, decoded[0])
+    assert np.array_equal(decoded[0][:3], image.data)

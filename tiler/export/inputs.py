@@ -13,6 +13,8 @@ from ..render import RenderOptions
 from ..settings import MAX_ZOOM
 
 SOURCES = ("item", "collection", "search")
+TilesetType = Literal["overlay", "baselayer"]  # MBTiles 1.3 ``type``
+DEFAULT_QUALITY = 75  # GDAL's JPEG and WEBP default, titiler's WEBP one
 PixelSelection = Literal["first", "highest", "lowest", "mean", "median", "stdev",
                          "lastbandlow", "lastbandhigh", "count"]  # fmt: skip
 
@@ -57,6 +59,8 @@ class ExportRequest(RenderOptions):
     maxzoom: int | None = Field(default=None, ge=0, le=MAX_ZOOM)
     format: TileFormat = "png"
     tile_size: int = 256
+    quality: int = Field(default=DEFAULT_QUALITY, ge=1, le=100)
+    type: TilesetType = "overlay"
     pixel_selection: PixelSelection | None = None
 
     @model_validator(mode="after")
@@ -117,6 +121,16 @@ def _schemas() -> dict[str, InputDescription]:
         "tile_size": one("Tile size", "256 (default) or 512 px tiles of the same grid "
                          "(the endpoint's @2x tiles).",
                          {"type": "integer", "enum": [256, 512], "default": 256}),
+        "quality": one("Quality", "JPEG and WEBP quality, 1-100 (default 75, as GDAL's "
+                       "exports; the tile endpoints' JPEGs are 85: give 85 for their bytes). "
+                       "PNG is lossless and ignores it.",
+                       {"type": "integer", "minimum": 1, "maximum": 100,
+                        "default": DEFAULT_QUALITY}),
+        "type": one("Layer type", "The archive's metadata type (MBTiles 1.3): overlay "
+                    "(default: an export covers its data's footprint, not the world) or "
+                    "baselayer.",
+                    {"type": "string", "enum": list(get_args(TilesetType)),
+                     "default": "overlay"}),
         "assets": one("Assets", "As the tile endpoint's assets.", strings),
         "expression": one("Expression", "As the tile endpoint's expression.", text),
         "bidx": one("Band indexes", "As the tile endpoint's bidx.",

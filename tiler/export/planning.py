@@ -26,6 +26,7 @@ from catalog.storage.local import LocalStorage
 
 from ..archives import ArchiveMetadata
 from ..dependencies import ReaderOptions
+from ..encoders import PNG_LEVEL
 from ..errors import AssetNotReadable, TilerError
 from ..render import item_plan, item_zooms, mosaic_plan
 from ..settings import ExportSettings
@@ -51,12 +52,14 @@ class ExportPlanner:
         reader: ReaderOptions,
         mosaics: MosaicRepository,
         settings: ExportSettings,
+        png_level: int = PNG_LEVEL,
     ) -> None:
         self.catalog = catalog
         self.data_dir = Path(data_dir)
         self.reader = reader
         self.mosaics = mosaics
         self.settings = settings
+        self.png_level = png_level  # the tile endpoints' (TilerSettings.png_level)
 
     async def plan(self, job: JobRecord, extension: str) -> dict[str, Any]:
         """Items, region, zooms and the tile count; the plan of the child."""
@@ -85,7 +88,7 @@ class ExportPlanner:
             maxzoom=zooms[1],
             description=source.description + request.summary(),
             attribution=source.attribution,
-            type="baselayer" if request.format == "jpeg" else "overlay",
+            type=request.type,
         )
         return {
             "job_id": str(job.id),
@@ -107,7 +110,7 @@ class ExportPlanner:
         row = await self.catalog.get_item(ref.collection, ref.id)
         item = item_document(row, "/")
         collection = (await self.catalog.get_collection(ref.collection))["content"]
-        plan = item_plan(item, request, self.data_dir, self.reader)
+        plan = item_plan(item, request, self.data_dir, self.reader, self.png_level)
         # Every asset the export renders is opened now: an unreadable one fails the job here,
         # naming itself, before a child starts (and an item without a grid gets the files').
         zooms = await asyncio.to_thread(
@@ -147,7 +150,7 @@ class ExportPlanner:
             for c in sorted({item["collection"] for item in items})
         ]
         plan = mosaic_plan(items, footprints, mosaics.max_items, request, self.data_dir,
-                           self.reader)  # fmt: skip
+                           self.reader, self.png_level)  # fmt: skip
         return _Source(
             plan=plan,
             footprint=shapely.union_all(shapely.from_geojson(footprints)),

@@ -53,7 +53,9 @@ class ExportProcess(Process):
         self.mosaics = MosaicRepository(
             catalog, mosaic_settings.max_items_per_tile, mosaic_settings.search_cache_ttl_s
         )
-        self.planner = ExportPlanner(catalog, self.data_dir, self.reader, self.mosaics, settings)
+        self.planner = ExportPlanner(
+            catalog, self.data_dir, self.reader, self.mosaics, settings, tiler.png_level
+        )
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Types, exactly one source, zooms; the tile limit when bbox and zooms are given."""
