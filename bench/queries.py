@@ -123,6 +123,14 @@ def _ids(rng: random.Random, data: _Data) -> Request:
     return _get("search", {"ids": ",".join(ids)}, expect=len(ids))
 
 
+def _datetime_sorted(sign: str) -> Callable[[random.Random, _Data], Request]:
+    def make(rng: random.Random, data: _Data) -> Request:
+        params = {"sortby": f"{sign}properties.datetime", "datetime": _interval(rng, 365)}
+        return _get("search", {**params, "limit": 10})
+
+    return make
+
+
 # name, description, next links to follow, variant maker; the order is the order of the rng draws
 MIX: list[tuple[str, str, int, Callable[[random.Random, _Data], Request]]] = [
     ("bbox", "GET bbox 10x10 deg, limit 10", 0, _bbox),
@@ -135,6 +143,11 @@ MIX: list[tuple[str, str, int, Callable[[random.Random, _Data], Request]]] = [
     ("paging", f"GET collections=<one>, limit 10, then {PAGES} next links (chain)", PAGES,
      _collections),
     ("ids", "GET ids=<5 random existing ids>", 0, _ids),
+    # Last, so the draws of the types above stay as they were.
+    ("datetime+asc", "GET 1-year interval, sortby=+properties.datetime, limit 10", 0,
+     _datetime_sorted("+")),
+    ("datetime+desc", "GET 1-year interval, sortby=-properties.datetime, limit 10", 0,
+     _datetime_sorted("-")),
 ]  # fmt: skip
 
 

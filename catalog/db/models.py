@@ -13,6 +13,7 @@ from sqlalchemy import (
     Double,
     ForeignKey,
     Integer,
+    Interval,
     SmallInteger,
     Text,
     func,
@@ -60,6 +61,9 @@ class Collection(Base):
     item_xmax360: Mapped[float | None] = mapped_column(Double)
     item_start: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     item_end: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The longest ``end_datetime - datetime`` of the items, or longer (migration 0006): gives
+    # interval searches an index bound on ``datetime``.
+    item_max_span: Mapped[dt.timedelta | None] = mapped_column(Interval)
 
 
 class Item(Base):

@@ -33,8 +33,11 @@ from catalog.stac.queryables import Kind, json_kind, property_kinds
 from catalog.stac.search import (
     SearchParams,
     SortKey,
+    datetime_bound,
     decode_token,
+    interval_start,
     keyset_filter,
+    max_span_query,
     order_by,
     order_by_reversed,
     sort_keys,
@@ -392,8 +395,11 @@ class CatalogRepository:
         if params.token:
             values, backwards = decode_token(params.token, keys)
             page_clauses.append(keyset_filter(keys, values, backwards))
-        query = _page_query(keys, page_clauses, backwards, params.limit + 1, params.offset)
         async with self._connect() as conn:
+            if (bound := await _interval_bound(conn, params)) is not None:
+                clauses = [*clauses, bound]
+                page_clauses.append(bound)
+            query = _page_query(keys, page_clauses, backwards, params.limit + 1, params.offset)
             rows = [dict(r._mapping) for r in (await conn.execute(query)).all()]
             more = len(rows) > params.limit
             matched: int | None = None
@@ -423,6 +429,22 @@ class CatalogRepository:
             keys=keys,
             matched=matched,
         )
+
+
+async def _interval_bound(
+    conn: AsyncConnection, params: SearchParams
+) -> ColumnElement[bool] | None:
+    """The index bound of a ``datetime`` interval with a start, from the longest item span.
+
+    Call first on a fresh connection: it makes the transaction REPEATABLE READ, as the span
+    and the items must be read in one snapshot (an item spanning longer than all others,
+    committed in between, would be missed).
+    """
+    if interval_start(params.datetime) is None:
+        return None
+    await conn.execution_options(isolation_level="REPEATABLE READ")
+    span = await conn.scalar(max_span_query(params.collections))
+    return datetime_bound(params.datetime, span)
 
 
 def _page_query(

@@ -5,15 +5,15 @@ import binascii
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, and_, any_, bindparam, false, func, or_, true, tuple_
+from sqlalchemy import Select, Text, and_, any_, bindparam, false, func, or_, select, true, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
-from catalog.db.models import Item
+from catalog.db.models import Collection, Item
 from catalog.errors import InvalidLimit, InvalidSortBy, InvalidToken, UnknownQueryable
 from catalog.geometry import as_sql, bbox_shape, geojson_shape
 from catalog.settings import LimitSettings
@@ -95,6 +95,32 @@ def datetime_filter(value: str | None) -> ColumnElement[bool] | None:
     if start is not None:
         clauses.append(Item.end_datetime >= start)
     return and_(*clauses)
+
+
+def interval_start(value: str | None) -> datetime | None:
+    """The start of a ``datetime`` parameter (None when absent or open)."""
+    return parse_interval(value)[0] if value else None
+
+
+def max_span_query(collections: list[str] | None) -> Select[timedelta | None]:
+    """The longest item time span of ``collections`` (of all when None), or longer: see
+    migration 0006. NULL when they have no items."""
+    query = select(func.max(Collection.item_max_span))
+    return query.where(Collection.id.in_(collections)) if collections else query
+
+
+def datetime_bound(value: str | None, max_span: timedelta | None) -> ColumnElement[bool] | None:
+    """``datetime >= start - max_span``: implied by :func:`datetime_filter` when no item spans
+    longer than ``max_span``, but on the indexed column, so that a search sorted ascending
+    does not walk the datetime index from the first item ever. None when nothing bounds.
+    """
+    start = interval_start(value)
+    if start is None or max_span is None:
+        return None
+    try:
+        return Item.datetime >= start - max_span
+    except OverflowError:  # before year 1: no bound below
+        return None
 
 
 def filter_filter(

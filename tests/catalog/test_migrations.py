@@ -1,6 +1,7 @@
 """Migrations are the only way the schema is made: they upgrade, downgrade and upgrade again."""
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -69,3 +70,18 @@ def test_collection_extents_are_filled_on_upgrade_and_restored_on_downgrade(
     }
     downgrade(scratch_url, "0004_searches")
     assert extent() == world
+
+
+def test_longest_item_span_is_filled_on_upgrade(scratch_url: str) -> None:
+    migrate(scratch_url, "0005_collection_extents")
+    with psycopg.connect(scratch_url) as conn:
+        conn.execute("INSERT INTO collections (id, content) VALUES ('c', '{}'), ('e', '{}')")
+        conn.execute(
+            "INSERT INTO items (collection_id, id, datetime, end_datetime, properties, content)"
+            " VALUES ('c', 'a', '2020-01-01Z', '2020-03-01Z', '{}', '{}'),"
+            " ('c', 'b', '2020-01-01Z', '2020-01-01Z', '{}', '{}')"
+        )
+    migrate(scratch_url)
+    with psycopg.connect(scratch_url) as conn:
+        spans = dict(conn.execute("SELECT id, item_max_span FROM collections").fetchall())
+    assert spans == {"c": timedelta(days=60), "e": None}

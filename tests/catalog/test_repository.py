@@ -3,16 +3,17 @@
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from catalog.db.engine import create_engine
 from catalog.errors import Conflict
 from catalog.settings import DatabaseSettings
 from catalog.stac.repository import CatalogRepository
-from catalog.stac.search import SearchParams
+from catalog.stac.search import SearchParams, SortBy
 from catalog.stac.serializers import collection_row, item_row
 from tests.factories import collection, item
 
@@ -150,3 +151,73 @@ async def test_stale_counts_over_their_limit_are_left_out(
     finally:
         with sync_engine.begin() as conn:
             conn.execute(text("ALTER TABLE items RESET (autovacuum_enabled)"))
+
+
+async def test_ascending_interval_search_reads_only_from_the_interval(
+    repo: CatalogRepository, sync_engine: Engine
+) -> None:
+    # 5,000 items a day apart before a one-year interval: the page query's index scan must
+    # start at the interval (less the longest span, 2 days here), not at the first item.
+    with sync_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO items (collection_id, id, datetime, end_datetime, properties, "
+                "content) SELECT 'c1', 'i' || g, t, t + interval '2 days' * (g % 2), '{}', '{}' "
+                "FROM generate_series(1, 6000) g, "
+                "LATERAL (SELECT timestamptz '2000-01-01Z' + interval '1 day' * g AS t) x"
+            )
+        )
+        conn.execute(text("ANALYZE items"))
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "ORDER BY items.datetime ASC" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(repo.engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        params = SearchParams(
+            datetime="2013-09-10T00:00:00Z/2014-09-10T00:00:00Z",
+            sortby=[SortBy("datetime")],
+            limit=10,
+        )
+        page = await repo.search(params)
+    finally:
+        event.remove(repo.engine.sync_engine, "before_cursor_execute", capture)
+    first = min(r["_k0"] for r in page.rows)
+    assert first == datetime(2013, 9, 8, tzinfo=UTC)  # a 2-day span ending on the 10th
+    (statement, parameters), *_ = statements
+    with sync_engine.connect() as conn:
+        raw = conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+        plan = raw.scalar_one()[0]["Plan"]
+    scans = list(_nodes(plan))
+    read = sum(n.get("Actual Rows", 0) + n.get("Rows Removed by Filter", 0) for n in scans)
+    assert scans and read <= 20, plan  # 5,000 before the fix
+
+
+def _nodes(plan: dict[str, Any]) -> Any:
+    """The scan nodes on ``items`` in a JSON plan."""
+    if plan.get("Relation Name") == "items":
+        yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+async def test_concurrent_writers_never_lower_the_longest_span(repo: CatalogRepository) -> None:
+    # Eight batches into one collection, each with its own longest span; a search that only
+    # the longest item (4 years, ending 2024-06-01) matches must find it.
+    def span_row(item_id: str, years: int) -> dict[str, Any]:
+        end = datetime(2024, 6, 1, tzinfo=UTC)
+        doc = item(item_id, when=None, start_datetime=(end - timedelta(days=365 * years))
+                   .isoformat(), end_datetime=end.isoformat())  # fmt: skip
+        return item_row(doc, "c1")
+
+    batches = [[span_row(f"w{k}-{n}", 1 + (k * 3 + n) % 4) for n in range(5)] for k in range(8)]
+    await asyncio.gather(*(repo.write_items("c1", b, upsert=False) for b in batches))
+    longest = {r["id"] for b in batches for r in b if r["end_datetime"] - r["datetime"] >
+               timedelta(days=365 * 3 + 1)}  # fmt: skip
+    page = await repo.search(
+        SearchParams(datetime="2024-05-31T00:00:00Z/..", sortby=[SortBy("datetime")], limit=100)
+    )
+    assert len(page.rows) == 40
+    assert {r["id"] for r in page.rows[: len(longest)]} == longest
