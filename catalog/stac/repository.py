@@ -25,6 +25,7 @@ from catalog.db.models import Collection, Item, Queryable
 from catalog.errors import Conflict, NotFound, UnknownQueryable
 from catalog.geometry import as_sql
 from catalog.stac.counts import CountPolicy, analyze_if_stale, count_matches
+from catalog.stac.item_copy import copy_insert
 from catalog.stac.queryables import Kind, json_kind, property_kinds
 from catalog.stac.search import (
     SearchParams,
@@ -256,17 +257,26 @@ class CatalogRepository:
     async def write_items(
         self, collection_id: str, rows: Sequence[Mapping[str, Any]], upsert: bool
     ) -> int:
-        """Insert (or upsert) checked item rows in one transaction; Conflict on existing ids.
+        """Insert (or upsert) checked item rows in one transaction; Conflict on existing ids."""
+        written, _ = await self.store_items(collection_id, rows, upsert, atomic=True)
+        return written
 
-        Rows go to PostgreSQL as one JSON parameter, sorted by id so that concurrent batches
-        into one collection lock in the same order and cannot deadlock.
+    async def store_items(
+        self, collection_id: str, rows: Sequence[Mapping[str, Any]], upsert: bool, atomic: bool
+    ) -> tuple[int, list[str]]:
+        """Insert (or upsert) checked item rows in one transaction: how many were written, and
+        the ids that already existed (insert only). ``atomic``: Conflict, and nothing written,
+        if any id exists; otherwise those are left as they are and the others written.
+
+        Rows are sorted by id so that concurrent batches into one collection lock in the same
+        order and cannot deadlock.
         """
         if not rows:
-            return 0
+            return 0, []
         by_id = {r["id"]: r for r in rows}
         if len(by_id) != len(rows):
             raise Conflict("the same item id appears more than once in the request")
-        payload = _records(sorted(rows, key=lambda r: r["id"]))
+        ordered = sorted(rows, key=lambda r: r["id"])
         pairs = property_kinds(r["properties"] for r in rows)
         async with self._connect(write=True) as conn:
             await self.collection_exists(conn, collection_id)
@@ -276,13 +286,9 @@ class CatalogRepository:
             async with self._connect(write=True) as conn:
                 await self._register(conn, collection_id, pairs)
         async with self._connect(write=True) as conn:
-            written = await conn.execute(
-                _bulk_insert(upsert),
-                {"collection_id": collection_id, "rows": payload},
-            )
-            ids = {r[0] for r in written}
-            if len(ids) != len(rows):
-                existing = sorted(set(by_id) - ids)
+            ids = await _insert_rows(conn, collection_id, ordered, upsert)
+            existing = sorted(set(by_id) - ids)
+            if existing and atomic:
                 await conn.rollback()
                 raise Conflict(
                     f"{len(existing)} item(s) already exist in {collection_id!r}: "
@@ -290,7 +296,7 @@ class CatalogRepository:
                     ids=existing,
                 )
         await self.refresh_statistics(len(ids))
-        return len(ids)
+        return len(ids), existing
 
     async def refresh_statistics(self, written: int) -> None:
         """ANALYZE ``items`` if ``written`` more changed rows leave its statistics stale, so
@@ -475,6 +481,18 @@ def _records(rows: Sequence[Mapping[str, Any]]) -> str:
             for r in rows
         ]
     ).decode()
+
+
+async def _insert_rows(
+    conn: AsyncConnection, collection_id: str, rows: Sequence[Mapping[str, Any]], upsert: bool
+) -> set[str]:
+    """Insert rows (sorted by id); the ids written (an existing id is skipped on insert)."""
+    if all("shape" in r for r in rows):
+        return await copy_insert(conn, collection_id, rows, upsert)
+    written = await conn.execute(
+        _bulk_insert(upsert), {"collection_id": collection_id, "rows": _records(rows)}
+    )
+    return {r[0] for r in written}
 
 
 def _geometry_sql(geometry: Any) -> Any:
