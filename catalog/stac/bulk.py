@@ -142,7 +142,9 @@ async def load_items(
             f"(atomic); first, at index {first.index}: {first.reason}",
             errors=[r.as_dict() for r in result.refused],
         )
-    stored, existing = await repository.store_items(collection_id, rows, upsert, atomic)
+    stored, existing = await repository.store_items(
+        collection_id, rows, upsert, atomic, analyze_later=True
+    )
     result.stored = stored
     if existing:
         where = {r["id"]: r["index"] for r in rows}

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.errors import InvalidValue
+from catalog.geometry import geojson_shape
 
 # A JSON \u0000 escape (not an escaped backslash followed by "u0000"): jsonb cannot hold it.
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -51,8 +52,9 @@ def encode_row(row: dict[str, Any]) -> None:
     row["encoded"] = (properties, content)
 
 
-def _copy_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-    shapes = shapely.set_srid([r.get("shape") for r in rows], 4326)
+def copy_values(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """The COPY values of item rows (made before the transaction opens, to keep it short)."""
+    shapes = shapely.set_srid([_shape(r) for r in rows], 4326)
     wkb = shapely.to_wkb(shapes, hex=True, include_srid=True)
     out = []
     for row, geometry in zip(rows, wkb, strict=True):
@@ -60,6 +62,13 @@ def _copy_rows(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         out.append((row["id"], geometry, row["datetime"].isoformat(),
                     row["end_datetime"].isoformat(), properties, content))  # fmt: skip
     return out
+
+
+def _shape(row: Mapping[str, Any]) -> shapely.Geometry | None:
+    if "shape" in row:  # rows of serializers.item_row
+        shape: shapely.Geometry | None = row["shape"]
+        return shape
+    return None if row["geometry"] is None else geojson_shape(row["geometry"])
 
 
 def _encoded(row: Mapping[str, Any]) -> tuple[str, str]:
@@ -70,10 +79,9 @@ def _encoded(row: Mapping[str, Any]) -> tuple[str, str]:
 
 
 async def copy_insert(
-    conn: AsyncConnection, collection_id: str, rows: Sequence[Mapping[str, Any]], upsert: bool
+    conn: AsyncConnection, collection_id: str, values: Sequence[tuple[Any, ...]], upsert: bool
 ) -> set[str]:
-    """Insert (or upsert) rows sorted by id through COPY; the ids written."""
-    values = _copy_rows(rows)
+    """Insert (or upsert) ``copy_values`` rows (sorted by id) through COPY; the ids written."""
     raw = await conn.get_raw_connection()
     driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
     statement = _COPY

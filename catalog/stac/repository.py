@@ -24,8 +24,8 @@ from catalog.db.engine import connect
 from catalog.db.models import Collection, Item, Queryable
 from catalog.errors import Conflict, NotFound, UnknownQueryable
 from catalog.geometry import as_sql
-from catalog.stac.counts import CountPolicy, analyze_if_stale, count_matches
-from catalog.stac.item_copy import copy_insert
+from catalog.stac.counts import CountPolicy, DeferredAnalyze, analyze_if_stale, count_matches
+from catalog.stac.item_copy import copy_insert, copy_values
 from catalog.stac.queryables import Kind, json_kind, property_kinds
 from catalog.stac.search import (
     SearchParams,
@@ -72,6 +72,7 @@ class CatalogRepository:
             count_limit, count_max_cost, count_stale_limit, count_stale_timeout_ms
         )
         self._registry_cache: dict[str, tuple[float, Registry]] = {}
+        self._bulk_analyze = DeferredAnalyze(lambda: self._connect(write=True))
         self._known_kinds: set[tuple[str, str, str]] = set()
 
     def _connect(self, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
@@ -262,14 +263,20 @@ class CatalogRepository:
         return written
 
     async def store_items(
-        self, collection_id: str, rows: Sequence[Mapping[str, Any]], upsert: bool, atomic: bool
+        self,
+        collection_id: str,
+        rows: Sequence[Mapping[str, Any]],
+        upsert: bool,
+        atomic: bool,
+        analyze_later: bool = False,
     ) -> tuple[int, list[str]]:
         """Insert (or upsert) checked item rows in one transaction: how many were written, and
         the ids that already existed (insert only). ``atomic``: Conflict, and nothing written,
         if any id exists; otherwise those are left as they are and the others written.
 
         Rows are sorted by id so that concurrent batches into one collection lock in the same
-        order and cannot deadlock.
+        order and cannot deadlock. ``analyze_later``: a bulk load, whose statistics are
+        refreshed once its writes pause (``DeferredAnalyze``).
         """
         if not rows:
             return 0, []
@@ -285,8 +292,9 @@ class CatalogRepository:
             # harmless, and keeping it apart keeps the item insert's lock order simple.
             async with self._connect(write=True) as conn:
                 await self._register(conn, collection_id, pairs)
+        values = copy_values(ordered)
         async with self._connect(write=True) as conn:
-            ids = await _insert_rows(conn, collection_id, ordered, upsert)
+            ids = await copy_insert(conn, collection_id, values, upsert)
             existing = sorted(set(by_id) - ids)
             if existing and atomic:
                 await conn.rollback()
@@ -295,7 +303,10 @@ class CatalogRepository:
                     + ", ".join(existing[:20]),
                     ids=existing,
                 )
-        await self.refresh_statistics(len(ids))
+        if analyze_later:
+            self._bulk_analyze.schedule(len(ids))
+        else:
+            await self.refresh_statistics(len(ids))
         return len(ids), existing
 
     async def refresh_statistics(self, written: int) -> None:
@@ -481,18 +492,6 @@ def _records(rows: Sequence[Mapping[str, Any]]) -> str:
             for r in rows
         ]
     ).decode()
-
-
-async def _insert_rows(
-    conn: AsyncConnection, collection_id: str, rows: Sequence[Mapping[str, Any]], upsert: bool
-) -> set[str]:
-    """Insert rows (sorted by id); the ids written (an existing id is skipped on insert)."""
-    if all("shape" in r for r in rows):
-        return await copy_insert(conn, collection_id, rows, upsert)
-    written = await conn.execute(
-        _bulk_insert(upsert), {"collection_id": collection_id, "rows": _records(rows)}
-    )
-    return {r[0] for r in written}
 
 
 def _geometry_sql(geometry: Any) -> Any:

@@ -145,3 +145,30 @@ def test_lines_beyond_180_are_refused(client: TestClient, admin: dict[str, str])
     assert r.status_code == 200 and r.json()["success"] == 0
     assert r.json()["errors"][0]["code"] == "stac.Invalid"
     assert "[-180, 180]" in r.json()["errors"][0]["reason"]
+
+
+def test_batch_of_unusual_items(client: TestClient, admin: dict[str, str]) -> None:
+    """Items off the batch's fast path (not a plain polygon) are read one by one, as alone."""
+    _setup(client, admin)
+    bowtie = item("bowtie")
+    bowtie["geometry"]["coordinates"] = [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]
+    del bowtie["bbox"]
+    holed = item("holed", lon=0, lat=0, size=4)
+    holed["geometry"]["coordinates"].append([[1, 1], [2, 1], [2, 2], [1, 2], [1, 1]])
+    point = {**item("point"), "geometry": {"type": "Point", "coordinates": [185, 5]}}
+    del point["bbox"]
+    nul = item("nul", title="bad\u0000title")
+    batch = {"bowtie": bowtie, "holed": holed, "point": point, "nul": nul}
+    r = client.post("/collections/c1/bulk_items", json={"items": batch}, headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["success"] == 3
+    assert [(e["index"], e["code"]) for e in r.json()["errors"]] == [(3, "request.InvalidValue")]
+    assert [n["id"] for n in r.json()["normalised"]] == ["point"]
+    stored = client.get("/collections/c1/items/bowtie").json()
+    assert stored["geometry"]["type"] == "MultiPolygon" and stored["bbox"] == [0, 0, 1, 1]
+    assert (
+        shapely.geometry.shape(client.get("/collections/c1/items/holed").json()["geometry"]).area
+        == 15
+    )
+    assert client.get("/collections/c1/items/point").json()["geometry"]["coordinates"] == [-175, 5]
+    assert _ids(client, bbox="1.2,1.2,1.8,1.8") == []  # the hole
