@@ -11,6 +11,7 @@ go to docs/benchmarks.md (section ``bulk-items=N``) unless --no-docs. Nothing is
 """
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -68,6 +69,8 @@ def _section(args: argparse.Namespace, tc: LoadResult, pg: LoadResult, db: dict[
         "",
         *run_context("bench.bulk"),
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in {**versions(), **db}.items()),
+        f"- Machine load (1-minute load average, other processes included): "
+        f"{args.load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after it",
         f"- Server: uvicorn `--workers {args.workers} --loop uvloop --http httptools`; both "
         "databases in one private PostgreSQL cluster (fsync on), every index and trigger in "
         "place before the load.",
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-docs", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    args.load_before = os.getloadavg()[0]
     started = time.perf_counter()
     section = run_async(_run(args))
     print("\n".join(section))

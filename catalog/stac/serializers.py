@@ -87,6 +87,27 @@ def item_row(
     if not isinstance(content.setdefault("assets", {}), dict):
         raise InvalidStac(f"item {item_id!r}: assets must be an object")
     content["links"] = _links(item.get("links"))
+    shape, normalised = _item_geometry(item_id, item, content, plain)
+    return {
+        "id": item_id,
+        "geometry": content["geometry"],
+        "datetime": start,
+        "end_datetime": end,
+        "properties": properties,
+        "content": content,
+        "normalised": normalised,
+        "shape": shape,
+    }
+
+
+def _item_geometry(
+    item_id: str,
+    item: Mapping[str, Any],
+    content: dict[str, Any],
+    plain: tuple[shapely.Geometry, list[float]] | None,
+) -> tuple[shapely.Geometry | None, str | None]:
+    """Check the item's geometry and bbox into ``content`` (fixed, normalised); its shape and
+    whether it was normalised."""
     geometry = item.get("geometry")
     normalised: str | None = None
     shape: shapely.Geometry | None = None
@@ -116,16 +137,7 @@ def item_row(
         content["bbox"], bbox_wrapped = _bbox(item_id, item.get("bbox"), shape)
         if wrapped or bbox_wrapped:
             normalised = _NORMALISED
-    return {
-        "id": item_id,
-        "geometry": content["geometry"],
-        "datetime": start,
-        "end_datetime": end,
-        "properties": properties,
-        "content": content,
-        "normalised": normalised,
-        "shape": shape,
-    }
+    return shape, normalised
 
 
 def _item_span(item_id: str, properties: Mapping[str, Any]) -> tuple[datetime, datetime]:
