@@ -1,4 +1,4 @@
-.PHONY: run test bootstrap lint fuzz bench bench-ingest bench-tiles bench-suite bench-soak
+.PHONY: run test bootstrap lint fuzz bench bench-ingest bench-tiles bench-suite bench-soak bench-bulk
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -41,3 +41,8 @@ bench-soak: bootstrap
 # The suite's own cost (CPU, wall, per test); BENCH_ARGS='--clone 95c6831 --clone HEAD' compares.
 bench-suite: bootstrap
 	.venv/bin/python -m bench.suite $(BENCH_ARGS)
+
+# Bulk load through the API against pypgstac's loader (issue 14): items per second, one run.
+bench-bulk: bootstrap
+	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'
+	.venv/bin/python -m bench.bulk $(BENCH_ARGS)

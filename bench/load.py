@@ -91,7 +91,8 @@ async def load_terracat(
                 response = await client.post(
                     f"collections/{cid}/bulk_items", content=body, headers=headers
                 )
-                if response.status_code != 200:
+                if response.status_code != 200 or response.json()["success"] != count:
+                    # Items are refused one by one now: a 200 may still leave some out.
                     raise RuntimeError(
                         f"bulk_items {cid}: {response.status_code} {response.text[:500]}"
                     )

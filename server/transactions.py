@@ -8,18 +8,19 @@ JSON as it is and catalog.stac.serializers says precisely what is wrong. Routes,
 conformance classes stay those of the extension.
 """
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import attr
-from fastapi import APIRouter, Body, FastAPI
+import orjson
+from fastapi import APIRouter, Body, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from stac_fastapi.api.models import CollectionUri, EmptyRequest, ItemUri
 from stac_fastapi.api.routes import create_async_endpoint
 from stac_fastapi.extensions import BulkTransactionExtension, TransactionExtension
-from stac_fastapi.extensions.bulk_transactions.bulk_transactions import (
-    BulkTransactionModel,
-    Items,
-)
+
+from catalog.stac.bulk import BulkItems, BulkResultModel
 
 _ITEM_DOC = "A STAC Item, or a FeatureCollection of Items (https://stacspec.org)."
 _COLLECTION_DOC = "A STAC Collection."
@@ -79,9 +80,9 @@ class CollectionPatchBody(CollectionUri):
 class BulkItemsBody(CollectionUri):
     """POST /collections/{collection_id}/bulk_items."""
 
-    items: Annotated[Items, Body(description="Items by id, and insert or upsert.")] = attr.ib(
-        default=None
-    )
+    items: Annotated[
+        BulkItems, Body(description="Items by id, insert or upsert, all or nothing or not.")
+    ] = attr.ib(default=None)
 
 
 @attr.s
@@ -147,6 +148,30 @@ class RawBodyTransactionExtension(TransactionExtension):
                     self.client.delete_collection, CollectionUri, 204)  # fmt: skip
 
 
+class OrjsonRequest(Request):
+    """A request whose JSON body is parsed by orjson (twice as fast as the standard library's
+    json, which took a fifth of a bulk load's server time)."""
+
+    async def json(self) -> Any:
+        """The parsed body; malformed JSON raises a json.JSONDecodeError as FastAPI expects."""
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class OrjsonRoute(APIRoute):
+    """A route that hands its endpoint an OrjsonRequest (FastAPI's custom route class hook)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The default handler, given the request as an OrjsonRequest."""
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(OrjsonRequest(request.scope, request.receive))
+
+        return route
+
+
 @attr.s
 class PathBulkTransactionExtension(BulkTransactionExtension):
     """The bulk extension with its ``collection_id`` declared as a path parameter.
@@ -157,11 +182,11 @@ class PathBulkTransactionExtension(BulkTransactionExtension):
 
     def register(self, app: FastAPI) -> None:
         """Add POST /collections/{collection_id}/bulk_items."""
-        router = APIRouter(prefix=app.state.router_prefix)
+        router = APIRouter(prefix=app.state.router_prefix, route_class=OrjsonRoute)
         router.add_api_route(
             name="Bulk Create Item",
             path="/collections/{collection_id}/bulk_items",
-            response_model=BulkTransactionModel if self.enable_response_models else None,
+            response_model=BulkResultModel if self.enable_response_models else None,
             response_class=JSONResponse,
             methods=["POST"],
             endpoint=create_async_endpoint(self.client.bulk_item_insert, BulkItemsBody),

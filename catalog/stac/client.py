@@ -22,6 +22,7 @@ from catalog import web
 from catalog.errors import InvalidParameter, InvalidStac
 from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac import collection_search
+from catalog.stac.bulk import load_items
 from catalog.stac.fields import apply_fields
 from catalog.stac.queryables import CORE_FIELDS, Kind
 from catalog.stac.repository import CatalogRepository, Page
@@ -501,26 +502,23 @@ class TransactionsClient(AsyncBaseTransactionsClient):
 
 @attr.s
 class BulkTransactionsClient(AsyncBaseBulkTransactionsClient):
-    """POST /collections/{collection_id}/bulk_items: many items in one transaction."""
+    """POST /collections/{collection_id}/bulk_items: many items, an outcome for each."""
 
     settings: CatalogSettings = attr.ib(factory=CatalogSettings)
 
     async def bulk_item_insert(self, items: Items, **kwargs: Any) -> Any:
-        """Insert (or upsert) every item, all or nothing."""
-        request: Request = kwargs["request"]
-        collection_id: str = kwargs["collection_id"]
-        strict = self.settings.validate_extensions
+        """Store the valid items, report each refused one (all or nothing if ``atomic``)."""
         if items is None:  # FastAPI leaves an absent body to the endpoint
             raise InvalidParameter("the request needs a JSON body")
-        rows = []
-        for key, item in items.items.items():
-            if isinstance(item, dict) and item.get("id") not in (None, key):
-                raise InvalidStac(f"bulk item key {key!r} differs from its id {item.get('id')!r}")
-            rows.append(item_row(item, collection_id, strict))
-        count = await repository(request).write_items(
-            collection_id, rows, upsert=items.method == "upsert"
+        result = await load_items(
+            repository(kwargs["request"]),
+            kwargs["collection_id"],
+            items.items,
+            upsert=items.method == "upsert",
+            atomic=bool(getattr(items, "atomic", False)),
+            validate_extensions=self.settings.validate_extensions,
         )
-        return {"received": len(rows), "success": count, "skipped": 0, "errors": []}
+        return result.as_dict()
 
 
 __all__ = [

@@ -28,7 +28,8 @@ from catalog.db.engine import connect
 from catalog.db.models import Collection, Item, Queryable
 from catalog.errors import Conflict, NotFound, UnknownQueryable
 from catalog.geometry import as_sql
-from catalog.stac.counts import CountPolicy, analyze_if_stale, count_matches
+from catalog.stac.counts import CountPolicy, DeferredAnalyze, analyze_if_stale, count_matches
+from catalog.stac.item_copy import copy_insert, copy_values
 from catalog.stac.queryables import Kind, json_kind, property_kinds
 from catalog.stac.search import (
     SearchParams,
@@ -78,6 +79,7 @@ class CatalogRepository:
             count_limit, count_max_cost, count_stale_limit, count_stale_timeout_ms
         )
         self._registry_cache: dict[str, tuple[float, Registry]] = {}
+        self._bulk_analyze = DeferredAnalyze(lambda: self._connect(write=True))
         self._known_kinds: set[tuple[str, str, str]] = set()
 
     def _connect(self, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
@@ -263,17 +265,32 @@ class CatalogRepository:
     async def write_items(
         self, collection_id: str, rows: Sequence[Mapping[str, Any]], upsert: bool
     ) -> int:
-        """Insert (or upsert) checked item rows in one transaction; Conflict on existing ids.
+        """Insert (or upsert) checked item rows in one transaction; Conflict on existing ids."""
+        written, _ = await self.store_items(collection_id, rows, upsert, atomic=True)
+        return written
 
-        Rows go to PostgreSQL as one JSON parameter, sorted by id so that concurrent batches
-        into one collection lock in the same order and cannot deadlock.
+    async def store_items(
+        self,
+        collection_id: str,
+        rows: Sequence[Mapping[str, Any]],
+        upsert: bool,
+        atomic: bool,
+        analyze_later: bool = False,
+    ) -> tuple[int, list[str]]:
+        """Insert (or upsert) checked item rows in one transaction: how many were written, and
+        the ids that already existed (insert only). ``atomic``: Conflict, and nothing written,
+        if any id exists; otherwise those are left as they are and the others written.
+
+        Rows are sorted by id so that concurrent batches into one collection lock in the same
+        order and cannot deadlock. ``analyze_later``: a bulk load, whose statistics are
+        refreshed once its writes pause (``DeferredAnalyze``).
         """
         if not rows:
-            return 0
+            return 0, []
         by_id = {r["id"]: r for r in rows}
         if len(by_id) != len(rows):
             raise Conflict("the same item id appears more than once in the request")
-        payload = _records(sorted(rows, key=lambda r: r["id"]))
+        ordered = sorted(rows, key=lambda r: r["id"])
         pairs = property_kinds(r["properties"] for r in rows)
         async with self._connect(write=True) as conn:
             await self.collection_exists(conn, collection_id)
@@ -282,22 +299,22 @@ class CatalogRepository:
             # harmless, and keeping it apart keeps the item insert's lock order simple.
             async with self._connect(write=True) as conn:
                 await self._register(conn, collection_id, pairs)
+        values = copy_values(ordered)
         async with self._connect(write=True) as conn:
-            written = await conn.execute(
-                _bulk_insert(upsert),
-                {"collection_id": collection_id, "rows": payload},
-            )
-            ids = {r[0] for r in written}
-            if len(ids) != len(rows):
-                existing = sorted(set(by_id) - ids)
+            ids = await copy_insert(conn, collection_id, values, upsert)
+            existing = sorted(set(by_id) - ids)
+            if existing and atomic:
                 await conn.rollback()
                 raise Conflict(
                     f"{len(existing)} item(s) already exist in {collection_id!r}: "
                     + ", ".join(existing[:20]),
                     ids=existing,
                 )
-        await self.refresh_statistics(len(ids))
-        return len(ids)
+        if analyze_later:
+            self._bulk_analyze.schedule(len(ids))
+        else:
+            await self.refresh_statistics(len(ids))
+        return len(ids), existing
 
     async def refresh_statistics(self, written: int) -> None:
         """ANALYZE ``items`` if ``written`` more changed rows leave its statistics stale, so

@@ -10,7 +10,14 @@ import shapely
 import shapely.geometry
 
 from catalog.errors import InvalidBBox, InvalidDatetime, InvalidGeometry, InvalidStac
-from catalog.geometry import bbox_shape, fix_shape, normalize_bbox, parse_geojson
+from catalog.geometry import (
+    bbox_shape,
+    beyond_antimeridian,
+    fix_shape,
+    normalize_bbox,
+    parse_geojson,
+    shape_bbox,
+)
 from catalog.stac.validation import check_extensions
 from catalog.timeparse import parse_instant
 
@@ -18,6 +25,9 @@ STAC_VERSION = "1.1.0"
 GENERATED_RELS = frozenset({"self", "root", "parent", "collection", "items", "queryables",
                             "http://www.opengis.net/def/rel/ogc/1.0/queryables"})  # fmt: skip
 QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+_NORMALISED = (
+    "longitudes beyond +-180 wrapped: geometry split at the antimeridian, bbox west > east"
+)
 _ID = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,256}$")
 
 
@@ -45,9 +55,14 @@ def _links(value: Any) -> list[dict[str, Any]]:
 
 # -- items -------------------------------------------------------------------------------------
 def item_row(
-    item: Mapping[str, Any], collection_id: str, validate_extensions: bool = True
+    item: Mapping[str, Any],
+    collection_id: str,
+    validate_extensions: bool = True,
+    plain: tuple[shapely.Geometry, list[float]] | None = None,
 ) -> dict[str, Any]:
-    """Check a STAC item and split it into the columns of ``items``."""
+    """Check a STAC item and split it into the columns of ``items`` (and ``shape``, its
+    geometry as shapely). ``plain``: its geometry already read and checked, with its bounds
+    (``catalog.geometry.plain_polygons``)."""
     if not isinstance(item, Mapping):
         raise InvalidStac("an item must be a JSON object")
     if item.get("type") != "Feature":
@@ -72,20 +87,7 @@ def item_row(
     if not isinstance(content.setdefault("assets", {}), dict):
         raise InvalidStac(f"item {item_id!r}: assets must be an object")
     content["links"] = _links(item.get("links"))
-    geometry = item.get("geometry")
-    if geometry is None:
-        content["geometry"] = None
-        if item.get("bbox") is not None:
-            raise InvalidStac(f"item {item_id!r}: bbox must be absent when geometry is null")
-    else:
-        try:
-            raw = parse_geojson(geometry)
-        except InvalidGeometry as exc:
-            raise InvalidStac(f"item {item_id!r}: {exc.description}") from exc
-        shape = fix_shape(raw)
-        if shape is not raw:
-            content["geometry"] = shapely.geometry.mapping(shape)
-        content["bbox"] = _bbox(item_id, item.get("bbox"), shape)
+    shape, normalised = _item_geometry(item_id, item, content, plain)
     return {
         "id": item_id,
         "geometry": content["geometry"],
@@ -93,7 +95,49 @@ def item_row(
         "end_datetime": end,
         "properties": properties,
         "content": content,
+        "normalised": normalised,
+        "shape": shape,
     }
+
+
+def _item_geometry(
+    item_id: str,
+    item: Mapping[str, Any],
+    content: dict[str, Any],
+    plain: tuple[shapely.Geometry, list[float]] | None,
+) -> tuple[shapely.Geometry | None, str | None]:
+    """Check the item's geometry and bbox into ``content`` (fixed, normalised); its shape and
+    whether it was normalised."""
+    geometry = item.get("geometry")
+    normalised: str | None = None
+    shape: shapely.Geometry | None = None
+    if geometry is None:
+        content["geometry"] = None
+        if item.get("bbox") is not None:
+            raise InvalidStac(f"item {item_id!r}: bbox must be absent when geometry is null")
+    elif plain is not None:
+        shape, bounds = plain
+        given = item.get("bbox")
+        content["bbox"], wrapped = (
+            (bounds, False) if given is None else _bbox(item_id, given, shape)
+        )
+        normalised = _NORMALISED if wrapped else None
+    else:
+        try:
+            raw = parse_geojson(geometry)
+        except InvalidGeometry as exc:
+            raise InvalidStac(f"item {item_id!r}: {exc.description}") from exc
+        wrapped = beyond_antimeridian(raw)
+        try:
+            shape = fix_shape(raw)
+        except InvalidGeometry as exc:
+            raise InvalidStac(f"item {item_id!r}: {exc.description}") from exc
+        if shape is not raw:
+            content["geometry"] = shapely.geometry.mapping(shape)
+        content["bbox"], bbox_wrapped = _bbox(item_id, item.get("bbox"), shape)
+        if wrapped or bbox_wrapped:
+            normalised = _NORMALISED
+    return shape, normalised
 
 
 def _item_span(item_id: str, properties: Mapping[str, Any]) -> tuple[datetime, datetime]:
@@ -122,16 +166,22 @@ def _item_span(item_id: str, properties: Mapping[str, Any]) -> tuple[datetime, d
     return first, last
 
 
-def _bbox(item_id: str, given: Any, shape: shapely.Geometry) -> list[float]:
+def _bbox(item_id: str, given: Any, shape: shapely.Geometry) -> tuple[list[float], bool]:
+    """The item's bbox, and whether it was replaced because its longitudes went beyond +-180
+    (it is then the bbox of the normalised geometry, 2D)."""
     if given is None:
-        return [float(v) for v in shape.bounds]
+        return shape_bbox(shape), False
     if not isinstance(given, list):
         raise InvalidStac(f"item {item_id!r}: bbox must be an array of 4 or 6 numbers")
+    if len(given) in (4, 6) and all(isinstance(v, int | float) for v in given):
+        half = len(given) // 2
+        if max(abs(given[0]), abs(given[half])) > 180:
+            return shape_bbox(shape), True
     try:
         normalize_bbox(given)
     except InvalidBBox as exc:
         raise InvalidStac(f"item {item_id!r}: {exc.description}") from exc
-    return given
+    return given, False
 
 
 def item_document(row: Mapping[str, Any], base_url: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """numberMatched after bulk loads with autovacuum off: exact, or left out, never a stale guess."""
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -7,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from catalog.stac import counts
 from tests.factories import collection, item
 
 ITEMS = 3000
@@ -81,3 +83,35 @@ def test_statistics_stale_after_a_load_behind_the_api(
     assert _matched(client, "/collections/c1/items") == ITEMS
     in_bbox = sum(1 for g in range(1, ITEMS + 1) if g % 90 <= 9)
     assert _matched(client, "/search", bbox="0,0,9.5,1") == in_bbox
+
+
+def test_bulk_load_is_analysed_once_it_pauses(
+    client: TestClient,
+    admin: dict[str, str],
+    autovacuum_off: None,
+    sync_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bulk load's ANALYZE waits for its writes to pause (catalog.stac.counts.DeferredAnalyze)
+    instead of running after every batch; it still runs, so estimates come back."""
+    monkeypatch.setattr(counts, "ANALYZE_QUIET_S", 3.0)  # batches a slow machine sends apart
+    assert client.post("/collections", json=collection("c1"), headers=admin).status_code == 201
+
+    def analyses() -> int:
+        with sync_engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'items'")
+            ).scalar()
+        return int(found or 0)
+
+    before = analyses()
+    for start in range(0, ITEMS, 1000):
+        r = client.post("/collections/c1/bulk_items", json=_bulk(range(start, start + 1000),
+                        "insert", 1.0), headers=admin)  # fmt: skip
+        assert r.status_code == 200, r.text
+    assert _matched(client, "/search") == ITEMS  # counted meanwhile
+    deadline = time.monotonic() + 30
+    while analyses() == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # One ANALYZE for the three batches (each would have run its own before).
+    assert analyses() == before + 1

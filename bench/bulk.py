@@ -1,0 +1,138 @@
+"""Bulk-load benchmark: Terracat's bulk_items API against pypgstac's loader, one run.
+
+    python -m bench.bulk --items 100000 --collections 10
+
+Starts a private PostgreSQL cluster with a Terracat and a pgstac database (every index in
+place, as after migrations), starts Terracat alone, loads the same synthetic items into both
+(Terracat through ``POST /collections/{id}/bulk_items``, pgstac with ``pypgstac load``) and
+prints items per second. Then, into a fresh collection, one batch with items whose footprints
+reach longitude 185 shows they are stored (normalised) rather than refusing the batch. Results
+go to docs/benchmarks.md (section ``bulk-items=N``) unless --no-docs. Nothing is asserted.
+"""
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import httpx
+
+from .generate import dataset, make_item
+from .load import LoadResult, load_pgstac, load_terracat
+from .report import database_versions, log, run_context, write_section
+from .runner import run_async
+from .servers import ROOT, Stacks, versions
+
+TARGETS = {100_000: 17_000.0, 1_000_000: 12_000.0}
+
+
+async def _mixed_batch(url: str, token: str, valid: int, crossing: int) -> dict[str, object]:
+    """One bulk request of ``valid`` items plus ``crossing`` reaching longitude 185."""
+    items = {}
+    for i in range(valid + crossing):
+        doc = make_item(i, 1, 7)
+        doc["id"] = f"mixed-{i:06d}"
+        del doc["collection"]
+        if i >= valid:
+            ring = [[180.0, 10.0], [185.0, 10.0], [185.0, 11.0], [180.0, 11.0], [180.0, 10.0]]
+            doc["geometry"] = {"type": "Polygon", "coordinates": [ring]}
+            doc["bbox"] = [180.0, 10.0, 185.0, 11.0]
+        items[doc["id"]] = doc
+    headers = {"Authorization": f"Bearer {token}"}
+    collection = {
+        "type": "Collection", "id": "mixed", "description": "mixed batch", "license": "other",
+        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
+                   "temporal": {"interval": [[None, None]]}},
+    }  # fmt: skip
+    async with httpx.AsyncClient(base_url=url, timeout=600.0) as client:
+        r = await client.post("collections", json=collection, headers=headers)
+        r.raise_for_status()
+        r = await client.post(
+            "collections/mixed/bulk_items", json={"items": items}, headers=headers
+        )
+    body: dict[str, object] = r.json()
+    return {"status": r.status_code, **body}
+
+
+def _section(args: argparse.Namespace, tc: LoadResult, pg: LoadResult, db: dict[str, str],
+             mixed: dict[str, object]) -> list[str]:  # fmt: skip
+    target = TARGETS.get(args.items)
+    verdict = (
+        f"target >= {target:,.0f} items/s: {'met' if tc.rate >= target else 'MISSED'}"
+        if target
+        else "no target at this size"
+    )
+    normalised = mixed.get("normalised")
+    errors = mixed.get("errors")
+    return [
+        f"## Bulk load, {args.items:,} items over {args.collections} collections",
+        "",
+        *run_context("bench.bulk"),
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in {**versions(), **db}.items()),
+        f"- Machine load (1-minute load average, other processes included): "
+        f"{args.load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after it",
+        f"- Server: uvicorn `--workers {args.workers} --loop uvloop --http httptools`; both "
+        "databases in one private PostgreSQL cluster (fsync on), every index and trigger in "
+        "place before the load.",
+        "",
+        "| loader | items | seconds | items/s |",
+        "| --- | ---: | ---: | ---: |",
+        f"| Terracat, `POST /collections/{{id}}/bulk_items` ({tc.batch_size} per batch, "
+        f"{tc.in_flight} in flight) | {tc.items:,} | {tc.seconds:.1f} | **{tc.rate:,.0f}** |",
+        f"| pgstac, `pypgstac load items --method insert` (straight into the database) "
+        f"| {pg.items:,} | {pg.seconds:.1f} | {pg.rate:,.0f} |",
+        "",
+        f"- Terracat / pypgstac: {tc.rate / pg.rate if pg.rate else float('nan'):.2f}x; {verdict}",
+        f"- One batch of {args.mixed_valid:,} valid items and {args.mixed_crossing} reaching "
+        f"longitude 185: HTTP {mixed.get('status')}, {mixed.get('success')} stored, "
+        f"{len(errors) if isinstance(errors, list) else '?'} refused, "
+        f"{len(normalised) if isinstance(normalised, list) else '?'} normalised.",
+        "",
+    ]
+
+
+async def _run(args: argparse.Namespace) -> list[str]:
+    items_path, collections_path = dataset(args.data, args.items, args.collections, args.seed)
+    stacks = Stacks(workers=args.workers)
+    try:
+        stacks.start_cluster()
+        server = stacks.start_terracat()
+        log("loading Terracat through bulk_items")
+        tc = await load_terracat(server.url, stacks.token, items_path, collections_path,
+                                 args.collections, args.batch_size, args.in_flight)  # fmt: skip
+        log(f"Terracat: {tc.items} items in {tc.seconds:.1f} s = {tc.rate:,.0f} items/s")
+        log("loading pgstac with pypgstac")
+        pg = load_pgstac(stacks, items_path, collections_path, args.items)
+        log(f"pgstac: {pg.items} items in {pg.seconds:.1f} s = {pg.rate:,.0f} items/s")
+        mixed = await _mixed_batch(server.url, stacks.token, args.mixed_valid, args.mixed_crossing)
+        db = database_versions(stacks.pgstac_url, pgstac=True)
+    finally:
+        stacks.close()
+    return _section(args, tc, pg, db, mixed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--collections", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--in-flight", type=int, default=4, help="concurrent bulk batches")
+    parser.add_argument("--mixed-valid", type=int, default=10_000)
+    parser.add_argument("--mixed-crossing", type=int, default=75)
+    parser.add_argument("--data", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--no-docs", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    args.load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    section = run_async(_run(args))
+    print("\n".join(section))
+    log(f"done in {time.perf_counter() - started:.0f} s")
+    if not args.no_docs:
+        write_section(args.docs, f"bulk-items={args.items}", section)
+
+
+if __name__ == "__main__":
+    main()
