@@ -32,6 +32,8 @@ CONFORMANCE_CLASSES = [CONF + "core", CONF + "mvt"]
 CAPPED_HEADER = "X-Terracat-Features-Capped"
 EXTENT = 4096
 BUFFER = 64
+# Smaller tiles (a few footprints) gain nothing from gzip's 18-byte frame and a compressor.
+GZIP_MINIMUM = 512
 
 
 Z = Annotated[int, Path(description="Tile matrix (zoom level).")]
@@ -104,7 +106,7 @@ def _response(
         headers[CAPPED_HEADER] = str(settings.max_features)
     digest = hashlib.md5(tile.content, usedforsecurity=False).hexdigest()
     # Strong ETags differ between encodings of one tile (RFC 9110 8.8.3.3).
-    gzipped = bool(tile.content) and accepts_gzip(accept_encoding)
+    gzipped = len(tile.content) >= GZIP_MINIMUM and accepts_gzip(accept_encoding)
     headers["ETag"] = f'"{digest}-gzip"' if gzipped else f'"{digest}"'
     if _etag_matches(if_none_match, digest):
         return Response(status_code=304, headers=headers)

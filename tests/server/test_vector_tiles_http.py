@@ -60,12 +60,20 @@ def test_tile_is_gzipped_when_the_client_accepts_gzip(
     refused = client.get(path, headers={"Accept-Encoding": "gzip;q=0, identity"})
     assert "content-encoding" not in refused.headers
     assert refused.content == plain.content
+    # A tile of one small footprint is not worth compressing.
+    lone = WEB.tile(100.5, -30.5, 6)
+    bulk(client, admin, [item("lone", 100.2, -30.8, size=0.5)])
+    small = client.get(
+        PATH.format(z=lone.z, x=lone.x, y=lone.y), headers={"Accept-Encoding": "gzip"}
+    )
+    assert small.status_code == 200 and "content-encoding" not in small.headers
+    assert ids(small.content) == {"lone"}
 
 
 def test_etag_answers_if_none_match_with_304_until_the_tile_changes(
     client: TestClient, admin: dict[str, str]
 ) -> None:
-    bulk(client, admin, _cluster(5))
+    bulk(client, admin, _cluster(30))
     path = PATH.format(z=TILE.z, x=TILE.x, y=TILE.y)
     gz = {"Accept-Encoding": "gzip"}
     first = client.get(path, headers=gz)
