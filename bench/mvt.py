@@ -19,6 +19,7 @@ Prints the tables (measured, never asserted); writes them to docs/benchmarks.md 
 import argparse
 import asyncio
 import itertools
+import os
 import random
 import statistics
 import subprocess
@@ -267,6 +268,7 @@ def tables(cells: dict[tuple[str, int, int], Cell]) -> list[str]:
 def run(args: argparse.Namespace) -> list[str]:
     """The whole benchmark; the markdown section."""
     items, collections = dataset(args.data, args.items, 1, args.seed)
+    load_before = os.getloadavg()[0]
     stacks = Stacks(workers=args.workers)
     try:
         stacks.start_cluster(pgstac=False)
@@ -281,6 +283,7 @@ def run(args: argparse.Namespace) -> list[str]:
         cells = measure(servers, lists, args.runs)
         check = cross_check(servers, lists, args.check)
         versions = database_versions(stacks.terracat_url)
+        load_after = os.getloadavg()[0]
     finally:
         stacks.close()
     peer = subprocess.run(
@@ -294,6 +297,8 @@ def run(args: argparse.Namespace) -> list[str]:
         *run_context("bench.mvt"),
         f"- Terracat: {args.workers} uvicorn workers; tipg: {args.tipg_workers}; uvloop + "
         "httptools for both; every request sends `Accept-Encoding: gzip`.",
+        f"- Load average (1 min) before / after: {load_before:.1f} / {load_after:.1f} on "
+        f"{os.cpu_count()} cores: ratios only mean something side by side in one run.",
         f"- {args.tiles} tiles per pass under random item centres, warm-up + {args.runs} timed "
         "passes, both servers on the same list, alternating which goes first.",
         "- Versions: "
