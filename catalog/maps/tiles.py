@@ -68,9 +68,9 @@ class VectorTileRepository:
     """Encodes item footprints of one collection as Mapbox Vector Tiles.
 
     ``extent`` and ``buffer`` are in tile units (MVT defaults 4096 and 64). ``simplify`` is the
-    Douglas-Peucker tolerance in the same units (8 of 4096 is one pixel of a tile drawn 512
-    pixels wide, as MapLibre does); footprints smaller than that are kept whole, never
-    dropped. 0 leaves geometries as they are apart from the snapping to the tile grid that
+    tolerance of ST_SimplifyPreserveTopology in the same units (8 of 4096 is one pixel of a
+    tile drawn 512 pixels wide, as MapLibre does), applied to footprints of more than 16
+    points; 0 leaves geometries as they are apart from the snapping to the tile grid that
     ST_AsMVTGeom always does.
     """
 
@@ -173,6 +173,8 @@ class _Shape:
 
 
 _PROPERTIES = tuple(FEATURE_PROPERTIES.items())
+# Footprints with at most this many points are not simplified (a rectangle has 5).
+_SIMPLIFY_ABOVE = 16
 
 
 def _property_sql(name: str, kind: Kind) -> str:
@@ -209,9 +211,13 @@ def _tile_sql(shape: _Shape) -> TextClause:
     )
     projected = f"ST_Transform(c.footprint, {shape.srid})"
     if shape.simplify:
-        # Douglas-Peucker with collapsed shapes kept: a footprint smaller than the tolerance
-        # stays (as a dot), where ST_SimplifyPreserveTopology (GEOS) cost more per feature.
-        projected = f"ST_Simplify({projected}, :tolerance, true)"
+        # Only footprints with detail to lose: a plain quadrilateral gains nothing from the
+        # GEOS call. ST_SimplifyPreserveTopology, not ST_Simplify: Douglas-Peucker collapses
+        # a footprint about one tile unit wide to a flat ring that ST_AsMVTGeom then drops.
+        projected = (
+            f"CASE WHEN ST_NPoints(c.footprint) > {_SIMPLIFY_ABOVE} THEN "
+            f"ST_SimplifyPreserveTopology({projected}, :tolerance) ELSE {projected} END"
+        )
     properties = ", ".join(_property_sql(name, kind) for name, kind in _PROPERTIES)
     return text(f"""
 WITH area AS MATERIALIZED (SELECT ST_Transform({envelope}, {WGS84}) AS geom),

@@ -95,6 +95,16 @@ def test_etag_answers_if_none_match_with_304_until_the_tile_changes(
     assert client.get(path, headers={"If-None-Match": empty.headers["etag"]}).status_code == 200
 
 
+def test_a_footprint_about_one_tile_unit_wide_stays_at_z0(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    # 0.1 degree is ~1.1 of the 4096 units of the z0 tile: Douglas-Peucker simplification
+    # flattened it and the tile came back empty.
+    bulk(client, admin, [item("speck", 10.0, 45.0, size=0.1)])
+    r = client.get(PATH.format(z=0, x=0, y=0))
+    assert r.status_code == 200 and ids(r.content) == {"speck"}
+
+
 def _world(n: int) -> list[dict[str, Any]]:
     """``n`` footprints over the world, 0.02 to 1 degree wide (a z2 pixel is ~0.18 degree)."""
     rng = random.Random(14)
