@@ -189,7 +189,12 @@ class Stacks:
 
     # -- servers ----------------------------------------------------------------------------
     def _spawn(
-        self, name: str, target: list[str], env: dict[str, str], python: Path | None = None
+        self,
+        name: str,
+        target: list[str],
+        env: dict[str, str],
+        python: Path | None = None,
+        workers: int | None = None,
     ) -> Server:
         port = free_port()
         log = self.tmp / f"{name}.log"
@@ -203,7 +208,7 @@ class Stacks:
             "--port",
             str(port),
             "--workers",
-            str(self.workers),
+            str(workers or self.workers),
             *UVICORN_FLAGS,
         ]
         process = subprocess.Popen(

@@ -39,6 +39,13 @@ class TileSettings(BaseSettings):
         default="public, max-age=60",
         description="Cache-Control of vector tiles (items come and go: keep it short).",
     )
+    gzip_level: int = Field(
+        default=1,
+        ge=1,
+        le=9,
+        description="zlib level of vector tiles sent gzipped (to clients that accept gzip); "
+        "1 is the cheapest, higher levels save ~10 % of the bytes for twice the CPU or more.",
+    )
 
     @field_validator("tile_matrix_sets")
     @classmethod

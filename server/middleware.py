@@ -148,8 +148,9 @@ class OrjsonRoute(APIRoute):
         return handle
 
 
-# Archives and tiles are compressed already: gzip would only add time and lose Content-Length
-# on downloads.
+# Archives and images are compressed already: gzip would only add time and lose Content-Length
+# on downloads. Vector tiles are gzipped by their route (ogc/vector_tiles.py: a cheap level,
+# an ETag per encoding).
 GZIP_EXCLUDED = (
     "application/gzip",
     "application/zip",

@@ -5,18 +5,17 @@ module knows nothing of tile matrix sets beyond that, so the catalogue keeps no 
 morecantile.
 """
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CTE, Select, case, func, literal, select
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.db.engine import connect
-from catalog.db.models import Collection, Item
 from catalog.errors import NotFound
-from catalog.stac.queryables import Kind, typed_property
-from catalog.stac.search import datetime_filter
+from catalog.stac.queryables import Kind
+from catalog.timeparse import parse_interval
 
 WGS84 = 4326
 # Item properties copied into each feature when the item has them with this JSON type.
@@ -70,8 +69,9 @@ class VectorTileRepository:
 
     ``extent`` and ``buffer`` are in tile units (MVT defaults 4096 and 64). ``simplify`` is the
     tolerance of ST_SimplifyPreserveTopology in the same units (8 of 4096 is one pixel of a
-    tile drawn 512 pixels wide, as MapLibre does); 0 leaves geometries as they are apart from
-    the snapping to the tile grid that ST_AsMVTGeom always does.
+    tile drawn 512 pixels wide, as MapLibre does), applied to footprints of more than 16
+    points; 0 leaves geometries as they are apart from the snapping to the tile grid that
+    ST_AsMVTGeom always does.
     """
 
     def __init__(
@@ -97,60 +97,33 @@ class VectorTileRepository:
         At most ``limit`` features, newest first; ``capped`` says that more items touch the
         tile. ``interval`` is an RFC 3339 instant or interval the items' time spans must meet.
         """
-        statement = self._statement(collection_id, bounds, layer, limit, interval)
+        start, end = parse_interval(interval) if interval else (None, None)
+        shape = _Shape(
+            bounds.srid,
+            bounds.zxy is not None,
+            start is not None,
+            end is not None,
+            self.extent,
+            self.buffer,
+            self.simplify > 0,
+        )
+        params = self._params(collection_id, bounds, layer, limit) | {"start": start, "end": end}
+        # One statement text per shape, bound values only: SQLAlchemy compiles it once and
+        # psycopg prepares it, where a Core statement rebuilt per tile cost more Python time
+        # than the database took for a whole low-zoom tile. Autocommit: no BEGIN / ROLLBACK
+        # round trips around a single read.
         async with connect(self.engine) as conn:
-            row = (await conn.execute(statement)).one()
-            if not row.features:
-                found = await conn.scalar(
-                    select(Collection.id).where(Collection.id == collection_id)
-                )
-                if found is None:
-                    raise NotFound(f"collection {collection_id!r} does not exist")
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            row = (await conn.execute(_tile_sql(shape), params)).one()
+        if not row.known:
+            raise NotFound(f"collection {collection_id!r} does not exist")
         content = bytes(row.tile) if row.features else b""
         return VectorTile(content, int(row.features), int(row.matched) > limit)
 
-    def _statement(
-        self,
-        collection_id: str,
-        bounds: TileBounds,
-        layer: str,
-        limit: int,
-        interval: str | None,
-    ) -> Select[Any]:
-        """One row: how many items touch the tile, how many features it got, the MVT."""
-        envelope = _envelope(bounds)
-        search_area = self._search_area(bounds)
-        candidates = _candidates(collection_id, search_area, limit, interval)
-        shaped = (
-            select(
-                candidates.c.id,
-                candidates.c.collection_id.label("collection"),
-                _rfc3339(candidates.c.datetime).label("datetime"),
-                *(candidates.c[name] for name, _ in _PROPERTIES),
-                func.ST_AsMVTGeom(
-                    self._projected(candidates.c.footprint, bounds),
-                    func.Box2D(envelope),
-                    self.extent,
-                    self.buffer,
-                    True,
-                ).label("geom"),
-            )
-            .order_by(candidates.c.datetime.desc(), candidates.c.id)
-            .limit(limit)
-            .subquery("shaped")
-        )
-        features = select(shaped).where(shaped.c.geom.is_not(None)).subquery("features")
-        matched = select(func.count()).select_from(candidates).scalar_subquery()
-        return select(
-            matched.label("matched"),
-            func.count().label("features"),
-            func.ST_AsMVT(features.table_valued(), layer, self.extent, literal("geom")).label(
-                "tile"
-            ),
-        ).select_from(features)
-
-    def _search_area(self, bounds: TileBounds) -> ColumnElement[Any]:
-        """The tile widened by the buffer, within the tile matrix set, in lon/lat."""
+    def _params(
+        self, collection_id: str, bounds: TileBounds, layer: str, limit: int
+    ) -> dict[str, Any]:
+        """The bound values: the tile, the search area around it, the caps."""
         # Features reaching into the buffer belong to the tile too (they are drawn across the
         # edge), so items are looked up over the tile widened by the buffer.
         pad_x = bounds.width * self.buffer / self.extent
@@ -162,66 +135,113 @@ class VectorTileRepository:
             # the box of a tile on the edge turned inside out and missed the tile's own items.
             west, _, east, _ = bounds.limits
             box[0], box[2] = max(box[0], west), min(box[2], east)
-        padded = func.ST_MakeEnvelope(*box, bounds.srid)
-        if bounds.srid != WGS84 and bounds.zxy is None:
-            # Densify before reprojecting: a straight tile edge can be a curve in lon/lat (not
-            # in Web Mercator, whose rectangles stay rectangles).
-            padded = func.ST_Segmentize(padded, max(bounds.width, bounds.height) / 16)
-        return func.ST_Transform(padded, WGS84)
+        size = max(bounds.width, bounds.height)
+        z, x, y = bounds.zxy or (0, 0, 0)
+        return {
+            "collection": collection_id,
+            "layer": layer,
+            "limit": limit,
+            "west": box[0],
+            "south": box[1],
+            "east": box[2],
+            "north": box[3],
+            # Densify before reprojecting: a straight tile edge can be a curve in lon/lat
+            # (not in Web Mercator, whose rectangles stay rectangles).
+            "step": size / 16,
+            "xmin": bounds.xmin,
+            "ymin": bounds.ymin,
+            "xmax": bounds.xmax,
+            "ymax": bounds.ymax,
+            "z": z,
+            "x": x,
+            "y": y,
+            "tolerance": size * self.simplify / self.extent,
+        }
 
-    def _projected(self, footprint: ColumnElement[Any], bounds: TileBounds) -> ColumnElement[Any]:
-        """A footprint in the tile's CRS, simplified to what a tile can show."""
-        projected: ColumnElement[Any] = func.ST_Transform(footprint, bounds.srid)
-        if self.simplify > 0:
-            tolerance = max(bounds.width, bounds.height) * self.simplify / self.extent
-            projected = func.ST_SimplifyPreserveTopology(projected, tolerance)
-        return projected
 
+@dataclass(frozen=True)
+class _Shape:
+    """What changes the text of the tile statement (everything else is a bound value)."""
 
-def _candidates(
-    collection_id: str, search_area: ColumnElement[Any], limit: int, interval: str | None
-) -> CTE:
-    """The newest items of the collection in the search area, one more than ``limit``."""
-    clauses: list[ColumnElement[bool]] = [
-        Item.collection_id == collection_id,
-        func.ST_Intersects(Item.geometry, search_area),
-    ]
-    if (when := datetime_filter(interval)) is not None:
-        clauses.append(when)
-    return (
-        select(
-            Item.id,
-            Item.collection_id,
-            Item.datetime,
-            # Cut to the padded tile while still in lon/lat: a pole projects to Web Mercator
-            # far off the map (or fails, by PROJ version), and a huge footprint is cheaper to
-            # project cut.
-            func.ST_ClipByBox2D(Item.geometry, func.Box2D(search_area)).label("footprint"),
-            *(typed_property(name, kind).label(name) for name, kind in _PROPERTIES),
-        )
-        .where(*clauses)
-        .order_by(Item.datetime.desc(), Item.id)
-        .limit(limit + 1)  # one more than the cap tells that the cap was reached
-        .cte("candidates")
-    )
+    srid: int
+    zxy: bool
+    start: bool
+    end: bool
+    extent: int
+    buffer: int
+    simplify: bool
 
 
 _PROPERTIES = tuple(FEATURE_PROPERTIES.items())
+# Footprints with at most this many points are not simplified (a rectangle has 5).
+_SIMPLIFY_ABOVE = 16
 
 
-def _envelope(bounds: TileBounds) -> ColumnElement[Any]:
-    if bounds.zxy is not None:
-        return func.ST_TileEnvelope(*bounds.zxy)
-    return func.ST_MakeEnvelope(bounds.xmin, bounds.ymin, bounds.xmax, bounds.ymax, bounds.srid)
+def _property_sql(name: str, kind: Kind) -> str:
+    """Item property ``name`` as a column, NULL where its JSON type is not ``kind``."""
+    key = "'" + name.replace("'", "''") + "'"
+    alias = '"' + name.replace('"', '""') + '"'
+    json_type = "string" if kind is Kind.STRING else "number"
+    value = f"i.properties->>{key}" if kind is Kind.STRING else f"(i.properties->{key})::float8"
+    return f"CASE WHEN jsonb_typeof(i.properties->{key}) = '{json_type}' THEN {value} END {alias}"
 
 
-def _rfc3339(moment: ColumnElement[Any]) -> ColumnElement[str]:
-    """A timestamptz as RFC 3339 text in UTC, with fractional seconds only when there are any."""
-    utc = func.timezone("UTC", moment)
-    return case(
-        (
-            func.date_trunc("second", utc) == utc,
-            func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-        ),
-        else_=func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+# A timestamptz as RFC 3339 text in UTC, with fractional seconds only when there are any.
+_RFC3339 = (
+    "CASE WHEN date_trunc('second', c.datetime AT TIME ZONE 'UTC') = c.datetime AT TIME ZONE "
+    "'UTC' THEN to_char(c.datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+    "ELSE to_char(c.datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') END"
+)
+
+
+@functools.cache
+def _tile_sql(shape: _Shape) -> TextClause:
+    """One row: how many items touch the tile (``matched``), how many features the tile got,
+    the MVT, and whether the collection exists (``known``)."""
+    envelope = f"ST_MakeEnvelope(:west, :south, :east, :north, {shape.srid})"
+    if shape.srid != WGS84 and not shape.zxy:
+        envelope = f"ST_Segmentize({envelope}, :step)"
+    when = (" AND i.datetime <= :end" if shape.end else "") + (
+        " AND i.end_datetime >= :start" if shape.start else ""
     )
+    tile = (
+        "ST_TileEnvelope(:z, :x, :y)"
+        if shape.zxy
+        else f"ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, {shape.srid})"
+    )
+    projected = f"ST_Transform(c.footprint, {shape.srid})"
+    if shape.simplify:
+        # Only footprints with detail to lose: a plain quadrilateral gains nothing from the
+        # GEOS call. ST_SimplifyPreserveTopology, not ST_Simplify: Douglas-Peucker collapses
+        # a footprint about one tile unit wide to a flat ring that ST_AsMVTGeom then drops.
+        projected = (
+            f"CASE WHEN ST_NPoints(c.footprint) > {_SIMPLIFY_ABOVE} THEN "
+            f"ST_SimplifyPreserveTopology({projected}, :tolerance) ELSE {projected} END"
+        )
+    properties = ", ".join(_property_sql(name, kind) for name, kind in _PROPERTIES)
+    return text(f"""
+WITH area AS MATERIALIZED (SELECT ST_Transform({envelope}, {WGS84}) AS geom),
+candidates AS MATERIALIZED (
+  SELECT i.id, i.collection_id, i.datetime, {properties},
+    -- Cut to the padded tile while still in lon/lat: a pole projects to Web Mercator far
+    -- off the map (or fails, by PROJ version), and a huge footprint is cheaper to project cut.
+    ST_ClipByBox2D(i.geometry, Box2D(a.geom)) AS footprint
+  FROM area AS a JOIN items AS i ON ST_Intersects(i.geometry, a.geom)
+  WHERE i.collection_id = :collection{when}
+  ORDER BY i.datetime DESC, i.id
+  LIMIT :limit + 1
+),
+features AS (
+  SELECT c.id, c.collection_id AS collection, {_RFC3339} AS datetime,
+    {", ".join('c."' + name.replace('"', '""') + '"' for name, _ in _PROPERTIES)},
+    ST_AsMVTGeom({projected}, Box2D({tile}), {shape.extent}, {shape.buffer}, true) AS geom
+  FROM candidates AS c
+  ORDER BY c.datetime DESC, c.id
+  LIMIT :limit
+)
+SELECT (SELECT count(*) FROM candidates) AS matched,
+  count(f.geom) AS features,
+  ST_AsMVT(f, :layer, {shape.extent}, 'geom') FILTER (WHERE f.geom IS NOT NULL) AS tile,
+  EXISTS (SELECT FROM collections WHERE id = :collection) AS known
+FROM features AS f
+""")
