@@ -13,25 +13,20 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 import numpy as np
 import psycopg
 import pytest
 import shapely.geometry
-from pyproj import Transformer
 from rasterio.transform import from_origin
 from rio_cogeo.cogeo import cog_validate
-from shapely.geometry import box
 from tusclient import client as tus_client
 
 from server.cli import main
@@ -40,29 +35,20 @@ from server.progress import file_state
 from tests import rasters
 from tests.factories import collection
 
-from .conftest import LiveServer, _start, _stop
-
-ROOT = Path(__file__).resolve().parents[2]
-COLLECTION = "drone-orthos"
-
-
-@dataclass
-class Stack:
-    """A live API, its database and data folder; workers are started per test."""
-
-    server: LiveServer
-    database_url: str
-    data_dir: Path
-    env: dict[str, str]
-
-    @property
-    def url(self) -> str:
-        """Base URL with a trailing slash."""
-        return self.server.url + "/"
-
-    def http(self) -> httpx.Client:
-        """An authorized client on the live API."""
-        return httpx.Client(base_url=self.server.url, headers=self.server.auth, timeout=60)
+from .conftest import _start, _stop
+from .ingest_stack import (
+    COLLECTION,
+    ROOT,
+    Stack,
+    Workers,
+    expected_utm_footprint,
+    item_of,
+    local_path,
+    multipart,
+    new_set,
+    settled,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,67 +73,6 @@ def stack(databases: Any) -> Iterator[Stack]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-class Workers:
-    """``terracat worker`` processes of the module's tests, one kept running between them.
-
-    A worker process costs seconds of CPU to start (imports, its job fork server). A test's
-    first ``start`` hands out the worker left running by the tests before, if any; a second
-    ``start`` in the same test starts another. After each test one live worker stays (its log
-    checked like the others'); the rest are stopped.
-    """
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.logs: dict[int, Path] = {}
-        self.handed_out = 0
-
-    def start(self) -> subprocess.Popen[bytes]:
-        """A running worker: a kept one for the test's first call, else a new one."""
-        if self.handed_out == 0 and self.procs and self.procs[0].poll() is None:
-            self.handed_out = 1
-            return self.procs[0]
-        log = Path(tempfile.mkstemp(prefix="terracat-worker-", suffix=".log")[1])
-        env = {**os.environ, **self.stack.env, "DATABASE_URL": self.stack.database_url}
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "worker"],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        self.procs.append(proc)
-        self.logs[proc.pid] = log
-        self.handed_out += 1
-        return proc
-
-    def end_test(self) -> None:
-        """Keep the first live worker for the next test; stop the others."""
-        live = [p for p in self.procs if p.poll() is None]
-        self._stop([p for p in self.procs if p not in live[:1]])
-        self.procs = live[:1]
-        self.handed_out = 0
-
-    def stop(self) -> None:
-        """Stop every worker."""
-        self._stop(self.procs)
-        self.procs = []
-
-    def _stop(self, procs: list[subprocess.Popen[bytes]]) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log = self.logs.pop(proc.pid)
-            text = log.read_text(errors="replace")
-            if "Traceback" in text:
-                print(f"worker {proc.pid} log:\n{text}", file=sys.stderr)
-            log.unlink(missing_ok=True)
-
-
 @pytest.fixture
 def stack_files() -> Iterator[ExitStack]:
     with ExitStack() as files:
@@ -166,64 +91,6 @@ def workers(_module_workers: Workers) -> Iterator[Workers]:
     """The module's workers: a test's first ``start`` may reuse a running one."""
     yield _module_workers
     _module_workers.end_test()
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 90, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout} s")
-        time.sleep(every)
-
-
-def new_set(http: httpx.Client, **extra: Any) -> dict[str, Any]:
-    r = http.post("/upload_sets", json={"collection": COLLECTION, **extra})
-    assert r.status_code == 201, r.text
-    assert r.headers["Location"].endswith(f"/upload_sets/{r.json()['id']}")
-    return dict(r.json())
-
-
-def settled(http: httpx.Client, set_id: str) -> dict[str, Any]:
-    """The upload set once it is ready (every file finished)."""
-
-    def ready() -> dict[str, Any] | None:
-        doc = http.get(f"/upload_sets/{set_id}").json()
-        return doc if doc["ready"] else None
-
-    return dict(wait_for(ready))
-
-
-def multipart(http: httpx.Client, set_id: str, path: Path, name: str | None = None) -> Any:
-    with path.open("rb") as f:
-        r = http.post(f"/upload_sets/{set_id}/files", files={"file": (name or path.name, f)})
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def item_of(http: httpx.Client, record: dict[str, Any]) -> dict[str, Any]:
-    href = next(link["href"] for link in record["links"] if link["rel"] == "item")
-    r = http.get(href)
-    assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
-def local_path(href: str) -> Path:
-    parsed = urlparse(href)
-    assert parsed.scheme == "file", href
-    return Path(parsed.path)
-
-
-def expected_utm_footprint(size: int, border: int) -> shapely.Geometry:
-    x0, y0 = rasters.UTM_ORIGIN
-    valid = box(x0 + border * 10, y0 - (size - border) * 10, x0 + (size - border) * 10,
-                y0 - border * 10)  # fmt: skip
-    to_wgs84 = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
-    return shapely.transform(
-        valid.segmentize(50), lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1]))
-    )
 
 
 # -- the happy path, over tus with an interruption ---------------------------------------------
