@@ -40,11 +40,15 @@ def json_response(
 
 
 async def read_json(request: Request) -> Any:
-    """The request's JSON body; an empty or malformed one is ``request.InvalidParameter``."""
+    """The request's JSON body; an empty or malformed one is ``request.InvalidParameter``.
+
+    ``request.json()`` keeps what FastAPI parsed for the route's body parameter, so the body is
+    parsed once; the STAC routes parse it with orjson (server.middleware.OrjsonRoute).
+    """
     body = await request.body()
     if not body.strip():
         raise InvalidParameter("the request needs a JSON body")
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return await request.json()
+    except ValueError as exc:  # json's and orjson's JSONDecodeError
         raise InvalidParameter(f"the request body is not JSON: {exc}") from exc

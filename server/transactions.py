@@ -8,19 +8,18 @@ JSON as it is and catalog.stac.serializers says precisely what is wrong. Routes,
 conformance classes stay those of the extension.
 """
 
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import attr
-import orjson
-from fastapi import APIRouter, Body, FastAPI, Request, Response
+from fastapi import APIRouter, Body, FastAPI
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from stac_fastapi.api.models import CollectionUri, EmptyRequest, ItemUri
 from stac_fastapi.api.routes import create_async_endpoint
 from stac_fastapi.extensions import BulkTransactionExtension, TransactionExtension
 
 from catalog.stac.bulk import BulkItems, BulkResultModel
+
+from .middleware import OrjsonRoute
 
 _ITEM_DOC = "A STAC Item, or a FeatureCollection of Items (https://stacspec.org)."
 _COLLECTION_DOC = "A STAC Collection."
@@ -105,6 +104,7 @@ class RawBodyTransactionExtension(TransactionExtension):
             response_class=self.response_class,
             endpoint=create_async_endpoint(endpoint, model),
             dependencies=self.route_dependencies,
+            route_class_override=OrjsonRoute,  # the body is parsed once, by orjson
         )
 
     def register_create_item(self) -> None:
@@ -146,30 +146,6 @@ class RawBodyTransactionExtension(TransactionExtension):
         """DELETE /collections/{collection_id}: 204, no body (idempotent)."""
         self._route("Delete Collection", "/collections/{collection_id}", "DELETE",
                     self.client.delete_collection, CollectionUri, 204)  # fmt: skip
-
-
-class OrjsonRequest(Request):
-    """A request whose JSON body is parsed by orjson (twice as fast as the standard library's
-    json, which took a fifth of a bulk load's server time)."""
-
-    async def json(self) -> Any:
-        """The parsed body; malformed JSON raises a json.JSONDecodeError as FastAPI expects."""
-        if not hasattr(self, "_json"):
-            self._json = orjson.loads(await self.body())
-        return self._json
-
-
-class OrjsonRoute(APIRoute):
-    """A route that hands its endpoint an OrjsonRequest (FastAPI's custom route class hook)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        """The default handler, given the request as an OrjsonRequest."""
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            return await handler(OrjsonRequest(request.scope, request.receive))
-
-        return route
 
 
 @attr.s
