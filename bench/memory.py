@@ -150,3 +150,13 @@ class RssTimeline(_Sampler):
         """First and last sample between ``t0`` and ``t1`` that saw a job's child process."""
         seen = [s.t for s in self._window(t0, t1) if s.job_child]
         return (seen[0], seen[-1]) if seen else None
+
+
+def worker_memory(pid: int) -> list[tuple[int, int]]:
+    """(RSS now, peak RSS) in bytes of each uvicorn worker under the master ``pid``.
+
+    uvicorn spawns its workers with multiprocessing; the master's other children (the
+    resource tracker) are small and are left out by the same test.
+    """
+    kids = [k for k in children(pid) if _is_job_child(k)]
+    return [(status_bytes(k), status_bytes(k, "VmHWM")) for k in kids]

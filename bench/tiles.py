@@ -36,6 +36,7 @@ from pathlib import Path
 
 from rasterio.errors import NotGeoreferencedWarning
 
+from .memory import worker_memory
 from .orthophoto import Orthophoto, make_orthophoto
 from .report import log, write_section
 from .servers import ROOT, Stacks
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> list[str]:
         conflicts = lock_conflicts()
     stacks = Stacks(workers=args.workers)
     try:
-        setup = start(args, path, stacks)
+        setup = start(args, path, stacks, dict(args.api_env))
         # one list per pass and concurrency level, and one more for the cross-check
         passes = tile_sets(setup.item["geometry"], args.tiles, args.seed,
                            len(LEVELS) * (args.runs + 1) + 1)  # fmt: skip
@@ -99,6 +100,13 @@ def run(args: argparse.Namespace) -> list[str]:
         encoders: list[EncoderRow] = compare_png_encoders(pngs)
         cells = measure_tiles(inproc, setup.servers, passes, COLLECTION, setup.item["id"],
                               args.runs)  # fmt: skip
+        memory = {name: worker_memory(server.process.pid)
+                  for name, server in stacks.servers.items() if name != "worker"}  # fmt: skip
+        for name, workers in memory.items():
+            log(
+                f"{name} workers after the tiles (RSS / peak MB): "
+                + ", ".join(f"{now >> 20} / {peak >> 20}" for now, peak in workers)
+            )
         exports: list[ExportRun] = []
         if not args.skip_export:
             if TITILER in setup.servers:
@@ -109,9 +117,16 @@ def run(args: argparse.Namespace) -> list[str]:
         cog_text = cog_description(setup.cog)
         setup.client.http.close()
         return report(args, ortho, setup, passes, cells, checks, exports, cog_text, peer,
-                      conflicts, (peer_name, encoders))  # fmt: skip
+                      conflicts, (peer_name, encoders), memory)  # fmt: skip
     finally:
         stacks.close()
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,6 +147,14 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         default=ROOT / "var" / "bench" / "ingest",
         help="cache folder of the orthophoto (shared with bench.ingest)",
+    )
+    parser.add_argument(
+        "--api-env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="added to Terracat's environment (e.g. TERRACAT_TILER_GDAL_CACHE_MB=64)",
     )
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-docs", action="store_true", help="print only")

@@ -357,6 +357,33 @@ def _exports(args: argparse.Namespace, exports: list[ExportRun]) -> list[str]:
     ]
 
 
+TARGET_WORKER_MB = 350
+
+
+def _worker_memory(args: argparse.Namespace, memory: dict[str, list[tuple[int, int]]]) -> list[str]:
+    """Resident memory of each server's uvicorn workers once the tile passes are over."""
+    if not memory:
+        return []
+    settings = ", ".join(f"`{k}={v}`" for k, v in args.api_env) or "default settings"
+    rows = [
+        "### Memory of each API worker after the tiles",
+        "",
+        f"Read from /proc right after the last timed pass (Terracat at {settings}).",
+        "",
+        "| server | worker | RSS MB | peak RSS MB |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, workers in memory.items():
+        for n, (now, peak) in enumerate(workers, 1):
+            rows.append(f"| {name} | {n} | {now >> 20} | {peak >> 20} |")
+    ours = [now for now, _ in memory.get("terracat", [])]
+    if ours:
+        verdict = "met" if max(ours) <= TARGET_WORKER_MB << 20 else "MISSED"
+        rows += ["", f"- Largest Terracat worker {max(ours) >> 20} MB; target <= "
+                 f"{TARGET_WORKER_MB} MB: {verdict}"]  # fmt: skip
+    return [*rows, ""]
+
+
 def report(
     args: argparse.Namespace,
     ortho: Orthophoto,
@@ -369,12 +396,14 @@ def report(
     peer: dict[str, str] | None,
     conflicts: list[str] | None,
     encoders: tuple[str, list[EncoderRow]] = ("", []),
+    memory: dict[str, list[tuple[int, int]]] | None = None,
 ) -> list[str]:
     """The markdown section."""
     return [
         *_context(args, ortho, setup, cog_text, peer, conflicts),
         *_tile_sets(args, passes),
         *_item_tiles(args, setup, cells, checks),
+        *_worker_memory(args, memory or {}),
         *png_section(encoders[1], encoders[0], TilerSettings().png_level, cells),
         *_exports(args, exports),
         *["### Targets", "", *targets(cells, exports), ""],

@@ -212,3 +212,60 @@ class LimitSettings(BaseSettings):
     ids_max_count: int = Field(default=2_000, ge=1, description="Most `ids`, and `collections`.")
     sortby_max_keys: int = Field(default=8, ge=1, description="Most `sortby` fields.")
     fields_max_count: int = Field(default=100, ge=1, description="Most `fields` paths.")
+
+
+class AccountSettings(BaseSettings):
+    """Accounts, tokens, rights and quotas (environment prefix ``TERRACAT_AUTH_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRACAT_AUTH_", extra="ignore")
+
+    default_visibility: Literal["public", "accounts", "private"] = Field(
+        default="public",
+        description="Visibility of a new collection: `public` (anyone reads it), `accounts` "
+        "(any signed-in account) or `private` (its owner, admins and grantees).",
+    )
+    rights_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long a process reuses a caller's token check and readable "
+        "collections: a revoked token or a changed right takes effect within this time.",
+    )
+    default_quota_bytes: int = Field(
+        default=50 * 1024**3,
+        ge=0,
+        description="Storage quota of an account without one of its own (bytes).",
+    )
+    unclaimed_token_ttl_s: int = Field(
+        default=600,
+        ge=30,
+        description="How long a token made by the unauthenticated `generate` call may be claimed.",
+    )
+    failure_limit: int = Field(
+        default=20,
+        ge=1,
+        description="Failed token checks or sign-ins from one client address (or against one "
+        "account) within `failure_window_s` before further attempts get 429.",
+    )
+    failure_window_s: int = Field(default=300, ge=1)
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="Issuer URL of an OpenID Connect provider whose bearer JWTs are accepted.",
+    )
+    oidc_audience: str | None = Field(
+        default=None, description="Audience (`aud`) the JWTs must carry."
+    )
+    oidc_jwks_url: str | None = Field(
+        default=None,
+        description="JWKS URL; default: `jwks_uri` of the issuer's discovery document.",
+    )
+    oidc_account_claim: str = Field(
+        default="preferred_username",
+        description="Claim naming the account a JWT maps to (created on first use).",
+    )
+    oidc_groups_claim: str = Field(
+        default="groups", description="Claim listing the caller's groups (for group grants)."
+    )
+    oidc_admin_group: str | None = Field(
+        default=None, description="Members of this group get the admin role."
+    )

@@ -11,11 +11,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, cast
 
 import anyio.to_thread
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from stac_fastapi.api.app import StacApi
 from stac_fastapi.types.config import ApiSettings as StacApiSettings
 
+from catalog.accounts.repository import AccountRepository
 from catalog.db.engine import create_engine
 from catalog.jobs.queue import JobRepository
 from catalog.stac.client import CoreClient
@@ -24,7 +25,7 @@ from catalog.uploads.repository import UploadRepository
 from tiler.readers.shared import ReaderResources
 
 from . import parts as api_parts
-from .auth import admin_dependency
+from .auth import Authenticator, authorize
 from .database import resolve_url
 from .docs import add_docs
 from .errors import add_error_handlers
@@ -53,7 +54,7 @@ from .stac import (
     writes_part,
 )
 
-__all__ = ["admin_dependency", "create_app"]
+__all__ = ["create_app"]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,12 +62,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # Read by GDAL when its block cache is first used: before this process renders any tile.
     os.environ.setdefault("GDAL_CACHEMAX", str(settings.tiler.gdal_cache_mb))
-    admin = admin_dependency(settings.api)
     stac_settings = stac_api_settings(settings.api)
     # The tiler's storage, open files and grid cache: one set per app, closed with it.
     readers = ReaderResources.at(settings.ingest.data_dir)
     bodies = BodyLimits(settings.limits.max_body_bytes)  # routes' own limits: limit_bodies
-    parts = _parts(settings, admin, stac_settings, readers)
+    parts = _parts(settings, stac_settings, readers)
     app = FastAPI(
         title=settings.api.title,
         description=settings.api.description,
@@ -75,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # add_docs: FastAPI's page would load Swagger UI from a CDN
         redoc_url=None,
         lifespan=_lifespan(settings, parts, readers),
+        # Every route, of every part and of routers added later, runs the rights check.
+        dependencies=[Depends(authorize)],
     )
     api = StacApi(
         app=app,
@@ -103,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _parts(
-    settings: Settings, admin: Any, stac_settings: StacApiSettings, readers: ReaderResources
+    settings: Settings, stac_settings: StacApiSettings, readers: ReaderResources
 ) -> list[ApiPart]:
     """Every API part, in the order their routes are registered."""
     return [
@@ -111,14 +113,14 @@ def _parts(
         search_part(),
         items_part(),
         collections_part(),
-        writes_part(settings.catalog, stac_settings, admin, settings.limits),
-        processes_part(settings, admin),
+        writes_part(settings.catalog, stac_settings, settings.limits),
+        processes_part(settings),
         tiles_part(settings),
         vector_tiles_part(settings),
-        exports_part(settings, admin),
-        uploads_part(settings, admin),
+        exports_part(settings),
+        uploads_part(settings),
         item_maps_part(settings, readers),
-        mosaics_part(settings, admin, readers),
+        mosaics_part(settings, readers),
     ]
 
 
@@ -153,6 +155,10 @@ def _lifespan(
         )  # fmt: skip
         state.jobs = JobRepository(engine)
         state.uploads = UploadRepository(engine, state.jobs)
+        state.accounts = AccountRepository(engine, settings.auth.rights_cache_s)
+        state.authenticator = Authenticator(
+            settings.api, state.accounts, settings.auth.rights_cache_s
+        )
         # anyio's default is 40 threads; rendering is CPU-bound, and each thread that renders
         # holds GDAL and PROJ state of its own (memory that more threads only multiply).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api.threads

@@ -1,30 +1,176 @@
-"""The rights dependency: writes (and the routes that expose uploads and jobs) need the token."""
+"""The one rights dependency: who is calling, and whether the route's rule lets them in.
+
+``authorize`` runs before every route of the app (create_app passes it as the app's
+dependency, so routers added later get it too). It recognises the caller from
+``Authorization: Bearer ...``:
+
+- the bootstrap token ``TERRACAT_API_ADMIN_TOKEN`` (deployments from before accounts): admin;
+- one of our tokens (``tcat_...``, catalog/accounts/tokens.py);
+- a JWT of the configured OpenID Connect issuer (``request.app.state.oidc``);
+- nobody, without the header.
+
+Then it applies the rule that server/policy.py gives the route's operation, and leaves the
+caller on ``request.state.principal`` for routes that filter by it (``readable_of``).
+"""
 
 import hmac
-from typing import Annotated, Any
+import time
+from typing import Annotated, Protocol
 
-from fastapi import Depends, Header
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .errors import AuthError, WritesDisabled
+from catalog.accounts.errors import Forbidden, InsufficientScope, InvalidToken, Unauthorized
+from catalog.accounts.principal import ANONYMOUS, SYSTEM, Principal
+from catalog.accounts.repository import AccountRepository
+from catalog.accounts.tokens import looks_like_token
+from catalog.accounts.web import readable_of
+from catalog.errors import NotFound
+
+from .policy import Rule, rule_of
 from .settings import ApiSettings
 
+# auto_error=False: a missing header is the anonymous caller, not an error. Declared on every
+# operation of the OpenAPI document as the "bearer" security scheme.
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An API token (`tcat_...`, see /users/me/tokens) or a JWT of the configured "
+    "OpenID Connect issuer. Without it, only public collections are readable.",
+)
 
-def admin_dependency(api: ApiSettings) -> Any:
-    """A dependency that lets a write through only with the configured Bearer token."""
-    token = api.admin_token.get_secret_value().encode() if api.admin_token else None
 
-    async def require_admin(
-        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-    ) -> None:
-        if token is None:
-            if api.allow_anonymous_writes:
+class JwtVerifier(Protocol):
+    """Checks a JWT of an external identity provider (catalog/accounts/oidc.py)."""
+
+    async def principal(self, token: str, accounts: AccountRepository) -> Principal:
+        """The principal of a valid JWT; ``auth.InvalidToken`` otherwise."""
+        ...
+
+
+class TokenCache:
+    """Principals of verified tokens, kept ``ttl_s`` seconds (revocation's delay)."""
+
+    def __init__(self, ttl_s: float, size: int = 8192) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, token: str) -> Principal | None:
+        """A principal verified less than ``ttl_s`` ago."""
+        entry = self._entries.get(token)
+        if entry is None or time.monotonic() - entry[0] > self.ttl_s:
+            return None
+        return entry[1]
+
+    def put(self, token: str, principal: Principal) -> None:
+        """Remember a verified token."""
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[token] = (time.monotonic(), principal)
+
+
+class Authenticator:
+    """Turns a request's credentials into a ``Principal``."""
+
+    def __init__(self, api: ApiSettings, accounts: AccountRepository, ttl_s: float = 1.0) -> None:
+        secret = api.admin_token.get_secret_value() if api.admin_token else None
+        self._bootstrap = secret.encode() if secret else None
+        self._anonymous_writes = api.allow_anonymous_writes and secret is None
+        self.accounts = accounts
+        self.tokens = TokenCache(ttl_s)
+        self.oidc: JwtVerifier | None = None
+
+    async def principal(self, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+        """The caller; ``auth.InvalidToken`` for a token that is given but not valid."""
+        if credentials is None:
+            return SYSTEM if self._anonymous_writes else ANONYMOUS
+        token = credentials.credentials.strip()
+        if self._bootstrap is not None and hmac.compare_digest(token.encode(), self._bootstrap):
+            return SYSTEM
+        cached = self.tokens.get(token)
+        if cached is not None:
+            return cached
+        if looks_like_token(token):
+            found = await self.accounts.verify_token(token)
+        elif self.oidc is not None and token.count(".") == 2:
+            found = await self.oidc.principal(token, self.accounts)
+        else:
+            found = None
+        if found is None:
+            raise InvalidToken("the bearer token is not valid (unknown, revoked or expired)")
+        self.tokens.put(token, found)
+        return found
+
+
+def _collection_id(request: Request) -> str | None:
+    params = request.path_params
+    value = params.get("collection_id", params.get("collectionId"))
+    return str(value) if value is not None else None
+
+
+def _not_found(collection_id: str) -> NotFound:
+    # The words of the repository's own 404: a collection the caller may not read and one
+    # that does not exist answer alike.
+    return NotFound(f"collection {collection_id!r} does not exist")
+
+
+async def _enforce(rule: Rule, principal: Principal, request: Request) -> None:
+    """Raise unless ``rule`` lets ``principal`` through to this request's route."""
+    if rule in (Rule.PUBLIC, Rule.LISTED):
+        return
+    accounts: AccountRepository = request.app.state.accounts
+    if rule in (Rule.READ, Rule.WRITE, Rule.MANAGE):
+        collection_id = _collection_id(request)
+        if collection_id is None:
+            raise RuntimeError(f"rule {rule} on a route without a collection in its path")
+        if rule is Rule.READ:
+            readable = await readable_of(request)
+            if readable.allows(collection_id):
                 return
-            raise WritesDisabled(
-                "writes are disabled: set TERRACAT_API_ADMIN_TOKEN (or, for development only, "
-                "TERRACAT_API_ALLOW_ANONYMOUS_WRITES=true)"
-            )
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
-            raise AuthError("a valid 'Authorization: Bearer <token>' header is required")
+            # The cached list may predate the collection: ask once more before the 404.
+            if await accounts.right_on(principal, collection_id) is None:
+                raise _not_found(collection_id)
+            return
+        _need_signed_in(principal)
+        if principal.is_admin:  # every right; the route answers for a missing collection
+            return
+        right = await accounts.right_on(principal, collection_id)
+        if right is None:
+            raise _not_found(collection_id)
+        needed = "write" if rule is Rule.WRITE else "admin"
+        if ("read", "write", "admin").index(right) < ("read", "write", "admin").index(needed):
+            raise Forbidden(f"this needs the {needed!r} right on collection {collection_id!r}")
+        return
+    _need_signed_in(principal)
+    if rule is Rule.SIGNED_IN:
+        return
+    if rule in (Rule.CREATE, Rule.OWNED):
+        if not principal.has_scope("write" if rule is Rule.CREATE else "read"):
+            raise InsufficientScope("this token lacks the scope this operation needs")
+        return
+    if not principal.is_admin:  # Rule.ADMIN, and any rule added without a case here
+        raise Forbidden("only an admin (with a token of the 'admin' scope) may do this")
 
-    return Depends(require_admin)
+
+def _need_signed_in(principal: Principal) -> None:
+    if not principal.signed_in:
+        raise Unauthorized("sign in: send 'Authorization: Bearer <token>'")
+
+
+async def authorize(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The app's dependency: resolve the caller, apply the route's rule, keep the caller."""
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = await authenticator.principal(credentials)
+    request.state.principal = principal
+    route = request.scope.get("route")
+    await _enforce(rule_of(getattr(route, "operation_id", None)), principal, request)
+    return principal
+
+
+__all__ = ["Authenticator", "authorize", "bearer"]

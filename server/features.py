@@ -3,8 +3,6 @@
 Each function turns our settings into one ``ApiPart`` (server/parts.py); create_app lists them.
 """
 
-from typing import Any
-
 from fastapi import APIRouter, FastAPI
 from starlette.datastructures import State
 
@@ -31,19 +29,15 @@ OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 JSON = "application/json"
 
 
-def processes_part(settings: Settings, admin: Any) -> ApiPart:
-    """OGC API - Processes over the job table; /jobs and execution need ``admin``."""
+def processes_part(settings: Settings) -> ApiPart:
+    """OGC API - Processes over the job table; jobs are their owners' (server/policy.py)."""
 
     def start(state: State) -> None:
         state.processes = build_processes(settings, state.repository, state.uploads)
 
     return ApiPart(
         name="processes",
-        extensions=[
-            ProcessesExtension(
-                settings=settings.jobs, read_dependencies=[admin], write_dependencies=[admin]
-            )
-        ],
+        extensions=[ProcessesExtension(settings=settings.jobs)],
         landing_links=[
             {"rel": OGC_REL + "processes", "type": JSON, "title": "Processes", "path": "processes"},
             {"rel": OGC_REL + "job-list", "type": JSON, "title": "Jobs", "path": "jobs"},
@@ -88,17 +82,17 @@ def vector_tiles_part(settings: Settings) -> ApiPart:
     return ApiPart(name="vector-tiles", extensions=[VectorTilesExtension(settings=settings.tiles)])
 
 
-def exports_part(settings: Settings, admin: Any) -> ApiPart:
-    """Downloads of the archives the export processes make (behind ``admin``, as /jobs)."""
-    exports = ExportsExtension(data_dir=settings.ingest.data_dir, read_dependencies=[admin])
+def exports_part(settings: Settings) -> ApiPart:
+    """Downloads of the archives the export processes make (their jobs' owners', as /jobs)."""
+    exports = ExportsExtension(data_dir=settings.ingest.data_dir)
     return ApiPart(name="exports", extensions=[exports])
 
 
-def uploads_part(settings: Settings, admin: Any) -> ApiPart:
-    """``/upload_sets`` and the tus server at ``/uploads/``, both behind ``admin``."""
+def uploads_part(settings: Settings) -> ApiPart:
+    """``/upload_sets`` and the tus server at ``/uploads/``; uploads are their owners'."""
 
     def routers(app: FastAPI) -> list[APIRouter]:
-        uploads = UploadsFactory(settings.ingest, settings.jobs, [admin])
+        uploads = UploadsFactory(settings.ingest, settings.jobs, [])
         on_create, on_complete = uploads.tus_hooks(app.state)
         tus = TusFactory(
             store_dir=settings.ingest.data_dir / "tus",
@@ -106,7 +100,6 @@ def uploads_part(settings: Settings, admin: Any) -> ApiPart:
             expiration_s=settings.ingest.tus_expiration_s,
             on_create=on_create,
             on_complete=on_complete,
-            dependencies=[admin],
         )
         tagged = APIRouter(tags=["Uploads"])
         tagged.include_router(tus.router)
@@ -149,10 +142,9 @@ def item_maps_part(settings: Settings, readers: ReaderResources) -> ApiPart:
     )
 
 
-def mosaics_part(settings: Settings, admin: Any, readers: ReaderResources) -> ApiPart:
-    """Mosaic maps of collections and saved searches (tiles, and an OGC API - Maps ``map``);
-    saving a search needs ``admin``."""
-    router = mosaic_router(settings.tiler, readers, [admin], settings.mosaic)
+def mosaics_part(settings: Settings, readers: ReaderResources) -> ApiPart:
+    """Mosaic maps of collections and saved searches (tiles, and an OGC API - Maps ``map``)."""
+    router = mosaic_router(settings.tiler, readers, [], settings.mosaic)
     maps = map_router(settings.tiler, readers, settings.mosaic)
     wmts = collection_wmts_router(settings.tiler, readers, settings.mosaic)
     return routers_part(

@@ -3,17 +3,17 @@
 FastAPI declares only ``422`` with its own validation body, which the app never sends: the error
 table (server/errors.py) answers invalid requests with ``400`` and every error with a
 ``{"code", "description"}`` body. Each operation gets the errors it can answer: ``400`` when it
-takes parameters or a body, ``404`` when its path names a resource, ``401``/``403`` when it needs
-the admin token, and the few of its own listed in ``_OWN``. HEAD answers declare no body.
+takes parameters or a body, ``404`` when its path names a resource, ``401`` everywhere (a token
+that is given and refused), ``403`` and ``429`` where the rights table (server/policy.py) asks
+for more than reading, and the few of its own listed in ``_OWN``. HEAD answers declare no body.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.dependencies.models import Dependant
 
-from .parts import api_routes
+from .policy import Rule, rule_of
 
 ERROR = "#/components/schemas/Error"
 ERROR_SCHEMA: dict[str, Any] = {
@@ -27,8 +27,9 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 _REASONS = {
     "400": "Invalid parameters or body",
-    "401": "A valid 'Authorization: Bearer <token>' header is required",
-    "403": "Writes are disabled (no admin token configured)",
+    "401": "A valid 'Authorization: Bearer <token>' header is required, or the one given "
+    "was refused",
+    "403": "The caller lacks the right or the token scope this needs",
     "404": "Not found",
     "408": "No data arrived for too long",
     "409": "Upload-Offset is not the upload's offset",
@@ -37,8 +38,11 @@ _REASONS = {
     "413": "Larger than the upload or the size limit",
     "415": "The body must be application/offset+octet-stream",
     "422": "Well formed, but not possible for this resource",
+    "429": "Too many failed sign-ins or token checks: wait Retry-After seconds",
     "460": "The chunk fails its Upload-Checksum",
 }
+# Rules that let anyone with a readable collection through: no 403 to declare.
+_OPEN = {Rule.PUBLIC, Rule.LISTED, Rule.READ}
 # Errors an operation answers beyond the general rules, by operation id: the tus protocol's.
 _OWN = {
     "createUploadSet": ("404",),  # the collection named in the body
@@ -49,39 +53,26 @@ _OWN = {
 }
 
 
-def describe_errors(app: FastAPI, admin_dependency: str = "require_admin") -> None:
+def describe_errors(app: FastAPI) -> None:
     """Wrap ``app.openapi`` so that every operation declares the errors it can answer."""
     generate: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _declare(generate(), _guarded(app, admin_dependency))
+            app.openapi_schema = _declare(generate())
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _guarded(app: FastAPI, name: str) -> set[tuple[str, str]]:
-    """(method, path) of the routes that depend on the admin check."""
-    return {(method.lower(), path) for path, route in api_routes(app.routes)
-            if any(getattr(d.call, "__name__", "") == name for d in _dependants(route.dependant))
-            for method in route.methods or ()}  # fmt: skip
-
-
-def _dependants(dependant: Dependant) -> Iterator[Dependant]:
-    yield dependant
-    for sub in dependant.dependencies:
-        yield from _dependants(sub)
-
-
-def _declare(doc: dict[str, Any], guarded: set[tuple[str, str]]) -> dict[str, Any]:
+def _declare(doc: dict[str, Any]) -> dict[str, Any]:
     doc.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
-    for path, item in doc.get("paths", {}).items():
+    for item in doc.get("paths", {}).values():
         for method, operation in item.items():
             if not isinstance(operation, dict):
                 continue
             responses = operation.setdefault("responses", {})
-            for status in _errors(method, path, operation, guarded):
+            for status in _errors(operation):
                 responses[status] = _error_response(status)
             if method == "head":  # a HEAD answer has no body, so no media type either
                 for response in responses.values():
@@ -89,17 +80,17 @@ def _declare(doc: dict[str, Any], guarded: set[tuple[str, str]]) -> dict[str, An
     return doc
 
 
-def _errors(
-    method: str, path: str, operation: dict[str, Any], guarded: set[tuple[str, str]]
-) -> list[str]:
+def _errors(operation: dict[str, Any]) -> list[str]:
     params = operation.get("parameters", [])
-    found = list(_OWN.get(operation.get("operationId", ""), ()))
+    operation_id = operation.get("operationId", "")
+    found = list(_OWN.get(operation_id, ()))
     if params or "requestBody" in operation:
         found.append("400")
     if any(p.get("in") == "path" for p in params):
         found.append("404")
-    if (method, path) in guarded:
-        found += ["401", "403"]
+    found += ["401", "429"]
+    if rule_of(operation_id) not in _OPEN:
+        found.append("403")
     if "422" in operation.get("responses", {}):
         found.append("422")
     return found

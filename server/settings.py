@@ -6,6 +6,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from catalog.settings import (
+    AccountSettings,
     CatalogSettings,
     DatabaseSettings,
     IngestSettings,
@@ -66,7 +67,9 @@ class ApiSettings(BaseSettings):
         description="How long /_mgmt/health waits for each dependency before calling it DOWN.",
     )
     admin_token: SecretStr | None = Field(
-        default=None, description="Bearer token required for every write."
+        default=None,
+        description="A bootstrap admin token: every right, without an account (deployments "
+        "from before accounts; `terracat serve` makes an admin account on first start).",
     )
     allow_anonymous_writes: bool = Field(
         default=False,
@@ -97,6 +100,7 @@ class Settings(BaseModel):
     """Everything Terracat is configured with."""
 
     api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AccountSettings = Field(default_factory=AccountSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)

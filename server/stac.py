@@ -214,9 +214,9 @@ def collections_part() -> ApiPart:
 
 
 def writes_part(
-    catalog: CatalogSettings, stac_settings: StacApiSettings, admin: Any, limits: LimitSettings
+    catalog: CatalogSettings, stac_settings: StacApiSettings, limits: LimitSettings
 ) -> ApiPart:
-    """Transactions and bulk item loads, every one behind the ``admin`` dependency."""
+    """Transactions and bulk item loads (their rights: server/policy.py)."""
     operation_ids = {
         "POST /collections": "postCollection",
         f"PUT {COLLECTION}": "putCollection",
@@ -234,11 +234,8 @@ def writes_part(
             RawBodyTransactionExtension(
                 client=TransactionsClient(settings=catalog),
                 settings=stac_settings,
-                route_dependencies=[admin],
             ),
-            PathBulkTransactionExtension(
-                client=BulkTransactionsClient(settings=catalog), route_dependencies=[admin]
-            ),
+            PathBulkTransactionExtension(client=BulkTransactionsClient(settings=catalog)),
         ],
         operation_ids=operation_ids,
         body_limits={

@@ -14,11 +14,12 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     Interval,
+    LargeBinary,
     SmallInteger,
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -64,6 +65,12 @@ class Collection(Base):
     # The longest ``end_datetime - datetime`` of the items, or longer (migration 0006): gives
     # interval searches an index bound on ``datetime``.
     item_max_span: Mapped[dt.timedelta | None] = mapped_column(Interval)
+    # Who may read it (migration 0007): ``public``, ``accounts`` (signed in) or ``private``
+    # (owner, admins and grantees, collection_grants).
+    owner_id: Mapped[UUID | None] = mapped_column(
+        PgUUID(as_uuid=True), ForeignKey("accounts.id", ondelete="SET NULL")
+    )
+    visibility: Mapped[str] = mapped_column(Text, server_default="public")
 
 
 class Item(Base):
@@ -131,6 +138,9 @@ class Job(Base):
     started: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     finished: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    owner_id: Mapped[UUID | None] = mapped_column(
+        PgUUID(as_uuid=True), ForeignKey("accounts.id", ondelete="SET NULL")
+    )
 
 
 class JobLog(Base):
@@ -162,6 +172,9 @@ class UploadSet(Base):
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    owner_id: Mapped[UUID | None] = mapped_column(
+        PgUUID(as_uuid=True), ForeignKey("accounts.id", ondelete="SET NULL")
+    )
 
 
 class UploadFile(Base):
@@ -202,3 +215,56 @@ class Search(Base):
     last_used: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    owner_id: Mapped[UUID | None] = mapped_column(
+        PgUUID(as_uuid=True), ForeignKey("accounts.id", ondelete="SET NULL")
+    )
+
+
+class Account(Base):
+    """Someone (or some program) using the API, with a role and a storage quota."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    email: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text, server_default="user")
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)  # None: the settings' default
+    subject: Mapped[str | None] = mapped_column(Text, unique=True)  # external (OIDC) identity
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ApiToken(Base):
+    """An API token: only the SHA-256 of its secret is kept. No account until claimed."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True)
+    account_id: Mapped[UUID | None] = mapped_column(
+        PgUUID(as_uuid=True), ForeignKey("accounts.id", ondelete="CASCADE")
+    )
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    expires: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CollectionGrant(Base):
+    """A right (``read``, ``write``, ``admin``) on one collection, to an account or a group."""
+
+    __tablename__ = "collection_grants"
+
+    collection_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    grantee_kind: Mapped[str] = mapped_column(Text, primary_key=True)  # account | group
+    grantee: Mapped[str] = mapped_column(Text, primary_key=True)  # account id or group name
+    right: Mapped[str] = mapped_column(Text)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

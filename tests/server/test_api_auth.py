@@ -1,4 +1,5 @@
-"""Writes are refused unless a token is configured, or the explicit development flag is set."""
+"""Writes need a caller: without a token they are refused (401), unless the development flag is
+set and no bootstrap token is configured."""
 
 import pytest
 from fastapi.testclient import TestClient
@@ -9,11 +10,12 @@ from server.settings import ApiSettings, Settings
 from tests.factories import collection
 
 
-def test_no_token_configured_refuses_writes(settings: Settings) -> None:
+def test_anonymous_writes_are_refused(settings: Settings) -> None:
     settings.api = ApiSettings()
     with TestClient(create_app(settings)) as client:
         r = client.post("/collections", json=collection("x"))
-        assert r.status_code == 403 and r.json()["code"] == "auth.WritesDisabled"
+        assert r.status_code == 401 and r.json()["code"] == "auth.Unauthorized"
+        assert r.headers["www-authenticate"].startswith("Bearer")
         assert client.get("/collections").status_code == 200
 
 

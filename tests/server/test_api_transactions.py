@@ -197,7 +197,7 @@ def test_bulk_insert_upsert_and_atomic_conflict(client: TestClient, admin: dict[
 def test_writes_need_the_token(client: TestClient, admin: dict[str, str]) -> None:
     r = client.post("/collections", json=collection("x"))
     assert r.status_code == 401 and r.json()["code"] == "auth.Unauthorized"
-    assert r.headers["www-authenticate"] == "Bearer"
+    assert r.headers["www-authenticate"].startswith("Bearer")
     r = client.post("/collections", json=collection("x"), headers={"Authorization": "Bearer nope"})
     assert r.status_code == 401
     r = client.post("/collections", json=collection("x"), headers={"Authorization": "Basic abc"})
