@@ -100,13 +100,7 @@ def run(args: argparse.Namespace) -> list[str]:
         encoders: list[EncoderRow] = compare_png_encoders(pngs)
         cells = measure_tiles(inproc, setup.servers, passes, COLLECTION, setup.item["id"],
                               args.runs)  # fmt: skip
-        memory = {name: worker_memory(server.process.pid)
-                  for name, server in stacks.servers.items() if name != "worker"}  # fmt: skip
-        for name, workers in memory.items():
-            log(
-                f"{name} workers after the tiles (RSS / peak MB): "
-                + ", ".join(f"{now >> 20} / {peak >> 20}" for now, peak in workers)
-            )
+        memory = worker_memories(stacks, args.settle)
         exports: list[ExportRun] = []
         if not args.skip_export:
             if TITILER in setup.servers:
@@ -120,6 +114,20 @@ def run(args: argparse.Namespace) -> list[str]:
                       conflicts, (peer_name, encoders), memory)  # fmt: skip
     finally:
         stacks.close()
+
+
+def worker_memories(stacks: Stacks, settle_s: float) -> dict[str, list[tuple[int, int, int]]]:
+    """(RSS right after the tiles, RSS ``settle_s`` later, peak RSS) of each server's workers."""
+    servers = {n: s for n, s in stacks.servers.items() if n != "worker"}
+    now = {name: worker_memory(server.process.pid) for name, server in servers.items()}
+    time.sleep(settle_s)
+    memory = {}
+    for name, server in servers.items():
+        later = worker_memory(server.process.pid)
+        memory[name] = [(a[0], b[0], b[1]) for a, b in zip(now[name], later, strict=False)]
+        log(f"{name} workers after the tiles (RSS, {settle_s:g} s later, peak; MB): "
+            + ", ".join(" / ".join(str(v >> 20) for v in w) for w in memory[name]))  # fmt: skip
+    return memory
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -156,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
         metavar="KEY=VALUE",
         help="added to Terracat's environment (e.g. TERRACAT_TILER_GDAL_CACHE_MB=64)",
     )
+    parser.add_argument("--settle", type=float, default=10.0,
+                        help="seconds idle before the workers' memory is read again")  # fmt: skip
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-docs", action="store_true", help="print only")
     args = parser.parse_args(argv)

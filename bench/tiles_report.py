@@ -360,7 +360,9 @@ def _exports(args: argparse.Namespace, exports: list[ExportRun]) -> list[str]:
 TARGET_WORKER_MB = 350
 
 
-def _worker_memory(args: argparse.Namespace, memory: dict[str, list[tuple[int, int]]]) -> list[str]:
+def _worker_memory(
+    args: argparse.Namespace, memory: dict[str, list[tuple[int, int, int]]]
+) -> list[str]:
     """Resident memory of each server's uvicorn workers once the tile passes are over."""
     if not memory:
         return []
@@ -368,15 +370,16 @@ def _worker_memory(args: argparse.Namespace, memory: dict[str, list[tuple[int, i
     rows = [
         "### Memory of each API worker after the tiles",
         "",
-        f"Read from /proc right after the last timed pass (Terracat at {settings}).",
+        f"Read from /proc right after the last timed pass and again {args.settle:g} s later, "
+        f"idle (Terracat at {settings}).",
         "",
-        "| server | worker | RSS MB | peak RSS MB |",
-        "| --- | ---: | ---: | ---: |",
+        f"| server | worker | RSS MB | {args.settle:g} s later | peak RSS MB |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name, workers in memory.items():
-        for n, (now, peak) in enumerate(workers, 1):
-            rows.append(f"| {name} | {n} | {now >> 20} | {peak >> 20} |")
-    ours = [now for now, _ in memory.get("terracat", [])]
+        for n, (now, later, peak) in enumerate(workers, 1):
+            rows.append(f"| {name} | {n} | {now >> 20} | {later >> 20} | {peak >> 20} |")
+    ours = [now for now, _, _ in memory.get("terracat", [])]
     if ours:
         verdict = "met" if max(ours) <= TARGET_WORKER_MB << 20 else "MISSED"
         rows += ["", f"- Largest Terracat worker {max(ours) >> 20} MB; target <= "
@@ -396,7 +399,7 @@ def report(
     peer: dict[str, str] | None,
     conflicts: list[str] | None,
     encoders: tuple[str, list[EncoderRow]] = ("", []),
-    memory: dict[str, list[tuple[int, int]]] | None = None,
+    memory: dict[str, list[tuple[int, int, int]]] | None = None,
 ) -> list[str]:
     """The markdown section."""
     return [

@@ -5,6 +5,7 @@ routes in that order, and their links, request models, error handlers and lifesp
 merged here.
 """
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -39,7 +40,7 @@ from .features import (
     vector_tiles_part,
 )
 from .health import health
-from .memory import tune_allocator
+from .memory import trim_allocator, tune_allocator
 from .middleware import BodyLimits, OrjsonRoute, middlewares
 from .openapi import describe_fields
 from .openapi_errors import describe_errors
@@ -163,10 +164,12 @@ def _lifespan(
         # holds GDAL and PROJ state of its own (memory that more threads only multiply).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api.threads
         tune_allocator(settings.api.malloc_mmap_threshold)
+        trimming = asyncio.create_task(trim_allocator(settings.api.malloc_trim_interval_s))
         api_parts.start(parts, state)
         try:
             yield
         finally:
+            trimming.cancel()
             await engine.dispose()
             readers.close()
 

@@ -48,6 +48,13 @@ class ApiSettings(BaseSettings):
         "freed (glibc M_MMAP_THRESHOLD, fixed instead of rising); 0 leaves glibc's default. "
         "Without it, a tile server's freed tile buffers stay in its RSS.",
     )
+    malloc_trim_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="Every this many seconds, freed memory the C allocator keeps is returned "
+        "to the system (glibc malloc_trim, in a thread); 0 never.",
+    )
     access_log: AccessLogMode = Field(
         default="all",
         description="Access log lines of `terracat serve`: every request (`all`), one of "
