@@ -5,7 +5,6 @@ collection (its owner, an admin, an ``admin`` grantee) reach these routes: other
 they may not read it, 403 when they may. Changing the owner is for admins alone.
 """
 
-from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -126,8 +125,12 @@ def rights_router() -> APIRouter:
         await accounts.grant(collection_id, kind, stored, change.right)
         return await _rights(accounts, collection_id)
 
-    @router.delete(GRANT_PATH, operation_id="deleteCollectionGrant", status_code=204)
-    async def delete_grant(collection_id: str, kind: str, grantee: str, request: Request) -> Any:
+    @router.delete(
+        GRANT_PATH, operation_id="deleteCollectionGrant", status_code=204, response_class=Response
+    )
+    async def delete_grant(
+        collection_id: str, kind: str, grantee: str, request: Request
+    ) -> Response:
         """Take a grant back (204 whether or not there was one)."""
         accounts = _accounts(request)
         await _rights(accounts, collection_id)
