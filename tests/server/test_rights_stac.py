@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
 
 from catalog.accounts.principal import Principal
 from catalog.accounts.repository import AccountRepository
@@ -146,6 +147,30 @@ def test_searches_and_counts_per_caller(world: World) -> None:
                 body["bbox"] = [float(v) for v in params["bbox"].split(",")]
             r = world.client.post("/search", json={**body, "limit": 100}, headers=headers)
             assert _found(r.json()) == expected and r.json()["numberMatched"] == len(expected)
+
+
+def test_estimated_counts_leave_private_items_out(
+    settings: Settings, apps: Any, admin: dict[str, str], sync_engine: Engine
+) -> None:
+    # count_limit 1: numberMatched is the planner's estimate, which must be the estimate of the
+    # query an admin makes naming the caller's readable collections, private items left out.
+    settings.catalog.count_limit = 1
+    with apps.client(settings) as client:
+        world = _load(client, admin)
+        with sync_engine.begin() as conn:
+            conn.execute(text("ANALYZE items"))
+
+        def matched(params: dict[str, str], headers: dict[str, str]) -> Any:
+            r = client.get("/search", params={**params, "limit": 1}, headers=headers)
+            return r.json()["numberMatched"]
+
+        for caller in ("anonymous", "b"):
+            headers = world.callers[caller]
+            assert matched({}, headers) == matched({"collections": OPEN}, admin) < 11
+            assert matched({"collections": SECRET}, headers) == 0
+            assert matched({"collections": f"{SECRET},{OPEN}"}, headers) == matched({}, headers)
+        for caller in ("a", "c"):
+            assert matched({}, world.callers[caller]) == matched({}, admin)
 
 
 def test_a_private_collection_searched_by_a_non_reader_is_like_a_missing_one(world: World) -> None:
