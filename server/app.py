@@ -45,6 +45,7 @@ from .middleware import BodyLimits, OrjsonRoute, middlewares
 from .openapi import describe_fields
 from .openapi_errors import describe_errors
 from .parts import ApiPart
+from .rights_routes import rights_part
 from .settings import Settings
 from .stac import (
     collections_part,
@@ -114,7 +115,8 @@ def _parts(
         search_part(),
         items_part(),
         collections_part(),
-        writes_part(settings.catalog, stac_settings, settings.limits),
+        writes_part(settings.catalog, stac_settings, settings.limits, settings.auth),
+        rights_part(),
         processes_part(settings),
         tiles_part(settings),
         vector_tiles_part(settings),

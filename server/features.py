@@ -6,6 +6,7 @@ Each function turns our settings into one ``ApiPart`` (server/parts.py); create_
 from fastapi import APIRouter, FastAPI
 from starlette.datastructures import State
 
+from catalog.stac.client import NEEDS_TOKEN
 from catalog.uploads.multipart import BODY_OVERHEAD
 from catalog.uploads.routes import UploadsFactory
 from catalog.uploads.tus import TusFactory
@@ -40,7 +41,13 @@ def processes_part(settings: Settings) -> ApiPart:
         extensions=[ProcessesExtension(settings=settings.jobs)],
         landing_links=[
             {"rel": OGC_REL + "processes", "type": JSON, "title": "Processes", "path": "processes"},
-            {"rel": OGC_REL + "job-list", "type": JSON, "title": "Jobs", "path": "jobs"},
+            {
+                "rel": OGC_REL + "job-list",
+                "type": JSON,
+                "title": "Jobs",
+                "path": "jobs",
+                **NEEDS_TOKEN,
+            },
         ],  # fmt: skip
         start=start,
     )
@@ -120,12 +127,14 @@ def uploads_part(settings: Settings) -> ApiPart:
                 "type": JSON,
                 "title": "Upload sets (POST to start an upload)",
                 "path": "upload_sets",
+                **NEEDS_TOKEN,
             },
             {
                 "rel": "tus",
                 "type": "application/offset+octet-stream",
                 "title": "Resumable uploads (tus 1.0.0)",
                 "path": "uploads/",
+                **NEEDS_TOKEN,
             },
         ],  # fmt: skip
     )

@@ -26,8 +26,9 @@ from catalog.stac.client import DocumentLinks
 from .middleware import BodyLimits
 
 # rel, type, title and ``path``: relative to the API root (landing links) or to the
-# collection's URL (collection links, ``""`` for the collection itself).
-Link = dict[str, str]
+# collection's URL (collection links, ``""`` for the collection itself); ``auth:refs``
+# (["bearer"]) on a link that needs a token.
+Link = dict[str, Any]
 ExceptionHandler = Callable[..., Any]
 
 

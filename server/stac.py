@@ -38,7 +38,7 @@ from stac_fastapi.extensions.sort.sort import SortConformanceClasses
 from stac_fastapi.types.config import ApiSettings as StacApiSettings
 from stac_fastapi.types.search import APIRequest
 
-from catalog.settings import CatalogSettings, LimitSettings
+from catalog.settings import AccountSettings, CatalogSettings, LimitSettings
 from catalog.stac.client import (
     BulkTransactionsClient,
     FiltersClient,
@@ -214,9 +214,13 @@ def collections_part() -> ApiPart:
 
 
 def writes_part(
-    catalog: CatalogSettings, stac_settings: StacApiSettings, limits: LimitSettings
+    catalog: CatalogSettings,
+    stac_settings: StacApiSettings,
+    limits: LimitSettings,
+    accounts: AccountSettings,
 ) -> ApiPart:
-    """Transactions and bulk item loads (their rights: server/policy.py)."""
+    """Transactions and bulk item loads (their rights: server/policy.py); a new collection is
+    its creator's, with the configured default visibility."""
     operation_ids = {
         "POST /collections": "postCollection",
         f"PUT {COLLECTION}": "putCollection",
@@ -232,7 +236,9 @@ def writes_part(
         name="stac-writes",
         extensions=[
             RawBodyTransactionExtension(
-                client=TransactionsClient(settings=catalog),
+                client=TransactionsClient(
+                    settings=catalog, default_visibility=accounts.default_visibility
+                ),
                 settings=stac_settings,
             ),
             PathBulkTransactionExtension(client=BulkTransactionsClient(settings=catalog)),

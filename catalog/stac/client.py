@@ -1,7 +1,7 @@
 """stac-fastapi backend clients: parse the request, ask the repository, serialize the answer."""
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 import attr
@@ -19,6 +19,7 @@ from stac_fastapi.types.search import BaseSearchPostRequest
 from starlette.responses import Response
 
 from catalog import web
+from catalog.accounts.web import owner_id_of, readable_of
 from catalog.errors import InvalidParameter, InvalidStac
 from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac import collection_search
@@ -38,6 +39,18 @@ from catalog.stac.serializers import collection_document, collection_row, item_d
 from catalog.web import json_response
 
 GEOJSON = "application/geo+json"
+# The STAC Authentication extension: how to send a token, on the landing page and on every
+# collection; links that need one name it in ``auth:refs``.
+AUTH_EXTENSION = "https://stac-extensions.github.io/authentication/v1.1.0/schema.json"
+AUTH_SCHEMES: dict[str, Any] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token (`tcat_...`) or a JWT of the configured OpenID Connect "
+        "issuer, as 'Authorization: Bearer <token>'. Without one, only public collections "
+        "are readable.",
+    }
+}
 # Adds links to the items or collections of a response, before ``fields`` applies: how the
 # composition root lets packages after catalog/ link what they serve per document (the
 # tiler's maps, tiler/links.py) without catalog/ importing them.
@@ -48,6 +61,19 @@ def repository(request: Request) -> CatalogRepository:
     """The repository the app was started with."""
     repo: CatalogRepository = request.app.state.repository
     return repo
+
+
+# What a link that needs a token carries (``landing_links``: jobs, uploads).
+NEEDS_TOKEN: dict[str, Any] = {"auth:refs": ["bearer"]}
+
+
+def advertise_auth(doc: dict[str, Any]) -> dict[str, Any]:
+    """Declare the bearer scheme on a landing page or collection document (in place)."""
+    extensions = doc.setdefault("stac_extensions", [])
+    if AUTH_EXTENSION not in extensions:
+        extensions.append(AUTH_EXTENSION)
+    doc["auth:schemes"] = AUTH_SCHEMES
+    return doc
 
 
 def _written(request: Request, doc: dict[str, Any], media_type: str) -> Response:
@@ -65,8 +91,9 @@ class CoreClient(AsyncBaseCoreClient):
     settings: CatalogSettings = attr.ib(factory=CatalogSettings)
     limits: LimitSettings = attr.ib(factory=LimitSettings)
     # Links the composition root adds to the landing page (other OGC APIs served alongside):
-    # dicts with rel, type, title and a path relative to the API root.
-    landing_links: list[dict[str, str]] = attr.ib(factory=list)
+    # dicts with rel, type, title and a path relative to the API root (and ``auth:refs``
+    # where the link needs a token).
+    landing_links: list[dict[str, Any]] = attr.ib(factory=list)
     # Links every collection document gets, for the APIs served per collection (tilesets):
     # same shape, ``path`` relative to the collection's URL and may be empty.
     collection_links: list[dict[str, str]] = attr.ib(factory=list)
@@ -81,7 +108,7 @@ class CoreClient(AsyncBaseCoreClient):
             extra = {k: v for k, v in link.items() if k != "path"}
             href = own + ("/" + link["path"] if link["path"] else "")
             doc["links"].append({**extra, "href": href})
-        return doc
+        return advertise_auth(doc)
 
     async def landing_page(self, **kwargs: Any) -> Any:
         """GET /: stac-fastapi's landing page plus the links of the other APIs served here."""
@@ -90,7 +117,7 @@ class CoreClient(AsyncBaseCoreClient):
         for link in self.landing_links:
             extra = {k: v for k, v in link.items() if k != "path"}
             page["links"].append({**extra, "href": base_url + link["path"].lstrip("/")})
-        return page
+        return advertise_auth(cast(dict[str, Any], page))
 
     def extension_is_enabled(self, extension: str) -> bool:
         """Whether an extension of that class name, or a subclass of it, is enabled.
@@ -110,6 +137,7 @@ class CoreClient(AsyncBaseCoreClient):
         request: Request = kwargs["request"]
         base_url = web.base_url(request)
         params = collection_search.CollectionSearch.from_get(kwargs, self.settings, self.limits)
+        params.readable = await readable_of(request)
         rows, matched = await collection_search.run(repository(request), params)
         collections = [self._collection(r, base_url) for r in rows]
         await _hooked(self.collection_hooks, request, collections)
@@ -190,6 +218,7 @@ class CoreClient(AsyncBaseCoreClient):
         route: str,
         post_body: dict[str, Any] | None,
     ) -> Response:
+        params.readable = await readable_of(request)
         page = await repository(request).search(params)
         base_url = web.base_url(request)
         features = [item_document(row, base_url) for row in page.rows]
@@ -303,7 +332,10 @@ async def _schema(
     repo = repository(request)
     if collection_id is not None:
         await repo.get_collection(collection_id)
-    registry = await repo.registry([collection_id] if collection_id else None, fresh=True)
+        registry = await repo.registry([collection_id], fresh=True)
+    else:
+        # Not the properties only collections the caller may not read have.
+        registry = await repo.visible_registry(await readable_of(request), fresh=True)
     base_url = web.base_url(request)
     path = f"collections/{quote(collection_id, safe='')}/" if collection_id else ""
     properties: dict[str, Any] = {}
@@ -400,6 +432,14 @@ async def _patched(request: Request, current: dict[str, Any]) -> dict[str, Any]:
     return _merge_patch(current, body)  # type: ignore[no-any-return]
 
 
+def _rights_changed(request: Request) -> None:
+    """Forget this process's cached readable sets: the caller sees its new collection at once
+    (other processes within ``AccountSettings.rights_cache_s``)."""
+    accounts = getattr(request.app.state, "accounts", None)
+    if accounts is not None:
+        accounts.rights.clear()
+
+
 def _same_id(path_id: str, body: Mapping[str, Any], what: str) -> None:
     if body.get("id") != path_id:
         raise InvalidStac(f"{what} id {body.get('id')!r} does not match the URL ({path_id!r})")
@@ -410,6 +450,8 @@ class TransactionsClient(AsyncBaseTransactionsClient):
     """Create, replace, patch and delete collections and items."""
 
     settings: CatalogSettings = attr.ib(factory=CatalogSettings)
+    # Visibility of the collections it creates (``AccountSettings.default_visibility``).
+    default_visibility: str = attr.ib(default="public")
 
     async def create_item(self, collection_id: str, item: Any, **kwargs: Any) -> Any:
         """POST /collections/{collection_id}/items: one item or a FeatureCollection."""
@@ -462,7 +504,12 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         """POST /collections."""
         request: Request = kwargs["request"]
         row = collection_row(await web.read_json(request), self.settings.validate_extensions)
-        await repository(request).create_collection(row)
+        # An id that exists is a 409 whether or not the caller may read that collection: that
+        # it exists is all it learns, as a create of any taken name would tell.
+        await repository(request).create_collection(
+            row, owner_id_of(request), self.default_visibility
+        )
+        _rights_changed(request)
         doc = collection_document(row, web.base_url(request))
         return json_response(doc, 201, {"Location": doc["links"][0]["href"]})
 
@@ -497,6 +544,7 @@ class TransactionsClient(AsyncBaseTransactionsClient):
     async def delete_collection(self, collection_id: str, **kwargs: Any) -> Any:
         """DELETE /collections/{collection_id} and all its items (idempotent: always 204)."""
         await repository(kwargs["request"]).delete_collection(collection_id)
+        _rights_changed(kwargs["request"])
         return Response(status_code=204)
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Text, and_, case, func, literal, literal_column, or_
 from sqlalchemy.sql.elements import ColumnElement
 
+from catalog.accounts.rights import Readable
 from catalog.db.models import Collection
 from catalog.errors import InvalidParameter, InvalidSortBy, UnknownQueryable
 from catalog.geometry import as_sql, bbox_shape
@@ -90,6 +91,7 @@ class CollectionSearch:
     limit: int = 10
     offset: int = 0
     limits: LimitSettings | None = None  # the filter's, checked as it is parsed
+    readable: Readable | None = None  # the caller's collections (None: every one)
 
     @classmethod
     def from_get(
@@ -198,6 +200,7 @@ async def run(
             datetime_filter(params.datetime),
             q_filter(params.q),
             cql,
+            params.readable.column_filter(Collection.id) if params.readable else None,
         )
         if c is not None
     ]

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any
+from uuid import UUID
 
 import orjson
 from sqlalchemy import (
@@ -24,6 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from catalog.accounts.rights import Readable
 from catalog.db.engine import connect
 from catalog.db.models import Collection, Item, Queryable
 from catalog.errors import Conflict, NotFound, UnknownQueryable
@@ -42,6 +44,7 @@ from catalog.stac.search import (
     order_by,
     order_by_reversed,
     sort_keys,
+    visible_collections,
     where_clauses,
 )
 from catalog.stac.serializers import summaries_kinds
@@ -140,12 +143,20 @@ class CatalogRepository:
             "end_datetime": row["end_datetime"],
         }
 
-    async def create_collection(self, row: Mapping[str, Any]) -> None:
-        """Insert a collection; Conflict if the id exists."""
+    async def create_collection(
+        self, row: Mapping[str, Any], owner_id: UUID | None = None, visibility: str = "public"
+    ) -> None:
+        """Insert a collection owned by ``owner_id`` (None: by nobody, admins' only);
+        Conflict if the id exists, whoever may read it."""
         async with self._connect(write=True) as conn:
             result = await conn.execute(
                 insert(Collection)
-                .values(id=row["id"], **self._collection_values(row))
+                .values(
+                    id=row["id"],
+                    owner_id=owner_id,
+                    visibility=visibility,
+                    **self._collection_values(row),
+                )
                 .on_conflict_do_nothing(index_elements=[Collection.id])
                 .returning(Collection.id)
             )
@@ -237,6 +248,16 @@ class CatalogRepository:
         frozen = {name: frozenset(kinds) for name, kinds in registry.items()}
         self._registry_cache[key] = (time.monotonic(), frozen)
         return frozen
+
+    async def _registry_of(self, collections: list[str] | None, fresh: bool = False) -> Registry:
+        """``registry`` of ``collections``, where an empty list has no properties at all."""
+        if collections == []:
+            return {}
+        return await self.registry(collections, fresh=fresh)
+
+    async def visible_registry(self, readable: Readable, fresh: bool = False) -> Registry:
+        """The properties of the collections ``readable`` names (of every one when None)."""
+        return await self._registry_of(readable.narrow(None), fresh)
 
     # -- items -------------------------------------------------------------------------------
     async def get_item(self, collection_id: str, item_id: str) -> dict[str, Any]:
@@ -393,13 +414,16 @@ class CatalogRepository:
     # -- search ------------------------------------------------------------------------------
     async def search(self, params: SearchParams) -> Page:
         """One page of items for ``params`` with keyset paging."""
-        registry = await self.registry(params.collections)
+        # Only the properties of collections the search reaches: a name only a private
+        # collection has is unknown to those who may not read it.
+        visible = visible_collections(params)
+        registry = await self._registry_of(visible)
         try:
             clauses = await asyncio.to_thread(where_clauses, params, registry)
             keys = sort_keys(params.sortby, registry)
         except UnknownQueryable:
             # The registry may be a few seconds stale: look again before refusing the name.
-            registry = await self.registry(params.collections, fresh=True)
+            registry = await self._registry_of(visible, fresh=True)
             clauses = await asyncio.to_thread(where_clauses, params, registry)
             keys = sort_keys(params.sortby, registry)
         return await self._page(params, clauses, keys)
@@ -460,7 +484,7 @@ async def _interval_bound(
     if interval_start(params.datetime) is None:
         return None
     await conn.execution_options(isolation_level="REPEATABLE READ")
-    span = await conn.scalar(max_span_query(params.collections))
+    span = await conn.scalar(max_span_query(visible_collections(params)))
     return datetime_bound(params.datetime, span)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import Select, Text, and_, any_, bindparam, false, func, or_, se
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
+from catalog.accounts.rights import Readable
 from catalog.db.models import Collection, Item
 from catalog.errors import InvalidLimit, InvalidSortBy, InvalidToken, UnknownQueryable
 from catalog.geometry import as_sql, bbox_shape, geojson_shape
@@ -52,6 +53,18 @@ class SearchParams:
     offset: int = 0  # items skipped before the page (OGC API Features clients page so)
     # Bounds of the filter and query, checked as they are parsed (catalog/stac/bounds.py).
     limits: LimitSettings | None = None
+    # The caller's readable collections (None: no filter, the worker's and admins' searches).
+    readable: Readable | None = None
+
+
+def visible_collections(params: SearchParams) -> list[str] | None:
+    """The collections a search reaches: those it asks for (every one when None or empty)
+    that the caller reads. An empty list reaches none: asking only for collections the caller
+    may not read finds what asking for missing ones finds, nothing."""
+    asked = params.collections or None
+    if params.readable is None:
+        return asked
+    return params.readable.narrow(asked)
 
 
 # -- filter builders: each returns one clause (or None when the parameter is absent) ----------
@@ -61,8 +74,8 @@ def _any(values: list[str]) -> ColumnElement[Any]:
 
 
 def collections_filter(collections: list[str] | None) -> ColumnElement[bool] | None:
-    """Items of the given collections."""
-    return Item.collection_id == _any(collections) if collections else None
+    """Items of the given collections (None: of every one; an empty list: of none)."""
+    return None if collections is None else Item.collection_id == _any(collections)
 
 
 def ids_filter(ids: list[str] | None) -> ColumnElement[bool] | None:
@@ -151,7 +164,7 @@ def where_clauses(params: SearchParams, registry: Registry) -> list[ColumnElemen
     callers run it in a worker thread, off the event loop.
     """
     clauses = [
-        collections_filter(params.collections),
+        collections_filter(visible_collections(params)),
         ids_filter(params.ids),
         bbox_filter(params.bbox),
         intersects_filter(params.intersects),

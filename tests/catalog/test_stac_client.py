@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message
 
+from catalog.accounts.repository import AccountRepository
 from catalog.db.engine import create_engine
 from catalog.settings import DatabaseSettings
 from catalog.stac.client import CoreClient
@@ -34,7 +35,11 @@ async def repo(database_url: str) -> AsyncIterator[CatalogRepository]:
 def _request(
     repo: CatalogRepository, method: str, path: str, query: str = "", body: Any = None
 ) -> Request:
-    app = SimpleNamespace(state=SimpleNamespace(repository=repo, router_prefix=""))
+    # Anonymous (no rights dependency ran): the public collections of the catalogue.
+    accounts = AccountRepository(repo.engine)
+    app = SimpleNamespace(
+        state=SimpleNamespace(repository=repo, accounts=accounts, router_prefix="")
+    )
     scope = {
         "type": "http",
         "method": method,
