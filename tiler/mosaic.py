@@ -19,11 +19,18 @@ repository with ``anyio.from_thread.run``: the API's one engine, pool, statement
 error translation serve tiles too, and a threadpool worker waits only for its own query.
 A tile without items, or whose items have no pixels there, is ``204 No Content`` (as vector
 tiles are: MapLibre shows it as empty); an unknown collection or search is 404.
+
+Rights (server/policy.py). A collection mosaic's collection is checked before the route runs
+(``READ``: 404 when the caller may not read it). A saved search's tiles and TileJSON are
+``LISTED``: drawn with the rights of whoever asks for them, the item lookups filtering by the
+caller's readable collections in SQL (``MosaicSource.readable``). A saved search is its
+saver's: ``GET /searches/{searchId}`` answers 404 to anyone else but an admin.
 """
 
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -53,12 +60,15 @@ from titiler.core.models.mapbox import TileJSON
 from titiler.core.resources.enums import ImageType
 from titiler.mosaic.factory import MOSAIC_THREADS, MosaicTilerFactory
 
+from catalog.accounts.rights import Readable
+from catalog.accounts.web import owner_id_of, principal_of, readable_of
 from catalog.maps.mosaic import (
     Coverage,
     MosaicRepository,
     SavedSearch,
     SearchBody,
     collection_params,
+    not_registered,
 )
 from catalog.maps.tiles import WGS84, TileBounds
 from catalog.stac.search import SearchParams
@@ -103,13 +113,14 @@ class MosaicSource:
 
     repository: MosaicRepository
     params: SearchParams
+    readable: Readable
     collection_id: str | None = None
 
     async def coverage(self) -> Coverage:
-        """Bounds and resolutions of the mosaic's items."""
+        """Bounds and resolutions of the mosaic's items (of readable collections)."""
         if self.collection_id is not None:
             return await self.repository.collection_coverage(self.collection_id)
-        return await self.repository.coverage(self.params)
+        return await self.repository.coverage(self.params, self.readable)
 
 
 class EmptyTile(Exception):
@@ -149,8 +160,11 @@ class CatalogBackend(BaseBackend):
         self.minzoom, self.maxzoom = self.tms.minzoom, self.tms.maxzoom
 
     def _items(self, bounds: TileBounds) -> list[dict[str, Any]]:
+        source = self.input
         items: list[dict[str, Any]] = anyio.from_thread.run(
-            self.input.repository.tile_items, self.input.params, bounds
+            partial(source.repository.tile_items, readable=source.readable),
+            source.params,
+            bounds,
         )
         return items
 
@@ -234,11 +248,15 @@ def mosaic_repository(settings: MosaicSettings) -> Callable[[Request], MosaicRep
 def collection_source(repository: Callable[..., MosaicRepository]) -> Callable[..., Any]:
     """Path dependency of collection mosaics."""
 
-    def dependency(
+    async def dependency(
+        request: Request,
         collection_id: Annotated[str, Path(alias="collectionId", description="A collection id.")],
         repo: Annotated[MosaicRepository, Depends(repository)],
     ) -> MosaicSource:
-        return MosaicSource(repo, collection_params(collection_id), collection_id)
+        # The rights check let the caller read this collection (or 404'd); the readable set
+        # filters the item lookups as well, so nothing else can ever be drawn.
+        readable = await readable_of(request)
+        return MosaicSource(repo, collection_params(collection_id), readable, collection_id)
 
     return dependency
 
@@ -247,11 +265,13 @@ def search_source(repository: Callable[..., MosaicRepository]) -> Callable[..., 
     """Path dependency of saved-search mosaics: the search (cached briefly); 404 if unknown."""
 
     async def dependency(
+        request: Request,
         search_id: Annotated[str, Path(alias="searchId", description="A saved search id.")],
         repo: Annotated[MosaicRepository, Depends(repository)],
     ) -> MosaicSource:
         saved = await repo.use(search_id)
-        return MosaicSource(repo, saved.params)
+        # Drawn with the rights of the caller, not of the search's owner.
+        return MosaicSource(repo, saved.params, await readable_of(request))
 
     return dependency
 
@@ -528,7 +548,7 @@ def searches_router(
             search = SearchBody.model_validate(body)
         except ValidationError as exc:  # same codes as POST /search (server error table)
             raise RequestValidationError(exc.errors(include_url=False)) from exc
-        saved, new = await repo.register(search)
+        saved, new = await repo.register(search, owner_id_of(request))
         doc = search_document(saved, base_url(request), tms_ids)
         return json_response(doc, 201 if new else 200, {"Location": doc["links"][0]["href"]})
 
@@ -537,8 +557,10 @@ def searches_router(
         search_id: Annotated[str, Path(alias="searchId", description="A saved search id.")],
         repo: Repo,
     ) -> Response:
-        """A saved search and its map links; ``search.NotFound`` if unknown."""
+        """A saved search and its map links; ``search.NotFound`` if unknown or not the caller's."""
         saved = await repo.get(search_id)
+        if not principal_of(request).owns(saved.owner_id):
+            raise not_registered(search_id)
         return json_response(search_document(saved, base_url(request), tms_ids))
 
     router.add_api_route(
