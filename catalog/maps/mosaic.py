@@ -32,8 +32,10 @@ from sqlalchemy import Float, Select, case, cast, func, literal_column, select, 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.elements import ColumnElement
 
-from catalog.accounts.rights import EVERYTHING, Readable
+from catalog.accounts.principal import Principal
+from catalog.accounts.rights import EVERYTHING, Readable, readable_clause
 from catalog.db.engine import connect
+from catalog.db.models import Collection as CollectionRow
 from catalog.db.models import Item, Search
 from catalog.errors import NotFound, UnknownQueryable
 from catalog.maps.tiles import WGS84, TileBounds
@@ -399,6 +401,14 @@ class MosaicRepository:
                 if await conn.scalar(query) is not None:
                     found.add(collection_id)
         return found
+
+    async def readable_ids(self, principal: Principal) -> list[str]:
+        """The ids of the collections ``principal`` reads now, listed even when that is every
+        one (a job rendering later for a principal must not reach collections made since)."""
+        ids = CollectionRow.id
+        query = select(ids).where(readable_clause(principal)).order_by(ids)
+        async with connect(self.catalog.engine) as conn:
+            return list((await conn.scalars(query)).all())
 
     async def collection_exists(self, collection_id: str) -> None:
         """NotFound unless the collection exists."""

@@ -83,10 +83,9 @@ class ExportProcess(Process):
         """
         request = parse_request(inputs)
         if request.search is not None:
-            readable = await accounts.readable(caller)
-            if readable.ids is None:
+            if caller.is_admin:
                 return inputs
-            return {**inputs, READABLE_INPUT: list(readable.ids)}
+            return {**inputs, READABLE_INPUT: await self.mosaics.readable_ids(caller)}
         collection_id = request.item.collection if request.item else request.collection
         if collection_id is None or caller.is_admin:  # admins: the worker finds what is missing
             return inputs
