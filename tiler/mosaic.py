@@ -12,7 +12,7 @@ Routes (``MosaicFactory``, a ``MosaicTilerFactory`` whose tile and TileJSON rout
   and ``.../tilejson.json``: the collection's mosaic. ``/collections/{collectionId}/tiles/
   {tileMatrixSetId}`` itself is the OGC tileset metadata (ogc/tiles.py), not served here.
 - the same below ``/searches/{searchId}/tiles``; ``POST /searches`` and ``GET /searches/{id}``
-  register and describe saved searches (``searches_router``).
+  register and describe saved searches (tiler/searches.py).
 
 Tile routes are sync (titiler renders in the threadpool); the backend reaches the async
 repository with ``anyio.from_thread.run``: the API's one engine, pool, statement timeout and
@@ -38,10 +38,8 @@ import anyio.from_thread
 import attr
 import morecantile
 from attrs import define
-from fastapi import APIRouter, Body, Depends, Path, Query
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, Path, Query
 from morecantile import TileMatrixSet
-from pydantic import ValidationError
 from rio_tiler.constants import WEB_MERCATOR_TMS, WGS84_CRS
 from rio_tiler.errors import (
     EmptyMosaicError,
@@ -61,14 +59,11 @@ from titiler.core.resources.enums import ImageType
 from titiler.mosaic.factory import MOSAIC_THREADS, MosaicTilerFactory
 
 from catalog.accounts.rights import Readable
-from catalog.accounts.web import owner_id_of, principal_of, readable_of
+from catalog.accounts.web import readable_of
 from catalog.maps.mosaic import (
     Coverage,
     MosaicRepository,
-    SavedSearch,
-    SearchBody,
     collection_params,
-    not_registered,
 )
 from catalog.maps.tiles import WGS84, TileBounds
 from catalog.stac.search import SearchParams
@@ -88,6 +83,7 @@ from .factory import SharedTileMatrixSets, cache_control_route
 from .presets import Preset, PresetQuery, resolve_preset
 from .readers import ItemReader
 from .readers.shared import ReaderResources
+from .searches import searches_router
 from .settings import MosaicSettings, TilerSettings
 
 WEB_MERCATOR = "WebMercatorQuad"
@@ -503,84 +499,6 @@ def _prefix_url(request: Request, prefix: str) -> str:
     """The absolute URL of ``prefix`` with the request's path parameters filled in (quoted)."""
     ids = {k: quote(str(v), safe="") for k, v in request.path_params.items()}
     return base_url(request) + prefix.lstrip("/").format_map(ids)
-
-
-# -- saved searches ----------------------------------------------------------------------------
-def search_document(saved: SavedSearch, base: str, tms_ids: Sequence[str]) -> dict[str, Any]:
-    """A saved search with links to itself and to its TileJSON and tiles per TMS."""
-    href = f"{base}searches/{saved.id}"
-    links: list[dict[str, Any]] = [{"rel": "self", "type": "application/json", "href": href}]
-    for tms in tms_ids:
-        links.append(
-            {
-                "rel": "tilejson",
-                "type": "application/json",
-                "href": f"{href}/tiles/{tms}/tilejson.json",
-                "title": f"TileJSON ({tms})",
-            }
-        )
-        links.append(
-            {
-                "rel": "item",
-                "type": "image/png",
-                "templated": True,
-                "href": f"{href}/tiles/{tms}/{TEMPLATE}",
-                "title": f"Map tiles ({tms})",
-            }
-        )
-    return {"id": saved.id, "search": saved.body, "links": links}  # fmt: skip
-
-
-def searches_router(
-    repository: Callable[..., MosaicRepository],
-    tms_ids: Sequence[str],
-    write_dependencies: Sequence[Any],
-) -> APIRouter:
-    """``POST /searches`` (behind ``write_dependencies``) and ``GET /searches/{searchId}``."""
-    router = APIRouter(tags=["Mosaics"])
-    Repo = Annotated[MosaicRepository, Depends(repository)]
-
-    async def register_search(
-        request: Request, repo: Repo, body: Annotated[dict[str, Any], Body()]
-    ) -> Response:
-        """Save an item search (a STAC item-search body); 201 when new, 200 if it was saved."""
-        try:
-            search = SearchBody.model_validate(body)
-        except ValidationError as exc:  # same codes as POST /search (server error table)
-            raise RequestValidationError(exc.errors(include_url=False)) from exc
-        saved, new = await repo.register(search, owner_id_of(request))
-        doc = search_document(saved, base_url(request), tms_ids)
-        return json_response(doc, 201 if new else 200, {"Location": doc["links"][0]["href"]})
-
-    async def get_search(
-        request: Request,
-        search_id: Annotated[str, Path(alias="searchId", description="A saved search id.")],
-        repo: Repo,
-    ) -> Response:
-        """A saved search and its map links; ``search.NotFound`` if unknown or not the caller's."""
-        saved = await repo.get(search_id)
-        if not principal_of(request).owns(saved.owner_id):
-            raise not_registered(search_id)
-        return json_response(search_document(saved, base_url(request), tms_ids))
-
-    router.add_api_route(
-        "/searches",
-        register_search,
-        methods=["POST"],
-        operation_id="registerSearch",
-        summary="Save an item search",
-        status_code=201,
-        responses={
-            201: {"description": "Saved", "content": {"application/json": {}}},
-            200: {"description": "Saved before: the same id", "content": {"application/json": {}}},
-        },
-        dependencies=list(write_dependencies),
-        response_class=Response,
-    )
-    router.add_api_route("/searches/{searchId}", get_search, methods=["GET"],
-                         operation_id="getSearch", summary="Describe a saved search",
-                         response_class=Response)  # fmt: skip
-    return router
 
 
 def mosaic_router(
