@@ -46,6 +46,7 @@ def test_exporting_a_collection_or_its_item_needs_the_write_right(
     assert other.status_code == 400
     assert r.json() == {**other.json(), "description": other.json()["description"].replace(
         "nothere", SECRET)}  # fmt: skip
+    assert r.json()["type"] == "InvalidParameterValue"  # as other bad inputs (OGC)
     r = execute(world, "reader", **inputs)
     assert r.status_code == 403, r.text
     assert r.json()["code"] == "auth.Forbidden"

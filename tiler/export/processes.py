@@ -92,7 +92,10 @@ class ExportProcess(Process):
         right = await accounts.right_on(caller, collection_id)
         if right is None:
             name = "item" if request.item else "collection"
-            raise InvalidParameter(f"input {name!r}: collection {collection_id!r} does not exist")
+            raise InvalidParameter(  # the OGC exception type check_execution gives bad inputs
+                f"input {name!r}: collection {collection_id!r} does not exist",
+                type="InvalidParameterValue",
+            )
         if right == "read":
             raise Forbidden(f"exporting needs the 'write' right on collection {collection_id!r}")
         return inputs
