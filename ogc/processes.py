@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from stac_fastapi.types.extension import ApiExtension
 from starlette.responses import Response
 
+from catalog.accounts.web import principal_of
 from catalog.errors import CatalogError, InvalidParameter, NotFound
 from catalog.jobs.queue import JobRecord, JobRepository, JobStatus, Process, ProcessDescription
 from catalog.jobs.queue import parse_job_id as _parse_job_id
@@ -314,6 +315,7 @@ def _execute_endpoint(settings: JobSettings) -> Callable[..., Any]:
         """Queue a job (asynchronous execution only); 201 with its status and Location."""
         process = _find_process(processes, process_id)
         inputs = check_execution(process, body)
+        inputs = await process.admit(inputs, principal_of(request), request.app.state.accounts)
         described = process.description
         job = await jobs.submit(
             process_id,

@@ -23,6 +23,7 @@ from stac_fastapi.types.extension import ApiExtension
 from starlette.responses import Response
 
 from catalog.maps.tiles import VectorTile, VectorTileRepository
+from tiler.factory import cache_control_for
 
 from .settings import TileSettings
 from .tiles import MVT, CollectionID, TileMatrixSetID, TileMatrixSets
@@ -50,6 +51,7 @@ Interval = Annotated[
 Format = Annotated[Literal["mvt"], Query(description="Tile format (the only one: mvt).")]
 AcceptEncoding = Annotated[str | None, Header(include_in_schema=False)]
 IfNoneMatch = Annotated[str | None, Header(include_in_schema=False)]
+Authorization = Annotated[str | None, Header(include_in_schema=False)]
 
 
 def repository_dependency(
@@ -81,6 +83,7 @@ def _tile_endpoint(
         f: Format = "mvt",
         accept_encoding: AcceptEncoding = None,
         if_none_match: IfNoneMatch = None,
+        authorization: Authorization = None,
     ) -> Response:
         """A vector tile of the collection's item footprints (204 when empty, gzip when
         accepted, 304 when ``If-None-Match`` holds its ETag)."""
@@ -92,16 +95,24 @@ def _tile_endpoint(
             limit=settings.max_features,
             interval=interval,
         )
-        return _response(tile, settings, accept_encoding, if_none_match)
+        cache_control = cache_control_for(settings.cache_control, authorization is not None)
+        return _response(tile, settings, accept_encoding, if_none_match, cache_control)
 
     return get_tile
 
 
 def _response(
-    tile: VectorTile, settings: TileSettings, accept_encoding: str | None, if_none_match: str | None
+    tile: VectorTile,
+    settings: TileSettings,
+    accept_encoding: str | None,
+    if_none_match: str | None,
+    cache_control: str,
 ) -> Response:
-    """The tile as the client asked for it: gzipped or not, or 304 Not Modified."""
-    headers = {"Cache-Control": settings.cache_control, "Vary": "Accept-Encoding"}
+    """The tile as the client asked for it: gzipped or not, or 304 Not Modified.
+
+    ``Vary: Authorization``: what a token fetched is not what anyone else may get.
+    """
+    headers = {"Cache-Control": cache_control, "Vary": "Accept-Encoding, Authorization"}
     if tile.capped:
         headers[CAPPED_HEADER] = str(settings.max_features)
     digest = hashlib.md5(tile.content, usedforsecurity=False).hexdigest()

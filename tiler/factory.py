@@ -58,8 +58,32 @@ from .settings import MAX_ZOOM, TilerSettings
 ITEM_PREFIX = "/collections/{collection_id}/items/{item_id}"
 
 
+def cache_control_for(value: str, authorized: bool) -> str:
+    """``value`` for a response to a request with (``authorized``) or without credentials.
+
+    A tile fetched with a token may be of a collection only that token reads: shared caches
+    (proxies, CDNs) must not keep it for others, so its ``public`` becomes ``private``. What
+    an anonymous request got, anyone may get: it stays as configured.
+    """
+    if not authorized:
+        return value
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    parts = ["private" if p.lower() == "public" else p for p in parts]
+    if not any(p.lower() in ("private", "no-store") for p in parts):
+        parts.insert(0, "private")
+    return ", ".join(parts)
+
+
+def vary_on_authorization(headers: Any) -> None:
+    """Add ``Authorization`` to the ``Vary`` header (the response depends on the caller)."""
+    present = [v.strip() for v in headers.get("Vary", "").split(",") if v.strip()]
+    if "authorization" not in (v.lower() for v in present):
+        headers["Vary"] = ", ".join([*present, "Authorization"])
+
+
 def cache_control_route(value: str, route_names: frozenset[str]) -> type[APIRoute]:
-    """An APIRoute class adding ``Cache-Control: value`` to successful responses of some routes."""
+    """An APIRoute class adding ``Cache-Control: value`` to successful responses of some routes
+    (``private`` where the request carried credentials, ``cache_control_for``)."""
 
     class CacheControlRoute(APIRoute):
         def get_route_handler(self) -> Any:
@@ -70,7 +94,11 @@ def cache_control_route(value: str, route_names: frozenset[str]) -> type[APIRout
             async def cached(request: Request) -> Response:
                 response = await handler(request)
                 if response.status_code == 200:
-                    response.headers.setdefault("Cache-Control", value)
+                    authorized = "authorization" in request.headers
+                    response.headers.setdefault(
+                        "Cache-Control", cache_control_for(value, authorized)
+                    )
+                    vary_on_authorization(response.headers)
                 return response
 
             return cached

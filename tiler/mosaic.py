@@ -12,18 +12,25 @@ Routes (``MosaicFactory``, a ``MosaicTilerFactory`` whose tile and TileJSON rout
   and ``.../tilejson.json``: the collection's mosaic. ``/collections/{collectionId}/tiles/
   {tileMatrixSetId}`` itself is the OGC tileset metadata (ogc/tiles.py), not served here.
 - the same below ``/searches/{searchId}/tiles``; ``POST /searches`` and ``GET /searches/{id}``
-  register and describe saved searches (``searches_router``).
+  register and describe saved searches (tiler/searches.py).
 
 Tile routes are sync (titiler renders in the threadpool); the backend reaches the async
 repository with ``anyio.from_thread.run``: the API's one engine, pool, statement timeout and
 error translation serve tiles too, and a threadpool worker waits only for its own query.
 A tile without items, or whose items have no pixels there, is ``204 No Content`` (as vector
 tiles are: MapLibre shows it as empty); an unknown collection or search is 404.
+
+Rights (server/policy.py). A collection mosaic's collection is checked before the route runs
+(``READ``: 404 when the caller may not read it). A saved search's tiles and TileJSON are
+``LISTED``: drawn with the rights of whoever asks for them, the item lookups filtering by the
+caller's readable collections in SQL (``MosaicSource.readable``). A saved search is its
+saver's: ``GET /searches/{searchId}`` answers 404 to anyone else but an admin.
 """
 
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -31,10 +38,8 @@ import anyio.from_thread
 import attr
 import morecantile
 from attrs import define
-from fastapi import APIRouter, Body, Depends, Path, Query
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, Path, Query
 from morecantile import TileMatrixSet
-from pydantic import ValidationError
 from rio_tiler.constants import WEB_MERCATOR_TMS, WGS84_CRS
 from rio_tiler.errors import (
     EmptyMosaicError,
@@ -53,11 +58,11 @@ from titiler.core.models.mapbox import TileJSON
 from titiler.core.resources.enums import ImageType
 from titiler.mosaic.factory import MOSAIC_THREADS, MosaicTilerFactory
 
+from catalog.accounts.rights import Readable
+from catalog.accounts.web import readable_of
 from catalog.maps.mosaic import (
     Coverage,
     MosaicRepository,
-    SavedSearch,
-    SearchBody,
     collection_params,
 )
 from catalog.maps.tiles import WGS84, TileBounds
@@ -78,6 +83,7 @@ from .factory import SharedTileMatrixSets, cache_control_route
 from .presets import Preset, PresetQuery, resolve_preset
 from .readers import ItemReader
 from .readers.shared import ReaderResources
+from .searches import searches_router
 from .settings import MosaicSettings, TilerSettings
 
 WEB_MERCATOR = "WebMercatorQuad"
@@ -103,13 +109,14 @@ class MosaicSource:
 
     repository: MosaicRepository
     params: SearchParams
+    readable: Readable
     collection_id: str | None = None
 
     async def coverage(self) -> Coverage:
-        """Bounds and resolutions of the mosaic's items."""
+        """Bounds and resolutions of the mosaic's items (of readable collections)."""
         if self.collection_id is not None:
             return await self.repository.collection_coverage(self.collection_id)
-        return await self.repository.coverage(self.params)
+        return await self.repository.coverage(self.params, self.readable)
 
 
 class EmptyTile(Exception):
@@ -149,8 +156,11 @@ class CatalogBackend(BaseBackend):
         self.minzoom, self.maxzoom = self.tms.minzoom, self.tms.maxzoom
 
     def _items(self, bounds: TileBounds) -> list[dict[str, Any]]:
+        source = self.input
         items: list[dict[str, Any]] = anyio.from_thread.run(
-            self.input.repository.tile_items, self.input.params, bounds
+            partial(source.repository.tile_items, readable=source.readable),
+            source.params,
+            bounds,
         )
         return items
 
@@ -234,11 +244,15 @@ def mosaic_repository(settings: MosaicSettings) -> Callable[[Request], MosaicRep
 def collection_source(repository: Callable[..., MosaicRepository]) -> Callable[..., Any]:
     """Path dependency of collection mosaics."""
 
-    def dependency(
+    async def dependency(
+        request: Request,
         collection_id: Annotated[str, Path(alias="collectionId", description="A collection id.")],
         repo: Annotated[MosaicRepository, Depends(repository)],
     ) -> MosaicSource:
-        return MosaicSource(repo, collection_params(collection_id), collection_id)
+        # The rights check let the caller read this collection (or 404'd); the readable set
+        # filters the item lookups as well, so nothing else can ever be drawn.
+        readable = await readable_of(request)
+        return MosaicSource(repo, collection_params(collection_id), readable, collection_id)
 
     return dependency
 
@@ -247,11 +261,13 @@ def search_source(repository: Callable[..., MosaicRepository]) -> Callable[..., 
     """Path dependency of saved-search mosaics: the search (cached briefly); 404 if unknown."""
 
     async def dependency(
+        request: Request,
         search_id: Annotated[str, Path(alias="searchId", description="A saved search id.")],
         repo: Annotated[MosaicRepository, Depends(repository)],
     ) -> MosaicSource:
         saved = await repo.use(search_id)
-        return MosaicSource(repo, saved.params)
+        # Drawn with the rights of the caller, not of the search's owner.
+        return MosaicSource(repo, saved.params, await readable_of(request))
 
     return dependency
 
@@ -483,82 +499,6 @@ def _prefix_url(request: Request, prefix: str) -> str:
     """The absolute URL of ``prefix`` with the request's path parameters filled in (quoted)."""
     ids = {k: quote(str(v), safe="") for k, v in request.path_params.items()}
     return base_url(request) + prefix.lstrip("/").format_map(ids)
-
-
-# -- saved searches ----------------------------------------------------------------------------
-def search_document(saved: SavedSearch, base: str, tms_ids: Sequence[str]) -> dict[str, Any]:
-    """A saved search with links to itself and to its TileJSON and tiles per TMS."""
-    href = f"{base}searches/{saved.id}"
-    links: list[dict[str, Any]] = [{"rel": "self", "type": "application/json", "href": href}]
-    for tms in tms_ids:
-        links.append(
-            {
-                "rel": "tilejson",
-                "type": "application/json",
-                "href": f"{href}/tiles/{tms}/tilejson.json",
-                "title": f"TileJSON ({tms})",
-            }
-        )
-        links.append(
-            {
-                "rel": "item",
-                "type": "image/png",
-                "templated": True,
-                "href": f"{href}/tiles/{tms}/{TEMPLATE}",
-                "title": f"Map tiles ({tms})",
-            }
-        )
-    return {"id": saved.id, "search": saved.body, "links": links}  # fmt: skip
-
-
-def searches_router(
-    repository: Callable[..., MosaicRepository],
-    tms_ids: Sequence[str],
-    write_dependencies: Sequence[Any],
-) -> APIRouter:
-    """``POST /searches`` (behind ``write_dependencies``) and ``GET /searches/{searchId}``."""
-    router = APIRouter(tags=["Mosaics"])
-    Repo = Annotated[MosaicRepository, Depends(repository)]
-
-    async def register_search(
-        request: Request, repo: Repo, body: Annotated[dict[str, Any], Body()]
-    ) -> Response:
-        """Save an item search (a STAC item-search body); 201 when new, 200 if it was saved."""
-        try:
-            search = SearchBody.model_validate(body)
-        except ValidationError as exc:  # same codes as POST /search (server error table)
-            raise RequestValidationError(exc.errors(include_url=False)) from exc
-        saved, new = await repo.register(search)
-        doc = search_document(saved, base_url(request), tms_ids)
-        return json_response(doc, 201 if new else 200, {"Location": doc["links"][0]["href"]})
-
-    async def get_search(
-        request: Request,
-        search_id: Annotated[str, Path(alias="searchId", description="A saved search id.")],
-        repo: Repo,
-    ) -> Response:
-        """A saved search and its map links; ``search.NotFound`` if unknown."""
-        saved = await repo.get(search_id)
-        return json_response(search_document(saved, base_url(request), tms_ids))
-
-    router.add_api_route(
-        "/searches",
-        register_search,
-        methods=["POST"],
-        operation_id="registerSearch",
-        summary="Save an item search",
-        status_code=201,
-        responses={
-            201: {"description": "Saved", "content": {"application/json": {}}},
-            200: {"description": "Saved before: the same id", "content": {"application/json": {}}},
-        },
-        dependencies=list(write_dependencies),
-        response_class=Response,
-    )
-    router.add_api_route("/searches/{searchId}", get_search, methods=["GET"],
-                         operation_id="getSearch", summary="Describe a saved search",
-                         response_class=Response)  # fmt: skip
-    return router
 
 
 def mosaic_router(

@@ -36,6 +36,7 @@ from titiler.core.dependencies import DatasetParams, ImageRenderingParams
 from titiler.core.resources.enums import ImageType
 from titiler.mosaic.factory import PixelSelectionParams
 
+from catalog.accounts.rights import EVERYTHING
 from catalog.errors import InvalidParameter
 from catalog.stac.search import SearchParams
 from catalog.storage.local import LocalStorage
@@ -282,7 +283,8 @@ def render_mosaic_tile(
     if not items:
         return None
     options = {**p.tile.as_dict(), **p.layer.as_dict(), **p.dataset.as_dict()}
-    source = MosaicSource(repository=None, params=SearchParams())  # type: ignore[arg-type]
+    # The items are given (the export's planner chose them, within its caller's rights).
+    source = MosaicSource(repository=None, params=SearchParams(), readable=EVERYTHING)  # type: ignore[arg-type]
     backend = _GivenItemsBackend(source, tms=p.tms, reader_options=p.reader.as_dict(), items=items)
     with backend as src:
         try:

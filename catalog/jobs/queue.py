@@ -22,6 +22,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from catalog.accounts.principal import Principal
+from catalog.accounts.repository import AccountRepository
 from catalog.db.engine import connect
 from catalog.db.models import Job, JobLog
 from catalog.errors import CatalogError, InvalidParameter, NotFound
@@ -122,6 +124,14 @@ class Process(ABC):
             if spec.min_occurs > 0 and name not in inputs:
                 raise InvalidParameter(f"input {name!r} is required")
         return dict(inputs)
+
+    async def admit(
+        self, inputs: dict[str, Any], caller: Principal, accounts: AccountRepository
+    ) -> dict[str, Any]:
+        """At submission, after ``check_inputs``: refuse a ``caller`` without the rights the
+        job needs on what its inputs name (raise), and return the inputs to store, with what
+        the worker must know of the caller's rights (default: the inputs as they are)."""
+        return inputs
 
     @abstractmethod
     async def prepare(self, job: "JobRecord", cancelled: Callable[[], bool]) -> dict[str, Any]:

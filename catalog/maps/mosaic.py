@@ -7,6 +7,16 @@ the search ``{"collections": [id]}``; a saved search is any item-search body reg
 search's own filter builders (catalog/stac/search.py), so a mosaic matches exactly what ``/search``
 returns for the same body. Like catalog/maps/tiles.py, this module knows tiles only as
 ``TileBounds``: the tiler turns tile matrix sets into bounds.
+
+Rights. A saved search belongs to the account that saved it (``searches.owner_id``); only
+its owner (or an admin) may read it back. Its id is content-addressed: the hash of the
+canonical body alone for the bootstrap admin (owner None: the ids saved before accounts stay
+what they were), and of the owner's id with the body for an account, so two accounts saving
+the same body get two searches, each their own, and neither learns of the other's. A search
+names items, not rights: every item lookup of a mosaic (tiles, coverage) takes the
+``Readable`` collections of whoever renders it and filters by them in its SQL, so a tile never
+draws an item of a collection its caller cannot read, whatever the search names. The cache of
+saved searches (``use``) holds bodies only, never items, so it serves every caller alike.
 """
 
 import hashlib
@@ -15,13 +25,17 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
 from sqlalchemy import Float, Select, case, cast, func, literal_column, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.elements import ColumnElement
 
+from catalog.accounts.principal import Principal
+from catalog.accounts.rights import EVERYTHING, Readable, readable_clause
 from catalog.db.engine import connect
+from catalog.db.models import Collection as CollectionRow
 from catalog.db.models import Item, Search
 from catalog.errors import NotFound, UnknownQueryable
 from catalog.maps.tiles import WGS84, TileBounds
@@ -50,9 +64,14 @@ class SearchBody(SavedSearchBody):
 
 
 class SearchNotFound(NotFound):
-    """A saved search id that is not registered."""
+    """A saved search id that is not registered (or not the caller's)."""
 
     code = "search.NotFound"
+
+
+def not_registered(search_id: str) -> SearchNotFound:
+    """The 404 of a missing saved search, and of one the caller may not see: the same words."""
+    return SearchNotFound(f"search {search_id!r} is not registered")
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,7 @@ class SavedSearch:
     body: dict[str, Any]
     params: SearchParams
     created: datetime | None = None
+    owner_id: UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -109,9 +129,16 @@ def canonical_body(body: SearchBody) -> dict[str, Any]:
     return canonical
 
 
-def search_id(canonical: Mapping[str, Any]) -> str:
-    """The id of a canonical search body: 32 hex digits of its SHA-256."""
-    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+def search_id(canonical: Mapping[str, Any], owner_id: UUID | None = None) -> str:
+    """The id of a canonical search body saved by ``owner_id``: 32 hex digits of a SHA-256.
+
+    Without an owner (the bootstrap admin) the hash of the body alone, as before accounts;
+    with one, of the owner and the body, so each account's searches are its own rows.
+    """
+    named: Mapping[str, Any] = canonical
+    if owner_id is not None:
+        named = {"owner": str(owner_id), "search": canonical}
+    return hashlib.sha256(orjson.dumps(named, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 def search_params(canonical: Mapping[str, Any]) -> SearchParams:
@@ -160,6 +187,12 @@ def _row_item(row: Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
+def _readable(readable: Readable) -> list[ColumnElement[bool]]:
+    """The clause keeping items of ``readable`` collections (none when every one is)."""
+    clause = readable.column_filter(Item.collection_id)
+    return [] if clause is None else [clause]
+
+
 class MosaicRepository:
     """Saved searches and the item lookups of mosaic tiles, on the catalogue's engine.
 
@@ -181,35 +214,39 @@ class MosaicRepository:
         self._searches: dict[str, tuple[float, SavedSearch]] = {}
 
     # -- saved searches --------------------------------------------------------------------
-    async def register(self, body: SearchBody) -> tuple[SavedSearch, bool]:
-        """Save a search (validated by compiling it); whether it was new."""
+    async def register(
+        self, body: SearchBody, owner_id: UUID | None = None
+    ) -> tuple[SavedSearch, bool]:
+        """Save a search of ``owner_id`` (validated by compiling it); whether it was new."""
         canonical = canonical_body(body)
         params = search_params(canonical)
         await self._compile(params)
-        sid = search_id(canonical)
+        sid = search_id(canonical, owner_id)
         async with connect(self.catalog.engine, write=True) as conn:
             created = await conn.scalar(
                 insert(Search)
-                .values(id=sid, body=canonical)
+                .values(id=sid, body=canonical, owner_id=owner_id)
                 .on_conflict_do_nothing(index_elements=[Search.id])
                 .returning(Search.created)
             )
             new = created is not None
             if not new:
                 created = await conn.scalar(select(Search.created).where(Search.id == sid))
-        return SavedSearch(sid, canonical, params, created), new
+        return SavedSearch(sid, canonical, params, created, owner_id), new
 
     async def get(self, search_id: str) -> SavedSearch:
         """A saved search, read now; SearchNotFound."""
         async with connect(self.catalog.engine) as conn:
             row = (
                 await conn.execute(
-                    select(Search.body, Search.created).where(Search.id == search_id)
+                    select(Search.body, Search.created, Search.owner_id).where(
+                        Search.id == search_id
+                    )
                 )
             ).first()
         if row is None:
-            raise SearchNotFound(f"search {search_id!r} is not registered")
-        return SavedSearch(search_id, row.body, search_params(row.body), row.created)
+            raise not_registered(search_id)
+        return SavedSearch(search_id, row.body, search_params(row.body), row.created, row.owner_id)
 
     async def use(self, search_id: str) -> SavedSearch:
         """A saved search for rendering: cached for ``search_ttl``, marking it used."""
@@ -223,13 +260,13 @@ class MosaicRepository:
                     update(Search)
                     .where(Search.id == search_id)
                     .values(last_used=func.now())
-                    .returning(Search.body, Search.created)
+                    .returning(Search.body, Search.created, Search.owner_id)
                 )
             ).first()
         if row is None:
             self._searches.pop(search_id, None)
-            raise SearchNotFound(f"search {search_id!r} is not registered")
-        saved = SavedSearch(search_id, row.body, search_params(row.body), row.created)
+            raise not_registered(search_id)
+        saved = SavedSearch(search_id, row.body, search_params(row.body), row.created, row.owner_id)
         if len(self._searches) >= self.cache_size:
             self._searches.clear()
         self._searches[search_id] = (now, saved)
@@ -247,7 +284,9 @@ class MosaicRepository:
             registry = await self.catalog.registry(params.collections, fresh=True)
             return where_clauses(params, registry), sort_keys(params.sortby, registry)
 
-    async def _tile_query(self, params: SearchParams, bounds: TileBounds, limit: int | None) -> Any:
+    async def _tile_query(
+        self, params: SearchParams, bounds: TileBounds, limit: int | None, readable: Readable
+    ) -> Any:
         clauses, keys = await self._compile(params)
         return (
             select(
@@ -257,31 +296,42 @@ class MosaicRepository:
                 Item.content["bbox"].label("bbox"),
                 Item.content["assets"].label("assets"),
             )
-            .where(*clauses, func.ST_Intersects(Item.geometry, tile_area(bounds)))
+            .where(
+                *clauses, *_readable(readable), func.ST_Intersects(Item.geometry, tile_area(bounds))
+            )
             .order_by(*order_by(keys))
             .limit(limit or self.max_items)
         )
 
     async def tile_items(
-        self, params: SearchParams, bounds: TileBounds, limit: int | None = None
+        self,
+        params: SearchParams,
+        bounds: TileBounds,
+        limit: int | None = None,
+        readable: Readable = EVERYTHING,
     ) -> list[dict[str, Any]]:
-        """The items of ``params`` meeting the tile, in mosaic order, at most ``max_items``."""
-        query = await self._tile_query(params, bounds, limit)
+        """The items of ``params`` in ``readable`` collections meeting the tile, in mosaic
+        order, at most ``max_items``."""
+        query = await self._tile_query(params, bounds, limit, readable)
         async with connect(self.catalog.engine) as conn:
             rows = (await conn.execute(query)).all()
         return [_row_item(r._asdict()) for r in rows]
 
-    async def explain_tile_items(self, params: SearchParams, bounds: TileBounds) -> Any:
+    async def explain_tile_items(
+        self, params: SearchParams, bounds: TileBounds, readable: Readable = EVERYTHING
+    ) -> Any:
         """The planner's plan (EXPLAIN FORMAT JSON) of :meth:`tile_items`."""
-        query = await self._tile_query(params, bounds, None)
+        query = await self._tile_query(params, bounds, None, readable)
         async with connect(self.catalog.engine) as conn:
             plan = await conn.scalar(Explain(query))
         return orjson.loads(plan) if isinstance(plan, str | bytes) else plan
 
     # -- coverage --------------------------------------------------------------------------
-    async def coverage(self, params: SearchParams) -> Coverage:
-        """Bounds and resolutions of (up to ``COVERAGE_SAMPLE`` of) the items of ``params``."""
+    async def coverage(self, params: SearchParams, readable: Readable = EVERYTHING) -> Coverage:
+        """Bounds and resolutions of (up to ``COVERAGE_SAMPLE`` of) the items of ``params`` in
+        ``readable`` collections."""
         clauses, _ = await self._compile(params)
+        clauses = [*clauses, *_readable(readable)]
         gsd = typed_property("gsd", Kind.NUMBER)
         longest = func.greatest(_number_at(("proj:shape", 0)), _number_at(("proj:shape", 1)))
         sample = (
@@ -351,6 +401,14 @@ class MosaicRepository:
                 if await conn.scalar(query) is not None:
                     found.add(collection_id)
         return found
+
+    async def readable_ids(self, principal: Principal) -> list[str]:
+        """The ids of the collections ``principal`` reads now, listed even when that is every
+        one (a job rendering later for a principal must not reach collections made since)."""
+        ids = CollectionRow.id
+        query = select(ids).where(readable_clause(principal)).order_by(ids)
+        async with connect(self.catalog.engine) as conn:
+            return list((await conn.scalars(query)).all())
 
     async def collection_exists(self, collection_id: str) -> None:
         """NotFound unless the collection exists."""

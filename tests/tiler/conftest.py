@@ -244,3 +244,6 @@ def centre_tile(client: TestClient, item_id: str, zoom_offset: int = 0) -> tuple
     west, south, east, north = tj["bounds"]
     tile = TMS.tile((west + east) / 2, (south + north) / 2, tj["maxzoom"] - zoom_offset)
     return tile.z, tile.x, tile.y
+
+
+from tests.tiler.rights import world  # noqa: E402, F401 - the rights tests' fixture

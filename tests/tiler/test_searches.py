@@ -80,18 +80,21 @@ def test_get_a_saved_search(catalogue: TestClient, admin: dict[str, str]) -> Non
     saved = register(
         catalogue, admin, {"collections": ["s"], "datetime": "2021-01-01T00:00:00Z/.."}
     )
-    r = catalogue.get(f"/searches/{saved.json()['id']}")
+    # a saved search is its saver's: the bootstrap admin's here (tests/tiler/test_rights_maps.py
+    # has accounts' searches)
+    r = catalogue.get(f"/searches/{saved.json()['id']}", headers=admin)
     assert r.status_code == 200
     assert r.json() == saved.json()
+    assert catalogue.get(f"/searches/{saved.json()['id']}").status_code == 401
 
 
-def test_unknown_search_is_404(catalogue: TestClient) -> None:
-    for path in (
-        "/searches/0123456789abcdef0123456789abcdef",
-        "/searches/nope/tiles/WebMercatorQuad/tilejson.json",
-        "/searches/nope/tiles/WebMercatorQuad/3/4/2.png",
+def test_unknown_search_is_404(catalogue: TestClient, admin: dict[str, str]) -> None:
+    for path, headers in (
+        ("/searches/0123456789abcdef0123456789abcdef", admin),
+        ("/searches/nope/tiles/WebMercatorQuad/tilejson.json", {}),
+        ("/searches/nope/tiles/WebMercatorQuad/3/4/2.png", {}),
     ):
-        r = catalogue.get(path)
+        r = catalogue.get(path, headers=headers)
         assert r.status_code == 404, (path, r.text)
         assert r.json()["code"] == "search.NotFound"
 

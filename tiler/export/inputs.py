@@ -13,6 +13,9 @@ from ..render import RenderOptions
 from ..settings import MAX_ZOOM
 
 SOURCES = ("item", "collection", "search")
+# The job input ``admit`` adds to a search export: the collections its submitter reads (absent:
+# every one). Not an input of the description, so no client can send it.
+READABLE_INPUT = "readable_collections"
 TilesetType = Literal["overlay", "baselayer"]  # MBTiles 1.3 ``type``
 DEFAULT_QUALITY = 75  # GDAL's JPEG and WEBP default, titiler's WEBP one
 PixelSelection = Literal["first", "highest", "lowest", "mean", "median", "stdev",
@@ -182,8 +185,9 @@ def process_description(archive: type[ArchiveWriter], title: str) -> ProcessDesc
 
 def parse_request(inputs: Mapping[str, Any]) -> ExportRequest:
     """The inputs as an ExportRequest; InvalidParameter naming the first problem."""
+    given = {k: v for k, v in inputs.items() if k != READABLE_INPUT}
     try:
-        return ExportRequest.model_validate(dict(inputs))
+        return ExportRequest.model_validate(given)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])

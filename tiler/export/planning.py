@@ -17,6 +17,7 @@ import orjson
 import shapely
 from rio_tiler.errors import RioTilerError
 
+from catalog.accounts.rights import EVERYTHING, Readable
 from catalog.jobs.queue import JobRecord
 from catalog.maps.mosaic import MosaicRepository, collection_params
 from catalog.stac.repository import CatalogRepository
@@ -32,6 +33,7 @@ from ..render import item_plan, item_zooms, mosaic_plan
 from ..settings import ExportSettings
 from ..tiling import clamp_bounds, count_tiles
 from .inputs import (
+    READABLE_INPUT,
     ExportRequest,
     NoData,
     TooManyItems,
@@ -67,7 +69,9 @@ class ExportPlanner:
         if request.item is not None:
             source = await self._item_source(request)
         else:
-            source = await self._mosaic_source(request)
+            readable = job.inputs.get(READABLE_INPUT)
+            only = Readable(tuple(readable)) if readable is not None else EVERYTHING
+            source = await self._mosaic_source(request, only)
         region = source.footprint
         if request.bbox is not None:
             region = shapely.intersection(region, shapely.box(*request.bbox))
@@ -125,7 +129,7 @@ class ExportPlanner:
             attribution=attribution(collection),
         )
 
-    async def _mosaic_source(self, request: ExportRequest) -> "_Source":
+    async def _mosaic_source(self, request: ExportRequest, readable: Readable) -> "_Source":
         mosaics = self.mosaics
         if request.collection is not None:
             collection = (await self.catalog.get_collection(request.collection))["content"]
@@ -138,6 +142,11 @@ class ExportPlanner:
             params = (await mosaics.use(request.search)).params
             name = f"search {request.search}"
             description = f"Mosaic of saved search {request.search}"
+            # Only what the job's submitter reads (READABLE_INPUT), as the search's tiles.
+            collections = readable.narrow(params.collections)
+            if collections == []:
+                raise NoData("the mosaic has no item in the bbox")
+            params = replace(params, collections=collections)
         if request.bbox is not None and params.bbox is None and params.intersects is None:
             params = replace(params, bbox=list(request.bbox))
         rows = await self._search_all(params)

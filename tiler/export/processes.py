@@ -8,6 +8,10 @@ from typing import Any, ClassVar
 import shapely
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from catalog.accounts.errors import Forbidden
+from catalog.accounts.principal import Principal
+from catalog.accounts.repository import AccountRepository
+from catalog.errors import InvalidParameter
 from catalog.jobs.queue import JobContext, JobRecord, Process
 from catalog.maps.mosaic import MosaicRepository
 from catalog.stac.repository import CatalogRepository
@@ -19,7 +23,7 @@ from ..readers.shared import ReaderResources
 from ..settings import ExportSettings, MosaicSettings, TilerSettings
 from ..tiling import clamp_bounds, count_tiles
 from .files import archive_path
-from .inputs import check_tile_count, parse_request, process_description
+from .inputs import READABLE_INPUT, check_tile_count, parse_request, process_description
 from .planning import ExportPlanner
 from .rendering import write_archive
 
@@ -67,6 +71,34 @@ class ExportProcess(Process):
             count = count_tiles(clamp_bounds(request.bbox), *zooms)
             check_tile_count(count, self.settings.max_tiles, *zooms)
         return checked
+
+    async def admit(
+        self, inputs: dict[str, Any], caller: Principal, accounts: AccountRepository
+    ) -> dict[str, Any]:
+        """Exporting a collection or an item needs ``write`` on the collection; a saved
+        search's mosaic is rendered with the caller's rights, kept in the job's inputs.
+
+        A collection the caller may not read is refused like a missing one (an input that
+        names nothing: 400), one it only reads with ``auth.Forbidden`` (403).
+        """
+        request = parse_request(inputs)
+        if request.search is not None:
+            if caller.is_admin:
+                return inputs
+            return {**inputs, READABLE_INPUT: await self.mosaics.readable_ids(caller)}
+        collection_id = request.item.collection if request.item else request.collection
+        if collection_id is None or caller.is_admin:  # admins: the worker finds what is missing
+            return inputs
+        right = await accounts.right_on(caller, collection_id)
+        if right is None:
+            name = "item" if request.item else "collection"
+            raise InvalidParameter(  # the OGC exception type check_execution gives bad inputs
+                f"input {name!r}: collection {collection_id!r} does not exist",
+                type="InvalidParameterValue",
+            )
+        if right == "read":
+            raise Forbidden(f"exporting needs the 'write' right on collection {collection_id!r}")
+        return inputs
 
     async def prepare(self, job: JobRecord, cancelled: Callable[[], bool]) -> dict[str, Any]:
         """Items, region, zooms and the tile count; the plan of the child (``ExportPlanner``)."""
