@@ -22,7 +22,8 @@ def _account_id(http: httpx.Client, name_or_id: str) -> str:
     accounts = check(http.get("accounts"), "listing the accounts")["accounts"]
     found = [a["id"] for a in accounts if a["name"] == name_or_id]
     if not found:
-        raise ClientError(f"no account named {name_or_id!r}", 404, "account.NotFound")
+        raise ClientError(f"account.NotFound: no account named {name_or_id!r}", 404,
+                          "account.NotFound")  # fmt: skip
     return str(found[0])
 
 
