@@ -11,7 +11,8 @@ from .principal import SCOPES
 
 JSON = "application/json"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
+MAX_BYTES = 2**63 - 1  # a PostgreSQL bigint
 
 
 class TokenCreate(BaseModel):
@@ -58,7 +59,7 @@ class AccountCreate(BaseModel):
     role: str = Field(default="user", description="`admin` or `user`.")
     email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
     quota_bytes: int | None = Field(
-        default=None, ge=0, description="Storage quota (default: the server's)."
+        default=None, ge=0, le=MAX_BYTES, description="Storage quota (default: the server's)."
     )
     password: str | None = Field(default=None, min_length=8, max_length=1024)
 
@@ -71,7 +72,7 @@ class AccountPatch(BaseModel):
     disabled: bool | None = None
     role: str | None = None
     email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
-    quota_bytes: int | None = Field(default=None, ge=0)
+    quota_bytes: int | None = Field(default=None, ge=0, le=MAX_BYTES)
     password: str | None = Field(default=None, min_length=8, max_length=1024)
 
     def changes(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import connect
 from catalog.db.models import UploadFile, UploadSet
+from catalog.errors import InvalidParameter
 from catalog.settings import AccountSettings
 from catalog.web import base_url, json_response
 
@@ -172,7 +173,7 @@ class AccountsFactory:
     ) -> Response:  # fmt: skip
         """A new token of ``account``: its text, shown this once (201)."""
         if account["disabled"]:
-            raise InvalidRight(f"account {account['name']!r} is disabled")
+            raise InvalidParameter(f"account {account['name']!r} is disabled: enable it first")
         scopes = _scopes(body.scopes, allowed, account["role"])
         issued = await repo.create_token(account["id"], body.description, scopes, body.expiry())
         doc = {**token_document(issued.row), "token": issued.token}
@@ -228,8 +229,8 @@ class AccountsFactory:
             account_id = principal_of(request).account_id
             if account_id is None:
                 raise TokenNotFound(f"no token {token_id} among the caller's")
-            await repo.revoke_token(_token_id(token_id), account_id)
-            self.forget(request, _token_id(token_id), None)
+            revoked = await repo.revoke_token(_token_id(token_id), account_id)
+            self.forget(request, revoked["id"], None)
             return Response(status_code=204)
 
     def _generate_routes(self, router: APIRouter) -> None:
@@ -330,6 +331,6 @@ class AccountsFactory:
             account_id: str, token_id: str, request: Request, repo: _Repo
         ) -> Response:
             account = await repo.get_account(_account_id(account_id))
-            await repo.revoke_token(_token_id(token_id), account["id"])
-            self.forget(request, _token_id(token_id), None)
+            revoked = await repo.revoke_token(_token_id(token_id), account["id"])
+            self.forget(request, revoked["id"], None)
             return Response(status_code=204)

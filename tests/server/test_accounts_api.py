@@ -132,6 +132,8 @@ def test_scopes(client: TestClient, admin: dict[str, str]) -> None:
     assert r.status_code == 400 and r.json()["code"] == "rights.Invalid"
     r = client.post("/users/me/tokens", json={"scopes": "read"}, headers=bearer(reader))
     assert r.status_code == 400 and r.json()["code"] == "request.InvalidParameter"
+    r = client.post("/users/me/tokens", json={"description": "a\x00b"}, headers=bearer(reader))
+    assert r.status_code == 400 and r.json()["code"] == "request.InvalidValue"
 
     user = client.get("/accounts", headers=admin).json()["accounts"][0]["id"]
     r = client.post(f"/accounts/{user}/tokens", json={"scopes": ["admin"]}, headers=admin)
@@ -301,6 +303,8 @@ def test_admin_routes(client: TestClient, admin: dict[str, str], sync_engine: En
                       ({"name": "dave", "quota_bytes": -1}, "request.InvalidParameter"),
                       ({"name": "dave", "password": "short"}, "request.InvalidParameter"),
                       ({"name": "dave", "email": "not-an-email"}, "request.InvalidParameter"),
+                      ({"name": "dave", "email": "d\x00@x.org"}, "request.InvalidParameter"),
+                      ({"name": "dave", "quota_bytes": 2**63}, "request.InvalidParameter"),
                       ({"name": "dave", "owner": True}, "request.InvalidParameter")):  # fmt: skip
         r = client.post("/accounts", json=bad, headers=admin)
         assert r.status_code == 400 and r.json()["code"] == code, (bad, r.text)
@@ -389,6 +393,6 @@ def test_disabled_account_is_refused(client: TestClient, admin: dict[str, str]) 
     r = client.get("/users/me", headers=bearer(token))
     assert r.status_code == 401 and r.json()["code"] == "auth.InvalidToken"
     r = client.post(f"/accounts/{alice['id']}/tokens", json={}, headers=admin)
-    assert r.status_code == 400 and r.json()["code"] == "rights.Invalid"
+    assert r.status_code == 400 and r.json()["code"] == "request.InvalidParameter"
     client.patch(f"/accounts/{alice['id']}", json={"disabled": False}, headers=admin)
     assert client.get("/users/me", headers=bearer(token)).status_code == 200
