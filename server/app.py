@@ -26,6 +26,7 @@ from catalog.uploads.repository import UploadRepository
 from tiler.readers.shared import ReaderResources
 
 from . import parts as api_parts
+from .accounts import accounts_part
 from .auth import Authenticator, authorize
 from .database import resolve_url
 from .docs import add_docs
@@ -124,6 +125,7 @@ def _parts(
         uploads_part(settings),
         item_maps_part(settings, readers),
         mosaics_part(settings, readers),
+        accounts_part(settings),
     ]
 
 

@@ -16,6 +16,7 @@ caller on ``request.state.principal`` for routes that filter by it (``readable_o
 import hmac
 import time
 from typing import Annotated, Protocol
+from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -70,6 +71,17 @@ class TokenCache:
         if len(self._entries) >= self.size:
             self._entries.clear()
         self._entries[token] = (time.monotonic(), principal)
+
+    def forget(self, token_id: UUID | None = None, account_id: UUID | None = None) -> None:
+        """Drop the cached checks of one token, or of every token of one account."""
+        stale = [
+            token
+            for token, (_, principal) in self._entries.items()
+            if (token_id is not None and principal.token_id == token_id)
+            or (account_id is not None and principal.account_id == account_id)
+        ]
+        for token in stale:
+            self._entries.pop(token, None)
 
 
 class Authenticator:

@@ -1,4 +1,5 @@
-"""The ``terracat`` command: serve, worker, ingest, collections, migrate, db."""
+"""The ``terracat`` command: serve, worker, ingest, collections, accounts, tokens, migrate,
+db."""
 
 import argparse
 import asyncio
@@ -48,6 +49,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     started_here = cluster is not None and not cluster.running()
     url = resolve_url(settings.db)
     migrate(url)
+    _first_start(url, settings)
     # Workers build their settings from the environment: hand them the resolved database.
     os.environ["DATABASE_URL"] = url
     host, port = args.host or settings.api.host, args.port or settings.api.port
@@ -95,6 +97,21 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         if started_here and cluster is not None:
             cluster.stop()
     return 0
+
+
+def _first_start(url: str, settings: Settings) -> None:
+    """Without an enabled admin account, make ``admin`` and show its token, this once."""
+    from .accounts import first_start
+
+    token = first_start(url, settings)
+    if token is None:
+        return
+    rule = "=" * 78
+    print(f"{rule}\nFirst start: made the admin account. Its API token, shown only this once "
+          f"(keep it\nsecret; use it as 'Authorization: Bearer <token>' or $TERRACAT_TOKEN):\n\n"
+          f"    {token}\n\n"
+          f"Make more accounts and tokens with 'terracat accounts add' and "
+          f"'terracat tokens create'.\n{rule}", flush=True)  # fmt: skip
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -158,6 +175,23 @@ def _collections(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
 
+def _accounts_or_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    import httpx
+
+    from .accounts_client import accounts_command, tokens_command
+    from .api_client import ClientError, client
+
+    command = accounts_command if args.command == "accounts" else tokens_command
+    server, token = _server_and_token(args, settings)
+    options = {k: v for k, v in vars(args).items() if k not in ("server", "token")}
+    try:
+        with client(server, token) as http:
+            return command(args.action, http, options)
+    except (ClientError, httpx.HTTPError) as exc:
+        print(f"terracat {args.command} {args.action}: {exc}", file=sys.stderr)
+        return 2
+
+
 def _db(args: argparse.Namespace, settings: Settings) -> int:
     cluster = embedded_cluster(settings.db)
     if args.action == "start":
@@ -178,7 +212,8 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", help="API root URL (default: this machine's settings)")
-    parser.add_argument("--token", help="admin token (default: $TERRACAT_TOKEN)")
+    parser.add_argument("--token", help="API token (default: $TERRACAT_TOKEN, else "
+                        "$TERRACAT_API_ADMIN_TOKEN)")  # fmt: skip
 
 
 def _ingest_parser(sub: Any) -> None:
@@ -222,6 +257,35 @@ def _collections_parser(sub: Any) -> None:
         _client_options(parser)
 
 
+def _accounts_parser(sub: Any) -> None:
+    accounts = sub.add_parser("accounts", help="add, list or disable accounts (admins)")
+    actions = accounts.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="create an account and its first token")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["admin", "user"], default="user")
+    add.add_argument("--email")
+    add.add_argument("--quota", type=int, metavar="BYTES", help="default: the server's")
+    listing = actions.add_parser("list", help="every account: name, role, state, id, email")
+    disable = actions.add_parser("disable", help="disable an account: its tokens stop working")
+    disable.add_argument("account", metavar="NAME_OR_ID")
+    for parser in (add, listing, disable):
+        _client_options(parser)
+
+
+def _tokens_parser(sub: Any) -> None:
+    tokens = sub.add_parser("tokens", help="make, list or revoke your account's API tokens")
+    actions = tokens.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="make a token; prints it once")
+    create.add_argument("--description", default="")
+    create.add_argument("--scopes", help="comma-separated: read,write,admin (default: yours)")
+    create.add_argument("--expires", help="RFC 3339 time it stops working (default: never)")
+    listing = actions.add_parser("list", help="your tokens (never their secrets)")
+    revoke = actions.add_parser("revoke", help="revoke one of your tokens")
+    revoke.add_argument("id")
+    for parser in (create, listing, revoke):
+        _client_options(parser)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``terracat`` console script."""
     parser = argparse.ArgumentParser(prog="terracat", description=__doc__)
@@ -239,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--concurrency", type=int, help="jobs at once (TERRACAT_JOBS_CONCURRENCY)")
     _ingest_parser(sub)
     _collections_parser(sub)
+    _accounts_parser(sub)
+    _tokens_parser(sub)
     sub.add_parser("migrate", help="upgrade the database schema to the latest revision")
     db = sub.add_parser("db", help="manage the embedded PostGIS cluster")
     db.add_argument("action", choices=["start", "stop", "status", "url"])
@@ -257,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             return _ingest(args, settings)
         if args.command == "collections":
             return _collections(args, settings)
+        if args.command in ("accounts", "tokens"):
+            return _accounts_or_tokens(args, settings)
         if args.command == "migrate":
             migrate(resolve_url(settings.db))
             return 0

@@ -32,7 +32,7 @@ _REASONS = {
     "403": "The caller lacks the right or the token scope this needs",
     "404": "Not found",
     "408": "No data arrived for too long",
-    "409": "Upload-Offset is not the upload's offset",
+    "409": "A conflict: the name is taken, or Upload-Offset is not the upload's offset",
     "410": "The upload expired",
     "412": "Missing or unsupported Tus-Resumable header",
     "413": "Larger than the upload or the size limit",
@@ -45,6 +45,7 @@ _REASONS = {
 _OPEN = {Rule.PUBLIC, Rule.LISTED, Rule.READ}
 # Errors an operation answers beyond the general rules, by operation id: the tus protocol's.
 _OWN = {
+    "createAccount": ("409",),  # account.Exists
     "createUploadSet": ("404",),  # the collection named in the body
     "tusCreate": ("412", "413", "415"),
     "tusHead": ("412", "410"),
