@@ -1,4 +1,4 @@
-.PHONY: run test bootstrap lint fuzz bench bench-ingest bench-tiles bench-suite bench-soak bench-bulk
+.PHONY: run test bootstrap lint fuzz bench bench-ingest bench-tiles bench-suite bench-soak bench-bulk bench-rights
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -46,3 +46,9 @@ bench-suite: bootstrap
 bench-bulk: bootstrap
 	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'
 	.venv/bin/python -m bench.bulk $(BENCH_ARGS)
+
+# Searches of an account that reads 10 of 100 collections against the admin, and the cost of
+# a token per request (issue 15). One run, figures only.
+bench-rights: bootstrap
+	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'
+	.venv/bin/python -m bench.rights $(BENCH_ARGS)

@@ -69,15 +69,27 @@ def _get(path: str, params: dict[str, Any], expect: int | None = None) -> Reques
 
 @dataclass(frozen=True)
 class _Data:
-    """What the variants draw from: ``n`` items over ``k`` collections, their platforms."""
+    """What the variants draw from: ``n`` items over ``k`` collections, their platforms.
+
+    ``readable`` (0: all ``k``): the variants name only the first ``readable`` collections and
+    their items, with the same random draws (bench.rights: what an account may read).
+    """
 
     n: int
     k: int
     platforms: list[str]
+    readable: int = 0
 
     def collection(self, rng: random.Random) -> str:
         """A random collection id."""
-        return collection_id(rng.randrange(self.k))
+        return collection_id(rng.randrange(self.readable or self.k))
+
+    def item(self, i: int) -> str:
+        """Id of item ``i``, or of the item at or before it in a readable collection."""
+        c = i % self.k
+        if self.readable:
+            i -= c - c % self.readable
+        return item_id(i, self.k)
 
 
 def _bbox(rng: random.Random, data: _Data) -> Request:
@@ -119,7 +131,7 @@ def _limit100(rng: random.Random, data: _Data) -> Request:
 
 
 def _ids(rng: random.Random, data: _Data) -> Request:
-    ids = sorted({item_id(rng.randrange(data.n), data.k) for _ in range(5)})
+    ids = sorted({data.item(rng.randrange(data.n)) for _ in range(5)})
     return _get("search", {"ids": ",".join(ids)}, expect=len(ids))
 
 
@@ -151,10 +163,12 @@ MIX: list[tuple[str, str, int, Callable[[random.Random, _Data], Request]]] = [
 ]  # fmt: skip
 
 
-def build(n: int, k: int, seed: int = 7, variants: int = 64) -> list[QueryType]:
-    """Every query type of the mix, each with ``variants`` seeded parameter sets."""
+def build(n: int, k: int, seed: int = 7, variants: int = 64, readable: int = 0) -> list[QueryType]:
+    """Every query type of the mix, each with ``variants`` seeded parameter sets; with
+    ``readable``, naming only the first ``readable`` collections and their items."""
     rng = random.Random(seed)
-    data = _Data(n, k, sorted({p for c in range(k) for p in mission(c)[1]}))
+    named = readable or k
+    data = _Data(n, k, sorted({p for c in range(named) for p in mission(c)[1]}), readable)
     mix = [(QueryType(name, what, follow=follow), make) for name, what, follow, make in MIX]
     for _ in range(variants):
         for query, make in mix:

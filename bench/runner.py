@@ -103,14 +103,22 @@ async def operation(
 
 
 async def run_cell(
-    base_url: str, query: QueryType, concurrency: int, duration: float, offset: int = 0
+    base_url: str,
+    query: QueryType,
+    concurrency: int,
+    duration: float,
+    offset: int = 0,
+    headers: dict[str, str] | None = None,
 ) -> CellResult:
-    """Run ``query`` with ``concurrency`` workers for ``duration`` seconds."""
+    """Run ``query`` with ``concurrency`` workers for ``duration`` seconds (``headers`` sent
+    with every request, e.g. a bearer token)."""
     result = CellResult()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     timeout = httpx.Timeout(60.0)
     variants = query.variants
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, timeout=timeout, headers=headers
+    ) as client:
         # Open the keep-alive connections before the clock starts.
         await asyncio.gather(*(client.get("") for _ in range(concurrency)))
         deadline = time.perf_counter() + duration
@@ -136,10 +144,12 @@ async def run_cell(
     return result
 
 
-async def first_pages(base_url: str, query: QueryType) -> list[list[str] | str]:
+async def first_pages(
+    base_url: str, query: QueryType, headers: dict[str, str] | None = None
+) -> list[list[str] | str]:
     """Feature ids of the first page of every variant (or the error), for cross-checking."""
     out: list[list[str] | str] = []
-    async with httpx.AsyncClient(base_url=base_url, timeout=60.0) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60.0, headers=headers) as client:
         for req in query.variants:
             try:
                 doc = await send(client, req)
