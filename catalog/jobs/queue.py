@@ -16,15 +16,19 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import false, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.db.engine import connect
 from catalog.db.models import Job, JobLog
 from catalog.errors import CatalogError, InvalidParameter, NotFound
+
+if TYPE_CHECKING:
+    from catalog.accounts.principal import Principal
+    from catalog.accounts.repository import AccountRepository
 
 JOBS_CHANNEL = "terracat_jobs"
 CANCEL_CHANNEL = "terracat_job_cancel"
@@ -123,6 +127,13 @@ class Process(ABC):
                 raise InvalidParameter(f"input {name!r} is required")
         return dict(inputs)
 
+    async def authorize(  # noqa: B027 - optional hook
+        self, inputs: Mapping[str, Any], principal: "Principal", accounts: "AccountRepository"
+    ) -> None:
+        """Refuse a caller who may not run this on these inputs, after ``check_inputs``
+        (default: any signed-in caller with the ``write`` scope, which the rights table
+        checks already). A process that writes into a collection checks the right there."""
+
     @abstractmethod
     async def prepare(self, job: "JobRecord", cancelled: Callable[[], bool]) -> dict[str, Any]:
         """Gather what ``execute`` needs (a JSON-able plan)."""
@@ -174,6 +185,7 @@ class JobRecord:
     started: datetime | None
     finished: datetime | None
     heartbeat: datetime | None
+    owner_id: uuid.UUID | None = None  # the account that made it (None: the bootstrap admin)
 
     @classmethod
     def from_row(cls, row: Any) -> "JobRecord":
@@ -210,8 +222,10 @@ class JobRepository:
         timeout_s: int,
         max_attempts: int,
         conn: AsyncConnection | None = None,
+        owner_id: uuid.UUID | None = None,
     ) -> JobRecord:
-        """Queue a job (in ``conn``'s transaction when given); NOTIFY wakes a worker."""
+        """Queue a job of ``owner_id`` (in ``conn``'s transaction when given); NOTIFY wakes a
+        worker."""
         statement = (
             insert(Job)
             .values(
@@ -220,6 +234,7 @@ class JobRepository:
                 inputs=dict(inputs),
                 timeout_s=timeout_s,
                 max_attempts=max_attempts,
+                owner_id=owner_id,
             )
             .returning(*_COLUMNS)
         )
@@ -253,13 +268,17 @@ class JobRepository:
         created: tuple[datetime | None, datetime | None] = (None, None),
         min_duration_s: float | None = None,
         max_duration_s: float | None = None,
+        owners: Sequence[uuid.UUID] | None = None,
     ) -> list[JobRecord]:
         """Jobs, newest first; ``created`` is an interval, durations are in seconds.
 
         A job's duration runs from its start to its end, or to now while it runs; a job that
-        has not started has none and matches no duration filter (OGC job-list).
+        has not started has none and matches no duration filter (OGC job-list). ``owners``
+        keeps the jobs of these accounts only (None: everyone's, for admins; empty: none).
         """
         query = select(*_COLUMNS)
+        if owners is not None:
+            query = query.where(Job.owner_id.in_(list(owners)) if owners else false())
         if created[0] is not None:
             query = query.where(Job.created >= created[0])
         if created[1] is not None:

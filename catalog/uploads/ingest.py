@@ -4,14 +4,16 @@ import asyncio
 import hashlib
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.errors import InvalidParameter
+from catalog.accounts.principal import Principal
+from catalog.accounts.repository import AccountRepository
+from catalog.errors import InvalidParameter, NotFound
 from catalog.ingest.errors import IngestError, TooLarge
 from catalog.ingest.fetch import DownloadCancelled, download
 from catalog.jobs.queue import (
@@ -116,6 +118,24 @@ class IngestProcess(Process):
             raise InvalidParameter("input 'upload_file' must be a string (an upload file id)")
         parse_uuid(value, "upload file")
         return checked
+
+    async def authorize(
+        self, inputs: Mapping[str, Any], principal: Principal, accounts: AccountRepository
+    ) -> None:
+        """The file must be in an upload set of the caller (else it does not exist for them),
+        and the caller must still have ``write`` on its collection."""
+        file_id = str(inputs["upload_file"])
+        try:
+            record = await self.uploads.get_file(parse_uuid(file_id, "upload file"))
+            owner, collection_id = await self.uploads.set_access(record["upload_set_id"])
+        except NotFound:
+            owner, collection_id = None, None
+        if collection_id is None or not principal.owns(owner):
+            raise InvalidParameter(
+                f"input 'upload_file': upload file {file_id} does not exist",
+                type="InvalidParameterValue",
+            )
+        await accounts.require(principal, collection_id, "write")
 
     async def prepare(self, job: JobRecord, cancelled: Callable[[], bool]) -> dict[str, Any]:
         """Fetch a URL if needed, hash, claim the checksum (duplicates stop here)."""
