@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalog.accounts.quotas import DEFAULT_QUOTA_BYTES, check_quota
+from catalog.accounts.quotas import DEFAULT_QUOTA_BYTES
 from catalog.accounts.repository import AccountRepository
 from catalog.accounts.web import owner_id_of, principal_of
 from catalog.errors import InvalidParameter, NotFound
@@ -29,7 +29,7 @@ from catalog.ingest.fetch import check_url, safe_filename
 from catalog.jobs.queue import JobRepository
 from catalog.settings import IngestSettings, JobSettings
 from catalog.stac.serializers import check_id
-from catalog.uploads.ingest import staging_dir
+from catalog.uploads.ingest import check_room, staging_dir, tus_dir
 from catalog.uploads.multipart import receive_multipart_file
 from catalog.uploads.repository import (
     FINAL_FILE_STATES,
@@ -39,7 +39,7 @@ from catalog.uploads.repository import (
     parse_uuid,
 )
 from catalog.uploads.tus import TusUpload
-from catalog.uploads.tus_store import TusError, pending_bytes
+from catalog.uploads.tus_store import TusError
 from catalog.web import base_url, json_response
 
 
@@ -199,24 +199,14 @@ class UploadsFactory:
     @property
     def tus_dir(self) -> Path:
         """The tus server's folder (its unfinished uploads count towards their owners' quota)."""
-        return Path(self.ingest.data_dir) / "tus"
+        return tus_dir(self.ingest)
 
     async def check_quota(
         self, repo: UploadRepository, owner: uuid.UUID | None, incoming: int
     ) -> int | None:
         """``quota.Exceeded`` unless ``incoming`` more bytes fit in ``owner``'s quota; the
         bytes that still fit (None: no quota)."""
-        if owner is None:  # the bootstrap admin: no quota
-            return None
-        pending = await asyncio.to_thread(pending_bytes, self.tus_dir, str(owner))
-        found = await check_quota(
-            repo.engine,
-            owner,
-            incoming,
-            default_quota_bytes=self.default_quota_bytes,
-            held_outside=pending,
-        )
-        return None if found is None else found.room()
+        return await check_room(repo, owner, incoming, self.ingest, self.default_quota_bytes)
 
     async def _add(self, repo: UploadRepository, set_id: uuid.UUID, new: NewFile) -> dict[str, Any]:
         # Ingest's own description does not set a timeout: the worker default applies.

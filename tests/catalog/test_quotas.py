@@ -2,8 +2,10 @@
 413 ``quota.Exceeded`` of an upload that would not fit, answered before any byte is stored."""
 
 import json
+import threading
 from collections.abc import Iterator
 from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +14,19 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from catalog.accounts.quotas import Usage, usage
+from catalog.jobs.queue import JobRepository
+from catalog.settings import JobSettings
+from catalog.stac.repository import CatalogRepository
+from catalog.uploads.repository import UploadRepository
+from server.processes import build_processes
 from server.settings import Settings
 from tests.apps import AppPool
 from tests.factories import item
 from tests.owners import Person, owned_collection, person, stored, tus_create
+from tests.workers import MakeWorker, wait_for
 
 QUOTA = 2500
+FAST = JobSettings(heartbeat_s=0.2, stale_after_s=2, idle_wake_s=0.5, max_attempts=2)
 
 
 def _usage(client: TestClient, who: Person, default: int = 10**6, outside: int = 0) -> Usage:
@@ -218,3 +227,50 @@ def test_an_own_quota_wins_and_the_bootstrap_admin_has_none(
     admin_set = _new_set(small, admin, "admin-c")
     assert tus_create(small, admin, admin_set, 100 * QUOTA).status_code == 201
     assert _upload(small, admin, admin_set, 3 * QUOTA).status_code == 201
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A local HTTP server of a folder (reachable with TERRACAT_INGEST_URL_ALLOW_PRIVATE)."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/", folder
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_url_file_over_the_quota_fails_in_its_job_and_is_deleted(
+    settings: Settings, apps: AppPool, admin: dict[str, str], data_dir: Path,
+    make_worker: MakeWorker, file_server: tuple[str, Path],
+) -> None:  # fmt: skip
+    base, folder = file_server
+    (folder / "big.tif").write_bytes(b"\x03" * (QUOTA + 1))
+    settings.auth.default_quota_bytes = QUOTA
+    settings.ingest.url_allow_private = True
+
+    def processes(engine: Any) -> Any:
+        uploads = UploadRepository(engine, JobRepository(engine))
+        return build_processes(settings, CatalogRepository(engine), uploads)
+
+    with apps.client(settings) as client:
+        ann = person(client, "ann")
+        owned_collection(client, admin, "ann-c", ann)
+        set_id = _new_set(client, ann.headers, "ann-c")
+        r = client.post(f"/upload_sets/{set_id}/files", json={"href": base + "big.tif"},
+                        headers=ann.headers)  # fmt: skip
+        assert r.status_code == 201, r.text
+        make_worker(processes, FAST).start()
+        job = wait_for(client, ann.headers, r.json()["job"]["id"], "failed", "successful")
+        assert job["error"]["code"] == "quota.Exceeded", job
+        record = client.get(r.headers["location"], headers=ann.headers).json()
+        assert record["status"] == "rejected" and record["error"]["code"] == "quota.Exceeded"
+        assert stored(data_dir / "staging") == []
+        assert _usage(client, ann).used_bytes == 0
