@@ -32,8 +32,7 @@ from pydantic import BaseModel
 from stac_fastapi.types.extension import ApiExtension
 from starlette.responses import Response
 
-from catalog.accounts.repository import AccountRepository
-from catalog.accounts.web import owner_id_of, principal_of
+from catalog.accounts.web import principal_of
 from catalog.errors import CatalogError, InvalidParameter, NotFound
 from catalog.jobs.queue import JobRecord, JobRepository, JobStatus, Process, ProcessDescription
 from catalog.jobs.queue import parse_job_id as _parse_job_id
@@ -320,15 +319,14 @@ def _execute_endpoint(settings: JobSettings) -> Callable[..., Any]:
         """Queue a job (asynchronous execution only); 201 with its status and Location."""
         process = _find_process(processes, process_id)
         inputs = check_execution(process, body)
-        accounts: AccountRepository = request.app.state.accounts
-        await process.authorize(inputs, principal_of(request), accounts)
+        inputs = await process.admit(inputs, principal_of(request), request.app.state.accounts)
         described = process.description
         job = await jobs.submit(
             process_id,
             inputs,
             timeout_s=described.timeout_s or settings.default_timeout_s,
             max_attempts=described.max_attempts or settings.max_attempts,
-            owner_id=owner_id_of(request),
+            owner_id=principal_of(request).account_id,  # None: the bootstrap admin
         )
         base = base_url(request)
         headers = {"Location": f"{base}jobs/{job.id}"}

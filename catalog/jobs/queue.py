@@ -16,19 +16,17 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 from sqlalchemy import false, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from catalog.accounts.principal import Principal
+from catalog.accounts.repository import AccountRepository
 from catalog.db.engine import connect
 from catalog.db.models import Job, JobLog
 from catalog.errors import CatalogError, InvalidParameter, NotFound
-
-if TYPE_CHECKING:
-    from catalog.accounts.principal import Principal
-    from catalog.accounts.repository import AccountRepository
 
 JOBS_CHANNEL = "terracat_jobs"
 CANCEL_CHANNEL = "terracat_job_cancel"
@@ -127,12 +125,13 @@ class Process(ABC):
                 raise InvalidParameter(f"input {name!r} is required")
         return dict(inputs)
 
-    async def authorize(  # noqa: B027 - optional hook
-        self, inputs: Mapping[str, Any], principal: "Principal", accounts: "AccountRepository"
-    ) -> None:
-        """Refuse a caller who may not run this on these inputs, after ``check_inputs``
-        (default: any signed-in caller with the ``write`` scope, which the rights table
-        checks already). A process that writes into a collection checks the right there."""
+    async def admit(
+        self, inputs: dict[str, Any], caller: Principal, accounts: AccountRepository
+    ) -> dict[str, Any]:
+        """At submission, after ``check_inputs``: refuse a ``caller`` without the rights the
+        job needs on what its inputs name (raise), and return the inputs to store, with what
+        the worker must know of the caller's rights (default: the inputs as they are)."""
+        return inputs
 
     @abstractmethod
     async def prepare(self, job: "JobRecord", cancelled: Callable[[], bool]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ import asyncio
 import hashlib
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -150,9 +150,9 @@ class IngestProcess(Process):
         parse_uuid(value, "upload file")
         return checked
 
-    async def authorize(
-        self, inputs: Mapping[str, Any], principal: Principal, accounts: AccountRepository
-    ) -> None:
+    async def admit(
+        self, inputs: dict[str, Any], caller: Principal, accounts: AccountRepository
+    ) -> dict[str, Any]:
         """The file must be in an upload set of the caller (else it does not exist for them),
         and the caller must still have ``write`` on its collection."""
         file_id = str(inputs["upload_file"])
@@ -161,12 +161,13 @@ class IngestProcess(Process):
             owner, collection_id = await self.uploads.set_access(record["upload_set_id"])
         except NotFound:
             owner, collection_id = None, None
-        if collection_id is None or not principal.owns(owner):
+        if collection_id is None or not caller.owns(owner):
             raise InvalidParameter(
                 f"input 'upload_file': upload file {file_id} does not exist",
                 type="InvalidParameterValue",
             )
-        await accounts.require(principal, collection_id, "write")
+        await accounts.require(caller, collection_id, "write")
+        return inputs
 
     async def prepare(self, job: JobRecord, cancelled: Callable[[], bool]) -> dict[str, Any]:
         """Fetch a URL if needed, hash, claim the checksum (duplicates stop here)."""
