@@ -1,6 +1,7 @@
 """Downloads of the archives the export processes make: ``GET /exports/{jobID}.{mbtiles|pmtiles}``.
 
-A file is served only while its job is successful (a dismissed job's archive is gone from the
+A file is served only to its job's owner (and admins; anyone else gets 404 as for a missing
+archive), and only while its job is successful (a dismissed job's archive is gone from the
 API even before its file is). Responses carry a strong ``ETag`` (job, size, modification
 time) and answer ``If-None-Match`` with 304; Starlette's FileResponse serves ``Range``
 requests (206, multipart for several ranges) and ``If-Range``. A Range it would refuse (plain
@@ -13,11 +14,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import attr
-from fastapi import APIRouter, FastAPI, Header
+from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi import Path as PathParam
 from stac_fastapi.types.extension import ApiExtension
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 
+from catalog.accounts.web import principal_of
 from catalog.errors import CatalogError, InvalidParameter, NotFound
 from catalog.jobs.queue import JobStatus
 from tiler.archives import WRITERS
@@ -91,6 +93,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 def _download_endpoint(data_dir: Path) -> Callable[..., Any]:
     async def download(
+        request: Request,
         job_id: Annotated[str, PathParam(alias="jobID", description="The export job's id.")],
         extension: Annotated[Extension, PathParam(description="mbtiles or pmtiles")],
         jobs: Jobs,
@@ -103,6 +106,8 @@ def _download_endpoint(data_dir: Path) -> Callable[..., Any]:
             job = await jobs.get(parse_job_id(job_id))
         except NotFound:
             raise ArchiveNotFound(f"there is no archive {job_id}.{extension}") from None
+        if not principal_of(request).owns(job.owner_id):
+            raise ArchiveNotFound(f"there is no archive {job_id}.{extension}")
         if job.status != JobStatus.successful or job.process_id != extension:
             raise ArchiveNotFound(f"job {job_id} has no {extension} archive (it is "
                                   f"{job.process_id}, {job.status})")  # fmt: skip

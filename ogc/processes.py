@@ -6,6 +6,10 @@ Execution is asynchronous only: ``POST /processes/{id}/execution`` queues a job 
 Processes store links in their outputs relative to the API root (``exports/<job>.mbtiles``):
 the server URL depends on the request (proxies, root paths), so ``/results`` resolves them.
 
+Jobs are their owners': the account that executed the process (an upload set's owner for the
+ingest jobs of its files). Another account gets no-such-job for them, and ``GET /jobs`` lists
+the caller's own jobs only; admins see every job.
+
 Error bodies keep our ``{"code", "description"}`` and add the OGC exception ``type`` (and
 ``title``) through the error's detail, so one body satisfies both a STAC client and
 exception.yaml.
@@ -322,6 +326,7 @@ def _execute_endpoint(settings: JobSettings) -> Callable[..., Any]:
             inputs,
             timeout_s=described.timeout_s or settings.default_timeout_s,
             max_attempts=described.max_attempts or settings.max_attempts,
+            owner_id=principal_of(request).account_id,  # None: the bootstrap admin
         )
         base = base_url(request)
         headers = {"Location": f"{base}jobs/{job.id}"}
@@ -395,11 +400,22 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
+async def owned_job(request: Request, jobs: JobRepository, job_id: str) -> JobRecord:
+    """The caller's job (any job for admins); no-such-job for anyone else's, as for none."""
+    with _no_such_job(job_id):
+        job = await jobs.get(parse_job_id(job_id))
+    if not principal_of(request).owns(job.owner_id):
+        raise JobNotFound(job_id)
+    return job
+
+
 async def get_jobs(
     request: Request, jobs: Jobs, params: Annotated[JobListParams, Depends()]
 ) -> Response:
-    """Jobs, newest first (jobList.yaml)."""
+    """The caller's jobs (admins: everyone's), newest first (jobList.yaml)."""
     statuses, process_ids = params.statuses(), _split(params.process_id)
+    principal = principal_of(request)
+    owners = None if principal.is_admin else [principal.account_id] if principal.account_id else []
     found: list[JobRecord] = []
     if "process" in (_split(params.types) or ["process"]):  # every job here is a process job
         found = await jobs.list_jobs(
@@ -410,6 +426,7 @@ async def get_jobs(
             created=params.created(),
             min_duration_s=params.min_duration,
             max_duration_s=params.max_duration,
+            owners=owners,
         )
     more = len(found) > params.limit
     base = base_url(request)
@@ -421,15 +438,13 @@ async def get_jobs(
 
 async def get_status(request: Request, job_id: JobID, jobs: Jobs) -> Response:
     """One job's status (statusInfo.yaml), or no-such-job."""
-    with _no_such_job(job_id):
-        job = await jobs.get(parse_job_id(job_id))
+    job = await owned_job(request, jobs, job_id)
     return json_response(status_info(job, base_url(request)))
 
 
 async def get_results(request: Request, job_id: JobID, jobs: Jobs) -> Response:
     """A successful job's outputs (results.yaml); an exception report otherwise."""
-    with _no_such_job(job_id):
-        job = await jobs.get(parse_job_id(job_id))
+    job = await owned_job(request, jobs, job_id)
     return json_response(results_document(job, base_url(request)))
 
 
@@ -444,8 +459,8 @@ async def _until_dismissed(jobs: JobRepository, job: JobRecord, wait_s: float) -
 
 async def dismiss(request: Request, job_id: JobID, jobs: Jobs) -> Response:
     """Dismiss a job: 200 once dismissed; 202 while a running job has yet to stop."""
+    before = await owned_job(request, jobs, job_id)
     with _no_such_job(job_id):
-        before = await jobs.get(parse_job_id(job_id))
         job = await jobs.dismiss(before.id)
         if before.status == JobStatus.accepted:
             # No worker holds a queued job: let its process record the end (an upload file
@@ -460,20 +475,21 @@ async def dismiss(request: Request, job_id: JobID, jobs: Jobs) -> Response:
 
 async def restart(request: Request, job_id: JobID, jobs: Jobs) -> Response:
     """Queue a failed or dismissed job again (not OGC); 409 in any other state."""
+    before = await owned_job(request, jobs, job_id)
     with _no_such_job(job_id):
-        job = await jobs.restart(parse_job_id(job_id))
+        job = await jobs.restart(before.id)
     return json_response(status_info(job, base_url(request)))
 
 
 async def get_log(
+    request: Request,
     job_id: JobID,
     jobs: Jobs,
     line: Annotated[int, Query(ge=0, description="First line (0-based).")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
     """A job's log from ``line`` on; ``next`` is where the following call starts."""
-    with _no_such_job(job_id):
-        job = await jobs.get(parse_job_id(job_id))
+    job = await owned_job(request, jobs, job_id)
     lines = await jobs.log(job.id, from_line=line, limit=limit)
     return json_response({"jobID": str(job.id), "status": job.status, "from": line,
                   "next": line + len(lines), "lines": lines})  # fmt: skip

@@ -8,7 +8,7 @@ from starlette.datastructures import State
 
 from catalog.stac.client import NEEDS_TOKEN
 from catalog.uploads.multipart import BODY_OVERHEAD
-from catalog.uploads.routes import UploadsFactory
+from catalog.uploads.routes import UploadsFactory, tus_may_use, tus_owner
 from catalog.uploads.tus import TusFactory
 from ogc.exports import ExportsExtension
 from ogc.processes import ProcessesExtension
@@ -99,14 +99,18 @@ def uploads_part(settings: Settings) -> ApiPart:
     """``/upload_sets`` and the tus server at ``/uploads/``; uploads are their owners'."""
 
     def routers(app: FastAPI) -> list[APIRouter]:
-        uploads = UploadsFactory(settings.ingest, settings.jobs, [])
+        uploads = UploadsFactory(
+            settings.ingest, settings.jobs, [], settings.auth.default_quota_bytes
+        )
         on_create, on_complete = uploads.tus_hooks(app.state)
         tus = TusFactory(
-            store_dir=settings.ingest.data_dir / "tus",
+            store_dir=uploads.tus_dir,
             max_size=settings.ingest.max_file_bytes,
             expiration_s=settings.ingest.tus_expiration_s,
             on_create=on_create,
             on_complete=on_complete,
+            owner_of=tus_owner,
+            may_use=tus_may_use,
         )
         tagged = APIRouter(tags=["Uploads"])
         tagged.include_router(tus.router)

@@ -35,7 +35,7 @@ _REASONS = {
     "409": "A conflict: the name is taken, or Upload-Offset is not the upload's offset",
     "410": "The upload expired",
     "412": "Missing or unsupported Tus-Resumable header",
-    "413": "Larger than the upload or the size limit",
+    "413": "Larger than the upload or the size limit, or than the account's storage quota",
     "415": "The body must be application/offset+octet-stream",
     "422": "Well formed, but not possible for this resource",
     "429": "Too many failed sign-ins or token checks: wait Retry-After seconds",
@@ -47,6 +47,7 @@ _OPEN = {Rule.PUBLIC, Rule.LISTED, Rule.READ}
 _OWN = {
     "createAccount": ("409",),  # account.Exists
     "createUploadSet": ("404",),  # the collection named in the body
+    "addUploadFile": ("413",),  # the file's size limit, the owner's quota
     "tusCreate": ("412", "413", "415"),
     "tusHead": ("412", "410"),
     "tusPatch": ("408", "409", "410", "412", "413", "415", "460"),

@@ -14,7 +14,13 @@ def build_processes(
 ) -> dict[str, Process]:
     """Every process this server offers, by id (the API and the workers share this list)."""
     processes: list[Process] = [
-        IngestProcess(uploads, catalog, settings.ingest, settings.catalog.validate_extensions),
+        IngestProcess(
+            uploads,
+            catalog,
+            settings.ingest,
+            settings.catalog.validate_extensions,
+            settings.auth.default_quota_bytes,
+        ),
         *export_processes(
             catalog, settings.ingest.data_dir, settings.tiler, settings.export, settings.mosaic
         ),

@@ -31,7 +31,7 @@ def test_no_reverse_imports(package: str) -> None:
 
 # Inside catalog/: each sub-package imports only the ones before it in this order; the modules
 # at catalog/'s top (errors, settings, geometry, timeparse, web) are for every sub-package.
-CATALOG_ORDER = ["db", "storage", "stac", "jobs", "maps", "ingest", "uploads"]
+CATALOG_ORDER = ["db", "accounts", "storage", "stac", "jobs", "maps", "ingest", "uploads"]
 
 
 def _catalog_part(module: str) -> str | None:

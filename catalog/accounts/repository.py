@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.db.engine import connect
 from catalog.db.models import Account, ApiToken, Collection, CollectionGrant
+from catalog.errors import NotFound
 
-from .errors import AccountExists, AccountNotFound, InvalidRight, TokenNotFound
+from .errors import AccountExists, AccountNotFound, Forbidden, InvalidRight, TokenNotFound
 from .principal import RIGHTS, SCOPES, Principal
 from .rights import Readable, RightsCache, collection_right, readable
 from .tokens import new_token, parse_token, secret_matches
@@ -294,6 +295,15 @@ class AccountRepository:
         """The strongest right of ``principal`` on one collection (None: may not read it)."""
         async with self._connect() as conn:
             return await collection_right(conn, principal, collection_id)
+
+    async def require(self, principal: Principal, collection_id: str, right: str = "write") -> None:
+        """Refuse unless ``principal`` has ``right`` on the collection: 404 ``catalog.NotFound``
+        when it may not even read it (as for a missing one), 403 ``auth.Forbidden`` else."""
+        found = await self.right_on(principal, collection_id)
+        if found is None:
+            raise NotFound(f"collection {collection_id!r} does not exist")
+        if RIGHTS.index(found) < RIGHTS.index(right):
+            raise Forbidden(f"this needs the {right!r} right on collection {collection_id!r}")
 
     async def set_visibility(self, collection_id: str, visibility: str) -> None:
         """Make a collection ``public``, ``accounts`` or ``private``."""

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import false, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.accounts.principal import Principal
@@ -184,6 +184,7 @@ class JobRecord:
     started: datetime | None
     finished: datetime | None
     heartbeat: datetime | None
+    owner_id: uuid.UUID | None = None  # the account that made it (None: the bootstrap admin)
 
     @classmethod
     def from_row(cls, row: Any) -> "JobRecord":
@@ -220,8 +221,10 @@ class JobRepository:
         timeout_s: int,
         max_attempts: int,
         conn: AsyncConnection | None = None,
+        owner_id: uuid.UUID | None = None,
     ) -> JobRecord:
-        """Queue a job (in ``conn``'s transaction when given); NOTIFY wakes a worker."""
+        """Queue a job of ``owner_id`` (in ``conn``'s transaction when given); NOTIFY wakes a
+        worker."""
         statement = (
             insert(Job)
             .values(
@@ -230,6 +233,7 @@ class JobRepository:
                 inputs=dict(inputs),
                 timeout_s=timeout_s,
                 max_attempts=max_attempts,
+                owner_id=owner_id,
             )
             .returning(*_COLUMNS)
         )
@@ -263,13 +267,17 @@ class JobRepository:
         created: tuple[datetime | None, datetime | None] = (None, None),
         min_duration_s: float | None = None,
         max_duration_s: float | None = None,
+        owners: Sequence[uuid.UUID] | None = None,
     ) -> list[JobRecord]:
         """Jobs, newest first; ``created`` is an interval, durations are in seconds.
 
         A job's duration runs from its start to its end, or to now while it runs; a job that
-        has not started has none and matches no duration filter (OGC job-list).
+        has not started has none and matches no duration filter (OGC job-list). ``owners``
+        keeps the jobs of these accounts only (None: everyone's, for admins; empty: none).
         """
         query = select(*_COLUMNS)
+        if owners is not None:
+            query = query.where(Job.owner_id.in_(list(owners)) if owners else false())
         if created[0] is not None:
             query = query.where(Job.created >= created[0])
         if created[1] is not None:

@@ -11,7 +11,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog.errors import InvalidParameter
+from catalog.accounts.principal import Principal
+from catalog.accounts.quotas import DEFAULT_QUOTA_BYTES, check_quota
+from catalog.accounts.repository import AccountRepository
+from catalog.errors import InvalidParameter, NotFound
 from catalog.ingest.errors import IngestError, TooLarge
 from catalog.ingest.fetch import DownloadCancelled, download
 from catalog.jobs.queue import (
@@ -27,6 +30,7 @@ from catalog.settings import IngestSettings
 from catalog.stac.repository import CatalogRepository
 from catalog.stac.serializers import item_row
 from catalog.uploads.repository import UploadRepository, parse_uuid
+from catalog.uploads.tus_store import pending_bytes
 
 # Failures after which the raw upload is kept, so that a restart can try again.
 _KEEP_SOURCE = {"job.Timeout", "job.WorkerLost", "job.InternalError", "job.Crashed",
@@ -52,6 +56,33 @@ def staging_dir(settings: IngestSettings) -> Path:
     path = Path(settings.data_dir) / "staging"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def tus_dir(settings: IngestSettings) -> Path:
+    """The tus server's folder of uploads in progress."""
+    return Path(settings.data_dir) / "tus"
+
+
+async def check_room(
+    uploads: UploadRepository,
+    owner: uuid.UUID | None,
+    incoming: int,
+    settings: IngestSettings,
+    default_quota_bytes: int,
+) -> int | None:
+    """``quota.Exceeded`` unless ``incoming`` more bytes fit in ``owner``'s quota (its
+    unfinished tus uploads included); the bytes that still fit (None: no quota)."""
+    if owner is None:  # the bootstrap admin: no quota
+        return None
+    pending = await asyncio.to_thread(pending_bytes, tus_dir(settings), str(owner))
+    found = await check_quota(
+        uploads.engine,
+        owner,
+        incoming,
+        default_quota_bytes=default_quota_bytes,
+        held_outside=pending,
+    )
+    return None if found is None else found.room()
 
 
 def sha256_file(path: Path, cancelled: Callable[[], bool], chunk: int = 4 << 20) -> str:
@@ -102,11 +133,13 @@ class IngestProcess(Process):
         catalog: CatalogRepository,
         settings: IngestSettings,
         validate_extensions: bool = True,
+        default_quota_bytes: int = DEFAULT_QUOTA_BYTES,
     ) -> None:
         self.uploads = uploads
         self.catalog = catalog
         self.settings = settings
         self.validate_extensions = validate_extensions
+        self.default_quota_bytes = default_quota_bytes
 
     def check_inputs(self, inputs: Any) -> dict[str, Any]:
         """One input: the id of an upload file."""
@@ -116,6 +149,25 @@ class IngestProcess(Process):
             raise InvalidParameter("input 'upload_file' must be a string (an upload file id)")
         parse_uuid(value, "upload file")
         return checked
+
+    async def admit(
+        self, inputs: dict[str, Any], caller: Principal, accounts: AccountRepository
+    ) -> dict[str, Any]:
+        """The file must be in an upload set of the caller (else it does not exist for them),
+        and the caller must still have ``write`` on its collection."""
+        file_id = str(inputs["upload_file"])
+        try:
+            record = await self.uploads.get_file(parse_uuid(file_id, "upload file"))
+            owner, collection_id = await self.uploads.set_access(record["upload_set_id"])
+        except NotFound:
+            owner, collection_id = None, None
+        if collection_id is None or not caller.owns(owner):
+            raise InvalidParameter(
+                f"input 'upload_file': upload file {file_id} does not exist",
+                type="InvalidParameterValue",
+            )
+        await accounts.require(caller, collection_id, "write")
+        return inputs
 
     async def prepare(self, job: JobRecord, cancelled: Callable[[], bool]) -> dict[str, Any]:
         """Fetch a URL if needed, hash, claim the checksum (duplicates stop here)."""
@@ -131,6 +183,11 @@ class IngestProcess(Process):
         sha256 = record["sha256"]
         if record["source"] == "url" and (staged is None or not staged.exists()):
             staged, sha256 = await self._fetch(file_id, record["href"], cancelled)
+            # Its size is known now, and counted (the file records it): over the set owner's
+            # quota, the job fails with quota.Exceeded and the download is deleted.
+            await check_room(
+                self.uploads, upload_set["owner_id"], 0, self.settings, self.default_quota_bytes
+            )
         if staged is None or not staged.exists():
             raise SourceGone(
                 f"the uploaded bytes of {record['filename']!r} are no longer stored; "
@@ -237,6 +294,8 @@ class IngestProcess(Process):
         await self.uploads.mark_rejected(file_id, code, message)
         if code not in _KEEP_SOURCE:
             self._remove_staged(record)
+            # The record no longer holds bytes: they leave its owner's quota too.
+            await self.uploads.update_file(file_id, staged_path=None)
 
     def _remove_staged(self, record: dict[str, Any]) -> None:
         staged = record.get("staged_path")

@@ -108,8 +108,9 @@ class UploadRepository:
         title: str | None,
         expected_files: int | None,
         item_datetime: datetime | None,
+        owner_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
-        """A new, open upload set in an existing collection."""
+        """A new, open upload set of ``owner_id`` in an existing collection."""
         set_id = uuid.uuid4()
         async with self._connect() as conn:
             exists = await conn.scalar(select(Collection.id).where(Collection.id == collection_id))
@@ -122,9 +123,24 @@ class UploadRepository:
                     title=title,
                     expected_files=expected_files,
                     item_datetime=item_datetime,
+                    owner_id=owner_id,
                 )
             )
         return set_id
+
+    async def set_access(self, set_id: uuid.UUID) -> tuple[uuid.UUID | None, str]:
+        """The owner and the collection of an upload set, or NotFound."""
+        async with self._connect(write=False) as conn:
+            row = (
+                await conn.execute(
+                    select(UploadSet.owner_id, UploadSet.collection_id).where(
+                        UploadSet.id == set_id
+                    )
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"upload set {set_id} does not exist")
+        return row.owner_id, row.collection_id
 
     async def get_set(self, set_id: uuid.UUID) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """An upload set and its files (oldest first)."""
@@ -184,11 +200,11 @@ class UploadRepository:
         """Register a received file and queue its ingest job, in one transaction.
 
         A file whose SHA-256 is already known in the collection is recorded as ``duplicate``
-        and gets no job.
+        and gets no job. The job is the set owner's.
         """
         file_id = uuid.uuid4()
         async with self._connect() as conn:
-            collection_id = await self._lock_open_set(conn, set_id)
+            collection_id, owner_id = await self._lock_open_set(conn, set_id)
             values = {
                 "id": file_id,
                 "upload_set_id": set_id,
@@ -209,21 +225,33 @@ class UploadRepository:
                            "error_code": Duplicate.code, "error_message": duplicate}  # fmt: skip
             else:
                 job = await self.jobs.submit(
-                    "ingest", {"upload_file": str(file_id)}, timeout_s, max_attempts, conn=conn
+                    "ingest",
+                    {"upload_file": str(file_id)},
+                    timeout_s,
+                    max_attempts,
+                    conn=conn,
+                    owner_id=owner_id,
                 )
                 values["job_id"] = job.id
             await conn.execute(insert(UploadFile).values(**values))
             row = (await conn.execute(_files().where(UploadFile.id == file_id))).one()
         return dict(row._mapping)
 
-    async def _lock_open_set(self, conn: AsyncConnection, set_id: uuid.UUID) -> str:
-        """Lock an upload set that still takes files; its collection id.
+    async def _lock_open_set(
+        self, conn: AsyncConnection, set_id: uuid.UUID
+    ) -> tuple[str, uuid.UUID | None]:
+        """Lock an upload set that still takes files; its collection id and owner.
 
         The lock orders concurrent additions, so that a set never gets more than it expects.
         """
         upload_set = (
             await conn.execute(
-                select(UploadSet.collection_id, UploadSet.completed, UploadSet.expected_files)
+                select(
+                    UploadSet.collection_id,
+                    UploadSet.completed,
+                    UploadSet.expected_files,
+                    UploadSet.owner_id,
+                )
                 .where(UploadSet.id == set_id)
                 .with_for_update()
             )
@@ -242,7 +270,7 @@ class UploadRepository:
                     "and has them all"
                 )
         collection_id: str = upload_set.collection_id
-        return collection_id
+        return collection_id, upload_set.owner_id
 
     async def get_file(self, file_id: uuid.UUID) -> dict[str, Any]:
         """One file record, or NotFound."""

@@ -2,6 +2,12 @@
 
 Every received file is staged under the ingest data folder and handed to an ``ingest`` job in
 the same transaction that records it, so a file is never received without a job to process it.
+
+Sets, their files, tus uploads and ingest jobs belong to the account that made the set (the
+tus upload: the account that created it); another account gets 404 for them, as for ones that
+do not exist, and admins see all. Making a set, or sending it a file, needs the ``write`` right
+on its collection, and room in the owner's storage quota (catalog/accounts/quotas.py), checked
+before any byte is stored.
 """
 
 import asyncio
@@ -14,12 +20,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from catalog.accounts.quotas import DEFAULT_QUOTA_BYTES
+from catalog.accounts.repository import AccountRepository
+from catalog.accounts.web import owner_id_of, principal_of
 from catalog.errors import InvalidParameter, NotFound
+from catalog.ingest.errors import TooLarge
 from catalog.ingest.fetch import check_url, safe_filename
 from catalog.jobs.queue import JobRepository
 from catalog.settings import IngestSettings, JobSettings
 from catalog.stac.serializers import check_id
-from catalog.uploads.ingest import staging_dir
+from catalog.uploads.ingest import check_room, staging_dir, tus_dir
 from catalog.uploads.multipart import receive_multipart_file
 from catalog.uploads.repository import (
     FINAL_FILE_STATES,
@@ -140,13 +150,63 @@ def set_document(
     }  # fmt: skip
 
 
-class UploadsFactory:
-    """The ``/upload_sets`` routes and the hooks of the tus server."""
+def tus_owner(request: Request) -> str | None:
+    """Who owns the tus upload a request creates (``TusFactory.owner_of``)."""
+    owner = owner_id_of(request)
+    return str(owner) if owner is not None else None
 
-    def __init__(self, ingest: IngestSettings, jobs: JobSettings, dependencies: list[Any]) -> None:
+
+def tus_may_use(request: Request, owner: str | None) -> bool:
+    """Whether the caller may see, resume or end a tus upload (``TusFactory.may_use``)."""
+    return principal_of(request).owns(uuid.UUID(owner) if owner else None)
+
+
+async def require_write(request: Request, collection_id: str) -> None:
+    """404 when the caller may not read the collection (as for a missing one), 403 without
+    the ``write`` right on it."""
+    accounts: AccountRepository = request.app.state.accounts
+    await accounts.require(principal_of(request), collection_id, "write")
+
+
+async def owned_set(
+    request: Request, repo: UploadRepository, set_id: uuid.UUID
+) -> tuple[uuid.UUID | None, str]:
+    """The owner and collection of an upload set the caller owns; 404 for anyone else's."""
+    owner, collection_id = await repo.set_access(set_id)
+    if not principal_of(request).owns(owner):
+        raise NotFound(f"upload set {set_id} does not exist")
+    return owner, collection_id
+
+
+class UploadsFactory:
+    """The ``/upload_sets`` routes and the hooks of the tus server.
+
+    ``default_quota_bytes`` is the quota of accounts without one of their own.
+    """
+
+    def __init__(
+        self,
+        ingest: IngestSettings,
+        jobs: JobSettings,
+        dependencies: list[Any],
+        default_quota_bytes: int = DEFAULT_QUOTA_BYTES,
+    ) -> None:
         self.ingest = ingest
         self.jobs = jobs
         self.dependencies = dependencies
+        self.default_quota_bytes = default_quota_bytes
+
+    @property
+    def tus_dir(self) -> Path:
+        """The tus server's folder (its unfinished uploads count towards their owners' quota)."""
+        return tus_dir(self.ingest)
+
+    async def check_quota(
+        self, repo: UploadRepository, owner: uuid.UUID | None, incoming: int
+    ) -> int | None:
+        """``quota.Exceeded`` unless ``incoming`` more bytes fit in ``owner``'s quota; the
+        bytes that still fit (None: no quota)."""
+        return await check_room(repo, owner, incoming, self.ingest, self.default_quota_bytes)
 
     async def _add(self, repo: UploadRepository, set_id: uuid.UUID, new: NewFile) -> dict[str, Any]:
         # Ingest's own description does not set a timeout: the worker default applies.
@@ -166,8 +226,13 @@ class UploadsFactory:
         @router.post("/upload_sets", status_code=201, operation_id="createUploadSet")
         async def create_upload_set(body: UploadSetCreate, request: Request, repo: _Repo) -> Any:
             check_id(body.collection, "collection")
+            await require_write(request, body.collection)
             set_id = await repo.create_set(
-                body.collection, body.title, body.expected_files, body.datetime
+                body.collection,
+                body.title,
+                body.expected_files,
+                body.datetime,
+                owner_id=owner_id_of(request),
             )
             upload_set, files = await repo.get_set(set_id)
             doc = set_document(base_url(request), upload_set, files)
@@ -175,12 +240,15 @@ class UploadsFactory:
 
         @router.get("/upload_sets/{upload_set_id}", operation_id="getUploadSet")
         async def get_upload_set(upload_set_id: str, request: Request, repo: _Repo) -> Any:
-            upload_set, files = await repo.get_set(parse_uuid(upload_set_id, "upload set"))
+            set_id = parse_uuid(upload_set_id, "upload set")
+            await owned_set(request, repo, set_id)
+            upload_set, files = await repo.get_set(set_id)
             return set_document(base_url(request), upload_set, files)
 
         @router.post("/upload_sets/{upload_set_id}/complete", operation_id="completeUploadSet")
         async def complete_upload_set(upload_set_id: str, request: Request, repo: _Repo) -> Any:
             set_id = parse_uuid(upload_set_id, "upload set")
+            await owned_set(request, repo, set_id)
             await repo.complete_set(set_id)
             upload_set, files = await repo.get_set(set_id)
             return set_document(base_url(request), upload_set, files)
@@ -192,7 +260,9 @@ class UploadsFactory:
             operation_id="deleteUploadSet",
         )
         async def delete_upload_set(upload_set_id: str, request: Request, repo: _Repo) -> Response:
-            files = await repo.delete_set(parse_uuid(upload_set_id, "upload set"))
+            set_id = parse_uuid(upload_set_id, "upload set")
+            await owned_set(request, repo, set_id)
+            files = await repo.delete_set(set_id)
             await self._forget(request.app.state.jobs, files)
             return Response(status_code=204)
 
@@ -211,24 +281,38 @@ class UploadsFactory:
         async def get_upload_file(
             upload_set_id: str, file_id: str, request: Request, repo: _Repo
         ) -> Any:
+            set_id = parse_uuid(upload_set_id, "upload set")
+            await owned_set(request, repo, set_id)
             record = await repo.get_file(parse_uuid(file_id, "upload file"))
-            if str(record["upload_set_id"]) != upload_set_id:
+            if record["upload_set_id"] != set_id:
                 raise NotFound(f"upload file {file_id} does not exist in set {upload_set_id}")
             return file_document(base_url(request), record)
 
     async def _receive(
         self, request: Request, repo: UploadRepository, set_id: uuid.UUID
     ) -> dict[str, Any]:
-        """Stage the request's file (or take its URL) and register it in the set; its record."""
-        upload_set, files = await repo.get_set(set_id)  # 404 / 409 before reading a body
+        """Stage the request's file (or take its URL) and register it in the set; its record.
+
+        Every refusal (not the caller's set, no ``write`` right, a closed set, no room in the
+        quota for the declared ``Content-Length``) comes before any byte is read.
+        """
+        owner, collection_id = await owned_set(request, repo, set_id)
+        await require_write(request, collection_id)
+        upload_set, files = await repo.get_set(set_id)
         if upload_set["completed"] or (
             upload_set["expected_files"] is not None and len(files) >= upload_set["expected_files"]
         ):
             raise UploadSetClosed(f"upload set {set_id} takes no more files")
         if request.headers.get("content-type", "").startswith("application/json"):
+            # The size of a URL's file is known in its job only: no room at all refuses it.
+            await self.check_quota(repo, owner, 1)
             new = await self._by_url(request)
         else:
-            new = await self._multipart(request)
+            declared = request.headers.get("content-length", "")
+            # The body's length bounds the file's (the part headers around it are small).
+            incoming = int(declared) if declared.isdecimal() else 0
+            room = await self.check_quota(repo, owner, incoming)
+            new = await self._multipart(request, repo, owner, room)
         try:
             record = await self._add(repo, set_id, new)
         except BaseException:
@@ -239,10 +323,20 @@ class UploadsFactory:
             Path(new.staged_path).unlink(missing_ok=True)
         return record
 
-    async def _multipart(self, request: Request) -> NewFile:
-        received = await receive_multipart_file(
-            request, staging_dir(self.ingest), self.ingest.max_file_bytes
-        )
+    async def _multipart(
+        self, request: Request, repo: UploadRepository, owner: uuid.UUID | None, room: int | None
+    ) -> NewFile:
+        limit = self.ingest.max_file_bytes
+        if room is not None and room < limit:
+            limit, quota_bound = room, True
+        else:
+            quota_bound = False
+        try:
+            received = await receive_multipart_file(request, staging_dir(self.ingest), limit)
+        except TooLarge:
+            if quota_bound:  # a body without Content-Length that outgrew the quota
+                await self.check_quota(repo, owner, limit + 1)
+            raise
         return NewFile(
             filename=received.filename,
             source="multipart",
@@ -274,15 +368,20 @@ class UploadsFactory:
     def tus_hooks(self, app_state: Any) -> tuple[Any, Any]:
         """``on_create`` and ``on_complete`` for the tus server, bound to ``app_state``."""
 
-        async def on_create(metadata: dict[str, str], length: int) -> None:
+        async def on_create(request: Request, metadata: dict[str, str], length: int) -> None:
             if not metadata.get("filename"):
                 raise TusError("upload.InvalidMetadata", 400,
                                "Upload-Metadata must name the file: filename <base64>")  # fmt: skip
             set_id = _tus_set_id(metadata)
-            upload_set, _ = await app_state.uploads.get_set(set_id)
+            repo: UploadRepository = app_state.uploads
+            _, collection_id = await owned_set(request, repo, set_id)
+            await require_write(request, collection_id)
+            upload_set, _ = await repo.get_set(set_id)
             if upload_set["completed"]:
                 message = f"upload set {set_id} is completed: it takes no more files"
                 raise TusError("upload.SetClosed", 409, message)
+            # The caller's: the upload is theirs until it is complete (Upload-Length reserved).
+            await self.check_quota(repo, owner_id_of(request), length)
 
         async def on_complete(upload: TusUpload) -> dict[str, str]:
             set_id = _tus_set_id(upload.metadata)

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
-from catalog.errors import error_body
+from catalog.errors import CatalogError, error_body
 from catalog.uploads.tus_store import (
     ID,
     Handle,
@@ -121,19 +121,35 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def _nobody(request: Request) -> str | None:
+    return None
+
+
+def _anyone(request: Request, owner: str | None) -> bool:
+    return True
+
+
 # -- the protocol ----------------------------------------------------------------------------------
 @dataclass
 class TusFactory:
-    """Routes of a tus server storing uploads in ``store_dir``."""
+    """Routes of a tus server storing uploads in ``store_dir``.
+
+    ``on_create(request, metadata, length)`` may refuse a creation (raise ``TusError`` or a
+    ``CatalogError``) before anything is stored. ``owner_of`` names who owns what a request
+    creates; ``HEAD``, ``PATCH`` and ``DELETE`` of an upload whose owner ``may_use`` refuses
+    to the request answer 404, as for an unknown upload (by default nobody owns anything).
+    """
 
     store_dir: Path
     max_size: int
     expiration_s: int
-    on_create: Callable[[dict[str, str], int], Awaitable[None]]
+    on_create: Callable[[Request, dict[str, str], int], Awaitable[None]]
     on_complete: Callable[[TusUpload], Awaitable[dict[str, str]]]
     dependencies: Sequence[Any] = ()
     prefix: str = "/uploads"
     idle_timeout_s: float = 60.0  # a PATCH that sends nothing this long lets go of its lock
+    owner_of: Callable[[Request], str | None] = _nobody
+    may_use: Callable[[Request, str | None], bool] = _anyone
 
     @property
     def _route_name(self) -> str:
@@ -212,14 +228,28 @@ class TusFactory:
                 )
             if args and not ID.fullmatch(args[0]):
                 raise not_found(args[0])
+            if args:
+                await self._check_owner(request, args[0])
             response: Response = await handler(request, *args)
+        except CatalogError as exc:  # a hook's refusal: the same body, with Tus-Resumable
+            error = TusError(exc.code, exc.status, exc.description, exc.headers, **exc.detail)
+            response = self._refusal(request, error)
         except TusError as exc:
-            if request.method == "HEAD":
-                response = Response(status_code=exc.status, headers=exc.headers)
-            else:
-                body = error_body(exc.code, exc.description)
-                response = JSONResponse(body, exc.status, headers=exc.headers)
+            response = self._refusal(request, exc)
         return self._answer(response)
+
+    @staticmethod
+    def _refusal(request: Request, exc: TusError) -> Response:
+        if request.method == "HEAD":
+            return Response(status_code=exc.status, headers=exc.headers)
+        body = error_body(exc.code, exc.description, **exc.detail)
+        return JSONResponse(body, exc.status, headers=exc.headers)
+
+    async def _check_owner(self, request: Request, upload_id: str) -> None:
+        """404 for an upload of another owner, exactly as for one that does not exist."""
+        info = await run_in_threadpool(read_info, self.store_dir, upload_id)
+        if info is not None and not self.may_use(request, info.owner):
+            raise not_found(upload_id)
 
     async def _create(self, request: Request) -> Response:
         length = _number(request, "upload-length", "upload.InvalidLength")
@@ -236,8 +266,9 @@ class TusFactory:
         if with_body and _media_type(request) != OFFSET_STREAM:
             raise TusError("upload.UnsupportedMediaType", 415, f"a body must be {OFFSET_STREAM}")
         checksum = _checksum(request)
-        await self.on_create(metadata, length)
-        upload_id, info = await run_in_threadpool(self._new_upload, length, metadata)
+        await self.on_create(request, metadata, length)
+        owner = self.owner_of(request)
+        upload_id, info = await run_in_threadpool(self._new_upload, length, metadata, owner)
         location = str(request.url_for(self._route_name, upload_id=upload_id))
         headers = {"Upload-Expires": _http_date(info.expires)}
         if with_body or length == 0:
@@ -249,7 +280,9 @@ class TusFactory:
         # A Location from on_complete (finished at once) is left to HEAD: tus needs this one.
         return Response(status_code=201, headers=headers | {"Location": location})
 
-    def _new_upload(self, length: int, metadata: dict[str, str]) -> tuple[str, Info]:
+    def _new_upload(
+        self, length: int, metadata: dict[str, str], owner: str | None
+    ) -> tuple[str, Info]:
         self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         while True:
             upload_id = secrets.token_hex(16)
@@ -259,7 +292,7 @@ class TusFactory:
             except FileExistsError:  # pragma: no cover - 128 random bits
                 continue
         now = time.time()
-        info = Info(length, metadata, created=now, expires=now + self.expiration_s)
+        info = Info(length, metadata, created=now, expires=now + self.expiration_s, owner=owner)
         write_info(self.store_dir, upload_id, info)
         return upload_id, info
 

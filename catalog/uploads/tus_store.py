@@ -23,11 +23,17 @@ class TusError(Exception):
     """A refusal answered with our error body; hooks raise it to refuse an upload."""
 
     def __init__(
-        self, code: str, status: int, description: str, headers: dict[str, str] | None = None
+        self,
+        code: str,
+        status: int,
+        description: str,
+        headers: dict[str, str] | None = None,
+        **detail: Any,
     ) -> None:
         super().__init__(description)
         self.code, self.status, self.description = code, status, description
         self.headers = dict(headers or {})
+        self.detail = detail  # more members of the error body (a quota's used_bytes...)
 
 
 @dataclass
@@ -40,6 +46,9 @@ class Info:
     expires: float
     finished: bool = False
     headers: dict[str, str] = field(default_factory=dict)  # what on_complete answered
+    # The account that made it (its id as text; None: nobody's, or made by the bootstrap
+    # admin): only its owner (or an admin) may see, resume or end it.
+    owner: str | None = None
 
 
 @dataclass
@@ -185,6 +194,26 @@ def _expire_one(store: Path, upload_id: str, now: float) -> bool:
     finally:
         handle.close()
     return True
+
+
+def pending_bytes(store: Path, owner: str, now: float | None = None) -> int:
+    """The declared ``Upload-Length`` of ``owner``'s uploads that are neither finished nor
+    expired (a finished upload's bytes belong to its upload set's file from then on)."""
+    now = time.time() if now is None else now
+    if not store.is_dir():
+        return 0
+    total = 0
+    for entry in os.scandir(store):
+        name = entry.name
+        if not (name.endswith(".info") and ID.fullmatch(name[:-5])):
+            continue
+        try:
+            info = read_info(store, name[:-5])
+        except (ValueError, TypeError):  # unreadable: the sweep drops it
+            continue
+        if info is not None and info.owner == owner and not info.finished and info.expires > now:
+            total += info.length
+    return total
 
 
 def expire_uploads(store_dir: Path, now: float | None = None) -> int:

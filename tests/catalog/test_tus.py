@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from tusclient import client as tus_client
 
 from catalog.db.cluster import free_port
@@ -46,7 +46,7 @@ class Live:
 
 
 def _app(live: Live) -> FastAPI:
-    async def on_create(metadata: dict[str, str], length: int) -> None:
+    async def on_create(request: Request, metadata: dict[str, str], length: int) -> None:
         if metadata.get("filetype") == "text/plain":
             raise TusError("upload.UnsupportedFileType", 415, "send a raster")
 
@@ -450,3 +450,37 @@ async def test_route_dependencies_guard_every_route(tmp_path: Path) -> None:
             response = await c.request(method, path, headers={**STREAM, "Upload-Length": "1"})
             assert response.status_code == 401, (method, response.text)
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_uploads_of_another_owner_answer_as_unknown(tmp_path: Path) -> None:
+    async def on_create(request: Request, metadata: dict[str, str], length: int) -> None:
+        pass
+
+    async def on_complete(upload: TusUpload) -> dict[str, str]:
+        return {}
+
+    factory = TusFactory(
+        tmp_path, 100, 60, on_create, on_complete,
+        owner_of=lambda request: request.headers.get("x-who"),
+        may_use=lambda request, owner: request.headers.get("x-who") in (owner, "admin"),
+    )  # fmt: skip
+    app = FastAPI()
+    app.include_router(factory.router)
+    ann, bob = {**STREAM, "X-Who": "ann"}, {**STREAM, "X-Who": "bob"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        created = await c.post("/uploads/", headers={**ann, "Upload-Length": "4"})
+        url = created.headers["location"]
+        upload_id = url.rsplit("/", 1)[-1]
+        assert json.loads((tmp_path / f"{upload_id}.info").read_text())["owner"] == "ann"
+        assert (await c.head(url, headers=bob)).status_code == 404
+        for method in ("PATCH", "DELETE"):
+            answer = await c.request(method, url, headers={**bob, "Upload-Offset": "0"},
+                                     content=b"ab")  # fmt: skip
+            assert answer.status_code == 404, answer.text
+            assert answer.json()["code"] == "upload.NotFound"
+        assert (tmp_path / upload_id).stat().st_size == 0  # bob's bytes were not written
+        patched = await c.patch(url, headers={**ann, "Upload-Offset": "0"}, content=b"ab")
+        assert patched.status_code == 204 and patched.headers["upload-offset"] == "2"
+        admin = await c.head(url, headers={**TUS, "X-Who": "admin"})
+        assert admin.status_code == 200 and admin.headers["upload-offset"] == "2"
+        assert (await c.delete(url, headers=ann)).status_code == 204

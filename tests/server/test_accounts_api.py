@@ -250,14 +250,22 @@ def test_my_collections_grants_and_quota(
             ),
             {"id": set_id, "owner": alice_id},
         )
-        for size, status in ((1000, "ready"), (400, "processing"), (9000, "rejected")):
+        # staged files count (catalog/accounts/quotas.py); a rejected one's bytes are gone
+        for size, status, staged in ((1000, "ready", "/s/a"), (400, "processing", "/s/b"),
+                                     (9000, "rejected", None)):  # fmt: skip
             conn.execute(
                 text(
                     "INSERT INTO upload_files (id, upload_set_id, collection_id, "
-                    "filename, source, size, status) VALUES (:id, :set, 'mine', "
-                    "'f.tif', 'tus', :size, :status)"
+                    "filename, source, size, status, staged_path) VALUES (:id, :set, 'mine', "
+                    "'f.tif', 'tus', :size, :status, :staged)"
                 ),
-                {"id": uuid.uuid4(), "set": set_id, "size": size, "status": status},
+                {
+                    "id": uuid.uuid4(),
+                    "set": set_id,
+                    "size": size,
+                    "status": status,
+                    "staged": staged,
+                },  # fmt: skip
             )
     doc = client.get("/users/me", headers=bearer(token)).json()
     assert doc["collections"] == {
