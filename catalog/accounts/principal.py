@@ -42,12 +42,17 @@ class Principal:
 
     def has_scope(self, scope: str) -> bool:
         """Whether the token allows ``scope`` (``admin`` implies ``write`` implies ``read``)."""
-        return RIGHTS.index(scope) <= self.cap
+        return any(SCOPES.index(s) >= SCOPES.index(scope) for s in self.scopes if s in SCOPES)
 
     @property
     def cap(self) -> int:
-        """Index in RIGHTS of the strongest right the token's scopes allow (-1: none)."""
-        return max((RIGHTS.index(s) for s in self.scopes if s in RIGHTS), default=-1)
+        """Index in RIGHTS of the strongest collection right the token lets its account use
+        (-1: none). ``write`` tokens use every right the account holds, ``admin`` on its own
+        collections included; ``read`` tokens only read. The ``admin`` scope is about the
+        admin role (every collection), not needed to manage one's own collections."""
+        if self.has_scope("write"):
+            return RIGHTS.index("admin")
+        return RIGHTS.index("read") if self.has_scope("read") else -1
 
     def owns(self, owner_id: UUID | None) -> bool:
         """Whether a row owned by ``owner_id`` is this caller's (admins own everything)."""

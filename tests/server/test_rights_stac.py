@@ -55,11 +55,11 @@ def _items() -> list[dict[str, Any]]:
 
 
 def _account(client: TestClient, name: str) -> tuple[str, dict[str, str]]:
-    """A user account and a token of every scope (``admin`` to manage what it owns)."""
+    """A user account and a token with the ``write`` scope (enough to manage what it owns)."""
     accounts: AccountRepository = client.app.state.accounts  # type: ignore[attr-defined]
     assert client.portal is not None
     row = client.portal.call(accounts.create_account, name)
-    issued = client.portal.call(accounts.create_token, row["id"], "", ("read", "write", "admin"))
+    issued = client.portal.call(accounts.create_token, row["id"], "", ("read", "write"))
     return str(row["id"]), {"Authorization": f"Bearer {issued.token}"}
 
 
@@ -416,3 +416,22 @@ def test_the_authentication_extension_is_advertised(world: World) -> None:
     assert refs["http://www.opengis.net/def/rel/ogc/1.0/job-list"] == ["bearer"]
     assert refs["upload-sets"] == ["bearer"]
     assert refs["self"] is None and refs["search"] is None
+
+
+def test_a_read_token_only_reads_even_what_its_account_owns(world: World) -> None:
+    """Scopes cap the account's rights: A's ``read`` token reads its private collection but
+    neither writes to it nor manages it; its ``write`` token (the fixture's) does both."""
+    accounts: AccountRepository = world.client.app.state.accounts  # type: ignore[attr-defined]
+    assert world.client.portal is not None
+    issued = world.client.portal.call(accounts.create_token, world.ids["a"], "", ("read",))
+    reader = {"Authorization": f"Bearer {issued.token}"}
+    assert world.client.get(f"/collections/{SECRET}", headers=reader).status_code == 200
+    rights = f"/collections/{SECRET}/rights"
+    r = world.client.put(rights, json={"visibility": "public"}, headers=reader)
+    assert r.status_code == 403 and r.json()["code"] == "auth.Forbidden"
+    r = world.client.delete(f"/collections/{SECRET}/items/s0", headers=reader)
+    assert r.status_code == 403
+    writer = world.callers["a"]
+    assert world.client.delete(f"/collections/{SECRET}/items/s0", headers=writer).status_code == 204
+    assert world.client.delete(f"/collections/{SECRET}", headers=writer).status_code == 204
+    assert world.client.get(f"/collections/{SECRET}", headers=writer).status_code == 404
