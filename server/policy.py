@@ -75,6 +75,7 @@ POLICY: dict[str, Rule] = {
         "getPing",
         "getHealth",
         "tusOptions",
+        "tusOptionsBare",  # tus at /uploads, without the slash (not in the document)
         "tusUploadOptions",
         "generateToken",
     ),  # fmt: skip
@@ -119,6 +120,7 @@ POLICY: dict[str, Rule] = {
         "postCollection",
         "createUploadSet",
         "tusCreate",
+        "tusCreateBare",
         "registerSearch",
         "execute",
     ),  # fmt: skip
