@@ -7,12 +7,16 @@ ones left out of the document too) runs ``authorize`` before it does anything.
 """
 
 import re
+import runpy
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from catalog.accounts import errors as account_errors
+from catalog.errors import CatalogError
 from server.parts import api_routes
 from server.policy import POLICY, Rule, rule_of
 from server.settings import Settings
@@ -37,6 +41,7 @@ PATH_VALUES = {
     "miny": "45", "maxx": "11", "maxy": "46", "width": "64", "height": "64", "format": "png",
     "extension": "mbtiles", "tileMatrixSetId": "WebMercatorQuad",
 }  # fmt: skip
+ROOT = Path(__file__).resolve().parents[2]
 PARAMETER = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
 
@@ -100,3 +105,29 @@ def test_every_route_runs_the_rights_dependency(client: TestClient) -> None:
                 assert answer.json()["code"] == "auth.InvalidToken", (method, path)
             assert 'error="invalid_token"' in answer.headers["www-authenticate"], (method, path)
     assert set(operations(app.openapi())) <= set(called)
+
+
+def test_the_rights_table_of_the_docs_is_the_policy() -> None:
+    """docs/auth.md's table is generated from server/policy.py: regenerate it when this fails."""
+    table = runpy.run_path(str(ROOT / "scripts" / "policy_table.py"))
+    text = (ROOT / "docs" / "auth.md").read_text()
+    assert table["section"](text) == table["render"](), "run: python scripts/policy_table.py"
+    listed = set(re.findall(r"`([a-z][A-Za-z]+)`", table["section"](text)))
+    assert set(POLICY) <= listed
+
+
+def test_every_rights_error_code_is_documented() -> None:
+    """docs/errors.md has a row for each code of catalog/accounts/errors.py, with its status."""
+    text = (ROOT / "docs" / "errors.md").read_text()
+    statuses = {
+        cls.code: cls.status
+        for cls in vars(account_errors).values()
+        if isinstance(cls, type) and issubclass(cls, CatalogError) and cls is not CatalogError
+    }
+    assert len(statuses) >= 10
+    documented = {
+        code: int(row[1])
+        for code in statuses
+        if (row := re.search(rf"^\| `{re.escape(code)}` \| (\d+) \|", text, re.M))
+    }
+    assert documented == statuses
