@@ -59,9 +59,9 @@ BODIES: dict[str, Any] = {
     "createUploadSet": {"collection": PRIV},
     "execute": {"inputs": {"item": {"collection": PRIV, "id": PRIV_ITEM}, "maxzoom": 3}},
 }
-# CREATE operations whose body names priv: the route checks the right it needs there (uploads
-# write into priv; an export reads it), answering like a READ or WRITE rule would.
-INTO_PRIV = {"createUploadSet": Rule.WRITE, "execute": Rule.READ}
+# CREATE operations whose body names priv: the route checks the right it needs there (an
+# upload writes into priv; an export renders it, which needs `write` too: docs/api.md).
+INTO_PRIV = frozenset({"createUploadSet", "execute"})
 # A job's results and an export's archive exist once a worker ran the job; none runs here.
 NOT_MADE = frozenset({"getResult", "getExportArchive", "headExportArchive"})
 # Requests that need a body of their own kind to reach the rights of their route.
@@ -69,16 +69,19 @@ RAW = {"tusPatch": ({"Content-Type": "application/offset+octet-stream", "Upload-
                     b"0123456789")}  # fmt: skip
 OK = "ok"  # not refused: neither 401, 403 nor 404, and no 5xx
 SEEN = "seen"  # not refused by the rights check: neither 401 nor 403 (a 404 may be the route's)
+HIDDEN = "hidden"  # refused as if priv did not exist: a 4xx, neither 401 nor 403
+SIGNED = "signed"  # recognised: anything but 401 (the bootstrap token has no account of its own)
 
 
-def expected(rule: Rule, caller: str, real_ids: bool, operation: str = "") -> int | str:
-    """The status (or OK/SEEN) a caller must get from an operation with ``rule`` on ``priv``
-    and on A's rows. ``real_ids``: every path parameter names something that exists."""
+def expected(rule: Rule, caller: str, operation: str, real_ids: bool, row: bool) -> int | str:
+    """The status (or OK, SEEN, HIDDEN, SIGNED) a caller must get from an operation with
+    ``rule`` on ``priv`` and on A's rows. ``real_ids``: every path parameter names something
+    that exists; ``row``: the path names one row (not a list)."""
     if caller == "revoked":
         return 401  # a refused token is refused everywhere, the public routes too
     found = OK if real_ids else SEEN
-    if caller != "anonymous":  # nobody is refused before the route looks at the body
-        rule = INTO_PRIV.get(operation, rule)
+    if operation in INTO_PRIV and caller != "anonymous":
+        return {"B": HIDDEN, "C": 403, "W": OK, "admin": OK}[caller]
     if rule in (Rule.PUBLIC, Rule.LISTED):
         return found
     if caller == "anonymous" and rule is not Rule.READ:
@@ -88,9 +91,10 @@ def expected(rule: Rule, caller: str, real_ids: bool, operation: str = "") -> in
         Rule.WRITE: {"B": 404, "C": 403, "W": found, "admin": found},
         Rule.MANAGE: {"B": 404, "C": 403, "W": 403, "admin": found},
         Rule.CREATE: {"B": SEEN, "C": SEEN, "W": SEEN, "admin": SEEN},
-        Rule.SIGNED_IN: {"B": SEEN, "C": SEEN, "W": SEEN, "admin": SEEN},
+        Rule.SIGNED_IN: {"B": SEEN, "C": SEEN, "W": SEEN, "admin": SIGNED},
         # A's rows: not the others' (404 like a missing row); lists are everyone's own
-        Rule.OWNED: dict.fromkeys(("B", "C", "W"), 404 if real_ids else SEEN) | {"admin": found},
+        Rule.OWNED: dict.fromkeys(("B", "C", "W"), 404 if row and real_ids else found)
+        | {"admin": found},
         Rule.ADMIN: {"B": 403, "C": 403, "W": 403, "admin": found},
     }
     return table[rule][caller]
@@ -110,6 +114,7 @@ class Answer:
     headers: dict[str, str]
     content: bytes
     real_ids: bool
+    row: bool
 
     def json(self) -> Any:
         """The body as JSON, or None."""
@@ -304,7 +309,7 @@ def _run(world: World) -> None:
             r = world.call(method, url, caller, body, operation)
             world.answers.append(Answer(operation, rule_of(operation), caller, method, url,
                                         body, r.status_code, dict(r.headers), r.content,
-                                        real_ids))  # fmt: skip
+                                        real_ids, bool(names)))  # fmt: skip
             if r.is_success and method not in SAFE and operation != "deleteCollection":
                 world.restore()  # e.g. W deleted the item: the admin must find it again
 
@@ -316,11 +321,15 @@ def _problems(answers: list[Answer], check: Callable[[Answer], str | None]) -> l
 def _status_problem(a: Answer) -> str | None:
     if a.status >= 500:
         return "a server error"
-    want = expected(a.rule, a.caller, a.real_ids, a.operation)
+    want = expected(a.rule, a.caller, a.operation, a.real_ids, a.row)
     if want == OK and a.status in (401, 403, 404):
         return f"expected to be let through ({a.rule})"
     if want == SEEN and a.status in (401, 403):
         return f"expected to pass the rights check ({a.rule})"
+    if want == HIDDEN and (a.status < 400 or a.status in (401, 403)):
+        return f"expected the refusal of a missing collection ({a.rule})"
+    if want == SIGNED and a.status == 401:
+        return f"expected to be recognised ({a.rule})"
     if isinstance(want, int) and a.status != want:
         return f"expected {want} ({a.rule})"
     return None
@@ -418,16 +427,24 @@ def test_counts_are_of_public_data_only(world: World) -> None:
     assert problems == [], "\n".join(problems)
 
 
+def _ghost(value: Any) -> Any:
+    """A request's body with ``priv`` replaced by a collection that does not exist."""
+    return json.loads(json.dumps(value).replace(f'"{PRIV}"', f'"{GHOST}"'))
+
+
 def test_a_collection_one_may_not_read_answers_like_a_missing_one(world: World) -> None:
-    """B's 404 for ``priv`` is word for word the 404 for a collection that does not exist."""
+    """B's refusals naming ``priv`` (in the path or the body) are word for word those for a
+    collection that does not exist."""
     problems = []
     for a in world.answers:
-        if a.caller != "B" or a.status != 404 or PRIV not in a.url.split("/") or a.method == "HEAD":
+        in_path, in_body = PRIV in a.url.split("/"), PRIV_WORD.search(json.dumps(a.body))
+        if a.caller != "B" or a.status < 400 or not (in_path or in_body) or a.method == "HEAD":
             continue
-        ghost = world.call(a.method, re.sub(f"/{PRIV}(?=/|$)", f"/{GHOST}", a.url), "B", a.body)
+        url = re.sub(f"/{PRIV}(?=/|$)", f"/{GHOST}", a.url)
+        ghost = world.call(a.method, url, "B", _ghost(a.body))
         mine, theirs = a.json() or {}, ghost.json() if ghost.content else {}
         same = (
-            ghost.status_code == 404
+            ghost.status_code == a.status
             and mine.get("code") == theirs.get("code")
             and (str(mine.get("description")).replace(PRIV, GHOST) == theirs.get("description"))
         )
