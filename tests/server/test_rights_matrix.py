@@ -9,11 +9,15 @@ search; ``pub`` is public with two items. The callers: nobody, a revoked token, 
 What is checked, for every answer (each test reports every offender at once):
 
 - no 5xx;
-- the status the operation's rule gives the caller (``EXPECTED``);
+- the status the operation's rule gives the caller (``expected``);
 - a caller who may not read ``priv`` learns nothing of it: no body or header names it, its
-  item or a coordinate of its footprint (unless the request itself did), ``numberMatched``
-  counts public data only, and its 404 for ``priv`` is the 404 of a collection that does not
-  exist.
+  item or a coordinate of its footprint (unless the request itself did), no tile carries its
+  pixels, ``numberMatched`` counts public data only, and its refusals naming ``priv`` are
+  word for word those for a collection that does not exist;
+- no one but A and the admin sees A's rows, in lists either.
+
+Writes are kept harmless: bodies are ``{}`` unless ``BODIES`` says otherwise, deletes come
+after everything else, and ``World.restore`` puts ``priv`` back after any write that passed.
 """
 
 import base64
@@ -52,8 +56,8 @@ PARAMETER = re.compile(r"\{([^}:]+)\}")
 # "priv" as an id, not inside a word such as "private"
 PRIV_WORD = re.compile(r"(?<![A-Za-z0-9_-])priv(?![A-Za-z0-9_-])")
 # Bodies of the operations whose answer is worth reading whole; any other operation with a
-# body gets ``{}``, which no write accepts: an allowed write stops at validation (400) and
-# changes nothing, while the rights check, which runs first, still answers as it must.
+# body gets ``{}``, which changes nothing (no write accepts it, or it is an empty patch),
+# while the rights check, which runs before the body is looked at, still answers as it must.
 BODIES: dict[str, Any] = {
     "postItemSearch": {"limit": 100},
     "createUploadSet": {"collection": PRIV},
