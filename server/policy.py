@@ -78,6 +78,7 @@ POLICY: dict[str, Rule] = {
         "tusOptionsBare",  # tus at /uploads, without the slash (not in the document)
         "tusUploadOptions",
         "generateToken",
+        "login",
     ),  # fmt: skip
     **_each(
         Rule.LISTED,
