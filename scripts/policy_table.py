@@ -43,7 +43,7 @@ def main() -> None:
     """Replace the section of docs/auth.md."""
     text = DOC.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    DOC.write_text(f"{text[:start]}\n{render()}\n{text[end:]}")
+    DOC.write_text(f"{text[:start]}\n\n{render()}\n\n{text[end:]}")  # a block of its own
 
 
 if __name__ == "__main__":
