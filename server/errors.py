@@ -1,6 +1,7 @@
 """One exception -> status table; every error body is ``{"code", "description"}`` (STAC style).
 
-Our errors carry their code and status (``CatalogError``, ``AuthError``); libraries' exceptions
+Our errors carry their code, status and headers (``CatalogError``: the rights errors of
+catalog/accounts/errors.py too, with their ``WWW-Authenticate``); libraries' exceptions
 are mapped by the package that drives them (tiler/errors.py) and come in through its API part.
 """
 
@@ -16,24 +17,6 @@ from starlette.responses import JSONResponse
 from catalog.errors import CatalogError, error_body
 
 logger = logging.getLogger("terracat")
-
-
-class AuthError(Exception):
-    """A write without valid credentials."""
-
-    code = "auth.Unauthorized"
-    status = 401
-
-    def __init__(self, description: str) -> None:
-        super().__init__(description)
-        self.description = description
-
-
-class WritesDisabled(AuthError):
-    """No admin token is configured, so writes are refused."""
-
-    code = "auth.WritesDisabled"
-    status = 403
 
 
 HTTP_CODES = {
@@ -53,13 +36,6 @@ def _catalog_error(request: Request, exc: Exception) -> JSONResponse:
         raise exc
     return JSONResponse(error_body(exc.code, exc.description, **exc.detail), exc.status,
                         headers=exc.headers)  # fmt: skip
-
-
-def _auth_error(request: Request, exc: Exception) -> JSONResponse:
-    if not isinstance(exc, AuthError):  # registered for AuthError only
-        raise exc
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse(error_body(exc.code, exc.description), exc.status, headers=headers)
 
 
 # A body or query field that fails validation gets the code of the search parameter it is.
@@ -120,7 +96,6 @@ def add_error_handlers(
     for exception, handler in (handlers or {}).items():
         app.add_exception_handler(exception, handler)
     app.add_exception_handler(CatalogError, _catalog_error)
-    app.add_exception_handler(AuthError, _auth_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

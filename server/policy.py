@@ -75,8 +75,10 @@ POLICY: dict[str, Rule] = {
         "getPing",
         "getHealth",
         "tusOptions",
+        "tusOptionsBare",  # tus at /uploads, without the slash (not in the document)
         "tusUploadOptions",
         "generateToken",
+        "login",
     ),  # fmt: skip
     **_each(
         Rule.LISTED,
@@ -119,6 +121,7 @@ POLICY: dict[str, Rule] = {
         "postCollection",
         "createUploadSet",
         "tusCreate",
+        "tusCreateBare",
         "registerSearch",
         "execute",
     ),  # fmt: skip

@@ -19,10 +19,11 @@ import uvicorn
 from fastapi import Depends, FastAPI, Request
 from tusclient import client as tus_client
 
+from catalog.accounts.errors import Unauthorized
 from catalog.db.cluster import free_port
 from catalog.uploads.tus import TusFactory, TusUpload
 from catalog.uploads.tus_store import TusError, expire_uploads
-from server.errors import AuthError, add_error_handlers
+from server.errors import add_error_handlers
 
 MiB = 1024 * 1024
 EXPIRATION = 3600
@@ -434,7 +435,7 @@ def test_silent_client_lets_go_of_the_lock(live: Live, http: httpx.Client) -> No
 
 async def test_route_dependencies_guard_every_route(tmp_path: Path) -> None:
     async def deny() -> None:
-        raise AuthError("a valid 'Authorization: Bearer <token>' header is required")
+        raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
 
     async def never(*args: object) -> dict[str, str]:
         raise AssertionError("a hook ran without authorization")

@@ -108,6 +108,17 @@ def test_the_document_is_valid_openapi(app: FastAPI) -> None:
     validate(app.openapi())
 
 
+def test_every_operation_declares_the_bearer_scheme(app: FastAPI) -> None:
+    """The rights dependency reads ``Authorization: Bearer``: every operation says so, and
+    the scheme is declared once (server/auth.py's HTTPBearer)."""
+    doc = app.openapi()
+    scheme = doc["components"]["securitySchemes"]["bearer"]
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    without = [(m, p, i) for m, p, i in _operations(doc)
+               if {"bearer": []} not in doc["paths"][p][m.lower()].get("security", [])]  # fmt: skip
+    assert without == []
+
+
 def _answer_schema(doc: dict[str, Any], method: str, path: str) -> jsonschema.Draft202012Validator:
     media = doc["paths"][path][method]["responses"]["200"]["content"]
     schema = next(m["schema"] for m in media.values() if "schema" in m)
