@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 TABLES = (
     "job_log", "upload_files", "upload_sets", "jobs", "searches", "queryables", "items",
-    "collections",
+    "collections", "api_tokens", "accounts",
 )  # fmt: skip
 
 
