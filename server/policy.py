@@ -77,6 +77,7 @@ POLICY: dict[str, Rule] = {
         "tusOptions",
         "tusUploadOptions",
         "generateToken",
+        "login",
     ),  # fmt: skip
     **_each(
         Rule.LISTED,
