@@ -53,7 +53,7 @@ class KeySet:
         issuer: str,
         jwks_url: str | None,
         fetch: Fetch = fetch_json,
-        min_refetch_s: float = 60.0,
+        min_refetch_s: float = 30.0,
         max_age_s: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -75,11 +75,14 @@ class KeySet:
             return found
         async with self._lock:  # one fetch at a time; the others then find its keys
             found = self._keys.get(kid)
-            # Keys we hold serve until they are old; an unknown id refetches once in a while.
+            # Keys we hold serve until they are old; an unknown id refetches once in a while,
+            # and while we hold none (the provider was away) every few seconds.
             wait = self.max_age_s if found is not None else self.min_refetch_s
-            if self._stale(wait):
+            if self._stale(wait if self._keys else min(wait, Unavailable.retry_after_s)):
                 await self._refresh(keep_on_error=bool(self._keys))
                 found = self._keys.get(kid)
+            elif not self._keys:
+                raise Unavailable("the OpenID Connect provider's keys could not be fetched")
         if found is None:
             raise InvalidToken("the token is signed with a key the identity provider does not list")
         return found
