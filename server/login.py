@@ -85,7 +85,11 @@ async def login(request: Request) -> LoginResponse:
     accounts: AccountRepository = request.app.state.accounts
     keys = (f"login@{client_address(request)}", f"login:{given.name}")
     attempt = authenticator.limiter.charge(*keys)
-    account = await accounts.sign_in(given.name, given.password)
+    try:
+        account = await accounts.sign_in(given.name, given.password)
+    except BaseException:  # the database was away, say: no guess was checked
+        authenticator.limiter.refund(attempt, *keys)
+        raise
     if account is None:
         raise Unauthorized("wrong account name or password")
     authenticator.limiter.refund(attempt, *keys)
