@@ -96,7 +96,7 @@ class KeySet:
         try:
             url = self.jwks_url or await self._discover()
             document = await self.fetch(url)
-            keys = _usable_keys(document)
+            keys = signing_keys(document)
         except Unavailable:
             if keep_on_error:  # the provider is away: the keys we hold still serve
                 return
@@ -115,7 +115,7 @@ class KeySet:
         return jwks_uri
 
 
-def _usable_keys(document: Mapping[str, Any]) -> dict[str | None, jwt.PyJWK]:
+def signing_keys(document: Mapping[str, Any]) -> dict[str | None, jwt.PyJWK]:
     """Signing keys of RS256 and ES256 in a JWKS document, by key id."""
     keys: dict[str | None, jwt.PyJWK] = {}
     entries = document.get("keys")
@@ -126,8 +126,8 @@ def _usable_keys(document: Mapping[str, Any]) -> dict[str | None, jwt.PyJWK]:
             continue
         try:
             key = jwt.PyJWK(entry)
-        except jwt.PyJWTError:
-            continue  # a kind of key we do not use (RSA-OAEP, Ed25519, HS...)
+        except (jwt.PyJWTError, ValueError, KeyError, TypeError):
+            continue  # a kind of key we do not use (Ed25519, HS...), or a malformed one
         if key.algorithm_name in ALGORITHMS:
             keys[entry.get("kid")] = key
     if len(keys) == 1 and None not in keys:  # a lone key also serves tokens naming no key id

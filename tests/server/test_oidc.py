@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 
-from catalog.accounts.oidc import KeySet, OidcVerifier, fetch_json
+from catalog.accounts.oidc import KeySet, OidcVerifier, fetch_json, signing_keys
 from catalog.db.cluster import free_port
 from catalog.errors import Unavailable
 from catalog.settings import AccountSettings
@@ -316,3 +316,18 @@ async def test_a_provider_away_at_the_first_fetch_is_tried_again_soon(idp: Provi
     now[0] = Unavailable.retry_after_s
     assert (await keys.key("rsa-1")).key_id == "rsa-1"
     assert keys.fetches == 2 and idp.fetches("/.well-known/openid-configuration") == 1
+
+
+def test_only_usable_signing_keys_are_kept(idp: Provider) -> None:
+    good = idp.jwk(idp.ec, "ec-1")
+    document = {"keys": [
+        {"kty": "RSA", "n": "!!", "e": "AQAB", "kid": "malformed"},
+        {"kty": "oct", "k": "c2VjcmV0", "kid": "shared-secret"},
+        {**idp.jwk(idp.rsa, "for-encryption"), "use": "enc"},
+        {**idp.jwk(idp.rsa, "rs512"), "alg": "RS512"},
+        "junk",
+        good,
+    ]}  # fmt: skip
+    keys = signing_keys(document)
+    assert set(keys) == {"ec-1", None}  # a lone key also serves tokens without a kid
+    assert keys[None].algorithm_name == "ES256"
