@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from stac_fastapi.api.app import StacApi
 from stac_fastapi.types.config import ApiSettings as StacApiSettings
 
+from catalog.accounts.oidc import OidcVerifier
 from catalog.accounts.repository import AccountRepository
 from catalog.db.engine import create_engine
 from catalog.jobs.queue import JobRepository
@@ -27,7 +28,7 @@ from tiler.readers.shared import ReaderResources
 
 from . import parts as api_parts
 from .accounts import accounts_part
-from .auth import Authenticator, authorize
+from .auth import Authenticator, FailureLimiter, authorize
 from .database import resolve_url
 from .docs import add_docs
 from .errors import add_error_handlers
@@ -41,6 +42,7 @@ from .features import (
     vector_tiles_part,
 )
 from .health import health
+from .login import login_part
 from .memory import trim_allocator, tune_allocator
 from .middleware import BodyLimits, OrjsonRoute, middlewares
 from .openapi import describe_fields
@@ -126,6 +128,7 @@ def _parts(
         item_maps_part(settings, readers),
         mosaics_part(settings, readers),
         accounts_part(settings),
+        login_part(),
     ]
 
 
@@ -161,9 +164,13 @@ def _lifespan(
         state.jobs = JobRepository(engine)
         state.uploads = UploadRepository(engine, state.jobs)
         state.accounts = AccountRepository(engine, settings.auth.rights_cache_s)
+        auth = settings.auth
         state.authenticator = Authenticator(
-            settings.api, state.accounts, settings.auth.rights_cache_s
-        )
+            settings.api, state.accounts, auth.rights_cache_s,
+            FailureLimiter(auth.failure_limit, auth.failure_window_s),
+        )  # fmt: skip
+        if auth.oidc_issuer:
+            state.authenticator.oidc = OidcVerifier(auth)
         # anyio's default is 40 threads; rendering is CPU-bound, and each thread that renders
         # holds GDAL and PROJ state of its own (memory that more threads only multiply).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api.threads

@@ -11,17 +11,35 @@ dependency, so routers added later get it too). It recognises the caller from
 
 Then it applies the rule that server/policy.py gives the route's operation, and leaves the
 caller on ``request.state.principal`` for routes that filter by it (``readable_of``).
+
+Failed attempts are limited (``FailureLimiter``): more than ``TERRACAT_AUTH_FAILURE_LIMIT``
+refused bearer tokens from one client address within ``TERRACAT_AUTH_FAILURE_WINDOW_S``, and
+the address's further tokens get 429 ``auth.TooManyAttempts`` (with ``Retry-After``) without
+being checked, until its failures age out of the window. Tokens verified within the last
+``TERRACAT_AUTH_RIGHTS_CACHE_S`` still pass, and requests without a token are never limited;
+a valid token is never slowed or counted. Password sign-ins (server/login.py) are limited
+alike, per address and per account name. The counts are kept per process: with N processes
+behind a balancer, an address gets up to N times the limit.
 """
 
 import hmac
+import math
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Annotated, Protocol
 from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from catalog.accounts.errors import Forbidden, InsufficientScope, InvalidToken, Unauthorized
+from catalog.accounts.errors import (
+    Forbidden,
+    InsufficientScope,
+    InvalidToken,
+    TooManyAttempts,
+    Unauthorized,
+)
 from catalog.accounts.principal import ANONYMOUS, SYSTEM, Principal
 from catalog.accounts.repository import AccountRepository
 from catalog.accounts.tokens import looks_like_token
@@ -84,19 +102,100 @@ class TokenCache:
             self._entries.pop(token, None)
 
 
+class FailureLimiter:
+    """Failed attempts per key (an address, an account name) in a sliding window of
+    ``window_s``; a key with ``limit`` of them is refused until the oldest ages out.
+
+    In-process memory: each process counts its own. At most ``size`` keys are kept; beyond
+    that, keys whose failures have all aged out are dropped first.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window_s: float,
+        size: int = 65536,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.size = size
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def check(self, *keys: str) -> None:
+        """Raise ``auth.TooManyAttempts`` when any of ``keys`` is at its limit."""
+        now = self.clock()
+        for key in keys:
+            recent = self._recent(key, now)
+            if recent is not None and len(recent) >= self.limit:
+                wait = math.ceil(recent[0] + self.window_s - now)
+                raise TooManyAttempts(
+                    f"too many failed attempts; try again in {max(wait, 1)} s",
+                    retry_after_s=max(wait, 1),
+                )
+
+    def charge(self, *keys: str) -> float:
+        """``check``, then count an attempt against each key now (before it is known to fail:
+        concurrent attempts cannot all pass the check); ``refund`` it when it succeeds."""
+        self.check(*keys)
+        return self.fail(*keys)
+
+    def fail(self, *keys: str) -> float:
+        """Count a failure against each key; its time."""
+        now = self.clock()
+        if len(self._failures) >= self.size:
+            self._prune(now)
+        for key in keys:
+            self._failures.setdefault(key, deque(maxlen=self.limit)).append(now)
+        return now
+
+    def refund(self, stamp: float, *keys: str) -> None:
+        """Take back an attempt counted by ``charge`` at ``stamp``."""
+        for key in keys:
+            recent = self._failures.get(key)
+            if recent is not None and stamp in recent:
+                recent.remove(stamp)
+
+    def _recent(self, key: str, now: float) -> deque[float] | None:
+        recent = self._failures.get(key)
+        while recent and recent[0] <= now - self.window_s:
+            recent.popleft()
+        if recent is not None and not recent:
+            del self._failures[key]
+            return None
+        return recent
+
+    def _prune(self, now: float) -> None:
+        for key in list(self._failures):
+            self._recent(key, now)
+        if len(self._failures) >= self.size:  # a flood of distinct keys: start over
+            self._failures.clear()
+
+
 class Authenticator:
     """Turns a request's credentials into a ``Principal``."""
 
-    def __init__(self, api: ApiSettings, accounts: AccountRepository, ttl_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        api: ApiSettings,
+        accounts: AccountRepository,
+        ttl_s: float = 1.0,
+        limiter: FailureLimiter | None = None,
+    ) -> None:
         secret = api.admin_token.get_secret_value() if api.admin_token else None
         self._bootstrap = secret.encode() if secret else None
         self._anonymous_writes = api.allow_anonymous_writes and secret is None
         self.accounts = accounts
         self.tokens = TokenCache(ttl_s)
+        self.limiter = limiter or FailureLimiter(20, 300)
         self.oidc: JwtVerifier | None = None
 
-    async def principal(self, credentials: HTTPAuthorizationCredentials | None) -> Principal:
-        """The caller; ``auth.InvalidToken`` for a token that is given but not valid."""
+    async def principal(
+        self, credentials: HTTPAuthorizationCredentials | None, address: str = "unknown"
+    ) -> Principal:
+        """The caller; ``auth.InvalidToken`` for a token that is given but not valid,
+        ``auth.TooManyAttempts`` when ``address`` sent too many of those lately."""
         if credentials is None:
             return SYSTEM if self._anonymous_writes else ANONYMOUS
         token = credentials.credentials.strip()
@@ -105,16 +204,30 @@ class Authenticator:
         cached = self.tokens.get(token)
         if cached is not None:
             return cached
-        if looks_like_token(token):
-            found = await self.accounts.verify_token(token)
-        elif self.oidc is not None and token.count(".") == 2:
-            found = await self.oidc.principal(token, self.accounts)
-        else:
-            found = None
+        key = f"token@{address}"
+        self.limiter.check(key)
+        try:
+            found = await self._verify(token)
+        except InvalidToken:
+            self.limiter.fail(key)
+            raise
         if found is None:
+            self.limiter.fail(key)
             raise InvalidToken("the bearer token is not valid (unknown, revoked or expired)")
         self.tokens.put(token, found)
         return found
+
+    async def _verify(self, token: str) -> Principal | None:
+        if looks_like_token(token):
+            return await self.accounts.verify_token(token)
+        if self.oidc is not None and token.count(".") == 2:
+            return await self.oidc.principal(token, self.accounts)
+        return None
+
+
+def client_address(request: Request) -> str:
+    """The client's address (the proxy middleware put a trusted proxy's client there)."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _collection_id(request: Request) -> str | None:
@@ -178,11 +291,11 @@ async def authorize(
 ) -> Principal:
     """The app's dependency: resolve the caller, apply the route's rule, keep the caller."""
     authenticator: Authenticator = request.app.state.authenticator
-    principal = await authenticator.principal(credentials)
+    principal = await authenticator.principal(credentials, client_address(request))
     request.state.principal = principal
     route = request.scope.get("route")
     await _enforce(rule_of(getattr(route, "operation_id", None)), principal, request)
     return principal
 
 
-__all__ = ["Authenticator", "authorize", "bearer"]
+__all__ = ["Authenticator", "FailureLimiter", "authorize", "bearer", "client_address"]

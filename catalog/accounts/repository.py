@@ -18,6 +18,7 @@ from catalog.db.models import Account, ApiToken, Collection, CollectionGrant
 from catalog.errors import NotFound
 
 from .errors import AccountExists, AccountNotFound, Forbidden, InvalidRight, TokenNotFound
+from .passwords import Passwords
 from .principal import RIGHTS, SCOPES, Principal
 from .rights import Readable, RightsCache, collection_right, readable
 from .tokens import new_token, parse_token, secret_matches
@@ -63,6 +64,7 @@ class AccountRepository:
     def __init__(self, engine: AsyncEngine, rights_ttl_s: float = 1.0) -> None:
         self.engine = engine
         self.rights = RightsCache(rights_ttl_s)
+        self.passwords = Passwords()
         self._touched: dict[UUID, float] = {}
 
     def _connect(self, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
@@ -112,6 +114,37 @@ class AccountRepository:
         if row is None:
             raise AccountNotFound(f"no account named {name!r}")
         return dict(row._mapping)
+
+    async def account_by_subject(self, subject: str) -> dict[str, Any] | None:
+        """The account of an external identity (``issuer|sub``), or None."""
+        async with self._connect() as conn:
+            row = (
+                await conn.execute(select(*_ACCOUNT_COLUMNS).where(Account.subject == subject))
+            ).first()
+        return dict(row._mapping) if row is not None else None
+
+    async def set_password(self, account_id: UUID, password: str | None) -> dict[str, Any]:
+        """Let the account sign in with ``password`` (None: no password sign-in)."""
+        hashed = await self.passwords.hash(password) if password is not None else None
+        return await self.update_account(account_id, password_hash=hashed)
+
+    async def sign_in(self, name: str, password: str) -> dict[str, Any] | None:
+        """The enabled account of this name and password; None for any failure (unknown name,
+        no password, wrong password, disabled), each after the same password check."""
+        async with self._connect() as conn:
+            row = (
+                await conn.execute(
+                    select(*_ACCOUNT_COLUMNS, Account.password_hash).where(Account.name == name)
+                )
+            ).first()
+        stored = row.password_hash if row is not None else None
+        if not await self.passwords.check(stored, password) or row is None or row.disabled:
+            return None
+        account = dict(row._mapping)
+        del account["password_hash"]
+        if stored is not None and self.passwords.needs_rehash(stored):
+            await self.set_password(row.id, password)  # made with older, weaker parameters
+        return account
 
     async def list_accounts(self) -> list[dict[str, Any]]:
         """Every account, oldest first."""
