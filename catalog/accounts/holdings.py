@@ -2,32 +2,19 @@
 
 from typing import Any
 
-from sqlalchemy import and_, literal, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import connect
 from catalog.db.models import Collection, CollectionGrant
 
 from .principal import Principal
+from .rights import grantee_clause
 
 
 async def holdings(engine: AsyncEngine, principal: Principal) -> dict[str, Any]:
     """``owned`` collection ids and ``grants`` (to the account or one of its groups)."""
-    grantees = []
-    if principal.account_id is not None:
-        grantees.append(
-            and_(
-                CollectionGrant.grantee_kind == "account",
-                CollectionGrant.grantee == str(principal.account_id),
-            )
-        )
-    if principal.groups:
-        grantees.append(
-            and_(
-                CollectionGrant.grantee_kind == "group",
-                CollectionGrant.grantee == literal(list(principal.groups)).any_(),
-            )
-        )
+    grantees = grantee_clause(principal)
     owned: list[str] = []
     grants: list[dict[str, Any]] = []
     async with connect(engine) as conn:
@@ -38,7 +25,7 @@ async def holdings(engine: AsyncEngine, principal: Principal) -> dict[str, Any]:
                 .order_by(Collection.id)
             )
             owned = [row.id for row in rows]
-        if grantees:
+        if grantees is not None:
             rows = await conn.execute(
                 select(
                     CollectionGrant.collection_id,
@@ -46,7 +33,7 @@ async def holdings(engine: AsyncEngine, principal: Principal) -> dict[str, Any]:
                     CollectionGrant.grantee,
                     CollectionGrant.right,
                 )  # fmt: skip
-                .where(or_(*grantees))
+                .where(grantees)
                 .order_by(CollectionGrant.collection_id, CollectionGrant.grantee_kind)
             )
             for row in rows:

@@ -19,8 +19,9 @@ from catalog.db.models import Collection, CollectionGrant
 from .principal import RIGHTS, Principal
 
 
-def _granted(principal: Principal, rights: Sequence[str] = RIGHTS) -> ColumnElement[bool]:
-    """A grant of one of ``rights`` on the outer collection row to the principal."""
+def grantee_clause(principal: Principal) -> ColumnElement[bool] | None:
+    """collection_grants rows given to the principal's account or one of its groups (None:
+    it has neither, so no grant can be its)."""
     grantees = []
     if principal.account_id is not None:
         grantees.append(
@@ -36,12 +37,18 @@ def _granted(principal: Principal, rights: Sequence[str] = RIGHTS) -> ColumnElem
                 CollectionGrant.grantee == literal(list(principal.groups)).any_(),
             )
         )
-    if not grantees:
+    return or_(*grantees) if grantees else None
+
+
+def _granted(principal: Principal, rights: Sequence[str] = RIGHTS) -> ColumnElement[bool]:
+    """A grant of one of ``rights`` on the outer collection row to the principal."""
+    grantees = grantee_clause(principal)
+    if grantees is None:
         return false()
     return exists().where(
         CollectionGrant.collection_id == Collection.id,
         CollectionGrant.right.in_(list(rights)),
-        or_(*grantees),
+        grantees,
     )
 
 

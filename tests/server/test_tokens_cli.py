@@ -2,6 +2,8 @@
 the first start of ``terracat serve``: against real servers, over HTTP."""
 
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
+from catalog.db.cluster import LocalCluster, free_port
 from server.cli import main
 from tests import rasters
 from tests.factories import collection
@@ -213,3 +216,29 @@ def test_first_start_prints_an_admin_token_once(database_url: str, sync_engine: 
         assert second is not None and me(live, second).json()["name"] == "admin-2"
     finally:
         _stop(proc, live)
+
+
+def test_serve_on_an_empty_data_folder_prints_a_working_admin_token(tmp_path: Path) -> None:
+    """What `make run` does on a fresh machine: no DATABASE_URL, an empty folder for the
+    embedded PostGIS; the token it prints lets the newcomer write at once."""
+    # a folder of its own under /tmp: the cluster runs as postgres, which cannot enter tmp_path
+    data = Path(tempfile.mkdtemp(prefix="terracat-serve-"))
+    port = free_port()
+    env = {"TERRACAT_DB_DATA_DIR": str(data), "TERRACAT_DB_EMBEDDED_PORT": str(port),
+           "TERRACAT_INGEST_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+    try:
+        proc, live = _start("", serve=True, **env)
+        try:
+            log = live.log()
+            assert "embedded PostGIS" in log, log
+            token = _token_in(log)
+            assert token is not None, log
+            headers = {"Authorization": f"Bearer {token}"}
+            r = httpx.post(f"{live.url}/collections", json=collection("first"), headers=headers)
+            assert r.status_code == 201, r.text
+            assert me(live, token).json()["collections"]["owned"] == ["first"]
+        finally:
+            _stop(proc, live)
+    finally:
+        LocalCluster(data, port).stop()
+        shutil.rmtree(data, ignore_errors=True)
