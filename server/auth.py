@@ -23,10 +23,7 @@ behind a balancer, an address gets up to N times the limit.
 """
 
 import hmac
-import math
 import time
-from collections import deque
-from collections.abc import Callable
 from typing import Annotated, Protocol
 from uuid import UUID
 
@@ -37,9 +34,9 @@ from catalog.accounts.errors import (
     Forbidden,
     InsufficientScope,
     InvalidToken,
-    TooManyAttempts,
     Unauthorized,
 )
+from catalog.accounts.limits import FailureLimiter
 from catalog.accounts.principal import ANONYMOUS, SYSTEM, Principal
 from catalog.accounts.repository import AccountRepository
 from catalog.accounts.tokens import looks_like_token
@@ -100,77 +97,6 @@ class TokenCache:
         ]
         for token in stale:
             self._entries.pop(token, None)
-
-
-class FailureLimiter:
-    """Failed attempts per key (an address, an account name) in a sliding window of
-    ``window_s``; a key with ``limit`` of them is refused until the oldest ages out.
-
-    In-process memory: each process counts its own. At most ``size`` keys are kept; beyond
-    that, keys whose failures have all aged out are dropped first.
-    """
-
-    def __init__(
-        self,
-        limit: int,
-        window_s: float,
-        size: int = 65536,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self.size = size
-        self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
-
-    def check(self, *keys: str) -> None:
-        """Raise ``auth.TooManyAttempts`` when any of ``keys`` is at its limit."""
-        now = self.clock()
-        for key in keys:
-            recent = self._recent(key, now)
-            if recent is not None and len(recent) >= self.limit:
-                wait = math.ceil(recent[0] + self.window_s - now)
-                raise TooManyAttempts(
-                    f"too many failed attempts; try again in {max(wait, 1)} s",
-                    retry_after_s=max(wait, 1),
-                )
-
-    def charge(self, *keys: str) -> float:
-        """``check``, then count an attempt against each key now (before it is known to fail:
-        concurrent attempts cannot all pass the check); ``refund`` it when it succeeds."""
-        self.check(*keys)
-        return self.fail(*keys)
-
-    def fail(self, *keys: str) -> float:
-        """Count a failure against each key; its time."""
-        now = self.clock()
-        if len(self._failures) >= self.size:
-            self._prune(now)
-        for key in keys:
-            self._failures.setdefault(key, deque(maxlen=self.limit)).append(now)
-        return now
-
-    def refund(self, stamp: float, *keys: str) -> None:
-        """Take back an attempt counted by ``charge`` at ``stamp``."""
-        for key in keys:
-            recent = self._failures.get(key)
-            if recent is not None and stamp in recent:
-                recent.remove(stamp)
-
-    def _recent(self, key: str, now: float) -> deque[float] | None:
-        recent = self._failures.get(key)
-        while recent and recent[0] <= now - self.window_s:
-            recent.popleft()
-        if recent is not None and not recent:
-            del self._failures[key]
-            return None
-        return recent
-
-    def _prune(self, now: float) -> None:
-        for key in list(self._failures):
-            self._recent(key, now)
-        if len(self._failures) >= self.size:  # a flood of distinct keys: start over
-            self._failures.clear()
 
 
 class Authenticator:
@@ -262,12 +188,7 @@ async def _enforce(rule: Rule, principal: Principal, request: Request) -> None:
         _need_signed_in(principal)
         if principal.is_admin:  # every right; the route answers for a missing collection
             return
-        right = await accounts.right_on(principal, collection_id)
-        if right is None:
-            raise _not_found(collection_id)
-        needed = "write" if rule is Rule.WRITE else "admin"
-        if ("read", "write", "admin").index(right) < ("read", "write", "admin").index(needed):
-            raise Forbidden(f"this needs the {needed!r} right on collection {collection_id!r}")
+        await accounts.require(principal, collection_id, "write" if rule is Rule.WRITE else "admin")
         return
     _need_signed_in(principal)
     if rule is Rule.SIGNED_IN:

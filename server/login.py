@@ -2,7 +2,7 @@
 
 The answer to an unknown name and to a wrong password is the same 401, after the same
 password check. Failed sign-ins are limited per client address and per account name
-(server/auth.py, ``FailureLimiter``): beyond ``TERRACAT_AUTH_FAILURE_LIMIT`` within
+(catalog/accounts/limits.py, ``FailureLimiter``): beyond ``TERRACAT_AUTH_FAILURE_LIMIT`` within
 ``TERRACAT_AUTH_FAILURE_WINDOW_S`` the next ones get 429 without being checked, right
 password or not (else guessing would go on), until the failures age out.
 """

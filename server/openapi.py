@@ -22,16 +22,22 @@ _LISTS = {
 }
 
 
-def describe_fields(app: FastAPI) -> None:
-    """Wrap ``app.openapi`` so that routes taking ``fields`` declare what they can answer."""
+def amend_openapi(app: FastAPI, amend: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Wrap ``app.openapi`` so that the document is passed through ``amend`` once, when first
+    made (wrappers stack: each amends what the one before it made)."""
     generate: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _relax(generate())
+            app.openapi_schema = amend(generate())
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def describe_fields(app: FastAPI) -> None:
+    """Wrap ``app.openapi`` so that routes taking ``fields`` declare what they can answer."""
+    amend_openapi(app, _relax)
 
 
 def _relax(doc: dict[str, Any]) -> dict[str, Any]:

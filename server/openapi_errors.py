@@ -8,11 +8,11 @@ that is given and refused), ``403`` and ``429`` where the rights table (server/p
 for more than reading, and the few of its own listed in ``_OWN``. HEAD answers declare no body.
 """
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 
+from .openapi import amend_openapi
 from .policy import Rule, rule_of
 
 ERROR = "#/components/schemas/Error"
@@ -57,14 +57,7 @@ _OWN = {
 
 def describe_errors(app: FastAPI) -> None:
     """Wrap ``app.openapi`` so that every operation declares the errors it can answer."""
-    generate: Callable[[], dict[str, Any]] = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = _declare(generate())
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    amend_openapi(app, _declare)
 
 
 def _declare(doc: dict[str, Any]) -> dict[str, Any]:

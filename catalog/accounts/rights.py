@@ -40,14 +40,13 @@ def grantee_clause(principal: Principal) -> ColumnElement[bool] | None:
     return or_(*grantees) if grantees else None
 
 
-def _granted(principal: Principal, rights: Sequence[str] = RIGHTS) -> ColumnElement[bool]:
-    """A grant of one of ``rights`` on the outer collection row to the principal."""
+def _granted(principal: Principal) -> ColumnElement[bool]:
+    """A grant (any right) on the outer collection row to the principal."""
     grantees = grantee_clause(principal)
     if grantees is None:
         return false()
     return exists().where(
         CollectionGrant.collection_id == Collection.id,
-        CollectionGrant.right.in_(list(rights)),
         grantees,
     )
 
@@ -130,17 +129,14 @@ async def collection_right(
     else:
         if row.visibility == "public" or (row.visibility == "accounts" and principal.signed_in):
             best = 0
-        for right in reversed(RIGHTS):
-            if RIGHTS.index(right) <= best:
-                break
-            granted = await conn.scalar(
-                select(_granted(principal, [right]))
-                .select_from(Collection)
-                .where(Collection.id == collection_id)
+        grantees = grantee_clause(principal)
+        if grantees is not None:  # the account's grant and its groups' in one query
+            granted = await conn.scalars(
+                select(CollectionGrant.right).where(
+                    CollectionGrant.collection_id == collection_id, grantees
+                )
             )
-            if granted:
-                best = RIGHTS.index(right)
-                break
+            best = max([best, *(RIGHTS.index(right) for right in granted)])
     best = min(best, principal.cap)
     return RIGHTS[best] if best >= 0 else None
 

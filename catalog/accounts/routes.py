@@ -11,8 +11,6 @@ within ``rights_cache_s``.
 import asyncio
 import dataclasses
 import datetime as dt
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 from uuid import UUID
@@ -38,9 +36,9 @@ from .errors import (
     InsufficientScope,
     InvalidRight,
     TokenNotFound,
-    TooManyAttempts,
 )
 from .holdings import holdings
+from .limits import FailureLimiter
 from .principal import SCOPES, Principal
 from .quotas import usage
 from .repository import AccountRepository, check_scopes
@@ -52,32 +50,6 @@ ROLE_SCOPES: dict[str, tuple[str, ...]] = {"admin": SCOPES, "user": ("read", "wr
 # Bytes an account holds that no table records (its unfinished tus uploads): the server
 # passes the uploads package's count in, as accounts come before uploads in catalog/.
 HeldOutside = Callable[[UUID], Awaitable[int]]
-
-
-class GenerateLimiter:
-    """At most ``limit`` unauthenticated token generations per client address per window."""
-
-    def __init__(self, limit: int, window_s: float) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self.cache: dict[str, deque[float]] = {}
-
-    def check(self, address: str) -> None:
-        """Count one generation from ``address``; ``auth.TooManyAttempts`` over the limit."""
-        now = time.monotonic()
-        if len(self.cache) > 65536:
-            self.cache.clear()
-        calls = self.cache.setdefault(address, deque())
-        while calls and now - calls[0] > self.window_s:
-            calls.popleft()
-        if len(calls) >= self.limit:
-            retry = max(1, int(self.window_s - (now - calls[0])) + 1)
-            raise TooManyAttempts("too many tokens generated from this address", retry)
-        calls.append(now)
-
-    def clear(self) -> None:
-        """Forget every count (a new app lifespan)."""
-        self.cache.clear()
 
 
 def _accounts(request: Request) -> AccountRepository:
@@ -135,7 +107,9 @@ class AccountsFactory:
         self.settings = settings
         self.held_outside = held_outside
         self.forget = forget or (lambda request, token_id, account_id: None)
-        self.limiter = GenerateLimiter(generate_limit, generate_window_s)
+        self.limiter = FailureLimiter(
+            generate_limit, generate_window_s, refusal="too many tokens generated from this address"
+        )
         self.hasher = PasswordHasher()
 
     @property
@@ -229,7 +203,7 @@ class AccountsFactory:
         async def generate_token(
             request: Request, repo: _Repo, body: Annotated[TokenGenerate | None, Body()] = None
         ) -> Any:
-            self.limiter.check(request.client.host if request.client else "unknown")
+            self.limiter.charge(request.client.host if request.client else "unknown")
             await repo.expire_unclaimed()
             ttl = dt.timedelta(seconds=self.settings.unclaimed_token_ttl_s)
             expires = dt.datetime.now(dt.UTC) + ttl
