@@ -23,7 +23,6 @@ import os
 import random
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ from .generate import collection_id, dataset
 from .load import load_terracat
 from .report import database_versions, fmt, log, package_versions, run_context, write_section
 from .runner import run_async
-from .servers import ROOT, Server, Stacks
+from .servers import ROOT, Server, Stacks, peer_python
 
 TIPG_VERSION = "1.6.1"
 ZOOMS = (2, 4, 6, 8)
@@ -68,18 +67,7 @@ def tipg_python() -> Path:
 
     tipg pins its own FastAPI/starlette range, so it never goes into the project venv.
     """
-    venv = ROOT / "var" / "tipg-venv"
-    python = venv / "bin" / "python"
-    ready = venv / ".installed"
-    if not ready.exists() or ready.read_text().strip() != TIPG_VERSION:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "-q", f"tipg=={TIPG_VERSION}",
-             "uvicorn[standard]"],
-            check=True,
-        )  # fmt: skip
-        ready.write_text(TIPG_VERSION + "\n")
-    return python
+    return peer_python("tipg", TIPG_VERSION, f"tipg=={TIPG_VERSION}", "uvicorn[standard]")
 
 
 def start_tipg(stacks: Stacks, workers: int) -> Server:

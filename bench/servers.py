@@ -68,20 +68,28 @@ def pypgstac_bin() -> Path:
     return command
 
 
-def titiler_pgstac_python() -> Path:
-    """The Python of ``var/titiler-pgstac-venv``, made with titiler-pgstac and uvicorn if needed."""
-    venv = ROOT / "var" / "titiler-pgstac-venv"
+def peer_python(name: str, version: str, *requirements: str) -> Path:
+    """The Python of ``var/<name>-venv``, with ``requirements`` installed when the venv is
+    missing or was made for another ``version`` of the peer (peers pin their own FastAPI,
+    starlette or cachetools ranges, so none goes into the project venv)."""
+    venv = ROOT / "var" / f"{name}-venv"
     python = venv / "bin" / "python"
     ready = venv / ".installed"
-    if not ready.exists() or ready.read_text().strip() != TITILER_PGSTAC_VERSION:
+    if not ready.exists() or ready.read_text().strip() != version:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "-q",
-             f"titiler.pgstac[psycopg-binary]=={TITILER_PGSTAC_VERSION}", "uvicorn[standard]"],
-            check=True,
-        )  # fmt: skip
-        ready.write_text(TITILER_PGSTAC_VERSION + "\n")
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *requirements], check=True)
+        ready.write_text(version + "\n")
     return python
+
+
+def titiler_pgstac_python() -> Path:
+    """The Python of ``var/titiler-pgstac-venv``, made with titiler-pgstac and uvicorn if needed."""
+    return peer_python(
+        "titiler-pgstac",
+        TITILER_PGSTAC_VERSION,
+        f"titiler.pgstac[psycopg-binary]=={TITILER_PGSTAC_VERSION}",
+        "uvicorn[standard]",
+    )
 
 
 def _limit_memory() -> None:
