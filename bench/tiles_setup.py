@@ -115,7 +115,7 @@ def start(
     href = item["assets"][ASSET]["href"]
     from catalog.storage.local import LocalStorage
 
-    cog = Path(LocalStorage(data_dir).gdal_path(href))
+    cog = Path(LocalStorage(data_dir).gdal_path(LocalStorage(data_dir).key_of(href)))
     log(f"item {item_id} searchable after {ingest_s:.1f} s; COG {href}")
     servers = {TERRACAT: terracat.api.url}
     db = database_versions(stacks.terracat_url)

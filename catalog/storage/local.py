@@ -1,83 +1,39 @@
-"""Where published assets live. Local files now; the protocol leaves room for S3-compatible
-storage (GDAL reads ``/vsis3/``).
-
-Hrefs are ``file:///absolute/path`` URIs: a bare path in an asset href would be resolved
-against the item's http self link by STAC clients.
+"""The local-folder storage: keys are paths under the data folder (``assets/...`` and so on),
+staging happens in its ``tmp`` folder, on the same filesystem, so publishing is a rename.
 """
 
 import errno
+import hashlib
 import os
-import re
 import shutil
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-_PART = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,255}$")
+from catalog.storage.base import (
+    _PART,
+    Storage,
+    StoredObject,
+    asset_key,
+    check_key,
+    check_part,
+)
 
-
-class Storage(Protocol):
-    """Asset storage: stage locally, publish atomically under a key, hand GDAL a path."""
-
-    def temp_path(self, suffix: str) -> Path:
-        """A fresh, not yet existing path on the same filesystem as the assets."""
-        ...
-
-    def publish(self, local: Path, key: str) -> str:
-        """Move ``local`` to ``key`` durably and atomically; return its href."""
-        ...
-
-    def delete(self, key: str) -> None:
-        """Remove one asset; a missing one is fine."""
-        ...
-
-    def delete_prefix(self, prefix: str) -> None:
-        """Remove every asset under ``prefix`` (``collection/item``, say)."""
-        ...
-
-    def gdal_path(self, href: str) -> str:
-        """What GDAL opens for an href this storage made; ValueError for any other href."""
-        ...
-
-
-def check_part(value: str, what: str = "key part") -> str:
-    """One path segment of a key: at most 255 bytes, no '/', '\\', control character, '.', '..'."""
-    if (
-        not isinstance(value, str)
-        or not _PART.match(value)
-        or value in (".", "..")
-        or len(value.encode()) > 255
-    ):
-        raise ValueError(f"invalid {what}: {value!r}")
-    return value
-
-
-def check_key(key: str) -> str:
-    """A relative key of valid segments separated by '/'."""
-    if not isinstance(key, str) or not key:
-        raise ValueError("empty storage key")
-    for part in key.split("/"):
-        check_part(part)
-    return key
-
-
-def asset_key(collection_id: str, item_id: str, name: str) -> str:
-    """The key of an item's asset: ``{collection}/{item}/{name}``."""
-    return "/".join(
-        (check_part(collection_id, "collection id"), check_part(item_id, "item id"),
-         check_part(name, "asset name"))
-    )  # fmt: skip
+__all__ = ["LocalStorage", "Storage", "StoredObject", "asset_key", "check_key", "check_part"]
+_CHUNK = 256 * 1024
 
 
 class LocalStorage:
-    """Assets under ``data_dir/assets``, staging in ``data_dir/tmp`` (same filesystem)."""
+    """Keys under the data folder (``data_dir/assets/...``), staging in ``data_dir/tmp``."""
+
+    kind = "local"
 
     def __init__(self, data_dir: Path) -> None:
-        base = Path(data_dir).absolute()
-        self.root = (base / "assets").resolve()
-        self.tmp = (base / "tmp").resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = Path(data_dir).absolute().resolve()
+        self.tmp = self.root / "tmp"
+        (self.root / "assets").mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
     def temp_path(self, suffix: str) -> Path:
@@ -100,8 +56,8 @@ class LocalStorage:
         """The ``file://`` href of a key."""
         return self.path(key).as_uri()
 
-    def publish(self, local: Path, key: str) -> str:
-        """fsync ``local``, rename it onto ``key`` (replacing), fsync the folder; its href."""
+    def publish(self, local: Path, key: str) -> None:
+        """fsync ``local``, rename it onto ``key`` (replacing), fsync the folder."""
         target = self.path(key)
         self._make_dirs(target.parent)
         self._inside(target)
@@ -123,7 +79,6 @@ class LocalStorage:
                 beside.unlink(missing_ok=True)
             local.unlink()
         _fsync_dir(target.parent)
-        return target.as_uri()
 
     def delete(self, key: str) -> None:
         """Remove one asset; a missing one is fine."""
@@ -142,8 +97,67 @@ class LocalStorage:
             return
         _fsync_dir(target.parent)
 
-    def gdal_path(self, href: str) -> str:
-        """The local path of an href under this storage; ValueError otherwise."""
+    def stat(self, key: str) -> StoredObject | None:
+        """Size, mtime and an ETag made of inode, size and mtime (changes when replaced)."""
+        target = self._inside(self.path(key))
+        try:
+            found = target.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not target.is_file():
+            return None
+        tag = f"{found.st_ino}-{found.st_size}-{found.st_mtime_ns}".encode()
+        return StoredObject(
+            key=key,
+            size=found.st_size,
+            modified=datetime.fromtimestamp(found.st_mtime, UTC),
+            etag=hashlib.sha256(tag).hexdigest()[:32],
+        )
+
+    def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Bytes ``start``..``end`` (inclusive) in chunks of at most 256 KiB."""
+        target = self._inside(self.path(key))
+        with open(target, "rb") as file:
+            file.seek(start)
+            left = None if end is None else end - start + 1
+            while left is None or left > 0:
+                chunk = file.read(_CHUNK if left is None else min(_CHUNK, left))
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
+
+    def fetch(self, key: str, local: Path) -> None:
+        """Copy ``key`` to ``local``."""
+        shutil.copyfile(self._inside(self.path(key)), local)
+
+    def keys(self, prefix: str) -> Iterator[StoredObject]:
+        """The files under the folder ``prefix``."""
+        folder = self._inside(self.path(prefix.rstrip("/")))
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                key = path.relative_to(self.root).as_posix()
+                found = self.stat(key)
+                if found is not None:
+                    yield found
+
+    def gdal_path(self, key: str) -> str:
+        """The local path of ``key``."""
+        return str(self._inside(self.path(key)))
+
+    def gdal_options(self) -> dict[str, str]:
+        """Local files need no GDAL options."""
+        return {}
+
+    def presigned_url(self, key: str, expires_s: int, filename: str | None = None) -> str | None:
+        """A folder has no URLs of its own."""
+        return None
+
+    def key_of(self, href: str) -> str:
+        """The key of a ``file://`` href under this storage's assets; ValueError otherwise."""
         parts = urlsplit(href)
         if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
             raise ValueError(f"not a file:// href of this storage: {href!r}")
@@ -155,9 +169,10 @@ class LocalStorage:
         ):  # fmt: skip
             raise ValueError(f"not a plain absolute path: {href!r}")
         resolved = path.resolve()
-        if not resolved.is_relative_to(self.root) or resolved == self.root:
+        assets = self.root / "assets"
+        if not resolved.is_relative_to(assets) or resolved == assets:
             raise ValueError(f"href outside the asset storage: {href!r}")
-        return str(resolved)
+        return resolved.relative_to(self.root).as_posix()
 
     def _make_dirs(self, folder: Path) -> None:
         missing = []
@@ -178,3 +193,6 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_LOCAL_IS_A_STORAGE: type[Storage] = LocalStorage

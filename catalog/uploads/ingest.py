@@ -283,9 +283,10 @@ class IngestProcess(Process):
         if record["item_id"] and not await self.catalog.item_exists(
             record["collection_id"], record["item_id"]
         ):
-            from catalog.storage.local import LocalStorage, asset_key
+            from catalog.storage.base import item_prefix
+            from catalog.storage.local import LocalStorage
 
-            prefix = asset_key(record["collection_id"], record["item_id"], "x").rsplit("/", 1)[0]
+            prefix = item_prefix(record["collection_id"], record["item_id"])
             LocalStorage(self.settings.data_dir).delete_prefix(prefix)
         if not final:
             await self.uploads.update_file(file_id, status="received", error_code=code,

@@ -209,7 +209,7 @@ def test_previews_of_a_single_float_band_are_grey(tmp_path: Path) -> None:
 
 # -- storage -----------------------------------------------------------------------------------
 def test_asset_keys_are_checked() -> None:
-    assert asset_key("c", "i", "i.tif") == "c/i/i.tif"
+    assert asset_key("c", "i", "i.tif") == "assets/c/i/i.tif"
     for bad in ("", ".", "..", "a/b", "a\\b", "a\x00b", "x" * 256, "é" * 128):
         with pytest.raises(ValueError):
             asset_key("c", bad, "i.tif")
@@ -221,18 +221,30 @@ def test_publish_and_read_back(tmp_path: Path) -> None:
     assert not staged.exists() and staged.parent == (tmp_path / "data" / "tmp").resolve()
     assert staged.parent.stat().st_dev == storage.root.stat().st_dev
     staged.write_bytes(b"pixels")
-    href = storage.publish(staged, asset_key("my coll", "item%1", "item%1.tif"))
-    assert href == (storage.root / "my coll/item%1/item%1.tif").as_uri()
-    assert href.startswith("file:///") and "my%20coll" in href and not staged.exists()
-    path = storage.gdal_path(href)
+    key = asset_key("my coll", "item%1", "item%1.tif")
+    assert key == "assets/my coll/item%1/item%1.tif"
+    storage.publish(staged, key)
+    assert not staged.exists()
+    path = storage.gdal_path(key)
+    assert path == str(storage.root / "assets/my coll/item%1/item%1.tif")
     assert Path(path).read_bytes() == b"pixels"
+    assert storage.key_of(Path(path).as_uri()) == key
+    first = storage.stat(key)
+    assert first is not None and first.size == 6 and first.key == key
+    assert b"".join(storage.open_range(key)) == b"pixels"
+    assert b"".join(storage.open_range(key, 1, 3)) == b"ixe"
+    assert b"".join(storage.open_range(key, 4)) == b"ls"
     replacement = storage.temp_path(".tif")
     replacement.write_bytes(b"new pixels")
-    assert storage.publish(replacement, "my coll/item%1/item%1.tif") == href
+    storage.publish(replacement, key)
     assert Path(path).read_bytes() == b"new pixels"
-    storage.delete("my coll/item%1/item%1.tif")
-    storage.delete("my coll/item%1/item%1.tif")  # missing is fine
-    assert not Path(path).exists()
+    second = storage.stat(key)
+    assert second is not None and second.etag != first.etag and second.size == 10
+    assert [found.key for found in storage.keys("assets/my coll")] == [key]
+    storage.delete(key)
+    storage.delete(key)  # missing is fine
+    assert not Path(path).exists() and storage.stat(key) is None
+    assert storage.presigned_url(key, 60) is None and storage.gdal_options() == {}
 
 
 def test_delete_prefix(tmp_path: Path) -> None:
@@ -240,33 +252,38 @@ def test_delete_prefix(tmp_path: Path) -> None:
     for name in ("a.tif", "thumbnail.png"):
         staged = storage.temp_path("")
         staged.write_bytes(b"x")
-        storage.publish(staged, f"c/i/{name}")
-    storage.delete_prefix("c/i/")
-    assert not (storage.root / "c" / "i").exists() and (storage.root / "c").is_dir()
-    storage.delete_prefix("c/missing")
+        storage.publish(staged, f"assets/c/i/{name}")
+    storage.delete_prefix("assets/c/i/")
+    assert not (storage.root / "assets/c/i").exists() and (storage.root / "assets/c").is_dir()
+    storage.delete_prefix("assets/c/missing")
     with pytest.raises(ValueError):
         storage.delete_prefix("")
 
 
-def test_gdal_path_refuses_hrefs_outside_the_storage(tmp_path: Path) -> None:
+def test_key_of_refuses_hrefs_outside_the_storage(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "data")
-    (storage.root / "c").mkdir()
-    (storage.root / "c" / "escape").symlink_to(tmp_path)
+    assets = storage.root / "assets"
+    (assets / "c").mkdir()
+    (assets / "c" / "escape").symlink_to(tmp_path)
     (tmp_path / "secret.tif").write_bytes(b"x")
-    root = storage.root.as_uri()
+    root = assets.as_uri()
     for href in (
         "https://example.com/a.tif",
         "/vsicurl/https://example.com/a.tif",
         f"{root}/../secret.tif",
+        f"{root}/../tmp/a.tif",
         f"{root}/c/escape/secret.tif",
         (tmp_path / "secret.tif").as_uri(),
-        f"file://otherhost{storage.root}/c/a.tif",
+        f"file://otherhost{assets}/c/a.tif",
         f"{root}/c/a.tif?x=1",
         "s3://bucket/c/a.tif",
     ):
         with pytest.raises(ValueError):
-            storage.gdal_path(href)
-    assert storage.gdal_path(f"{root}/c/a.tif") == str(storage.root / "c" / "a.tif")
+            storage.key_of(href)
+    assert storage.key_of(f"{root}/c/a.tif") == "assets/c/a.tif"
+    for key in ("assets/../x", "/etc/passwd", "assets//a", "assets/c/escape/secret.tif"):
+        with pytest.raises(ValueError):
+            storage.gdal_path(key)
 
 
 # -- ingest_file -------------------------------------------------------------------------------
@@ -288,11 +305,11 @@ def test_ingest_converts_and_publishes(tmp_path: Path) -> None:
     _assert_valid_item(item)
     assert [p for p, _ in steps] == sorted(p for p, _ in steps) and steps[-1][0] == 95
     assert {5, 60, 80, 90} <= {p for p, _ in steps}
-    folder = storage.root / "imagery" / "scene-1"
+    folder = storage.root / "assets" / "imagery" / "scene-1"
     assert sorted(p.name for p in folder.iterdir()) == [
         "overview.png", "scene-1.tif", "thumbnail.png",
     ]  # fmt: skip
-    cog = Path(storage.gdal_path(item["assets"]["data"]["href"]))
+    cog = Path(storage.gdal_path(storage.key_of(item["assets"]["data"]["href"])))
     assert cog == folder / "scene-1.tif"
     assert cog_validate(cog, quiet=True) == (True, [], [])
     with rasterio.open(cog) as dst:
@@ -301,7 +318,10 @@ def test_ingest_converts_and_publishes(tmp_path: Path) -> None:
     assert data["file:checksum"] == "1220" + _digest(cog)
     assert data["file:size"] == cog.stat().st_size
     for name in ("thumbnail", "overview"):
-        assert Path(storage.gdal_path(item["assets"][name]["href"])).read_bytes()[:4] == b"\x89PNG"
+        assert (
+            Path(storage.gdal_path(storage.key_of(item["assets"][name]["href"]))).read_bytes()[:4]
+            == b"\x89PNG"
+        )
     assert item["properties"]["title"] == "scene 1.tif"
     assert source.read_bytes() == before
     assert list(storage.tmp.iterdir()) == []
@@ -312,7 +332,7 @@ def test_ingest_keeps_a_valid_cog(tmp_path: Path) -> None:
     request = _request(source)
     storage = LocalStorage(tmp_path / "data")
     item = ingest_file(request, storage, IngestSettings(data_dir=tmp_path / "data"))
-    cog = Path(storage.gdal_path(item["assets"]["data"]["href"]))
+    cog = Path(storage.gdal_path(storage.key_of(item["assets"]["data"]["href"])))
     assert cog.read_bytes() == source.read_bytes() and source.exists()
     assert item["assets"]["data"]["file:checksum"] == "1220" + request.sha256
     assert list(storage.tmp.iterdir()) == []
@@ -331,7 +351,7 @@ def test_refused_upload_leaves_nothing(tmp_path: Path) -> None:
     )  # fmt: skip
     with pytest.raises(EmptyRaster):
         ingest_file(_request(empty), storage, settings)
-    assert list(storage.tmp.iterdir()) == [] and list(storage.root.iterdir()) == []
+    assert list(storage.tmp.iterdir()) == [] and list((storage.root / "assets").iterdir()) == []
 
 
 def test_failure_while_publishing_unpublishes(
@@ -350,7 +370,7 @@ def test_failure_while_publishing_unpublishes(
     with pytest.raises(OSError, match="No space"):
         ingest_file(_request(source), storage, IngestSettings(data_dir=tmp_path / "data"))
     assert list(storage.tmp.iterdir()) == []
-    assert list((storage.root / "imagery" / "scene-1").iterdir()) == []
+    assert list((storage.root / "assets" / "imagery" / "scene-1").iterdir()) == []
     assert source.exists()
 
 
@@ -368,4 +388,4 @@ def test_cancel_from_progress_cleans_up(tmp_path: Path) -> None:
             _request(rasters.utm_rgb_tif(tmp_path, size=700)), storage,
             IngestSettings(data_dir=tmp_path / "data"), cancel_at_80,
         )  # fmt: skip
-    assert list(storage.tmp.iterdir()) == [] and list(storage.root.iterdir()) == []
+    assert list(storage.tmp.iterdir()) == [] and list((storage.root / "assets").iterdir()) == []

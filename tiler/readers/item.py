@@ -195,7 +195,9 @@ class ItemReader(MultiBaseReader):
         reader = self._reader(meta)
         href = meta.get("href")
         try:
-            path = self.storage.gdal_path(href if isinstance(href, str) else "")
+            path = self.storage.gdal_path(
+                self.storage.key_of(href if isinstance(href, str) else "")
+            )
         except ValueError as exc:
             raise AssetNotReadable(
                 f"asset {name!r} of item {self.input.get('id')!r} is not a file of this "
