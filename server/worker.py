@@ -10,6 +10,7 @@ from catalog.db.engine import create_engine
 from catalog.jobs.queue import JobRepository
 from catalog.jobs.worker import Worker
 from catalog.stac.repository import CatalogRepository
+from catalog.storage import build_storage
 from catalog.uploads.repository import UploadRepository
 from catalog.uploads.tus_store import expire_uploads
 from tiler.export import sweep_exports
@@ -63,6 +64,7 @@ async def run_worker(settings: Settings, url: str, stop: asyncio.Event | None = 
     jobs = JobRepository(engine)
     uploads = UploadRepository(engine, jobs)
     data_dir = Path(settings.ingest.data_dir)
+    storage = build_storage(settings.storage, data_dir)  # once: the jobs' children rebuild it
 
     async def expire() -> None:
         removed = await asyncio.to_thread(expire_uploads, data_dir / "tus")
@@ -71,12 +73,16 @@ async def run_worker(settings: Settings, url: str, stop: asyncio.Event | None = 
         removed += await asyncio.to_thread(
             sweep_temp, data_dir / "staging", STAGING_MAX_AGE_S, None, referenced
         )
-        removed += await sweep_exports(jobs, data_dir)
+        removed += await sweep_exports(jobs, storage)
         if removed:
             logger.info("removed %d expired upload(s), stale temp file(s) and archive(s)", removed)
 
     worker = Worker(
-        jobs, url, build_processes(settings, catalog, uploads), settings.jobs, housekeeping=[expire]
+        jobs,
+        url,
+        build_processes(settings, catalog, uploads, storage),
+        settings.jobs,
+        housekeeping=[expire],
     )
     try:
         await worker.run(stop)
