@@ -11,8 +11,8 @@ What counts as an account's (``usage``):
 - the stored assets of the items of the collections it owns: the ``file:size`` of each asset
   whose href is a ``file://`` URI or a ``storage:`` key (ingest records the published COG's
   size there; thumbnails and previews carry none and are not counted; assets elsewhere,
-  ``s3://`` or ``https://``, are not stored here). Items stay counted when the upload set they came from is deleted:
-  they are still stored;
+  ``s3://`` or ``https://``, are not stored here). Items stay counted when the upload set
+  they came from is deleted: they are still stored;
 - the archives of its successful export jobs (``outputs.archive.bytes``, the published file's
   size); a dismissed job's archive is no longer served and no longer counted.
 
