@@ -116,6 +116,8 @@ def test_ingest_tiles_export_and_delete_with_object_storage(
             assert expected is not None
             assert np.array_equal(decode(r.content), decode(expected)), (z, x, y)
         reader.datasets.close()  # type: ignore[union-attr]
+        # The app's pool kept the one /vsis3/ handle open between the tiles.
+        assert client.app.state.readers.datasets.opened == 1  # type: ignore[attr-defined]
 
         # An export is rendered from the bucket, published to it, and downloads.
         archive = _export(client, admin, item["id"])
