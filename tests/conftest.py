@@ -90,7 +90,8 @@ def _job_children_preload() -> None:
     from catalog.jobs.worker import preload
 
     preload(["catalog.uploads.ingest", "catalog.ingest.pipeline", "catalog.storage.local",
-             "tiler.export", "tiler.render", "tests.catalog.processes"])  # fmt: skip
+             "catalog.storage.s3", "tiler.export", "tiler.render",
+             "tests.catalog.processes"])  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ class ExportProcess(Process):
     """Shared by the ``mbtiles`` and ``pmtiles`` processes; ``archive`` is the writer."""
 
     archive: ClassVar[type[ArchiveWriter]]
-    child_modules = ("tiler.render",)
+    child_modules = ("tiler.render", "catalog.storage.s3")
 
     def __init__(
         self,
