@@ -14,7 +14,7 @@ from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 from rio_tiler.utils import cast_to_sequence
 
-from catalog.storage.base import Storage
+from catalog.storage.base import Storage, StorageUnavailable
 
 from ..errors import AssetMissing, AssetNotReadable, InvalidLayer
 from .grids import TileGrids, grid_readable
@@ -35,11 +35,14 @@ class AssetPlace:
     version: Hashable = None
 
     def missing(self) -> bool:
-        """Whether nothing is stored under the key."""
+        """Whether nothing is stored under the key; StorageUnavailable (503) when the store
+        does not answer (the open failed for that reason, not for the file's)."""
         try:
             return self.storage.stat(self.key) is None
-        except Exception:  # the store cannot say: the open error stands
-            return False
+        except Exception as exc:
+            raise StorageUnavailable(
+                f"the object storage does not answer ({type(exc).__name__}); try again"
+            ) from exc
 
 
 def _checked_options(method: Callable[..., Any]) -> Callable[..., Any]:
