@@ -169,12 +169,16 @@ def _download_endpoint(storage: Storage) -> Callable[..., Any]:
         if storage.kind != "local":
             return _streamed(request, storage, found, headers, http_range, if_range)
         path = storage.gdal_path(key)  # a local file
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:  # swept since
+            raise ArchiveNotFound(f"the archive of job {job_id} is no longer stored") from None
         response = FileResponse(
             path,
             media_type=WRITERS[extension].media_type,
             filename=key.rsplit("/", 1)[-1],
             headers=headers,
-            stat_result=os.stat(path),
+            stat_result=stat,
         )
         _check_range(response, http_range, if_range, found.size)
         return response

@@ -50,3 +50,14 @@ def test_a_store_that_does_not_answer_is_a_503(tmp_path: Path) -> None:
         reader.tile(1, 0, 1)
     assert (raised.value.code, raised.value.status) == ("storage.Unavailable", 503)
     assert "127.0.0.1" not in raised.value.description  # no address of the store
+
+
+def test_only_keys_of_the_assets_area_are_read(s3_server: S3Server, tmp_path: Path) -> None:
+    """An href naming an upload waiting for ingest, or an export, is not an asset."""
+    storage = build_storage(s3_server.settings(s3_server.make_bucket()), tmp_path)
+    for href in ("storage:staging/upload-1", "storage:exports/j.mbtiles", "storage:../x"):
+        with (
+            ItemReader(_item(href), storage=storage) as reader,
+            pytest.raises(AssetNotReadable, match="not a file of this catalogue's storage"),
+        ):
+            reader.tile(1, 0, 1)

@@ -505,11 +505,14 @@ def not_rendered(item: Mapping[str, Any], name: Any, readers: Mapping[str, Any])
 
 
 def _key_of(storage: Storage, href: str) -> str:
-    """The key of an asset href: ``storage:{key}``, or a ``file://`` href of a local storage
-    (items ingested before stored hrefs); ValueError for any other."""
+    """The key of an asset href: ``storage:assets/...``, or a ``file://`` href of a local
+    storage (items ingested before stored hrefs); ValueError for any other (an export or an
+    upload waiting for ingest is no asset)."""
     key = stored_key(href)
-    if key is not None:
+    if key is not None and key.startswith("assets/"):
         return key
+    if key is not None:
+        raise ValueError(f"not an asset of this storage: {href!r}")
     if isinstance(storage, LocalStorage):
         return storage.key_of(href)
     raise ValueError(f"not an href of this storage: {href!r}")
