@@ -10,8 +10,8 @@ S3-compatible server at ``--endpoint`` instead). Then, for each storage:
 - the same seeded tiles over z12-18 touching the item (bench.tiles_measure.tile_sets),
   rendered in-process by ``tiler.render`` (the tile endpoint's steps, without HTTP) one at a
   time on one thread (c=1), through the app's ``ReaderResources`` (pooled datasets): one
-  warm-up pass (files opened, headers read), then ``--runs`` timed passes of other tiles;
-  p50/p95/mean per tile;
+  warm-up pass (files opened, headers read), then ``--runs`` timed passes of other tiles,
+  alternating which storage goes first; p50/p95/mean per tile;
 - the ``mbtiles`` export of the item (``write_archive``, the export job's child: forked
   renderers, then the publish: a rename locally, an upload to the bucket) at z12 to
   ``--export-maxzoom``, ``--runs`` times, alternating which storage goes first.
@@ -205,13 +205,17 @@ def run(args: argparse.Namespace) -> None:
         sets = tile_sets(items["local"]["geometry"], args.tiles, args.seed, args.runs + 1)
         results: dict[str, list[float]] = {name: [] for name in storages}
         first: dict[str, list[float]] = {}
-        for name, storage in storages.items():
-            render, resources = tile_renderer(items[name], storage)
-            try:
+        renderers = {name: tile_renderer(items[name], storage)
+                     for name, storage in storages.items()}  # fmt: skip
+        try:
+            for name, (render, _) in renderers.items():
                 first[name] = time_tiles(render, sets[0])  # opens, reads headers: warm-up
-                for tiles in sets[1:]:
-                    results[name] += time_tiles(render, tiles)
-            finally:
+            # Passes alternate between the storages, so that both see the machine's load alike.
+            for number, tiles in enumerate(sets[1:]):
+                for name in order if number % 2 == 0 else reversed(order):
+                    results[name] += time_tiles(renderers[name][0], tiles)
+        finally:
+            for _, resources in renderers.values():
                 resources.close()
         print(f"\nTiles, c=1, in-process (tiler.render), {args.size} px COG, z12-18:")
         for name in storages:
