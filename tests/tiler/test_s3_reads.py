@@ -61,3 +61,33 @@ def test_only_keys_of_the_assets_area_are_read(s3_server: S3Server, tmp_path: Pa
             pytest.raises(AssetNotReadable, match="not a file of this catalogue's storage"),
         ):
             reader.tile(1, 0, 1)
+
+
+def test_a_replaced_object_is_read_anew(s3_server: S3Server, tmp_path: Path) -> None:
+    """The pool keys /vsis3/ handles by the asset's checksum: a new one opens the new object,
+    not GDAL's cached bytes of the old one."""
+    import contextlib
+
+    import numpy
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from tiler.readers.shared import storage_env
+
+    storage = build_storage(s3_server.settings(s3_server.make_bucket()), tmp_path)
+    pool = DatasetPool()
+    profile = {"driver": "GTiff", "width": 32, "height": 32, "count": 1, "dtype": "uint8",
+               "crs": "EPSG:4326", "transform": from_origin(0, 1, 1 / 32, 1 / 32)}  # fmt: skip
+    for version, value in (("v1", 10), ("v2", 20)):
+        staged = storage.temp_path(".tif")
+        with rasterio.open(staged, "w", **profile) as dst:
+            dst.write(numpy.full((1, 32, 32), value, "uint8"))
+        storage.publish(staged, "assets/c/i/i.tif")
+        with rasterio.Env(**storage_env(storage)), contextlib.ExitStack() as stack:
+            dataset = pool.borrow_grids(storage.gdal_path("assets/c/i/i.tif"), stack, version)[0]
+            assert int(dataset.read(1)[0, 0]) == value
+    assert pool.opened == 2
+    with rasterio.Env(**storage_env(storage)), contextlib.ExitStack() as stack:
+        pool.borrow_grids(storage.gdal_path("assets/c/i/i.tif"), stack, "v2")
+    assert pool.opened == 2  # the same version: the pooled handle
+    pool.close()
