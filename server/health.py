@@ -37,14 +37,15 @@ def database_check(engine: AsyncEngine) -> Check:
 
 def storage_check(root: Path, storage: Storage | None = None) -> Check:
     """The data folder (uploads, staging) is a directory this process may write to, and
-    object storage answers (a HEAD of a key nobody writes: a 404 is an answer)."""
+    object storage answers (its bucket exists and takes our credentials)."""
 
     async def check() -> None:
         if not (root.is_dir() and os.access(root, os.W_OK | os.X_OK)):
             raise Unavailable(f"the data folder {root} is missing or not writable")
-        if storage is not None and storage.kind != "local":
+        check_store = getattr(storage, "check", None)  # object storage only
+        if check_store is not None:
             try:
-                await asyncio.to_thread(storage.stat, "exports/.health")
+                await asyncio.to_thread(check_store)
             except Exception as exc:
                 raise Unavailable(
                     f"the object storage does not answer ({type(exc).__name__})"

@@ -28,7 +28,7 @@ _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 _PAGE = 1000  # keys of a ListObjectsV2 page (its most)
 MULTIPART_THRESHOLD = 64 * 1024**2
 MULTIPART_CHUNK = 16 * 1024**2  # 10,000 parts at most: objects up to ~160 GB
-_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+_MISSING = {"404", "NoSuchKey", "NotFound"}  # of a key (a missing bucket is an error)
 
 
 class S3Storage:
@@ -241,6 +241,10 @@ class S3Storage:
                     )
                     aborted += 1
         return aborted
+
+    def check(self) -> None:
+        """Raise unless the bucket answers to our credentials (HEAD of the bucket)."""
+        self.client.head_bucket(Bucket=self.bucket)
 
     def close(self) -> None:
         """Close the client's connections."""

@@ -302,3 +302,19 @@ def test_abandoned_multipart_uploads_are_aborted(s3_server: S3Server, tmp_path: 
     assert storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", []) == []
     assert storage.stat("exports/dead.mbtiles") is None
     storage.close()
+
+
+def test_check_tells_a_missing_bucket(s3_server: S3Server, tmp_path: Path) -> None:
+    """What the health check asks: the bucket answers to our credentials."""
+    from botocore.exceptions import ClientError
+
+    storage = build_storage(s3_server.settings(s3_server.make_bucket()), tmp_path)
+    assert isinstance(storage, S3Storage)
+    storage.check()
+    gone = build_storage(s3_server.settings("no-such-bucket-here"), tmp_path)
+    assert isinstance(gone, S3Storage)
+    with pytest.raises(ClientError):
+        gone.check()
+    assert gone.stat("assets/c/i/a.tif") is None  # a HEAD cannot tell: the check must
+    with pytest.raises(ClientError):
+        list(gone.keys("assets"))
