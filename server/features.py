@@ -7,6 +7,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.datastructures import State
 
 from catalog.stac.client import NEEDS_TOKEN
+from catalog.storage.base import Storage
 from catalog.uploads.multipart import BODY_OVERHEAD
 from catalog.uploads.routes import UploadsFactory, tus_may_use, tus_owner
 from catalog.uploads.tus import TusFactory
@@ -30,11 +31,11 @@ OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 JSON = "application/json"
 
 
-def processes_part(settings: Settings) -> ApiPart:
+def processes_part(settings: Settings, storage: Storage) -> ApiPart:
     """OGC API - Processes over the job table; jobs are their owners' (server/policy.py)."""
 
     def start(state: State) -> None:
-        state.processes = build_processes(settings, state.repository, state.uploads)
+        state.processes = build_processes(settings, state.repository, state.uploads, storage)
 
     return ApiPart(
         name="processes",
@@ -89,9 +90,9 @@ def vector_tiles_part(settings: Settings) -> ApiPart:
     return ApiPart(name="vector-tiles", extensions=[VectorTilesExtension(settings=settings.tiles)])
 
 
-def exports_part(settings: Settings) -> ApiPart:
+def exports_part(storage: Storage) -> ApiPart:
     """Downloads of the archives the export processes make (their jobs' owners', as /jobs)."""
-    exports = ExportsExtension(data_dir=settings.ingest.data_dir)
+    exports = ExportsExtension(storage=storage)
     return ApiPart(name="exports", extensions=[exports])
 
 

@@ -2,6 +2,7 @@
 
 from catalog.jobs.queue import Process
 from catalog.stac.repository import CatalogRepository
+from catalog.storage.base import Storage
 from catalog.uploads.ingest import IngestProcess
 from catalog.uploads.repository import UploadRepository
 from tiler.export import export_processes
@@ -10,19 +11,19 @@ from .settings import Settings
 
 
 def build_processes(
-    settings: Settings, catalog: CatalogRepository, uploads: UploadRepository
+    settings: Settings, catalog: CatalogRepository, uploads: UploadRepository, storage: Storage
 ) -> dict[str, Process]:
-    """Every process this server offers, by id (the API and the workers share this list)."""
+    """Every process this server offers, by id (the API and the workers share this list);
+    ``storage`` is the process's (``build_storage``)."""
     processes: list[Process] = [
         IngestProcess(
             uploads,
             catalog,
             settings.ingest,
+            storage,
             settings.catalog.validate_extensions,
             settings.auth.default_quota_bytes,
         ),
-        *export_processes(
-            catalog, settings.ingest.data_dir, settings.tiler, settings.export, settings.mosaic
-        ),
+        *export_processes(catalog, storage, settings.tiler, settings.export, settings.mosaic),
     ]
     return {p.description.id: p for p in processes}
