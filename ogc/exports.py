@@ -2,28 +2,28 @@
 
 A file is served only to its job's owner (and admins; anyone else gets 404 as for a missing
 archive), and only while its job is successful (a dismissed job's archive is gone from the
-API even before its file is). Responses carry a strong ``ETag`` (job, size, modification
-time) and answer ``If-None-Match`` with 304; Starlette's FileResponse serves ``Range``
-requests (206, multipart for several ranges) and ``If-Range``. A Range it would refuse (plain
-text) is refused here first, with Starlette's own parser, as our JSON errors:
-``export.InvalidRange`` (400) and ``export.RangeNotSatisfiable`` (416, ``Content-Range``).
+API even before its file is). The archive is the storage's ``exports/{job id}.{ext}``,
+served like stored assets (catalog/storage/responses.py: one Range, ``ETag``, ``If-None-Match``,
+``If-Range``, streamed), with codes of its own: ``export.InvalidRange`` (400) and
+``export.RangeNotSatisfiable`` (416, ``Content-Range``).
 """
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import attr
-from fastapi import APIRouter, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi import Path as PathParam
 from stac_fastapi.types.extension import ApiExtension
-from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
+from starlette.responses import Response
 
 from catalog.accounts.web import principal_of
-from catalog.errors import CatalogError, InvalidParameter, NotFound
+from catalog.errors import NotFound
 from catalog.jobs.queue import JobStatus
+from catalog.stac.assets import app_storage
+from catalog.storage import responses
+from catalog.storage.base import Storage
 from tiler.archives import WRITERS
-from tiler.export import archive_path
 
 from .processes import Jobs, parse_job_id
 
@@ -36,46 +36,25 @@ class ArchiveNotFound(NotFound):
     code = "export.NotFound"
 
 
-class InvalidRange(InvalidParameter):
+class InvalidRange(responses.InvalidRange):
     """A Range header that is not a valid ``bytes=`` range set."""
 
     code = "export.InvalidRange"
 
 
-class RangeOutsideArchive(CatalogError):
-    """A Range none of whose ranges starts within the archive."""
+class RangeOutsideArchive(responses.RangeNotSatisfiable):
+    """A Range that starts past the end of the archive."""
 
     code = "export.RangeNotSatisfiable"
-    status = 416
-
-    def __init__(self, size: int) -> None:
-        super().__init__(f"the requested range starts past the archive's {size} bytes")
-        self.headers = {"Content-Range": f"bytes */{size}"}
 
 
-def _check_range(response: FileResponse, http_range: str | None, if_range: str | None,
-                 size: int) -> None:  # fmt: skip
-    """Refuse, as our errors, the Range FileResponse would answer in plain text.
-
-    FileResponse honours a Range unless If-Range names another version, then parses it: its
-    own ``_should_use_range`` and ``_parse_range_header`` decide here too, so both agree.
-    """
-    if http_range is None:
-        return
-    if if_range is not None and not response._should_use_range(if_range):
-        return  # another version: the whole file, no range to check
-    try:
-        FileResponse._parse_range_header(http_range, size)
-    except MalformedRangeHeader as exc:
-        raise InvalidRange(f"invalid Range header {http_range[:80]!r}: {exc.content}") from None
-    except RangeNotSatisfiable:
-        raise RangeOutsideArchive(size) from None
+_RANGE_ERRORS = responses.RangeErrors(InvalidRange, RangeOutsideArchive)
 
 
 DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The archive (`Accept-Ranges: bytes`, strong `ETag`)",
           "content": {w.media_type: {} for w in WRITERS.values()}},
-    206: {"description": "The requested byte range; several ranges as multipart/byteranges"},
+    206: {"description": "One requested byte range (several ranges: the whole archive, 200)"},
     304: {"description": "`If-None-Match` matches the archive's `ETag`"},
     400: {"description": "`export.InvalidRange`: the Range header is not a bytes range set"},
     404: {"description": "`export.NotFound`: no successful export job with this archive"},
@@ -84,22 +63,13 @@ DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    return "*" in candidates or etag in candidates
-
-
-def _download_endpoint(data_dir: Path) -> Callable[..., Any]:
+def _download_endpoint(storage: Callable[..., Storage]) -> Callable[..., Any]:
     async def download(
         request: Request,
         job_id: Annotated[str, PathParam(alias="jobID", description="The export job's id.")],
         extension: Annotated[Extension, PathParam(description="mbtiles or pmtiles")],
         jobs: Jobs,
-        if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
-        http_range: Annotated[str | None, Header(alias="Range", include_in_schema=False)] = None,
-        if_range: Annotated[str | None, Header(include_in_schema=False)] = None,
+        source: Annotated[Storage, Depends(storage)],
     ) -> Response:
         """The archive of a successful export job (ranges, ETag, If-None-Match)."""
         try:
@@ -111,24 +81,13 @@ def _download_endpoint(data_dir: Path) -> Callable[..., Any]:
         if job.status != JobStatus.successful or job.process_id != extension:
             raise ArchiveNotFound(f"job {job_id} has no {extension} archive (it is "
                                   f"{job.process_id}, {job.status})")  # fmt: skip
-        path = archive_path(data_dir, str(job.id), extension)
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            raise ArchiveNotFound(f"the archive of job {job_id} is no longer stored") from None
-        etag = f'"{job.id.hex}-{stat.st_size:x}-{stat.st_mtime_ns:x}"'
-        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-        if _etag_matches(if_none_match, etag):
-            return Response(status_code=304, headers=headers)
-        response = FileResponse(
-            path,
-            media_type=WRITERS[extension].media_type,
-            filename=path.name,
-            headers=headers,
-            stat_result=stat,
-        )
-        _check_range(response, http_range, if_range, stat.st_size)
-        return response
+        name = f"{job.id}.{extension}"
+        download = responses.Download(
+            source, f"exports/{name}", WRITERS[extension].media_type, name,
+            "private, no-cache", attachment=True, errors=_RANGE_ERRORS,
+        )  # fmt: skip
+        missing = ArchiveNotFound(f"the archive of job {job_id} is no longer stored")
+        return await responses.stored_response(request, download, missing)
 
     return download
 
@@ -137,14 +96,15 @@ def _download_endpoint(data_dir: Path) -> Callable[..., Any]:
 class ExportsExtension(ApiExtension):
     """The archive download route; ``read_dependencies`` guard it (the /jobs ones)."""
 
-    data_dir: Path = attr.ib(converter=Path, kw_only=True)
+    # The storage holding ``exports/{job id}.{ext}`` (default: the app's, ``app.state.storage``)
+    storage: Callable[..., Storage] = attr.ib(default=app_storage, kw_only=True)
     read_dependencies: list[Any] = attr.ib(factory=list)
     conformance_classes: list[str] = attr.ib(factory=list)
     router: APIRouter = attr.ib(factory=lambda: APIRouter(tags=["Exports"]))
 
     def register(self, app: FastAPI) -> None:
         """Add ``GET``/``HEAD /exports/{jobID}.{extension}``."""
-        download = _download_endpoint(self.data_dir)
+        download = _download_endpoint(self.storage)
         for method, operation_id in (("GET", "getExportArchive"), ("HEAD", "headExportArchive")):
             self.router.add_api_route(
                 "/exports/{jobID}.{extension}",

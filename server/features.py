@@ -91,7 +91,7 @@ def vector_tiles_part(settings: Settings) -> ApiPart:
 
 def exports_part(settings: Settings) -> ApiPart:
     """Downloads of the archives the export processes make (their jobs' owners', as /jobs)."""
-    exports = ExportsExtension(data_dir=settings.ingest.data_dir)
+    exports = ExportsExtension()  # archives of the app storage (app.state.storage)
     return ApiPart(name="exports", extensions=[exports])
 
 

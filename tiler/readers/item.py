@@ -46,6 +46,7 @@ from rio_tiler.models import BandStatistics, ImageData, PointData
 from rio_tiler.types import AssetInfo, AssetType, BBox
 from rio_tiler.utils import cast_to_sequence
 
+from catalog.storage.base import stored_key
 from catalog.storage.local import LocalStorage
 
 from ..errors import AssetNotReadable, ImageTooLarge, InvalidLayer
@@ -193,11 +194,11 @@ class ItemReader(MultiBaseReader):
             raise InvalidAssetName(f"{name!r} is not a GeoTIFF asset of this item: {self.assets}")
         meta = self.input["assets"][name]
         reader = self._reader(meta)
-        href = meta.get("href")
+        key = stored_key(meta.get("href"))  # None for any href this catalogue did not store
         try:
-            path = self.storage.gdal_path(
-                self.storage.key_of(href if isinstance(href, str) else "")
-            )
+            if key is None:
+                raise ValueError("not a storage: href")
+            path = self.storage.gdal_path(key)
         except ValueError as exc:
             raise AssetNotReadable(
                 f"asset {name!r} of item {self.input.get('id')!r} is not a file of this "
