@@ -14,7 +14,7 @@ host, signature ignored) keeps the key the database has for it (``restore_stored
 """
 
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
@@ -63,12 +63,22 @@ class AssetLinks:
     signer: LinkSigner | None = None
     public: Readable = EVERYTHING
     expires: int | None = None  # one expiry for the whole response
+    # ``public`` as a set: one lookup per asset, however many collections there are
+    _public_ids: frozenset[str] | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        ids = None if self.public.ids is None else frozenset(self.public.ids)
+        object.__setattr__(self, "_public_ids", ids)
+
+    def _signed(self, collection_id: str) -> bool:
+        ids = self._public_ids
+        return self.signer is not None and ids is not None and collection_id not in ids
 
     def href(self, collection_id: str, item_id: str, name: str) -> str:
         """The URL of one asset."""
         path = asset_path(collection_id, item_id, name)
         url = self.base_url + path
-        if self.signer is not None and not self.public.allows(collection_id):
+        if self.signer is not None and self._signed(collection_id):
             url += "?" + self.signer.query(path, self.expires)
         return url
 
@@ -244,7 +254,7 @@ def assets_router(storage: Callable[..., Storage] = app_storage) -> APIRouter:
         if not isinstance(asset, dict):
             raise AssetNotFound(f"item {item_id!r} has no asset {asset_key!r}")
         key = stored_key(asset.get("href"))
-        if key is None:
+        if key is None or not key.startswith("assets/"):
             raise AssetNotStored(f"asset {asset_key!r} of item {item_id!r} is not stored here")
         public = (await request.app.state.accounts.readable(ANONYMOUS)).allows(collection_id)
         cache = "public, max-age=300" if public else "private, max-age=300"

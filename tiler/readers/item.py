@@ -196,8 +196,8 @@ class ItemReader(MultiBaseReader):
         reader = self._reader(meta)
         key = stored_key(meta.get("href"))  # None for any href this catalogue did not store
         try:
-            if key is None:
-                raise ValueError("not a storage: href")
+            if key is None or not key.startswith("assets/"):
+                raise ValueError("not a stored asset")
             path = self.storage.gdal_path(key)
         except ValueError as exc:
             raise AssetNotReadable(
