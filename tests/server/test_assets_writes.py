@@ -5,6 +5,7 @@ assets shown as download URLs, signed or not, on any host) keeps the keys it had
 """
 
 import copy
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from catalog.accounts.signing import InvalidSignature, LinkSigner, SignatureExpired
+from catalog.storage.local import LocalStorage
 from catalog.storage.responses import (
     InvalidRange,
     RangeNotSatisfiable,
@@ -167,3 +169,33 @@ def test_content_disposition_cannot_inject_headers() -> None:
     value = content_disposition('a"b\r\nSet-Cookie: x=1;é.tif', True)
     assert "\r" not in value and "\n" not in value and value.startswith("attachment; ")
     assert "filename*=UTF-8''a%22b%0D%0ASet-Cookie%3A%20x%3D1%3B%C3%A9.tif" in value
+
+
+class _LinkedStorage(LocalStorage):
+    """A local folder that also has URLs of its own, as an object store does."""
+
+    def presigned_url(self, key: str, expires_s: int, filename: str | None = None) -> str | None:
+        return f"https://bucket.example/{key}?expires={expires_s}&name={filename}"
+
+
+def test_a_storage_with_urls_of_its_own_is_answered_with_redirects(
+    client: TestClient, stored: dict[str, Any], settings: Settings
+) -> None:
+    state = client.app.state  # type: ignore[attr-defined]
+    data = settings.ingest.data_dir / "assets" / "c1" / "i1"
+    data.mkdir(parents=True)
+    (data / "i1.tif").write_bytes(b"II*\x00" + bytes(100))
+    assert client.get("/collections/c1/items/i1/assets/data").content[:4] == b"II*\x00"
+    kept = state.storage, state.settings
+    state.storage = _LinkedStorage(settings.ingest.data_dir)
+    try:
+        r = client.get("/collections/c1/items/i1/assets/data", follow_redirects=False)
+        assert r.status_code == 200  # streamed unless the settings say redirect
+        state.settings = SimpleNamespace(storage=SimpleNamespace(download="redirect"))
+        r = client.get("/collections/c1/items/i1/assets/data", follow_redirects=False)
+        assert r.status_code == 307
+        assert r.headers["location"].startswith("https://bucket.example/assets/c1/i1/i1.tif?")
+        r = client.get("/collections/c1/items/i1/assets/thumbnail", follow_redirects=False)
+        assert (r.status_code, r.json()["code"]) == (404, "asset.NotFound")  # no file: no URL
+    finally:
+        state.storage, state.settings = kept
