@@ -10,7 +10,9 @@ dependency, so routers added later get it too). It recognises the caller from
 - nobody, without the header.
 
 Then it applies the rule that server/policy.py gives the route's operation, and leaves the
-caller on ``request.state.principal`` for routes that filter by it (``readable_of``).
+caller on ``request.state.principal`` for routes that filter by it (``readable_of``). On the
+stored asset downloads (rule ``ASSET``) a signed link (catalog/accounts/signing.py) stands for
+the right to read that one asset.
 
 Failed attempts are limited (``FailureLimiter``): more than ``TERRACAT_AUTH_FAILURE_LIMIT``
 refused bearer tokens from one client address within ``TERRACAT_AUTH_FAILURE_WINDOW_S``, and
