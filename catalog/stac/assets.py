@@ -136,20 +136,33 @@ def client_hrefs(item: Any, collection_id: str) -> list[str]:
     assets, item_id = item.get("assets"), item.get("id")
     if not isinstance(assets, Mapping) or not isinstance(item_id, str):
         return []
-    round_trip: list[str] = []
+    _refuse_reserved(f"item {item_id!r}", assets)
+    return [
+        name
+        for name, asset in assets.items()
+        if isinstance(asset, Mapping)
+        and isinstance(asset.get("href"), str)
+        and own_asset_name(asset["href"], collection_id, item_id) == name
+    ]
+
+
+def client_collection(doc: Any) -> Any:
+    """A collection a client wrote, once its assets are checked: ``ReservedHref`` for a
+    ``storage:`` or ``file:`` href (a collection stores no files of its own)."""
+    if isinstance(doc, Mapping) and isinstance(doc.get("assets"), Mapping):
+        _refuse_reserved(f"collection {doc.get('id')!r}", doc["assets"])
+    return doc
+
+
+def _refuse_reserved(what: str, assets: Mapping[str, Any]) -> None:
     for name, asset in assets.items():
         href = asset.get("href") if isinstance(asset, Mapping) else None
-        if not isinstance(href, str):
-            continue
-        if href.strip().lower().startswith(_RESERVED):
+        if isinstance(href, str) and href.strip().lower().startswith(_RESERVED):
             raise ReservedHref(
-                f"item {item_id!r}: asset {name!r} has a {href.split(':', 1)[0]}: href, which "
-                "only this server writes; link a file by an http(s) URL, or upload it",
+                f"{what}: asset {name!r} has a {href.split(':', 1)[0]}: href, which only this "
+                "server writes; link a file by an http(s) URL, or upload it",
                 path=f"/assets/{name}/href",
             )
-        if own_asset_name(href, collection_id, item_id) == name:
-            round_trip.append(name)
-    return round_trip
 
 
 async def restore_stored(

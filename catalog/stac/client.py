@@ -23,7 +23,7 @@ from catalog.accounts.web import owner_id_of, readable_of
 from catalog.errors import InvalidParameter, InvalidStac
 from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac import collection_search
-from catalog.stac.assets import asset_links, client_rows
+from catalog.stac.assets import asset_links, client_collection, client_rows
 from catalog.stac.bulk import load_items
 from catalog.stac.fields import apply_fields
 from catalog.stac.queryables import CORE_FIELDS, Kind
@@ -515,7 +515,8 @@ class TransactionsClient(AsyncBaseTransactionsClient):
     async def create_collection(self, collection: Any, **kwargs: Any) -> Any:
         """POST /collections."""
         request: Request = kwargs["request"]
-        row = collection_row(await web.read_json(request), self.settings.validate_extensions)
+        body = client_collection(await web.read_json(request))
+        row = collection_row(body, self.settings.validate_extensions)
         # An id that exists is a 409 whether or not the caller may read that collection: that
         # it exists is all it learns, as a create of any taken name would tell.
         await repository(request).create_collection(
@@ -530,7 +531,7 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         request: Request = kwargs["request"]
         body = await web.read_json(request)
         _same_id(collection_id, body, "collection")
-        row = collection_row(body, self.settings.validate_extensions)
+        row = collection_row(client_collection(body), self.settings.validate_extensions)
         stored = await repository(request).update_collection(row)
         return _written(
             request, collection_document(stored, web.base_url(request)), "application/json"
@@ -549,7 +550,7 @@ class TransactionsClient(AsyncBaseTransactionsClient):
             current["extent"] = stored["declared_extent"]
         updated = await _patched(request, current)
         _same_id(collection_id, updated, "collection")
-        row = collection_row(updated, self.settings.validate_extensions)
+        row = collection_row(client_collection(updated), self.settings.validate_extensions)
         stored = await repo.update_collection(row)
         return _written(request, collection_document(stored, base_url), "application/json")
 

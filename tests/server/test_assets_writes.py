@@ -67,6 +67,13 @@ def test_clients_may_not_write_stored_or_file_hrefs(
         r = client.patch("/collections/c1/items/i1", json={"assets": {"data": {"href": href}}},
                          headers=admin)  # fmt: skip
         assert (r.status_code, r.json()["code"]) == (400, "stac.ReservedHref"), href
+    for href in ("storage:assets/c1/i1/i1.tif", "file:///etc/passwd"):  # collections alike
+        doc = collection("c2", assets={"logo": {"href": href}})
+        r = client.post("/collections", json=doc, headers=admin)
+        assert (r.status_code, r.json()["code"]) == (400, "stac.ReservedHref"), href
+        r = client.patch("/collections/c1", json={"assets": {"logo": {"href": href}}},
+                         headers=admin)  # fmt: skip
+        assert (r.status_code, r.json()["code"]) == (400, "stac.ReservedHref"), href
     bad = item("bad") | {"assets": {"a": {"href": "file:/x"}}}
     body = {"items": {"ok": item("ok"), "bad": bad}, "method": "insert"}
     r = client.post("/collections/c1/bulk_items", json=body, headers=admin)
