@@ -7,6 +7,7 @@ repository directly, as the job does, on their own short-lived engine.
 
 import asyncio
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from catalog.db.engine import create_engine
@@ -31,7 +32,9 @@ def store_items(database_url: str, items: Iterable[dict[str, Any]]) -> None:
         finally:
             await engine.dispose()
 
-    asyncio.run(write())
+    # a thread of its own: the caller's thread may run an event loop (Playwright's sync API)
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, write()).result()
 
 
 def store_item(database_url: str, item: dict[str, Any]) -> None:
