@@ -39,6 +39,7 @@ from stac_fastapi.types.config import ApiSettings as StacApiSettings
 from stac_fastapi.types.search import APIRequest
 
 from catalog.settings import AccountSettings, CatalogSettings, LimitSettings
+from catalog.stac.assets import assets_router
 from catalog.stac.client import (
     BulkTransactionsClient,
     FiltersClient,
@@ -53,7 +54,7 @@ from catalog.stac.requests import (
     SearchGetRequest,
 )
 
-from .parts import ApiPart
+from .parts import ApiPart, routers_part
 from .settings import ApiSettings
 from .transactions import PathBulkTransactionExtension, RawBodyTransactionExtension
 
@@ -177,6 +178,11 @@ def items_part() -> ApiPart:
             f"GET {COLLECTION}/queryables": "getCollectionQueryables",
         },
     )
+
+
+def assets_part() -> ApiPart:
+    """Downloads of stored assets (``.../items/{itemId}/assets/{assetKey}``): GET and HEAD."""
+    return routers_part("assets", lambda app: [assets_router()])
 
 
 def collections_part() -> ApiPart:
