@@ -1,4 +1,4 @@
-.PHONY: run test bootstrap lint fuzz bench bench-ingest bench-tiles bench-suite bench-soak bench-bulk bench-rights
+.PHONY: run test bootstrap lint fuzz bench bench-ingest bench-tiles bench-suite bench-soak bench-bulk bench-rights bench-assets
 
 bootstrap:
 	@./scripts/bootstrap.sh
