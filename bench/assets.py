@@ -27,7 +27,6 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import textwrap
 import threading
@@ -262,8 +261,9 @@ def _s3_rows(
                "TERRACAT_STORAGE_S3_ACCESS_KEY_ID": KEY_ID,
                "TERRACAT_STORAGE_S3_SECRET_ACCESS_KEY": SECRET,
                "TERRACAT_STORAGE_DOWNLOAD": "stream"}  # fmt: skip
-        settings = StorageSettings(**{k.removeprefix("TERRACAT_STORAGE_").lower(): v
-                                      for k, v in env.items()})  # fmt: skip
+        settings = StorageSettings.model_validate(
+            {k.removeprefix("TERRACAT_STORAGE_").lower(): v for k, v in env.items()}
+        )
         s3 = build_storage(settings, data_dir)
         _create_bucket(s3, bucket)
         started = time.monotonic()
@@ -335,4 +335,4 @@ def main(argv: list[str] | None = None, out: Callable[[str], Any] = print) -> No
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -40,12 +40,7 @@ from stac_fastapi.types.search import APIRequest
 
 from catalog.settings import AccountSettings, CatalogSettings, LimitSettings
 from catalog.stac.assets import assets_router
-from catalog.stac.client import (
-    BulkTransactionsClient,
-    FiltersClient,
-    SortablesClient,
-    TransactionsClient,
-)
+from catalog.stac.client import BulkTransactionsClient, TransactionsClient
 from catalog.stac.requests import (
     CollectionsGetRequest,
     FilterPostRequest,
@@ -53,6 +48,7 @@ from catalog.stac.requests import (
     ItemsGetRequest,
     SearchGetRequest,
 )
+from catalog.stac.schema_clients import FiltersClient, SortablesClient
 
 from .parts import ApiPart, routers_part
 from .settings import ApiSettings
