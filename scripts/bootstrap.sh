@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Terracat needs on a Debian machine, idempotently: system packages
 # (PostgreSQL 15 + PostGIS, GDAL tools, Chromium and npm for the browser tests), then a .venv
-# with Python >= 3.12 from the lock file, then the browser tests' JavaScript from their lock file.
+# with Python >= 3.12 from the lock file, then the browser tests' JavaScript from their lock file,
+# then the map viewer (server/viewer), built again only when its sources or lock file change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,5 +57,21 @@ stamp=$browser/node_modules/.terracat-installed
 want=$(sha256sum "$browser/package-lock.json" | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     (cd "$browser" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    echo "$want" > "$stamp"
+fi
+
+# The map viewer served at /viewer/ (docs/viewer.md): its packages when its lock file changed,
+# its build (server/viewer/dist, git-ignored) when anything it is built from changed.
+viewer=server/viewer
+stamp=$viewer/node_modules/.terracat-installed
+want=$(cat "$viewer/package.json" "$viewer/package-lock.json" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    (cd "$viewer" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    echo "$want" > "$stamp"
+fi
+stamp=$viewer/dist/.terracat-built
+want=$(cd "$viewer" && find package-lock.json build.mjs src -type f | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    (cd "$viewer" && node build.mjs)
     echo "$want" > "$stamp"
 fi

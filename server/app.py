@@ -62,6 +62,7 @@ from .stac import (
     stac_api_settings,
     writes_part,
 )
+from .viewer.routes import viewer_part
 
 __all__ = ["create_app"]
 
@@ -138,6 +139,7 @@ def _parts(
         mosaics_part(settings, readers),
         accounts_part(settings),
         login_part(),
+        viewer_part(settings.viewer),
     ]
 
 

@@ -83,6 +83,9 @@ POLICY: dict[str, Rule] = {
         "tusUploadOptions",
         "generateToken",
         "login",
+        "getViewer",
+        "getViewerConfig",
+        "getViewerAsset",
     ),  # fmt: skip
     **_each(
         Rule.LISTED,

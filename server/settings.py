@@ -19,6 +19,7 @@ from tiler.settings import ExportSettings, MosaicSettings, TilerSettings
 
 from .logs import AccessLogMode
 from .proxies import TrustedProxies
+from .viewer.settings import ViewerSettings
 
 
 class ApiSettings(BaseSettings):
@@ -118,6 +119,7 @@ class Settings(BaseModel):
     tiles: TileSettings = Field(default_factory=TileSettings)
     tiler: TilerSettings = Field(default_factory=TilerSettings)
     mosaic: MosaicSettings = Field(default_factory=MosaicSettings)
+    viewer: ViewerSettings = Field(default_factory=ViewerSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
 
     @model_validator(mode="after")

@@ -1,0 +1,158 @@
+// The viewer: collections, search, an item's imagery, uploads and jobs, over Terracat's API.
+import "maplibre-gl/dist/maplibre-gl.css";
+import "./style.css";
+import { ApiError, auth, getJson, postJson } from "./api.js";
+import { setUpJobs } from "./jobs.js";
+import { MapView } from "./map.js";
+import { setUpSearch } from "./search.js";
+import { $, h, isHttp, message, setUpTabs } from "./ui.js";
+import { setUpUploads } from "./upload.js";
+
+const state = { config: null, collections: [], account: null };
+
+function collectionType(c) {
+  if (c["cube:dimensions"]) return "datacube";
+  const keywords = (c.keywords || []).map((k) => String(k).toLowerCase());
+  if (keywords.includes("pictures") || keywords.includes("photos")) return "pictures";
+  if ((c.links || []).some((l) => l.rel === "tilejson")) return "raster";
+  if (keywords.includes("vector")) return "vector";
+  return "footprints";
+}
+
+function extentText(c) {
+  const bbox = c.extent?.spatial?.bbox?.[0];
+  const interval = c.extent?.temporal?.interval?.[0] || [];
+  const day = (v) => (v ? String(v).slice(0, 10) : "open");
+  const box = bbox ? bbox.map((v) => Number(v).toFixed(2)).join(", ") : "no extent";
+  return `${box} · ${day(interval[0])} to ${day(interval[1])}`;
+}
+
+function thumbnailOf(c) {
+  const assets = Object.values(c.assets || {});
+  const asset = assets.find((a) => (a.roles || []).includes("thumbnail")) || (c.assets || {}).thumbnail;
+  if (asset && isHttp(asset.href)) return asset.href;
+  const link = (c.links || []).find((l) => l.rel === "preview" && isHttp(l.href));
+  return link ? link.href : null;
+}
+
+function renderCollections(view, search) {
+  const list = $("collections");
+  list.replaceChildren();
+  if (!state.collections.length) list.append(h("li", { className: "hint" }, "No collection to show."));
+  for (const c of state.collections) {
+    const thumb = thumbnailOf(c);
+    const colour = view.footprints.get(c.id) || "#888";
+    const shown = h("input", { type: "checkbox", checked: true,
+      onchange: (e) => view.setFootprintsVisible(c.id, e.target.checked) });
+    list.append(h("li", { className: "card", "data-collection": c.id },
+      thumb ? h("img", { src: thumb, alt: "", className: "thumb", loading: "lazy" }) : h("div", { className: "thumb none" }),
+      h("div", { className: "card-body" },
+        h("h2", {}, h("span", { className: "swatch", style: `background:${colour}` }), c.title || c.id),
+        h("p", { className: "small" }, h("span", { className: "badge" }, collectionType(c)), ` ${c.id}`),
+        h("p", { className: "small" }, extentText(c)),
+        h("div", { className: "row" },
+          h("label", { className: "small" }, shown, " footprints"),
+          h("button", { type: "button", onclick: () => { const b = c.extent?.spatial?.bbox?.[0]; if (b) view.fit(b); } }, "Zoom to"),
+          h("button", { type: "button", onclick: () => search.inCollection(c.id) }, "Search")))));
+  }
+}
+
+function fillSelect(select, options, keep) {
+  const previous = select.value;
+  select.replaceChildren(...keep.map((o) => h("option", { value: o[0] }, o[1])),
+    ...options.map((c) => h("option", { value: c.id }, c.title || c.id)));
+  if ([...select.options].some((o) => o.value === previous)) select.value = previous;
+}
+
+async function loadCollections(view, search) {
+  try {
+    const page = await getJson("collections", { limit: 1000 });
+    state.collections = page.collections || [];
+  } catch (error) {
+    state.collections = [];
+    $("collections").replaceChildren(h("li", { className: "error" }, message(error)));
+    return;
+  }
+  await view.setFootprints(state.collections);
+  renderCollections(view, search);
+  fillSelect($("search-collection"), state.collections, [["", "all"]]);
+  fillSelect($("upload-collection"), state.collections, []);
+  fillSelect($("export-target"), state.collections, [["", "the open item"]]);
+}
+
+async function refreshAccount() {
+  state.account = null;
+  if (auth.token) {
+    try {
+      state.account = await getJson("users/me");
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) auth.token = "";
+      $("account-status").textContent = message(error);
+    }
+  }
+  const signedIn = Boolean(state.account);
+  $("who").textContent = signedIn ? `signed in as ${state.account.name || state.account.role}` : "not signed in";
+  $("sign-out").hidden = !signedIn;
+  $("login-form").hidden = signedIn;
+  $("token-form").hidden = signedIn;
+  document.body.classList.toggle("signed-in", signedIn);
+}
+
+function setUpAccount(reload) {
+  $("login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("account-status").textContent = "signing in…";
+    try {
+      const session = await postJson("auth/login", { name: $("login-name").value, password: $("login-password").value });
+      auth.token = session.token;
+      $("login-password").value = "";
+      $("account-status").textContent = `signed in until ${session.expires}`;
+      await reload();
+    } catch (error) {
+      $("account-status").textContent = message(error);
+    }
+  });
+  $("token-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    auth.token = $("token-value").value.trim();
+    $("token-value").value = "";
+    $("account-status").textContent = "";
+    await reload();
+  });
+  $("sign-out").addEventListener("click", async () => {
+    auth.token = "";
+    $("account-status").textContent = "signed out";
+    await reload();
+  });
+}
+
+async function boot() {
+  state.config = await getJson("viewer/config.json");
+  const { config } = state;
+  document.title = config.title;
+  $("title").textContent = config.title;
+  if (config.logo_url) Object.assign($("logo"), { src: config.logo_url, hidden: false });
+  const view = new MapView($("map"), config.base_map);
+  window.terracatViewer = { view, state };  // for tests and the curious
+  const jobs = setUpJobs(view, state);
+  const search = setUpSearch(view, state, config, () => showTab("item"), () => showTab("search"));
+  state.search = search;
+  const showTab = setUpTabs((name) => {
+    if (name === "jobs") jobs.refresh();
+    view.map.resize();
+  });
+  const reload = async () => {
+    await refreshAccount();
+    search.reset();
+    await loadCollections(view, search);
+    jobs.refresh();
+  };
+  setUpAccount(reload);
+  setUpUploads(view, state, () => loadCollections(view, search), search);
+  await reload();
+  document.body.dataset.ready = "true";
+}
+
+boot().catch((error) => {
+  document.body.prepend(h("p", { className: "error", role: "alert" }, `The viewer could not start: ${message(error)}`));
+});
