@@ -39,7 +39,7 @@ export function setUpSearch(view, state, config, showItemTab, showSearchTab) {
     const base = id ? `collections/${encodeURIComponent(id)}/` : "";
     const [queryables, sortables] = await Promise.all([
       getJson(`${base}queryables`).catch(() => ({})),
-      getJson(`${base}sortables`).catch(() => ({})),
+      getJson("sortables").catch(() => ({})),
     ]);
     const names = schemaNames(queryables);
     $("queryables").replaceChildren(...names.map((n) => h("option", { value: n })));

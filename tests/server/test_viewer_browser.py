@@ -1,0 +1,308 @@
+"""The viewer in a real headless Chromium (Debian's, driven by playwright), on a live server.
+
+One server (the session's ``clients_server``), one ``terracat worker`` and one browser for the
+module; each test opens a fresh browser context (its own sessionStorage and localStorage).
+Nothing may leave the machine (other hosts are refused and recorded), the page may log no
+console error, and a failing test leaves a screenshot in var/test-screenshots/.
+"""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import imagecodecs
+import numpy as np
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+from rasterio.transform import from_origin
+
+from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
+from catalog.settings import IngestSettings
+from catalog.storage.local import LocalStorage
+from tests import rasters
+from tests.factories import collection
+from tests.stored import store_item
+
+from .conftest import LOOPBACK, StoringServer
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "var" / "test-screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+PUBLIC, PRIVATE = "viewer-scenes", "viewer-private"
+GREEN = (30, 200, 60)
+HALF, PIXEL = 20_000, 100  # a 40 km square of 400 px
+ORIGIN = (500_000.0 - HALF, 5_600_000.0 + HALF)  # EPSG:32633, about 50.5 N 15 E
+READER, PASSWORD = "viewer-reader", "a-long-password-for-tests"
+
+
+def _geotiff(path: Path, origin: tuple[float, float], colour: tuple[int, int, int]) -> Path:
+    side = 2 * HALF // PIXEL
+    return rasters.write_geotiff(
+        path, width=side, height=side, count=3, dtype="uint8", crs="EPSG:32633",
+        transform=from_origin(*origin, PIXEL, PIXEL), photometric="RGB",
+        fill=lambda c, h, w: np.broadcast_to(np.array(colour, "uint8")[:, None, None], (c, h, w)),
+    )  # fmt: skip
+
+
+def _ingested(server: StoringServer, source: Path, item_id: str) -> dict[str, Any]:
+    """A GeoTIFF ingested into the server's storage and stored as the job does."""
+    sha256, size = file_digest(source)
+    request = IngestRequest(
+        source=source, collection_id=PUBLIC, item_id=item_id, sha256=sha256, size=size,
+        filename=source.name, datetime_value=datetime(2024, 5, 1, tzinfo=UTC),
+        upload_time=datetime.now(UTC),
+    )  # fmt: skip
+    storage, settings = LocalStorage(server.data_dir), IngestSettings(data_dir=server.data_dir)
+    doc = ingest_file(request, storage, settings)
+    store_item(server.database_url, doc)
+    return doc
+
+
+@dataclass
+class Site:
+    """The live server with the module's data."""
+
+    server: StoringServer
+    scene: dict[str, Any]
+    folder: Path
+    url: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.url = f"{self.server.url}/viewer/"
+
+
+@pytest.fixture(scope="module")
+def site(clients_server: StoringServer, tmp_path_factory: pytest.TempPathFactory) -> Site:
+    """A public collection with a green scene, a private one, and an account that reads it."""
+    folder = tmp_path_factory.mktemp("viewer")
+    with httpx.Client(base_url=clients_server.url, headers=clients_server.auth, timeout=60) as http:
+        for cid, title in ((PUBLIC, "Viewer scenes"), (PRIVATE, "Viewer private")):
+            r = http.post("/collections", json={**collection(cid), "title": title})
+            assert r.status_code == 201, r.text
+        r = http.put(f"/collections/{PRIVATE}/rights", json={"visibility": "private"})
+        assert r.status_code in (200, 204), r.text
+        r = http.post("/accounts", json={"name": READER, "password": PASSWORD})
+        assert r.status_code == 201, r.text
+        reader = r.json()["id"]
+        r = http.put(
+            f"/collections/{PRIVATE}/rights/grants/account/{reader}", json={"right": "read"}
+        )
+        assert r.status_code in (200, 201, 204), r.text
+    scene = _ingested(clients_server, _geotiff(folder / "green.tif", ORIGIN, GREEN), "green")
+    return Site(clients_server, scene, folder)
+
+
+@pytest.fixture(scope="module")
+def worker(clients_server: StoringServer) -> Iterator[None]:
+    """A ``terracat worker`` on the server's database and data folder."""
+    env = {**os.environ, "DATABASE_URL": clients_server.database_url,
+           "TERRACAT_INGEST_DATA_DIR": str(clients_server.data_dir)}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], cwd=ROOT, env=env)
+    yield
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class Viewer:
+    """A page of the viewer, with what it logged."""
+
+    page: Page
+    context: BrowserContext
+    errors: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    def open(self, url: str) -> None:
+        self.page.goto(url)
+        expect(self.page.locator("body")).to_have_attribute("data-ready", "true")
+
+    def tab(self, name: str) -> None:
+        self.page.locator(f"#tab-{name}").click()
+
+    def collections(self) -> list[str]:
+        return self.page.locator("[data-collection]").evaluate_all(
+            "cards => cards.map((c) => c.dataset.collection)"
+        )
+
+    def idle(self) -> None:
+        self.page.wait_for_function(
+            "() => { const m = window.terracatViewer.view.map;"
+            " return m.loaded() && m.areTilesLoaded() && !m.isMoving(); }"
+        )
+
+
+def _open_viewer(
+    browser: Browser, request: pytest.FixtureRequest, width: int, height: int
+) -> Iterator[Viewer]:
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, accept_downloads=True
+    )
+    viewer = Viewer(context.new_page(), context)
+
+    def offline(route: Route) -> None:
+        if urlparse(route.request.url).hostname in LOOPBACK:
+            route.continue_()
+        else:
+            viewer.refused.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", offline)
+    viewer.page.on("pageerror", lambda error: viewer.errors.append(str(error)))
+    viewer.page.on("console", lambda m: viewer.errors.append(m.text) if m.type == "error" else None)
+    viewer.page.on(
+        "response",
+        lambda r: viewer.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+    )
+    failed = request.session.testsfailed
+    yield viewer
+    if request.session.testsfailed > failed:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        shot = SHOTS / f"{request.node.name}.png"
+        viewer.page.screenshot(path=str(shot), full_page=True)
+        print(f"screenshot of the failing page: {shot}", file=sys.stderr)
+    context.close()
+    assert not viewer.refused, f"the page tried to leave the machine: {viewer.refused}"
+    assert not viewer.errors, f"the page logged errors: {viewer.errors}"
+
+
+@pytest.fixture
+def viewer(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Viewer]:
+    """The viewer at 1280 x 800."""
+    yield from _open_viewer(browser, request, 1280, 800)
+
+
+@pytest.fixture
+def phone(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Viewer]:
+    """The viewer at 390 x 844."""
+    yield from _open_viewer(browser, request, 390, 844)
+
+
+def _map_pixels(viewer: Viewer) -> np.ndarray:
+    return imagecodecs.png_decode(viewer.page.locator("#map canvas").screenshot())[..., :3]
+
+
+def _screen(viewer: Viewer, lon: float, lat: float) -> tuple[int, int]:
+    x, y = viewer.page.evaluate(
+        "([lon, lat]) => { const p = window.terracatViewer.view.map.project([lon, lat]);"
+        " return [p.x, p.y]; }", [lon, lat],
+    )  # fmt: skip
+    return int(round(y)), int(round(x))
+
+
+def test_browse_search_and_see_an_items_imagery(site: Site, viewer: Viewer) -> None:
+    viewer.open(site.url)
+    assert PUBLIC in viewer.collections() and PRIVATE not in viewer.collections()
+    card = viewer.page.locator(f'[data-collection="{PUBLIC}"]')
+    expect(card).to_contain_text("Viewer scenes")
+    expect(card).to_contain_text("raster")
+    card.get_by_role("button", name="Search").click()
+    expect(viewer.page.locator("#search-filter")).to_be_visible()
+    expect(viewer.page.locator("#queryable-names")).to_contain_text("datetime")
+    viewer.page.locator("#search-filter").fill("datetime > TIMESTAMP('2024-01-01T00:00:00Z')")
+    viewer.page.locator("#search-run").click()
+    result = viewer.page.locator('button.result[data-item="green"]')
+    expect(result).to_be_visible()
+    result.click()
+    expect(viewer.page.locator("#item-view")).to_be_visible()
+    expect(viewer.page.locator("#item-preset option[value=rgb]")).to_have_count(1)  # its bands
+    expect(viewer.page.locator("#item-preset option[value=ndvi]")).to_have_count(0)  # no nir
+    data = viewer.page.locator('#item-assets a[href$="/assets/data"]')
+    assert (
+        data.get_attribute("href")
+        == f"{site.server.url}/collections/{PUBLIC}/items/green/assets/data"
+    )
+    viewer.page.wait_for_function("() => window.terracatViewer.view.map.getLayer('imagery')")
+    viewer.idle()
+    west, south, east, north = site.scene["bbox"]
+    pixels = _map_pixels(viewer)
+    row, col = _screen(viewer, (west + east) / 2, (south + north) / 2)
+    patch = pixels[row - 3 : row + 4, col - 3 : col + 4].reshape(-1, 3).astype("int16")
+    assert np.abs(patch - GREEN).max() <= 8, patch  # the scene's own colour, opaque
+    row, col = _screen(viewer, west, (south + north) / 2)
+    assert col >= 20, col  # fitted with a margin
+    beside = pixels[row, col - 15].astype("int16")  # 15 px west of the scene: no green
+    assert np.abs(beside - GREEN).max() > 60, beside
+    viewer.page.locator("#item-opacity").fill("0.3")
+    opacity = viewer.page.evaluate(
+        "() => window.terracatViewer.view.map.getPaintProperty('imagery', 'raster-opacity')"
+    )
+    assert opacity == pytest.approx(0.3)
+
+
+def test_a_private_collection_follows_the_account(site: Site, viewer: Viewer) -> None:
+    viewer.open(site.url)
+    assert PRIVATE not in viewer.collections()
+    viewer.tab("account")
+    viewer.page.get_by_label("Account name").fill(READER)
+    viewer.page.get_by_label("Password").fill(PASSWORD)
+    viewer.page.locator("#login-run").click()
+    expect(viewer.page.locator("#who")).to_have_text(f"signed in as {READER}")
+    expect(viewer.page.locator(f'[data-collection="{PRIVATE}"]')).to_have_count(1)
+    token = viewer.page.evaluate("() => sessionStorage.getItem('terracat.token')")
+    assert token and token.startswith("tcat_")
+    viewer.page.locator("#sign-out").click()
+    expect(viewer.page.locator("#who")).to_have_text("not signed in")
+    expect(viewer.page.locator(f'[data-collection="{PRIVATE}"]')).to_have_count(0)
+    assert viewer.page.evaluate("() => sessionStorage.getItem('terracat.token')") is None
+
+
+def test_an_uploaded_geotiff_becomes_an_item(site: Site, viewer: Viewer, worker: None) -> None:
+    source = _geotiff(
+        site.folder / "uploaded.tif", (ORIGIN[0] + 3 * HALF, ORIGIN[1]), (200, 40, 40)
+    )
+    viewer.open(site.url)
+    viewer.tab("account")
+    viewer.page.get_by_label("API token").fill(site.server.live.token)
+    viewer.page.locator("#token-run").click()
+    expect(viewer.page.locator("#who")).to_contain_text("signed in as")
+    viewer.tab("upload")
+    viewer.page.locator("#upload-collection").select_option(PUBLIC)
+    viewer.page.locator("#upload-input").set_input_files(str(source))
+    upload = viewer.page.locator('.upload[data-file="uploaded.tif"]')
+    expect(upload).to_have_attribute("data-state", "ready", timeout=60_000)
+    expect(upload).to_contain_text("item uploaded")
+    upload.get_by_role("button", name="Open item").click()
+    expect(viewer.page.locator("body")).to_have_attribute("data-item", f"{PUBLIC}/uploaded")
+    viewer.tab("jobs")
+    expect(viewer.page.locator('.job[data-status="successful"]').first).to_contain_text("ingest")
+
+
+def test_the_phone_layout_is_usable_from_the_keyboard(site: Site, phone: Viewer) -> None:
+    phone.open(site.url)
+    page = phone.page
+    map_box = page.locator("#map").bounding_box()
+    side = page.locator(".side").bounding_box()
+    assert (
+        map_box
+        and side
+        and map_box["height"] > 200
+        and side["y"] >= map_box["y"] + map_box["height"] - 1
+    )
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways: {width} px"
+    page.locator("#tab-collections").focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#tab-search")).to_be_focused()
+    expect(page.locator("#panel-search")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.locator("#search-collection")).to_be_focused()
