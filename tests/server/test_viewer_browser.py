@@ -242,6 +242,12 @@ def test_browse_search_and_see_an_items_imagery(site: Site, viewer: Viewer) -> N
     assert col >= 20, col  # fitted with a margin
     beside = pixels[row, col - 15].astype("int16")  # 15 px west of the scene: no green
     assert np.abs(beside - GREEN).max() > 60, beside
+    if os.environ.get("TERRACAT_VIEWER_SCREENSHOT"):  # docs/viewer.png (docs/viewer.md)
+        viewer.page.evaluate("() => window.terracatViewer.view.map.zoomOut({duration: 0})")
+        viewer.idle()
+        viewer.page.screenshot(path=os.environ["TERRACAT_VIEWER_SCREENSHOT"])
+        viewer.page.evaluate("() => window.terracatViewer.view.map.zoomIn({duration: 0})")
+        viewer.idle()
     viewer.page.locator("#item-opacity").fill("0.3")
     opacity = viewer.page.evaluate(
         "() => window.terracatViewer.view.map.getPaintProperty('imagery', 'raster-opacity')"
@@ -285,6 +291,16 @@ def test_an_uploaded_geotiff_becomes_an_item(site: Site, viewer: Viewer, worker:
     expect(viewer.page.locator("body")).to_have_attribute("data-item", f"{PUBLIC}/uploaded")
     viewer.tab("jobs")
     expect(viewer.page.locator('.job[data-status="successful"]').first).to_contain_text("ingest")
+    # an export of the view around the new item, downloaded once its job is done
+    viewer.page.locator("#export-zooms").click()
+    viewer.page.locator("#export-format").select_option("pmtiles")
+    viewer.page.locator("#export-run").click()
+    done = viewer.page.locator('.job[data-status="successful"]', has_text="pmtiles")
+    expect(done).to_have_count(1, timeout=60_000)
+    with viewer.page.expect_download() as downloading:
+        done.get_by_role("button", name="Download").click()
+    archive = downloading.value.path().read_bytes()
+    assert archive[:7] == b"PMTiles" and len(archive) > 1000, archive[:16]
 
 
 def test_the_phone_layout_is_usable_from_the_keyboard(site: Site, phone: Viewer) -> None:
