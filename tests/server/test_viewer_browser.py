@@ -222,6 +222,14 @@ def test_browse_search_and_see_an_items_imagery(site: Site, viewer: Viewer) -> N
     viewer.page.locator("#search-run").click()
     result = viewer.page.locator('button.result[data-item="green"]')
     expect(result).to_be_visible()
+    # a click on the scene's footprint opens it
+    west, south, east, north = site.scene["bbox"]
+    viewer.page.evaluate("(bbox) => window.terracatViewer.view.fit(bbox)", site.scene["bbox"])
+    viewer.idle()
+    row, col = _screen(viewer, (west + east) / 2, (south + north) / 2)
+    viewer.page.locator("#map canvas").click(position={"x": col, "y": row})
+    expect(viewer.page.locator("body")).to_have_attribute("data-item", f"{PUBLIC}/green")
+    viewer.tab("search")
     result.click()
     expect(viewer.page.locator("#item-view")).to_be_visible()
     expect(viewer.page.locator("#item-preset option[value=rgb]")).to_have_count(1)  # its bands
@@ -233,7 +241,6 @@ def test_browse_search_and_see_an_items_imagery(site: Site, viewer: Viewer) -> N
     )
     viewer.page.wait_for_function("() => window.terracatViewer.view.map.getLayer('imagery')")
     viewer.idle()
-    west, south, east, north = site.scene["bbox"]
     pixels = _map_pixels(viewer)
     row, col = _screen(viewer, (west + east) / 2, (south + north) / 2)
     patch = pixels[row - 3 : row + 4, col - 3 : col + 4].reshape(-1, 3).astype("int16")

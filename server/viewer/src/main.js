@@ -127,7 +127,10 @@ function setUpAccount(reload) {
 }
 
 async function boot() {
-  state.config = await getJson("viewer/config.json");
+  // Without the token: a stale one would be refused (401) even on this public route.
+  const answer = await fetch(new URL("config.json", window.location.href));
+  if (!answer.ok) throw new Error(`viewer/config.json: ${answer.status}`);
+  state.config = await answer.json();
   const { config } = state;
   document.title = config.title;
   $("title").textContent = config.title;
@@ -149,6 +152,13 @@ async function boot() {
   };
   setUpAccount(reload);
   setUpUploads(view, state, () => loadCollections(view, search), search);
+  view.onFootprintClick(async (collection, id) => {
+    try {
+      search.openItem(await getJson(`collections/${encodeURIComponent(collection)}/items/${encodeURIComponent(id)}`));
+    } catch (error) {
+      $("search-status").textContent = message(error);
+    }
+  });
   await reload();
   document.body.dataset.ready = "true";
 }

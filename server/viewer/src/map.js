@@ -88,6 +88,21 @@ export class MapView {
     });
   }
 
+  // Calls ``open(collection, itemId)`` when a footprint is clicked.
+  onFootprintClick(open) {
+    this.map.on("click", (e) => {
+      const layers = [...this.footprints.keys()].map((id) => `fp-${id}-fill`).filter((l) => this.map.getLayer(l));
+      if (!layers.length) return;
+      const hit = this.map.queryRenderedFeatures(e.point, { layers })[0];
+      if (hit?.properties?.id) open(hit.properties.collection || hit.sourceLayer, hit.properties.id);
+    });
+    this.map.on("mousemove", (e) => {
+      const layers = [...this.footprints.keys()].map((id) => `fp-${id}-fill`).filter((l) => this.map.getLayer(l));
+      const over = layers.length && this.map.queryRenderedFeatures(e.point, { layers }).length;
+      if (this.map.getCanvas().style.cursor !== "crosshair") this.map.getCanvas().style.cursor = over ? "pointer" : "";
+    });
+  }
+
   removeFootprints(id) {
     const source = `fp-${id}`;
     for (const layer of [`${source}-fill`, `${source}-line`]) {
