@@ -24,7 +24,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 _TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
-          ".map": "application/json", ".png": "image/png", ".svg": "image/svg+xml", ".txt": "text/plain"}  # fmt: skip
+          ".png": "image/png", ".svg": "image/svg+xml", ".txt": "text/plain"}  # fmt: skip
 
 
 class ViewerNotBuilt(CatalogError):
