@@ -7,6 +7,7 @@ console error, and a failing test leaves a screenshot in var/test-screenshots/.
 """
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -215,6 +216,9 @@ def test_browse_search_and_see_an_items_imagery(site: Site, viewer: Viewer) -> N
     card = viewer.page.locator(f'[data-collection="{PUBLIC}"]')
     expect(card).to_contain_text("Viewer scenes")
     expect(card).to_contain_text("raster")
+    thumbnail = card.locator("img.thumb")  # its newest item's
+    expect(thumbnail).to_have_attribute("src", re.compile(r"/items/green/assets/thumbnail$"))
+    thumbnail.evaluate("(img) => img.decode()")  # loads: rejects for a broken image
     card.get_by_role("button", name="Search").click()
     expect(viewer.page.locator("#search-filter")).to_be_visible()
     expect(viewer.page.locator("#queryable-names")).to_contain_text("datetime")
@@ -297,7 +301,9 @@ def test_an_uploaded_geotiff_becomes_an_item(site: Site, viewer: Viewer, worker:
     upload.get_by_role("button", name="Open item").click()
     expect(viewer.page.locator("body")).to_have_attribute("data-item", f"{PUBLIC}/uploaded")
     viewer.tab("jobs")
-    expect(viewer.page.locator('.job[data-status="successful"]').first).to_contain_text("ingest")
+    ingest = viewer.page.locator('.job[data-status="successful"]', has_text="ingest").first
+    ingest.get_by_role("button", name="Log").click()
+    expect(viewer.page.locator("#job-log")).not_to_be_empty()
     # an export of the view around the new item, downloaded once its job is done
     viewer.page.locator("#export-zooms").click()
     viewer.page.locator("#export-format").select_option("pmtiles")

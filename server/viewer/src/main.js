@@ -35,6 +35,18 @@ function thumbnailOf(c) {
   return link ? link.href : null;
 }
 
+// A collection without a thumbnail of its own shows its newest item's.
+async function newestThumbnail(c, placeholder) {
+  try {
+    const page = await getJson(`collections/${encodeURIComponent(c.id)}/items`, { limit: 1 });
+    const assets = Object.values(page.features?.[0]?.assets || {});
+    const asset = assets.find((a) => (a.roles || []).includes("thumbnail"));
+    if (asset && isHttp(asset.href)) placeholder.replaceWith(h("img", { src: asset.href, alt: "", className: "thumb" }));
+  } catch {
+    // no thumbnail then
+  }
+}
+
 function renderCollections(view, search) {
   const list = $("collections");
   list.replaceChildren();
@@ -44,8 +56,9 @@ function renderCollections(view, search) {
     const colour = view.footprints.get(c.id) || "#888";
     const shown = h("input", { type: "checkbox", checked: true,
       onchange: (e) => view.setFootprintsVisible(c.id, e.target.checked) });
-    list.append(h("li", { className: "card", "data-collection": c.id },
-      thumb ? h("img", { src: thumb, alt: "", className: "thumb", loading: "lazy" }) : h("div", { className: "thumb none" }),
+    const picture = thumb ? h("img", { src: thumb, alt: "", className: "thumb", loading: "lazy" }) : h("div", { className: "thumb none" });
+    if (!thumb) newestThumbnail(c, picture);
+    list.append(h("li", { className: "card", "data-collection": c.id }, picture,
       h("div", { className: "card-body" },
         h("h2", {}, h("span", { className: "swatch", style: `background:${colour}` }), c.title || c.id),
         h("p", { className: "small" }, h("span", { className: "badge" }, collectionType(c)), ` ${c.id}`),
@@ -74,6 +87,14 @@ async function loadCollections(view, search) {
     return;
   }
   await view.setFootprints(state.collections);
+  if (!state.fitted) {  // the first time: the view shows every collection
+    const boxes = state.collections.map((c) => c.extent?.spatial?.bbox?.[0]).filter((b) => b && b.length === 4);
+    if (boxes.length) {
+      state.fitted = true;
+      view.fit([Math.min(...boxes.map((b) => b[0])), Math.min(...boxes.map((b) => b[1])),
+        Math.max(...boxes.map((b) => b[2])), Math.max(...boxes.map((b) => b[3]))]);
+    }
+  }
   renderCollections(view, search);
   fillSelect($("search-collection"), state.collections, [["", "all"]]);
   fillSelect($("upload-collection"), state.collections, []);
