@@ -335,3 +335,55 @@ def test_the_phone_layout_is_usable_from_the_keyboard(site: Site, phone: Viewer)
     expect(page.locator("#panel-search")).to_be_visible()
     page.keyboard.press("Tab")
     expect(page.locator("#search-collection")).to_be_focused()
+
+
+def test_an_upload_cut_short_resumes_after_a_reload(
+    site: Site, viewer: Viewer, worker: None
+) -> None:
+    """The first 8 MiB chunk arrives, the second is refused; after a reload the same file,
+    dropped again, goes on from 8 MiB in its upload set and becomes an item."""
+    side = 2000  # 2000 x 2000 x 3 bytes: two chunks of tus-js-client's 8 MiB
+    noise = np.random.default_rng(7).integers(0, 255, (3, side, side), dtype="uint8")
+    source = rasters.write_geotiff(
+        site.folder / "big.tif", width=side, height=side, count=3, dtype="uint8",
+        crs="EPSG:32633", transform=from_origin(ORIGIN[0], ORIGIN[1] - 3 * HALF, 20, 20),
+        photometric="RGB", fill=lambda c, h, w: noise,
+    )  # fmt: skip
+    assert source.stat().st_size > 8 * 1024 * 1024
+    offsets: list[str] = []
+
+    def cut(route: Route) -> None:
+        offset = route.request.headers.get("upload-offset", "")
+        offsets.append(offset)
+        if route.request.method == "PATCH" and offset != "0":
+            route.fulfill(status=403, json={"code": "test.Cut", "description": "cut short"})
+        else:
+            route.fallback()
+
+    viewer.page.route("**/uploads/**", cut)
+    viewer.open(site.url)
+    viewer.tab("account")
+    viewer.page.get_by_label("API token").fill(site.server.live.token)
+    viewer.page.locator("#token-run").click()
+    viewer.tab("upload")
+    viewer.page.locator("#upload-collection").select_option(PUBLIC)
+    viewer.page.locator("#upload-input").set_input_files(str(source))
+    upload = viewer.page.locator('.upload[data-file="big.tif"]')
+    expect(upload).to_have_attribute("data-state", "error")
+    assert "8388608" in offsets
+    viewer.errors.clear()  # the refused chunk, logged by the browser
+    viewer.page.unroute("**/uploads/**")
+    patched: list[str] = []
+    viewer.page.on(
+        "request",
+        lambda r: patched.append(r.headers.get("upload-offset", ""))
+        if r.method == "PATCH" else None,
+    )  # fmt: skip
+    viewer.page.reload()
+    expect(viewer.page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(viewer.page.locator("#who")).to_contain_text("signed in as")  # the tab kept it
+    viewer.tab("upload")
+    viewer.page.locator("#upload-collection").select_option(PUBLIC)
+    viewer.page.locator("#upload-input").set_input_files(str(source))
+    expect(upload).to_have_attribute("data-state", "ready", timeout=60_000)
+    assert patched == ["8388608"], patched
