@@ -266,6 +266,39 @@ def test_browse_search_and_see_an_items_imagery(site: Site, viewer: Viewer) -> N
     assert opacity == pytest.approx(0.3)
 
 
+def _drag_box(viewer: Viewer, west: float, south: float, east: float, north: float) -> None:
+    viewer.page.locator("#draw-box").click()
+    canvas = viewer.page.locator("#map canvas").bounding_box()
+    assert canvas
+    top, left = _screen(viewer, west, north)
+    bottom, right = _screen(viewer, east, south)
+    mouse = viewer.page.mouse
+    mouse.move(canvas["x"] + left, canvas["y"] + top)
+    mouse.down()
+    mouse.move(canvas["x"] + right, canvas["y"] + bottom, steps=4)
+    mouse.up()
+    expect(viewer.page.locator("#box-text")).to_contain_text(",")
+
+
+def test_a_box_drawn_on_the_map_limits_the_search(site: Site, viewer: Viewer) -> None:
+    viewer.open(site.url)
+    viewer.tab("search")
+    viewer.page.locator("#search-collection").select_option(PUBLIC)
+    west, south, east, north = site.scene["bbox"]
+    width, height = east - west, north - south
+    around = [west - 2 * width, south - 2 * height, east + 2 * width, north + 2 * height]
+    viewer.page.evaluate("(bbox) => window.terracatViewer.view.fit(bbox)", around)
+    viewer.idle()
+    margin = 0.1 * width
+    _drag_box(viewer, west - margin, south - margin, east + margin, north + margin)
+    viewer.page.locator("#search-run").click()
+    expect(viewer.page.locator("button.result")).to_have_count(1)
+    expect(viewer.page.locator('button.result[data-item="green"]')).to_be_visible()
+    _drag_box(viewer, west - 1.5 * width, south, west - 0.5 * width, north)  # beside it
+    viewer.page.locator("#search-run").click()
+    expect(viewer.page.locator("#search-status")).to_have_text("No item matches.")
+
+
 def test_a_private_collection_follows_the_account(site: Site, viewer: Viewer) -> None:
     viewer.open(site.url)
     assert PRIVATE not in viewer.collections()
