@@ -28,7 +28,7 @@ from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
 from catalog.settings import IngestSettings
 from catalog.storage.local import LocalStorage
 from tests import rasters
-from tests.factories import collection
+from tests.factories import collection, item
 from tests.stored import store_item
 
 from .conftest import LOOPBACK, StoringServer
@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "var" / "test-screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
-PUBLIC, PRIVATE = "viewer-scenes", "viewer-private"
+PUBLIC, PRIVATE, MANY = "viewer-scenes", "viewer-private", "viewer-many"
+MANY_ITEMS = 25  # a page and a bit of the viewer's 20
 GREEN = (30, 200, 60)
 HALF, PIXEL = 20_000, 100  # a 40 km square of 400 px
 ORIGIN = (500_000.0 - HALF, 5_600_000.0 + HALF)  # EPSG:32633, about 50.5 N 15 E
@@ -88,6 +89,12 @@ def site(clients_server: StoringServer, tmp_path_factory: pytest.TempPathFactory
         for cid, title in ((PUBLIC, "Viewer scenes"), (PRIVATE, "Viewer private")):
             r = http.post("/collections", json={**collection(cid), "title": title})
             assert r.status_code == 201, r.text
+        r = http.post("/collections", json=collection(MANY))
+        assert r.status_code == 201, r.text
+        docs = {f"m{n:02d}": item(f"m{n:02d}", -60 + n, -20, when=f"2022-01-{n + 1:02d}T10:00:00Z")
+                for n in range(MANY_ITEMS)}  # fmt: skip
+        r = http.post(f"/collections/{MANY}/bulk_items", json={"items": docs, "method": "insert"})
+        assert r.status_code == 200, r.text
         r = http.put(f"/collections/{PRIVATE}/rights", json={"visibility": "private"})
         assert r.status_code in (200, 204), r.text
         r = http.post("/accounts", json={"name": READER, "password": PASSWORD})
@@ -253,6 +260,15 @@ def test_browse_search_and_see_an_items_imagery(site: Site, viewer: Viewer) -> N
     assert col >= 20, col  # fitted with a margin
     beside = pixels[row, col - 15].astype("int16")  # 15 px west of the scene: no green
     assert np.abs(beside - GREEN).max() > 60, beside
+    viewer.page.locator("#item-preset").select_option("rgb")
+    viewer.page.wait_for_function(
+        "() => (window.terracatViewer.view.map.getSource('imagery')?.url || '')"
+        ".includes('preset=rgb')"
+    )
+    viewer.idle()
+    row, col = _screen(viewer, (west + east) / 2, (south + north) / 2)
+    rgb = _map_pixels(viewer)[row, col].astype("int16")
+    assert np.abs(rgb - GREEN).max() <= 8, rgb  # true colour of an RGB scene: the same
     if os.environ.get("TERRACAT_VIEWER_SCREENSHOT"):  # docs/viewer.png (docs/viewer.md)
         viewer.page.evaluate("() => window.terracatViewer.view.map.zoomOut({duration: 0})")
         viewer.idle()
@@ -297,6 +313,22 @@ def test_a_box_drawn_on_the_map_limits_the_search(site: Site, viewer: Viewer) ->
     _drag_box(viewer, west - 1.5 * width, south, west - 0.5 * width, north)  # beside it
     viewer.page.locator("#search-run").click()
     expect(viewer.page.locator("#search-status")).to_have_text("No item matches.")
+
+
+def test_results_are_paged_by_their_next_links(site: Site, viewer: Viewer) -> None:
+    viewer.open(site.url)
+    viewer.page.locator(f'[data-collection="{MANY}"]').get_by_role("button", name="Search").click()
+    viewer.page.locator("#search-sort").select_option("datetime")
+    viewer.page.locator("#search-order").select_option("asc")
+    viewer.page.locator("#search-run").click()
+    results = viewer.page.locator("button.result")
+    expect(results).to_have_count(20)
+    expect(viewer.page.locator("#search-status")).to_have_text(f"20 of {MANY_ITEMS} items")
+    viewer.page.locator("#search-more").click()
+    expect(results).to_have_count(MANY_ITEMS)
+    expect(viewer.page.locator("#search-more")).to_be_hidden()
+    shown = results.evaluate_all("(buttons) => buttons.map((b) => b.dataset.item)")
+    assert shown == [f"m{n:02d}" for n in range(MANY_ITEMS)]  # oldest first, each once
 
 
 def test_a_private_collection_follows_the_account(site: Site, viewer: Viewer) -> None:
