@@ -346,6 +346,9 @@ def test_a_private_collection_follows_the_account(site: Site, viewer: Viewer) ->
     expect(viewer.page.locator("#who")).to_have_text("not signed in")
     expect(viewer.page.locator(f'[data-collection="{PRIVATE}"]')).to_have_count(0)
     assert viewer.page.evaluate("() => sessionStorage.getItem('terracat.token')") is None
+    # the sign-in's token was revoked at sign-out
+    me = httpx.get(f"{site.server.url}/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 401, me.text
 
 
 def test_an_uploaded_geotiff_becomes_an_item(site: Site, viewer: Viewer, worker: None) -> None:

@@ -1,5 +1,6 @@
 // The API client of the page: every request carries the tab's token, if any.
 const TOKEN_KEY = "terracat.token";
+const SESSION_KEY = "terracat.session";
 
 // The API root: the page is served at <root>/viewer/.
 export const apiRoot = new URL("../", window.location.href).href;
@@ -11,6 +12,14 @@ export const auth = {
   set token(value) {
     if (value) window.sessionStorage.setItem(TOKEN_KEY, value);
     else window.sessionStorage.removeItem(TOKEN_KEY);
+  },
+  // The id of a token this tab got by signing in with a password: revoked at sign-out.
+  get session() {
+    return window.sessionStorage.getItem(SESSION_KEY) || "";
+  },
+  set session(value) {
+    if (value) window.sessionStorage.setItem(SESSION_KEY, value);
+    else window.sessionStorage.removeItem(SESSION_KEY);
   },
   headers() {
     const token = this.token;

@@ -1,7 +1,7 @@
 // The viewer: collections, search, an item's imagery, uploads and jobs, over Terracat's API.
 import "maplibre-gl/dist/maplibre-gl.css";
 import "./style.css";
-import { ApiError, auth, getJson, postJson } from "./api.js";
+import { ApiError, auth, getJson, postJson, request } from "./api.js";
 import { setUpJobs } from "./jobs.js";
 import { MapView } from "./map.js";
 import { setUpSearch } from "./search.js";
@@ -126,6 +126,7 @@ function setUpAccount(reload) {
     try {
       const session = await postJson("auth/login", { name: $("login-name").value, password: $("login-password").value });
       auth.token = session.token;
+      auth.session = session.token_id;
       $("login-password").value = "";
       $("account-status").textContent = `signed in until ${session.expires}`;
       await reload();
@@ -136,12 +137,17 @@ function setUpAccount(reload) {
   $("token-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     auth.token = $("token-value").value.trim();
+    auth.session = "";
     $("token-value").value = "";
     $("account-status").textContent = "";
     await reload();
   });
   $("sign-out").addEventListener("click", async () => {
+    if (auth.session) {  // the password sign-in's token ends here; a given API token stays valid
+      await request(`users/me/tokens/${auth.session}`, { method: "DELETE" }).catch(() => null);
+    }
     auth.token = "";
+    auth.session = "";
     $("account-status").textContent = "signed out";
     await reload();
   });
