@@ -4,9 +4,12 @@ browser: test_viewer_browser.py)."""
 import re
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from server.settings import Settings
+from server.viewer.settings import ViewerSettings
 from tests.apps import AppPool
 
 REVALIDATE = "no-cache"
@@ -71,3 +74,12 @@ def test_a_server_without_the_built_page_says_so(
             assert r.json()["code"] == "viewer.NotBuilt"
             assert "make bootstrap" in r.json()["description"]
         assert client.get("/viewer/config.json").status_code == 200
+
+
+def test_the_base_map_and_logo_are_urls_or_paths_of_this_server() -> None:
+    assert ViewerSettings(base_map="https://example.org/tiles.json").base_map_kind() == "tilejson"
+    assert ViewerSettings(base_map="/basemap/{z}/{x}/{y}.png").base_map_kind() == "xyz"
+    assert ViewerSettings(logo_url=" /static/logo.png ").logo_url == "/static/logo.png"
+    for bad in ({"base_map": "javascript:alert(1)"}, {"logo_url": "file:///etc/passwd"}):
+        with pytest.raises(ValidationError, match="http"):
+            ViewerSettings(**bad)
