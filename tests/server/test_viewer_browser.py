@@ -329,6 +329,12 @@ def test_results_are_paged_by_their_next_links(site: Site, viewer: Viewer) -> No
     expect(viewer.page.locator("#search-more")).to_be_hidden()
     shown = results.evaluate_all("(buttons) => buttons.map((b) => b.dataset.item)")
     assert shown == [f"m{n:02d}" for n in range(MANY_ITEMS)]  # oldest first, each once
+    viewer.page.locator("#search-from").fill("2022-01-10")
+    viewer.page.locator("#search-to").fill("2022-01-12")
+    viewer.page.locator("#search-run").click()
+    expect(results).to_have_count(3)
+    shown = results.evaluate_all("(buttons) => buttons.map((b) => b.dataset.item)")
+    assert shown == ["m09", "m10", "m11"]
 
 
 def test_a_private_collection_follows_the_account(site: Site, viewer: Viewer) -> None:
