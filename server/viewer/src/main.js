@@ -1,7 +1,7 @@
 // The viewer: collections, search, an item's imagery, uploads and jobs, over Terracat's API.
 import "maplibre-gl/dist/maplibre-gl.css";
 import "./style.css";
-import { ApiError, auth, getJson, postJson, request } from "./api.js";
+import { ApiError, apiUrl, auth, getJson, postJson } from "./api.js";
 import { setUpJobs } from "./jobs.js";
 import { MapView } from "./map.js";
 import { setUpSearch } from "./search.js";
@@ -143,13 +143,16 @@ function setUpAccount(reload) {
     await reload();
   });
   $("sign-out").addEventListener("click", async () => {
-    if (auth.session) {  // the password sign-in's token ends here; a given API token stays valid
-      await request(`users/me/tokens/${auth.session}`, { method: "DELETE" }).catch(() => null);
-    }
+    const { token, session } = auth;
     auth.token = "";
     auth.session = "";
     $("account-status").textContent = "signed out";
-    await reload();
+    await reload();  // the map's sources are made again, without the token
+    if (session) {  // the password sign-in's token ends here; a given API token stays valid
+      await fetch(apiUrl(`users/me/tokens/${session}`), {
+        method: "DELETE", headers: { Authorization: `Bearer ${token}` },
+      }).catch(() => null);
+    }
   });
 }
 
