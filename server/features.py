@@ -7,9 +7,11 @@ from fastapi import APIRouter, FastAPI
 from starlette.datastructures import State
 
 from catalog.stac.client import NEEDS_TOKEN
+from catalog.storage.base import Storage
 from catalog.uploads.multipart import BODY_OVERHEAD
 from catalog.uploads.routes import UploadsFactory, tus_may_use, tus_owner
 from catalog.uploads.tus import TusFactory
+from catalog.uploads.tus_store import TusRepository
 from ogc.exports import ExportsExtension
 from ogc.processes import ProcessesExtension
 from ogc.tiles import TilesExtension
@@ -30,11 +32,11 @@ OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 JSON = "application/json"
 
 
-def processes_part(settings: Settings) -> ApiPart:
+def processes_part(settings: Settings, storage: Storage) -> ApiPart:
     """OGC API - Processes over the job table; jobs are their owners' (server/policy.py)."""
 
     def start(state: State) -> None:
-        state.processes = build_processes(settings, state.repository, state.uploads)
+        state.processes = build_processes(settings, state.repository, state.uploads, storage)
 
     return ApiPart(
         name="processes",
@@ -95,16 +97,24 @@ def exports_part(settings: Settings) -> ApiPart:
     return ApiPart(name="exports", extensions=[exports])
 
 
-def uploads_part(settings: Settings) -> ApiPart:
-    """``/upload_sets`` and the tus server at ``/uploads/``; uploads are their owners'."""
+def uploads_part(settings: Settings, storage: Storage) -> ApiPart:
+    """``/upload_sets`` and the tus server at ``/uploads/``; uploads are their owners'.
+
+    Received files and tus uploads live in ``storage`` and the database only: any API process
+    serves any request of an upload, and any worker ingests it."""
 
     def routers(app: FastAPI) -> list[APIRouter]:
         uploads = UploadsFactory(
-            settings.ingest, settings.jobs, [], settings.auth.default_quota_bytes
+            settings.ingest, settings.jobs, [], settings.auth.default_quota_bytes, storage
         )
         on_create, on_complete = uploads.tus_hooks(app.state)
+
+        def store() -> TusRepository:
+            found: TusRepository = app.state.tus
+            return found
+
         tus = TusFactory(
-            store_dir=uploads.tus_dir,
+            store=store,
             max_size=settings.ingest.max_file_bytes,
             expiration_s=settings.ingest.tus_expiration_s,
             on_create=on_create,
@@ -121,9 +131,14 @@ def uploads_part(settings: Settings) -> ApiPart:
     file_bytes = settings.ingest.max_file_bytes + BODY_OVERHEAD
     streamed = ["POST /uploads/", "POST /uploads", "PATCH /uploads/{upload_id}",
                 "POST /upload_sets/{upload_set_id}/files"]  # fmt: skip
+
+    def start(state: State) -> None:
+        state.tus = TusRepository(state.uploads.engine, storage)
+
     return routers_part(
         "uploads",
         routers,
+        start=start,
         body_limits=dict.fromkeys(streamed, file_bytes),
         landing_links=[
             {

@@ -2,6 +2,7 @@
 
 from catalog.jobs.queue import Process
 from catalog.stac.repository import CatalogRepository
+from catalog.storage.base import Storage
 from catalog.uploads.ingest import IngestProcess
 from catalog.uploads.repository import UploadRepository
 from tiler.export import export_processes
@@ -10,7 +11,7 @@ from .settings import Settings
 
 
 def build_processes(
-    settings: Settings, catalog: CatalogRepository, uploads: UploadRepository
+    settings: Settings, catalog: CatalogRepository, uploads: UploadRepository, storage: Storage
 ) -> dict[str, Process]:
     """Every process this server offers, by id (the API and the workers share this list)."""
     processes: list[Process] = [
@@ -20,6 +21,7 @@ def build_processes(
             settings.ingest,
             settings.catalog.validate_extensions,
             settings.auth.default_quota_bytes,
+            storage,
         ),
         *export_processes(
             catalog, settings.ingest.data_dir, settings.tiler, settings.export, settings.mosaic

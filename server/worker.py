@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -10,8 +11,11 @@ from catalog.db.engine import create_engine
 from catalog.jobs.queue import JobRepository
 from catalog.jobs.worker import Worker
 from catalog.stac.repository import CatalogRepository
+from catalog.storage.base import Storage
+from catalog.storage.local import LocalStorage
+from catalog.uploads.ingest import STAGING
 from catalog.uploads.repository import UploadRepository
-from catalog.uploads.tus_store import expire_uploads
+from catalog.uploads.tus_store import TusRepository
 from tiler.export import sweep_exports
 
 from .processes import build_processes
@@ -28,11 +32,9 @@ STAGING_MAX_AGE_S = 3600
 def sweep_temp(
     folder: Path, max_age_s: float, now: float | None = None, keep: set[str] | None = None
 ) -> int:
-    """Delete files in ``folder`` untouched for ``max_age_s``, but those named in ``keep``.
-
-    Killed jobs leave temp files, and staging/ gets partial downloads of a killed worker or
-    the raw upload of a worker killed between its commit and its clean-up.
-    """
+    """Delete files and folders in the local ``folder`` untouched for ``max_age_s``, but
+    those named in ``keep``: a killed job leaves its temp files (and the work folder its input
+    was fetched into)."""
     if not folder.is_dir():
         return 0
     cutoff = (now or time.time()) - max_age_s
@@ -41,11 +43,30 @@ def sweep_temp(
         try:
             if keep is not None and str(path) in keep:
                 continue
-            if path.is_file() and path.stat().st_mtime < cutoff:
+            if path.is_symlink() or path.lstat().st_mtime >= cutoff:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
                 path.unlink()
-                removed += 1
+            removed += 1
         except FileNotFoundError:
             continue
+    return removed
+
+
+def sweep_staging(
+    storage: Storage, max_age_s: float, keep: set[str], now: float | None = None
+) -> int:
+    """Delete the ``staging/`` objects older than ``max_age_s`` that no file record names:
+    the upload of a process killed before it recorded it, or of a worker killed between its
+    commit and its clean-up."""
+    cutoff = (now or time.time()) - max_age_s
+    removed = 0
+    for found in list(storage.keys(STAGING)):
+        if found.key not in keep and found.modified.timestamp() < cutoff:
+            storage.delete(found.key)
+            removed += 1
     return removed
 
 
@@ -63,20 +84,26 @@ async def run_worker(settings: Settings, url: str, stop: asyncio.Event | None = 
     jobs = JobRepository(engine)
     uploads = UploadRepository(engine, jobs)
     data_dir = Path(settings.ingest.data_dir)
+    storage = LocalStorage(data_dir)
+    tus = TusRepository(engine, storage)
+    # What stays local: the temp folder of staged work (an object store keeps the rest).
+    temp_dir = storage.temp_path("").parent
 
     async def expire() -> None:
-        removed = await asyncio.to_thread(expire_uploads, data_dir / "tus")
-        removed += await asyncio.to_thread(sweep_temp, data_dir / "tmp", TEMP_MAX_AGE_S)
-        referenced = await uploads.staged_paths()
-        removed += await asyncio.to_thread(
-            sweep_temp, data_dir / "staging", STAGING_MAX_AGE_S, None, referenced
-        )
+        referenced = await uploads.staged_keys()
+        removed = await tus.expire(referenced)
+        removed += await asyncio.to_thread(sweep_temp, temp_dir, TEMP_MAX_AGE_S)
+        removed += await asyncio.to_thread(sweep_staging, storage, STAGING_MAX_AGE_S, referenced)
         removed += await sweep_exports(jobs, data_dir)
         if removed:
             logger.info("removed %d expired upload(s), stale temp file(s) and archive(s)", removed)
 
     worker = Worker(
-        jobs, url, build_processes(settings, catalog, uploads), settings.jobs, housekeeping=[expire]
+        jobs,
+        url,
+        build_processes(settings, catalog, uploads, storage),
+        settings.jobs,
+        housekeeping=[expire],
     )
     try:
         await worker.run(stop)

@@ -17,6 +17,7 @@ from catalog.accounts.quotas import Usage, usage
 from catalog.jobs.queue import JobRepository
 from catalog.settings import JobSettings
 from catalog.stac.repository import CatalogRepository
+from catalog.storage.local import LocalStorage
 from catalog.uploads.repository import UploadRepository
 from server.processes import build_processes
 from server.settings import Settings
@@ -123,7 +124,7 @@ def test_ingested_files_count_as_items_not_as_staged_bytes(
     # What a finished ingest leaves: the item with its COG's size, the staged bytes gone.
     r = client.post("/collections/ann-c/items", json=_stored_item("f1000", 1200), headers=admin)
     assert r.status_code == 201, r.text
-    _sql(client, "UPDATE upload_files SET status = 'ready', staged_path = NULL WHERE id = :id",
+    _sql(client, "UPDATE upload_files SET status = 'ready', staged_key = NULL WHERE id = :id",
          id=record["id"])  # fmt: skip
     assert _usage(client, ann).used_bytes == 1200
     # The item outlives its upload set, and stays counted.
@@ -258,7 +259,8 @@ def test_a_url_file_over_the_quota_fails_in_its_job_and_is_deleted(
 
     def processes(engine: Any) -> Any:
         uploads = UploadRepository(engine, JobRepository(engine))
-        return build_processes(settings, CatalogRepository(engine), uploads)
+        storage = LocalStorage(settings.ingest.data_dir)
+        return build_processes(settings, CatalogRepository(engine), uploads, storage)
 
     with apps.client(settings) as client:
         ann = person(client, "ann")
