@@ -3,6 +3,8 @@
 Each function turns our settings into one ``ApiPart`` (server/parts.py); create_app lists them.
 """
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, FastAPI
 from starlette.datastructures import State
 
@@ -27,6 +29,7 @@ from tiler.wmts import collection_wmts_router
 from .parts import ApiPart, routers_part
 from .processes import build_processes
 from .settings import Settings
+from .worker import TEMP_MAX_AGE_S, sweep_temp
 
 OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 JSON = "application/json"
@@ -97,11 +100,8 @@ def exports_part(settings: Settings) -> ApiPart:
     return ApiPart(name="exports", extensions=[exports])
 
 
-def uploads_part(settings: Settings, storage: Storage) -> ApiPart:
-    """``/upload_sets`` and the tus server at ``/uploads/``; uploads are their owners'.
-
-    Received files and tus uploads live in ``storage`` and the database only: any API process
-    serves any request of an upload, and any worker ingests it."""
+def _upload_routers(settings: Settings, storage: Storage) -> Callable[[FastAPI], list[APIRouter]]:
+    """The upload-set routes and the tus server, bound to the app's state."""
 
     def routers(app: FastAPI) -> list[APIRouter]:
         uploads = UploadsFactory(
@@ -126,6 +126,16 @@ def uploads_part(settings: Settings, storage: Storage) -> ApiPart:
         tagged.include_router(tus.router)
         return [uploads.router, tagged]
 
+    return routers
+
+
+def uploads_part(settings: Settings, storage: Storage) -> ApiPart:
+    """``/upload_sets`` and the tus server at ``/uploads/``; uploads are their owners'.
+
+    Received files and tus uploads live in ``storage`` and the database only: any API process
+    serves any request of an upload, and any worker ingests it."""
+    routers = _upload_routers(settings, storage)
+
     # Files stream to disk under their own checks (TERRACAT_INGEST_MAX_FILE_BYTES): the app's
     # JSON body limit would cut them off.
     file_bytes = settings.ingest.max_file_bytes + BODY_OVERHEAD
@@ -134,6 +144,8 @@ def uploads_part(settings: Settings, storage: Storage) -> ApiPart:
 
     def start(state: State) -> None:
         state.tus = TusRepository(state.uploads.engine, storage)
+        # Bodies of requests this process was killed in the middle of: nobody else sees them.
+        sweep_temp(storage.temp_path("").parent, TEMP_MAX_AGE_S)
 
     return routers_part(
         "uploads",

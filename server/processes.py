@@ -19,9 +19,9 @@ def build_processes(
             uploads,
             catalog,
             settings.ingest,
+            storage,
             settings.catalog.validate_extensions,
             settings.auth.default_quota_bytes,
-            storage,
         ),
         *export_processes(
             catalog, settings.ingest.data_dir, settings.tiler, settings.export, settings.mosaic

@@ -27,6 +27,7 @@ TEMP_MAX_AGE_S = 24 * 3600
 
 
 STAGING_MAX_AGE_S = 3600
+LISTING_EVERY_S = 600.0  # the sweeps that list folders and buckets run this seldom
 
 
 def sweep_temp(
@@ -89,11 +90,19 @@ async def run_worker(settings: Settings, url: str, stop: asyncio.Event | None = 
     # What stays local: the temp folder of staged work (an object store keeps the rest).
     temp_dir = storage.temp_path("").parent
 
+    listed = [0.0]  # when the storage was last listed
+
     async def expire() -> None:
         referenced = await uploads.staged_keys()
-        removed = await tus.expire(referenced)
-        removed += await asyncio.to_thread(sweep_temp, temp_dir, TEMP_MAX_AGE_S)
-        removed += await asyncio.to_thread(sweep_staging, storage, STAGING_MAX_AGE_S, referenced)
+        # Listing a bucket costs requests: strays and litter are looked for now and then only.
+        listing = time.monotonic() - listed[0] >= LISTING_EVERY_S
+        removed = await tus.expire(referenced, strays=listing)
+        if listing:
+            listed[0] = time.monotonic()
+            removed += await asyncio.to_thread(sweep_temp, temp_dir, TEMP_MAX_AGE_S)
+            removed += await asyncio.to_thread(
+                sweep_staging, storage, STAGING_MAX_AGE_S, referenced
+            )
         removed += await sweep_exports(jobs, data_dir)
         if removed:
             logger.info("removed %d expired upload(s), stale temp file(s) and archive(s)", removed)

@@ -160,12 +160,10 @@ class IngestProcess(Process):
         uploads: UploadRepository,
         catalog: CatalogRepository,
         settings: IngestSettings,
+        storage: Storage,
         validate_extensions: bool = True,
         default_quota_bytes: int = DEFAULT_QUOTA_BYTES,
-        storage: Storage | None = None,
     ) -> None:
-        if storage is None:
-            raise TypeError("IngestProcess needs the storage of staged files and assets")
         self.uploads = uploads
         self.catalog = catalog
         self.settings = settings
@@ -338,8 +336,10 @@ class IngestProcess(Process):
         numberMatched estimates from fresh."""
         await self.catalog.refresh_statistics(1)
         file_id = uuid.UUID(job.inputs["upload_file"])
-        await self._remove_staged(await self.uploads.get_file(file_id))
+        record = await self.uploads.get_file(file_id)
+        # Forgotten first: a crash in between leaves litter for the sweep, never a dangling key.
         await self.uploads.update_file(file_id, staged_key=None)
+        await self._remove_staged(record)
 
     async def failed(self, job: JobRecord, code: str, message: str, final: bool) -> None:
         """Record the rejection on the file; remove published assets and, if final, the raw."""
@@ -359,11 +359,12 @@ class IngestProcess(Process):
             await self.uploads.update_file(file_id, status="received", error_code=code,
                                            error_message=f"retrying: {message}")  # fmt: skip
             return
-        await self.uploads.mark_rejected(file_id, code, message)
         if code not in _KEEP_SOURCE:
-            await self._remove_staged(record)
-            # The record no longer holds bytes: they leave its owner's quota too.
+            # The record no longer holds bytes: they leave its owner's quota too (and all is
+            # done once the file shows as rejected).
             await self.uploads.update_file(file_id, staged_key=None)
+            await self._remove_staged(record)
+        await self.uploads.mark_rejected(file_id, code, message)
 
     async def _remove_staged(self, record: dict[str, Any]) -> None:
         if record.get("staged_key"):

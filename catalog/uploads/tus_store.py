@@ -250,13 +250,15 @@ class TusRepository:
 
         await asyncio.to_thread(prune)
 
-    async def expire(self, referenced: set[str], now: datetime | None = None) -> int:
+    async def expire(
+        self, referenced: set[str], now: datetime | None = None, strays: bool = True
+    ) -> int:
         """Delete expired uploads (record and parts) and stray parts; how many uploads.
 
         A finished upload whose parts an upload file still references (``referenced``: staged
         keys) keeps its parts: its ingest job removes them. Parts without a record (a PATCH of
         a terminated upload, a process that died between publishing and committing) go once
-        they are ``STRAY_GRACE_S`` old.
+        they are ``STRAY_GRACE_S`` old; ``strays=False`` skips that listing of the storage.
         """
         now = now or datetime.now(UTC)
         async with connect(self.engine, write=True) as conn:
@@ -270,9 +272,11 @@ class TusRepository:
             live = set((await conn.execute(select(TusRow.id))).scalars())
         for upload_id in expired:
             await self.remove_parts(upload_id)
+        if not strays:
+            return len(expired)
         cutoff = now - timedelta(seconds=STRAY_GRACE_S)
 
-        def strays() -> None:
+        def sweep_strays() -> None:
             for found in list(self.storage.keys(AREA)):
                 _, upload_id, *_ = found.key.split("/") + [""]
                 if upload_id in live or upload_key_or_none(upload_id) in referenced:
@@ -280,7 +284,7 @@ class TusRepository:
                 if found.modified < cutoff:
                     self.storage.delete(found.key)
 
-        await asyncio.to_thread(strays)
+        await asyncio.to_thread(sweep_strays)
         return len(expired)
 
 
