@@ -148,6 +148,7 @@ def test_tus_upload_interrupted_and_resumed_becomes_a_searchable_cog_item(
     assert shape.symmetric_difference(expected).area < 0.02 * expected.area
     assert stored(stack.data_dir / "staging") == []  # the raw upload is gone
     assert stored(stack.data_dir / "tus") == []  # and so are the tus upload's parts
+    assert stored(stack.data_dir / "tmp") == []  # and the folder they were assembled in
 
 
 # -- multipart, and every refusal code ---------------------------------------------------------
@@ -198,6 +199,8 @@ def test_multipart_uploads_get_their_codes_and_duplicates_are_found(
         items = http.get(f"/collections/{COLLECTION}/items", params={"limit": 100}).json()
         assert [f["id"] for f in items["features"]].count("good") == 1
     assert stored(stack.data_dir / "staging") == []  # refused bytes are not kept
+    assert stored(stack.data_dir / "tus") == []  # a duplicate's parts neither
+    assert stored(stack.data_dir / "tmp") == []  # nor the jobs' work folders, failed or not
 
 
 def test_upload_set_errors(stack: Stack) -> None:
