@@ -10,8 +10,8 @@ too, so ``terracat worker`` can run them without routes.
 
 Why the database and not a record object in the storage: an object store has no
 compare-and-set that every S3-compatible server (and a local folder) offers alike, while one
-conditional UPDATE gives it here; and the quota's pending bytes are one indexed sum instead of
-listing and reading every record of the bucket.
+conditional UPDATE gives it here; and the quota's pending bytes are one indexed sum
+(catalog/accounts/quotas.py) instead of listing and reading every record of the bucket.
 """
 
 import asyncio
@@ -223,17 +223,6 @@ class TusRepository:
                 )
             ).first()
         return None if row is None else _info(row)
-
-    async def pending_bytes(self, owner: str) -> int:
-        """The declared ``Upload-Length`` of ``owner``'s uploads that are neither finished nor
-        expired (a finished upload's bytes belong to its upload set's file from then on)."""
-        async with connect(self.engine) as conn:
-            total = await conn.scalar(
-                select(func.coalesce(func.sum(TusRow.length), 0)).where(
-                    TusRow.owner == owner, ~TusRow.finished, TusRow.expires > func.now()
-                )
-            )
-        return int(total or 0)
 
     async def remove_parts(self, upload_id: str, keep: Iterable[str] = ()) -> None:
         """Delete the part objects of an upload (but those in ``keep``)."""
