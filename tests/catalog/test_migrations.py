@@ -85,3 +85,25 @@ def test_longest_item_span_is_filled_on_upgrade(scratch_url: str) -> None:
     with psycopg.connect(scratch_url) as conn:
         spans = dict(conn.execute("SELECT id, item_max_span FROM collections").fetchall())
     assert spans == {"c": timedelta(days=60), "e": None}
+
+
+def test_staged_paths_become_storage_keys(scratch_url: str) -> None:
+    migrate(scratch_url, "0007_accounts_rights")
+    with psycopg.connect(scratch_url) as conn:
+        conn.execute("INSERT INTO collections (id, content) VALUES ('c', '{}')")
+        conn.execute(
+            "INSERT INTO upload_sets (id, collection_id) "
+            "VALUES ('00000000-0000-0000-0000-000000000001', 'c')"
+        )
+        for number, staged in enumerate(("/srv/data/staging/upload-1ab2", None)):
+            conn.execute(
+                "INSERT INTO upload_files (id, upload_set_id, collection_id, filename, source,"
+                " staged_path) VALUES (%s, '00000000-0000-0000-0000-000000000001', 'c', 'f.tif',"
+                " 'multipart', %s)",
+                [f"00000000-0000-0000-0000-00000000001{number}", staged],
+            )
+    migrate(scratch_url)
+    with psycopg.connect(scratch_url) as conn:
+        keys = conn.execute("SELECT staged_key FROM upload_files ORDER BY id").fetchall()
+    assert keys == [("staging/upload-1ab2",), (None,)]
+    assert "tus_uploads" in _tables(scratch_url)
