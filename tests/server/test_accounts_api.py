@@ -368,7 +368,7 @@ ADMIN_CALLS = [
     ("GET", "/accounts", None), ("POST", "/accounts", {"name": "eve"}),
     ("GET", "/accounts/{id}", None), ("PATCH", "/accounts/{id}", {"disabled": True}),
     ("GET", "/accounts/{id}/tokens", None), ("POST", "/accounts/{id}/tokens", {}),
-    ("DELETE", f"/accounts/{{id}}/tokens/{uuid.uuid4()}", None),
+    ("DELETE", "/accounts/{id}/tokens/6f1c3a52-0b7e-4c1e-9d3a-2f4b5c6d7e8f", None),
 ]  # fmt: skip
 
 
