@@ -36,6 +36,8 @@ from pathlib import Path
 
 from rasterio.errors import NotGeoreferencedWarning
 
+from catalog.storage.local import LocalStorage
+
 from .memory import worker_memory
 from .orthophoto import Orthophoto, make_orthophoto
 from .report import log, write_section
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> list[str]:
             f"{distinct} distinct")  # fmt: skip
         inproc: dict[str, Callable[[Tile], bytes]] = {
             FLOOR: functools.partial(render_floor, setup.cog),
-            INPROC: terracat_renderer(setup.item, setup.data_dir),
+            INPROC: terracat_renderer(setup.item, LocalStorage(setup.data_dir)),
         }
         checks = cross_check(setup.cog, inproc, setup.servers, tiles, COLLECTION,
                              setup.item["id"])  # fmt: skip

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import morecantile
@@ -26,6 +26,9 @@ from rio_tiler.io import Reader
 
 from .report import log
 from .runner import run_async
+
+if TYPE_CHECKING:
+    from catalog.storage.base import Storage
 
 MINZOOM, MAXZOOM = 12, 18
 LEVELS = (1, 8)
@@ -136,15 +139,16 @@ def render_floor(cog: Path, tile: Tile) -> bytes:
     return bytes(image.render(img_format="PNG"))
 
 
-def terracat_renderer(item: dict[str, Any], data_dir: Path) -> Callable[[Tile], bytes]:
-    """Terracat's item tile renderer in-process (tiler.render: the endpoint's steps, no HTTP)."""
+def terracat_renderer(item: dict[str, Any], storage: "Storage") -> Callable[[Tile], bytes]:
+    """Terracat's item tile renderer in-process (tiler.render: the endpoint's steps, no HTTP),
+    reading the item's assets from ``storage``."""
     from tiler.dependencies import ReaderOptions
     from tiler.readers.shared import ReaderResources
     from tiler.render import RenderOptions, render_item_tile, tile_layer
     from tiler.settings import TilerSettings
 
     # files kept open between tiles, as the app keeps them (closed when the benchmark exits)
-    reader = ReaderOptions.shared(ReaderResources.at(data_dir), TilerSettings().max_image_size)
+    reader = ReaderOptions.shared(ReaderResources(storage), TilerSettings().max_image_size)
     layer = tile_layer(item, RenderOptions(assets=[ASSET]), "png", 256, reader)
 
     def render(tile: Tile) -> bytes:

@@ -1,9 +1,11 @@
 """Settings of the catalogue package (env prefixes ``TERRACAT_DB_``, ``TERRACAT_CATALOG_``)."""
 
+import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -269,3 +271,137 @@ class AccountSettings(BaseSettings):
     oidc_admin_group: str | None = Field(
         default=None, description="Members of this group get the admin role."
     )
+
+
+# Endpoint hosts of public clouds: a presigned URL there reaches the client from anywhere, and
+# the provider serves the bytes (``download=auto`` redirects). Any other endpoint (MinIO, Ceph,
+# moto) may sit on a private network the client cannot reach: the API streams its bytes.
+PUBLIC_CLOUD_HOSTS = (
+    ".amazonaws.com",
+    ".amazonaws.com.cn",
+    ".r2.cloudflarestorage.com",
+    ".digitaloceanspaces.com",
+    ".backblazeb2.com",
+    ".wasabisys.com",
+    "storage.googleapis.com",
+)
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_PREFIX_PART = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,255}$")
+
+
+class StorageSettings(BaseSettings):
+    """Where assets and export archives are stored (environment prefix ``TERRACAT_STORAGE_``).
+
+    ``local`` keeps them under ``TERRACAT_INGEST_DATA_DIR``; ``s3`` in a bucket of any
+    S3-compatible object store (AWS S3, MinIO, Ceph...), under ``s3_prefix``. Either way the
+    data folder stays the local staging area of conversions.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TERRACAT_STORAGE_", extra="ignore")
+
+    kind: Literal["local", "s3"] = Field(default="local", description="`local` or `s3`.")
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="http(s)://host[:port] of the object store; unset: AWS S3 of `s3_region`.",
+    )
+    s3_region: str = Field(default="us-east-1", min_length=1, max_length=64)
+    s3_bucket: str | None = Field(default=None, description="Bucket name (required for s3).")
+    s3_prefix: str = Field(
+        default="",
+        description="Key prefix of everything Terracat stores in the bucket (`terracat/`, say).",
+    )
+    s3_path_style: bool = Field(
+        default=False,
+        description="Path-style addressing (`endpoint/bucket/key`) instead of virtual hosts "
+        "(`bucket.endpoint/key`): MinIO and most self-hosted stores need it.",
+    )
+    s3_access_key_id: SecretStr | None = Field(
+        default=None,
+        description="Unset: boto3's and GDAL's usual chain (AWS_ACCESS_KEY_ID, "
+        "AWS_PROFILE, instance or container roles).",
+    )
+    s3_secret_access_key: SecretStr | None = None
+    s3_max_connections: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="HTTP connections the process keeps to the object store (boto3's pool; "
+        "one per API thread that streams at once).",
+    )
+    download: Literal["auto", "redirect", "stream"] = Field(
+        default="auto",
+        description="How the asset download route serves a stored file: `redirect` to a "
+        "presigned URL of the store, `stream` its bytes through the API, or `auto`: redirect "
+        "for public-cloud endpoints (AWS and the like), stream for any other (a private "
+        "MinIO is often unreachable by clients). A local folder always streams.",
+    )
+    presign_expires_s: int = Field(
+        default=300,
+        ge=1,
+        le=7 * 24 * 3600,  # SigV4's longest
+        description="Lifetime of a presigned URL the download route redirects to.",
+    )
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("TERRACAT_STORAGE_S3_ENDPOINT_URL must be http(s)://host[:port]")
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise ValueError(
+                "TERRACAT_STORAGE_S3_ENDPOINT_URL takes no path, query or user: the bucket "
+                "goes in TERRACAT_STORAGE_S3_BUCKET, credentials in their own settings"
+            )
+        parts.port  # noqa: B018  # raises ValueError on a port out of range
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _bucket(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not _BUCKET.match(value) or ".." in value:
+            raise ValueError(
+                f"TERRACAT_STORAGE_S3_BUCKET {value!r} is not an S3 bucket name (3-63 "
+                "lower-case letters, digits, '.' and '-')"
+            )
+        return value
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        parts = value.strip("/").split("/") if value.strip("/") else []
+        for part in parts:
+            if not _PREFIX_PART.match(part) or part in (".", ".."):
+                raise ValueError(f"TERRACAT_STORAGE_S3_PREFIX {value!r} has an invalid part")
+        return "".join(f"{p}/" for p in parts)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "StorageSettings":
+        if self.kind == "s3" and self.s3_bucket is None:
+            raise ValueError("TERRACAT_STORAGE_KIND=s3 needs TERRACAT_STORAGE_S3_BUCKET")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError(
+                "set both TERRACAT_STORAGE_S3_ACCESS_KEY_ID and "
+                "TERRACAT_STORAGE_S3_SECRET_ACCESS_KEY, or neither"
+            )
+        if self.kind == "local" and self.download == "redirect":
+            raise ValueError(
+                "TERRACAT_STORAGE_DOWNLOAD=redirect needs object storage: a local folder has "
+                "no URLs of its own (use stream or auto)"
+            )
+        return self
+
+    def redirects(self) -> bool:
+        """Whether the download route redirects to presigned URLs (``download``, resolved)."""
+        if self.kind != "s3" or self.download == "stream":
+            return False
+        if self.download == "redirect":
+            return True
+        host = urlsplit(self.s3_endpoint_url).hostname if self.s3_endpoint_url else None
+        if host is None:  # AWS itself
+            return True
+        return any(host == h.lstrip(".") or host.endswith(h) for h in PUBLIC_CLOUD_HOSTS)

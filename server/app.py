@@ -23,6 +23,8 @@ from catalog.db.engine import create_engine
 from catalog.jobs.queue import JobRepository
 from catalog.stac.client import CoreClient
 from catalog.stac.repository import CatalogRepository
+from catalog.storage import build_storage
+from catalog.storage.base import Storage
 from catalog.uploads.repository import UploadRepository
 from tiler.readers.shared import ReaderResources
 
@@ -68,10 +70,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Read by GDAL when its block cache is first used: before this process renders any tile.
     os.environ.setdefault("GDAL_CACHEMAX", str(settings.tiler.gdal_cache_mb))
     stac_settings = stac_api_settings(settings.api)
-    # The tiler's storage, open files and grid cache: one set per app, closed with it.
-    readers = ReaderResources.at(settings.ingest.data_dir)
+    # Where assets and archives are stored: built once, passed to every part that reads or
+    # writes them (and carried to the jobs' children in their plans).
+    storage = build_storage(settings.storage, settings.ingest.data_dir)
+    # The tiler's open files and grid cache: one set per app, closed with it.
+    readers = ReaderResources(storage)
     bodies = BodyLimits(settings.limits.max_body_bytes)  # routes' own limits: limit_bodies
-    parts = _parts(settings, stac_settings, readers)
+    parts = _parts(settings, stac_settings, readers, storage)
     app = FastAPI(
         title=settings.api.title,
         description=settings.api.description,
@@ -106,11 +111,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_error_handlers(api.app, api_parts.error_handlers(parts))
     api.app.state.settings = settings
     api.app.state.readers = readers
+    api.app.state.storage = storage
     return api.app
 
 
 def _parts(
-    settings: Settings, stac_settings: StacApiSettings, readers: ReaderResources
+    settings: Settings, stac_settings: StacApiSettings, readers: ReaderResources, storage: Storage
 ) -> list[ApiPart]:
     """Every API part, in the order their routes are registered."""
     return [
@@ -120,11 +126,11 @@ def _parts(
         collections_part(),
         writes_part(settings.catalog, stac_settings, settings.limits, settings.auth),
         rights_part(),
-        processes_part(settings, readers.storage),
+        processes_part(settings, storage),
         tiles_part(settings),
         vector_tiles_part(settings),
-        exports_part(settings),
-        uploads_part(settings, readers.storage),
+        exports_part(storage),
+        uploads_part(settings, storage),
         item_maps_part(settings, readers),
         mosaics_part(settings, readers),
         accounts_part(settings),

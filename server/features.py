@@ -94,9 +94,9 @@ def vector_tiles_part(settings: Settings) -> ApiPart:
     return ApiPart(name="vector-tiles", extensions=[VectorTilesExtension(settings=settings.tiles)])
 
 
-def exports_part(settings: Settings) -> ApiPart:
+def exports_part(storage: Storage) -> ApiPart:
     """Downloads of the archives the export processes make (their jobs' owners', as /jobs)."""
-    exports = ExportsExtension(data_dir=settings.ingest.data_dir)
+    exports = ExportsExtension(storage=storage)
     return ApiPart(name="exports", extensions=[exports])
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import connect
 from catalog.errors import Unavailable
+from catalog.storage.base import Storage
 from catalog.web import json_response
 
 Check = Callable[[], Awaitable[None]]  # returns when healthy; raises Unavailable otherwise
@@ -34,12 +35,21 @@ def database_check(engine: AsyncEngine) -> Check:
     return check
 
 
-def storage_check(root: Path) -> Check:
-    """The data folder (uploads, assets) is a directory this process may write to."""
+def storage_check(root: Path, storage: Storage | None = None) -> Check:
+    """The data folder (uploads, staging) is a directory this process may write to, and
+    object storage answers (its bucket exists and takes our credentials)."""
 
     async def check() -> None:
         if not (root.is_dir() and os.access(root, os.W_OK | os.X_OK)):
             raise Unavailable(f"the data folder {root} is missing or not writable")
+        check_store = getattr(storage, "check", None)  # object storage only
+        if check_store is not None:
+            try:
+                await asyncio.to_thread(check_store)
+            except Exception as exc:
+                raise Unavailable(
+                    f"the object storage does not answer ({type(exc).__name__})"
+                ) from exc
 
     return check
 
@@ -61,7 +71,7 @@ def checks_of(request: Request) -> dict[str, Check]:
     state = request.app.state
     return {
         "database": database_check(state.repository.engine),
-        "storage": storage_check(Path(state.settings.ingest.data_dir)),
+        "storage": storage_check(Path(state.settings.ingest.data_dir), state.storage),
     }
 
 

@@ -13,7 +13,8 @@ from .settings import Settings
 def build_processes(
     settings: Settings, catalog: CatalogRepository, uploads: UploadRepository, storage: Storage
 ) -> dict[str, Process]:
-    """Every process this server offers, by id (the API and the workers share this list)."""
+    """Every process this server offers, by id (the API and the workers share this list);
+    ``storage`` is the process's (``build_storage``)."""
     processes: list[Process] = [
         IngestProcess(
             uploads,
@@ -23,8 +24,6 @@ def build_processes(
             settings.catalog.validate_extensions,
             settings.auth.default_quota_bytes,
         ),
-        *export_processes(
-            catalog, settings.ingest.data_dir, settings.tiler, settings.export, settings.mosaic
-        ),
+        *export_processes(catalog, storage, settings.tiler, settings.export, settings.mosaic),
     ]
     return {p.description.id: p for p in processes}

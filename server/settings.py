@@ -12,6 +12,7 @@ from catalog.settings import (
     IngestSettings,
     JobSettings,
     LimitSettings,
+    StorageSettings,
 )
 from ogc.settings import TileSettings
 from tiler.settings import ExportSettings, MosaicSettings, TilerSettings
@@ -112,6 +113,7 @@ class Settings(BaseModel):
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     tiles: TileSettings = Field(default_factory=TileSettings)
     tiler: TilerSettings = Field(default_factory=TilerSettings)

@@ -11,8 +11,8 @@ from catalog.db.engine import create_engine
 from catalog.jobs.queue import JobRepository
 from catalog.jobs.worker import Worker
 from catalog.stac.repository import CatalogRepository
+from catalog.storage import build_storage
 from catalog.storage.base import Storage
-from catalog.storage.local import LocalStorage
 from catalog.uploads.ingest import STAGING
 from catalog.uploads.repository import UploadRepository
 from catalog.uploads.tus_store import TusRepository
@@ -27,7 +27,11 @@ TEMP_MAX_AGE_S = 24 * 3600
 
 
 STAGING_MAX_AGE_S = 3600
-LISTING_EVERY_S = 600.0  # the sweeps that list folders and buckets run this seldom
+# Object storage is swept less often than a local folder: each sweep is a LIST request (or
+# more) that every worker makes, and an archive or an abandoned multipart upload waiting a few
+# minutes more costs nothing.
+REMOTE_SWEEP_S = 300.0
+MULTIPART_MAX_AGE_S = 24 * 3600
 
 
 def sweep_temp(
@@ -85,25 +89,28 @@ async def run_worker(settings: Settings, url: str, stop: asyncio.Event | None = 
     jobs = JobRepository(engine)
     uploads = UploadRepository(engine, jobs)
     data_dir = Path(settings.ingest.data_dir)
-    storage = LocalStorage(data_dir)
+    storage = build_storage(settings.storage, data_dir)  # once: the jobs' children rebuild it
     tus = TusRepository(engine, storage)
     # What stays local: the temp folder of staged work (an object store keeps the rest).
     temp_dir = storage.temp_path("").parent
-
-    listed = [0.0]  # when the storage was last listed
+    next_remote_sweep = 0.0
 
     async def expire() -> None:
+        nonlocal next_remote_sweep
         referenced = await uploads.staged_keys()
         # Listing a bucket costs requests: strays and litter are looked for now and then only.
-        listing = time.monotonic() - listed[0] >= LISTING_EVERY_S
+        listing = storage.kind == "local" or time.monotonic() >= next_remote_sweep
         removed = await tus.expire(referenced, strays=listing)
+        removed += await asyncio.to_thread(sweep_temp, temp_dir, TEMP_MAX_AGE_S)
         if listing:
-            listed[0] = time.monotonic()
-            removed += await asyncio.to_thread(sweep_temp, temp_dir, TEMP_MAX_AGE_S)
+            next_remote_sweep = time.monotonic() + REMOTE_SWEEP_S
             removed += await asyncio.to_thread(
                 sweep_staging, storage, STAGING_MAX_AGE_S, referenced
             )
-        removed += await sweep_exports(jobs, data_dir)
+            removed += await sweep_exports(jobs, storage)
+            abort = getattr(storage, "abort_stale_uploads", None)
+            if abort is not None:  # uploads of processes that died mid-publish
+                removed += await asyncio.to_thread(abort, MULTIPART_MAX_AGE_S)
         if removed:
             logger.info("removed %d expired upload(s), stale temp file(s) and archive(s)", removed)
 

@@ -24,7 +24,7 @@ from catalog.db.engine import migrate, sync_url
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
-    from catalog.settings import JobSettings
+    from catalog.settings import JobSettings, StorageSettings
     from server.settings import Settings
     from tests.apps import AppPool
     from tests.workers import MakeWorker, Processes
@@ -90,7 +90,8 @@ def _job_children_preload() -> None:
     from catalog.jobs.worker import preload
 
     preload(["catalog.uploads.ingest", "catalog.ingest.pipeline", "catalog.storage.local",
-             "tiler.export", "tiler.render", "tests.catalog.processes"])  # fmt: skip
+             "catalog.storage.s3", "tiler.export", "tiler.render",
+             "tests.catalog.processes"])  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -248,3 +249,75 @@ def make_worker(database_url: str, data_dir: Path) -> Iterator["MakeWorker"]:
     yield make
     for worker in made:
         worker.stop()
+
+
+class S3Server:
+    """An S3-compatible server process (moto) on a loopback port, for the whole session."""
+
+    region = "us-east-1"
+    access_key = "terracat-test-key"
+    secret_key = "terracat-test-secret"
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+    def make_bucket(self) -> str:
+        """A new empty bucket with a unique name."""
+        import boto3
+
+        name = f"terracat-{secrets.token_hex(6)}"
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, region_name=self.region,
+            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+        )  # fmt: skip
+        client.create_bucket(Bucket=name)
+        client.close()
+        return name
+
+    def settings(self, bucket: str, prefix: str = "") -> "StorageSettings":
+        """Storage settings on ``bucket`` of this server: endpoint, path style, credentials."""
+        from pydantic import SecretStr
+
+        from catalog.settings import StorageSettings
+
+        return StorageSettings(
+            kind="s3", s3_endpoint_url=self.endpoint, s3_region=self.region, s3_bucket=bucket,
+            s3_prefix=prefix, s3_path_style=True, s3_access_key_id=SecretStr(self.access_key),
+            s3_secret_access_key=SecretStr(self.secret_key),
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto in server mode, a separate process started on first use and stopped at the end of
+    the session; each test makes its own bucket (``S3Server.make_bucket``)."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(endpoint + "/moto-api/", timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the moto S3 server did not start") from None
+                time.sleep(0.1)
+        yield S3Server(endpoint)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

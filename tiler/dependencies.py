@@ -29,7 +29,7 @@ from titiler.core.dependencies import (
 
 from catalog.errors import InvalidParameter, InvalidStac, NotFound
 from catalog.stac.serializers import check_id, item_document
-from catalog.storage.local import LocalStorage
+from catalog.storage.base import Storage
 from catalog.web import base_url
 
 from .crs import safe_crs
@@ -83,7 +83,7 @@ class ReaderOptions(DefaultDependency):
     """What ``ItemReader`` needs besides the item: the storage, the size limit, and the app's
     pool of open files and cache of grids (``ReaderResources``; None: the reader's own)."""
 
-    storage: LocalStorage
+    storage: Storage
     max_image_size: int
     datasets: DatasetPool | None = None
     grid_cache: GridCache | None = None

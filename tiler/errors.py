@@ -38,6 +38,11 @@ class AssetNotReadable(TilerError):
     status = 422
 
 
+class AssetMissing(AssetNotReadable):
+    """An asset of this catalogue's storage with nothing stored under its key (the message
+    names the asset and its item)."""
+
+
 class InvalidLayer(TilerError):
     """Rendering parameters that contradict each other (a preset with an expression, ...)."""
 

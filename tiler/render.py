@@ -19,7 +19,6 @@ Exports use these; the byte-identity tests compare their tiles with the endpoint
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import attr
@@ -39,7 +38,7 @@ from titiler.mosaic.factory import PixelSelectionParams
 from catalog.accounts.rights import EVERYTHING
 from catalog.errors import InvalidParameter
 from catalog.stac.search import SearchParams
-from catalog.storage.local import LocalStorage
+from catalog.storage.base import Storage
 
 from .dependencies import (
     LayerQuery,
@@ -196,7 +195,7 @@ def render_item_tile(item: Mapping[str, Any], z: int, x: int, y: int, p: TileLay
 
 def item_zooms(
     item: Mapping[str, Any],
-    storage: LocalStorage,
+    storage: Storage,
     assets: Sequence[str] | None = None,
     open_assets: bool = False,
 ) -> tuple[int, int]:
@@ -339,14 +338,13 @@ def _encode(request: Any, png_level: int) -> dict[str, Any]:
 def item_plan(
     item: Mapping[str, Any],
     request: Any,
-    data_dir: Path,
     reader: ReaderOptions,
     png_level: int = PNG_LEVEL,
 ) -> dict[str, Any]:
     """A JSON plan rendering ``item`` with ``request``'s options (resolved now, to fail early).
 
-    ``reader`` are the options of the assets' storage under ``data_dir``; ``png_level`` is
-    the tile endpoints' (``TilerSettings.png_level``), so that PNG tiles are theirs.
+    ``reader`` are the options of the assets' storage; ``png_level`` is the tile endpoints'
+    (``TilerSettings.png_level``), so that PNG tiles are theirs.
     """
     options = _options(request)
     tile_layer(item, options, request.format, request.tile_size, reader)
@@ -357,7 +355,6 @@ def item_plan(
         "format": request.format,
         "encode": _encode(request, png_level),
         "tile_size": request.tile_size,
-        "data_dir": str(data_dir),
         "max_image_size": reader.max_image_size,
     }
 
@@ -367,7 +364,6 @@ def mosaic_plan(
     footprints: Sequence[str],
     max_items: int,
     request: Any,
-    data_dir: Path,
     reader: ReaderOptions,
     png_level: int = PNG_LEVEL,
 ) -> dict[str, Any]:
@@ -385,7 +381,6 @@ def mosaic_plan(
         "format": request.format,
         "encode": _encode(request, png_level),
         "tile_size": request.tile_size,
-        "data_dir": str(data_dir),
         "max_image_size": reader.max_image_size,
     }
 
@@ -393,7 +388,7 @@ def mosaic_plan(
 def renderer_from_plan(plan: Mapping[str, Any], resources: ReaderResources) -> TileRenderer:
     """The tile renderer a plan of ``item_plan`` or ``mosaic_plan`` stands for.
 
-    ``resources`` are the storage of the plan's ``data_dir``, the pool and the cache its
+    ``resources`` are the storage the export's plan carries, the pool and the cache its
     tiles share (the caller closes them); forked render processes inherit them.
     """
     options = RenderOptions.model_validate(plan["options"])

@@ -1,5 +1,6 @@
 """stac-fastapi backend clients: parse the request, ask the repository, serialize the answer."""
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 from urllib.parse import quote, urlencode
@@ -36,6 +37,7 @@ from catalog.stac.requests import (
 )
 from catalog.stac.search import SearchParams, encode_token
 from catalog.stac.serializers import collection_document, collection_row, item_document, item_row
+from catalog.storage import remove_collection_files, remove_item_files
 from catalog.web import json_response
 
 GEOJSON = "application/geo+json"
@@ -495,9 +497,13 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         """DELETE /collections/{collection_id}/items/{item_id}.
 
         Idempotent (RFC 9110): 204 whether or not the item was there; 404 only when the
-        collection itself does not exist.
+        collection itself does not exist. The files we stored for it go once it is deleted.
         """
-        await repository(kwargs["request"]).delete_item(collection_id, item_id)
+        request: Request = kwargs["request"]
+        assets = await repository(request).delete_item(collection_id, item_id)
+        storage = getattr(request.app.state, "storage", None)
+        if assets and storage is not None:
+            await asyncio.to_thread(remove_item_files, storage, collection_id, item_id, assets)
         return Response(status_code=204)
 
     async def create_collection(self, collection: Any, **kwargs: Any) -> Any:
@@ -543,8 +549,12 @@ class TransactionsClient(AsyncBaseTransactionsClient):
 
     async def delete_collection(self, collection_id: str, **kwargs: Any) -> Any:
         """DELETE /collections/{collection_id} and all its items (idempotent: always 204)."""
-        await repository(kwargs["request"]).delete_collection(collection_id)
-        _rights_changed(kwargs["request"])
+        request: Request = kwargs["request"]
+        existed = await repository(request).delete_collection(collection_id)
+        _rights_changed(request)
+        storage = getattr(request.app.state, "storage", None)
+        if existed and storage is not None:  # its items' files, once they are deleted
+            await asyncio.to_thread(remove_collection_files, storage, collection_id)
         return Response(status_code=204)
 
 

@@ -397,19 +397,22 @@ class CatalogRepository:
                 raise NotFound(f"item {row['id']!r} does not exist in {collection_id!r}")
         await self.refresh_statistics(1)
 
-    async def delete_item(self, collection_id: str, item_id: str) -> bool:
-        """Delete one item; whether it existed. NotFound if the collection does not exist."""
+    async def delete_item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
+        """Delete one item; the assets it had (None: it did not exist). NotFound if the
+        collection does not exist."""
         async with self._connect(write=True) as conn:
             result = await conn.execute(
                 delete(Item)
                 .where(Item.collection_id == collection_id, Item.id == item_id)
-                .returning(Item.id)
+                .returning(Item.content["assets"])
             )
-            if result.first() is None:
+            deleted = result.first()
+            if deleted is None:
                 await self.collection_exists(conn, collection_id)
-                return False
+                return None
         await self.refresh_statistics(1)
-        return True
+        assets = deleted[0]
+        return dict(assets) if isinstance(assets, dict) else {}
 
     # -- search ------------------------------------------------------------------------------
     async def search(self, params: SearchParams) -> Page:

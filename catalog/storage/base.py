@@ -19,8 +19,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from catalog.errors import Unavailable
+
 STORED_SCHEME = "storage:"
 _PART = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,255}$")
+
+
+class StorageUnavailable(Unavailable):
+    """The object storage does not answer (down, unreachable, refusing our credentials)."""
+
+    code = "storage.Unavailable"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from catalog.jobs.queue import (
 from catalog.settings import IngestSettings
 from catalog.stac.repository import CatalogRepository
 from catalog.stac.serializers import item_row
+from catalog.storage import storage_from_plan, storage_plan
 from catalog.storage.base import Storage, check_key, check_part, item_prefix
 from catalog.uploads.repository import UploadRepository, parse_uuid
 from catalog.uploads.tus_store import TusRepository, upload_id_of
@@ -91,13 +92,6 @@ def sha256_objects(storage: Storage, parts: list[str], cancelled: Callable[[], b
             if cancelled():
                 raise JobCancelled()
     return digest.hexdigest()
-
-
-def storage_of(plan: dict[str, Any]) -> Storage:
-    """The storage a job child rebuilds from the settings carried in its plan."""
-    from catalog.storage.local import LocalStorage
-
-    return LocalStorage(IngestSettings(**plan["settings"]).data_dir)
 
 
 async def check_room(
@@ -164,6 +158,7 @@ class IngestProcess(Process):
         validate_extensions: bool = True,
         default_quota_bytes: int = DEFAULT_QUOTA_BYTES,
     ) -> None:
+        self.storage = storage  # the process's (build_storage); its children rebuild it
         self.uploads = uploads
         self.catalog = catalog
         self.settings = settings
@@ -241,6 +236,7 @@ class IngestProcess(Process):
             "datetime": when.isoformat() if when else None,
             "upload_time": record["created"].isoformat(),
             "settings": self.settings.model_dump(mode="json"),
+            "storage": storage_plan(self.storage),
         }
 
     async def _parts(self, key: str) -> list[tuple[str, int]] | None:
@@ -279,7 +275,7 @@ class IngestProcess(Process):
         await self.uploads.update_file(file_id, staged_key=key, size=got.size)
         return key, got.sha256
 
-    child_modules = ("catalog.ingest.pipeline", "catalog.storage.local")
+    child_modules = ("catalog.ingest.pipeline", "catalog.storage.local", "catalog.storage.s3")
 
     @staticmethod
     def execute(plan: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -288,7 +284,7 @@ class IngestProcess(Process):
         from catalog.ingest.pipeline import IngestRequest, ingest_file
 
         settings = IngestSettings(**plan["settings"])
-        storage = storage_of(plan)
+        storage = storage_from_plan(plan["storage"])
         parts: list[str] = plan["parts"]
         ctx.log(f"ingesting {plan['filename']} ({plan['size']} bytes) as {plan['item_id']}")
         # Read by GDAL when its block cache is first used, in this fresh process (an operator's

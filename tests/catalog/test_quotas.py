@@ -17,7 +17,7 @@ from catalog.accounts.quotas import Usage, usage
 from catalog.jobs.queue import JobRepository
 from catalog.settings import JobSettings
 from catalog.stac.repository import CatalogRepository
-from catalog.storage.local import LocalStorage
+from catalog.storage import build_storage
 from catalog.uploads.repository import UploadRepository
 from server.processes import build_processes
 from server.settings import Settings
@@ -259,7 +259,7 @@ def test_a_url_file_over_the_quota_fails_in_its_job_and_is_deleted(
 
     def processes(engine: Any) -> Any:
         uploads = UploadRepository(engine, JobRepository(engine))
-        storage = LocalStorage(settings.ingest.data_dir)
+        storage = build_storage(settings.storage, settings.ingest.data_dir)
         return build_processes(settings, CatalogRepository(engine), uploads, storage)
 
     with apps.client(settings) as client:

@@ -19,13 +19,14 @@ from fastapi.testclient import TestClient
 from catalog.db.engine import create_engine
 from catalog.jobs.queue import JobRepository
 from catalog.settings import JobSettings
+from catalog.storage.local import LocalStorage
 from ogc.processes import resolve_outputs
 from server.app import create_app
 from server.settings import ApiSettings, Settings
 from server.worker import run_worker
 from tests.tiler.conftest import COLLECTION
 from tests.workers import LoopThread
-from tiler.export import exports_dir, sweep_exports
+from tiler.export import sweep_exports
 from tiler.settings import ExportSettings
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -124,7 +125,7 @@ def test_the_archive_of_a_dismissed_export_is_swept_and_a_served_one_kept(
 ) -> None:  # fmt: skip
     item = {"collection": COLLECTION, "id": "rgb"}
     kept, dismissed = (run_export(client, admin, item=item, maxzoom=14) for _ in range(2))
-    folder = exports_dir(settings.ingest.data_dir)
+    folder = settings.ingest.data_dir / "exports"
     stray = folder / f"{uuid.uuid4()}.mbtiles"  # its job row is gone
     stray.write_bytes(b"x")
     foreign = folder / "notes.txt"  # not an archive: not ours to judge
@@ -136,7 +137,8 @@ def test_the_archive_of_a_dismissed_export_is_swept_and_a_served_one_kept(
     async def sweep(min_age_s: float) -> int:
         engine = create_engine(str(settings.db.url), settings.db)
         try:
-            return await sweep_exports(JobRepository(engine), settings.ingest.data_dir, min_age_s)
+            storage = LocalStorage(settings.ingest.data_dir)
+            return await sweep_exports(JobRepository(engine), storage, min_age_s)
         finally:
             await engine.dispose()
 

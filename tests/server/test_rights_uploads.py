@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from catalog.jobs.queue import JobRepository
+from catalog.storage.local import LocalStorage
 from tests.owners import Person, grant, owned_collection, person, stored, tus_create
-from tiler.export import archive_path
+from tiler.export import archive_key
 
 TUS = {"Tus-Resumable": "1.0.0"}
 STREAM = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -203,9 +204,10 @@ def test_export_archives_are_their_job_owners(
     job = client.portal.call(
         lambda: jobs.submit("mbtiles", {}, timeout_s=60, max_attempts=1, owner_id=cast.ann.id)
     )
-    with_archive = archive_path(data_dir, str(job.id), "mbtiles")
-    with_archive.parent.mkdir(parents=True, exist_ok=True)
-    with_archive.write_bytes(b"SQLite format 3\x00" + bytes(100))
+    storage = LocalStorage(data_dir)
+    staged = storage.temp_path(".mbtiles")
+    staged.write_bytes(b"SQLite format 3\x00" + bytes(100))
+    storage.publish(staged, archive_key(str(job.id), "mbtiles"))
 
     async def succeed() -> None:
         async with jobs.connect() as conn:

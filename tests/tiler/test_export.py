@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from catalog.jobs.queue import Process
 from catalog.settings import JobSettings
 from catalog.stac.repository import CatalogRepository
+from catalog.storage import build_storage
 from ogc.processes import resolve_outputs
 from server.settings import Settings
 from server.worker import sweep_temp
@@ -41,8 +42,9 @@ def exports(settings: Settings, export: ExportSettings | None = None) -> Process
     """The export processes on the worker's engine, writing into the settings' data folder."""
 
     def make(engine: AsyncEngine) -> dict[str, Process]:
-        processes = export_processes(CatalogRepository(engine), settings.ingest.data_dir,
-                                     settings.tiler, export)  # fmt: skip
+        storage = build_storage(settings.storage, settings.ingest.data_dir)
+        processes = export_processes(CatalogRepository(engine), storage, settings.tiler,
+                                     export)  # fmt: skip
         return {p.description.id: p for p in processes}
 
     return make

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from rio_tiler.io import MultiBaseReader
 
+from catalog.storage.local import LocalStorage
 from server.app import create_app
 from server.settings import Settings
 from tests.tiler.conftest import COLLECTION, PREFIX, SharedCatalogue, centre_tile, decode, npy
@@ -95,7 +96,7 @@ def test_zoomed_out_tiles_match_rio_tilers_own_reading(
     # An option the tile grids leave to rio-tiler, whose VRT for such a tile would be vast:
     # ItemReader reads the covered part only (the grids read these tiles at their resolution).
     options = {"resampling_method": "bilinear"}
-    with ItemReader(item, data_dir=data_dir) as reader:
+    with ItemReader(item, storage=LocalStorage(data_dir)) as reader:
         for zoom in (reader.minzoom - 2, reader.minzoom - 1):
             tile = reader.tms.tile(15.04, 50.52, zoom)
             ours = reader.tile(tile.x, tile.y, tile.z, **options)  # read as the covered part
@@ -325,7 +326,9 @@ def test_item_edits_show_after_the_cache_ttl(
         assert client.get(f"{PREFIX}/rgb/info").status_code == 200
         r = client.delete(f"{PREFIX}/rgb", headers=admin)
         assert r.status_code in (200, 204), r.text
-        assert client.get(f"{PREFIX}/rgb/info").status_code == 200  # still cached
+        # still cached: found, though its files went with it (a 404 would be the item's)
+        r = client.get(f"{PREFIX}/rgb/info")
+        assert (r.status_code, r.json()["code"]) == (422, "tiler.AssetNotReadable")
         time.sleep(0.6)
         r = client.get(f"{PREFIX}/rgb/info")
         assert (r.status_code, r.json()["code"]) == (404, "catalog.NotFound")

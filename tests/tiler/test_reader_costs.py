@@ -16,6 +16,7 @@ import pytest
 import rasterio
 from rio_tiler.constants import WGS84_CRS
 
+from catalog.storage.local import LocalStorage
 from tiler.factory import SharedTileMatrixSets
 from tiler.readers import ASSET_READERS, DatasetPool, ItemReader, LocalTiffReader
 from tiler.readers.shared import GridCache
@@ -40,7 +41,7 @@ def test_item_tiles_are_read_on_the_calling_thread(
     item, data_dir = local_item
     RecordingReader.threads_seen = []
     with ItemReader(
-        item, data_dir=data_dir, readers=dict.fromkeys(ASSET_READERS, RecordingReader)
+        item, storage=LocalStorage(data_dir), readers=dict.fromkeys(ASSET_READERS, RecordingReader)
     ) as src:
         tile = src.tms.tile(*_centre(src), src.maxzoom)
         src.tile(tile.x, tile.y, tile.z, assets=list(src.assets))
@@ -63,11 +64,11 @@ def test_a_grids_zooms_are_worked_out_once(local_item: tuple[dict[str, Any], Pat
     item, data_dir = local_item
     cache = GridCache()  # the app's
     CountingReader.computed = 0
-    first = CountingReader(item, data_dir=data_dir, grid_cache=cache)
-    second = CountingReader(item, data_dir=data_dir, grid_cache=cache)
+    first = CountingReader(item, storage=LocalStorage(data_dir), grid_cache=cache)
+    second = CountingReader(item, storage=LocalStorage(data_dir), grid_cache=cache)
     assert CountingReader.computed == 1
     assert (first.minzoom, first.maxzoom) == (second.minzoom, second.maxzoom)
-    fresh = ItemReader(item, data_dir=data_dir, grid_cache=cache)
+    fresh = ItemReader(item, storage=LocalStorage(data_dir), grid_cache=cache)
     cache.clear()
     assert (fresh.minzoom, fresh.maxzoom) == (int(fresh._minzoom), int(fresh._maxzoom))
 
@@ -113,7 +114,7 @@ def test_item_tiles_borrow_their_files_from_the_pool(
     pool = DatasetPool()  # the app's
     before = pool.opened
     for _ in range(3):
-        with ItemReader(item, data_dir=data_dir, datasets=pool) as src:
+        with ItemReader(item, storage=LocalStorage(data_dir), datasets=pool) as src:
             tile = src.tms.tile(*_centre(src), src.maxzoom)
             src.tile(tile.x, tile.y, tile.z, assets=list(src.assets))
     assert pool.opened - before == len(src.assets)
@@ -160,7 +161,7 @@ def _pool_size_in_child(queue: Any, pool: DatasetPool) -> None:
 def test_a_forked_child_opens_its_own_files(local_item: tuple[dict[str, Any], Path]) -> None:
     item, data_dir = local_item
     pool = DatasetPool()
-    with ItemReader(item, data_dir=data_dir, datasets=pool) as src:
+    with ItemReader(item, storage=LocalStorage(data_dir), datasets=pool) as src:
         src.info()
     assert len(pool) > 0
     context = multiprocessing.get_context("fork")

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from catalog.db.cluster import free_port
+from catalog.storage.local import LocalStorage
 from server.settings import Settings
 from tests.tiler.conftest import PREFIX, centre_tile
 from tiler.errors import AssetNotReadable
@@ -251,7 +252,7 @@ def test_reader_reads_our_files_from_a_dict_or_pystac_item(
 ) -> None:
     item, data_dir = local_item
     for source in (item, pystac.Item.from_dict(copy.deepcopy(item))):
-        with ItemReader(source, data_dir=data_dir) as reader:
+        with ItemReader(source, storage=LocalStorage(data_dir)) as reader:
             assert reader.assets == ["data"] and reader.default_assets == ["data"]
             tile = reader.tms.tile(15.04, 50.52, reader.maxzoom)
             image = reader.tile(tile.x, tile.y, tile.z, expression="(nir-red)/(nir+red)")
@@ -267,9 +268,12 @@ def test_reader_refuses_other_hrefs(local_item: tuple[dict[str, Any], Path], hre
     item, data_dir = local_item
     evil = copy.deepcopy(item)
     evil["assets"]["data"]["href"] = href
-    with ItemReader(evil, data_dir=data_dir) as reader, pytest.raises(AssetNotReadable):
+    with (
+        ItemReader(evil, storage=LocalStorage(data_dir)) as reader,
+        pytest.raises(AssetNotReadable),
+    ):
         reader.preview(max_size=64)
     # the same file is refused for a reader rooted elsewhere
-    with ItemReader(item, data_dir=data_dir.parent / "other") as reader:
+    with ItemReader(item, storage=LocalStorage(data_dir.parent / "other")) as reader:
         with pytest.raises(AssetNotReadable):
             reader.preview(max_size=64)

@@ -6,9 +6,10 @@ region (their footprints within ``bbox``) and zooms, and refuses more than
 region's tiles in forked processes and writes them in order. Tiles are rendered by the
 functions the tile endpoints run (``tiler/render.py``), so an archive tile is byte for byte
 the endpoint's; tiles whose pixels are all masked are left out. The archive is built in the
-storage's tmp folder and renamed to ``<data_dir>/exports/<job id>.<ext>`` only once complete
-(``files.py``): a cancel (SIGTERM) deletes it, a kill leaves it to the tmp sweep, and nothing
-partial is ever published.
+storage's local tmp folder and published under the key ``exports/<job id>.<ext>`` only once
+complete (``files.py``; a rename in a local folder, an upload to object storage): a cancel
+(SIGTERM) deletes it, a kill leaves it to the tmp sweep, and nothing partial is ever
+published.
 
 - ``inputs.py``: settings, inputs, errors and the process description.
 - ``planning.py``: ``ExportPlanner``, the worker's side.
@@ -18,7 +19,7 @@ partial is ever published.
 """
 
 from ..settings import ExportSettings
-from .files import archive_path, exports_dir, publish, sweep_exports
+from .files import archive_key, sweep_exports
 from .inputs import ExportRequest, NoData, TooManyItems, TooManyTiles
 from .planning import attribution
 from .processes import ExportProcess, MBTilesProcess, PMTilesProcess, export_processes
@@ -33,11 +34,9 @@ __all__ = [
     "PMTilesProcess",
     "TooManyItems",
     "TooManyTiles",
-    "archive_path",
+    "archive_key",
     "attribution",
     "export_processes",
-    "exports_dir",
-    "publish",
     "sweep_exports",
     "write_tiles",
 ]

@@ -10,7 +10,6 @@ import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,7 +22,7 @@ from catalog.maps.mosaic import MosaicRepository, collection_params
 from catalog.stac.repository import CatalogRepository
 from catalog.stac.search import SearchParams, encode_token
 from catalog.stac.serializers import item_document
-from catalog.storage.local import LocalStorage
+from catalog.storage.base import Storage
 
 from ..archives import ArchiveMetadata
 from ..dependencies import ReaderOptions
@@ -50,14 +49,14 @@ class ExportPlanner:
     def __init__(
         self,
         catalog: CatalogRepository,
-        data_dir: Path,
+        storage_plan: dict[str, Any],
         reader: ReaderOptions,
         mosaics: MosaicRepository,
         settings: ExportSettings,
         png_level: int = PNG_LEVEL,
     ) -> None:
         self.catalog = catalog
-        self.data_dir = Path(data_dir)
+        self.storage_plan = storage_plan  # what the child rebuilds the storage from
         self.reader = reader
         self.mosaics = mosaics
         self.settings = settings
@@ -97,7 +96,7 @@ class ExportPlanner:
         return {
             "job_id": str(job.id),
             "extension": extension,
-            "data_dir": str(self.data_dir),
+            "storage": self.storage_plan,
             "source": source.plan,
             "region": shapely.to_geojson(region),
             "minzoom": zooms[0],
@@ -114,7 +113,7 @@ class ExportPlanner:
         row = await self.catalog.get_item(ref.collection, ref.id)
         item = item_document(row, "/")
         collection = (await self.catalog.get_collection(ref.collection))["content"]
-        plan = item_plan(item, request, self.data_dir, self.reader, self.png_level)
+        plan = item_plan(item, request, self.reader, self.png_level)
         # Every asset the export renders is opened now: an unreadable one fails the job here,
         # naming itself, before a child starts (and an item without a grid gets the files').
         zooms = await asyncio.to_thread(
@@ -158,8 +157,8 @@ class ExportPlanner:
             attribution((await self.catalog.get_collection(c))["content"])
             for c in sorted({item["collection"] for item in items})
         ]
-        plan = mosaic_plan(items, footprints, mosaics.max_items, request, self.data_dir,
-                           self.reader, self.png_level)  # fmt: skip
+        plan = mosaic_plan(items, footprints, mosaics.max_items, request, self.reader,
+                           self.png_level)  # fmt: skip
         return _Source(
             plan=plan,
             footprint=shapely.union_all(shapely.from_geojson(footprints)),
@@ -238,9 +237,7 @@ def _mosaic_item(row: Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
-def _native_maxzoom(
-    items: Sequence[Mapping[str, Any]], storage: LocalStorage, tile_size: int
-) -> int:
+def _native_maxzoom(items: Sequence[Mapping[str, Any]], storage: Storage, tile_size: int) -> int:
     """The finest native zoom among the items (one less for 512 px tiles).
 
     Items that cannot be rendered are skipped, as the mosaic skips them; if none can be, the

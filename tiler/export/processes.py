@@ -1,8 +1,8 @@
 """The export Process plugins: ``mbtiles`` and ``pmtiles`` (the package docstring says how)."""
 
+import asyncio
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import shapely
@@ -15,14 +15,15 @@ from catalog.errors import InvalidParameter
 from catalog.jobs.queue import JobContext, JobRecord, Process
 from catalog.maps.mosaic import MosaicRepository
 from catalog.stac.repository import CatalogRepository
-from catalog.storage.local import LocalStorage
+from catalog.storage import storage_from_plan, storage_plan
+from catalog.storage.base import Storage
 
 from ..archives import ArchiveWriter, MBTilesWriter, PMTilesWriter
 from ..dependencies import ReaderOptions
 from ..readers.shared import ReaderResources
 from ..settings import ExportSettings, MosaicSettings, TilerSettings
 from ..tiling import clamp_bounds, count_tiles
-from .files import archive_path
+from .files import archive_key
 from .inputs import READABLE_INPUT, check_tile_count, parse_request, process_description
 from .planning import ExportPlanner
 from .rendering import write_archive
@@ -32,24 +33,21 @@ class ExportProcess(Process):
     """Shared by the ``mbtiles`` and ``pmtiles`` processes; ``archive`` is the writer."""
 
     archive: ClassVar[type[ArchiveWriter]]
-    child_modules = ("tiler.render",)
+    child_modules = ("tiler.render", "catalog.storage.s3")
 
     def __init__(
         self,
         catalog: CatalogRepository,
-        data_dir: Path,
+        storage: Storage,
         tiler: TilerSettings,
         settings: ExportSettings,
         mosaic_settings: MosaicSettings,
     ) -> None:
         self.catalog = catalog
-        self.data_dir = Path(data_dir)
+        self.storage = storage
         self.tiler = tiler
         self.settings = settings
-        # made once: LocalStorage creates its folders
-        self.reader = ReaderOptions(
-            storage=LocalStorage(self.data_dir), max_image_size=tiler.max_image_size
-        )
+        self.reader = ReaderOptions(storage=storage, max_image_size=tiler.max_image_size)
         # a big export outlasts the jobs' default timeout: this one is the export's own
         self.description = self.description.model_copy(  # type: ignore[misc]
             update={"timeout_s": settings.timeout_s}
@@ -58,7 +56,7 @@ class ExportProcess(Process):
             catalog, mosaic_settings.max_items_per_tile, mosaic_settings.search_cache_ttl_s
         )
         self.planner = ExportPlanner(
-            catalog, self.data_dir, self.reader, self.mosaics, settings, tiler.png_level
+            catalog, storage_plan(storage), self.reader, self.mosaics, settings, tiler.png_level
         )
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,7 +109,7 @@ class ExportProcess(Process):
         # processes forked from it inherit the size.
         os.environ.setdefault("GDAL_CACHEMAX", str(plan["gdal_cache_mb"]))
         region = shapely.from_geojson(plan["region"])
-        resources = ReaderResources.at(Path(plan["data_dir"]))
+        resources = ReaderResources(storage_from_plan(plan["storage"]))
         try:
             return write_archive(plan, ctx, region, resources)
         finally:
@@ -132,7 +130,8 @@ class ExportProcess(Process):
 
     async def failed(self, job: JobRecord, code: str, message: str, final: bool) -> None:
         """A job that ends without success has no archive (a re-run makes a new one)."""
-        archive_path(self.data_dir, str(job.id), self.archive.extension).unlink(missing_ok=True)
+        key = archive_key(str(job.id), self.archive.extension)
+        await asyncio.to_thread(self.storage.delete, key)
 
 
 class MBTilesProcess(ExportProcess):
@@ -151,7 +150,7 @@ class PMTilesProcess(ExportProcess):
 
 def export_processes(
     catalog: CatalogRepository,
-    data_dir: Path,
+    storage: Storage,
     tiler: TilerSettings,
     settings: ExportSettings | None = None,
     mosaic_settings: MosaicSettings | None = None,
@@ -160,6 +159,6 @@ def export_processes(
     settings = settings or ExportSettings()
     mosaic_settings = mosaic_settings or MosaicSettings()
     return [
-        cls(catalog, data_dir, tiler, settings, mosaic_settings)
+        cls(catalog, storage, tiler, settings, mosaic_settings)
         for cls in (MBTilesProcess, PMTilesProcess)
     ]

@@ -16,7 +16,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import shapely
@@ -28,7 +27,7 @@ from ..archives import WRITERS, ArchiveMetadata, ArchiveWriter
 from ..readers.shared import ReaderResources
 from ..render import TileRenderer, renderer_from_plan
 from ..tiling import iter_tiles
-from .files import archive_path, publish
+from .files import archive_key
 from .inputs import NoData
 
 
@@ -57,14 +56,18 @@ def write_archive(
             raise NoData("every tile of the export is empty")
         writer.finish(metadata)
     seconds = time.monotonic() - started
-    target = archive_path(Path(plan["data_dir"]), plan["job_id"], writer_class.extension)
-    size = publish(temp, target)
+    key = archive_key(plan["job_id"], writer_class.extension)
+    size = temp.stat().st_size
+    try:
+        resources.storage.publish(temp, key)  # an upload to object storage may fail
+    finally:
+        temp.unlink(missing_ok=True)
     ctx.log(
         f"{stats['written']} tiles written, {stats['empty']} empty left out, "
         f"{size} bytes in {seconds:.1f} s ({stats['written'] / max(seconds, 1e-6):.1f} "
         "tiles/s)"
     )
-    return {"name": target.name, "tiles": stats["written"], "bytes": size,
+    return {"name": key.rsplit("/", 1)[-1], "tiles": stats["written"], "bytes": size,
             "empty": stats["empty"], "seconds": round(seconds, 3)}  # fmt: skip
 
 

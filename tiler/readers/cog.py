@@ -2,7 +2,8 @@
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import attr
@@ -13,12 +14,35 @@ from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
 from rio_tiler.utils import cast_to_sequence
 
-from ..errors import AssetNotReadable, InvalidLayer
+from catalog.storage.base import Storage, StorageUnavailable
+
+from ..errors import AssetMissing, AssetNotReadable, InvalidLayer
 from .grids import TileGrids, grid_readable
 from .pool import DatasetPool
 
 # GDAL looks for .ovr/.aux.xml/.msk side-cars next to a file unless told not to.
 GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+
+@dataclass(frozen=True)
+class AssetPlace:
+    """Where a reader's file is stored: what says, when it cannot be opened, whether it is
+    missing (a stat only then, never per read), and the version the pool keys it by."""
+
+    storage: Storage
+    key: str
+    label: str  # "asset 'data' of item 'x'", for messages
+    version: Hashable = None
+
+    def missing(self) -> bool:
+        """Whether nothing is stored under the key; StorageUnavailable (503) when the store
+        does not answer (the open failed for that reason, not for the file's)."""
+        try:
+            return self.storage.stat(self.key) is None
+        except Exception as exc:
+            raise StorageUnavailable(
+                f"the object storage does not answer ({type(exc).__name__}); try again"
+            ) from exc
 
 
 def _checked_options(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -48,12 +72,15 @@ class LocalTiffReader(Reader):
     """rio-tiler's Reader for a local GeoTIFF: GDAL may use its GTiff driver only (no VRT).
 
     The file comes from ``datasets`` (the app's pool): open handles are reused from one read
-    to the next. Without a pool the file is opened for this reader and closed with it.
+    to the next. Without a pool the file is opened for this reader and closed with it. The
+    file may be a local path or an object of a store (``/vsis3/``); ``place`` says where it
+    is stored (a file that cannot be opened is then told missing from not readable).
     """
 
     # the GDAL configuration ItemReader reads this reader's assets in
     gdal_env: ClassVar[dict[str, str]] = GDAL_ENV
     datasets: DatasetPool | None = attr.ib(default=None, kw_only=True)
+    place: AssetPlace | None = attr.ib(default=None, kw_only=True)
     grids: TileGrids | None = attr.ib(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -63,6 +90,8 @@ class LocalTiffReader(Reader):
                 self._open(str(self.input))  # rio-tiler types it optional; ItemReader: a path
             except RasterioIOError as exc:  # a registered asset that is not a GeoTIFF
                 self._ctx_stack.close()
+                if self.place is not None and self.place.missing():
+                    raise AssetMissing(f"{self.place.label} is missing from storage") from exc
                 raise AssetNotReadable(
                     f"asset file {os.path.basename(str(self.input))!r} is not a GeoTIFF "
                     "GDAL can read"
@@ -71,7 +100,8 @@ class LocalTiffReader(Reader):
 
     def _open(self, path: str) -> None:
         if self.datasets is not None:
-            self.dataset, self.grids = self.datasets.borrow_grids(path, self._ctx_stack)
+            version = self.place.version if self.place is not None else None
+            self.dataset, self.grids = self.datasets.borrow_grids(path, self._ctx_stack, version)
         else:
             opened = rasterio.open(path, driver="GTiff")
             self.dataset = self._ctx_stack.enter_context(opened)

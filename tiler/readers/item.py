@@ -1,10 +1,11 @@
 """A rio-tiler reader for the catalogue's own STAC items: assets in our storage only.
 
 ``ItemReader(item, storage=...)`` takes an item dict (or ``pystac.Item``) and reads its
-GeoTIFF assets through ``storage.gdal_path`` (a ``LocalStorage``; ``data_dir=`` makes one):
-an href this storage did not make (http(s), s3, ``/vsicurl/``, relative, another folder, a
-missing file) raises ``AssetNotReadable`` when read. Each asset is read by the reader its
-media type maps to (``readers``, by default ``kinds.ASSET_READERS``); GeoTIFFs by
+GeoTIFF assets through ``storage.gdal_path`` with ``storage.gdal_options()`` (a local path,
+or ``/vsis3/`` of object storage): an href this storage did not make (http(s), s3,
+``/vsicurl/``, relative, another folder) raises ``AssetNotReadable`` when read, as does a
+missing file (found out when it cannot be opened: no check per read). Each asset is read by
+the reader its media type maps to (``readers``, by default ``kinds.ASSET_READERS``); GeoTIFFs by
 ``LocalTiffReader``, which opens them with the GTiff driver only and without looking for
 side-car files. The app's ``datasets`` pool and ``grid_cache`` (``shared.py``) are shared
 between its readers; without them a reader opens its files and works its grid out for
@@ -14,16 +15,13 @@ expressions: ``stac.py``.
 
 import functools
 import math
-import os
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import attr
 import numpy
 import rasterio
-from attr.converters import optional
 from morecantile import BoundingBox, Tile, TileMatrixSet
 from rasterio._err import CPLE_BaseError  # GDAL errors; rasterio has no public alias
 from rasterio.crs import CRS
@@ -46,13 +44,15 @@ from rio_tiler.models import BandStatistics, ImageData, PointData
 from rio_tiler.types import AssetInfo, AssetType, BBox
 from rio_tiler.utils import cast_to_sequence
 
+from catalog.storage.base import Storage, stored_key
 from catalog.storage.local import LocalStorage
 
-from ..errors import AssetNotReadable, ImageTooLarge, InvalidLayer
+from ..errors import AssetMissing, AssetNotReadable, ImageTooLarge, InvalidLayer
+from .cog import AssetPlace
 from .grids import grid_readable, reprojected_bounds
 from .kinds import ASSET_READERS, media_type
 from .pool import DatasetPool
-from .shared import GridCache
+from .shared import GridCache, storage_env
 from .stac import (
     band_indexes,
     band_positions,
@@ -85,11 +85,7 @@ class ItemReader(MultiBaseReader):
     """
 
     input: dict[str, Any] = attr.ib(converter=item_dict)
-    data_dir: Path | None = attr.ib(default=None, kw_only=True, converter=optional(Path))
-    storage: LocalStorage = attr.ib(
-        default=attr.Factory(lambda self: _storage_at(self.data_dir), takes_self=True),
-        kw_only=True,
-    )
+    storage: Storage = attr.ib(kw_only=True)
     datasets: DatasetPool | None = attr.ib(default=None, kw_only=True)
     grid_cache: GridCache | None = attr.ib(default=None, kw_only=True)
     tms: TileMatrixSet = attr.ib(default=WEB_MERCATOR_TMS)
@@ -173,6 +169,8 @@ class ItemReader(MultiBaseReader):
                 self._get_reader(info)(info["url"], tms=self.tms, **info["reader_options"]) as src,
             ):
                 crs, zooms = src.crs, (int(src.minzoom), int(src.maxzoom))
+        except AssetMissing:  # names the asset already
+            raise
         except AssetNotReadable as exc:  # the reader's own: not a GeoTIFF
             raise AssetNotReadable(f"{where}: {exc}") from exc
         except (RasterioError, CPLE_BaseError, RioTilerError) as exc:
@@ -195,18 +193,15 @@ class ItemReader(MultiBaseReader):
         reader = self._reader(meta)
         href = meta.get("href")
         try:
-            path = self.storage.gdal_path(
-                self.storage.key_of(href if isinstance(href, str) else "")
-            )
+            key = _key_of(self.storage, href if isinstance(href, str) else "")
+            path = self.storage.gdal_path(key)
         except ValueError as exc:
             raise AssetNotReadable(
                 f"asset {name!r} of item {self.input.get('id')!r} is not a file of this "
                 "catalogue's storage, so it is not rendered"
             ) from exc
-        if not os.path.isfile(path):
-            raise AssetNotReadable(
-                f"asset {name!r} of item {self.input.get('id')!r} is missing from storage"
-            )
+        place = AssetPlace(self.storage, key, f"asset {name!r} of item {self.input.get('id')!r}",
+                           meta.get("file:checksum"))  # fmt: skip
         method_options: dict[str, Any] = {}
         if options.get("bands"):
             method_options["indexes"] = band_indexes(self.input, name, options["bands"])
@@ -218,9 +213,9 @@ class ItemReader(MultiBaseReader):
             url=path,
             name=name,
             media_type=meta.get("type"),
-            reader_options=self._shared_options(reader),
+            reader_options=self._shared_options(reader, place),
             method_options=method_options,
-            env=dict(getattr(reader, "gdal_env", {})),
+            env={**getattr(reader, "gdal_env", {}), **storage_env(self.storage)},
         )
         if stats := band_statistics(meta):
             info["dataset_statistics"] = stats
@@ -230,10 +225,14 @@ class ItemReader(MultiBaseReader):
         """The reader class of an asset of this item, by its media type."""
         return self.readers[media_type(asset) or ""]
 
-    def _shared_options(self, reader: type[BaseReader]) -> dict[str, Any]:
-        """The app's pool, for asset readers that keep their files in one (``datasets``)."""
-        takes_pool = attr.has(reader) and "datasets" in attr.fields_dict(reader)
-        return {"datasets": self.datasets} if takes_pool and self.datasets is not None else {}
+    def _shared_options(self, reader: type[BaseReader], place: AssetPlace) -> dict[str, Any]:
+        """The app's pool, for asset readers that keep their files in one (``datasets``), and
+        where the file is stored, for those that take it (``place``)."""
+        fields = attr.fields_dict(reader) if attr.has(reader) else {}
+        options: dict[str, Any] = {"place": place} if "place" in fields else {}
+        if "datasets" in fields and self.datasets is not None:
+            options["datasets"] = self.datasets
+        return options
 
     def _get_reader(self, asset_info: AssetInfo) -> type[BaseReader]:
         """rio-tiler's hook: the reader of one asset."""
@@ -505,8 +504,15 @@ def not_rendered(item: Mapping[str, Any], name: Any, readers: Mapping[str, Any])
     )
 
 
-def _storage_at(data_dir: Path | None) -> LocalStorage:
-    """The storage of an ItemReader given a ``data_dir`` instead of a ``storage``."""
-    if data_dir is None:
-        raise TypeError("ItemReader needs a storage or a data_dir")
-    return LocalStorage(data_dir)
+def _key_of(storage: Storage, href: str) -> str:
+    """The key of an asset href: ``storage:assets/...``, or a ``file://`` href of a local
+    storage (items ingested before stored hrefs); ValueError for any other (an export or an
+    upload waiting for ingest is no asset)."""
+    key = stored_key(href)
+    if key is not None and key.startswith("assets/"):
+        return key
+    if key is not None:
+        raise ValueError(f"not an asset of this storage: {href!r}")
+    if isinstance(storage, LocalStorage):
+        return storage.key_of(href)
+    raise ValueError(f"not an href of this storage: {href!r}")

@@ -6,14 +6,15 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import rasterio
+import rasterio.cache
 from rasterio.io import DatasetReader
 
 from .grids import TileGrids
 
-FileKey = tuple[str, int, int, int, int]  # path, device, inode, mtime (ns), size
+FileKey = tuple[str, Hashable]  # path, version: (device, inode, mtime ns, size) of a local file
 
 
 class DatasetPool:
@@ -24,7 +25,9 @@ class DatasetPool:
     walking the tiles in order) read the same blocks. ``borrow`` hands out an idle handle of
     the file, or opens one, with its ``TileGrids``; the reader's exit gives them back.
     A handle belongs to one file version (inode, mtime, size): a replaced file is opened
-    anew and the old handles age out. At most ``size`` idle handles are kept, none idle for
+    anew and the old handles age out. An object of a store (a ``/vsi...`` path) has the
+    version its reader gives (the asset's checksum): asking for a new one also drops what
+    GDAL's HTTP cache holds of the path. At most ``size`` idle handles are kept, none idle for
     more than ``idle_s``; a forked child starts with none (a handle's file offset would be
     shared with its parent). The app (or an export) that makes a pool closes it.
     """
@@ -39,6 +42,7 @@ class DatasetPool:
         self.opened = 0  # files opened, for tests and benchmarks
         self._pid = os.getpid()
         self._at_exit = False
+        self._remote: dict[str, Hashable] = {}  # the last version asked for, of each object
 
     def _own(self) -> None:
         """In a forked child, forget the parent's handles: they are not ours to read through.
@@ -51,20 +55,35 @@ class DatasetPool:
             self._lock = threading.Lock()
             self._idle = OrderedDict()
             self._at_exit = False
+            self._remote = {}
 
     def borrow(self, path: str, stack: contextlib.ExitStack) -> DatasetReader:
         """An open dataset of ``path`` for the life of ``stack`` (a reader's context)."""
         return self.borrow_grids(path, stack)[0]
 
     def borrow_grids(
-        self, path: str, stack: contextlib.ExitStack
+        self, path: str, stack: contextlib.ExitStack, version: Hashable = None
     ) -> tuple[DatasetReader, TileGrids | None]:
-        """``borrow``, with the handle's tile grids (None for a file that is gone)."""
-        try:
-            info = os.stat(path)
-        except OSError:  # gone: GDAL says so as it always did
-            return stack.enter_context(rasterio.open(path, driver="GTiff")), None
-        key: FileKey = (path, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
+        """``borrow``, with the handle's tile grids (None for a file that is gone).
+
+        ``version`` tells versions of an object of a store apart (a local file's comes
+        from the file system).
+        """
+        key: FileKey
+        if path.startswith("/vsi"):
+            key = (path, version)
+            self._own()
+            with self._lock:
+                before = self._remote.get(path, version)
+                self._remote[path] = version
+            if before != version:  # replaced: GDAL's cache of the path holds the old bytes
+                rasterio.cache.invalidate(path)
+        else:
+            try:
+                info = os.stat(path)
+            except OSError:  # gone: GDAL says so as it always did
+                return stack.enter_context(rasterio.open(path, driver="GTiff")), None
+            key = (path, (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size))
         found = None
         self._own()
         with self._lock:

@@ -1,0 +1,54 @@
+"""Deleting an item or a collection through the API removes the files we stored for it, and
+only those (local folder; tests/server/test_storage_s3.py does it in a bucket)."""
+
+import copy
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
+from catalog.settings import IngestSettings
+from catalog.storage.local import LocalStorage
+from tests import rasters
+from tests.factories import collection
+
+
+def _ingested(data_dir: Path, source: Path, collection_id: str, item_id: str) -> dict[str, Any]:
+    sha256, size = file_digest(source)
+    request = IngestRequest(source, collection_id, item_id, sha256, size, source.name, None,
+                            datetime.now(UTC))  # fmt: skip
+    return ingest_file(request, LocalStorage(data_dir), IngestSettings(data_dir=data_dir))
+
+
+def test_deleting_items_and_collections_removes_only_their_own_files(
+    client: TestClient, admin: dict[str, str], data_dir: Path, tmp_path: Path
+) -> None:
+    source = rasters.utm_rgb_tif(tmp_path, size=128, border=8)
+    for name in ("c", "d"):
+        assert client.post("/collections", json=collection(name), headers=admin).is_success
+    items = {(c, i): _ingested(data_dir, source, c, i) for c, i in
+             [("c", "a"), ("c", "b"), ("d", "a")]}  # fmt: skip
+    # An item that names another item's files, and one whose files are elsewhere.
+    borrower = copy.deepcopy(items[("c", "a")]) | {"id": "borrower"}
+    foreign = copy.deepcopy(items[("c", "a")]) | {"id": "foreign"}
+    foreign["assets"] = {"data": foreign["assets"]["data"] | {"href": "https://x.example/a.tif"}}
+    for doc in [*items.values(), borrower, foreign]:
+        r = client.post(f"/collections/{doc['collection']}/items", json=doc, headers=admin)
+        assert r.status_code == 201, r.text
+    assets = data_dir / "assets"
+
+    def files(folder: Path) -> list[str]:
+        return sorted(p.name for p in folder.glob("*")) if folder.is_dir() else []
+
+    for item_id in ("borrower", "foreign"):
+        assert client.delete(f"/collections/c/items/{item_id}", headers=admin).status_code == 204
+    assert files(assets / "c" / "a") == ["a.tif", "overview.png", "thumbnail.png"]
+    assert client.delete("/collections/c/items/a", headers=admin).status_code == 204
+    assert not (assets / "c" / "a").exists()
+    assert files(assets / "c" / "b") == ["b.tif", "overview.png", "thumbnail.png"]
+    assert files(assets / "d" / "a") == ["a.tif", "overview.png", "thumbnail.png"]
+    assert client.delete("/collections/c", headers=admin).status_code == 204
+    assert not (assets / "c").exists()
+    assert files(assets / "d" / "a") == ["a.tif", "overview.png", "thumbnail.png"]
