@@ -36,15 +36,12 @@ def _known() -> set[str]:
 
 
 def _pending(names: set[str]) -> set[str]:
-    """Names of settings a branch not merged yet adds (object storage, link signing)."""
+    """Names of settings a branch not merged yet adds (link signing)."""
     from catalog import settings
 
-    missing = set()
-    if not hasattr(settings, "StorageSettings"):
-        missing |= {n for n in names if n.startswith("TERRACAT_STORAGE_")}
     if "signing_secret" not in settings.AccountSettings.model_fields:
-        missing.add("TERRACAT_AUTH_SIGNING_SECRET")
-    return missing
+        return {"TERRACAT_AUTH_SIGNING_SECRET"}
+    return set()
 
 
 @pytest.fixture(scope="module")
