@@ -90,6 +90,26 @@ class Deployment:
                         for folder in folders]  # fmt: skip
             self.apis.extend(future.result() for future in starting)
 
+    def bucket_keys(self) -> list[str]:
+        """Every key in the bucket, without the deployment's prefix."""
+        import boto3
+
+        env = self.env
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=env["TERRACAT_STORAGE_S3_ENDPOINT_URL"],
+            region_name=env["TERRACAT_STORAGE_S3_REGION"],
+            aws_access_key_id=env["TERRACAT_STORAGE_S3_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["TERRACAT_STORAGE_S3_SECRET_ACCESS_KEY"],
+        )  # fmt: skip
+        prefix = env["TERRACAT_STORAGE_S3_PREFIX"]
+        try:
+            pages = client.get_paginator("list_objects_v2").paginate(
+                Bucket=env["TERRACAT_STORAGE_S3_BUCKET"], Prefix=prefix
+            )
+            return [o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", [])]
+        finally:
+            client.close()
+
     def http(self, index: int) -> httpx.Client:
         server = self.apis[index][1]
         return httpx.Client(base_url=server.url, headers=server.auth, timeout=60)
@@ -171,6 +191,9 @@ def test_two_apis_and_two_workers_share_only_the_database_and_the_bucket(
 ) -> None:
     sources = _sources(tmp_path)
     with deployment.http(0) as one, deployment.http(1) as two:
+        for api in (one, two):
+            health = api.get("/_mgmt/health")
+            assert health.status_code == 200, health.text
         assert one.post("/collections", json=collection(COLLECTION)).status_code == 201
         upload_set = new_set(one, expected_files=FILES)
         for source in sources[:-2]:
@@ -207,6 +230,10 @@ def test_two_apis_and_two_workers_share_only_the_database_and_the_bucket(
         assert len(got.content) == archive["bytes"]
 
     # Nothing stayed on any process's disk: uploads, parts, assets and archives are all in the
-    # bucket (temp folders were emptied after use).
+    # bucket (temp folders were emptied after use), and the uploads left it once ingested.
     for folder in deployment.folders:
         assert _files(folder) == [], folder
+    areas: dict[str, int] = {}
+    for key in deployment.bucket_keys():
+        areas[key.split("/", 1)[0]] = areas.get(key.split("/", 1)[0], 0) + 1
+    assert areas == {"assets": 3 * FILES, "exports": 1}, areas
