@@ -105,7 +105,7 @@ def _upload_routers(settings: Settings, storage: Storage) -> Callable[[FastAPI],
 
     def routers(app: FastAPI) -> list[APIRouter]:
         uploads = UploadsFactory(
-            settings.ingest, settings.jobs, [], settings.auth.default_quota_bytes, storage
+            settings.ingest, settings.jobs, [], storage, settings.auth.default_quota_bytes
         )
         on_create, on_complete = uploads.tus_hooks(app.state)
 

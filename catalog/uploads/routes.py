@@ -190,16 +190,14 @@ class UploadsFactory:
         ingest: IngestSettings,
         jobs: JobSettings,
         dependencies: list[Any],
+        storage: Storage,
         default_quota_bytes: int = DEFAULT_QUOTA_BYTES,
-        storage: Storage | None = None,
     ) -> None:
         self.ingest = ingest
         self.jobs = jobs
         self.dependencies = dependencies
+        self.storage = storage  # where received files wait for their job
         self.default_quota_bytes = default_quota_bytes
-        if storage is None:
-            raise TypeError("UploadsFactory needs the storage that keeps received files")
-        self.storage = storage
 
     async def check_quota(
         self, repo: UploadRepository, owner: uuid.UUID | None, incoming: int
