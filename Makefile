@@ -1,4 +1,4 @@
-.PHONY: run test bootstrap lint fuzz bench bench-ingest bench-tiles bench-suite bench-soak bench-bulk bench-rights
+.PHONY: run test bootstrap lint fuzz bench bench-ingest bench-tiles bench-suite bench-soak bench-bulk bench-rights bench-assets
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -46,6 +46,12 @@ bench-suite: bootstrap
 bench-bulk: bootstrap
 	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'
 	.venv/bin/python -m bench.bulk $(BENCH_ARGS)
+
+# Asset downloads with Range (issue 16): MB/s and server RSS, Terracat against a static file
+# server (local folder) and against the object store itself (S3, moto).
+bench-assets: bootstrap
+	.venv/bin/python -m pip install -q -c requirements.lock -e '.[bench]'
+	.venv/bin/python -m bench.assets $(BENCH_ARGS)
 
 # Searches of an account that reads 10 of 100 collections against the admin, and the cost of
 # a token per request (issue 15). One run, figures only.

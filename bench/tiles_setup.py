@@ -112,11 +112,12 @@ def start(
     ingest_s = up.searchable - up.t0
     item_id = _item_id(ortho)  # a new collection: the id is the file's stem
     item = client.get(f"collections/{COLLECTION}/items/{item_id}")
-    href = item["assets"][ASSET]["href"]
-    from catalog.storage.local import LocalStorage
-
-    cog = Path(LocalStorage(data_dir).gdal_path(LocalStorage(data_dir).key_of(href)))
-    log(f"item {item_id} searchable after {ingest_s:.1f} s; COG {href}")
+    href = item["assets"][ASSET]["href"]  # the download route's URL
+    [cog] = (Path(data_dir) / "assets" / COLLECTION / item_id).glob("*.tif")
+    # titiler-pgstac reads the same file from disk, as Terracat's own renderer does
+    item = {**item, "assets": {**item["assets"], ASSET: {**item["assets"][ASSET],
+                                                         "href": cog.as_uri()}}}  # fmt: skip
+    log(f"item {item_id} searchable after {ingest_s:.1f} s; COG {cog} ({href})")
     servers = {TERRACAT: terracat.api.url}
     db = database_versions(stacks.terracat_url)
     if with_titiler:

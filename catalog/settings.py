@@ -271,6 +271,26 @@ class AccountSettings(BaseSettings):
     oidc_admin_group: str | None = Field(
         default=None, description="Members of this group get the admin role."
     )
+    signing_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret (at least 16 characters) signing asset links of collections that "
+        "need rights, the same in every API process; unset: a random one made once and kept "
+        "in the database.",
+    )
+    signed_link_ttl_s: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long a signed asset link works (rounded up to a tenth of it, at most "
+        "10 minutes, so links stay the same, and cacheable, that long).",
+    )
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _secret_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("TERRACAT_AUTH_SIGNING_SECRET must be at least 16 characters")
+        return value
 
 
 # Endpoint hosts of public clouds: a presigned URL there reaches the client from anywhere, and

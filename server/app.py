@@ -19,6 +19,7 @@ from stac_fastapi.types.config import ApiSettings as StacApiSettings
 
 from catalog.accounts.oidc import OidcVerifier
 from catalog.accounts.repository import AccountRepository
+from catalog.accounts.signing import LinkSigner, signing_secret
 from catalog.db.engine import create_engine
 from catalog.jobs.queue import JobRepository
 from catalog.stac.client import CoreClient
@@ -53,6 +54,7 @@ from .parts import ApiPart
 from .rights_routes import rights_part
 from .settings import Settings
 from .stac import (
+    assets_part,
     collections_part,
     core_part,
     items_part,
@@ -123,13 +125,14 @@ def _parts(
         core_part(),
         search_part(),
         items_part(),
+        assets_part(),
         collections_part(),
         writes_part(settings.catalog, stac_settings, settings.limits, settings.auth),
         rights_part(),
         processes_part(settings, storage),
         tiles_part(settings),
         vector_tiles_part(settings),
-        exports_part(storage),
+        exports_part(),
         uploads_part(settings, storage),
         item_maps_part(settings, readers),
         mosaics_part(settings, readers),
@@ -177,6 +180,10 @@ def _lifespan(
         )  # fmt: skip
         if auth.oidc_issuer:
             state.authenticator.oidc = OidcVerifier(auth)
+        configured = (
+            auth.signing_secret.get_secret_value().encode() if auth.signing_secret else None
+        )
+        state.signer = LinkSigner(await signing_secret(engine, configured), auth.signed_link_ttl_s)
         # anyio's default is 40 threads; rendering is CPU-bound, and each thread that renders
         # holds GDAL and PROJ state of its own (memory that more threads only multiply).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api.threads

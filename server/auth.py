@@ -10,7 +10,9 @@ dependency, so routers added later get it too). It recognises the caller from
 - nobody, without the header.
 
 Then it applies the rule that server/policy.py gives the route's operation, and leaves the
-caller on ``request.state.principal`` for routes that filter by it (``readable_of``).
+caller on ``request.state.principal`` for routes that filter by it (``readable_of``). On the
+stored asset downloads (rule ``ASSET``) a signed link (catalog/accounts/signing.py) stands for
+the right to read that one asset.
 
 Failed attempts are limited (``FailureLimiter``): more than ``TERRACAT_AUTH_FAILURE_LIMIT``
 refused bearer tokens from one client address within ``TERRACAT_AUTH_FAILURE_WINDOW_S``, and
@@ -39,6 +41,7 @@ from catalog.accounts.errors import (
 from catalog.accounts.limits import FailureLimiter
 from catalog.accounts.principal import ANONYMOUS, SYSTEM, Principal
 from catalog.accounts.repository import AccountRepository
+from catalog.accounts.signing import EXPIRY_PARAM, SIGNATURE_PARAM, LinkSigner, asset_path
 from catalog.accounts.tokens import looks_like_token
 from catalog.accounts.web import readable_of
 from catalog.errors import NotFound
@@ -173,13 +176,15 @@ async def _enforce(rule: Rule, principal: Principal, request: Request) -> None:
     if rule in (Rule.PUBLIC, Rule.LISTED):
         return
     accounts: AccountRepository = request.app.state.accounts
-    if rule in (Rule.READ, Rule.WRITE, Rule.MANAGE):
+    if rule in (Rule.READ, Rule.ASSET, Rule.WRITE, Rule.MANAGE):
         collection_id = _collection_id(request)
         if collection_id is None:
             raise RuntimeError(f"rule {rule} on a route without a collection in its path")
-        if rule is Rule.READ:
+        if rule in (Rule.READ, Rule.ASSET):
             readable = await readable_of(request)
             if readable.allows(collection_id):
+                return
+            if rule is Rule.ASSET and _signed(request, collection_id):
                 return
             # The cached list may predate the collection: ask once more before the 404.
             if await accounts.right_on(principal, collection_id) is None:
@@ -199,6 +204,21 @@ async def _enforce(rule: Rule, principal: Principal, request: Request) -> None:
         return
     if not principal.is_admin:  # Rule.ADMIN, and any rule added without a case here
         raise Forbidden("only an admin (with a token of the 'admin' scope) may do this")
+
+
+def _signed(request: Request, collection_id: str) -> bool:
+    """Whether the request carries a valid signature for exactly this asset; False without
+    one, ``asset.InvalidSignature`` or ``asset.SignatureExpired`` for a bad one. Checked from
+    the path alone: a refused link learns nothing of what exists."""
+    query = request.query_params
+    signature, expires = query.get(SIGNATURE_PARAM), query.get(EXPIRY_PARAM)
+    if signature is None and expires is None:
+        return False
+    signer: LinkSigner = request.app.state.signer
+    params = request.path_params
+    path = asset_path(collection_id, str(params["itemId"]), str(params["assetKey"]))
+    signer.verify(path, expires, signature)
+    return True
 
 
 def _need_signed_in(principal: Principal) -> None:

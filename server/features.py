@@ -94,9 +94,9 @@ def vector_tiles_part(settings: Settings) -> ApiPart:
     return ApiPart(name="vector-tiles", extensions=[VectorTilesExtension(settings=settings.tiles)])
 
 
-def exports_part(storage: Storage) -> ApiPart:
+def exports_part() -> ApiPart:
     """Downloads of the archives the export processes make (their jobs' owners', as /jobs)."""
-    exports = ExportsExtension(storage=storage)
+    exports = ExportsExtension()  # archives of the app storage (app.state.storage)
     return ApiPart(name="exports", extensions=[exports])
 
 

@@ -124,6 +124,26 @@ class BodyLimitMiddleware:
         await self.app(scope, counted, send)
 
 
+# Downloads of stored files: asset downloads and export archives.
+_DOWNLOADS = re.compile(r"/(collections/[^/]+/items/[^/]+/assets/[^/]+|exports/[^/]+)$")
+
+
+class DownloadsAsStored:
+    """Downloads go out as stored: never gzipped (byte ranges and Content-Length are of the
+    stored bytes, and HEAD must give the length GET sends). Drops ``gzip`` from their
+    ``Accept-Encoding`` before GZipMiddleware reads it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hide the client's encodings from GZipMiddleware on download routes."""
+        if scope["type"] == "http" and _DOWNLOADS.search(scope["path"]):
+            scope = dict(scope)
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"accept-encoding"]
+        await self.app(scope, receive, send)
+
+
 class OrjsonRequest(Request):
     """A request whose JSON body is read by orjson (its errors are json.JSONDecodeErrors)."""
 
@@ -167,6 +187,11 @@ GZIP_EXCLUDED = (
 EXPOSED_HEADERS = [
     "Location",
     "ETag",
+    "Content-Range",
+    "Content-Length",
+    "Content-Disposition",
+    "Accept-Ranges",
+    "Last-Modified",
     "Link",
     "Upload-Offset",
     "Upload-Length",
@@ -193,10 +218,11 @@ def middlewares(api: ApiSettings, bodies: BodyLimits) -> list[Middleware]:
             minimum_size=api.gzip_minimum_size,
             exclude_content_types=GZIP_EXCLUDED,
         ),
+        Middleware(DownloadsAsStored),
         Middleware(
             CORSMiddleware,
             allow_origins=api.cors_origins,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["*"],
             expose_headers=EXPOSED_HEADERS,
             max_age=600,

@@ -11,6 +11,9 @@ What a rule checks before the route; what the route itself must still do:
   collections (``request.state.readable``), in its SQL (search, collection lists, queryables,
   mosaics of saved searches).
 - ``READ``: the collection in the path is readable, else 404 exactly like a missing one.
+- ``ASSET``: as ``READ``, or the link carries a valid signature for exactly this asset
+  (catalog/accounts/signing.py): a tampered, foreign or expired one is 403
+  (``asset.InvalidSignature``, ``asset.SignatureExpired``). Stored asset downloads only.
 - ``WRITE``: readable (else 404), and the caller has ``write`` on it (else 403).
 - ``MANAGE``: readable (else 404), and the caller has ``admin`` on it (else 403).
 - ``CREATE``: a signed-in caller whose token has the ``write`` scope (new collections,
@@ -30,6 +33,7 @@ class Rule(StrEnum):
     PUBLIC = "public"
     LISTED = "listed"
     READ = "read"
+    ASSET = "asset"
     WRITE = "write"
     MANAGE = "manage"
     CREATE = "create"
@@ -98,6 +102,7 @@ POLICY: dict[str, Rule] = {
         *_ITEM_MAPS,
         *_COLLECTION_MAPS,
     ),  # fmt: skip
+    **_each(Rule.ASSET, "getItemAsset", "headItemAsset"),
     **_each(
         Rule.WRITE,
         "putFeature",

@@ -39,12 +39,8 @@ from stac_fastapi.types.config import ApiSettings as StacApiSettings
 from stac_fastapi.types.search import APIRequest
 
 from catalog.settings import AccountSettings, CatalogSettings, LimitSettings
-from catalog.stac.client import (
-    BulkTransactionsClient,
-    FiltersClient,
-    SortablesClient,
-    TransactionsClient,
-)
+from catalog.stac.assets import assets_router
+from catalog.stac.client import BulkTransactionsClient, TransactionsClient
 from catalog.stac.requests import (
     CollectionsGetRequest,
     FilterPostRequest,
@@ -52,8 +48,9 @@ from catalog.stac.requests import (
     ItemsGetRequest,
     SearchGetRequest,
 )
+from catalog.stac.schema_clients import FiltersClient, SortablesClient
 
-from .parts import ApiPart
+from .parts import ApiPart, routers_part
 from .settings import ApiSettings
 from .transactions import PathBulkTransactionExtension, RawBodyTransactionExtension
 
@@ -177,6 +174,11 @@ def items_part() -> ApiPart:
             f"GET {COLLECTION}/queryables": "getCollectionQueryables",
         },
     )
+
+
+def assets_part() -> ApiPart:
+    """Downloads of stored assets (``.../items/{itemId}/assets/{assetKey}``): GET and HEAD."""
+    return routers_part("assets", lambda app: [assets_router()])
 
 
 def collections_part() -> ApiPart:

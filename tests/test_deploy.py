@@ -35,15 +35,6 @@ def _known() -> set[str]:
     return names
 
 
-def _pending(names: set[str]) -> set[str]:
-    """Names of settings a branch not merged yet adds (link signing)."""
-    from catalog import settings
-
-    if "signing_secret" not in settings.AccountSettings.model_fields:
-        return {"TERRACAT_AUTH_SIGNING_SECRET"}
-    return set()
-
-
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
@@ -54,7 +45,7 @@ def test_every_setting_named_exists(compose: dict[str, Any]) -> None:
     named = set(NAME.findall(COMPOSE.read_text()))
     named |= set(NAME.findall((ROOT / "docs" / "deploy.md").read_text()))
     named = {n for n in named if not n.endswith("_")}  # prefixes (TERRACAT_AUTH_OIDC_*)
-    unknown = named - _known() - _pending(named)
+    unknown = named - _known()
     assert not unknown, f"settings that do not exist: {sorted(unknown)}"
 
 

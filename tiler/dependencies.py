@@ -72,7 +72,7 @@ class ItemParams:
         if self.cache is not None and (cached := self.cache.get(key)) is not None:
             return cached
         row = await request.app.state.repository.get_item(collection_id, item_id)
-        item = item_document(row, base_url(request))
+        item = item_document(row, base_url(request), assets=None)  # read: the stored hrefs
         if self.cache is not None:
             self.cache[key] = item
         return item

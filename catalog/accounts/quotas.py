@@ -8,10 +8,10 @@ What counts as an account's (``usage``):
 - its unfinished, unexpired tus uploads (``tus_uploads``), at their declared
   ``Upload-Length``: the space is taken when the upload is created;
 - the stored assets of the items of the collections it owns: the ``file:size`` of each asset
-  whose href is a ``file://`` URI or a ``storage:`` key (ingest records the published COG's
-  size there; thumbnails and previews carry none and are not counted; assets elsewhere,
-  ``s3://`` or ``https://``, are not stored here). Items stay counted when the upload set
-  they came from is deleted: they are still stored;
+  whose href is a ``storage:`` key (ingest records the published COG's size there; thumbnails
+  and previews carry none and are not counted; assets elsewhere, ``s3://`` or ``https://``,
+  are not stored here). Items stay counted when the upload set they came from is deleted:
+  they are still stored;
 - the archives of its successful export jobs (``outputs.archive.bytes``, the published file's
   size); a dismissed job's archive is no longer served and no longer counted.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Numeric, ScalarSelect, case, cast, column, func, literal, or_, select, true
+from sqlalchemy import Numeric, ScalarSelect, case, cast, column, func, literal, select, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -35,6 +35,8 @@ from catalog.settings import AccountSettings
 
 from .errors import AccountNotFound, QuotaExceeded
 
+# catalog.storage.base.STORED_SCHEME (accounts come before storage in the catalogue's layers)
+_STORED = "storage:"
 # The settings' default; callers with settings pass ``settings.auth.default_quota_bytes``.
 DEFAULT_QUOTA_BYTES: int = AccountSettings.model_fields["default_quota_bytes"].default
 
@@ -90,10 +92,7 @@ def _assets(account_id: UUID) -> ScalarSelect[Any]:
         .where(
             Collection.owner_id == account_id,
             func.jsonb_typeof(size) == "number",
-            or_(
-                asset.c.value["href"].astext.startswith("file://"),
-                asset.c.value["href"].astext.startswith("storage:"),  # object storage
-            ),
+            asset.c.value["href"].astext.startswith(_STORED),
         )
         .scalar_subquery()
     )

@@ -286,3 +286,14 @@ class CollectionGrant(Base):
     grantee: Mapped[str] = mapped_column(Text, primary_key=True)  # account id or group name
     right: Mapped[str] = mapped_column(Text)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ServerSecret(Base):
+    """A secret every API process shares, made once by the first that needs it (migration
+    0008): ``asset-signing`` signs asset links when no secret is configured."""
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -100,7 +100,7 @@ def ingest_file(
         progress(90, "metadata extracted")
         for name, local in zip(keys, (cog, thumbnail, overview), strict=True):
             storage.publish(local, keys[name])
-            item["assets"][name]["href"] = _href(storage, keys[name])
+            item["assets"][name]["href"] = stored_href(keys[name])
             published.append(keys[name])
         progress(95, "files published")
         return item
@@ -111,11 +111,3 @@ def ingest_file(
     finally:
         for path in staged:
             path.unlink(missing_ok=True)
-
-
-def _href(storage: Storage, key: str) -> str:
-    """The href an item keeps for a published file: ``file://`` in a local folder (as items
-    ingested before stored hrefs have), ``storage:{key}`` in object storage."""
-    if storage.kind == "local":
-        return Path(storage.gdal_path(key)).as_uri()
-    return stored_href(key)

@@ -20,6 +20,7 @@ from stac_fastapi.extensions.bulk_transactions.bulk_transactions import (
 
 from catalog.errors import CatalogError, Conflict, InvalidStac
 from catalog.geometry import plain_polygons
+from catalog.stac.assets import client_hrefs, restore_stored
 from catalog.stac.item_copy import encode_row
 from catalog.stac.repository import CatalogRepository
 from catalog.stac.serializers import item_row
@@ -109,8 +110,10 @@ def check_items(
         try:
             if isinstance(item, dict) and item.get("id") not in (None, key):
                 raise InvalidStac(f"bulk item key {key!r} differs from its id {item.get('id')!r}")
+            trips = client_hrefs(item, collection_id)
             row = item_row(item, collection_id, validate_extensions, plain[index])
             encode_row(row)
+            row["round_trip"] = trips
         except CatalogError as exc:
             path = exc.detail.get("path")
             result.refused.append(ItemOutcome(index, key, exc.code, exc.description, path))
@@ -142,6 +145,9 @@ async def load_items(
             f"(atomic); first, at index {first.index}: {first.reason}",
             errors=[r.as_dict() for r in result.refused],
         )
+    await restore_stored(
+        repository, collection_id, rows, {r["id"]: r.pop("round_trip") for r in rows}
+    )
     stored, existing = await repository.store_items(
         collection_id, rows, upsert, atomic, analyze_later=True
     )

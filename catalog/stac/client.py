@@ -12,8 +12,6 @@ from stac_fastapi.extensions.bulk_transactions.bulk_transactions import (
     AsyncBaseBulkTransactionsClient,
     Items,
 )
-from stac_fastapi.extensions.filter.client import AsyncBaseFiltersClient
-from stac_fastapi.extensions.sort.client import AsyncBaseSortablesClient
 from stac_fastapi.extensions.transaction.client import AsyncBaseTransactionsClient
 from stac_fastapi.types.core import AsyncBaseCoreClient
 from stac_fastapi.types.search import BaseSearchPostRequest
@@ -24,9 +22,9 @@ from catalog.accounts.web import owner_id_of, readable_of
 from catalog.errors import InvalidParameter, InvalidStac
 from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac import collection_search
+from catalog.stac.assets import asset_links, client_collection, client_rows
 from catalog.stac.bulk import load_items
 from catalog.stac.fields import apply_fields
-from catalog.stac.queryables import CORE_FIELDS, Kind
 from catalog.stac.repository import CatalogRepository, Page
 from catalog.stac.requests import (
     FieldSelection,
@@ -36,7 +34,7 @@ from catalog.stac.requests import (
     post_search_params,
 )
 from catalog.stac.search import SearchParams, encode_token
-from catalog.stac.serializers import collection_document, collection_row, item_document, item_row
+from catalog.stac.serializers import collection_document, collection_row, item_document
 from catalog.storage import remove_collection_files, remove_item_files
 from catalog.web import json_response
 
@@ -179,7 +177,7 @@ class CoreClient(AsyncBaseCoreClient):
         """GET /collections/{collection_id}/items/{item_id}."""
         request: Request = kwargs["request"]
         row = await repository(request).get_item(collection_id, item_id)
-        doc = item_document(row, web.base_url(request))
+        doc = item_document(row, web.base_url(request), assets=await asset_links(request))
         await _hooked(self.item_hooks, request, [doc])
         return json_response(doc, media_type=GEOJSON)
 
@@ -223,7 +221,8 @@ class CoreClient(AsyncBaseCoreClient):
         params.readable = await readable_of(request)
         page = await repository(request).search(params)
         base_url = web.base_url(request)
-        features = [item_document(row, base_url) for row in page.rows]
+        stored = await asset_links(request) if page.rows else None
+        features = [item_document(row, base_url, assets=stored) for row in page.rows]
         await _hooked(self.item_hooks, request, features)
         include, exclude, default_base = fields
         if include or exclude or default_base:
@@ -302,113 +301,6 @@ def _offset_link(base_url: str, request: Request, rel: str, offset: int) -> dict
     }
 
 
-# -- queryables and sortables ---------------------------------------------------------------
-_CORE_SCHEMAS: dict[str, dict[str, Any]] = {
-    "id": {"title": "Item ID", "type": "string"},
-    "collection": {"title": "Collection ID", "type": "string"},
-    "datetime": {"title": "Acquisition time", "type": "string", "format": "date-time"},
-    "start_datetime": {"title": "Start time", "type": "string", "format": "date-time"},
-    "end_datetime": {"title": "End time", "type": "string", "format": "date-time"},
-    "geometry": {"title": "Footprint", "$ref": "https://geojson.org/schema/Geometry.json"},
-}
-_KIND_SCHEMAS: dict[Kind, dict[str, Any]] = {
-    Kind.STRING: {"type": "string"},
-    Kind.NUMBER: {"type": "number"},
-    Kind.BOOLEAN: {"type": "boolean"},
-    Kind.TIMESTAMP: {"type": "string", "format": "date-time"},
-    Kind.ARRAY: {"type": "array"},
-    Kind.OBJECT: {"type": "object"},
-}
-
-
-def _property_schema(kinds: frozenset[Kind]) -> dict[str, Any]:
-    schemas = [_KIND_SCHEMAS[k] for k in sorted(kinds)]
-    if len(schemas) == 1:
-        return dict(schemas[0])
-    return {"anyOf": schemas}
-
-
-async def _schema(
-    request: Request, collection_id: str | None, title: str, sortable: bool
-) -> dict[str, Any]:
-    repo = repository(request)
-    if collection_id is not None:
-        await repo.get_collection(collection_id)
-        registry = await repo.registry([collection_id], fresh=True)
-    else:
-        # Not the properties only collections the caller may not read have.
-        registry = await repo.visible_registry(await readable_of(request), fresh=True)
-    base_url = web.base_url(request)
-    path = f"collections/{quote(collection_id, safe='')}/" if collection_id else ""
-    properties: dict[str, Any] = {}
-    for name in CORE_FIELDS:
-        if sortable and name == "geometry":
-            continue
-        properties[name] = dict(_CORE_SCHEMAS[name])
-    for name, kinds in sorted(registry.items()):
-        if sortable and not kinds & {Kind.NUMBER, Kind.STRING, Kind.TIMESTAMP, Kind.BOOLEAN}:
-            continue
-        properties.setdefault(name, _property_schema(kinds))
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"{base_url}{path}{'sortables' if sortable else 'queryables'}",
-        "type": "object",
-        "title": title,
-        "properties": properties,
-        "additionalProperties": False,
-    }
-
-
-@attr.s
-class FiltersClient(AsyncBaseFiltersClient):
-    """Queryables: core fields plus every property recorded for the collection(s)."""
-
-    async def get_queryables(
-        self, collection_id: str | None = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """GET /queryables and /collections/{collection_id}/queryables."""
-        request: Request = kwargs["request"]
-        title = f"Queryables of {collection_id}" if collection_id else "Queryables"
-        return await _schema(request, collection_id, title, sortable=False)
-
-
-def _given(request: Request | None) -> Request:
-    """The request stac-fastapi passes (its base signatures make it optional)."""
-    if request is None:
-        raise TypeError("a sortables endpoint was called without its request")
-    return request
-
-
-@attr.s
-class SortablesClient(AsyncBaseSortablesClient):
-    """Sortables: the queryables that have an order."""
-
-    async def get_sortables(self, request: Request | None = None, **kwargs: Any) -> dict[str, Any]:
-        """GET /sortables."""
-        return await _schema(_given(request), None, "Sortables", sortable=True)
-
-    async def get_collection_sortables(
-        self, collection_id: str, request: Request | None = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """GET /collections/{collection_id}/sortables."""
-        title = f"Sortables of {collection_id}"
-        return await _schema(_given(request), collection_id, title, sortable=True)
-
-    async def get_collections_sortables(
-        self, request: Request | None = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """GET /collections-sortables: what collection search can sort on."""
-        return {
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": f"{web.base_url(_given(request))}collections-sortables",
-            "type": "object",
-            "title": "Collection sortables",
-            "properties": collection_search.SORTABLE_SCHEMAS,
-            "additionalProperties": False,
-        }
-
-
-# -- transactions ---------------------------------------------------------------------------
 def _merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7396 JSON merge patch (a dozen lines; no maintained library implements it alone)."""
     if not isinstance(patch, dict):
@@ -462,12 +354,14 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         repo = repository(request)
         strict = self.settings.validate_extensions
         if body.get("type") == "FeatureCollection":
-            rows = [item_row(f, collection_id, strict) for f in body.get("features", [])]
+            features = body.get("features", [])
+            rows = await client_rows(repo, collection_id, features, strict)
             count = await repo.write_items(collection_id, rows, upsert=False)
             return json_response({"created": count}, 201)
-        row = item_row(body, collection_id, strict)
-        await repo.write_items(collection_id, [row], upsert=False)
-        doc = item_document({**row, "collection_id": collection_id}, web.base_url(request))
+        rows = await client_rows(repo, collection_id, [body], strict)
+        await repo.write_items(collection_id, rows, upsert=False)
+        doc = item_document({**rows[0], "collection_id": collection_id}, web.base_url(request),
+                            assets=await asset_links(request))  # fmt: skip
         return json_response(doc, 201, {"Location": doc["links"][0]["href"]}, GEOJSON)
 
     async def update_item(self, collection_id: str, item_id: str, item: Any, **kwargs: Any) -> Any:
@@ -475,9 +369,12 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         request: Request = kwargs["request"]
         body = await web.read_json(request)
         _same_id(item_id, body, "item")
-        row = item_row(body, collection_id, self.settings.validate_extensions)
-        await repository(request).replace_item(collection_id, row)
-        doc = item_document({**row, "collection_id": collection_id}, web.base_url(request))
+        repo = repository(request)
+        strict = self.settings.validate_extensions
+        [row] = await client_rows(repo, collection_id, [body], strict)
+        await repo.replace_item(collection_id, row)
+        doc = item_document({**row, "collection_id": collection_id}, web.base_url(request),
+                            assets=await asset_links(request))  # fmt: skip
         return _written(request, doc, "application/geo+json")
 
     async def patch_item(self, collection_id: str, item_id: str, patch: Any, **kwargs: Any) -> Any:
@@ -485,12 +382,17 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         request: Request = kwargs["request"]
         repo = repository(request)
         base_url = web.base_url(request)
-        current = item_document(await repo.get_item(collection_id, item_id), base_url)
+        # The patch applies to the item as clients see it: its stored assets as URLs, which
+        # the write turns back into their keys (a round trip).
+        links = await asset_links(request)
+        current = item_document(await repo.get_item(collection_id, item_id), base_url,
+                                assets=links)  # fmt: skip
         updated = await _patched(request, current)
         _same_id(item_id, updated, "item")
-        row = item_row(updated, collection_id, self.settings.validate_extensions)
+        [row] = await client_rows(repo, collection_id, [updated],
+                                   self.settings.validate_extensions)  # fmt: skip
         await repo.replace_item(collection_id, row)
-        doc = item_document({**row, "collection_id": collection_id}, base_url)
+        doc = item_document({**row, "collection_id": collection_id}, base_url, assets=links)
         return _written(request, doc, "application/geo+json")
 
     async def delete_item(self, item_id: str, collection_id: str, **kwargs: Any) -> Any:
@@ -509,7 +411,8 @@ class TransactionsClient(AsyncBaseTransactionsClient):
     async def create_collection(self, collection: Any, **kwargs: Any) -> Any:
         """POST /collections."""
         request: Request = kwargs["request"]
-        row = collection_row(await web.read_json(request), self.settings.validate_extensions)
+        body = client_collection(await web.read_json(request))
+        row = collection_row(body, self.settings.validate_extensions)
         # An id that exists is a 409 whether or not the caller may read that collection: that
         # it exists is all it learns, as a create of any taken name would tell.
         await repository(request).create_collection(
@@ -524,7 +427,7 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         request: Request = kwargs["request"]
         body = await web.read_json(request)
         _same_id(collection_id, body, "collection")
-        row = collection_row(body, self.settings.validate_extensions)
+        row = collection_row(client_collection(body), self.settings.validate_extensions)
         stored = await repository(request).update_collection(row)
         return _written(
             request, collection_document(stored, web.base_url(request)), "application/json"
@@ -543,7 +446,7 @@ class TransactionsClient(AsyncBaseTransactionsClient):
             current["extent"] = stored["declared_extent"]
         updated = await _patched(request, current)
         _same_id(collection_id, updated, "collection")
-        row = collection_row(updated, self.settings.validate_extensions)
+        row = collection_row(client_collection(updated), self.settings.validate_extensions)
         stored = await repo.update_collection(row)
         return _written(request, collection_document(stored, base_url), "application/json")
 
@@ -582,8 +485,6 @@ class BulkTransactionsClient(AsyncBaseBulkTransactionsClient):
 __all__ = [
     "BulkTransactionsClient",
     "CoreClient",
-    "FiltersClient",
-    "SortablesClient",
     "TransactionsClient",
     "Page",
 ]

@@ -48,6 +48,7 @@ from catalog.stac.search import (
     where_clauses,
 )
 from catalog.stac.serializers import summaries_kinds
+from catalog.storage.base import stored_key
 
 Registry = dict[str, frozenset[Kind]]
 
@@ -274,6 +275,19 @@ class CatalogRepository:
                 await self.collection_exists(conn, collection_id)
                 raise NotFound(f"item {item_id!r} does not exist in collection {collection_id!r}")
         return dict(row._mapping)
+
+    async def stored_assets(self, collection_id: str, ids: Sequence[str]) -> dict[str, Any]:
+        """The ``storage:`` hrefs of these items' assets, by item id and asset name."""
+        query = select(Item.id, Item.content["assets"].label("assets")).where(
+            Item.collection_id == collection_id, Item.id == any_(_text_array(ids))
+        )
+        async with self._connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {
+            row.id: {name: asset["href"] for name, asset in row.assets.items()
+                     if isinstance(asset, dict) and stored_key(asset.get("href"))}
+            for row in rows if isinstance(row.assets, dict)
+        }  # fmt: skip
 
     async def item_exists(self, collection_id: str, item_id: str) -> bool:
         """Whether the item is in the catalogue."""

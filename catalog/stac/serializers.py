@@ -3,7 +3,7 @@
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import shapely
@@ -20,6 +20,9 @@ from catalog.geometry import (
 )
 from catalog.stac.validation import check_extensions
 from catalog.timeparse import parse_instant
+
+if TYPE_CHECKING:
+    from catalog.stac.assets import AssetLinks
 
 STAC_VERSION = "1.1.0"
 GENERATED_RELS = frozenset({"self", "root", "parent", "collection", "items", "queryables",
@@ -184,8 +187,15 @@ def _bbox(item_id: str, given: Any, shape: shapely.Geometry) -> tuple[list[float
     return given, False
 
 
-def item_document(row: Mapping[str, Any], base_url: str) -> dict[str, Any]:
-    """The STAC item for a row of ``items`` (id, collection_id, properties, content)."""
+def item_document(
+    row: Mapping[str, Any], base_url: str, *, assets: "AssetLinks | None"
+) -> dict[str, Any]:
+    """The STAC item for a row of ``items`` (id, collection_id, properties, content).
+
+    ``assets``: how stored assets (``storage:`` hrefs) appear, as URLs of their download
+    route (catalog/stac/assets.py). None keeps the stored hrefs: for the server's own
+    renderers only, never for a response.
+    """
     content = row["content"]
     collection_id, item_id = row["collection_id"], row["id"]
     item: dict[str, Any] = {
@@ -208,7 +218,12 @@ def item_document(row: Mapping[str, Any], base_url: str) -> dict[str, Any]:
         {"rel": "root", "type": "application/json", "href": base_url},
         *content.get("links", []),
     ]  # fmt: skip
-    item["assets"] = content.get("assets", {})
+    stored = content.get("assets", {})
+    item["assets"] = (
+        assets.rewrite(collection_id, item_id, stored)
+        if assets is not None and isinstance(stored, dict)
+        else stored
+    )
     for key, value in content.items():
         if key not in item and key not in ("links", "bbox"):
             item[key] = value

@@ -24,6 +24,7 @@ from catalog.ingest.pipeline import IngestRequest, ingest_file
 from catalog.settings import IngestSettings
 from catalog.stac.serializers import item_row
 from catalog.stac.validation import SCHEMA_DIR, _urlmap, check_extensions
+from catalog.storage.base import stored_key
 from catalog.storage.local import LocalStorage, asset_key
 from tests import rasters
 
@@ -44,6 +45,13 @@ def _offline_schemas() -> Iterator[None]:
     set_validator(validator)
     yield
     set_validator(JsonSchemaSTACValidator())
+
+
+def stored(href: str) -> str:
+    """The key of a ``storage:`` href (fails for any other)."""
+    key = stored_key(href)
+    assert key is not None, href
+    return key
 
 
 def _digest(path: Path) -> str:
@@ -309,7 +317,8 @@ def test_ingest_converts_and_publishes(tmp_path: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == [
         "overview.png", "scene-1.tif", "thumbnail.png",
     ]  # fmt: skip
-    cog = Path(storage.gdal_path(storage.key_of(item["assets"]["data"]["href"])))
+    assert item["assets"]["data"]["href"] == "storage:assets/imagery/scene-1/scene-1.tif"
+    cog = Path(storage.gdal_path(stored(item["assets"]["data"]["href"])))
     assert cog == folder / "scene-1.tif"
     assert cog_validate(cog, quiet=True) == (True, [], [])
     with rasterio.open(cog) as dst:
@@ -319,7 +328,7 @@ def test_ingest_converts_and_publishes(tmp_path: Path) -> None:
     assert data["file:size"] == cog.stat().st_size
     for name in ("thumbnail", "overview"):
         assert (
-            Path(storage.gdal_path(storage.key_of(item["assets"][name]["href"]))).read_bytes()[:4]
+            Path(storage.gdal_path(stored(item["assets"][name]["href"]))).read_bytes()[:4]
             == b"\x89PNG"
         )
     assert item["properties"]["title"] == "scene 1.tif"
@@ -332,7 +341,7 @@ def test_ingest_keeps_a_valid_cog(tmp_path: Path) -> None:
     request = _request(source)
     storage = LocalStorage(tmp_path / "data")
     item = ingest_file(request, storage, IngestSettings(data_dir=tmp_path / "data"))
-    cog = Path(storage.gdal_path(storage.key_of(item["assets"]["data"]["href"])))
+    cog = Path(storage.gdal_path(stored(item["assets"]["data"]["href"])))
     assert cog.read_bytes() == source.read_bytes() and source.exists()
     assert item["assets"]["data"]["file:checksum"] == "1220" + request.sha256
     assert list(storage.tmp.iterdir()) == []

@@ -1,13 +1,15 @@
 """Migrations are the only way the schema is made: they upgrade, downgrade and upgrade again."""
 
+import argparse
 from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
 import pytest
+from alembic import command
 from psycopg import sql
 
-from catalog.db.engine import downgrade, migrate
+from catalog.db.engine import alembic_config, downgrade, migrate
 
 
 @pytest.fixture
@@ -85,6 +87,50 @@ def test_longest_item_span_is_filled_on_upgrade(scratch_url: str) -> None:
     with psycopg.connect(scratch_url) as conn:
         spans = dict(conn.execute("SELECT id, item_max_span FROM collections").fetchall())
     assert spans == {"c": timedelta(days=60), "e": None}
+
+
+def test_file_hrefs_of_item_folders_become_storage_keys(scratch_url: str) -> None:
+    migrate(scratch_url, "0007_accounts_rights")
+    assets = {
+        "data": {"href": "file:///srv/data/assets/c/a%20b/a%20b.tif", "file:size": 3},
+        "thumbnail": {"href": "file:///srv/data/assets/c/a%20b/thumbnail.png"},
+        "elsewhere": {"href": "file:///srv/data/assets/other/a%20b/x.tif"},  # not its folder
+        "secret": {"href": "file:///etc/passwd"},
+        "remote": {"href": "https://example.com/x.tif"},
+    }
+    with psycopg.connect(scratch_url) as conn:
+        conn.execute("INSERT INTO collections (id, content) VALUES ('c', '{}')")
+        conn.execute(
+            "INSERT INTO items (collection_id, id, datetime, end_datetime, properties, content)"
+            " VALUES ('c', 'a b', '2020-01-01Z', '2020-01-01Z', '{}', %s),"
+            " ('c', 'plain', '2020-01-01Z', '2020-01-01Z', '{}', '{\"assets\": []}')",
+            [psycopg.types.json.Jsonb({"assets": assets})],
+        )
+    migrate(scratch_url)
+
+    def stored() -> dict[str, str]:
+        with psycopg.connect(scratch_url) as conn:
+            row = conn.execute("SELECT content -> 'assets' FROM items WHERE id = 'a b'").fetchone()
+        assert row is not None
+        return {name: asset["href"] for name, asset in row[0].items()}
+
+    assert stored() == {
+        "data": "storage:assets/c/a b/a b.tif",
+        "thumbnail": "storage:assets/c/a b/thumbnail.png",
+        "elsewhere": "file:///srv/data/assets/other/a%20b/x.tif",
+        "secret": "file:///etc/passwd",
+        "remote": "https://example.com/x.tif",
+    }
+    assert "server_secrets" in _tables(scratch_url)
+    downgrade(scratch_url, "0007_accounts_rights")  # no data folder given: keys stay
+    assert "server_secrets" not in _tables(scratch_url)
+    assert stored()["data"] == "storage:assets/c/a b/a b.tif"
+    migrate(scratch_url)
+    config = alembic_config(scratch_url)  # alembic -x data_dir=/srv/new downgrade ...
+    config.cmd_opts = argparse.Namespace(x=["data_dir=/srv/new"])
+    command.downgrade(config, "0007_accounts_rights")
+    assert stored()["data"] == "file:///srv/new/assets/c/a%20b/a%20b.tif"
+    assert stored()["remote"] == "https://example.com/x.tif"
 
 
 def test_staged_paths_become_storage_keys(scratch_url: str) -> None:

@@ -24,6 +24,7 @@ from server.settings import Settings
 from tests.apps import AppPool
 from tests.factories import item
 from tests.owners import Person, owned_collection, person, stored, tus_create
+from tests.stored import store_item
 from tests.workers import MakeWorker, wait_for
 
 QUOTA = 2500
@@ -62,11 +63,16 @@ def _new_set(client: TestClient, who: dict[str, str], collection_id: str) -> str
 def _stored_item(item_id: str, data_bytes: int) -> dict[str, Any]:
     doc = item(item_id)
     doc["assets"] = {
-        "data": {"href": f"file:///srv/assets/c/{item_id}/{item_id}.tif", "file:size": data_bytes},
-        "thumbnail": {"href": f"file:///srv/assets/c/{item_id}/thumbnail.png"},  # no size
+        "data": {"href": f"storage:assets/c/{item_id}/{item_id}.tif", "file:size": data_bytes},
+        "thumbnail": {"href": f"storage:assets/c/{item_id}/thumbnail.png"},  # no size
         "remote": {"href": "https://example.com/big.tif", "file:size": 10**12},  # not ours
     }
     return doc
+
+
+def _store(client: TestClient, collection_id: str, doc: dict[str, Any]) -> None:
+    """Store an item with stored assets as the ingest job does (clients may not send them)."""
+    store_item(client.app.state.settings.db.url, {**doc, "collection": collection_id})
 
 
 def _finished_export(client: TestClient, owner: Person, size: int, status: str) -> str:
@@ -88,8 +94,7 @@ def test_usage_counts_staged_files_stored_assets_and_archives(
     owned_collection(client, admin, "ann-c", ann)
     set_id = _new_set(client, ann.headers, "ann-c")
     assert _upload(client, ann.headers, set_id, 1000).status_code == 201
-    r = client.post("/collections/ann-c/items", json=_stored_item("one", 4000), headers=admin)
-    assert r.status_code == 201, r.text
+    _store(client, "ann-c", _stored_item("one", 4000))
     archive_job = _finished_export(client, ann, 500, "successful")
     _finished_export(client, ann, 7000, "failed")  # no archive is kept for it
 
@@ -97,8 +102,7 @@ def test_usage_counts_staged_files_stored_assets_and_archives(
     owned_collection(client, admin, "bob-c", bob)
     bobs_set = _new_set(client, bob.headers, "bob-c")
     assert _upload(client, bob.headers, bobs_set, 300).status_code == 201
-    r = client.post("/collections/bob-c/items", json=_stored_item("two", 900), headers=admin)
-    assert r.status_code == 201, r.text
+    _store(client, "bob-c", _stored_item("two", 900))
 
     assert _usage(client, ann) == Usage(5500, 50_000, 11.0)
     assert _usage(client, ann, outside=250).used_bytes == 5750  # e.g. unfinished tus uploads
@@ -122,8 +126,7 @@ def test_ingested_files_count_as_items_not_as_staged_bytes(
     record = _upload(client, ann.headers, set_id, 1000).json()
     assert _usage(client, ann).used_bytes == 1000
     # What a finished ingest leaves: the item with its COG's size, the staged bytes gone.
-    r = client.post("/collections/ann-c/items", json=_stored_item("f1000", 1200), headers=admin)
-    assert r.status_code == 201, r.text
+    _store(client, "ann-c", _stored_item("f1000", 1200))
     _sql(client, "UPDATE upload_files SET status = 'ready', staged_key = NULL WHERE id = :id",
          id=record["id"])  # fmt: skip
     assert _usage(client, ann).used_bytes == 1200
@@ -136,10 +139,9 @@ def test_odd_asset_sizes_are_ignored(client: TestClient, admin: dict[str, str]) 
     ann = person(client, "ann")
     owned_collection(client, admin, "ann-c", ann)
     doc = _stored_item("odd", 10)
-    doc["assets"]["text"] = {"href": "file:///srv/a.tif", "file:size": "12"}
-    doc["assets"]["negative"] = {"href": "file:///srv/b.tif", "file:size": -5}
-    r = client.post("/collections/ann-c/items", json=doc, headers=admin)
-    assert r.status_code == 201, r.text
+    doc["assets"]["text"] = {"href": "storage:assets/c/odd/a.tif", "file:size": "12"}
+    doc["assets"]["negative"] = {"href": "storage:assets/c/odd/b.tif", "file:size": -5}
+    _store(client, "ann-c", doc)
     assert _usage(client, ann).used_bytes == 10
 
 

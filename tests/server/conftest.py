@@ -139,10 +139,12 @@ def lenient_live_server(databases: Any) -> Iterator[LiveServer]:
 
 @dataclass
 class StoringServer:
-    """A live server and the folder it stores assets in (``TERRACAT_INGEST_DATA_DIR``)."""
+    """A live server, the folder it stores assets in (``TERRACAT_INGEST_DATA_DIR``) and its
+    database (items of ingested files are stored there directly: tests/stored.py)."""
 
     live: LiveServer
     data_dir: Path
+    database_url: str
 
     @property
     def url(self) -> str:
@@ -163,7 +165,7 @@ def clients_server(databases: Any) -> Iterator[StoringServer]:
     url = databases.create(f"terracat_clients_{databases.suffix}")
     proc, live = _start(url, TERRACAT_INGEST_DATA_DIR=str(data_dir))
     try:
-        yield StoringServer(live, data_dir)
+        yield StoringServer(live, data_dir, url)
     finally:
         _stop(proc, live)
         shutil.rmtree(data_dir, ignore_errors=True)

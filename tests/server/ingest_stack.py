@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import httpx
 import numpy as np
@@ -148,10 +148,16 @@ def item_of(http: httpx.Client, record: dict[str, Any]) -> dict[str, Any]:
     return dict(r.json())
 
 
-def local_path(href: str) -> Path:
+def local_path(stack: "Stack", href: str) -> Path:
+    """The file behind an asset's download URL, in the stack's data folder (the name from the
+    route's Content-Disposition)."""
     parsed = urlparse(href)
-    assert parsed.scheme == "file", href
-    return Path(parsed.path)
+    _, collections, collection_id, items, item_id, assets, _name = parsed.path.split("/")
+    assert (collections, items, assets) == ("collections", "items", "assets"), href
+    r = httpx.head(href, headers=stack.server.auth, timeout=30)
+    assert r.status_code == 200, (href, r.status_code)
+    filename = r.headers["content-disposition"].split('filename="')[1].split('"')[0]
+    return stack.data_dir / "assets" / unquote(collection_id) / unquote(item_id) / filename
 
 
 def expected_utm_footprint(size: int, border: int) -> shapely.Geometry:

@@ -16,6 +16,7 @@ from server.app import create_app
 from server.settings import Settings
 from tests import rasters
 from tests.factories import collection
+from tests.stored import store_item
 from tiler.settings import ExportSettings, MosaicSettings
 
 
@@ -42,8 +43,8 @@ def _add_item(
                             datetime.now(UTC))  # fmt: skip
     item = ingest_file(request, LocalStorage(settings.ingest.data_dir), settings.ingest)
     assert client.post("/collections", json=collection("maps"), headers=admin).status_code == 201
-    r = client.post("/collections/maps/items", json=item, headers=admin)
-    assert r.status_code == 201, r.text
+    assert settings.db.url is not None
+    store_item(settings.db.url, item)
     return item
 
 

@@ -31,6 +31,7 @@ from catalog.storage.local import LocalStorage
 from tests import rasters
 from tests.factories import collection
 from tests.server.conftest import LiveServer, _start, _stop
+from tests.stored import store_item
 
 BIN = Path("/usr/bin")
 pytestmark = pytest.mark.skipif(
@@ -56,8 +57,8 @@ class Served:
 @pytest.fixture(scope="module")
 def served(databases: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     data = tmp_path_factory.mktemp("gdal-data")
-    proc, server = _start(databases.create(f"terracat_gdal_{databases.suffix}"),
-                          TERRACAT_INGEST_DATA_DIR=str(data))  # fmt: skip
+    url = databases.create(f"terracat_gdal_{databases.suffix}")
+    proc, server = _start(url, TERRACAT_INGEST_DATA_DIR=str(data))
     try:
         source = rasters.utm_rgb_tif(tmp_path_factory.mktemp("gdal-source"))
         sha256, size = file_digest(source)
@@ -70,8 +71,7 @@ def served(databases: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         with httpx.Client(base_url=server.url, headers=server.auth) as http:
             r = http.post("/collections", json=collection("scenes", bbox=item["bbox"]))
             assert r.status_code == 201, r.text
-            r = http.post("/collections/scenes/items", json=item)
-            assert r.status_code == 201, r.text
+        store_item(url, item)
         yield Served(server, item, source)
     finally:
         _stop(proc, server)

@@ -133,14 +133,14 @@ def test_tus_upload_interrupted_and_resumed_becomes_a_searchable_cog_item(
         found = http.get("/search", params={"ids": item["id"], "collections": COLLECTION}).json()
         assert [f["id"] for f in found["features"]] == ["field-42"]
 
-    cog = local_path(item["assets"]["data"]["href"])
+    cog = local_path(stack, item["assets"]["data"]["href"])
     assert cog.is_relative_to(stack.data_dir)
     valid, errors, warnings = cog_validate(str(cog), quiet=True)
     assert valid and not errors and not warnings
     assert item["assets"]["data"]["roles"] == ["data"]
     assert "cloud-optimized" in item["assets"]["data"]["type"]
-    assert local_path(item["assets"]["thumbnail"]["href"]).stat().st_size > 0
-    assert local_path(item["assets"]["overview"]["href"]).stat().st_size > 0
+    assert local_path(stack, item["assets"]["thumbnail"]["href"]).stat().st_size > 0
+    assert local_path(stack, item["assets"]["overview"]["href"]).stat().st_size > 0
     props = item["properties"]
     assert props["proj:code"] == "EPSG:32633" and props["gsd"] == pytest.approx(10, rel=0.01)
     shape = shapely.geometry.shape(item["geometry"])
@@ -508,7 +508,7 @@ def test_running_ingest_again_on_an_ingested_file_changes_nothing(
         after = http.get(f"/upload_sets/{upload_set['id']}").json()["files"][0]
         assert after["status"] == "ready" and after["item_id"] == item["id"]
         assert http.get(f"/collections/{COLLECTION}/items/{item['id']}").status_code == 200
-    assert local_path(item["assets"]["data"]["href"]).exists()  # its files are still there
+    assert local_path(stack, item["assets"]["data"]["href"]).exists()  # its files are still there
 
 
 def _instant(text: str) -> dt.datetime:

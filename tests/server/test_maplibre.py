@@ -33,6 +33,7 @@ from catalog.settings import IngestSettings
 from catalog.storage.local import LocalStorage
 from tests import rasters
 from tests.factories import collection, item
+from tests.stored import store_item
 
 from .conftest import LOOPBACK, StoringServer
 
@@ -210,7 +211,7 @@ BLUE = (20, 40, 230)
 
 
 def _raster_item(server: StoringServer, folder: Path) -> dict[str, Any]:
-    """A square of one colour, ingested into the server's storage and POSTed."""
+    """A square of one colour, ingested into the server's storage and stored as the job does."""
     side = 2 * HALF // PIXEL
     source = rasters.write_geotiff(
         folder / "small.tif", width=side, height=side, count=3, dtype="uint8", crs="EPSG:32633",
@@ -225,9 +226,7 @@ def _raster_item(server: StoringServer, folder: Path) -> dict[str, Any]:
     )  # fmt: skip
     storage, settings = LocalStorage(server.data_dir), IngestSettings(data_dir=server.data_dir)
     doc = ingest_file(request, storage, settings)
-    with httpx.Client(base_url=server.url, headers=server.auth, timeout=60) as http:
-        r = http.post(f"/collections/{RASTERS}/items", json=doc)
-        assert r.status_code == 201, r.text
+    store_item(server.database_url, doc)
     return doc
 
 

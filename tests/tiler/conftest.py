@@ -36,6 +36,7 @@ from server.settings import Settings
 from tests import rasters
 from tests.conftest import ADMIN, Databases, app_settings
 from tests.factories import collection
+from tests.stored import store_item
 
 COLLECTION = "maps"
 PREFIX = f"/collections/{COLLECTION}/items"
@@ -89,17 +90,17 @@ def ingest_item(
     client: TestClient, settings: Settings, source: Path, item_id: str,
     collection_id: str = COLLECTION, when: datetime = WHEN,
 ) -> dict[str, Any]:  # fmt: skip
-    """Ingest a GeoTIFF with ingest_file into the settings' data folder and POST the item;
-    returns the item as stored."""
+    """Ingest a GeoTIFF with ingest_file into the settings' data folder and store the item as
+    the ingest job does; returns the item as the API serves it."""
     sha256, size = file_digest(source)
     request = IngestRequest(
         source=source, collection_id=collection_id, item_id=item_id, sha256=sha256, size=size,
         filename=source.name, datetime_value=when, upload_time=datetime.now(UTC),
     )  # fmt: skip
     item = ingest_file(request, LocalStorage(settings.ingest.data_dir), settings.ingest)
-    r = client.post(f"/collections/{collection_id}/items", json=item, headers=ADMIN)
-    assert r.status_code == 201, r.text
-    return client.get(f"/collections/{collection_id}/items/{item_id}").json()
+    assert settings.db.url is not None
+    store_item(settings.db.url, item)
+    return client.get(f"/collections/{collection_id}/items/{item_id}", headers=ADMIN).json()
 
 
 def add_collection(client: TestClient, doc: dict[str, Any]) -> None:
@@ -111,7 +112,7 @@ def add_collection(client: TestClient, doc: dict[str, Any]) -> None:
 # -- items in the test's own database -----------------------------------------------------------
 @pytest.fixture
 def make_item(client: TestClient, settings: Settings) -> MakeItem:
-    """Ingest a GeoTIFF with ingest_file and POST the item; returns the item as stored."""
+    """Ingest a GeoTIFF with ingest_file and store the item; returns the item as served."""
     add_collection(client, collection(COLLECTION))
 
     def make(source: Path, item_id: str, collection_id: str = COLLECTION) -> dict[str, Any]:

@@ -411,8 +411,7 @@ def test_download_supports_ranges_etags_and_needs_the_token(
     assert {"206", "304", "400", "404", "416"} <= set(described["responses"])
     assert "export.RangeNotSatisfiable" in described["responses"]["416"]["description"]
     several = client.get(url, headers={**admin, "Range": "bytes=0-9,100-109"})
-    assert several.status_code == 206
-    assert several.headers["content-type"].startswith("multipart/byteranges")
+    assert several.status_code == 200 and several.content == full.content  # one range or all
     same = client.get(url, headers={**admin, "If-None-Match": etag})
     assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == etag
     assert client.get(url, headers={**admin, "If-None-Match": '"other"'}).status_code == 200

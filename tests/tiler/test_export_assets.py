@@ -16,6 +16,7 @@ from server.settings import Settings
 from tests import rasters
 from tests.factories import collection
 from tests.factories import item as item_doc
+from tests.stored import store_items
 from tests.tiler.conftest import COLLECTION, add_collection
 from tests.tiler.test_export import (
     FAST,
@@ -37,11 +38,6 @@ def _item(item_id: str, assets: dict[str, dict[str, Any]], collection_id: str = 
     doc["collection"] = collection_id
     doc["assets"] = assets
     return doc
-
-
-def _post(client: TestClient, admin: dict[str, str], doc: dict[str, Any]) -> None:
-    r = client.post(f"/collections/{doc['collection']}/items", json=doc, headers=admin)
-    assert r.status_code == 201, r.text
 
 
 def _failure(client: TestClient, admin: dict[str, str], **inputs: Any) -> dict[str, Any]:
@@ -68,21 +64,21 @@ def test_exports_of_unreadable_assets_say_which_asset_and_why(
 
     # An item with the projection extension whose file was deleted since.
     gone = copy.deepcopy(rgb_item) | {"id": "gone", "links": []}
-    cog = Path(rgb_item["assets"]["data"]["href"].removeprefix("file://"))
+    cog = storage / COLLECTION / "rgb" / "rgb.tif"
     shutil.copy(cog, storage / "broken" / "gone.tif")
     gone["assets"] = {"data": rgb_item["assets"]["data"] | {
-        "href": f"file://{storage}/broken/gone.tif"}}  # fmt: skip
-    _post(client, admin, gone)
+        "href": "storage:assets/broken/gone.tif"}}  # fmt: skip
     (storage / "broken" / "gone.tif").unlink()
     items = [
-        _item("missing", geotiff(f"file://{storage}/broken/nothing.tif")),
+        gone,
+        _item("missing", geotiff("storage:assets/broken/nothing.tif")),
         _item("foreign", geotiff("https://example.com/scene.tif")),
-        _item("text", geotiff(f"file://{storage}/broken/notes.tif")),
-        _item("plain", geotiff(f"file://{storage}/broken/plain.tif")),
+        _item("text", geotiff("storage:assets/broken/notes.tif")),
+        _item("plain", geotiff("storage:assets/broken/plain.tif")),
         _item("json", {"meta": {"href": "https://example.com/m.json", "type": "application/json"}}),
     ]
-    for doc in items:
-        _post(client, admin, doc)
+    assert settings.db.url is not None
+    store_items(settings.db.url, items)  # stored hrefs: as the ingest job writes them
     make_worker(exports(settings), FAST).start()
     expected = {
         "gone": "asset 'data' of item 'gone' is missing from storage",
@@ -108,9 +104,8 @@ def test_exports_of_unreadable_assets_say_which_asset_and_why(
 
     # A mosaic none of whose items can be read: the first items and their reasons.
     add_collection(client, collection("broken"))
-    for item_id in ("text", "missing"):
-        doc = next(d for d in items if d["id"] == item_id)
-        _post(client, admin, doc | {"collection": "broken"})
+    store_items(settings.db.url, [doc | {"collection": "broken"} for doc in items
+                                  if doc["id"] in ("text", "missing")])  # fmt: skip
     error = _failure(client, admin, collection="broken")
     assert error["code"] == "tiler.AssetNotReadable", error
     assert error["description"].startswith("no item of the export can be rendered: "), error
@@ -125,7 +120,9 @@ def test_an_item_without_the_projection_extension_exports_at_its_files_zooms(
     for doc in (bare["properties"], *bare["assets"].values()):
         for key in [k for k in doc if k.startswith("proj:")]:
             del doc[key]
-    _post(client, admin, bare)
+    bare["assets"]["data"]["href"] = f"storage:assets/{COLLECTION}/rgb/rgb.tif"  # rgb's file
+    assert settings.db.url is not None
+    store_items(settings.db.url, [bare])
     make_worker(exports(settings), FAST).start()
     native = run_export(client, admin, "mbtiles", item={"collection": COLLECTION, "id": "rgb"})
     export = run_export(client, admin, "mbtiles", item={"collection": COLLECTION, "id": "bare"})

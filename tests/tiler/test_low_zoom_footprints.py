@@ -148,7 +148,7 @@ def test_a_small_items_pixels_are_rio_tilers_at_every_zoom(
         f"/collections/{name}/items/{name}/tiles/{tms_id}",
         f"/collections/{name}/tiles/{tms_id}",
     )
-    path = item["assets"]["data"]["href"].removeprefix("file://")
+    path = str(footprints.settings.ingest.data_dir / "assets" / name / name / f"{name}.tif")
     tilejson = client.get(f"/collections/{name}/items/{name}/{tms_id}/tilejson.json").json()
     seen = 0
     for zoom in range(0, tilejson["maxzoom"] + 1):

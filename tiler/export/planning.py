@@ -111,7 +111,7 @@ class ExportPlanner:
         if ref is None:
             raise RuntimeError("an item export without an item")  # parse_request forbids it
         row = await self.catalog.get_item(ref.collection, ref.id)
-        item = item_document(row, "/")
+        item = item_document(row, "/", assets=None)  # renders: the stored hrefs
         collection = (await self.catalog.get_collection(ref.collection))["content"]
         plan = item_plan(item, request, self.reader, self.png_level)
         # Every asset the export renders is opened now: an unreadable one fails the job here,

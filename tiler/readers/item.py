@@ -45,7 +45,6 @@ from rio_tiler.types import AssetInfo, AssetType, BBox
 from rio_tiler.utils import cast_to_sequence
 
 from catalog.storage.base import Storage, stored_key
-from catalog.storage.local import LocalStorage
 
 from ..errors import AssetMissing, AssetNotReadable, ImageTooLarge, InvalidLayer
 from .cog import AssetPlace
@@ -191,9 +190,10 @@ class ItemReader(MultiBaseReader):
             raise InvalidAssetName(f"{name!r} is not a GeoTIFF asset of this item: {self.assets}")
         meta = self.input["assets"][name]
         reader = self._reader(meta)
-        href = meta.get("href")
+        key = stored_key(meta.get("href"))  # None for any href this catalogue did not store
         try:
-            key = _key_of(self.storage, href if isinstance(href, str) else "")
+            if key is None or not key.startswith("assets/"):
+                raise ValueError("not a stored asset")
             path = self.storage.gdal_path(key)
         except ValueError as exc:
             raise AssetNotReadable(
@@ -502,17 +502,3 @@ def not_rendered(item: Mapping[str, Any], name: Any, readers: Mapping[str, Any])
         f"asset {name!r} is {kind or 'of no media type'}, not a raster the tiler reads "
         f"({', '.join(sorted(readers))})"
     )
-
-
-def _key_of(storage: Storage, href: str) -> str:
-    """The key of an asset href: ``storage:assets/...``, or a ``file://`` href of a local
-    storage (items ingested before stored hrefs); ValueError for any other (an export or an
-    upload waiting for ingest is no asset)."""
-    key = stored_key(href)
-    if key is not None and key.startswith("assets/"):
-        return key
-    if key is not None:
-        raise ValueError(f"not an asset of this storage: {href!r}")
-    if isinstance(storage, LocalStorage):
-        return storage.key_of(href)
-    raise ValueError(f"not an href of this storage: {href!r}")

@@ -9,8 +9,8 @@
   its part by compare-and-set on the offset (two PATCHes at one offset: one wins). Uploads in
   flight in the tus folder at upgrade time are not carried over (clients start them again).
 
-Revision ID: 0008_uploads_in_storage
-Revises: 0007_accounts_rights
+Revision ID: 0009_uploads_in_storage
+Revises: 0008_stored_hrefs
 Create Date: 2026-12-05
 """
 
@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
-revision: str = "0008_uploads_in_storage"
-down_revision: str | None = "0007_accounts_rights"
+revision: str = "0009_uploads_in_storage"
+down_revision: str | None = "0008_stored_hrefs"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
