@@ -1,8 +1,8 @@
 """Scale-out: two API processes and two ``terracat worker``s that share only PostgreSQL and an
 S3 server (moto, the session's ``s3_server``). Each process has its own empty data folder;
-uploads go to one API (a tus upload is resumed on the other), tiles and an export archive are
-read from the other, and every data folder ends as empty as it began: nothing depends on a
-shared disk.
+uploads go to one API (a tus upload is resumed on the other); tiles, asset downloads and an
+export archive are read from the other, and every data folder ends as empty as it began:
+nothing depends on a shared disk.
 """
 
 import os
@@ -215,6 +215,15 @@ def test_two_apis_and_two_workers_share_only_the_database_and_the_bucket(
             r = two.get(f"/collections/{COLLECTION}/items/{item['id']}/tiles/WebMercatorQuad/"
                         f"{tile.z}/{tile.x}/{tile.y}.png")  # fmt: skip
             assert r.status_code == 200 and r.content.startswith(PNG), r.text
+
+        # An asset link handed out by API 1 works on API 2: the bytes come from the bucket.
+        assets = one.get(f"/collections/{COLLECTION}/items/{items['features'][0]['id']}").json()
+        on_two = {name: httpx.URL(asset["href"]).raw_path.decode()
+                  for name, asset in assets["assets"].items()}  # fmt: skip
+        thumbnail = two.get(on_two["thumbnail"])
+        assert thumbnail.status_code == 200 and thumbnail.content.startswith(PNG)
+        head = two.get(on_two["data"], headers={"Range": "bytes=0-3"})
+        assert head.status_code == 206 and head.content in (b"II*\x00", b"MM\x00*")
 
         first = items["features"][0]["id"]
         inputs = {"item": {"collection": COLLECTION, "id": first}, "maxzoom": 14}
