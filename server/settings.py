@@ -24,7 +24,9 @@ from .proxies import TrustedProxies
 class ApiSettings(BaseSettings):
     """HTTP surface (environment prefix ``TERRACAT_API_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="TERRACAT_API_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="TERRACAT_API_", extra="ignore", env_ignore_empty=True
+    )
 
     title: str = "Terracat"
     description: str = "Imagery catalogue: STAC API on PostGIS"

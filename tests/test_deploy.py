@@ -3,6 +3,7 @@ wires a scalable deployment: no fixed host port on the replicas, every Terracat 
 same database and bucket, one-shot bucket and migration services before them. No Docker engine
 runs the file here: this is what a parser can check."""
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,24 @@ def test_every_service_is_a_model_of_the_compose_spec(compose: dict[str, Any]) -
         assert set(service) <= allowed, (name, set(service) - allowed)
         assert "image" in service, name
     assert set(compose) == {"services", "volumes", "x-terracat-env", "x-terracat-image"}
+
+
+_DEFAULTED = re.compile(r"\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}")
+
+
+def test_the_services_start_with_nothing_set(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no variable set on the host, every ``${X:-default}`` is its default (often empty):
+    each Terracat service's environment must still be valid settings (an empty value is
+    unset, not a too-short admin token or signing secret)."""
+    for name in TERRACAT:
+        environment = compose["services"][name]["environment"]
+        with monkeypatch.context() as patch:
+            for key in [k for k in os.environ if k.startswith("TERRACAT_")]:
+                patch.delenv(key)
+            for key, value in environment.items():
+                patch.setenv(key, _DEFAULTED.sub(lambda m: m.group(2) or "", str(value)))
+            settings = Settings()
+        assert settings.storage.kind == "s3", name
+        assert settings.api.admin_token is None and settings.auth.signing_secret is None, name
