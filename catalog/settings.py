@@ -219,7 +219,9 @@ class LimitSettings(BaseSettings):
 class AccountSettings(BaseSettings):
     """Accounts, tokens, rights and quotas (environment prefix ``TERRACAT_AUTH_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="TERRACAT_AUTH_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="TERRACAT_AUTH_", extra="ignore", env_ignore_empty=True
+    )
 
     default_visibility: Literal["public", "accounts", "private"] = Field(
         default="public",
@@ -317,7 +319,9 @@ class StorageSettings(BaseSettings):
     data folder stays the local staging area of conversions.
     """
 
-    model_config = SettingsConfigDict(env_prefix="TERRACAT_STORAGE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="TERRACAT_STORAGE_", extra="ignore", env_ignore_empty=True
+    )
 
     kind: Literal["local", "s3"] = Field(default="local", description="`local` or `s3`.")
     s3_endpoint_url: str | None = Field(

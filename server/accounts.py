@@ -10,8 +10,6 @@ from catalog.accounts.bootstrap import first_admin
 from catalog.accounts.repository import AccountRepository
 from catalog.accounts.routes import AccountsFactory
 from catalog.db.engine import create_engine
-from catalog.uploads.ingest import tus_dir
-from catalog.uploads.tus_store import pending_bytes
 
 from .auth import Authenticator
 from .parts import ApiPart, routers_part
@@ -26,12 +24,7 @@ def _forget(request: Request, token_id: UUID | None, account_id: UUID | None) ->
 
 def accounts_part(settings: Settings) -> ApiPart:
     """The caller's account and tokens, the CLI's token flow, and the admins' accounts."""
-    tus = tus_dir(settings.ingest)
-
-    async def held_outside(account_id: UUID) -> int:
-        return await asyncio.to_thread(pending_bytes, tus, str(account_id))
-
-    factory = AccountsFactory(settings.auth, _forget, held_outside=held_outside)
+    factory = AccountsFactory(settings.auth, _forget)
 
     def routers(app: FastAPI) -> list[APIRouter]:
         return [factory.router]

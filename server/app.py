@@ -134,7 +134,7 @@ def _parts(
         tiles_part(settings),
         vector_tiles_part(settings),
         exports_part(),
-        uploads_part(settings),
+        uploads_part(settings, storage),
         item_maps_part(settings, readers),
         mosaics_part(settings, readers),
         accounts_part(settings),

@@ -3,6 +3,8 @@
 Each function turns our settings into one ``ApiPart`` (server/parts.py); create_app lists them.
 """
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, FastAPI
 from starlette.datastructures import State
 
@@ -11,6 +13,7 @@ from catalog.storage.base import Storage
 from catalog.uploads.multipart import BODY_OVERHEAD
 from catalog.uploads.routes import UploadsFactory, tus_may_use, tus_owner
 from catalog.uploads.tus import TusFactory
+from catalog.uploads.tus_store import TusRepository
 from ogc.exports import ExportsExtension
 from ogc.processes import ProcessesExtension
 from ogc.tiles import TilesExtension
@@ -26,6 +29,7 @@ from tiler.wmts import collection_wmts_router
 from .parts import ApiPart, routers_part
 from .processes import build_processes
 from .settings import Settings
+from .worker import TEMP_MAX_AGE_S, sweep_temp
 
 OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 JSON = "application/json"
@@ -96,16 +100,21 @@ def exports_part() -> ApiPart:
     return ApiPart(name="exports", extensions=[exports])
 
 
-def uploads_part(settings: Settings) -> ApiPart:
-    """``/upload_sets`` and the tus server at ``/uploads/``; uploads are their owners'."""
+def _upload_routers(settings: Settings, storage: Storage) -> Callable[[FastAPI], list[APIRouter]]:
+    """The upload-set routes and the tus server, bound to the app's state."""
 
     def routers(app: FastAPI) -> list[APIRouter]:
         uploads = UploadsFactory(
-            settings.ingest, settings.jobs, [], settings.auth.default_quota_bytes
+            settings.ingest, settings.jobs, [], storage, settings.auth.default_quota_bytes
         )
         on_create, on_complete = uploads.tus_hooks(app.state)
+
+        def store() -> TusRepository:
+            found: TusRepository = app.state.tus
+            return found
+
         tus = TusFactory(
-            store_dir=uploads.tus_dir,
+            store=store,
             max_size=settings.ingest.max_file_bytes,
             expiration_s=settings.ingest.tus_expiration_s,
             on_create=on_create,
@@ -117,14 +126,31 @@ def uploads_part(settings: Settings) -> ApiPart:
         tagged.include_router(tus.router)
         return [uploads.router, tagged]
 
+    return routers
+
+
+def uploads_part(settings: Settings, storage: Storage) -> ApiPart:
+    """``/upload_sets`` and the tus server at ``/uploads/``; uploads are their owners'.
+
+    Received files and tus uploads live in ``storage`` and the database only: any API process
+    serves any request of an upload, and any worker ingests it."""
+    routers = _upload_routers(settings, storage)
+
     # Files stream to disk under their own checks (TERRACAT_INGEST_MAX_FILE_BYTES): the app's
     # JSON body limit would cut them off.
     file_bytes = settings.ingest.max_file_bytes + BODY_OVERHEAD
     streamed = ["POST /uploads/", "POST /uploads", "PATCH /uploads/{upload_id}",
                 "POST /upload_sets/{upload_set_id}/files"]  # fmt: skip
+
+    def start(state: State) -> None:
+        state.tus = TusRepository(state.uploads.engine, storage)
+        # Bodies of requests this process was killed in the middle of: nobody else sees them.
+        sweep_temp(storage.temp_path("").parent, TEMP_MAX_AGE_S)
+
     return routers_part(
         "uploads",
         routers,
+        start=start,
         body_limits=dict.fromkeys(streamed, file_bytes),
         landing_links=[
             {

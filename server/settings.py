@@ -25,7 +25,9 @@ from .viewer.settings import ViewerSettings
 class ApiSettings(BaseSettings):
     """HTTP surface (environment prefix ``TERRACAT_API_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="TERRACAT_API_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="TERRACAT_API_", extra="ignore", env_ignore_empty=True
+    )
 
     title: str = "Terracat"
     description: str = "Imagery catalogue: STAC API on PostGIS"

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from tests.workers import MakeWorker, Processes
 
 TABLES = (
-    "job_log", "upload_files", "upload_sets", "jobs", "searches", "queryables", "items",
-    "collections", "collection_grants", "api_tokens", "accounts",
+    "job_log", "upload_files", "upload_sets", "tus_uploads", "jobs", "searches", "queryables",
+    "items", "collections", "collection_grants", "api_tokens", "accounts",
 )  # fmt: skip
 
 

@@ -3,11 +3,10 @@
 What counts as an account's (``usage``):
 
 - the staged files of its upload sets: ``upload_files.size`` of every file whose bytes wait in
-  the staging folder (received, being ingested, or kept after a failure for a restart); a
-  file's bytes leave staging once its item exists;
-- its unfinished tus uploads, at their declared ``Upload-Length``: the space is taken when the
-  upload is created. Their records are files of the tus folder, not rows: the caller passes
-  their total as ``held_outside`` (``catalog.uploads.tus_store.pending_bytes``);
+  the storage (received, being ingested, or kept after a failure for a restart); a file's
+  bytes leave staging once its item exists;
+- its unfinished, unexpired tus uploads (``tus_uploads``), at their declared
+  ``Upload-Length``: the space is taken when the upload is created;
 - the stored assets of the items of the collections it owns: the ``file:size`` of each asset
   whose href is a ``storage:`` key (ingest records the published COG's size there; thumbnails
   and previews carry none and are not counted; assets elsewhere, ``s3://`` or ``https://``,
@@ -31,7 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.db.engine import connect
-from catalog.db.models import Account, Collection, Item, Job, UploadFile, UploadSet
+from catalog.db.models import Account, Collection, Item, Job, TusUpload, UploadFile, UploadSet
 from catalog.settings import AccountSettings
 
 from .errors import AccountNotFound, QuotaExceeded
@@ -59,7 +58,19 @@ def _staged(account_id: UUID) -> ScalarSelect[Any]:
     return (
         select(func.coalesce(func.sum(UploadFile.size), 0))
         .join(UploadSet, UploadSet.id == UploadFile.upload_set_id)
-        .where(UploadSet.owner_id == account_id, UploadFile.staged_path.is_not(None))
+        .where(UploadSet.owner_id == account_id, UploadFile.staged_key.is_not(None))
+        .scalar_subquery()
+    )
+
+
+def _pending(account_id: UUID) -> ScalarSelect[Any]:
+    return (
+        select(func.coalesce(func.sum(TusUpload.length), 0))
+        .where(
+            TusUpload.owner == str(account_id),
+            ~TusUpload.finished,
+            TusUpload.expires > func.now(),
+        )
         .scalar_subquery()
     )
 
@@ -105,7 +116,12 @@ async def _stored(conn: AsyncConnection, account_id: UUID) -> tuple[int | None, 
         await conn.execute(
             select(
                 Account.quota_bytes,
-                (_staged(account_id) + _assets(account_id) + _archives(account_id)).label("used"),
+                (
+                    _staged(account_id)
+                    + _pending(account_id)
+                    + _assets(account_id)
+                    + _archives(account_id)
+                ).label("used"),
             ).where(Account.id == account_id)
         )
     ).first()

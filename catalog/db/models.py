@@ -199,9 +199,27 @@ class UploadFile(Base):
     job_id: Mapped[UUID | None] = mapped_column(
         PgUUID(as_uuid=True), ForeignKey("jobs.id", ondelete="SET NULL")
     )
-    staged_path: Mapped[str | None] = mapped_column(Text)
+    # Where its bytes wait for the ingest job: a storage key, ``staging/...`` or ``tus/{id}``.
+    staged_key: Mapped[str | None] = mapped_column(Text)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class TusUpload(Base):
+    """A tus upload: its record, shared by every API process; its parts are storage objects."""
+
+    __tablename__ = "tus_uploads"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    owner: Mapped[str | None] = mapped_column(Text)
+    length: Mapped[int] = mapped_column(BigInteger)
+    upload_offset: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB)
+    parts: Mapped[list[str]] = mapped_column(JSONB)  # keys of the parts, in offset order
+    finished: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    headers: Mapped[dict[str, str]] = mapped_column(JSONB)  # what on_complete answered
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Search(Base):

@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -30,9 +31,9 @@ from catalog.settings import IngestSettings
 from catalog.stac.repository import CatalogRepository
 from catalog.stac.serializers import item_row
 from catalog.storage import storage_from_plan, storage_plan
-from catalog.storage.base import Storage, item_prefix
+from catalog.storage.base import Storage, check_key, check_part, item_prefix
 from catalog.uploads.repository import UploadRepository, parse_uuid
-from catalog.uploads.tus_store import pending_bytes
+from catalog.uploads.tus_store import TusRepository, upload_id_of
 
 # Failures after which the raw upload is kept, so that a restart can try again.
 _KEEP_SOURCE = {"job.Timeout", "job.WorkerLost", "job.InternalError", "job.Crashed",
@@ -47,43 +48,62 @@ class AlreadyIngested(IngestError):
 
 
 class SourceGone(IngestError):
-    """The staged upload is no longer on disk (it was rejected earlier, or deleted)."""
+    """The staged upload is no longer stored (it was rejected earlier, or deleted)."""
 
     code = "upload.SourceGone"
     status = 410
 
 
-def staging_dir(settings: IngestSettings) -> Path:
-    """Where received uploads wait for their ingest job."""
-    path = Path(settings.data_dir) / "staging"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+STAGING = "staging"
 
 
-def tus_dir(settings: IngestSettings) -> Path:
-    """The tus server's folder of uploads in progress."""
-    return Path(settings.data_dir) / "tus"
+def staging_key(name: str) -> str:
+    """The key under which a received file waits for its ingest job."""
+    return f"{STAGING}/{check_part(name, 'staged file name')}"
+
+
+async def remove_staged(storage: Storage, key: str) -> None:
+    """Delete a staged upload: one ``staging/`` object, or the parts of a finished tus upload.
+    Keys of any other area are left alone, whatever a record says."""
+    if upload_id_of(key) is not None:
+        await asyncio.to_thread(storage.delete_prefix, key)
+    elif key.startswith(STAGING + "/"):
+        await asyncio.to_thread(storage.delete, check_key(key))
+
+
+def assemble(storage: Storage, parts: list[str], target: Path) -> None:
+    """Copy the objects ``parts``, in order, into one local file ``target``."""
+    if len(parts) == 1:
+        storage.fetch(parts[0], target)
+        return
+    with target.open("wb") as out:
+        for key in parts:
+            for chunk in storage.open_range(key):
+                out.write(chunk)
+
+
+def sha256_objects(storage: Storage, parts: list[str], cancelled: Callable[[], bool]) -> str:
+    """SHA-256 of the objects ``parts`` read in order as one stream; JobCancelled when
+    ``cancelled()``."""
+    digest = hashlib.sha256()
+    for key in parts:
+        for chunk in storage.open_range(key):
+            digest.update(chunk)
+            if cancelled():
+                raise JobCancelled()
+    return digest.hexdigest()
 
 
 async def check_room(
     uploads: UploadRepository,
     owner: uuid.UUID | None,
     incoming: int,
-    settings: IngestSettings,
     default_quota_bytes: int,
 ) -> int | None:
     """``quota.Exceeded`` unless ``incoming`` more bytes fit in ``owner``'s quota (its
     unfinished tus uploads included); the bytes that still fit (None: no quota)."""
-    if owner is None:  # the bootstrap admin: no quota
-        return None
-    pending = await asyncio.to_thread(pending_bytes, tus_dir(settings), str(owner))
-    found = await check_quota(
-        uploads.engine,
-        owner,
-        incoming,
-        default_quota_bytes=default_quota_bytes,
-        held_outside=pending,
-    )
+    found = await check_quota(uploads.engine, owner, incoming,
+                              default_quota_bytes=default_quota_bytes)  # fmt: skip
     return None if found is None else found.room()
 
 
@@ -142,6 +162,8 @@ class IngestProcess(Process):
         self.uploads = uploads
         self.catalog = catalog
         self.settings = settings
+        self.storage = storage
+        self.tus = TusRepository(uploads.engine, storage)
         self.validate_extensions = validate_extensions
         self.default_quota_bytes = default_quota_bytes
 
@@ -183,29 +205,29 @@ class IngestProcess(Process):
                 f"{record['collection_id']!r} already"
             )
         upload_set, _ = await self.uploads.get_set(record["upload_set_id"])
-        staged = Path(record["staged_path"]) if record["staged_path"] else None
+        key = record["staged_key"]
         sha256 = record["sha256"]
-        if record["source"] == "url" and (staged is None or not staged.exists()):
-            staged, sha256 = await self._fetch(file_id, record["href"], cancelled)
+        parts = await self._parts(key) if key else None
+        if record["source"] == "url" and parts is None:
+            key, sha256 = await self._fetch(file_id, record["href"], cancelled)
+            parts = await self._parts(key)
             # Its size is known now, and counted (the file records it): over the set owner's
             # quota, the job fails with quota.Exceeded and the download is deleted.
-            await check_room(
-                self.uploads, upload_set["owner_id"], 0, self.settings, self.default_quota_bytes
-            )
-        if staged is None or not staged.exists():
+            await check_room(self.uploads, upload_set["owner_id"], 0, self.default_quota_bytes)
+        if parts is None:
             raise SourceGone(
                 f"the uploaded bytes of {record['filename']!r} are no longer stored; "
                 "upload the file again"
             )
-        size = staged.stat().st_size
+        keys, size = [k for k, _ in parts], sum(n for _, n in parts)
         if size > self.settings.max_file_bytes:
             raise TooLarge(f"{size} bytes is more than the limit of {self.settings.max_file_bytes}")
         if sha256 is None:
-            sha256 = await asyncio.to_thread(sha256_file, staged, cancelled)
+            sha256 = await asyncio.to_thread(sha256_objects, self.storage, keys, cancelled)
         item_id = await self.uploads.claim(file_id, sha256, size)
         when = upload_set["item_datetime"]
         return {
-            "source": str(staged),
+            "parts": keys,
             "collection_id": record["collection_id"],
             "item_id": item_id,
             "sha256": sha256,
@@ -217,42 +239,80 @@ class IngestProcess(Process):
             "storage": storage_plan(self.storage),
         }
 
+    async def _parts(self, key: str) -> list[tuple[str, int]] | None:
+        """The objects that make the staged upload ``key``, in order, with their sizes; None
+        when any is missing."""
+        upload_id = upload_id_of(key)
+        if upload_id is None:
+            found = await asyncio.to_thread(self.storage.stat, check_key(key))
+            return None if found is None else [(key, found.size)]
+        info = await self.tus.get(upload_id)
+        if info is None or not info.finished:
+            return None
+        stored = {o.key: o.size for o in await asyncio.to_thread(list, self.storage.keys(key))}
+        if any(part not in stored for part in info.parts):
+            return None
+        return [(part, stored[part]) for part in info.parts]
+
     async def _fetch(
         self, file_id: uuid.UUID, href: str, cancelled: Callable[[], bool]
-    ) -> tuple[Path, str]:
+    ) -> tuple[str, str]:
+        """Download the URL into a local temp folder and publish it under ``staging/``."""
+        work = self.storage.temp_path("")
+        work.mkdir(mode=0o700)
         try:
-            got = await asyncio.to_thread(
-                download, href, staging_dir(self.settings), self.settings, cancelled=cancelled
-            )
-        except DownloadCancelled:
-            raise JobCancelled() from None
+            try:
+                got = await asyncio.to_thread(
+                    download, href, work, self.settings, cancelled=cancelled
+                )
+            except DownloadCancelled:
+                raise JobCancelled() from None
+            key = staging_key(f"url-{file_id.hex}")
+            await asyncio.to_thread(self.storage.publish, got.path, key)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
         # The name the client gave (or the URL's) stays: the item id comes from it.
-        await self.uploads.update_file(file_id, staged_path=str(got.path), size=got.size)
-        return got.path, got.sha256
+        await self.uploads.update_file(file_id, staged_key=key, size=got.size)
+        return key, got.sha256
 
     child_modules = ("catalog.ingest.pipeline", "catalog.storage.local", "catalog.storage.s3")
 
     @staticmethod
     def execute(plan: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-        """Child process: validate, convert, render previews, publish the assets."""
+        """Child process: fetch the input into a local temp folder (removed afterwards), then
+        validate, convert, render previews, publish the assets."""
         from catalog.ingest.pipeline import IngestRequest, ingest_file
 
         settings = IngestSettings(**plan["settings"])
-        request = IngestRequest(
-            source=Path(plan["source"]),
-            collection_id=plan["collection_id"],
-            item_id=plan["item_id"],
-            sha256=plan["sha256"],
-            size=plan["size"],
-            filename=plan["filename"],
-            datetime_value=datetime.fromisoformat(plan["datetime"]) if plan["datetime"] else None,
-            upload_time=datetime.fromisoformat(plan["upload_time"]),
-        )
-        ctx.log(f"ingesting {request.filename} ({request.size} bytes) as {request.item_id}")
+        storage = storage_from_plan(plan["storage"])
+        parts: list[str] = plan["parts"]
+        ctx.log(f"ingesting {plan['filename']} ({plan['size']} bytes) as {plan['item_id']}")
         # Read by GDAL when its block cache is first used, in this fresh process (an operator's
         # own GDAL_CACHEMAX wins). Measured: a rasterio.Env option instead ran 1.5x slower.
         os.environ.setdefault("GDAL_CACHEMAX", str(settings.gdal_cache_mb))
-        item = ingest_file(request, storage_from_plan(plan["storage"]), settings, ctx.progress)
+        work = storage.temp_path("")
+        work.mkdir(mode=0o700)
+        try:
+            if storage.kind == "local" and len(parts) == 1:
+                source = Path(storage.gdal_path(parts[0]))  # read in place, never changed
+            else:
+                source = work / "source"
+                assemble(storage, parts, source)
+            request = IngestRequest(
+                source=source,
+                collection_id=plan["collection_id"],
+                item_id=plan["item_id"],
+                sha256=plan["sha256"],
+                size=plan["size"],
+                filename=plan["filename"],
+                datetime_value=datetime.fromisoformat(plan["datetime"])
+                if plan["datetime"]
+                else None,
+                upload_time=datetime.fromisoformat(plan["upload_time"]),
+            )
+            item = ingest_file(request, storage, settings, ctx.progress)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         ctx.log("item built; committing")
         return {"item": item}
 
@@ -272,8 +332,10 @@ class IngestProcess(Process):
         numberMatched estimates from fresh."""
         await self.catalog.refresh_statistics(1)
         file_id = uuid.UUID(job.inputs["upload_file"])
-        self._remove_staged(await self.uploads.get_file(file_id))
-        await self.uploads.update_file(file_id, staged_path=None)
+        record = await self.uploads.get_file(file_id)
+        # Forgotten first: a crash in between leaves litter for the sweep, never a dangling key.
+        await self.uploads.update_file(file_id, staged_key=None)
+        await self._remove_staged(record)
 
     async def failed(self, job: JobRecord, code: str, message: str, final: bool) -> None:
         """Record the rejection on the file; remove published assets and, if final, the raw."""
@@ -293,14 +355,13 @@ class IngestProcess(Process):
             await self.uploads.update_file(file_id, status="received", error_code=code,
                                            error_message=f"retrying: {message}")  # fmt: skip
             return
-        await self.uploads.mark_rejected(file_id, code, message)
         if code not in _KEEP_SOURCE:
-            self._remove_staged(record)
-            # The record no longer holds bytes: they leave its owner's quota too.
-            await self.uploads.update_file(file_id, staged_path=None)
+            # The record no longer holds bytes: they leave its owner's quota too (and all is
+            # done once the file shows as rejected).
+            await self.uploads.update_file(file_id, staged_key=None)
+            await self._remove_staged(record)
+        await self.uploads.mark_rejected(file_id, code, message)
 
-    def _remove_staged(self, record: dict[str, Any]) -> None:
-        staged = record.get("staged_path")
-        # Only ever delete inside our staging folder, whatever the record says.
-        if staged and Path(staged).resolve().parent == staging_dir(self.settings).resolve():
-            Path(staged).unlink(missing_ok=True)
+    async def _remove_staged(self, record: dict[str, Any]) -> None:
+        if record.get("staged_key"):
+            await remove_staged(self.storage, record["staged_key"])

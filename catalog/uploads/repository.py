@@ -38,7 +38,7 @@ _COLUMNS = [
     UploadFile.error_message,
     UploadFile.item_id,
     UploadFile.job_id,
-    UploadFile.staged_path,
+    UploadFile.staged_key,
     UploadFile.created,
     UploadFile.updated,
 ]
@@ -68,7 +68,7 @@ class NewFile:
 
     filename: str
     source: str
-    staged_path: str | None = None
+    staged_key: str | None = None
     size: int | None = None
     sha256: str | None = None
     href: str | None = None
@@ -213,15 +213,15 @@ class UploadRepository:
                 "source": new.source,
                 "href": new.href,
                 "size": new.size,
-                "staged_path": new.staged_path,
+                "staged_key": new.staged_key,
                 "sha256": new.sha256,
             }
             duplicate = None
             if new.sha256 is not None:
                 duplicate = await self._holder(conn, collection_id, new.sha256)
             if duplicate is not None:
-                # No job will read the bytes: the caller deletes them (staged_path is not kept).
-                values |= {"staged_path": None, "status": "duplicate",
+                # No job will read the bytes: the caller deletes them (staged_key is not kept).
+                values |= {"staged_key": None, "status": "duplicate",
                            "error_code": Duplicate.code, "error_message": duplicate}  # fmt: skip
             else:
                 job = await self.jobs.submit(
@@ -376,11 +376,11 @@ class UploadRepository:
                 return candidate
         return f"{wanted}-{uuid.uuid4().hex[:12]}"
 
-    async def staged_paths(self) -> set[str]:
-        """Every staged path a file record still points at (the rest of staging/ is litter)."""
+    async def staged_keys(self) -> set[str]:
+        """Every staged key a file record still points at (the rest of staging/ is litter)."""
         async with self._connect(write=False) as conn:
             rows = await conn.scalars(
-                select(UploadFile.staged_path).where(UploadFile.staged_path.is_not(None))
+                select(UploadFile.staged_key).where(UploadFile.staged_key.is_not(None))
             )
             return {str(p) for p in rows}
 

@@ -1,7 +1,9 @@
 """Upload sets: ``/upload_sets`` (multipart and by-URL files) and the tus hooks at ``/uploads/``.
 
-Every received file is staged under the ingest data folder and handed to an ``ingest`` job in
-the same transaction that records it, so a file is never received without a job to process it.
+Every received file is published to the storage under ``staging/...`` (a finished tus upload
+stays where its parts are, ``tus/{id}``) and handed to an ``ingest`` job in the same
+transaction that records its key, so a file is never received without a job to process it, and
+no API process keeps a file another process (or a worker elsewhere) needs.
 
 Sets, their files, tus uploads and ingest jobs belong to the account that made the set (the
 tus upload: the account that created it); another account gets 404 for them, as for ones that
@@ -12,9 +14,7 @@ before any byte is stored.
 
 import asyncio
 import datetime as dt
-import os
 import uuid
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -29,7 +29,8 @@ from catalog.ingest.fetch import check_url, safe_filename
 from catalog.jobs.queue import JobRepository
 from catalog.settings import IngestSettings, JobSettings
 from catalog.stac.serializers import check_id
-from catalog.uploads.ingest import check_room, staging_dir, tus_dir
+from catalog.storage.base import Storage
+from catalog.uploads.ingest import check_room, remove_staged, staging_key
 from catalog.uploads.multipart import receive_multipart_file
 from catalog.uploads.repository import (
     FINAL_FILE_STATES,
@@ -189,24 +190,21 @@ class UploadsFactory:
         ingest: IngestSettings,
         jobs: JobSettings,
         dependencies: list[Any],
+        storage: Storage,
         default_quota_bytes: int = DEFAULT_QUOTA_BYTES,
     ) -> None:
         self.ingest = ingest
         self.jobs = jobs
         self.dependencies = dependencies
+        self.storage = storage  # where received files wait for their job
         self.default_quota_bytes = default_quota_bytes
-
-    @property
-    def tus_dir(self) -> Path:
-        """The tus server's folder (its unfinished uploads count towards their owners' quota)."""
-        return tus_dir(self.ingest)
 
     async def check_quota(
         self, repo: UploadRepository, owner: uuid.UUID | None, incoming: int
     ) -> int | None:
         """``quota.Exceeded`` unless ``incoming`` more bytes fit in ``owner``'s quota; the
         bytes that still fit (None: no quota)."""
-        return await check_room(repo, owner, incoming, self.ingest, self.default_quota_bytes)
+        return await check_room(repo, owner, incoming, self.default_quota_bytes)
 
     async def _add(self, repo: UploadRepository, set_id: uuid.UUID, new: NewFile) -> dict[str, Any]:
         # Ingest's own description does not set a timeout: the worker default applies.
@@ -316,11 +314,11 @@ class UploadsFactory:
         try:
             record = await self._add(repo, set_id, new)
         except BaseException:
-            if new.staged_path:
-                Path(new.staged_path).unlink(missing_ok=True)
+            if new.staged_key:
+                await remove_staged(self.storage, new.staged_key)
             raise
-        if new.staged_path and record["staged_path"] is None:  # a duplicate: no job
-            Path(new.staged_path).unlink(missing_ok=True)
+        if new.staged_key and record["staged_key"] is None:  # a duplicate: no job
+            await remove_staged(self.storage, new.staged_key)
         return record
 
     async def _multipart(
@@ -331,16 +329,25 @@ class UploadsFactory:
             limit, quota_bound = room, True
         else:
             quota_bound = False
+        local = self.storage.temp_path("")
+        local.mkdir(mode=0o700)
         try:
-            received = await receive_multipart_file(request, staging_dir(self.ingest), limit)
-        except TooLarge:
-            if quota_bound:  # a body without Content-Length that outgrew the quota
-                await self.check_quota(repo, owner, limit + 1)
-            raise
+            try:
+                received = await receive_multipart_file(request, local, limit)
+            except TooLarge:
+                if quota_bound:  # a body without Content-Length that outgrew the quota
+                    await self.check_quota(repo, owner, limit + 1)
+                raise
+            key = staging_key(f"upload-{uuid.uuid4().hex}")
+            await asyncio.to_thread(self.storage.publish, received.path, key)
+        finally:
+            for path in local.iterdir():
+                path.unlink(missing_ok=True)
+            local.rmdir()
         return NewFile(
             filename=received.filename,
             source="multipart",
-            staged_path=str(received.path),
+            staged_key=key,
             size=received.size,
             sha256=received.sha256,
         )
@@ -360,9 +367,8 @@ class UploadsFactory:
         for record in files:
             if record["job_id"] and record["status"] in ("received", "processing"):
                 await jobs.dismiss(record["job_id"])
-            staged = record["staged_path"]
-            if staged and Path(staged).resolve().parent == staging_dir(self.ingest).resolve():
-                Path(staged).unlink(missing_ok=True)
+            if record["staged_key"]:
+                await remove_staged(self.storage, record["staged_key"])
 
     # -- tus hooks ------------------------------------------------------------------------------
     def tus_hooks(self, app_state: Any) -> tuple[Any, Any]:
@@ -385,18 +391,16 @@ class UploadsFactory:
 
         async def on_complete(upload: TusUpload) -> dict[str, str]:
             set_id = _tus_set_id(upload.metadata)
-            staged = staging_dir(self.ingest) / f"tus-{upload.id}"
-            os.replace(upload.path, staged)
+            # The parts stay where they are: the file's job assembles them in order.
             new = NewFile(
                 filename=safe_filename(upload.metadata.get("filename"), "upload.tif"),
                 source="tus",
-                staged_path=str(staged),
+                staged_key=upload.key,
                 size=upload.length,
             )
             try:
                 record = await self._add(app_state.uploads, set_id, new)
-            except Exception as exc:
-                os.replace(staged, upload.path)  # keep the bytes with the tus upload
+            except Exception as exc:  # the bytes stay with the tus upload
                 code = getattr(exc, "code", "upload.Refused")
                 status = getattr(exc, "status", 409)
                 raise TusError(code, status, getattr(exc, "description", str(exc))) from exc

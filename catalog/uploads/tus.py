@@ -1,10 +1,11 @@
-"""A tus 1.0.0 server for resumable uploads, kept in a folder (tus.io/protocols/resumable-upload).
+"""A tus 1.0.0 server for resumable uploads (tus.io/protocols/resumable-upload).
 
-Extensions: creation, creation-with-upload, termination, checksum, expiration. State lives on
-disk only, like tusd's file store: ``<id>`` holds the bytes received so far (the offset is its
-size) and ``<id>.info`` the length, metadata and expiry, replaced atomically. Several server
-processes may serve one upload: a PATCH holds ``flock`` on the data file while it writes, and a
-second writer is answered 423. The body goes to disk in pieces as it arrives, never whole.
+Extensions: creation, creation-with-upload, termination, checksum, expiration. No state lives
+in the process: an upload's record is a row of ``tus_uploads`` and its bytes are part objects
+in the storage (catalog/uploads/tus_store.py), so any API process can serve any request of an
+upload. A PATCH streams its body to a local temporary file in pieces (never whole in memory),
+publishes it as one part, then commits it by compare-and-set on the offset: of two PATCHes at
+one offset one wins and the other is answered 409 (its part deleted).
 """
 
 import base64
@@ -13,7 +14,6 @@ import email.utils
 import hashlib
 import os
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -29,16 +29,11 @@ from starlette.responses import JSONResponse
 from catalog.errors import CatalogError, error_body
 from catalog.uploads.tus_store import (
     ID,
-    Handle,
-    Info,
     TusError,
-    delete,
+    TusRepository,
     not_found,
-    open_upload,
-    read_info,
-    truncate,
-    write_at,
-    write_info,
+    part_key,
+    upload_key,
 )
 
 TUS_VERSION = "1.0.0"
@@ -60,7 +55,8 @@ class TusUpload:
     """A finished upload, handed to ``on_complete``."""
 
     id: str
-    path: Path
+    key: str  # ``tus/{id}``: the prefix of its parts, the staged key of its upload file
+    parts: list[str]  # keys of its parts, in order
     length: int
     metadata: dict[str, str]
 
@@ -132,7 +128,7 @@ def _anyone(request: Request, owner: str | None) -> bool:
 # -- the protocol ----------------------------------------------------------------------------------
 @dataclass
 class TusFactory:
-    """Routes of a tus server storing uploads in ``store_dir``.
+    """Routes of a tus server keeping its uploads in the repository ``store()`` gives.
 
     ``on_create(request, metadata, length)`` may refuse a creation (raise ``TusError`` or a
     ``CatalogError``) before anything is stored. ``owner_of`` names who owns what a request
@@ -140,7 +136,7 @@ class TusFactory:
     to the request answer 404, as for an unknown upload (by default nobody owns anything).
     """
 
-    store_dir: Path
+    store: Callable[[], TusRepository]
     max_size: int
     expiration_s: int
     on_create: Callable[[Request, dict[str, str], int], Awaitable[None]]
@@ -247,7 +243,7 @@ class TusFactory:
 
     async def _check_owner(self, request: Request, upload_id: str) -> None:
         """404 for an upload of another owner, exactly as for one that does not exist."""
-        info = await run_in_threadpool(read_info, self.store_dir, upload_id)
+        info = await self.store().get(upload_id)
         if info is not None and not self.may_use(request, info.owner):
             raise not_found(upload_id)
 
@@ -268,38 +264,26 @@ class TusFactory:
         checksum = _checksum(request)
         await self.on_create(request, metadata, length)
         owner = self.owner_of(request)
-        upload_id, info = await run_in_threadpool(self._new_upload, length, metadata, owner)
-        location = str(request.url_for(self._route_name, upload_id=upload_id))
-        headers = {"Upload-Expires": _http_date(info.expires)}
+        info = await self.store().create(length, metadata, owner, self.expiration_s)
+        location = str(request.url_for(self._route_name, upload_id=info.id))
+        headers = {"Upload-Expires": _http_date(info.expires.timestamp())}
         if with_body or length == 0:
             try:
-                headers = await self._write(request, upload_id, 0, checksum)
+                headers = await self._write(request, info.id, 0, checksum)
             except TusError as exc:
                 exc.headers["Location"] = location  # the client can still resume
                 raise
         # A Location from on_complete (finished at once) is left to HEAD: tus needs this one.
         return Response(status_code=201, headers=headers | {"Location": location})
 
-    def _new_upload(
-        self, length: int, metadata: dict[str, str], owner: str | None
-    ) -> tuple[str, Info]:
-        self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        while True:
-            upload_id = secrets.token_hex(16)
-            try:
-                os.close(os.open(self.store_dir / upload_id, os.O_CREAT | os.O_EXCL, 0o600))
-                break
-            except FileExistsError:  # pragma: no cover - 128 random bits
-                continue
-        now = time.time()
-        info = Info(length, metadata, created=now, expires=now + self.expiration_s, owner=owner)
-        write_info(self.store_dir, upload_id, info)
-        return upload_id, info
-
     async def _head(self, request: Request, upload_id: str) -> Response:
-        info, offset = await run_in_threadpool(self._status, upload_id)
+        info = await self.store().get(upload_id)
+        if info is None:
+            raise not_found(upload_id)
+        if not info.finished and info.expired():
+            raise TusError("upload.Gone", 410, "this upload expired")
         headers = {
-            "Upload-Offset": str(offset),
+            "Upload-Offset": str(info.length if info.finished else info.offset),
             "Upload-Length": str(info.length),
             "Cache-Control": "no-store",
         }
@@ -308,21 +292,8 @@ class TusFactory:
         if info.finished:
             headers = info.headers | headers
         else:
-            headers["Upload-Expires"] = _http_date(info.expires)
+            headers["Upload-Expires"] = _http_date(info.expires.timestamp())
         return Response(status_code=200, headers=headers)
-
-    def _status(self, upload_id: str) -> tuple[Info, int]:
-        info = read_info(self.store_dir, upload_id)
-        if info is None:
-            raise not_found(upload_id)
-        if info.finished:
-            return info, info.length
-        if info.expires <= time.time():
-            raise TusError("upload.Gone", 410, "this upload expired")
-        try:
-            return info, (self.store_dir / upload_id).stat().st_size
-        except FileNotFoundError:
-            raise not_found(upload_id) from None
 
     async def _patch(self, request: Request, upload_id: str) -> Response:
         if _media_type(request) != OFFSET_STREAM:
@@ -335,81 +306,99 @@ class TusFactory:
         return Response(status_code=204, headers=headers)
 
     async def _terminate(self, request: Request, upload_id: str) -> Response:
-        def terminate() -> None:
-            handle = open_upload(self.store_dir, upload_id, time.time(), expired_ok=True)
-            try:
-                delete(self.store_dir, upload_id)
-            finally:
-                handle.close()
-
-        await run_in_threadpool(terminate)
+        store = self.store()
+        info = await store.delete(upload_id)
+        if info is None:
+            raise not_found(upload_id)
+        if not info.finished:  # a finished upload's parts are its upload file's now
+            await store.remove_parts(upload_id)
         return Response(status_code=204)
+
+    @staticmethod
+    def _mismatch(offset: int, at: int) -> TusError:
+        return TusError(
+            "upload.OffsetMismatch",
+            409,
+            f"the upload is at offset {offset}, not {at}",
+            {"Upload-Offset": str(offset)},
+        )
 
     async def _write(
         self, request: Request, upload_id: str, offset: int, checksum: tuple[str, bytes] | None
     ) -> dict[str, str]:
-        """Lock the upload, append the body at ``offset``, finish it if complete."""
-        handle = await run_in_threadpool(open_upload, self.store_dir, upload_id, time.time())
+        """Receive the body at ``offset`` as one part, commit it, finish the upload if complete."""
+        store = self.store()
+        info = await store.get(upload_id)
+        if info is None:
+            raise not_found(upload_id)
+        length = info.length
+        declared = _number(request, "content-length", "upload.InvalidLength") or 0
+        if info.finished:
+            if offset != length:
+                raise self._mismatch(length, offset)
+            if declared:
+                raise TusError("upload.TooLarge", 413, "the upload is already complete")
+            return info.headers | {"Upload-Offset": str(length)}
+        if info.expired():
+            raise TusError("upload.Gone", 410, "this upload expired")
+        if offset != info.offset:
+            raise self._mismatch(info.offset, offset)
+        if offset + declared > length:
+            raise TusError("upload.TooLarge", 413, f"Upload-Length is {length}")
+        local = store.storage.temp_path(".part")
         try:
-            length = handle.info.length
-            if offset != handle.offset:
-                raise TusError(
-                    "upload.OffsetMismatch",
-                    409,
-                    f"the upload is at offset {handle.offset}, not {offset}",
-                    {"Upload-Offset": str(handle.offset)},
-                )
-            declared = _number(request, "content-length", "upload.InvalidLength") or 0
-            if handle.info.finished:
-                if declared:
-                    raise TusError("upload.TooLarge", 413, "the upload is already complete")
-                return handle.info.headers | {"Upload-Offset": str(length)}
-            if offset + declared > length:
-                raise TusError("upload.TooLarge", 413, f"Upload-Length is {length}")
-            stop = await self._append(request, handle, checksum)
-            handle.info.expires = time.time() + self.expiration_s
-            await run_in_threadpool(write_info, self.store_dir, upload_id, handle.info)
-            headers = {"Upload-Offset": str(handle.offset)}
-            if stop is not None:
-                stop.headers |= headers
-                raise stop
-            if handle.offset < length:
-                return headers | {"Upload-Expires": _http_date(handle.info.expires)}
-            try:
-                return await self._complete(handle) | headers
-            except TusError as exc:
-                exc.headers |= headers
-                raise
+            stop, size = await self._receive(request, local, offset, length, checksum)
+            reached = await self._commit(store, upload_id, offset, local, size)
         finally:
-            handle.close()
-
-    async def _append(
-        self, request: Request, handle: Handle, checksum: tuple[str, bytes] | None
-    ) -> TusError | None:
-        """Stream the body to the data file; return why it stopped early, if it did."""
-        fd = handle.writable_fd()
-        start = handle.offset
-        hasher = CHECKSUMS[checksum[0]]() if checksum else None
+            local.unlink(missing_ok=True)
+        headers = {"Upload-Offset": str(reached)}
+        if stop is not None:
+            stop.headers |= headers
+            raise stop
+        if reached < length:
+            expires = time.time() + self.expiration_s
+            return headers | {"Upload-Expires": _http_date(expires)}
         try:
-            stop = await self._receive(request, handle, hasher)
-            if checksum and stop is None and hasher is not None:
-                if hasher.digest() != checksum[1]:
-                    stop = TusError("upload.ChecksumMismatch", 460, "the chunk fails its checksum")
-            if stop is not None and (checksum or stop.status == 413):
-                await run_in_threadpool(truncate, fd, start)  # discard the whole chunk
-                handle.offset = start
-            else:
-                await run_in_threadpool(os.fsync, fd)
-        except BaseException:
-            if checksum:  # bytes nobody verified must not become part of the upload
-                truncate(fd, start)
+            return await self._complete(store, upload_id) | headers
+        except TusError as exc:
+            exc.headers |= headers
             raise
-        return stop
 
-    async def _receive(self, request: Request, handle: Handle, hasher: Any) -> TusError | None:
-        """Write the body as it arrives, in pieces; return why it stopped early, if it did."""
+    async def _commit(
+        self, store: TusRepository, upload_id: str, offset: int, local: Path, size: int
+    ) -> int:
+        """Publish the received bytes as a part and commit it at ``offset``; the new offset."""
+        if not size:
+            await store.touch(upload_id, self.expiration_s)
+            return offset
+        key = part_key(upload_id, offset)
+        await run_in_threadpool(store.storage.publish, local, key)
+        reached = await store.append(upload_id, offset, key, size, self.expiration_s)
+        if reached is not None:
+            return reached
+        # Another PATCH committed at this offset first (or the upload ended meanwhile).
+        await run_in_threadpool(store.storage.delete, key)
+        current = await store.get(upload_id)
+        if current is None:
+            raise not_found(upload_id)
+        raise self._mismatch(current.length if current.finished else current.offset, offset)
+
+    async def _receive(
+        self,
+        request: Request,
+        local: Path,
+        offset: int,
+        length: int,
+        checksum: tuple[str, bytes] | None,
+    ) -> tuple[TusError | None, int]:
+        """Stream the body into ``local`` in pieces; why it stopped early (if it did) and how
+        many bytes are to be kept (none when a checksum fails or the body was too long)."""
+        hasher = CHECKSUMS[checksum[0]]() if checksum else None
         pending: list[bytes] = []
-        size = handle.offset  # bytes written + pending
+        size = 0  # bytes written + pending
+        written = 0
+        stop: TusError | None = None
+        fd = await run_in_threadpool(os.open, local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         stream = request.stream()
         try:
             while True:
@@ -417,39 +406,61 @@ class TusFactory:
                     chunk = await anext(stream, None)
                 # Unread body left: the connection cannot serve another request, so close it.
                 if idle.cancelled_caught:
-                    return TusError("upload.Timeout", 408, "no data arrived for too long", _CLOSE)
+                    stop = TusError("upload.Timeout", 408, "no data arrived for too long", _CLOSE)
+                    break
                 if chunk is None:
-                    return None
-                if size + len(chunk) > handle.info.length:
-                    limit = f"Upload-Length is {handle.info.length}"
-                    return TusError("upload.TooLarge", 413, limit, _CLOSE)
+                    break
+                if offset + size + len(chunk) > length:
+                    stop = TusError("upload.TooLarge", 413, f"Upload-Length is {length}", _CLOSE)
+                    break
                 pending.append(chunk)
                 size += len(chunk)
-                if size - handle.offset >= FLUSH_BYTES:
-                    await self._flush(handle, pending, hasher)
+                if size - written >= FLUSH_BYTES:
+                    written += await self._flush(fd, pending, hasher)
         except ClientDisconnect:
-            return TusError("upload.Disconnected", 400, "the client went away")
+            stop = TusError("upload.Disconnected", 400, "the client went away")
         finally:
             await stream.aclose()
-            await self._flush(handle, pending, hasher)  # what arrived is kept (or rolled back)
+            try:
+                written += await self._flush(fd, pending, hasher)  # what arrived is kept
+                await run_in_threadpool(os.fsync, fd)
+            finally:
+                os.close(fd)
+        if checksum and stop is None and hasher is not None and hasher.digest() != checksum[1]:
+            stop = TusError("upload.ChecksumMismatch", 460, "the chunk fails its checksum")
+        if stop is not None and (checksum or stop.status == 413):
+            return stop, 0  # bytes nobody verified must not become part of the upload
+        return stop, written
 
     @staticmethod
-    async def _flush(handle: Handle, pending: list[bytes], hasher: Any | None) -> None:
+    async def _flush(fd: int, pending: list[bytes], hasher: Any | None) -> int:
         if not pending:
-            return
-        fd = handle.writable_fd()
+            return 0
         data = b"".join(pending)
         pending.clear()
-        await run_in_threadpool(write_at, fd, handle.offset, data, hasher)
-        handle.offset += len(data)
+        await run_in_threadpool(_append_all, fd, data, hasher)
+        return len(data)
 
-    async def _complete(self, handle: Handle) -> dict[str, str]:
-        """Hand the data file over; the upload is finished once ``on_complete`` returns."""
-        upload = TusUpload(
-            handle.id, self.store_dir / handle.id, handle.info.length, dict(handle.info.metadata)
-        )
-        extra = dict(await self.on_complete(upload))
-        handle.info.finished, handle.info.headers = True, extra
-        handle.info.expires = time.time() + self.expiration_s
-        await run_in_threadpool(write_info, self.store_dir, handle.id, handle.info)
+    async def _complete(self, store: TusRepository, upload_id: str) -> dict[str, str]:
+        """Hand the parts over; the upload is finished once ``on_complete`` returns (in one
+        process only: the record is locked meanwhile)."""
+        async with store.completing(upload_id) as info:
+            if info.finished:  # another request finished it meanwhile
+                return info.headers
+            # Parts of PATCHes that lost (and died before deleting theirs) are not the upload's.
+            await store.remove_parts(upload_id, keep=info.parts)
+            upload = TusUpload(
+                info.id, upload_key(info.id), list(info.parts), info.length, dict(info.metadata)
+            )
+            extra = dict(await self.on_complete(upload))
+            info.headers = extra
         return extra
+
+
+def _append_all(fd: int, data: bytes, hasher: Any | None) -> None:
+    """Write ``data`` in full at the file's end, feeding the checksum's hasher first."""
+    if hasher is not None:
+        hasher.update(data)  # hashlib releases the GIL on big buffers
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

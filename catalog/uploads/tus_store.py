@@ -1,22 +1,38 @@
-"""The folder behind the tus server: one upload is ``<id>`` (bytes so far) and ``<id>.info``.
+"""Where tus uploads live: the record in PostgreSQL, the bytes as part objects in the storage.
 
-Records are replaced atomically; a writer holds ``flock`` on the data file. Expiry and the
-clean-up of half-made uploads live here too, so ``terracat worker`` can run them without routes.
+Every API process sees the same upload: its row (``tus_uploads``) holds the declared length,
+the offset reached, the metadata, the owner, the expiry and the keys of its parts in order; each
+PATCH body becomes one part object ``tus/{id}/{offset:020d}.{nonce}``. A PATCH publishes its
+part first and then commits it by compare-and-set on the offset, so of two PATCHes at one
+offset exactly one wins and the other deletes its part and answers 409. Nothing is kept on the
+disk of the process that received it. Expiry and the clean-up of half-made uploads live here
+too, so ``terracat worker`` can run them without routes.
+
+Why the database and not a record object in the storage: an object store has no
+compare-and-set that every S3-compatible server (and a local folder) offers alike, while one
+conditional UPDATE gives it here; and the quota's pending bytes are one indexed sum
+(catalog/accounts/quotas.py) instead of listing and reading every record of the bucket.
 """
 
-import dataclasses
-import fcntl
-import json
-import os
+import asyncio
 import re
-import tempfile
-import time
+import secrets
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-STRAY_GRACE_S = 3600.0  # a data or temp file without a record is only deleted when this old
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from catalog.db.engine import connect
+from catalog.db.models import TusUpload as TusRow
+from catalog.storage.base import Storage
+
+STRAY_GRACE_S = 3600.0  # parts without a record are only deleted when this old
 ID = re.compile(r"[0-9a-f]{32}")
+AREA = "tus"
 
 
 class TusError(Exception):
@@ -38,39 +54,24 @@ class TusError(Exception):
 
 @dataclass
 class Info:
-    """An upload's record: its declared length, metadata and lifetime."""
+    """An upload's record: its declared length, offset, metadata, parts and lifetime."""
 
+    id: str
     length: int
+    offset: int
     metadata: dict[str, str]
-    created: float
-    expires: float
+    created: datetime
+    expires: datetime
     finished: bool = False
     headers: dict[str, str] = field(default_factory=dict)  # what on_complete answered
     # The account that made it (its id as text; None: nobody's, or made by the bootstrap
     # admin): only its owner (or an admin) may see, resume or end it.
     owner: str | None = None
+    parts: list[str] = field(default_factory=list)
 
-
-@dataclass
-class Handle:
-    """An upload opened by one request; ``fd`` holds the lock (None once finished)."""
-
-    id: str
-    info: Info
-    fd: int | None
-    offset: int
-
-    def close(self) -> None:
-        """Release the lock (and the file)."""
-        if self.fd is not None:
-            os.close(self.fd)  # releases the flock
-            self.fd = None
-
-    def writable_fd(self) -> int:
-        """The locked data file of an unfinished upload."""
-        if self.fd is None:
-            raise RuntimeError(f"upload {self.id} is finished or closed: nothing may write to it")
-        return self.fd
+    def expired(self, now: datetime | None = None) -> bool:
+        """Whether its expiry has passed."""
+        return self.expires <= (now or datetime.now(UTC))
 
 
 def not_found(upload_id: str) -> TusError:
@@ -78,166 +79,204 @@ def not_found(upload_id: str) -> TusError:
     return TusError("upload.NotFound", 404, f"no upload {upload_id!r}")
 
 
-def read_info(store: Path, upload_id: str) -> Info | None:
-    """The upload's record, or None when it has none."""
-    try:
-        return Info(**json.loads((store / f"{upload_id}.info").read_bytes()))
-    except FileNotFoundError:
-        return None
+def upload_key(upload_id: str) -> str:
+    """The prefix of an upload's parts (and the staged key of a finished upload)."""
+    if not ID.fullmatch(upload_id):
+        raise ValueError(f"invalid tus upload id: {upload_id!r}")
+    return f"{AREA}/{upload_id}"
 
 
-def write_info(store: Path, upload_id: str, info: Info) -> None:
-    """Replace the upload's record atomically (a reader sees the old or the new one)."""
-    fd, tmp = tempfile.mkstemp(dir=store, prefix=f".{upload_id}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(json.dumps(dataclasses.asdict(info)).encode())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, store / f"{upload_id}.info")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def part_key(upload_id: str, offset: int) -> str:
+    """A fresh key for the part starting at ``offset`` (unique: a losing PATCH never
+    overwrites the winner's part)."""
+    return f"{upload_key(upload_id)}/{offset:020d}.{secrets.token_hex(8)}"
 
 
-def lock(fd: int) -> bool:
-    """Take the writer's lock without waiting; False when another holds it."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
+def upload_id_of(key: str) -> str | None:
+    """The upload id of a ``tus/{id}`` staged key; None for any other key."""
+    area, _, rest = key.partition("/")
+    return rest if area == AREA and ID.fullmatch(rest) else None
 
 
-def open_upload(store: Path, upload_id: str, now: float, *, expired_ok: bool = False) -> Handle:
-    """Open and lock an upload, or return a finished one (fd None). Runs in a thread."""
-    for _ in range(3):
-        try:
-            fd = os.open(store / upload_id, os.O_RDWR)
-        except FileNotFoundError:
-            info = read_info(store, upload_id)
-            if info is None or not info.finished:
-                raise not_found(upload_id) from None
-            return Handle(upload_id, info, None, info.length)
-        handle = _locked(store, upload_id, fd, now, expired_ok)
-        if handle is not None:
-            return handle
-    raise TusError("upload.Locked", 423, "the upload is changing, try again")
+_COLUMNS = (
+    TusRow.id,
+    TusRow.length,
+    TusRow.upload_offset,
+    TusRow.metadata_.label("meta"),
+    TusRow.created,
+    TusRow.expires,
+    TusRow.finished,
+    TusRow.headers,
+    TusRow.owner,
+    TusRow.parts,
+)
 
 
-def _locked(store: Path, upload_id: str, fd: int, now: float, expired_ok: bool) -> Handle | None:
-    """Lock ``fd``; None if its file was moved away (finished, terminated) meanwhile."""
-    keep = False
-    try:
-        if not lock(fd):
-            raise TusError("upload.Locked", 423, "another request is writing to this upload")
-        stat = os.fstat(fd)
-        try:
-            if os.stat(store / upload_id).st_ino != stat.st_ino:
-                return None
-        except FileNotFoundError:
-            return None
-        info = read_info(store, upload_id)
-        if info is None:  # bytes without a record: a creation that died half-way
-            raise not_found(upload_id)
-        if info.expires <= now and not expired_ok:
-            raise TusError("upload.Gone", 410, "this upload expired")
-        keep = True
-        return Handle(upload_id, info, fd, stat.st_size)
-    finally:
-        if not keep:
-            os.close(fd)
+def _info(row: Any) -> Info:
+    return Info(
+        id=row.id, length=row.length, offset=row.upload_offset, metadata=dict(row.meta),
+        created=row.created, expires=row.expires, finished=row.finished,
+        headers=dict(row.headers), owner=row.owner, parts=list(row.parts),
+    )  # fmt: skip
 
 
-def write_at(fd: int, offset: int, data: bytes, hasher: Any | None) -> None:
-    """Write ``data`` at ``offset`` in full, feeding the checksum's hasher first."""
-    if hasher is not None:
-        hasher.update(data)  # hashlib releases the GIL on big buffers
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
+class TusRepository:
+    """The records of tus uploads (SQL) and their parts (the storage)."""
+
+    def __init__(self, engine: AsyncEngine, storage: Storage) -> None:
+        self.engine = engine
+        self.storage = storage
+
+    async def create(
+        self, length: int, metadata: dict[str, str], owner: str | None, expiration_s: float
+    ) -> Info:
+        """A new, empty upload."""
+        upload_id = secrets.token_hex(16)
+        async with connect(self.engine, write=True) as conn:
+            row = (
+                await conn.execute(
+                    insert(TusRow)
+                    .values(
+                        id=upload_id,
+                        owner=owner,
+                        length=length,
+                        upload_offset=0,
+                        metadata_=metadata,
+                        parts=[],
+                        headers={},
+                        expires=func.now() + timedelta(seconds=expiration_s),
+                    )  # fmt: skip
+                    .returning(*_COLUMNS)
+                )
+            ).one()
+        return _info(row)
+
+    async def get(self, upload_id: str) -> Info | None:
+        """The upload's record, or None."""
+        async with connect(self.engine) as conn:
+            row = (await conn.execute(select(*_COLUMNS).where(TusRow.id == upload_id))).first()
+        return None if row is None else _info(row)
+
+    async def append(
+        self, upload_id: str, at: int, key: str, size: int, expiration_s: float
+    ) -> int | None:
+        """Commit the part ``key`` of ``size`` bytes at offset ``at``, if the upload is still
+        there, unfinished, at that offset; the new offset, or None when another won."""
+        async with connect(self.engine, write=True) as conn:
+            offset: int | None = await conn.scalar(
+                update(TusRow)
+                .where(TusRow.id == upload_id, TusRow.upload_offset == at, ~TusRow.finished)
+                .values(
+                    upload_offset=TusRow.upload_offset + size,
+                    parts=TusRow.parts.op("||")(func.jsonb_build_array(key)),
+                    expires=func.now() + timedelta(seconds=expiration_s),
+                )
+                .returning(TusRow.upload_offset)
+            )
+        return offset
+
+    async def touch(self, upload_id: str, expiration_s: float) -> None:
+        """Push the expiry of an unfinished upload (a PATCH that brought nothing new)."""
+        async with connect(self.engine, write=True) as conn:
+            await conn.execute(
+                update(TusRow)
+                .where(TusRow.id == upload_id, ~TusRow.finished)
+                .values(expires=func.now() + timedelta(seconds=expiration_s))
+            )
+
+    @asynccontextmanager
+    async def completing(self, upload_id: str) -> AsyncIterator[Info]:
+        """Hold the unfinished, complete upload while ``on_complete`` runs (one process at a
+        time: another is answered 423); the caller sets ``headers`` and it is finished when
+        the block ends without an error."""
+        async with connect(self.engine, write=True) as conn:
+            row = (
+                await conn.execute(
+                    select(*_COLUMNS)
+                    .where(TusRow.id == upload_id)
+                    .with_for_update(skip_locked=True)
+                )
+            ).first()
+            if row is None:
+                if await self.get(upload_id) is None:
+                    raise not_found(upload_id)
+                raise TusError("upload.Locked", 423, "the upload is being finished, try again")
+            info = _info(row)
+            yield info
+            if not info.finished:
+                await conn.execute(
+                    update(TusRow)
+                    .where(TusRow.id == upload_id)
+                    .values(
+                        finished=True,
+                        headers=info.headers,
+                        expires=info.expires,
+                    )
+                )
+
+    async def delete(self, upload_id: str) -> Info | None:
+        """Remove the record (the caller removes the parts); what it was."""
+        async with connect(self.engine, write=True) as conn:
+            row = (
+                await conn.execute(
+                    delete(TusRow).where(TusRow.id == upload_id).returning(*_COLUMNS)
+                )
+            ).first()
+        return None if row is None else _info(row)
+
+    async def remove_parts(self, upload_id: str, keep: Iterable[str] = ()) -> None:
+        """Delete the part objects of an upload (but those in ``keep``)."""
+        kept = set(keep)
+        prefix = upload_key(upload_id)
+        if not kept:
+            await asyncio.to_thread(self.storage.delete_prefix, prefix)
+            return
+
+        def prune() -> None:
+            for found in list(self.storage.keys(prefix)):
+                if found.key not in kept:
+                    self.storage.delete(found.key)
+
+        await asyncio.to_thread(prune)
+
+    async def expire(
+        self, referenced: set[str], now: datetime | None = None, strays: bool = True
+    ) -> int:
+        """Delete expired uploads (record and parts) and stray parts; how many uploads.
+
+        A finished upload whose parts an upload file still references (``referenced``: staged
+        keys) keeps its parts: its ingest job removes them. Parts without a record (a PATCH of
+        a terminated upload, a process that died between publishing and committing) go once
+        they are ``STRAY_GRACE_S`` old; ``strays=False`` skips that listing of the storage.
+        """
+        now = now or datetime.now(UTC)
+        async with connect(self.engine, write=True) as conn:
+            rows = (
+                await conn.execute(select(TusRow.id, TusRow.finished).where(TusRow.expires <= now))
+            ).all()
+            # A finished upload's record keeps the order of its parts for the ingest job.
+            expired = [r.id for r in rows if not (r.finished and upload_key(r.id) in referenced)]
+            if expired:
+                await conn.execute(delete(TusRow).where(TusRow.id.in_(expired)))
+            live = set((await conn.execute(select(TusRow.id))).scalars())
+        for upload_id in expired:
+            await self.remove_parts(upload_id)
+        if not strays:
+            return len(expired)
+        cutoff = now - timedelta(seconds=STRAY_GRACE_S)
+
+        def sweep_strays() -> None:
+            for found in list(self.storage.keys(AREA)):
+                _, upload_id, *_ = found.key.split("/") + [""]
+                if upload_id in live or upload_key_or_none(upload_id) in referenced:
+                    continue
+                if found.modified < cutoff:
+                    self.storage.delete(found.key)
+
+        await asyncio.to_thread(sweep_strays)
+        return len(expired)
 
 
-def truncate(fd: int, size: int) -> None:
-    """Cut the data back to ``size`` bytes (a PATCH whose checksum failed), durably."""
-    os.ftruncate(fd, size)
-    os.fsync(fd)
-
-
-def delete(store: Path, upload_id: str) -> None:
-    """Remove the upload's record and bytes."""
-    (store / f"{upload_id}.info").unlink(missing_ok=True)
-    (store / upload_id).unlink(missing_ok=True)
-
-
-def _expire_one(store: Path, upload_id: str, now: float) -> bool:
-    try:
-        info = read_info(store, upload_id)
-    except (ValueError, TypeError):  # an unreadable record: dropped once it is old
-        if (store / f"{upload_id}.info").stat().st_mtime + STRAY_GRACE_S >= now:
-            return False
-        delete(store, upload_id)
-        return True
-    if info is None or info.expires > now:
-        return False
-    try:
-        handle = open_upload(store, upload_id, now, expired_ok=True)
-    except TusError as exc:  # locked by a writer (kept), or its bytes are gone (a bare record)
-        if exc.status == 404:
-            (store / f"{upload_id}.info").unlink(missing_ok=True)
-        return exc.status == 404
-    try:
-        if handle.info.expires > now:  # a PATCH extended it before we got the lock
-            return False
-        delete(store, upload_id)
-    finally:
-        handle.close()
-    return True
-
-
-def pending_bytes(store: Path, owner: str, now: float | None = None) -> int:
-    """The declared ``Upload-Length`` of ``owner``'s uploads that are neither finished nor
-    expired (a finished upload's bytes belong to its upload set's file from then on)."""
-    now = time.time() if now is None else now
-    if not store.is_dir():
-        return 0
-    total = 0
-    for entry in os.scandir(store):
-        name = entry.name
-        if not (name.endswith(".info") and ID.fullmatch(name[:-5])):
-            continue
-        try:
-            info = read_info(store, name[:-5])
-        except (ValueError, TypeError):  # unreadable: the sweep drops it
-            continue
-        if info is not None and info.owner == owner and not info.finished and info.expires > now:
-            total += info.length
-    return total
-
-
-def expire_uploads(store_dir: Path, now: float | None = None) -> int:
-    """Delete expired uploads (data and record) and stray files; return how many uploads."""
-    now = time.time() if now is None else now
-    if not store_dir.is_dir():
-        return 0
-    count = 0
-    for entry in os.scandir(store_dir):
-        name = entry.name
-        if name.endswith(".info") and ID.fullmatch(name[:-5]):
-            count += _expire_one(store_dir, name[:-5], now)
-        elif name.startswith(".") and name.endswith(".tmp"):
-            if entry.stat().st_mtime + STRAY_GRACE_S < now:
-                Path(entry.path).unlink(missing_ok=True)
-        elif ID.fullmatch(name) and not (store_dir / f"{name}.info").exists():
-            # Bytes without a record: a creation that died half-way.
-            try:
-                fd = os.open(entry.path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                if lock(fd) and os.fstat(fd).st_mtime + STRAY_GRACE_S < now:
-                    Path(entry.path).unlink(missing_ok=True)
-            finally:
-                os.close(fd)
-    return count
+def upload_key_or_none(upload_id: str) -> str | None:
+    """``upload_key`` of a well-formed id, else None."""
+    return upload_key(upload_id) if ID.fullmatch(upload_id) else None

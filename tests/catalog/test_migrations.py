@@ -131,3 +131,25 @@ def test_file_hrefs_of_item_folders_become_storage_keys(scratch_url: str) -> Non
     command.downgrade(config, "0007_accounts_rights")
     assert stored()["data"] == "file:///srv/new/assets/c/a%20b/a%20b.tif"
     assert stored()["remote"] == "https://example.com/x.tif"
+
+
+def test_staged_paths_become_storage_keys(scratch_url: str) -> None:
+    migrate(scratch_url, "0007_accounts_rights")
+    with psycopg.connect(scratch_url) as conn:
+        conn.execute("INSERT INTO collections (id, content) VALUES ('c', '{}')")
+        conn.execute(
+            "INSERT INTO upload_sets (id, collection_id) "
+            "VALUES ('00000000-0000-0000-0000-000000000001', 'c')"
+        )
+        for number, staged in enumerate(("/srv/data/staging/upload-1ab2", None)):
+            conn.execute(
+                "INSERT INTO upload_files (id, upload_set_id, collection_id, filename, source,"
+                " staged_path) VALUES (%s, '00000000-0000-0000-0000-000000000001', 'c', 'f.tif',"
+                " 'multipart', %s)",
+                [f"00000000-0000-0000-0000-00000000001{number}", staged],
+            )
+    migrate(scratch_url)
+    with psycopg.connect(scratch_url) as conn:
+        keys = conn.execute("SELECT staged_key FROM upload_files ORDER BY id").fetchall()
+    assert keys == [("staging/upload-1ab2",), (None,)]
+    assert "tus_uploads" in _tables(scratch_url)

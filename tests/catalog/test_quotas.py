@@ -127,7 +127,7 @@ def test_ingested_files_count_as_items_not_as_staged_bytes(
     assert _usage(client, ann).used_bytes == 1000
     # What a finished ingest leaves: the item with its COG's size, the staged bytes gone.
     _store(client, "ann-c", _stored_item("f1000", 1200))
-    _sql(client, "UPDATE upload_files SET status = 'ready', staged_path = NULL WHERE id = :id",
+    _sql(client, "UPDATE upload_files SET status = 'ready', staged_key = NULL WHERE id = :id",
          id=record["id"])  # fmt: skip
     assert _usage(client, ann).used_bytes == 1200
     # The item outlives its upload set, and stays counted.

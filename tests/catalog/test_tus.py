@@ -1,28 +1,36 @@
-"""The tus server (catalog/uploads/tus.py) against tuspy and raw HTTP, on a live uvicorn."""
+"""The tus server (catalog/uploads/tus.py) against tuspy and raw HTTP, on a live uvicorn.
 
+Records are rows of the test database; parts are objects of a local-folder storage.
+"""
+
+import asyncio
 import base64
-import fcntl
 import hashlib
-import json
 import os
-import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from fastapi import Depends, FastAPI, Request
+from sqlalchemy import Engine, text
 from tusclient import client as tus_client
 
 from catalog.accounts.errors import Unauthorized
 from catalog.db.cluster import free_port
+from catalog.db.engine import create_engine
+from catalog.settings import DatabaseSettings
+from catalog.storage.local import LocalStorage
+from catalog.uploads.ingest import assemble
 from catalog.uploads.tus import TusFactory, TusUpload
-from catalog.uploads.tus_store import TusError, expire_uploads
+from catalog.uploads.tus_store import STRAY_GRACE_S, TusError, TusRepository
 from server.errors import add_error_handlers
 
 MiB = 1024 * 1024
@@ -33,17 +41,51 @@ STREAM = {**TUS, "Content-Type": "application/offset+octet-stream"}
 
 @dataclass
 class Live:
-    """The running tus server, its folders and what its hooks saw."""
+    """The running tus server, its storage, the database and what its hooks saw."""
 
     url: str
     port: int
-    store: Path
+    storage: LocalStorage
     done: Path
+    database_url: str
+    db: Engine
+    repo: TusRepository | None = None
     factory: TusFactory | None = None
     completed: list[TusUpload] = field(default_factory=list)
 
     def finished(self, upload_id: str) -> list[TusUpload]:
         return [u for u in self.completed if u.id == upload_id]
+
+    def parts(self, upload_id: str) -> list[str]:
+        """The committed parts of an upload, in order."""
+        with self.db.connect() as conn:
+            found = conn.scalar(text("SELECT parts FROM tus_uploads WHERE id = :id"),
+                                {"id": upload_id})  # fmt: skip
+        return list(found or [])
+
+    def stored(self, upload_id: str) -> bytes:
+        """The bytes the upload holds so far."""
+        return b"".join(self.storage.path(key).read_bytes() for key in self.parts(upload_id))
+
+    def objects(self, upload_id: str) -> list[str]:
+        """Every part object under the upload's prefix."""
+        return [o.key for o in self.storage.keys(f"tus/{upload_id}")]
+
+    def busy(self) -> list[Path]:
+        """Bodies being received (their local temp files)."""
+        return [p for p in self.storage.tmp.iterdir() if p.suffix == ".part"]
+
+    def with_repo(self, work: Callable[[TusRepository], Awaitable[Any]]) -> Any:
+        """Run ``work`` on a repository of its own (the server's engine is its loop's)."""
+
+        async def run() -> Any:
+            engine = create_engine(self.database_url, DatabaseSettings(url=self.database_url))
+            try:
+                return await work(TusRepository(engine, self.storage))
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(run())
 
 
 def _app(live: Live) -> FastAPI:
@@ -55,10 +97,19 @@ def _app(live: Live) -> FastAPI:
         live.completed.append(upload)
         if "refuse" in upload.metadata:
             raise TusError("ingest.NotARaster", 415, "not a raster")
-        shutil.move(upload.path, live.done / upload.id)
+        if upload.parts:
+            assemble(live.storage, upload.parts, live.done / upload.id)
+        else:
+            (live.done / upload.id).write_bytes(b"")
         return {"Location": f"/files/{upload.id}"}
 
-    factory = TusFactory(live.store, 64 * MiB, EXPIRATION, on_create, on_complete)
+    def store() -> TusRepository:
+        if live.repo is None:  # made in the server's loop, on its first request
+            engine = create_engine(live.database_url, DatabaseSettings(url=live.database_url))
+            live.repo = TusRepository(engine, live.storage)
+        return live.repo
+
+    factory = TusFactory(store, 64 * MiB, EXPIRATION, on_create, on_complete)
     live.factory = live.factory or factory
     app = FastAPI()
     add_error_handlers(app)
@@ -67,12 +118,15 @@ def _app(live: Live) -> FastAPI:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str, sync_engine: Engine
+) -> Iterator[Live]:
     root = tmp_path_factory.mktemp("tus")
-    (root / "store").mkdir()
     (root / "done").mkdir()
     port = free_port()
-    live = Live(f"http://127.0.0.1:{port}", port, root / "store", root / "done")
+    storage = LocalStorage(root / "data")
+    live = Live(f"http://127.0.0.1:{port}", port, storage, root / "done", database_url,
+                sync_engine)  # fmt: skip
     config = uvicorn.Config(
         _app(live), host="127.0.0.1", port=port, log_level="warning", lifespan="off", ws="none"
     )
@@ -135,26 +189,21 @@ def _raw_patch(
     return sock
 
 
-def _locked(path: Path) -> bool:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+def _wait_for_bytes(live: Live) -> None:
+    """Wait until a PATCH's body reached its local temp file."""
+    deadline = time.monotonic() + 10
+    while not any(p.stat().st_size for p in live.busy()) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _settle(http: httpx.Client, live: Live, url: str, written: bool = True) -> int:
-    """Wait until no request writes to the upload (after it wrote something); return its offset."""
-    data = live.store / url.rsplit("/", 1)[-1]
+    """Wait until no request receives a body (after the upload got bytes); return its offset."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if (data.stat().st_size > 0 or not written) and not _locked(data):
+        if not live.busy() and (not written or _offset(http, url) > 0):
             return _offset(http, url)
         time.sleep(0.02)
-    raise AssertionError("the interrupted PATCH never let go of its upload")
+    raise AssertionError("the interrupted PATCH never ended")
 
 
 def test_options(http: httpx.Client) -> None:
@@ -192,10 +241,10 @@ def test_tuspy_upload_interrupted_and_resumed(live: Live, http: httpx.Client, so
     second.upload()
     upload_id = url.rsplit("/", 1)[-1]
     (done,) = live.finished(upload_id)
-    assert done.path == live.store / upload_id and done.metadata == metadata
-    assert done.length == source.stat().st_size
+    assert done.key == f"tus/{upload_id}" and done.metadata == metadata
+    assert done.length == source.stat().st_size and done.parts == live.parts(upload_id)
+    assert sorted(live.objects(upload_id)) == sorted(done.parts) and len(done.parts) == 4
     assert _sha((live.done / upload_id).read_bytes()) == _sha(source.read_bytes())
-    assert not (live.store / upload_id).exists()
     # Finished: HEAD keeps answering, PATCH is a no-op at the end and refused elsewhere.
     head = http.head(url, headers=TUS)
     assert head.headers["upload-offset"] == str(source.stat().st_size)
@@ -217,7 +266,7 @@ def test_connection_killed_mid_patch_resumes_byte_exact(
     offset = _settle(http, live, url)
     upload_id = url.rsplit("/", 1)[-1]
     assert 0 < offset <= 5 * MiB // 2
-    assert (live.store / upload_id).read_bytes() == data[:offset]
+    assert live.stored(upload_id) == data[:offset]
     client = tus_client.TusClient(f"{live.url}/uploads/")
     resumed = client.uploader(str(source), url=url, chunk_size=MiB, upload_checksum=True)
     assert resumed.offset == offset
@@ -242,7 +291,7 @@ def test_checksums(live: Live, http: httpx.Client) -> None:
     )
     _error(response, 460, "upload.ChecksumMismatch")
     assert _offset(http, url) == 10
-    assert (live.store / url.rsplit("/", 1)[-1]).read_bytes() == b"a" * 10
+    assert live.stored(url.rsplit("/", 1)[-1]) == b"a" * 10
     response = http.patch(url, headers={**at10, "Upload-Checksum": "crc32 AAAA"}, content=b"b")
     _error(response, 400, "upload.UnsupportedChecksum")
     response = http.patch(url, headers={**at10, "Upload-Checksum": "sha1 %%%"}, content=b"b")
@@ -308,9 +357,9 @@ def test_termination(live: Live, http: httpx.Client) -> None:
     url = _create(http, 100)
     http.patch(url, headers={**STREAM, "Upload-Offset": "0"}, content=b"x" * 10)
     upload_id = url.rsplit("/", 1)[-1]
+    assert len(live.objects(upload_id)) == 1
     assert http.delete(url, headers=TUS).status_code == 204
-    assert not (live.store / upload_id).exists()
-    assert not (live.store / f"{upload_id}.info").exists()
+    assert live.objects(upload_id) == [] and live.parts(upload_id) == []
     assert http.head(url, headers=TUS).status_code == 404
     _error(http.patch(url, headers={**STREAM, "Upload-Offset": "10"}, content=b"x"), 404,
            "upload.NotFound")  # fmt: skip
@@ -321,31 +370,52 @@ def test_expiration(live: Live, http: httpx.Client) -> None:
     url = _create(http, 100)
     http.patch(url, headers={**STREAM, "Upload-Offset": "0"}, content=b"x" * 10)
     upload_id = url.rsplit("/", 1)[-1]
-    info = live.store / f"{upload_id}.info"
-    stray = live.store / f".{upload_id}.abc.tmp"
-    stray.write_text("{}")
-    os.utime(stray, (time.time() - 2 * 3600,) * 2)
-    assert expire_uploads(live.store) == 0 and info.exists() and not stray.exists()
+    old = time.time() - STRAY_GRACE_S - 60
+    stray = live.storage.path(f"tus/{'f' * 32}/00000000000000000000.abcd")
+    stray.parent.mkdir(parents=True)
+    stray.write_text("a part whose upload is gone")
+    os.utime(stray, (old, old))
+    fresh = live.storage.path(f"tus/{upload_id}/00000000000000000000.lost")
+    fresh.write_text("a part that lost, just now")
+    assert live.with_repo(lambda repo: repo.expire(set())) == 0
+    assert not stray.exists() and fresh.exists() and live.parts(upload_id)
     # Past its expiry but not yet swept: refused as gone.
-    record = json.loads(info.read_text())
-    info.write_text(json.dumps({**record, "expires": time.time() - 1}))
+    with live.db.begin() as conn:
+        conn.execute(text("UPDATE tus_uploads SET expires = now() - interval '1 s'"))
     assert http.head(url, headers=TUS).status_code == 410
     _error(http.patch(url, headers={**STREAM, "Upload-Offset": "10"}, content=b"x"), 410,
            "upload.Gone")  # fmt: skip
-    info.write_text(json.dumps(record))
-    assert expire_uploads(live.store, now=time.time() + EXPIRATION + 10) >= 1
-    assert not info.exists() and not (live.store / upload_id).exists()
+    assert live.with_repo(lambda repo: repo.expire(set())) == 1
+    assert live.objects(upload_id) == [] and live.parts(upload_id) == []
     assert http.head(url, headers=TUS).status_code == 404
 
 
+def test_a_finished_upload_keeps_its_parts_while_its_file_needs_them(
+    live: Live, http: httpx.Client
+) -> None:
+    url = _create(http, 4)
+    http.patch(url, headers={**STREAM, "Upload-Offset": "0"}, content=b"abcd")
+    upload_id = url.rsplit("/", 1)[-1]
+    later = datetime.now(UTC) + timedelta(seconds=EXPIRATION + 10)
+    assert live.with_repo(lambda repo: repo.expire({f"tus/{upload_id}"}, later)) == 0
+    assert live.stored(upload_id) == b"abcd"
+    assert live.with_repo(lambda repo: repo.expire(set(), later)) == 1
+    assert live.objects(upload_id) == []
+
+
+def _uploads(live: Live) -> int:
+    with live.db.connect() as conn:
+        return int(conn.scalar(text("SELECT count(*) FROM tus_uploads")) or 0)
+
+
 def test_on_create_refusal(live: Live, http: httpx.Client) -> None:
-    before = set(live.store.iterdir())
+    before = _uploads(live)
     mime = base64.b64encode(b"text/plain").decode()
     response = http.post(
         "/uploads/", headers={**TUS, "Upload-Length": "10", "Upload-Metadata": f"filetype {mime}"}
     )
     assert response.json() == {"code": "upload.UnsupportedFileType", "description": "send a raster"}
-    assert response.status_code == 415 and set(live.store.iterdir()) == before
+    assert response.status_code == 415 and _uploads(live) == before
 
 
 def test_on_complete_refusal_keeps_the_upload(live: Live, http: httpx.Client) -> None:
@@ -354,7 +424,7 @@ def test_on_complete_refusal_keeps_the_upload(live: Live, http: httpx.Client) ->
     _error(response, 415, "ingest.NotARaster")
     assert response.headers["upload-offset"] == "4"
     upload_id = url.rsplit("/", 1)[-1]
-    assert _offset(http, url) == 4 and (live.store / upload_id).read_bytes() == b"abcd"
+    assert _offset(http, url) == 4 and live.stored(upload_id) == b"abcd"
     assert len(live.finished(upload_id)) == 1
 
 
@@ -364,42 +434,43 @@ def test_on_complete_refusal_keeps_the_upload(live: Live, http: httpx.Client) ->
      "..%5Csecret", "notes.txt", "0123456789abcdef0123456789abcdef.info", "A" * 32],
 )  # fmt: skip
 def test_ids_cannot_escape_the_store(live: Live, http: httpx.Client, path: str) -> None:
-    secret = live.store.parent / "secret"
+    root = live.storage.root
+    secret = root.parent / "secret"
     secret.write_bytes(b"keep")
-    (live.store / "notes.txt").write_bytes(b"keep")
+    (root / "tus").mkdir(exist_ok=True)
+    (root / "tus" / "notes.txt").write_bytes(b"keep")
     url = f"{live.url}/uploads/{path}"
     at0 = {**STREAM, "Upload-Offset": "0"}
     assert http.head(url, headers=TUS).status_code == 404
     assert http.patch(url, headers=at0, content=b"x").status_code == 404
     assert http.delete(url, headers=TUS).status_code == 404
-    assert secret.read_bytes() == b"keep" and (live.store / "notes.txt").read_bytes() == b"keep"
-    (live.store / "notes.txt").unlink()
+    assert secret.read_bytes() == b"keep" and (root / "tus" / "notes.txt").read_bytes() == b"keep"
+    (root / "tus" / "notes.txt").unlink()
 
 
-def test_second_patch_is_locked_out(live: Live, http: httpx.Client) -> None:
+def test_two_patches_at_one_offset_one_wins(live: Live, http: httpx.Client) -> None:
+    """Any API process may take a PATCH: of two at the same offset, the one that commits
+    first wins; the other is answered 409 and leaves no part behind."""
     data = os.urandom(4 * MiB)
     url = _create(http, len(data))
     upload_id = url.rsplit("/", 1)[-1]
-    sock = _raw_patch(live, url, 0, len(data), data[: 3 * MiB // 2])
+    sock = _raw_patch(live, url, 0, 2 * MiB, data[:MiB])
     try:
-        deadline = time.monotonic() + 10
-        while (live.store / upload_id).stat().st_size == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)  # the first PATCH holds the lock while its bytes arrive
-        _error(http.patch(url, headers={**STREAM, "Upload-Offset": "0"}, content=b"x"), 423,
-               "upload.Locked")  # fmt: skip
-        _error(http.delete(url, headers=TUS), 423, "upload.Locked")
+        _wait_for_bytes(live)  # the first PATCH is receiving its body
+        quick = http.patch(url, headers={**STREAM, "Upload-Offset": "0"}, content=data[:10])
+        assert quick.status_code == 204 and quick.headers["upload-offset"] == "10"
+        sock.sendall(data[MiB : 2 * MiB])  # the first ends its body and finds it lost
+        sock.settimeout(10)
+        answer = sock.recv(65536)
     finally:
         sock.close()
-    offset = _settle(http, live, url)
-    rest = http.patch(url, headers={**STREAM, "Upload-Offset": str(offset)}, content=data[offset:])
+    assert answer.startswith(b"HTTP/1.1 409") and b'"upload.OffsetMismatch"' in answer
+    assert b"upload-offset: 10" in answer.lower()
+    assert _settle(http, live, url) == 10
+    assert live.objects(upload_id) == live.parts(upload_id)  # the loser's part is gone
+    rest = http.patch(url, headers={**STREAM, "Upload-Offset": "10"}, content=data[10:])
     assert rest.status_code == 204
     assert _sha((live.done / upload_id).read_bytes()) == _sha(data)
-
-
-def _wait_for_bytes(path: Path) -> None:
-    deadline = time.monotonic() + 10
-    while path.stat().st_size == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
 
 
 def test_killed_checksummed_patch_is_rolled_back(live: Live, http: httpx.Client) -> None:
@@ -409,10 +480,11 @@ def test_killed_checksummed_patch_is_rolled_back(live: Live, http: httpx.Client)
     sock = _raw_patch(
         live, url, 0, len(data), data[: 2 * MiB], f"Upload-Checksum: sha1 {digest}\r\n"
     )
-    _wait_for_bytes(live.store / url.rsplit("/", 1)[-1])
+    _wait_for_bytes(live)
     sock.close()
     time.sleep(0.1)
     assert _settle(http, live, url, written=False) == 0
+    assert live.objects(url.rsplit("/", 1)[-1]) == []
 
 
 def test_silent_client_lets_go_of_the_lock(live: Live, http: httpx.Client) -> None:
@@ -440,7 +512,10 @@ async def test_route_dependencies_guard_every_route(tmp_path: Path) -> None:
     async def never(*args: object) -> dict[str, str]:
         raise AssertionError("a hook ran without authorization")
 
-    factory = TusFactory(tmp_path, 100, 60, never, never, dependencies=[Depends(deny)])
+    def no_store() -> TusRepository:
+        raise AssertionError("the store was used without authorization")
+
+    factory = TusFactory(no_store, 100, 60, never, never, dependencies=[Depends(deny)])
     app = FastAPI()
     add_error_handlers(app)
     app.include_router(factory.router)
@@ -450,38 +525,49 @@ async def test_route_dependencies_guard_every_route(tmp_path: Path) -> None:
                              ("PATCH", url), ("DELETE", url)]:  # fmt: skip
             response = await c.request(method, path, headers={**STREAM, "Upload-Length": "1"})
             assert response.status_code == 401, (method, response.text)
-    assert list(tmp_path.iterdir()) == []
 
 
-async def test_uploads_of_another_owner_answer_as_unknown(tmp_path: Path) -> None:
+async def test_uploads_of_another_owner_answer_as_unknown(
+    tmp_path: Path, database_url: str
+) -> None:
     async def on_create(request: Request, metadata: dict[str, str], length: int) -> None:
         pass
 
     async def on_complete(upload: TusUpload) -> dict[str, str]:
         return {}
 
+    engine = create_engine(database_url, DatabaseSettings(url=database_url))
+    repo = TusRepository(engine, LocalStorage(tmp_path))
     factory = TusFactory(
-        tmp_path, 100, 60, on_create, on_complete,
+        lambda: repo, 100, 60, on_create, on_complete,
         owner_of=lambda request: request.headers.get("x-who"),
         may_use=lambda request, owner: request.headers.get("x-who") in (owner, "admin"),
     )  # fmt: skip
     app = FastAPI()
     app.include_router(factory.router)
     ann, bob = {**STREAM, "X-Who": "ann"}, {**STREAM, "X-Who": "bob"}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        created = await c.post("/uploads/", headers={**ann, "Upload-Length": "4"})
-        url = created.headers["location"]
-        upload_id = url.rsplit("/", 1)[-1]
-        assert json.loads((tmp_path / f"{upload_id}.info").read_text())["owner"] == "ann"
-        assert (await c.head(url, headers=bob)).status_code == 404
-        for method in ("PATCH", "DELETE"):
-            answer = await c.request(method, url, headers={**bob, "Upload-Offset": "0"},
-                                     content=b"ab")  # fmt: skip
-            assert answer.status_code == 404, answer.text
-            assert answer.json()["code"] == "upload.NotFound"
-        assert (tmp_path / upload_id).stat().st_size == 0  # bob's bytes were not written
-        patched = await c.patch(url, headers={**ann, "Upload-Offset": "0"}, content=b"ab")
-        assert patched.status_code == 204 and patched.headers["upload-offset"] == "2"
-        admin = await c.head(url, headers={**TUS, "X-Who": "admin"})
-        assert admin.status_code == 200 and admin.headers["upload-offset"] == "2"
-        assert (await c.delete(url, headers=ann)).status_code == 204
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
+            created = await c.post("/uploads/", headers={**ann, "Upload-Length": "4"})
+            url = created.headers["location"]
+            upload_id = url.rsplit("/", 1)[-1]
+            info = await repo.get(upload_id)
+            assert info is not None and info.owner == "ann"
+            assert (await c.head(url, headers=bob)).status_code == 404
+            for method in ("PATCH", "DELETE"):
+                answer = await c.request(method, url, headers={**bob, "Upload-Offset": "0"},
+                                         content=b"ab")  # fmt: skip
+                assert answer.status_code == 404, answer.text
+                assert answer.json()["code"] == "upload.NotFound"
+            info = await repo.get(upload_id)
+            assert info is not None and info.offset == 0  # bob's bytes were not written
+            patched = await c.patch(url, headers={**ann, "Upload-Offset": "0"}, content=b"ab")
+            assert patched.status_code == 204 and patched.headers["upload-offset"] == "2"
+            admin = await c.head(url, headers={**TUS, "X-Who": "admin"})
+            assert admin.status_code == 200 and admin.headers["upload-offset"] == "2"
+            assert (await c.delete(url, headers=ann)).status_code == 204
+            assert await repo.get(upload_id) is None
+    finally:
+        await engine.dispose()

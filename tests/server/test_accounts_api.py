@@ -256,7 +256,7 @@ def test_my_collections_grants_and_quota(
             conn.execute(
                 text(
                     "INSERT INTO upload_files (id, upload_set_id, collection_id, "
-                    "filename, source, size, status, staged_path) VALUES (:id, :set, 'mine', "
+                    "filename, source, size, status, staged_key) VALUES (:id, :set, 'mine', "
                     "'f.tif', 'tus', :size, :status, :staged)"
                 ),
                 {

@@ -35,6 +35,7 @@ from server.ingest_client import Sha256Uploader
 from server.progress import file_state
 from tests import rasters
 from tests.factories import collection
+from tests.owners import stored
 
 from .conftest import _start, _stop
 from .ingest_stack import (
@@ -145,8 +146,9 @@ def test_tus_upload_interrupted_and_resumed_becomes_a_searchable_cog_item(
     shape = shapely.geometry.shape(item["geometry"])
     expected = expected_utm_footprint(512, 64)
     assert shape.symmetric_difference(expected).area < 0.02 * expected.area
-    assert not list((stack.data_dir / "staging").iterdir())  # the raw upload is gone
-    assert not list((stack.data_dir / "tus").glob("*[!.info]"))
+    assert stored(stack.data_dir / "staging") == []  # the raw upload is gone
+    assert stored(stack.data_dir / "tus") == []  # and so are the tus upload's parts
+    assert stored(stack.data_dir / "tmp") == []  # and the folder they were assembled in
 
 
 # -- multipart, and every refusal code ---------------------------------------------------------
@@ -196,7 +198,9 @@ def test_multipart_uploads_get_their_codes_and_duplicates_are_found(
         assert dup["status"] == "duplicate" and dup["error"]["code"] == "ingest.Duplicate"
         items = http.get(f"/collections/{COLLECTION}/items", params={"limit": 100}).json()
         assert [f["id"] for f in items["features"]].count("good") == 1
-    assert not list((stack.data_dir / "staging").iterdir())  # refused bytes are not kept
+    assert stored(stack.data_dir / "staging") == []  # refused bytes are not kept
+    assert stored(stack.data_dir / "tus") == []  # a duplicate's parts neither
+    assert stored(stack.data_dir / "tmp") == []  # nor the jobs' work folders, failed or not
 
 
 def test_upload_set_errors(stack: Stack) -> None:
