@@ -11,7 +11,9 @@ BUNDLE_DIR = Path(__file__).resolve().parent / "dist"
 class ViewerSettings(BaseSettings):
     """What the viewer page shows and where its built files are."""
 
-    model_config = SettingsConfigDict(env_prefix="TERRACAT_VIEWER_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="TERRACAT_VIEWER_", extra="ignore", env_ignore_empty=True
+    )
 
     title: str = Field(default="Terracat", max_length=200, description="The page's title.")
     logo_url: str = Field(
