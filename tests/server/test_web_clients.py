@@ -1,0 +1,53 @@
+"""What browser clients on another origin need from the API (found by stac-browser in
+tests/acceptance): self-contained queryables, CORS for token-carrying requests."""
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from jsonschema import Draft202012Validator
+
+from tests.factories import collection, item
+
+ORIGIN = "http://localhost:8080"
+
+
+def _refs(doc: Any) -> list[str]:
+    """Every ``$ref`` in a JSON document."""
+    if isinstance(doc, dict):
+        own = [doc["$ref"]] if "$ref" in doc else []
+        return own + [r for v in doc.values() for r in _refs(v)]
+    if isinstance(doc, list):
+        return [r for v in doc for r in _refs(v)]
+    return []
+
+
+def test_queryables_need_no_other_host(client: TestClient, admin: dict[str, str]) -> None:
+    """stac-browser dereferences the queryables of its search form: a ``$ref`` to geojson.org
+    was a console error on every search page without internet."""
+    client.post("/collections", json=collection("c1"), headers=admin)
+    client.post("/collections/c1/items", json=item("i1"), headers=admin)
+    for path in ("/queryables", "/collections/c1/queryables"):
+        doc = client.get(path, headers={"Origin": ORIGIN}).json()
+        assert _refs(doc) == [], path
+        Draft202012Validator.check_schema(doc)
+        geometry = Draft202012Validator(doc["properties"]["geometry"])
+        assert doc["properties"]["geometry"]["title"] == "Footprint"
+        assert geometry.is_valid(item("i2")["geometry"])
+        assert geometry.is_valid({"type": "Point", "coordinates": [1.5, 2.5]})
+        assert not geometry.is_valid({"type": "Point"})
+        assert not geometry.is_valid({"type": "Circle", "coordinates": [0, 0]})
+
+
+def test_cors_for_a_client_that_sends_a_token(client: TestClient, admin: dict[str, str]) -> None:
+    """stac-browser's ``authConfig`` sends an ``Authorization`` header: a preflight, which a
+    bare ``*`` in Access-Control-Allow-Headers would not satisfy for that header."""
+    pre = client.options("/search", headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    })  # fmt: skip
+    assert pre.status_code == 200, pre.text
+    allowed = {h.strip().lower() for h in pre.headers["access-control-allow-headers"].split(",")}
+    assert {"authorization", "content-type"} <= allowed
+    assert pre.headers["access-control-allow-origin"] in ("*", ORIGIN)
+    r = client.post("/search", json={"limit": 1}, headers={"Origin": ORIGIN, **admin})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
