@@ -1,12 +1,20 @@
 """What browser clients on another origin need from the API (found by stac-browser in
-tests/acceptance): self-contained queryables, CORS for token-carrying requests."""
+tests/acceptance): self-contained queryables, CORS for token-carrying requests, the sort
+options stac-browser offers."""
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
 
+from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
+from catalog.settings import IngestSettings
+from catalog.storage.local import LocalStorage
+from tests import rasters
 from tests.factories import collection, item
+from tests.stored import store_item
 
 ORIGIN = "http://localhost:8080"
 
@@ -51,3 +59,29 @@ def test_cors_for_a_client_that_sends_a_token(client: TestClient, admin: dict[st
     assert pre.headers["access-control-allow-origin"] in ("*", ORIGIN)
     r = client.post("/search", json={"limit": 1}, headers={"Origin": ORIGIN, **admin})
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
+
+
+def test_stac_browser_sort_options_on_ingested_items(
+    client: TestClient, admin: dict[str, str], database_url: str, data_dir: Path, tmp_path: Path
+) -> None:
+    """stac-browser offers sorting by id, title, datetime, created and updated; ingested items
+    carry ``created`` and ``updated``, so none of them is refused as an unknown field."""
+    source = rasters.utm_rgb_tif(tmp_path, size=64, border=4)
+    sha256, size = file_digest(source)
+    request = IngestRequest(
+        source=source, collection_id="scenes", item_id="rgb", sha256=sha256, size=size,
+        filename=source.name, datetime_value=datetime(2024, 5, 1, tzinfo=UTC),
+        upload_time=datetime.now(UTC),
+    )  # fmt: skip
+    made = ingest_file(request, LocalStorage(data_dir), IngestSettings(data_dir=data_dir))
+    client.post("/collections", json=collection("scenes"), headers=admin)
+    store_item(database_url, made)
+    sortables = client.get("/sortables").json()["properties"]
+    assert {"created", "updated", "datetime", "id", "title"} <= set(sortables)
+    for field in ("id", "properties.title", "properties.datetime", "properties.created",
+                  "properties.updated"):  # fmt: skip
+        for direction in ("asc", "desc"):
+            body = {"sortby": [{"field": field, "direction": direction}]}
+            r = client.post("/search", json=body, headers={"Origin": ORIGIN})
+            assert r.status_code == 200, (field, r.text)
+            assert [f["id"] for f in r.json()["features"]] == ["rgb"]
