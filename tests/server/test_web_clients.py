@@ -85,3 +85,22 @@ def test_stac_browser_sort_options_on_ingested_items(
             r = client.post("/search", json=body, headers={"Origin": ORIGIN})
             assert r.status_code == 200, (field, r.text)
             assert [f["id"] for f in r.json()["features"]] == ["rgb"]
+
+
+def test_stac_browser_collection_sort_options(client: TestClient, admin: dict[str, str]) -> None:
+    """stac-browser sorts collection search by id, title, created and updated: the last two are
+    when a collection was made and last replaced in this catalogue."""
+    for cid in ("b-first", "a-second"):
+        assert client.post("/collections", json=collection(cid), headers=admin).status_code == 201
+
+    def ids(sortby: str) -> list[str]:
+        r = client.get("/collections", params={"sortby": sortby}, headers={"Origin": ORIGIN})
+        assert r.status_code == 200, r.text
+        return [c["id"] for c in r.json()["collections"]]
+
+    assert ids("id") == ids("title") == ["a-second", "b-first"]
+    assert ids("created") == ids("updated") == ["b-first", "a-second"]
+    assert ids("-created") == ["a-second", "b-first"]
+    r = client.put("/collections/b-first", json=collection("b-first"), headers=admin)
+    assert r.status_code in (200, 204), r.text
+    assert ids("-updated") == ["b-first", "a-second"] and ids("created")[0] == "b-first"
