@@ -3,8 +3,9 @@
 ``make acceptance`` runs this; ``make test`` skips it (the build takes minutes, once). A real
 ``terracat serve`` with its job worker ingests a GeoTIFF; stac-browser is served from another
 origin (``localhost`` and another port: every API call is a real CORS request) and driven by
-Debian's headless Chromium: the collections, an item with its thumbnail and assets, an item
-search. Requests to other hosts (its OpenStreetMap basemap) are refused, as on a machine without
+Debian's headless Chromium: the collections, an item with its thumbnail and assets, collection
+and item searches (free text, a CQL2 filter, sorted on the "Created" stac-browser offers).
+Requests to other hosts (its OpenStreetMap basemap) are refused, as on a machine without
 internet. Every console message is kept and told apart by whose it is; none may be ours or
 unexplained.
 """
@@ -152,13 +153,22 @@ def _loaded_image(page: Any, src_part: str) -> dict[str, Any]:
     return dict(page.eval_on_selector(selector, size))
 
 
+def _pick_sort(page: Any, label: str) -> None:
+    """Choose ``label`` in the visible sort selector (a vue-multiselect)."""
+    page.locator("[aria-owns^=listbox-sort]:visible").first.click()
+    page.locator(".multiselect--active .multiselect__option", has_text=label).first.click()
+
+
 def _report(journal: Journal, steps: Steps) -> None:
     print("[acceptance] stac-browser", VERSION, "on", journal.api, "from", journal.site)
     for name, seconds in steps.timings:
         print(f"[acceptance]   {seconds:6.2f} s  {name}")
     calls = {(m, u.split("?")[0].replace(journal.api, ""), s) for m, u, s, _ in journal.api_calls}
-    print(f"[acceptance] {len(journal.api_calls)} API calls: "
+    print(f"[acceptance] {len(journal.api_calls)} API calls, {len(calls)} distinct: "
           f"{sorted({s for _, _, s in calls})} statuses")  # fmt: skip
+    for method, path, status in sorted(calls):
+        if status != 200:
+            print(f"[acceptance]   {status} {method} {path}")
     outside = [c for c in journal.api_calls if "TileOutsideBounds" in c[3]]
     if outside:
         print(f"[acceptance]   {len(outside)} map tiles outside the item: 404 "
@@ -233,8 +243,19 @@ def _browse_and_search(page: Any, steps: Steps, site: str, item: dict[str, Any])
             assert item["assets"][key]["href"] in hrefs, (key, hrefs)
         _loaded_image(page, "/assets/thumbnail")
 
-    def search() -> None:
+    def collection_search() -> None:
         page.get_by_role("link", name="Search").first.click()
+        page.locator("[aria-owns^=listbox-q]:visible").first.click()  # search terms
+        page.keyboard.type("drone")
+        page.keyboard.press("Enter")
+        _pick_sort(page, "Created")
+        with page.expect_response(lambda r: "/collections?" in r.url and "q=" in r.url) as answer:
+            page.get_by_role("button", name="Submit").click()
+        assert answer.value.status == 200, answer.value.text()
+        assert "sortby=created" in answer.value.url
+        assert [c["id"] for c in answer.value.json()["collections"]] == ["drone-orthos"]
+
+    def item_search() -> None:
         page.get_by_text("Search for Items").click()
         with page.expect_response(lambda r: r.url.endswith("/search")) as answer:
             page.get_by_role("button", name="Submit").click()
@@ -242,7 +263,23 @@ def _browse_and_search(page: Any, steps: Steps, site: str, item: dict[str, Any])
         assert [f["id"] for f in answer.value.json()["features"]] == [item["id"]]
         page.get_by_text("ortho.tif").first.wait_for()
 
+    def filtered_search() -> None:
+        page.get_by_role("button", name="Add filter").click()
+        page.get_by_role("menuitem", name="Gsd").click()
+        row = page.locator(".queryable-row:visible", has_text="Gsd")
+        row.locator("input").fill("10")
+        _pick_sort(page, "Created")
+        with page.expect_response(lambda r: r.url.endswith("/search")) as answer:
+            page.get_by_role("button", name="Submit").click()
+        body = answer.value.request.post_data_json
+        assert body["filter-lang"] == "cql2-json" and "gsd" in json.dumps(body["filter"])
+        assert body["sortby"] == [{"field": "properties.created", "direction": "asc"}], body
+        assert answer.value.status == 200, answer.value.text()
+        assert [f["id"] for f in answer.value.json()["features"]] == [item["id"]]
+
     steps.run("catalogue page lists the collection", catalogue)
     steps.run("collection page: its item with the thumbnail", collection_page)
     steps.run("item page: assets with their download links, thumbnail", item_page)
-    steps.run("item search: POST /search, the item in the results", search)
+    steps.run("collection search: free text, sorted by Created", collection_search)
+    steps.run("item search: POST /search, the item in the results", item_search)
+    steps.run("item search: CQL2 filter on gsd, sorted by Created", filtered_search)
