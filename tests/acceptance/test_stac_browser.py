@@ -169,10 +169,6 @@ def _report(journal: Journal, steps: Steps) -> None:
     for method, path, status in sorted(calls):
         if status != 200:
             print(f"[acceptance]   {status} {method} {path}")
-    outside = [c for c in journal.api_calls if "TileOutsideBounds" in c[3]]
-    if outside:
-        print(f"[acceptance]   {len(outside)} map tiles outside the item: 404 "
-              "tiler.TileOutsideBounds (as titiler answers)")  # fmt: skip
     by_owner: dict[tuple[str, str], list[str]] = {}
     for owner, kind, text in journal.console:
         by_owner.setdefault((owner, kind), []).append(text.splitlines()[0][:160])
