@@ -28,10 +28,12 @@ COLLECTION = "drone-orthos"
 
 @dataclass
 class Served:
-    """The running server, the collection and the item the worker made of the GeoTIFF."""
+    """The running server and the items the worker made of a GeoTIFF: in a public collection,
+    and in a private one."""
 
     server: LiveServer
     item: dict[str, Any]
+    private_item: dict[str, Any]
 
 
 def start_serve(database_url: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], LiveServer]:
@@ -59,16 +61,26 @@ def start_serve(database_url: str, data_dir: Path) -> tuple[subprocess.Popen[byt
             time.sleep(0.2)
 
 
-def ingest_one(server: LiveServer, folder: Path) -> dict[str, Any]:
-    """Upload a small RGB GeoTIFF into a new collection; the item the worker made of it."""
+def ingest_one(
+    server: LiveServer,
+    folder: Path,
+    collection_id: str = COLLECTION,
+    title: str = "Drone orthophotos",
+    private: bool = False,
+) -> dict[str, Any]:
+    """Upload a small RGB GeoTIFF into a new collection (``private``: only its owner, admins
+    and grantees read it); the item the worker made of it."""
     tif = rasters.utm_rgb_tif(folder, size=256, border=16, name="ortho.tif")
     with httpx.Client(base_url=server.url, headers=server.auth, timeout=60) as http:
-        doc = collection(COLLECTION, title="Drone orthophotos",
+        doc = collection(collection_id, title=title,
                          description="One **small** RGB orthophoto, ingested by the worker.",
                          keywords=["drone", "rgb"])  # fmt: skip
         r = http.post("/collections", json=doc)
         assert r.status_code == 201, r.text
-        r = http.post("/upload_sets", json={"collection": COLLECTION, "title": "acceptance"})
+        if private:
+            r = http.put(f"/collections/{collection_id}/rights", json={"visibility": "private"})
+            assert r.status_code == 200, r.text
+        r = http.post("/upload_sets", json={"collection": collection_id, "title": "acceptance"})
         assert r.status_code == 201, r.text
         set_id = r.json()["id"]
         with tif.open("rb") as f:

@@ -28,6 +28,7 @@ from .stack import ROOT, Served, ingest_one, start_serve, static_site
 VERSION = "4.0.1"  # scripts/stac-browser.sh
 DIST = ROOT / "var" / "stac-browser" / VERSION / "dist"
 CHROMIUM = Path("/usr/bin/chromium")
+PRIVATE = "closed-survey"
 BASEMAP = "tile.openstreetmap.org"  # stac-browser's basemaps.config.js (build-time only)
 SHOTS = ROOT / "var" / "acceptance"
 pytestmark = pytest.mark.skipif(
@@ -46,7 +47,9 @@ def served(databases: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         item = ingest_one(server, tmp_path_factory.mktemp("acceptance-source"))
         print(f"\n[acceptance] GeoTIFF uploaded and ingested by the worker in "
               f"{time.monotonic() - started:.1f} s: item {item['id']}")  # fmt: skip
-        yield Served(server, item)
+        private = ingest_one(server, tmp_path_factory.mktemp("acceptance-private"),
+                             PRIVATE, "Closed survey", private=True)  # fmt: skip
+        yield Served(server, item, private)
     finally:
         _stop(proc, server)
 
@@ -185,14 +188,20 @@ def _report(journal: Journal, steps: Steps) -> None:
     print(f"[acceptance] page errors: {journal.page_errors or 'none'}")
 
 
-@pytest.mark.skipif(not (DIST / "index.html").exists(), reason="scripts/stac-browser.sh first")
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium")
-def test_stac_browser_browses_and_searches_terracat(served: Served) -> None:
+built = pytest.mark.skipif(not (DIST / "index.html").exists(), reason="scripts/stac-browser.sh")
+chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium")
+
+
+def _session(
+    served: Served, config: dict[str, Any], visit: Callable[[Any, Steps, str], None]
+) -> Journal:
+    """stac-browser configured with ``config`` on another origin, ``visit`` run in Chromium;
+    what the browser reported (printed), once nothing of it is Terracat's."""
     from playwright import sync_api
 
     api = served.server.url
-    item = served.item
-    config = {"catalogUrl": f"{api}/", "catalogTitle": "Terracat", "allowExternalAccess": False}
+    config = {"catalogUrl": f"{api}/", "catalogTitle": "Terracat", "allowExternalAccess": False,
+              **config}  # fmt: skip
     config_js = f"window.STAC_BROWSER_CONFIG = {json.dumps(config)};"
     with static_site(DIST, config_js) as site, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
@@ -202,7 +211,7 @@ def test_stac_browser_browses_and_searches_terracat(served: Served) -> None:
         _watch(page, journal)
         steps = Steps(page)
         try:
-            _browse_and_search(page, steps, site, item)
+            visit(page, steps, site)
         finally:
             browser.close()
             _report(journal, steps)
@@ -213,6 +222,53 @@ def test_stac_browser_browses_and_searches_terracat(served: Served) -> None:
     # (JSON), which Chromium's ORB blocks for an <img> request before any page sees them.
     assert not [(u, why) for u, why in journal.failed if u.startswith(api)
                 and not ("/tiles/" in u and why == "net::ERR_BLOCKED_BY_ORB")]  # fmt: skip
+    return journal
+
+
+@built
+@chromium
+def test_stac_browser_browses_and_searches_terracat(served: Served) -> None:
+    item = served.item
+    _session(served, {}, lambda page, steps, site: _browse_and_search(page, steps, site, item))
+
+
+@built
+@chromium
+def test_stac_browser_with_a_token_shows_a_private_collection(served: Served) -> None:
+    """Every request carries ``Authorization`` (stac-browser's ``requestHeaders``): a CORS
+    preflight before each; the private collection is listed, its thumbnail's signed link loads
+    in an <img> (which carries no header), and its download (a fetch with the header)."""
+    item = served.private_item
+    headers = {"Authorization": f"Bearer {served.server.token}"}
+
+    def visit(page: Any, steps: Steps, site: str) -> None:
+        def catalogue() -> None:
+            page.goto(site)
+            page.get_by_text("Closed survey").first.wait_for()
+            page.get_by_text("Drone orthophotos").first.wait_for()
+
+        def private_item() -> None:
+            page.get_by_text("Closed survey").first.click()
+            page.get_by_text("ortho.tif").first.click()
+            page.wait_for_url(f"**/collections/{PRIVATE}/items/ortho**")
+            page.get_by_text("Cloud-Optimized GeoTIFF image").first.wait_for()
+            thumb = _loaded_image(page, f"/collections/{PRIVATE}/items/ortho/assets/thumbnail")
+            assert "tc_sig=" in thumb["src"], thumb
+            assert thumb["src"].split("?")[0] == item["assets"]["thumbnail"]["href"].split("?")[0]
+            # with requestHeaders, stac-browser downloads by a fetch of its own, with them
+            with page.expect_response(lambda r: "/assets/data" in r.url) as answer:
+                page.get_by_role("button", name="Download").first.click()
+            assert answer.value.status == 200 and "tc_sig=" in answer.value.url
+            assert answer.value.request.headers["origin"] == site.rstrip("/")
+
+        steps.run("catalogue with a token: the private collection listed", catalogue)
+        steps.run("private item: thumbnail and downloads by signed links", private_item)
+
+    journal = _session(served, {"requestHeaders": headers}, visit)
+    # Known gap: the item's map tiles are links without a signature, which an <img> loads
+    # without the token: the private item's map shows its footprint but no imagery.
+    tiles = [u for u, _ in journal.failed if f"/collections/{PRIVATE}/" in u and "/tiles/" in u]
+    print(f"[acceptance] private item: {len(tiles)} map tiles refused (no token on <img>)")
 
 
 def _browse_and_search(page: Any, steps: Steps, site: str, item: dict[str, Any]) -> None:
@@ -222,6 +278,7 @@ def _browse_and_search(page: Any, steps: Steps, site: str, item: dict[str, Any])
         page.goto(site)
         page.get_by_role("heading", name="Terracat").first.wait_for()
         page.get_by_text(collection).first.wait_for()
+        assert page.get_by_text("Closed survey").count() == 0  # private: not for anonymous
 
     def collection_page() -> None:
         page.get_by_text(collection).first.click()
