@@ -1,4 +1,4 @@
-.PHONY: run test bootstrap lint fuzz bench bench-ingest bench-tiles bench-suite bench-soak bench-bulk bench-rights bench-assets
+.PHONY: run test bootstrap lint fuzz acceptance bench bench-ingest bench-tiles bench-suite bench-soak bench-bulk bench-rights bench-assets
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -14,6 +14,13 @@ lint: bootstrap
 
 test: lint
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+# Real web clients on a real server, too slow for `make test`: stac-browser (built once into
+# var/stac-browser by scripts/stac-browser.sh) served from another origin and driven by headless
+# Chromium (tests/acceptance/test_stac_browser.py).
+acceptance: bootstrap
+	./scripts/stac-browser.sh
+	TERRACAT_ACCEPTANCE=1 .venv/bin/python -m pytest -p no:cacheprovider -s tests/acceptance $(PYTEST_ARGS)
 
 # schemathesis on every operation, as tests/server/test_fuzz.py in the suite but with the
 # coverage phase (each parameter's boundary and invalid values) and FUZZ_EXAMPLES per phase.

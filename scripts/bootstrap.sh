@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Terracat needs on a Debian machine, idempotently: system packages
-# (PostgreSQL 15 + PostGIS, GDAL tools, Chromium and npm for the browser tests), then a .venv
-# with Python >= 3.12 from the lock file, then the browser tests' JavaScript from their lock file,
-# then the map viewer (server/viewer), built again only when its sources or lock file change.
+# (PostgreSQL 15 + PostGIS, GDAL tools, Node.js and npm for the viewer and the browser tests,
+# Chromium for the browser tests), then a .venv with Python >= 3.12 from the lock file, then the
+# browser tests' JavaScript from their lock file, then the map viewer (server/viewer), built again
+# only when its sources or lock file change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,8 @@ ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need_apt
 command -v gdalinfo >/dev/null 2>&1 || need_apt+=(gdal-bin)
 # the browser tests drive Debian's Chromium through playwright (no browser download of its own)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# Node.js and npm: the web viewer's bundle is built here (once), MapLibre for the browser tests
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: installing ${need_apt[*]} with apt-get"

@@ -42,6 +42,14 @@ def uvicorn_log_config(api: ApiSettings) -> dict[str, Any]:
     return config
 
 
+def browsable_root(host: str, port: int, root_path: str) -> str:
+    """The API root a browser on this machine opens: a wildcard address is where the server
+    listens, not a URL (``0.0.0.0`` -> ``127.0.0.1``, ``::`` -> ``[::1]``)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    shown = f"[{shown}]" if ":" in shown and not shown.startswith("[") else shown
+    return f"http://{shown}:{port}{root_path.rstrip('/')}"
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -53,8 +61,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # Workers build their settings from the environment: hand them the resolved database.
     os.environ["DATABASE_URL"] = url
     host, port = args.host or settings.api.host, args.port or settings.api.port
-    root = f"http://{host}:{port}{settings.api.root_path}"
+    root = browsable_root(host, port, settings.api.root_path)
     print(f"Terracat STAC API: {root}/", flush=True)
+    print(f"  Viewer:          {root}/viewer/  (open it in a browser)", flush=True)
     print(f"  OpenAPI docs:    {root}/api.html", flush=True)
     print(f"  Search:          {root}/search", flush=True)
     if cluster is not None:

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog.errors import error_body
 
+from .negotiation import ViewerRedirect
 from .proxies import TrustedProxyMiddleware
 from .settings import ApiSettings
 
@@ -208,10 +209,12 @@ EXPOSED_HEADERS = [
 
 
 def middlewares(api: ApiSettings, bodies: BodyLimits) -> list[Middleware]:
-    """Body limits, gzip, CORS, path prefix, proxy headers, the trusted-proxy gate: StacApi
-    installs them in reverse, so the gate runs first (an untrusted peer's forwarding headers are
-    gone before anything reads them), then the proxy headers and path prefix, then the rest."""
+    """Browsers at the root sent to the viewer, body limits, gzip, CORS, path prefix, proxy
+    headers, the trusted-proxy gate: StacApi installs them in reverse, so the gate runs first (an
+    untrusted peer's forwarding headers are gone before anything reads them), then the proxy
+    headers and path prefix, then the rest."""
     stack = [
+        Middleware(ViewerRedirect),  # after the prefix and proxy headers: its Location is a link
         Middleware(BodyLimitMiddleware, limits=bodies),
         Middleware(
             GZipMiddleware,

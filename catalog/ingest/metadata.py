@@ -135,6 +135,9 @@ def build_item(
     if title:
         properties["title"] = title
     stac.properties = properties
+    # Common metadata: when this item was made. Clients offer sorting on it (stac-browser's
+    # "Created" and "Updated"), which the API refuses for a property no item has.
+    stac.common_metadata.created = stac.common_metadata.updated = datetime.now(UTC)
     stac.stac_extensions = list(EXTENSIONS.values())
     _describe_data(stac.assets["data"], title or item_id, gsd, eo_bands, sha256, size)
     for key, roles in PREVIEW_ROLES.items():

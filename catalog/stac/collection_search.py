@@ -57,6 +57,9 @@ COLLECTION_FIELDS: dict[str, Field] = {
         "end_datetime", frozenset({Kind.TIMESTAMP}), Collection.end_datetime.expression
     ),
     "geometry": Field("geometry", frozenset({Kind.GEOMETRY}), Collection.spatial.expression),
+    # When the collection was made and last replaced here (stac-browser sorts on them).
+    "created": Field("created", frozenset({Kind.TIMESTAMP}), Collection.created.expression),
+    "updated": Field("updated", frozenset({Kind.TIMESTAMP}), Collection.updated.expression),
 }
 SORTABLE_SCHEMAS: dict[str, Any] = {
     "id": {"type": "string"},
@@ -65,6 +68,8 @@ SORTABLE_SCHEMAS: dict[str, Any] = {
     "datetime": {"type": "string", "format": "date-time"},
     "start_datetime": {"type": "string", "format": "date-time"},
     "end_datetime": {"type": "string", "format": "date-time"},
+    "created": {"title": "Created in this catalogue", "type": "string", "format": "date-time"},
+    "updated": {"title": "Last replaced or changed", "type": "string", "format": "date-time"},
 }
 
 

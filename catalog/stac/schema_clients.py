@@ -1,5 +1,8 @@
 """The queryables and sortables clients: the JSON schemas of what a caller's readable items hold."""
 
+import json
+from functools import cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -21,8 +24,25 @@ _CORE_SCHEMAS: dict[str, dict[str, Any]] = {
     "datetime": {"title": "Acquisition time", "type": "string", "format": "date-time"},
     "start_datetime": {"title": "Start time", "type": "string", "format": "date-time"},
     "end_datetime": {"title": "End time", "type": "string", "format": "date-time"},
-    "geometry": {"title": "Footprint", "$ref": "https://geojson.org/schema/Geometry.json"},
 }
+GEOJSON_GEOMETRY = "https://geojson.org/schema/Geometry.json"
+_GEOMETRY_FILE = Path(__file__).resolve().parents[1] / "schemas/geojson.org/schema/Geometry.json"
+
+
+@cache
+def _geometry_schema() -> dict[str, Any]:
+    """The footprint's schema: GeoJSON's geometry schema inlined, not a ``$ref`` to geojson.org.
+
+    Browser clients dereference queryables (stac-browser with json-schema-ref-parser): a ``$ref``
+    to another host makes them fetch it, which fails offline (a console error in each search
+    form) and leaks every visit to that host. ``format`` is OGC API - Features Part 3's hint.
+    """
+    geojson = json.loads(_GEOMETRY_FILE.read_text())
+    inlined = {k: v for k, v in geojson.items() if k not in ("$schema", "$id", "title")}
+    return {"title": "Footprint", "description": f"A GeoJSON geometry ({GEOJSON_GEOMETRY})",
+            "format": "geometry-any", **inlined}  # fmt: skip
+
+
 _KIND_SCHEMAS: dict[Kind, dict[str, Any]] = {
     Kind.STRING: {"type": "string"},
     Kind.NUMBER: {"type": "number"},
@@ -56,7 +76,7 @@ async def _schema(
     for name in CORE_FIELDS:
         if sortable and name == "geometry":
             continue
-        properties[name] = dict(_CORE_SCHEMAS[name])
+        properties[name] = _geometry_schema() if name == "geometry" else dict(_CORE_SCHEMAS[name])
     for name, kinds in sorted(registry.items()):
         if sortable and not kinds & {Kind.NUMBER, Kind.STRING, Kind.TIMESTAMP, Kind.BOOLEAN}:
             continue

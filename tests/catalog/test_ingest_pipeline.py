@@ -78,7 +78,11 @@ def _assert_valid_item(item: dict[str, Any]) -> None:
 # -- STAC item ---------------------------------------------------------------------------------
 def test_item_of_a_utm_rgb_cog(tmp_path: Path) -> None:
     cog = rasters.cog_tif(rasters.utm_rgb_tif(tmp_path), tmp_path / "cog.tif")
+    before = datetime.now(UTC)
     item = _item(cog, title="Scene")
+    made = item["properties"]["created"]
+    assert before <= datetime.fromisoformat(made) <= datetime.now(UTC)
+    assert item["properties"]["updated"] == made
     _assert_valid_item(item)
     assert item["id"] == "i" and item["collection"] == "c"
     assert item["geometry"] == footprint(cog)

@@ -8,7 +8,7 @@ import re
 import httpx
 import pytest
 
-from server.cli import main
+from server.cli import browsable_root, main
 from tests.factories import collection
 
 from .conftest import LiveServer
@@ -72,3 +72,19 @@ def test_collections_list_create_delete(
     code, out, _ = terracat(live_server, capsys, "collections", "delete", "cli-made",
                             "--missing-ok")  # fmt: skip
     assert (code, out) == (0, "no collection cli-made\n")
+
+
+@pytest.mark.parametrize(
+    ("host", "root_path", "url"),
+    [
+        ("127.0.0.1", "", "http://127.0.0.1:8000"),
+        ("0.0.0.0", "/stac", "http://127.0.0.1:8000/stac"),
+        ("::", "", "http://[::1]:8000"),
+        ("::1", "/a/", "http://[::1]:8000/a"),
+        ("maps.example.org", "", "http://maps.example.org:8000"),
+    ],
+)
+def test_serve_prints_urls_a_browser_opens(host: str, root_path: str, url: str) -> None:
+    """``terracat serve --host 0.0.0.0`` listens everywhere; the URLs it prints (the viewer's
+    among them) name an address a browser on this machine can open."""
+    assert browsable_root(host, 8000, root_path) == url

@@ -231,6 +231,7 @@ def test_serve_on_an_empty_data_folder_prints_a_working_admin_token(tmp_path: Pa
         try:
             log = live.log()
             assert "embedded PostGIS" in log, log
+            assert f"Viewer:          {live.url}/viewer/" in log, log
             token = _token_in(log)
             assert token is not None, log
             headers = {"Authorization": f"Bearer {token}"}
