@@ -94,6 +94,7 @@ POLICY: dict[str, Rule] = {
         "getCollections",
         "getQueryables",
         "getSortables",
+        "getCollectionsSortables",
         *_SEARCH_MAPS,
     ),  # fmt: skip
     **_each(
@@ -102,6 +103,7 @@ POLICY: dict[str, Rule] = {
         "getFeatures",
         "describeCollection",
         "getCollectionQueryables",
+        "getCollectionSortables",
         *_ITEM_MAPS,
         *_COLLECTION_MAPS,
     ),  # fmt: skip

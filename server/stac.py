@@ -82,6 +82,7 @@ SEARCH_SORT_CLASSES = [
 ]
 ITEMS_SORT_CLASSES = [
     SortConformanceClasses.FEATURES_SORT,
+    SortConformanceClasses.FEATURES_SORTABLES,
     "https://api.stacspec.org/v1.0.0/ogcapi-features#sort",
 ]
 COLLECTION = "/collections/{collection_id}"
@@ -154,7 +155,9 @@ def items_part() -> ApiPart:
     """A collection's items (``/collections/{id}/items``) with the same search extensions."""
     items: list[Any] = [
         QueryExtension(conformance_classes=[QueryConformanceClasses.ITEMS]),
-        ItemCollectionSortExtension(conformance_classes=ITEMS_SORT_CLASSES),
+        ItemCollectionSortExtension(
+            client=SortablesClient(), conformance_classes=ITEMS_SORT_CLASSES
+        ),
         FieldsExtension(conformance_classes=[FieldsConformanceClasses.ITEMS]),
         ItemCollectionFilterExtension(
             client=FiltersClient(),
@@ -172,6 +175,7 @@ def items_part() -> ApiPart:
         operation_ids={
             f"GET {COLLECTION}/items": "getFeatures",
             f"GET {COLLECTION}/queryables": "getCollectionQueryables",
+            f"GET {COLLECTION}/sortables": "getCollectionSortables",
         },
     )
 
@@ -183,9 +187,11 @@ def assets_part() -> ApiPart:
 
 def collections_part() -> ApiPart:
     """Collection search on ``/collections``: free text, sort, fields, filter, offset paging."""
+    # registered too (the others only shape the request model): it serves /collections-sortables
+    sort = CollectionSearchSortExtension(client=SortablesClient())
     parts: list[Any] = [
         FreeTextExtension(conformance_classes=[FreeTextConformanceClasses.COLLECTIONS]),
-        CollectionSearchSortExtension(),
+        sort,
         FieldsExtension(conformance_classes=[FieldsConformanceClasses.COLLECTIONS]),
         CollectionSearchFilterExtension(client=FiltersClient()),
         OffsetPaginationExtension(),
@@ -209,9 +215,12 @@ def collections_part() -> ApiPart:
     )
     return ApiPart(
         name="stac-collections",
-        extensions=[collection_search],
+        extensions=[collection_search, sort],
         request_models={"collections_get_request_model": collection_search.GET},
-        operation_ids={"GET /collections": "getCollections"},
+        operation_ids={
+            "GET /collections": "getCollections",
+            "GET /collections-sortables": "getCollectionsSortables",
+        },
     )
 
 

@@ -274,6 +274,21 @@ def test_queryables_and_sortables_list_readable_properties_only(world: World) ->
             names = set(r.json()["properties"])
             assert "eo:cloud_cover" in names
             assert ("secret:level" in names) == (SECRET in world.reads(caller)), (caller, route)
+        # a collection's own sortables: its properties, or the 404 of a missing collection
+        r = world.client.get(f"/collections/{SECRET}/sortables", headers=world.callers[caller])
+        if SECRET in world.reads(caller):
+            assert r.status_code == 200 and "secret:level" in r.json()["properties"], caller
+            assert r.json()["$id"].endswith(f"/collections/{SECRET}/sortables")
+        else:
+            missing = world.client.get("/collections/nothing/sortables",
+                                       headers=world.callers[caller])  # fmt: skip
+            twin = missing.text.replace("'nothing'", f"'{SECRET}'")
+            assert (r.status_code, r.text) == (missing.status_code, twin), caller
+            assert r.status_code == 404
+    # the collections' sortables (collection search): the collection fields, the same for all
+    sorts = {world.client.get("/collections-sortables", headers=world.callers[caller]).text
+             for caller in CALLERS}  # fmt: skip
+    assert len(sorts) == 1 and "title" in json.loads(sorts.pop())["properties"]
 
 
 def test_writes_need_the_right(world: World) -> None:
