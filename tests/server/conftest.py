@@ -95,8 +95,9 @@ def _start(
             except httpx.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                _stop(proc, server, always_print=True)
-                raise RuntimeError(f"live server did not start; its log:\n{server.log()}")
+                text = server.log()  # before _stop removes the file
+                _stop(proc, server)
+                raise RuntimeError(f"live server did not start; its log:\n{text}")
             time.sleep(0.2)
 
 
