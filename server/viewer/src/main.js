@@ -119,7 +119,7 @@ async function refreshAccount() {
   document.body.classList.toggle("signed-in", signedIn);
 }
 
-function setUpAccount(reload) {
+function setUpAccount(reload, view) {
   $("login-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     $("account-status").textContent = "signing in…";
@@ -144,6 +144,8 @@ function setUpAccount(reload) {
   });
   $("sign-out").addEventListener("click", async () => {
     const { token, session } = auth;
+    // Sources made with the token would fetch tiles without it from now on (404s): drop them.
+    view.forgetAccountData();
     auth.token = "";
     auth.session = "";
     $("account-status").textContent = "signed out";
@@ -180,7 +182,7 @@ async function boot() {
     await loadCollections(view, search);
     jobs.refresh();
   };
-  setUpAccount(reload);
+  setUpAccount(reload, view);
   setUpUploads(view, state, () => loadCollections(view, search), search);
   view.onFootprintClick(async (collection, id) => {
     try {

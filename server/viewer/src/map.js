@@ -112,6 +112,12 @@ export class MapView {
     this.footprints.delete(id);
   }
 
+  // Every layer fetched with the account's rights: gone before its token is.
+  forgetAccountData() {
+    for (const id of [...this.footprints.keys()]) this.removeFootprints(id);
+    this.hideImagery();
+  }
+
   setFootprintsVisible(id, visible) {
     for (const layer of [`fp-${id}-fill`, `fp-${id}-line`]) {
       if (this.map.getLayer(layer)) this.map.setLayoutProperty(layer, "visibility", visible ? "visible" : "none");
