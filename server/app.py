@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from stac_fastapi.api.app import StacApi
 from stac_fastapi.types.config import ApiSettings as StacApiSettings
 
-from catalog.accounts.oidc import OidcVerifier
 from catalog.accounts.repository import AccountRepository
 from catalog.accounts.signing import LinkSigner, signing_secret
 from catalog.db.engine import create_engine
@@ -181,6 +180,9 @@ def _lifespan(
             FailureLimiter(auth.failure_limit, auth.failure_window_s),
         )  # fmt: skip
         if auth.oidc_issuer:
+            # imported only here: PyJWT and cryptography add ~18 MB to a worker that has no use
+            from catalog.accounts.oidc import OidcVerifier
+
             state.authenticator.oidc = OidcVerifier(auth)
         configured = (
             auth.signing_secret.get_secret_value().encode() if auth.signing_secret else None
