@@ -33,9 +33,11 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rasterio.errors import NotGeoreferencedWarning
 
+from catalog.storage.base import stored_href
 from catalog.storage.local import LocalStorage
 
 from .memory import worker_memory
@@ -45,6 +47,7 @@ from .servers import ROOT, Stacks
 from .tiles_encode import EncoderRow, compare_png_encoders, peer_pngs
 from .tiles_export import ExportRun, compare_exports
 from .tiles_measure import (
+    ASSET,
     COLLECTION,
     FLOOR,
     INPROC,
@@ -64,6 +67,14 @@ from .tiles_setup import cog_description, lock_conflicts, start, titiler_pgstac_
 def write_docs(path: Path, size: int, section: list[str]) -> None:
     """Replace (or append) this size's tiles section in docs/benchmarks.md."""
     write_section(path, f"tiles={size}", section)
+
+
+def _as_stored(item: dict[str, Any], cog: Path, data_dir: Path) -> dict[str, Any]:
+    """The item as the database keeps it (the COG's ``storage:`` key), as the tile endpoint
+    renders it; the setup's copy names the file (``file://``) for titiler-pgstac."""
+    key = Path(cog).resolve().relative_to(Path(data_dir).resolve()).as_posix()
+    asset = {**item["assets"][ASSET], "href": stored_href(key)}
+    return {**item, "assets": {**item["assets"], ASSET: asset}}
 
 
 def run(args: argparse.Namespace) -> list[str]:
@@ -89,7 +100,9 @@ def run(args: argparse.Namespace) -> list[str]:
             f"{distinct} distinct")  # fmt: skip
         inproc: dict[str, Callable[[Tile], bytes]] = {
             FLOOR: functools.partial(render_floor, setup.cog),
-            INPROC: terracat_renderer(setup.item, LocalStorage(setup.data_dir)),
+            INPROC: terracat_renderer(
+                _as_stored(setup.item, setup.cog, setup.data_dir), LocalStorage(setup.data_dir)
+            ),
         }
         checks = cross_check(setup.cog, inproc, setup.servers, tiles, COLLECTION,
                              setup.item["id"])  # fmt: skip
