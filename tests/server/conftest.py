@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import httpx
@@ -37,6 +37,9 @@ import urllib3
 from requests.structures import CaseInsensitiveDict
 
 from catalog.db.cluster import free_port
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "catalog" / "schemas"
 LIVE_TOKEN = "live-admin-token-0123456789abcdef"
@@ -521,3 +524,19 @@ def offline_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[Offline]:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     yield offline
     assert not offline.refused, f"tried to reach the network: {sorted(set(offline.refused))}"
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's: playwright downloads no browser of its own
+# WebGL without a GPU: SwiftShader (see shared notes on browsers in tests)
+CHROMIUM_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator["Browser"]:
+    """Headless Chromium for one test module (MapLibre pages, the viewer)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

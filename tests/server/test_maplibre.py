@@ -24,7 +24,7 @@ import httpx
 import imagecodecs
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 from playwright.sync_api import Error as PlaywrightError
 from rasterio.transform import from_origin
 
@@ -39,9 +39,6 @@ from .conftest import LOOPBACK, StoringServer
 
 BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
 MAPLIBRE = BROWSER_DIR / "node_modules" / "maplibre-gl" / "dist"
-CHROMIUM = "/usr/bin/chromium"
-# WebGL without a GPU: SwiftShader (see shared notes on browsers in tests)
-CHROMIUM_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 
 FOOTPRINTS, RASTERS = "maplibre-world", "maplibre-rasters"
 SIZE = 3.0  # degrees: 13 px at z1.6
@@ -84,14 +81,6 @@ def page_url() -> Iterator[str]:
         static.shutdown()
         static.server_close()
         shutil.rmtree(root)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @dataclass

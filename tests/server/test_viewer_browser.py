@@ -21,7 +21,7 @@ import httpx
 import imagecodecs
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 from rasterio.transform import from_origin
 
 from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
@@ -36,8 +36,6 @@ from .ingest_stack import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "var" / "test-screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 PUBLIC, PRIVATE, MANY = "viewer-scenes", "viewer-private", "viewer-many"
 MANY_ITEMS = 25  # a page and a bit of the viewer's 20
 GREEN = (30, 200, 60)
@@ -122,14 +120,6 @@ def worker(clients_server: StoringServer) -> Iterator[None]:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @dataclass
