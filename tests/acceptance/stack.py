@@ -2,10 +2,7 @@
 GeoTIFF, and a static web server on another origin for a built web client."""
 
 import functools
-import os
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -17,10 +14,9 @@ from typing import Any
 
 import httpx
 
-from catalog.db.cluster import free_port
 from tests import rasters
 from tests.factories import collection
-from tests.server.conftest import LIVE_TOKEN, LiveServer, _stop
+from tests.server.conftest import LiveServer, _start
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTION = "drone-orthos"
@@ -38,27 +34,8 @@ class Served:
 
 def start_serve(database_url: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], LiveServer]:
     """``terracat serve`` with one job worker, as ``make run`` starts it."""
-    port = free_port()
-    log_path = Path(tempfile.mkstemp(prefix="terracat-acceptance-", suffix=".log")[1])
-    env = {**os.environ, "DATABASE_URL": database_url, "TERRACAT_API_ADMIN_TOKEN": LIVE_TOKEN,
-           "TERRACAT_API_ROOT_PATH": "", "TERRACAT_INGEST_DATA_DIR": str(data_dir)}  # fmt: skip
-    cmd = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port",
-           str(port), "--job-workers", "1"]  # fmt: skip
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    server = LiveServer(f"http://127.0.0.1:{port}", LIVE_TOKEN, log_path)
-    deadline = time.monotonic() + 90
-    with httpx.Client(timeout=2) as http:
-        while True:
-            try:
-                if http.get(f"{server.url}/_mgmt/ping").status_code == 200:
-                    return proc, server
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                _stop(proc, server, always_print=True)
-                raise RuntimeError("terracat serve did not start")
-            time.sleep(0.2)
+    return _start(database_url, serve=True, job_workers=1, timeout_s=90,
+                  TERRACAT_INGEST_DATA_DIR=str(data_dir))  # fmt: skip
 
 
 def ingest_one(

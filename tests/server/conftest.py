@@ -68,9 +68,10 @@ class LiveServer:
 
 
 def _start(
-    database_url: str, serve: bool = False, **env: str
+    database_url: str, serve: bool = False, job_workers: int = 0, timeout_s: float = 60, **env: str
 ) -> tuple[subprocess.Popen[bytes], LiveServer]:
-    """uvicorn on ``create_app``, or with ``serve`` the ``terracat serve`` command (no worker)."""
+    """uvicorn on ``create_app``, or with ``serve`` the ``terracat serve`` command with
+    ``job_workers`` job workers; waits ``timeout_s`` for it to answer."""
     port = free_port()
     log_path = Path(tempfile.mkstemp(prefix="terracat-live-", suffix=".log")[1])
     full_env = {
@@ -85,11 +86,11 @@ def _start(
            "--no-proxy-headers"]  # fmt: skip
     if serve:
         cmd = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--job-workers", "0"]  # fmt: skip
+               "--port", str(port), "--job-workers", str(job_workers)]  # fmt: skip
     with log_path.open("wb") as log:  # a file, not a pipe: a full pipe would block the server
         proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     server = LiveServer(f"http://127.0.0.1:{port}", LIVE_TOKEN, log_path)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=2) as http:  # one client: each new one loads the CA bundle
         while True:
             try:

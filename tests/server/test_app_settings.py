@@ -1,7 +1,6 @@
 """One ``Settings`` configures everything: the export and mosaic settings are nested in it."""
 
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
-from catalog.storage.local import LocalStorage
 from server.app import create_app
 from server.settings import Settings
 from tests import rasters
 from tests.factories import collection
-from tests.stored import store_item
+from tests.stored import ingest_local, store_item
 from tiler.settings import ExportSettings, MosaicSettings
 
 
@@ -38,10 +35,7 @@ def _add_item(
 ) -> dict[str, Any]:
     """A real COG item in collection ``maps``, as the ingest process makes it."""
     source = rasters.utm_rgb_tif(folder)
-    sha256, size = file_digest(source)
-    request = IngestRequest(source, "maps", "rgb", sha256, size, source.name, None,
-                            datetime.now(UTC))  # fmt: skip
-    item = ingest_file(request, LocalStorage(settings.ingest.data_dir), settings.ingest)
+    item = ingest_local(source, "maps", "rgb", settings.ingest.data_dir, settings.ingest, None)
     assert client.post("/collections", json=collection("maps"), headers=admin).status_code == 201
     assert settings.db.url is not None
     store_item(settings.db.url, item)

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -29,13 +28,10 @@ import rasterio
 from rasterio.windows import Window
 
 from catalog.accounts.signing import LinkSigner, asset_path
-from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
-from catalog.settings import IngestSettings
-from catalog.storage.local import LocalStorage
 from tests import rasters
 from tests.factories import collection, item
 from tests.server.conftest import LiveServer, _start, _stop
-from tests.stored import store_items
+from tests.stored import ingest_local, store_items
 
 SECRET = "assets-test-signing-secret-0123456789"
 BIG = 2 * 1024**3
@@ -59,13 +55,7 @@ class Served:
 
 def _ingested(folder: Path, data: Path, collection_id: str) -> dict[str, Any]:
     source = rasters.utm_rgb_tif(folder, size=256, border=16, name=f"{collection_id}.tif")
-    sha256, size = file_digest(source)
-    request = IngestRequest(
-        source=source, collection_id=collection_id, item_id="scene", sha256=sha256, size=size,
-        filename=source.name, datetime_value=datetime(2024, 5, 1, tzinfo=UTC),
-        upload_time=datetime.now(UTC),
-    )  # fmt: skip
-    return ingest_file(request, LocalStorage(data), IngestSettings(data_dir=data))
+    return ingest_local(source, collection_id, "scene", data)
 
 
 def _big_item(data: Path) -> dict[str, Any]:

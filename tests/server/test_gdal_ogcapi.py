@@ -14,7 +14,6 @@ import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,10 @@ import pytest
 import rasterio
 from rasterio.warp import Resampling, reproject
 
-from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
-from catalog.settings import IngestSettings
-from catalog.storage.local import LocalStorage
 from tests import rasters
 from tests.factories import collection
 from tests.server.conftest import LiveServer, _start, _stop
-from tests.stored import store_item
+from tests.stored import ingest_local, store_item
 
 BIN = Path("/usr/bin")
 pytestmark = pytest.mark.skipif(
@@ -61,13 +57,7 @@ def served(databases: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     proc, server = _start(url, TERRACAT_INGEST_DATA_DIR=str(data))
     try:
         source = rasters.utm_rgb_tif(tmp_path_factory.mktemp("gdal-source"))
-        sha256, size = file_digest(source)
-        request = IngestRequest(
-            source=source, collection_id="scenes", item_id="rgb", sha256=sha256, size=size,
-            filename=source.name, datetime_value=datetime(2024, 5, 1, tzinfo=UTC),
-            upload_time=datetime.now(UTC),
-        )  # fmt: skip
-        item = ingest_file(request, LocalStorage(data), IngestSettings(data_dir=data))
+        item = ingest_local(source, "scenes", "rgb", data)
         with httpx.Client(base_url=server.url, headers=server.auth) as http:
             r = http.post("/collections", json=collection("scenes", bbox=item["bbox"]))
             assert r.status_code == 201, r.text

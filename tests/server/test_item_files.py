@@ -2,25 +2,13 @@
 only those (local folder; tests/server/test_storage_s3.py does it in a bucket)."""
 
 import copy
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from fastapi.testclient import TestClient
 
-from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
-from catalog.settings import IngestSettings
-from catalog.storage.local import LocalStorage
 from tests import rasters
 from tests.factories import collection
-from tests.stored import store_items
-
-
-def _ingested(data_dir: Path, source: Path, collection_id: str, item_id: str) -> dict[str, Any]:
-    sha256, size = file_digest(source)
-    request = IngestRequest(source, collection_id, item_id, sha256, size, source.name, None,
-                            datetime.now(UTC))  # fmt: skip
-    return ingest_file(request, LocalStorage(data_dir), IngestSettings(data_dir=data_dir))
+from tests.stored import ingest_local, store_items
 
 
 def test_deleting_items_and_collections_removes_only_their_own_files(
@@ -29,7 +17,7 @@ def test_deleting_items_and_collections_removes_only_their_own_files(
     source = rasters.utm_rgb_tif(tmp_path, size=128, border=8)
     for name in ("c", "d"):
         assert client.post("/collections", json=collection(name), headers=admin).is_success
-    items = {(c, i): _ingested(data_dir, source, c, i) for c, i in
+    items = {(c, i): ingest_local(source, c, i, data_dir, when=None) for c, i in
              [("c", "a"), ("c", "b"), ("d", "a")]}  # fmt: skip
     # An item that names another item's files, and one whose files are elsewhere.
     borrower = copy.deepcopy(items[("c", "a")]) | {"id": "borrower"}

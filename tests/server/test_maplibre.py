@@ -14,7 +14,6 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,9 @@ from playwright.sync_api import Browser, Page, Route
 from playwright.sync_api import Error as PlaywrightError
 from rasterio.transform import from_origin
 
-from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
-from catalog.settings import IngestSettings
-from catalog.storage.local import LocalStorage
 from tests import rasters
 from tests.factories import collection, item
-from tests.stored import store_item
+from tests.stored import ingest_local, store_item
 
 from .conftest import LOOPBACK, StoringServer
 
@@ -207,14 +203,7 @@ def _raster_item(server: StoringServer, folder: Path) -> dict[str, Any]:
         transform=from_origin(*ORIGIN, PIXEL, PIXEL), photometric="RGB",
         fill=lambda c, h, w: np.broadcast_to(np.array(BLUE, "uint8")[:, None, None], (c, h, w)),
     )  # fmt: skip
-    sha256, size = file_digest(source)
-    request = IngestRequest(
-        source=source, collection_id=RASTERS, item_id="small", sha256=sha256, size=size,
-        filename=source.name, datetime_value=datetime(2024, 5, 1, tzinfo=UTC),
-        upload_time=datetime.now(UTC),
-    )  # fmt: skip
-    storage, settings = LocalStorage(server.data_dir), IngestSettings(data_dir=server.data_dir)
-    doc = ingest_file(request, storage, settings)
+    doc = ingest_local(source, RASTERS, "small", server.data_dir)
     store_item(server.database_url, doc)
     return doc
 

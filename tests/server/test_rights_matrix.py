@@ -26,7 +26,6 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +35,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from catalog.accounts.repository import AccountRepository
-from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
-from catalog.storage.local import LocalStorage
 from server.app import create_app
 from server.policy import Rule, rule_of
 from server.settings import Settings
 from tests import rasters
 from tests.conftest import ADMIN, Databases, app_settings
 from tests.factories import collection, item
-from tests.stored import store_item
+from tests.stored import ingest_local, store_item
 
 PRIV, PUB, GHOST = "priv", "pub", "ghost"
 PRIV_ITEM = "kestrel-7"
@@ -186,13 +183,7 @@ def _ingest(
     """The COG item of ``priv``, ingested and stored as the worker would: as the API serves
     it, and as stored."""
     source = rasters.utm_rgb_tif(folder, size=256, border=16)
-    sha256, size = file_digest(source)
-    request = IngestRequest(
-        source=source, collection_id=PRIV, item_id=PRIV_ITEM, sha256=sha256, size=size,
-        filename=source.name, datetime_value=datetime(2024, 5, 1, tzinfo=UTC),
-        upload_time=datetime.now(UTC),
-    )  # fmt: skip
-    doc = ingest_file(request, LocalStorage(settings.ingest.data_dir), settings.ingest)
+    doc = ingest_local(source, PRIV, PRIV_ITEM, settings.ingest.data_dir, settings.ingest)
     assert settings.db.url is not None
     store_item(settings.db.url, doc)
     return dict(client.get(f"/collections/{PRIV}/items/{PRIV_ITEM}", headers=ADMIN).json()), doc

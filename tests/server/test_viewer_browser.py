@@ -12,7 +12,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -24,12 +23,9 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 from rasterio.transform import from_origin
 
-from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
-from catalog.settings import IngestSettings
-from catalog.storage.local import LocalStorage
 from tests import rasters
 from tests.factories import collection, item
-from tests.stored import store_item
+from tests.stored import ingest_local, store_item
 
 from .conftest import LOOPBACK, StoringServer
 from .ingest_stack import wait_for
@@ -55,14 +51,7 @@ def _geotiff(path: Path, origin: tuple[float, float], colour: tuple[int, int, in
 
 def _ingested(server: StoringServer, source: Path, item_id: str) -> dict[str, Any]:
     """A GeoTIFF ingested into the server's storage and stored as the job does."""
-    sha256, size = file_digest(source)
-    request = IngestRequest(
-        source=source, collection_id=PUBLIC, item_id=item_id, sha256=sha256, size=size,
-        filename=source.name, datetime_value=datetime(2024, 5, 1, tzinfo=UTC),
-        upload_time=datetime.now(UTC),
-    )  # fmt: skip
-    storage, settings = LocalStorage(server.data_dir), IngestSettings(data_dir=server.data_dir)
-    doc = ingest_file(request, storage, settings)
+    doc = ingest_local(source, PUBLIC, item_id, server.data_dir)
     store_item(server.database_url, doc)
     return doc
 

@@ -2,19 +2,15 @@
 tests/acceptance): self-contained queryables, CORS for token-carrying requests, the sort
 options stac-browser offers."""
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
 
-from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
-from catalog.settings import IngestSettings
-from catalog.storage.local import LocalStorage
 from tests import rasters
 from tests.factories import collection, item
-from tests.stored import store_item
+from tests.stored import ingest_local, store_item
 
 ORIGIN = "http://localhost:8080"
 
@@ -67,13 +63,7 @@ def test_stac_browser_sort_options_on_ingested_items(
     """stac-browser offers sorting by id, title, datetime, created and updated; ingested items
     carry ``created`` and ``updated``, so none of them is refused as an unknown field."""
     source = rasters.utm_rgb_tif(tmp_path, size=64, border=4)
-    sha256, size = file_digest(source)
-    request = IngestRequest(
-        source=source, collection_id="scenes", item_id="rgb", sha256=sha256, size=size,
-        filename=source.name, datetime_value=datetime(2024, 5, 1, tzinfo=UTC),
-        upload_time=datetime.now(UTC),
-    )  # fmt: skip
-    made = ingest_file(request, LocalStorage(data_dir), IngestSettings(data_dir=data_dir))
+    made = ingest_local(source, "scenes", "rgb", data_dir)
     client.post("/collections", json=collection("scenes"), headers=admin)
     store_item(database_url, made)
     sortables = client.get("/sortables").json()["properties"]
