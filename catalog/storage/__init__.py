@@ -59,22 +59,6 @@ def storage_from_plan(plan: dict[str, Any]) -> Storage:
     return build_storage(StorageSettings(**plan["settings"]), Path(plan["data_dir"]))
 
 
-def key_of_href(storage: Storage, href: object) -> str | None:
-    """The key of an asset href this storage stored (``storage:{key}``, or a ``file://``
-    href into a local storage's assets), else None."""
-    key = stored_key(href)
-    if key is not None or not isinstance(href, str):
-        return key
-    from catalog.storage.local import LocalStorage
-
-    if isinstance(storage, LocalStorage):
-        try:
-            return storage.key_of(href)
-        except ValueError:
-            return None
-    return None
-
-
 def remove_item_files(
     storage: Storage, collection_id: str, item_id: str, assets: Mapping[str, Any]
 ) -> bool:
@@ -89,7 +73,7 @@ def remove_item_files(
         key
         for asset in assets.values()
         if isinstance(asset, Mapping)
-        and (key := key_of_href(storage, asset.get("href"))) is not None
+        and (key := stored_key(asset.get("href"))) is not None
         and key.startswith(prefix + "/")
     ]
     if not ours:

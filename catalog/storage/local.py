@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from catalog.storage.base import (
     _PART,
@@ -51,10 +50,6 @@ class LocalStorage:
         if not path.parent.resolve().is_relative_to(self.root):
             raise ValueError(f"{path} leads outside the asset storage")
         return path
-
-    def href(self, key: str) -> str:
-        """The ``file://`` href of a key."""
-        return self.path(key).as_uri()
 
     def publish(self, local: Path, key: str) -> None:
         """fsync ``local``, rename it onto ``key`` (replacing), fsync the folder."""
@@ -155,24 +150,6 @@ class LocalStorage:
     def presigned_url(self, key: str, expires_s: int, filename: str | None = None) -> str | None:
         """A folder has no URLs of its own."""
         return None
-
-    def key_of(self, href: str) -> str:
-        """The key of a ``file://`` href under this storage's assets; ValueError otherwise."""
-        parts = urlsplit(href)
-        if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-            raise ValueError(f"not a file:// href of this storage: {href!r}")
-        if parts.query or parts.fragment:
-            raise ValueError(f"unexpected query or fragment in {href!r}")
-        path = Path(unquote(parts.path))
-        if not path.is_absolute() or ".." in path.parts or any(
-            ord(c) < 32 or c == "\x7f" for c in str(path)
-        ):  # fmt: skip
-            raise ValueError(f"not a plain absolute path: {href!r}")
-        resolved = path.resolve()
-        assets = self.root / "assets"
-        if not resolved.is_relative_to(assets) or resolved == assets:
-            raise ValueError(f"href outside the asset storage: {href!r}")
-        return resolved.relative_to(self.root).as_posix()
 
     def _make_dirs(self, folder: Path) -> None:
         missing = []
