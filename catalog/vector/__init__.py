@@ -1,0 +1,1 @@
+"""Vector collections: features in a typed PostGIS table per collection (migration 0010)."""
