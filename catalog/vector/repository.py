@@ -26,7 +26,7 @@ from .schema import (
 
 _LAYER_COLUMNS = (
     "collection_id, table_name, geometry_type, source_crs, properties, datetime_property, "
-    "feature_count, west, south, east, north, start_datetime, end_datetime"
+    "annotates, feature_count, west, south, east, north, start_datetime, end_datetime"
 )
 
 
@@ -39,6 +39,7 @@ def _layer(row: Any) -> Layer:
         source_crs=row.source_crs,
         properties=tuple(Property.from_json(p) for p in row.properties),
         datetime_property=row.datetime_property,
+        annotates=row.annotates,
         feature_count=row.feature_count,
         bbox=bbox,
         interval=(row.start_datetime, row.end_datetime),
@@ -70,6 +71,7 @@ async def create_layer(
     geometry_type: str,
     source_crs: str | None = None,
     datetime_property: str | None = None,
+    annotates: str | None = None,
 ) -> Layer:
     """Make the feature table of ``collection_id`` (which must exist) and describe it."""
     number = (await conn.execute(text("SELECT nextval('vector_layer_seq')"))).scalar_one()
@@ -84,7 +86,8 @@ async def create_layer(
     await conn.execute(
         text(
             "INSERT INTO vector_layers (collection_id, table_name, geometry_type, source_crs, "
-            "properties, datetime_property) VALUES (:c, :t, :g, :crs, CAST(:p AS jsonb), :d)"
+            "properties, datetime_property, annotates) "
+            "VALUES (:c, :t, :g, :crs, CAST(:p AS jsonb), :d, :a)"
         ),
         {
             "c": collection_id,
@@ -93,6 +96,7 @@ async def create_layer(
             "crs": source_crs,
             "p": _dumps([p.to_json() for p in props]),
             "d": datetime_property,
+            "a": annotates,
         },
     )
     return await _reread(conn, collection_id)

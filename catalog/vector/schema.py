@@ -7,7 +7,7 @@ come from files and may be anything, columns must not collide with ``fid``/``geo
 """
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -156,6 +156,7 @@ class Layer:
     source_crs: str | None
     properties: tuple[Property, ...]
     datetime_property: str | None = None
+    annotates: str | None = None  # the raster collection these features describe
     feature_count: int = 0
     bbox: tuple[float, float, float, float] | None = None
     interval: tuple[datetime | None, datetime | None] = (None, None)

@@ -7,8 +7,9 @@
   facets and aggregations read real columns (and btree indexes), and tipg or GDAL can serve the
   very same table.
 - ``vector_layers`` describes each: the table, geometry type, source CRS, the ordered property
-  list (``[{"name", "type", "column"}]``), the datetime property, the feature count and the
-  extent. Deleting the collection deletes the row (cascade), and a trigger drops its table.
+  list (``[{"name", "type", "column"}]``), the datetime property, the raster collection it
+  annotates (if any), the feature count and the extent. Deleting the collection deletes the
+  row (cascade), and a trigger drops its table.
 
 Revision ID: 0010_vector_layers
 Revises: 0009_uploads_in_storage
@@ -54,6 +55,8 @@ def upgrade() -> None:
         sa.Column("source_crs", sa.Text),
         sa.Column("properties", pg.JSONB, nullable=False, server_default="[]"),
         sa.Column("datetime_property", sa.Text),
+        # The raster collection whose imagery these features describe (a hybrid, docs/api.md).
+        sa.Column("annotates", sa.Text, sa.ForeignKey("collections.id", ondelete="SET NULL")),
         sa.Column("feature_count", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("west", sa.Double),
         sa.Column("south", sa.Double),

@@ -6,13 +6,16 @@ from datetime import UTC, datetime
 import pyproj
 import pytest
 import shapely
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import create_engine
+from catalog.errors import UnknownQueryable
 from catalog.settings import DatabaseSettings
+from catalog.stac import cql2
 from catalog.stac.repository import CatalogRepository
 from catalog.stac.serializers import collection_row
+from catalog.vector.query import FeatureQuery, where
 from catalog.vector.repository import (
     VectorRepository,
     add_properties,
@@ -104,3 +107,38 @@ def _project(transformer: pyproj.Transformer, geom: shapely.Geometry) -> shapely
     coords = shapely.get_coordinates(geom)
     x, y = transformer.transform(coords[:, 0], coords[:, 1])
     return shapely.set_coordinates(geom, list(zip(x, y, strict=True)))
+
+
+async def test_query_compiles_cql2_bbox_and_datetime_on_columns(engine: AsyncEngine) -> None:
+    rows = [
+        (shapely.to_wkb(shapely.Point(x, 0.5)), crop, x, datetime(2024, 1 + x, 1, tzinfo=UTC))
+        for x, crop in enumerate(["wheat", "Wheat", "maize", "rye", "wheat"])
+    ]
+    async with engine.begin() as conn:
+        layer = await create_layer(
+            conn,
+            "fields",
+            [
+                ("crop", PropertyType.STRING),
+                ("n", PropertyType.INTEGER),
+                ("sown", PropertyType.DATETIME),
+            ],  # fmt: skip
+            "Point",
+            datetime_property="sown",
+        )
+        await copy_features(conn, layer, ["crop", "n", "sown"], rows)
+
+    async def fids(query: FeatureQuery) -> list[int]:
+        statement = select(layer.table.c.fid).order_by(layer.table.c.fid)
+        for clause in where(layer, query):
+            statement = statement.where(clause)
+        async with engine.connect() as conn:
+            return list((await conn.execute(statement)).scalars())
+
+    text_filter = cql2.parse("CASEI(crop) = CASEI('WHEAT') AND n >= 1", "cql2-text")
+    assert await fids(FeatureQuery(filter=text_filter)) == [2, 5]
+    assert await fids(FeatureQuery(bbox=[0.5, 0, 3.5, 1])) == [2, 3, 4]
+    interval = (datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))
+    assert await fids(FeatureQuery(datetime=interval)) == [2, 3]
+    with pytest.raises(UnknownQueryable):
+        where(layer, FeatureQuery(filter=cql2.parse("nope = 1", "cql2-text")))

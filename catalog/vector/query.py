@@ -1,0 +1,98 @@
+"""Which features a request means: bbox, datetime and CQL2 over a layer's typed columns.
+
+One builder for every reader of features (the items routes, facets, aggregations, vector tiles,
+map images), so that a filter means the same rows everywhere. Property names resolve to the
+layer's columns; CQL2 compiles through the catalogue's own compiler (catalog/stac/cql2.py).
+"""
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func
+from sqlalchemy.sql.elements import ColumnElement
+
+from catalog.errors import InvalidParameter, UnknownQueryable
+from catalog.geometry import as_sql, bbox_shape
+from catalog.stac.cql2 import Resolver, compile_filter
+from catalog.stac.queryables import Field, Kind
+
+from .schema import FID, GEOM, Layer
+
+Clause = ColumnElement[Any]
+GEOMETRY_NAMES = ("geometry", GEOM)  # how a filter may name the geometry
+ID_NAMES = ("id", FID)
+
+
+class NoDatetimeProperty(InvalidParameter):
+    """A temporal query on a collection that has no datetime property."""
+
+    code = "features.NoDatetimeProperty"
+
+
+@dataclass(frozen=True)
+class FeatureQuery:
+    """The selection parameters shared by every feature reader (bbox in CRS84)."""
+
+    bbox: Sequence[float] | None = None
+    datetime: tuple[dt.datetime | None, dt.datetime | None] | None = None
+    filter: dict[str, Any] | bool | None = None  # canonical CQL2-JSON (cql2.parse)
+
+
+def field(layer: Layer, name: str) -> Field:
+    """The queryable ``name`` of ``layer``: a property, the geometry or the feature id."""
+    table = layer.table
+    if name in GEOMETRY_NAMES:
+        return Field(name, frozenset({Kind.GEOMETRY}), column=table.c[GEOM])
+    if name in ID_NAMES:
+        return Field(name, frozenset({Kind.NUMBER}), column=table.c[FID])
+    prop = layer.prop(name)
+    if prop is None:
+        allowed = ", ".join(p.name for p in layer.properties)
+        raise UnknownQueryable(
+            f"{name!r} is not a property of {layer.collection_id!r}; queryables: {allowed}",
+            field=name,
+        )
+    return Field(name, frozenset({prop.type.kind}), column=table.c[prop.column])
+
+
+def resolver(layer: Layer) -> Resolver:
+    """A CQL2 name resolver over the layer's columns."""
+    return lambda name: field(layer, name)
+
+
+def datetime_column(layer: Layer) -> Clause:
+    """The column of the layer's datetime property; 400 when it has none."""
+    if layer.datetime_property is None:
+        raise NoDatetimeProperty(
+            f"collection {layer.collection_id!r} has no datetime property: datetime cannot "
+            "select its features"
+        )
+    return field(layer, layer.datetime_property).expr()
+
+
+def where(layer: Layer, query: FeatureQuery) -> list[Clause]:
+    """The conditions of ``query`` (an empty list selects every feature)."""
+    table = layer.table
+    clauses: list[Clause] = []
+    if query.bbox is not None:
+        clauses.append(func.ST_Intersects(table.c[GEOM], as_sql(bbox_shape(query.bbox))))
+    if query.datetime is not None:
+        column = datetime_column(layer)
+        start, end = query.datetime
+        if start is not None:
+            clauses.append(column >= start)
+        if end is not None:
+            clauses.append(column <= end)
+    if query.filter is not None:
+        clauses.append(compile_filter(query.filter, {}, resolver(layer)))
+    return clauses
+
+
+def all_of(clauses: Sequence[Clause]) -> Clause | None:
+    """AND of ``clauses`` (None when there are none)."""
+    return and_(*clauses) if clauses else None
+
+
+__all__ = ["FeatureQuery", "all_of", "datetime_column", "field", "resolver", "where"]
