@@ -13,7 +13,7 @@ themselves once their writes make it stale (``analyze_if_stale``).
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +26,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from catalog.db.models import Item
 
@@ -44,12 +45,23 @@ _STATISTICS = text(
 
 
 class Explain(Executable, ClauseElement):
-    """``EXPLAIN (FORMAT JSON)`` of a statement, with its parameters bound as usual."""
+    """``EXPLAIN (FORMAT JSON)`` of a statement, with its parameters bound as usual.
 
-    inherit_cache = False  # a cached compilation would reuse the inner query's result columns
+    Its cache key is the statement's: compiled once per query shape like any select (compiling
+    a search's count query anew took about a millisecond, as long as running it).
+    """
+
+    inherit_cache = True
+    _traverse_internals = [("statement", InternalTraversal.dp_clauseelement)]
 
     def __init__(self, statement: Select[Any]) -> None:
         self.statement = statement
+
+    @property
+    def _all_selected_columns(self) -> Any:
+        # A cached compilation's result columns are matched to a new statement's by position:
+        # the compiled form holds the inner select's (one column, as EXPLAIN returns).
+        return self.statement._all_selected_columns
 
 
 @compiles(Explain, "postgresql")
@@ -79,6 +91,35 @@ async def statistics_fresh(conn: AsyncConnection, unreported: int = 0) -> bool:
     if row.changed + unreported > STALE_ROWS + STALE_SHARE * row.reltuples:
         return False
     return bool(abs(row.pages - row.relpages) <= STALE_PAGES + STALE_SHARE * row.relpages)
+
+
+@dataclass
+class Freshness:
+    """``statistics_fresh`` of a process: a *fresh* answer is kept for ``ttl_s``.
+
+    Its query (pg_class, pg_stat_user_tables and the relation's size) took about a millisecond,
+    as long as the page query of a search it served. Another process's writes can make the
+    statistics stale for up to ``ttl_s`` before this process sees it, which only widens the
+    window that exists anyway (a backend reports its counts up to a second after its commit);
+    this process's own writes forget the answer at once (``forget``). A stale answer is not
+    kept: matches are then counted, which costs far more than asking again.
+    """
+
+    ttl_s: float = 1.0
+    _until: float = 0.0
+
+    async def __call__(self, conn: AsyncConnection) -> bool:
+        """Whether the statistics are fresh, as last seen at most ``ttl_s`` ago."""
+        now = time.monotonic()
+        if now < self._until:
+            return True
+        fresh = await statistics_fresh(conn)
+        self._until = now + self.ttl_s if fresh else 0.0
+        return fresh
+
+    def forget(self) -> None:
+        """Ask again next time (after a write of this process)."""
+        self._until = 0.0
 
 
 async def analyze_if_stale(conn: AsyncConnection, written: int) -> bool:
@@ -131,7 +172,12 @@ class DeferredAnalyze:
 
 
 async def count_matches(
-    conn: AsyncConnection, clauses: list[ColumnElement[bool]], seen: int, policy: CountPolicy
+    conn: AsyncConnection,
+    clauses: list[ColumnElement[bool]],
+    seen: int,
+    policy: CountPolicy,
+    planned: list[ColumnElement[bool]] | None = None,
+    fresh: Callable[[AsyncConnection], Awaitable[bool]] = statistics_fresh,
 ) -> int | None:
     """numberMatched of the items matching ``clauses``; ``seen`` of them are known to exist.
 
@@ -139,9 +185,18 @@ async def count_matches(
     expects at most twice ``limit`` matches and its estimated cost, capped at ``limit`` rows, is
     below ``max_cost``. Otherwise the planner's row estimate is returned, never below ``seen``,
     if the statistics are fresh; if not, ``stale_count`` decides.
+
+    ``planned``, when given, are the clauses the planner estimates instead: the same rows, but
+    with literals where ``clauses`` have values it cannot see when planning (a subquery).
+    ``fresh`` says whether the statistics are fresh (``Freshness`` asks once a second).
     """
     matching: Select[Any] = select(literal_column("1")).select_from(Item).where(*clauses)
-    rows, startup, total = await _plan(conn, matching)
+    estimated = (
+        matching
+        if planned is None
+        else select(literal_column("1")).select_from(Item).where(*planned)
+    )
+    rows, startup, total = await _plan(conn, estimated)
     share = min(1.0, (policy.limit + 1) / max(rows, 1.0))
     # Far above the limit, counting would only confirm that it is exceeded.
     worth_counting = rows <= 2 * policy.limit
@@ -150,7 +205,7 @@ async def count_matches(
         if exact <= policy.limit:
             return exact
         seen = policy.limit + 1
-    if await statistics_fresh(conn):
+    if await fresh(conn):
         return max(round(rows), seen)
     return await stale_count(conn, matching, policy)
 

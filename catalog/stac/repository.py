@@ -30,17 +30,22 @@ from catalog.db.engine import connect
 from catalog.db.models import Collection, Item, Queryable
 from catalog.errors import Conflict, NotFound, UnknownQueryable
 from catalog.geometry import as_sql
-from catalog.stac.counts import CountPolicy, DeferredAnalyze, analyze_if_stale, count_matches
+from catalog.stac.counts import (
+    CountPolicy,
+    DeferredAnalyze,
+    Freshness,
+    analyze_if_stale,
+    count_matches,
+)
 from catalog.stac.item_copy import copy_insert, copy_values
 from catalog.stac.queryables import Kind, json_kind, property_kinds
 from catalog.stac.search import (
     SearchParams,
     SortKey,
     datetime_bound,
+    datetime_hint,
     decode_token,
-    interval_start,
     keyset_filter,
-    max_span_query,
     order_by,
     order_by_reversed,
     sort_keys,
@@ -84,6 +89,7 @@ class CatalogRepository:
         )
         self._registry_cache: dict[str, tuple[float, Registry]] = {}
         self._bulk_analyze = DeferredAnalyze(lambda: self._connect(write=True))
+        self.freshness = Freshness()
         self._known_kinds: set[tuple[str, str, str]] = set()
 
     def _connect(self, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
@@ -346,6 +352,7 @@ class CatalogRepository:
                     ids=existing,
                 )
         if analyze_later:
+            self.freshness.forget()
             self._bulk_analyze.schedule(len(ids))
         else:
             await self.refresh_statistics(len(ids))
@@ -356,6 +363,7 @@ class CatalogRepository:
         numberMatched can be estimated again (catalog.stac.counts). Run after a write commits,
         in a transaction of its own: a stale table is analysed once per tenth of it changed.
         """
+        self.freshness.forget()
         async with self._connect(write=True) as conn:
             await analyze_if_stale(conn, written)
 
@@ -453,10 +461,13 @@ class CatalogRepository:
         if params.token:
             values, backwards = decode_token(params.token, keys)
             page_clauses.append(keyset_filter(keys, values, backwards))
+        planned: list[ColumnElement[bool]] | None = None
+        if (bound := datetime_bound(params.datetime, visible_collections(params))) is not None:
+            hint = datetime_hint(params.datetime)
+            planned = [*clauses, hint] if hint is not None else None
+            clauses = [*clauses, bound]
+            page_clauses.append(bound)
         async with self._connect() as conn:
-            if (bound := await _interval_bound(conn, params)) is not None:
-                clauses = [*clauses, bound]
-                page_clauses.append(bound)
             query = _page_query(keys, page_clauses, backwards, params.limit + 1, params.offset)
             rows = [dict(r._mapping) for r in (await conn.execute(query)).all()]
             more = len(rows) > params.limit
@@ -467,7 +478,9 @@ class CatalogRepository:
                 matched = (
                     len(rows)
                     if complete
-                    else await count_matches(conn, clauses, len(rows), self.counts)
+                    else await count_matches(
+                        conn, clauses, len(rows), self.counts, planned, self.freshness
+                    )
                 )
         rows = rows[: params.limit]
         if backwards:
@@ -487,22 +500,6 @@ class CatalogRepository:
             keys=keys,
             matched=matched,
         )
-
-
-async def _interval_bound(
-    conn: AsyncConnection, params: SearchParams
-) -> ColumnElement[bool] | None:
-    """The index bound of a ``datetime`` interval with a start, from the longest item span.
-
-    Call first on a fresh connection: it makes the transaction REPEATABLE READ, as the span
-    and the items must be read in one snapshot (an item spanning longer than all others,
-    committed in between, would be missed).
-    """
-    if interval_start(params.datetime) is None:
-        return None
-    await conn.execution_options(isolation_level="REPEATABLE READ")
-    span = await conn.scalar(max_span_query(visible_collections(params)))
-    return datetime_bound(params.datetime, span)
 
 
 def _page_query(

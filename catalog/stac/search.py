@@ -9,7 +9,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, Text, and_, any_, bindparam, false, func, or_, select, true, tuple_
+from sqlalchemy import (
+    DateTime,
+    Select,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -122,18 +136,35 @@ def max_span_query(collections: list[str] | None) -> Select[timedelta | None]:
     return query.where(Collection.id.in_(collections)) if collections else query
 
 
-def datetime_bound(value: str | None, max_span: timedelta | None) -> ColumnElement[bool] | None:
+# The earliest instant PostgreSQL holds: the bound never subtracts past it (an item spanning
+# thousands of years would otherwise put every interval search out of range).
+_FIRST_INSTANT = literal_column("'4713-01-01 00:00:00+00 BC'::timestamptz", DateTime(timezone=True))
+
+
+def datetime_bound(value: str | None, collections: list[str] | None) -> ColumnElement[bool] | None:
     """``datetime >= start - max_span``: implied by :func:`datetime_filter` when no item spans
-    longer than ``max_span``, but on the indexed column, so that a search sorted ascending
-    does not walk the datetime index from the first item ever. None when nothing bounds.
+    longer than ``max_span`` (the longest span of ``collections``, see migration 0006), but on
+    the indexed column, so that a search sorted ascending does not walk the datetime index from
+    the first item ever. None when the interval has no start.
+
+    The span is a scalar subquery of the same statement: read in the same snapshot as the items
+    (an item spanning longer than all others, committed in between, is never missed), with no
+    round trip of its own. PostgreSQL evaluates it once and bounds the index scan with it.
     """
     start = interval_start(value)
-    if start is None or max_span is None:
+    if start is None:
         return None
-    try:
-        return Item.datetime >= start - max_span
-    except OverflowError:  # before year 1: no bound below
-        return None
+    at = bindparam(None, start, type_=DateTime(timezone=True))
+    span = max_span_query(collections).scalar_subquery()
+    return Item.datetime >= at - func.least(span, at - _FIRST_INSTANT)
+
+
+def datetime_hint(value: str | None) -> ColumnElement[bool] | None:
+    """``datetime >= start``, for the planner's row estimate of an interval search only: what
+    :func:`datetime_bound` bounds, as a literal it can see (items that began before the
+    interval and reach into it are missed by it, so it never selects rows)."""
+    start = interval_start(value)
+    return None if start is None else Item.datetime >= start
 
 
 def filter_filter(

@@ -134,3 +134,22 @@ def test_an_item_made_longer_by_update_is_found(
     got = [f["id"] for f in r.json()["features"]]
     assert "s0" in got
     assert got == _expected(stored, interval, False, ["a"])[:10]
+
+
+def test_a_span_of_millennia_leaves_interval_searches_in_range(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    # start - longest span would fall before 4713 BC, PostgreSQL's first instant: the bound
+    # stops there instead of failing every interval search of the catalogue.
+    assert client.post("/collections", json=collection("ages"), headers=admin).status_code == 201
+    ages = item("ages", when=None, start_datetime="0001-01-01T00:00:00Z",
+                end_datetime="9999-12-31T00:00:00Z")  # fmt: skip
+    near = item("near", when="2021-06-01T00:00:00Z")
+    for doc in (ages, near):
+        assert client.post("/collections/ages/items", json=doc, headers=admin).status_code == 201
+    for sign in "+-":
+        r = client.get("/search", params={"datetime": "2021-01-01T00:00:00Z/2021-12-31T00:00:00Z",
+                                          "sortby": f"{sign}properties.datetime"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        ids = [f["id"] for f in r.json()["features"]]
+        assert ids == (["ages", "near"] if sign == "+" else ["near", "ages"])
