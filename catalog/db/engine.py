@@ -1,13 +1,22 @@
 """Database engine lifecycle and migrations."""
 
+import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import make_url
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+import psycopg
+from sqlalchemy import event, make_url
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -36,11 +45,10 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
         f"-c statement_timeout={settings.statement_timeout_ms} -c jit=off "
         f"-c max_parallel_workers_per_gather={settings.parallel_workers}"
     )
-    return create_async_engine(
+    engine = create_async_engine(
         sync_url(url),
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
-        pool_pre_ping=True,
         connect_args={
             "options": options,
             "application_name": "terracat",
@@ -49,6 +57,29 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
         json_serializer=_dumps,
         json_deserializer=orjson.loads,
     )
+    event.listen(engine.sync_engine, "checkout", _check_alive)
+    return engine
+
+
+def _check_alive(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Refuse a pooled connection whose server has gone (the pool then makes a new one).
+
+    In place of ``pool_pre_ping``, which sent a query and waited for its answer at every
+    checkout: a round trip per request, 2 ms of a 10 ms vector tile on a busy machine. An idle
+    connection has nothing to read, so a readable socket means the server closed it or said it
+    is terminating (a restart, an administrator, a dead backend): both are refused here
+    without a round trip. A connection lost in the instant between this check and its query
+    fails that one request with 503, as a ping's would have.
+    """
+    driver = record.driver_connection
+    try:
+        if driver is None or driver.closed or driver.broken:
+            raise DisconnectionError("the pooled connection is closed")
+        readable, _, _ = select.select([driver.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError) as exc:
+        raise DisconnectionError(f"the pooled connection is unusable: {exc}") from exc
+    if readable:
+        raise DisconnectionError("the server closed the pooled connection")
 
 
 @asynccontextmanager
