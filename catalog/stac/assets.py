@@ -111,6 +111,8 @@ async def asset_links(request: Request) -> AssetLinks:
 def own_asset_name(href: str, collection_id: str, item_id: str) -> str | None:
     """The asset name of an http(s) URL of this item's download route (any host, any query),
     or None."""
+    if "/items/" not in href or "/assets/" not in href:
+        return None  # most hrefs (a bucket, another server) are told apart without parsing
     try:
         parts = urlsplit(href)
     except ValueError:

@@ -7,6 +7,7 @@ whose geometry was normalised (longitudes beyond +-180) are listed too. ``atomic
 all-or-nothing behaviour for clients that rely on it.
 """
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,7 +138,8 @@ async def load_items(
     """Check and store a bulk body. ``atomic``: store nothing unless every item is valid and
     new (InvalidStac or Conflict, listing every refused item); otherwise store the valid items
     and report the others."""
-    rows, result = check_items(items, collection_id, validate_extensions)
+    # Off the event loop: about 0.2 ms of Python per item, 200 ms for a batch of 1,000.
+    rows, result = await asyncio.to_thread(check_items, items, collection_id, validate_extensions)
     if atomic and result.refused:
         first = result.refused[0]
         raise InvalidStac(
