@@ -188,10 +188,14 @@ async def aggregate(
 
     ``clauses`` are ``where(layer, query)`` when the caller compiled them already.
     """
+    names = [k.name for k in group_by] + [m.name for m in metrics]
+    if len(set(names)) < len(names):
+        raise InvalidGroupBy(f"a group_by key and a metric share a name: {names}")
     keys = [_key_sql(layer, k).label(f"g{i}") for i, k in enumerate(group_by)]
     values = [_metric_sql(layer, m).label(f"m{i}") for i, m in enumerate(metrics)]
     statement = (
         select(*keys, *values)
+        .select_from(layer.table)
         .where(*(where(layer, query) if clauses is None else clauses))
         .group_by(*keys)
         .order_by(*(k.asc().nulls_last() for k in keys))
@@ -203,10 +207,7 @@ async def aggregate(
             f"more than {max_groups} groups: narrow the selection (bbox, datetime, filter) "
             "or group by fewer or coarser keys"
         )
-    return Aggregation(
-        [k.name for k in group_by] + [m.name for m in metrics],
-        [[json_value(v) for v in row] for row in rows],
-    )
+    return Aggregation(names, [[json_value(v) for v in row] for row in rows])
 
 
 __all__ = [

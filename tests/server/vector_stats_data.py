@@ -81,13 +81,15 @@ def make_features(count: int, seed: int = 18) -> list[Feature]:
     return features
 
 
-async def _load(database_url: str, collection_id: str, features: list[Feature]) -> None:
+async def _load(
+    database_url: str, collection_id: str, features: list[Feature], datetime_property: str | None
+) -> None:
     engine = create_engine(database_url, DatabaseSettings())
     try:
         await CatalogRepository(engine).create_collection(collection_row(collection(collection_id)))
         async with engine.begin() as conn:
             layer = await create_layer(
-                conn, collection_id, PROPERTIES, "Geometry", "EPSG:4326", datetime_property="sown"
+                conn, collection_id, PROPERTIES, "Geometry", "EPSG:4326", datetime_property
             )
             rows = [
                 (shapely.to_wkb(f.geom), *(_copyable(f.props[n]) for n in NAMES)) for f in features
@@ -106,9 +108,14 @@ def _copyable(value: Any) -> Any:
     return value
 
 
-def load(database_url: str, collection_id: str, features: list[Feature]) -> None:
+def load(
+    database_url: str,
+    collection_id: str,
+    features: list[Feature],
+    datetime_property: str | None = "sown",
+) -> None:
     """Make the collection and its vector layer holding ``features``."""
-    asyncio.run(_load(database_url, collection_id, features))
+    asyncio.run(_load(database_url, collection_id, features, datetime_property))
 
 
 def raster_collection(database_url: str, collection_id: str) -> None:
