@@ -15,7 +15,7 @@ than a silently cut answer.
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +37,12 @@ from .query import Clause, FeatureQuery, datetime_column, where
 from .schema import GEOM, Layer, Property, PropertyType
 
 INTERVALS = {"P1D": "day", "P1W": "week", "P1M": "month", "P1Y": "year"}
-MEASURES = {"area": func.ST_Area, "length": func.ST_Length, "perimeter": func.ST_Perimeter}
-_FUNCTIONS = {
+MEASURES: dict[str, Callable[[Clause], Clause]] = {
+    "area": func.ST_Area,
+    "length": func.ST_Length,
+    "perimeter": func.ST_Perimeter,
+}
+_FUNCTIONS: dict[str, Callable[[Clause], Clause]] = {
     "count": func.count,
     "sum": func.sum,
     "mean": func.avg,

@@ -26,8 +26,6 @@ from typing import Any
 from sqlalchemy import (
     Date,
     Double,
-    Integer,
-    Numeric,
     and_,
     case,
     cast,
@@ -195,31 +193,38 @@ class _Plan:
             i for i, p in enumerate(props) if not _is_terms(p) and p.name not in edges
         ]
 
-    def _value(self, prop: Property) -> ColumnElement[Any]:
-        """What equal-width buckets measure: the number, days since 1970, epoch seconds."""
+    def _bounds(self, i: int) -> list[ColumnElement[Any]]:
+        """The CTE columns of an equal-width facet: ``lo``/``hi`` on its scale (the number,
+        days since 1970, epoch seconds) for the answer, and what each row's bucket reads:
+        ``a``, the origin in the column's own type, and ``s``, the upper bound of
+        width_bucket (the max, or min + 1 when they are equal) or the whole width."""
+        prop = self.props[i]
         column = self.layer.table.c[prop.column]
         if prop.type is PropertyType.NUMBER:  # NaN and infinities are not on any scale
-            return case((and_(column > -_INF, column < _INF), column))
-        if prop.type is PropertyType.DATE:
-            return column - literal(EPOCH, Date)
-        if prop.type is PropertyType.DATETIME:
-            return cast(func.extract("epoch", column), Double)
-        return column
+            finite = and_(column > -_INF, column < _INF)
+            lo, hi = func.min(column).filter(finite), func.max(column).filter(finite)
+            a, s = lo, case((hi == lo, lo + 1), else_=hi)
+        elif prop.type is PropertyType.DATETIME:  # date_part is a double, extract a numeric
+            lo = func.date_part("epoch", func.min(column))
+            hi = func.date_part("epoch", func.max(column))
+            a, s = lo, case((hi == lo, lo + 1), else_=hi)
+        else:  # integers and dates: whole widths (days for dates)
+            a = func.min(column)
+            span = func.max(column) - a
+            s = span // self.buckets + 1
+            lo = a - literal(EPOCH, Date) if prop.type is PropertyType.DATE else a
+            hi = lo + span
+        return [lo.label(f"lo{i}"), hi.label(f"hi{i}"), a.label(f"a{i}"), s.label(f"s{i}")]
 
     def statement(self, clauses: Sequence[Clause]) -> Any:
         """The one SELECT of the request."""
         table = self.layer.table
         stats = None
-        if self.equal_width:
-            bounds = []
-            for i in self.equal_width:
-                value = self._value(self.props[i])
-                bounds += [func.min(value).label(f"lo{i}"), func.max(value).label(f"hi{i}")]
-            stats = select(*bounds).where(*clauses).subquery("s")
+        if self.equal_width:  # a CTE: computed once, read by the buckets and by the answer
+            bounds = [column for i in self.equal_width for column in self._bounds(i)]
+            stats = select(*bounds).where(*clauses).cte("s")
         keys = [self._key(i, prop, stats).label(f"k{i}") for i, prop in enumerate(self.props)]
-        carried = [] if stats is None else list(stats.c)
-        source = table if stats is None else table.join(stats, true())
-        inner = select(*keys, *carried).select_from(source).where(*clauses).subquery("f")
+        inner = select(*keys).select_from(table).where(*clauses).subquery("f")
         k = [inner.c[f"k{i}"] for i in range(len(self.props))]
         gid = func.grouping(*k)
         count = func.count()
@@ -228,23 +233,23 @@ class _Plan:
             select(
                 gid.label("gid"),
                 *k,
-                *(inner.c[c.name] for c in carried),
                 count.label("n"),
                 func.row_number().over(partition_by=part, order_by=[count.desc(), *k]).label("r"),
                 func.sum(count).over(partition_by=part).label("total"),
                 func.count().over(partition_by=part).label("distinct"),
             )
-            .group_by(
-                func.grouping_sets(*(tuple_(key) for key in k), tuple_()),
-                *(inner.c[c.name] for c in carried),
-            )
+            .group_by(func.grouping_sets(*(tuple_(key) for key in k), tuple_()))
             .subquery("g")
         )
         histograms = [self._gid_of(i) for i, p in enumerate(self.props) if not _is_terms(p)]
         keep = grouped.c.r <= self.limit
         if histograms:
             keep = or_(keep, grouped.c.gid.in_(histograms))
-        return select(grouped).where(keep).order_by(grouped.c.gid, grouped.c.r)
+        answer = grouped if stats is None else grouped.join(stats, true())
+        columns = [*grouped.c]
+        if stats is not None:
+            columns += [stats.c[f"{b}{i}"] for i in self.equal_width for b in ("lo", "hi")]
+        return select(*columns).select_from(answer).where(keep).order_by(grouped.c.gid, grouped.c.r)
 
     def _gid_of(self, index: int) -> int:
         return next(g for g, i in self.gid.items() if i == index)
@@ -259,17 +264,19 @@ class _Plan:
             item = Double() if prop.type in NUMERIC else prop.type.sa_type
             array = cast(literal(list(edges), ARRAY(item)), ARRAY(item))
             return func.width_bucket(column, array)
-        lo, hi = stats.c[f"lo{i}"], stats.c[f"hi{i}"]
-        value = self._value(prop)
-        if _whole(prop):
-            width = func.div(cast(hi, Numeric) - lo, self.buckets) + 1
-            return cast(func.div(cast(value, Numeric) - lo, width), Integer)
-        bucket = func.width_bucket(value, lo, hi, self.buckets)
-        return case(
-            (value.is_(None), None),
-            (hi == lo, 0),
-            else_=func.least(bucket, self.buckets) - 1,
-        )
+        # Scalar subqueries (InitPlans, run once) rather than a join: each row then reads
+        # parameters, where a join with the CTE made the scan several times slower. Each
+        # row's work is kept to a comparison or two and one function: it is most of the cost.
+        a = select(stats.c[f"a{i}"]).scalar_subquery()
+        s = select(stats.c[f"s{i}"]).scalar_subquery()
+        if _whole(prop):  # 0-based
+            return (column - a) // s
+        # 1-based as width_bucket counts; the max is in bucket n + 1, which read() merges
+        # into n (LEAST here would also move nulls there: it skips them).
+        if prop.type is PropertyType.DATETIME:
+            return func.width_bucket(func.date_part("epoch", column), a, s, self.buckets)
+        finite = and_(column > -_INF, column < _INF)
+        return case((finite, func.width_bucket(column, a, s, self.buckets)))
 
     def read(self, rows: Sequence[Any]) -> Facets:
         """The facets from the statement's rows."""
@@ -284,7 +291,7 @@ class _Plan:
                 continue
             i = self.gid[row.gid]
             prop, facet = self.props[i], facets[self.props[i].name]
-            value = row[1 + i]
+            value = row[1 + i]  # gid, k0, k1...
             if value is None:
                 facet.missing = row.n
             elif _is_terms(prop):
@@ -292,8 +299,9 @@ class _Plan:
                 tops[i] = tops.get(i, 0) + row.n
                 facet.other = int(row.total) - tops[i]
                 facet.distinct = row.distinct
-            else:
-                facet.buckets.append({"bucket": value, "count": row.n})
+            else:  # width_bucket counts from 1 (and given edges from 0, below the first)
+                first = 0 if _whole(prop) or prop.name in self.edges else 1
+                facet.buckets.append({"bucket": value - first, "count": row.n})
         for i, prop in enumerate(self.props):
             if not _is_terms(prop):
                 self._fill(i, prop, facets[prop.name], rows)
@@ -301,8 +309,11 @@ class _Plan:
 
     def _fill(self, i: int, prop: Property, facet: Facet, rows: Sequence[Any]) -> None:
         """Turn bucket numbers into every bucket's bounds and count (empty ones too)."""
-        counts = {b["bucket"]: b["count"] for b in facet.buckets}
         edges = self.edges.get(prop.name)
+        counts: dict[int, int] = {}
+        for b in facet.buckets:  # the max (bucket n + 1 of width_bucket) is in the last one
+            k = b["bucket"] if edges is not None else min(b["bucket"], self.buckets - 1)
+            counts[k] = counts.get(k, 0) + b["count"]
         if edges is not None:
             bounds: list[tuple[Any, Any]] = list(zip([None, *edges], [*edges, None], strict=True))
             facet.buckets = [
