@@ -223,23 +223,30 @@ def _links(request: Request, layer: Layer, rel_self: str) -> list[dict[str, Any]
 
 
 # -- routes ------------------------------------------------------------------------------------
-def vector_stats_router(settings: VectorStatsSettings, limits: LimitSettings) -> APIRouter:
-    """The facets and aggregate routes of vector collections."""
-    router = APIRouter(tags=["OGC API - Features"])
-    query_dependency = feature_query_dependency(limits)
-    LayerDep = Annotated[Layer, Depends(vector_layer)]
-    QueryDep = Annotated[FeatureQuery, Depends(query_dependency)]
+LayerDep = Annotated[Layer, Depends(vector_layer)]
+GroupBy = Annotated[
+    str | None,
+    Query(
+        description="Group keys, comma-separated: properties, or P1D, P1W, P1M, P1Y (a time "
+        "bucket of the datetime property)."
+    ),
+]
+Metrics = Annotated[
+    str | None,
+    Query(
+        description="Comma-separated: count, count(p), sum(p), mean(p), min(p), max(p), "
+        "stddev(p), area (m²), length (m), perimeter (m). Default: count."
+    ),
+]
+Format = Annotated[Literal["json", "csv"] | None, Query(description="Output format.")]
+Accept = Annotated[str | None, Header(include_in_schema=False)]
 
-    @router.get(
-        "/collections/{collectionId}/facets",
-        operation_id="getCollectionFacets",
-        summary="Value counts per property of the features selected",
-        response_class=Response,
-    )
+
+def _facets_endpoint(settings: VectorStatsSettings, query_dependency: Any) -> Any:
     async def get_facets(
         request: Request,
         layer: LayerDep,
-        query: QueryDep,
+        query: Annotated[FeatureQuery, Depends(query_dependency)],
         params: Annotated[FacetParams, Depends()],
     ) -> Response:
         """Counts per value (strings, booleans) or bucket (numbers, dates) of each property
@@ -254,33 +261,18 @@ def vector_stats_router(settings: VectorStatsSettings, limits: LimitSettings) ->
             }
         )
 
-    @router.get(
-        "/collections/{collectionId}/aggregate",
-        operation_id="getCollectionAggregate",
-        summary="Metrics per group of the features selected (JSON or CSV)",
-        response_class=Response,
-        responses={200: {"content": {JSON: {}, CSV: {}}}},
-    )
+    return get_facets
+
+
+def _aggregate_endpoint(settings: VectorStatsSettings, query_dependency: Any) -> Any:
     async def get_aggregate(
         request: Request,
         layer: LayerDep,
-        query: QueryDep,
-        group_by: Annotated[
-            str | None,
-            Query(
-                description="Group keys, comma-separated: properties, or P1D, P1W, P1M, P1Y "
-                "(a time bucket of the datetime property)."
-            ),
-        ] = None,  # fmt: skip
-        metrics: Annotated[
-            str | None,
-            Query(
-                description="Comma-separated: count, count(p), sum(p), mean(p), min(p), "
-                "max(p), stddev(p), area (m²), length (m), perimeter (m). Default: count."
-            ),
-        ] = None,  # fmt: skip
-        f: Annotated[Literal["json", "csv"] | None, Query(description="Output format.")] = None,
-        accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+        query: Annotated[FeatureQuery, Depends(query_dependency)],
+        group_by: GroupBy = None,
+        metrics: Metrics = None,
+        f: Format = None,
+        accept: Accept = None,
     ) -> Response:
         """Metrics of the features ``bbox``, ``datetime`` and ``filter`` select, per group."""
         keys = parse_group_by(layer, _split(group_by), settings.aggregate_max_keys)
@@ -308,6 +300,31 @@ def vector_stats_router(settings: VectorStatsSettings, limits: LimitSettings) ->
             }
         )
 
+    return get_aggregate
+
+
+def vector_stats_router(settings: VectorStatsSettings, limits: LimitSettings) -> APIRouter:
+    """The facets and aggregate routes of vector collections."""
+    router = APIRouter(tags=["OGC API - Features"])
+    query_dependency = feature_query_dependency(limits)
+    router.add_api_route(
+        "/collections/{collectionId}/facets",
+        _facets_endpoint(settings, query_dependency),
+        methods=["GET"],
+        operation_id="getCollectionFacets",
+        summary="Value counts per property of the features selected",
+        response_class=Response,
+        responses={200: {"content": {JSON: {}}}},
+    )
+    router.add_api_route(
+        "/collections/{collectionId}/aggregate",
+        _aggregate_endpoint(settings, query_dependency),
+        methods=["GET"],
+        operation_id="getCollectionAggregate",
+        summary="Metrics per group of the features selected (JSON or CSV)",
+        response_class=Response,
+        responses={200: {"content": {JSON: {}, CSV: {}}}},
+    )
     return router
 
 

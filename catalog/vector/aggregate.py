@@ -33,7 +33,7 @@ from .analysis import (
     allowed_names,
     json_value,
 )
-from .query import Clause, FeatureQuery, datetime_column, where
+from .query import Clause, FeatureQuery, NoDatetimeProperty, where
 from .schema import GEOM, Layer, Property, PropertyType
 
 INTERVALS = {"P1D": "day", "P1W": "week", "P1M": "month", "P1Y": "year"}
@@ -93,10 +93,13 @@ def parse_group_by(layer: Layer, specs: Sequence[str], most: int) -> list[GroupK
     keys: list[GroupKey] = []
     for spec in specs:
         if spec.upper() in INTERVALS:
-            datetime_column(layer)  # 400 features.NoDatetimeProperty when there is none
-            assert layer.datetime_property is not None
-            prop = layer.prop(layer.datetime_property)
-            assert prop is not None
+            name = layer.datetime_property
+            prop = layer.prop(name) if name else None
+            if prop is None:
+                raise NoDatetimeProperty(
+                    f"collection {layer.collection_id!r} has no datetime property to group "
+                    f"by {spec}"
+                )
             key = GroupKey(prop.name, prop, spec.upper())
         else:
             found = layer.prop(spec)

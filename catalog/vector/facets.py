@@ -200,6 +200,10 @@ class _Plan:
         width_bucket (the max, or min + 1 when they are equal) or the whole width."""
         prop = self.props[i]
         column = self.layer.table.c[prop.column]
+        lo: Clause
+        hi: Clause
+        a: Clause
+        s: Clause
         if prop.type is PropertyType.NUMBER:  # NaN and infinities are not on any scale
             finite = and_(column > -_INF, column < _INF)
             lo, hi = func.min(column).filter(finite), func.max(column).filter(finite)
