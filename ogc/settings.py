@@ -90,6 +90,13 @@ class VectorStatsSettings(BaseSettings):
     facet_max_properties: int = Field(
         default=16, ge=1, description="Most properties in one `facetby`."
     )
+    facet_cache_size: int = Field(
+        default=256,
+        ge=0,
+        description="Facet answers each server process keeps, per collection version (every "
+        "write makes a new one), query and facet parameters: paging through items with the "
+        "same facetby counts once. 0 keeps none.",
+    )
     aggregate_max_groups: int = Field(
         default=10_000,
         ge=1,

@@ -15,11 +15,13 @@ A collection without features is 404 ``features.NotVector``. The SQL is in catal
 import asyncio
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
+import orjson
+from cachetools import LRUCache
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
@@ -133,6 +135,48 @@ async def clauses_of(layer: Layer, query: FeatureQuery) -> list[Clause]:
     return await asyncio.to_thread(where, layer, query)
 
 
+class FacetCache:
+    """Facet answers by collection version, query and facet parameters (a dependency).
+
+    The version is the layer's ``updated``, which every write sets (refresh_extent): a key is
+    only ever read with the data it was counted on or newer, so no answer is stale. Each server
+    process keeps its own ``size`` answers (LRU); paging through items with one ``facetby``
+    counts once.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.cache: LRUCache[Hashable, tuple[int, dict[str, Any]]] | None = (
+            LRUCache(maxsize=size) if size > 0 else None
+        )
+
+    def __call__(self) -> "FacetCache":
+        """The cache itself, as a route dependency."""
+        return self
+
+    @staticmethod
+    def key(layer: Layer, query: FeatureQuery, params: FacetParams, *rest: Any) -> Hashable:
+        """The key of an answer (None: not to be cached, the layer has no version)."""
+        if layer.updated is None:
+            return None
+        selection = (
+            tuple(query.bbox) if query.bbox is not None else None,
+            query.datetime,
+            orjson.dumps(query.filter, option=orjson.OPT_SORT_KEYS),
+        )
+        edges = tuple(params.facet_edges or ())
+        return (layer.collection_id, layer.table_name, layer.updated, selection,
+                tuple(params.names()), edges, *rest)  # fmt: skip
+
+    def get(self, key: Hashable) -> tuple[int, dict[str, Any]] | None:
+        """The answer kept for ``key``, if any."""
+        return None if self.cache is None or key is None else self.cache.get(key)
+
+    def put(self, key: Hashable, answer: tuple[int, dict[str, Any]]) -> None:
+        """Keep ``answer``."""
+        if self.cache is not None and key is not None:
+            self.cache[key] = answer
+
+
 # -- services the routes (and the items route) call ----------------------------------------------
 async def facets_member(
     engine: AsyncEngine,
@@ -141,8 +185,12 @@ async def facets_member(
     params: FacetParams,
     settings: VectorStatsSettings,
     clauses: Sequence[Clause] | None = None,
+    cache: FacetCache | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """The number of features ``query`` selects and the ``facets`` member for ``params``."""
+    """The number of features ``query`` selects and the ``facets`` member for ``params``.
+
+    Do not change the member returned: with a ``cache`` it is shared with later answers.
+    """
     names = params.names()
     facet_properties(layer, names, settings.facet_max_properties)  # 400 before any SQL
     limit = params.facet_limit or settings.facet_limit
@@ -152,11 +200,17 @@ async def facets_member(
     if buckets > settings.facet_max_buckets:
         raise InvalidFacet(f"facet_buckets is at most {settings.facet_max_buckets}")
     edges = _edges(layer, params.facet_edges or [], settings.facet_max_buckets)
+    key = FacetCache.key(layer, query, params, limit, buckets)
+    if cache is not None and (kept := cache.get(key)) is not None:
+        return kept
     if clauses is None:
         clauses = await clauses_of(layer, query)
     async with connect(engine) as conn:
         found = await facet_counts(conn, layer, query, names, limit, buckets, edges, clauses)
-    return found.matched, found.to_json()
+    answer = found.matched, found.to_json()
+    if cache is not None:
+        cache.put(key, answer)
+    return answer
 
 
 def _edges(layer: Layer, specs: Sequence[str], most: int) -> dict[str, list[Any]]:
@@ -242,16 +296,21 @@ Format = Annotated[Literal["json", "csv"] | None, Query(description="Output form
 Accept = Annotated[str | None, Header(include_in_schema=False)]
 
 
-def _facets_endpoint(settings: VectorStatsSettings, query_dependency: Any) -> Any:
+def _facets_endpoint(
+    settings: VectorStatsSettings, query_dependency: Any, cache: FacetCache
+) -> Any:
     async def get_facets(
         request: Request,
         layer: LayerDep,
         query: Annotated[FeatureQuery, Depends(query_dependency)],
         params: Annotated[FacetParams, Depends()],
+        kept: Annotated[FacetCache, Depends(cache)],
     ) -> Response:
         """Counts per value (strings, booleans) or bucket (numbers, dates) of each property
         named in ``facetby``, over the features ``bbox``, ``datetime`` and ``filter`` select."""
-        matched, facets = await facets_member(engine_of(request), layer, query, params, settings)
+        matched, facets = await facets_member(
+            engine_of(request), layer, query, params, settings, cache=kept
+        )
         return json_response(
             {
                 "collection": layer.collection_id,
@@ -307,9 +366,10 @@ def vector_stats_router(settings: VectorStatsSettings, limits: LimitSettings) ->
     """The facets and aggregate routes of vector collections."""
     router = APIRouter(tags=["OGC API - Features"])
     query_dependency = feature_query_dependency(limits)
+    cache = FacetCache(settings.facet_cache_size)
     router.add_api_route(
         "/collections/{collectionId}/facets",
-        _facets_endpoint(settings, query_dependency),
+        _facets_endpoint(settings, query_dependency, cache),
         methods=["GET"],
         operation_id="getCollectionFacets",
         summary="Value counts per property of the features selected",
@@ -343,6 +403,7 @@ def _split(value: str | None) -> list[str]:
 
 
 __all__ = [
+    "FacetCache",
     "FacetParams",
     "facets_member",
     "feature_query_dependency",

@@ -26,7 +26,7 @@ from .schema import (
 
 _LAYER_COLUMNS = (
     "collection_id, table_name, geometry_type, source_crs, properties, datetime_property, "
-    "annotates, feature_count, west, south, east, north, start_datetime, end_datetime"
+    "annotates, feature_count, west, south, east, north, start_datetime, end_datetime, updated"
 )
 
 
@@ -43,6 +43,7 @@ def _layer(row: Any) -> Layer:
         feature_count=row.feature_count,
         bbox=bbox,
         interval=(row.start_datetime, row.end_datetime),
+        updated=row.updated,
     )
 
 

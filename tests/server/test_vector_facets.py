@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from tests.server.vector_stats_data import (
     EPOCH_DATE,
@@ -19,6 +20,7 @@ from tests.server.vector_stats_data import (
     make_features,
     raster_collection,
     sown_between,
+    touch,
 )
 
 COUNT = 3000
@@ -330,3 +332,34 @@ def test_nan_counts_as_missing(client: TestClient, database_url: str) -> None:
     expected = histogram(features[2:], "yield", 10, whole=False)
     expected["missing"] += 2
     _same_histogram(body["facets"]["yield"], expected, "yield")
+
+
+def test_answers_are_kept_until_the_next_write(
+    client: TestClient, fields: list[Feature], database_url: str, sync_engine: Any
+) -> None:
+    first = _facets(client, facetby="crop", facet_limit=3)
+    assert first["facets"]["crop"] == terms(fields, "crop", 3)
+    # rows changed behind the writers' back (no new version): the kept answer
+    table = _table(sync_engine)
+    with sync_engine.begin() as conn:
+        conn.execute(text(f"UPDATE {table} SET crop = 'flax' WHERE crop = 'wheat'"))
+    assert _facets(client, facetby="crop", facet_limit=3)["facets"] == first["facets"]
+    # another selection or limit is counted anew
+    fresh = _facets(client, facetby="crop", facet_limit=4)["facets"]["crop"]
+    assert fresh["buckets"][0]["value"] == "flax"
+    # a write as the writers make it (refresh_extent): a new version, counted anew
+    touch(database_url, "fields", "UPDATE {table} SET crop = 'rye' WHERE crop = 'flax'")
+    for f in fields:
+        if f["crop"] == "wheat":
+            f.props["crop"] = "rye"
+    assert _facets(client, facetby="crop", facet_limit=3)["facets"]["crop"] == terms(
+        fields, "crop", 3
+    )
+
+
+def _table(sync_engine: Any) -> str:
+    with sync_engine.connect() as conn:
+        name = conn.execute(
+            text("SELECT table_name FROM vector_layers WHERE collection_id = 'fields'")
+        ).scalar_one()
+    return f'features."{name}"'

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import shapely
+from sqlalchemy import text
 
 from catalog.db.engine import create_engine
 from catalog.settings import DatabaseSettings
 from catalog.stac.repository import CatalogRepository
 from catalog.stac.serializers import collection_row
-from catalog.vector.repository import copy_features, create_layer, refresh_extent
+from catalog.vector.repository import copy_features, create_layer, get_layer, refresh_extent
 from catalog.vector.schema import PropertyType
 from tests.factories import collection
 
@@ -147,3 +148,21 @@ def sown_between(features: list[Feature], start: dt.datetime, end: dt.datetime) 
 def iso(value: dt.datetime) -> str:
     """A UTC date-time as the API writes it."""
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def touch(database_url: str, collection_id: str, sql: str) -> None:
+    """Run ``sql`` on the collection's feature table (``{table}`` in it), then refresh_extent:
+    a write as the API's writers make them, giving the layer a new version."""
+
+    async def write() -> None:
+        engine = create_engine(database_url, DatabaseSettings())
+        try:
+            async with engine.begin() as conn:
+                layer = await get_layer(conn, collection_id)
+                assert layer is not None
+                await conn.execute(text(sql.format(table=layer.qualified_name)))
+                await refresh_extent(conn, layer)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(write())
