@@ -14,13 +14,14 @@ Groups come sorted by their keys (nulls last); more than ``max_groups`` is an er
 than a silently cut answer.
 """
 
+import datetime as dt
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from geoalchemy2 import Geography
-from sqlalchemy import Date, Double, cast, func, literal, select
+from sqlalchemy import Date, Double, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -166,7 +167,9 @@ def _key_sql(layer: Layer, key: GroupKey) -> ColumnElement[Any]:
     unit = INTERVALS[key.interval]
     if key.prop.type is PropertyType.DATE:
         return cast(func.date_trunc(unit, column), Date)
-    return func.date_trunc(unit, column, literal("UTC"))
+    # On the UTC wall time (a timestamp without zone; made aware again in Python): twice as
+    # fast as date_trunc(unit, column, 'UTC'), which converts time zones on every row.
+    return func.date_trunc(unit, func.timezone("UTC", column))
 
 
 def _metric_sql(layer: Layer, metric: Metric) -> ColumnElement[Any]:
@@ -214,7 +217,14 @@ async def aggregate(
             f"more than {max_groups} groups: narrow the selection (bbox, datetime, filter) "
             "or group by fewer or coarser keys"
         )
-    return Aggregation(names, [[json_value(v) for v in row] for row in rows])
+    return Aggregation(names, [[json_value(_aware(v)) for v in row] for row in rows])
+
+
+def _aware(value: Any) -> Any:
+    """A UTC wall time (the time buckets') as an aware date-time; anything else as it is."""
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
 
 
 __all__ = [
