@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import shapely
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -177,6 +178,17 @@ FILTERS: list[tuple[dict[str, Any], Callable[[Feature], bool]]] = [
             or (f["farmer"] is not None and f["farmer"].startswith("farmer 1"))
         ),
     ),
+    (
+        {
+            "filter": "S_INTERSECTS(geometry, POLYGON((0 44, 4 44, 4 47, 0 47, 0 44))) AND "
+            "harvest >= DATE('2024-01-01')"
+        },
+        lambda f: (
+            f.geom.intersects(shapely.box(0, 44, 4, 47))
+            and f["harvest"] is not None
+            and f["harvest"] >= dt.date(2024, 1, 1)
+        ),
+    ),
 ]
 
 
@@ -220,8 +232,9 @@ def test_given_edges_replace_equal_widths(client: TestClient, fields: list[Featu
     dates = ["2023-06-01T00:00:00Z", "2024-01-01T00:00:00Z"]
     response = client.get(
         "/collections/fields/facets",
-        params=[("facetby", "yield,sown,parcels"), ("facet_edges", "yield:2,4,8"),
-                ("facet_edges", f"sown:{','.join(dates)}")],
+        params=[("facetby", "yield,sown,parcels,harvest"), ("facet_edges", "yield:2,4,8"),
+                ("facet_edges", f"sown:{','.join(dates)}"), ("facet_edges", "parcels:100,250.5"),
+                ("facet_edges", "harvest:2024-01-01")],
     )  # fmt: skip
     assert response.status_code == 200, response.text
     facets = response.json()["facets"]
@@ -249,8 +262,32 @@ def test_given_edges_replace_equal_widths(client: TestClient, fields: list[Featu
         dates[0],
         dates[1],
     )
-    # the others keep equal widths
-    _same_histogram(facets["parcels"], histogram(fields, "parcels", 10, True), "parcels")
+    parcels = [f["parcels"] for f in fields if f["parcels"] is not None]
+    assert facets["parcels"]["buckets"] == [
+        {"from": None, "to": 100.0, "count": sum(p < 100 for p in parcels)},
+        {"from": 100.0, "to": 250.5, "count": sum(100 <= p < 250.5 for p in parcels)},
+        {"from": 250.5, "to": None, "count": sum(p >= 250.5 for p in parcels)},
+    ]
+    harvest = [f["harvest"] for f in fields if f["harvest"] is not None]
+    cut = dt.date(2024, 1, 1)
+    assert facets["harvest"]["buckets"] == [
+        {"from": None, "to": "2024-01-01", "count": sum(h < cut for h in harvest)},
+        {"from": "2024-01-01", "to": None, "count": sum(h >= cut for h in harvest)},
+    ]
+    assert facets["harvest"]["missing"] == len(fields) - len(harvest)
+
+
+def test_private_collections_are_facets_of_no_one_else(
+    client: TestClient, fields: list[Feature], admin: dict[str, str]
+) -> None:
+    response = client.put("/collections/fields/rights", json={"visibility": "private"},
+                          headers=admin)  # fmt: skip
+    assert response.status_code in (200, 204), response.text
+    for path in ("facets?facetby=crop", "aggregate?group_by=crop"):
+        response = client.get(f"/collections/fields/{path}")
+        assert response.status_code == 404, response.text
+        assert response.json()["code"] == "catalog.NotFound"
+        assert client.get(f"/collections/fields/{path}", headers=admin).status_code == 200
 
 
 def test_nothing_selected(client: TestClient, fields: list[Feature]) -> None:
