@@ -13,8 +13,11 @@ buckets:
 - or, for a property given ``edges`` (ascending), the buckets between them, plus one below
   the first edge and one from the last edge on (``from``/``to`` null), each ``[from, to)``.
 
-Every bucket is listed, empty ones too. The min and max come from a subquery over the same
-rows in the same statement (a second scan, skipped when every bucketed facet has edges).
+Every bucket is listed, empty ones too. The min and max come from a CTE over the same rows in
+the same statement (a second scan, skipped when every bucketed facet has edges), which each
+row's bucket reads as InitPlan parameters. Integer buckets are bigint arithmetic: a property
+spanning more than 2**63 is refused as ``request.InvalidValue`` by the database layer.
+Where the time goes, and what was measured: docs/benchmarks.md, "Facets and aggregations".
 """
 
 import datetime as dt
@@ -154,6 +157,8 @@ async def facet_counts(
     compiled them already (off the event loop).
     """
     props = facet_properties(layer, names)
+    if limit_per_facet < 1 or buckets < 1:
+        raise InvalidFacet("facet_limit and facet_buckets are at least 1")
     plan = _Plan(layer, props, limit_per_facet, buckets, dict(edges or {}))
     rows = (
         await conn.execute(plan.statement(where(layer, query) if clauses is None else clauses))
