@@ -400,3 +400,17 @@ def _table(sync_engine: Any) -> str:
             text("SELECT table_name FROM vector_layers WHERE collection_id = 'fields'")
         ).scalar_one()
     return f'features."{name}"'
+
+
+def test_integers_beyond_64_bits_of_span_are_refused(client: TestClient, database_url: str) -> None:
+    features = make_features(3, seed=5)
+    features[0].props["parcels"] = -(2**62) - 2**61
+    features[1].props["parcels"] = 2**62 + 2**61
+    features[2].props["parcels"] = 7
+    load(database_url, "fields", features)
+    response = client.get("/collections/fields/facets", params={"facetby": "parcels"})
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "request.InvalidValue"
+    # the values themselves are fine with given edges
+    body = _facets(client, facetby="parcels", facet_edges="parcels:0")
+    assert [b["count"] for b in body["facets"]["parcels"]["buckets"]] == [1, 2]
