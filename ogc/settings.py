@@ -70,3 +70,38 @@ def srid_of(tms: TileMatrixSet) -> int:
     if found is None:
         raise ValueError(f"{tms.id}: its CRS {uri} is not an EPSG CRS")
     return int(found.group(1))
+
+
+class VectorStatsSettings(BaseSettings):
+    """Facets and aggregations of vector collections (environment prefix ``TERRACAT_VECTOR_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRACAT_VECTOR_", extra="ignore")
+
+    facet_limit: int = Field(
+        default=10, ge=1, description="Values listed per string or boolean facet (the top ones)."
+    )
+    facet_max_limit: int = Field(default=1_000, ge=1, description="Largest `facet_limit`.")
+    facet_buckets: int = Field(
+        default=10, ge=1, description="Buckets of a number, integer, date or date-time facet."
+    )
+    facet_max_buckets: int = Field(
+        default=200, ge=1, description="Largest `facet_buckets`, and most edges per property."
+    )
+    facet_max_properties: int = Field(
+        default=16, ge=1, description="Most properties in one `facetby`."
+    )
+    facet_cache_size: int = Field(
+        default=256,
+        ge=0,
+        description="Facet answers each server process keeps, per collection version (every "
+        "write makes a new one), query and facet parameters: paging through items with the "
+        "same facetby counts once. 0 keeps none.",
+    )
+    aggregate_max_groups: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most groups an aggregation may return; more is a 400 "
+        "(features.TooManyGroups) rather than a cut answer.",
+    )
+    aggregate_max_keys: int = Field(default=8, ge=1, description="Most `group_by` keys.")
+    aggregate_max_metrics: int = Field(default=32, ge=1, description="Most `metrics`.")

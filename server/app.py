@@ -41,6 +41,7 @@ from .features import (
     processes_part,
     tiles_part,
     uploads_part,
+    vector_stats_part,
     vector_tiles_part,
 )
 from .health import health
@@ -132,6 +133,7 @@ def _parts(
         processes_part(settings, storage),
         tiles_part(settings),
         vector_tiles_part(settings),
+        vector_stats_part(settings),
         exports_part(),
         uploads_part(settings, storage),
         item_maps_part(settings, readers),

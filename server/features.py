@@ -17,6 +17,7 @@ from catalog.uploads.tus_store import TusRepository
 from ogc.exports import ExportsExtension
 from ogc.processes import ProcessesExtension
 from ogc.tiles import TilesExtension
+from ogc.vector_stats import vector_stats_router
 from ogc.vector_tiles import VectorTilesExtension
 from tiler.errors import error_handlers as tiler_error_handlers
 from tiler.factory import item_maps_router
@@ -92,6 +93,12 @@ def tiles_part(settings: Settings) -> ApiPart:
 def vector_tiles_part(settings: Settings) -> ApiPart:
     """Vector tiles of each collection's item footprints."""
     return ApiPart(name="vector-tiles", extensions=[VectorTilesExtension(settings=settings.tiles)])
+
+
+def vector_stats_part(settings: Settings) -> ApiPart:
+    """Facets and aggregations of vector collections' features (JSON and CSV)."""
+    router = vector_stats_router(settings.vector_stats, settings.limits)
+    return routers_part("vector-stats", lambda app: [router])
 
 
 def exports_part() -> ApiPart:

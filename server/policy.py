@@ -104,6 +104,8 @@ POLICY: dict[str, Rule] = {
         "describeCollection",
         "getCollectionQueryables",
         "getCollectionSortables",
+        "getCollectionFacets",
+        "getCollectionAggregate",
         *_ITEM_MAPS,
         *_COLLECTION_MAPS,
     ),  # fmt: skip

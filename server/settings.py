@@ -14,7 +14,7 @@ from catalog.settings import (
     LimitSettings,
     StorageSettings,
 )
-from ogc.settings import TileSettings
+from ogc.settings import TileSettings, VectorStatsSettings
 from tiler.settings import ExportSettings, MosaicSettings, TilerSettings
 
 from .logs import AccessLogMode
@@ -123,6 +123,7 @@ class Settings(BaseModel):
     mosaic: MosaicSettings = Field(default_factory=MosaicSettings)
     viewer: ViewerSettings = Field(default_factory=ViewerSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    vector_stats: VectorStatsSettings = Field(default_factory=VectorStatsSettings)
 
     @model_validator(mode="after")
     def _map_tiles_rendered(self) -> "Settings":

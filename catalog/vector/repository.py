@@ -26,7 +26,7 @@ from .schema import (
 
 _LAYER_COLUMNS = (
     "collection_id, table_name, geometry_type, source_crs, properties, datetime_property, "
-    "annotates, feature_count, west, south, east, north, start_datetime, end_datetime"
+    "annotates, feature_count, west, south, east, north, start_datetime, end_datetime, updated"
 )
 
 
@@ -43,6 +43,7 @@ def _layer(row: Any) -> Layer:
         feature_count=row.feature_count,
         bbox=bbox,
         interval=(row.start_datetime, row.end_datetime),
+        updated=row.updated,
     )
 
 
@@ -187,7 +188,7 @@ async def copy_features(
 async def refresh_extent(conn: AsyncConnection, layer: Layer) -> Layer:
     """Recount the layer's features and recompute its extent (after every write)."""
     dt = layer.prop(layer.datetime_property) if layer.datetime_property else None
-    t0, t1 = (f'min("{dt.column}")', f'max("{dt.column}")') if dt else ("NULL", "NULL")
+    t0, t1 = (f'min("{dt.column}")', f'max("{dt.column}")') if dt else ("NULL::timestamptz",) * 2
     await conn.execute(
         text(
             "UPDATE vector_layers v SET feature_count = s.n, west = ST_XMin(s.e), "

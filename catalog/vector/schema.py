@@ -160,6 +160,7 @@ class Layer:
     feature_count: int = 0
     bbox: tuple[float, float, float, float] | None = None
     interval: tuple[datetime | None, datetime | None] = (None, None)
+    updated: datetime | None = None  # set by every write (refresh_extent): a version of the data
     table: Table = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
