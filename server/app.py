@@ -26,6 +26,7 @@ from catalog.stac.repository import CatalogRepository
 from catalog.storage import build_storage
 from catalog.storage.base import Storage
 from catalog.uploads.repository import UploadRepository
+from catalog.vector.repository import VectorRepository
 from tiler.readers.shared import ReaderResources
 
 from . import parts as api_parts
@@ -36,6 +37,7 @@ from .docs import add_docs
 from .errors import add_error_handlers
 from .features import (
     exports_part,
+    features_part,
     item_maps_part,
     mosaics_part,
     processes_part,
@@ -130,6 +132,7 @@ def _parts(
         writes_part(settings.catalog, stac_settings, settings.limits, settings.auth),
         rights_part(),
         processes_part(settings, storage),
+        features_part(settings),
         tiles_part(settings),
         vector_tiles_part(settings),
         exports_part(),
@@ -154,6 +157,7 @@ def _client(settings: Settings, parts: Sequence[ApiPart]) -> CoreClient:
         collection_links=api_parts.collection_links(parts),
         item_hooks=api_parts.item_hooks(parts),
         collection_hooks=api_parts.collection_hooks(parts),
+        collection_items=api_parts.collection_items(parts),
     )
 
 
@@ -172,6 +176,7 @@ def _lifespan(
             counting.count_stale_timeout_ms,
         )  # fmt: skip
         state.jobs = JobRepository(engine)
+        state.vectors = VectorRepository(engine)
         state.uploads = UploadRepository(engine, state.jobs)
         state.accounts = AccountRepository(engine, settings.auth.rights_cache_s)
         auth = settings.auth

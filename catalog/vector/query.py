@@ -6,6 +6,7 @@ layer's columns; CQL2 compiles through the catalogue's own compiler (catalog/sta
 """
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, func
 from sqlalchemy.sql.elements import ColumnElement
 
-from catalog.errors import InvalidParameter, UnknownQueryable
+from catalog.errors import InvalidBBox, InvalidParameter, UnknownQueryable
 from catalog.geometry import as_sql, bbox_shape
 from catalog.stac.cql2 import Resolver, compile_filter
 from catalog.stac.queryables import Field, Kind
@@ -33,11 +34,13 @@ class NoDatetimeProperty(InvalidParameter):
 
 @dataclass(frozen=True)
 class FeatureQuery:
-    """The selection parameters shared by every feature reader (bbox in CRS84)."""
+    """The selection parameters shared by every feature reader (bbox in CRS84, or in the
+    projected EPSG:``bbox_srid`` when that is not 4326)."""
 
     bbox: Sequence[float] | None = None
     datetime: tuple[dt.datetime | None, dt.datetime | None] | None = None
     filter: dict[str, Any] | bool | None = None  # canonical CQL2-JSON (cql2.parse)
+    bbox_srid: int = 4326
 
 
 def field(layer: Layer, name: str) -> Field:
@@ -72,11 +75,32 @@ def datetime_column(layer: Layer) -> Clause:
     return field(layer, layer.datetime_property).expr()
 
 
+def projected_box(bbox: Sequence[float], srid: int) -> Clause:
+    """A box in the projected EPSG:``srid``, in EPSG:4326: its edges densified first, as they
+    curve once reprojected."""
+    if len(bbox) not in (4, 6):
+        raise InvalidBBox(f"bbox must have 4 or 6 numbers, got {len(bbox)}")
+    west, south, east, north = (bbox[0], bbox[1], bbox[3], bbox[4]) if len(bbox) == 6 else bbox
+    if (
+        not all(math.isfinite(v) for v in (west, south, east, north))
+        or west > east
+        or south > north
+    ):
+        raise InvalidBBox("a projected bbox is finite, with west <= east and south <= north")
+    step = max(east - west, north - south, 1e-9) / 32
+    box = func.ST_MakeEnvelope(west, south, east, north, srid)
+    return func.ST_Transform(func.ST_Segmentize(box, step), 4326)
+
+
 def where(layer: Layer, query: FeatureQuery) -> list[Clause]:
     """The conditions of ``query`` (an empty list selects every feature)."""
     table = layer.table
     clauses: list[Clause] = []
-    if query.bbox is not None:
+    if query.bbox is not None and query.bbox_srid != 4326:
+        clauses.append(
+            func.ST_Intersects(table.c[GEOM], projected_box(query.bbox, query.bbox_srid))
+        )
+    elif query.bbox is not None:
         clauses.append(func.ST_Intersects(table.c[GEOM], as_sql(bbox_shape(query.bbox))))
     if query.datetime is not None:
         column = datetime_column(layer)
@@ -95,4 +119,12 @@ def all_of(clauses: Sequence[Clause]) -> Clause | None:
     return and_(*clauses) if clauses else None
 
 
-__all__ = ["FeatureQuery", "all_of", "datetime_column", "field", "resolver", "where"]
+__all__ = [
+    "FeatureQuery",
+    "all_of",
+    "datetime_column",
+    "field",
+    "projected_box",
+    "resolver",
+    "where",
+]
