@@ -72,7 +72,8 @@ FILTERS = [
     (f"S_INTERSECTS(geometry, {SQUARE})", f"ST_Intersects(geom, 'SRID=4326;{SQUARE}')"),
     (f"S_WITHIN(geometry, {SQUARE})", f"ST_Within(geom, 'SRID=4326;{SQUARE}')"),
     (f"S_DISJOINT(geometry, {SQUARE})", f"ST_Disjoint(geom, 'SRID=4326;{SQUARE}')"),
-    ("S_CONTAINS(geometry, POINT(2.025 48.505))", "ST_Contains(geom, 'SRID=4326;POINT(2.025 48.505)')"),
+    ("S_CONTAINS(geometry, POINT(2.025 48.505))",
+     "ST_Contains(geom, 'SRID=4326;POINT(2.025 48.505)')"),
     # temporal (a datetime and a date property)
     ("T_AFTER(sown, TIMESTAMP('2024-04-01T00:00:00Z'))", "sown > '2024-04-01T00:00:00Z'"),
     ("T_BEFORE(sown, TIMESTAMP('2024-03-09T00:00:00Z'))", "sown < '2024-03-09T00:00:00Z'"),
@@ -143,7 +144,8 @@ def _walk(client: TestClient, url: str, rel: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("params", "sql"),
     [("", "true"), ("&filter=plots%20%3E%3D%203", "plots >= 3"),
-     ("&bbox=2.0,48.5,2.1,48.56", "ST_Intersects(geom, ST_MakeEnvelope(2.0, 48.5, 2.1, 48.56, 4326))")],
+     ("&bbox=2.0,48.5,2.1,48.56",
+      "ST_Intersects(geom, ST_MakeEnvelope(2.0, 48.5, 2.1, 48.56, 4326))")],
 )  # fmt: skip
 def test_paging_to_the_last_page_and_back(
     client: TestClient, layer: Layer, sync_engine: Engine, params: str, sql: str
