@@ -36,8 +36,8 @@ def parcel(i: int) -> shapely.Polygon:
     return shapely.box(x, y, x + 0.01, y + 0.01)
 
 
-def rows() -> list[tuple[Any, ...]]:
-    """The parcels with their properties."""
+def rows(count: int = FIELDS) -> list[tuple[Any, ...]]:
+    """The first ``count`` parcels with their properties."""
     start = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
     return [
         (
@@ -51,14 +51,16 @@ def rows() -> list[tuple[Any, ...]]:
             date(2024, 8, 1) + timedelta(days=i),
             f'{{"n": {i}}}',
         )
-        for i in range(FIELDS)
+        for i in range(count)
     ]
 
 
-def load(database_url: str, collection_id: str = COLLECTION, **options: Any) -> Layer:
-    """Make the parcels collection in ``database_url``."""
+def load(
+    database_url: str, collection_id: str = COLLECTION, count: int = FIELDS, **options: Any
+) -> Layer:
+    """Make the parcels collection (``count`` parcels) in ``database_url``."""
     return vector_collection(
-        database_url, collection_id, PROPERTIES, rows(), datetime_property="sown", **options
+        database_url, collection_id, PROPERTIES, rows(count), datetime_property="sown", **options
     )
 
 
