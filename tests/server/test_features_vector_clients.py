@@ -102,6 +102,7 @@ def test_owslib_reads_the_collection_its_queryables_and_pages(
 QGIS_SCRIPT = r"""
 import json, sys
 from qgis.core import QgsApplication, QgsVectorLayer
+QgsApplication.setPrefixPath("/usr", True)  # where Debian puts the providers
 app = QgsApplication([], False)
 app.initQgis()
 url, name = sys.argv[1], sys.argv[2]
@@ -113,7 +114,10 @@ if layer.isValid():
     result["fields"] = [f.name() for f in layer.fields()]
     result["plots"] = sum(f["plots"] for f in features)
     result["crs"] = layer.crs().authid()
-print(json.dumps(result))
+else:
+    features = []
+print(json.dumps(result), flush=True)
+del layer, features  # a layer that outlives the application crashes its teardown
 app.exitQgis()
 """
 
@@ -125,13 +129,14 @@ def _qgis() -> bool:
     return check.returncode == 0
 
 
-def test_qgis_oapif_provider_reads_every_feature(server: StoringServer) -> None:
+def test_qgis_oapif_provider_reads_every_feature(server: StoringServer, tmp_path: Path) -> None:
     if not (BIN / "python3").exists() or not _qgis():
         pytest.skip("QGIS's Python bindings (Debian python3-qgis) are not installed")
     run = subprocess.run(
         ["/usr/bin/python3", "-c", QGIS_SCRIPT, server.url, COLLECTION],
         capture_output=True, text=True, timeout=180,
-        env={"PATH": "/usr/bin:/bin", "QT_QPA_PLATFORM": "offscreen", "HOME": "/tmp"},
+        env={"PATH": "/usr/bin:/bin", "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path),
+             "XDG_RUNTIME_DIR": str(tmp_path)},
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
