@@ -12,7 +12,7 @@ import asyncio
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
 import attr
@@ -20,7 +20,7 @@ import orjson
 from fastapi import FastAPI, Query, Request
 from stac_fastapi.types.extension import ApiExtension
 from stac_fastapi.types.search import APIRequest, str2list
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from catalog import web
 from catalog.errors import InvalidParameter
@@ -34,6 +34,8 @@ from catalog.vector.features import FeatureNotFound, FeatureReader, PageRequest,
 from catalog.vector.query import FeatureQuery
 from catalog.vector.repository import VectorRepository
 from catalog.vector.schema import Layer
+
+from .feature_pages import FeaturePages
 
 GEOJSON = "application/geo+json"
 JSON = "application/json"
@@ -65,6 +67,10 @@ _PROPERTIES = Query(
 _SKIP = Query(
     alias="skipGeometry", description="Vector collections: features without their geometry."
 )
+_FORMAT = Query(
+    description="Vector collections: `html` for a page rendered by pygeoapi's templates "
+    "(default: GeoJSON). STAC items: ignored."
+)
 
 
 @attr.s
@@ -74,6 +80,7 @@ class FeatureParams(APIRequest):
     crs: Annotated[str | None, _CRS] = attr.ib(default=None)
     properties: Annotated[str | None, _PROPERTIES] = attr.ib(default=None)
     skip_geometry: Annotated[bool | None, _SKIP] = attr.ib(default=None)
+    f: Annotated[Literal["json", "geojson", "html"] | None, _FORMAT] = attr.ib(default=None)
 
 
 @attr.s
@@ -127,6 +134,7 @@ class VectorItems:
 
     settings: CatalogSettings = attr.ib(factory=CatalogSettings)
     limits: LimitSettings = attr.ib(factory=LimitSettings)
+    pages: FeaturePages | None = attr.ib(default=None)  # f=html
 
     async def _layer(self, request: Request, collection_id: str) -> Layer | None:
         vectors: VectorRepository = request.app.state.vectors
@@ -148,6 +156,9 @@ class VectorItems:
             {"rel": "self", "type": GEOJSON, "href": _url(base_url + route, request, None)},
             {"rel": "collection", "type": JSON, "href": base_url + route.rsplit("/", 1)[0]},
         ]
+        if self.pages is not None:
+            html = _url(base_url + route, request, None, {"f": "html"})
+            links.append({"rel": "alternate", "type": "text/html", "href": html})
         for rel, token in (("next", page.next_token), ("prev", page.prev_token)):
             if token is not None:
                 links.append(
@@ -161,7 +172,26 @@ class VectorItems:
             ",".join(page.features).encode(),
             orjson.dumps(rest)[1:],
         )
+        if params.get("f") == "html" and self.pages is not None:
+            paged = page_request.token is not None or page_request.offset > 0
+            return await self._page(request, collection_id, orjson.loads(body), paged)
         return _geojson(body, page_request.selection.crs)
+
+    async def _page(
+        self, request: Request, collection_id: str, doc: dict[str, Any], paged: bool | None
+    ) -> Response:
+        """The HTML of an answer (pygeoapi's templates; ``paged`` None: one feature)."""
+        if self.pages is None:
+            raise RuntimeError("no pages configured")
+        pages = self.pages
+        row = await request.app.state.repository.get_collection(collection_id)
+        title = str(row["content"].get("title") or collection_id)
+        base_url, safe_id = web.base_url(request), quote(collection_id, safe="")
+        if paged is None:
+            html = await asyncio.to_thread(pages.item, base_url, title, doc)
+        else:
+            html = await asyncio.to_thread(pages.items, base_url, safe_id, title, doc, paged)
+        return HTMLResponse(html)
 
     async def _page_request(self, layer: Layer, params: Mapping[str, Any]) -> PageRequest:
         for stac_only in ("query", "fields"):
@@ -214,6 +244,8 @@ class VectorItems:
             {"rel": "collection", "type": JSON, "href": collection},
         ]
         body = b"%s,%s" % (feature.encode()[:-1], orjson.dumps({"links": links})[1:])
+        if params.get("f") == "html" and self.pages is not None:
+            return await self._page(request, collection_id, orjson.loads(body), None)
         return _geojson(body, selection.crs)
 
 
@@ -225,11 +257,16 @@ def _geojson(body: bytes, crs: Crs) -> Response:
     return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{crs.uri}>"})
 
 
-def _url(route_url: str, request: Request, token: str | None) -> str:
-    """The request's URL at ``route_url``; with ``token``, paged from there instead."""
+def _url(
+    route_url: str, request: Request, token: str | None, replace: Mapping[str, str] | None = None
+) -> str:
+    """The request's URL at ``route_url``; with ``token``, paged from there instead; with
+    ``replace``, those parameters set to those values."""
     query = list(request.query_params.multi_items())
     if token is not None:
         query = [(k, v) for k, v in query if k not in ("token", "offset")] + [("token", token)]
+    if replace:
+        query = [(k, v) for k, v in query if k not in replace] + list(replace.items())
     return route_url + ("?" + urlencode(query) if query else "")
 
 

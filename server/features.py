@@ -19,6 +19,7 @@ from catalog.uploads.tus_store import TusRepository
 from catalog.vector.features import FeatureReader
 from ogc.exports import ExportsExtension
 from ogc.feature_collections import add_vector_documents
+from ogc.feature_pages import FeaturePages
 from ogc.features import FeatureParams, VectorItems
 from ogc.processes import ProcessesExtension
 from ogc.tiles import TilesExtension
@@ -76,10 +77,14 @@ def features_part(settings: Settings) -> ApiPart:
         state.features = FeatureReader(state.vectors.engine, policy)
 
     item_model = create_request_model("FeatureUri", base_model=ItemUri, mixins=[FeatureParams])
+    # f=html: pygeoapi's templates, configured here from our settings (ogc/feature_pages.py)
+    pages = FeaturePages(
+        settings.api.title, settings.api.description, counting.default_limit, counting.max_limit
+    )
     return ApiPart(
         name="features",
         request_models={"item_get_request_model": item_model},
-        collection_items=[VectorItems(settings.catalog, settings.limits)],
+        collection_items=[VectorItems(settings.catalog, settings.limits, pages)],
         collection_hooks=[add_vector_documents],
         start=start,
     )

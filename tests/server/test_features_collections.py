@@ -5,6 +5,7 @@ the layer's types; rights are the collection's; raster collections answer as bef
 never returns features.
 """
 
+import re
 from typing import Any
 
 import pystac.validation
@@ -137,3 +138,23 @@ def test_without_datetime_property_datetime_is_400(client: TestClient, database_
     assert doc["extent"]["temporal"]["interval"] == [["2020-01-01T00:00:00Z", None]]
     fmt = client.get("/collections/roads/queryables").json()["properties"]["geometry"]["format"]
     assert fmt == "geometry-linestring"
+
+
+def test_html_pages_are_rendered_by_pygeoapi(client: TestClient, database_url: str) -> None:
+    load(database_url)
+    body = client.get(f"/collections/{COLLECTION}/items", params={"limit": 4}).json()
+    [html_link] = _link(body, "alternate")
+    assert html_link["type"] == "text/html" and "f=html" in html_link["href"]
+    r = client.get(html_link["href"])
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    page = r.text
+    assert "Rendered by pygeoapi" in page and f"Items in this collection: {FIELDS}" in page
+    for fid in range(1, 5):
+        assert f'href="http://testserver/collections/{COLLECTION}/items/{fid}"' in page
+    assert "Blé" in page and "<th>area ha</th>" in page
+    hosts = set(re.findall(r'(?:src|href)="(https?://[^/"]+)', page))
+    assert hosts == {"http://testserver"}, hosts  # nothing from a CDN
+    assert re.search(r'role="button" href="[^"]*token=[^"]*">Next<', page)
+    one = client.get(f"/collections/{COLLECTION}/items/6", params={"f": "html"})
+    assert one.status_code == 200 and "<td>farmer</td>" in one.text and "Bruno" in one.text
+    assert set(re.findall(r'(?:src|href)="(https?://[^/"]+)', one.text)) == {"http://testserver"}
