@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import JSON, Text, cast, func, literal, literal_column, select
+from sqlalchemy import JSON, Select, Text, cast, func, literal, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -128,7 +128,7 @@ def properties_json(layer: Layer, names: Sequence[str] | None) -> ColumnElement[
         return func.json_build_object(*(x for name, col in pairs for x in (_name(name), col)))
     # jsonb sorts keys (shortest first): only for layers of more than 50 properties
     chunks = [pairs[i : i + _MAX_ARGS] for i in range(0, len(pairs), _MAX_ARGS)]
-    merged = None
+    merged: ColumnElement[Any] | None = None
     for chunk in chunks:
         part = func.jsonb_build_object(*(x for name, col in chunk for x in (_name(name), col)))
         merged = part if merged is None else merged.op("||")(part)
@@ -181,7 +181,7 @@ class FeatureReader:
         if request.offset and not request.token:
             query = query.offset(request.offset)
         async with connect(self.engine) as conn:
-            rows = (await conn.execute(query)).all()
+            rows = list((await conn.execute(query)).all())
             more = len(rows) > request.limit
             first_page = request.token is None and request.offset == 0
             if not clauses:
@@ -209,7 +209,7 @@ class FeatureReader:
     async def _count(
         self, conn: Any, layer: Layer, clauses: list[ColumnElement[Any]], seen: int
     ) -> int | None:
-        matching = select(literal_column("1")).select_from(layer.table).where(*clauses)
+        matching: Select[Any] = select(literal_column("1")).select_from(layer.table).where(*clauses)
         exact = await stale_count(conn, matching, self.counts)
         if exact is not None:
             return exact

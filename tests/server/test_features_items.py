@@ -12,8 +12,9 @@ import shapely
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from catalog.vector.schema import Layer
+from catalog.vector.schema import Layer, PropertyType
 from tests.server.vector_fields import COLLECTION, FIELDS, fids, load, parcel, rows
+from tests.vector_data import vector_collection
 
 ITEMS = f"/collections/{COLLECTION}/items"
 AREA = "p2"  # the column of "area ha"
@@ -254,3 +255,25 @@ def test_unsupported_crs_and_bad_ids(client: TestClient, layer: Layer) -> None:
     assert r.status_code == 400 and r.json()["code"] == "request.InvalidParameter"
     r = client.get(ITEMS, params={"token": "garbage"})
     assert r.status_code == 400 and r.json()["code"] == "search.InvalidToken"
+
+
+def test_number_matched_beyond_the_count_limit_is_an_estimate(
+    settings: Any, apps: Any, database_url: str, sync_engine: Engine
+) -> None:
+    settings.catalog.count_stale_limit = 5
+    layer = load(database_url)
+    with apps.client(settings) as client:
+        few = _all(client, filter="plots = 4")
+        assert few["numberMatched"] == len(fids(sync_engine, layer, "plots = 4")) <= 7
+        many = client.get(ITEMS, params={"filter": "plots >= 1", "limit": 3}).json()
+        assert many["numberMatched"] >= 3 and many["numberReturned"] == 3  # the planner's
+        assert _all(client)["numberMatched"] == FIELDS  # unfiltered: the layer's own count
+
+
+def test_more_than_fifty_properties(client: TestClient, database_url: str) -> None:
+    names = [(f"v{i}", PropertyType.INTEGER) for i in range(60)]
+    vector_collection(database_url, "wide", names, [(parcel(0), *range(60))])
+    feature = client.get("/collections/wide/items/1").json()
+    assert feature["properties"] == {f"v{i}": i for i in range(60)}
+    some = client.get("/collections/wide/items/1", params={"properties": "v59,v3"}).json()
+    assert some["properties"] == {"v59": 59, "v3": 3}
