@@ -184,8 +184,11 @@ class FeatureReader:
             rows = list((await conn.execute(query)).all())
             more = len(rows) > request.limit
             first_page = request.token is None and request.offset == 0
-            if not clauses:
-                matched: int | None = layer.feature_count
+            matched: int | None
+            if self.counts.limit <= 0:
+                matched = None  # TERRACAT_CATALOG_COUNT_LIMIT=0: never counted, as for items
+            elif not clauses:
+                matched = layer.feature_count
             elif first_page and not more:
                 matched = len(rows)  # a first page holding every match is its own count
             else:
