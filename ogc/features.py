@@ -9,6 +9,7 @@ parameters (``crs``, ``bbox-crs``, ``properties``, ``skipGeometry``) are declare
 """
 
 import asyncio
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -23,13 +24,13 @@ from stac_fastapi.types.search import APIRequest, str2list
 from starlette.responses import HTMLResponse, Response
 
 from catalog import web
-from catalog.errors import InvalidParameter
+from catalog.errors import InvalidBBox, InvalidParameter
 from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac import cql2
 from catalog.stac.requests import check_filter_crs, page_size, parse_bbox
 from catalog.stac.search import SortBy
 from catalog.timeparse import parse_interval
-from catalog.vector.crs import Crs, parse_crs
+from catalog.vector.crs import Crs, clamp_bbox, parse_crs
 from catalog.vector.features import FeatureNotFound, FeatureReader, PageRequest, Selection, selected
 from catalog.vector.query import FeatureQuery
 from catalog.vector.repository import VectorRepository
@@ -113,13 +114,22 @@ def _selection(layer: Layer, params: Mapping[str, Any]) -> Selection:
     )
 
 
-def _bbox(params: Mapping[str, Any]) -> tuple[list[float] | None, int]:
+def _bbox(params: Mapping[str, Any]) -> tuple[list[float] | None, int, bool]:
+    """The bbox, its EPSG code, and whether it meets its CRS's area of use at all."""
     bbox = parse_bbox(params.get("bbox"))
     crs = parse_crs(params.get("bbox_crs"), "bbox-crs")
-    if bbox is not None and crs.flip:  # EPSG:4326: latitude first
+    if bbox is None:
+        return None, crs.srid, True
+    if crs.flip:  # EPSG:4326: latitude first
         order = (1, 0, 3, 2) if len(bbox) == 4 else (1, 0, 2, 4, 3, 5)
         bbox = [bbox[i] for i in order] if len(bbox) in (4, 6) else bbox
-    return bbox, crs.srid
+    if crs.stored or len(bbox) not in (4, 6):
+        return bbox, crs.srid, True  # checked (and refused if need be) by the query builder
+    flat = [bbox[0], bbox[1], bbox[3], bbox[4]] if len(bbox) == 6 else bbox
+    if not all(math.isfinite(v) for v in flat) or flat[0] > flat[2] or flat[1] > flat[3]:
+        raise InvalidBBox("a projected bbox is finite, with west <= east and south <= north")
+    cut = clamp_bbox(flat, crs.srid)
+    return (cut or flat), crs.srid, cut is not None
 
 
 def _sortby(values: list[str] | None) -> list[SortBy]:
@@ -207,7 +217,7 @@ class VectorItems:
         if offset > self.settings.max_offset:
             raise InvalidParameter(f"offset above {self.settings.max_offset}: follow the links")
         interval = params.get("datetime")
-        bbox, srid = _bbox(params)
+        bbox, srid, meets = _bbox(params)
         raw_filter = params.get("filter_expr")
         parsed = None
         if raw_filter is not None and len(raw_filter) <= INLINE_FILTER:
@@ -216,6 +226,8 @@ class VectorItems:
             parsed = await asyncio.to_thread(
                 cql2.parse, raw_filter, params.get("filter_lang"), self.limits
             )
+        if not meets:  # a box outside its CRS's area of use selects nothing
+            parsed = False
         query = FeatureQuery(
             bbox=bbox,
             datetime=parse_interval(interval) if interval else None,

@@ -13,6 +13,9 @@ the UTM zones its extent touches, but any accepted code may be asked for.
 import math
 import re
 from dataclasses import dataclass
+from functools import cache
+
+import pyproj
 
 from catalog.errors import InvalidParameter
 
@@ -75,6 +78,28 @@ def parse_crs(value: str | None, name: str = "crs") -> Crs:
     return Crs(EPSG_URI + str(srid), srid, flip=srid == 4326)
 
 
+@cache
+def area_of_use(srid: int) -> tuple[float, float, float, float]:
+    """The bounds of EPSG:``srid``'s area of use, in its own coordinates (x/y order)."""
+    crs = pyproj.CRS.from_epsg(srid)
+    area = crs.area_of_use
+    west, south, east, north = area.bounds if area else (-180.0, -90.0, 180.0, 90.0)
+    to_crs = pyproj.Transformer.from_crs(4326, crs, always_xy=True)
+    bounds: tuple[float, float, float, float] = to_crs.transform_bounds(
+        west, south, east, north, densify_pts=21
+    )
+    return bounds
+
+
+def clamp_bbox(bbox: list[float], srid: int) -> list[float] | None:
+    """A projected 2D bbox cut to EPSG:``srid``'s area of use (PostGIS cannot reproject
+    coordinates far outside it); None when they do not meet."""
+    x0, y0, x1, y1 = area_of_use(srid)
+    west, south, east, north = bbox
+    cut = [max(west, x0), max(south, y0), min(east, x1), min(north, y1)]
+    return cut if cut[0] <= cut[2] and cut[1] <= cut[3] else None
+
+
 def utm_zones(bbox: tuple[float, float, float, float] | None) -> list[int]:
     """The EPSG codes of the WGS 84 UTM zones ``bbox`` (CRS84) touches, if at most a few."""
     if bbox is None:
@@ -94,4 +119,7 @@ def crs_list(bbox: tuple[float, float, float, float] | None) -> list[str]:
     return [CRS84, *(EPSG_URI + str(c) for c in (4326, 3857, *utm_zones(bbox)))]
 
 
-__all__ = ["CRS84", "Crs", "UnsupportedCrs", "crs_list", "parse_crs", "supported", "utm_zones"]
+__all__ = [
+    "CRS84", "Crs", "UnsupportedCrs", "area_of_use", "clamp_bbox", "crs_list", "parse_crs",
+    "supported", "utm_zones",
+]  # fmt: skip

@@ -9,13 +9,17 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+import numpy as np
+import pyproj
+import shapely
 from sqlalchemy import and_, func
 from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.errors import InvalidBBox, InvalidParameter, UnknownQueryable
-from catalog.geometry import as_sql, bbox_shape
+from catalog.geometry import as_sql, bbox_shape, fix_shape
 from catalog.stac.cql2 import Resolver, compile_filter
 from catalog.stac.queryables import Field, Kind
 
@@ -76,8 +80,12 @@ def datetime_column(layer: Layer) -> Clause:
 
 
 def projected_box(bbox: Sequence[float], srid: int) -> Clause:
-    """A box in the projected EPSG:``srid``, in EPSG:4326: its edges densified first, as they
-    curve once reprojected."""
+    """A box in the projected EPSG:``srid`` as a polygon in EPSG:4326.
+
+    Its edges are densified (they curve once reprojected) and reprojected by pyproj, the
+    longitudes made continuous, then the catalogue's antimeridian fix splits a box of a zone
+    next to 180 degrees (keep the box within the CRS's area of use: ``crs.clamp_bbox``).
+    """
     if len(bbox) not in (4, 6):
         raise InvalidBBox(f"bbox must have 4 or 6 numbers, got {len(bbox)}")
     west, south, east, north = (bbox[0], bbox[1], bbox[3], bbox[4]) if len(bbox) == 6 else bbox
@@ -87,9 +95,21 @@ def projected_box(bbox: Sequence[float], srid: int) -> Clause:
         or south > north
     ):
         raise InvalidBBox("a projected bbox is finite, with west <= east and south <= north")
-    step = max(east - west, north - south, 1e-9) / 32
-    box = func.ST_MakeEnvelope(west, south, east, north, srid)
-    return func.ST_Transform(func.ST_Segmentize(box, step), 4326)
+    t = np.linspace(0.0, 1.0, 33)[:-1]
+    xs = np.concatenate([west + (east - west) * t, np.full(32, east),
+                         east - (east - west) * t, np.full(32, west)])  # fmt: skip
+    ys = np.concatenate([np.full(32, south), south + (north - south) * t,
+                         np.full(32, north), north - (north - south) * t])  # fmt: skip
+    lon, lat = _to_lonlat(srid).transform(xs, ys)
+    lon = np.degrees(np.unwrap(np.radians(lon)))
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        raise InvalidBBox(f"the bbox cannot be reprojected from EPSG:{srid}")
+    return as_sql(fix_shape(shapely.Polygon(np.column_stack([lon, lat]))))
+
+
+@cache
+def _to_lonlat(srid: int) -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs(srid, 4326, always_xy=True)
 
 
 def where(layer: Layer, query: FeatureQuery) -> list[Clause]:

@@ -277,3 +277,17 @@ def test_more_than_fifty_properties(client: TestClient, database_url: str) -> No
     assert feature["properties"] == {f"v{i}": i for i in range(60)}
     some = client.get("/collections/wide/items/1", params={"properties": "v59,v3"}).json()
     assert some["properties"] == {"v59": 59, "v3": 3}
+
+
+def test_projected_boxes_are_cut_to_their_crs_area_of_use(client: TestClient, layer: Layer) -> None:
+    huge = "-1e12,-1e12,1e12,1e12"
+    crs = "http://www.opengis.net/def/crs/EPSG/0/"
+    assert len(_ids(client, bbox=huge, **{"bbox-crs": crs + "32631"})) == FIELDS  # 0-6 E
+    assert _ids(client, bbox=huge, **{"bbox-crs": crs + "32660"}) == []  # 174-180 E, split
+    assert len(_ids(client, bbox="-1e30,-1e30,1e30,1e30", **{"bbox-crs": crs + "3857"})) == FIELDS
+    assert _ids(client, bbox="-9e6,-9e6,-8e6,-8e6", **{"bbox-crs": crs + "3857"}) == []
+    for bad in ("nan,0,1,1", "3,0,1,1", "1,2,3"):
+        r = client.get(ITEMS, params={"bbox": bad, "bbox-crs": crs + "3857"})
+        assert r.status_code == 400 and r.json()["code"] == "search.InvalidBBox", r.text
+    far = client.get(ITEMS, params={"crs": crs + "32601", "limit": 1})  # 179 degrees away
+    assert far.status_code == 200 and far.json()["numberReturned"] == 1
