@@ -49,7 +49,6 @@ CONFORMANCE_CLASSES = [
     _CONF + "3/1.0/conf/filter",
     _CONF + "3/1.0/conf/features-filter",
     _CONF + "3/1.0/conf/queryables",
-    _CONF + "3/1.0/conf/queryables-query-parameters",
 ]
 _FID = re.compile(r"[0-9]{1,18}")
 # Filters up to this many characters parse on the event loop: ~15 us for a two-term filter,
