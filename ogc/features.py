@@ -265,6 +265,62 @@ class VectorItems:
         return _geojson(body, selection.crs)
 
 
+# -- the OpenAPI document --------------------------------------------------------------------
+_SCHEMAS = "#/components/schemas/"
+_FEATURE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "VectorFeature": {
+        "title": "Feature of a vector collection (OGC API - Features)",
+        "type": "object",
+        "required": ["type", "id", "geometry", "properties"],
+        "properties": {
+            "type": {"const": "Feature"},
+            "id": {"type": "integer"},
+            "geometry": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+            "properties": {"type": "object"},
+            "links": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "VectorFeatureCollection": {
+        "title": "Features of a vector collection (OGC API - Features)",
+        "type": "object",
+        "required": ["type", "features", "links", "numberReturned", "timeStamp"],
+        "properties": {
+            "type": {"const": "FeatureCollection"},
+            "features": {"type": "array", "items": {"$ref": _SCHEMAS + "VectorFeature"}},
+            "links": {"type": "array", "items": {"type": "object"}},
+            "numberMatched": {"type": "integer", "minimum": 0},
+            "numberReturned": {"type": "integer", "minimum": 0},
+            "timeStamp": {"type": "string", "format": "date-time"},
+        },
+    },
+}
+_ANSWERS = {"getFeatures": "VectorFeatureCollection", "getFeature": "VectorFeature"}
+
+
+def describe_feature_answers(doc: dict[str, Any]) -> dict[str, Any]:
+    """The items routes answer STAC items or, for vector collections, features (or HTML with
+    ``f=html``): say so in the OpenAPI document (an ``amend_openapi`` step)."""
+    doc.setdefault("components", {}).setdefault("schemas", {}).update(_FEATURE_SCHEMAS)
+    for path in doc.get("paths", {}).values():
+        for operation in path.values():
+            name = (
+                _ANSWERS.get(operation.get("operationId")) if isinstance(operation, dict) else None
+            )
+            if name is None:
+                continue
+            content = (
+                operation.setdefault("responses", {})
+                .setdefault("200", {})
+                .setdefault("content", {})
+            )
+            geojson = content.setdefault(GEOJSON, {})
+            ours = {"$ref": _SCHEMAS + name}
+            stac = geojson.get("schema")
+            geojson["schema"] = {"anyOf": [stac, ours]} if stac else ours
+            content["text/html"] = {"schema": {"type": "string"}}
+    return doc
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -286,4 +342,7 @@ def _url(
     return route_url + ("?" + urlencode(query) if query else "")
 
 
-__all__ = ["CONFORMANCE_CLASSES", "FeatureParams", "FeaturesExtension", "VectorItems"]
+__all__ = [
+    "CONFORMANCE_CLASSES", "FeatureParams", "FeaturesExtension", "VectorItems",
+    "describe_feature_answers",
+]  # fmt: skip

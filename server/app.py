@@ -27,6 +27,7 @@ from catalog.storage import build_storage
 from catalog.storage.base import Storage
 from catalog.uploads.repository import UploadRepository
 from catalog.vector.repository import VectorRepository
+from ogc.features import describe_feature_answers
 from tiler.readers.shared import ReaderResources
 
 from . import parts as api_parts
@@ -49,7 +50,7 @@ from .health import health
 from .login import login_part
 from .memory import trim_allocator, tune_allocator
 from .middleware import BodyLimits, OrjsonRoute, middlewares
-from .openapi import describe_fields
+from .openapi import amend_openapi, describe_fields
 from .openapi_errors import describe_errors
 from .parts import ApiPart
 from .rights_routes import rights_part
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_parts.name_operations(api.app, parts)
     api_parts.limit_bodies(api.app, parts, bodies)
     describe_fields(api.app)
+    amend_openapi(api.app, describe_feature_answers)  # vector collections' features
     describe_errors(api.app)
     add_error_handlers(api.app, api_parts.error_handlers(parts))
     api.app.state.settings = settings
