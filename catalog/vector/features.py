@@ -14,7 +14,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import JSON, Select, Text, cast, func, literal, literal_column, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Integer,
+    Select,
+    Text,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -35,7 +46,7 @@ from catalog.stac.search import (
 from .crs import CRS84_CRS, Crs
 from .query import FeatureQuery, where
 from .query import field as query_field
-from .schema import FID, GEOM, Layer
+from .schema import FID, GEOM, Layer, PropertyType
 
 _SORTABLE = (Kind.NUMBER, Kind.TIMESTAMP, Kind.STRING, Kind.BOOLEAN)
 _MAX_ARGS = 50  # json_build_object takes at most 100 arguments: 50 name/value pairs
@@ -99,7 +110,14 @@ def sort_keys(layer: Layer, sortby: Sequence[SortBy]) -> list[SortKey]:
         if any(k.name == found.name for k in keys):
             continue
         nullable = found.name not in ("id", FID)
-        keys.append(SortKey(found.name, found.expr(), sort.descending, nullable, kind))
+        expr, prop = found.expr(), layer.prop(found.name)
+        # Keyset tokens carry JSON values: dates go as timestamps, booleans as 0/1 (SQL
+        # compares neither a date with a string nor a boolean with ">").
+        if prop is not None and prop.type is PropertyType.DATE:
+            expr = cast(expr, DateTime(timezone=True))
+        elif kind is Kind.BOOLEAN:
+            expr, kind = cast(expr, Integer), Kind.NUMBER  # boolean -> integer: 0 or 1
+        keys.append(SortKey(found.name, expr, sort.descending, nullable, kind))
     if not any(k.expr is layer.table.c[FID] for k in keys):
         last = keys[-1].descending if keys else False
         keys.append(SortKey("id", layer.table.c[FID], last, False, Kind.NUMBER))

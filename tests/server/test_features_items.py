@@ -291,3 +291,11 @@ def test_projected_boxes_are_cut_to_their_crs_area_of_use(client: TestClient, la
         assert r.status_code == 400 and r.json()["code"] == "search.InvalidBBox", r.text
     far = client.get(ITEMS, params={"crs": crs + "32601", "limit": 1})  # 179 degrees away
     assert far.status_code == 200 and far.json()["numberReturned"] == 1
+
+
+@pytest.mark.parametrize("sortby", ["harvest", "-sown", "organic,-id", "-crop", "-id"])
+def test_paged_sorts_match_one_page_of_all(client: TestClient, layer: Layer, sortby: str) -> None:
+    whole = [f["id"] for f in _all(client, sortby=sortby)["features"]]
+    paged = [f["id"] for p in _walk(client, f"{ITEMS}?limit=8&sortby={sortby}", "next")
+             for f in p["features"]]  # fmt: skip
+    assert paged == whole and sorted(whole) == list(range(1, FIELDS + 1))
