@@ -11,6 +11,8 @@ need_apt=()
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql-15)
 ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need_apt+=(postgresql-15-postgis-3)
 command -v gdalinfo >/dev/null 2>&1 || need_apt+=(gdal-bin)
+# QGIS's OAPIF provider reads vector collections in tests/server/test_features_vector_clients.py
+/usr/bin/python3 -c 'import qgis.core' >/dev/null 2>&1 || need_apt+=(python3-qgis qgis-providers)
 # the browser tests drive Debian's Chromium through playwright (no browser download of its own)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 # Node.js and npm: the web viewer's bundle is built here (once), MapLibre for the browser tests

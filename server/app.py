@@ -26,6 +26,8 @@ from catalog.stac.repository import CatalogRepository
 from catalog.storage import build_storage
 from catalog.storage.base import Storage
 from catalog.uploads.repository import UploadRepository
+from catalog.vector.repository import VectorRepository
+from ogc.features import describe_feature_answers
 from tiler.readers.shared import ReaderResources
 
 from . import parts as api_parts
@@ -36,6 +38,7 @@ from .docs import add_docs
 from .errors import add_error_handlers
 from .features import (
     exports_part,
+    features_part,
     item_maps_part,
     mosaics_part,
     processes_part,
@@ -48,7 +51,7 @@ from .health import health
 from .login import login_part
 from .memory import trim_allocator, tune_allocator
 from .middleware import BodyLimits, OrjsonRoute, middlewares
-from .openapi import describe_fields
+from .openapi import amend_openapi, describe_fields
 from .openapi_errors import describe_errors
 from .parts import ApiPart
 from .rights_routes import rights_part
@@ -110,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_parts.name_operations(api.app, parts)
     api_parts.limit_bodies(api.app, parts, bodies)
     describe_fields(api.app)
+    amend_openapi(api.app, describe_feature_answers)  # vector collections' features
     describe_errors(api.app)
     add_error_handlers(api.app, api_parts.error_handlers(parts))
     api.app.state.settings = settings
@@ -131,6 +135,7 @@ def _parts(
         writes_part(settings.catalog, stac_settings, settings.limits, settings.auth),
         rights_part(),
         processes_part(settings, storage),
+        features_part(settings),
         tiles_part(settings),
         vector_tiles_part(settings),
         vector_stats_part(settings),
@@ -156,6 +161,7 @@ def _client(settings: Settings, parts: Sequence[ApiPart]) -> CoreClient:
         collection_links=api_parts.collection_links(parts),
         item_hooks=api_parts.item_hooks(parts),
         collection_hooks=api_parts.collection_hooks(parts),
+        collection_items=api_parts.collection_items(parts),
     )
 
 
@@ -174,6 +180,7 @@ def _lifespan(
             counting.count_stale_timeout_ms,
         )  # fmt: skip
         state.jobs = JobRepository(engine)
+        state.vectors = VectorRepository(engine)
         state.uploads = UploadRepository(engine, state.jobs)
         state.accounts = AccountRepository(engine, settings.auth.rights_cache_s)
         auth = settings.auth

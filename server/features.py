@@ -6,15 +6,21 @@ Each function turns our settings into one ``ApiPart`` (server/parts.py); create_
 from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI
+from stac_fastapi.api.models import ItemUri, create_request_model
 from starlette.datastructures import State
 
 from catalog.stac.client import NEEDS_TOKEN
+from catalog.stac.counts import CountPolicy
 from catalog.storage.base import Storage
 from catalog.uploads.multipart import BODY_OVERHEAD
 from catalog.uploads.routes import UploadsFactory, tus_may_use, tus_owner
 from catalog.uploads.tus import TusFactory
 from catalog.uploads.tus_store import TusRepository
+from catalog.vector.features import FeatureReader
 from ogc.exports import ExportsExtension
+from ogc.feature_collections import add_vector_documents
+from ogc.feature_pages import FeaturePages
+from ogc.features import FeatureParams, VectorItems
 from ogc.processes import ProcessesExtension
 from ogc.tiles import TilesExtension
 from ogc.vector_stats import vector_stats_router
@@ -55,6 +61,32 @@ def processes_part(settings: Settings, storage: Storage) -> ApiPart:
                 **NEEDS_TOKEN,
             },
         ],  # fmt: skip
+        start=start,
+    )
+
+
+def features_part(settings: Settings) -> ApiPart:
+    """OGC API - Features of vector collections, on the STAC items routes (ogc/features.py);
+    their parameters and conformance are declared with the items part (server/stac.py)."""
+    counting = settings.catalog
+
+    def start(state: State) -> None:
+        policy = CountPolicy(
+            counting.count_limit, counting.count_max_cost, counting.count_stale_limit,
+            counting.count_stale_timeout_ms,
+        )  # fmt: skip
+        state.features = FeatureReader(state.vectors.engine, policy)
+
+    item_model = create_request_model("FeatureUri", base_model=ItemUri, mixins=[FeatureParams])
+    # f=html: pygeoapi's templates, configured here from our settings (ogc/feature_pages.py)
+    pages = FeaturePages(
+        settings.api.title, settings.api.description, counting.default_limit, counting.max_limit
+    )
+    return ApiPart(
+        name="features",
+        request_models={"item_get_request_model": item_model},
+        collection_items=[VectorItems(settings.catalog, settings.limits, pages)],
+        collection_hooks=[add_vector_documents],
         start=start,
     )
 

@@ -21,7 +21,7 @@ from stac_fastapi.types.extension import ApiExtension
 from starlette.datastructures import State
 from starlette.routing import BaseRoute
 
-from catalog.stac.client import DocumentLinks
+from catalog.stac.client import CollectionItems, DocumentLinks
 
 from .middleware import BodyLimits
 
@@ -38,6 +38,7 @@ class StacRequestModels(TypedDict, total=False):
     search_get_request_model: type[Any]
     search_post_request_model: type[Any]
     items_get_request_model: type[Any]
+    item_get_request_model: type[Any]
     collections_get_request_model: type[Any]
 
 
@@ -55,6 +56,8 @@ class ApiPart:
     # Links per document: hooks run on every item and collection the STAC routes send.
     item_hooks: Sequence[DocumentLinks] = attr.ib(default=())
     collection_hooks: Sequence[DocumentLinks] = attr.ib(default=())
+    # Items routes of collections whose items are not STAC items (vector collections).
+    collection_items: Sequence[CollectionItems] = attr.ib(default=())
     error_handlers: Mapping[type[Exception], ExceptionHandler] = attr.ib(factory=dict)
     # "METHOD /path" -> largest body in bytes, for routes that take more than the app's limit
     body_limits: Mapping[str, int] = attr.ib(factory=dict)
@@ -120,6 +123,11 @@ def item_hooks(parts: Sequence[ApiPart]) -> list[DocumentLinks]:
 def collection_hooks(parts: Sequence[ApiPart]) -> list[DocumentLinks]:
     """Every part's collection link hooks, in the parts' order."""
     return [hook for part in parts for hook in part.collection_hooks]
+
+
+def collection_items(parts: Sequence[ApiPart]) -> list[CollectionItems]:
+    """Every part's non-STAC items handlers, in the parts' order."""
+    return [handler for part in parts for handler in part.collection_items]
 
 
 def error_handlers(parts: Sequence[ApiPart]) -> dict[type[Exception], ExceptionHandler]:

@@ -49,6 +49,7 @@ from catalog.stac.requests import (
     SearchGetRequest,
 )
 from catalog.stac.schema_clients import FiltersClient, SortablesClient
+from ogc.features import FeaturesExtension
 
 from .parts import ApiPart, routers_part
 from .settings import ApiSettings
@@ -164,6 +165,8 @@ def items_part() -> ApiPart:
             conformance_classes=[FilterConformanceClasses.ITEMS, FilterConformanceClasses.FILTER],
         ),
         TokenPaginationExtension(),
+        # the parameters vector collections' features take too (ogc/features.py)
+        FeaturesExtension(),
     ]
     model = create_request_model(
         "ItemCollectionUri", base_model=ItemsGetRequest, extensions=items, request_type="GET"

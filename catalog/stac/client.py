@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import quote, urlencode
 
 import attr
@@ -57,6 +57,25 @@ AUTH_SCHEMES: dict[str, Any] = {
 DocumentLinks = Callable[[Request, list[dict[str, Any]]], Awaitable[None]]
 
 
+class CollectionItems(Protocol):
+    """Serves the items routes of collections whose items are not STAC items.
+
+    Vector collections (ogc/features.py): each method answers for a collection it serves and
+    returns None for any other, which then gets the STAC items. One route, one operation in
+    OpenAPI; its request model declares the parameters of both (docs/api.md).
+    """
+
+    async def items(
+        self, request: Request, collection_id: str, params: Mapping[str, Any]
+    ) -> Response | None:
+        """GET /collections/{collection_id}/items, or None."""
+
+    async def item(
+        self, request: Request, collection_id: str, item_id: str, params: Mapping[str, Any]
+    ) -> Response | None:
+        """GET /collections/{collection_id}/items/{item_id}, or None."""
+
+
 def repository(request: Request) -> CatalogRepository:
     """The repository the app was started with."""
     repo: CatalogRepository = request.app.state.repository
@@ -100,6 +119,8 @@ class CoreClient(AsyncBaseCoreClient):
     # Hooks adding links per document (DocumentLinks), to items and to collections.
     item_hooks: list[DocumentLinks] = attr.ib(factory=list)
     collection_hooks: list[DocumentLinks] = attr.ib(factory=list)
+    # Asked first by the items routes: collections whose items are not STAC items.
+    collection_items: list[CollectionItems] = attr.ib(factory=list)
 
     def _collection(self, row: Any, base_url: str) -> dict[str, Any]:
         doc = collection_document(row, base_url)
@@ -176,6 +197,9 @@ class CoreClient(AsyncBaseCoreClient):
     async def get_item(self, item_id: str, collection_id: str, **kwargs: Any) -> Any:
         """GET /collections/{collection_id}/items/{item_id}."""
         request: Request = kwargs["request"]
+        for other in self.collection_items:
+            if (answer := await other.item(request, collection_id, item_id, kwargs)) is not None:
+                return answer
         row = await repository(request).get_item(collection_id, item_id)
         doc = item_document(row, web.base_url(request), assets=await asset_links(request))
         await _hooked(self.item_hooks, request, [doc])
@@ -188,6 +212,9 @@ class CoreClient(AsyncBaseCoreClient):
     ) -> Any:
         """GET /collections/{collection_id}/items (filter, sort, fields, query, paging)."""
         request: Request = kwargs["request"]
+        for other in self.collection_items:
+            if (answer := await other.items(request, collection_id, kwargs)) is not None:
+                return answer
         await repository(request).get_collection(collection_id)
         kwargs.pop("collections", None)
         params, fields = get_search_params(kwargs, request.query_params, self.settings, self.limits)
@@ -484,6 +511,7 @@ class BulkTransactionsClient(AsyncBaseBulkTransactionsClient):
 
 __all__ = [
     "BulkTransactionsClient",
+    "CollectionItems",
     "CoreClient",
     "TransactionsClient",
     "Page",

@@ -16,6 +16,8 @@ from catalog.accounts.web import readable_of
 from catalog.stac import collection_search
 from catalog.stac.queryables import CORE_FIELDS, Kind
 from catalog.stac.repository import CatalogRepository
+from catalog.vector.queryables import layer_schema
+from catalog.vector.repository import VectorRepository
 
 # -- schemas ---------------------------------------------------------------
 _CORE_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -64,14 +66,20 @@ async def _schema(
     request: Request, collection_id: str | None, title: str, sortable: bool
 ) -> dict[str, Any]:
     repo: CatalogRepository = request.app.state.repository
+    base_url = web.base_url(request)
+    path = f"collections/{quote(collection_id, safe='')}/" if collection_id else ""
+    schema_id = f"{base_url}{path}{'sortables' if sortable else 'queryables'}"
+    vectors: VectorRepository | None = getattr(request.app.state, "vectors", None)
+    if collection_id is not None and vectors is not None:
+        # a vector collection: its typed properties, as its features are filtered and sorted
+        if (layer := await vectors.layer(collection_id)) is not None:
+            return layer_schema(layer, schema_id, _geometry_schema(), sortable)
     if collection_id is not None:
         await repo.get_collection(collection_id)
         registry = await repo.registry([collection_id], fresh=True)
     else:
         # Not the properties only collections the caller may not read have.
         registry = await repo.visible_registry(await readable_of(request), fresh=True)
-    base_url = web.base_url(request)
-    path = f"collections/{quote(collection_id, safe='')}/" if collection_id else ""
     properties: dict[str, Any] = {}
     for name in CORE_FIELDS:
         if sortable and name == "geometry":
@@ -83,7 +91,7 @@ async def _schema(
         properties.setdefault(name, _property_schema(kinds))
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"{base_url}{path}{'sortables' if sortable else 'queryables'}",
+        "$id": schema_id,
         "type": "object",
         "title": title,
         "properties": properties,

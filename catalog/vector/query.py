@@ -6,15 +6,20 @@ layer's columns; CQL2 compiles through the catalogue's own compiler (catalog/sta
 """
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+import numpy as np
+import pyproj
+import shapely
 from sqlalchemy import and_, func
 from sqlalchemy.sql.elements import ColumnElement
 
-from catalog.errors import InvalidParameter, UnknownQueryable
-from catalog.geometry import as_sql, bbox_shape
+from catalog.errors import InvalidBBox, InvalidParameter, UnknownQueryable
+from catalog.geometry import as_sql, bbox_shape, fix_shape
 from catalog.stac.cql2 import Resolver, compile_filter
 from catalog.stac.queryables import Field, Kind
 
@@ -33,11 +38,13 @@ class NoDatetimeProperty(InvalidParameter):
 
 @dataclass(frozen=True)
 class FeatureQuery:
-    """The selection parameters shared by every feature reader (bbox in CRS84)."""
+    """The selection parameters shared by every feature reader (bbox in CRS84, or in the
+    projected EPSG:``bbox_srid`` when that is not 4326)."""
 
     bbox: Sequence[float] | None = None
     datetime: tuple[dt.datetime | None, dt.datetime | None] | None = None
     filter: dict[str, Any] | bool | None = None  # canonical CQL2-JSON (cql2.parse)
+    bbox_srid: int = 4326
 
 
 def field(layer: Layer, name: str) -> Field:
@@ -72,11 +79,48 @@ def datetime_column(layer: Layer) -> Clause:
     return field(layer, layer.datetime_property).expr()
 
 
+def projected_box(bbox: Sequence[float], srid: int) -> Clause:
+    """A box in the projected EPSG:``srid`` as a polygon in EPSG:4326.
+
+    Its edges are densified (they curve once reprojected) and reprojected by pyproj, the
+    longitudes made continuous, then the catalogue's antimeridian fix splits a box of a zone
+    next to 180 degrees (keep the box within the CRS's area of use: ``crs.clamp_bbox``).
+    """
+    if len(bbox) not in (4, 6):
+        raise InvalidBBox(f"bbox must have 4 or 6 numbers, got {len(bbox)}")
+    west, south, east, north = (bbox[0], bbox[1], bbox[3], bbox[4]) if len(bbox) == 6 else bbox
+    if (
+        not all(math.isfinite(v) for v in (west, south, east, north))
+        or west > east
+        or south > north
+    ):
+        raise InvalidBBox("a projected bbox is finite, with west <= east and south <= north")
+    t = np.linspace(0.0, 1.0, 33)[:-1]
+    xs = np.concatenate([west + (east - west) * t, np.full(32, east),
+                         east - (east - west) * t, np.full(32, west)])  # fmt: skip
+    ys = np.concatenate([np.full(32, south), south + (north - south) * t,
+                         np.full(32, north), north - (north - south) * t])  # fmt: skip
+    lon, lat = _to_lonlat(srid).transform(xs, ys)
+    lon = np.degrees(np.unwrap(np.radians(lon)))
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        raise InvalidBBox(f"the bbox cannot be reprojected from EPSG:{srid}")
+    return as_sql(fix_shape(shapely.Polygon(np.column_stack([lon, lat]))))
+
+
+@cache
+def _to_lonlat(srid: int) -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs(srid, 4326, always_xy=True)
+
+
 def where(layer: Layer, query: FeatureQuery) -> list[Clause]:
     """The conditions of ``query`` (an empty list selects every feature)."""
     table = layer.table
     clauses: list[Clause] = []
-    if query.bbox is not None:
+    if query.bbox is not None and query.bbox_srid != 4326:
+        clauses.append(
+            func.ST_Intersects(table.c[GEOM], projected_box(query.bbox, query.bbox_srid))
+        )
+    elif query.bbox is not None:
         clauses.append(func.ST_Intersects(table.c[GEOM], as_sql(bbox_shape(query.bbox))))
     if query.datetime is not None:
         column = datetime_column(layer)
@@ -95,4 +139,12 @@ def all_of(clauses: Sequence[Clause]) -> Clause | None:
     return and_(*clauses) if clauses else None
 
 
-__all__ = ["FeatureQuery", "all_of", "datetime_column", "field", "resolver", "where"]
+__all__ = [
+    "FeatureQuery",
+    "all_of",
+    "datetime_column",
+    "field",
+    "projected_box",
+    "resolver",
+    "where",
+]

@@ -225,6 +225,16 @@ class VectorRepository:
             rows = (await conn.execute(text(query), params)).all()
         return {row.collection_id: _layer(row) for row in rows}
 
+    async def related(self, collection_ids: Sequence[str]) -> list[Layer]:
+        """The layers of ``collection_ids`` and those annotating any of them (documents)."""
+        query = (
+            f"SELECT {_LAYER_COLUMNS} FROM vector_layers "
+            "WHERE collection_id = ANY(:ids) OR annotates = ANY(:ids) ORDER BY collection_id"
+        )
+        async with connect(self.engine) as conn:
+            rows = (await conn.execute(text(query), {"ids": list(collection_ids)})).all()
+        return [_layer(row) for row in rows]
+
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()

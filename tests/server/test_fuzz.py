@@ -31,11 +31,13 @@ from server.policy import Rule, rule_of
 from tests import rasters
 from tests.conftest import ADMIN, Databases, app_settings
 from tests.factories import collection
+from tests.server.vector_fields import load as load_parcels
 from tests.tiler.conftest import COLLECTION, add_collection, ingest_item
 
 # schemathesis' hypothesis warns when it prints a large generated body; that is no finding
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
 EXAMPLES = int(os.environ.get("TERRACAT_FUZZ_EXAMPLES", "5"))
+VECTOR = "parcels"  # a vector collection: its features answer the items routes
 # The coverage phase (every parameter's boundary and invalid values) makes ~28,000 requests a
 # run: `make fuzz` only. Stateful runs need links the document does not have.
 PHASES = os.environ.get("TERRACAT_FUZZ_PHASES", "examples,fuzzing").split(",")
@@ -66,6 +68,7 @@ def fuzz_app(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> 
         r = client.post("/searches", json={"collections": [COLLECTION]}, headers=ADMIN)
         assert r.status_code == 201, r.text
         search_id = r.json()["id"]
+    load_parcels(url, VECTOR)
     ids = {"collection": COLLECTION, "item": "rgb", "search": search_id}
     try:
         yield app, ids
@@ -80,8 +83,8 @@ def _mkdir(path: Path) -> Path:
 
 def _config(ids: dict[str, str], headers: dict[str, str]) -> schemathesis.Config:
     dictionaries = {
-        "collections": {"values": [ids["collection"]]},
-        "items": {"values": [ids["item"], "rgbn"]},
+        "collections": {"values": [ids["collection"], VECTOR]},
+        "items": {"values": [ids["item"], "rgbn", "1"]},
         "searches": {"values": [ids["search"]]},
         "tms": {"values": ["WebMercatorQuad", "WorldCRS84Quad"]},
     }
