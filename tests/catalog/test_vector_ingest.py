@@ -81,3 +81,136 @@ def test_a_file_becomes_a_vector_collection(
     _check_layer(sync_engine, "fields", crs, geoms, crs)
     doc = client.get("/collections/fields", headers=admin).json()
     assert doc["terracat:kind"] == "vector" and doc["itemType"] == "feature"
+
+
+def _zipped(folder: Path, arcname_prefix: str = "") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for part in sorted(folder.iterdir()):
+            archive.write(part, arcname_prefix + part.name)
+    return buffer.getvalue()
+
+
+def _shapefile(tmp_path: Path, geoms: list[shapely.Geometry], crs: str) -> bytes:
+    folder = tmp_path / "shp"
+    folder.mkdir()
+    # DBF has dates, not datetimes.
+    fields = {"crop": CROPS, "area": AREAS, "count": COUNTS, "day": DAYS.astype("datetime64[D]")}
+    write_layer(folder / "parcels.shp", geoms, crs, "ESRI Shapefile", fields=fields)
+    return _zipped(folder, "data/")
+
+
+def _geoparquet(tmp_path: Path, geoms: list[shapely.Geometry], crs: str) -> bytes:
+    from pyproj import CRS
+
+    table = pa.table({"geometry": shapely.to_wkb(np.array(geoms, dtype=object)),
+                      "crop": CROPS, "area": AREAS, "count": COUNTS,
+                      "day": pa.array(DAYS, pa.timestamp("ms", tz="UTC"))})  # fmt: skip
+    geo = {"version": "1.1.0", "primary_column": "geometry",
+           "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon"],
+                                    "crs": CRS.from_user_input(crs).to_json_dict()}}}  # fmt: skip
+    table = table.replace_schema_metadata({b"geo": __import__("json").dumps(geo).encode()})
+    pq.write_table(table, tmp_path / "fields.parquet")
+    return (tmp_path / "fields.parquet").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("kind", "crs", "types"),
+    [
+        ("shapefile", "EPSG:2154", {**TYPES, "day": "date"}),
+        ("geoparquet", "EPSG:32631", TYPES),
+        ("geojsonseq", "EPSG:4326", TYPES),
+        ("csv-wkt", "EPSG:4326", TYPES),
+        ("kml", "EPSG:4326", None),
+    ],
+)
+def test_every_format_is_read_by_its_content(
+    client: TestClient, admin: dict[str, str], worker: None, sync_engine: Engine,
+    tmp_path: Path, kind: str, crs: str, types: dict[str, str] | None,
+) -> None:  # fmt: skip
+    geoms = polygons_in(crs, (2.35, 48.85), 100 if crs != "EPSG:4326" else 0.001)
+    if kind == "shapefile":
+        data = _shapefile(tmp_path, geoms, crs)
+    elif kind == "geoparquet":
+        data = _geoparquet(tmp_path, geoms, crs)
+    else:
+        driver, suffix, options = {
+            "geojsonseq": ("GeoJSONSeq", "geojsonl", {}),
+            "kml": ("KML", "kml", {}),
+            "csv-wkt": ("CSV", "csv", {"layer_options": {"GEOMETRY": "AS_WKT"}}),
+        }[kind]
+        data = write_layer(tmp_path / f"f.{suffix}", geoms, crs, driver, **options).read_bytes()
+    record = upload(client, admin, "fields", "no-extension", data)
+    assert loaded(record) == ["fields"]
+    layer = layer_row(sync_engine, "fields")
+    assert layer["feature_count"] == 3 and layer["source_crs"] == crs
+    props = {p["name"]: p["type"] for p in layer["properties"]}
+    if types is not None:
+        assert props == types
+    else:  # KML keeps its typed ExtendedData fields, as text unless the schema says otherwise
+        assert {"crop", "area"} <= set(props) and props["area"] == "number"
+    got = features(sync_engine, "fields")
+    expected = sorted((lonlat(g, crs) for g in geoms), key=lambda g: g.bounds)
+    for feature, want in zip(sorted(got, key=lambda f: f["geom"].bounds), expected, strict=True):
+        assert shapely.equals_exact(shapely.normalize(feature["geom"]), shapely.normalize(want),
+                                    tolerance=1e-7)  # fmt: skip
+    assert sorted(f["crop"] for f in got) == sorted(CROPS)
+
+
+def test_csv_with_lon_lat_columns(
+    client: TestClient, admin: dict[str, str], worker: None, sync_engine: Engine, tmp_path: Path
+) -> None:
+    points = [shapely.Point(2.3, 48.8), shapely.Point(2.4, 48.9), shapely.Point(2.5, 48.7)]
+    path = write_layer(tmp_path / "p.csv", points, "EPSG:4326", "CSV",
+                       layer_options={"GEOMETRY": "AS_XY"})  # fmt: skip
+    assert loaded(upload(client, admin, "sites", "sites.txt", path.read_bytes())) == ["sites"]
+    layer = layer_row(sync_engine, "sites")
+    assert layer["geometry_type"] == "Point" and layer["source_crs"] == "EPSG:4326"
+    # The coordinate columns became the geometry, not properties.
+    assert {p["name"]: p["type"] for p in layer["properties"]} == TYPES
+    assert [f["geom"] for f in features(sync_engine, "sites")] == points
+    assert (layer["west"], layer["south"], layer["east"], layer["north"]) == (2.3, 48.7, 2.5, 48.9)
+
+
+def test_every_layer_of_a_geopackage_becomes_a_collection(
+    client: TestClient, admin: dict[str, str], worker: None, sync_engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "survey.gpkg"
+    write_layer(path, polygons_in("EPSG:2154", (2.35, 48.85), 50), "EPSG:2154", layer="parcels")
+    write_layer(path, [shapely.Point(652000, 6862000)], "EPSG:2154", layer="wells  (2024)",
+                fields={"depth": np.array([12.5])})  # fmt: skip
+    record = upload(client, admin, "survey", "survey.gpkg", path.read_bytes())
+    assert loaded(record) == ["survey", "survey-wells-2024"]
+    assert layer_row(sync_engine, "survey")["feature_count"] == 3
+    wells = layer_row(sync_engine, "survey-wells-2024")
+    assert wells["geometry_type"] == "Point" and wells["properties"][0]["name"] == "depth"
+    (well,) = features(sync_engine, "survey-wells-2024")
+    assert shapely.equals_exact(well["geom"], lonlat(shapely.Point(652000, 6862000), "EPSG:2154"),
+                                tolerance=1e-9)  # fmt: skip
+    doc = client.get("/collections/survey-wells-2024", headers=admin).json()
+    assert doc["terracat:kind"] == "vector" and doc["itemType"] == "feature"
+    assert doc["extent"]["spatial"]["bbox"][0][0] == pytest.approx(wells["west"])
+    links = {link["href"] for link in record["links"] if link["rel"] == "collection"}
+    assert links == {"http://testserver/collections/survey",
+                     "http://testserver/collections/survey-wells-2024"}  # fmt: skip
+    # The upload set may name the one layer to load instead.
+    record = upload(client, admin, "wells", "survey.gpkg", path.read_bytes(),
+                    layer="wells  (2024)")  # fmt: skip
+    assert loaded(record) == ["wells"] and layer_row(sync_engine, "wells")["feature_count"] == 1
+
+
+def test_invalid_geometries_are_repaired(
+    client: TestClient, admin: dict[str, str], worker: None, sync_engine: Engine, tmp_path: Path
+) -> None:
+    bowtie = shapely.Polygon([(0, 0), (1, 1), (1, 0), (0, 1), (0, 0)])
+    spike = shapely.Polygon([(2, 0), (3, 0), (3, 1), (2, 1), (2, 0), (2, -1), (2, 0)])
+    good = shapely.box(4, 0, 5, 1)
+    assert not bowtie.is_valid and not spike.is_valid
+    path = write_layer(tmp_path / "bad.gpkg", [bowtie, spike, good])
+    assert loaded(upload(client, admin, "repaired", "bad.gpkg", path.read_bytes()))
+    got = features(sync_engine, "repaired")
+    assert all(f["geom"].is_valid for f in got)
+    assert got[0]["geom"].area == pytest.approx(0.5) and got[1]["geom"].area == pytest.approx(1)
+    assert got[2]["geom"].equals(good)
+    # A bow tie repairs into a MultiPolygon: the layer's type says so.
+    assert layer_row(sync_engine, "repaired")["geometry_type"] == "MultiPolygon"
