@@ -202,9 +202,6 @@ def _read_geoparquet(layer: SourceLayer, max_features: int) -> _Raw:
         rows = file.metadata.num_rows
     except Exception as exc:
         raise Unreadable(f"the GeoParquet file cannot be read: {exc}") from exc
-    if rows > max_features:
-        raise TooManyFeatures(f"the file has {rows} features, more than the limit of "
-                              f"{max_features}")  # fmt: skip
     columns: dict[str, Any] = geo.get("columns") or {}
     primary = geo.get("primary_column")
     if not columns or primary not in columns:
@@ -212,6 +209,9 @@ def _read_geoparquet(layer: SourceLayer, max_features: int) -> _Raw:
     crss = {json.dumps(c.get("crs", "OGC:CRS84"), sort_keys=True) for c in columns.values()}
     if len(crss) > 1:
         raise MixedCrs(f"the geometry columns {sorted(columns)} are in different CRSs")
+    if rows > max_features:
+        raise TooManyFeatures(f"the file has {rows} features, more than the limit of "
+                              f"{max_features}")  # fmt: skip
     spec = columns[primary]
     if str(spec.get("encoding", "WKB")).upper() != "WKB":
         raise Unreadable(f"geometry encoding {spec.get('encoding')!r} is not read; use WKB")
@@ -296,6 +296,8 @@ def read_layer(
     skipped = 0
     if present is not None and not pc.all(present).as_py():
         skipped = len(raw.geometry) - int(pc.sum(present).as_py() or 0)
+        if skipped == len(raw.geometry):
+            raise NoGeometry(f"no feature of layer {layer.name!r} has a geometry")
         raw.geometry = raw.geometry.filter(present)
         raw.properties = [(n, c.filter(present)) for n, c in raw.properties]
         log(f"layer {layer.name!r}: {skipped} feature(s) without geometry skipped")

@@ -4,6 +4,7 @@ Shared by tests/catalog/test_vector_ingest*.py and tests/server/test_vector_uplo
 """
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from catalog.jobs.queue import JobRepository
 from catalog.settings import JobSettings
 from catalog.stac.repository import CatalogRepository
 from catalog.storage import build_storage
-from catalog.uploads.repository import UploadRepository
+from catalog.uploads.repository import FINAL_FILE_STATES, UploadRepository
 from server.processes import build_processes
 from server.settings import Settings
 from tests.factories import collection
@@ -97,7 +98,13 @@ def upload(
                     files={"file": (filename, data)})  # fmt: skip
     assert r.status_code == 201, r.text
     wait_for(client, admin, r.json()["job"]["id"], "successful", "failed", timeout=120)
-    return dict(client.get(r.headers["location"], headers=admin).json())
+    # The file's record follows its job's end (the process's ``failed`` hook runs after).
+    deadline = time.monotonic() + 30
+    while True:
+        record = dict(client.get(r.headers["location"], headers=admin).json())
+        if record["status"] in FINAL_FILE_STATES or time.monotonic() > deadline:
+            return record
+        time.sleep(0.05)
 
 
 def loaded(record: dict[str, Any]) -> list[str]:
