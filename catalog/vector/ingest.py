@@ -1,4 +1,4 @@
-"""The ingest child's vector work: pick the layers, read each into an Arrow IPC file.
+"""The ingest child's vector work: pick the layers, read each into a COPY-ready file.
 
 Which layers, and into which collections (docs/ingest.md): the layer the upload set names,
 into its collection; else every layer, the first into the upload set's collection and each
@@ -74,7 +74,7 @@ def read_upload(
     described = []
     for n, (collection_id, layer) in enumerate(targets):
         progress(5 + 90 * n // len(targets), f"reading layer {layer.name}")
-        data: LayerData = read_layer(layer, out / f"layer{n}.arrow",
+        data: LayerData = read_layer(layer, out / f"layer{n}.csv",
                                      settings.vector_max_features, log)  # fmt: skip
         log(f"layer {layer.name!r}: {data.count} feature(s), {data.geometry_type}, "
             f"{data.source_crs or 'no CRS'} -> {collection_id}")  # fmt: skip

