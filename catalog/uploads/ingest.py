@@ -185,8 +185,11 @@ class IngestProcess(Process):
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "properties": {"id": {"type": "string"}, "layer": {"type": "string"},
-                                       "features": {"type": "integer"}},
+                        "properties": {
+                            "id": {"type": "string"},
+                            "layer": {"type": "string"},
+                            "features": {"type": "integer"},
+                        },
                     },
                 },
             ),

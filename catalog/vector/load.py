@@ -75,8 +75,8 @@ async def _collection(
         # Whoever may work with the upload set's collection may work with its other layers.
         await conn.execute(
             text(
-                "INSERT INTO collection_grants (collection_id, grantee_kind, grantee, \"right\") "
-                "SELECT :c, grantee_kind, grantee, \"right\" FROM collection_grants "
+                'INSERT INTO collection_grants (collection_id, grantee_kind, grantee, "right") '
+                'SELECT :c, grantee_kind, grantee, "right" FROM collection_grants '
                 "WHERE collection_id = :p"
             ),
             {"c": collection_id, "p": target.parent},
@@ -213,15 +213,13 @@ async def copy_csv(conn: AsyncConnection, layer: Layer, data: LayerData, fresh: 
 async def sync_document(conn: AsyncConnection, layer: Layer) -> None:
     """Put the layer's extent (and kind) into its collection's document and columns."""
     content = (
-        await conn.execute(
-            select(Collection.content).where(Collection.id == layer.collection_id)
-        )
+        await conn.execute(select(Collection.content).where(Collection.id == layer.collection_id))
     ).scalar_one()
     bbox = list(layer.bbox) if layer.bbox is not None else _WHOLE_WORLD
     start, end = layer.interval
     interval = [[_iso(start), _iso(end)]]
-    content = {**content, "itemType": "feature", "terracat:kind": VECTOR_KIND,
-               "extent": {"spatial": {"bbox": [bbox]}, "temporal": {"interval": interval}}}  # fmt: skip
+    extent = {"spatial": {"bbox": [bbox]}, "temporal": {"interval": interval}}
+    content = {**content, "itemType": "feature", "terracat:kind": VECTOR_KIND, "extent": extent}
     row = collection_row({"id": layer.collection_id, **content}, validate_extensions=False)
     shape = as_sql(row["spatial"]) if row["spatial"] is not None else None
     await conn.execute(

@@ -264,11 +264,12 @@ def _to_4326(geoms: np.ndarray, crs: CRS | None, layer: str) -> np.ndarray:
         return geoms
     transformer = Transformer.from_crs(crs, 4326, always_xy=True)
     has_z = bool(len(geoms)) and bool(shapely.has_z(geoms).any())
-    return shapely.transform(
+    moved: np.ndarray = shapely.transform(
         geoms,
         lambda xy: np.column_stack(transformer.transform(*xy.T)),
         include_z=has_z,
     )
+    return moved
 
 
 def _repaired(geoms: np.ndarray, layer: str) -> np.ndarray:

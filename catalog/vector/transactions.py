@@ -17,9 +17,8 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.db.engine import connect
-from catalog.errors import NotFound
+from catalog.errors import InvalidDatetime, NotFound
 from catalog.geometry import as_sql
-from catalog.errors import InvalidDatetime
 from catalog.timeparse import parse_instant
 
 from .errors import InvalidFeature

@@ -133,8 +133,9 @@ def features(engine: Engine, collection_id: str) -> list[dict[str, Any]]:
     layer = layer_row(engine, collection_id)
     columns = {p["column"]: p["name"] for p in layer["properties"]}
     with engine.connect() as conn:
-        rows = conn.execute(text(f'SELECT ST_AsBinary(geom) AS wkb, ST_SRID(geom) AS srid, * '
-                                 f'FROM features."{layer["table_name"]}" ORDER BY fid'))  # fmt: skip
+        table = f'features."{layer["table_name"]}"'
+        rows = conn.execute(text("SELECT ST_AsBinary(geom) AS wkb, ST_SRID(geom) AS srid, * "
+                                 f"FROM {table} ORDER BY fid"))  # fmt: skip
         found = []
         for row in rows.mappings():
             assert row["srid"] == 4326

@@ -111,7 +111,9 @@ def test_bad_features_are_refused(
                         headers=admin).status_code == 404  # fmt: skip
 
 
-def test_writes_need_the_write_right(client: TestClient, admin: dict[str, str], fields: str) -> None:
+def test_writes_need_the_write_right(
+    client: TestClient, admin: dict[str, str], fields: str
+) -> None:
     ann = person(client, "ann")
     body = _feature(shapely.Point(1, 1))
     r = client.post("/collections/fields/items", json=body, headers=ann.headers)

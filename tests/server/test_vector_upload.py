@@ -58,8 +58,11 @@ def _new_set(http: httpx.Client, collection_id: str, **options: Any) -> str:
 
 def _layer(stack: Stack, collection_id: str) -> dict[str, Any]:
     with psycopg.connect(stack.database_url.replace("+psycopg", "")) as conn:
-        cur = conn.execute("SELECT table_name, feature_count, source_crs, west, south, east, "
-                           "north FROM vector_layers WHERE collection_id = %s", (collection_id,))  # fmt: skip
+        cur = conn.execute(
+            "SELECT table_name, feature_count, source_crs, west, south, east, north "
+            "FROM vector_layers WHERE collection_id = %s",
+            (collection_id,),
+        )
         names = [d.name for d in cur.description or []]
         row = cur.fetchone()
         assert row is not None, f"{collection_id} has no layer"
@@ -120,7 +123,8 @@ def test_100k_polygon_geopackage_until_queryable(
     rng = np.random.default_rng(7)
     x, y = rng.uniform(-5, 8, n), rng.uniform(42, 51, n)
     squares = shapely.box(x, y, x + 0.001, y + 0.001)
-    crops = np.array(["wheat", "maize", "barley", "rye", "oat"], dtype=object)[rng.integers(0, 5, n)]
+    names = np.array(["wheat", "maize", "barley", "rye", "oat"], dtype=object)
+    crops = names[rng.integers(0, 5, n)]
     days = np.datetime64("2024-01-01") + rng.integers(0, 365, n).astype("timedelta64[D]")
     fields = [crops, rng.uniform(0, 100, n), rng.integers(0, 1000, n),
               days.astype("datetime64[ms]"), rng.integers(0, 2, n).astype(bool),
@@ -140,5 +144,7 @@ def test_100k_polygon_geopackage_until_queryable(
         file = http.get(f"/upload_sets/{set_id}/files/{record['id']}").json()
     assert file["status"] == "ready", file
     assert _layer(stack, "big")["feature_count"] == n
-    print(f"\n100k-polygon GeoPackage ({path.stat().st_size / 1e6:.1f} MB): upload "
-          f"{uploaded - started:.2f} s, queryable after {queryable - started:.2f} s")
+    print(
+        f"\n100k-polygon GeoPackage ({path.stat().st_size / 1e6:.1f} MB): upload "
+        f"{uploaded - started:.2f} s, queryable after {queryable - started:.2f} s"
+    )
