@@ -161,7 +161,8 @@ async def _schema(
          "a": annotates, "c": collection_id},
     )  # fmt: skip
     found = await get_layer(conn, collection_id)
-    assert found is not None
+    if found is None:
+        raise RuntimeError(f"the layer of {collection_id!r} was just updated, yet is not there")
     return found
 
 
