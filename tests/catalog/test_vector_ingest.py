@@ -3,8 +3,12 @@ multi-layer files, repaired geometries; features, types and extent are what the 
 
 import datetime as dt
 import io
+import threading
 import zipfile
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -15,13 +19,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from server.settings import Settings
-from tests.workers import MakeWorker
+from tests.apps import AppPool
+from tests.workers import MakeWorker, wait_for
 
 from .vector_uploads import (
     AREAS,
     COUNTS,
     CROPS,
     DAYS,
+    ensure_collection,
     features,
     layer_row,
     loaded,
@@ -214,3 +220,37 @@ def test_invalid_geometries_are_repaired(
     assert got[2]["geom"].equals(good)
     # A bow tie repairs into a MultiPolygon: the layer's type says so.
     assert layer_row(sync_engine, "repaired")["geometry_type"] == "MultiPolygon"
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_vector_file_by_url(
+    settings: Settings, apps: AppPool, admin: dict[str, str], make_worker: MakeWorker,
+    sync_engine: Engine, tmp_path: Path,
+) -> None:  # fmt: skip
+    settings.ingest.url_allow_private = True
+    start_worker(settings, make_worker)
+    folder = tmp_path / "www"
+    folder.mkdir()
+    write_layer(folder / "parcels.fgb", polygons_in("EPSG:3857", (2.35, 48.85), 80),
+                "EPSG:3857", "FlatGeobuf")  # fmt: skip
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(folder)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with apps.client(settings) as client:
+            ensure_collection(client, admin, "linked")
+            r = client.post("/upload_sets", json={"collection": "linked"}, headers=admin)
+            href = f"http://127.0.0.1:{httpd.server_address[1]}/parcels.fgb"
+            r = client.post(f"/upload_sets/{r.json()['id']}/files", json={"href": href},
+                            headers=admin)  # fmt: skip
+            assert r.status_code == 201, r.text
+            job = wait_for(client, admin, r.json()["job"]["id"], "successful", "failed")
+            assert job["status"] == "successful", job
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    layer = layer_row(sync_engine, "linked")
+    assert layer["feature_count"] == 3 and layer["source_crs"] == "EPSG:3857"
