@@ -35,6 +35,7 @@ from .vector_uploads import (
     polygons_in,
     start_worker,
     upload,
+    valid_collection,
     write_layer,
 )
 
@@ -195,6 +196,7 @@ def test_every_layer_of_a_geopackage_becomes_a_collection(
                                 tolerance=1e-9)  # fmt: skip
     doc = client.get("/collections/survey-wells-2024", headers=admin).json()
     assert doc["terracat:kind"] == "vector" and doc["itemType"] == "feature"
+    valid_collection(doc)
     assert doc["extent"]["spatial"]["bbox"][0][0] == pytest.approx(wells["west"])
     links = {link["href"] for link in record["links"] if link["rel"] == "collection"}
     assert links == {"http://testserver/collections/survey",

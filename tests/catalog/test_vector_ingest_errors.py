@@ -220,6 +220,9 @@ def test_upload_set_options_datetime_property_and_annotates(
     record = upload(client, admin, "notes", "d.gpkg", path.read_bytes(),
                     datetime_property="seen", annotates="imagery")  # fmt: skip
     assert loaded(record) == ["notes"]
+    upload_set = client.get(record["links"][0]["href"].rsplit("/files/", 1)[0], headers=admin)
+    assert upload_set.json()["annotates"] == "imagery"
+    assert upload_set.json()["datetime_property"] == "seen" and "layer" not in upload_set.json()
     layer = layer_row(sync_engine, "notes")
     assert layer["datetime_property"] == "seen" and layer["annotates"] == "imagery"
     assert layer["end_datetime"].isoformat() == "2024-01-09T00:00:00+00:00"

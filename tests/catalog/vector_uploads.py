@@ -144,6 +144,24 @@ def features(engine: Engine, collection_id: str) -> list[dict[str, Any]]:
     return found
 
 
+def valid_collection(doc: dict[str, Any]) -> None:
+    """``doc`` is a valid STAC Collection (pystac, schemas from catalog/schemas, no network)."""
+    import pystac
+    from pystac.validation import JsonSchemaSTACValidator, set_validator
+
+    from catalog.stac.validation import SCHEMA_DIR, _urlmap
+
+    validator = JsonSchemaSTACValidator()
+    for url, relative in _urlmap().items():
+        validator.schema_cache[url] = json.loads((SCHEMA_DIR / relative).read_text())
+    set_validator(validator)
+    try:
+        # Without its links: pystac would follow the root link to resolve it.
+        assert pystac.Collection.from_dict({**doc, "links": []}).validate()
+    finally:
+        set_validator(JsonSchemaSTACValidator())
+
+
 def lonlat(geom: shapely.Geometry, crs: str) -> shapely.Geometry:
     """A geometry of ``crs`` in EPSG:4326 lon/lat, by pyproj."""
     to_4326 = Transformer.from_crs(crs, 4326, always_xy=True)
