@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.db.models import Collection, Item
@@ -243,6 +243,10 @@ async def load_layer(
     conn: AsyncConnection, collection_id: str, data: LayerData, target: LoadTarget
 ) -> Layer:
     """Load one converted layer into ``collection_id`` (created or appended)."""
+    # A load of millions of rows outlasts the statement timeout meant for API queries
+    # (TERRACAT_DB_STATEMENT_TIMEOUT_MS): none for this transaction, whose size is bounded by
+    # TERRACAT_INGEST_VECTOR_MAX_FEATURES per layer.
+    await conn.execute(select(func.set_config("statement_timeout", "0", True)))
     await _collection(conn, collection_id, target, data.name)
     fresh = await get_layer(conn, collection_id) is None
     layer = await _schema(conn, collection_id, data, target)
