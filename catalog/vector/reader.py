@@ -108,7 +108,9 @@ def list_layers(datasets: list[Path], fmt: Format) -> list[SourceLayer]:
             names = pyogrio.list_layers(dataset)
         except Exception as exc:  # GDAL says why in its message
             raise Unreadable(f"the file cannot be read as {fmt.value}: {exc}") from exc
-        found += [SourceLayer(dataset, str(row[0]), fmt) for row in names]
+        # Attribute tables (no geometry type) of a file that has spatial layers are left out.
+        spatial = [row for row in names if row[1] is not None] or list(names)
+        found += [SourceLayer(dataset, str(row[0]), fmt) for row in spatial]
     if not found:
         raise Unreadable(f"the {fmt.value} file holds no layer")
     return found

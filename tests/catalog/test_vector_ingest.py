@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 from fastapi.testclient import TestClient
+from pyogrio.raw import write
 from sqlalchemy import Engine
 
 from server.settings import Settings
@@ -186,6 +187,7 @@ def test_every_layer_of_a_geopackage_becomes_a_collection(
     write_layer(path, polygons_in("EPSG:2154", (2.35, 48.85), 50), "EPSG:2154", layer="parcels")
     write_layer(path, [shapely.Point(652000, 6862000)], "EPSG:2154", layer="wells  (2024)",
                 fields={"depth": np.array([12.5])})  # fmt: skip
+    write(str(path), None, [np.array([1, 2])], ["k"], layer="lookup", driver="GPKG")  # no geometry
     record = upload(client, admin, "survey", "survey.gpkg", path.read_bytes())
     assert loaded(record) == ["survey", "survey-wells-2024"]
     assert layer_row(sync_engine, "survey")["feature_count"] == 3
