@@ -357,6 +357,9 @@ async def _write_feature(
     """PUT (replace) or PATCH (merge patch) of one feature."""
     writer = FeatureWriter(repository(request).engine)
     fid = feature_id(item_id)
+    if partial and isinstance(body, list):  # a JSON patch applies to the feature as served
+        current = await writer.document(collection_id, fid, web.base_url(request))
+        body, partial = await _patched(request, current), False
     await (writer.patch if partial else writer.replace)(collection_id, fid, body)
     doc = await writer.document(collection_id, fid, web.base_url(request))
     return _written(request, doc, GEOJSON)

@@ -145,11 +145,14 @@ class FeatureWriter:
             if partial and isinstance(body, Mapping):
                 body = {"type": "Feature", **body}
             values = _values(layer, body, partial)
-            if not values:
-                raise InvalidFeature("the patch changes nothing")
             table = layer.table
-            done = await conn.execute(update(table).where(table.c[FID] == fid).values(**values)
-                                      .returning(table.c[FID]))  # fmt: skip
+            match = table.c[FID] == fid
+            if values:
+                done = await conn.execute(
+                    update(table).where(match).values(**values).returning(table.c[FID])
+                )
+            else:  # an empty merge patch changes nothing (RFC 7396)
+                done = await conn.execute(select(table.c[FID]).where(match))
             if done.first() is None:
                 raise NotFound(f"feature {fid} of {collection_id!r} does not exist")
             await self._done(conn, layer)
@@ -166,7 +169,7 @@ class FeatureWriter:
         async with connect(self.engine) as conn:
             layer = await self._layer(conn, collection_id)
             table = layer.table
-            columns = [func.ST_AsGeoJSON(table.c[GEOM]).label("_geojson"),
+            columns = [func.ST_AsGeoJSON(table.c[GEOM], 15).label("_geojson"),
                        *(table.c[p.column] for p in layer.properties)]  # fmt: skip
             row = (await conn.execute(select(*columns).where(table.c[FID] == fid))).first()
         if row is None:

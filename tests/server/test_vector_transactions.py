@@ -80,6 +80,15 @@ def test_create_replace_update_delete_keep_the_extent(
     assert r.json()["properties"] == {"crop": "barley", "area": 9.5, "plot": None, "sown": None}
     assert r.json()["geometry"]["coordinates"][0][0] in ([1, 1], [2, 1], [2, 2], [1, 2])
     assert _layer(sync_engine)["north"] == 5  # the box up to 12 moved
+    # A JSON patch (RFC 6902) applies to the feature as served.
+    ops = [{"op": "replace", "path": "/properties/plot", "value": 11},
+           {"op": "remove", "path": "/properties/crop"}]  # fmt: skip
+    r = client.patch("/collections/fields/items/2", json=ops,
+                     headers={**admin, "Content-Type": "application/json-patch+json"})  # fmt: skip
+    assert r.status_code == 204, r.text
+    got = client.patch("/collections/fields/items/2", json={},
+                       headers={**admin, "Prefer": "return=representation"})  # fmt: skip
+    assert got.json()["properties"] == {"crop": None, "area": 9.5, "plot": 11, "sown": None}
 
     for fid in (3, 4, 4):  # deleting twice is fine
         assert client.delete(f"/collections/fields/items/{fid}", headers=admin).status_code == 204
