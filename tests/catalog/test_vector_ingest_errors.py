@@ -228,6 +228,11 @@ def test_upload_set_options_datetime_property_and_annotates(
     assert layer["end_datetime"].isoformat() == "2024-01-09T00:00:00+00:00"
     refused(upload(client, admin, "notes2", "d.gpkg", path.read_bytes(),
                    datetime_property="missing"), "ingest.InvalidDatetimeProperty")  # fmt: skip
+    # Annotations are of imagery: not of a vector collection, nor of the collection itself.
+    for target, wanted in (("notes", "holds vector features"), ("imagery", "itself")):
+        r = client.post("/upload_sets", headers=admin,
+                        json={"collection": "imagery", "annotates": target})  # fmt: skip
+        assert r.status_code == 400 and wanted in r.json()["description"], r.text
 
 
 def test_a_raster_still_becomes_an_item_and_vector_data_stays_out_of_its_collection(
