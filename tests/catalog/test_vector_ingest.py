@@ -258,3 +258,18 @@ def test_a_vector_file_by_url(
         httpd.server_close()
     layer = layer_row(sync_engine, "linked")
     assert layer["feature_count"] == 3 and layer["source_crs"] == "EPSG:3857"
+
+
+def test_a_crs_without_code_is_kept_as_wkt(
+    client: TestClient, admin: dict[str, str], worker: None, sync_engine: Engine, tmp_path: Path
+) -> None:
+    laea = "+proj=laea +lat_0=48 +lon_0=2 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
+    geoms = polygons_in(laea, (2.35, 48.85), 100)
+    path = write_layer(tmp_path / "laea.gpkg", geoms, laea)
+    assert loaded(upload(client, admin, "laea", "laea.gpkg", path.read_bytes())) == ["laea"]
+    layer = layer_row(sync_engine, "laea")
+    assert layer["source_crs"].startswith("PROJCRS[") and "Lambert" in layer["source_crs"]
+    got = {f["count"]: f["geom"] for f in features(sync_engine, "laea")}
+    for i, geom in enumerate(geoms):
+        want = shapely.normalize(lonlat(geom, laea))
+        assert shapely.equals_exact(shapely.normalize(got[int(COUNTS[i])]), want, tolerance=1e-7)
