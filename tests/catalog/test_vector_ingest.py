@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from server.settings import Settings
 from tests.apps import AppPool
+from tests.conftest import S3Server
 from tests.workers import MakeWorker, wait_for
 
 from .vector_uploads import (
@@ -273,3 +274,16 @@ def test_a_crs_without_code_is_kept_as_wkt(
     for i, geom in enumerate(geoms):
         want = shapely.normalize(lonlat(geom, laea))
         assert shapely.equals_exact(shapely.normalize(got[int(COUNTS[i])]), want, tolerance=1e-7)
+
+
+def test_a_vector_file_staged_in_object_storage(
+    settings: Settings, apps: AppPool, admin: dict[str, str], make_worker: MakeWorker,
+    s3_server: S3Server, sync_engine: Engine, tmp_path: Path,
+) -> None:  # fmt: skip
+    settings.storage = s3_server.settings(s3_server.make_bucket(), "terracat")
+    start_worker(settings, make_worker)
+    geoms = polygons_in("EPSG:2154", (2.35, 48.85), 100)
+    data = _shapefile(tmp_path, geoms, "EPSG:2154")  # the job fetches it from the bucket
+    with apps.client(settings) as client:
+        assert loaded(upload(client, admin, "s3-parcels", "p.zip", data)) == ["s3-parcels"]
+    assert layer_row(sync_engine, "s3-parcels")["feature_count"] == 3
