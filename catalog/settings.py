@@ -144,6 +144,19 @@ class IngestSettings(BaseSettings):
     )
     url_timeout_s: float = Field(default=600.0, gt=0, description="Whole-download time limit.")
     url_max_redirects: int = Field(default=5, ge=0)
+    vector_max_features: int = Field(
+        default=5_000_000, ge=1, description="Most features in one layer of a vector file."
+    )
+    zip_max_bytes: int = Field(
+        default=4 * 1024**3, ge=1, description="Most bytes a zipped vector file may inflate to."
+    )
+    zip_max_ratio: float = Field(
+        default=200.0,
+        gt=1,
+        description="Most inflated bytes per zipped byte, above 1 MiB inflated: a 'zip bomb' "
+        "(gigabytes of zeros in kilobytes) is refused before it fills the disk.",
+    )
+    zip_max_members: int = Field(default=10_000, ge=1, description="Most files in a zip.")
 
 
 class JobSettings(BaseSettings):

@@ -175,6 +175,12 @@ class UploadSet(Base):
     owner_id: Mapped[UUID | None] = mapped_column(
         PgUUID(as_uuid=True), ForeignKey("accounts.id", ondelete="SET NULL")
     )
+    # How vector files load (migration 0011): one layer, the datetime property, annotates.
+    layer: Mapped[str | None] = mapped_column(Text)
+    datetime_property: Mapped[str | None] = mapped_column(Text)
+    annotates: Mapped[str | None] = mapped_column(
+        Text, ForeignKey("collections.id", ondelete="SET NULL")
+    )
 
 
 class UploadFile(Base):

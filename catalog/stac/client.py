@@ -36,6 +36,8 @@ from catalog.stac.requests import (
 from catalog.stac.search import SearchParams, encode_token
 from catalog.stac.serializers import collection_document, collection_row, item_document
 from catalog.storage import remove_collection_files, remove_item_files
+from catalog.vector.repository import VectorRepository
+from catalog.vector.transactions import FeatureWriter, feature_id
 from catalog.web import json_response
 
 GEOJSON = "application/geo+json"
@@ -361,6 +363,35 @@ def _rights_changed(request: Request) -> None:
         accounts.rights.clear()
 
 
+async def _vector(request: Request, collection_id: str) -> bool:
+    """Whether the collection holds vector features (its items are those features)."""
+    return await VectorRepository(repository(request).engine).layer(collection_id) is not None
+
+
+async def _create_features(request: Request, collection_id: str, body: Any) -> Response:
+    writer = FeatureWriter(repository(request).engine)
+    fids = await writer.create(collection_id, body)
+    base = web.base_url(request)
+    if isinstance(body, Mapping) and body.get("type") == "FeatureCollection":
+        return json_response({"created": len(fids), "ids": fids}, 201)
+    doc = await writer.document(collection_id, fids[0], base)
+    return json_response(doc, 201, {"Location": doc["links"][0]["href"]}, GEOJSON)
+
+
+async def _write_feature(
+    request: Request, collection_id: str, item_id: str, body: Any, partial: bool
+) -> Response:
+    """PUT (replace) or PATCH (merge patch) of one feature."""
+    writer = FeatureWriter(repository(request).engine)
+    fid = feature_id(item_id)
+    if partial and isinstance(body, list):  # a JSON patch applies to the feature as served
+        current = await writer.document(collection_id, fid, web.base_url(request))
+        body, partial = await _patched(request, current), False
+    await (writer.patch if partial else writer.replace)(collection_id, fid, body)
+    doc = await writer.document(collection_id, fid, web.base_url(request))
+    return _written(request, doc, GEOJSON)
+
+
 def _same_id(path_id: str, body: Mapping[str, Any], what: str) -> None:
     if body.get("id") != path_id:
         raise InvalidStac(f"{what} id {body.get('id')!r} does not match the URL ({path_id!r})")
@@ -375,9 +406,12 @@ class TransactionsClient(AsyncBaseTransactionsClient):
     default_visibility: str = attr.ib(default="public")
 
     async def create_item(self, collection_id: str, item: Any, **kwargs: Any) -> Any:
-        """POST /collections/{collection_id}/items: one item or a FeatureCollection."""
+        """POST /collections/{collection_id}/items: one item or a FeatureCollection (features
+        of a vector collection: catalog/vector/transactions.py)."""
         request: Request = kwargs["request"]
         body = await web.read_json(request)
+        if await _vector(request, collection_id):
+            return await _create_features(request, collection_id, body)
         repo = repository(request)
         strict = self.settings.validate_extensions
         if body.get("type") == "FeatureCollection":
@@ -395,6 +429,8 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         """PUT /collections/{collection_id}/items/{item_id}."""
         request: Request = kwargs["request"]
         body = await web.read_json(request)
+        if await _vector(request, collection_id):
+            return await _write_feature(request, collection_id, item_id, body, partial=False)
         _same_id(item_id, body, "item")
         repo = repository(request)
         strict = self.settings.validate_extensions
@@ -407,6 +443,9 @@ class TransactionsClient(AsyncBaseTransactionsClient):
     async def patch_item(self, collection_id: str, item_id: str, patch: Any, **kwargs: Any) -> Any:
         """PATCH /collections/{collection_id}/items/{item_id} (merge patch or JSON patch)."""
         request: Request = kwargs["request"]
+        if await _vector(request, collection_id):
+            body = await web.read_json(request)
+            return await _write_feature(request, collection_id, item_id, body, partial=True)
         repo = repository(request)
         base_url = web.base_url(request)
         # The patch applies to the item as clients see it: its stored assets as URLs, which
@@ -429,6 +468,10 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         collection itself does not exist. The files we stored for it go once it is deleted.
         """
         request: Request = kwargs["request"]
+        if await _vector(request, collection_id):
+            writer = FeatureWriter(repository(request).engine)
+            await writer.delete(collection_id, feature_id(item_id))
+            return Response(status_code=204)
         assets = await repository(request).delete_item(collection_id, item_id)
         storage = getattr(request.app.state, "storage", None)
         if assets and storage is not None:

@@ -32,8 +32,12 @@ from catalog.stac.repository import CatalogRepository
 from catalog.stac.serializers import item_row
 from catalog.storage import storage_from_plan, storage_plan
 from catalog.storage.base import Storage, check_key, check_part, item_prefix
-from catalog.uploads.repository import UploadRepository, parse_uuid
+from catalog.uploads.repository import UploadRepository, VectorOptions, parse_uuid
 from catalog.uploads.tus_store import TusRepository, upload_id_of
+from catalog.vector.formats import detect
+from catalog.vector.load import LoadTarget, load_layer
+from catalog.vector.reader import LayerData
+from catalog.vector.repository import VectorRepository
 
 # Failures after which the raw upload is kept, so that a restart can try again.
 _KEEP_SOURCE = {"job.Timeout", "job.WorkerLost", "job.InternalError", "job.Crashed",
@@ -118,6 +122,31 @@ def sha256_file(path: Path, cancelled: Callable[[], bool], chunk: int = 4 << 20)
     return digest.hexdigest()
 
 
+def _read_vector(
+    source: Path,
+    fmt: Any,
+    work: Path,
+    plan: dict[str, Any],
+    settings: IngestSettings,
+    storage: Storage,
+    ctx: JobContext,
+) -> dict[str, Any]:
+    """Child process: read the layers into a folder the commit reads (and then removes)."""
+    from catalog.vector.ingest import read_upload
+
+    ctx.log(f"{plan['filename']} is vector data ({fmt.value})")
+    out = storage.temp_path("")
+    out.mkdir(mode=0o700)
+    try:
+        layers = read_upload(source, fmt, work, out, plan["vector"], settings,
+                             ctx.progress, ctx.log)  # fmt: skip
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    ctx.log("layers read; committing")
+    return {"folder": str(out), "format": fmt.value, "layers": layers}
+
+
 class IngestProcess(Process):
     """Validate, convert to COG, describe as STAC and register one uploaded file."""
 
@@ -126,9 +155,11 @@ class IngestProcess(Process):
         title="Ingest a raster",
         description="Validates an uploaded GeoTIFF, converts it to a Cloud-Optimized GeoTIFF "
         "with overviews and registers it as a STAC item (proj, raster, eo, file extensions) "
-        "with a thumbnail and a preview. Files arrive through /upload_sets; this process is "
-        "queued for each one and may be executed again for a file by its id.",
-        keywords=["ingest", "COG", "STAC"],
+        "with a thumbnail and a preview. A vector file (GeoPackage, zipped Shapefile, GeoJSON, "
+        "GeoJSONSeq, FlatGeobuf, GeoParquet, KML, CSV; told by its content) becomes the "
+        "features of vector collections instead. Files arrive through /upload_sets; this "
+        "process is queued for each one and may be executed again for a file by its id.",
+        keywords=["ingest", "COG", "STAC", "vector"],
         inputs={
             "upload_file": InputDescription(
                 title="Upload file",
@@ -145,7 +176,23 @@ class IngestProcess(Process):
                     "properties": {"collection": {"type": "string"}, "id": {"type": "string"}},
                     "required": ["collection", "id"],
                 },
-            )
+            ),
+            "collections": OutputDescription(
+                title="Vector collections",
+                description="A vector file: the collections its layers went into, with the "
+                "number of features loaded.",
+                schema={
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "layer": {"type": "string"},
+                            "features": {"type": "integer"},
+                        },
+                    },
+                },
+            ),
         },
     )
 
@@ -226,6 +273,8 @@ class IngestProcess(Process):
             sha256 = await asyncio.to_thread(sha256_objects, self.storage, keys, cancelled)
         item_id = await self.uploads.claim(file_id, sha256, size)
         when = upload_set["item_datetime"]
+        options = VectorOptions.of(upload_set)
+        appending = await VectorRepository(self.uploads.engine).layer(record["collection_id"])
         return {
             "parts": keys,
             "collection_id": record["collection_id"],
@@ -237,7 +286,10 @@ class IngestProcess(Process):
             "upload_time": record["created"].isoformat(),
             "settings": self.settings.model_dump(mode="json"),
             "storage": storage_plan(self.storage),
-        }
+            # Read by the child if the file is vector data (catalog/vector/ingest.py).
+            "vector": {"collection_id": record["collection_id"], "layer": options.layer,
+                       "appending": appending is not None},
+        }  # fmt: skip
 
     async def _parts(self, key: str) -> list[tuple[str, int]] | None:
         """The objects that make the staged upload ``key``, in order, with their sizes; None
@@ -275,7 +327,8 @@ class IngestProcess(Process):
         await self.uploads.update_file(file_id, staged_key=key, size=got.size)
         return key, got.sha256
 
-    child_modules = ("catalog.ingest.pipeline", "catalog.storage.local", "catalog.storage.s3")
+    child_modules = ("catalog.ingest.pipeline", "catalog.storage.local", "catalog.storage.s3",
+                     "catalog.vector.ingest")  # fmt: skip
 
     @staticmethod
     def execute(plan: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -298,6 +351,9 @@ class IngestProcess(Process):
             else:
                 source = work / "source"
                 assemble(storage, parts, source)
+            fmt = detect(source)  # by content: a vector format, else the raster path
+            if fmt is not None:
+                return {"vector": _read_vector(source, fmt, work, plan, settings, storage, ctx)}
             request = IngestRequest(
                 source=source,
                 collection_id=plan["collection_id"],
@@ -319,7 +375,10 @@ class IngestProcess(Process):
     async def commit(
         self, conn: AsyncConnection, job: JobRecord, result: dict[str, Any]
     ) -> dict[str, Any]:
-        """Insert the item and mark the file ready, in the job's success transaction."""
+        """Insert the item (or load the features) and mark the file ready, in the job's
+        success transaction."""
+        if "vector" in result:
+            return await self._commit_vector(conn, job, result["vector"])
         item = result["item"]
         collection_id = item["collection"]
         row = item_row(item, collection_id, self.validate_extensions)
@@ -327,10 +386,38 @@ class IngestProcess(Process):
         await self.uploads.mark_ready(conn, uuid.UUID(job.inputs["upload_file"]))
         return {"item": {"collection": collection_id, "id": row["id"]}}
 
+    async def _commit_vector(
+        self, conn: AsyncConnection, job: JobRecord, vector: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Load every layer the child read, then forget its files (a retry reads again)."""
+        file_id = uuid.UUID(job.inputs["upload_file"])
+        try:
+            record = await self.uploads.get_file(file_id)
+            upload_set, _ = await self.uploads.get_set(record["upload_set_id"])
+            options = VectorOptions.of(upload_set)
+            target = LoadTarget(
+                parent=record["collection_id"],
+                owner_id=upload_set["owner_id"],
+                datetime_property=options.datetime_property,
+                annotates=options.annotates,
+                source_name=record["filename"],
+            )
+            loaded = []
+            for described in vector["layers"]:
+                data = LayerData.from_json(described)
+                layer = await load_layer(conn, described["collection_id"], data, target)
+                loaded.append({"id": layer.collection_id, "layer": data.name,
+                               "features": data.count, "skipped": data.skipped})  # fmt: skip
+            await self.uploads.mark_loaded(conn, file_id)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, vector["folder"], True)
+        return {"collections": loaded}
+
     async def after_commit(self, job: JobRecord, outputs: dict[str, Any]) -> None:
         """The item exists: the raw upload can go. Ingest batches keep the statistics that
         numberMatched estimates from fresh."""
-        await self.catalog.refresh_statistics(1)
+        if "item" in outputs:
+            await self.catalog.refresh_statistics(1)
         file_id = uuid.UUID(job.inputs["upload_file"])
         record = await self.uploads.get_file(file_id)
         # Forgotten first: a crash in between leaves litter for the sweep, never a dangling key.

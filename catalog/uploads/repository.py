@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.db.engine import connect
@@ -47,6 +47,7 @@ _JOB_COLUMNS = [
     Job.status.label("job_status"),
     Job.progress.label("job_progress"),
     Job.message.label("job_message"),
+    Job.outputs.label("job_outputs"),
 ]
 
 
@@ -60,6 +61,26 @@ class UploadSetClosed(CatalogError):
 
     code = "upload.SetClosed"
     status = 409
+
+
+@dataclass(frozen=True)
+class VectorOptions:
+    """How the vector files of an upload set load (docs/ingest.md)."""
+
+    layer: str | None = None
+    datetime_property: str | None = None
+    annotates: str | None = None
+
+    def values(self) -> dict[str, str | None]:
+        """The ``upload_sets`` columns."""
+        return {"layer": self.layer, "datetime_property": self.datetime_property,
+                "annotates": self.annotates}  # fmt: skip
+
+    @classmethod
+    def of(cls, upload_set: dict[str, Any]) -> "VectorOptions":
+        """The options of an upload set row."""
+        return cls(upload_set.get("layer"), upload_set.get("datetime_property"),
+                   upload_set.get("annotates"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -109,8 +130,10 @@ class UploadRepository:
         expected_files: int | None,
         item_datetime: datetime | None,
         owner_id: uuid.UUID | None = None,
+        vector: VectorOptions | None = None,
     ) -> uuid.UUID:
-        """A new, open upload set of ``owner_id`` in an existing collection."""
+        """A new, open upload set of ``owner_id`` in an existing collection (``vector``: how
+        its vector files load)."""
         set_id = uuid.uuid4()
         async with self._connect() as conn:
             exists = await conn.scalar(select(Collection.id).where(Collection.id == collection_id))
@@ -124,6 +147,7 @@ class UploadRepository:
                     expected_files=expected_files,
                     item_datetime=item_datetime,
                     owner_id=owner_id,
+                    **(vector or VectorOptions()).values(),
                 )
             )
         return set_id
@@ -305,6 +329,16 @@ class UploadRepository:
         ).first()
         if holder is None:
             return None
+        if holder.status == "ready" and holder.item_id is None:  # loaded as vector features
+            layer = await conn.scalar(
+                text("SELECT 1 FROM vector_layers WHERE collection_id = :c"), {"c": collection_id}
+            )
+            if layer is None:
+                await conn.execute(
+                    update(UploadFile).where(UploadFile.id == holder.id).values(sha256=None)
+                )
+                return None
+            return f"the same file (SHA-256 {sha256}) was loaded into {collection_id!r} already"
         if holder.status == "ready":
             item = await conn.scalar(
                 select(Item.id).where(
@@ -400,6 +434,15 @@ class UploadRepository:
             .where(UploadFile.id == file_id)
             .values(status="ready", error_code=None, error_message=None, updated=func.now())
         )
+
+    async def mark_loaded(self, conn: AsyncConnection, file_id: uuid.UUID) -> None:
+        """In the job's success transaction: the file's features are in (it made no item)."""
+        await conn.execute(
+            update(UploadFile)
+            .where(UploadFile.id == file_id)
+            .values(status="ready", item_id=None, error_code=None, error_message=None,
+                    updated=func.now())
+        )  # fmt: skip
 
     async def mark_rejected(self, file_id: uuid.UUID, code: str, message: str) -> None:
         """The file's job ended without an item."""

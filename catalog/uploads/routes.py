@@ -37,10 +37,12 @@ from catalog.uploads.repository import (
     NewFile,
     UploadRepository,
     UploadSetClosed,
+    VectorOptions,
     parse_uuid,
 )
 from catalog.uploads.tus import TusUpload
 from catalog.uploads.tus_store import TusError
+from catalog.vector.repository import VectorRepository
 from catalog.web import base_url, json_response
 
 
@@ -56,6 +58,23 @@ class UploadSetCreate(BaseModel):
     )
     datetime: dt.datetime | None = Field(
         default=None, description="Item datetime for every file (else TIFF tag, else now)."
+    )
+    layer: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Vector files: the one layer to load (else every layer: docs/ingest.md).",
+    )
+    datetime_property: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Vector files: the date or datetime property temporal queries use (else "
+        "the first date or datetime property of the file).",
+    )
+    annotates: str | None = Field(
+        default=None,
+        description="Vector files: the raster collection whose imagery the features describe.",
     )
 
 
@@ -111,6 +130,11 @@ def file_document(base: str, record: dict[str, Any]) -> dict[str, Any]:
                 "type": "application/geo+json",
             }
         )
+    loaded = (record.get("job_outputs") or {}).get("collections")
+    if record["status"] == "ready" and loaded:  # a vector file: the collections it went into
+        doc["collections"] = [c["id"] for c in loaded]
+        doc["links"] += [{"rel": "collection", "href": f"{base}collections/{c['id']}",
+                          "type": "application/json"} for c in loaded]  # fmt: skip
     if record["job_id"]:
         doc["links"].append(
             {"rel": "monitor", "href": f"{base}jobs/{record['job_id']}", "type": "application/json"}
@@ -135,6 +159,7 @@ def set_document(
         "title": upload_set["title"],
         "expected_files": expected,
         "datetime": when.isoformat() if (when := upload_set["item_datetime"]) else None,
+        **{k: v for k, v in VectorOptions.of(upload_set).values().items() if v is not None},
         "completed": upload_set["completed"],
         "ready": closed and finished == len(files),
         "created": upload_set["created"].isoformat(),
@@ -167,6 +192,20 @@ async def require_write(request: Request, collection_id: str) -> None:
     the ``write`` right on it."""
     accounts: AccountRepository = request.app.state.accounts
     await accounts.require(principal_of(request), collection_id, "write")
+
+
+async def check_annotates(request: Request, collection_id: str, annotates: str) -> None:
+    """``annotates`` names another collection the caller may read (404 else), one of imagery
+    (400 for a vector collection)."""
+    check_id(annotates, "annotates")
+    if annotates == collection_id:
+        raise InvalidParameter("a collection cannot annotate itself ('annotates')")
+    accounts: AccountRepository = request.app.state.accounts
+    await accounts.require(principal_of(request), annotates, "read")
+    if await VectorRepository(request.app.state.uploads.engine).layer(annotates) is not None:
+        raise InvalidParameter(
+            f"'annotates' must name a raster collection; {annotates!r} holds vector features"
+        )
 
 
 async def owned_set(
@@ -225,12 +264,15 @@ class UploadsFactory:
         async def create_upload_set(body: UploadSetCreate, request: Request, repo: _Repo) -> Any:
             check_id(body.collection, "collection")
             await require_write(request, body.collection)
+            if body.annotates is not None:
+                await check_annotates(request, body.collection, body.annotates)
             set_id = await repo.create_set(
                 body.collection,
                 body.title,
                 body.expected_files,
                 body.datetime,
                 owner_id=owner_id_of(request),
+                vector=VectorOptions(body.layer, body.datetime_property, body.annotates),
             )
             upload_set, files = await repo.get_set(set_id)
             doc = set_document(base_url(request), upload_set, files)
