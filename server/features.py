@@ -90,8 +90,9 @@ def tiles_part(settings: Settings) -> ApiPart:
 
 
 def vector_tiles_part(settings: Settings) -> ApiPart:
-    """Vector tiles of each collection's item footprints."""
-    return ApiPart(name="vector-tiles", extensions=[VectorTilesExtension(settings=settings.tiles)])
+    """Vector tiles of each collection's features (vector) or item footprints (raster)."""
+    extension = VectorTilesExtension(settings=settings.tiles, limits=settings.limits)
+    return ApiPart(name="vector-tiles", extensions=[extension])
 
 
 def exports_part() -> ApiPart:
