@@ -62,7 +62,7 @@ def tiles_part(settings: Settings) -> ApiPart:
     """OGC API - Tiles metadata: tile matrix sets and each collection's tilesets."""
     return ApiPart(
         name="tiles",
-        extensions=[TilesExtension(settings=settings.tiles)],
+        extensions=[TilesExtension(settings=settings.tiles, limits=settings.limits)],
         landing_links=[
             {
                 "rel": OGC_REL + "tiling-schemes",

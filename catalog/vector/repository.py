@@ -187,7 +187,11 @@ async def copy_features(
 async def refresh_extent(conn: AsyncConnection, layer: Layer) -> Layer:
     """Recount the layer's features and recompute its extent (after every write)."""
     dt = layer.prop(layer.datetime_property) if layer.datetime_property else None
-    t0, t1 = (f'min("{dt.column}")', f'max("{dt.column}")') if dt else ("NULL", "NULL")
+    t0, t1 = (
+        (f'min("{dt.column}")', f'max("{dt.column}")')
+        if dt
+        else ("NULL::timestamptz", "NULL::timestamptz")
+    )
     await conn.execute(
         text(
             "UPDATE vector_layers v SET feature_count = s.n, west = ST_XMin(s.e), "

@@ -167,8 +167,9 @@ class FeatureTileRepository:
             select(
                 candidates.c[fid_name],
                 *(candidates.c[prop.name] for prop in properties),
-                func.ST_AsMVTGeom(projected, func.Box2D(tile_box), p.extent, p.buffer,
-                                  True).label(geom_name),
+                func.ST_AsMVTGeom(projected, func.Box2D(tile_box), p.extent, p.buffer, True).label(
+                    geom_name
+                ),
             )  # fmt: skip
             .limit(limit)
             .subquery("f")
