@@ -34,7 +34,9 @@ def upgrade() -> None:
         ),
         sa.Column("style_id", sa.Text, primary_key=True),
         sa.Column("body", pg.JSONB, nullable=False),
-        sa.Column("updated", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+        sa.Column(
+            "updated", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")
+        ),
     )
 
 

@@ -11,11 +11,10 @@ import morecantile
 import pytest
 import shapely
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
 
 from catalog.vector.schema import PropertyType as T
 from tests.factories import collection
-
-from sqlalchemy import Engine, text
 
 from .tiles_data import load
 
