@@ -426,6 +426,37 @@ def feature_tileset_document(
 
 
 # -- routes -------------------------------------------------------------------------------------
+def _vector_tileset_endpoint(
+    sets: TileMatrixSets, settings: TileSettings, limits: LimitSettings | None
+) -> Callable[..., Any]:
+    async def get_vector_tileset(
+        request: Request,
+        collection_id: CollectionID,
+        tms_id: TileMatrixSetID,
+        catalog: Catalog,
+        properties: Properties = None,
+        filter_: Filter = None,
+        filter_lang: FilterLang = None,
+        datetime: Annotated[str | None, Query(description="Features of this time.")] = None,
+    ) -> Response:
+        """Metadata of the vector tileset of a collection in one TMS (TileJSON 3.0 as well for
+        WebMercatorQuad); ``properties``, ``filter`` and ``datetime`` carry to its tiles."""
+        tms = sets.get(tms_id)
+        collection = await catalog.get_collection(collection_id)
+        layer = await layer_cache(request, settings).get(collection_id)
+        if layer is None:
+            return json_response(tileset_document(collection, "vector", tms, base_url(request)))
+        where(layer, feature_query(filter_, filter_lang, datetime, limits))  # 400 now, not per tile
+        chosen_properties(layer, properties)
+        names = ("properties", "filter", "filter-lang", "datetime")
+        carried = [(k, v) for k, v in request.query_params.multi_items() if k in names]
+        doc = tileset_document(collection, "vector", tms, base_url(request), layer=layer,
+                               query=urlencode(carried))  # fmt: skip
+        return json_response(doc)
+
+    return get_vector_tileset
+
+
 def _tms_endpoints(
     sets: TileMatrixSets, settings: TileSettings, limits: LimitSettings | None = None
 ) -> dict[str, Callable[..., Any]]:
@@ -458,31 +489,6 @@ def _tms_endpoints(
                          for kind in kinds for i in sets.ids()],
         })  # fmt: skip
 
-    async def get_vector_tileset(
-        request: Request,
-        collection_id: CollectionID,
-        tms_id: TileMatrixSetID,
-        catalog: Catalog,
-        properties: Properties = None,
-        filter_: Filter = None,
-        filter_lang: FilterLang = None,
-        datetime: Annotated[str | None, Query(description="Features of this time.")] = None,
-    ) -> Response:
-        """Metadata of the vector tileset of a collection in one TMS (TileJSON 3.0 as well for
-        WebMercatorQuad); ``properties``, ``filter`` and ``datetime`` carry to its tiles."""
-        tms = sets.get(tms_id)
-        collection = await catalog.get_collection(collection_id)
-        layer = await layer_cache(request, settings).get(collection_id)
-        if layer is None:
-            return json_response(tileset_document(collection, "vector", tms, base_url(request)))
-        where(layer, feature_query(filter_, filter_lang, datetime, limits))  # 400 now, not per tile
-        chosen_properties(layer, properties)
-        names = ("properties", "filter", "filter-lang", "datetime")
-        carried = [(k, v) for k, v in request.query_params.multi_items() if k in names]
-        doc = tileset_document(collection, "vector", tms, base_url(request), layer=layer,
-                               query=urlencode(carried))  # fmt: skip
-        return json_response(doc)
-
     def tileset_endpoint(data_type: DataType) -> Callable[..., Any]:
         async def get_tileset(
             request: Request, collection_id: CollectionID, tms_id: TileMatrixSetID, catalog: Catalog
@@ -502,7 +508,7 @@ def _tms_endpoints(
         "tms_list": get_tile_matrix_sets,
         "tms": get_tile_matrix_set,
         "tilesets": get_collection_tilesets,
-        "vector_tileset": get_vector_tileset,
+        "vector_tileset": _vector_tileset_endpoint(sets, settings, limits),
         "map_tileset": tileset_endpoint("map"),
     }
 

@@ -16,6 +16,7 @@ from catalog.uploads.tus import TusFactory
 from catalog.uploads.tus_store import TusRepository
 from ogc.exports import ExportsExtension
 from ogc.processes import ProcessesExtension
+from ogc.styles import StylesExtension
 from ogc.tiles import TilesExtension
 from ogc.vector_tiles import VectorTilesExtension
 from tiler.errors import error_handlers as tiler_error_handlers
@@ -93,6 +94,17 @@ def vector_tiles_part(settings: Settings) -> ApiPart:
     """Vector tiles of each collection's features (vector) or item footprints (raster)."""
     extension = VectorTilesExtension(settings=settings.tiles, limits=settings.limits)
     return ApiPart(name="vector-tiles", extensions=[extension])
+
+
+def styles_part(settings: Settings) -> ApiPart:
+    """MapLibre styles of collections: generated, or stored by the collection's admin."""
+    return ApiPart(
+        name="styles",
+        extensions=[StylesExtension(settings=settings.tiles)],
+        collection_links=[
+            {"rel": OGC_REL + "styles", "type": JSON, "title": "Map styles", "path": "styles"},
+        ],
+    )
 
 
 def exports_part() -> ApiPart:

@@ -104,6 +104,8 @@ POLICY: dict[str, Rule] = {
         "describeCollection",
         "getCollectionQueryables",
         "getCollectionSortables",
+        "getCollectionStyles",
+        "getCollectionStyle",
         *_ITEM_MAPS,
         *_COLLECTION_MAPS,
     ),  # fmt: skip
@@ -125,6 +127,8 @@ POLICY: dict[str, Rule] = {
         "putCollectionRights",
         "putCollectionGrant",
         "deleteCollectionGrant",
+        "putCollectionStyle",
+        "deleteCollectionStyle",
     ),  # fmt: skip
     **_each(
         Rule.CREATE,

@@ -111,30 +111,11 @@ class FeatureTileRepository:
         table = layer.table
         taken = {prop.name for prop in properties}
         fid_name, geom_name = _free_name(FID, taken), _free_name("geom", taken | {FID})
-        pad_x = bounds.width * p.buffer / p.extent
-        pad_y = bounds.height * p.buffer / p.extent
-        box = [bounds.xmin - pad_x, bounds.ymin - pad_y, bounds.xmax + pad_x, bounds.ymax + pad_y]
-        if bounds.limits is not None:  # past the antimeridian: folded, the box turns inside out
-            box[0], box[2] = max(box[0], bounds.limits[0]), min(box[2], bounds.limits[2])
-        size = max(bounds.width, bounds.height)
-        envelope: ColumnElement[Any] = func.ST_MakeEnvelope(*box, bounds.srid)
-        if bounds.srid != WGS84 and bounds.zxy is None:
-            envelope = func.ST_Segmentize(envelope, size / 16)
-        area = select(func.ST_Transform(envelope, WGS84).label("g")).cte("area")
+        area = select(func.ST_Transform(self._envelope(bounds), WGS84).label("g")).cte("area")
         geom = table.c[GEOM]
         conditions = [func.ST_Intersects(geom, area.c.g), *where(layer, query)]
         if p.min_size > 0 and layer.geometry_type not in POINT_TYPES:
-            # The padded tile's width in degrees, per tile unit: bboxes smaller on both sides
-            # than min_size units are sub-pixel (at high latitudes this keeps more, not fewer).
-            unit = (func.ST_XMax(area.c.g) - func.ST_XMin(area.c.g)) / (p.extent + 2 * p.buffer)
-            floor = unit * p.min_size
-            conditions.append(
-                or_(
-                    func.ST_GeometryType(geom).in_(("ST_Point", "ST_MultiPoint")),
-                    func.ST_XMax(geom) - func.ST_XMin(geom) >= floor,
-                    func.ST_YMax(geom) - func.ST_YMin(geom) >= floor,
-                )
-            )
+            conditions.append(self._visible(geom, area.c.g))
         candidates = (
             select(
                 table.c[FID].label(fid_name),
@@ -146,31 +127,12 @@ class FeatureTileRepository:
             .limit(limit + 1)
             .cte("candidates")
         )
-        projected: ColumnElement[Any] = func.ST_Transform(candidates.c[geom_name], bounds.srid)
-        if p.simplify > 0 and layer.geometry_type not in POINT_TYPES:
-            # ST_SimplifyPreserveTopology, not ST_Simplify: Douglas-Peucker flattens a polygon
-            # about one unit wide to a ring ST_AsMVTGeom then drops.
-            projected = case(
-                (
-                    func.ST_NPoints(candidates.c[geom_name]) > SIMPLIFY_ABOVE,
-                    func.ST_SimplifyPreserveTopology(projected, size * p.simplify / p.extent),
-                ),
-                else_=projected,
-            )
-        tile_box = (
-            func.ST_TileEnvelope(*bounds.zxy)
-            if bounds.zxy is not None
-            else func.ST_MakeEnvelope(bounds.xmin, bounds.ymin, bounds.xmax, bounds.ymax,
-                                      bounds.srid)
-        )  # fmt: skip
         features = (
             select(
                 candidates.c[fid_name],
                 *(candidates.c[prop.name] for prop in properties),
-                func.ST_AsMVTGeom(projected, func.Box2D(tile_box), p.extent, p.buffer, True).label(
-                    geom_name
-                ),
-            )  # fmt: skip
+                self._mvt_geom(layer, bounds, candidates.c[geom_name]).label(geom_name),
+            )
             .limit(limit)
             .subquery("f")
         )
@@ -182,6 +144,60 @@ class FeatureTileRepository:
             func.count(features.c[geom_name]).label("features"),
             mvt.filter(drawn).label("tile"),
         ).select_from(features)
+
+    def _envelope(self, bounds: TileBounds) -> ColumnElement[Any]:
+        """The tile widened by the buffer, in its CRS (cut at the matrix set's west and east:
+        past the antimeridian the box would fold inside out in lon/lat)."""
+        p = self.params
+        pad_x = bounds.width * p.buffer / p.extent
+        pad_y = bounds.height * p.buffer / p.extent
+        box = [bounds.xmin - pad_x, bounds.ymin - pad_y, bounds.xmax + pad_x, bounds.ymax + pad_y]
+        if bounds.limits is not None:
+            box[0], box[2] = max(box[0], bounds.limits[0]), min(box[2], bounds.limits[2])
+        envelope: ColumnElement[Any] = func.ST_MakeEnvelope(*box, bounds.srid)
+        if bounds.srid != WGS84 and bounds.zxy is None:  # straight edges may curve in lon/lat
+            envelope = func.ST_Segmentize(envelope, max(bounds.width, bounds.height) / 16)
+        return envelope
+
+    def _visible(self, geom: ColumnElement[Any], area: ColumnElement[Any]) -> ColumnElement[Any]:
+        """Points, or a bbox at least ``min_size`` tile units wide or high.
+
+        Units are the padded tile's width in degrees over its units: at high latitudes a
+        unit spans fewer degrees of latitude than this, so the test keeps more, never fewer.
+        """
+        p = self.params
+        unit = (func.ST_XMax(area) - func.ST_XMin(area)) / (p.extent + 2 * p.buffer)
+        floor = unit * p.min_size
+        return or_(
+            func.ST_GeometryType(geom).in_(("ST_Point", "ST_MultiPoint")),
+            func.ST_XMax(geom) - func.ST_XMin(geom) >= floor,
+            func.ST_YMax(geom) - func.ST_YMin(geom) >= floor,
+        )
+
+    def _mvt_geom(
+        self, layer: Layer, bounds: TileBounds, geom: ColumnElement[Any]
+    ) -> ColumnElement[Any]:
+        """The geometry projected, simplified at the tile's resolution, in tile units."""
+        p = self.params
+        projected: ColumnElement[Any] = func.ST_Transform(geom, bounds.srid)
+        if p.simplify > 0 and layer.geometry_type not in POINT_TYPES:
+            # ST_SimplifyPreserveTopology, not ST_Simplify: Douglas-Peucker flattens a polygon
+            # about one unit wide to a ring ST_AsMVTGeom then drops.
+            tolerance = max(bounds.width, bounds.height) * p.simplify / p.extent
+            projected = case(
+                (
+                    func.ST_NPoints(geom) > SIMPLIFY_ABOVE,
+                    func.ST_SimplifyPreserveTopology(projected, tolerance),
+                ),
+                else_=projected,
+            )
+        tile_box = (
+            func.ST_TileEnvelope(*bounds.zxy)
+            if bounds.zxy is not None
+            else func.ST_MakeEnvelope(bounds.xmin, bounds.ymin, bounds.xmax, bounds.ymax,
+                                      bounds.srid)
+        )  # fmt: skip
+        return func.ST_AsMVTGeom(projected, func.Box2D(tile_box), p.extent, p.buffer, True)
 
 
 __all__ = ["FeatureTileParams", "FeatureTileRepository", "attribute"]
