@@ -1,6 +1,6 @@
 """Validation of MapLibre style JSON (style spec version 8) stored by collection admins.
 
-Structural, in Python: a JSON Schema of the root, sources and layers (jsonschema), then what a
+Structural, in Python: a JSON Schema of the root, sources and layers (jsonschema-rs), then what a
 schema cannot say: layer ids unique, every layer's source declared, ``source-layer`` on layers
 of vector sources only. MapLibre's own validator (@maplibre/maplibre-gl-style-spec) is
 JavaScript: running Node per request would make Node a server dependency, so the tests check
@@ -10,7 +10,7 @@ Paint and layout values (expressions) are checked for shape, not evaluated.
 
 from typing import Any
 
-from jsonschema import Draft202012Validator
+import jsonschema_rs
 
 from catalog.errors import InvalidParameter
 
@@ -89,7 +89,7 @@ SCHEMA: dict[str, Any] = {
         },
     },
 }
-_VALIDATOR = Draft202012Validator(SCHEMA)
+_VALIDATOR = jsonschema_rs.Draft202012Validator(SCHEMA)
 
 
 class InvalidStyle(InvalidParameter):
@@ -100,10 +100,10 @@ class InvalidStyle(InvalidParameter):
 
 def problems(style: Any) -> list[str]:
     """What makes ``style`` no MapLibre style (empty when it is one)."""
-    found = [
-        f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
-        for error in sorted(_VALIDATOR.iter_errors(style), key=lambda e: list(e.absolute_path))
-    ]
+    found = sorted(
+        f"{'/'.join(str(p) for p in error.instance_path) or '(root)'}: {error.message}"
+        for error in _VALIDATOR.iter_errors(style)
+    )
     if found:
         return found
     sources = style["sources"]

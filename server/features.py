@@ -15,6 +15,7 @@ from catalog.uploads.routes import UploadsFactory, tus_may_use, tus_owner
 from catalog.uploads.tus import TusFactory
 from catalog.uploads.tus_store import TusRepository
 from ogc.exports import ExportsExtension
+from ogc.maps import map_router
 from ogc.processes import ProcessesExtension
 from ogc.styles import StylesExtension
 from ogc.tiles import TilesExtension
@@ -22,7 +23,6 @@ from ogc.vector_tiles import VectorTilesExtension
 from tiler.errors import error_handlers as tiler_error_handlers
 from tiler.factory import item_maps_router
 from tiler.links import add_collection_map_links, add_item_map_links
-from tiler.maps import map_router
 from tiler.mosaic import mosaic_router
 from tiler.readers.shared import ReaderResources
 from tiler.wmts import collection_wmts_router
@@ -196,9 +196,10 @@ def item_maps_part(settings: Settings, readers: ReaderResources) -> ApiPart:
 
 
 def mosaics_part(settings: Settings, readers: ReaderResources) -> ApiPart:
-    """Mosaic maps of collections and saved searches (tiles, and an OGC API - Maps ``map``)."""
+    """Mosaic maps of collections and saved searches (tiles, and an OGC API - Maps ``map``,
+    which draws vector collections and a raster collection's annotations too)."""
     router = mosaic_router(settings.tiler, readers, [], settings.mosaic)
-    maps = map_router(settings.tiler, readers, settings.mosaic)
+    maps = map_router(settings.tiler, settings.tiles, readers, settings.mosaic)
     wmts = collection_wmts_router(settings.tiler, readers, settings.mosaic)
     return routers_part(
         "mosaics",
