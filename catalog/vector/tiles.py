@@ -17,7 +17,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, case, cast, func, literal_column, or_, select, true
+from sqlalchemy import (
+    Double,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Text
@@ -29,8 +42,11 @@ from .query import FeatureQuery, where
 from .schema import FID, GEOM, Layer, Property, PropertyType
 
 POINT_TYPES = frozenset({"Point", "MultiPoint", "Point25D", "MultiPoint25D"})
+SIZED_TYPES = frozenset({"Polygon", "MultiPolygon", "LineString", "MultiLineString"})
 # Geometries with at most this many points are not simplified (a rectangle has 5).
 SIMPLIFY_ABOVE = 16
+_COMPILED: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+_COMPILED_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -87,13 +103,58 @@ class FeatureTileRepository:
         limit: int,
     ) -> VectorTile:
         """The tile of ``layer``'s features selected by ``query`` inside ``bounds``, with the
-        attributes ``properties``, as MVT layer ``name``."""
-        statement = self.statement(layer, bounds, query, properties, name=name, limit=limit)
+        attributes ``properties``, as MVT layer ``name``.
+
+        Without a selection the statement's SQL is compiled once per layer, attribute set and
+        tile shape, and only values are bound per tile: building and compiling the statement
+        again cost more Python time than PostGIS took for a high-zoom tile.
+        """
+        values = self.values(bounds, name, limit)
         async with connect(self.engine) as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            row = (await conn.execute(statement)).one()
+            if query == FeatureQuery():
+                shape = (layer, tuple(properties), bounds.srid, bounds.zxy is not None,
+                         bounds.limits is not None, self.params)  # fmt: skip
+                sql, defaults = self._compiled(shape, conn.dialect)
+                row = (await conn.exec_driver_sql(sql, {**defaults, **values})).one()
+            else:
+                statement = self.statement(layer, bounds, query, properties)
+                row = (await conn.execute(statement, values)).one()
         content = bytes(row.tile) if row.features else b""
         return VectorTile(content, int(row.features), int(row.matched) > limit)
+
+    def _compiled(self, shape: tuple[Any, ...], dialect: Any) -> tuple[str, dict[str, Any]]:
+        """The SQL text and constant parameters of a statement shape (cached)."""
+        found = _COMPILED.get(shape)
+        if found is None:
+            layer, properties, srid, zxy, limits, _ = shape
+            bounds = TileBounds(0, 0, 1, 1, srid, (0, 0, 0) if zxy else None,
+                                (0, 0, 1, 1) if limits else None)  # fmt: skip
+            statement = self.statement(layer, bounds, FeatureQuery(), properties)
+            compiled = statement.compile(
+                dialect=dialect, compile_kwargs={"render_postcompile": True}
+            )
+            if len(_COMPILED) >= _COMPILED_SIZE:
+                _COMPILED.clear()
+            found = _COMPILED[shape] = (str(compiled), dict(compiled.params))
+        return found
+
+    def values(self, bounds: TileBounds, name: str, limit: int) -> dict[str, Any]:
+        """The values bound per tile."""
+        p = self.params
+        pad_x = bounds.width * p.buffer / p.extent
+        pad_y = bounds.height * p.buffer / p.extent
+        box = [bounds.xmin - pad_x, bounds.ymin - pad_y, bounds.xmax + pad_x, bounds.ymax + pad_y]
+        if bounds.limits is not None:  # past the antimeridian the box would fold inside out
+            box[0], box[2] = max(box[0], bounds.limits[0]), min(box[2], bounds.limits[2])
+        size = max(bounds.width, bounds.height)
+        z, x, y = bounds.zxy or (0, 0, 0)
+        return {
+            "west": box[0], "south": box[1], "east": box[2], "north": box[3],
+            "step": size / 16, "tolerance": size * p.simplify / p.extent,
+            "xmin": bounds.xmin, "ymin": bounds.ymin, "xmax": bounds.xmax, "ymax": bounds.ymax,
+            "z": z, "x": x, "y": y, "layer_name": name, "cap": limit, "cap_plus": limit + 1,
+        }  # fmt: skip
 
     def statement(
         self,
@@ -101,21 +162,32 @@ class FeatureTileRepository:
         bounds: TileBounds,
         query: FeatureQuery,
         properties: Sequence[Property],
-        *,
-        name: str,
-        limit: int,
     ) -> Select[Any]:
         """One row: ``matched`` (features meeting the tile, up to limit + 1), ``features``
-        (those drawn) and ``tile`` (the MVT)."""
+        (those drawn) and ``tile`` (the MVT); the tile's values are bound parameters
+        (``values``)."""
         p = self.params
         table = layer.table
         taken = {prop.name for prop in properties}
         fid_name, geom_name = _free_name(FID, taken), _free_name("geom", taken | {FID})
-        area = select(func.ST_Transform(self._envelope(bounds), WGS84).label("g")).cte("area")
+        lonlat = func.ST_Transform(self._envelope(bounds), WGS84)
+        # The padded tile's width in degrees over its units, times min_size: bboxes smaller on
+        # both sides are sub-pixel (at high latitudes a unit spans fewer degrees of latitude,
+        # so the test keeps more, never fewer). Computed once, in the one-row CTE.
+        floor = (func.ST_XMax(lonlat) - func.ST_XMin(lonlat)) * (
+            p.min_size / (p.extent + 2 * p.buffer)
+        )
+        area = select(lonlat.label("g"), floor.label("floor")).cte("area")
         geom = table.c[GEOM]
         conditions = [func.ST_Intersects(geom, area.c.g), *where(layer, query)]
         if p.min_size > 0 and layer.geometry_type not in POINT_TYPES:
-            conditions.append(self._visible(geom, area.c.g))
+            visible = [
+                func.ST_XMax(geom) - func.ST_XMin(geom) >= area.c.floor,
+                func.ST_YMax(geom) - func.ST_YMin(geom) >= area.c.floor,
+            ]
+            if layer.geometry_type.removesuffix("25D") not in SIZED_TYPES:  # points may be there
+                visible.append(func.ST_GeometryType(geom).in_(("ST_Point", "ST_MultiPoint")))
+            conditions.append(or_(*visible))
         candidates = (
             select(
                 table.c[FID].label(fid_name),
@@ -124,7 +196,7 @@ class FeatureTileRepository:
             )
             .select_from(table.join(area, true()))
             .where(and_(*conditions))
-            .limit(limit + 1)
+            .limit(bindparam("cap_plus", type_=Integer))
             .cte("candidates")
         )
         features = (
@@ -133,11 +205,12 @@ class FeatureTileRepository:
                 *(candidates.c[prop.name] for prop in properties),
                 self._mvt_geom(layer, bounds, candidates.c[geom_name]).label(geom_name),
             )
-            .limit(limit)
+            .limit(bindparam("cap", type_=Integer))
             .subquery("f")
         )
         matched = select(func.count()).select_from(candidates).scalar_subquery()
         drawn = features.c[geom_name].is_not(None)
+        name = bindparam("layer_name", type_=Text)
         mvt = func.ST_AsMVT(literal_column("f"), name, p.extent, geom_name, fid_name)
         return select(
             matched.label("matched"),
@@ -148,31 +221,11 @@ class FeatureTileRepository:
     def _envelope(self, bounds: TileBounds) -> ColumnElement[Any]:
         """The tile widened by the buffer, in its CRS (cut at the matrix set's west and east:
         past the antimeridian the box would fold inside out in lon/lat)."""
-        p = self.params
-        pad_x = bounds.width * p.buffer / p.extent
-        pad_y = bounds.height * p.buffer / p.extent
-        box = [bounds.xmin - pad_x, bounds.ymin - pad_y, bounds.xmax + pad_x, bounds.ymax + pad_y]
-        if bounds.limits is not None:
-            box[0], box[2] = max(box[0], bounds.limits[0]), min(box[2], bounds.limits[2])
+        box = [bindparam(k, type_=Double) for k in ("west", "south", "east", "north")]
         envelope: ColumnElement[Any] = func.ST_MakeEnvelope(*box, bounds.srid)
         if bounds.srid != WGS84 and bounds.zxy is None:  # straight edges may curve in lon/lat
-            envelope = func.ST_Segmentize(envelope, max(bounds.width, bounds.height) / 16)
+            envelope = func.ST_Segmentize(envelope, bindparam("step", type_=Double))
         return envelope
-
-    def _visible(self, geom: ColumnElement[Any], area: ColumnElement[Any]) -> ColumnElement[Any]:
-        """Points, or a bbox at least ``min_size`` tile units wide or high.
-
-        Units are the padded tile's width in degrees over its units: at high latitudes a
-        unit spans fewer degrees of latitude than this, so the test keeps more, never fewer.
-        """
-        p = self.params
-        unit = (func.ST_XMax(area) - func.ST_XMin(area)) / (p.extent + 2 * p.buffer)
-        floor = unit * p.min_size
-        return or_(
-            func.ST_GeometryType(geom).in_(("ST_Point", "ST_MultiPoint")),
-            func.ST_XMax(geom) - func.ST_XMin(geom) >= floor,
-            func.ST_YMax(geom) - func.ST_YMin(geom) >= floor,
-        )
 
     def _mvt_geom(
         self, layer: Layer, bounds: TileBounds, geom: ColumnElement[Any]
@@ -183,7 +236,7 @@ class FeatureTileRepository:
         if p.simplify > 0 and layer.geometry_type not in POINT_TYPES:
             # ST_SimplifyPreserveTopology, not ST_Simplify: Douglas-Peucker flattens a polygon
             # about one unit wide to a ring ST_AsMVTGeom then drops.
-            tolerance = max(bounds.width, bounds.height) * p.simplify / p.extent
+            tolerance = bindparam("tolerance", type_=Double)
             projected = case(
                 (
                     func.ST_NPoints(geom) > SIMPLIFY_ABOVE,
@@ -191,12 +244,11 @@ class FeatureTileRepository:
                 ),
                 else_=projected,
             )
-        tile_box = (
-            func.ST_TileEnvelope(*bounds.zxy)
-            if bounds.zxy is not None
-            else func.ST_MakeEnvelope(bounds.xmin, bounds.ymin, bounds.xmax, bounds.ymax,
-                                      bounds.srid)
-        )  # fmt: skip
+        if bounds.zxy is not None:
+            tile_box = func.ST_TileEnvelope(*(bindparam(k, type_=Integer) for k in "zxy"))
+        else:
+            corners = [bindparam(k, type_=Double) for k in ("xmin", "ymin", "xmax", "ymax")]
+            tile_box = func.ST_MakeEnvelope(*corners, bounds.srid)
         return func.ST_AsMVTGeom(projected, func.Box2D(tile_box), p.extent, p.buffer, True)
 
 
