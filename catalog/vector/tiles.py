@@ -192,7 +192,12 @@ class FeatureTileRepository:
             select(
                 table.c[FID].label(fid_name),
                 *(attribute(layer, prop) for prop in properties),
-                func.ST_ClipByBox2D(geom, func.Box2D(area.c.g)).label(geom_name),
+                # Cut only what reaches out of the padded tile (a pole never reaches Web
+                # Mercator; a huge polygon projects faster cut): most features lie inside.
+                case(
+                    (geom.op("@")(area.c.g), geom),
+                    else_=func.ST_ClipByBox2D(geom, func.Box2D(area.c.g)),
+                ).label(geom_name),
             )
             .select_from(table.join(area, true()))
             .where(and_(*conditions))
@@ -234,13 +239,14 @@ class FeatureTileRepository:
         p = self.params
         projected: ColumnElement[Any] = func.ST_Transform(geom, bounds.srid)
         if p.simplify > 0 and layer.geometry_type not in POINT_TYPES:
-            # ST_SimplifyPreserveTopology, not ST_Simplify: Douglas-Peucker flattens a polygon
-            # about one unit wide to a ring ST_AsMVTGeom then drops.
+            # Douglas-Peucker in liblwgeom (no GEOS round trip), keeping what would collapse:
+            # without preserveCollapsed a polygon about one unit wide flattens to a ring that
+            # ST_AsMVTGeom then drops.
             tolerance = bindparam("tolerance", type_=Double)
             projected = case(
                 (
                     func.ST_NPoints(geom) > SIMPLIFY_ABOVE,
-                    func.ST_SimplifyPreserveTopology(projected, tolerance),
+                    func.ST_Simplify(projected, tolerance, True),
                 ),
                 else_=projected,
             )
