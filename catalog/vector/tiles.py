@@ -131,9 +131,7 @@ class FeatureTileRepository:
             bounds = TileBounds(0, 0, 1, 1, srid, (0, 0, 0) if zxy else None,
                                 (0, 0, 1, 1) if limits else None)  # fmt: skip
             statement = self.statement(layer, bounds, FeatureQuery(), properties)
-            compiled = statement.compile(
-                dialect=dialect, compile_kwargs={"render_postcompile": True}
-            )
+            compiled = statement.compile(dialect=dialect)
             if len(_COMPILED) >= _COMPILED_SIZE:
                 _COMPILED.clear()
             found = _COMPILED[shape] = (str(compiled), dict(compiled.params))
@@ -170,24 +168,11 @@ class FeatureTileRepository:
         table = layer.table
         taken = {prop.name for prop in properties}
         fid_name, geom_name = _free_name(FID, taken), _free_name("geom", taken | {FID})
-        lonlat = func.ST_Transform(self._envelope(bounds), WGS84)
-        # The padded tile's width in degrees over its units, times min_size: bboxes smaller on
-        # both sides are sub-pixel (at high latitudes a unit spans fewer degrees of latitude,
-        # so the test keeps more, never fewer). Computed once, in the one-row CTE.
-        floor = (func.ST_XMax(lonlat) - func.ST_XMin(lonlat)) * (
-            p.min_size / (p.extent + 2 * p.buffer)
-        )
-        area = select(lonlat.label("g"), floor.label("floor")).cte("area")
+        area = self._area(bounds)
         geom = table.c[GEOM]
         conditions = [func.ST_Intersects(geom, area.c.g), *where(layer, query)]
         if p.min_size > 0 and layer.geometry_type not in POINT_TYPES:
-            visible = [
-                func.ST_XMax(geom) - func.ST_XMin(geom) >= area.c.floor,
-                func.ST_YMax(geom) - func.ST_YMin(geom) >= area.c.floor,
-            ]
-            if layer.geometry_type.removesuffix("25D") not in SIZED_TYPES:  # points may be there
-                visible.append(func.ST_GeometryType(geom).in_(("ST_Point", "ST_MultiPoint")))
-            conditions.append(or_(*visible))
+            conditions.append(self._visible(layer, geom, area.c.floor))
         candidates = (
             select(
                 table.c[FID].label(fid_name),
@@ -222,6 +207,33 @@ class FeatureTileRepository:
             func.count(features.c[geom_name]).label("features"),
             mvt.filter(drawn).label("tile"),
         ).select_from(features)
+
+    def _area(self, bounds: TileBounds) -> Any:
+        """A one-row CTE: the padded tile in lon/lat (``g``) and the size floor (``floor``).
+
+        The floor is the padded tile's width in degrees over its units, times ``min_size``: at
+        high latitudes a unit spans fewer degrees of latitude, so it keeps more, never fewer.
+        """
+        p = self.params
+        lonlat = func.ST_Transform(self._envelope(bounds), WGS84)
+        floor = (func.ST_XMax(lonlat) - func.ST_XMin(lonlat)) * (
+            p.min_size / (p.extent + 2 * p.buffer)
+        )
+        return select(lonlat.label("g"), floor.label("floor")).cte("area")
+
+    @staticmethod
+    def _visible(
+        layer: Layer, geom: ColumnElement[Any], floor: ColumnElement[Any]
+    ) -> ColumnElement[Any]:
+        """A bbox at least ``floor`` degrees wide or high (or a point, in mixed layers)."""
+        visible = [
+            func.ST_XMax(geom) - func.ST_XMin(geom) >= floor,
+            func.ST_YMax(geom) - func.ST_YMin(geom) >= floor,
+        ]
+        if layer.geometry_type.removesuffix("25D") not in SIZED_TYPES:  # points may be there
+            kind = func.ST_GeometryType(geom)
+            visible += [kind == "ST_Point", kind == "ST_MultiPoint"]
+        return or_(*visible)
 
     def _envelope(self, bounds: TileBounds) -> ColumnElement[Any]:
         """The tile widened by the buffer, in its CRS (cut at the matrix set's west and east:

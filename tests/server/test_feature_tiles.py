@@ -269,3 +269,17 @@ def test_raster_collections_keep_their_footprints(client: TestClient, admin: Any
     assert client.get(path).status_code == 204
     r = client.get(path, params={"filter": "crop = 'maize'"})
     assert r.status_code == 400 and r.json()["code"] == "request.InvalidParameter"
+
+
+def test_sub_pixel_polygons_wait_for_their_zoom_and_points_never_do(
+    client: TestClient, database_url: str
+) -> None:
+    tiny = shapely.box(10.0, 45.0, 10.001, 45.001)  # ~100 m: a pixel from about z10
+    load(database_url, "mixed", [("kind", T.STRING)], "Geometry",
+         [(tiny, "tiny"), (shapely.Point(10.0005, 45.0005), "point")])  # fmt: skip
+    for z, kinds in [(2, {"point"}), (6, {"point"}), (12, {"point", "tiny"})]:
+        tile = WEB.tile(10.0005, 45.0005, z)
+        r = client.get(PATH.format(c="mixed", tms="WebMercatorQuad", z=z, x=tile.x, y=tile.y),
+                       params={"properties": "kind"})  # fmt: skip
+        layers = mapbox_vector_tile.decode(r.content)
+        assert {f["properties"]["kind"] for f in layers["mixed"]["features"]} == kinds, z
