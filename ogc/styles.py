@@ -286,8 +286,8 @@ def _endpoints(settings: TileSettings) -> dict[str, Callable[..., Any]]:
         color_by: ColorBy = None,
     ) -> Response:  # fmt: skip
         """A MapLibre style of the collection (stored, or generated; ``color_by`` generates)."""
+        collection = await catalog.get_collection(collection_id)  # 404 first, as unreadable
         _check_id(style_id)
-        collection = await catalog.get_collection(collection_id)
         style = await StyleService(request, settings).default(collection, color_by)
         return json_response(style, media_type=STYLE_MEDIA)
 
@@ -295,8 +295,8 @@ def _endpoints(settings: TileSettings) -> dict[str, Callable[..., Any]]:
         request: Request, collection_id: CollectionID, style_id: StyleID, catalog: Catalog
     ) -> Response:
         """Store a MapLibre style (version 8) in place of the generated one."""
-        _check_id(style_id)
         await catalog.get_collection(collection_id)
+        _check_id(style_id)
         style = validate(await read_json(request))
         replaced = await StyleRepository(request.app.state.repository.engine).put(
             collection_id, style_id, style
@@ -308,8 +308,8 @@ def _endpoints(settings: TileSettings) -> dict[str, Callable[..., Any]]:
         request: Request, collection_id: CollectionID, style_id: StyleID, catalog: Catalog
     ) -> Response:
         """Drop the stored style: the generated one is served again."""
-        _check_id(style_id)
         await catalog.get_collection(collection_id)
+        _check_id(style_id)
         repository = StyleRepository(request.app.state.repository.engine)
         if not await repository.delete(collection_id, style_id):
             raise UnknownStyle(f"{collection_id!r} has no stored style {style_id!r}")
