@@ -12,9 +12,13 @@ from typing import Any
 import pytest
 import shapely
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from catalog.db.engine import create_engine
+from catalog.settings import DatabaseSettings
 from catalog.vector.schema import PropertyType as T
 from tests.factories import collection
+from tests.owners import grant, owned_collection, person
 
 from .tiles_data import load
 
@@ -178,3 +182,40 @@ def test_the_collection_admin_replaces_the_style_with_a_valid_one(
     assert client.get(path).json()["metadata"]["terracat:generated"] is True
     assert client.delete(path, headers=admin).status_code == 404
     assert client.get("/collections/nowhere/styles/default").status_code == 404
+
+
+def test_only_the_collection_admin_stores_a_style_and_annotations_follow_rights(
+    client: TestClient, admin: dict[str, str], database_url: str
+) -> None:
+    reader, keeper = person(client, "reader"), person(client, "keeper")
+    owned_collection(client, admin, "parcels", None, "private")
+    load(database_url, "parcels", [("crop", T.STRING)], "Polygon",
+         [(shapely.box(0, 0, 1, 1), "rye")], create=False)  # fmt: skip
+    grant(client, "parcels", reader, "read")
+    grant(client, "parcels", keeper, "admin")
+    path = "/collections/parcels/styles/default"
+    style = client.get(path, headers=reader.headers).json()
+    assert client.get(path).status_code == 404  # anonymous: as if missing
+    assert client.put(path, json=style, headers=reader.headers).status_code == 403
+    assert client.put(path, json=style, headers=keeper.headers).status_code == 201
+    assert client.delete(path, headers=reader.headers).status_code == 403
+    # A public raster collection annotated by the private parcels: only their readers see them
+    owned_collection(client, admin, "scenes", None, "public")
+    client.portal.call(_annotate, database_url, "parcels", "scenes")
+    anonymous = client.get("/collections/scenes/styles/default").json()
+    assert list(anonymous["sources"]) == ["scenes"]
+    readers = client.get("/collections/scenes/styles/default", headers=reader.headers).json()
+    assert list(readers["sources"]) == ["scenes", "parcels"]
+    classes = set(client.get("/conformance").json()["conformsTo"])
+    assert "http://www.opengis.net/spec/ogcapi-styles-1/1.0/conf/mapbox-styles" in classes
+
+
+async def _annotate(database_url: str, vector: str, raster: str) -> None:
+    """Make ``vector`` annotate ``raster`` (what an upload naming the raster does)."""
+    engine = create_engine(database_url, DatabaseSettings())
+    try:
+        async with engine.begin() as conn:
+            sql = "UPDATE vector_layers SET annotates = :r WHERE collection_id = :v"
+            await conn.execute(text(sql), {"r": raster, "v": vector})
+    finally:
+        await engine.dispose()
