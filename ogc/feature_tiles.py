@@ -13,7 +13,7 @@ from fastapi import Query, Request
 from catalog.settings import LimitSettings
 from catalog.stac import cql2
 from catalog.timeparse import parse_interval
-from catalog.vector.layers import LayerCache
+from catalog.vector.layers import LayerCache, app_layers
 from catalog.vector.query import FeatureQuery, field
 from catalog.vector.schema import Layer, Property, PropertyType
 
@@ -37,13 +37,7 @@ Properties = Annotated[
 
 def layer_cache(request: Request, settings: TileSettings) -> LayerCache:
     """The app's layer cache (made on first use, renewed with the app's repository)."""
-    state = request.app.state
-    cache: LayerCache | None = getattr(state, "vector_layers", None)
-    engine = state.repository.engine
-    if cache is None or cache.repository.engine is not engine:
-        cache = LayerCache(engine, settings.layer_cache_s)
-        state.vector_layers = cache
-    return cache
+    return app_layers(request.app.state, settings.layer_cache_s)
 
 
 def feature_query(

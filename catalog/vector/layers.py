@@ -7,6 +7,7 @@ tile would be a second query per tile. Entries live ``ttl`` seconds, so a schema
 """
 
 import time
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -48,4 +49,14 @@ class LayerCache:
         self._entries.pop(collection_id, None)
 
 
-__all__ = ["LayerCache"]
+def app_layers(state: Any, ttl: float = 5.0) -> LayerCache:
+    """The layer cache of an app's ``state`` (made on first use, renewed with its engine)."""
+    cache: LayerCache | None = getattr(state, "vector_layers", None)
+    engine = state.repository.engine
+    if cache is None or cache.repository.engine is not engine:
+        cache = LayerCache(engine, ttl)
+        state.vector_layers = cache
+    return cache
+
+
+__all__ = ["LayerCache", "app_layers"]

@@ -1,7 +1,6 @@
 """Tileset metadata and TileJSON of vector collections (issue 18): the features' layer with its
 typed fields, tile URLs that carry properties/filter, and the conformance classes."""
 
-
 import mapbox_vector_tile
 import pytest
 import shapely
@@ -99,3 +98,20 @@ def test_conformance_declares_tiles_and_mvt(client: TestClient) -> None:
     classes = set(client.get("/conformance").json()["conformsTo"])
     tiles = "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/"
     assert {tiles + "core", tiles + "mvt", tiles + "tileset"} <= classes
+
+
+def test_the_mosaic_paths_of_a_vector_collection_lead_to_its_features(
+    client: TestClient, roads: None
+) -> None:
+    r = client.get("/collections/roads/tiles/WebMercatorQuad/6/33/22?properties=crop",
+                   follow_redirects=False)  # fmt: skip
+    assert r.status_code == 307
+    assert r.headers["location"] == (
+        "http://testserver/collections/roads/items/tiles/WebMercatorQuad/6/33/22?properties=crop"
+    )
+    tile = client.get(r.headers["location"])
+    features = mapbox_vector_tile.decode(tile.content)["roads"]["features"]
+    assert {tuple(f["properties"]) for f in features} == {("crop",)}
+    tilejson = client.get("/collections/roads/tiles/WebMercatorQuad/tilejson.json")
+    assert tilejson.status_code == 200  # followed
+    assert tilejson.json()["vector_layers"][0]["id"] == "roads"
