@@ -199,3 +199,16 @@ def test_a_hybrid_map_draws_annotations_over_the_imagery(
     assert tuple(at(plain, box, mid_lon, mid_lat)) == (128, 100, 0, 255)
     r = client.get("/collections/imagery/map", params={"crs": "EPSG:3857"})
     assert r.status_code == 400 and r.json()["code"] == "maps.UnsupportedCrs"
+
+
+def test_the_feature_cap_of_maps_says_so(
+    settings: Settings, apps: Any, database_url: str, client: TestClient
+) -> None:
+    load(database_url, "many", [], "Point", [(shapely.Point(i, 0),) for i in range(5)])
+    settings.tiles.map_max_features = 3
+    with apps.client(settings) as capped:
+        r = capped.get("/collections/many/map", params={"bbox": "-1,-1,5,1", "width": 60})
+        pixels = png(r)
+        assert r.headers["x-terracat-features-capped"] == "3"
+        columns = np.unique(np.argwhere(pixels[..., 3] > 0)[:, 1])
+        assert 1 + int((np.diff(columns) > 1).sum()) == 3  # three dots, apart
