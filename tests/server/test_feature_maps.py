@@ -207,7 +207,7 @@ def test_the_feature_cap_of_maps_says_so(
     load(database_url, "many", [], "Point", [(shapely.Point(i, 0),) for i in range(5)])
     settings.tiles.map_max_features = 3
     with apps.client(settings) as capped:
-        r = capped.get("/collections/many/map", params={"bbox": "-1,-1,5,1", "width": 60})
+        r = capped.get("/collections/many/map", params={"bbox": "-1,-1,5,1", "width": 120})
         pixels = png(r)
         assert r.headers["x-terracat-features-capped"] == "3"
         columns = np.unique(np.argwhere(pixels[..., 3] > 0)[:, 1])
