@@ -173,40 +173,41 @@ class FeatureTileRepository:
         conditions = [func.ST_Intersects(geom, area.c.g), *where(layer, query)]
         if p.min_size > 0 and layer.geometry_type not in POINT_TYPES:
             conditions.append(self._visible(layer, geom, area.c.floor))
-        candidates = (
+        # Cut only what reaches out of the padded tile (a pole never reaches Web Mercator; a
+        # huge polygon projects faster cut): most features lie inside.
+        cut = case(
+            (geom.op("@")(area.c.g), geom),
+            else_=func.ST_ClipByBox2D(geom, func.Box2D(area.c.g)),
+        )
+        features = (
             select(
                 table.c[FID].label(fid_name),
                 *(attribute(layer, prop) for prop in properties),
-                # Cut only what reaches out of the padded tile (a pole never reaches Web
-                # Mercator; a huge polygon projects faster cut): most features lie inside.
-                case(
-                    (geom.op("@")(area.c.g), geom),
-                    else_=func.ST_ClipByBox2D(geom, func.Box2D(area.c.g)),
-                ).label(geom_name),
+                self._mvt_geom(layer, bounds, cut, geom).label(geom_name),
             )
             .select_from(table.join(area, true()))
             .where(and_(*conditions))
             .limit(bindparam("cap_plus", type_=Integer))
-            .cte("candidates")
-        )
-        features = (
-            select(
-                candidates.c[fid_name],
-                *(candidates.c[prop.name] for prop in properties),
-                self._mvt_geom(layer, bounds, candidates.c[geom_name]).label(geom_name),
-            )
-            .limit(bindparam("cap", type_=Integer))
             .subquery("f")
         )
-        matched = select(func.count()).select_from(candidates).scalar_subquery()
-        drawn = features.c[geom_name].is_not(None)
-        name = bindparam("layer_name", type_=Text)
-        mvt = func.ST_AsMVT(literal_column("f"), name, p.extent, geom_name, fid_name)
-        return select(
-            matched.label("matched"),
-            func.count(features.c[geom_name]).label("features"),
-            mvt.filter(drawn).label("tile"),
+        # One more feature than the cap is read, to know whether more met the tile; numbered
+        # outside ``f`` so that the number is no attribute of the MVT. No CTE: nothing is
+        # materialized between the index scan and ST_AsMVT.
+        rows = select(
+            literal_column("f").label("r"), func.row_number().over().label("n")
         ).select_from(features)
+        numbered = rows.subquery("q")
+        kept = and_(
+            numbered.c.n <= bindparam("cap", type_=Integer),
+            literal_column(f'(q.r)."{geom_name}"').is_not(None),
+        )
+        name = bindparam("layer_name", type_=Text)
+        mvt = func.ST_AsMVT(numbered.c.r, name, p.extent, geom_name, fid_name)
+        return select(
+            func.count().label("matched"),
+            func.count().filter(kept).label("features"),
+            mvt.filter(kept).label("tile"),
+        ).select_from(numbered)
 
     def _area(self, bounds: TileBounds) -> Any:
         """A one-row CTE: the padded tile in lon/lat (``g``) and the size floor (``floor``).
@@ -245,9 +246,14 @@ class FeatureTileRepository:
         return envelope
 
     def _mvt_geom(
-        self, layer: Layer, bounds: TileBounds, geom: ColumnElement[Any]
+        self,
+        layer: Layer,
+        bounds: TileBounds,
+        geom: ColumnElement[Any],
+        whole: ColumnElement[Any],
     ) -> ColumnElement[Any]:
-        """The geometry projected, simplified at the tile's resolution, in tile units."""
+        """``geom`` (a cut of ``whole``) projected, simplified at the tile's resolution (when
+        ``whole`` has detail to lose), in tile units."""
         p = self.params
         projected: ColumnElement[Any] = func.ST_Transform(geom, bounds.srid)
         if p.simplify > 0 and layer.geometry_type not in POINT_TYPES:
@@ -257,7 +263,7 @@ class FeatureTileRepository:
             tolerance = bindparam("tolerance", type_=Double)
             projected = case(
                 (
-                    func.ST_NPoints(geom) > SIMPLIFY_ABOVE,
+                    func.ST_NPoints(whole) > SIMPLIFY_ABOVE,
                     func.ST_Simplify(projected, tolerance, True),
                 ),
                 else_=projected,
