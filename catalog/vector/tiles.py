@@ -3,9 +3,10 @@
 Features are chosen with ``query.where`` (bbox, datetime, CQL2: the same rows as the items
 routes) among those meeting the tile widened by its buffer. At most ``limit`` features go into
 a tile (in table order: no sort, which would cost as much as the tile at low zooms); ``capped``
-says more met it. Geometries are cut to the padded tile in lon/lat (a pole never reaches Web
-Mercator), projected, simplified at the tile's resolution (``simplify`` tile units) when they
-have more than a few points, and snapped to the tile grid by ST_AsMVTGeom. Lines and polygons
+says more met it. Geometries reaching out of the padded tile are cut to it in lon/lat (a pole
+never reaches Web Mercator), projected, simplified at the tile's resolution (``simplify`` tile
+units, Douglas-Peucker keeping collapsed rings) when they have more than a few points, and
+snapped to the tile grid by ST_AsMVTGeom. Lines and polygons
 whose bbox is under ``min_size`` tile units on both sides are left out: they would draw less
 than a pixel, and at low zooms they are most of a tile's bytes.
 
