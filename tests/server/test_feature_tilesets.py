@@ -115,3 +115,16 @@ def test_the_mosaic_paths_of_a_vector_collection_lead_to_its_features(
     tilejson = client.get("/collections/roads/tiles/WebMercatorQuad/tilejson.json")
     assert tilejson.status_code == 200  # followed
     assert tilejson.json()["vector_layers"][0]["id"] == "roads"
+
+
+def test_an_empty_vector_collection_has_tiles_a_style_and_a_map(
+    client: TestClient, database_url: str
+) -> None:
+    load(database_url, "empty", [("crop", T.STRING)], "MultiPolygon", [])
+    assert client.get("/collections/empty/items/tiles/WebMercatorQuad/0/0/0").status_code == 204
+    doc = client.get("/collections/empty/items/tiles/WebMercatorQuad").json()
+    assert doc["vector_layers"][0]["fields"] == {"crop": "String"}
+    style = client.get("/collections/empty/styles/default").json()
+    assert style["zoom"] == 0 and [layer["type"] for layer in style["layers"]] == ["fill", "line"]
+    r = client.get("/collections/empty/map", params={"width": 64})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
