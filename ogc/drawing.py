@@ -1,16 +1,17 @@
 """Features drawn into an RGBA image with a style's colours (rasterio's rasterize, GDAL's).
 
 ``paint_of`` reads what a MapLibre style says of one source: fill colour and opacity, outline
-and line colours and widths, circle colour, radius and stroke, where they are plain values
-(an expression, as ``color_by`` makes, falls back to the collection's own colour: the image
-shows where features are, the tiles and style show their classes). ``draw`` burns polygons,
-their outlines, lines and circles, in that order, over a transparent (or given) image, each
-layer blended over what is below with its opacity.
+and line colours and widths, circle colour, radius and stroke. Colours may be data-driven
+(ogc/expressions.py: ``match``, ``case``, ``interpolate``... as ``color_by`` makes them), and are
+then worked out per feature from the properties ``Paint.properties`` names; an expression the
+evaluator does not know draws the collection's own colour. Widths and opacities are plain
+numbers (else their defaults). ``draw`` burns polygons, their outlines, lines and circles, in
+that order, over a transparent (or given) image, each blended over what is below.
 """
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy
@@ -18,7 +19,13 @@ import shapely
 from rasterio.features import rasterize
 from rasterio.transform import from_bounds
 
+from .expressions import Unsupported, evaluate, names
+
 RGB = tuple[int, int, int]
+Colour = tuple[RGB, float]
+# A colour, or how a feature's properties give one; None: not drawn.
+Spec = Colour | Callable[[dict[str, Any]], Colour] | None
+Feature = tuple[shapely.Geometry, dict[str, Any]]
 _HEX = re.compile(r"#([0-9a-fA-F]{3,8})")
 _RGBA = re.compile(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*(?:,\s*([\d.]+)\s*)?\)")
 
@@ -51,59 +58,109 @@ def _number(value: Any, default: float) -> float:
 
 @dataclass(frozen=True)
 class Paint:
-    """How features are drawn (colours as RGB with an opacity; None: not drawn)."""
+    """How features are drawn (colours as RGB with an opacity, or per feature; None: not
+    drawn); ``properties``: those the colours read."""
 
-    fill: tuple[RGB, float] | None = None
-    outline: tuple[RGB, float] | None = None
+    fill: Spec = None
+    outline: Spec = None
     outline_width: float = 1.0
-    line: tuple[RGB, float] | None = None
+    line: Spec = None
     line_width: float = 2.0
-    circle: tuple[RGB, float] | None = None
+    circle: Spec = None
     radius: float = 4.0
-    stroke: tuple[RGB, float] | None = None
+    stroke: Spec = None
     stroke_width: float = 1.0
+    properties: frozenset[str] = field(default_factory=frozenset)
+
+
+def blend(a: Any, b: Any, t: float) -> str:
+    """Two colours of an ``interpolate`` mixed at ``t`` (as an ``rgba()`` colour)."""
+    first, second = colour(a), colour(b)
+    if first is None or second is None:
+        raise Unsupported("interpolate between values that are not colours")
+    (r0, g0, b0), a0 = first
+    (r1, g1, b1), a1 = second
+    mixed = [x0 + (x1 - x0) * t for x0, x1 in ((r0, r1), (g0, g1), (b0, b1), (a0, a1))]
+    return f"rgba({mixed[0]},{mixed[1]},{mixed[2]},{mixed[3]})"
+
+
+def spec(value: Any, default: Colour, opacity: float = 1.0) -> Spec:
+    """The colour ``value`` of a style (plain or an expression) times ``opacity``."""
+    if isinstance(value, list):
+
+        def per_feature(props: dict[str, Any]) -> Colour:
+            try:
+                found = colour(evaluate(value, props, blend))
+            except (Unsupported, TypeError, ValueError, IndexError, KeyError):
+                found = None
+            rgb, alpha = found or default
+            return rgb, alpha * opacity
+
+        return per_feature
+    rgb, alpha = colour(value) or default
+    return rgb, alpha * opacity
 
 
 def paint_of(style: dict[str, Any], source: str, fallback: str) -> Paint:
-    """The paint of ``source``'s layers in ``style`` (``fallback`` for colours not plain)."""
+    """The paint of ``source``'s layers in ``style`` (``fallback`` for colours not given)."""
     default = colour(fallback) or ((136, 136, 136), 1.0)
     found: dict[str, Any] = {}
+    read: set[str] = set()
     for layer in style.get("layers", []):
-        if layer.get("source") != source or (layer.get("layout") or {}).get("visibility") == (
-            "none"
-        ):
+        hidden = (layer.get("layout") or {}).get("visibility") == "none"
+        if layer.get("source") != source or hidden:
             continue
         paint = layer.get("paint") or {}
         kind = layer.get("type")
+        for key in ("fill-color", "line-color", "circle-color", "circle-stroke-color"):
+            read |= names(paint.get(key))
         if kind == "fill" and "fill" not in found:
-            rgb = colour(paint.get("fill-color")) or default
             opacity = _number(paint.get("fill-opacity"), 1.0)
-            found["fill"] = (rgb[0], rgb[1] * opacity)
+            found["fill"] = spec(paint.get("fill-color", fallback), default, opacity)
         elif kind == "line":
-            rgb = colour(paint.get("line-color")) or default
-            rgb = (rgb[0], rgb[1] * _number(paint.get("line-opacity"), 1.0))
-            width = _number(paint.get("line-width"), 1.0)
+            opacity = _number(paint.get("line-opacity"), 1.0)
             # Next to a fill (the same filter), a line layer is the polygons' outline.
             key = "outline" if "fill" in found and "outline" not in found else "line"
-            found.setdefault(key, rgb)
-            found.setdefault(key + "_width", width)
+            found.setdefault(key, spec(paint.get("line-color", fallback), default, opacity))
+            found.setdefault(key + "_width", _number(paint.get("line-width"), 1.0))
         elif kind == "circle" and "circle" not in found:
-            rgb = colour(paint.get("circle-color")) or default
-            found["circle"] = (rgb[0], rgb[1] * _number(paint.get("circle-opacity"), 1.0))
+            opacity = _number(paint.get("circle-opacity"), 1.0)
+            found["circle"] = spec(paint.get("circle-color", fallback), default, opacity)
             found["radius"] = _number(paint.get("circle-radius"), 5.0)
             if _number(paint.get("circle-stroke-width"), 0.0) > 0:
-                found["stroke"] = colour(paint.get("circle-stroke-color")) or ((0, 0, 0), 1.0)
+                stroke = paint.get("circle-stroke-color", "#000000")
+                found["stroke"] = spec(stroke, ((0, 0, 0), 1.0))
                 found["stroke_width"] = _number(paint.get("circle-stroke-width"), 0.0)
     if not found:  # a style that does not draw this source: draw it plainly
         found = {"fill": (default[0], 0.5), "outline": default, "line": default,
                  "circle": default}  # fmt: skip
-    return Paint(**found)
+    return Paint(**found, properties=frozenset(read))
+
+
+def _burn_each(
+    image: numpy.ndarray,
+    features: Sequence[Feature],
+    paint: Spec,
+    transform: Any,
+    all_touched: bool = False,
+) -> None:
+    """``_burn`` with a colour per feature (features of one colour burnt together)."""
+    if paint is None or not features:
+        return
+    if not callable(paint):
+        _burn(image, [shape for shape, _ in features], paint, transform, all_touched)
+        return
+    groups: dict[Colour, list[shapely.Geometry]] = {}
+    for shape, props in features:
+        groups.setdefault(paint(props), []).append(shape)
+    for found, shapes in groups.items():
+        _burn(image, shapes, found, transform, all_touched)
 
 
 def _burn(
     image: numpy.ndarray,
     shapes: Sequence[shapely.Geometry],
-    paint: tuple[RGB, float] | None,
+    paint: Colour | None,
     transform: Any,
     all_touched: bool = False,
 ) -> None:
@@ -128,61 +185,62 @@ def _burn(
 
 
 def draw(
-    geometries: Sequence[shapely.Geometry],
+    features: Sequence[Feature],
     box: tuple[float, float, float, float],
     size: tuple[int, int],
     paint: Paint,
     image: numpy.ndarray | None = None,
 ) -> numpy.ndarray:
-    """``geometries`` (in ``box``'s CRS) drawn over ``image`` (H x W x 4 float, RGB 0-255 and
-    alpha 0-1; transparent when None) of ``size`` (width, height) pixels."""
+    """``features`` (geometries in ``box``'s CRS, with their properties) drawn over ``image``
+    (H x W x 4 float, RGB 0-255 and alpha 0-1; transparent when None) of ``size`` pixels."""
     width, height = size
     if image is None:
         image = numpy.zeros((height, width, 4), "float64")
     transform = from_bounds(*box, width, height)
     pixel = (box[2] - box[0]) / width
-    polygons, lines, points = [], [], []
-    for geom in geometries:
+    polygons: list[Feature] = []
+    lines: list[Feature] = []
+    points: list[Feature] = []
+    for geom, props in features:
         for part in shapely.get_parts(geom):
-            kind = part.geom_type
-            if kind == "GeometryCollection":
-                geometries_inside = shapely.get_parts(part)
-            else:
-                geometries_inside = [part]
-            for leaf in geometries_inside:
+            inside = shapely.get_parts(part) if part.geom_type == "GeometryCollection" else [part]
+            for leaf in inside:
                 if leaf.is_empty:
                     continue
                 if leaf.geom_type == "Polygon":
-                    polygons.append(leaf)
+                    polygons.append((leaf, props))
                 elif leaf.geom_type in ("LineString", "LinearRing"):
-                    lines.append(leaf)
+                    lines.append((leaf, props))
                 elif leaf.geom_type == "Point":
-                    points.append(leaf)
-    _burn(image, polygons, paint.fill, transform)
-    outlines = [polygon.boundary for polygon in polygons]
+                    points.append((leaf, props))
+    _burn_each(image, polygons, paint.fill, transform)
+    outlines = [(polygon.boundary, props) for polygon, props in polygons]
     _stroke(image, outlines, paint.outline, paint.outline_width, pixel, transform)
     _stroke(image, lines, paint.line, paint.line_width, pixel, transform)
     if paint.stroke is not None:
-        rings = [p.buffer((paint.radius + paint.stroke_width) * pixel, 8) for p in points]
-        _burn(image, rings, paint.stroke, transform)
-    discs = [p.buffer(max(paint.radius, 0.5) * pixel, 8) for p in points]
-    _burn(image, discs, paint.circle, transform, all_touched=paint.radius < 1.5)
+        ring = (paint.radius + paint.stroke_width) * pixel
+        _burn_each(image, [(p.buffer(ring, 8), props) for p, props in points], paint.stroke,
+                   transform)  # fmt: skip
+    disc = max(paint.radius, 0.5) * pixel
+    _burn_each(image, [(p.buffer(disc, 8), props) for p, props in points], paint.circle,
+               transform, all_touched=paint.radius < 1.5)  # fmt: skip
     return image
 
 
 def _stroke(
     image: numpy.ndarray,
-    lines: Sequence[shapely.Geometry],
-    paint: tuple[RGB, float] | None,
+    lines: Sequence[Feature],
+    paint: Spec,
     width: float,
     pixel: float,
     transform: Any,
 ) -> None:
     """Lines ``width`` pixels wide (one-pixel lines burn every pixel they touch)."""
     if width <= 1.5:
-        _burn(image, lines, paint, transform, all_touched=True)
+        _burn_each(image, lines, paint, transform, all_touched=True)
     else:
-        _burn(image, [line.buffer(width * pixel / 2, 4) for line in lines], paint, transform)
+        wide = [(line.buffer(width * pixel / 2, 4), props) for line, props in lines]
+        _burn_each(image, wide, paint, transform)
 
 
 def to_bytes(image: numpy.ndarray) -> numpy.ndarray:
@@ -205,4 +263,4 @@ def from_bytes(pixels: numpy.ndarray) -> numpy.ndarray:
     return image
 
 
-__all__ = ["Paint", "colour", "draw", "from_bytes", "paint_of", "to_bytes"]
+__all__ = ["Paint", "blend", "colour", "draw", "from_bytes", "paint_of", "to_bytes"]

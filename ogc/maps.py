@@ -106,15 +106,16 @@ class VectorDrawer:
     ) -> numpy.ndarray:
         """``layer``'s features drawn over ``image`` with its default style's colours."""
         repository = FeatureMapRepository(self.request.app.state.repository.engine)
-        shapes, capped = anyio.from_thread.run(
-            repository.shapes, layer, self.query, frame, self.settings.map_max_features
-        )
-        self.capped |= capped
         style = anyio.from_thread.run(self._style, layer.collection_id)
         paint = paint_of(style, layer.collection_id, collection_colour(layer.collection_id))
-        geometries = shapely.from_wkb(shapes) if shapes else []
-        return draw(list(geometries), (projected[0], projected[1], projected[2], projected[3]),
-                    size, paint, image)  # fmt: skip
+        read = [prop for prop in layer.properties if prop.name in paint.properties]
+        shapes, capped = anyio.from_thread.run(
+            repository.shapes, layer, self.query, frame, self.settings.map_max_features, read
+        )
+        self.capped |= capped
+        features = [(shapely.from_wkb(wkb), props) for wkb, props in shapes]
+        return draw(features, (projected[0], projected[1], projected[2], projected[3]), size,
+                    paint, image)  # fmt: skip
 
     async def _style(self, collection_id: str) -> dict[str, Any]:
         collection = await self.request.app.state.repository.get_collection(collection_id)

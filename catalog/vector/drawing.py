@@ -5,6 +5,7 @@ the box (padded by a few pixels, so outlines do not end at the edge) while still
 projected, and simplified at the map's pixel size when they have detail to lose.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from catalog.db.engine import connect
 
 from .query import FeatureQuery, where
-from .schema import GEOM, Layer
+from .schema import GEOM, Layer, Property
 
 WGS84 = 4326
 WEB_MERCATOR = 3857
@@ -39,9 +40,15 @@ class FeatureMapRepository:
         self.engine = engine
 
     async def shapes(
-        self, layer: Layer, query: FeatureQuery, frame: MapFrame, limit: int
-    ) -> tuple[list[bytes], bool]:
-        """WKB of at most ``limit`` features in ``frame``'s CRS; whether more were left out."""
+        self,
+        layer: Layer,
+        query: FeatureQuery,
+        frame: MapFrame,
+        limit: int,
+        properties: Sequence[Property] = (),
+    ) -> tuple[list[tuple[bytes, dict[str, Any]]], bool]:
+        """WKB of at most ``limit`` features in ``frame``'s CRS with their ``properties``;
+        whether more were left out."""
         west, south, east, north = frame.box
         pad = (east - west) / 4096 * PAD_PIXELS  # a few pixels of the widest allowed map
         low, high = south - pad, north + pad
@@ -59,15 +66,21 @@ class FeatureMapRepository:
             ),
             else_=projected,
         )
+        columns = [layer.table.c[prop.column] for prop in properties]
         statement = (
-            select(func.ST_AsBinary(simplified))
+            select(func.ST_AsBinary(simplified), *columns)
             .select_from(layer.table.join(area, true()))
             .where(and_(func.ST_Intersects(geom, area.c.g), *where(layer, query)))
             .limit(limit + 1)
         )
         async with connect(self.engine) as conn:
             rows = (await conn.execute(statement)).all()
-        return [bytes(row[0]) for row in rows[:limit] if row[0] is not None], len(rows) > limit
+        found = [
+            (bytes(row[0]), {p.name: row[i] for i, p in enumerate(properties, start=1)})
+            for row in rows[:limit]
+            if row[0] is not None
+        ]
+        return found, len(rows) > limit
 
 
 __all__ = ["FeatureMapRepository", "MapFrame"]

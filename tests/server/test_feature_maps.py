@@ -212,3 +212,20 @@ def test_the_feature_cap_of_maps_says_so(
         assert r.headers["x-terracat-features-capped"] == "3"
         columns = np.unique(np.argwhere(pixels[..., 3] > 0)[:, 1])
         assert 1 + int((np.diff(columns) > 1).sum()) == 3  # three dots, apart
+
+
+def test_a_stored_data_driven_style_colours_each_feature(
+    client: TestClient, fields: None, admin: dict[str, str]
+) -> None:
+    style = client.get("/collections/fields/styles/default", params={"color_by": "crop"}).json()
+    r = client.put("/collections/fields/styles/default", json=style, headers=admin)
+    assert r.status_code == 201
+    fill = style["layers"][0]["paint"]["fill-color"]
+    colours = dict(zip(fill[2:-1:2], fill[3:-1:2], strict=True))
+    assert colours["wheat"] != colours["maize"]
+    box = (9.0, 39.0, 16.0, 43.0)
+    params = {"bbox": ",".join(map(str, box)), "width": 140, "height": 80}
+    pixels = png(client.get("/collections/fields/map", params=params))
+    for (lon, lat), crop in [((11, 41), "wheat"), ((14.5, 40.5), "maize")]:
+        pixel = at(pixels, box, lon, lat)
+        assert tuple(pixel[:3]) == rgb(colours[crop]) and abs(int(pixel[3]) - 128) <= 1, crop
