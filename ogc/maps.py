@@ -41,7 +41,7 @@ from tiler.settings import MosaicSettings, TilerSettings
 from .drawing import draw, from_bytes, paint_of, to_bytes
 from .feature_tiles import Filter, FilterLang, feature_query, layer_cache
 from .settings import CRS84, TileSettings
-from .styles import StyleService, collection_colour
+from .styles import ColorBy, StyleService, collection_colour
 from .vector_tiles import CAPPED_HEADER
 
 CRS_URIS = {
@@ -90,10 +90,13 @@ def frame_box(box: tuple[float, float, float, float], srid: int) -> tuple[float,
 class VectorDrawer:
     """Draws vector layers into a map (called from the route's worker thread)."""
 
-    def __init__(self, request: Request, settings: TileSettings, query: Any) -> None:
+    def __init__(
+        self, request: Request, settings: TileSettings, query: Any, color_by: str | None = None
+    ) -> None:
         self.request = request
         self.settings = settings
         self.query = query
+        self.color_by = color_by
         self.capped = False
 
     def over(
@@ -106,7 +109,17 @@ class VectorDrawer:
     ) -> numpy.ndarray:
         """``layer``'s features drawn over ``image`` with its default style's colours."""
         repository = FeatureMapRepository(self.request.app.state.repository.engine)
-        style = anyio.from_thread.run(self._style, layer.collection_id)
+        # color_by colours a vector collection (400 for a property it lacks), or those of a
+        # hybrid's annotations that have the property
+        color_by = self.color_by
+        drawn_for = self.request.path_params.get("collectionId")
+        if (
+            color_by is not None
+            and layer.prop(color_by) is None
+            and layer.collection_id != drawn_for
+        ):
+            color_by = None
+        style = anyio.from_thread.run(self._style, layer.collection_id, color_by)
         paint = paint_of(style, layer.collection_id, collection_colour(layer.collection_id))
         read = [prop for prop in layer.properties if prop.name in paint.properties]
         shapes, capped = anyio.from_thread.run(
@@ -117,9 +130,9 @@ class VectorDrawer:
         return draw(features, (projected[0], projected[1], projected[2], projected[3]), size,
                     paint, image)  # fmt: skip
 
-    async def _style(self, collection_id: str) -> dict[str, Any]:
+    async def _style(self, collection_id: str, color_by: str | None) -> dict[str, Any]:
         collection = await self.request.app.state.repository.get_collection(collection_id)
-        return await StyleService(self.request, self.settings).default(collection, None)
+        return await StyleService(self.request, self.settings).default(collection, color_by)
 
 
 def _encode(image: numpy.ndarray, f: str, png_level: int) -> tuple[bytes, str]:
@@ -157,13 +170,14 @@ def map_router(
         filter_: Filter = None,
         filter_lang: FilterLang = None,
         datetime: Annotated[str | None, Query(description="Features of this time")] = None,
+        color_by: ColorBy = None,
         f: Annotated[Literal["png", "jpeg", "jpg"], Query(description="Format")] = "png",
     ) -> Response:
         """The collection drawn over ``bbox`` at ``width`` x ``height`` pixels."""
         request_ = MapRequest(
             source, reader_options.as_dict(), layer.as_dict(), bbox, (width, height),
             map_srid(crs), feature_query(filter_, filter_lang, datetime),
-            "jpeg" if f == "jpg" else f,
+            "jpeg" if f == "jpg" else f, color_by,
         )  # fmt: skip
         return draw_map(request, request_, tiler, tiles)
 
@@ -190,6 +204,7 @@ class MapRequest:
     srid: int
     query: FeatureQuery
     fmt: str
+    color_by: str | None = None
 
 
 def draw_map(
@@ -217,7 +232,7 @@ def draw_map(
     image = _mosaic(asked.source, base, size, asked.fmt, tiler.png_level, bool(vectors))
     if isinstance(image, Response):
         return image
-    drawer = VectorDrawer(request, tiles, asked.query)
+    drawer = VectorDrawer(request, tiles, asked.query, asked.color_by)
     frame = MapFrame(box, srid, (projected[2] - projected[0]) / size[0])
     for vector in vectors:
         image = drawer.over(image, vector, frame, projected, size)

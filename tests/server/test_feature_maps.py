@@ -229,3 +229,15 @@ def test_a_stored_data_driven_style_colours_each_feature(
     for (lon, lat), crop in [((11, 41), "wheat"), ((14.5, 40.5), "maize")]:
         pixel = at(pixels, box, lon, lat)
         assert tuple(pixel[:3]) == rgb(colours[crop]) and abs(int(pixel[3]) - 128) <= 1, crop
+
+
+def test_color_by_draws_the_generated_classes(client: TestClient, fields: None) -> None:
+    style = client.get("/collections/fields/styles/default", params={"color_by": "crop"}).json()
+    fill = style["layers"][0]["paint"]["fill-color"]
+    colours = dict(zip(fill[2:-1:2], fill[3:-1:2], strict=True))
+    box = (9.0, 39.0, 16.0, 43.0)
+    params = {"bbox": ",".join(map(str, box)), "width": 140, "height": 80, "color_by": "crop"}
+    pixels = png(client.get("/collections/fields/map", params=params))
+    assert tuple(at(pixels, box, 14.5, 40.5)[:3]) == rgb(colours["maize"])
+    r = client.get("/collections/fields/map", params={**params, "color_by": "colour"})
+    assert r.status_code == 400 and r.json()["code"] == "search.UnknownQueryable"
