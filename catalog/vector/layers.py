@@ -9,9 +9,14 @@ tile would be a second query per tile. Entries live ``ttl`` seconds, so a schema
 import time
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from catalog.db.engine import connect
+
+from .repository import _LAYER_COLUMNS as LAYER_COLUMNS
 from .repository import VectorRepository
+from .repository import _layer as layer_of
 from .schema import Layer
 
 
@@ -38,11 +43,13 @@ class LayerCache:
 
     async def annotations(self, collection_id: str) -> list[Layer]:
         """The layers that annotate raster collection ``collection_id`` (not cached)."""
-        layers = await self.repository.layers()
-        return sorted(
-            (layer for layer in layers.values() if layer.annotates == collection_id),
-            key=lambda layer: layer.collection_id,
-        )
+        async with connect(self.repository.engine) as conn:
+            rows = await conn.execute(
+                text(f"SELECT {LAYER_COLUMNS} FROM vector_layers WHERE annotates = :c "
+                     "ORDER BY collection_id"),
+                {"c": collection_id},
+            )  # fmt: skip
+            return [layer_of(row) for row in rows]
 
     def forget(self, collection_id: str) -> None:
         """Drop the entry of ``collection_id`` (after this process changed it)."""
