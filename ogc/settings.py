@@ -47,6 +47,37 @@ class TileSettings(BaseSettings):
         "1 is the cheapest, higher levels save ~10 % of the bytes for twice the CPU or more.",
     )
 
+    vector_max_features: int = Field(
+        default=8_000,
+        ge=1,
+        description="Most features of a vector collection in one vector tile; the response says "
+        "X-Terracat-Features-Capped when more meet the tile. A few-pixel polygon with one "
+        "attribute is ~30 bytes of MVT: 8000 keeps a dense low-zoom tile under 250 kB.",
+    )
+    vector_properties_minzoom: int = Field(
+        default=6,
+        ge=0,
+        description="Below this zoom, vector tiles of features carry no attributes unless "
+        "`properties=` names some (keeps low-zoom tiles small).",
+    )
+    vector_min_size: float = Field(
+        default=4.0,
+        ge=0,
+        description="Lines and polygons whose bbox is smaller than this many tile units (of "
+        "4096) on both sides are left out of a tile (under a pixel); 0 keeps them.",
+    )
+    layer_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds a vector collection's layer description is cached by the tile, "
+        "style and map routes (a schema change shows in tiles after at most this).",
+    )
+    map_max_features: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most features drawn into one map image of a vector collection.",
+    )
+
     @field_validator("tile_matrix_sets")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ by (20-057 /req/tileset/description E, /req/core/tc-op A).
 
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import attr
 import morecantile
@@ -26,11 +26,23 @@ from starlette.responses import Response
 from catalog.errors import CatalogError, NotFound
 from catalog.maps.mosaic import Coverage, MosaicRepository
 from catalog.maps.tiles import FEATURE_PROPERTIES, TileBounds
+from catalog.settings import LimitSettings
 from catalog.stac.queryables import Kind
 from catalog.stac.repository import CatalogRepository
+from catalog.vector.query import where
+from catalog.vector.schema import Layer
 from catalog.web import base_url, json_response
 from tiler.mosaic import zoom_range
 
+from .feature_tiles import (
+    TILEJSON_TYPES,
+    Filter,
+    FilterLang,
+    Properties,
+    chosen_properties,
+    feature_query,
+    layer_cache,
+)
 from .settings import CRS84, WEB_MERCATOR, TileSettings, srid_of
 
 CONF = "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/"
@@ -227,12 +239,18 @@ def _layer(collection_id: str) -> dict[str, Any]:
 
 
 def tileset_summary(
-    collection: dict[str, Any], data_type: DataType, tms: TileMatrixSet, base: str
+    collection: dict[str, Any],
+    data_type: DataType,
+    tms: TileMatrixSet,
+    base: str,
+    layer: Layer | None = None,
 ) -> dict[str, Any]:
     """A tileset as listed in /collections/{id}/tiles (20-057 /req/tilesets-list/tileset-links)."""
     collection_id, tms_id = collection["id"], str(tms.id)
     name = collection["content"].get("title") or collection_id
     what = "item footprints" if data_type == "vector" else "imagery"
+    if layer is not None:
+        what = "features"
     return {
         "title": f"{name}: {what} ({tms_id})",
         "dataType": data_type,
@@ -270,12 +288,18 @@ def tileset_document(
     tms: TileMatrixSet,
     base: str,
     coverage: Coverage | None = None,
+    layer: Layer | None = None,
+    query: str = "",
 ) -> dict[str, Any]:
     """Tileset metadata (TMS 2.0 tileSet.json), with TileJSON 3.0 members for WebMercatorQuad.
 
-    With the ``coverage`` of the data, ``tileMatrixSetLimits`` say which tiles hold it.
+    With the ``coverage`` of the data, ``tileMatrixSetLimits`` say which tiles hold it. With
+    the ``layer`` of a vector collection, its features and their properties; ``query`` (already
+    URL-encoded) is added to the tile URLs (``properties``, ``filter``, ``datetime``).
     """
     collection_id = collection["id"]
+    if layer is not None:
+        return feature_tileset_document(collection, tms, base, layer, query)
     doc = tileset_summary(collection, data_type, tms, base)
     content = collection["content"]
     if content.get("description"):
@@ -347,8 +371,95 @@ def _tilejson(
     return doc
 
 
+def _feature_layer(layer: Layer) -> dict[str, Any]:
+    """The one layer of a vector collection's tiles (TMS 2.0 tileset ``layers``)."""
+    schema = {p.name: p.type.json_schema for p in layer.properties}
+    return {
+        "id": layer.collection_id,
+        "title": "Features",
+        "dataType": "vector",
+        "geometryDimension": _dimension(layer.geometry_type),
+        "featureType": "feature",
+        "propertiesSchema": {"type": "object", "properties": schema},
+    }
+
+
+def _dimension(geometry_type: str) -> int | None:
+    kind = geometry_type.removeprefix("Multi").removesuffix("25D")
+    return {"Point": 0, "LineString": 1, "Polygon": 2}.get(kind)
+
+
+def feature_tileset_document(
+    collection: dict[str, Any], tms: TileMatrixSet, base: str, layer: Layer, query: str = ""
+) -> dict[str, Any]:
+    """The vector tileset of a vector collection's features (TMS 2.0 + TileJSON 3.0 members)."""
+    collection_id = collection["id"]
+    suffix = f"?{query}" if query else ""
+    doc = tileset_summary(collection, "vector", tms, base, layer)
+    for link in doc["links"]:
+        if link["rel"] == "item":
+            link["href"] += suffix
+    content = collection["content"]
+    if content.get("description"):
+        doc["description"] = content["description"]
+    doc["links"].append(_link(collection_url(base, collection_id), "collection",
+                              title="The collection"))  # fmt: skip
+    doc["mediaTypes"] = [MVT]
+    layer_doc = _feature_layer(layer)
+    if layer_doc["geometryDimension"] is None:
+        del layer_doc["geometryDimension"]
+    doc["layers"] = [layer_doc]
+    extent = list(layer.bbox) if layer.bbox is not None else _extent(collection)
+    if extent is not None:
+        doc["boundingBox"] = {"lowerLeft": extent[:2], "upperRight": extent[2:], "crs": CRS84}
+    if tms.id == WEB_MERCATOR:
+        doc.update(_tilejson(collection_id, "vector", tms, base, extent))
+        doc["tiles"] = [doc["tiles"][0] + suffix]
+        fields = {p.name: TILEJSON_TYPES[p.type] for p in layer.properties}
+        doc["vector_layers"] = [{"id": collection_id, "description": "Features",
+                                 "minzoom": tms.minzoom, "maxzoom": tms.maxzoom,
+                                 "fields": fields}]  # fmt: skip
+        if extent is not None:
+            doc["center"] = [(doc["bounds"][0] + doc["bounds"][2]) / 2,
+                             (doc["bounds"][1] + doc["bounds"][3]) / 2, tms.minzoom]  # fmt: skip
+    return doc
+
+
 # -- routes -------------------------------------------------------------------------------------
-def _tms_endpoints(sets: TileMatrixSets) -> dict[str, Callable[..., Any]]:
+def _vector_tileset_endpoint(
+    sets: TileMatrixSets, settings: TileSettings, limits: LimitSettings | None
+) -> Callable[..., Any]:
+    async def get_vector_tileset(
+        request: Request,
+        collection_id: CollectionID,
+        tms_id: TileMatrixSetID,
+        catalog: Catalog,
+        properties: Properties = None,
+        filter_: Filter = None,
+        filter_lang: FilterLang = None,
+        datetime: Annotated[str | None, Query(description="Features of this time.")] = None,
+    ) -> Response:
+        """Metadata of the vector tileset of a collection in one TMS (TileJSON 3.0 as well for
+        WebMercatorQuad); ``properties``, ``filter`` and ``datetime`` carry to its tiles."""
+        tms = sets.get(tms_id)
+        collection = await catalog.get_collection(collection_id)
+        layer = await layer_cache(request, settings).get(collection_id)
+        if layer is None:
+            return json_response(tileset_document(collection, "vector", tms, base_url(request)))
+        where(layer, feature_query(filter_, filter_lang, datetime, limits))  # 400 now, not per tile
+        chosen_properties(layer, properties)
+        names = ("properties", "filter", "filter-lang", "datetime")
+        carried = [(k, v) for k, v in request.query_params.multi_items() if k in names]
+        doc = tileset_document(collection, "vector", tms, base_url(request), layer=layer,
+                               query=urlencode(carried))  # fmt: skip
+        return json_response(doc)
+
+    return get_vector_tileset
+
+
+def _tms_endpoints(
+    sets: TileMatrixSets, settings: TileSettings, limits: LimitSettings | None = None
+) -> dict[str, Callable[..., Any]]:
     async def get_tile_matrix_sets(request: Request) -> Response:
         """The tile matrix sets offered here."""
         base = base_url(request)
@@ -364,15 +475,18 @@ def _tms_endpoints(sets: TileMatrixSets) -> dict[str, Callable[..., Any]]:
     async def get_collection_tilesets(
         request: Request, collection_id: CollectionID, catalog: Catalog
     ) -> Response:
-        """The tilesets of a collection: footprints (vector) and imagery (map), per TMS."""
+        """The tilesets of a collection: features (vector collections), or footprints (vector)
+        and imagery (map), per TMS."""
         collection = await catalog.get_collection(collection_id)
+        layer = await layer_cache(request, settings).get(collection_id)
+        kinds: tuple[DataType, ...] = ("vector",) if layer is not None else DATA_TYPES
         base = base_url(request)
         href = f"{collection_url(base, collection_id)}/tiles"
         return json_response({
             "links": [_link(href, "self", title="Tilesets"),
                       _link(collection_url(base, collection_id), "collection")],
-            "tilesets": [tileset_summary(collection, kind, sets.get(i), base)
-                         for kind in DATA_TYPES for i in sets.ids()],
+            "tilesets": [tileset_summary(collection, kind, sets.get(i), base, layer)
+                         for kind in kinds for i in sets.ids()],
         })  # fmt: skip
 
     def tileset_endpoint(data_type: DataType) -> Callable[..., Any]:
@@ -394,7 +508,7 @@ def _tms_endpoints(sets: TileMatrixSets) -> dict[str, Callable[..., Any]]:
         "tms_list": get_tile_matrix_sets,
         "tms": get_tile_matrix_set,
         "tilesets": get_collection_tilesets,
-        "vector_tileset": tileset_endpoint("vector"),
+        "vector_tileset": _vector_tileset_endpoint(sets, settings, limits),
         "map_tileset": tileset_endpoint("map"),
     }
 
@@ -408,12 +522,14 @@ class TilesExtension(ApiExtension):
     """
 
     settings: TileSettings = attr.ib(factory=TileSettings)
+    limits: LimitSettings | None = attr.ib(default=None)
     conformance_classes: list[str] = attr.ib(factory=lambda: list(CONFORMANCE_CLASSES))
     router: APIRouter = attr.ib(factory=lambda: APIRouter(tags=["OGC API - Tiles"]))
 
     def register(self, app: FastAPI) -> None:
         """Add the routes to ``app``."""
-        endpoints = _tms_endpoints(TileMatrixSets(self.settings.tile_matrix_sets))
+        sets = TileMatrixSets(self.settings.tile_matrix_sets)
+        endpoints = _tms_endpoints(sets, self.settings, self.limits)
         collection = "/collections/{collectionId}"
         routes = [
             ("/tileMatrixSets", "tms_list", "getTileMatrixSetsList", "List tile matrix sets"),
@@ -422,7 +538,8 @@ class TilesExtension(ApiExtension):
             (f"{collection}/tiles", "tilesets", "getCollectionTileSetsList",
              "List the tilesets of a collection"),
             (f"{collection}/items/tiles/{{tileMatrixSetId}}", "vector_tileset",
-             "getCollectionVectorTileSet", "Describe a vector tileset of item footprints"),
+             "getCollectionVectorTileSet",
+             "Describe a vector tileset of features or item footprints (and its TileJSON)"),
             (f"{collection}/tiles/{{tileMatrixSetId}}", "map_tileset",
              "getCollectionMapTileSet", "Describe a map tileset of a collection's imagery"),
         ]  # fmt: skip

@@ -1,4 +1,10 @@
-"""Vector tiles of a collection's item footprints (OGC API - Tiles core + mvt).
+"""Vector tiles of a collection: its features, or its item footprints (OGC API - Tiles + mvt).
+
+A vector collection (one with a ``vector_layers`` row) serves its features
+(catalog/vector/tiles.py), selected by ``filter``/``filter-lang`` and ``datetime`` as its items
+are, with the attributes ``properties`` names (ogc/feature_tiles.py); any other collection
+serves its item footprints (a hybrid's raster collection too: its annotations are collections
+of their own).
 
 ``/collections/{collectionId}/items/tiles/{tileMatrixSetId}/{z}/{x}/{y}.mvt`` (or without the
 suffix and ``f=mvt``), x the column and y the row. One layer named after the collection, so
@@ -22,9 +28,20 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from stac_fastapi.types.extension import ApiExtension
 from starlette.responses import Response
 
-from catalog.maps.tiles import VectorTile, VectorTileRepository
+from catalog.errors import InvalidParameter
+from catalog.maps.tiles import TileBounds, VectorTile, VectorTileRepository
+from catalog.settings import LimitSettings
+from catalog.vector.tiles import FeatureTileParams, FeatureTileRepository
 from tiler.factory import cache_control_for
 
+from .feature_tiles import (
+    Filter,
+    FilterLang,
+    Properties,
+    chosen_properties,
+    feature_query,
+    layer_cache,
+)
 from .settings import TileSettings
 from .tiles import MVT, CollectionID, TileMatrixSetID, TileMatrixSets
 
@@ -67,12 +84,19 @@ def repository_dependency(
     return vector_tile_repository
 
 
+def feature_params(settings: TileSettings) -> FeatureTileParams:
+    """How feature tiles are cut, from the settings."""
+    return FeatureTileParams(EXTENT, BUFFER, settings.simplify, settings.vector_min_size)
+
+
 def _tile_endpoint(
     settings: TileSettings,
     sets: TileMatrixSets,
     repository: Callable[[Request], Any],
+    limits: LimitSettings | None,
 ) -> Callable[..., Any]:
     async def get_tile(
+        request: Request,
         collection_id: CollectionID,
         tms_id: TileMatrixSetID,
         z: Z,
@@ -80,29 +104,57 @@ def _tile_endpoint(
         y: Y,
         tiles: Annotated[VectorTileRepository, Depends(repository)],
         interval: Interval = None,
+        filter_: Filter = None,
+        filter_lang: FilterLang = None,
+        properties: Properties = None,
         f: Format = "mvt",
         accept_encoding: AcceptEncoding = None,
         if_none_match: IfNoneMatch = None,
         authorization: Authorization = None,
     ) -> Response:
-        """A vector tile of the collection's item footprints (204 when empty, gzip when
-        accepted, 304 when ``If-None-Match`` holds its ETag)."""
+        """A vector tile of the collection's features, or of its item footprints (204 when
+        empty, gzip when accepted, 304 when ``If-None-Match`` holds its ETag)."""
         bounds = sets.bounds(tms_id, z, x, y)
-        tile = await tiles.footprints(
-            collection_id,
-            bounds,
-            layer=collection_id,
-            limit=settings.max_features,
-            interval=interval,
-        )
+        layer = await layer_cache(request, settings).get(collection_id)
+        if layer is not None:
+            query = feature_query(filter_, filter_lang, interval, limits)
+            chosen = chosen_properties(layer, properties, z, settings.vector_properties_minzoom)
+            engine = request.app.state.repository.engine
+            tile = await FeatureTileRepository(engine, feature_params(settings)).tile(
+                layer, bounds, query, chosen, name=collection_id,
+                limit=settings.vector_max_features,
+            )  # fmt: skip
+            capped_at = settings.vector_max_features
+        else:
+            if filter_ is not None or properties is not None:
+                raise InvalidParameter(
+                    f"{collection_id!r} holds no vector features: filter and properties "
+                    "select features of vector collections only"
+                )
+            tile = await _footprints(tiles, collection_id, bounds, settings, interval)
+            capped_at = settings.max_features
         cache_control = cache_control_for(settings.cache_control, authorization is not None)
-        return _response(tile, settings, accept_encoding, if_none_match, cache_control)
+        return _response(tile, capped_at, settings, accept_encoding, if_none_match, cache_control)
 
     return get_tile
 
 
+async def _footprints(
+    tiles: VectorTileRepository,
+    collection_id: str,
+    bounds: TileBounds,
+    settings: TileSettings,
+    interval: str | None,
+) -> VectorTile:
+    return await tiles.footprints(
+        collection_id, bounds, layer=collection_id, limit=settings.max_features,
+        interval=interval,
+    )  # fmt: skip
+
+
 def _response(
     tile: VectorTile,
+    capped_at: int,
     settings: TileSettings,
     accept_encoding: str | None,
     if_none_match: str | None,
@@ -114,7 +166,7 @@ def _response(
     """
     headers = {"Cache-Control": cache_control, "Vary": "Accept-Encoding, Authorization"}
     if tile.capped:
-        headers[CAPPED_HEADER] = str(settings.max_features)
+        headers[CAPPED_HEADER] = str(capped_at)
     digest = hashlib.md5(tile.content, usedforsecurity=False).hexdigest()
     # Strong ETags differ between encodings of one tile (RFC 9110 8.8.3.3).
     gzipped = len(tile.content) >= GZIP_MINIMUM and accepts_gzip(accept_encoding)
@@ -164,6 +216,7 @@ class VectorTilesExtension(ApiExtension):
 
     settings: TileSettings = attr.ib(factory=TileSettings)
     repository: Callable[[Request], Any] | None = attr.ib(default=None)
+    limits: LimitSettings | None = attr.ib(default=None)
     conformance_classes: list[str] = attr.ib(factory=lambda: list(CONFORMANCE_CLASSES))
     router: APIRouter = attr.ib(factory=lambda: APIRouter(tags=["OGC API - Tiles"]))
 
@@ -171,11 +224,11 @@ class VectorTilesExtension(ApiExtension):
         """Add the routes to ``app``."""
         repository = self.repository or repository_dependency(self.settings)
         sets = TileMatrixSets(self.settings.tile_matrix_sets)
-        endpoint = _tile_endpoint(self.settings, sets, repository)
+        endpoint = _tile_endpoint(self.settings, sets, repository, self.limits)
         path = "/collections/{collectionId}/items/tiles/{tileMatrixSetId}/{z}/{x}/{y}"
         responses: dict[int | str, dict[str, Any]] = {
             200: {"content": {MVT: {}}, "description": "A Mapbox Vector Tile"},
-            204: {"description": "No item in this tile"},
+            204: {"description": "No feature or item in this tile"},
             304: {"description": "`If-None-Match` holds the tile's `ETag`"},
         }
         for suffix, operation_id in (
@@ -184,7 +237,7 @@ class VectorTilesExtension(ApiExtension):
         ):
             self.router.add_api_route(
                 path + suffix, endpoint, methods=["GET"], operation_id=operation_id,
-                summary="A vector tile of item footprints", response_class=Response,
+                summary="A vector tile of features or item footprints", response_class=Response,
                 responses=responses,
             )  # fmt: skip
         app.include_router(self.router)

@@ -21,14 +21,15 @@ from ogc.exports import ExportsExtension
 from ogc.feature_collections import add_vector_documents
 from ogc.feature_pages import FeaturePages
 from ogc.features import FeatureParams, VectorItems
+from ogc.maps import map_router
 from ogc.processes import ProcessesExtension
+from ogc.styles import StylesExtension
 from ogc.tiles import TilesExtension
 from ogc.vector_stats import vector_stats_router
 from ogc.vector_tiles import VectorTilesExtension
 from tiler.errors import error_handlers as tiler_error_handlers
 from tiler.factory import item_maps_router
 from tiler.links import add_collection_map_links, add_item_map_links
-from tiler.maps import map_router
 from tiler.mosaic import mosaic_router
 from tiler.readers.shared import ReaderResources
 from tiler.wmts import collection_wmts_router
@@ -95,7 +96,7 @@ def tiles_part(settings: Settings) -> ApiPart:
     """OGC API - Tiles metadata: tile matrix sets and each collection's tilesets."""
     return ApiPart(
         name="tiles",
-        extensions=[TilesExtension(settings=settings.tiles)],
+        extensions=[TilesExtension(settings=settings.tiles, limits=settings.limits)],
         landing_links=[
             {
                 "rel": OGC_REL + "tiling-schemes",
@@ -123,8 +124,20 @@ def tiles_part(settings: Settings) -> ApiPart:
 
 
 def vector_tiles_part(settings: Settings) -> ApiPart:
-    """Vector tiles of each collection's item footprints."""
-    return ApiPart(name="vector-tiles", extensions=[VectorTilesExtension(settings=settings.tiles)])
+    """Vector tiles of each collection's features (vector) or item footprints (raster)."""
+    extension = VectorTilesExtension(settings=settings.tiles, limits=settings.limits)
+    return ApiPart(name="vector-tiles", extensions=[extension])
+
+
+def styles_part(settings: Settings) -> ApiPart:
+    """MapLibre styles of collections: generated, or stored by the collection's admin."""
+    return ApiPart(
+        name="styles",
+        extensions=[StylesExtension(settings=settings.tiles)],
+        collection_links=[
+            {"rel": OGC_REL + "styles", "type": JSON, "title": "Map styles", "path": "styles"},
+        ],
+    )
 
 
 def vector_stats_part(settings: Settings) -> ApiPart:
@@ -222,9 +235,10 @@ def item_maps_part(settings: Settings, readers: ReaderResources) -> ApiPart:
 
 
 def mosaics_part(settings: Settings, readers: ReaderResources) -> ApiPart:
-    """Mosaic maps of collections and saved searches (tiles, and an OGC API - Maps ``map``)."""
+    """Mosaic maps of collections and saved searches (tiles, and an OGC API - Maps ``map``,
+    which draws vector collections and a raster collection's annotations too)."""
     router = mosaic_router(settings.tiler, readers, [], settings.mosaic)
-    maps = map_router(settings.tiler, readers, settings.mosaic)
+    maps = map_router(settings.tiler, settings.tiles, readers, settings.mosaic)
     wmts = collection_wmts_router(settings.tiler, readers, settings.mosaic)
     return routers_part(
         "mosaics",

@@ -106,6 +106,8 @@ POLICY: dict[str, Rule] = {
         "getCollectionSortables",
         "getCollectionFacets",
         "getCollectionAggregate",
+        "getCollectionStyles",
+        "getCollectionStyle",
         *_ITEM_MAPS,
         *_COLLECTION_MAPS,
     ),  # fmt: skip
@@ -127,6 +129,8 @@ POLICY: dict[str, Rule] = {
         "putCollectionRights",
         "putCollectionGrant",
         "deleteCollectionGrant",
+        "putCollectionStyle",
+        "deleteCollectionStyle",
     ),  # fmt: skip
     **_each(
         Rule.CREATE,

@@ -1,4 +1,5 @@
-"""OGC API - Maps: ``/collections/{collectionId}/map``, a collection's mosaic drawn in a box.
+"""A collection's mosaic drawn in a box, for OGC API - Maps ``/collections/{collectionId}/map``
+(the route is ogc/maps.py's, which also draws vector collections and annotations).
 
 The map is the mosaic the collection's tiles show (tiler/mosaic.py: the same items, newest
 first, read with ``ItemReader``) resampled to ``width`` x ``height`` pixels over ``bbox``, in
@@ -11,27 +12,22 @@ reads it with ``-oo API=MAP``.
 """
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import anyio.from_thread
 import numpy
-from fastapi import APIRouter, Depends, Query
 from rio_tiler.constants import WGS84_CRS
 from rio_tiler.errors import InvalidBounds
 from rio_tiler.models import ImageData
-from starlette.responses import Response
 from titiler.core.resources.enums import ImageType
 
 from catalog.errors import InvalidBBox
 from catalog.geometry import normalize_bbox
 
-from .dependencies import LayerQuery, reader_params
 from .encoders import render
 from .errors import InvalidLayer
-from .mosaic import SKIPPED, CatalogBackend, MosaicSource, collection_source, mosaic_repository
+from .mosaic import SKIPPED, CatalogBackend, MosaicSource
 from .readers import ItemReader
-from .readers.shared import ReaderResources
-from .settings import MosaicSettings, TilerSettings
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 DEFAULT_SIZE = 1024
@@ -140,46 +136,26 @@ def draw(
     return ImageData(numpy.ma.MaskedArray(data, mask=~valid), bounds=box, crs=WGS84_CRS)
 
 
-def map_router(
-    tiler: TilerSettings, resources: ReaderResources, settings: MosaicSettings | None = None
-) -> APIRouter:
-    """``GET /collections/{collectionId}/map``."""
-    source_dependency = collection_source(mosaic_repository(settings or MosaicSettings()))
-    reader_dependency = reader_params(resources, tiler.max_image_size)
-    side = Query(ge=1, le=tiler.max_image_size, description="Pixels (default: keep the aspect)")
-    box_query = Query(description="minLon,minLat,maxLon,maxLat (CRS84; default: the extent)")
+def default_box(source: MosaicSource) -> tuple[float, float, float, float]:
+    """The box of a map without ``bbox``: the collection's extent (all longitudes if it crosses
+    the antimeridian); NotFound for an unknown collection. Call from a worker thread."""
+    coverage = anyio.from_thread.run(source.coverage)
+    west, south, east, north = coverage.bounds or (-180.0, -90.0, 180.0, 90.0)
+    return (west, south, east, north) if west < east else (-180.0, south, 180.0, north)
 
-    def get_map(
-        source: Annotated[MosaicSource, Depends(source_dependency)],
-        reader_options: Annotated[Any, Depends(reader_dependency)],
-        layer: Annotated[LayerQuery, Depends()],
-        bbox: Annotated[str | None, box_query] = None,
-        width: Annotated[int | None, side] = None,
-        height: Annotated[int | None, side] = None,
-        f: Annotated[Literal["png", "jpeg", "jpg"], Query(description="Format")] = "png",
-    ) -> Response:
-        """The collection's mosaic over ``bbox`` (CRS84) at ``width`` x ``height`` pixels."""
-        if bbox is not None:
-            box = parse_bbox(bbox)
-            collection_id = str(source.collection_id)  # collection_source always sets it
-            anyio.from_thread.run(source.repository.collection_exists, collection_id)
-        else:  # 404 for an unknown collection here
-            coverage = anyio.from_thread.run(source.coverage)
-            west, south, east, north = coverage.bounds or (-180.0, -90.0, 180.0, 90.0)
-            box = (west, south, east, north) if west < east else (-180.0, south, 180.0, north)
-        size = map_size(box, width, height, tiler.max_image_size)
-        with CatalogBackend(source, reader=ItemReader,
-                            reader_options=reader_options.as_dict()) as backend:  # fmt: skip
-            image = draw(backend, box, size, layer.as_dict())
-        content, media_type = render(image, output_format=FORMATS[f], png_level=tiler.png_level)
-        headers = {"Content-Crs": f"<{CRS84}>", "Content-Bbox": ",".join(str(v) for v in box)}
-        return Response(content, media_type=media_type, headers=headers)
 
-    router = APIRouter(tags=["Maps"])
-    router.add_api_route(
-        "/collections/{collectionId}/map", get_map, methods=["GET"],
-        operation_id="getCollectionMap", summary="A map of the collection's mosaic",
-        response_class=Response,
-        responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}},
-    )  # fmt: skip
-    return router
+def mosaic_image(
+    source: MosaicSource,
+    reader_options: dict[str, Any],
+    layer: dict[str, Any],
+    box: tuple[float, float, float, float],
+    size: tuple[int, int],
+) -> ImageData:
+    """The collection's mosaic over ``box`` (CRS84) at ``size``. Call from a worker thread."""
+    with CatalogBackend(source, reader=ItemReader, reader_options=reader_options) as backend:
+        return draw(backend, box, size, layer)
+
+
+def encode(image: ImageData, f: str, png_level: int) -> tuple[bytes, str]:
+    """The map as PNG (with alpha) or JPEG."""
+    return render(image, output_format=FORMATS[f], png_level=png_level)

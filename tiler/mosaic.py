@@ -67,6 +67,7 @@ from catalog.maps.mosaic import (
 )
 from catalog.maps.tiles import WGS84, TileBounds
 from catalog.stac.search import SearchParams
+from catalog.vector.layers import app_layers
 from catalog.web import base_url, json_response
 
 from .dependencies import (
@@ -241,14 +242,44 @@ def mosaic_repository(settings: MosaicSettings) -> Callable[[Request], MosaicRep
     return dependency
 
 
-def collection_source(repository: Callable[..., MosaicRepository]) -> Callable[..., Any]:
-    """Path dependency of collection mosaics."""
+class FeatureTilesElsewhere(TilerError):
+    """A vector collection's tiles are its features, below ``items/tiles``: 307 there."""
+
+    code = "tiles.VectorCollection"
+    status = 307
+
+
+async def _vector_redirect(request: Request, collection_id: str) -> None:
+    """FeatureTilesElsewhere (307) when ``collection_id`` is a vector collection: its tiles
+    and TileJSON are at ``.../items/tiles/{tileMatrixSetId}`` (ogc/vector_tiles.py)."""
+    if await app_layers(request.app.state).get(collection_id) is None:
+        return
+    path = request.url.path
+    head, _, tail = path.rpartition(f"/{quote(collection_id, safe='')}/tiles/")
+    if not head:
+        head, _, tail = path.rpartition(f"/{collection_id}/tiles/")
+    tail = tail.removesuffix("/tilejson.json")
+    moved = f"{head}/{quote(collection_id, safe='')}/items/tiles/{tail}"
+    error = FeatureTilesElsewhere(
+        f"{collection_id!r} is a vector collection: its tiles are its features' ({moved})"
+    )
+    error.headers = {"Location": str(request.url.replace(path=moved))}
+    raise error
+
+
+def collection_source(
+    repository: Callable[..., MosaicRepository], vector_redirect: bool = False
+) -> Callable[..., Any]:
+    """Path dependency of collection mosaics; with ``vector_redirect``, a vector collection's
+    tile and TileJSON requests are sent to its feature tiles (307)."""
 
     async def dependency(
         request: Request,
         collection_id: Annotated[str, Path(alias="collectionId", description="A collection id.")],
         repo: Annotated[MosaicRepository, Depends(repository)],
     ) -> MosaicSource:
+        if vector_redirect:
+            await _vector_redirect(request, collection_id)
         # The rights check let the caller read this collection (or 404'd); the readable set
         # filters the item lookups as well, so nothing else can ever be drawn.
         readable = await readable_of(request)
@@ -517,7 +548,11 @@ def mosaic_router(
     router = APIRouter()
     router.include_router(searches_router(repository, tiler.tile_matrix_sets, write_dependencies))
     for prefix, source, noun in (
-        ("/collections/{collectionId}/tiles", collection_source(repository), "CollectionMosaic"),
+        (
+            "/collections/{collectionId}/tiles",
+            collection_source(repository, True),
+            "CollectionMosaic",
+        ),  # fmt: skip
         ("/searches/{searchId}/tiles", search_source(repository), "SearchMosaic"),
     ):
         factory = MosaicFactory(

@@ -1,0 +1,280 @@
+"""Vector tiles of a vector collection's features, rendered by PostGIS (ST_AsMVT).
+
+Features are chosen with ``query.where`` (bbox, datetime, CQL2: the same rows as the items
+routes) among those meeting the tile widened by its buffer. At most ``limit`` features go into
+a tile (in table order: no sort, which would cost as much as the tile at low zooms); ``capped``
+says more met it. Geometries reaching out of the padded tile are cut to it in lon/lat (a pole
+never reaches Web Mercator), projected, simplified at the tile's resolution (``simplify`` tile
+units, Douglas-Peucker keeping collapsed rings) when they have more than a few points, and
+snapped to the tile grid by ST_AsMVTGeom. Lines and polygons
+whose bbox is under ``min_size`` tile units on both sides are left out: they would draw less
+than a pixel, and at low zooms they are most of a tile's bytes.
+
+The MVT feature id is the feature's ``fid``; attributes are the chosen properties, dates and
+timestamps as RFC 3339 text, JSON values as JSON text.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Double,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import Text
+
+from catalog.db.engine import connect
+from catalog.maps.tiles import WGS84, TileBounds, VectorTile
+
+from .query import FeatureQuery, where
+from .schema import FID, GEOM, Layer, Property, PropertyType
+
+POINT_TYPES = frozenset({"Point", "MultiPoint", "Point25D", "MultiPoint25D"})
+SIZED_TYPES = frozenset({"Polygon", "MultiPolygon", "LineString", "MultiLineString"})
+# Geometries with at most this many points are not simplified (a rectangle has 5).
+SIMPLIFY_ABOVE = 16
+_COMPILED: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
+_COMPILED_SIZE = 256
+
+
+@dataclass(frozen=True)
+class FeatureTileParams:
+    """How tiles are cut: MVT extent and buffer, simplification and size floor in tile units."""
+
+    extent: int = 4096
+    buffer: int = 64
+    simplify: float = 8.0
+    min_size: float = 4.0
+
+
+def attribute(layer: Layer, prop: Property) -> ColumnElement[Any]:
+    """The MVT attribute of ``prop``: its column, as text where MVT has no such type."""
+    column = layer.table.c[prop.column]
+    if prop.type is PropertyType.DATETIME:
+        utc = func.timezone("UTC", column)
+        whole = func.date_trunc("second", utc) == utc
+        value: ColumnElement[Any] = case(
+            (whole, func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
+            else_=func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        )
+    elif prop.type is PropertyType.DATE:
+        value = func.to_char(column, "YYYY-MM-DD")
+    elif prop.type is PropertyType.JSON:
+        value = cast(column, Text)
+    else:
+        value = column
+    return value.label(prop.name)
+
+
+def _free_name(base: str, taken: set[str]) -> str:
+    name = base
+    while name in taken:
+        name = "_" + name
+    return name
+
+
+class FeatureTileRepository:
+    """Encodes the features of vector collections as Mapbox Vector Tiles."""
+
+    def __init__(self, engine: AsyncEngine, params: FeatureTileParams | None = None) -> None:
+        self.engine = engine
+        self.params = params or FeatureTileParams()
+
+    async def tile(
+        self,
+        layer: Layer,
+        bounds: TileBounds,
+        query: FeatureQuery,
+        properties: Sequence[Property],
+        *,
+        name: str,
+        limit: int,
+    ) -> VectorTile:
+        """The tile of ``layer``'s features selected by ``query`` inside ``bounds``, with the
+        attributes ``properties``, as MVT layer ``name``.
+
+        Without a selection the statement's SQL is compiled once per layer, attribute set and
+        tile shape, and only values are bound per tile: building and compiling the statement
+        again cost more Python time than PostGIS took for a high-zoom tile.
+        """
+        values = self.values(bounds, name, limit)
+        async with connect(self.engine) as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            if query == FeatureQuery():
+                shape = (layer, tuple(properties), bounds.srid, bounds.zxy is not None,
+                         bounds.limits is not None, self.params)  # fmt: skip
+                sql, defaults = self._compiled(shape, conn.dialect)
+                row = (await conn.exec_driver_sql(sql, {**defaults, **values})).one()
+            else:
+                statement = self.statement(layer, bounds, query, properties)
+                row = (await conn.execute(statement, values)).one()
+        content = bytes(row.tile) if row.features else b""
+        return VectorTile(content, int(row.features), int(row.matched) > limit)
+
+    def _compiled(self, shape: tuple[Any, ...], dialect: Any) -> tuple[str, dict[str, Any]]:
+        """The SQL text and constant parameters of a statement shape (cached)."""
+        found = _COMPILED.get(shape)
+        if found is None:
+            layer, properties, srid, zxy, limits, _ = shape
+            bounds = TileBounds(0, 0, 1, 1, srid, (0, 0, 0) if zxy else None,
+                                (0, 0, 1, 1) if limits else None)  # fmt: skip
+            statement = self.statement(layer, bounds, FeatureQuery(), properties)
+            compiled = statement.compile(dialect=dialect)
+            if len(_COMPILED) >= _COMPILED_SIZE:
+                _COMPILED.clear()
+            found = _COMPILED[shape] = (str(compiled), dict(compiled.params))
+        return found
+
+    def values(self, bounds: TileBounds, name: str, limit: int) -> dict[str, Any]:
+        """The values bound per tile."""
+        p = self.params
+        pad_x = bounds.width * p.buffer / p.extent
+        pad_y = bounds.height * p.buffer / p.extent
+        box = [bounds.xmin - pad_x, bounds.ymin - pad_y, bounds.xmax + pad_x, bounds.ymax + pad_y]
+        if bounds.limits is not None:  # past the antimeridian the box would fold inside out
+            box[0], box[2] = max(box[0], bounds.limits[0]), min(box[2], bounds.limits[2])
+        size = max(bounds.width, bounds.height)
+        z, x, y = bounds.zxy or (0, 0, 0)
+        return {
+            "west": box[0], "south": box[1], "east": box[2], "north": box[3],
+            "step": size / 16, "tolerance": size * p.simplify / p.extent,
+            "xmin": bounds.xmin, "ymin": bounds.ymin, "xmax": bounds.xmax, "ymax": bounds.ymax,
+            "z": z, "x": x, "y": y, "layer_name": name, "cap": limit, "cap_plus": limit + 1,
+        }  # fmt: skip
+
+    def statement(
+        self,
+        layer: Layer,
+        bounds: TileBounds,
+        query: FeatureQuery,
+        properties: Sequence[Property],
+    ) -> Select[Any]:
+        """One row: ``matched`` (features meeting the tile, up to limit + 1), ``features``
+        (those drawn) and ``tile`` (the MVT); the tile's values are bound parameters
+        (``values``)."""
+        p = self.params
+        table = layer.table
+        taken = {prop.name for prop in properties}
+        fid_name, geom_name = _free_name(FID, taken), _free_name("geom", taken | {FID})
+        area = self._area(bounds)
+        geom = table.c[GEOM]
+        conditions = [func.ST_Intersects(geom, area.c.g), *where(layer, query)]
+        if p.min_size > 0 and layer.geometry_type not in POINT_TYPES:
+            conditions.append(self._visible(layer, geom, area.c.floor))
+        # Cut only what reaches out of the padded tile (a pole never reaches Web Mercator; a
+        # huge polygon projects faster cut): most features lie inside.
+        cut = case(
+            (geom.op("@")(area.c.g), geom),
+            else_=func.ST_ClipByBox2D(geom, func.Box2D(area.c.g)),
+        )
+        features = (
+            select(
+                table.c[FID].label(fid_name),
+                *(attribute(layer, prop) for prop in properties),
+                self._mvt_geom(layer, bounds, cut, geom).label(geom_name),
+            )
+            .select_from(table.join(area, true()))
+            .where(and_(*conditions))
+            .limit(bindparam("cap_plus", type_=Integer))
+            .subquery("f")
+        )
+        # One more feature than the cap is read, to know whether more met the tile; numbered
+        # outside ``f`` so that the number is no attribute of the MVT. No CTE: nothing is
+        # materialized between the index scan and ST_AsMVT.
+        rows = select(
+            literal_column("f").label("r"), func.row_number().over().label("n")
+        ).select_from(features)
+        numbered = rows.subquery("q")
+        kept = and_(
+            numbered.c.n <= bindparam("cap", type_=Integer),
+            literal_column(f'(q.r)."{geom_name}"').is_not(None),
+        )
+        name = bindparam("layer_name", type_=Text)
+        mvt = func.ST_AsMVT(numbered.c.r, name, p.extent, geom_name, fid_name)
+        return select(
+            func.count().label("matched"),
+            func.count().filter(kept).label("features"),
+            mvt.filter(kept).label("tile"),
+        ).select_from(numbered)
+
+    def _area(self, bounds: TileBounds) -> Any:
+        """A one-row CTE: the padded tile in lon/lat (``g``) and the size floor (``floor``).
+
+        The floor is the padded tile's width in degrees over its units, times ``min_size``: at
+        high latitudes a unit spans fewer degrees of latitude, so it keeps more, never fewer.
+        """
+        p = self.params
+        lonlat = func.ST_Transform(self._envelope(bounds), WGS84)
+        floor = (func.ST_XMax(lonlat) - func.ST_XMin(lonlat)) * (
+            p.min_size / (p.extent + 2 * p.buffer)
+        )
+        return select(lonlat.label("g"), floor.label("floor")).cte("area")
+
+    @staticmethod
+    def _visible(
+        layer: Layer, geom: ColumnElement[Any], floor: ColumnElement[Any]
+    ) -> ColumnElement[Any]:
+        """A bbox at least ``floor`` degrees wide or high (or a point, in mixed layers)."""
+        visible = [
+            func.ST_XMax(geom) - func.ST_XMin(geom) >= floor,
+            func.ST_YMax(geom) - func.ST_YMin(geom) >= floor,
+        ]
+        if layer.geometry_type.removesuffix("25D") not in SIZED_TYPES:  # points may be there
+            kind = func.ST_GeometryType(geom)
+            visible += [kind == "ST_Point", kind == "ST_MultiPoint"]
+        return or_(*visible)
+
+    def _envelope(self, bounds: TileBounds) -> ColumnElement[Any]:
+        """The tile widened by the buffer, in its CRS (cut at the matrix set's west and east:
+        past the antimeridian the box would fold inside out in lon/lat)."""
+        box = [bindparam(k, type_=Double) for k in ("west", "south", "east", "north")]
+        envelope: ColumnElement[Any] = func.ST_MakeEnvelope(*box, bounds.srid)
+        if bounds.srid != WGS84 and bounds.zxy is None:  # straight edges may curve in lon/lat
+            envelope = func.ST_Segmentize(envelope, bindparam("step", type_=Double))
+        return envelope
+
+    def _mvt_geom(
+        self,
+        layer: Layer,
+        bounds: TileBounds,
+        geom: ColumnElement[Any],
+        whole: ColumnElement[Any],
+    ) -> ColumnElement[Any]:
+        """``geom`` (a cut of ``whole``) projected, simplified at the tile's resolution (when
+        ``whole`` has detail to lose), in tile units."""
+        p = self.params
+        projected: ColumnElement[Any] = func.ST_Transform(geom, bounds.srid)
+        if p.simplify > 0 and layer.geometry_type not in POINT_TYPES:
+            # Douglas-Peucker in liblwgeom (no GEOS round trip), keeping what would collapse:
+            # without preserveCollapsed a polygon about one unit wide flattens to a ring that
+            # ST_AsMVTGeom then drops.
+            tolerance = bindparam("tolerance", type_=Double)
+            projected = case(
+                (
+                    func.ST_NPoints(whole) > SIMPLIFY_ABOVE,
+                    func.ST_Simplify(projected, tolerance, True),
+                ),
+                else_=projected,
+            )
+        if bounds.zxy is not None:
+            tile_box = func.ST_TileEnvelope(*(bindparam(k, type_=Integer) for k in "zxy"))
+        else:
+            corners = [bindparam(k, type_=Double) for k in ("xmin", "ymin", "xmax", "ymax")]
+            tile_box = func.ST_MakeEnvelope(*corners, bounds.srid)
+        return func.ST_AsMVTGeom(projected, func.Box2D(tile_box), p.extent, p.buffer, True)
+
+
+__all__ = ["FeatureTileParams", "FeatureTileRepository", "attribute"]
