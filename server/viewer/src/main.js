@@ -3,7 +3,7 @@ import "maplibre-gl/dist/maplibre-gl.css";
 import "./style.css";
 import { ApiError, apiUrl, auth, getJson, postJson } from "./api.js";
 import { setUpJobs } from "./jobs.js";
-import { MapView } from "./map.js";
+import { MapView, isVector } from "./map.js";
 import { setUpSearch } from "./search.js";
 import { $, h, isHttp, message, setUpTabs } from "./ui.js";
 import { setUpUploads } from "./upload.js";
@@ -11,6 +11,7 @@ import { setUpUploads } from "./upload.js";
 const state = { config: null, collections: [], account: null };
 
 function collectionType(c) {
+  if (isVector(c)) return "vector";
   if (c["cube:dimensions"]) return "datacube";
   const keywords = (c.keywords || []).map((k) => String(k).toLowerCase());
   if (keywords.includes("pictures") || keywords.includes("photos")) return "pictures";
@@ -57,14 +58,14 @@ function renderCollections(view, search) {
     const shown = h("input", { type: "checkbox", checked: true,
       onchange: (e) => view.setFootprintsVisible(c.id, e.target.checked) });
     const picture = thumb ? h("img", { src: thumb, alt: "", className: "thumb", loading: "lazy" }) : h("div", { className: "thumb none" });
-    if (!thumb) newestThumbnail(c, picture);
+    if (!thumb && !isVector(c)) newestThumbnail(c, picture);
     list.append(h("li", { className: "card", "data-collection": c.id }, picture,
       h("div", { className: "card-body" },
         h("h2", {}, h("span", { className: "swatch", style: `background:${colour}` }), c.title || c.id),
         h("p", { className: "small" }, h("span", { className: "badge" }, collectionType(c)), ` ${c.id}`),
         h("p", { className: "small" }, extentText(c)),
         h("div", { className: "row" },
-          h("label", { className: "small" }, shown, " footprints"),
+          h("label", { className: "small" }, shown, isVector(c) ? " features" : " footprints"),
           h("button", { type: "button", onclick: () => { const b = c.extent?.spatial?.bbox?.[0]; if (b) view.fit(b); } }, "Zoom to"),
           h("button", { type: "button", onclick: () => search.inCollection(c.id) }, "Search")))));
   }
@@ -184,9 +185,16 @@ async function boot() {
   };
   setUpAccount(reload, view);
   setUpUploads(view, state, () => loadCollections(view, search), search);
+  const itemPath = (collection, id) => `collections/${encodeURIComponent(collection)}/items/${encodeURIComponent(id)}`;
   view.onFootprintClick(async (collection, id) => {
     try {
-      search.openItem(await getJson(`collections/${encodeURIComponent(collection)}/items/${encodeURIComponent(id)}`));
+      search.openItem(await getJson(itemPath(collection, id)));
+    } catch (error) {
+      $("search-status").textContent = message(error);
+    }
+  }, async (collection, fid) => {
+    try {
+      search.openFeature(collection, await getJson(itemPath(collection, fid)));
     } catch (error) {
       $("search-status").textContent = message(error);
     }

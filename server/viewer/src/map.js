@@ -6,6 +6,11 @@ import { auth, isApiUrl, apiUrl } from "./api.js";
 // MapLibre's worker, copied next to the bundle by build.mjs (its name holds a digest).
 maplibregl.setWorkerUrl(new URL(`./${__MAPLIBRE_WORKER__}`, import.meta.url).href);
 
+// A collection of features (OGC API - Features), not of STAC items.
+export function isVector(c) {
+  return c["terracat:kind"] === "vector";
+}
+
 const COLOURS = ["#e4572e", "#17bebb", "#ffc914", "#76b041", "#a65ad8", "#2e86de", "#ff6fb5"];
 const EMPTY = { type: "FeatureCollection", features: [] };
 
@@ -40,7 +45,9 @@ function baseStyle(baseMap) {
 
 export class MapView {
   constructor(container, baseMap) {
-    this.footprints = new Map();
+    this.footprints = new Map();  // collection id -> its colour
+    this.layersOf = new Map();  // collection id -> the map layers that draw it
+    this.vectorOf = new Map();  // vector collection id -> the layers of its features
     this.map = new maplibregl.Map({
       container,
       style: baseStyle(baseMap),
@@ -70,11 +77,17 @@ export class MapView {
     });
   }
 
-  // The collections' footprints, one vector tile source each; ``collections`` replaces them all.
+  // The collections' footprints, one vector tile source each, and the features of vector
+  // collections drawn with their own style; ``collections`` replaces them all.
   async setFootprints(collections) {
     await this.ready;
-    for (const id of this.footprints.keys()) this.removeFootprints(id);
+    for (const id of [...this.footprints.keys()]) this.removeFootprints(id);
+    const styles = await Promise.all(collections.map((c) => (isVector(c) ? this.styleOf(c) : null)));
     collections.forEach((c, n) => {
+      if (styles[n]) {
+        this.addFeatures(c, styles[n]);
+        return;
+      }
       const source = `fp-${c.id}`;
       const colour = COLOURS[n % COLOURS.length];
       this.map.addSource(source, { type: "vector",
@@ -85,31 +98,82 @@ export class MapView {
       this.map.addLayer({ id: `${source}-line`, type: "line", source, "source-layer": c.id,
         paint: { "line-color": colour, "line-width": 1.2 } }, before);
       this.footprints.set(c.id, colour);
+      this.layersOf.set(c.id, [`${source}-fill`, `${source}-line`]);
     });
   }
 
-  // Calls ``open(collection, itemId)`` when a footprint is clicked.
-  onFootprintClick(open) {
+  // The collection's MapLibre style (/collections/{id}/styles/default), or null.
+  async styleOf(c) {
+    try {
+      const answer = await fetch(apiUrl(`collections/${encodeURIComponent(c.id)}/styles/default`),
+        { headers: { ...auth.headers(), Accept: "application/vnd.mapbox.style+json, application/json" } });
+      return answer.ok ? await answer.json() : null;
+    } catch {
+      return null;
+    }
+  }
+
+  // A vector collection's features: its style's sources and layers, renamed under ``vf-{id}``
+  // so that several collections' styles live in one map.
+  addFeatures(c, style) {
+    const prefix = `vf-${c.id}`;
+    const before = this.map.getLayer("results-line") ? "results-line" : undefined;
+    for (const [name, source] of Object.entries(style.sources || {})) {
+      if (!this.map.getSource(`${prefix}-${name}`)) this.map.addSource(`${prefix}-${name}`, source);
+    }
+    const layers = [];
+    let colour = "#888";
+    for (const layer of style.layers || []) {
+      if (!layer.source || layer.type === "background") continue;
+      const id = `${prefix}-${layer.id}`;
+      this.map.addLayer({ ...layer, id, source: `${prefix}-${layer.source}` }, before);
+      layers.push(id);
+      const paint = layer.paint || {};
+      const first = paint["fill-color"] || paint["line-color"] || paint["circle-color"];
+      if (typeof first === "string" && colour === "#888") colour = first;
+    }
+    this.footprints.set(c.id, colour);
+    this.layersOf.set(c.id, layers);
+    this.vectorOf.set(c.id, layers);
+  }
+
+  // The layers a click may hit: footprint fills and every layer of vector collections.
+  clickable() {
+    const footprints = [...this.footprints.keys()].filter((id) => !this.vectorOf.has(id)).map((id) => `fp-${id}-fill`);
+    const features = [...this.vectorOf.values()].flat();
+    return [...features, ...footprints].filter((l) => this.map.getLayer(l));
+  }
+
+  // Calls ``open(collection, itemId)`` when a footprint is clicked, and
+  // ``openFeature(collection, featureId)`` when a vector collection's feature is.
+  onFootprintClick(open, openFeature) {
     this.map.on("click", (e) => {
-      const layers = [...this.footprints.keys()].map((id) => `fp-${id}-fill`).filter((l) => this.map.getLayer(l));
+      const layers = this.clickable();
       if (!layers.length) return;
       const hit = this.map.queryRenderedFeatures(e.point, { layers })[0];
-      if (hit?.properties?.id) open(hit.properties.collection || hit.sourceLayer, hit.properties.id);
+      if (!hit) return;
+      const vector = [...this.vectorOf.entries()].find(([, ids]) => ids.includes(hit.layer.id));
+      if (vector && hit.id !== undefined) openFeature(vector[0], hit.id);
+      else if (hit.properties?.id) open(hit.properties.collection || hit.sourceLayer, hit.properties.id);
     });
     this.map.on("mousemove", (e) => {
-      const layers = [...this.footprints.keys()].map((id) => `fp-${id}-fill`).filter((l) => this.map.getLayer(l));
+      const layers = this.clickable();
       const over = layers.length && this.map.queryRenderedFeatures(e.point, { layers }).length;
       if (this.map.getCanvas().style.cursor !== "crosshair") this.map.getCanvas().style.cursor = over ? "pointer" : "";
     });
   }
 
   removeFootprints(id) {
-    const source = `fp-${id}`;
-    for (const layer of [`${source}-fill`, `${source}-line`]) {
+    for (const layer of this.layersOf.get(id) || []) {
       if (this.map.getLayer(layer)) this.map.removeLayer(layer);
     }
-    if (this.map.getSource(source)) this.map.removeSource(source);
+    const prefixes = [`fp-${id}`, `vf-${id}-`];
+    for (const source of Object.keys(this.map.getStyle()?.sources || {})) {
+      if (source === prefixes[0] || source.startsWith(prefixes[1])) this.map.removeSource(source);
+    }
     this.footprints.delete(id);
+    this.layersOf.delete(id);
+    this.vectorOf.delete(id);
   }
 
   // Every layer fetched with the account's rights: gone before its token is.
@@ -119,7 +183,7 @@ export class MapView {
   }
 
   setFootprintsVisible(id, visible) {
-    for (const layer of [`fp-${id}-fill`, `fp-${id}-line`]) {
+    for (const layer of this.layersOf.get(id) || []) {
       if (this.map.getLayer(layer)) this.map.setLayoutProperty(layer, "visibility", visible ? "visible" : "none");
     }
   }

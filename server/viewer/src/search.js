@@ -1,9 +1,28 @@
 // The search panel (collection, area, dates, CQL2 text, sort; pages followed by their `next`
 // links) and the item panel (properties, assets, imagery from the item's TileJSON).
 import { apiUrl, getJson, request } from "./api.js";
+import { isVector } from "./map.js";
 import { $, h, isHttp, message } from "./ui.js";
 
 const PAGE = 20;
+
+// The bbox of a GeoJSON geometry (features come without one).
+function bboxOf(geometry) {
+  const xs = [];
+  const ys = [];
+  const walk = (c) => {
+    if (typeof c[0] === "number") { xs.push(c[0]); ys.push(c[1]); } else c.forEach(walk);
+  };
+  if (geometry?.coordinates) walk(geometry.coordinates);
+  for (const g of geometry?.geometries || []) { const b = bboxOf(g); if (b) { xs.push(b[0], b[2]); ys.push(b[1], b[3]); } }
+  return xs.length ? [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)] : null;
+}
+
+// A feature's name in lists: its first short text property, else its id.
+function featureTitle(feature) {
+  const text = Object.values(feature.properties || {}).find((v) => typeof v === "string" && v.length <= 60);
+  return text ? `${text} (#${feature.id})` : `#${feature.id}`;
+}
 
 function schemaNames(schema) {
   return Object.keys(schema?.properties || {}).sort();
@@ -34,12 +53,19 @@ export function setUpSearch(view, state, config, showItemTab, showSearchTab) {
   let results = [];
   let opened = null;
 
+  // The vector collection chosen in the search form, if one is.
+  function vectorChosen() {
+    const id = $("search-collection").value;
+    const c = state.collections.find((x) => x.id === id);
+    return c && isVector(c) ? c : null;
+  }
+
   async function loadSchemas() {
     const id = $("search-collection").value;
     const base = id ? `collections/${encodeURIComponent(id)}/` : "";
     const [queryables, sortables] = await Promise.all([
       getJson(`${base}queryables`).catch(() => ({})),
-      getJson("sortables").catch(() => ({})),
+      getJson(vectorChosen() ? `${base}sortables` : "sortables").catch(() => ({})),
     ]);
     const names = schemaNames(queryables);
     $("queryables").replaceChildren(...names.map((n) => h("option", { value: n })));
@@ -70,10 +96,26 @@ export function setUpSearch(view, state, config, showItemTab, showSearchTab) {
     return doc;
   }
 
-  function showPage(page, append) {
+  // The GET parameters of a vector collection's items (OGC API - Features, CQL2 text).
+  function featureParams() {
+    const doc = body();
+    const params = { limit: PAGE };
+    if (doc.bbox) params.bbox = doc.bbox.join(",");
+    if (doc.datetime) params.datetime = doc.datetime;
+    if (doc.filter) Object.assign(params, { filter: doc.filter, "filter-lang": "cql2-text" });
+    if (doc.sortby) params.sortby = `${doc.sortby[0].direction === "desc" ? "-" : "+"}${doc.sortby[0].field}`;
+    return params;
+  }
+
+  function showPage(page, append, collection) {
     const list = $("results");
     if (!append) list.replaceChildren();
     for (const item of page.features || []) {
+      if (collection) {  // a feature: it names neither its collection nor a title
+        item.collection = collection;
+        item.isFeature = true;
+        item.properties = { title: featureTitle(item), ...(item.properties || {}) };
+      }
       const when = item.properties?.datetime || item.properties?.start_datetime || "";
       list.append(h("li", {}, h("button", { type: "button", className: "result",
         "data-item": item.id, onclick: () => openItem(item) },
@@ -82,25 +124,31 @@ export function setUpSearch(view, state, config, showItemTab, showSearchTab) {
     }
     const shown = list.children.length;
     const matched = page.numberMatched !== undefined ? ` of ${page.numberMatched}` : "";
-    $("search-status").textContent = shown ? `${shown}${matched} items` : "No item matches.";
+    const noun = collection ? "features" : "items";
+    $("search-status").textContent = shown ? `${shown}${matched} ${noun}` : `No ${noun.slice(0, -1)} matches.`;
     next = (page.links || []).find((l) => l.rel === "next") || null;
     $("search-more").hidden = !next;
     results = [...(append ? results : []), ...(page.features || [])];
     view.setResults(results);
   }
 
+  let pageCollection = null;  // the vector collection the listed features are of
+
   async function run(append) {
     $("search-status").textContent = "searching…";
     try {
       let page;
-      if (append && next) {
+      if (!append) pageCollection = vectorChosen()?.id || null;
+      if (!append && pageCollection) {
+        page = await getJson(`collections/${encodeURIComponent(pageCollection)}/items`, featureParams());
+      } else if (append && next) {
         page = next.method === "POST"
           ? await request(next.href, { method: "POST", body: next.body })
           : await getJson(next.href);
       } else {
         page = await request("search", { method: "POST", body: body() });
       }
-      showPage(page, append);
+      showPage(page, append, pageCollection);
     } catch (error) {
       $("search-status").textContent = message(error);
     }
@@ -118,7 +166,7 @@ export function setUpSearch(view, state, config, showItemTab, showSearchTab) {
   }
 
   function drawable(item) {
-    return (item.links || []).some((l) => l.rel === "tilejson");
+    return !item.isFeature && (item.links || []).some((l) => l.rel === "tilejson");
   }
 
   function showImagery() {
@@ -139,7 +187,9 @@ export function setUpSearch(view, state, config, showItemTab, showSearchTab) {
     const rows = Object.entries(item.properties || {}).map(([key, value]) => h("tr", {},
       h("th", { scope: "row" }, key), h("td", {}, typeof value === "object" ? JSON.stringify(value) : String(value))));
     $("item-properties").tBodies[0].replaceChildren(...rows);
-    if (item.bbox) view.fit(item.bbox);
+    const box = item.bbox || bboxOf(item.geometry);
+    if (box) view.fit(box);
+    $("item-imagery").hidden = Boolean(item.isFeature);
     view.hideImagery();
     showImagery();
     document.body.dataset.item = `${item.collection}/${item.id}`;
@@ -157,7 +207,10 @@ export function setUpSearch(view, state, config, showItemTab, showSearchTab) {
   });
   $("item-preset").addEventListener("change", showImagery);
   $("item-opacity").addEventListener("input", () => view.setImageryOpacity(Number($("item-opacity").value)));
-  $("item-zoom").addEventListener("click", () => opened?.bbox && view.fit(opened.bbox));
+  $("item-zoom").addEventListener("click", () => {
+    const box = opened && (opened.bbox || bboxOf(opened.geometry));
+    if (box) view.fit(box);
+  });
   $("item-hide").addEventListener("click", () => view.hideImagery());
 
   return {
@@ -181,6 +234,11 @@ export function setUpSearch(view, state, config, showItemTab, showSearchTab) {
       showSearchTab();
     },
     openItem,
+    // A feature of a vector collection, as GET /collections/{id}/items/{fid} gives it.
+    openFeature(collection, feature) {
+      openItem({ ...feature, collection, isFeature: true,
+        properties: { title: featureTitle(feature), ...(feature.properties || {}) } });
+    },
     current: () => opened,
   };
 }
