@@ -33,6 +33,7 @@ import psycopg
 import shapely
 import yaml
 
+from catalog.db.cluster import free_port
 from catalog.db.engine import create_engine
 from catalog.settings import DatabaseSettings
 from catalog.stac.repository import CatalogRepository
@@ -42,7 +43,7 @@ from catalog.vector.schema import Layer, PropertyType
 
 from .report import database_versions, fmt, log, package_versions, run_context, write_section
 from .runner import run_async
-from .servers import ROOT, UVICORN_FLAGS, Server, Stacks, free_port
+from .servers import ROOT, UVICORN_FLAGS, Server, Stacks
 
 COLLECTION = "bench_parcels"
 CROPS = ["wheat", "maize", "barley", "rapeseed", "sunflower"]

@@ -36,7 +36,8 @@ class FeaturePages:
         from pygeoapi.util import render_j2_template  # see the module docstring
 
         config = {**self.config, "server": {**self.config["server"], "url": base_url.rstrip("/")}}
-        return render_j2_template(config, config["server"]["templates"], template, data)
+        page: str = render_j2_template(config, config["server"]["templates"], template, data)
+        return page
 
     def items(
         self, base_url: str, collection_id: str, title: str, body: dict[str, Any], paged: bool

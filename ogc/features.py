@@ -304,7 +304,9 @@ def describe_feature_answers(doc: dict[str, Any]) -> dict[str, Any]:
     for path in doc.get("paths", {}).values():
         for operation in path.values():
             name = (
-                _ANSWERS.get(operation.get("operationId")) if isinstance(operation, dict) else None
+                _ANSWERS.get(str(operation.get("operationId")))
+                if isinstance(operation, dict)
+                else None
             )
             if name is None:
                 continue

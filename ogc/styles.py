@@ -173,13 +173,15 @@ class StyleService:
             values = [] if prop.type is PropertyType.BOOLEAN else [
                 str(v) for v in await self.repository.categories(layer, prop, self.categories)
             ]  # fmt: skip
-            legend = {"property": color_by, "kind": "categorized", "values": values}
-            return categorized(color_by, prop.type, values), legend
+            return categorized(color_by, prop.type, values), {
+                "property": color_by, "kind": "categorized", "values": values,
+            }  # fmt: skip
         if prop.type in (PropertyType.INTEGER, PropertyType.NUMBER):
             found = await self.repository.value_range(layer, prop)
             low, high = found or (0.0, 0.0)
-            legend = {"property": color_by, "kind": "graduated", "range": [low, high]}
-            return graduated(color_by, low, high), legend
+            return graduated(color_by, low, high), {
+                "property": color_by, "kind": "graduated", "range": [low, high],
+            }  # fmt: skip
         raise InvalidColorBy(
             f"color_by needs a string, boolean or number property; {color_by!r} is {prop.type}"
         )

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI
 from stac_fastapi.api.models import ItemUri, create_request_model
+from stac_fastapi.types.search import APIRequest
 from starlette.datastructures import State
 
 from catalog.stac.client import NEEDS_TOKEN
@@ -78,7 +79,8 @@ def features_part(settings: Settings) -> ApiPart:
         )  # fmt: skip
         state.features = FeatureReader(state.vectors.engine, policy)
 
-    item_model = create_request_model("FeatureUri", base_model=ItemUri, mixins=[FeatureParams])
+    mixins: list[type[APIRequest]] = [FeatureParams]
+    item_model = create_request_model("FeatureUri", base_model=ItemUri, mixins=mixins)
     # f=html: pygeoapi's templates, configured here from our settings (ogc/feature_pages.py)
     pages = FeaturePages(
         settings.api.title, settings.api.description, counting.default_limit, counting.max_limit
