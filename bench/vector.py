@@ -12,9 +12,10 @@ feature centres, the same list for both, the servers alternating which goes firs
 request sends ``Accept-Encoding: gzip`` and asks for each server's default attributes.
 A cross-check decodes tiles of each zoom from both and compares their features.
 
-The items benchmark (bbox, CQL2, sortby) is not here: the items routes of vector collections
-are another branch's (``vfeatures``). Prints the tables; writes docs/benchmarks.md unless
---no-docs.
+Then the items (OGC API - Features) of the same table on both: a bbox page of 100, a CQL2
+filter on two properties, and a sort on a number, each with 64 seeded variants, at c=1 and c=8
+for ``--duration`` seconds a cell, servers alternating. Prints the tables; writes
+docs/benchmarks.md unless --no-docs.
 """
 
 import argparse
@@ -27,6 +28,7 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import mapbox_vector_tile
@@ -42,8 +44,9 @@ from catalog.vector.repository import copy_features, create_layer, refresh_exten
 from catalog.vector.schema import PropertyType
 
 from .mvt import TIPG_VERSION, Cell, tipg_python
+from .queries import QueryType, Request
 from .report import database_versions, fmt, log, package_versions, run_context, write_section
-from .runner import run_async
+from .runner import CellResult, run_async, run_cell
 from .servers import ROOT, Server, Stacks
 
 COLLECTION = "fields"
@@ -207,7 +210,8 @@ def cross_check(servers: dict[str, str], templates: dict[str, str], lists: Any) 
     rows = ["| zoom | features Terracat | features tipg | attributes Terracat | attributes tipg |",
             "|---:|---:|---:|---|---|"]  # fmt: skip
     for z in ZOOMS:
-        counts, keys = {TERRACAT: 0, TIPG: 0}, {TERRACAT: set(), TIPG: set()}
+        counts = {TERRACAT: 0, TIPG: 0}
+        keys: dict[str, set[str]] = {TERRACAT: set(), TIPG: set()}
         for tile in list(dict.fromkeys(lists[z][-1]))[:5]:
             for target, base in servers.items():
                 z_, x, y = tile
@@ -244,6 +248,75 @@ def tables(cells: Any) -> list[str]:
     return rows
 
 
+def item_queries(table: str, seed: int) -> dict[str, dict[str, QueryType]]:
+    """Per item query type, the same seeded variants as each server's paths."""
+    rng = random.Random(seed)
+    paths = {
+        TERRACAT: f"collections/{COLLECTION}/items",
+        TIPG: f"collections/features.{table}/items",
+    }
+    kinds: dict[str, list[dict[str, str]]] = {"bbox": [], "cql2": [], "sortby": []}
+    for _ in range(64):
+        lon, lat = rng.uniform(-8, 26), rng.uniform(38, 57)
+        box = f"{lon:.4f},{lat:.4f},{lon + 2:.4f},{lat + 1.5:.4f}"
+        kinds["bbox"].append({"bbox": box, "limit": "100"})
+        crop, least = rng.choice(CROPS), rng.choice((1, 5, 10))
+        kinds["cql2"].append({"filter": f"crop = '{crop}' AND area_ha > {least}",
+                              "filter-lang": "cql2-text", "limit": "10"})  # fmt: skip
+        kinds["sortby"].append({"bbox": box, "sortby": "-area_ha", "limit": "10"})
+    described = {"bbox": "bbox 2 x 1.5 degrees, limit 100",
+                 "cql2": "CQL2 text crop = x AND area_ha > y, limit 10",
+                 "sortby": "bbox 2 x 1.5 degrees, sortby=-area_ha, limit 10"}  # fmt: skip
+    return {
+        name: {
+            target: QueryType(
+                name,
+                described[name],
+                [Request("GET", f"{path}?{urlencode(params)}") for params in variants],
+            )  # fmt: skip
+            for target, path in paths.items()
+        }
+        for name, variants in kinds.items()
+    }
+
+
+def measure_items(
+    servers: dict[str, str], queries: dict[str, dict[str, QueryType]], duration: float
+) -> dict[tuple[str, str, int], CellResult]:
+    """Every (query, target, concurrency) for ``duration`` s, servers alternating first."""
+    cells: dict[tuple[str, str, int], CellResult] = {}
+    order = list(servers)
+    for turn, c in enumerate(LEVELS):
+        for k, (name, per_target) in enumerate(queries.items()):
+            for target in order if (turn + k) % 2 == 0 else order[::-1]:
+                cell = run_async(run_cell(servers[target], per_target[target], c, duration))
+                cells[(name, target, c)] = cell
+                log(
+                    f"{target:9s} {name} c={c} p50={fmt(cell.pct(50))} ms "
+                    f"{fmt(cell.ops)} op/s errors={cell.errors} {cell.first_error[:200]}"
+                )
+    return cells
+
+
+def item_tables(cells: dict[tuple[str, str, int], CellResult], names: list[str]) -> list[str]:
+    """p50/p95/op/s per query and concurrency; Terracat's throughput over tipg's."""
+    rows = [
+        "| query | c | Terracat p50 ms | p95 ms | op/s | tipg p50 ms | p95 ms | op/s "
+        "| x tipg | errors T/t |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in LEVELS:
+        for name in names:
+            ours, theirs = cells[(name, TERRACAT, c)], cells[(name, TIPG, c)]
+            ratio = ours.ops / theirs.ops if theirs.ops else float("nan")
+            rows.append(
+                f"| {name} | {c} | {fmt(ours.pct(50))} | {fmt(ours.pct(95))} | "
+                f"{fmt(ours.ops)} | {fmt(theirs.pct(50))} | {fmt(theirs.pct(95))} | "
+                f"{fmt(theirs.ops)} | {fmt(ratio, 2)} | {ours.errors}/{theirs.errors} |"
+            )
+    return rows
+
+
 def run(args: argparse.Namespace) -> list[str]:
     """The whole benchmark; the markdown section."""
     rows = polygons(args.features, args.seed)
@@ -268,13 +341,15 @@ def run(args: argparse.Namespace) -> list[str]:
         lists = tile_lists(rows, args.tiles, args.seed, len(LEVELS) * (args.runs + 1) + 1)
         cells = measure(servers, templates, lists, args.runs)
         check = cross_check(servers, templates, lists)
+        queries = item_queries(table, args.seed)
+        item_cells = measure_items(servers, queries, args.duration)
         versions = database_versions(stacks.terracat_url)
         load_after = os.getloadavg()[0]
     finally:
         stacks.close()
     ours = package_versions(["terracat", "fastapi", "starlette", "uvicorn", "sqlalchemy"])
     return [
-        f"## Vector collection tiles against tipg ({args.features} polygons)",
+        f"## Vector collection tiles and items against tipg ({args.features} polygons)",
         "",
         *run_context("bench.vector"),
         f"- One table of {args.features} polygons (8-24 points, 50 m to 30 km across, over "
@@ -295,6 +370,11 @@ def run(args: argparse.Namespace) -> list[str]:
         "Cross-check (5 distinct tiles per zoom):",
         "",
         *check,
+        "",
+        f"Items of the same table ({args.duration:g} s a cell, 64 seeded variants; GeoJSON, "
+        "each server's default properties, numberMatched as each gives it):",
+        "",
+        *item_tables(item_cells, list(queries)),
     ]
 
 
@@ -307,6 +387,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tipg-workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per items cell")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args(argv)
     section = run(args)
