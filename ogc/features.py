@@ -31,12 +31,21 @@ from catalog.stac.requests import check_filter_crs, page_size, parse_bbox
 from catalog.stac.search import SortBy
 from catalog.timeparse import parse_interval
 from catalog.vector.crs import Crs, clamp_bbox, parse_crs
-from catalog.vector.features import FeatureNotFound, FeatureReader, PageRequest, Selection, selected
+from catalog.vector.features import (
+    FeatureNotFound,
+    FeaturePage,
+    FeatureReader,
+    PageRequest,
+    Selection,
+    selected,
+)
 from catalog.vector.query import FeatureQuery
 from catalog.vector.repository import VectorRepository
 from catalog.vector.schema import Layer
 
 from .feature_pages import FeaturePages
+from .settings import VectorStatsSettings
+from .vector_stats import FacetCache, FacetParams, facets_member
 
 GEOJSON = "application/geo+json"
 JSON = "application/json"
@@ -49,6 +58,11 @@ CONFORMANCE_CLASSES = [
     _CONF + "3/1.0/conf/filter",
     _CONF + "3/1.0/conf/features-filter",
     _CONF + "3/1.0/conf/queryables",
+    # Part 4 (draft OGC 20-002): POST, PUT, PATCH and DELETE of features, for vector
+    # collections through the transaction client (catalog/vector/transactions.py).
+    _CONF + "4/1.0/conf/create-replace-delete",
+    _CONF + "4/1.0/conf/update",
+    _CONF + "4/1.0/conf/features",
 ]
 _FID = re.compile(r"[0-9]{1,18}")
 # Filters up to this many characters parse on the event loop: ~15 us for a two-term filter,
@@ -86,11 +100,23 @@ class FeatureParams(APIRequest):
     f: Annotated[Literal["json", "geojson", "html"] | None, _FORMAT] = attr.ib(default=None)
 
 
+_FACETBY = Query(
+    description="Vector collections: value counts of these properties for the same selection, "
+    "comma-separated, in a `facets` member next to the features (`limit=0`: facets only). "
+    "See /collections/{id}/facets for every option."
+)
+_FACET_LIMIT = Query(ge=1, description="Vector collections: values listed per text facet.")
+_FACET_BUCKETS = Query(ge=1, description="Vector collections: buckets of number/date facets.")
+
+
 @attr.s
 class FeaturesParams(FeatureParams):
     """The ``/items`` parameters of vector collections that STAC item search has not."""
 
     bbox_crs: Annotated[str | None, _BBOX_CRS] = attr.ib(default=None)
+    facetby: Annotated[str | None, _FACETBY] = attr.ib(default=None)
+    facet_limit: Annotated[int | None, _FACET_LIMIT] = attr.ib(default=None)
+    facet_buckets: Annotated[int | None, _FACET_BUCKETS] = attr.ib(default=None)
 
 
 @attr.s
@@ -147,6 +173,12 @@ class VectorItems:
     settings: CatalogSettings = attr.ib(factory=CatalogSettings)
     limits: LimitSettings = attr.ib(factory=LimitSettings)
     pages: FeaturePages | None = attr.ib(default=None)  # f=html
+    stats: VectorStatsSettings = attr.ib(factory=VectorStatsSettings)  # facetby
+    facet_cache: FacetCache = attr.ib(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if self.facet_cache is None:
+            self.facet_cache = FacetCache(self.stats.facet_cache_size)
 
     async def _layer(self, request: Request, collection_id: str) -> Layer | None:
         vectors: VectorRepository = request.app.state.vectors
@@ -159,9 +191,27 @@ class VectorItems:
         layer = await self._layer(request, collection_id)
         if layer is None:
             return None
-        page_request = await self._page_request(layer, params)
+        facet = FacetParams(
+            params.get("facetby"), params.get("facet_limit"), params.get("facet_buckets")
+        )
+        # limit=0 with facetby: the facets alone (and numberMatched), no page of features.
+        only_facets = params.get("limit") == 0 and bool(facet.names())
+        page_request = await self._page_request(
+            layer, {**params, "limit": None} if only_facets else params
+        )
+        facets: dict[str, Any] | None = None
+        matched: int | None = None
+        if facet.names():
+            engine = request.app.state.vectors.engine
+            matched, facets = await facets_member(
+                engine, layer, page_request.query, facet, self.stats, cache=self.facet_cache
+            )
         reader: FeatureReader = request.app.state.features
-        page = await reader.page(layer, page_request)
+        page = (
+            FeaturePage(features=[], matched=matched, next_token=None, prev_token=None)
+            if only_facets
+            else await reader.page(layer, page_request)
+        )
         base_url = web.base_url(request)
         route = f"collections/{quote(collection_id, safe='')}/items"
         links = [
@@ -180,6 +230,8 @@ class VectorItems:
         if page.matched is not None:
             rest["numberMatched"] = page.matched
         rest["numberReturned"] = len(page.features)
+        if facets is not None:
+            rest["facets"] = facets
         body = b'{"type":"FeatureCollection","features":[%s],%s' % (
             ",".join(page.features).encode(),
             orjson.dumps(rest)[1:],

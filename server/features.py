@@ -88,7 +88,9 @@ def features_part(settings: Settings) -> ApiPart:
     return ApiPart(
         name="features",
         request_models={"item_get_request_model": item_model},
-        collection_items=[VectorItems(settings.catalog, settings.limits, pages)],
+        collection_items=[
+            VectorItems(settings.catalog, settings.limits, pages, settings.vector_stats)
+        ],
         collection_hooks=[add_vector_documents],
         start=start,
     )

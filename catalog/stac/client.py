@@ -36,6 +36,7 @@ from catalog.stac.requests import (
 from catalog.stac.search import SearchParams, encode_token
 from catalog.stac.serializers import collection_document, collection_row, item_document
 from catalog.storage import remove_collection_files, remove_item_files
+from catalog.vector.errors import VectorCollection
 from catalog.vector.repository import VectorRepository
 from catalog.vector.transactions import FeatureWriter, feature_id
 from catalog.web import json_response
@@ -541,6 +542,13 @@ class BulkTransactionsClient(AsyncBaseBulkTransactionsClient):
         """Store the valid items, report each refused one (all or nothing if ``atomic``)."""
         if items is None:  # FastAPI leaves an absent body to the endpoint
             raise InvalidParameter("the request needs a JSON body")
+        collection_id = kwargs["collection_id"]
+        if await _vector(kwargs["request"], collection_id):
+            raise VectorCollection(
+                f"collection {collection_id!r} holds vector features, not STAC items: send "
+                "features to POST /collections/{id}/items (a Feature or a FeatureCollection), "
+                "or upload a file to an upload set"
+            )
         result = await load_items(
             repository(kwargs["request"]),
             kwargs["collection_id"],

@@ -80,6 +80,13 @@ class NotAVectorCollection(IngestError):
     status = 409
 
 
+class VectorCollection(CatalogError):
+    """STAC items sent to a collection of vector features (``bulk_items``)."""
+
+    code = "stac.VectorCollection"
+    status = 409
+
+
 class InvalidFeature(CatalogError):
     """A feature body (Part 4 transactions) that is not a GeoJSON Feature the layer can hold."""
 

@@ -108,7 +108,8 @@ def test_queryables_and_sortables_are_the_layers_types(client: TestClient, hybri
 def test_conformance_declares_features_parts(client: TestClient) -> None:
     classes = set(client.get("/conformance").json()["conformsTo"])
     for part in ("1/1.0/conf/core", "1/1.0/conf/geojson", "2/1.0/conf/crs",
-                 "3/1.0/conf/filter", "3/1.0/conf/features-filter"):  # fmt: skip
+                 "3/1.0/conf/filter", "3/1.0/conf/features-filter",
+                 "4/1.0/conf/create-replace-delete", "4/1.0/conf/update"):  # fmt: skip
         assert OGC_CONF + part in classes
 
 

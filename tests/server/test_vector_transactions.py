@@ -118,6 +118,16 @@ def test_bad_features_are_refused(
     assert r.status_code == 404 and r.json()["code"] == "catalog.NotFound"
     assert client.patch("/collections/fields/items/abc", json={},
                         headers=admin).status_code == 404  # fmt: skip
+    # STAC items in bulk: refused, nothing stored (features go to POST .../items)
+    stac_item = {"type": "Feature", "stac_version": "1.1.0", "id": "i1", "properties": {
+        "datetime": "2024-01-01T00:00:00Z"}, "geometry": shapely.geometry.mapping(box),
+        "bbox": [0, 0, 1, 1], "links": [], "assets": {}}  # fmt: skip
+    r = client.post("/collections/fields/bulk_items", json={"items": {"i1": stac_item}},
+                    headers=admin)  # fmt: skip
+    assert r.status_code == 409 and r.json()["code"] == "stac.VectorCollection", r.text
+    assert _layer(sync_engine)["feature_count"] == 1
+    with sync_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM items")).scalar_one() == 0
 
 
 def test_writes_need_the_write_right(
