@@ -105,6 +105,9 @@ async def vector_layer(collection_id: CollectionID, request: Request) -> Layer:
     """The layer of the collection in the path; 404 features.NotVector when it has none."""
     layer = await VectorRepository(engine_of(request)).layer(collection_id)
     if layer is None:
+        # A missing collection answers as everywhere (catalog.NotFound), so that one nobody
+        # may read and one that does not exist look alike (server/policy.py).
+        await request.app.state.repository.get_collection(collection_id)
         raise NotVector(f"collection {collection_id!r} holds no vector features")
     return layer
 
