@@ -249,6 +249,13 @@ class FeatureTilesElsewhere(TilerError):
     status = 307
 
 
+class VectorTileJSONWebMercatorOnly(TilerError):
+    """TileJSON of a vector collection in another tile matrix set than WebMercatorQuad."""
+
+    code = "tiles.TileJSONWebMercatorOnly"
+    status = 400
+
+
 async def _vector_redirect(request: Request, collection_id: str) -> None:
     """FeatureTilesElsewhere (307) when ``collection_id`` is a vector collection: its tiles
     and TileJSON are at ``.../items/tiles/{tileMatrixSetId}`` (ogc/vector_tiles.py)."""
@@ -258,6 +265,14 @@ async def _vector_redirect(request: Request, collection_id: str) -> None:
     head, _, tail = path.rpartition(f"/{quote(collection_id, safe='')}/tiles/")
     if not head:
         head, _, tail = path.rpartition(f"/{collection_id}/tiles/")
+    if tail.endswith("/tilejson.json") and tail.split("/", 1)[0] != WEB_MERCATOR_TMS.id:
+        # The tileset the redirect would lead to has TileJSON members in WebMercatorQuad only
+        # (ogc/tiles.py), as TileJSON itself is of Web Mercator tiles.
+        raise VectorTileJSONWebMercatorOnly(
+            f"{collection_id!r} is a vector collection: its TileJSON is in WebMercatorQuad "
+            "only; other tile matrix sets have their tileset (TMS 2.0) at "
+            f".../items/tiles/{tail.split('/', 1)[0]}"
+        )
     tail = tail.removesuffix("/tilejson.json")
     moved = f"{head}/{quote(collection_id, safe='')}/items/tiles/{tail}"
     error = FeatureTilesElsewhere(

@@ -115,6 +115,11 @@ def test_the_mosaic_paths_of_a_vector_collection_lead_to_its_features(
     tilejson = client.get("/collections/roads/tiles/WebMercatorQuad/tilejson.json")
     assert tilejson.status_code == 200  # followed
     assert tilejson.json()["vector_layers"][0]["id"] == "roads"
+    # TileJSON is of Web Mercator tiles: no redirect to a tileset that would not be one
+    r = client.get("/collections/roads/tiles/WorldCRS84Quad/tilejson.json", follow_redirects=False)
+    assert r.status_code == 400 and r.json()["code"] == "tiles.TileJSONWebMercatorOnly", r.text
+    r = client.get("/collections/roads/tiles/WorldCRS84Quad/1/0/0", follow_redirects=False)
+    assert r.status_code == 307
 
 
 def test_an_empty_vector_collection_has_tiles_a_style_and_a_map(

@@ -47,6 +47,12 @@ def test_a_vector_collection_is_drawn_opened_and_searched(fields: str, viewer: V
     card = viewer.page.locator(f'[data-collection="{FIELDS}"]')
     expect(card).to_contain_text("vector")
     expect(card).to_contain_text("features")
+    # the shared server's other collections may draw here too: only this one is shown
+    viewer.page.evaluate(
+        "(id) => { const v = window.terracatViewer.view;"
+        " for (const other of v.footprints.keys()) if (other !== id)"
+        " v.setFootprintsVisible(other, false); }", FIELDS,
+    )  # fmt: skip
     viewer.page.evaluate("() => window.terracatViewer.view.fit([9.5, 44.5, 15.5, 46.5])")
     viewer.idle()
     pixels = _map_pixels(viewer)
