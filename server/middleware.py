@@ -219,6 +219,7 @@ def middlewares(api: ApiSettings, bodies: BodyLimits) -> list[Middleware]:
         Middleware(
             GZipMiddleware,
             minimum_size=api.gzip_minimum_size,
+            compresslevel=api.gzip_level,
             exclude_content_types=GZIP_EXCLUDED,
         ),
         Middleware(DownloadsAsStored),

@@ -36,6 +36,14 @@ class ApiSettings(BaseSettings):
     root_path: str = Field(default="", description="Path prefix when mounted below a sub-path.")
     cors_origins: list[str] = Field(default=["*"])
     gzip_minimum_size: int = Field(default=1024, ge=0)
+    gzip_level: int = Field(
+        default=5,
+        ge=1,
+        le=9,
+        description="zlib level of gzipped answers. Starlette's 9 took 4.9 ms for a page of 100 "
+        "features (71 kB of JSON), 5 took 1.7 ms for 1.8% more bytes, 1 took 0.55 ms for 10% "
+        "more; vector tiles compress at 1 on their own route.",
+    )
     threads: int = Field(
         default_factory=lambda: min(32, 4 * (os.cpu_count() or 2)),
         ge=1,

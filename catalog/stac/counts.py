@@ -26,6 +26,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
+from sqlalchemy.sql.selectable import FromClause
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from catalog.db.models import Item
@@ -40,7 +41,7 @@ _STATISTICS = text(
     " coalesce(s.n_mod_since_analyze, 0) AS changed,"
     " s.last_analyze IS NULL AND s.last_autoanalyze IS NULL AS never"
     " FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid"
-    " WHERE c.oid = 'items'::regclass"
+    " WHERE c.oid = CAST(:table AS regclass)"
 )
 
 
@@ -79,13 +80,16 @@ class CountPolicy:
     stale_timeout_ms: int = 1_000
 
 
-async def statistics_fresh(conn: AsyncConnection, unreported: int = 0) -> bool:
-    """Whether the planner's statistics of ``items`` still describe it (see the module).
+async def statistics_fresh(
+    conn: AsyncConnection, unreported: int = 0, table: str = "items"
+) -> bool:
+    """Whether the planner's statistics of ``table`` (``items``, or a vector collection's
+    feature table) still describe it (see the module).
 
     ``unreported`` adds rows this process changed that the cumulative statistics may not show
     yet (a backend reports its counts up to a second or more after its commit).
     """
-    row = (await conn.execute(_STATISTICS)).one()
+    row = (await conn.execute(_STATISTICS, {"table": table})).one()
     if row.never or row.reltuples < 0:
         return False
     if row.changed + unreported > STALE_ROWS + STALE_SHARE * row.reltuples:
@@ -106,6 +110,7 @@ class Freshness:
     """
 
     ttl_s: float = 1.0
+    table: str = "items"
     _until: float = 0.0
 
     async def __call__(self, conn: AsyncConnection) -> bool:
@@ -113,7 +118,7 @@ class Freshness:
         now = time.monotonic()
         if now < self._until:
             return True
-        fresh = await statistics_fresh(conn)
+        fresh = await statistics_fresh(conn, table=self.table)
         self._until = now + self.ttl_s if fresh else 0.0
         return fresh
 
@@ -178,6 +183,7 @@ async def count_matches(
     policy: CountPolicy,
     planned: list[ColumnElement[bool]] | None = None,
     fresh: Callable[[AsyncConnection], Awaitable[bool]] = statistics_fresh,
+    source: FromClause = Item.__table__,
 ) -> int | None:
     """numberMatched of the items matching ``clauses``; ``seen`` of them are known to exist.
 
@@ -189,12 +195,13 @@ async def count_matches(
     ``planned``, when given, are the clauses the planner estimates instead: the same rows, but
     with literals where ``clauses`` have values it cannot see when planning (a subquery).
     ``fresh`` says whether the statistics are fresh (``Freshness`` asks once a second).
+    ``source``: the table counted, ``items`` or a vector collection's features.
     """
-    matching: Select[Any] = select(literal_column("1")).select_from(Item).where(*clauses)
+    matching: Select[Any] = select(literal_column("1")).select_from(source).where(*clauses)
     estimated = (
         matching
         if planned is None
-        else select(literal_column("1")).select_from(Item).where(*planned)
+        else select(literal_column("1")).select_from(source).where(*planned)
     )
     rows, startup, total = await _plan(conn, estimated)
     share = min(1.0, (policy.limit + 1) / max(rows, 1.0))

@@ -18,7 +18,6 @@ from sqlalchemy import (
     JSON,
     DateTime,
     Integer,
-    Select,
     Text,
     cast,
     func,
@@ -31,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.db.engine import connect
 from catalog.errors import InvalidSortBy, NotFound
-from catalog.stac.counts import CountPolicy, Explain, stale_count
+from catalog.stac.counts import CountPolicy, Explain, Freshness, count_matches
 from catalog.stac.queryables import Kind
 from catalog.stac.search import (
     SortBy,
@@ -176,6 +175,7 @@ class FeatureReader:
     def __init__(self, engine: AsyncEngine, counts: CountPolicy) -> None:
         self.engine = engine
         self.counts = counts
+        self._fresh: dict[str, Freshness] = {}  # by feature table
 
     async def page(self, layer: Layer, request: PageRequest) -> FeaturePage:
         """One page of ``layer``'s features matching ``request``."""
@@ -230,11 +230,23 @@ class FeatureReader:
     async def _count(
         self, conn: Any, layer: Layer, clauses: list[ColumnElement[Any]], seen: int
     ) -> int | None:
-        matching: Select[Any] = select(literal_column("1")).select_from(layer.table).where(*clauses)
-        exact = await stale_count(conn, matching, self.counts)
-        if exact is not None:
-            return exact
-        plan = await conn.scalar(Explain(matching))
+        """As the STAC items' numberMatched (catalog/stac/counts.py): planned first, counted
+        exactly when few and cheap, else the planner's estimate from fresh statistics of the
+        layer's table, else counted up to a cap within a time limit. Counting every match
+        first (with its timeout's savepoint) cost six round trips and most of a page's time."""
+
+        fresh = self._fresh.get(layer.table_name)
+        if fresh is None:
+            if len(self._fresh) > 1024:
+                self._fresh.clear()
+            fresh = self._fresh[layer.table_name] = Freshness(table=layer.qualified_name)
+        found = await count_matches(
+            conn, clauses, seen, self.counts, fresh=fresh, source=layer.table
+        )
+        if found is not None:
+            return found
+        plan = await conn.scalar(Explain(select(literal_column("1")).select_from(layer.table)
+                                         .where(*clauses)))  # fmt: skip
         estimate = float(plan[0]["Plan"]["Plan Rows"]) if isinstance(plan, list) else 0.0
         return max(round(estimate), seen)
 
