@@ -143,8 +143,9 @@ class Cell:
         return len(self.latencies) / self.seconds if self.seconds else float("nan")
 
 
-async def http_pass(base: str, target: str, tiles: list[Tile], c: int, cell: Cell | None) -> None:
-    """One closed-loop pass: ``c`` tasks on one keep-alive client, next tile each."""
+async def http_pass(base: str, paths: list[str], c: int, cell: Cell | None) -> None:
+    """One closed-loop pass over the tile ``paths``: ``c`` tasks on one keep-alive client,
+    next tile each (bench.vector's passes too)."""
     limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
     counter = itertools.count()
     async with httpx.AsyncClient(
@@ -152,9 +153,9 @@ async def http_pass(base: str, target: str, tiles: list[Tile], c: int, cell: Cel
     ) as client:
 
         async def worker() -> None:
-            while (i := next(counter)) < len(tiles):
+            while (i := next(counter)) < len(paths):
                 started = time.perf_counter()
-                response = await client.get(tile_url(target, tiles[i]))
+                response = await client.get(paths[i])
                 elapsed = time.perf_counter() - started
                 if cell is None:
                     continue
@@ -186,7 +187,14 @@ def measure(
                 tiles = lists[z][turn * (runs + 1) + run]
                 for target in order if (run + turn) % 2 == 0 else order[::-1]:
                     cell = cells.setdefault((target, z, c), Cell())
-                    run_async(http_pass(servers[target], target, tiles, c, cell if run else None))
+                    run_async(
+                        http_pass(
+                            servers[target],
+                            [tile_url(target, t) for t in tiles],
+                            c,
+                            cell if run else None,
+                        )
+                    )
             for target in order:
                 cell = cells[(target, z, c)]
                 log(

@@ -19,8 +19,6 @@ docs/benchmarks.md unless --no-docs.
 """
 
 import argparse
-import asyncio
-import itertools
 import math
 import os
 import random
@@ -43,7 +41,7 @@ from catalog.stac.serializers import collection_row
 from catalog.vector.repository import copy_features, create_layer, refresh_extent
 from catalog.vector.schema import PropertyType
 
-from .mvt import TIPG_VERSION, Cell, tipg_python
+from .mvt import TIPG_VERSION, Cell, http_pass, tipg_python
 from .queries import QueryType, Request
 from .report import database_versions, fmt, log, package_versions, run_context, write_section
 from .runner import CellResult, run_async, run_cell
@@ -149,36 +147,6 @@ def urls(table: str) -> dict[str, str]:
     }
 
 
-async def http_pass(base: str, template: str, tiles: list[Tile], c: int, cell: Cell | None) -> None:
-    """One closed-loop pass: ``c`` tasks on one keep-alive client, next tile each."""
-    limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
-    counter = itertools.count()
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120,
-                                 headers=HEADERS) as client:  # fmt: skip
-
-        async def worker() -> None:
-            while (i := next(counter)) < len(tiles):
-                z, x, y = tiles[i]
-                started = time.perf_counter()
-                response = await client.get(template.format(z=z, x=x, y=y))
-                elapsed = time.perf_counter() - started
-                if cell is None:
-                    continue
-                if response.status_code not in (200, 204):
-                    cell.errors += 1
-                    cell.first_error = cell.first_error or response.text[:300]
-                    continue
-                cell.latencies.append(elapsed)
-                cell.wire.append(response.num_bytes_downloaded)
-                cell.decoded.append(len(response.content))
-                cell.encodings.add(response.headers.get("content-encoding", "identity"))
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(c)))
-        if cell is not None:
-            cell.seconds += time.perf_counter() - started
-
-
 def measure(servers: dict[str, str], templates: dict[str, str], lists: Any, runs: int) -> Any:
     """Every (target, zoom, concurrency): warm-up, then ``runs`` timed passes, alternating."""
     cells: dict[tuple[str, int, int], Cell] = {}
@@ -189,8 +157,8 @@ def measure(servers: dict[str, str], templates: dict[str, str], lists: Any, runs
                 tiles = lists[z][turn * (runs + 1) + run]
                 for target in order if (run + turn) % 2 == 0 else order[::-1]:
                     cell = cells.setdefault((target, z, c), Cell())
-                    run_async(http_pass(servers[target], templates[target], tiles, c,
-                                        cell if run else None))  # fmt: skip
+                    paths = [templates[target].format(z=a, x=b, y=d) for a, b, d in tiles]
+                    run_async(http_pass(servers[target], paths, c, cell if run else None))
             for target in order:
                 cell = cells[(target, z, c)]
                 log(f"{target:9s} z={z} c={c} p50={fmt(cell.pct(50))} ms "
