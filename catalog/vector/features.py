@@ -5,9 +5,9 @@ as text: the properties are typed columns, so there is nothing to convert in Pyt
 selected with ``query.where`` (as every reader of features), ordered by the requested sort keys
 and then the feature id, and paged by keyset tokens on those keys (``catalog/stac/search.py``'s
 tokens, so a token of another sort order is refused). ``numberMatched`` is exact when nothing
-is filtered (the layer's count, kept by every write) or when a count of at most
-``count_stale_limit`` matches finishes within ``count_stale_timeout_ms``; beyond, it is the
-planner's estimate (never below what was seen), as documented in docs/api.md.
+is filtered (the layer's count, kept by every write); otherwise it is found as the STAC items'
+is (``catalog.stac.counts.count_matches`` on the layer's table): exact when few, else the
+planner's estimate from fresh statistics, as documented in docs/api.md.
 """
 
 from collections.abc import Sequence
