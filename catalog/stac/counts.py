@@ -184,6 +184,7 @@ async def count_matches(
     planned: list[ColumnElement[bool]] | None = None,
     fresh: Callable[[AsyncConnection], Awaitable[bool]] = statistics_fresh,
     source: FromClause = Item.__table__,
+    estimate_past_stale: bool = False,
 ) -> int | None:
     """numberMatched of the items matching ``clauses``; ``seen`` of them are known to exist.
 
@@ -196,6 +197,8 @@ async def count_matches(
     with literals where ``clauses`` have values it cannot see when planning (a subquery).
     ``fresh`` says whether the statistics are fresh (``Freshness`` asks once a second).
     ``source``: the table counted, ``items`` or a vector collection's features.
+    ``estimate_past_stale``: where ``stale_count`` gives up, the planner's estimate (never below
+    ``seen``) instead of None (vector features publish one; STAC items leave it out).
     """
     matching: Select[Any] = select(literal_column("1")).select_from(source).where(*clauses)
     estimated = (
@@ -214,7 +217,10 @@ async def count_matches(
         seen = policy.limit + 1
     if await fresh(conn):
         return max(round(rows), seen)
-    return await stale_count(conn, matching, policy)
+    counted = await stale_count(conn, matching, policy)
+    if counted is None and estimate_past_stale:
+        return max(round(rows), seen)
+    return counted
 
 
 async def stale_count(

@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.db.engine import connect
 from catalog.errors import InvalidSortBy, NotFound
-from catalog.stac.counts import CountPolicy, Explain, Freshness, count_matches
+from catalog.stac.counts import CountPolicy, Freshness, count_matches
 from catalog.stac.queryables import Kind
 from catalog.stac.search import (
     SortBy,
@@ -240,15 +240,10 @@ class FeatureReader:
             if len(self._fresh) > 1024:
                 self._fresh.clear()
             fresh = self._fresh[layer.table_name] = Freshness(table=layer.qualified_name)
-        found = await count_matches(
-            conn, clauses, seen, self.counts, fresh=fresh, source=layer.table
-        )
-        if found is not None:
-            return found
-        plan = await conn.scalar(Explain(select(literal_column("1")).select_from(layer.table)
-                                         .where(*clauses)))  # fmt: skip
-        estimate = float(plan[0]["Plan"]["Plan Rows"]) if isinstance(plan, list) else 0.0
-        return max(round(estimate), seen)
+        return await count_matches(
+            conn, clauses, seen, self.counts, fresh=fresh, source=layer.table,
+            estimate_past_stale=True,
+        )  # fmt: skip
 
     async def feature(self, layer: Layer, fid: int, selection: Selection) -> str:
         """One feature as GeoJSON text; FeatureNotFound when the id is not there."""
