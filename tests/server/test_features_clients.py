@@ -66,18 +66,26 @@ def test_ogr2ogr_reads_every_item_once(server: StoringServer, tmp_path: Path) ->
     assert max(ids.values()) == 1
 
 
+def owslib_pages(
+    api: Features, collection: str, count: int, size: int
+) -> tuple[list[int], Counter[Any], dict[str, Any]]:
+    """Page sizes, ids seen (with how often) and the last page of an OWSLib walk by offset."""
+    seen: Counter[Any] = Counter()
+    sizes = []
+    for offset in range(0, count + 2 * size, size):  # bounded: a server may ignore offset
+        page = api.collection_items(collection, limit=size, offset=offset)
+        sizes.append(len(page["features"]))
+        seen.update(f["id"] for f in page["features"])
+        if sizes[-1] < size:
+            break
+    return sizes, seen, page
+
+
 def test_owslib_pages_by_offset_to_the_last_page(
     server: StoringServer, offline_network: Offline
 ) -> None:
     api = Features(server.url, timeout=30)
-    seen: Counter[str] = Counter()
-    sizes = []
-    for offset in range(0, COUNT + 2 * PAGE, PAGE):  # bounded: a server may ignore offset
-        page = api.collection_items(COLLECTION, limit=PAGE, offset=offset)
-        sizes.append(len(page["features"]))
-        seen.update(f["id"] for f in page["features"])
-        if sizes[-1] < PAGE:
-            break
+    sizes, seen, page = owslib_pages(api, COLLECTION, COUNT, PAGE)
     assert sizes == [PAGE] * (COUNT // PAGE) + [COUNT % PAGE]
     assert page["numberMatched"] == COUNT
     assert set(seen) == {doc["id"] for doc in _items()}

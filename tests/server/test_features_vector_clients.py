@@ -17,6 +17,7 @@ from owslib.ogcapi.features import Features
 from tests.server.vector_fields import load, rows
 
 from .conftest import Offline, StoringServer
+from .test_features_clients import owslib_pages
 
 COLLECTION = "vclients_parcels"
 COUNT, PAGE = 183, 40  # five pages, the last one short
@@ -83,14 +84,7 @@ def test_owslib_reads_the_collection_its_queryables_and_pages(
     assert api.collection(COLLECTION)["terracat:kind"] == "vector"
     queryables = api.collection_queryables(COLLECTION)["properties"]
     assert queryables["plots"]["type"] == "integer"
-    seen: Counter[int] = Counter()
-    sizes = []
-    for offset in range(0, COUNT + 2 * PAGE, PAGE):  # bounded: a server may ignore offset
-        page = api.collection_items(COLLECTION, limit=PAGE, offset=offset)
-        sizes.append(len(page["features"]))
-        seen.update(f["id"] for f in page["features"])
-        if sizes[-1] < PAGE:
-            break
+    sizes, seen, page = owslib_pages(api, COLLECTION, COUNT, PAGE)
     assert sizes == [PAGE] * (COUNT // PAGE) + [COUNT % PAGE]
     assert page["numberMatched"] == COUNT
     assert set(seen) == set(range(1, COUNT + 1)) and max(seen.values()) == 1
