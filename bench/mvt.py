@@ -24,6 +24,7 @@ import random
 import statistics
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,15 +239,16 @@ def cross_check(
     return rows
 
 
-def tables(cells: dict[tuple[str, int, int], Cell]) -> list[str]:
-    """Latency, throughput and size per zoom and concurrency; Terracat's rate over tipg's."""
+def tables(cells: dict[tuple[str, int, int], Cell], zooms: Sequence[int] = ZOOMS) -> list[str]:
+    """Latency, throughput and size per zoom and concurrency; Terracat's rate over tipg's
+    (bench.vector's tables too, with its zooms)."""
     rows = [
         "| zoom | c | server | p50 ms | p95 ms | tiles/s | x tipg | wire kB (mean) "
         "| decoded kB (mean / max) | encoding |",
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for c in LEVELS:
-        for z in ZOOMS:
+        for z in zooms:
             peer = cells[(TIPG, z, c)].rate
             for target in (TERRACAT, TIPG):
                 cell = cells[(target, z, c)]

@@ -22,7 +22,6 @@ import argparse
 import math
 import os
 import random
-import statistics
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,7 +40,7 @@ from catalog.stac.serializers import collection_row
 from catalog.vector.repository import copy_features, create_layer, refresh_extent
 from catalog.vector.schema import PropertyType
 
-from .mvt import TIPG_VERSION, Cell, http_pass, tipg_python
+from .mvt import TIPG_VERSION, Cell, http_pass, tables, tipg_python
 from .queries import QueryType, Request
 from .report import database_versions, fmt, log, package_versions, run_context, write_section
 from .runner import CellResult, run_async, run_cell
@@ -195,27 +194,6 @@ def cross_check(servers: dict[str, str], templates: dict[str, str], lists: Any) 
     return rows
 
 
-def tables(cells: Any) -> list[str]:
-    """Latency, throughput and sizes per zoom and concurrency; Terracat's rate over tipg's."""
-    rows = [
-        "| zoom | c | server | p50 ms | p95 ms | tiles/s | x tipg | wire kB (mean) "
-        "| decoded kB (mean / max) |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for c in LEVELS:
-        for z in ZOOMS:
-            peer = cells[(TIPG, z, c)].rate
-            for target in (TERRACAT, TIPG):
-                cell = cells[(target, z, c)]
-                wire = statistics.fmean(cell.wire) / 1e3 if cell.wire else float("nan")
-                mean = statistics.fmean(cell.decoded) / 1e3 if cell.decoded else float("nan")
-                top = max(cell.decoded, default=0) / 1e3
-                rows.append(f"| {z} | {c} | {target} | {fmt(cell.pct(50))} | "
-                            f"{fmt(cell.pct(95))} | {fmt(cell.rate)} | {fmt(cell.rate / peer, 2)} "
-                            f"| {fmt(wire)} | {fmt(mean)} / {fmt(top)} |")  # fmt: skip
-    return rows
-
-
 def item_queries(table: str, seed: int) -> dict[str, dict[str, QueryType]]:
     """Per item query type, the same seeded variants as each server's paths."""
     rng = random.Random(seed)
@@ -333,7 +311,7 @@ def run(args: argparse.Namespace) -> list[str]:
         "timed passes, both servers on the same list, alternating which goes first.",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in {**ours, **versions}.items()),
         "",
-        *tables(cells),
+        *tables(cells, ZOOMS),
         "",
         "Cross-check (5 distinct tiles per zoom):",
         "",
