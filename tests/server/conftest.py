@@ -39,7 +39,7 @@ from requests.structures import CaseInsensitiveDict
 from catalog.db.cluster import free_port
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, BrowserContext
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "catalog" / "schemas"
 LIVE_TOKEN = "live-admin-token-0123456789abcdef"
@@ -541,3 +541,21 @@ def browser() -> Iterator["Browser"]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+def loopback_only(context: "BrowserContext", refused: list[str] | None = None) -> list[str]:
+    """Let a browser context reach this machine only: every other host is refused (aborted)
+    and recorded in the list returned (``refused`` when given)."""
+    from playwright.sync_api import Route
+
+    seen = [] if refused is None else refused
+
+    def offline(route: Route) -> None:
+        if urlparse(route.request.url).hostname in LOOPBACK:
+            route.continue_()
+        else:
+            seen.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", offline)
+    return seen

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 import imagecodecs
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, Route
+from playwright.sync_api import Browser, Page
 from playwright.sync_api import Error as PlaywrightError
 from rasterio.transform import from_origin
 
@@ -31,7 +30,7 @@ from tests import rasters
 from tests.factories import collection, item
 from tests.stored import ingest_local, store_item
 
-from .conftest import LOOPBACK, StoringServer
+from .conftest import StoringServer, loopback_only
 
 BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
 MAPLIBRE = BROWSER_DIR / "node_modules" / "maplibre-gl" / "dist"
@@ -107,16 +106,7 @@ def draw(
 ) -> Drawn:  # fmt: skip
     """Open the page, draw ``style`` at ``zoom`` centred on 0,0, read the map back."""
     context = browser.new_context(viewport={"width": width, "height": height})
-    refused: list[str] = []
-
-    def offline(route: Route) -> None:
-        if urlparse(route.request.url).hostname in LOOPBACK:
-            route.continue_()
-        else:
-            refused.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", offline)
+    refused = loopback_only(context)
     problems: list[str] = []  # the page's own errors, to explain a page that never gets ready
     try:
         page: Page = context.new_page()

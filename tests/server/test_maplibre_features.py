@@ -3,19 +3,18 @@
 reads the pixels back where MapLibre projects each feature and checks its category's colour."""
 
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 import imagecodecs
 import numpy as np
 import pytest
 import shapely
-from playwright.sync_api import Browser, Route
+from playwright.sync_api import Browser
 from playwright.sync_api import Error as PlaywrightError
 
 from catalog.vector.schema import PropertyType as T
 
-from .conftest import LOOPBACK, StoringServer
+from .conftest import StoringServer, loopback_only
 from .test_maplibre import page_url  # noqa: F401 - the page and MapLibre, a module fixture
 from .tiles_data import load
 
@@ -37,16 +36,7 @@ def screenshot(
 ) -> tuple[np.ndarray, list[tuple[float, float]]]:  # fmt: skip
     """The map's pixels (rows x columns x RGB) and where MapLibre puts ``points``."""
     context = browser.new_context(viewport={"width": 800, "height": 400})
-    refused: list[str] = []
-
-    def offline(route: Route) -> None:
-        if urlparse(route.request.url).hostname in LOOPBACK:
-            route.continue_()
-        else:
-            refused.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", offline)
+    refused = loopback_only(context)
     problems: list[str] = []
     try:
         page = context.new_page()

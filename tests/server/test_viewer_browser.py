@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 import imagecodecs
@@ -27,7 +26,7 @@ from tests import rasters
 from tests.factories import collection, item
 from tests.stored import ingest_local, store_item
 
-from .conftest import LOOPBACK, StoringServer
+from .conftest import StoringServer, loopback_only
 from .ingest_stack import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,15 +146,7 @@ def _open_viewer(
         viewport={"width": width, "height": height}, accept_downloads=True
     )
     viewer = Viewer(context.new_page(), context)
-
-    def offline(route: Route) -> None:
-        if urlparse(route.request.url).hostname in LOOPBACK:
-            route.continue_()
-        else:
-            viewer.refused.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", offline)
+    loopback_only(context, viewer.refused)
     viewer.page.on("pageerror", lambda error: viewer.errors.append(str(error)))
     viewer.page.on("console", lambda m: viewer.errors.append(m.text) if m.type == "error" else None)
     viewer.page.on(
