@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyproj
 import shapely
-from sqlalchemy import and_, func
+from sqlalchemy import func
 from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.errors import InvalidBBox, InvalidParameter, UnknownQueryable
@@ -134,14 +134,8 @@ def where(layer: Layer, query: FeatureQuery) -> list[Clause]:
     return clauses
 
 
-def all_of(clauses: Sequence[Clause]) -> Clause | None:
-    """AND of ``clauses`` (None when there are none)."""
-    return and_(*clauses) if clauses else None
-
-
 __all__ = [
     "FeatureQuery",
-    "all_of",
     "datetime_column",
     "field",
     "projected_box",

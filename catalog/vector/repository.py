@@ -133,12 +133,12 @@ async def copy_features(
     names: Sequence[str],
     rows: Iterable[Sequence[Any]],
     srid: int = 4326,
-    proj: str | None = None,
 ) -> int:
     """COPY features into the layer; return how many were added.
 
     Each row is ``(wkb, value of names[0], value of names[1], ...)`` with the geometry in
-    ``srid`` (or in the PROJ/WKT definition ``proj`` when the CRS has no EPSG code). Rows go
+    ``srid``. (Ingest does not come here: its job child reprojects and repairs, and its
+    commit COPYs straight into the table, catalog/vector/load.py.) Rows go
     into a temporary table first, then one INSERT ... SELECT reprojects to EPSG:4326 and repairs
     invalid geometries with ST_MakeValid, so the whole load is one statement's work in PostGIS.
     """
@@ -161,9 +161,7 @@ async def copy_features(
             for row in rows:
                 await copy.write_row(row)
     geom = "ST_GeomFromWKB(wkb)"
-    if proj is not None:
-        geom = f"ST_Transform({geom}, :proj, 4326)"
-    elif srid != 4326:
+    if srid != 4326:
         geom = f"ST_Transform(ST_SetSRID({geom}, :srid), 4326)"
     else:
         geom = f"ST_SetSRID({geom}, 4326)"
@@ -179,7 +177,7 @@ async def copy_features(
             f"INSERT INTO {layer.qualified_name} ({targets}) "
             f"SELECT {sources} FROM (SELECT {geom} AS g, * FROM {temp}) s"
         ),
-        {"proj": proj, "srid": srid},
+        {"srid": srid},
     )
     await conn.execute(text(f"DROP TABLE pg_temp.{temp}"))
     return int(result.rowcount or 0)
