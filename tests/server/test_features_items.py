@@ -276,6 +276,24 @@ def test_number_matched_beyond_the_count_limit_is_an_estimate(
         assert _all(client)["numberMatched"] == FIELDS  # unfiltered: the layer's own count
 
 
+
+def test_number_matched_past_the_stale_count_is_the_planners_estimate(
+    settings: Any, apps: Any, database_url: str, sync_engine: Engine
+) -> None:
+    # Fresh from its load the layer's statistics are stale, so matches past the exact limit
+    # (2) are counted up to the stale limit (5); past that, features publish the estimate
+    # already planned rather than leave numberMatched out as STAC items do.
+    settings.catalog.count_limit = 2
+    settings.catalog.count_stale_limit = 5
+    layer = load(database_url)
+    matching = len(fids(sync_engine, layer, "plots >= 1"))
+    assert matching > 5
+    with apps.client(settings) as client:
+        page = client.get(ITEMS, params={"filter": "plots >= 1", "limit": 3}).json()
+    assert page["numberReturned"] == 3
+    assert page["numberMatched"] >= 4  # an estimate, never below what the page proved
+
+
 def test_more_than_fifty_properties(client: TestClient, database_url: str) -> None:
     names = [(f"v{i}", PropertyType.INTEGER) for i in range(60)]
     vector_collection(database_url, "wide", names, [(parcel(0), *range(60))])
