@@ -214,7 +214,7 @@ async def count_matches(
         exact = await _capped_count(conn, matching, policy.limit)
         if exact <= policy.limit:
             return exact
-        seen = policy.limit + 1
+        seen = max(seen, policy.limit + 1)
     if await fresh(conn):
         return max(round(rows), seen)
     counted = await stale_count(conn, matching, policy)
