@@ -276,7 +276,6 @@ def test_number_matched_beyond_the_count_limit_is_an_estimate(
         assert _all(client)["numberMatched"] == FIELDS  # unfiltered: the layer's own count
 
 
-
 def test_number_matched_past_the_stale_count_is_the_planners_estimate(
     settings: Any, apps: Any, database_url: str, sync_engine: Engine
 ) -> None:
