@@ -1,0 +1,1 @@
+"""Datacube collections: Zarr and NetCDF stores, their layers, time slices and overviews."""
