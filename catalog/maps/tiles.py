@@ -188,16 +188,23 @@ def _property_sql(name: str, kind: Kind) -> str:
 
 # A timestamptz as RFC 3339 text in UTC, with fractional seconds only when there are any.
 _RFC3339 = (
-    "CASE WHEN date_trunc('second', c.datetime AT TIME ZONE 'UTC') = c.datetime AT TIME ZONE "
-    "'UTC' THEN to_char(c.datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-    "ELSE to_char(c.datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') END"
+    "CASE WHEN date_trunc('second', i.datetime AT TIME ZONE 'UTC') = i.datetime AT TIME ZONE "
+    "'UTC' THEN to_char(i.datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+    "ELSE to_char(i.datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') END"
 )
 
 
 @functools.cache
 def _tile_sql(shape: _Shape) -> TextClause:
-    """One row: how many items touch the tile (``matched``), how many features the tile got,
-    the MVT, and whether the collection exists (``known``)."""
+    """One row: how many items touch the tile (``matched``, up to limit + 1), how many
+    features the tile got, the MVT, and whether the collection exists (``known``).
+
+    One pass, nothing materialized: the items meeting the padded tile, newest first, one more
+    than the cap (to know whether more met it); the projection, simplification and MVT
+    geometry are computed above the sort, for the kept rows only. The rows are numbered outside
+    the subquery ``f`` so that the number is no attribute of the MVT; the subquery's order is
+    the order they are numbered and encoded in (newest first).
+    """
     envelope = f"ST_MakeEnvelope(:west, :south, :east, :north, {shape.srid})"
     if shape.srid != WGS84 and not shape.zxy:
         envelope = f"ST_Segmentize({envelope}, :step)"
@@ -209,39 +216,45 @@ def _tile_sql(shape: _Shape) -> TextClause:
         if shape.zxy
         else f"ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, {shape.srid})"
     )
-    projected = f"ST_Transform(c.footprint, {shape.srid})"
+    # Cut to the padded tile while still in lon/lat, and only what reaches out of it: a pole
+    # projects to Web Mercator far off the map (or fails, by PROJ version), and a huge
+    # footprint is cheaper to project cut; most footprints lie inside.
+    cut = (
+        "CASE WHEN i.geometry @ a.geom THEN i.geometry "
+        "ELSE ST_ClipByBox2D(i.geometry, Box2D(a.geom)) END"
+    )
+    projected = f"ST_Transform({cut}, {shape.srid})"
     if shape.simplify:
         # Only footprints with detail to lose: a plain quadrilateral gains nothing from the
         # GEOS call. ST_SimplifyPreserveTopology, not ST_Simplify: Douglas-Peucker collapses
         # a footprint about one tile unit wide to a flat ring that ST_AsMVTGeom then drops.
         projected = (
-            f"CASE WHEN ST_NPoints(c.footprint) > {_SIMPLIFY_ABOVE} THEN "
+            f"CASE WHEN ST_NPoints(i.geometry) > {_SIMPLIFY_ABOVE} THEN "
             f"ST_SimplifyPreserveTopology({projected}, :tolerance) ELSE {projected} END"
         )
+    # In a Web Mercator tile the padded area is a lon/lat rectangle: a footprint whose bbox
+    # lies in it meets it, without GEOS. Other matrix sets' areas may be curved.
+    meets = (
+        "(i.geometry @ a.geom OR ST_Intersects(i.geometry, a.geom))"
+        if shape.zxy
+        else "ST_Intersects(i.geometry, a.geom)"
+    )
     properties = ", ".join(_property_sql(name, kind) for name, kind in _PROPERTIES)
     return text(f"""
-WITH area AS MATERIALIZED (SELECT ST_Transform({envelope}, {WGS84}) AS geom),
-candidates AS MATERIALIZED (
-  SELECT i.id, i.collection_id, i.datetime, {properties},
-    -- Cut to the padded tile while still in lon/lat: a pole projects to Web Mercator far
-    -- off the map (or fails, by PROJ version), and a huge footprint is cheaper to project cut.
-    ST_ClipByBox2D(i.geometry, Box2D(a.geom)) AS footprint
-  FROM area AS a JOIN items AS i ON ST_Intersects(i.geometry, a.geom)
-  WHERE i.collection_id = :collection{when}
-  ORDER BY i.datetime DESC, i.id
-  LIMIT :limit + 1
-),
-features AS (
-  SELECT c.id, c.collection_id AS collection, {_RFC3339} AS datetime,
-    {", ".join('c."' + name.replace('"', '""') + '"' for name, _ in _PROPERTIES)},
-    ST_AsMVTGeom({projected}, Box2D({tile}), {shape.extent}, {shape.buffer}, true) AS geom
-  FROM candidates AS c
-  ORDER BY c.datetime DESC, c.id
-  LIMIT :limit
-)
-SELECT (SELECT count(*) FROM candidates) AS matched,
-  count(f.geom) AS features,
-  ST_AsMVT(f, :layer, {shape.extent}, 'geom') FILTER (WHERE f.geom IS NOT NULL) AS tile,
+WITH area AS MATERIALIZED (SELECT ST_Transform({envelope}, {WGS84}) AS geom)
+SELECT count(*) AS matched,
+  count(*) FILTER (WHERE q.n <= :limit AND (q.f).geom IS NOT NULL) AS features,
+  ST_AsMVT(q.f, :layer, {shape.extent}, 'geom')
+    FILTER (WHERE q.n <= :limit AND (q.f).geom IS NOT NULL) AS tile,
   EXISTS (SELECT FROM collections WHERE id = :collection) AS known
-FROM features AS f
+FROM (
+  SELECT f, row_number() OVER () AS n FROM (
+    SELECT i.id, i.collection_id AS collection, {_RFC3339} AS datetime, {properties},
+      ST_AsMVTGeom({projected}, Box2D({tile}), {shape.extent}, {shape.buffer}, true) AS geom
+    FROM area AS a JOIN items AS i ON i.geometry && a.geom AND {meets}
+    WHERE i.collection_id = :collection{when}
+    ORDER BY i.datetime DESC, i.id
+    LIMIT :limit + 1
+  ) AS f
+) AS q
 """)
