@@ -233,9 +233,10 @@ def _tile_sql(shape: _Shape) -> TextClause:
             f"ST_SimplifyPreserveTopology({projected}, :tolerance) ELSE {projected} END"
         )
     # In a Web Mercator tile the padded area is a lon/lat rectangle: a footprint whose bbox
-    # lies in it meets it, without GEOS. Other matrix sets' areas may be curved.
+    # lies in it meets it, without GEOS. Other matrix sets' areas may be curved. A CASE, not
+    # an OR, which the planner would turn into a BitmapOr of two index scans.
     meets = (
-        "(i.geometry @ a.geom OR ST_Intersects(i.geometry, a.geom))"
+        "CASE WHEN i.geometry @ a.geom THEN true ELSE ST_Intersects(i.geometry, a.geom) END"
         if shape.zxy
         else "ST_Intersects(i.geometry, a.geom)"
     )

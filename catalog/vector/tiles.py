@@ -227,10 +227,15 @@ class FeatureTileRepository:
     def _visible(
         layer: Layer, geom: ColumnElement[Any], floor: ColumnElement[Any]
     ) -> ColumnElement[Any]:
-        """A bbox at least ``floor`` degrees wide or high (or a point, in mixed layers)."""
+        """A bbox at least ``floor`` degrees wide or high (or a point, in mixed layers).
+
+        Read from the stored float bbox (``Box2D``): ST_XMax of a geometry casts it to a box3d
+        first, which walks every point (100,000 polygons: 48 against 35 ms).
+        """
+        box = func.Box2D(geom)
         visible = [
-            func.ST_XMax(geom) - func.ST_XMin(geom) >= floor,
-            func.ST_YMax(geom) - func.ST_YMin(geom) >= floor,
+            func.ST_XMax(box) - func.ST_XMin(box) >= floor,
+            func.ST_YMax(box) - func.ST_YMin(box) >= floor,
         ]
         if layer.geometry_type.removesuffix("25D") not in SIZED_TYPES:  # points may be there
             kind = func.ST_GeometryType(geom)
