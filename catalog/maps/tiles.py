@@ -194,28 +194,9 @@ _RFC3339 = (
 )
 
 
-@functools.cache
-def _tile_sql(shape: _Shape) -> TextClause:
-    """One row: how many items touch the tile (``matched``, up to limit + 1), how many
-    features the tile got, the MVT, and whether the collection exists (``known``).
-
-    One pass, nothing materialized: the items meeting the padded tile, newest first, one more
-    than the cap (to know whether more met it); the projection, simplification and MVT
-    geometry are computed above the sort, for the kept rows only. The rows are numbered outside
-    the subquery ``f`` so that the number is no attribute of the MVT; the subquery's order is
-    the order they are numbered and encoded in (newest first).
-    """
-    envelope = f"ST_MakeEnvelope(:west, :south, :east, :north, {shape.srid})"
-    if shape.srid != WGS84 and not shape.zxy:
-        envelope = f"ST_Segmentize({envelope}, :step)"
-    when = (" AND i.datetime <= :end" if shape.end else "") + (
-        " AND i.end_datetime >= :start" if shape.start else ""
-    )
-    tile = (
-        "ST_TileEnvelope(:z, :x, :y)"
-        if shape.zxy
-        else f"ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, {shape.srid})"
-    )
+def _footprint_sql(shape: _Shape) -> tuple[str, str]:
+    """The tile statement's test that a footprint meets the padded tile, and its MVT geometry
+    before ST_AsMVTGeom (cut, projected, simplified)."""
     # Cut to the padded tile while still in lon/lat, and only what reaches out of it: a pole
     # projects to Web Mercator far off the map (or fails, by PROJ version), and a huge
     # footprint is cheaper to project cut; most footprints lie inside.
@@ -240,6 +221,32 @@ def _tile_sql(shape: _Shape) -> TextClause:
         if shape.zxy
         else "ST_Intersects(i.geometry, a.geom)"
     )
+    return meets, projected
+
+
+@functools.cache
+def _tile_sql(shape: _Shape) -> TextClause:
+    """One row: how many items touch the tile (``matched``, up to limit + 1), how many
+    features the tile got, the MVT, and whether the collection exists (``known``).
+
+    One pass, nothing materialized: the items meeting the padded tile, newest first, one more
+    than the cap (to know whether more met it); the projection, simplification and MVT
+    geometry are computed above the sort, for the kept rows only. The rows are numbered outside
+    the subquery ``f`` so that the number is no attribute of the MVT; the subquery's order is
+    the order they are numbered and encoded in (newest first).
+    """
+    envelope = f"ST_MakeEnvelope(:west, :south, :east, :north, {shape.srid})"
+    if shape.srid != WGS84 and not shape.zxy:
+        envelope = f"ST_Segmentize({envelope}, :step)"
+    when = (" AND i.datetime <= :end" if shape.end else "") + (
+        " AND i.end_datetime >= :start" if shape.start else ""
+    )
+    tile = (
+        "ST_TileEnvelope(:z, :x, :y)"
+        if shape.zxy
+        else f"ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, {shape.srid})"
+    )
+    meets, projected = _footprint_sql(shape)
     properties = ", ".join(_property_sql(name, kind) for name, kind in _PROPERTIES)
     return text(f"""
 WITH area AS MATERIALIZED (SELECT ST_Transform({envelope}, {WGS84}) AS geom)

@@ -35,8 +35,8 @@ from catalog.storage.base import Storage, check_key, check_part, item_prefix
 from catalog.uploads.repository import UploadRepository, VectorOptions, parse_uuid
 from catalog.uploads.tus_store import TusRepository, upload_id_of
 from catalog.vector.formats import detect
+from catalog.vector.layer_data import LayerData
 from catalog.vector.load import LoadTarget, load_layer
-from catalog.vector.reader import LayerData
 from catalog.vector.repository import VectorRepository
 
 # Failures after which the raw upload is kept, so that a restart can try again.

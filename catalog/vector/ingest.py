@@ -16,7 +16,8 @@ from catalog.settings import IngestSettings
 
 from .errors import LayerChoiceNeeded, UnknownLayer
 from .formats import Format, ZipLimits, prepare
-from .reader import LayerData, SourceLayer, list_layers, read_layer
+from .layer_data import LayerData
+from .reader import SourceLayer, list_layers, read_layer
 
 
 def layer_collection_id(collection_id: str, layer: str) -> str:

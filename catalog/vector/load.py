@@ -18,7 +18,7 @@ from catalog.geometry import as_sql
 from catalog.stac.serializers import collection_row
 
 from .errors import InvalidDatetimeProperty, NotAVectorCollection, TypeConflict
-from .reader import LayerData
+from .layer_data import LayerData
 from .repository import add_properties, create_layer, get_layer, refresh_extent
 from .schema import GEOM, Layer, PropertyType
 

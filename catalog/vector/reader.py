@@ -27,6 +27,7 @@ from catalog.ingest.errors import NotGeoreferenced
 
 from .errors import InvalidGeometry, MixedCrs, NoGeometry, TooManyFeatures, Unreadable
 from .formats import WKT_NAMES, X_NAMES, Y_NAMES, Format
+from .layer_data import LayerData
 from .schema import PropertyType
 
 WKB = "wkb"  # the geometry column of the CSV file (hex EWKB); properties are c0, c1...
@@ -51,47 +52,6 @@ class SourceLayer:
     dataset: Path
     name: str
     format: Format
-
-
-@dataclass(frozen=True)
-class LayerData:
-    """A layer read and converted: what the commit needs, with its rows in ``path``."""
-
-    name: str
-    path: Path
-    properties: list[tuple[str, PropertyType]]
-    geometry_type: str
-    source_crs: str | None
-    count: int
-    skipped: int  # features without a geometry
-    empty: tuple[str, ...] = ()  # properties with no value in any feature (any type will do)
-
-    def to_json(self) -> dict[str, Any]:
-        """The form passed from the child to the commit."""
-        return {
-            "name": self.name,
-            "path": str(self.path),
-            "properties": [[n, str(t)] for n, t in self.properties],
-            "geometry_type": self.geometry_type,
-            "source_crs": self.source_crs,
-            "count": self.count,
-            "skipped": self.skipped,
-            "empty": list(self.empty),
-        }
-
-    @classmethod
-    def from_json(cls, value: dict[str, Any]) -> "LayerData":
-        """Read what ``to_json`` wrote."""
-        return cls(
-            name=value["name"],
-            path=Path(value["path"]),
-            properties=[(n, PropertyType(t)) for n, t in value["properties"]],
-            geometry_type=value["geometry_type"],
-            source_crs=value["source_crs"],
-            count=value["count"],
-            skipped=value["skipped"],
-            empty=tuple(value.get("empty", ())),
-        )
 
 
 def _options(fmt: Format) -> dict[str, str]:
