@@ -6,6 +6,7 @@ merged here.
 """
 
 import asyncio
+import gc
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -205,6 +206,11 @@ def _lifespan(
         tune_allocator(settings.api.malloc_mmap_threshold)
         trimming = asyncio.create_task(trim_allocator(settings.api.malloc_trim_interval_s))
         api_parts.start(parts, state)
+        # The ~280,000 objects of the app (routes, models, settings, libraries) live as long as
+        # the worker: out of the collector's generations, a full collection no longer walks
+        # them (50-65 ms each, a stall of every request in flight; tiles at c=8 had a p95 of
+        # 125 ms against a p50 of 16 ms).
+        gc.freeze()
         try:
             yield
         finally:
