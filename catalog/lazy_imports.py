@@ -11,8 +11,9 @@ the real module, which then replaces the stand-in in ``sys.modules`` and lends i
 Not ``importlib.util.LazyLoader``: on Python 3.12 a second ``import`` of a lazy module reads
 its ``__spec__``, which runs it, so rio-tiler's own ``import xarray`` loaded it at once.
 
-rioxarray registers xarray's ``.rio`` accessor when it runs: code that uses ``.rio`` calls
-``load("rioxarray")`` first (catalog/cubes does).
+rioxarray registers xarray's ``.rio`` accessor when it runs, so it runs with xarray
+(``COMPANIONS``): a module's ``import rioxarray`` binds the stand-in without running it, and
+the accessor must be there once any xarray object is.
 """
 
 import importlib
@@ -22,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 DEFERRED = ("xarray", "rioxarray")
+COMPANIONS = {"xarray": ("rioxarray",)}
 
 
 class _Deferred(ModuleType):
@@ -41,6 +43,9 @@ class _Deferred(ModuleType):
             sys.modules.setdefault(name, self)
             raise
         self.__dict__.update({k: v for k, v in vars(real).items() if k != "__class__"})
+        for companion in COMPANIONS.get(name, ()):
+            if importlib.util.find_spec(companion) is not None:
+                load(companion)
         return real
 
 
@@ -67,4 +72,4 @@ def load(name: str) -> ModuleType:
     return module
 
 
-__all__ = ["DEFERRED", "defer", "load"]
+__all__ = ["COMPANIONS", "DEFERRED", "defer", "load"]
