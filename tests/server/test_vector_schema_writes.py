@@ -49,7 +49,7 @@ def _columns(engine: Engine) -> dict[str, str]:
                  "WHERE table_schema = 'features' AND table_name = :t"),
             {"t": table},
         )  # fmt: skip
-        return {name: kind for name, kind in rows}
+        return {str(row[0]): str(row[1]) for row in rows}
 
 
 def _fields(client: TestClient, admin: dict[str, str]) -> dict[str, str]:
@@ -97,8 +97,11 @@ def test_new_properties_extend_the_schema(
     assert bob[0]["properties"]["yield t/ha"] == 7
 
     # PUT and PATCH extend it too
-    r = client.put("/collections/fields/items/1", headers=admin,
-                   json=_feature(shapely.box(0, 0, 1, 1), crop="oat", sown="2024-04-01"))
+    r = client.put(
+        "/collections/fields/items/1",
+        headers=admin,
+        json=_feature(shapely.box(0, 0, 1, 1), crop="oat", sown="2024-04-01"),
+    )
     assert r.status_code == 204, r.text
     r = client.patch("/collections/fields/items/1", json={"properties": {"rank": 1}},
                      headers={**admin, "Prefer": "return=representation"})  # fmt: skip
