@@ -27,10 +27,10 @@ from catalog import web
 from catalog.errors import InvalidBBox, InvalidParameter
 from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac import cql2
-from catalog.stac.requests import check_filter_crs, page_size, parse_bbox
+from catalog.stac.requests import page_size, parse_bbox
 from catalog.stac.search import SortBy
 from catalog.timeparse import parse_interval
-from catalog.vector.crs import Crs, clamp_bbox, parse_crs
+from catalog.vector.crs import Crs, clamp_bbox, filter_in_crs84, parse_crs, parse_filter_crs
 from catalog.vector.features import (
     FeatureNotFound,
     FeaturePage,
@@ -261,7 +261,7 @@ class VectorItems:
         for stac_only in ("query", "fields"):
             if params.get(stac_only):
                 raise InvalidParameter(f"{stac_only} is for STAC items, not vector features")
-        check_filter_crs(params.get("filter_crs"))
+        filter_crs = parse_filter_crs(params.get("filter_crs"))
         offset = params.get("offset") or 0
         if offset and params.get("token"):
             raise InvalidParameter("offset and token cannot be used together: follow the links")
@@ -271,12 +271,11 @@ class VectorItems:
         bbox, srid, meets = _bbox(params)
         raw_filter = params.get("filter_expr")
         parsed = None
-        if raw_filter is not None and len(raw_filter) <= INLINE_FILTER:
-            parsed = cql2.parse(raw_filter, params.get("filter_lang"), self.limits)
-        elif raw_filter is not None:  # a long filter is CPU work: off the event loop
-            parsed = await asyncio.to_thread(
-                cql2.parse, raw_filter, params.get("filter_lang"), self.limits
-            )
+        lang = params.get("filter_lang")
+        if raw_filter is not None and len(raw_filter) <= INLINE_FILTER and filter_crs.stored:
+            parsed = self._parse(raw_filter, lang, filter_crs)
+        elif raw_filter is not None:  # a long (or reprojected) filter: off the event loop
+            parsed = await asyncio.to_thread(self._parse, raw_filter, lang, filter_crs)
         if not meets:  # a box outside its CRS's area of use selects nothing
             parsed = False
         query = FeatureQuery(
@@ -293,6 +292,11 @@ class VectorItems:
             token=params.get("token"),
             selection=_selection(layer, params),
         )
+
+    def _parse(self, raw: Any, lang: str | None, crs: Crs) -> dict[str, Any] | bool:
+        """The filter as CQL2-JSON, its geometry literals in CRS84 (``filter-crs``: ``crs``)."""
+        parsed = cql2.parse(raw, lang, self.limits)
+        return parsed if isinstance(parsed, bool) else filter_in_crs84(parsed, crs)
 
     async def item(
         self, request: Request, collection_id: str, item_id: str, params: Mapping[str, Any]
