@@ -30,7 +30,7 @@ from catalog.stac import cql2
 from catalog.stac.requests import page_size, parse_bbox
 from catalog.stac.search import SortBy
 from catalog.timeparse import parse_interval
-from catalog.vector.crs import Crs, clamp_bbox, filter_in_crs84, parse_crs, parse_filter_crs
+from catalog.vector.crs import CRS84, Crs, clamp_bbox, filter_in_crs84, parse_crs, parse_filter_crs
 from catalog.vector.features import (
     FeatureNotFound,
     FeaturePage,
@@ -238,13 +238,20 @@ class VectorItems:
         )
         if params.get("f") == "html" and self.pages is not None:
             paged = page_request.token is not None or page_request.offset > 0
-            return await self._page(request, collection_id, orjson.loads(body), paged)
+            drawn = _lonlat(page_request.selection)
+            return await self._page(request, collection_id, orjson.loads(body), paged, drawn)
         return _geojson(body, page_request.selection.crs)
 
     async def _page(
-        self, request: Request, collection_id: str, doc: dict[str, Any], paged: bool | None
+        self,
+        request: Request,
+        collection_id: str,
+        doc: dict[str, Any],
+        paged: bool | None,
+        drawn: bool,
     ) -> Response:
-        """The HTML of an answer (pygeoapi's templates; ``paged`` None: one feature)."""
+        """The HTML of an answer (pygeoapi's templates; ``paged`` None: one feature; ``drawn``:
+        with a map of the features, whose coordinates are lon/lat)."""
         if self.pages is None:
             raise RuntimeError("no pages configured")
         pages = self.pages
@@ -252,9 +259,9 @@ class VectorItems:
         title = str(row["content"].get("title") or collection_id)
         base_url, safe_id = web.base_url(request), quote(collection_id, safe="")
         if paged is None:
-            html = await asyncio.to_thread(pages.item, base_url, title, doc)
+            html = await asyncio.to_thread(pages.item, base_url, title, doc, drawn)
         else:
-            html = await asyncio.to_thread(pages.items, base_url, safe_id, title, doc, paged)
+            html = await asyncio.to_thread(pages.items, base_url, safe_id, title, doc, paged, drawn)
         return HTMLResponse(html)
 
     async def _page_request(self, layer: Layer, params: Mapping[str, Any]) -> PageRequest:
@@ -317,7 +324,8 @@ class VectorItems:
         ]
         body = b"%s,%s" % (feature.encode()[:-1], orjson.dumps({"links": links})[1:])
         if params.get("f") == "html" and self.pages is not None:
-            return await self._page(request, collection_id, orjson.loads(body), None)
+            doc = orjson.loads(body)
+            return await self._page(request, collection_id, doc, None, _lonlat(selection))
         return _geojson(body, selection.crs)
 
 
@@ -377,6 +385,11 @@ def describe_feature_answers(doc: dict[str, Any]) -> dict[str, Any]:
             geojson["schema"] = {"anyOf": [stac, ours]} if stac else ours
             content["text/html"] = {"schema": {"type": "string"}}
     return doc
+
+
+def _lonlat(selection: Selection) -> bool:
+    """Whether the features' coordinates are lon/lat (CRS84), as a web map draws them."""
+    return selection.crs.uri == CRS84 and not selection.skip_geometry
 
 
 def _now() -> str:

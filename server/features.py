@@ -38,6 +38,7 @@ from tiler.wmts import collection_wmts_router
 from .parts import ApiPart, routers_part
 from .processes import build_processes
 from .settings import Settings
+from .viewer.routes import page_map_files
 from .worker import TEMP_MAX_AGE_S, sweep_temp
 
 OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
@@ -83,8 +84,9 @@ def features_part(settings: Settings) -> ApiPart:
     item_model = create_request_model("FeatureUri", base_model=ItemUri, mixins=mixins)
     # f=html: pygeoapi's templates, configured here from our settings (ogc/feature_pages.py)
     pages = FeaturePages(
-        settings.api.title, settings.api.description, counting.default_limit, counting.max_limit
-    )
+        settings.api.title, settings.api.description, counting.default_limit, counting.max_limit,
+        map_files=page_map_files(settings.viewer),  # its map: a script of the viewer's build
+    )  # fmt: skip
     return ApiPart(
         name="features",
         request_models={"item_get_request_model": item_model},
