@@ -254,6 +254,20 @@ def _encode(image: numpy.ndarray, f: str, png_level: int) -> tuple[bytes, str]:
     return bytes(imagecodecs.jpeg8_encode(rgb, level=85, optimize=True)), "image/jpeg"
 
 
+_QUERIES = (
+    Query(description="minLon,minLat,maxLon,maxLat (CRS84; default: the extent)"),
+    Query(
+        description="The map's CRS: CRS84 (default) or EPSG:4326; for vector collections also "
+        "EPSG:3857, EPSG:2154 or a WGS 84 UTM zone (as their `crs` lists)"
+    ),
+    Query(
+        alias="scale-denominator", gt=0,
+        description="The map's scale 1:n at 0.28 mm a pixel, instead of width and height",
+    ),
+    Query(description="Format (default: from Accept, else png)"),
+)  # fmt: skip
+
+
 def map_router(
     tiler: TilerSettings,
     tiles: TileSettings,
@@ -264,16 +278,7 @@ def map_router(
     source_dependency = collection_source(mosaic_repository(settings or MosaicSettings()))
     reader_dependency = reader_params(resources, tiler.max_image_size)
     side = Query(ge=1, le=tiler.max_image_size, description="Pixels (default: keep the aspect)")
-    box_query = Query(description="minLon,minLat,maxLon,maxLat (CRS84; default: the extent)")
-    crs_query = Query(
-        description="The map's CRS: CRS84 (default) or EPSG:4326; for vector collections also "
-        "EPSG:3857, EPSG:2154 or a WGS 84 UTM zone (as their `crs` lists)"
-    )
-    scale_query = Query(
-        alias="scale-denominator", gt=0,
-        description="The map's scale 1:n at 0.28 mm a pixel, instead of width and height",
-    )  # fmt: skip
-    format_query = Query(description="Format (default: from Accept, else png)")
+    box_query, crs_query, scale_query, format_query = _QUERIES
 
     def get_map(
         request: Request,
