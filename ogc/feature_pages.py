@@ -59,8 +59,11 @@ class FeaturePages:
         files = self.map_files() if self.map_files is not None else None
         if files is None or not any(f.get("geometry") for f in features):
             return None
-        drawn = [{"type": "Feature", "id": f.get("id"), "geometry": f.get("geometry"),
-                  "properties": {}} for f in features if f.get("geometry")]  # fmt: skip
+        drawn: list[dict[str, Any]] = [
+            {"type": "Feature", "id": f.get("id"), "geometry": f["geometry"], "properties": {}}
+            for f in features
+            if f.get("geometry")
+        ]
         return {
             "script": base_url + files["script"],
             "style": base_url + files["style"],
