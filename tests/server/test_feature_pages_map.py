@@ -83,6 +83,11 @@ def test_the_items_page_draws_its_features(
     assert any("/viewer/assets/features-page-" in url for url in requested)
     assert any("/viewer/assets/maplibre-gl-worker-" in url for url in requested)
     assert not any(url.startswith(f"{plots}/items?") and "f=html" not in url for url in requested)
+    # a click on a feature opens its page
+    row, col = _at(tab, SQUARES["oat"][0] + 0.5, SQUARES["oat"][1] + 0.5)
+    tab.locator("#items-map canvas").click(position={"x": col, "y": row})
+    tab.wait_for_url(f"{plots}/items/3?f=html")
+    expect(tab.locator("main")).to_contain_text("oat")
 
 
 def test_a_feature_page_draws_its_feature(
