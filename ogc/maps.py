@@ -56,7 +56,7 @@ from tiler.readers.shared import ReaderResources
 from tiler.settings import MosaicSettings, TilerSettings
 
 from .drawing import draw, from_bytes, paint_of, to_bytes
-from .feature_tiles import Filter, FilterLang, feature_query, layer_cache
+from .feature_tiles import Filter, FilterCrs, FilterLang, feature_query, layer_cache
 from .settings import CRS84, TileSettings
 from .styles import ColorBy, StyleService, collection_colour
 from .vector_tiles import CAPPED_HEADER
@@ -292,6 +292,7 @@ def map_router(
         crs: Annotated[str | None, crs_query] = None,
         filter_: Filter = None,
         filter_lang: FilterLang = None,
+        filter_crs: FilterCrs = None,
         datetime: Annotated[str | None, Query(description="Features of this time")] = None,
         color_by: ColorBy = None,
         f: Annotated[Literal["png", "jpeg", "jpg"] | None, format_query] = None,
@@ -304,7 +305,7 @@ def map_router(
             )
         request_ = MapRequest(
             source, reader_options.as_dict(), layer.as_dict(), bbox, (width, height),
-            map_srid(crs), feature_query(filter_, filter_lang, datetime),
+            map_srid(crs), feature_query(filter_, filter_lang, datetime, crs=filter_crs),
             map_format(f, accept), color_by, scale_denominator,
         )  # fmt: skip
         response = draw_map(request, request_, tiler, tiles)

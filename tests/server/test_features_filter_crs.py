@@ -6,6 +6,8 @@ import json
 from functools import partial
 from typing import Any
 
+import imagecodecs
+import mapbox_vector_tile
 import numpy
 import pyproj
 import pytest
@@ -117,3 +119,36 @@ def test_unsupported_filter_crs(client: TestClient, admin: dict[str, str], grid:
     # STAC item search keeps CRS84 only
     r = client.get("/search", params={"filter": "id = 'a'", "filter-crs": "EPSG:3857"})
     assert r.status_code == 400 and r.json()["code"] == "search.InvalidFilter"
+
+
+def test_aggregates_maps_and_tiles_take_filter_crs_too(
+    client: TestClient, admin: dict[str, str], grid: str
+) -> None:
+    shape = POLYGONS[2154]
+    expected = _expected(2154, shape)
+    params = {"filter": f"S_INTERSECTS(geometry, {shape.wkt})", "filter-crs": "EPSG:2154"}
+    r = client.get("/collections/grid/aggregate", params=params, headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["groups"] == [{"count": len(expected)}]
+    # the map draws exactly those points (0.25 degree apart: 25 pixels at 0.01 a pixel)
+    box = (0.875, 43.875, 5.125, 48.125)
+    r = client.get("/collections/grid/map", headers=admin, params={
+        **params, "bbox": ",".join(map(str, box)), "width": 425, "height": 425})  # fmt: skip
+    assert r.status_code == 200, r.text
+    alpha = imagecodecs.png_decode(r.content)[..., 3]
+    cols = numpy.round((LON - box[0]) / 0.01).astype(int)
+    rows = numpy.round((box[3] - LAT) / 0.01).astype(int)
+    drawn = {int(i) for i in numpy.flatnonzero(alpha[rows.clip(0, 424), cols.clip(0, 424)] > 0)}
+    assert drawn == expected
+    # a vector tileset carries filter-crs to its tiles
+    tileset = client.get("/collections/grid/items/tiles/WebMercatorQuad", params=params,
+                         headers=admin).json()  # fmt: skip
+    [template] = tileset["tiles"]
+    assert "filter-crs=EPSG%3A2154" in template
+    tile = client.get(template.format(z=4, x=8, y=5), headers=admin)  # all of the grid
+    assert tile.status_code == 200, tile.text
+    features = mapbox_vector_tile.decode(tile.content)["grid"]["features"]
+    assert len(features) == len(expected)  # (no properties at this zoom: counted)
+    r = client.get("/collections/grid/items", headers=admin,
+                   params={**params, "filter-crs": "EPSG:27700"})  # fmt: skip
+    assert r.status_code == 400
