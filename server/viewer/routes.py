@@ -89,26 +89,28 @@ def _built(settings: ViewerSettings, *parts: str) -> Path:
 
 
 def _built_name(path: Any) -> bool:
-    return isinstance(path, str) and bool(_FILE_NAME.match(path.removeprefix("assets/")))
+    return (
+        isinstance(path, str)
+        and path.startswith("assets/")
+        and bool(_FILE_NAME.match(path.removeprefix("assets/")))
+    )
 
 
 def page_map_files(settings: ViewerSettings) -> Callable[[], dict[str, str] | None]:
     """Where the feature pages' map script and style sheet are, below the API root (the build
-    names them in ``features-page.json``); None while the viewer is not built."""
-    found: dict[str, str] = {}
+    names them in ``features-page.json``, read at each page: a rebuild renames them); None
+    while the viewer is not built."""
 
     def files() -> dict[str, str] | None:
-        if not found:
-            try:
-                names = json.loads((settings.bundle_dir / "features-page.json").read_text())
-            except (OSError, ValueError):
-                return None
-            paths = {key: names.get(key) if isinstance(names, dict) else None
-                     for key in ("script", "style")}  # fmt: skip
-            if not all(_built_name(path) for path in paths.values()):
-                return None
-            found.update({key: f"viewer/{path}" for key, path in paths.items()})
-        return dict(found)
+        try:
+            names = json.loads((settings.bundle_dir / "features-page.json").read_text())
+        except (OSError, ValueError):
+            return None
+        paths = {key: names.get(key) if isinstance(names, dict) else None
+                 for key in ("script", "style")}  # fmt: skip
+        if not all(_built_name(path) for path in paths.values()):
+            return None
+        return {key: f"viewer/{path}" for key, path in paths.items()}
 
     return files
 

@@ -2,7 +2,9 @@
 server): the page's own GeoJSON, with MapLibre served by this server; nothing from another
 host."""
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlparse
 
 import imagecodecs
@@ -12,6 +14,9 @@ import shapely
 from playwright.sync_api import Browser, Page, expect
 
 from catalog.vector.schema import PropertyType
+from ogc.feature_pages import FeaturePages
+from server.viewer.routes import page_map_files
+from server.viewer.settings import ViewerSettings
 from tests.vector_data import vector_collection
 
 from .conftest import LOOPBACK, StoringServer, loopback_only
@@ -115,3 +120,28 @@ def test_pages_without_lonlat_geometries_have_no_map(
         expect(tab.locator("table")).to_be_visible()
         expect(tab.locator("#items-map")).to_be_hidden()
     assert not any("/viewer/assets/" in url for url in requested)
+
+
+def test_the_map_files_come_from_the_viewer_build_or_none(tmp_path: Path) -> None:
+    files = page_map_files(ViewerSettings(bundle_dir=tmp_path))
+    pages = FeaturePages("Terracat", "test", 10, 100, map_files=files)
+    square = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}
+    body = {
+        "type": "FeatureCollection",
+        "links": [],
+        "numberMatched": 1,
+        "features": [
+            {"type": "Feature", "id": 1, "geometry": square, "properties": {"a": "</script>"}}
+        ],
+    }
+    html = pages.items("http://h/", "c", "C", body, False)
+    assert "<table" in html and "features-geojson" not in html  # not built: no map
+    manifest = tmp_path / "features-page.json"
+    manifest.write_text(json.dumps({"script": "assets/f-1.js", "style": "assets/f-1.css"}))
+    html = pages.items("http://h/", "c", "C", body, False)
+    assert '<script type="module" src="http://h/viewer/assets/f-1.js">' in html
+    assert '<link rel="stylesheet" href="http://h/viewer/assets/f-1.css">' in html
+    embedded = html.split('id="features-geojson">')[1].split("</script>")[0]
+    assert json.loads(embedded)["features"][0]["geometry"] == square
+    manifest.write_text(json.dumps({"script": "../../etc/passwd", "style": "assets/f-1.css"}))
+    assert files() is None
