@@ -13,6 +13,7 @@ from fastapi import Query, Request
 from catalog.settings import LimitSettings
 from catalog.stac import cql2
 from catalog.timeparse import parse_interval
+from catalog.vector.crs import filter_in_crs84, parse_filter_crs
 from catalog.vector.layers import LayerCache, app_layers
 from catalog.vector.query import FeatureQuery, field
 from catalog.vector.schema import Layer, Property, PropertyType
@@ -25,6 +26,14 @@ Filter = Annotated[
 ]
 FilterLang = Annotated[
     str | None, Query(alias="filter-lang", description="`cql2-text` or `cql2-json`.")
+]
+FilterCrs = Annotated[
+    str | None,
+    Query(
+        alias="filter-crs",
+        description="The CRS of the filter's geometries: CRS84 (default) or one the items "
+        "route serves (EPSG:4326 latitude first, EPSG:3857, EPSG:2154, WGS 84 UTM zones).",
+    ),
 ]
 Properties = Annotated[
     str | None,
@@ -45,9 +54,13 @@ def feature_query(
     lang: str | None,
     interval: str | None,
     limits: LimitSettings | None = None,
+    crs: str | None = None,
 ) -> FeatureQuery:
-    """The selection of ``filter``/``filter-lang`` and ``datetime``."""
+    """The selection of ``filter``/``filter-lang``/``filter-crs`` and ``datetime``."""
+    filter_crs = parse_filter_crs(crs)
     parsed = cql2.parse(filter_, lang, limits) if filter_ else None
+    if isinstance(parsed, dict):
+        parsed = filter_in_crs84(parsed, filter_crs)
     return FeatureQuery(
         datetime=parse_interval(interval) if interval else None,
         filter=parsed,
@@ -85,6 +98,7 @@ TILEJSON_TYPES = {
 __all__ = [
     "TILEJSON_TYPES",
     "Filter",
+    "FilterCrs",
     "FilterLang",
     "Properties",
     "chosen_properties",

@@ -27,10 +27,10 @@ from catalog import web
 from catalog.errors import InvalidBBox, InvalidParameter
 from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac import cql2
-from catalog.stac.requests import check_filter_crs, page_size, parse_bbox
+from catalog.stac.requests import page_size, parse_bbox
 from catalog.stac.search import SortBy
 from catalog.timeparse import parse_interval
-from catalog.vector.crs import Crs, clamp_bbox, parse_crs
+from catalog.vector.crs import CRS84, Crs, clamp_bbox, filter_in_crs84, parse_crs, parse_filter_crs
 from catalog.vector.features import (
     FeatureNotFound,
     FeaturePage,
@@ -238,13 +238,20 @@ class VectorItems:
         )
         if params.get("f") == "html" and self.pages is not None:
             paged = page_request.token is not None or page_request.offset > 0
-            return await self._page(request, collection_id, orjson.loads(body), paged)
+            drawn = _lonlat(page_request.selection)
+            return await self._page(request, collection_id, orjson.loads(body), paged, drawn)
         return _geojson(body, page_request.selection.crs)
 
     async def _page(
-        self, request: Request, collection_id: str, doc: dict[str, Any], paged: bool | None
+        self,
+        request: Request,
+        collection_id: str,
+        doc: dict[str, Any],
+        paged: bool | None,
+        drawn: bool,
     ) -> Response:
-        """The HTML of an answer (pygeoapi's templates; ``paged`` None: one feature)."""
+        """The HTML of an answer (pygeoapi's templates; ``paged`` None: one feature; ``drawn``:
+        with a map of the features, whose coordinates are lon/lat)."""
         if self.pages is None:
             raise RuntimeError("no pages configured")
         pages = self.pages
@@ -252,16 +259,16 @@ class VectorItems:
         title = str(row["content"].get("title") or collection_id)
         base_url, safe_id = web.base_url(request), quote(collection_id, safe="")
         if paged is None:
-            html = await asyncio.to_thread(pages.item, base_url, title, doc)
+            html = await asyncio.to_thread(pages.item, base_url, title, doc, drawn)
         else:
-            html = await asyncio.to_thread(pages.items, base_url, safe_id, title, doc, paged)
+            html = await asyncio.to_thread(pages.items, base_url, safe_id, title, doc, paged, drawn)
         return HTMLResponse(html)
 
     async def _page_request(self, layer: Layer, params: Mapping[str, Any]) -> PageRequest:
         for stac_only in ("query", "fields"):
             if params.get(stac_only):
                 raise InvalidParameter(f"{stac_only} is for STAC items, not vector features")
-        check_filter_crs(params.get("filter_crs"))
+        filter_crs = parse_filter_crs(params.get("filter_crs"))
         offset = params.get("offset") or 0
         if offset and params.get("token"):
             raise InvalidParameter("offset and token cannot be used together: follow the links")
@@ -271,12 +278,11 @@ class VectorItems:
         bbox, srid, meets = _bbox(params)
         raw_filter = params.get("filter_expr")
         parsed = None
-        if raw_filter is not None and len(raw_filter) <= INLINE_FILTER:
-            parsed = cql2.parse(raw_filter, params.get("filter_lang"), self.limits)
-        elif raw_filter is not None:  # a long filter is CPU work: off the event loop
-            parsed = await asyncio.to_thread(
-                cql2.parse, raw_filter, params.get("filter_lang"), self.limits
-            )
+        lang = params.get("filter_lang")
+        if raw_filter is not None and len(raw_filter) <= INLINE_FILTER and filter_crs.stored:
+            parsed = self._parse(raw_filter, lang, filter_crs)
+        elif raw_filter is not None:  # a long (or reprojected) filter: off the event loop
+            parsed = await asyncio.to_thread(self._parse, raw_filter, lang, filter_crs)
         if not meets:  # a box outside its CRS's area of use selects nothing
             parsed = False
         query = FeatureQuery(
@@ -293,6 +299,11 @@ class VectorItems:
             token=params.get("token"),
             selection=_selection(layer, params),
         )
+
+    def _parse(self, raw: Any, lang: str | None, crs: Crs) -> dict[str, Any] | bool:
+        """The filter as CQL2-JSON, its geometry literals in CRS84 (``filter-crs``: ``crs``)."""
+        parsed = cql2.parse(raw, lang, self.limits)
+        return parsed if isinstance(parsed, bool) else filter_in_crs84(parsed, crs)
 
     async def item(
         self, request: Request, collection_id: str, item_id: str, params: Mapping[str, Any]
@@ -313,7 +324,8 @@ class VectorItems:
         ]
         body = b"%s,%s" % (feature.encode()[:-1], orjson.dumps({"links": links})[1:])
         if params.get("f") == "html" and self.pages is not None:
-            return await self._page(request, collection_id, orjson.loads(body), None)
+            doc = orjson.loads(body)
+            return await self._page(request, collection_id, doc, None, _lonlat(selection))
         return _geojson(body, selection.crs)
 
 
@@ -373,6 +385,11 @@ def describe_feature_answers(doc: dict[str, Any]) -> dict[str, Any]:
             geojson["schema"] = {"anyOf": [stac, ours]} if stac else ours
             content["text/html"] = {"schema": {"type": "string"}}
     return doc
+
+
+def _lonlat(selection: Selection) -> bool:
+    """Whether the features' coordinates are lon/lat (CRS84), as a web map draws them."""
+    return selection.crs.uri == CRS84 and not selection.skip_geometry
 
 
 def _now() -> str:

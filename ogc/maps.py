@@ -7,28 +7,45 @@
   in JPEG).
 
 ``bbox`` is CRS84 (default: the extent); ``crs`` the map's CRS: CRS84 (the default) or
-EPSG:4326 for every map, EPSG:3857 for vector collections (the mosaic is drawn in CRS84 only).
-Sides are capped by ``TERRACAT_TILER_MAX_IMAGE_SIZE``; at most ``TERRACAT_TILES_MAP_MAX_FEATURES``
-features are drawn (``X-Terracat-Features-Capped`` says when more were in the box). Drawing runs
-in a worker thread (the route is sync); database reads go back to the event loop.
+EPSG:4326 for every map; for vector collections also every CRS their items are served in
+(catalog/vector/crs.py: EPSG:3857, EPSG:2154 and the WGS 84 UTM zones, which their documents
+list in ``crs``), the box then being the projected rectangle that holds ``bbox`` (cut to the
+CRS's area of use). The mosaic is drawn in CRS84 only. ``width``/``height`` give the size (a
+missing one keeps the aspect, neither: 1024 pixels on the long side), or ``scale-denominator``
+does, at OGC's 0.28 mm a pixel, over the ground the map covers (geodesic lengths of its middle
+lines). Sides are capped by ``TERRACAT_TILER_MAX_IMAGE_SIZE``; at most
+``TERRACAT_TILES_MAP_MAX_FEATURES`` features are drawn (``X-Terracat-Features-Capped`` says when
+more were in the box). ``f`` (png, jpeg) or else ``Accept`` chooses the format. Drawing runs in
+a worker thread (the route is sync); database reads go back to the event loop.
+
+OGC API - Maps - Part 1 conformance (``CONFORMANCE_CLASSES``): core (``/map``, ``Content-Crs``,
+``Content-Bbox``, ``Content-Datetime`` for collections with a temporal extent, negotiated
+format), collection-map (the ``[ogc-rel:map]`` link of every collection, server/features.py),
+crs, scaling, png and jpeg. Not spatial-subsetting: there is no ``bbox-crs``, ``center`` or
+``subset`` (``bbox`` is CRS84 only); nor datetime, background, orientation or display-resolution.
 """
 
-import re
+import datetime as dt
 from dataclasses import dataclass
+from functools import cache
 from typing import Annotated, Any, Literal
 
 import anyio.from_thread
+import attr
 import imagecodecs
 import numpy
 import shapely
-from fastapi import APIRouter, Depends, Query, Request
-from pyproj import Transformer
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from pyproj import CRS, Geod, Transformer
 from rio_tiler.constants import WGS84_CRS
 from rio_tiler.models import ImageData
+from stac_fastapi.types.extension import ApiExtension
 from starlette.responses import Response
 
 from catalog.accounts.web import readable_of
-from catalog.errors import InvalidParameter
+from catalog.errors import CatalogError, InvalidBBox, InvalidParameter
+from catalog.vector.crs import UnsupportedCrs as UnsupportedFeatureCrs
+from catalog.vector.crs import parse_crs
 from catalog.vector.drawing import WEB_MERCATOR, WGS84, FeatureMapRepository, MapFrame
 from catalog.vector.query import FeatureQuery
 from catalog.vector.schema import Layer
@@ -39,19 +56,19 @@ from tiler.readers.shared import ReaderResources
 from tiler.settings import MosaicSettings, TilerSettings
 
 from .drawing import draw, from_bytes, paint_of, to_bytes
-from .feature_tiles import Filter, FilterLang, feature_query, layer_cache
+from .feature_tiles import Filter, FilterCrs, FilterLang, feature_query, layer_cache
 from .settings import CRS84, TileSettings
 from .styles import ColorBy, StyleService, collection_colour
 from .vector_tiles import CAPPED_HEADER
 
-CRS_URIS = {
-    CRS84: WGS84,
-    "http://www.opengis.net/def/crs/EPSG/0/4326": WGS84,
-    "http://www.opengis.net/def/crs/EPSG/0/3857": WEB_MERCATOR,
-}
-_EPSG = re.compile(r"^\[?EPSG:(\d+)\]?$", re.IGNORECASE)
+CONF = "http://www.opengis.net/spec/ogcapi-maps-1/1.0/conf/"
+CONFORMANCE_CLASSES = [CONF + name for name in
+                       ("core", "collection-map", "crs", "scaling", "png", "jpeg")]  # fmt: skip
 _TO_MERCATOR = Transformer.from_crs(WGS84, WEB_MERCATOR, always_xy=True)
 MAX_MERCATOR_LAT = 85.0511287798066
+MM_PER_PIXEL = 0.28  # OGC's standardized rendering pixel (scale-denominator)
+_GEOD = Geod(ellps="WGS84")
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 
 
 class UnsupportedCrs(InvalidParameter):
@@ -60,15 +77,57 @@ class UnsupportedCrs(InvalidParameter):
     code = "maps.UnsupportedCrs"
 
 
+class MapTooLarge(CatalogError):
+    """A map whose ``scale-denominator`` needs more pixels than the size cap."""
+
+    code = "maps.TooLarge"
+    status = 413
+
+
+class NotAcceptable(CatalogError):
+    """An ``Accept`` header that takes none of the map formats (and no ``f``)."""
+
+    code = "maps.NotAcceptable"
+    status = 406
+
+
 def map_srid(crs: str | None) -> int:
-    """The SRID of a ``crs`` parameter (URI or ``EPSG:n``)."""
-    if crs is None:
-        return WGS84
-    found = _EPSG.match(crs.strip())
-    srid = int(found.group(1)) if found else CRS_URIS.get(crs.strip())
-    if srid not in (WGS84, WEB_MERCATOR):
-        raise UnsupportedCrs(f"maps are drawn in {CRS84}, EPSG:4326 or EPSG:3857, not {crs[:80]!r}")
-    return srid
+    """The SRID of a ``crs`` parameter (URI or ``EPSG:n``): those of feature responses."""
+    try:
+        return parse_crs(crs).srid
+    except UnsupportedFeatureCrs:
+        raise UnsupportedCrs(
+            f"maps are drawn in {CRS84}, EPSG:4326, EPSG:3857, EPSG:2154 or a WGS 84 UTM zone "
+            f"(imagery in CRS84 only), not {str(crs)[:80]!r}"
+        ) from None
+
+
+def map_format(f: str | None, accept: str | None) -> str:
+    """``png`` or ``jpeg``: ``f`` if given, else the first of them ``Accept`` takes (PNG when
+    it takes both alike, or says nothing)."""
+    if f is not None:
+        return "jpeg" if f == "jpg" else f
+    if not accept or not accept.strip():
+        return "png"
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            if param.lower().startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        weights[media.lower()] = q
+    ranked = []
+    for fmt, media in MEDIA_TYPES.items():
+        q = weights.get(media, weights.get("image/*", weights.get("*/*", 0.0)))
+        if q > 0:
+            ranked.append((-q, fmt != "png", fmt))
+    if not ranked:
+        raise NotAcceptable(f"maps are image/png or image/jpeg, not {accept[:120]!r}")
+    return min(ranked)[2]
 
 
 def crs_uri(srid: int) -> str:
@@ -76,15 +135,65 @@ def crs_uri(srid: int) -> str:
     return CRS84 if srid == WGS84 else f"http://www.opengis.net/def/crs/EPSG/0/{srid}"
 
 
-def frame_box(box: tuple[float, float, float, float], srid: int) -> tuple[float, ...]:
-    """``box`` (lon/lat) in the map's CRS."""
+@cache
+def _area_of_use(srid: int) -> tuple[float, float, float, float]:
+    area = CRS.from_epsg(srid).area_of_use
+    return area.bounds if area is not None else (-180.0, -90.0, 180.0, 90.0)
+
+
+@cache
+def _transformer(source: int, target: int) -> Transformer:
+    return Transformer.from_crs(source, target, always_xy=True)
+
+
+def frame_boxes(
+    box: tuple[float, float, float, float], srid: int
+) -> tuple[tuple[float, float, float, float], tuple[float, ...]]:
+    """The lon/lat box whose features a map in EPSG:``srid`` draws, and the map's box in
+    ``srid``: for a projection other than Web Mercator, the rectangle holding ``box`` (cut to
+    the CRS's area of use) and the lon/lat box holding that rectangle."""
     if srid == WGS84:
-        return box
+        return box, box
     west, south, east, north = box
-    south, north = max(south, -MAX_MERCATOR_LAT), min(north, MAX_MERCATOR_LAT)
-    x0, y0 = _TO_MERCATOR.transform(west, south)
-    x1, y1 = _TO_MERCATOR.transform(east, north)
-    return (x0, y0, x1, y1)
+    if srid == WEB_MERCATOR:
+        south, north = max(south, -MAX_MERCATOR_LAT), min(north, MAX_MERCATOR_LAT)
+        x0, y0 = _TO_MERCATOR.transform(west, south)
+        x1, y1 = _TO_MERCATOR.transform(east, north)
+        return box, (x0, y0, x1, y1)
+    a_west, a_south, a_east, a_north = _area_of_use(srid)
+    cut = (max(west, a_west), max(south, a_south), min(east, a_east), min(north, a_north))
+    if cut[0] >= cut[2] or cut[1] >= cut[3]:
+        raise InvalidBBox(f"the map's box lies outside EPSG:{srid}'s area of use")
+    projected = _transformer(WGS84, srid).transform_bounds(*cut, densify_pts=21)
+    lonlat = _transformer(srid, WGS84).transform_bounds(*projected, densify_pts=21)
+    return lonlat, projected
+
+
+def ground_size(projected: tuple[float, ...], srid: int) -> tuple[float, float]:
+    """Metres on the ground across the map's middle, west-east and south-north (geodesic)."""
+    x0, y0, x1, y1 = projected[:4]
+    steps = numpy.linspace(0.0, 1.0, 65)
+    across = (x0 + (x1 - x0) * steps, numpy.full(65, (y0 + y1) / 2))
+    down = (numpy.full(65, (x0 + x1) / 2), y0 + (y1 - y0) * steps)
+    lengths = []
+    for xs, ys in (across, down):
+        lons, lats = (xs, ys) if srid == WGS84 else _transformer(srid, WGS84).transform(xs, ys)
+        lengths.append(float(_GEOD.line_length(lons, lats)))
+    return lengths[0], lengths[1]
+
+
+def scaled_size(
+    projected: tuple[float, ...], srid: int, scale: float, largest: int
+) -> tuple[int, int]:
+    """The map's pixels at 1:``scale`` (OGC's 0.28 mm pixel); MapTooLarge above ``largest``."""
+    metres_per_pixel = MM_PER_PIXEL / 1000 * scale
+    wide, high = (max(1, round(m / metres_per_pixel)) for m in ground_size(projected, srid))
+    if max(wide, high) > largest:
+        raise MapTooLarge(
+            f"at 1:{scale:g} this map is {wide} x {high} pixels, above the {largest} allowed a "
+            "side: a larger scale-denominator or a smaller bbox"
+        )
+    return wide, high
 
 
 class VectorDrawer:
@@ -145,6 +254,20 @@ def _encode(image: numpy.ndarray, f: str, png_level: int) -> tuple[bytes, str]:
     return bytes(imagecodecs.jpeg8_encode(rgb, level=85, optimize=True)), "image/jpeg"
 
 
+_QUERIES = (
+    Query(description="minLon,minLat,maxLon,maxLat (CRS84; default: the extent)"),
+    Query(
+        description="The map's CRS: CRS84 (default) or EPSG:4326; for vector collections also "
+        "EPSG:3857, EPSG:2154 or a WGS 84 UTM zone (as their `crs` lists)"
+    ),
+    Query(
+        alias="scale-denominator", gt=0,
+        description="The map's scale 1:n at 0.28 mm a pixel, instead of width and height",
+    ),
+    Query(description="Format (default: from Accept, else png)"),
+)  # fmt: skip
+
+
 def map_router(
     tiler: TilerSettings,
     tiles: TileSettings,
@@ -155,8 +278,7 @@ def map_router(
     source_dependency = collection_source(mosaic_repository(settings or MosaicSettings()))
     reader_dependency = reader_params(resources, tiler.max_image_size)
     side = Query(ge=1, le=tiler.max_image_size, description="Pixels (default: keep the aspect)")
-    box_query = Query(description="minLon,minLat,maxLon,maxLat (CRS84; default: the extent)")
-    crs_query = Query(description="The map's CRS: CRS84 (default), EPSG:4326 or EPSG:3857")
+    box_query, crs_query, scale_query, format_query = _QUERIES
 
     def get_map(
         request: Request,
@@ -166,20 +288,30 @@ def map_router(
         bbox: Annotated[str | None, box_query] = None,
         width: Annotated[int | None, side] = None,
         height: Annotated[int | None, side] = None,
+        scale_denominator: Annotated[float | None, scale_query] = None,
         crs: Annotated[str | None, crs_query] = None,
         filter_: Filter = None,
         filter_lang: FilterLang = None,
+        filter_crs: FilterCrs = None,
         datetime: Annotated[str | None, Query(description="Features of this time")] = None,
         color_by: ColorBy = None,
-        f: Annotated[Literal["png", "jpeg", "jpg"], Query(description="Format")] = "png",
+        f: Annotated[Literal["png", "jpeg", "jpg"] | None, format_query] = None,
+        accept: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> Response:
         """The collection drawn over ``bbox`` at ``width`` x ``height`` pixels."""
+        if scale_denominator is not None and (width is not None or height is not None):
+            raise InvalidParameter(
+                "scale-denominator sets the size: give it without width and height"
+            )
         request_ = MapRequest(
             source, reader_options.as_dict(), layer.as_dict(), bbox, (width, height),
-            map_srid(crs), feature_query(filter_, filter_lang, datetime),
-            "jpeg" if f == "jpg" else f, color_by,
+            map_srid(crs), feature_query(filter_, filter_lang, datetime, crs=filter_crs),
+            map_format(f, accept), color_by, scale_denominator,
         )  # fmt: skip
-        return draw_map(request, request_, tiler, tiles)
+        response = draw_map(request, request_, tiler, tiles)
+        if f is None:
+            response.headers["Vary"] = "Accept"
+        return response
 
     router = APIRouter(tags=["Maps"])
     router.add_api_route(
@@ -190,6 +322,21 @@ def map_router(
         responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}},
     )  # fmt: skip
     return router
+
+
+@attr.s(kw_only=True)
+class MapsExtension(ApiExtension):
+    """``/collections/{collectionId}/map`` and the OGC API - Maps classes it meets."""
+
+    tiler: TilerSettings = attr.ib()
+    tiles: TileSettings = attr.ib()
+    resources: ReaderResources = attr.ib()
+    settings: MosaicSettings | None = attr.ib(default=None)
+    conformance_classes: list[str] = attr.ib(factory=lambda: list(CONFORMANCE_CLASSES))
+
+    def register(self, app: FastAPI) -> None:
+        """Add the route to ``app``."""
+        app.include_router(map_router(self.tiler, self.tiles, self.resources, self.settings))
 
 
 @dataclass(frozen=True)
@@ -205,6 +352,7 @@ class MapRequest:
     query: FeatureQuery
     fmt: str
     color_by: str | None = None
+    scale: float | None = None  # scale-denominator
 
 
 def draw_map(
@@ -227,10 +375,19 @@ def draw_map(
             box = default_box(asked.source)  # 404 for an unknown collection here
         vectors = anyio.from_thread.run(_annotations, request, tiles, collection_id)
         base = (box, asked.reader_options, asked.layer)
-    projected = frame_box(box, srid)
-    size = map_size(projected, *asked.size, tiler.max_image_size)  # type: ignore[arg-type]
+    box, projected = frame_boxes(box, srid)
+    if asked.scale is not None:
+        size = scaled_size(projected, srid, asked.scale, tiler.max_image_size)
+    else:
+        size = map_size(projected, *asked.size, tiler.max_image_size)  # type: ignore[arg-type]
+    headers = {"Content-Crs": f"<{crs_uri(srid)}>",
+               "Content-Bbox": ",".join(str(v) for v in projected)}  # fmt: skip
+    when = anyio.from_thread.run(_content_datetime, request, collection_id, asked.query, found)
+    if when is not None:
+        headers["Content-Datetime"] = when
     image = _mosaic(asked.source, base, size, asked.fmt, tiler.png_level, bool(vectors))
     if isinstance(image, Response):
+        image.headers.update(headers)
         return image
     drawer = VectorDrawer(request, tiles, asked.query, asked.color_by)
     frame = MapFrame(box, srid, (projected[2] - projected[0]) / size[0])
@@ -239,11 +396,38 @@ def draw_map(
     if image is None:  # no layer drew: a transparent map of the size asked for
         image = numpy.zeros((size[1], size[0], 4), "float64")
     content, media_type = _encode(image, asked.fmt, tiler.png_level)
-    headers = {"Content-Crs": f"<{crs_uri(srid)}>",
-               "Content-Bbox": ",".join(str(v) for v in projected)}  # fmt: skip
     if drawer.capped:
         headers[CAPPED_HEADER] = str(tiles.map_max_features)
     return Response(content, media_type=media_type, headers=headers)
+
+
+def _stamp(value: Any) -> str:
+    if value is None:
+        return ".."
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+async def _content_datetime(
+    request: Request, collection_id: str, query: FeatureQuery, layer: Layer | None
+) -> str | None:
+    """What ``Content-Datetime`` says: the features' ``datetime`` asked for, else the
+    collection's temporal extent; None for a collection without one."""
+    if query.datetime is not None:
+        start, end = query.datetime
+    elif layer is not None:
+        start, end = layer.interval
+    else:
+        row = await request.app.state.repository.get_collection(collection_id)
+        temporal = (row["content"].get("extent") or {}).get("temporal") or {}
+        intervals = temporal.get("interval") or [[None, None]]
+        start, end = (list(intervals[0]) + [None, None])[:2]
+    if start is None and end is None:
+        return None
+    if start is not None and start == end:
+        return _stamp(start)
+    return f"{_stamp(start)}/{_stamp(end)}"
 
 
 def _layer_box(layer: Layer) -> tuple[float, float, float, float]:
@@ -275,12 +459,11 @@ def _mosaic(
         return None
     box, reader_options, layer = base
     image: ImageData = mosaic_image(source, reader_options, layer, box, size)
-    if not overlaid:
+    if not overlaid:  # draw_map adds the headers
         content, media_type = encode(image, fmt, png_level)
-        headers = {"Content-Crs": f"<{CRS84}>", "Content-Bbox": ",".join(str(v) for v in box)}
-        return Response(content, media_type=media_type, headers=headers)
+        return Response(content, media_type=media_type)
     content, _ = encode(ImageData(image.array, bounds=box, crs=WGS84_CRS), "png", 1)
     return from_bytes(numpy.asarray(imagecodecs.png_decode(content)))
 
 
-__all__ = ["map_router", "map_srid"]
+__all__ = ["CONFORMANCE_CLASSES", "MapsExtension", "map_format", "map_router", "map_srid"]

@@ -37,6 +37,7 @@ from tiler.mosaic import zoom_range
 from .feature_tiles import (
     TILEJSON_TYPES,
     Filter,
+    FilterCrs,
     FilterLang,
     Properties,
     chosen_properties,
@@ -437,6 +438,7 @@ def _vector_tileset_endpoint(
         properties: Properties = None,
         filter_: Filter = None,
         filter_lang: FilterLang = None,
+        filter_crs: FilterCrs = None,
         datetime: Annotated[str | None, Query(description="Features of this time.")] = None,
     ) -> Response:
         """Metadata of the vector tileset of a collection in one TMS (TileJSON 3.0 as well for
@@ -446,9 +448,10 @@ def _vector_tileset_endpoint(
         layer = await layer_cache(request, settings).get(collection_id)
         if layer is None:
             return json_response(tileset_document(collection, "vector", tms, base_url(request)))
-        where(layer, feature_query(filter_, filter_lang, datetime, limits))  # 400 now, not per tile
+        # 400 now, not per tile
+        where(layer, feature_query(filter_, filter_lang, datetime, limits, filter_crs))
         chosen_properties(layer, properties)
-        names = ("properties", "filter", "filter-lang", "datetime")
+        names = ("properties", "filter", "filter-lang", "filter-crs", "datetime")
         carried = [(k, v) for k, v in request.query_params.multi_items() if k in names]
         doc = tileset_document(collection, "vector", tms, base_url(request), layer=layer,
                                query=urlencode(carried))  # fmt: skip

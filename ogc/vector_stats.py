@@ -33,6 +33,7 @@ from catalog.stac.requests import parse_bbox
 from catalog.timeparse import parse_interval
 from catalog.vector.aggregate import aggregate, parse_group_by, parse_metrics
 from catalog.vector.analysis import InvalidFacet, NotVector
+from catalog.vector.crs import filter_in_crs84, parse_filter_crs
 from catalog.vector.facets import facet_counts, facet_properties, parse_edges
 from catalog.vector.query import Clause, FeatureQuery, where
 from catalog.vector.repository import VectorRepository
@@ -62,6 +63,10 @@ Filter = Annotated[
 FilterLang = Annotated[
     Literal["cql2-text", "cql2-json"] | None,
     Query(alias="filter-lang", description="The filter's language (default: inferred)."),
+]
+FilterCrs = Annotated[
+    str | None,
+    Query(alias="filter-crs", description="The CRS of the filter's geometries (as on items)."),
 ]
 
 
@@ -120,10 +125,14 @@ def feature_query_dependency(limits: LimitSettings) -> Callable[..., Any]:
         interval: Interval = None,
         filter_text: Filter = None,
         filter_lang: FilterLang = None,
+        filter_crs: FilterCrs = None,
     ) -> FeatureQuery:
         parsed = None
+        crs = parse_filter_crs(filter_crs)
         if filter_text:  # CPU work bounded by the limits, still off the event loop
             parsed = await asyncio.to_thread(cql2.parse, filter_text, filter_lang, limits)
+        if isinstance(parsed, dict):
+            parsed = await asyncio.to_thread(filter_in_crs84, parsed, crs)
         return FeatureQuery(
             bbox=parse_bbox(bbox),
             datetime=parse_interval(interval) if interval else None,

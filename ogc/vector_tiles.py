@@ -36,6 +36,7 @@ from tiler.factory import cache_control_for
 
 from .feature_tiles import (
     Filter,
+    FilterCrs,
     FilterLang,
     Properties,
     chosen_properties,
@@ -106,6 +107,7 @@ def _tile_endpoint(
         interval: Interval = None,
         filter_: Filter = None,
         filter_lang: FilterLang = None,
+        filter_crs: FilterCrs = None,
         properties: Properties = None,
         f: Format = "mvt",
         accept_encoding: AcceptEncoding = None,
@@ -117,7 +119,7 @@ def _tile_endpoint(
         bounds = sets.bounds(tms_id, z, x, y)
         layer = await layer_cache(request, settings).get(collection_id)
         if layer is not None:
-            query = feature_query(filter_, filter_lang, interval, limits)
+            query = feature_query(filter_, filter_lang, interval, limits, filter_crs)
             chosen = chosen_properties(layer, properties, z, settings.vector_properties_minzoom)
             engine = request.app.state.repository.engine
             tile = await FeatureTileRepository(engine, feature_params(settings)).tile(

@@ -22,7 +22,7 @@ from ogc.exports import ExportsExtension
 from ogc.feature_collections import add_vector_documents
 from ogc.feature_pages import FeaturePages
 from ogc.features import FeatureParams, VectorItems
-from ogc.maps import map_router
+from ogc.maps import MapsExtension
 from ogc.processes import ProcessesExtension
 from ogc.styles import StylesExtension
 from ogc.tiles import TilesExtension
@@ -35,9 +35,10 @@ from tiler.mosaic import mosaic_router
 from tiler.readers.shared import ReaderResources
 from tiler.wmts import collection_wmts_router
 
-from .parts import ApiPart, routers_part
+from .parts import ApiPart, RoutersExtension, routers_part
 from .processes import build_processes
 from .settings import Settings
+from .viewer.routes import page_map_files
 from .worker import TEMP_MAX_AGE_S, sweep_temp
 
 OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
@@ -83,8 +84,9 @@ def features_part(settings: Settings) -> ApiPart:
     item_model = create_request_model("FeatureUri", base_model=ItemUri, mixins=mixins)
     # f=html: pygeoapi's templates, configured here from our settings (ogc/feature_pages.py)
     pages = FeaturePages(
-        settings.api.title, settings.api.description, counting.default_limit, counting.max_limit
-    )
+        settings.api.title, settings.api.description, counting.default_limit, counting.max_limit,
+        map_files=page_map_files(settings.viewer),  # its map: a script of the viewer's build
+    )  # fmt: skip
     return ApiPart(
         name="features",
         request_models={"item_get_request_model": item_model},
@@ -242,11 +244,17 @@ def mosaics_part(settings: Settings, readers: ReaderResources) -> ApiPart:
     """Mosaic maps of collections and saved searches (tiles, and an OGC API - Maps ``map``,
     which draws vector collections and a raster collection's annotations too)."""
     router = mosaic_router(settings.tiler, readers, [], settings.mosaic)
-    maps = map_router(settings.tiler, settings.tiles, readers, settings.mosaic)
+    # the map route declares the OGC API - Maps classes it meets (ogc/maps.py)
+    maps = MapsExtension(tiler=settings.tiler, tiles=settings.tiles, resources=readers,
+                         settings=settings.mosaic)  # fmt: skip
     wmts = collection_wmts_router(settings.tiler, readers, settings.mosaic)
-    return routers_part(
-        "mosaics",
-        lambda app: [router, maps, wmts],
+    return ApiPart(
+        name="mosaics",
+        extensions=[
+            RoutersExtension(routers=lambda app: [router]),
+            maps,
+            RoutersExtension(routers=lambda app: [wmts]),
+        ],  # fmt: skip
         collection_hooks=[add_collection_map_links],
         error_handlers=tiler_error_handlers(),
         collection_links=[

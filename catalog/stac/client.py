@@ -369,9 +369,19 @@ async def _vector(request: Request, collection_id: str) -> bool:
     return await VectorRepository(repository(request).engine).layer(collection_id) is not None
 
 
+def _layer_changed(request: Request, collection_id: str) -> None:
+    """Forget this process's cached layer after a write: its extent, and its schema when the
+    write added properties, show in the next tile, TileJSON, style or map (other processes
+    within ``TileSettings.layer_cache_s``)."""
+    cache = getattr(request.app.state, "vector_layers", None)
+    if cache is not None:
+        cache.forget(collection_id)
+
+
 async def _create_features(request: Request, collection_id: str, body: Any) -> Response:
     writer = FeatureWriter(repository(request).engine)
     fids = await writer.create(collection_id, body)
+    _layer_changed(request, collection_id)
     base = web.base_url(request)
     if isinstance(body, Mapping) and body.get("type") == "FeatureCollection":
         return json_response({"created": len(fids), "ids": fids}, 201)
@@ -389,6 +399,7 @@ async def _write_feature(
         current = await writer.document(collection_id, fid, web.base_url(request))
         body, partial = await _patched(request, current), False
     await (writer.patch if partial else writer.replace)(collection_id, fid, body)
+    _layer_changed(request, collection_id)
     doc = await writer.document(collection_id, fid, web.base_url(request))
     return _written(request, doc, GEOJSON)
 
@@ -472,6 +483,7 @@ class TransactionsClient(AsyncBaseTransactionsClient):
         if await _vector(request, collection_id):
             writer = FeatureWriter(repository(request).engine)
             await writer.delete(collection_id, feature_id(item_id))
+            _layer_changed(request, collection_id)
             return Response(status_code=204)
         assets = await repository(request).delete_item(collection_id, item_id)
         storage = getattr(request.app.state, "storage", None)

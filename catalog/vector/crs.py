@@ -8,16 +8,26 @@ in it have their axes swapped (ST_FlipCoordinates), while CRS84 keeps longitude 
 Accepted: CRS84, EPSG:4326, EPSG:3857, EPSG:2154 (Lambert-93) and every WGS 84 UTM zone
 (EPSG:32601-32660 north, 32701-32760 south); a collection document lists CRS84, 4326, 3857 and
 the UTM zones its extent touches, but any accepted code may be asked for.
+
+The geometry literals of a CQL2 filter may be in any of them too (Part 3 ``filter-crs``):
+``filter_in_crs84`` rewrites them to CRS84 before the filter is compiled. A projected literal is
+densified first (its edges are straight in its own CRS, not in lon/lat) and reprojected with
+pyproj; a projected bbox literal becomes the polygon it is in lon/lat.
 """
 
 import math
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
+import numpy
 import pyproj
+import shapely
+import shapely.geometry
 
-from catalog.errors import InvalidParameter
+from catalog.errors import InvalidFilter, InvalidParameter
+from catalog.geometry import GEOMETRY_TYPES
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/"
@@ -119,7 +129,81 @@ def crs_list(bbox: tuple[float, float, float, float] | None) -> list[str]:
     return [CRS84, *(EPSG_URI + str(c) for c in (4326, 3857, *utm_zones(bbox)))]
 
 
+DENSIFY = 64  # segments across a projected literal's extent, at least
+
+
+@cache
+def _to_lonlat(srid: int) -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs(srid, 4326, always_xy=True)
+
+
+def _reprojected(shape: shapely.Geometry, srid: int) -> dict[str, Any]:
+    west, south, east, north = shape.bounds
+    step = max(east - west, north - south) / DENSIFY
+    if step > 0:
+        shape = shapely.segmentize(shape, step)
+    to_lonlat = _to_lonlat(srid)
+
+    def lonlat(xy: numpy.ndarray) -> numpy.ndarray:
+        lon, lat = to_lonlat.transform(xy[:, 0], xy[:, 1])
+        return numpy.column_stack([lon, lat])
+
+    moved = shapely.transform(shape, lonlat)
+    if not numpy.isfinite(shapely.get_coordinates(moved)).all():
+        raise InvalidFilter(f"a geometry of the filter lies outside EPSG:{srid}'s area of use")
+    mapped: dict[str, Any] = shapely.geometry.mapping(moved)
+    return mapped
+
+
+def _literal(node: dict[str, Any], crs: Crs) -> dict[str, Any]:
+    """One geometry or bbox literal, from ``crs`` to CRS84."""
+    if "bbox" in node:
+        box = node["bbox"]
+        if not isinstance(box, list) or len(box) not in (4, 6):
+            return node  # the compiler says what is wrong
+        x0, y0, x1, y1 = (box[0], box[1], box[3], box[4]) if len(box) == 6 else box
+        if crs.flip:
+            return {**node, "bbox": [y0, x0, y1, x1]}
+        try:
+            return _reprojected(shapely.box(x0, y0, x1, y1), crs.srid)
+        except (TypeError, ValueError) as exc:
+            raise InvalidFilter(f"invalid bbox literal {box!r}: {exc}") from None
+    try:
+        shape = shapely.geometry.shape(node)
+    except Exception as exc:  # shapely says what is wrong with the GeoJSON
+        raise InvalidFilter(f"invalid spatial literal: {exc}") from None
+    if crs.flip:
+        swapped: dict[str, Any] = shapely.geometry.mapping(
+            shapely.transform(shape, lambda xy: xy[:, ::-1])
+        )
+        return swapped
+    return _reprojected(shape, crs.srid)
+
+
+def filter_in_crs84(expr: Any, crs: Crs) -> Any:
+    """CQL2-JSON ``expr`` with its geometry literals, given in ``crs``, in CRS84 (Part 3
+    ``filter-crs``; EPSG:4326 literals are latitude first)."""
+    if crs.stored and not crs.flip:
+        return expr
+    if isinstance(expr, list):
+        return [filter_in_crs84(item, crs) for item in expr]
+    if not isinstance(expr, dict):
+        return expr
+    if "bbox" in expr or expr.get("type") in GEOMETRY_TYPES:
+        return _literal(expr, crs)
+    return {key: filter_in_crs84(value, crs) for key, value in expr.items()}
+
+
+def parse_filter_crs(value: str | None) -> Crs:
+    """The CRS a ``filter-crs`` parameter names (CRS84 when absent); an unsupported one is the
+    ``search.InvalidFilter`` that filter-crs always answered."""
+    try:
+        return parse_crs(value, "filter-crs")
+    except UnsupportedCrs as exc:
+        raise InvalidFilter(exc.description) from None
+
+
 __all__ = [
-    "CRS84", "Crs", "UnsupportedCrs", "area_of_use", "clamp_bbox", "crs_list", "parse_crs",
-    "supported", "utm_zones",
+    "CRS84", "Crs", "UnsupportedCrs", "area_of_use", "clamp_bbox", "crs_list", "filter_in_crs84",
+    "parse_crs", "parse_filter_crs", "supported", "utm_zones",
 ]  # fmt: skip

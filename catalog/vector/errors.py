@@ -91,3 +91,11 @@ class InvalidFeature(CatalogError):
     """A feature body (Part 4 transactions) that is not a GeoJSON Feature the layer can hold."""
 
     code = "features.InvalidFeature"
+
+
+class FeatureTypeConflict(InvalidFeature):
+    """A feature write whose property value has another type than the collection's property
+    (the feature-write twin of ``ingest.TypeConflict``)."""
+
+    code = "features.TypeConflict"
+    status = 409

@@ -20,7 +20,7 @@ from catalog.stac.serializers import collection_row
 from .errors import InvalidDatetimeProperty, NotAVectorCollection, TypeConflict
 from .layer_data import LayerData
 from .repository import add_properties, create_layer, get_layer, refresh_extent
-from .schema import GEOM, Layer, PropertyType
+from .schema import GEOM, Layer, PropertyType, fits
 
 VECTOR_KIND = "vector"
 _DATES = (PropertyType.DATETIME, PropertyType.DATE)
@@ -93,10 +93,8 @@ async def _collection(
 def _check_types(layer: Layer, data: LayerData) -> None:
     for name, kind in data.properties:
         prop = layer.prop(name)
-        if prop is None or prop.type == kind or name in data.empty:
+        if prop is None or fits(prop.type, kind) or name in data.empty:
             continue
-        if prop.type is PropertyType.NUMBER and kind is PropertyType.INTEGER:
-            continue  # integers fit a number column
         raise TypeConflict(
             f"property {name!r} is {kind.value} in the file but {prop.type.value} in "
             f"collection {layer.collection_id!r}; the file was not loaded"

@@ -109,6 +109,12 @@ _JSON_SCHEMA: dict[PropertyType, dict[str, Any]] = {
 }
 
 
+def fits(column: PropertyType, value: PropertyType) -> bool:
+    """Whether values of type ``value`` go into a property of type ``column``: the same type,
+    or integers into a number (appends and feature writes follow this one rule)."""
+    return column is value or (column is PropertyType.NUMBER and value is PropertyType.INTEGER)
+
+
 @dataclass(frozen=True)
 class Property:
     """One property of a vector collection: its name in documents, type, and column."""

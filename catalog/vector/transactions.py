@@ -1,9 +1,13 @@
 """Feature writes of vector collections (OGC API - Features Part 4): create, replace, update,
 delete. Each write is one transaction that also refreshes the layer's extent and count.
 
-Bodies are GeoJSON in CRS84. Properties must be the layer's (unknown names are refused with the
-allowed ones); values are checked against the property's type; geometries are repaired like
-uploaded ones (catalog/vector/reader.py) and refused when they cannot be.
+Bodies are GeoJSON in CRS84. A property the layer lacks extends its schema, as a file appended
+by the ingest does (``add_properties``: a typed column, named by the same rules), typed from its
+JSON values (integer, number, string, boolean, JSON for objects and arrays; a property that is
+null in every feature adds nothing). Values of known properties are checked against their type:
+another JSON type is a ``features.TypeConflict`` (409, the twin of ``ingest.TypeConflict``, by
+the same rule: integers fit a number property). Geometries are repaired like uploaded ones
+(catalog/vector/reader.py) and refused when they cannot be.
 """
 
 import datetime as dt
@@ -17,14 +21,18 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.db.engine import connect
+from catalog.db.models import Collection
 from catalog.errors import InvalidDatetime, NotFound
 from catalog.geometry import as_sql
 from catalog.timeparse import parse_instant
 
-from .errors import InvalidFeature
+from .errors import FeatureTypeConflict, InvalidFeature
 from .load import sync_document
-from .repository import get_layer, refresh_extent
-from .schema import FID, GEOM, Layer, PropertyType
+from .repository import add_properties, get_layer, refresh_extent
+from .schema import FID, GEOM, Layer, PropertyType, fits
+
+MAX_PROPERTIES = 1000  # PostgreSQL allows 1600 columns a table; a schema grows within this
+MAX_NAME = 256
 
 
 def _geometry(value: Any) -> shapely.Geometry:
@@ -51,9 +59,12 @@ def _value(layer: Layer, name: str, kind: PropertyType, value: Any) -> Any:
         PropertyType.DATETIME: isinstance(value, str),
         PropertyType.JSON: True,
     }[kind]
+    if not ok:
+        raise FeatureTypeConflict(
+            f"property {name!r} of {layer.collection_id!r} is {kind.value}: {value!r} is "
+            f"{_JSON_NAMES.get(type(value), 'JSON')}"
+        )
     try:
-        if not ok:
-            raise ValueError(type(value).__name__)
         if kind is PropertyType.DATE:
             return dt.date.fromisoformat(value)
         if kind is PropertyType.DATETIME:
@@ -70,6 +81,55 @@ def _value(layer: Layer, name: str, kind: PropertyType, value: Any) -> Any:
         ) from None
 
 
+_JSON_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+               dict: "an object", list: "an array"}  # fmt: skip
+
+
+def json_type(value: Any) -> PropertyType | None:
+    """The property type a JSON value gives a new property (None for null: no type)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return PropertyType.BOOLEAN
+    if isinstance(value, int):
+        return PropertyType.INTEGER
+    if isinstance(value, float):
+        return PropertyType.NUMBER
+    if isinstance(value, str):
+        return PropertyType.STRING
+    return PropertyType.JSON
+
+
+def new_properties(layer: Layer, features: list[Any]) -> list[tuple[str, PropertyType]]:
+    """The properties ``features`` give that ``layer`` lacks, typed from their values (in the
+    order first met); FeatureTypeConflict when two features give one of them two types."""
+    found: dict[str, PropertyType] = {}
+    for feature in features:
+        props = feature.get("properties") if isinstance(feature, Mapping) else None
+        if not isinstance(props, Mapping):
+            continue  # _values says what is wrong with it
+        for name, value in props.items():
+            kind = json_type(value)
+            if kind is None or layer.prop(name) is not None:
+                continue
+            seen = found.setdefault(name, kind)
+            if fits(kind, seen):  # an integer, then a number: a number property
+                found[name] = kind
+            elif not fits(seen, kind):
+                raise FeatureTypeConflict(
+                    f"new property {name!r} is {seen.value} in one feature and {kind.value} in "
+                    "another"
+                )
+    for name in found:
+        if not name or len(name) > MAX_NAME or "\x00" in name:
+            raise InvalidFeature(f"a property name is 1 to {MAX_NAME} characters: {name[:80]!r}")
+    if found and len(layer.properties) + len(found) > MAX_PROPERTIES:
+        raise InvalidFeature(
+            f"{layer.collection_id!r} would have more than {MAX_PROPERTIES} properties"
+        )
+    return list(found.items())
+
+
 def _values(layer: Layer, feature: Any, partial: bool = False) -> dict[str, Any]:
     """The columns a Feature body sets (only the members it has when ``partial``)."""
     if not isinstance(feature, Mapping) or feature.get("type") != "Feature":
@@ -77,7 +137,8 @@ def _values(layer: Layer, feature: Any, partial: bool = False) -> dict[str, Any]
     props = feature.get("properties") or {}
     if not isinstance(props, Mapping):
         raise InvalidFeature("'properties' must be an object")
-    unknown = [name for name in props if layer.prop(name) is None]
+    # A property null in the body and unknown to the layer is as good as absent.
+    unknown = [name for name in props if layer.prop(name) is None and props[name] is not None]
     if unknown:
         allowed = [p.name for p in layer.properties]
         raise InvalidFeature(f"unknown properties {unknown}; {layer.collection_id!r} has {allowed}")
@@ -111,6 +172,17 @@ class FeatureWriter:
             raise NotFound(f"collection {collection_id!r} holds no features")
         return layer
 
+    async def _extend(self, conn: AsyncConnection, layer: Layer, features: list[Any]) -> Layer:
+        """The layer with the new properties of ``features`` added (the ingest's append path:
+        ``add_properties``), under the collection row's lock that the ingest takes too."""
+        if not new_properties(layer, features):
+            return layer
+        await conn.execute(
+            select(Collection.id).where(Collection.id == layer.collection_id).with_for_update()
+        )
+        layer = await self._layer(conn, layer.collection_id)  # as the last writer left it
+        return await add_properties(conn, layer, new_properties(layer, features))
+
     async def _done(self, conn: AsyncConnection, layer: Layer) -> None:
         await sync_document(conn, await refresh_extent(conn, layer))
 
@@ -122,6 +194,7 @@ class FeatureWriter:
             features = body.get("features") if many else [body]
             if not isinstance(features, list) or not features:
                 raise InvalidFeature("a FeatureCollection needs a non-empty 'features' list")
+            layer = await self._extend(conn, layer, features)
             rows = [_values(layer, feature) for feature in features]
             fids = []
             for row in rows:  # one statement per feature: geometries are bound expressions
@@ -144,6 +217,7 @@ class FeatureWriter:
             layer = await self._layer(conn, collection_id)
             if partial and isinstance(body, Mapping):
                 body = {"type": "Feature", **body}
+            layer = await self._extend(conn, layer, [body])
             values = _values(layer, body, partial)
             table = layer.table
             match = table.c[FID] == fid

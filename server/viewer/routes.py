@@ -6,7 +6,9 @@ this server. Built files carry a digest in their names, so browsers keep them fo
 page itself and its configuration are revalidated on every load.
 """
 
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,33 @@ def _built(settings: ViewerSettings, *parts: str) -> Path:
             "node build.mjs in server/viewer)"
         )
     return folder.joinpath(*parts)
+
+
+def _built_name(path: Any) -> bool:
+    return (
+        isinstance(path, str)
+        and path.startswith("assets/")
+        and bool(_FILE_NAME.match(path.removeprefix("assets/")))
+    )
+
+
+def page_map_files(settings: ViewerSettings) -> Callable[[], dict[str, str] | None]:
+    """Where the feature pages' map script and style sheet are, below the API root (the build
+    names them in ``features-page.json``, read at each page: a rebuild renames them); None
+    while the viewer is not built."""
+
+    def files() -> dict[str, str] | None:
+        try:
+            names = json.loads((settings.bundle_dir / "features-page.json").read_text())
+        except (OSError, ValueError):
+            return None
+        paths = {key: names.get(key) if isinstance(names, dict) else None
+                 for key in ("script", "style")}  # fmt: skip
+        if not all(_built_name(path) for path in paths.values()):
+            return None
+        return {key: f"viewer/{path}" for key, path in paths.items()}
+
+    return files
 
 
 def viewer_part(settings: ViewerSettings) -> ApiPart:

@@ -139,7 +139,7 @@ def test_bad_map_requests_and_the_size_cap(
     client: TestClient, fields: None, settings: Settings
 ) -> None:
     for params, code in [
-        ({"crs": "EPSG:2154"}, "maps.UnsupportedCrs"),
+        ({"crs": "EPSG:27700"}, "maps.UnsupportedCrs"),
         ({"bbox": "12,40,11,41"}, "search.InvalidBBox"),
         ({"filter": "colour = 'red'"}, "search.UnknownQueryable"),
         ({"width": settings.tiler.max_image_size + 1}, None),
