@@ -1,4 +1,4 @@
-"""Bulk-load benchmark: Terracat's bulk_items API against pypgstac's loader, one run.
+"""Bulk-load benchmark: Terracat's bulk_items API against pypgstac's loader, side by side.
 
     python -m bench.bulk --items 100000 --collections 10 --runs 3
 
@@ -6,9 +6,10 @@ Starts a private PostgreSQL cluster with a Terracat and a pgstac database (every
 place, as after migrations), starts Terracat alone, loads the same synthetic items into both
 (Terracat through ``POST /collections/{id}/bulk_items``, pgstac with ``pypgstac load``) and
 prints items per second: ``--runs`` (default 3) whole loads, each on a fresh cluster,
-alternating which loader goes first, judged on each loader's median. Then, into a fresh collection, one batch with items whose footprints
-reach longitude 185 shows they are stored (normalised) rather than refusing the batch. Results
-go to docs/benchmarks.md (section ``bulk-items=N``) unless --no-docs. Nothing is asserted.
+alternating which loader goes first, judged on each loader's median. Then, into a fresh
+collection, one batch with items whose footprints reach longitude 185 shows they are stored
+(normalised) rather than refusing the batch. Results go to docs/benchmarks.md (section
+``bulk-items=N``) unless --no-docs. Nothing is asserted.
 """
 
 import argparse
