@@ -26,6 +26,7 @@ from catalog.cubes.model import Cube, CubeLayer, CubeOverview, Format, put_cube
 from catalog.cubes.stac import slice_items, with_cube
 from catalog.cubes.store import open_path, open_store
 from catalog.cubes.write import overview_factors, prepared, target_chunks, write_cube
+from catalog.ingest.errors import IngestError
 from catalog.settings import IngestSettings
 from catalog.storage.base import Storage, check_part, stored_href, stored_key
 
@@ -85,7 +86,9 @@ def open_upload(source: Path, kind: Kind, work: Path, settings: IngestSettings) 
                            settings.cube_zip_max_members)  # fmt: skip
         extract(source, folder, limits)
         return open_path(_store_root(folder), "zarr")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except IngestError:
+        raise
+    except Exception as exc:  # zarr, h5py and numcodecs each raise their own
         raise CubeUnreadable(f"the file cannot be read as a {kind} datacube: {exc}") from exc
 
 
@@ -99,18 +102,17 @@ def open_url(url: str, storage: Storage) -> xr.Dataset:
     """The cube at ``url`` (checked by the caller), opened lazily where it is."""
     try:
         return open_store(storage, url, url_format(url))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except PermissionError as exc:
+        raise CubeUnreadable(f"{url} refuses to be read (a private bucket?): {exc}") from exc
+    except Exception as exc:  # zarr, h5py, obstore each raise their own
         raise CubeUnreadable(f"{url} cannot be read as a datacube: {exc}") from exc
 
 
 def _publish(storage: Storage, folder: Path, prefix: str) -> None:
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     jobs = [(p, f"{prefix}/{p.relative_to(folder).as_posix()}") for p in files]
-    if storage.kind == "local":  # renames: nothing to overlap
-        for path, key in jobs:
-            storage.publish(path, key)
-        return
-    with ThreadPoolExecutor(max_workers=8) as pool:  # one PUT per chunk file: overlap them
+    # One PUT (S3) or fsync and rename (local) per chunk file: overlap their waits.
+    with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda job: storage.publish(*job), jobs))
 
 
@@ -134,13 +136,16 @@ def build_cube(
     log(f"{shape.width} x {shape.height} px, {len(shape.times)} time step(s), "
         f"{len(shape.layers)} layer(s), {shape.crs}")  # fmt: skip
     chunks = target_chunks(ds, shape, settings, can_rechunk=href is None)
-    ds = prepared(ds, shape) if href is None else ds
+    ds = prepared(ds, shape, sort=href is None)
     factors = overview_factors(shape.width, shape.height, settings)
     folder = storage.temp_path("")
     folder.mkdir(mode=0o700)
     try:
-        sizes = write_cube(ds, shape, folder, chunks, factors, write_full=href is None,
-                           progress=progress)  # fmt: skip
+        try:
+            sizes = write_cube(ds, shape, folder, chunks, factors, write_full=href is None,
+                               progress=progress)  # fmt: skip
+        except Exception as exc:  # a chunk that does not decode, a truncated file
+            raise CubeUnreadable(f"the cube's values cannot be read: {exc}") from exc
         progress(92, "publishing the store")
         _publish(storage, folder, prefix)
     finally:
@@ -280,3 +285,51 @@ def _json(value: Any) -> str:
     import orjson
 
     return orjson.dumps(value).decode()
+
+
+def _fallback(plan: dict[str, Any]) -> datetime | None:
+    return datetime.fromisoformat(plan["datetime"]) if plan.get("datetime") else None
+
+
+def ingest_cube_file(
+    source: Path,
+    kind: Kind,
+    work: Path,
+    plan: dict[str, Any],
+    settings: IngestSettings,
+    storage: Storage,
+    job_id: str,
+    progress: Callable[[int, str], None],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Child process: an uploaded cube, copied into the storage."""
+    log(f"{plan['filename']} is a datacube ({kind})")
+    ds = open_upload(source, kind, work, settings)
+    collection_id = plan["collection_id"]
+    return build_cube(ds, collection_id=collection_id, href=None, fmt="zarr",
+                      prefix=cube_prefix(collection_id, job_id), storage=storage,
+                      settings=settings, fallback_datetime=_fallback(plan), progress=progress,
+                      log=log)  # fmt: skip
+
+
+def ingest_cube_url(
+    plan: dict[str, Any],
+    settings: IngestSettings,
+    storage: Storage,
+    job_id: str,
+    progress: Callable[[int, str], None],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Child process: a cube at a URL, copied (``copy``) or registered in place."""
+    from catalog.cubes.urls import check_cube_url
+
+    url, mode = plan["cube_url"], plan["cube_mode"]
+    check_cube_url(url, settings.url_allow_private)  # again: the name may resolve elsewhere now
+    log(f"{url}: a datacube to {'register in place' if mode == 'register' else 'copy'}")
+    ds = open_url(url, storage)
+    collection_id = plan["collection_id"]
+    return build_cube(ds, collection_id=collection_id,
+                      href=url if mode == "register" else None, fmt=url_format(url),
+                      prefix=cube_prefix(collection_id, job_id), storage=storage,
+                      settings=settings, fallback_datetime=_fallback(plan), progress=progress,
+                      log=log)  # fmt: skip

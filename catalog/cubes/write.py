@@ -7,7 +7,8 @@ step and band by ``cube_chunk_px`` square pixels, so a tile reads a few small ch
 
 Overviews (factor 2, 4, ... until a level fits ``cube_overview_tile_px``) are block means of
 the level before, each a Zarr store of its own, built in the same pass over the slabs. Memory
-holds one slab (the time chunk of the source) at a time, whatever the cube's length: no dask.
+holds one slab (whole source time chunks, up to 256 MiB) at a time, whatever the cube's
+length: no dask.
 """
 
 import math
@@ -23,6 +24,7 @@ from catalog.cubes.describe import CubeShape, chunk_bytes
 from catalog.cubes.errors import ChunksTooLarge
 from catalog.settings import IngestSettings
 
+SLAB_BYTES = 256 * 1024**2  # values in memory at once (decoded), overviews apart
 _KEPT_ENCODING = ("dtype", "_FillValue", "scale_factor", "add_offset")
 _TIME_ENCODING = {"units": "milliseconds since 1970-01-01T00:00:00", "dtype": "int64"}
 
@@ -34,10 +36,13 @@ def target_chunks(
     over the limit and rechunking is off (or impossible: ``can_rechunk`` False)."""
     limit = settings.cube_max_chunk_bytes
     if shape.max_chunk_bytes > limit and not (can_rechunk and settings.cube_rechunk):
-        why = "rechunking is turned off" if can_rechunk else "a cube registered in place"
+        why = (
+            "rechunking is turned off here: rechunk it before uploading"
+            if can_rechunk
+            else "a cube registered in place is served as it is stored: copy it instead"
+        )
         raise ChunksTooLarge(
-            f"a chunk of {shape.max_chunk_bytes} bytes is larger than the limit of {limit} "
-            f"({why} is served as it is stored: upload a copy, or rechunk it)"
+            f"a chunk of {shape.max_chunk_bytes} bytes is larger than the limit of {limit} ({why})"
         )
     out = {}
     for name in shape.variables:
@@ -74,15 +79,16 @@ def overview_factors(width: int, height: int, settings: IngestSettings) -> tuple
         factor *= 2
 
 
-def prepared(ds: xr.Dataset, shape: CubeShape) -> xr.Dataset:
-    """The layer variables of ``ds`` (sorted by time), with only the encodings the copy keeps
-    and the CRS written as a CF grid mapping."""
+def prepared(ds: xr.Dataset, shape: CubeShape, *, sort: bool = True) -> xr.Dataset:
+    """The layer variables of ``ds`` (sorted by time unless ``sort`` is False: a cube
+    registered in place keeps its order), with only the encodings the copy keeps and the CRS
+    written as a CF grid mapping."""
     keep = set(shape.variables)
     ds = ds.copy(deep=False)  # encodings are changed below: never the caller's variables
     ds = ds.drop_vars([n for n in ds.data_vars if n not in keep])
     dims = {shape.x_dim, shape.y_dim, shape.time_dim, shape.band_dim} - {None}
     ds = ds.drop_vars([n for n, c in ds.coords.items() if c.dims and not set(c.dims) <= dims])
-    if shape.time_dim is not None and not ds.indexes[shape.time_dim].is_monotonic_increasing:
+    if sort and shape.time_dim and not ds.indexes[shape.time_dim].is_monotonic_increasing:
         ds = ds.sortby(shape.time_dim)
     for var in ds.variables.values():
         var.encoding = {k: v for k, v in var.encoding.items() if k in _KEPT_ENCODING}
@@ -135,7 +141,7 @@ def write_cube(
     """Write ``folder/cube.zarr`` (unless ``write_full`` is False: a cube registered in
     place) and ``folder/overview-{factor}.zarr``; the width and height of each overview."""
     time = shape.time_dim
-    step = max((c[ds[n].dims.index(time)] for n, c in chunks.items()), default=1) if time else 1
+    step = _slab_steps(ds, shape, chunks) if time else 1
     count = int(ds.sizes[time]) if time else 1
     sizes: dict[int, tuple[int, int]] = {}
     for start in range(0, count, step):
@@ -155,6 +161,16 @@ def write_cube(
     for name in names:
         zarr.consolidate_metadata(str(folder / name))
     return sizes
+
+
+def _slab_steps(ds: xr.Dataset, shape: CubeShape, chunks: dict[str, tuple[int, ...]]) -> int:
+    """Time steps per slab: whole time chunks, as many as fit in ``SLAB_BYTES`` (each write
+    of a slab costs ~0.1 s of xarray and zarr bookkeeping, whatever its size)."""
+    time = str(shape.time_dim)
+    depth = max(c[ds[n].dims.index(time)] for n, c in chunks.items())
+    per_step = sum(ds[n].nbytes // max(1, ds.sizes[time]) for n in chunks)
+    fitting = max(1, SLAB_BYTES // max(1, per_step * depth))
+    return int(depth * fitting)
 
 
 def _write(
