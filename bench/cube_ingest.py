@@ -69,7 +69,7 @@ def _zip(store: Path, archive: Path) -> Path:
 
 def _timed(label: str, megabytes: float, started: float) -> float:
     took = time.perf_counter() - started
-    print(f"  {label:<28} {took:8.2f} s  {megabytes / took:8.1f} MB/s")
+    print(f"  {label:<34} {took:8.2f} s  {megabytes / took:8.1f} MB/s")
     return took
 
 

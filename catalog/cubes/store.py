@@ -42,13 +42,14 @@ class CubeStoreError(LookupError):
 def open_cube(cube: Cube, storage: Storage, *, overview: int | None = None) -> xr.Dataset:
     """The cube's store (or its overview of factor ``overview``), lazy and read-only, with the
     CRS and transform written and x/y set as the spatial dimensions (rioxarray)."""
+    fmt: Format = cube.format
     if overview is None or overview == 1:
         href, transform = cube.href, Affine.from_gdal(*cube.transform)
     else:
         level = _overview(cube, overview)
-        href = level.href
+        href, fmt = level.href, "zarr"  # overviews are Zarr, a NetCDF cube's too
         transform = Affine.from_gdal(*cube.transform) @ Affine.scale(level.factor)
-    ds = _cached(storage, href, cube.format)
+    ds = _cached(storage, href, fmt)
     ds = ds.rio.set_spatial_dims(x_dim=cube.x_dim, y_dim=cube.y_dim)
     ds = ds.rio.write_crs(cube.crs)
     georeferenced: xr.Dataset = ds.rio.write_transform(transform)

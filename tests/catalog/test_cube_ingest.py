@@ -23,7 +23,9 @@ from pyproj import Transformer
 
 from catalog.cubes.store import clear_cache, open_cube
 from catalog.storage.base import stored_key
+from catalog.storage.s3 import S3Storage
 from server.settings import Settings
+from tests.conftest import S3Server
 from tests.cube_data import (
     S2_BANDS,
     S2_START,
@@ -245,7 +247,7 @@ def test_urls_copied_and_registered_in_place(
 ) -> None:
     root, base = served
     write_zarr(s2_cube(size=32, times=4), root / "s2.zarr", zarr_format=2)
-    write_netcdf(model_cube(times=3), root / "model.nc")
+    write_netcdf(model_cube(nlon=64, times=3), root / "model.nc")
     assert loaded(_by_url(client, admin, "copied", f"{base}/s2.zarr", "copy")) == ["copied"]
     copied = cube_row(client, "copied")
     assert stored_key(copied.href) is not None and copied.format == "zarr"
@@ -255,13 +257,19 @@ def test_urls_copied_and_registered_in_place(
     items = all_items(client, admin, "linked")
     assert len(items) == 4 and items[0]["assets"]["data"]["href"] == f"{base}/s2.zarr"
     assert loaded(_by_url(client, admin, "nc", f"{base}/model.nc", "register")) == ["nc"]
-    assert cube_row(client, "nc").format == "netcdf"
+    nc_cube = cube_row(client, "nc")
+    assert nc_cube.format == "netcdf" and [o.factor for o in nc_cube.overviews] == [2, 4]
     storage = storage_of(settings)
     for cube in (copied, linked):
         got = open_cube(cube, storage)["B03"].isel(time=3, y=7, x=9).values
         np.testing.assert_allclose(got, s2_value(1, 3, 7, 9), rtol=1e-6)
-    nc = open_cube(cube_row(client, "nc"), storage)["precip"].isel(time=2).values
-    np.testing.assert_allclose(nc, model_cube(times=3)["precip"].isel(time=2).values)
+    source = model_cube(nlon=64, times=3)["precip"].isel(time=2)
+    nc = open_cube(nc_cube, storage)["precip"].isel(time=2).values
+    np.testing.assert_allclose(nc, source.values)
+    # its overviews are stored here, as Zarr, though the cube is a NetCDF file elsewhere
+    half = open_cube(nc_cube, storage, overview=2)["precip"].isel(time=2).values
+    np.testing.assert_allclose(half, source.coarsen(latitude=2, longitude=2).mean().values,
+                               rtol=1e-6)  # fmt: skip
     # only http(s) and s3 URLs, and not to this machine without the setting (tested in the
     # URL ingest tests): a file: URL is refused before any job
     r = client.post("/upload_sets", json={"collection": "nc", "cube_url": "register"},
@@ -269,6 +277,35 @@ def test_urls_copied_and_registered_in_place(
     bad = client.post(f"/upload_sets/{r.json()['id']}/files", json={"href": "file:///etc"},
                       headers=admin)  # fmt: skip
     assert bad.status_code == 400 and bad.json()["code"] == "url.Forbidden"
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, s3_server: S3Server) -> Settings:
+    """The test's settings with assets in a new bucket of the session's moto server."""
+    settings.storage = s3_server.settings(s3_server.make_bucket(), "terracat/")
+    return settings
+
+
+def test_a_cube_in_s3_storage(
+    s3_settings: Settings, client: TestClient, admin: dict[str, str], make_worker: MakeWorker,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    start_worker(s3_settings, make_worker)
+    data = write_netcdf(s2_cube(times=3), tmp_path / "s2.nc").read_bytes()
+    assert loaded(upload(client, admin, "s3cube", "s2.nc", data)) == ["s3cube"]
+    cube = cube_row(client, "s3cube")
+    storage = S3Storage(s3_settings.storage, s3_settings.ingest.data_dir)
+    key = str(stored_key(cube.href))
+    assert storage.stat(f"{key}/.zmetadata") is not None
+    got = open_cube(cube, storage)["B12"].isel(time=2).values
+    yy, xx = np.meshgrid(np.arange(64), np.arange(64), indexing="ij")
+    np.testing.assert_allclose(got, s2_value(7, 2, yy, xx), rtol=1e-6)
+    quarter = open_cube(cube, storage, overview=4)["B12"].isel(time=2).values
+    expected = s2_cube(times=3)["B12"].isel(time=2).coarsen(x=4, y=4).mean().values
+    np.testing.assert_allclose(quarter, expected, rtol=1e-6)
+    item = all_items(client, admin, "s3cube")[1]
+    r = client.get(item["assets"]["data"]["href"] + "/.zmetadata", headers=admin)
+    assert r.status_code == 200 and "B12/.zarray" in r.json()["metadata"]
 
 
 def test_a_new_cube_replaces_the_old_one(
