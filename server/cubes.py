@@ -143,7 +143,26 @@ def cubes_router(storage: Any = app_storage) -> APIRouter:
     return router
 
 
+CAPABILITIES_REL = "capabilities"
+
+
+async def add_cube_links(request: Request, collections: list[dict[str, Any]]) -> None:
+    """Hook: the capabilities link of each datacube collection (one query for the page)."""
+    if not collections:
+        return
+    engine = request.app.state.repository.engine
+    cubes = await CubeRepository(engine).ids([str(c["id"]) for c in collections])
+    base = base_url(request)
+    for doc in collections:
+        if doc["id"] not in cubes:
+            continue
+        kept = [link for link in doc.get("links", []) if link.get("rel") != CAPABILITIES_REL]
+        doc["links"] = [*kept, {"rel": CAPABILITIES_REL, "type": "application/json",
+                                "title": "Layers and time steps of the datacube",
+                                "href": f"{base}collections/{doc['id']}/capabilities"}]  # fmt: skip
+
+
 def cubes_part() -> ApiPart:
     """Datacube collections: capabilities, and their stores' files."""
     router = cubes_router()
-    return routers_part("cubes", lambda app: [router])
+    return routers_part("cubes", lambda app: [router], collection_hooks=[add_cube_links])

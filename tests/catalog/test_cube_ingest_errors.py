@@ -170,13 +170,15 @@ def test_chunks_over_the_limit_are_rechunked(
     np.testing.assert_array_equal(ds["B04"].values, s2_cube(bands=("B04",))["B04"].values)
 
 
-def test_zip_limits(
+def test_zip_and_time_limits(
     client: TestClient, admin: dict[str, str], settings: Settings, make_worker: MakeWorker,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    worker_for(settings, make_worker, cube_zip_max_members=5)
+    worker_for(settings, make_worker, cube_zip_max_members=5, cube_max_times=2)
     data = _zarr_zip(_small(), tmp_path)
     refused(upload(client, admin, "bomb", "many.zip", data), "ingest.ArchiveBomb")
+    three = write_netcdf(_small(), tmp_path / "three.nc").read_bytes()
+    refused(upload(client, admin, "long", "three.nc", three), "cube.TooManyTimes")
 
 
 def test_a_cube_goes_into_a_collection_of_its_own(
