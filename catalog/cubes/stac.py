@@ -137,6 +137,7 @@ def _variable(layer: CubeLayer, dims: list[str]) -> dict[str, Any]:
 def with_cube(content: dict[str, Any], cube: Cube) -> dict[str, Any]:
     """A collection document with the cube's extension fields (replacing earlier ones)."""
     out = {k: v for k, v in content.items() if not k.startswith("cube:")}
+    out["terracat:kind"] = "datacube"  # as vector collections say "vector"
     extensions = [e for e in out.get("stac_extensions", []) if "/datacube/" not in e]
     out["stac_extensions"] = [*extensions, DATACUBE_EXTENSION]
     out.update(cube_fields(cube))

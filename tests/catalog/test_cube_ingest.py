@@ -89,6 +89,7 @@ def test_sentinel2_zarr_becomes_a_datacube_collection(
     assert sorted(cube_ext.variables or {}) == sorted(S2_BANDS)
     assert doc["cube:variables"]["B04"]["dimensions"] == ["time", "y", "x"]
     assert doc["extent"]["temporal"]["interval"] == [[times[0], times[-1]]]
+    assert doc["terracat:kind"] == "datacube"
     caps_link = next(link for link in doc["links"] if link["rel"] == "capabilities")
     assert caps_link["href"] == "http://testserver/collections/s2/capabilities"
     # the stored copy: values as made, sorted by time, overviews of factor 2 and 4
