@@ -54,8 +54,8 @@ def worker(settings: Settings, make_worker: MakeWorker) -> None:
     start_worker(settings, make_worker)
 
 
-def _s2_zip(tmp_path: Path, **options: Any) -> bytes:
-    store = write_zarr(s2_cube(), tmp_path / "s2.zarr", **options)
+def _s2_zip(tmp_path: Path, times: int = 40, **options: Any) -> bytes:
+    store = write_zarr(s2_cube(times=times), tmp_path / "s2.zarr", **options)
     return zip_store(store, tmp_path / "s2.zip").read_bytes()
 
 
@@ -117,7 +117,7 @@ def test_sentinel2_zarr_becomes_a_datacube_collection(
 def test_item_asset_is_the_store_served_file_by_file(
     client: TestClient, admin: dict[str, str], worker: None, tmp_path: Path
 ) -> None:
-    data = _s2_zip(tmp_path, zarr_format=2)
+    data = _s2_zip(tmp_path, times=4, zarr_format=2)
     assert loaded(upload(client, admin, "s2", "s2.zarr.zip", data)) == ["s2"]
     item = all_items(client, admin, "s2")[3]
     href = item["assets"]["data"]["href"]
@@ -331,7 +331,7 @@ def _public_read(bucket: str) -> dict[str, Any]:
 def test_a_new_cube_replaces_the_old_one(
     client: TestClient, admin: dict[str, str], worker: None, settings: Settings, tmp_path: Path
 ) -> None:
-    first = _s2_zip(tmp_path)
+    first = _s2_zip(tmp_path, times=3)
     assert loaded(upload(client, admin, "s2", "first.zip", first)) == ["s2"]
     old = cube_row(client, "s2")
     old_folder = storage_of(settings).path(str(stored_key(old.href))).parent
