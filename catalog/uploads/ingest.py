@@ -425,7 +425,7 @@ class IngestProcess(Process):
         if "vector" in result:
             return await self._commit_vector(conn, job, result["vector"])
         if "cube" in result:
-            from catalog.cubes.ingest import commit_cube
+            from catalog.cubes.commit import commit_cube
 
             outputs = await commit_cube(conn, self.catalog, result["cube"],
                                         self.validate_extensions)  # fmt: skip
