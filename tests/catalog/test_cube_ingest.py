@@ -274,6 +274,15 @@ def test_urls_copied_and_registered_in_place(
     half = open_cube(nc_cube, storage, overview=2)["precip"].isel(time=2).values
     np.testing.assert_allclose(half, source.coarsen(latitude=2, longitude=2).mean().values,
                                rtol=1e-6)  # fmt: skip
+    # a set without cube_url downloads the file, which becomes a cube by its content
+    ensure_collection(client, admin, "fetched")
+    r = client.post("/upload_sets", json={"collection": "fetched"}, headers=admin)
+    r = client.post(f"/upload_sets/{r.json()['id']}/files", json={"href": f"{base}/model.nc"},
+                    headers=admin)  # fmt: skip
+    assert r.status_code == 201, r.text
+    wait_for(client, admin, r.json()["job"]["id"], "successful", "failed", timeout=120)
+    assert loaded(wait_for_final(client, admin, r.headers["location"])) == ["fetched"]
+    assert stored_key(cube_row(client, "fetched").href) is not None
     # only http(s) and s3 URLs, and not to this machine without the setting (tested in the
     # URL ingest tests): a file: URL is refused before any job
     r = client.post("/upload_sets", json={"collection": "nc", "cube_url": "register"},
