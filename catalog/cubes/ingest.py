@@ -26,7 +26,7 @@ from catalog.cubes.model import Cube, CubeOverview, Format
 from catalog.cubes.stac import slice_items
 from catalog.cubes.store import open_path, open_store
 from catalog.cubes.write import overview_factors, prepared, target_chunks, write_cube
-from catalog.ingest.errors import IngestError
+from catalog.ingest.errors import IngestError, UrlUnreachable
 from catalog.settings import IngestSettings
 from catalog.storage.base import Storage, stored_href
 
@@ -94,10 +94,14 @@ def url_format(url: str) -> Format:
 
 def open_url(url: str, storage: Storage) -> xr.Dataset:
     """The cube at ``url`` (checked by the caller), opened lazily where it is."""
+    from obstore.exceptions import GenericError
+
     try:
         return open_store(storage, url, url_format(url))
     except PermissionError as exc:
         raise CubeUnreadable(f"{url} refuses to be read (a private bucket?): {exc}") from exc
+    except GenericError as exc:  # no connection, a timeout, a 5xx: worth another attempt
+        raise UrlUnreachable(f"{url} did not answer: {exc}") from exc
     except Exception as exc:  # zarr, h5py, obstore each raise their own
         raise CubeUnreadable(f"{url} cannot be read as a datacube: {exc}") from exc
 

@@ -16,6 +16,7 @@ cached dataset never goes stale.
 import io
 import threading
 from collections import OrderedDict
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -201,6 +202,7 @@ def _s3_store(storage: Storage, key: str, fmt: Format) -> "tuple[ObjectStore, st
         prefix=prefix,
         config=config,  # type: ignore[arg-type]
         client_options=_client_options(settings.s3_endpoint_url),
+        retry_config=_RETRY,  # type: ignore[arg-type]
     )
     return store, path
 
@@ -218,10 +220,15 @@ def remote_store(
     if parts.scheme in ("http", "https"):
         from obstore.store import HTTPStore
 
+        options = _client_options(url)
         if fmt == "zarr":
-            return HTTPStore.from_url(url.rstrip("/"), client_options=_client_options(url)), ""
+            whole = HTTPStore.from_url(url.rstrip("/"), client_options=options,
+                                       retry_config=_RETRY)  # type: ignore[arg-type]  # fmt: skip
+            return whole, ""
         base, _, leaf = url.rpartition("/")
-        return HTTPStore.from_url(base, client_options=_client_options(url)), leaf
+        parent = HTTPStore.from_url(base, client_options=options,
+                                    retry_config=_RETRY)  # type: ignore[arg-type]  # fmt: skip
+        return parent, leaf
     if parts.scheme == "s3":
         from obstore.store import S3Store
 
@@ -243,9 +250,20 @@ def remote_store(
             prefix=prefix or None,
             config=config,  # type: ignore[arg-type]
             client_options=_client_options(endpoint),
+            retry_config=_RETRY,  # type: ignore[arg-type]
         )
         return store, within
     raise CubeStoreError(f"no cube store at {url!r}: only storage:, http(s):// and s3:// hrefs")
+
+
+# obstore's default retries a failing request for up to 3 minutes: far longer than a tile or
+# a job's check may wait. A few quick attempts ride out a blip; a server that is down fails.
+_RETRY = {
+    "max_retries": 3,
+    "retry_timeout": timedelta(seconds=10),
+    "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2),
+                "base": 2},
+}  # fmt: skip
 
 
 def _client_options(url: str | None) -> Any:

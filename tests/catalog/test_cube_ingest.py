@@ -283,6 +283,12 @@ def test_urls_copied_and_registered_in_place(
     wait_for(client, admin, r.json()["job"]["id"], "successful", "failed", timeout=120)
     assert loaded(wait_for_final(client, admin, r.headers["location"])) == ["fetched"]
     assert stored_key(cube_row(client, "fetched").href) is not None
+    # a server that does not answer: url.Unreachable (retried while attempts remain), and a
+    # URL that answers with no store: cube.Unreadable
+    closed = _by_url(client, admin, "gone", "http://127.0.0.1:9/cube.zarr", "register")
+    assert closed["error"]["code"] == "url.Unreachable", closed
+    empty = _by_url(client, admin, "empty", f"{base}/nothing.zarr", "register")
+    assert empty["error"]["code"] == "cube.Unreadable", empty
     # only http(s) and s3 URLs, and not to this machine without the setting (tested in the
     # URL ingest tests): a file: URL is refused before any job
     r = client.post("/upload_sets", json={"collection": "nc", "cube_url": "register"},
