@@ -157,6 +157,12 @@ class IngestSettings(BaseSettings):
         "(gigabytes of zeros in kilobytes) is refused before it fills the disk.",
     )
     zip_max_members: int = Field(default=10_000, ge=1, description="Most files in a zip.")
+    cube_zip_max_bytes: int = Field(
+        default=20 * 1024**3,
+        ge=1,
+        description="Most bytes a zipped Zarr store may inflate to (Zarr chunks are compressed "
+        "already, so a cube's zip is about its own size; zip_max_bytes is for vector files).",
+    )
     cube_zip_max_members: int = Field(
         default=500_000,
         ge=1,

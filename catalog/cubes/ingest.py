@@ -76,7 +76,7 @@ def open_upload(source: Path, kind: Kind, work: Path, settings: IngestSettings) 
             return open_path(source, "netcdf")
         folder = work / "unzipped"
         folder.mkdir()
-        limits = ZipLimits(settings.zip_max_bytes, settings.zip_max_ratio,
+        limits = ZipLimits(settings.cube_zip_max_bytes, settings.zip_max_ratio,
                            settings.cube_zip_max_members)  # fmt: skip
         extract(source, folder, limits)
         return open_path(_store_root(folder), "zarr")

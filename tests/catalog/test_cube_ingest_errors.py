@@ -174,9 +174,16 @@ def test_zip_and_time_limits(
     client: TestClient, admin: dict[str, str], settings: Settings, make_worker: MakeWorker,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    worker_for(settings, make_worker, cube_zip_max_members=5, cube_max_times=2)
+    worker_for(settings, make_worker, cube_zip_max_members=5, cube_max_times=2,
+               cube_zip_max_bytes=1_000_000)  # fmt: skip
     data = _zarr_zip(_small(), tmp_path)
     refused(upload(client, admin, "bomb", "many.zip", data), "ingest.ArchiveBomb")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("c.zarr/.zgroup", '{"zarr_format": 2}')
+        archive.writestr("c.zarr/v/0.0", bytes(2_000_000))
+    big = refused(upload(client, admin, "big", "big.zip", buffer.getvalue()), "ingest.ArchiveBomb")
+    assert "1000000 bytes" in big
     three = write_netcdf(_small(), tmp_path / "three.nc").read_bytes()
     refused(upload(client, admin, "long", "three.nc", three), "cube.TooManyTimes")
 
