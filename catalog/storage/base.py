@@ -3,6 +3,8 @@
 A key is a relative path of checked segments. The first segment is the area:
 
 - ``assets/{collection}/{item}/{name}``: an ingested item's files (COG, previews);
+- ``assets/{collection}/cube-{job}/...``: a datacube's Zarr store and overviews, written by
+  the ingest job ``job`` (catalog/cubes/files.py), named by the ``datacubes`` row;
 - ``exports/{job id}.{ext}``: export archives;
 - ``staging/...`` and ``tus/...``: uploads waiting for, or being sent to, their ingest job.
 
