@@ -17,8 +17,11 @@ the accessor must be there once any xarray object is.
 """
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -49,6 +52,51 @@ class _Deferred(ModuleType):
         return real
 
 
+class _Loaded(importlib.abc.Loader):
+    """Hands the import system a module that loading its package already made."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        return self.module
+
+    def exec_module(self, module: ModuleType) -> None:
+        return None
+
+
+class _SubmoduleFinder(importlib.abc.MetaPathFinder):
+    """``import pkg.sub`` of a deferred ``pkg``: load ``pkg`` first, so ``pkg.sub`` is run once
+    (by the package, as it would be without the stand-in), not a second time beside it."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        parent = fullname.partition(".")[0]
+        if parent == fullname or not isinstance(sys.modules.get(parent), _Deferred):
+            return None
+        stand_in = sys.modules[parent]
+        assert isinstance(stand_in, _Deferred)
+        stand_in._load()
+        done = sys.modules.get(fullname)
+        if done is None:
+            return None  # the package did not import it: the usual finders will
+        # The import system answers a module that appeared meanwhile with its own __spec__,
+        # and would run that again: this spec's loader hands back the module as it is.
+        real = done.__spec__
+        spec = importlib.machinery.ModuleSpec(
+            fullname, _Loaded(done), origin=real.origin if real is not None else None,
+            is_package=bool(real is not None and real.submodule_search_locations is not None),
+        )  # fmt: skip
+        if real is not None and real.submodule_search_locations is not None:
+            spec.submodule_search_locations = real.submodule_search_locations
+        done.__spec__ = None
+        return spec
+
+
+_FINDER = _SubmoduleFinder()
+
+
 def defer(*names: str) -> None:
     """Make ``names`` (default ``DEFERRED``) load on first use, unless already imported or
     not installed."""
@@ -61,7 +109,12 @@ def defer(*names: str) -> None:
         stand_in = _Deferred(name)
         stand_in.__spec__ = spec
         stand_in.__file__ = spec.origin
+        if spec.submodule_search_locations is not None:
+            # A submodule import reads the package's __path__ before any finder runs.
+            stand_in.__path__ = list(spec.submodule_search_locations)
         sys.modules[name] = stand_in
+    if _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
 
 
 def load(name: str) -> ModuleType:

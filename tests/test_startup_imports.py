@@ -42,8 +42,26 @@ data = xr.DataArray(np.zeros((2, 2)), dims=("y", "x"), coords={"x": [0.5, 1.5], 
 print(data.rio.write_crs("EPSG:32631").rio.crs)
 """
 
+_SUBMODULE = """
+import catalog  # defers xarray and rioxarray
+import xarray as xr
+from rioxarray.exceptions import MissingSpatialDimensionError  # a submodule of a stand-in
+try:
+    xr.Dataset({"a": (("t", "q"), [[0.0]])}).rio.width
+except MissingSpatialDimensionError:
+    print("caught")
+"""
+
 
 def test_a_deferred_library_runs_on_first_use_with_its_companion() -> None:
     # xarray's first attribute read runs it, and rioxarray with it: the .rio accessor is there.
     out = subprocess.run([sys.executable, "-c", _USE], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "EPSG:32631"
+
+
+def test_a_submodule_of_a_deferred_package_runs_once() -> None:
+    # Run twice, its exception classes would differ from those the package raises.
+    out = subprocess.run(
+        [sys.executable, "-c", _SUBMODULE], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "caught"
