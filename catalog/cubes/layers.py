@@ -1,0 +1,157 @@
+"""A datacube's layers as arrays: its own layers, and indices derived from its bands.
+
+A layer name is one of the cube's (``Cube.layer``: its name or common name) or an index of
+catalog/presets.py (``ndvi``, ``ndmi``, ``ndre``, ``gndvi``, ``evi``, any case), whose bands
+are found by common name (with ``ALIASES``) or by their usual Sentinel-2 id (``B04`` is red).
+A pixel is valid where every band the layer reads is valid: not NaN, not the band's nodata,
+and not masked by the quality layer (``mask``: by default ``SCL`` classes 3, 8, 9, 10 when
+the cube has an ``SCL`` layer).
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from catalog.presets import ALIASES, PRESETS, SENTINEL2_BANDS, Preset, evaluate
+
+from .analysis import DEFAULT_MASKS, BandsMissing, InvalidMask, UnknownLayer
+from .model import Cube, CubeLayer
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """How one requested layer is computed: a formula over some of the cube's layers."""
+
+    name: str  # as requested (an index in lower case)
+    formula: str  # over the names of ``inputs``
+    inputs: Mapping[str, CubeLayer]
+
+
+@dataclass(frozen=True)
+class MaskPlan:
+    """Pixels where ``layer`` takes one of ``values`` are left out."""
+
+    layer: CubeLayer
+    values: tuple[float, ...]
+
+
+def _band(cube: Cube, common_name: str) -> CubeLayer | None:
+    """The cube's layer with this common name (or an alias of it, or its Sentinel-2 id)."""
+    wanted = ALIASES.get(common_name, (common_name,))
+    for name in wanted:
+        for layer in cube.layers:
+            if layer.common_name == name:
+                return layer
+    for layer in cube.layers:
+        if SENTINEL2_BANDS.get(layer.name.upper()) in wanted and layer.common_name is None:
+            return layer
+    return None
+
+
+def _index(cube: Cube, preset: Preset) -> LayerPlan:
+    found = {band: _band(cube, band) for band in preset.bands}
+    missing = [band for band, layer in found.items() if layer is None]
+    if missing:
+        raise BandsMissing(
+            f"layer {preset.name!r} needs bands with common names {list(preset.bands)}; this "
+            f"cube has none for {missing}",
+            bands=list(preset.bands),
+            missing=missing,
+        )
+    formula = preset.formulas[0].format(**{band: band for band in preset.bands})
+    return LayerPlan(preset.name, formula, {b: layer for b, layer in found.items() if layer})
+
+
+def plan_layers(cube: Cube, names: Sequence[str]) -> list[LayerPlan]:
+    """The plans of ``names``; UnknownLayer, BandsMissing."""
+    if not names:
+        raise UnknownLayer("name the layers to aggregate: layers=ndvi,B04,...")
+    plans = []
+    for name in dict.fromkeys(names):
+        layer = cube.layer(name)
+        preset = PRESETS.get(name.lower())
+        if layer is not None:
+            plans.append(LayerPlan(name, "v", {"v": layer}))
+        elif preset is not None and preset.is_index:
+            plans.append(_index(cube, preset))
+        else:
+            indices = [p.name for p in PRESETS.values() if p.is_index]
+            raise UnknownLayer(
+                f"unknown layer {name[:60]!r}: one of the cube's "
+                f"{[layer.name for layer in cube.layers]} or an index {indices}"
+            )
+    return plans
+
+
+def plan_mask(cube: Cube, value: str | None) -> MaskPlan | None:
+    """``none``, ``LAYER:v1,v2,...``, or None: the cube's default (an ``SCL`` layer's)."""
+    if value is None:
+        for name, values in DEFAULT_MASKS.items():
+            if (layer := cube.layer(name)) is not None:
+                return MaskPlan(layer, values)
+        return None
+    if value.strip().lower() == "none":
+        return None
+    name, colon, listed = value.partition(":")
+    layer = cube.layer(name.strip())
+    try:
+        values = tuple(float(v) for v in listed.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if layer is None or not colon or not values:
+        raise InvalidMask(
+            f"mask is none or LAYER:v1,v2,... with a layer of the cube "
+            f"({[layer.name for layer in cube.layers]}), not {value[:60]!r}"
+        )
+    return MaskPlan(layer, values)
+
+
+def layer_array(ds: xr.Dataset, cube: Cube, layer: CubeLayer) -> xr.DataArray:
+    """The layer's variable, at its band along the band dimension (lazy)."""
+    array = ds[layer.variable]
+    if cube.band_dim and layer.band is not None and cube.band_dim in array.dims:
+        array = array.sel({cube.band_dim: layer.band})
+    return array
+
+
+def valid_values(array: xr.DataArray, layer: CubeLayer) -> xr.DataArray:
+    """Where ``array`` (the layer's values) holds data: not NaN, not nodata."""
+    valid = array.notnull()
+    if layer.nodata is not None and not np.isnan(layer.nodata):
+        valid = valid & (array != layer.nodata)
+    return valid
+
+
+def evaluate_plan(
+    plan: LayerPlan, values: Mapping[str, xr.DataArray], valid: xr.DataArray | None
+) -> xr.DataArray:
+    """The plan's layer in float64, NaN where an input is invalid or ``valid`` is False.
+
+    ``values`` are the inputs' arrays read already (by the plan's input names).
+    """
+    inputs: dict[str, xr.DataArray] = {}
+    for key, layer in plan.inputs.items():
+        array = values[key]
+        ok = valid_values(array, layer)
+        valid = ok if valid is None else valid & ok
+        inputs[key] = array.astype("float64")
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 is NaN: masked below
+        result = evaluate(plan.formula, inputs)
+    if not isinstance(result, xr.DataArray):  # a formula of numbers alone
+        raise UnknownLayer(f"layer {plan.name!r} reads no band")
+    if valid is not None:
+        result = result.where(valid)
+    return result.where(np.isfinite(result))
+
+
+__all__ = [
+    "LayerPlan",
+    "MaskPlan",
+    "evaluate_plan",
+    "layer_array",
+    "plan_layers",
+    "plan_mask",
+    "valid_values",
+]
