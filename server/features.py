@@ -18,6 +18,7 @@ from catalog.uploads.routes import UploadsFactory, tus_may_use, tus_owner
 from catalog.uploads.tus import TusFactory
 from catalog.uploads.tus_store import TusRepository
 from catalog.vector.features import FeatureReader
+from ogc.cube_series import cube_series_router
 from ogc.exports import ExportsExtension
 from ogc.feature_collections import add_vector_documents
 from ogc.feature_pages import FeaturePages
@@ -148,6 +149,13 @@ def vector_stats_part(settings: Settings) -> ApiPart:
     """Facets and aggregations of vector collections' features (JSON and CSV)."""
     router = vector_stats_router(settings.vector_stats, settings.limits)
     return routers_part("vector-stats", lambda app: [router])
+
+
+def cube_series_part(settings: Settings, storage: Storage) -> ApiPart:
+    """Time series and statistics over an area of datacube and COG collections (ogc/
+    cube_series.py); the COG readers' errors answer as the tiler's."""
+    router = cube_series_router(settings.cube_series, settings.limits, storage)
+    return routers_part("cube-series", lambda app: [router], error_handlers=tiler_error_handlers())
 
 
 def exports_part() -> ApiPart:

@@ -99,8 +99,13 @@ class Selection:
 
     layers: dict[str, xr.DataArray]  # name -> (time, y, x) float64
     times: list[datetime]
-    pixels: int
+    inside: np.ndarray  # (y, x): the pixels of the window that count
     time_dim: str
+
+    @property
+    def pixels(self) -> int:
+        """How many pixels of the window count."""
+        return int(self.inside.sum())
 
 
 def select(
@@ -138,7 +143,7 @@ def select(
         )
         for plan in plans
     }
-    return Selection(layers, [cube.times[i] for i in steps], window.pixels, cube.time_dim)
+    return Selection(layers, [cube.times[i] for i in steps], window.inside, cube.time_dim)
 
 
 def _reduce(
@@ -189,8 +194,9 @@ def series_rows(selection: Selection, query: AreaQuery) -> tuple[list[str], list
         columns += [name, f"{name}_count"]
         bucket = None
         if len(labels) < len(starts):  # else one step per bucket: each step over its pixels
+            position = {label: i for i, label in enumerate(labels)}
             bucket = xr.DataArray(
-                [labels.index(s) for s in starts], dims=selection.time_dim, name="bucket"
+                [position[s] for s in starts], dims=selection.time_dim, name="bucket"
             )
         result, count = _reduce(values, query.aggregation, bucket)
         found.append((np.asarray(result, dtype="float64"), np.asarray(count, dtype="int64")))
@@ -203,28 +209,29 @@ def series_rows(selection: Selection, query: AreaQuery) -> tuple[list[str], list
     return columns, rows
 
 
+def statistics_of(
+    values: np.ndarray, bins: int | Sequence[float] = 10, percentiles: Sequence[float] = (2, 98)
+) -> dict[str, Any]:
+    """rio-tiler's statistics of valid 1-D values (count, min, max, mean, std, median, sum,
+    ``percentile_N``, ``histogram`` as [counts, edges]); ``{"count": 0}`` of none."""
+    if values.size == 0:
+        return {"count": 0}
+    data = np.ma.masked_invalid(values.reshape(1, -1))
+    stats = get_array_statistics(data, percentiles=list(percentiles), bins=bins)[0]
+    # "unique", "majority" and "minority" are for categories; the pixel counts of the whole
+    # area are the answer's, not each layer's
+    skip = ("unique", "majority", "minority", "valid_pixels", "masked_pixels", "valid_percent")
+    return {k: _json(v) for k, v in stats.items() if k not in skip}
+
+
 def layer_statistics(
-    selection: Selection,
-    bins: int | Sequence[float] = 10,
-    percentiles: Sequence[float] = (2, 98),
-    hist_range: tuple[float, float] | None = None,
+    selection: Selection, bins: int | Sequence[float] = 10, percentiles: Sequence[float] = (2, 98)
 ) -> dict[str, dict[str, Any]]:
-    """rio-tiler's statistics (count, min, max, mean, std, median, percentiles, histogram...)
-    of each layer's valid values over the area and interval, pooled."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, values in selection.layers.items():
-        data = np.ma.masked_invalid(values.values.reshape(1, -1))
-        if data.count() == 0:
-            out[name] = {"count": 0, "valid_pixels": 0, "masked_pixels": int(data.size)}
-            continue
-        options: dict[str, Any] = {"percentiles": list(percentiles), "bins": bins}
-        if hist_range is not None:
-            options["range"] = hist_range
-        stats = get_array_statistics(data, **options)[0]
-        # "unique", "majority" and "minority" make sense for categories, not for reflectances
-        doc = {k: v for k, v in stats.items() if k not in ("unique", "majority", "minority")}
-        out[name] = {k: _json(v) for k, v in doc.items()}
-    return out
+    """``statistics_of`` each layer's valid values over the area and interval, pooled."""
+    return {
+        name: statistics_of(values.values[:, selection.inside], bins, percentiles)
+        for name, values in selection.layers.items()
+    }
 
 
 def _json(value: Any) -> Any:
@@ -246,5 +253,6 @@ __all__ = [
     "layer_statistics",
     "select",
     "series_rows",
+    "statistics_of",
     "time_steps",
 ]
