@@ -2,7 +2,7 @@
 
 The tiler renders them over a STAC item's bands (tiler/presets.py resolves common names to
 asset bands there); datacube layers (catalog/cubes/layers.py) evaluate the same formulas over
-named arrays with ``evaluate``. Bands are found by common name; ``ALIASES`` widens a few
+named arrays with ``evaluate_formula``. Bands are found by common name; ``ALIASES`` widens a few
 (``nir`` also matches ``nir08``), and ``SENTINEL2_BANDS`` gives the common names of the usual
 Sentinel-2 band ids, for cubes whose variables are named ``B04``, ``B08``...
 """
@@ -22,6 +22,8 @@ SENTINEL2_BANDS: dict[str, str] = {
     "B06": "rededge075", "B07": "rededge078", "B08": "nir", "B8A": "nir08", "B09": "nir09",
     "B10": "cirrus", "B11": "swir16", "B12": "swir22",
 }  # fmt: skip
+# Other names a preset answers to: the Spatio-Temporal API's ``agriculture``.
+PRESET_ALIASES: dict[str, str] = {"agriculture": "agri"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,17 @@ PRESETS: dict[str, Preset] = {
 }  # fmt: skip
 
 
+def find_preset(name: str) -> Preset | None:
+    """The preset called ``name`` (any case, or one of its ``PRESET_ALIASES``), or None."""
+    key = name.lower()
+    return PRESETS.get(PRESET_ALIASES.get(key, key))
+
+
+def common_name_of(name: str, common_name: str | None = None) -> str | None:
+    """A band's common name: its own, else the one of its Sentinel-2 id (``B8A``: nir08)."""
+    return common_name or SENTINEL2_BANDS.get(name.upper())
+
+
 class FormulaError(ValueError):
     """A formula that is not arithmetic of names and numbers, or names an unknown value."""
 
@@ -79,7 +92,7 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
 MAX_FORMULA_LENGTH = 2048
 
 
-def evaluate(formula: str, values: Mapping[str, Any]) -> Any:
+def evaluate_formula(formula: str, values: Mapping[str, Any]) -> Any:
     """``formula`` (``+ - * /``, parentheses, numbers, names of ``values``) over ``values``.
 
     The values are arrays (numpy, xarray): the arithmetic is theirs, so an xarray result keeps
@@ -122,9 +135,12 @@ def _node(node: ast.AST, values: Mapping[str, Any]) -> Any:
 __all__ = [
     "ALIASES",
     "PRESETS",
+    "PRESET_ALIASES",
     "SENTINEL2_BANDS",
     "FormulaError",
     "Preset",
-    "evaluate",
+    "common_name_of",
+    "evaluate_formula",
+    "find_preset",
     "formula_names",
 ]

@@ -34,7 +34,7 @@ from catalog.cubes.analysis import (
     split_names,
 )
 from catalog.cubes.model import Cube, CubeRepository
-from catalog.cubes.reading import DatasetCache
+from catalog.cubes.reading import open_for_reading
 from catalog.cubes.series import Selection, layer_statistics, select, series_rows
 from catalog.errors import InvalidGeometry
 from catalog.settings import LimitSettings
@@ -151,7 +151,6 @@ class SeriesService:
     def __init__(self, settings: CubeSeriesSettings, storage: Storage) -> None:
         self.settings = settings
         self.storage = storage
-        self.stores = DatasetCache(settings.open_stores)
         self.cogs = CogSeries(storage, settings.max_items, settings.max_values)
 
     async def cube(self, request: Request, collection_id: str) -> Cube | None:
@@ -167,7 +166,7 @@ class SeriesService:
 
     def selection(self, cube: Cube, query: AreaQuery) -> Selection:
         """The cube's area read and masked (blocking)."""
-        return select(self.stores.open(cube, self.storage), cube, query, self.settings.max_values)
+        return select(open_for_reading(cube, self.storage), cube, query, self.settings.max_values)
 
     async def series(
         self, request: Request, collection_id: str, query: AreaQuery

@@ -155,6 +155,3 @@ class CubeSeriesSettings(BaseSettings):
         default=1_000, ge=1, description="Most items a COG collection's time series reads."
     )
     max_bins: int = Field(default=1_000, ge=1, description="Most histogram bins of statistics.")
-    open_stores: int = Field(
-        default=16, ge=1, description="Datacube stores each server process keeps open."
-    )

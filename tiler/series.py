@@ -23,7 +23,7 @@ from starlette.requests import Request
 
 from catalog.cubes.analysis import Aggregation, AreaQuery, AreaTooLarge, InvalidMask
 from catalog.cubes.series import bucket_start, statistics_of
-from catalog.presets import PRESETS
+from catalog.presets import find_preset
 from catalog.stac.search import SearchParams, SortBy
 from catalog.stac.serializers import item_document
 from catalog.storage.base import Storage
@@ -85,7 +85,7 @@ class CogSeries:
         values: LayerValues = {}
         pixels = 0
         for name in query.layers:
-            preset = PRESETS.get(name.lower())
+            preset = find_preset(name)
             options: dict[str, Any] = {"bands": [name]}
             if preset is not None:
                 if not preset.is_index:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from catalog.presets import ALIASES, PRESETS, SENTINEL2_BANDS, Preset, evaluate
+from catalog.presets import ALIASES, PRESETS, Preset, common_name_of, evaluate_formula, find_preset
 
 from .analysis import DEFAULT_MASKS, BandsMissing, InvalidMask, UnknownLayer
 from .model import Cube, CubeLayer
@@ -39,14 +39,10 @@ class MaskPlan:
 
 def _band(cube: Cube, common_name: str) -> CubeLayer | None:
     """The cube's layer with this common name (or an alias of it, or its Sentinel-2 id)."""
-    wanted = ALIASES.get(common_name, (common_name,))
-    for name in wanted:
+    for name in ALIASES.get(common_name, (common_name,)):  # nir before nir08
         for layer in cube.layers:
-            if layer.common_name == name:
+            if common_name_of(layer.name, layer.common_name) == name:
                 return layer
-    for layer in cube.layers:
-        if SENTINEL2_BANDS.get(layer.name.upper()) in wanted and layer.common_name is None:
-            return layer
     return None
 
 
@@ -71,7 +67,7 @@ def plan_layers(cube: Cube, names: Sequence[str]) -> list[LayerPlan]:
     plans = []
     for name in dict.fromkeys(names):
         layer = cube.layer(name)
-        preset = PRESETS.get(name.lower())
+        preset = find_preset(name)
         if layer is not None:
             plans.append(LayerPlan(name, "v", {"v": layer}))
         elif preset is not None and preset.is_index:
@@ -138,7 +134,7 @@ def evaluate_plan(
         valid = ok if valid is None else valid & ok
         inputs[key] = array.astype("float64")
     with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 is NaN: masked below
-        result = evaluate(plan.formula, inputs)
+        result = evaluate_formula(plan.formula, inputs)
     if not isinstance(result, xr.DataArray):  # a formula of numbers alone
         raise UnknownLayer(f"layer {plan.name!r} reads no band")
     if valid is not None:
