@@ -155,3 +155,9 @@ class CubeSeriesSettings(BaseSettings):
         default=1_000, ge=1, description="Most items a COG collection's time series reads."
     )
     max_bins: int = Field(default=1_000, ge=1, description="Most histogram bins of statistics.")
+    edr_max_values: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="Most values (time steps x pixels of the window x parameters) one EDR "
+        "`area` answer holds: CoverageJSON is text.",
+    )

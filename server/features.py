@@ -18,6 +18,7 @@ from catalog.uploads.routes import UploadsFactory, tus_may_use, tus_owner
 from catalog.uploads.tus import TusFactory
 from catalog.uploads.tus_store import TusRepository
 from catalog.vector.features import FeatureReader
+from ogc.cube_edr import EDR_CLASSES, cube_edr_router
 from ogc.cube_series import cube_series_router
 from ogc.exports import ExportsExtension
 from ogc.feature_collections import add_vector_documents
@@ -36,7 +37,7 @@ from tiler.mosaic import mosaic_router
 from tiler.readers.shared import ReaderResources
 from tiler.wmts import collection_wmts_router
 
-from .parts import ApiPart, routers_part
+from .parts import ApiPart, RoutersExtension, routers_part
 from .processes import build_processes
 from .settings import Settings
 from .worker import TEMP_MAX_AGE_S, sweep_temp
@@ -153,9 +154,16 @@ def vector_stats_part(settings: Settings) -> ApiPart:
 
 def cube_series_part(settings: Settings, storage: Storage) -> ApiPart:
     """Time series and statistics over an area of datacube and COG collections (ogc/
-    cube_series.py); the COG readers' errors answer as the tiler's."""
-    router = cube_series_router(settings.cube_series, settings.limits, storage)
-    return routers_part("cube-series", lambda app: [router], error_handlers=tiler_error_handlers())
+    cube_series.py), and EDR position and area queries of datacubes (ogc/cube_edr.py); the
+    COG readers' errors answer as the tiler's."""
+    series = cube_series_router(settings.cube_series, settings.limits, storage)
+    edr = cube_edr_router(settings.cube_series, settings.limits, storage)
+    # EDR's conformance is declared by the part that serves it (GET /conformance lists it)
+    extension = RoutersExtension(routers=lambda app: [series, edr],
+                                 conformance_classes=list(EDR_CLASSES))  # fmt: skip
+    return ApiPart(
+        name="cube-series", extensions=[extension], error_handlers=tiler_error_handlers()
+    )
 
 
 def exports_part() -> ApiPart:

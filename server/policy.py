@@ -110,6 +110,8 @@ POLICY: dict[str, Rule] = {
         "postCollectionTimeSeries",
         "getCollectionAreaStatistics",
         "postCollectionAreaStatistics",
+        "getCollectionPosition",
+        "getCollectionArea",
         "getCollectionStyles",
         "getCollectionStyle",
         *_ITEM_MAPS,

@@ -6,6 +6,8 @@
 would. The values are formulas of (t, row, col) the tests recompute with numpy (``band``).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -103,3 +105,21 @@ def lonlat(x: float, y: float) -> tuple[float, float]:
 
     lon, lat = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True).transform(x, y)
     return float(lon), float(lat)
+
+
+@contextmanager
+def cube_client(databases: Any, folder: Path, name: str, **settings: Any) -> Iterator[TestClient]:
+    """An app on a database of its own with the public cube collection ``s2``; ``settings``
+    set on ``settings.cube_series``."""
+    from server.app import create_app
+    from tests.conftest import ADMIN, app_settings
+    from tests.factories import collection
+
+    app = app_settings(databases.create(f"terracat_{name}_{databases.suffix}"), folder / "data")
+    for key, value in settings.items():
+        setattr(app.cube_series, key, value)
+    with TestClient(create_app(app)) as client:
+        if not client.post("/collections", json=collection("s2"), headers=ADMIN).is_success:
+            raise RuntimeError("the collection s2 was not made")
+        register(client, s2_cube(folder / "data", "s2"))
+        yield client

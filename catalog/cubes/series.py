@@ -71,6 +71,20 @@ def area_window(cube: Cube, area: shapely.Geometry) -> Window:
     return Window(slice(row0, row1), slice(col0, col1), inside)
 
 
+def point_window(cube: Cube, lon: float, lat: float) -> Window:
+    """The one pixel holding the point (lon/lat); AreaOutside when no pixel does."""
+    to_cube = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_user_input(cube.crs),
+                                   always_xy=True)  # fmt: skip
+    x, y = to_cube.transform(lon, lat)
+    col, row = ~Affine.from_gdal(*cube.transform) @ (x, y)
+    if not (math.isfinite(col) and math.isfinite(row)):
+        raise AreaOutside(f"the point ({lon}, {lat}) is outside the cube's CRS")
+    col, row = math.floor(col), math.floor(row)
+    if not (0 <= col < cube.width and 0 <= row < cube.height):
+        raise AreaOutside(f"the point ({lon}, {lat}) is outside the cube")
+    return Window(slice(row, row + 1), slice(col, col + 1), np.ones((1, 1), dtype=bool))
+
+
 def time_steps(cube: Cube, start: datetime | None, end: datetime | None) -> list[int]:
     """The indices of the cube's time steps within ``start``..``end`` (inclusive)."""
     return [
@@ -99,22 +113,29 @@ class Selection:
 
     layers: dict[str, xr.DataArray]  # name -> (time, y, x) float64
     times: list[datetime]
-    inside: np.ndarray  # (y, x): the pixels of the window that count
+    window: Window
     time_dim: str
+
+    @property
+    def inside(self) -> np.ndarray:
+        """(y, x): the pixels of the window that count."""
+        return self.window.inside
 
     @property
     def pixels(self) -> int:
         """How many pixels of the window count."""
-        return int(self.inside.sum())
+        return self.window.pixels
 
 
 def select(
-    ds: xr.Dataset, cube: Cube, query: AreaQuery, max_values: int = DEFAULT_MAX_VALUES
-) -> Selection:
-    """Read the area's window for the interval's steps and compute the layers (blocking)."""
+    ds: xr.Dataset, cube: Cube, query: AreaQuery, max_values: int = DEFAULT_MAX_VALUES,
+    window: Window | None = None,
+) -> Selection:  # fmt: skip
+    """Read the area's window (or ``window``) for the interval's steps and compute the layers
+    (blocking)."""
     plans = plan_layers(cube, query.layers)
     mask = plan_mask(cube, query.mask)
-    window = area_window(cube, query.area)
+    window = window or area_window(cube, query.area)
     if cube.time_dim is None:
         raise AreaOutside("this cube has no time dimension: no time series")
     steps = time_steps(cube, query.start, query.end)
@@ -143,7 +164,7 @@ def select(
         )
         for plan in plans
     }
-    return Selection(layers, [cube.times[i] for i in steps], window.inside, cube.time_dim)
+    return Selection(layers, [cube.times[i] for i in steps], window, cube.time_dim)
 
 
 def _reduce(
@@ -249,6 +270,7 @@ __all__ = [
     "Selection",
     "Window",
     "area_window",
+    "point_window",
     "bucket_start",
     "layer_statistics",
     "select",

@@ -5,7 +5,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,9 +15,8 @@ import shapely
 from fastapi.testclient import TestClient
 from pyproj import Transformer
 
-from server.app import create_app
 from tests import cubes
-from tests.conftest import ADMIN, Databases, app_settings
+from tests.conftest import ADMIN, Databases
 from tests.factories import collection
 
 SERIES = "/collections/s2/aggregate/time-series"
@@ -51,16 +50,11 @@ def _area() -> tuple[dict[str, Any], np.ndarray]:
 @pytest.fixture(scope="module")
 def world(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     folder = tmp_path_factory.mktemp("cube-series")
-    settings = app_settings(databases.create(f"terracat_cubes_{databases.suffix}"),
-                            folder / "data")  # fmt: skip
-    settings.cube_series.max_values = MAX_VALUES
-    with TestClient(create_app(settings)) as client:
-        for name in ("s2", "nonir"):
-            assert client.post("/collections", json=collection(name), headers=ADMIN).is_success
-        cubes.register(client, cubes.s2_cube(folder / "data", "s2"))
+    with cubes.cube_client(databases, folder, "cubes", max_values=MAX_VALUES) as client:
+        assert client.post("/collections", json=collection("nonir"), headers=ADMIN).is_success
         small = cubes.s2_cube(folder / "data", "nonir", times=3, size=8)
         kept = tuple(layer for layer in small.layers if layer.name in ("B04", "B02"))
-        cubes.register(client, small.__class__(**{**vars(small), "layers": kept}))
+        cubes.register(client, replace(small, layers=kept))
         area, inside = _area()
         yield World(client, area, inside)
 
@@ -188,8 +182,8 @@ def test_post_body_and_bbox(world: World) -> None:
     # a bbox is the polygon of its corners: every pixel of a window of the grid
     west, south = cubes.lonlat(cubes.X0 + 52, cubes.Y0 - 148)
     east, north = cubes.lonlat(cubes.X0 + 148, cubes.Y0 - 52)
-    boxed = world.client.get(SERIES, params={"bbox": f"{west},{south},{east},{north}",
-                                            "layers": "B02", "aggregation": "min"}).json()  # fmt: skip
+    params = {"bbox": f"{west},{south},{east},{north}", "layers": "B02", "aggregation": "min"}
+    boxed = world.client.get(SERIES, params=params).json()
     assert boxed["area"]["pixels"] == 100  # 10 x 10 pixel centres
     first = cubes.band("B02", np.array(0), np.arange(5, 15)[:, None], np.arange(5, 15))
     assert boxed["series"][0]["B02"] == first.min()
@@ -201,8 +195,8 @@ def test_statistics_histogram_and_percentiles(world: World) -> None:
     response = world.client.get(STATS, params=params)
     assert response.status_code == 200, response.text
     doc = response.json()
-    steps = [t for t in range(40) if cubes.START + cubes.STEP * t <= datetime(2024, 5, 31,
-                                                                               tzinfo=UTC)]  # fmt: skip
+    end = datetime(2024, 5, 31, tzinfo=UTC)
+    steps = [t for t in range(40) if cubes.START + cubes.STEP * t <= end]
     assert doc["steps"] == len(steps)
     for name, values in expected_layers(world).items():
         valid = values[steps][~np.isnan(values[steps])]

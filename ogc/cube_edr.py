@@ -1,0 +1,141 @@
+"""OGC API - EDR ``position`` and ``area`` queries of datacube collections, as CoverageJSON.
+
+- ``GET /collections/{collectionId}/position?coords=POINT(lon lat)`` (``getCollectionPosition``)
+- ``GET /collections/{collectionId}/area?coords=POLYGON((...))`` (``getCollectionArea``)
+
+with ``parameter-name`` (layers: the cube's, or indices such as ``ndvi``), ``datetime`` and
+``mask`` as the time series (ogc/cube_series.py). pygeoapi's xarray EDR provider is not used
+(docs/api.md, "OGC API - EDR"): it opens the data from a path itself, selects in the data's own
+CRS (a lon/lat point on a UTM cube lands elsewhere), has no ``area`` query, and keeps
+per-request state on the provider. The answers are built by catalog/cubes/coverage.py.
+"""
+
+from typing import Annotated, Any, Literal
+
+import shapely
+import shapely.wkt
+from anyio import to_thread
+from fastapi import APIRouter, Query, Request
+from shapely.errors import ShapelyError
+from starlette.responses import Response
+
+from catalog.cubes.analysis import AreaQuery, NotDatacube, split_names
+from catalog.cubes.coverage import COVJSON, area_coverage, position_coverage
+from catalog.cubes.model import Cube, CubeRepository
+from catalog.cubes.reading import open_for_reading
+from catalog.cubes.series import point_window, select
+from catalog.errors import GeometryTooLarge, InvalidGeometry
+from catalog.settings import LimitSettings
+from catalog.storage.base import Storage
+from catalog.timeparse import parse_interval
+from catalog.web import json_response
+
+from .settings import CubeSeriesSettings
+from .tiles import CollectionID
+
+EDR_CLASSES = [
+    "http://www.opengis.net/spec/ogcapi-edr-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-edr-1/1.0/conf/covjson",
+]
+Coords = Annotated[str, Query(description="The query geometry as WKT in lon/lat (CRS84).")]
+ParameterName = Annotated[
+    str | None,
+    Query(alias="parameter-name",
+          description="Comma-separated layers: the cube's, or indices (ndvi, ndmi...)."),
+]  # fmt: skip
+Datetime = Annotated[str | None, Query(description="An RFC 3339 instant or interval.")]
+Mask = Annotated[
+    str | None, Query(description="Quality mask, as for the time series (LAYER:v1,v2 or none).")
+]
+Format = Annotated[
+    Literal["CoverageJSON", "covjson", "json"] | None,
+    Query(description="Output format: CoverageJSON (the only one)."),
+]
+
+
+def parse_wkt(text: str, kinds: tuple[str, ...], limits: LimitSettings) -> shapely.Geometry:
+    """A WKT geometry of one of ``kinds``; InvalidGeometry, GeometryTooLarge."""
+    try:
+        shape = shapely.wkt.loads(text)
+    except (ShapelyError, ValueError, TypeError) as exc:
+        raise InvalidGeometry(f"coords is not WKT: {text[:60]!r}") from exc
+    if shape.is_empty or shape.geom_type not in kinds:
+        raise InvalidGeometry(f"coords must be a {' or '.join(kinds)}, not {shape.geom_type}")
+    if len(shapely.get_coordinates(shape)) > limits.geometry_max_vertices:
+        raise GeometryTooLarge(f"coords has more than {limits.geometry_max_vertices} vertices")
+    if not shapely.is_valid(shape):
+        shape = shapely.make_valid(shape)
+    return shape
+
+
+async def datacube(request: Request, collection_id: str) -> Cube:
+    """The collection's cube; NotFound for a missing collection, NotDatacube for others."""
+    cube = await CubeRepository(request.app.state.repository.engine).get(collection_id)
+    if cube is None:
+        await request.app.state.repository.get_collection(collection_id)
+        raise NotDatacube(f"collection {collection_id!r} is no datacube: no EDR queries")
+    return cube
+
+
+def _query(area: shapely.Geometry, parameters: str | None, interval: str | None,
+           mask: str | None, cube: Cube) -> AreaQuery:  # fmt: skip
+    start, end = parse_interval(interval) if interval else (None, None)
+    names = split_names(parameters) or [layer.name for layer in cube.layers]
+    return AreaQuery(area=area, layers=tuple(names), start=start, end=end, mask=mask)
+
+
+def cube_edr_router(
+    settings: CubeSeriesSettings, limits: LimitSettings, storage: Storage
+) -> APIRouter:
+    """The EDR position and area routes of datacube collections."""
+    router = APIRouter(tags=["OGC API - EDR"])
+
+    async def get_position(
+        request: Request, collection_id: CollectionID, coords: Coords,
+        parameter_name: ParameterName = None, datetime: Datetime = None, mask: Mask = None,
+        f: Format = None,
+    ) -> Response:  # fmt: skip
+        """The layers' values at a point, every time step (CoverageJSON PointSeries)."""
+        point = parse_wkt(coords, ("Point",), limits)
+        cube = await datacube(request, collection_id)
+        query = _query(point, parameter_name, datetime, mask, cube)
+
+        def work() -> dict[str, Any]:
+            window = point_window(cube, point.x, point.y)
+            ds = open_for_reading(cube, storage)
+            selection = select(ds, cube, query, settings.max_values, window=window)
+            return position_coverage(cube, selection, point.x, point.y)
+
+        return json_response(await to_thread.run_sync(work), media_type=COVJSON)
+
+    async def get_area(
+        request: Request, collection_id: CollectionID, coords: Coords,
+        parameter_name: ParameterName = None, datetime: Datetime = None, mask: Mask = None,
+        f: Format = None,
+    ) -> Response:  # fmt: skip
+        """The layers' values over an area, every time step (CoverageJSON Grid)."""
+        area = parse_wkt(coords, ("Polygon", "MultiPolygon"), limits)
+        cube = await datacube(request, collection_id)
+        query = _query(area, parameter_name, datetime, mask, cube)
+
+        def work() -> dict[str, Any]:
+            ds = open_for_reading(cube, storage)
+            selection = select(ds, cube, query, settings.edr_max_values)
+            return area_coverage(cube, selection)
+
+        return json_response(await to_thread.run_sync(work), media_type=COVJSON)
+
+    for suffix, endpoint, operation, summary in (
+        ("position", get_position, "getCollectionPosition",
+         "EDR position query of a datacube (CoverageJSON)"),
+        ("area", get_area, "getCollectionArea", "EDR area query of a datacube (CoverageJSON)"),
+    ):  # fmt: skip
+        router.add_api_route(
+            "/collections/{collectionId}/" + suffix, endpoint, methods=["GET"],
+            operation_id=operation, summary=summary, response_class=Response,
+            responses={200: {"content": {COVJSON: {}}}},
+        )  # fmt: skip
+    return router
+
+
+__all__ = ["EDR_CLASSES", "cube_edr_router", "datacube", "parse_wkt"]
