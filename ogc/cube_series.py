@@ -28,6 +28,7 @@ from catalog.cubes.analysis import (
     AreaQuery,
     InvalidAggregation,
     NotRaster,
+    UnknownLayer,
     parse_aggregation,
     parse_area,
     parse_resolution,
@@ -124,8 +125,11 @@ def area_query(
     if intersects is not None:
         check_vertices(intersects, limits)
     start, end = parse_interval(interval) if interval else (None, None)
+    area = parse_area(bbox, intersects)
+    if not layers:
+        raise UnknownLayer("name the layers to aggregate: layers=ndvi,B04,...")
     return AreaQuery(
-        area=parse_area(bbox, intersects), layers=tuple(layers),
+        area=area, layers=tuple(layers),
         start=start, end=end, aggregation=parse_aggregation(aggregation),
         resolution=parse_resolution(resolution), mask=mask,
     )  # fmt: skip

@@ -158,6 +158,6 @@ class CubeSeriesSettings(BaseSettings):
     edr_max_values: int = Field(
         default=2_000_000,
         ge=1,
-        description="Most values (time steps x pixels of the window x parameters) one EDR "
-        "`area` answer holds: CoverageJSON is text.",
+        description="Most values (time steps x pixels of the area's window x bands read) one "
+        "EDR `area` query reads: its CoverageJSON answer is text.",
     )

@@ -89,8 +89,10 @@ def _pixels(world: World, path: Path) -> dict[str, np.ndarray]:
         xs, ys = rasterio.transform.xy(src.transform, rows, cols)
         to_utm = Transformer.from_crs("EPSG:4326", src.crs, always_xy=True)
     polygon = shapely.Polygon([to_utm.transform(*p) for p in world.area["coordinates"][0]])
-    inside = shapely.contains_xy(polygon, np.asarray(xs), np.asarray(ys)) & valid
-    return {"red": red[inside], "ndvi": ((nir - red) / (nir + red))[inside]}
+    xs, ys = np.asarray(xs).reshape(rows.shape), np.asarray(ys).reshape(rows.shape)
+    inside = shapely.contains_xy(polygon, xs, ys) & valid
+    red, nir = red[inside], nir[inside]
+    return {"red": red, "ndvi": (nir - red) / (nir + red)}
 
 
 def test_each_item_is_a_step_of_the_series(world: World) -> None:
