@@ -37,7 +37,11 @@ EDR_CLASSES = [
     "http://www.opengis.net/spec/ogcapi-edr-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-edr-1/1.0/conf/covjson",
 ]
-Coords = Annotated[str, Query(description="The query geometry as WKT in lon/lat (CRS84).")]
+# Optional here and required by the route (after the collection is found): a missing
+# collection and one the caller may not read must answer alike, 404, before any 400.
+Coords = Annotated[
+    str | None, Query(description="The query geometry as WKT in lon/lat (CRS84); required.")
+]
 ParameterName = Annotated[
     str | None,
     Query(alias="parameter-name",
@@ -53,8 +57,10 @@ Format = Annotated[
 ]
 
 
-def parse_wkt(text: str, kinds: tuple[str, ...], limits: LimitSettings) -> shapely.Geometry:
+def parse_wkt(text: str | None, kinds: tuple[str, ...], limits: LimitSettings) -> shapely.Geometry:
     """A WKT geometry of one of ``kinds``; InvalidGeometry, GeometryTooLarge."""
+    if not text:
+        raise InvalidGeometry("coords is required: a WKT geometry in lon/lat")
     try:
         shape = shapely.wkt.loads(text)
     except (ShapelyError, ValueError, TypeError) as exc:
@@ -91,13 +97,13 @@ def cube_edr_router(
     router = APIRouter(tags=["OGC API - EDR"])
 
     async def get_position(
-        request: Request, collection_id: CollectionID, coords: Coords,
+        request: Request, collection_id: CollectionID, coords: Coords = None,
         parameter_name: ParameterName = None, datetime: Datetime = None, mask: Mask = None,
         f: Format = None,
     ) -> Response:  # fmt: skip
         """The layers' values at a point, every time step (CoverageJSON PointSeries)."""
-        point = parse_wkt(coords, ("Point",), limits)
         cube = await datacube(request, collection_id)
+        point = parse_wkt(coords, ("Point",), limits)
         query = _query(point, parameter_name, datetime, mask, cube)
 
         def work() -> dict[str, Any]:
@@ -109,13 +115,13 @@ def cube_edr_router(
         return json_response(await to_thread.run_sync(work), media_type=COVJSON)
 
     async def get_area(
-        request: Request, collection_id: CollectionID, coords: Coords,
+        request: Request, collection_id: CollectionID, coords: Coords = None,
         parameter_name: ParameterName = None, datetime: Datetime = None, mask: Mask = None,
         f: Format = None,
     ) -> Response:  # fmt: skip
         """The layers' values over an area, every time step (CoverageJSON Grid)."""
-        area = parse_wkt(coords, ("Polygon", "MultiPolygon"), limits)
         cube = await datacube(request, collection_id)
+        area = parse_wkt(coords, ("Polygon", "MultiPolygon"), limits)
         query = _query(area, parameter_name, datetime, mask, cube)
 
         def work() -> dict[str, Any]:

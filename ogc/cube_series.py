@@ -173,10 +173,9 @@ class SeriesService:
         return select(open_for_reading(cube, self.storage), cube, query, self.settings.max_values)
 
     async def series(
-        self, request: Request, collection_id: str, query: AreaQuery
+        self, request: Request, collection_id: str, cube: Cube | None, query: AreaQuery
     ) -> tuple[list[str], list[list[Any]], int]:
         """Columns, rows and the number of pixels in the area."""
-        cube = await self.cube(request, collection_id)
         if cube is None:
             return await self.cogs.series(request, collection_id, query)
 
@@ -187,15 +186,14 @@ class SeriesService:
         return await to_thread.run_sync(work)
 
     async def statistics(
-        self, request: Request, collection_id: str, query: AreaQuery, bins: int,
-        percentiles: list[float],
+        self, request: Request, collection_id: str, cube: Cube | None, query: AreaQuery,
+        bins: int, percentiles: list[float],
     ) -> tuple[dict[str, Any], int, int]:  # fmt: skip
         """Each layer's statistics, the pixels in the area and the time steps read."""
         if not 1 <= bins <= self.settings.max_bins:
             raise InvalidAggregation(f"bins is between 1 and {self.settings.max_bins}")
         if any(not 0 <= p <= 100 for p in percentiles) or len(percentiles) > 20:
             raise InvalidAggregation("percentiles are at most 20 numbers between 0 and 100")
-        cube = await self.cube(request, collection_id)
         if cube is None:
             return await self.cogs.statistics(request, collection_id, query, bins, percentiles)
 
@@ -231,11 +229,11 @@ def _described(query: AreaQuery, pixels: int) -> dict[str, Any]:
 
 
 async def series_response(
-    service: SeriesService, request: Request, collection_id: str, query: AreaQuery,
-    csv: bool,
+    service: SeriesService, request: Request, collection_id: str, cube: Cube | None,
+    query: AreaQuery, csv: bool,
 ) -> Response:  # fmt: skip
     """The time series as JSON or CSV."""
-    columns, rows, pixels = await service.series(request, collection_id, query)
+    columns, rows, pixels = await service.series(request, collection_id, cube, query)
     if csv:
         name = quote(f"{collection_id}-time-series.csv", safe="")
         return Response(csv_body(columns, rows), media_type=f"{CSV}; charset=utf-8",
@@ -248,11 +246,11 @@ async def series_response(
 
 
 async def statistics_response(
-    service: SeriesService, request: Request, collection_id: str, query: AreaQuery,
-    bins: int, percentiles: list[float],
+    service: SeriesService, request: Request, collection_id: str, cube: Cube | None,
+    query: AreaQuery, bins: int, percentiles: list[float],
 ) -> Response:  # fmt: skip
     """The statistics as JSON."""
-    stats, pixels, steps = await service.statistics(request, collection_id, query, bins,
+    stats, pixels, steps = await service.statistics(request, collection_id, cube, query, bins,
                                                     percentiles)  # fmt: skip
     described = _described(query, pixels)
     del described["aggregation"], described["resolution"]
@@ -285,8 +283,9 @@ def cube_series_router(
         f: Format = None, accept: Accept = None,
     ) -> Response:  # fmt: skip
         """A time series of each layer's aggregate over an area."""
+        cube = await service.cube(request, collection_id)  # 404 before any 400
         query = get_query(limits, params)
-        return await series_response(service, request, collection_id, query,
+        return await series_response(service, request, collection_id, cube, query,
                                      wants_csv(f, accept))  # fmt: skip
 
     async def post_series(
@@ -294,8 +293,9 @@ def cube_series_router(
         body: Annotated[AreaBody, Body()], f: Format = None, accept: Accept = None,
     ) -> Response:  # fmt: skip
         """The same with the area and parameters in a JSON body."""
+        cube = await service.cube(request, collection_id)
         query = body_query(limits, body)
-        return await series_response(service, request, collection_id, query,
+        return await series_response(service, request, collection_id, cube, query,
                                      wants_csv(f, accept))  # fmt: skip
 
     async def get_statistics(
@@ -303,17 +303,19 @@ def cube_series_router(
         bins: Bins = 10, percentiles: Percentiles = "2,98",
     ) -> Response:  # fmt: skip
         """Count, min, max, mean, std, median, percentiles and histogram of each layer."""
+        cube = await service.cube(request, collection_id)
         query = get_query(limits, params)
-        return await statistics_response(service, request, collection_id, query, bins,
+        return await statistics_response(service, request, collection_id, cube, query, bins,
                                          _percentiles(percentiles))  # fmt: skip
 
     async def post_statistics(
         request: Request, collection_id: CollectionID, body: Annotated[AreaBody, Body()]
     ) -> Response:
         """The same with the area and parameters in a JSON body."""
+        cube = await service.cube(request, collection_id)
         query = body_query(limits, body)
         percentiles = [2.0, 98.0] if body.percentiles is None else body.percentiles
-        return await statistics_response(service, request, collection_id, query,
+        return await statistics_response(service, request, collection_id, cube, query,
                                          body.bins or 10, percentiles)  # fmt: skip
 
     path = "/collections/{collectionId}/aggregate"
