@@ -27,6 +27,7 @@ import time
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +170,8 @@ def measure(stacks: Stacks, args: argparse.Namespace) -> dict[str, list[float]]:
             return dict(response.json())
 
         for i, path in enumerate(paths):
-            times["http cold"].append(timed(lambda i=i: series(i)))
-            times["floor cold"].append(timed(lambda path=path: floor(path, area)))
+            times["http cold"].append(timed(partial(series, i)))
+            times["floor cold"].append(timed(partial(floor, path, area)))
         answer = series(0)
         kept = xr.open_zarr(paths[0], consolidated=True, chunks=None)
         expected = floor(paths[0], area, kept)

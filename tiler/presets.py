@@ -21,8 +21,8 @@ Explicit ``rescale``/``colormap``/``colormap_name`` override the preset's. A pre
 ``expression``, ``bidx`` or ``bands`` is ``tiler.InvalidLayer`` (400); an unknown name is
 ``tiler.UnknownPreset`` (400); missing bands are ``tiler.PresetUnavailable`` (400) naming them.
 
-The table itself (``PRESETS``, ``ALIASES``) is catalog/presets.py: datacube layers evaluate
-the same formulas. The dependencies below plug into titiler's ``layer_dependency``,
+The table itself (``PRESETS``, ``ALIASES``) is catalog/presets.py (re-exported here): datacube
+layers evaluate the same formulas. The dependencies below plug into titiler's ``layer_dependency``,
 ``render_dependency`` and ``colormap_dependency`` slots; they share one per-request
 resolution (FastAPI caches it).
 """
@@ -38,7 +38,9 @@ from rio_tiler.types import ColorMapType
 from titiler.core.dependencies import ImageRenderingParams
 
 from catalog.errors import InvalidParameter
-from catalog.presets import ALIASES, PRESETS, Preset
+from catalog.presets import ALIASES as ALIASES
+from catalog.presets import PRESETS as PRESETS
+from catalog.presets import Preset as Preset
 
 from .dependencies import LayerQuery, SafeColorMapParams, check_color_formula
 from .errors import InvalidLayer, PresetUnavailable, UnknownPreset

@@ -9,7 +9,7 @@ or a band by name or common name. Only nodata masks pixels here. Items of one ti
 day, ISO week, month with ``resolution``) are reduced together, with numpy.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,12 @@ from .readers import ItemReader
 LayerValues = dict[str, np.ndarray]  # layer -> the valid values of one item, float64
 
 
+_REDUCERS: dict[str, Callable[[np.ndarray], Any]] = {
+    "mean": np.mean, "min": np.min, "max": np.max, "median": np.median, "std": np.std,
+    "sum": np.sum,
+}  # fmt: skip
+
+
 def aggregate_values(values: np.ndarray, aggregation: Aggregation) -> float | None:
     """``aggregation`` of 1-D valid values (None of none); numpy's defaults as xarray's."""
     if values.size == 0:
@@ -46,9 +52,7 @@ def aggregate_values(values: np.ndarray, aggregation: Aggregation) -> float | No
         return float(values.size)
     if name == "percentile":
         return float(np.percentile(values, (aggregation.q or 0) * 100))
-    function = {"mean": np.mean, "min": np.min, "max": np.max, "median": np.median,
-                "std": np.std, "sum": np.sum}[name]  # fmt: skip
-    return float(function(values))
+    return float(_REDUCERS[name](values))
 
 
 class CogSeries:

@@ -93,15 +93,15 @@ def plan_mask(cube: Cube, value: str | None) -> MaskPlan | None:
     name, colon, listed = value.partition(":")
     layer = cube.layer(name.strip())
     try:
-        values = tuple(float(v) for v in listed.split(",") if v.strip())
+        classes = tuple(float(v) for v in listed.split(",") if v.strip())
     except ValueError:
-        values = ()
-    if layer is None or not colon or not values:
+        classes = ()
+    if layer is None or not colon or not classes:
         raise InvalidMask(
             f"mask is none or LAYER:v1,v2,... with a layer of the cube "
             f"({[layer.name for layer in cube.layers]}), not {value[:60]!r}"
         )
-    return MaskPlan(layer, values)
+    return MaskPlan(layer, classes)
 
 
 def layer_array(ds: xr.Dataset, cube: Cube, layer: CubeLayer) -> xr.DataArray:

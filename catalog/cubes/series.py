@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import shapely
@@ -175,7 +175,7 @@ def _reduce(
     dim: Any = values.dims[1:] if bucket is None else ...
     grouped: Any = values if bucket is None else values.groupby(bucket)
     count = grouped.count(dim)
-    name, q = aggregation.name, aggregation.q
+    name, q = aggregation.name, float(aggregation.q or 0.0)
     if name == "percentile":
         # numpy warns on an all-NaN slice: those (null from their count) are filled first
         if bucket is None:
@@ -219,8 +219,8 @@ def series_rows(selection: Selection, query: AreaQuery) -> tuple[list[str], list
             bucket = xr.DataArray(
                 [position[s] for s in starts], dims=selection.time_dim, name="bucket"
             )
-        result, count = _reduce(values, query.aggregation, bucket)
-        found.append((np.asarray(result, dtype="float64"), np.asarray(count, dtype="int64")))
+        reduced, counted = _reduce(values, query.aggregation, bucket)
+        found.append((np.asarray(reduced, dtype="float64"), np.asarray(counted, dtype="int64")))
     rows = []
     for i, label in enumerate(labels):
         row: list[Any] = [label.isoformat().replace("+00:00", "Z"), steps[i]]
@@ -238,7 +238,9 @@ def statistics_of(
     if values.size == 0:
         return {"count": 0}
     data = np.ma.masked_invalid(values.reshape(1, -1))
-    stats = get_array_statistics(data, percentiles=list(percentiles), bins=bins)[0]
+    # rio-tiler annotates percentiles as ints; numpy's percentile takes any number
+    wanted = cast(list[int], list(percentiles))
+    stats = get_array_statistics(data, percentiles=wanted, bins=bins)[0]
     # "unique", "majority" and "minority" are for categories; the pixel counts of the whole
     # area are the answer's, not each layer's
     skip = ("unique", "majority", "minority", "valid_pixels", "masked_pixels", "valid_percent")
