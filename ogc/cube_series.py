@@ -271,12 +271,8 @@ def _percentiles(value: str) -> list[float]:
         raise InvalidAggregation(f"percentiles are numbers: {value[:40]!r}") from exc
 
 
-def cube_series_router(
-    settings: CubeSeriesSettings, limits: LimitSettings, storage: Storage
-) -> APIRouter:
-    """The time-series and statistics routes of raster and datacube collections."""
-    service = SeriesService(settings, storage)
-    router = APIRouter(tags=["Aggregation"])
+def _series_endpoints(service: SeriesService, limits: LimitSettings) -> tuple[Any, Any]:
+    """The GET and POST time-series endpoints."""
 
     async def get_series(
         request: Request, collection_id: CollectionID, params: Annotated[AreaParams, Depends()],
@@ -298,6 +294,12 @@ def cube_series_router(
         return await series_response(service, request, collection_id, cube, query,
                                      wants_csv(f, accept))  # fmt: skip
 
+    return get_series, post_series
+
+
+def _statistics_endpoints(service: SeriesService, limits: LimitSettings) -> tuple[Any, Any]:
+    """The GET and POST statistics endpoints."""
+
     async def get_statistics(
         request: Request, collection_id: CollectionID, params: Annotated[AreaParams, Depends()],
         bins: Bins = 10, percentiles: Percentiles = "2,98",
@@ -318,16 +320,29 @@ def cube_series_router(
         return await statistics_response(service, request, collection_id, cube, query,
                                          body.bins or 10, percentiles)  # fmt: skip
 
+    return get_statistics, post_statistics
+
+
+def cube_series_router(
+    settings: CubeSeriesSettings, limits: LimitSettings, storage: Storage
+) -> APIRouter:
+    """The time-series and statistics routes of raster and datacube collections."""
+    service = SeriesService(settings, storage)
+    router = APIRouter(tags=["Aggregation"])
+    get_series, post_series = _series_endpoints(service, limits)
+    get_statistics, post_statistics = _statistics_endpoints(service, limits)
     path = "/collections/{collectionId}/aggregate"
+    both: dict[str, Any] = {JSON: {}, CSV: {}}
+    json_only: dict[str, Any] = {JSON: {}}
     for suffix, endpoint, method, operation, summary, media in (
         ("/time-series", get_series, "GET", "getCollectionTimeSeries",
-         "Time series of layers over an area (JSON or CSV)", {JSON: {}, CSV: {}}),
+         "Time series of layers over an area (JSON or CSV)", both),
         ("/time-series", post_series, "POST", "postCollectionTimeSeries",
-         "Time series of layers over an area given in the body", {JSON: {}, CSV: {}}),
+         "Time series of layers over an area given in the body", both),
         ("/statistics", get_statistics, "GET", "getCollectionAreaStatistics",
-         "Statistics and histogram of layers over an area and interval", {JSON: {}}),
+         "Statistics and histogram of layers over an area and interval", json_only),
         ("/statistics", post_statistics, "POST", "postCollectionAreaStatistics",
-         "Statistics of layers over an area given in the body", {JSON: {}}),
+         "Statistics of layers over an area given in the body", json_only),
     ):  # fmt: skip
         router.add_api_route(
             path + suffix, endpoint, methods=[method], operation_id=operation,
