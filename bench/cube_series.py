@@ -57,12 +57,12 @@ START = datetime(2024, 1, 1, 10, 30, tzinfo=UTC)
 def write_store(path: Path, size: int, days: int, chunks: tuple[int, int, int]) -> None:
     """The B04/B08 cube, seeded: smooth fields plus noise, a nodata stripe."""
     rng = np.random.default_rng(19)
-    t = np.arange(days)[:, None, None]
-    y, x = np.mgrid[0:size, 0:size]
-    season = 0.5 + 0.5 * np.sin(2 * np.pi * (t - 80) / 365)
-    red = 900 + 3 * x + 2 * y - 300 * season + rng.integers(0, 50, (days, size, size))
-    nir = 2500 + 2 * x - y + 1500 * season + rng.integers(0, 80, (days, size, size))
-    red = np.where((x + y + t) % 97 == 0, 0, red)
+    t = np.arange(days, dtype="int32")[:, None, None]
+    y, x = np.mgrid[0:size, 0:size].astype("int32")
+    season = (300 * np.sin(2 * np.pi * (t - 80) / 365)).astype("int32")
+    red = 1200 + 3 * x + 2 * y - season + rng.integers(0, 50, (days, size, size), dtype="int32")
+    nir = 3500 + 2 * x - y + 5 * season + rng.integers(0, 80, (days, size, size), dtype="int32")
+    red[(x + y + t) % 97 == 0] = 0
     times = np.array([(START + timedelta(days=i)).replace(tzinfo=None) for i in range(days)],
                      dtype="datetime64[ns]")  # fmt: skip
     ds = xr.Dataset(

@@ -126,7 +126,7 @@ def cube_edr_router(
 
         def work() -> dict[str, Any]:
             ds = open_for_reading(cube, storage)
-            selection = select(ds, cube, query, settings.edr_max_values)
+            selection = select(ds, cube, query, settings.edr_max_values, grid=True)
             return area_coverage(cube, selection)
 
         return json_response(await to_thread.run_sync(work), media_type=COVJSON)

@@ -112,11 +112,13 @@ def layer_array(ds: xr.Dataset, cube: Cube, layer: CubeLayer) -> xr.DataArray:
     return array
 
 
-def valid_values(array: xr.DataArray, layer: CubeLayer) -> xr.DataArray:
-    """Where ``array`` (the layer's values) holds data: not NaN, not nodata."""
-    valid = array.notnull()
+def valid_values(array: xr.DataArray, layer: CubeLayer) -> xr.DataArray | None:
+    """Where ``array`` (the layer's values) holds data: not NaN, not nodata; None: everywhere
+    (an integer layer without nodata)."""
+    floating = array.dtype.kind in "fc"  # integers are never NaN: no pass over them for it
+    valid = array.notnull() if floating else None
     if layer.nodata is not None and not np.isnan(layer.nodata):
-        valid = valid & (array != layer.nodata)
+        valid = array != layer.nodata if valid is None else valid & (array != layer.nodata)
     return valid
 
 
@@ -131,15 +133,18 @@ def evaluate_plan(
     for key, layer in plan.inputs.items():
         array = values[key]
         ok = valid_values(array, layer)
-        valid = ok if valid is None else valid & ok
+        if ok is not None:
+            valid = ok if valid is None else valid & ok
         inputs[key] = array.astype("float64")
-    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 is NaN: masked below
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 is NaN: it does not count
         result = evaluate_formula(plan.formula, inputs)
     if not isinstance(result, xr.DataArray):  # a formula of numbers alone
         raise UnknownLayer(f"layer {plan.name!r} reads no band")
     if valid is not None:
         result = result.where(valid)
-    return result.where(np.isfinite(result))
+    if np.isinf(result.values).any():  # x/0: no value either (a pass, and rarely a copy)
+        result = result.where(np.isfinite(result))
+    return result
 
 
 __all__ = [

@@ -9,6 +9,7 @@ time step, or with a ``resolution`` over every valid value of the steps of each 
 """
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,8 +30,8 @@ from .analysis import (
     AreaTooLarge,
     Resolution,
 )
-from .layers import evaluate_plan, layer_array, plan_layers, plan_mask
-from .model import Cube
+from .layers import LayerPlan, MaskPlan, evaluate_plan, layer_array, plan_layers, plan_mask
+from .model import Cube, CubeLayer
 
 DEFAULT_MAX_VALUES = 50_000_000  # pixels x time steps x bands read by one request
 
@@ -49,10 +50,21 @@ class Window:
         return int(self.inside.sum())
 
 
+_transformers = threading.local()  # pyproj's Transformer is not to be shared between threads
+
+
+def to_cube_crs(crs: str) -> Transformer:
+    """lon/lat -> ``crs``, made once per thread and CRS (making one takes milliseconds)."""
+    made: dict[str, Transformer] = _transformers.__dict__.setdefault("made", {})
+    if crs not in made:
+        made[crs] = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_user_input(crs),
+                                         always_xy=True)  # fmt: skip
+    return made[crs]
+
+
 def area_window(cube: Cube, area: shapely.Geometry) -> Window:
     """The window of ``area`` (lon/lat) on the cube's grid; AreaOutside when it misses it."""
-    to_cube = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_user_input(cube.crs),
-                                   always_xy=True)  # fmt: skip
+    to_cube = to_cube_crs(cube.crs)
     projected = shapely.transform(area.segmentize(0.01), lambda xy: np.column_stack(
         to_cube.transform(xy[:, 0], xy[:, 1])))  # fmt: skip
     transform = Affine.from_gdal(*cube.transform)
@@ -73,8 +85,7 @@ def area_window(cube: Cube, area: shapely.Geometry) -> Window:
 
 def point_window(cube: Cube, lon: float, lat: float) -> Window:
     """The one pixel holding the point (lon/lat); AreaOutside when no pixel does."""
-    to_cube = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_user_input(cube.crs),
-                                   always_xy=True)  # fmt: skip
+    to_cube = to_cube_crs(cube.crs)
     x, y = to_cube.transform(lon, lat)
     col, row = ~Affine.from_gdal(*cube.transform) @ (x, y)
     if not (math.isfinite(col) and math.isfinite(row)):
@@ -109,12 +120,17 @@ def bucket_start(when: datetime, resolution: Resolution | None) -> datetime:
 
 @dataclass
 class Selection:
-    """The area's layers read and masked: NaN where a value does not count."""
+    """The area's layers read and masked: NaN where a value does not count.
 
-    layers: dict[str, xr.DataArray]  # name -> (time, y, x) float64
+    Layers are (time, pixel): the pixels inside the area only, in row-major order; or, with
+    ``grid``, (time, y, x) over the whole window, NaN outside the area (EDR ``area``).
+    """
+
+    layers: dict[str, xr.DataArray]  # name -> float64
     times: list[datetime]
     window: Window
     time_dim: str
+    grid: bool = False
 
     @property
     def inside(self) -> np.ndarray:
@@ -126,22 +142,35 @@ class Selection:
         """How many pixels of the window count."""
         return self.window.pixels
 
+    def values(self, name: str) -> np.ndarray:
+        """The layer's values inside the area, (time, pixel)."""
+        data: np.ndarray = self.layers[name].values
+        return data[:, self.inside] if self.grid else data
+
+
+def _plans(
+    cube: Cube, query: AreaQuery
+) -> tuple[list[LayerPlan], MaskPlan | None, dict[str, CubeLayer]]:
+    """The layers' plans, the mask's, and every layer they read by name."""
+    plans = plan_layers(cube, query.layers)
+    mask = plan_mask(cube, query.mask)
+    inputs = {layer.name: layer for plan in plans for layer in plan.inputs.values()}
+    if mask is not None:
+        inputs[mask.layer.name] = mask.layer
+    return plans, mask, inputs
+
 
 def select(
     ds: xr.Dataset, cube: Cube, query: AreaQuery, max_values: int = DEFAULT_MAX_VALUES,
-    window: Window | None = None,
+    window: Window | None = None, grid: bool = False,
 ) -> Selection:  # fmt: skip
     """Read the area's window (or ``window``) for the interval's steps and compute the layers
-    (blocking)."""
-    plans = plan_layers(cube, query.layers)
-    mask = plan_mask(cube, query.mask)
+    (blocking); see ``Selection`` for ``grid``."""
+    plans, mask, inputs = _plans(cube, query)
     window = window or area_window(cube, query.area)
     if cube.time_dim is None:
         raise AreaOutside("this cube has no time dimension: no time series")
     steps = time_steps(cube, query.start, query.end)
-    inputs = {layer.name: layer for plan in plans for layer in plan.inputs.values()}
-    if mask is not None:
-        inputs[mask.layer.name] = mask.layer
     total = len(steps) * window.inside.size * len(inputs)
     if total > max_values:
         raise AreaTooLarge(
@@ -154,17 +183,24 @@ def select(
                                                                 cube.x_dim).load()
         for name, layer in inputs.items()
     }  # fmt: skip
-    inside = xr.DataArray(window.inside, dims=(cube.y_dim, cube.x_dim))
-    valid = inside
+    valid: xr.DataArray | None = None
+    if grid:
+        valid = xr.DataArray(window.inside, dims=(cube.y_dim, cube.x_dim))
+    else:  # keep the pixels inside only, before any arithmetic: less of everything after
+        rows, cols = np.nonzero(window.inside)
+        pick = {cube.y_dim: xr.DataArray(rows, dims="pixel"),
+                cube.x_dim: xr.DataArray(cols, dims="pixel")}  # fmt: skip
+        read = {name: array.isel(pick) for name, array in read.items()}
     if mask is not None:
-        valid = valid & ~read[mask.layer.name].isin(mask.values)
+        clear = ~read[mask.layer.name].isin(mask.values)
+        valid = clear if valid is None else valid & clear
     layers = {
         plan.name: evaluate_plan(
             plan, {k: read[layer.name] for k, layer in plan.inputs.items()}, valid
         )
         for plan in plans
     }
-    return Selection(layers, [cube.times[i] for i in steps], window, cube.time_dim)
+    return Selection(layers, [cube.times[i] for i in steps], window, cube.time_dim, grid)
 
 
 def _reduce(
@@ -252,8 +288,7 @@ def layer_statistics(
 ) -> dict[str, dict[str, Any]]:
     """``statistics_of`` each layer's valid values over the area and interval, pooled."""
     return {
-        name: statistics_of(values.values[:, selection.inside], bins, percentiles)
-        for name, values in selection.layers.items()
+        name: statistics_of(selection.values(name), bins, percentiles) for name in selection.layers
     }
 
 
