@@ -145,10 +145,15 @@ def test_statistics_pool_every_item(world: World) -> None:
 def test_cog_layers_and_masks_are_checked(world: World) -> None:
     area = json.dumps(world.area)
     cases = [
-        ({"layers": "rgb"}, "tiler.InvalidLayer"),
-        ({"layers": "ndmi"}, "tiler.PresetUnavailable"),
-        ({"layers": "red", "mask": "SCL:9"}, "cube.InvalidMask"),
+        ({"layers": "rgb"}, 400, "tiler.InvalidLayer"),
+        ({"layers": "ndmi"}, 400, "tiler.PresetUnavailable"),
+        ({"layers": "red", "mask": "SCL:9"}, 400, "cube.InvalidMask"),
+        ({"layers": "nope"}, 404, "tiler.InvalidBandName"),  # as the item routes answer it
+        ({"layers": "red", "bins": "0"}, 400, "request.InvalidParameter"),
     ]
-    for params, code in cases:
+    for params, status, code in cases:
         response = world.client.get(SERIES, params={"intersects": area, **params})
-        assert (response.status_code, response.json()["code"]) == (400, code), response.text
+        if "bins" in params:
+            response = world.client.get(SERIES.replace("time-series", "statistics"),
+                                        params={"intersects": area, **params})  # fmt: skip
+        assert (response.status_code, response.json()["code"]) == (status, code), response.text
