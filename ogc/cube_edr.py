@@ -19,8 +19,9 @@ from fastapi import APIRouter, Query, Request
 from shapely.errors import ShapelyError
 from starlette.responses import Response
 
-from catalog.cubes.analysis import AreaQuery, NotDatacube, split_names
+from catalog.cubes.analysis import AreaQuery, split_names
 from catalog.cubes.coverage import COVJSON, area_coverage, position_coverage
+from catalog.cubes.errors import NotACube
 from catalog.cubes.model import Cube, CubeRepository
 from catalog.cubes.reading import open_for_reading
 from catalog.cubes.series import point_window, select
@@ -75,11 +76,11 @@ def parse_wkt(text: str | None, kinds: tuple[str, ...], limits: LimitSettings) -
 
 
 async def datacube(request: Request, collection_id: str) -> Cube:
-    """The collection's cube; NotFound for a missing collection, NotDatacube for others."""
+    """The collection's cube; NotFound for a missing collection, NotACube for others."""
     cube = await CubeRepository(request.app.state.repository.engine).get(collection_id)
     if cube is None:
         await request.app.state.repository.get_collection(collection_id)
-        raise NotDatacube(f"collection {collection_id!r} is no datacube: no EDR queries")
+        raise NotACube(f"collection {collection_id!r} is no datacube: no EDR queries")
     return cube
 
 

@@ -114,10 +114,11 @@ POLICY: dict[str, Rule] = {
         "getCollectionArea",
         "getCollectionStyles",
         "getCollectionStyle",
+        "getCollectionCapabilities",
         *_ITEM_MAPS,
         *_COLLECTION_MAPS,
     ),  # fmt: skip
-    **_each(Rule.ASSET, "getItemAsset", "headItemAsset"),
+    **_each(Rule.ASSET, "getItemAsset", "headItemAsset", "getItemAssetFile", "headItemAssetFile"),
     **_each(
         Rule.WRITE,
         "putFeature",

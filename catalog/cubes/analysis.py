@@ -30,12 +30,6 @@ class NotRaster(NotFound):
     code = "cube.NotRaster"
 
 
-class NotDatacube(NotFound):
-    """A datacube-only route (EDR) on a collection that is no datacube."""
-
-    code = "cube.NotDatacube"
-
-
 class UnknownLayer(InvalidParameter):
     """A layer that is neither one of the cube's nor a derived index (NDVI...)."""
 
@@ -157,7 +151,6 @@ __all__ = [
     "BandsMissing",
     "InvalidAggregation",
     "InvalidMask",
-    "NotDatacube",
     "NotRaster",
     "Resolution",
     "UnknownLayer",

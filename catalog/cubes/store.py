@@ -30,7 +30,7 @@ from catalog.storage.base import Storage, stored_key
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
 
-__all__ = ["CubeStoreError", "clear_cache", "open_cube", "open_store"]
+__all__ = ["CubeStoreError", "clear_cache", "open_cube", "open_path", "open_store", "remote_store"]
 
 _CACHE_SIZE = 32
 
@@ -42,13 +42,14 @@ class CubeStoreError(LookupError):
 def open_cube(cube: Cube, storage: Storage, *, overview: int | None = None) -> xr.Dataset:
     """The cube's store (or its overview of factor ``overview``), lazy and read-only, with the
     CRS and transform written and x/y set as the spatial dimensions (rioxarray)."""
+    fmt: Format = cube.format
     if overview is None or overview == 1:
         href, transform = cube.href, Affine.from_gdal(*cube.transform)
     else:
         level = _overview(cube, overview)
-        href = level.href
+        href, fmt = level.href, "zarr"  # overviews are Zarr, a NetCDF cube's too
         transform = Affine.from_gdal(*cube.transform) @ Affine.scale(level.factor)
-    ds = _cached(storage, href, cube.format)
+    ds = _cached(storage, href, fmt)
     ds = ds.rio.set_spatial_dims(x_dim=cube.x_dim, y_dim=cube.y_dim)
     ds = ds.rio.write_crs(cube.crs)
     georeferenced: xr.Dataset = ds.rio.write_transform(transform)
@@ -93,7 +94,7 @@ def open_store(storage: Storage, href: str, fmt: Format) -> xr.Dataset:
     key = stored_key(href)
     if key is not None:
         if storage.kind == "local":
-            return _open_local(Path(storage.gdal_path(key)), fmt)
+            return open_path(Path(storage.gdal_path(key)), fmt)
         store, path = _s3_store(storage, key, fmt)
     else:
         store, path = remote_store(href, fmt, storage)
@@ -107,9 +108,12 @@ def open_store(storage: Storage, href: str, fmt: Format) -> xr.Dataset:
         raise PermissionError(f"the cube store at {href} refuses to be read") from exc
 
 
-def _open_local(path: Path, fmt: Format) -> xr.Dataset:
+def open_path(path: Path, fmt: Format) -> xr.Dataset:
+    """A local Zarr folder or NetCDF file, lazily."""
     if fmt == "netcdf":
-        return xr.open_dataset(path, engine="h5netcdf", chunks=None, cache=False)
+        return xr.open_dataset(
+            path, engine="h5netcdf", chunks=None, cache=False, decode_coords="all"
+        )
     return _open_zarr(str(path))
 
 
@@ -117,9 +121,13 @@ def _open_zarr(store: Any) -> xr.Dataset:
     # Consolidated metadata (one read) when the store has it, else each array's metadata;
     # asked explicitly since consolidated=None warns on every store without it.
     try:
-        return xr.open_dataset(store, engine="zarr", consolidated=True, chunks=None)
+        return xr.open_dataset(
+            store, engine="zarr", consolidated=True, chunks=None, decode_coords="all"
+        )
     except (ValueError, KeyError, FileNotFoundError):
-        return xr.open_dataset(store, engine="zarr", consolidated=False, chunks=None)
+        return xr.open_dataset(
+            store, engine="zarr", consolidated=False, chunks=None, decode_coords="all"
+        )
 
 
 def _open_object_store(store: "ObjectStore", path: str, fmt: Format) -> xr.Dataset:
@@ -127,7 +135,9 @@ def _open_object_store(store: "ObjectStore", path: str, fmt: Format) -> xr.Datas
         import obstore
 
         reader = obstore.open_reader(store, path, buffer_size=4 * 1024 * 1024)
-        return xr.open_dataset(_File(reader), engine="h5netcdf", chunks=None, cache=False)
+        return xr.open_dataset(
+            _File(reader), engine="h5netcdf", chunks=None, cache=False, decode_coords="all"
+        )
     from zarr.storage import ObjectStore
 
     return _open_zarr(ObjectStore(store, read_only=True))

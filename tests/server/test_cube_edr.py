@@ -98,7 +98,7 @@ def test_area_is_the_grid_of_the_window_with_nulls_outside(client: TestClient) -
 @pytest.mark.parametrize(
     ("path", "coords", "status", "code"),
     [
-        ("/collections/plain/position", "POINT(3 45)", 404, "cube.NotDatacube"),
+        ("/collections/plain/position", "POINT(3 45)", 404, "cube.NotACube"),
         ("/collections/nothing/position", "POINT(3 45)", 404, "catalog.NotFound"),
         ("/collections/s2/position", "POINT(3", 400, "search.InvalidGeometry"),
         ("/collections/s2/position", "POLYGON((3 45, 3.1 45, 3 45.1, 3 45))", 400,
