@@ -275,3 +275,22 @@ def test_a_private_cube_is_invisible_to_others(world: World) -> None:
         assert world.client.get(SERIES, params=params, headers=ADMIN).status_code == 200
     finally:
         portal.call(accounts.set_visibility, "s2", "public")
+
+
+def test_a_band_dimension_gives_the_same_series(world: World, tmp_path_factory: Any) -> None:
+    """The bands as one variable ``reflectance`` along a ``band`` dimension (and SCL apart)."""
+    ds = cubes.s2_dataset()
+    banded = ds[list(cubes.BANDS)].to_array("band").rename("reflectance").to_dataset()
+    banded["SCL"] = ds["SCL"]
+    folder = world.client.app.state.settings.ingest.data_dir  # type: ignore[attr-defined]
+    banded.to_zarr(folder / "cubes/banded/cube.zarr", mode="w", consolidated=False)
+    s2 = cubes.s2_cube(tmp_path_factory.mktemp("unused"), "banded")
+    layers = tuple(
+        replace(layer, variable="reflectance", band=layer.name) if layer.name != "SCL" else layer
+        for layer in s2.layers
+    )
+    assert world.client.post("/collections", json=collection("banded"), headers=ADMIN).is_success
+    cubes.register(world.client, replace(s2, band_dim="band", layers=layers))
+    params = {"intersects": json.dumps(world.area), "layers": "ndvi,B04", "resolution": "P1W"}
+    banded_rows = world.client.get(SERIES.replace("s2", "banded"), params=params).json()
+    assert banded_rows["series"] == series(world, resolution="P1W")["series"]
