@@ -13,11 +13,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from catalog.cubes.ingest import cube_prefix
 from catalog.cubes.model import CubeRepository
-from catalog.storage.base import Storage, stored_key
+from catalog.storage.base import Storage, check_part, stored_key
 
 logger = logging.getLogger("terracat.cubes")
+
+
+def cube_prefix(collection_id: str, job_id: str) -> str:
+    """Where a job's copy and overviews are published: ``assets/{collection}/cube-{job}``."""
+    token = job_id.replace("-", "")[:16]
+    return f"assets/{check_part(collection_id, 'collection id')}/cube-{check_part(token)}"
 
 
 def _is_cube_folder(prefix: str, collection_id: str) -> bool:

@@ -22,13 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from catalog.cubes.describe import CubeShape, describe
 from catalog.cubes.errors import CubeUnreadable, NotACubeCollection
+from catalog.cubes.files import cube_prefix
 from catalog.cubes.model import Cube, CubeLayer, CubeOverview, Format, put_cube
 from catalog.cubes.stac import slice_items, with_cube
 from catalog.cubes.store import open_path, open_store
 from catalog.cubes.write import overview_factors, prepared, target_chunks, write_cube
 from catalog.ingest.errors import IngestError
 from catalog.settings import IngestSettings
-from catalog.storage.base import Storage, check_part, stored_href, stored_key
+from catalog.storage.base import Storage, stored_href, stored_key
 
 Kind = Literal["zarr-zip", "netcdf"]
 _HDF5 = b"\x89HDF\r\n\x1a\n"
@@ -54,12 +55,6 @@ def detect_cube(path: Path) -> Kind | None:
         if any(PurePosixPath(n).name in _ZARR_MARKERS for n in names):
             return "zarr-zip"
     return None
-
-
-def cube_prefix(collection_id: str, job_id: str) -> str:
-    """Where a job's copy and overviews are published: ``assets/{collection}/cube-{job}``."""
-    token = job_id.replace("-", "")[:16]
-    return f"assets/{check_part(collection_id, 'collection id')}/cube-{check_part(token)}"
 
 
 def _store_root(folder: Path) -> Path:

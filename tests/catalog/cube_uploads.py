@@ -3,6 +3,7 @@
 Shared by tests/catalog/test_cube_ingest*.py.
 """
 
+import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,23 @@ def make_zip(tmp_path: Path, members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+def valid_item(doc: dict[str, Any]) -> None:
+    """``doc`` is a valid STAC Item with its projection extension (pystac, offline schemas)."""
+    from pystac.validation import JsonSchemaSTACValidator, set_validator
+
+    from catalog.stac.validation import SCHEMA_DIR, _urlmap
+
+    validator = JsonSchemaSTACValidator()
+    for url, relative in _urlmap().items():
+        validator.schema_cache[url] = json.loads((SCHEMA_DIR / relative).read_text())
+    set_validator(validator)
+    try:
+        # its collection link only: pystac would follow the root link to resolve it
+        links = [link for link in doc["links"] if link["rel"] == "collection"]
+        item = pystac.Item.from_dict({**doc, "links": links})
+        assert item.validate()
+        assert pystac.Item.from_dict(item.to_dict()).to_dict() == item.to_dict()  # round trip
+    finally:
+        set_validator(JsonSchemaSTACValidator())

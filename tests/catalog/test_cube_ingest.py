@@ -39,7 +39,7 @@ from tests.cube_data import (
 from tests.owners import owned_collection, person
 from tests.workers import MakeWorker, wait_for
 
-from .cube_uploads import all_items, cube_row, datacube_of, storage_of, tune
+from .cube_uploads import all_items, cube_row, datacube_of, storage_of, tune, valid_item
 from .vector_uploads import ensure_collection, loaded, start_worker, upload
 
 
@@ -77,6 +77,7 @@ def test_sentinel2_zarr_becomes_a_datacube_collection(
     assert items[0]["bbox"] == pytest.approx([west, south, east, north], abs=1e-6)
     assert items[5]["properties"]["proj:code"] == "EPSG:32631"
     assert items[5]["assets"]["data"]["terracat:time_index"] == 5
+    valid_item(items[5])
     # the collection: datacube extension fields, read back by pystac's datacube extension
     doc = client.get("/collections/s2", headers=admin).json()
     cube_ext = datacube_of(doc)
@@ -290,7 +291,7 @@ def s3_settings(settings: Settings, s3_server: S3Server) -> Settings:
 
 def test_a_cube_in_s3_storage(
     s3_settings: Settings, client: TestClient, admin: dict[str, str], make_worker: MakeWorker,
-    tmp_path: Path,
+    tmp_path: Path, s3_server: S3Server,
 ) -> None:  # fmt: skip
     start_worker(s3_settings, make_worker)
     data = write_netcdf(s2_cube(times=3), tmp_path / "s2.nc").read_bytes()
@@ -308,6 +309,22 @@ def test_a_cube_in_s3_storage(
     item = all_items(client, admin, "s3cube")[1]
     r = client.get(item["assets"]["data"]["href"] + "/.zmetadata", headers=admin)
     assert r.status_code == 200 and "B12/.zarray" in r.json()["metadata"]
+    # an s3:// URL registered in place: read anonymously (a public bucket) on the same service
+    public = s3_server.make_bucket()
+    storage.client.put_bucket_policy(Bucket=public, Policy=json.dumps(_public_read(public)))
+    local = write_zarr(s2_cube(size=16, times=2), tmp_path / "pub.zarr", zarr_format=2)
+    for file in sorted(p for p in local.rglob("*") if p.is_file()):
+        storage.client.upload_file(str(file), public, f"cubes/pub.zarr/{file.relative_to(local)}")
+    record = _by_url(client, admin, "pub", f"s3://{public}/cubes/pub.zarr", "register")
+    assert loaded(record) == ["pub"] and cube_row(client, "pub").href.startswith("s3://")
+    got = open_cube(cube_row(client, "pub"), storage)["B02"].isel(time=1, y=3, x=4).values
+    np.testing.assert_allclose(got, s2_value(0, 1, 3, 4), rtol=1e-6)
+
+
+def _public_read(bucket: str) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:ListBucket"],
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}  # fmt: skip
 
 
 def test_a_new_cube_replaces_the_old_one(

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 from obstore.store import HTTPStore
+from pystac_client import Client
 from tusclient import client as tus_client
 from zarr.storage import ObjectStore
 
@@ -71,6 +72,12 @@ def test_tus_zarr_upload_is_read_back_over_http(
         caps = http.get("/collections/sentinel/capabilities").json()
     dates = pd.date_range(S2_START, periods=40, freq="5D").strftime("%Y-%m-%dT%H:%M:%SZ")
     assert caps["time"]["values"] == list(dates) and caps["overviews"] == [2, 4]
+    # pystac-client sees the time series: one item per date, searchable by datetime
+    client = Client.open(stack.url, headers=dict(stack.server.auth))
+    found = client.search(collections=["sentinel"], datetime="2024-04-01/2024-05-01")
+    april = sorted(i.datetime.strftime("%Y-%m-%dT%H:%M:%SZ") for i in found.items())
+    assert april == [d for d in dates if "2024-04-01" <= d[:10] <= "2024-05-01"]
+    assert len(april) == 6
     chosen = next(i for i in items["features"] if i["properties"]["datetime"] == dates[12])
     href = chosen["assets"]["data"]["href"]
     assert href.startswith(stack.server.url + "/collections/sentinel/items/")

@@ -67,7 +67,10 @@ def test_process_list_is_public_and_follows_process_list_yaml(api: TestClient) -
     assert set(summaries) == {"double", "ingest", "mbtiles", "pmtiles"}
     ingest = summaries["ingest"]
     assert ingest["title"] == "Ingest a raster" and ingest["version"] == "1.0.0"
-    assert ingest["keywords"] == ["ingest", "COG", "STAC", "vector"] and ingest["description"]
+    assert (
+        ingest["keywords"] == ["ingest", "COG", "STAC", "vector", "datacube", "Zarr", "NetCDF"]
+        and ingest["description"]
+    )
     assert ingest["jobControlOptions"] == ["async-execute", "dismiss"]
     assert ingest["outputTransmission"] == ["value"]
     assert "inputs" not in ingest  # a summary, not the description
