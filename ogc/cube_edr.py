@@ -11,6 +11,7 @@ per-request state on the provider. The answers are built by catalog/cubes/covera
 """
 
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import shapely
 import shapely.wkt
@@ -29,11 +30,16 @@ from catalog.errors import GeometryTooLarge, InvalidGeometry
 from catalog.settings import LimitSettings
 from catalog.storage.base import Storage
 from catalog.timeparse import parse_interval
-from catalog.web import json_response
+from catalog.web import base_url, json_response
 
 from .settings import CubeSeriesSettings
 from .tiles import CollectionID
 
+CRS84_WKT = (
+    'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
+    'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433],AXIS["Longitude",EAST],'
+    'AXIS["Latitude",NORTH]]'
+)
 EDR_CLASSES = [
     "http://www.opengis.net/spec/ogcapi-edr-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-edr-1/1.0/conf/covjson",
@@ -145,4 +151,37 @@ def cube_edr_router(
     return router
 
 
-__all__ = ["EDR_CLASSES", "cube_edr_router", "datacube", "parse_wkt"]
+def _data_query(kind: str, title: str, base: str, collection_id: str) -> dict[str, Any]:
+    return {"link": {
+        "href": f"{base}collections/{quote(collection_id, safe='')}/{kind}",
+        "rel": "data", "title": title, "type": COVJSON,
+        "variables": {"title": title, "query_type": kind, "output_formats": ["CoverageJSON"],
+                      "default_output_format": "CoverageJSON",
+                      "crs_details": [{"crs": "CRS84", "wkt": CRS84_WKT}]},
+    }}  # fmt: skip
+
+
+async def add_edr_queries(request: Request, collections: list[dict[str, Any]]) -> None:
+    """Hook: EDR ``data_queries`` (position, area) of each datacube collection, and a link to
+    its time series (one query for the page)."""
+    if not collections:
+        return
+    engine = request.app.state.repository.engine
+    cubes = await CubeRepository(engine).ids([str(c["id"]) for c in collections])
+    base = base_url(request)
+    for doc in collections:
+        if doc["id"] not in cubes:
+            continue
+        doc["data_queries"] = {
+            "position": _data_query("position", "Layers at a point, every time step", base,
+                               doc["id"]),
+            "area": _data_query("area", "Layers over an area, every time step", base, doc["id"]),
+        }  # fmt: skip
+        href = f"{base}collections/{quote(doc['id'], safe='')}/aggregate/time-series"
+        kept = [link for link in doc.get("links", []) if link.get("href") != href]
+        doc["links"] = [*kept, {"rel": "time-series", "type": "application/json", "href": href,
+                                "title": "Time series of layers over an area (bbox or "
+                                "intersects, layers=...)"}]  # fmt: skip
+
+
+__all__ = ["EDR_CLASSES", "add_edr_queries", "cube_edr_router", "datacube", "parse_wkt"]

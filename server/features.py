@@ -18,7 +18,7 @@ from catalog.uploads.routes import UploadsFactory, tus_may_use, tus_owner
 from catalog.uploads.tus import TusFactory
 from catalog.uploads.tus_store import TusRepository
 from catalog.vector.features import FeatureReader
-from ogc.cube_edr import EDR_CLASSES, cube_edr_router
+from ogc.cube_edr import EDR_CLASSES, add_edr_queries, cube_edr_router
 from ogc.cube_series import cube_series_router
 from ogc.exports import ExportsExtension
 from ogc.feature_collections import add_vector_documents
@@ -162,7 +162,10 @@ def cube_series_part(settings: Settings, storage: Storage) -> ApiPart:
     extension = RoutersExtension(routers=lambda app: [series, edr],
                                  conformance_classes=list(EDR_CLASSES))  # fmt: skip
     return ApiPart(
-        name="cube-series", extensions=[extension], error_handlers=tiler_error_handlers()
+        name="cube-series",
+        extensions=[extension],
+        error_handlers=tiler_error_handlers(),
+        collection_hooks=[add_edr_queries],
     )
 
 

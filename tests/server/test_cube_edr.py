@@ -119,3 +119,15 @@ def test_conformance_declares_edr(client: TestClient) -> None:
     classes = client.get("/conformance").json()["conformsTo"]
     assert "http://www.opengis.net/spec/ogcapi-edr-1/1.0/conf/core" in classes
     assert "http://www.opengis.net/spec/ogcapi-edr-1/1.0/conf/covjson" in classes
+
+
+def test_datacube_collections_declare_their_queries(client: TestClient) -> None:
+    doc = client.get("/collections/s2").json()
+    queries = doc["data_queries"]
+    assert queries["position"]["link"]["href"] == "http://testserver/collections/s2/position"
+    assert queries["area"]["link"]["variables"]["query_type"] == "area"
+    assert queries["area"]["link"]["variables"]["output_formats"] == ["CoverageJSON"]
+    series = [link for link in doc["links"] if link["rel"] == "time-series"]
+    assert series[0]["href"] == "http://testserver/collections/s2/aggregate/time-series"
+    listed = {c["id"]: c for c in client.get("/collections").json()["collections"]}
+    assert "data_queries" in listed["s2"] and "data_queries" not in listed["plain"]
