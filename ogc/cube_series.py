@@ -83,6 +83,11 @@ class AreaParams:
     datetime: Annotated[
         str | None, Query(description="An RFC 3339 instant or interval (start/end, ../end).")
     ] = None
+    expression: Annotated[
+        str | None,
+        Query(description="Arithmetic (+ - * /, numbers, parentheses) of layer or band names, "
+              "e.g. (B08-B04)/(B08+B04): one more column, `expression`."),
+    ] = None  # fmt: skip
     mask: Annotated[
         str | None,
         Query(description="Quality mask: LAYER:v1,v2 leaves out pixels where LAYER takes one "
@@ -102,6 +107,7 @@ class AreaBody(BaseModel):
     resolution: str | None = None
     datetime: str | None = None
     mask: str | None = None
+    expression: str | None = None
     bins: int | None = Field(default=None, ge=1)
     percentiles: list[float] | None = None
 
@@ -115,6 +121,7 @@ def area_query(
     resolution: str | None = None,
     interval: str | None = None,
     mask: str | None = None,
+    expression: str | None = None,
 ) -> AreaQuery:
     """The parsed query; the request's own codes for each bad parameter."""
     if isinstance(intersects, str):
@@ -126,12 +133,12 @@ def area_query(
         check_vertices(intersects, limits)
     start, end = parse_interval(interval) if interval else (None, None)
     area = parse_area(bbox, intersects)
-    if not layers:
-        raise UnknownLayer("name the layers to aggregate: layers=ndvi,B04,...")
+    if not layers and not expression:
+        raise UnknownLayer("name the layers to aggregate: layers=ndvi,B04,... (or expression=)")
     return AreaQuery(
         area=area, layers=tuple(layers),
         start=start, end=end, aggregation=parse_aggregation(aggregation),
-        resolution=parse_resolution(resolution), mask=mask,
+        resolution=parse_resolution(resolution), mask=mask, expression=expression or None,
     )  # fmt: skip
 
 
@@ -139,14 +146,14 @@ def get_query(limits: LimitSettings, params: AreaParams) -> AreaQuery:
     """The query of a GET request."""
     return area_query(limits, parse_bbox(params.bbox), params.intersects,
                       split_names(params.layers), params.aggregation, params.resolution,
-                      params.datetime, params.mask)  # fmt: skip
+                      params.datetime, params.mask, params.expression)  # fmt: skip
 
 
 def body_query(limits: LimitSettings, body: AreaBody) -> AreaQuery:
     """The query of a POST request."""
     layers = split_names(body.layers) if isinstance(body.layers, str) else body.layers or []
     return area_query(limits, body.bbox, body.intersects, layers, body.aggregation,
-                      body.resolution, body.datetime, body.mask)  # fmt: skip
+                      body.resolution, body.datetime, body.mask, body.expression)  # fmt: skip
 
 
 class SeriesService:
@@ -219,6 +226,7 @@ def _links(request: Request, collection_id: str, path: str) -> list[dict[str, An
 def _described(query: AreaQuery, pixels: int) -> dict[str, Any]:
     return {
         "layers": list(query.layers),
+        "expression": query.expression,
         "aggregation": query.aggregation.label,
         "resolution": query.resolution,
         "datetime": [None if t is None else t.isoformat().replace("+00:00", "Z")

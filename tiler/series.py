@@ -88,10 +88,12 @@ class CogSeries:
         area = shapely.geometry.mapping(query.area)
         values: LayerValues = {}
         pixels = 0
-        for name in query.layers:
+        for name in query.names:
             preset = find_preset(name)
             options: dict[str, Any] = {"bands": [name]}
-            if preset is not None:
+            if name == "expression" and query.expression:  # band names, as the item routes'
+                options = {"expression": query.expression}
+            elif preset is not None:
                 if not preset.is_index:
                     raise InvalidLayer(f"{name!r} is a composite: aggregate its bands instead")
                 options = {"expression": resolve_preset(preset, item).expression}
@@ -122,7 +124,7 @@ class CogSeries:
         read, pixels, total = [], 0, 0
         for item in items:
             found, count = self.read(item, query)
-            pixels, total = max(pixels, count), total + count * len(query.layers)
+            pixels, total = max(pixels, count), total + count * len(query.names)
             if total > self.max_values:
                 raise AreaTooLarge(f"the area holds more than {self.max_values} values")
             when = parse_instant(item["properties"].get("datetime")
@@ -149,7 +151,7 @@ class CogSeries:
             name: statistics_of(
                 np.concatenate([v[name] for _, v in read] or [np.empty(0)]), bins, percentiles
             )
-            for name in query.layers
+            for name in query.names
         }
         return stats, pixels, len(read)
 
@@ -162,12 +164,12 @@ def series_table(
     for when, values in read:
         buckets.setdefault(bucket_start(when, query.resolution), []).append(values)
     columns = ["datetime", "steps"]
-    for name in query.layers:
+    for name in query.names:
         columns += [name, f"{name}_count"]
     rows = []
     for label, members in buckets.items():
         row: list[Any] = [label.isoformat().replace("+00:00", "Z"), len(members)]
-        for name in query.layers:
+        for name in query.names:
             pooled = np.concatenate([m[name] for m in members])
             row += [aggregate_values(pooled, query.aggregation), int(pooled.size)]
         rows.append(row)

@@ -54,6 +54,12 @@ class InvalidMask(InvalidParameter):
     code = "cube.InvalidMask"
 
 
+class InvalidExpression(InvalidParameter):
+    """An ``expression`` that is not arithmetic (+ - * /, numbers) of the cube's layers."""
+
+    code = "cube.InvalidExpression"
+
+
 class AreaOutside(InvalidParameter):
     """An area (or position) that does not touch the data."""
 
@@ -137,6 +143,12 @@ class AreaQuery:
     aggregation: Aggregation = Aggregation("mean")
     resolution: Resolution | None = None
     mask: str | None = None  # "none", "LAYER:v1,v2", or None: the cube's default
+    expression: str | None = None  # arithmetic of layer (band) names: column "expression"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The answer's layer names: ``layers``, then ``expression`` when there is one."""
+        return (*self.layers, *(("expression",) if self.expression else ()))
 
 
 __all__ = [
@@ -150,6 +162,7 @@ __all__ = [
     "AreaTooLarge",
     "BandsMissing",
     "InvalidAggregation",
+    "InvalidExpression",
     "InvalidMask",
     "NotRaster",
     "Resolution",

@@ -14,9 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from catalog.presets import ALIASES, PRESETS, Preset, common_name_of, evaluate_formula, find_preset
+from catalog.presets import (
+    ALIASES,
+    PRESETS,
+    FormulaError,
+    Preset,
+    common_name_of,
+    evaluate_formula,
+    find_preset,
+    formula_names,
+)
 
-from .analysis import DEFAULT_MASKS, BandsMissing, InvalidMask, UnknownLayer
+from .analysis import DEFAULT_MASKS, BandsMissing, InvalidExpression, InvalidMask, UnknownLayer
 from .model import Cube, CubeLayer
 
 
@@ -60,11 +69,32 @@ def _index(cube: Cube, preset: Preset) -> LayerPlan:
     return LayerPlan(preset.name, formula, {b: layer for b, layer in found.items() if layer})
 
 
-def plan_layers(cube: Cube, names: Sequence[str]) -> list[LayerPlan]:
-    """The plans of ``names``; UnknownLayer, BandsMissing."""
-    if not names:
-        raise UnknownLayer("name the layers to aggregate: layers=ndvi,B04,...")
-    plans = []
+def plan_expression(cube: Cube, expression: str) -> LayerPlan:
+    """``expression`` over the cube's layers (by name or common name) as the layer
+    ``expression``; InvalidExpression, UnknownLayer."""
+    try:
+        names = formula_names(expression)
+        with np.errstate(all="ignore"):  # the syntax, on numpy numbers (x/0 is no error)
+            evaluate_formula(expression, dict.fromkeys(names, np.float64(1.0)))
+    except FormulaError as exc:
+        raise InvalidExpression(f"expression: {exc}") from exc
+    inputs = {}
+    for name in names:
+        layer = cube.layer(name)
+        if layer is None:
+            raise UnknownLayer(f"expression names {name[:60]!r}, which is no layer of the "
+                               f"cube {[layer.name for layer in cube.layers]}")  # fmt: skip
+        inputs[name] = layer
+    if not inputs:
+        raise InvalidExpression("the expression reads no layer")
+    return LayerPlan("expression", expression, inputs)
+
+
+def plan_layers(cube: Cube, names: Sequence[str], expression: str | None = None) -> list[LayerPlan]:
+    """The plans of ``names`` (and of ``expression``); UnknownLayer, BandsMissing."""
+    if not names and not expression:
+        raise UnknownLayer("name the layers to aggregate: layers=ndvi,B04,... (or expression=)")
+    plans = [plan_expression(cube, expression)] if expression else []
     for name in dict.fromkeys(names):
         layer = cube.layer(name)
         preset = find_preset(name)
@@ -78,7 +108,7 @@ def plan_layers(cube: Cube, names: Sequence[str]) -> list[LayerPlan]:
                 f"unknown layer {name[:60]!r}: one of the cube's "
                 f"{[layer.name for layer in cube.layers]} or an index {indices}"
             )
-    return plans
+    return plans[1:] + plans[:1] if expression else plans
 
 
 def plan_mask(cube: Cube, value: str | None) -> MaskPlan | None:
@@ -152,6 +182,7 @@ __all__ = [
     "MaskPlan",
     "evaluate_plan",
     "layer_array",
+    "plan_expression",
     "plan_layers",
     "plan_mask",
     "valid_values",

@@ -152,7 +152,7 @@ def _plans(
     cube: Cube, query: AreaQuery
 ) -> tuple[list[LayerPlan], MaskPlan | None, dict[str, CubeLayer]]:
     """The layers' plans, the mask's, and every layer they read by name."""
-    plans = plan_layers(cube, query.layers)
+    plans = plan_layers(cube, query.layers, query.expression)
     mask = plan_mask(cube, query.mask)
     inputs = {layer.name: layer for plan in plans for layer in plan.inputs.values()}
     if mask is not None:

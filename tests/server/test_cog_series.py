@@ -96,7 +96,8 @@ def _pixels(world: World, path: Path) -> dict[str, np.ndarray]:
 
 
 def test_each_item_is_a_step_of_the_series(world: World) -> None:
-    params = {"intersects": json.dumps(world.area), "layers": "ndvi,red"}
+    params = {"intersects": json.dumps(world.area), "layers": "ndvi,red",
+              "expression": "(nir - red) / (nir + red)"}  # fmt: skip
     response = world.client.get(SERIES, params=params)
     assert response.status_code == 200, response.text
     doc = response.json()
@@ -107,6 +108,7 @@ def test_each_item_is_a_step_of_the_series(world: World) -> None:
         for name in ("ndvi", "red"):
             assert row[f"{name}_count"] == want[name].size > 100
             assert row[name] == pytest.approx(want[name].mean(), rel=1e-9)
+        assert row["expression"] == pytest.approx(row["ndvi"], rel=1e-6)
 
 
 @pytest.mark.parametrize("aggregation", ["max", "median", "percentile_10", "count"])

@@ -294,3 +294,18 @@ def test_a_band_dimension_gives_the_same_series(world: World, tmp_path_factory: 
     params = {"intersects": json.dumps(world.area), "layers": "ndvi,B04", "resolution": "P1W"}
     banded_rows = world.client.get(SERIES.replace("s2", "banded"), params=params).json()
     assert banded_rows["series"] == series(world, resolution="P1W")["series"]
+
+
+def test_an_expression_of_layers_is_one_more_column(world: World) -> None:
+    doc = series(world, expression="(B08 - B04) / (nir + red)", resolution="P1W")
+    assert doc["columns"][-2:] == ["expression", "expression_count"]
+    assert doc["expression"] == "(B08 - B04) / (nir + red)"
+    for row in doc["series"]:
+        assert row["expression"] == pytest.approx(row["ndvi"], rel=1e-12)
+        assert row["expression_count"] == row["ndvi_count"]
+    area = json.dumps(world.area)
+    bad = [("B08 ** 2", "cube.InvalidExpression"), ("B08 +", "cube.InvalidExpression"),
+           ("nope / 2", "cube.UnknownLayer"), ("2 * 3", "cube.InvalidExpression")]  # fmt: skip
+    for expression, code in bad:
+        response = world.client.get(SERIES, params={"intersects": area, "expression": expression})
+        assert (response.status_code, response.json()["code"]) == (400, code), response.text
