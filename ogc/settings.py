@@ -136,3 +136,28 @@ class VectorStatsSettings(BaseSettings):
     )
     aggregate_max_keys: int = Field(default=8, ge=1, description="Most `group_by` keys.")
     aggregate_max_metrics: int = Field(default=32, ge=1, description="Most `metrics`.")
+
+
+class CubeSeriesSettings(BaseSettings):
+    """Time series, area statistics and EDR queries of raster and datacube collections
+    (environment prefix ``TERRACAT_CUBE_SERIES_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRACAT_CUBE_SERIES_", extra="ignore")
+
+    max_values: int = Field(
+        default=50_000_000,
+        ge=1,
+        description="Most values one request reads: pixels of the area's window x time steps "
+        "x bands (a datacube), or pixels x items (a COG collection). More is "
+        "`cube.AreaTooLarge` (413).",
+    )
+    max_items: int = Field(
+        default=1_000, ge=1, description="Most items a COG collection's time series reads."
+    )
+    max_bins: int = Field(default=1_000, ge=1, description="Most histogram bins of statistics.")
+    edr_max_values: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="Most values (time steps x pixels of the area's window x bands read) one "
+        "EDR `area` query reads: its CoverageJSON answer is text.",
+    )

@@ -39,6 +39,7 @@ from .database import resolve_url
 from .docs import add_docs
 from .errors import add_error_handlers
 from .features import (
+    cube_series_part,
     exports_part,
     features_part,
     item_maps_part,
@@ -142,6 +143,7 @@ def _parts(
         tiles_part(settings),
         vector_tiles_part(settings),
         vector_stats_part(settings),
+        cube_series_part(settings, storage),
         styles_part(settings),
         exports_part(),
         uploads_part(settings, storage),

@@ -18,6 +18,8 @@ from catalog.uploads.routes import UploadsFactory, tus_may_use, tus_owner
 from catalog.uploads.tus import TusFactory
 from catalog.uploads.tus_store import TusRepository
 from catalog.vector.features import FeatureReader
+from ogc.cube_edr import EDR_CLASSES, add_edr_queries, cube_edr_router
+from ogc.cube_series import cube_series_router
 from ogc.exports import ExportsExtension
 from ogc.feature_collections import add_vector_documents
 from ogc.feature_pages import FeaturePages
@@ -150,6 +152,23 @@ def vector_stats_part(settings: Settings) -> ApiPart:
     """Facets and aggregations of vector collections' features (JSON and CSV)."""
     router = vector_stats_router(settings.vector_stats, settings.limits)
     return routers_part("vector-stats", lambda app: [router])
+
+
+def cube_series_part(settings: Settings, storage: Storage) -> ApiPart:
+    """Time series and statistics over an area of datacube and COG collections (ogc/
+    cube_series.py), and EDR position and area queries of datacubes (ogc/cube_edr.py); the
+    COG readers' errors answer as the tiler's."""
+    series = cube_series_router(settings.cube_series, settings.limits, storage)
+    edr = cube_edr_router(settings.cube_series, settings.limits, storage)
+    # EDR's conformance is declared by the part that serves it (GET /conformance lists it)
+    extension = RoutersExtension(routers=lambda app: [series, edr],
+                                 conformance_classes=list(EDR_CLASSES))  # fmt: skip
+    return ApiPart(
+        name="cube-series",
+        extensions=[extension],
+        error_handlers=tiler_error_handlers(),
+        collection_hooks=[add_edr_queries],
+    )
 
 
 def exports_part() -> ApiPart:

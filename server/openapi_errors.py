@@ -40,6 +40,7 @@ _REASONS = {
     "422": "Well formed, but not possible for this resource",
     "429": "Too many failed sign-ins or token checks: wait Retry-After seconds",
     "460": "The chunk fails its Upload-Checksum",
+    "502": "A datacube's store cannot be read now",
 }
 # Rules that let anyone with a readable collection through: no 403 to declare.
 _OPEN = {Rule.PUBLIC, Rule.LISTED, Rule.READ}
@@ -52,6 +53,18 @@ _OWN = {
     "tusHead": ("412", "410"),
     "tusPatch": ("408", "409", "410", "412", "413", "415", "460"),
     "tusTerminate": ("412", "410"),
+    # cube.AreaTooLarge and cube.StoreUnreadable (ogc/cube_series.py, ogc/cube_edr.py)
+    **dict.fromkeys(
+        (
+            "getCollectionTimeSeries",
+            "postCollectionTimeSeries",
+            "getCollectionAreaStatistics",
+            "postCollectionAreaStatistics",
+            "getCollectionPosition",
+            "getCollectionArea",
+        ),
+        ("413", "502"),
+    ),  # fmt: skip
 }
 
 

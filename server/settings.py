@@ -14,7 +14,7 @@ from catalog.settings import (
     LimitSettings,
     StorageSettings,
 )
-from ogc.settings import TileSettings, VectorStatsSettings
+from ogc.settings import CubeSeriesSettings, TileSettings, VectorStatsSettings
 from tiler.settings import ExportSettings, MosaicSettings, TilerSettings
 
 from .logs import AccessLogMode
@@ -132,6 +132,7 @@ class Settings(BaseModel):
     viewer: ViewerSettings = Field(default_factory=ViewerSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     vector_stats: VectorStatsSettings = Field(default_factory=VectorStatsSettings)
+    cube_series: CubeSeriesSettings = Field(default_factory=CubeSeriesSettings)
 
     @model_validator(mode="after")
     def _map_tiles_rendered(self) -> "Settings":

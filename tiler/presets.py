@@ -21,8 +21,10 @@ Explicit ``rescale``/``colormap``/``colormap_name`` override the preset's. A pre
 ``expression``, ``bidx`` or ``bands`` is ``tiler.InvalidLayer`` (400); an unknown name is
 ``tiler.UnknownPreset`` (400); missing bands are ``tiler.PresetUnavailable`` (400) naming them.
 
-The dependencies below plug into titiler's ``layer_dependency``, ``render_dependency`` and
-``colormap_dependency`` slots; they share one per-request resolution (FastAPI caches it).
+The table itself (``PRESETS``, ``ALIASES``) is catalog/presets.py (re-exported here): datacube
+layers evaluate the same formulas. The dependencies below plug into titiler's ``layer_dependency``,
+``render_dependency`` and ``colormap_dependency`` slots; they share one per-request
+resolution (FastAPI caches it).
 """
 
 import math
@@ -36,53 +38,15 @@ from rio_tiler.types import ColorMapType
 from titiler.core.dependencies import ImageRenderingParams
 
 from catalog.errors import InvalidParameter
+from catalog.presets import ALIASES as ALIASES
+from catalog.presets import PRESETS as PRESETS
+from catalog.presets import Preset as Preset
 
 from .dependencies import LayerQuery, SafeColorMapParams, check_color_formula
 from .errors import InvalidLayer, PresetUnavailable, UnknownPreset
 from .readers.stac import asset_bands, band_positions, default_assets
 
-ALIASES: dict[str, tuple[str, ...]] = {
-    "nir": ("nir", "nir08"),
-    "rededge": ("rededge", "rededge071", "rededge075", "rededge078"),
-}
 DTYPE_RANGES = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0), "int16": (-32768.0, 32767.0)}
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named rendering: output bands as formulas of common names, rescale and colormap."""
-
-    name: str
-    title: str
-    formulas: tuple[str, ...]  # one per output band, over {common_name} placeholders
-    bands: tuple[str, ...]  # the common names the formulas use
-    rescale: tuple[float, float] | None = None  # None: each band's own statistics
-    colormap: str | None = None
-
-
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in (
-        Preset("ndvi", "Normalized difference vegetation index", ("({nir}-{red})/({nir}+{red})",),
-               ("nir", "red"), (-1.0, 1.0), "rdylgn"),
-        Preset("ndmi", "Normalized difference moisture index",
-               ("({nir}-{swir16})/({nir}+{swir16})",), ("nir", "swir16"), (-1.0, 1.0), "brbg"),
-        Preset("ndre", "Normalized difference red edge index",
-               ("({nir}-{rededge})/({nir}+{rededge})",), ("nir", "rededge"), (-1.0, 1.0),
-               "rdylgn"),
-        Preset("gndvi", "Green normalized difference vegetation index",
-               ("({nir}-{green})/({nir}+{green})",), ("nir", "green"), (-1.0, 1.0), "rdylgn"),
-        Preset("evi", "Enhanced vegetation index",
-               ("2.5*({nir}-{red})/({nir}+6*{red}-7.5*{blue}+1)",), ("nir", "red", "blue"),
-               (-1.0, 1.0), "rdylgn"),
-        Preset("rgb", "True colour", ("{red}", "{green}", "{blue}"), ("red", "green", "blue")),
-        Preset("cir", "Colour infrared", ("{nir}", "{red}", "{green}"), ("nir", "red", "green")),
-        Preset("agri", "Agriculture (SWIR, NIR, blue)", ("{swir16}", "{nir}", "{blue}"),
-               ("swir16", "nir", "blue")),
-        Preset("swir", "Short-wave infrared (SWIR2, NIR, red)", ("{swir22}", "{nir}", "{red}"),
-               ("swir22", "nir", "red")),
-    )
-}  # fmt: skip
 
 
 @dataclass
