@@ -73,10 +73,9 @@ class _SubmoduleFinder(importlib.abc.MetaPathFinder):
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
         parent = fullname.partition(".")[0]
-        if parent == fullname or not isinstance(sys.modules.get(parent), _Deferred):
+        stand_in = sys.modules.get(parent)
+        if parent == fullname or not isinstance(stand_in, _Deferred):
             return None
-        stand_in = sys.modules[parent]
-        assert isinstance(stand_in, _Deferred)
         stand_in._load()
         done = sys.modules.get(fullname)
         if done is None:

@@ -8,6 +8,8 @@ band dimension, the layers (one per variable, or per band value), and the larges
 Every refusal carries its stable code (catalog/cubes/errors.py).
 """
 
+from __future__ import annotations
+
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field

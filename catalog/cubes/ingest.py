@@ -9,6 +9,8 @@ transaction, replaces the collection's earlier cube items by one item per time s
 the datacube extension fields to the collection and writes the ``datacubes`` row.
 """
 
+from __future__ import annotations
+
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor

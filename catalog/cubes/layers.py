@@ -8,6 +8,8 @@ and not masked by the quality layer (``mask``: by default ``SCL`` classes 3, 8, 
 the cube has an ``SCL`` layer).
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 

@@ -1,6 +1,8 @@
 """Opening a cube's store for time series and EDR queries: ``store.open_cube``, its failures
 turned into one error a client can be answered with."""
 
+from __future__ import annotations
+
 import xarray as xr
 
 from catalog.errors import CatalogError

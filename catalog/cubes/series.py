@@ -8,6 +8,8 @@ time step, or with a ``resolution`` over every valid value of the steps of each 
 (Monday to Sunday, UTC) or calendar month together.
 """
 
+from __future__ import annotations
+
 import math
 import threading
 from collections.abc import Callable, Sequence

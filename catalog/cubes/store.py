@@ -13,6 +13,8 @@ small LRU: a store is never rewritten under the same href (each ingest writes a 
 cached dataset never goes stale.
 """
 
+from __future__ import annotations
+
 import io
 import threading
 from collections import OrderedDict
@@ -65,7 +67,7 @@ def _overview(cube: Cube, factor: int) -> CubeOverview:
 
 
 _lock = threading.Lock()
-_cache: "OrderedDict[tuple[int, str, str], xr.Dataset]" = OrderedDict()
+_cache: OrderedDict[tuple[int, str, str], xr.Dataset] = OrderedDict()
 
 
 def _cached(storage: Storage, href: str, fmt: Format) -> xr.Dataset:
@@ -131,7 +133,7 @@ def _open_zarr(store: Any) -> xr.Dataset:
         )
 
 
-def _open_object_store(store: "ObjectStore", path: str, fmt: Format) -> xr.Dataset:
+def _open_object_store(store: ObjectStore, path: str, fmt: Format) -> xr.Dataset:
     if fmt == "netcdf":
         import obstore
 
@@ -174,7 +176,7 @@ class _File(io.RawIOBase):
         super().close()
 
 
-def _s3_store(storage: Storage, key: str, fmt: Format) -> "tuple[ObjectStore, str]":
+def _s3_store(storage: Storage, key: str, fmt: Format) -> tuple[ObjectStore, str]:
     """An obstore client on the S3 storage's bucket, its prefix the key's (a Zarr store's
     folder), with the storage's endpoint and credentials; the path of the object within."""
     from obstore.store import S3Store
@@ -207,9 +209,7 @@ def _s3_store(storage: Storage, key: str, fmt: Format) -> "tuple[ObjectStore, st
     return store, path
 
 
-def remote_store(
-    url: str, fmt: Format, storage: Storage | None = None
-) -> "tuple[ObjectStore, str]":
+def remote_store(url: str, fmt: Format, storage: Storage | None = None) -> tuple[ObjectStore, str]:
     """An obstore client for a cube registered in place at ``url``, and the path within.
 
     ``s3://`` URLs are read without credentials (public buckets: the server's credentials

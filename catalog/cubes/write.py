@@ -11,6 +11,8 @@ holds one slab (whole source time chunks, up to 256 MiB) at a time, whatever the
 length: no dask.
 """
 
+from __future__ import annotations
+
 import math
 from collections.abc import Callable
 from pathlib import Path
