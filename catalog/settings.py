@@ -157,6 +157,21 @@ class IngestSettings(BaseSettings):
         "(gigabytes of zeros in kilobytes) is refused before it fills the disk.",
     )
     zip_max_members: int = Field(default=10_000, ge=1, description="Most files in a zip.")
+    picture_max_bytes: int = Field(
+        default=100 * 1024**2, ge=1, description="Largest geotagged picture (JPEG) in bytes."
+    )
+    picture_max_pixels: int = Field(
+        default=200_000_000,
+        ge=1,
+        description="Most pixels (width x height) of a geotagged picture: a 360 degree "
+        "picture of 16384 x 8192 has 134 M.",
+    )
+    picture_thumbnail_px: int = Field(
+        default=500, ge=16, description="Longest side of a picture's thumbnail."
+    )
+    picture_sd_px: int = Field(
+        default=2048, ge=64, description="Longest side of a picture's standard-definition copy."
+    )
 
 
 class JobSettings(BaseSettings):

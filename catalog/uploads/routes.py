@@ -15,7 +15,7 @@ before any byte is stored.
 import asyncio
 import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +27,7 @@ from catalog.errors import InvalidParameter, NotFound
 from catalog.ingest.errors import TooLarge
 from catalog.ingest.fetch import check_url, safe_filename
 from catalog.jobs.queue import JobRepository
+from catalog.pictures.repository import PictureRepository
 from catalog.settings import IngestSettings, JobSettings
 from catalog.stac.serializers import check_id
 from catalog.storage.base import Storage
@@ -35,6 +36,7 @@ from catalog.uploads.multipart import receive_multipart_file
 from catalog.uploads.repository import (
     FINAL_FILE_STATES,
     NewFile,
+    PictureOptions,
     UploadRepository,
     UploadSetClosed,
     VectorOptions,
@@ -75,6 +77,42 @@ class UploadSetCreate(BaseModel):
     annotates: str | None = Field(
         default=None,
         description="Vector files: the raster collection whose imagery the features describe.",
+    )
+    split_distance: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e7,
+        description="Pictures: a new sequence starts where two neighbours are farther apart "
+        "than this many metres (default 100).",
+    )
+    split_time: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e9,
+        description="Pictures: a new sequence starts where two neighbours were taken more "
+        "than this many seconds apart (default 60).",
+    )
+    duplicate_distance: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e4,
+        description="Pictures: a picture within this many metres of a kept one of its "
+        "sequence (and facing within duplicate_rotation of it) is a capture duplicate "
+        "(default 1).",
+    )
+    duplicate_rotation: float | None = Field(
+        default=None,
+        ge=0,
+        le=180,
+        description="Pictures: see duplicate_distance, in degrees (default 60).",
+    )
+    sort_method: Literal["time-asc", "time-desc", "filename-asc", "filename-desc"] | None = Field(
+        default=None, description="Pictures: the order of a sequence (default time-asc)."
+    )
+    visibility: Literal["public", "accounts", "private"] | None = Field(
+        default=None,
+        description="Pictures: recorded with the set; items are visible as their collection "
+        "is (docs/ingest.md).",
     )
 
 
@@ -160,6 +198,7 @@ def set_document(
         "expected_files": expected,
         "datetime": when.isoformat() if (when := upload_set["item_datetime"]) else None,
         **{k: v for k, v in VectorOptions.of(upload_set).values().items() if v is not None},
+        **{k: v for k, v in PictureOptions.of(upload_set).values().items() if v is not None},
         "completed": upload_set["completed"],
         "ready": closed and finished == len(files),
         "created": upload_set["created"].isoformat(),
@@ -247,7 +286,12 @@ class UploadsFactory:
 
     async def _add(self, repo: UploadRepository, set_id: uuid.UUID, new: NewFile) -> dict[str, Any]:
         # Ingest's own description does not set a timeout: the worker default applies.
-        return await repo.add_file(set_id, new, self.jobs.default_timeout_s, self.jobs.max_attempts)
+        record = await repo.add_file(set_id, new, self.jobs.default_timeout_s,
+                                     self.jobs.max_attempts)  # fmt: skip
+        old = record.get("replaced")  # a picture sent again by its name: its files are
+        if old is not None and old["staged_key"]:  # overwritten by the new job (same item id)
+            await remove_staged(self.storage, old["staged_key"])
+        return record
 
     @property
     def router(self) -> APIRouter:
@@ -273,6 +317,14 @@ class UploadsFactory:
                 body.datetime,
                 owner_id=owner_id_of(request),
                 vector=VectorOptions(body.layer, body.datetime_property, body.annotates),
+                pictures=PictureOptions(
+                    body.split_distance,
+                    body.split_time,
+                    body.duplicate_distance,
+                    body.duplicate_rotation,
+                    body.sort_method,
+                    body.visibility,
+                ),  # fmt: skip
             )
             upload_set, files = await repo.get_set(set_id)
             doc = set_document(base_url(request), upload_set, files)
@@ -290,6 +342,10 @@ class UploadsFactory:
             set_id = parse_uuid(upload_set_id, "upload set")
             await owned_set(request, repo, set_id)
             await repo.complete_set(set_id)
+            # Its pictures may all be read already: their dispatch can start now.
+            await PictureRepository(repo.engine, repo.jobs).dispatch_if_ready(
+                set_id, self.jobs.default_timeout_s, self.jobs.max_attempts
+            )
             upload_set, files = await repo.get_set(set_id)
             return set_document(base_url(request), upload_set, files)
 
