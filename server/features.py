@@ -23,6 +23,7 @@ from ogc.feature_collections import add_vector_documents
 from ogc.feature_pages import FeaturePages
 from ogc.features import FeatureParams, VectorItems
 from ogc.maps import map_router
+from ogc.pictures import pictures_router
 from ogc.processes import ProcessesExtension
 from ogc.styles import StylesExtension
 from ogc.tiles import TilesExtension
@@ -148,6 +149,12 @@ def vector_stats_part(settings: Settings) -> ApiPart:
     """Facets and aggregations of vector collections' features (JSON and CSV)."""
     router = vector_stats_router(settings.vector_stats, settings.limits)
     return routers_part("vector-stats", lambda app: [router])
+
+
+def pictures_part(settings: Settings) -> ApiPart:
+    """Geotagged pictures: sequence lines (GeoJSON, vector tiles) and the nearest pictures."""
+    router = pictures_router(settings.tiles)
+    return routers_part("pictures", lambda app: [router])
 
 
 def exports_part() -> ApiPart:

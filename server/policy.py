@@ -108,6 +108,9 @@ POLICY: dict[str, Rule] = {
         "getCollectionAggregate",
         "getCollectionStyles",
         "getCollectionStyle",
+        "getCollectionSequences",
+        "getCollectionSequenceTile",
+        "getNearestPictures",
         *_ITEM_MAPS,
         *_COLLECTION_MAPS,
     ),  # fmt: skip

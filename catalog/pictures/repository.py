@@ -146,22 +146,3 @@ class PictureRepository:
             await conn.execute(
                 update(UploadSet).where(UploadSet.id == set_id).values(dispatch_job_id=None)
             )
-
-    async def sequences(
-        self, collection_ids: list[str] | None, collection_id: str | None = None,
-        limit: int = 100,
-    ) -> list[dict[str, Any]]:  # fmt: skip
-        """Sequences (newest first) of one collection, or of ``collection_ids`` (readable)."""
-        query = select(
-            PictureSequence.id, PictureSequence.collection_id,
-            func.ST_AsGeoJSON(PictureSequence.geom, 9).label("geojson"),
-            PictureSequence.start_datetime, PictureSequence.end_datetime,
-            PictureSequence.picture_count, PictureSequence.item_ids,
-        )  # fmt: skip
-        if collection_id is not None:
-            query = query.where(PictureSequence.collection_id == collection_id)
-        if collection_ids is not None:
-            query = query.where(PictureSequence.collection_id.in_(collection_ids))
-        query = query.order_by(PictureSequence.created.desc(), PictureSequence.id).limit(limit)
-        async with self._connect(write=False) as conn:
-            return [dict(r._mapping) for r in await conn.execute(query)]

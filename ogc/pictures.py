@@ -1,0 +1,145 @@
+"""Routes of pictures' maps: sequence lines (GeoJSON and vector tiles), the nearest pictures,
+and the style layers that draw them (docs/api.md, Pictures).
+
+Every route reads one collection in its path: the ``READ`` rule of server/policy.py has
+answered 404 for a collection the caller may not read before the route runs.
+"""
+
+import json
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response
+
+from catalog.pictures.maps import PictureMapRepository
+from catalog.web import base_url, json_response
+from tiler.factory import cache_control_for
+
+from .settings import WEB_MERCATOR, TileSettings
+from .tiles import MVT, CollectionID, TileMatrixSets, collection_url
+from .vector_tiles import BUFFER, EXTENT, AcceptEncoding, Authorization, IfNoneMatch, _response
+
+GEOJSON = "application/geo+json"
+Z = Annotated[int, Path(description="Tile matrix (zoom level).")]
+X = Annotated[int, Path(description="Tile column.")]
+Y = Annotated[int, Path(description="Tile row.")]
+
+
+def _maps(request: Request) -> PictureMapRepository:
+    return PictureMapRepository(request.app.state.repository.engine, EXTENT, BUFFER)
+
+
+def sequence_tiles_url(base: str, collection_id: str) -> str:
+    """The tile URL template of a collection's sequence lines (MapLibre ``tiles``)."""
+    return f"{collection_url(base, collection_id)}/sequences/tiles/{WEB_MERCATOR}/{{z}}/{{x}}/{{y}}"
+
+
+def picture_style_layers(base: str, collection_id: str, colour: str) -> dict[str, Any]:
+    """Sources and layers drawing a collection's sequences (lines) and pictures (points)."""
+    points = {"type": "vector", "url": f"{collection_url(base, collection_id)}/items/tiles/"
+              f"{WEB_MERCATOR}"}  # fmt: skip
+    lines = {"type": "vector", "tiles": [sequence_tiles_url(base, collection_id)],
+             "minzoom": 0, "maxzoom": 22}  # fmt: skip
+    layers = [
+        {"id": f"{collection_id}-sequences", "type": "line", "source": f"{collection_id}-sequences",
+         "source-layer": "sequences", "paint": {"line-color": colour, "line-width": 3,
+                                                "line-opacity": 0.8}},
+        {"id": f"{collection_id}-pictures", "type": "circle", "source": f"{collection_id}-pictures",
+         "source-layer": collection_id, "minzoom": 14,
+         "paint": {"circle-color": colour, "circle-radius": 5,
+                   "circle-stroke-color": "#ffffff", "circle-stroke-width": 1.5}},
+    ]  # fmt: skip
+    sources = {f"{collection_id}-sequences": lines, f"{collection_id}-pictures": points}
+    return {"sources": sources, "layers": layers}
+
+
+def _sequence_feature(base: str, row: dict[str, Any]) -> dict[str, Any]:
+    items = f"{collection_url(base, row['collection_id'])}/items/"
+    return {
+        "type": "Feature",
+        "id": str(row["id"]),
+        "geometry": json.loads(row["geojson"]),
+        "properties": {
+            "collection": row["collection_id"],
+            "start_datetime": row["start_datetime"].isoformat(),
+            "end_datetime": row["end_datetime"].isoformat(),
+            "picture_count": row["picture_count"],
+            "items": row["item_ids"],
+        },
+        "links": [{"rel": "first", "type": GEOJSON,
+                   "href": items + quote(row["item_ids"][0], safe="")}],
+    }  # fmt: skip
+
+
+def pictures_router(settings: TileSettings) -> APIRouter:
+    """The sequence and nearest-picture routes."""
+    router = APIRouter(tags=["Pictures"])
+    sets = TileMatrixSets([WEB_MERCATOR])
+
+    async def get_sequences(
+        request: Request,
+        collection_id: CollectionID,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Response:
+        """The collection's sequences (newest first) as GeoJSON lines."""
+        rows = await _maps(request).sequences(collection_id, limit)
+        base = base_url(request)
+        doc = {"type": "FeatureCollection",
+               "features": [_sequence_feature(base, r) for r in rows]}  # fmt: skip
+        return json_response(doc, media_type=GEOJSON)
+
+    async def get_sequence_tile(
+        request: Request,
+        collection_id: CollectionID,
+        z: Z,
+        x: X,
+        y: Y,
+        accept_encoding: AcceptEncoding = None,
+        if_none_match: IfNoneMatch = None,
+        authorization: Authorization = None,
+    ) -> Response:
+        """A Web Mercator vector tile of the collection's sequence lines (layer ``sequences``)."""
+        sets.bounds(WEB_MERCATOR, z, x, y)  # tiles.InvalidTile outside the matrix
+        tile = await _maps(request).sequence_tile(collection_id, z, x, y, settings.max_features,
+                                                  settings.simplify)  # fmt: skip
+        cache_control = cache_control_for(settings.cache_control, authorization is not None)
+        return _response(tile, settings.max_features, settings, accept_encoding, if_none_match,
+                         cache_control)  # fmt: skip
+
+    async def get_nearest(
+        request: Request,
+        collection_id: CollectionID,
+        lon: Annotated[float, Query(ge=-180, le=180)],
+        lat: Annotated[float, Query(ge=-90, le=90)],
+        limit: Annotated[int, Query(ge=1, le=100)] = 10,
+        max_distance: Annotated[float | None, Query(gt=0, le=1e6)] = None,
+    ) -> Response:
+        """The collection's pictures nearest a point, nearest first, with distances (m)."""
+        rows = await _maps(request).nearest(collection_id, lon, lat, limit, max_distance)
+        items = f"{collection_url(base_url(request), collection_id)}/items/"
+        features = [{
+            "type": "Feature", "id": r["id"],
+            "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
+            "properties": {"distance": round(r["distance"], 3),
+                           "datetime": r["datetime"].isoformat(),
+                           "view:azimuth": r["azimuth"], "terracat:sequence": r["sequence"]},
+            "links": [{"rel": "item", "type": GEOJSON, "href": items + quote(r["id"], safe="")}],
+        } for r in rows]  # fmt: skip
+        return json_response({"type": "FeatureCollection", "features": features},
+                             media_type=GEOJSON)  # fmt: skip
+
+    collection = "/collections/{collectionId}"
+    router.add_api_route(f"{collection}/sequences", get_sequences, methods=["GET"],
+                         operation_id="getCollectionSequences", response_class=Response,
+                         summary="Sequences of pictures, as GeoJSON lines")  # fmt: skip
+    router.add_api_route(
+        f"{collection}/sequences/tiles/{WEB_MERCATOR}/{{z}}/{{x}}/{{y}}", get_sequence_tile,
+        methods=["GET"], operation_id="getCollectionSequenceTile", response_class=Response,
+        summary="A vector tile of sequence lines",
+        responses={200: {"content": {MVT: {}}}, 204: {"description": "No sequence here"}},
+    )  # fmt: skip
+    router.add_api_route(f"{collection}/pictures/nearest", get_nearest, methods=["GET"],
+                         operation_id="getNearestPictures", response_class=Response,
+                         summary="The pictures nearest a point")  # fmt: skip
+    return router
