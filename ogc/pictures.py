@@ -137,7 +137,9 @@ def pictures_router(settings: TileSettings) -> APIRouter:
         f"{collection}/sequences/tiles/{WEB_MERCATOR}/{{z}}/{{x}}/{{y}}", get_sequence_tile,
         methods=["GET"], operation_id="getCollectionSequenceTile", response_class=Response,
         summary="A vector tile of sequence lines",
-        responses={200: {"content": {MVT: {}}}, 204: {"description": "No sequence here"}},
+        responses={200: {"content": {MVT: {}}, "description": "A Mapbox Vector Tile"},
+                   204: {"description": "No sequence in this tile"},
+                   304: {"description": "`If-None-Match` holds the tile's `ETag`"}},
     )  # fmt: skip
     router.add_api_route(f"{collection}/pictures/nearest", get_nearest, methods=["GET"],
                          operation_id="getNearestPictures", response_class=Response,

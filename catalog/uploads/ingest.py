@@ -453,6 +453,8 @@ class IngestProcess(Process):
         # Forgotten first: a crash in between leaves litter for the sweep, never a dangling key.
         await self.uploads.update_file(file_id, staged_key=None)
         await self._remove_staged(record)
+        if "picture" not in outputs:  # a raster or vector file last of a set with pictures
+            await self.pictures.dispatch_if_ready(record["upload_set_id"], *DISPATCH_LIMITS)
 
     async def failed(self, job: JobRecord, code: str, message: str, final: bool) -> None:
         """Record the rejection on the file; remove published assets and, if final, the raw."""
