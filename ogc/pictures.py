@@ -12,6 +12,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
+from catalog.errors import InvalidParameter
 from catalog.pictures.maps import PictureMapRepository
 from catalog.web import base_url, json_response
 from tiler.factory import cache_control_for
@@ -72,11 +73,7 @@ def _sequence_feature(base: str, row: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def pictures_router(settings: TileSettings) -> APIRouter:
-    """The sequence and nearest-picture routes."""
-    router = APIRouter(tags=["Pictures"])
-    sets = TileMatrixSets([WEB_MERCATOR])
-
+def _sequences_endpoint() -> Any:
     async def get_sequences(
         request: Request,
         collection_id: CollectionID,
@@ -88,6 +85,12 @@ def pictures_router(settings: TileSettings) -> APIRouter:
         doc = {"type": "FeatureCollection",
                "features": [_sequence_feature(base, r) for r in rows]}  # fmt: skip
         return json_response(doc, media_type=GEOJSON)
+
+    return get_sequences
+
+
+def _tile_endpoint(settings: TileSettings) -> Any:
+    sets = TileMatrixSets([WEB_MERCATOR])
 
     async def get_sequence_tile(
         request: Request,
@@ -107,16 +110,32 @@ def pictures_router(settings: TileSettings) -> APIRouter:
         return _response(tile, settings.max_features, settings, accept_encoding, if_none_match,
                          cache_control)  # fmt: skip
 
+    return get_sequence_tile
+
+
+def _position(lon: float | None, lat: float | None) -> tuple[float, float]:
+    """``lon`` and ``lat``, both given and in range (checked after the collection, so that a
+    collection the caller may not read answers as a missing one, whatever the query)."""
+    if lon is None or lat is None:
+        raise InvalidParameter("lon and lat are required")
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise InvalidParameter(f"lon {lon}, lat {lat}: out of range")
+    return lon, lat
+
+
+def _nearest_endpoint() -> Any:
     async def get_nearest(
         request: Request,
         collection_id: CollectionID,
-        lon: Annotated[float, Query(ge=-180, le=180)],
-        lat: Annotated[float, Query(ge=-90, le=90)],
+        lon: Annotated[float | None, Query(description="Longitude (required).")] = None,
+        lat: Annotated[float | None, Query(description="Latitude (required).")] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 10,
         max_distance: Annotated[float | None, Query(gt=0, le=1e6)] = None,
     ) -> Response:
         """The collection's pictures nearest a point, nearest first, with distances (m)."""
-        rows = await _maps(request).nearest(collection_id, lon, lat, limit, max_distance)
+        maps = _maps(request)
+        await maps.check(collection_id)
+        rows = await maps.nearest(collection_id, *_position(lon, lat), limit, max_distance)
         items = f"{collection_url(base_url(request), collection_id)}/items/"
         features = [{
             "type": "Feature", "id": r["id"],
@@ -129,19 +148,26 @@ def pictures_router(settings: TileSettings) -> APIRouter:
         return json_response({"type": "FeatureCollection", "features": features},
                              media_type=GEOJSON)  # fmt: skip
 
+    return get_nearest
+
+
+def pictures_router(settings: TileSettings) -> APIRouter:
+    """The sequence and nearest-picture routes."""
+    router = APIRouter(tags=["Pictures"])
     collection = "/collections/{collectionId}"
-    router.add_api_route(f"{collection}/sequences", get_sequences, methods=["GET"],
+    router.add_api_route(f"{collection}/sequences", _sequences_endpoint(), methods=["GET"],
                          operation_id="getCollectionSequences", response_class=Response,
                          summary="Sequences of pictures, as GeoJSON lines")  # fmt: skip
     router.add_api_route(
-        f"{collection}/sequences/tiles/{WEB_MERCATOR}/{{z}}/{{x}}/{{y}}", get_sequence_tile,
+        f"{collection}/sequences/tiles/{WEB_MERCATOR}/{{z}}/{{x}}/{{y}}",
+        _tile_endpoint(settings),
         methods=["GET"], operation_id="getCollectionSequenceTile", response_class=Response,
         summary="A vector tile of sequence lines",
         responses={200: {"content": {MVT: {}}, "description": "A Mapbox Vector Tile"},
                    204: {"description": "No sequence in this tile"},
                    304: {"description": "`If-None-Match` holds the tile's `ETag`"}},
     )  # fmt: skip
-    router.add_api_route(f"{collection}/pictures/nearest", get_nearest, methods=["GET"],
+    router.add_api_route(f"{collection}/pictures/nearest", _nearest_endpoint(), methods=["GET"],
                          operation_id="getNearestPictures", response_class=Response,
                          summary="The pictures nearest a point")  # fmt: skip
     return router

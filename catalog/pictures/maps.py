@@ -94,6 +94,11 @@ class PictureMapRepository:
             rows = [r for r in rows if r["distance"] <= max_distance]
         return rows[:limit]
 
+    async def check(self, collection_id: str) -> None:
+        """NotFound unless the collection exists."""
+        async with connect(self.engine, write=False) as conn:
+            await self._check(conn, collection_id)
+
     async def _check(self, conn: Any, collection_id: str) -> None:
         known = await conn.scalar(select(exists().where(Collection.id == collection_id)))
         if not known:

@@ -191,7 +191,7 @@ def set_document(
     expected = upload_set["expected_files"]
     closed = upload_set["completed"] or (expected is not None and len(files) >= expected)
     url = f"{base}upload_sets/{upload_set['id']}"
-    return {
+    doc: dict[str, Any] = {
         "id": str(upload_set["id"]),
         "collection": upload_set["collection_id"],
         "title": upload_set["title"],
@@ -213,6 +213,13 @@ def set_document(
             {"rel": "tus", "href": f"{base}uploads/", "method": "POST"},
         ],
     }  # fmt: skip
+    if upload_set.get("dispatch_job_id"):  # pictures: the job cutting them into sequences
+        done = upload_set["dispatched_at"]
+        doc["dispatched"] = done.isoformat() if done else None
+        href = f"{base}jobs/{upload_set['dispatch_job_id']}"
+        doc["links"].append({"rel": "monitor", "href": href, "type": "application/json",
+                             "title": "Dispatch of the pictures"})  # fmt: skip
+    return doc
 
 
 def tus_owner(request: Request) -> str | None:

@@ -58,6 +58,12 @@ def test_a_trip_becomes_two_sequences(
     assert dup["status"] == "duplicate" and dup["error"]["code"] == "ingest.Duplicate"
     doc = ready(client, admin, set_id)
     files = by_name(doc)
+    monitor = [lk["href"] for lk in doc["links"] if lk.get("title") == "Dispatch of the pictures"]
+    assert doc["dispatched"] and client.get(monitor[0], headers=admin).json()["status"] == (
+        "successful"
+    )
+    results = client.get(f"{monitor[0]}/results", headers=admin).json()
+    assert sorted(len(s["items"]) for s in results["sequences"]) == [4, 6]
     assert doc["counts"] == {"received": 0, "processing": 0, "ready": 10, "rejected": 13,
                              "duplicate": 1}, doc["counts"]  # fmt: skip
     codes = {n: f.get("error", {}).get("code") for n, f in files.items()}
