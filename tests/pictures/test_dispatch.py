@@ -2,6 +2,7 @@
 duplicates and rejections come out as the set's options say; items, links and lines."""
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from server.settings import Settings
+from tests import rasters
 from tests.catalog.vector_uploads import start_worker
 from tests.workers import MakeWorker
 
@@ -146,3 +148,24 @@ def test_sending_a_picture_again_replaces_it(
     assert doc["counts"]["ready"] == 2 and len(doc["files"]) == 2
     found = {i["id"]: i for i in items_of(client, admin, "again")}
     assert found["p"]["properties"]["view:azimuth"] == 200
+
+
+def test_a_raster_in_the_set_ends_last(
+    client: TestClient, admin: dict[str, str], worker: None, tmp_path: Path
+) -> None:
+    """The set's last job is a raster's: its end queues the pictures' dispatch all the same."""
+    set_id = new_set(client, admin, "mixed")
+    send(client, admin, set_id, "p.jpg", photo(seed=5))
+    tif = rasters.float_tif(tmp_path, size=64)
+    send(client, admin, set_id, "scene.tif", tif.read_bytes())
+    doc = ready(client, admin, set_id)
+    assert doc["counts"]["ready"] == 2, doc["files"]
+    assert {i["id"] for i in items_of(client, admin, "mixed")} == {"p", "scene"}
+
+
+def test_options_are_checked(client: TestClient, admin: dict[str, str]) -> None:
+    new_set(client, admin, "checked")
+    for bad in ({"sort_method": "random"}, {"duplicate_rotation": 200}, {"split_time": -1},
+                {"visibility": "friends"}):  # fmt: skip
+        r = client.post("/upload_sets", json={"collection": "checked", **bad}, headers=admin)
+        assert r.status_code == 400, (bad, r.text)
