@@ -30,7 +30,7 @@ from catalog.jobs.queue import JobRepository
 from catalog.pictures.repository import PictureRepository
 from catalog.settings import IngestSettings, JobSettings
 from catalog.stac.serializers import check_id
-from catalog.storage.base import Storage
+from catalog.storage.base import Storage, item_prefix
 from catalog.uploads.ingest import check_room, remove_staged, staging_key
 from catalog.uploads.multipart import receive_multipart_file
 from catalog.uploads.repository import (
@@ -367,6 +367,7 @@ class UploadsFactory:
             await owned_set(request, repo, set_id)
             files = await repo.delete_set(set_id)
             await self._forget(request.app.state.jobs, files)
+            await self._forget_waiting(request.app.state.repository, files)
             return Response(status_code=204)
 
     def _add_file_routes(self, router: APIRouter) -> None:
@@ -474,6 +475,15 @@ class UploadsFactory:
                 await jobs.dismiss(record["job_id"])
             if record["staged_key"]:
                 await remove_staged(self.storage, record["staged_key"])
+
+    async def _forget_waiting(self, catalog: Any, files: list[dict[str, Any]]) -> None:
+        """After a set is deleted: the web copies of its pictures that waited for their
+        dispatch (published by their job, never an item) go too."""
+        for record in files:
+            if record["status"] == "processing" and record["item_id"]:
+                if not await catalog.item_exists(record["collection_id"], record["item_id"]):
+                    prefix = item_prefix(record["collection_id"], record["item_id"])
+                    await asyncio.to_thread(self.storage.delete_prefix, prefix)
 
     # -- tus hooks ------------------------------------------------------------------------------
     def tus_hooks(self, app_state: Any) -> tuple[Any, Any]:

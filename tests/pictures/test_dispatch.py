@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from server.settings import Settings
 from tests import rasters
 from tests.catalog.vector_uploads import start_worker
-from tests.workers import MakeWorker
+from tests.workers import MakeWorker, wait_for
 
 from .photos import along, photo
 from .uploads import by_name, items_of, new_set, ready, send
@@ -139,8 +139,6 @@ def test_sending_a_picture_again_replaces_it(
     first = send(client, admin, set_id, "p.jpg", photo(heading=10, seed=1))
     send(client, admin, set_id, "q.jpg", photo(*along(*ORIGIN, 50), heading=10, seed=2))
     # Once the first was read (it waits for the dispatch), its new version replaces it.
-    from tests.workers import wait_for
-
     wait_for(client, admin, first["job"]["id"], "successful")
     second = send(client, admin, set_id, "p.jpg", photo(heading=200, seed=3))
     doc = ready(client, admin, set_id)
@@ -169,3 +167,16 @@ def test_options_are_checked(client: TestClient, admin: dict[str, str]) -> None:
                 {"visibility": "friends"}):  # fmt: skip
         r = client.post("/upload_sets", json={"collection": "checked", **bad}, headers=admin)
         assert r.status_code == 400, (bad, r.text)
+
+
+def test_deleting_a_set_removes_its_waiting_pictures(
+    client: TestClient, admin: dict[str, str], worker: None, settings: Settings
+) -> None:
+    set_id = new_set(client, admin, "dropped")
+    record = send(client, admin, set_id, "w.jpg", photo(seed=11))
+    wait_for(client, admin, record["job"]["id"], "successful")
+    folder = Path(settings.ingest.data_dir) / "assets" / "dropped" / "w"
+    assert {p.name for p in folder.iterdir()} == {"original.jpg", "sd.jpg", "thumbnail.jpg"}
+    assert client.delete(f"/upload_sets/{set_id}", headers=admin).status_code == 204
+    assert not folder.exists() or not any(folder.iterdir())
+    assert items_of(client, admin, "dropped") == []
