@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from server.settings import Settings
 from tests.catalog.vector_uploads import start_worker
+from tests.server.test_styles import maplibre_errors
 from tests.workers import MakeWorker
 
 from .photos import along, haversine, photo
@@ -144,6 +145,7 @@ def test_style_draws_pictures_and_sequences(
     client: TestClient, admin: dict[str, str], mapped: dict[str, tuple[float, float]]
 ) -> None:
     style = client.get("/collections/walk/styles/default", headers=admin).json()
+    assert maplibre_errors(style) == []
     kinds = {layer["id"]: layer["type"] for layer in style["layers"]}
     assert kinds == {"walk-sequences": "line", "walk-pictures": "circle"}
     template = style["sources"]["walk-sequences"]["tiles"][0]
