@@ -8,6 +8,7 @@ length and field of view), as Panoramax's items have them. What no extension say
 neighbours' item ids, which the API turns into ``prev``/``next`` links), ``terracat:tiles``.
 """
 
+import datetime as dt
 from typing import Any
 
 from .derivatives import TILE_COLS, TILE_ROWS, Derived
@@ -41,7 +42,9 @@ def picture_item(
 ) -> dict[str, Any]:
     """The item (``assets``: asset name -> stored href; ``derived``: the web copies made)."""
     properties: dict[str, Any] = {
-        "datetime": meta.when.isoformat(),
+        "datetime": meta.when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        # The local time where the picture was taken, with its offset (Panoramax's datetimetz).
+        "terracat:datetime_local": meta.when.isoformat(),
         "title": filename,
         "terracat:picture_type": meta.type,
         "terracat:original_size": [meta.width, meta.height],

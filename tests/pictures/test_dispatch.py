@@ -99,7 +99,9 @@ def test_a_trip_becomes_two_sequences(
     a0 = items["a0"]
     assert a0["geometry"]["coordinates"] == pytest.approx(list(by_id["a0"][0]), abs=1e-7)
     got = dt.datetime.fromisoformat(a0["properties"]["datetime"].replace("Z", "+00:00"))
-    assert got == by_id["a0"][1]  # sub-second and offset kept
+    assert got == by_id["a0"][1] and a0["properties"]["datetime"].endswith(".250000Z")
+    local = dt.datetime.fromisoformat(a0["properties"]["terracat:datetime_local"])
+    assert local == by_id["a0"][1] and local.utcoffset() == dt.timedelta(hours=2)
     assert a0["properties"]["view:azimuth"] == 90
     assert a0["properties"]["pers:interior_orientation"]["camera_model"] == "T-1"
     assert items["c3-pano"]["properties"]["terracat:picture_type"] == "equirectangular"

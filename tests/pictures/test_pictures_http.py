@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pystac
 import pytest
 from PIL import Image
 from pystac_client import Client
@@ -121,6 +122,10 @@ def test_items_link_their_neighbours(stack: Stack, published: dict[str, Any]) ->
              for i in ("turned", "pano", "plain")}  # fmt: skip
     assert ranks == {"turned": 1, "pano": 2, "plain": 3}
     links = {lk["rel"]: lk["href"] for lk in published["pano"]["links"]}
+    again = pystac.Item.from_dict(published["pano"]).to_dict(transform_hrefs=False)
+    assert again["properties"] == published["pano"]["properties"]
+    assert again["assets"] == published["pano"]["assets"]
+    assert pystac.Item.from_dict(again).to_dict(transform_hrefs=False) == again
     with stack.http() as http:
         assert http.get(links["prev"]).json()["id"] == "turned"
         assert http.get(links["next"]).json()["id"] == "plain"
