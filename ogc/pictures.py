@@ -6,13 +6,14 @@ answered 404 for a collection the caller may not read before the route runs.
 """
 
 import json
+import uuid
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from catalog.errors import InvalidParameter
+from catalog.errors import InvalidParameter, NotFound
 from catalog.pictures.maps import PictureMapRepository
 from catalog.web import base_url, json_response
 from tiler.factory import cache_control_for
@@ -68,8 +69,11 @@ def _sequence_feature(base: str, row: dict[str, Any]) -> dict[str, Any]:
             "picture_count": row["picture_count"],
             "items": row["item_ids"],
         },
-        "links": [{"rel": "first", "type": GEOJSON,
-                   "href": items + quote(row["item_ids"][0], safe="")}],
+        "links": [
+            {"rel": "self", "type": GEOJSON,
+             "href": f"{collection_url(base, row['collection_id'])}/sequences/{row['id']}"},
+            {"rel": "first", "type": GEOJSON, "href": items + quote(row["item_ids"][0], safe="")},
+        ],
     }  # fmt: skip
 
 
@@ -87,6 +91,27 @@ def _sequences_endpoint() -> Any:
         return json_response(doc, media_type=GEOJSON)
 
     return get_sequences
+
+
+def _sequence_endpoint() -> Any:
+    async def get_sequence(
+        request: Request,
+        collection_id: CollectionID,
+        sequence_id: Annotated[str, Path(alias="sequenceId", description="A sequence id.")],
+    ) -> Response:
+        """One sequence of the collection as a GeoJSON line."""
+        maps = _maps(request)
+        await maps.check(collection_id)
+        found = []
+        try:
+            found = await maps.sequences(collection_id, 1, uuid.UUID(sequence_id))
+        except ValueError:
+            pass
+        if not found:
+            raise NotFound(f"sequence {sequence_id[:64]!r} is not one of {collection_id!r}")
+        return json_response(_sequence_feature(base_url(request), found[0]), media_type=GEOJSON)
+
+    return get_sequence
 
 
 def _tile_endpoint(settings: TileSettings) -> Any:
@@ -158,6 +183,9 @@ def pictures_router(settings: TileSettings) -> APIRouter:
     router.add_api_route(f"{collection}/sequences", _sequences_endpoint(), methods=["GET"],
                          operation_id="getCollectionSequences", response_class=Response,
                          summary="Sequences of pictures, as GeoJSON lines")  # fmt: skip
+    router.add_api_route(f"{collection}/sequences/{{sequenceId}}", _sequence_endpoint(),
+                         methods=["GET"], operation_id="getCollectionSequence",
+                         response_class=Response, summary="One sequence")  # fmt: skip
     router.add_api_route(
         f"{collection}/sequences/tiles/{WEB_MERCATOR}/{{z}}/{{x}}/{{y}}",
         _tile_endpoint(settings),

@@ -109,6 +109,7 @@ POLICY: dict[str, Rule] = {
         "getCollectionStyles",
         "getCollectionStyle",
         "getCollectionSequences",
+        "getCollectionSequence",
         "getCollectionSequenceTile",
         "getNearestPictures",
         *_ITEM_MAPS,

@@ -6,9 +6,10 @@ attributes. Sequences are drawn from ``picture_sequences``, simplified to about 
 tile (``ST_Simplify`` in Web Mercator metres) and capped per tile, newest first.
 """
 
+import uuid
 from typing import Any
 
-from sqlalchemy import exists, func, select, text
+from sqlalchemy import exists, func, select, text, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import connect
@@ -104,8 +105,11 @@ class PictureMapRepository:
         if not known:
             raise NotFound(f"collection {collection_id!r} does not exist")
 
-    async def sequences(self, collection_id: str, limit: int) -> list[dict[str, Any]]:
-        """The collection's sequences, newest first (line as GeoJSON text)."""
+    async def sequences(
+        self, collection_id: str, limit: int, sequence_id: uuid.UUID | None = None
+    ) -> list[dict[str, Any]]:
+        """The collection's sequences, newest first (line as GeoJSON text), or the one
+        ``sequence_id``."""
         query = (
             select(
                 PictureSequence.id, PictureSequence.collection_id,
@@ -113,7 +117,10 @@ class PictureMapRepository:
                 PictureSequence.start_datetime, PictureSequence.end_datetime,
                 PictureSequence.picture_count, PictureSequence.item_ids,
             )
-            .where(PictureSequence.collection_id == collection_id)
+            .where(
+                PictureSequence.collection_id == collection_id,
+                PictureSequence.id == sequence_id if sequence_id else true(),
+            )
             .order_by(PictureSequence.created.desc(), PictureSequence.id)
             .limit(limit)
         )  # fmt: skip

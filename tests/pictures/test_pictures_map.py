@@ -94,7 +94,9 @@ def test_sequence_lines(
         want = np.array([mapped[i] for i in ids])  # EXIF keeps 1e-4 s of arc: 3 mm
         assert np.allclose(feature["geometry"]["coordinates"], want, rtol=0, atol=1e-7)
         assert feature["properties"]["picture_count"] == 4
-        assert client.get(feature["links"][0]["href"], headers=admin).json()["id"] == ids[0]
+        links = {lk["rel"]: lk["href"] for lk in feature["links"]}
+        assert client.get(links["first"], headers=admin).json()["id"] == ids[0]
+        assert client.get(links["self"], headers=admin).json() == feature
     tile = WEB.tile(*mapped["w0"], 16)
     r = client.get(f"/collections/walk/sequences/tiles/WebMercatorQuad/{tile.z}/{tile.x}/"
                    f"{tile.y}", headers=admin)  # fmt: skip
@@ -112,6 +114,9 @@ def test_sequence_lines(
                    headers=admin)  # fmt: skip
     assert r.status_code == 204
     assert client.get("/collections/nope/sequences", headers=admin).status_code == 404
+    for missing in ("not-a-uuid", "7f0b3f2e-6a3c-4d8e-9b1a-2c3d4e5f6a7b"):
+        r = client.get(f"/collections/walk/sequences/{missing}", headers=admin)
+        assert r.status_code == 404 and r.json()["code"] == "catalog.NotFound"
     bad = client.get("/collections/walk/sequences/tiles/WebMercatorQuad/3/9/0", headers=admin)
     assert bad.status_code == 404 and bad.json()["code"] == "tiles.InvalidTile"
 
