@@ -18,14 +18,6 @@ from catalog.settings import IngestSettings
 
 from .errors import InvalidCoordinates, NoCaptureTime, NoPosition, TooLarge, Unreadable
 
-JPEG_MAGIC = b"\xff\xd8\xff"
-
-
-def is_picture(path: Path) -> bool:
-    """Whether a file is a JPEG (told by its first bytes, never by its name)."""
-    with path.open("rb") as f:
-        return f.read(3) == JPEG_MAGIC
-
 
 @dataclass(frozen=True)
 class PictureMeta:

@@ -27,7 +27,7 @@ from catalog.jobs.queue import (
     Process,
     ProcessDescription,
 )
-from catalog.pictures.reader import is_picture
+from catalog.pictures.formats import is_picture
 from catalog.pictures.repository import PictureRepository
 from catalog.settings import IngestSettings
 from catalog.stac.repository import CatalogRepository

@@ -7,7 +7,8 @@ import pytest
 
 from catalog.ingest.errors import IngestError
 from catalog.pictures.derivatives import TILE_COLS, TILE_ROWS, make_derivatives
-from catalog.pictures.reader import PictureMeta, is_picture, read_picture
+from catalog.pictures.formats import is_picture
+from catalog.pictures.reader import PictureMeta, read_picture
 from catalog.settings import IngestSettings
 
 from .photos import photo
