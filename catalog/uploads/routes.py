@@ -324,14 +324,7 @@ class UploadsFactory:
                 body.datetime,
                 owner_id=owner_id_of(request),
                 vector=VectorOptions(body.layer, body.datetime_property, body.annotates),
-                pictures=PictureOptions(
-                    body.split_distance,
-                    body.split_time,
-                    body.duplicate_distance,
-                    body.duplicate_rotation,
-                    body.sort_method,
-                    body.visibility,
-                ),  # fmt: skip
+                pictures=PictureOptions.of(body.model_dump()),
             )
             upload_set, files = await repo.get_set(set_id)
             doc = set_document(base_url(request), upload_set, files)
