@@ -175,6 +175,14 @@ class UploadRepository:
             )
         return set_id
 
+    async def collection_visibility(self, collection_id: str) -> str | None:
+        """Who reads the collection (``public``, ``accounts``, ``private``); None if missing."""
+        async with self._connect(write=False) as conn:
+            found: str | None = await conn.scalar(
+                select(Collection.visibility).where(Collection.id == collection_id)
+            )
+        return found
+
     async def set_access(self, set_id: uuid.UUID) -> tuple[uuid.UUID | None, str]:
         """The owner and the collection of an upload set, or NotFound."""
         async with self._connect(write=False) as conn:

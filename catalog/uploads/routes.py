@@ -111,8 +111,8 @@ class UploadSetCreate(BaseModel):
     )
     visibility: Literal["public", "accounts", "private"] | None = Field(
         default=None,
-        description="Pictures: recorded with the set; items are visible as their collection "
-        "is (docs/ingest.md).",
+        description="Pictures: who may see them; refused when the collection is more open "
+        "(items are visible as their collection is: docs/ingest.md).",
     )
 
 
@@ -254,6 +254,28 @@ async def check_annotates(request: Request, collection_id: str, annotates: str) 
         )
 
 
+_OPENNESS = {"private": 0, "accounts": 1, "public": 2}
+
+
+async def check_options(request: Request, repo: UploadRepository, body: UploadSetCreate) -> None:
+    """The options of a new set that name or depend on other collections."""
+    if body.annotates is not None:
+        await check_annotates(request, body.collection, body.annotates)
+    if body.visibility is not None:
+        await check_visibility(repo, body.collection, body.visibility)
+
+
+async def check_visibility(repo: UploadRepository, collection_id: str, asked: str) -> None:
+    """Pictures are visible as their collection is (rights are per collection): a set that
+    asks for fewer readers than its collection has is refused, never silently widened."""
+    found = await repo.collection_visibility(collection_id)
+    if found is not None and _OPENNESS[found] > _OPENNESS[asked]:
+        raise InvalidParameter(
+            f"visibility {asked!r}: the pictures would be {found} as their collection "
+            f"{collection_id!r} is; send them to a collection that is {asked}"
+        )
+
+
 async def owned_set(
     request: Request, repo: UploadRepository, set_id: uuid.UUID
 ) -> tuple[uuid.UUID | None, str]:
@@ -315,8 +337,7 @@ class UploadsFactory:
         async def create_upload_set(body: UploadSetCreate, request: Request, repo: _Repo) -> Any:
             check_id(body.collection, "collection")
             await require_write(request, body.collection)
-            if body.annotates is not None:
-                await check_annotates(request, body.collection, body.annotates)
+            await check_options(request, repo, body)
             set_id = await repo.create_set(
                 body.collection,
                 body.title,

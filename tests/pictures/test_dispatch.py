@@ -169,6 +169,16 @@ def test_options_are_checked(client: TestClient, admin: dict[str, str]) -> None:
                 {"visibility": "friends"}):  # fmt: skip
         r = client.post("/upload_sets", json={"collection": "checked", **bad}, headers=admin)
         assert r.status_code == 400, (bad, r.text)
+    # Pictures are as visible as their collection: asking for fewer readers is refused.
+    r = client.post("/upload_sets", json={"collection": "checked", "visibility": "private"},
+                    headers=admin)  # fmt: skip
+    assert r.status_code == 400 and "public" in r.json()["description"]
+    r = client.put("/collections/checked/rights", json={"visibility": "private"}, headers=admin)
+    assert r.is_success, r.text
+    for asked in ("private", "accounts", "public"):
+        r = client.post("/upload_sets", json={"collection": "checked", "visibility": asked},
+                        headers=admin)  # fmt: skip
+        assert r.status_code == 201 and r.json()["visibility"] == asked
 
 
 def test_deleting_a_set_removes_its_waiting_pictures(
