@@ -198,6 +198,21 @@ class IngestSettings(BaseSettings):
     cube_max_times: int = Field(
         default=10_000, ge=1, description="Most time steps of a cube (one STAC item each)."
     )
+    picture_max_bytes: int = Field(
+        default=100 * 1024**2, ge=1, description="Largest geotagged picture (JPEG) in bytes."
+    )
+    picture_max_pixels: int = Field(
+        default=200_000_000,
+        ge=1,
+        description="Most pixels (width x height) of a geotagged picture: a 360 degree "
+        "picture of 16384 x 8192 has 134 M.",
+    )
+    picture_thumbnail_px: int = Field(
+        default=500, ge=16, description="Longest side of a picture's thumbnail."
+    )
+    picture_sd_px: int = Field(
+        default=2048, ge=64, description="Longest side of a picture's standard-definition copy."
+    )
 
 
 class JobSettings(BaseSettings):

@@ -29,12 +29,14 @@ from starlette.responses import Response
 
 from catalog.accounts.web import readable_of
 from catalog.errors import InvalidParameter, NotFound
+from catalog.pictures.maps import PictureMapRepository
 from catalog.vector.query import field
 from catalog.vector.schema import Layer, PropertyType
 from catalog.vector.styles import StyleRepository
 from catalog.web import base_url, json_response, read_json
 
 from .feature_tiles import layer_cache
+from .pictures import picture_style_layers
 from .settings import WEB_MERCATOR, TileSettings
 from .style_schema import validate
 from .tiles import Catalog, CollectionID, collection_url
@@ -197,7 +199,15 @@ class StyleService:
         name = collection["content"].get("title") or collection_id
         style: dict[str, Any] = {"version": 8, "name": name, "sources": {}, "layers": []}
         legends = []
-        if layer is None:
+        pictures = layer is None and await PictureMapRepository(
+            self.request.app.state.repository.engine
+        ).has_sequences(collection_id)
+        if pictures:  # points of pictures and lines of their sequences, no raster mosaic
+            drawn = picture_style_layers(base, collection_id, collection_colour(collection_id))
+            style["sources"] |= drawn["sources"]
+            style["layers"] += drawn["layers"]
+            vectors, bbox = [], _bbox(collection)
+        elif layer is None:
             url = f"{collection_url(base, collection_id)}/tiles/{WEB_MERCATOR}/tilejson.json"
             style["sources"][collection_id] = {"type": "raster", "url": url, "tileSize": 256}
             style["layers"].append({"id": f"{collection_id}-raster", "type": "raster",

@@ -25,6 +25,7 @@ from ogc.feature_collections import add_vector_documents
 from ogc.feature_pages import FeaturePages
 from ogc.features import FeatureParams, VectorItems
 from ogc.maps import MapsExtension
+from ogc.pictures import pictures_router
 from ogc.processes import ProcessesExtension
 from ogc.styles import StylesExtension
 from ogc.tiles import TilesExtension
@@ -169,6 +170,12 @@ def cube_series_part(settings: Settings, storage: Storage) -> ApiPart:
         error_handlers=tiler_error_handlers(),
         collection_hooks=[add_edr_queries],
     )
+
+
+def pictures_part(settings: Settings) -> ApiPart:
+    """Geotagged pictures: sequence lines (GeoJSON, vector tiles) and the nearest pictures."""
+    router = pictures_router(settings.tiles)
+    return routers_part("pictures", lambda app: [router])
 
 
 def exports_part() -> ApiPart:

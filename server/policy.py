@@ -115,6 +115,10 @@ POLICY: dict[str, Rule] = {
         "getCollectionStyles",
         "getCollectionStyle",
         "getCollectionCapabilities",
+        "getCollectionSequences",
+        "getCollectionSequence",
+        "getCollectionSequenceTile",
+        "getNearestPictures",
         *_ITEM_MAPS,
         *_COLLECTION_MAPS,
     ),  # fmt: skip

@@ -1,6 +1,8 @@
 """The processes this server offers: the API lists and queues them, the workers run them."""
 
 from catalog.jobs.queue import Process
+from catalog.pictures.dispatch import DispatchProcess
+from catalog.pictures.repository import PictureRepository
 from catalog.stac.repository import CatalogRepository
 from catalog.storage.base import Storage
 from catalog.uploads.ingest import IngestProcess
@@ -23,6 +25,13 @@ def build_processes(
             storage,
             settings.catalog.validate_extensions,
             settings.auth.default_quota_bytes,
+        ),
+        DispatchProcess(
+            uploads,
+            PictureRepository(uploads.engine, uploads.jobs),
+            catalog,
+            storage,
+            settings.catalog.validate_extensions,
         ),
         *export_processes(catalog, storage, settings.tiler, settings.export, settings.mosaic),
     ]

@@ -183,6 +183,17 @@ class UploadSet(Base):
     )
     # How datacube URLs are taken (migration 0014): 'copy', 'register', or as files (NULL).
     cube_url: Mapped[str | None] = mapped_column(Text)
+    # How pictures are sorted, cut into sequences and de-duplicated (migration 0015).
+    split_distance: Mapped[float | None] = mapped_column(Double)
+    split_time: Mapped[float | None] = mapped_column(Double)
+    duplicate_distance: Mapped[float | None] = mapped_column(Double)
+    duplicate_rotation: Mapped[float | None] = mapped_column(Double)
+    sort_method: Mapped[str | None] = mapped_column(Text)
+    visibility: Mapped[str | None] = mapped_column(Text)
+    dispatch_job_id: Mapped[UUID | None] = mapped_column(
+        PgUUID(as_uuid=True), ForeignKey("jobs.id", ondelete="SET NULL")
+    )
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class UploadFile(Base):
@@ -304,4 +315,42 @@ class ServerSecret(Base):
 
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Picture(Base):
+    """A picture read and with its derivatives published, waiting for its set's dispatch."""
+
+    __tablename__ = "pictures"
+
+    upload_file_id: Mapped[UUID] = mapped_column(
+        PgUUID(as_uuid=True), ForeignKey("upload_files.id", ondelete="CASCADE"), primary_key=True
+    )
+    upload_set_id: Mapped[UUID] = mapped_column(
+        PgUUID(as_uuid=True), ForeignKey("upload_sets.id", ondelete="CASCADE")
+    )
+    collection_id: Mapped[str] = mapped_column(Text)
+    item_id: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    item: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class PictureSequence(Base):
+    """A sequence of pictures cut by a dispatch: its line, time span and items, in order."""
+
+    __tablename__ = "picture_sequences"
+
+    id: Mapped[UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("collections.id", ondelete="CASCADE")
+    )
+    upload_set_id: Mapped[UUID | None] = mapped_column(
+        PgUUID(as_uuid=True), ForeignKey("upload_sets.id", ondelete="SET NULL")
+    )
+    geom: Mapped[WKBElement] = mapped_column(Geometry("GEOMETRY", srid=4326, spatial_index=False))
+    start_datetime: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    end_datetime: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    picture_count: Mapped[int] = mapped_column(Integer)
+    item_ids: Mapped[list[str]] = mapped_column(ARRAY(Text))
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -24,6 +24,9 @@ FEATURE_PROPERTIES: dict[str, Kind] = {
     "platform": Kind.STRING,
     "gsd": Kind.NUMBER,
     "eo:cloud_cover": Kind.NUMBER,
+    # Pictures (catalog/pictures): the direction each faces, the sequence it belongs to.
+    "view:azimuth": Kind.NUMBER,
+    "terracat:sequence": Kind.STRING,
 }
 
 

@@ -218,6 +218,12 @@ def item_document(
         {"rel": "root", "type": "application/json", "href": base_url},
         *content.get("links", []),
     ]  # fmt: skip
+    # A picture's neighbours in its sequence (catalog/pictures): links made here, from the
+    # request's base URL, like the rest.
+    for rel, key in (("prev", "terracat:sequence_prev"), ("next", "terracat:sequence_next")):
+        if isinstance(neighbour := row["properties"].get(key), str):
+            href = f"{collection_url}/items/{quote(neighbour, safe='')}"
+            item["links"].append({"rel": rel, "type": "application/geo+json", "href": href})
     stored = content.get("assets", {})
     item["assets"] = (
         assets.rewrite(collection_id, item_id, stored)

@@ -28,6 +28,8 @@ from catalog.jobs.queue import (
     Process,
     ProcessDescription,
 )
+from catalog.pictures.formats import is_picture
+from catalog.pictures.repository import PictureRepository
 from catalog.settings import IngestSettings
 from catalog.stac.repository import CatalogRepository
 from catalog.stac.serializers import item_row
@@ -43,6 +45,10 @@ from catalog.vector.repository import VectorRepository
 # Failures after which the raw upload is kept, so that a restart can try again.
 _KEEP_SOURCE = {"job.Timeout", "job.WorkerLost", "job.InternalError", "job.Crashed",
                 "job.Dismissed", "url.Unreachable", "catalog.Unavailable"}  # fmt: skip
+
+
+# Timeout (s) and attempts of a dispatch job queued by an ingest job (it reads no pixels).
+DISPATCH_LIMITS = (3600, 3)
 
 
 class AlreadyIngested(IngestError):
@@ -228,6 +234,7 @@ class IngestProcess(Process):
         self.settings = settings
         self.storage = storage
         self.tus = TusRepository(uploads.engine, storage)
+        self.pictures = PictureRepository(uploads.engine, uploads.jobs)
         self.validate_extensions = validate_extensions
         self.default_quota_bytes = default_quota_bytes
 
@@ -365,7 +372,8 @@ class IngestProcess(Process):
         return key, got.sha256
 
     child_modules = ("catalog.ingest.pipeline", "catalog.storage.local", "catalog.storage.s3",
-                     "catalog.vector.ingest", "catalog.cubes.ingest")  # fmt: skip
+                     "catalog.vector.ingest", "catalog.cubes.ingest",
+                     "catalog.pictures.ingest")  # fmt: skip
 
     @staticmethod
     def execute(plan: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -392,11 +400,16 @@ class IngestProcess(Process):
             else:
                 source = work / "source"
                 assemble(storage, parts, source)
+            if is_picture(source):  # a JPEG: a geotagged picture, never a raster
+                from catalog.pictures.ingest import ingest_picture
+
+                ctx.log(f"{plan['filename']} is a picture")
+                return {"picture": ingest_picture(source, plan, storage, settings, ctx)}
             kind = detect_cube(source)  # by content: a datacube, a vector format, a raster
             if kind is not None:
                 return {"cube": ingest_cube_file(source, kind, work, plan, settings, storage,
                                                  ctx.job_id, ctx.progress, ctx.log)}  # fmt: skip
-            fmt = detect(source)
+            fmt = detect(source)  # by content: a vector format, else the raster path
             if fmt is not None:
                 return {"vector": _read_vector(source, fmt, work, plan, settings, storage, ctx)}
             request = IngestRequest(
@@ -431,12 +444,30 @@ class IngestProcess(Process):
                                         self.validate_extensions)  # fmt: skip
             await self.uploads.mark_loaded(conn, uuid.UUID(job.inputs["upload_file"]))
             return outputs
+        if "picture" in result:
+            return await self._commit_picture(conn, job, result["picture"])
         item = result["item"]
         collection_id = item["collection"]
         row = item_row(item, collection_id, self.validate_extensions)
         await self.catalog.insert_item(conn, collection_id, row)
         await self.uploads.mark_ready(conn, uuid.UUID(job.inputs["upload_file"]))
         return {"item": {"collection": collection_id, "id": row["id"]}}
+
+    async def _commit_picture(
+        self, conn: AsyncConnection, job: JobRecord, picture: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The picture waits, ``processing``, for its set's dispatch, which this job queues
+        if it was the set's last file."""
+        file_id = uuid.UUID(job.inputs["upload_file"])
+        record = await self.uploads.get_file(file_id)
+        item = picture["item"]
+        await self.pictures.save_pending(conn, {
+            "upload_file_id": file_id, "upload_set_id": record["upload_set_id"],
+            "collection_id": record["collection_id"], "item_id": item["id"],
+            "filename": record["filename"], "meta": picture["meta"], "item": item,
+        })  # fmt: skip
+        await self.pictures.maybe_dispatch(conn, record["upload_set_id"], *DISPATCH_LIMITS)
+        return {"picture": {"collection": record["collection_id"], "id": item["id"]}}
 
     async def _commit_vector(
         self, conn: AsyncConnection, job: JobRecord, vector: dict[str, Any]
@@ -478,6 +509,8 @@ class IngestProcess(Process):
         # Forgotten first: a crash in between leaves litter for the sweep, never a dangling key.
         await self.uploads.update_file(file_id, staged_key=None)
         await self._remove_staged(record)
+        if "picture" not in outputs:  # a raster or vector file last of a set with pictures
+            await self.pictures.dispatch_if_ready(record["upload_set_id"], *DISPATCH_LIMITS)
 
     async def failed(self, job: JobRecord, code: str, message: str, final: bool) -> None:
         """Record the rejection on the file; remove published assets and, if final, the raw."""
@@ -505,6 +538,8 @@ class IngestProcess(Process):
             await self.uploads.update_file(file_id, staged_key=None)
             await self._remove_staged(record)
         await self.uploads.mark_rejected(file_id, code, message)
+        # The set's last file refused: its other pictures may be dispatched now.
+        await self.pictures.dispatch_if_ready(record["upload_set_id"], *DISPATCH_LIMITS)
 
     async def _remove_staged(self, record: dict[str, Any]) -> None:
         if record.get("staged_key"):

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, select, text, update
+from sqlalchemy import Select, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.db.engine import connect
-from catalog.db.models import Collection, Item, Job, UploadFile, UploadSet
+from catalog.db.models import Collection, Item, Job, Picture, UploadFile, UploadSet
 from catalog.errors import CatalogError, Conflict, NotFound
 from catalog.ingest.errors import Duplicate
 from catalog.jobs.queue import JobRepository
@@ -84,6 +84,27 @@ class VectorOptions:
 
 
 @dataclass(frozen=True)
+class PictureOptions:
+    """How the pictures of an upload set are sorted, cut and de-duplicated (docs/ingest.md)."""
+
+    split_distance: float | None = None
+    split_time: float | None = None
+    duplicate_distance: float | None = None
+    duplicate_rotation: float | None = None
+    sort_method: str | None = None
+    visibility: str | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The ``upload_sets`` columns."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def of(cls, upload_set: dict[str, Any]) -> "PictureOptions":
+        """The options of an upload set row."""
+        return cls(**{k: upload_set.get(k) for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
 class NewFile:
     """A file to register in an upload set."""
 
@@ -132,6 +153,7 @@ class UploadRepository:
         owner_id: uuid.UUID | None = None,
         vector: VectorOptions | None = None,
         cube_url: str | None = None,
+        pictures: PictureOptions | None = None,
     ) -> uuid.UUID:
         """A new, open upload set of ``owner_id`` in an existing collection (``vector``: how
         its vector files load; ``cube_url``: how its URLs of datacubes are taken)."""
@@ -150,9 +172,18 @@ class UploadRepository:
                     owner_id=owner_id,
                     **(vector or VectorOptions()).values(),
                     cube_url=cube_url,
+                    **(pictures or PictureOptions()).values(),
                 )
             )
         return set_id
+
+    async def collection_visibility(self, collection_id: str) -> str | None:
+        """Who reads the collection (``public``, ``accounts``, ``private``); None if missing."""
+        async with self._connect(write=False) as conn:
+            found: str | None = await conn.scalar(
+                select(Collection.visibility).where(Collection.id == collection_id)
+            )
+        return found
 
     async def set_access(self, set_id: uuid.UUID) -> tuple[uuid.UUID | None, str]:
         """The owner and the collection of an upload set, or NotFound."""
@@ -230,6 +261,7 @@ class UploadRepository:
         """
         file_id = uuid.uuid4()
         async with self._connect() as conn:
+            replaced = await self._replace_picture(conn, set_id, new.filename)
             collection_id, owner_id = await self._lock_open_set(conn, set_id)
             values = {
                 "id": file_id,
@@ -261,7 +293,48 @@ class UploadRepository:
                 values["job_id"] = job.id
             await conn.execute(insert(UploadFile).values(**values))
             row = (await conn.execute(_files().where(UploadFile.id == file_id))).one()
-        return dict(row._mapping)
+        return dict(row._mapping) | {"replaced": replaced}
+
+    async def _replace_picture(
+        self, conn: AsyncConnection, set_id: uuid.UUID, filename: str
+    ) -> dict[str, Any] | None:
+        """A picture sent again by the same name into the same open set replaces the one
+        before it (Panoramax's idempotent re-upload): the old record goes (its waiting item
+        with it); the caller removes its files. Only pictures: a raster or vector file of the
+        same name is a file of its own, as before."""
+        old = (
+            await conn.execute(
+                select(*_COLUMNS)
+                .where(
+                    UploadFile.upload_set_id == set_id,
+                    UploadFile.filename == filename,
+                    or_(
+                        exists().where(Picture.upload_file_id == UploadFile.id),
+                        UploadFile.error_code.like("picture.%"),
+                    ),
+                )
+                .with_for_update()
+            )
+        ).first()
+        if old is None:
+            return None
+        await conn.execute(delete(UploadFile).where(UploadFile.id == old.id))
+        return dict(old._mapping)
+
+    async def set_outcome(
+        self,
+        conn: AsyncConnection,
+        file_id: uuid.UUID,
+        status: str,
+        code: str | None,
+        message: str | None,
+    ) -> None:
+        """In a job's success transaction: the file's final state (a picture's dispatch)."""
+        await conn.execute(
+            update(UploadFile)
+            .where(UploadFile.id == file_id)
+            .values(status=status, error_code=code, error_message=message, updated=func.now())
+        )
 
     async def _lock_open_set(
         self, conn: AsyncConnection, set_id: uuid.UUID

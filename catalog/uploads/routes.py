@@ -28,14 +28,16 @@ from catalog.errors import InvalidParameter, NotFound
 from catalog.ingest.errors import TooLarge
 from catalog.ingest.fetch import check_url, safe_filename
 from catalog.jobs.queue import JobRepository
+from catalog.pictures.repository import PictureRepository
 from catalog.settings import IngestSettings, JobSettings
 from catalog.stac.serializers import check_id
-from catalog.storage.base import Storage
+from catalog.storage.base import Storage, item_prefix
 from catalog.uploads.ingest import check_room, remove_staged, staging_key
 from catalog.uploads.multipart import receive_multipart_file
 from catalog.uploads.repository import (
     FINAL_FILE_STATES,
     NewFile,
+    PictureOptions,
     UploadRepository,
     UploadSetClosed,
     VectorOptions,
@@ -82,6 +84,42 @@ class UploadSetCreate(BaseModel):
         description="Datacube URLs (a Zarr store or NetCDF file, https:// or s3://): `copy` "
         "stores a copy (rechunked when needed), `register` serves the cube from the URL. "
         "Unset: URL files are downloaded as files.",
+    )
+    split_distance: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e7,
+        description="Pictures: a new sequence starts where two neighbours are farther apart "
+        "than this many metres (default 100).",
+    )
+    split_time: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e9,
+        description="Pictures: a new sequence starts where two neighbours were taken more "
+        "than this many seconds apart (default 60).",
+    )
+    duplicate_distance: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e4,
+        description="Pictures: a picture within this many metres of a kept one of its "
+        "sequence (and facing within duplicate_rotation of it) is a capture duplicate "
+        "(default 1).",
+    )
+    duplicate_rotation: float | None = Field(
+        default=None,
+        ge=0,
+        le=180,
+        description="Pictures: see duplicate_distance, in degrees (default 60).",
+    )
+    sort_method: Literal["time-asc", "time-desc", "filename-asc", "filename-desc"] | None = Field(
+        default=None, description="Pictures: the order of a sequence (default time-asc)."
+    )
+    visibility: Literal["public", "accounts", "private"] | None = Field(
+        default=None,
+        description="Pictures: who may see them; refused when the collection is more open "
+        "(items are visible as their collection is: docs/ingest.md).",
     )
 
 
@@ -160,7 +198,7 @@ def set_document(
     expected = upload_set["expected_files"]
     closed = upload_set["completed"] or (expected is not None and len(files) >= expected)
     url = f"{base}upload_sets/{upload_set['id']}"
-    return {
+    doc: dict[str, Any] = {
         "id": str(upload_set["id"]),
         "collection": upload_set["collection_id"],
         "title": upload_set["title"],
@@ -168,6 +206,7 @@ def set_document(
         "datetime": when.isoformat() if (when := upload_set["item_datetime"]) else None,
         **{k: v for k, v in VectorOptions.of(upload_set).values().items() if v is not None},
         **({"cube_url": upload_set["cube_url"]} if upload_set.get("cube_url") else {}),
+        **{k: v for k, v in PictureOptions.of(upload_set).values().items() if v is not None},
         "completed": upload_set["completed"],
         "ready": closed and finished == len(files),
         "created": upload_set["created"].isoformat(),
@@ -182,6 +221,13 @@ def set_document(
             {"rel": "tus", "href": f"{base}uploads/", "method": "POST"},
         ],
     }  # fmt: skip
+    if upload_set.get("dispatch_job_id"):  # pictures: the job cutting them into sequences
+        done = upload_set["dispatched_at"]
+        doc["dispatched"] = done.isoformat() if done else None
+        href = f"{base}jobs/{upload_set['dispatch_job_id']}"
+        doc["links"].append({"rel": "monitor", "href": href, "type": "application/json",
+                             "title": "Dispatch of the pictures"})  # fmt: skip
+    return doc
 
 
 def tus_owner(request: Request) -> str | None:
@@ -213,6 +259,28 @@ async def check_annotates(request: Request, collection_id: str, annotates: str) 
     if await VectorRepository(request.app.state.uploads.engine).layer(annotates) is not None:
         raise InvalidParameter(
             f"'annotates' must name a raster collection; {annotates!r} holds vector features"
+        )
+
+
+_OPENNESS = {"private": 0, "accounts": 1, "public": 2}
+
+
+async def check_options(request: Request, repo: UploadRepository, body: UploadSetCreate) -> None:
+    """The options of a new set that name or depend on other collections."""
+    if body.annotates is not None:
+        await check_annotates(request, body.collection, body.annotates)
+    if body.visibility is not None:
+        await check_visibility(repo, body.collection, body.visibility)
+
+
+async def check_visibility(repo: UploadRepository, collection_id: str, asked: str) -> None:
+    """Pictures are visible as their collection is (rights are per collection): a set that
+    asks for fewer readers than its collection has is refused, never silently widened."""
+    found = await repo.collection_visibility(collection_id)
+    if found is not None and _OPENNESS[found] > _OPENNESS[asked]:
+        raise InvalidParameter(
+            f"visibility {asked!r}: the pictures would be {found} as their collection "
+            f"{collection_id!r} is; send them to a collection that is {asked}"
         )
 
 
@@ -255,7 +323,12 @@ class UploadsFactory:
 
     async def _add(self, repo: UploadRepository, set_id: uuid.UUID, new: NewFile) -> dict[str, Any]:
         # Ingest's own description does not set a timeout: the worker default applies.
-        return await repo.add_file(set_id, new, self.jobs.default_timeout_s, self.jobs.max_attempts)
+        record = await repo.add_file(set_id, new, self.jobs.default_timeout_s,
+                                     self.jobs.max_attempts)  # fmt: skip
+        old = record.get("replaced")  # a picture sent again by its name: its files are
+        if old is not None and old["staged_key"]:  # overwritten by the new job (same item id)
+            await remove_staged(self.storage, old["staged_key"])
+        return record
 
     @property
     def router(self) -> APIRouter:
@@ -272,8 +345,7 @@ class UploadsFactory:
         async def create_upload_set(body: UploadSetCreate, request: Request, repo: _Repo) -> Any:
             check_id(body.collection, "collection")
             await require_write(request, body.collection)
-            if body.annotates is not None:
-                await check_annotates(request, body.collection, body.annotates)
+            await check_options(request, repo, body)
             set_id = await repo.create_set(
                 body.collection,
                 body.title,
@@ -282,6 +354,7 @@ class UploadsFactory:
                 owner_id=owner_id_of(request),
                 vector=VectorOptions(body.layer, body.datetime_property, body.annotates),
                 cube_url=body.cube_url,
+                pictures=PictureOptions.of(body.model_dump()),
             )
             upload_set, files = await repo.get_set(set_id)
             doc = set_document(base_url(request), upload_set, files)
@@ -299,6 +372,10 @@ class UploadsFactory:
             set_id = parse_uuid(upload_set_id, "upload set")
             await owned_set(request, repo, set_id)
             await repo.complete_set(set_id)
+            # Its pictures may all be read already: their dispatch can start now.
+            await PictureRepository(repo.engine, repo.jobs).dispatch_if_ready(
+                set_id, self.jobs.default_timeout_s, self.jobs.max_attempts
+            )
             upload_set, files = await repo.get_set(set_id)
             return set_document(base_url(request), upload_set, files)
 
@@ -313,6 +390,7 @@ class UploadsFactory:
             await owned_set(request, repo, set_id)
             files = await repo.delete_set(set_id)
             await self._forget(request.app.state.jobs, files)
+            await self._forget_waiting(request.app.state.repository, files)
             return Response(status_code=204)
 
     def _add_file_routes(self, router: APIRouter) -> None:
@@ -423,6 +501,15 @@ class UploadsFactory:
                 await jobs.dismiss(record["job_id"])
             if record["staged_key"]:
                 await remove_staged(self.storage, record["staged_key"])
+
+    async def _forget_waiting(self, catalog: Any, files: list[dict[str, Any]]) -> None:
+        """After a set is deleted: the web copies of its pictures that waited for their
+        dispatch (published by their job, never an item) go too."""
+        for record in files:
+            if record["status"] == "processing" and record["item_id"]:
+                if not await catalog.item_exists(record["collection_id"], record["item_id"]):
+                    prefix = item_prefix(record["collection_id"], record["item_id"])
+                    await asyncio.to_thread(self.storage.delete_prefix, prefix)
 
     # -- tus hooks ------------------------------------------------------------------------------
     def tus_hooks(self, app_state: Any) -> tuple[Any, Any]:

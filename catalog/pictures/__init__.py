@@ -1,0 +1,1 @@
+"""Geotagged pictures: read, derived, dispatched into sequences, published as point items."""
