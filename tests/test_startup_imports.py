@@ -9,7 +9,19 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("xarray", "rioxarray", "pandas", "pyarrow", "pyogrio", "zarr", "h5py", "h5netcdf")
+HEAVY = (
+    "xarray",
+    "rioxarray",
+    "pandas",
+    "pyarrow",
+    "pyogrio",
+    "zarr",
+    "h5py",
+    "h5netcdf",
+    "obstore",
+    "PIL",
+    "geopic_tag_reader",
+)
 
 _SCRIPT = """
 import json, sys
