@@ -15,7 +15,11 @@ Indices (one output band, ``rescale=-1,1``):
 
 Composites (three output bands, each rescaled between its ``raster:bands`` minimum and maximum
 when the item has them, no colormap): ``rgb`` = red, green, blue; ``cir`` = nir, red, green;
-``agri`` = swir16, nir, blue; ``swir`` = swir22, nir, red.
+``agri`` (also ``agriculture``) = swir16, nir, blue; ``swir`` = swir22, nir, red.
+
+The same table serves datacube layers (tiler/cubes/): there bands are named layers, found by
+their common name or their Sentinel-2 band id (``SENTINEL2_BANDS``: ``B04`` is ``red``...), and
+``evaluate`` computes a preset's output bands from arrays by common name.
 
 Explicit ``rescale``/``colormap``/``colormap_name`` override the preset's. A preset with
 ``expression``, ``bidx`` or ``bands`` is ``tiler.InvalidLayer`` (400); an unknown name is
@@ -30,7 +34,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
+import numpy
 from fastapi import Depends, Query
+from rio_tiler.expression import apply_expression
 from rio_tiler.colormap import cmap as default_cmap
 from rio_tiler.types import ColorMapType
 from titiler.core.dependencies import ImageRenderingParams
@@ -45,6 +51,15 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "nir": ("nir", "nir08"),
     "rededge": ("rededge", "rededge071", "rededge075", "rededge078"),
 }
+# The usual Sentinel-2 band ids and their STAC common names (eo extension), for bands that
+# carry only an id (a datacube's variables ``B02``..``B12``).
+SENTINEL2_BANDS: dict[str, str] = {
+    "B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge071",
+    "B06": "rededge075", "B07": "rededge078", "B08": "nir", "B8A": "nir08", "B09": "nir09",
+    "B10": "cirrus", "B11": "swir16", "B12": "swir22",
+}  # fmt: skip
+# Other names a preset answers to: the Spatio-Temporal API's ``agriculture``.
+PRESET_ALIASES: dict[str, str] = {"agriculture": "agri"}
 DTYPE_RANGES = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0), "int16": (-32768.0, 32767.0)}
 
 
@@ -83,6 +98,57 @@ PRESETS: dict[str, Preset] = {
                ("swir22", "nir", "red")),
     )
 }  # fmt: skip
+
+
+def find_preset(name: str) -> Preset | None:
+    """The preset called ``name`` (any case, or one of its ``PRESET_ALIASES``), or None."""
+    key = name.lower()
+    return PRESETS.get(PRESET_ALIASES.get(key, key))
+
+
+def common_name_of(name: str, common_name: str | None = None) -> str | None:
+    """A band's common name: its own, else the one of its Sentinel-2 id (``B8A``: nir08)."""
+    return common_name or SENTINEL2_BANDS.get(name.upper())
+
+
+def match_bands(preset: Preset, common_names: Mapping[str, str | None]) -> dict[str, str]:
+    """Which band (key of ``common_names``, mapping band -> common name) each of the preset's
+    bands is: the first whose common name matches (``nir`` also ``nir08``...).
+    ``PresetUnavailable`` naming what is missing."""
+    found: dict[str, str] = {}
+    missing = []
+    for band in preset.bands:
+        accepted = ALIASES.get(band, (band,))
+        # aliases in order: ``nir`` before ``nir08``, whatever the band order
+        matches = [b for a in accepted for b, c in common_names.items() if c == a]
+        if matches:
+            found[band] = matches[0]
+        else:
+            missing.append(band)
+    if missing:
+        raise PresetUnavailable(
+            f"{preset.name!r} needs bands with common names {missing} (or their Sentinel-2 "
+            f"ids {[_s2_ids(b) for b in missing]}), which are not among {sorted(common_names)}"
+        )
+    return found
+
+
+def _s2_ids(common: str) -> str:
+    ids = [i for i, c in SENTINEL2_BANDS.items() if c in ALIASES.get(common, (common,))]
+    return "/".join(ids) or "-"
+
+
+def evaluate(preset: Preset, arrays: Mapping[str, numpy.ndarray]) -> numpy.ndarray:
+    """The preset's output bands (stacked on a first axis, float32) from ``arrays`` by the
+    preset's band names (``{"nir": ..., "red": ...}``), by numexpr as rio-tiler's band math.
+    NaN in any input band (no data) is NaN in every output band."""
+    names = list(preset.bands)
+    blocks = [formula.format(**{n: n for n in names}) for formula in preset.formulas]
+    data = numpy.stack([numpy.asarray(arrays[n], dtype="float32") for n in names])
+    with numpy.errstate(all="ignore"):
+        out = numpy.asarray(apply_expression(blocks, names, data), dtype="float32")
+    out[:, numpy.isnan(data).any(axis=0)] = numpy.nan
+    return out
 
 
 @dataclass
@@ -157,16 +223,17 @@ def PresetQuery(  # noqa: N802 - FastAPI dependency named like a class (house st
         Query(
             description="Named rendering from the item's band common names: "
             + ", ".join(f"`{p.name}` ({p.title})" for p in PRESETS.values()),
-            json_schema_extra={"enum": list(PRESETS)},
+            json_schema_extra={"enum": [*PRESETS, *PRESET_ALIASES]},
         ),
     ] = None,
 ) -> Preset | None:
     """The ``preset`` query parameter; ``tiler.UnknownPreset`` for a name not in PRESETS."""
     if preset is None:
         return None
-    if preset.lower() not in PRESETS:
+    found = find_preset(preset)
+    if found is None:
         raise UnknownPreset(f"unknown preset {preset[:40]!r}: one of {sorted(PRESETS)}")
-    return PRESETS[preset.lower()]
+    return found
 
 
 def preset_params(item_dependency: Callable[..., Any]) -> Callable[..., PresetRender | None]:
