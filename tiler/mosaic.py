@@ -72,7 +72,8 @@ from catalog.web import base_url, json_response
 
 from .cubes.extent import cube_coverage
 from .cubes.params import cube_params, no_cube
-from .cubes.reader import CubeTileRequest, OutsideCube
+from .cubes.reader import CubeTileRequest
+from .cubes.render import render_cube_tile
 from .dependencies import (
     AlgorithmParams,
     LayerQuery,
@@ -96,7 +97,6 @@ METRES_PER_DEGREE = 2 * math.pi * 6_378_137 / 360
 # Items a mosaic leaves out instead of failing: not a file of our storage, or no GeoTIFF.
 SKIPPED = (TileOutsideBounds, AssetNotReadable, MissingAssets)
 TILE = "/{tileMatrixSetId}/{z}/{x}/{y}"
-DATA_FORMATS = frozenset({ImageType.npy, ImageType.tif})
 TEMPLATE = "{tileMatrix}/{tileCol}/{tileRow}"
 
 
@@ -476,8 +476,9 @@ class MosaicFactory(MosaicTilerFactory):
                 raise TileOutsideBounds(f"tile {z}/{x}/{y} is outside {tms_id}")
             if cube is not None:
                 size = tilesize or tms.matrix(z).tileWidth * (tile_params.scale or 1)
-                return self._cube_tile(cube, tms, (x, y, z), size, fmt, post_process, colormap,
-                                       render_params.as_dict())  # fmt: skip
+                rendering = render_params.as_dict()
+                return render_cube_tile(cube, tms, (x, y, z), size, fmt, post_process,
+                                        colormap, rendering, self.render_func)  # fmt: skip
             options = {**tile_params.as_dict(), **layer.as_dict(), **dataset.as_dict()}
             with self.backend(source, tms=tms, reader_options=reader_params.as_dict()) as src:
                 try:
@@ -500,35 +501,6 @@ class MosaicFactory(MosaicTilerFactory):
             return Response(content, media_type=media_type)
 
         return tile
-
-    def _cube_tile(
-        self,
-        cube: CubeTileRequest,
-        tms: TileMatrixSet,
-        xyz: tuple[int, int, int],
-        size: int,
-        fmt: ImageType,
-        post_process: Any,
-        colormap: Any,
-        rendering: dict[str, Any],
-    ) -> Response:
-        """A datacube collection's tile (in the route's worker thread); 204 outside the cube."""
-        if size > 4096:
-            raise InvalidLayer("tilesize is at most 4096 pixels")
-        try:
-            image = cube.tile(tms, *xyz, tilesize=size)
-        except OutsideCube:
-            return Response(status_code=204)
-        if fmt not in DATA_FORMATS:  # npy and GeoTIFF tiles carry the values themselves
-            if cube.plan.rescale and not rendering.get("rescale"):
-                rendering["rescale"] = list(cube.plan.rescale)
-            colormap = colormap if colormap is not None else cube.plan.colormap
-        if post_process:
-            image = post_process(image)
-        content, media_type = self.render_func(
-            image, output_format=fmt, colormap=colormap, **rendering
-        )
-        return Response(content, media_type=media_type)
 
     def tilejson(self) -> None:
         """``{tileMatrixSetId}/tilejson.json``: TileJSON 3.0.0 of the mosaic."""

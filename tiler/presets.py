@@ -36,8 +36,8 @@ from typing import Annotated, Any, cast
 
 import numpy
 from fastapi import Depends, Query
-from rio_tiler.expression import apply_expression
 from rio_tiler.colormap import cmap as default_cmap
+from rio_tiler.expression import apply_expression
 from rio_tiler.types import ColorMapType
 from titiler.core.dependencies import ImageRenderingParams
 

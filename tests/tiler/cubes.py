@@ -17,6 +17,7 @@ import xarray
 from fastapi.testclient import TestClient
 
 from catalog.cubes.model import Cube, CubeLayer, CubeOverview, put_cube
+from catalog.cubes.store import clear_cache
 from catalog.storage.local import LocalStorage
 from tests.conftest import ADMIN
 from tests.factories import collection
@@ -98,6 +99,7 @@ def make_cube(
     the app's local storage, its row stored with ``put_cube`` (layers: ``bands`` only)."""
     r = client.post("/collections", json=collection(collection_id, **doc), headers=ADMIN)
     assert r.status_code == 201, r.text
+    clear_cache()  # a store of an earlier test may have had this href
     storage = LocalStorage(data_dir)
     key = f"cubes/{collection_id}/cube.zarr"
     s2_dataset(size, count).to_zarr(storage.path(key), mode="w", consolidated=False)

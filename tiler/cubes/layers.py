@@ -104,8 +104,7 @@ def resolve_layers(cube: Cube, layers: Sequence[str] | None) -> LayerPlan:
         if layer is None:
             extra = " (presets are drawn alone)" if find_preset(name) else ""
             raise UnknownLayer(
-                f"layer {name[:64]!r} is not a layer of this cube{extra}: one of "
-                f"{available(cube)}"
+                f"layer {name[:64]!r} is not a layer of this cube{extra}: one of {available(cube)}"
             )
         found.append(layer)
     return LayerPlan(",".join(layer.name for layer in found), tuple(found))

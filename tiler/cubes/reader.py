@@ -7,9 +7,7 @@ tile (nearest), the preset's formula runs per time slice, then the slices are re
 Blocking (xarray, numpy, GDAL): callers run it in a worker thread.
 """
 
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,7 +22,8 @@ from rio_tiler.io.xarray import XarrayReader
 from rio_tiler.models import ImageData
 
 from catalog.cubes.model import Cube, CubeLayer
-from catalog.storage.base import STORED_SCHEME, Storage
+from catalog.cubes.store import CubeStoreError, open_cube
+from catalog.storage.base import Storage
 
 from ..errors import AssetNotReadable
 from ..presets import evaluate
@@ -41,47 +40,21 @@ class OutsideCube(Exception):
 
 
 class StoreOpener:
-    """Opens a cube's store (or overview) read-only with xarray, CRS and x/y dims set by
-    rioxarray; keeps the ``size`` most recently used open datasets (metadata only: xarray
-    reads arrays lazily, chunk by chunk)."""
+    """Opens a cube's store or overview with ``catalog.cubes.store.open_cube`` (lazy, CRS
+    and transform written; it keeps recently opened stores); a store that cannot be read is
+    ``tiler.AssetNotReadable``, as a COG that cannot be."""
 
-    def __init__(self, storage: Storage, size: int = 32) -> None:
+    def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self.size = size
-        self._open: OrderedDict[tuple[str, str, str], xarray.Dataset] = OrderedDict()
-        self._lock = threading.Lock()
 
     def __call__(self, cube: Cube, overview: int | None = None) -> xarray.Dataset:
         """The dataset of ``cube`` (overview ``overview``: its factor)."""
-        href = cube.href
-        if overview is not None:
-            href = next(o.href for o in cube.overviews if o.factor == overview)
-        key = (href, cube.format, cube.crs)
-        with self._lock:
-            found = self._open.get(key)
-            if found is not None:
-                self._open.move_to_end(key)
-                return found
-        ds = self._read(cube, href)
-        with self._lock:
-            self._open[key] = ds
-            while len(self._open) > self.size:
-                self._open.popitem(last=False)
-        return ds
-
-    def _read(self, cube: Cube, href: str) -> xarray.Dataset:
-        path_of = getattr(self.storage, "path", None)
-        if not href.startswith(STORED_SCHEME) or path_of is None:
-            raise AssetNotReadable(f"the store of datacube {cube.collection_id!r} is not readable")
-        path = path_of(href.removeprefix(STORED_SCHEME))
-        if cube.format == "zarr":
-            with warnings.catch_warnings():  # a store without consolidated metadata is fine
-                warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated")
-                ds = xarray.open_zarr(path, consolidated=None, chunks=None)
-        else:
-            ds = xarray.open_dataset(path, engine="h5netcdf", chunks=None)
-        ds = ds.rio.set_spatial_dims(x_dim=cube.x_dim, y_dim=cube.y_dim)
-        return ds.rio.write_crs(cube.crs)
+        try:
+            return open_cube(cube, self.storage, overview=overview)
+        except (OSError, CubeStoreError, ValueError, KeyError) as exc:
+            raise AssetNotReadable(
+                f"the store of datacube {cube.collection_id!r} cannot be read: {exc}"
+            ) from exc
 
 
 def pick_overview(cube: Cube, tile_resolution: float) -> int | None:
@@ -147,7 +120,10 @@ def read_tile(
     ds = request.opener(cube, pick_overview(cube, resolution))
     xs, ys = ds[cube.x_dim].values, ds[cube.y_dim].values
     pad = 2 * max(abs(float(xs[1] - xs[0])), abs(float(ys[1] - ys[0])))
-    window = {cube.x_dim: _indexes(xs, west, east, pad), cube.y_dim: _indexes(ys, south, north, pad)}
+    window = {
+        cube.x_dim: _indexes(xs, west, east, pad),
+        cube.y_dim: _indexes(ys, south, north, pad),
+    }
     count = max(1, len(times.indexes))
     height = window[cube.y_dim].stop - window[cube.y_dim].start
     width = window[cube.x_dim].stop - window[cube.x_dim].start
@@ -222,8 +198,11 @@ def reduce_times(pixels: numpy.ndarray, aggregation: str) -> numpy.ndarray:
             empty = numpy.isnan(out)
             out[empty] = pixels[:, t][empty]
         return out
-    reducer = {"mean": numpy.nanmean, "max": numpy.nanmax, "min": numpy.nanmin,
-               "median": numpy.nanmedian}[aggregation]  # fmt: skip
+    reducers: dict[str, Callable[..., numpy.ndarray]] = {
+        "mean": numpy.nanmean, "max": numpy.nanmax, "min": numpy.nanmin,
+        "median": numpy.nanmedian,
+    }  # fmt: skip
+    reducer = reducers[aggregation]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
         return numpy.asarray(reducer(pixels, axis=1), dtype="float32")

@@ -12,7 +12,7 @@ An instant or interval that meets none of the cube's times is ``cube.DatetimeOut
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, cast
+from typing import Literal
 
 from catalog.cubes.model import Cube
 from catalog.timeparse import parse_interval
@@ -50,7 +50,7 @@ def select_times(
         )
     if match is not None and match not in MATCHES:
         raise InvalidAggregation(f"datetime_match {match[:32]!r} is not one of {list(MATCHES)}")
-    reduce = cast(Aggregation, aggregation or "mean")
+    reduce: Aggregation = aggregation or "mean"  # checked above
     times = cube.times
     if cube.time_dim is None or not times:
         if value:
@@ -62,7 +62,9 @@ def select_times(
     if "/" not in value and start is not None:
         return TimeSelection((_instant(cube, start, match or "nearest"),), reduce)
     inside = tuple(
-        i for i, t in enumerate(times) if (start is None or t >= start) and (end is None or t <= end)
+        i
+        for i, t in enumerate(times)
+        if (start is None or t >= start) and (end is None or t <= end)
     )
     if not inside:
         raise DatetimeOutsideCube(f"no time of the cube in {value[:80]!r}: it has {_span(cube)}")
