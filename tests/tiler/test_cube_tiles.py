@@ -17,6 +17,7 @@ from pyproj import Transformer
 
 from server.settings import Settings
 from tests.conftest import ADMIN, Databases
+from tests.factories import item
 from tests.tiler.conftest import TMS, SharedCatalogue, decode, npy, shared_catalogue
 from tests.tiler.cubes import (
     NODATA_BOX,
@@ -234,6 +235,27 @@ def test_tilejson_and_tileset(cube: TestClient) -> None:
     tileset = cube.get(BASE).json()
     limits = tileset["tileMatrixSetLimits"]
     assert limits[-1]["tileMatrix"] == str(MAXZOOM)
+
+
+def test_a_time_slice_item_tiles_as_the_collection_at_its_datetime(
+    client: TestClient, settings: Settings, data_dir: Path
+) -> None:
+    make_cube(client, data_dir, "slices", count=8, overviews=())
+    when = times(8)[5].isoformat().replace("+00:00", "Z")
+    r = client.post("/collections/slices/items", json=item("t5", when=when), headers=ADMIN)
+    assert r.status_code == 201, r.text
+    z, x, y = tile = centre_tile(NATIVE)
+    path = f"/collections/slices/items/t5/tiles/WebMercatorQuad/{z}/{x}/{y}.npy"
+    r = client.get(path, params={"layers": "NDVI"}, follow_redirects=False)
+    assert r.status_code == 307 and r.json()["code"] == "tiles.DatacubeItem"
+    assert "/collections/slices/tiles/WebMercatorQuad/" in r.headers["location"]
+    r = client.get(path, params={"layers": "NDVI"})
+    assert r.status_code == 200, r.text
+    j, i, clear = cells(*tile)
+    np.testing.assert_allclose(npy(r.content)[0][clear], ndvi(5)[j, i][clear], rtol=1e-5)
+    tilejson = client.get("/collections/slices/items/t5/WebMercatorQuad/tilejson.json")
+    assert tilejson.status_code == 200, tilejson.text
+    assert "datetime_match=exact" in tilejson.json()["tiles"][0]
 
 
 def test_missing_bands_are_400_naming_them(
