@@ -17,9 +17,10 @@ Composites (three output bands, each rescaled between its ``raster:bands`` minim
 when the item has them, no colormap): ``rgb`` = red, green, blue; ``cir`` = nir, red, green;
 ``agri`` (also ``agriculture``) = swir16, nir, blue; ``swir`` = swir22, nir, red.
 
-The same table serves datacube layers (tiler/cubes/): there bands are named layers, found by
-their common name or their Sentinel-2 band id (``SENTINEL2_BANDS``: ``B04`` is ``red``...), and
-``evaluate`` computes a preset's output bands from arrays by common name.
+The table itself is catalog/presets.py (re-exported here): datacube layers (tiler/cubes/,
+catalog/cubes/) use the same presets, their bands found by common name or Sentinel-2 band id
+(``SENTINEL2_BANDS``: ``B04`` is ``red``...); ``evaluate`` computes a preset's output bands from
+arrays by common name.
 
 Explicit ``rescale``/``colormap``/``colormap_name`` override the preset's. A preset with
 ``expression``, ``bidx`` or ``bands`` is ``tiler.InvalidLayer`` (400); an unknown name is
@@ -37,78 +38,24 @@ from typing import Annotated, Any, cast
 import numpy
 from fastapi import Depends, Query
 from rio_tiler.colormap import cmap as default_cmap
-from rio_tiler.expression import apply_expression
 from rio_tiler.types import ColorMapType
 from titiler.core.dependencies import ImageRenderingParams
 
 from catalog.errors import InvalidParameter
+from catalog.presets import ALIASES as ALIASES
+from catalog.presets import PRESET_ALIASES as PRESET_ALIASES
+from catalog.presets import PRESETS as PRESETS
+from catalog.presets import SENTINEL2_BANDS as SENTINEL2_BANDS
+from catalog.presets import Preset as Preset
+from catalog.presets import common_name_of as common_name_of
+from catalog.presets import evaluate_formula
+from catalog.presets import find_preset as find_preset
 
 from .dependencies import LayerQuery, SafeColorMapParams, check_color_formula
 from .errors import InvalidLayer, PresetUnavailable, UnknownPreset
 from .readers.stac import asset_bands, band_positions, default_assets
 
-ALIASES: dict[str, tuple[str, ...]] = {
-    "nir": ("nir", "nir08"),
-    "rededge": ("rededge", "rededge071", "rededge075", "rededge078"),
-}
-# The usual Sentinel-2 band ids and their STAC common names (eo extension), for bands that
-# carry only an id (a datacube's variables ``B02``..``B12``).
-SENTINEL2_BANDS: dict[str, str] = {
-    "B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge071",
-    "B06": "rededge075", "B07": "rededge078", "B08": "nir", "B8A": "nir08", "B09": "nir09",
-    "B10": "cirrus", "B11": "swir16", "B12": "swir22",
-}  # fmt: skip
-# Other names a preset answers to: the Spatio-Temporal API's ``agriculture``.
-PRESET_ALIASES: dict[str, str] = {"agriculture": "agri"}
 DTYPE_RANGES = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0), "int16": (-32768.0, 32767.0)}
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named rendering: output bands as formulas of common names, rescale and colormap."""
-
-    name: str
-    title: str
-    formulas: tuple[str, ...]  # one per output band, over {common_name} placeholders
-    bands: tuple[str, ...]  # the common names the formulas use
-    rescale: tuple[float, float] | None = None  # None: each band's own statistics
-    colormap: str | None = None
-
-
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in (
-        Preset("ndvi", "Normalized difference vegetation index", ("({nir}-{red})/({nir}+{red})",),
-               ("nir", "red"), (-1.0, 1.0), "rdylgn"),
-        Preset("ndmi", "Normalized difference moisture index",
-               ("({nir}-{swir16})/({nir}+{swir16})",), ("nir", "swir16"), (-1.0, 1.0), "brbg"),
-        Preset("ndre", "Normalized difference red edge index",
-               ("({nir}-{rededge})/({nir}+{rededge})",), ("nir", "rededge"), (-1.0, 1.0),
-               "rdylgn"),
-        Preset("gndvi", "Green normalized difference vegetation index",
-               ("({nir}-{green})/({nir}+{green})",), ("nir", "green"), (-1.0, 1.0), "rdylgn"),
-        Preset("evi", "Enhanced vegetation index",
-               ("2.5*({nir}-{red})/({nir}+6*{red}-7.5*{blue}+1)",), ("nir", "red", "blue"),
-               (-1.0, 1.0), "rdylgn"),
-        Preset("rgb", "True colour", ("{red}", "{green}", "{blue}"), ("red", "green", "blue")),
-        Preset("cir", "Colour infrared", ("{nir}", "{red}", "{green}"), ("nir", "red", "green")),
-        Preset("agri", "Agriculture (SWIR, NIR, blue)", ("{swir16}", "{nir}", "{blue}"),
-               ("swir16", "nir", "blue")),
-        Preset("swir", "Short-wave infrared (SWIR2, NIR, red)", ("{swir22}", "{nir}", "{red}"),
-               ("swir22", "nir", "red")),
-    )
-}  # fmt: skip
-
-
-def find_preset(name: str) -> Preset | None:
-    """The preset called ``name`` (any case, or one of its ``PRESET_ALIASES``), or None."""
-    key = name.lower()
-    return PRESETS.get(PRESET_ALIASES.get(key, key))
-
-
-def common_name_of(name: str, common_name: str | None = None) -> str | None:
-    """A band's common name: its own, else the one of its Sentinel-2 id (``B8A``: nir08)."""
-    return common_name or SENTINEL2_BANDS.get(name.upper())
 
 
 def match_bands(preset: Preset, common_names: Mapping[str, str | None]) -> dict[str, str]:
@@ -140,14 +87,17 @@ def _s2_ids(common: str) -> str:
 
 def evaluate(preset: Preset, arrays: Mapping[str, numpy.ndarray]) -> numpy.ndarray:
     """The preset's output bands (stacked on a first axis, float32) from ``arrays`` by the
-    preset's band names (``{"nir": ..., "red": ...}``), by numexpr as rio-tiler's band math.
+    preset's band names (``{"nir": ..., "red": ...}``), by catalog/presets.py's evaluator.
     NaN in any input band (no data) is NaN in every output band."""
     names = list(preset.bands)
-    blocks = [formula.format(**{n: n for n in names}) for formula in preset.formulas]
-    data = numpy.stack([numpy.asarray(arrays[n], dtype="float32") for n in names])
-    with numpy.errstate(all="ignore"):
-        out = numpy.asarray(apply_expression(blocks, names, data), dtype="float32")
-    out[:, numpy.isnan(data).any(axis=0)] = numpy.nan
+    data = {n: numpy.asarray(arrays[n], dtype="float32") for n in names}
+    with numpy.errstate(all="ignore"):  # 0/0 is NaN: no data there
+        out = numpy.stack([
+            numpy.broadcast_to(evaluate_formula(f.format(**{n: n for n in names}), data),
+                               data[names[0]].shape)
+            for f in preset.formulas
+        ]).astype("float32")  # fmt: skip
+    out[:, numpy.isnan(numpy.stack(list(data.values()))).any(axis=0)] = numpy.nan
     return out
 
 
