@@ -157,6 +157,41 @@ class IngestSettings(BaseSettings):
         "(gigabytes of zeros in kilobytes) is refused before it fills the disk.",
     )
     zip_max_members: int = Field(default=10_000, ge=1, description="Most files in a zip.")
+    cube_zip_max_members: int = Field(
+        default=500_000,
+        ge=1,
+        description="Most files in a zipped Zarr store (one file per chunk: a year of daily "
+        "steps of 8 bands in 4 chunks is 11,680 files).",
+    )
+    cube_max_chunk_bytes: int = Field(
+        default=8 * 1024**2,
+        ge=64 * 1024,
+        description="Largest chunk (uncompressed) a tile may have to read: NASA's Zarr "
+        "visualization study found ~8 MB the most for 300 ms tiles. Larger chunks are "
+        "rechunked by the ingest job (cube_rechunk), else refused (cube.ChunksTooLarge).",
+    )
+    cube_rechunk: bool = Field(
+        default=True,
+        description="Rechunk cubes whose chunks exceed cube_max_chunk_bytes (one time step, "
+        "cube_chunk_px square) instead of refusing them. Cubes registered in place cannot be.",
+    )
+    cube_chunk_px: int = Field(
+        default=512, ge=64, le=4096, description="Width and height of the chunks rechunking writes."
+    )
+    cube_overview_min_px: int = Field(
+        default=2048,
+        ge=2,
+        description="Cubes wider or taller than this get overviews (factor 2, 4, ... stored "
+        "with the cube), so low zooms read a reduced copy instead of every pixel.",
+    )
+    cube_overview_tile_px: int = Field(
+        default=512,
+        ge=1,
+        description="Overview levels stop at the first one no wider nor taller than this.",
+    )
+    cube_max_times: int = Field(
+        default=10_000, ge=1, description="Most time steps of a cube (one STAC item each)."
+    )
 
 
 class JobSettings(BaseSettings):

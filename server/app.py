@@ -33,6 +33,7 @@ from tiler.readers.shared import ReaderResources
 from . import parts as api_parts
 from .accounts import accounts_part
 from .auth import Authenticator, FailureLimiter, authorize
+from .cubes import cubes_part
 from .database import resolve_url
 from .docs import add_docs
 from .errors import add_error_handlers
@@ -145,6 +146,7 @@ def _parts(
         uploads_part(settings, storage),
         item_maps_part(settings, readers),
         mosaics_part(settings, readers),
+        cubes_part(),
         accounts_part(settings),
         login_part(),
         viewer_part(settings.viewer),

@@ -108,10 +108,11 @@ POLICY: dict[str, Rule] = {
         "getCollectionAggregate",
         "getCollectionStyles",
         "getCollectionStyle",
+        "getCollectionCapabilities",
         *_ITEM_MAPS,
         *_COLLECTION_MAPS,
     ),  # fmt: skip
-    **_each(Rule.ASSET, "getItemAsset", "headItemAsset"),
+    **_each(Rule.ASSET, "getItemAsset", "headItemAsset", "getItemAssetFile", "headItemAssetFile"),
     **_each(
         Rule.WRITE,
         "putFeature",

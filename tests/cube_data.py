@@ -76,9 +76,8 @@ def write_zarr(
     encoding = {}
     for name, var in ds.data_vars.items():
         wanted = {"time": 1, **(chunks or {})}
-        encoding[name] = {
-            "chunks": tuple(wanted.get(d, n) for d, n in zip(var.dims, var.shape, strict=True))
-        }
+        chunked = tuple(wanted.get(d, n) for d, n in zip(var.dims, var.shape, strict=True))
+        encoding[name] = {**var.encoding, "chunks": chunked}  # keeps rioxarray's grid_mapping
     with warnings.catch_warnings():
         # consolidated v3 metadata is zarr-python's extension, which clients do write
         warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")

@@ -30,7 +30,7 @@ from catalog.storage.base import Storage, stored_key
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
 
-__all__ = ["CubeStoreError", "clear_cache", "open_cube", "open_store"]
+__all__ = ["CubeStoreError", "clear_cache", "open_cube", "open_path", "open_store", "remote_store"]
 
 _CACHE_SIZE = 32
 
@@ -93,7 +93,7 @@ def open_store(storage: Storage, href: str, fmt: Format) -> xr.Dataset:
     key = stored_key(href)
     if key is not None:
         if storage.kind == "local":
-            return _open_local(Path(storage.gdal_path(key)), fmt)
+            return open_path(Path(storage.gdal_path(key)), fmt)
         store, path = _s3_store(storage, key, fmt)
     else:
         store, path = remote_store(href, fmt, storage)
@@ -107,9 +107,12 @@ def open_store(storage: Storage, href: str, fmt: Format) -> xr.Dataset:
         raise PermissionError(f"the cube store at {href} refuses to be read") from exc
 
 
-def _open_local(path: Path, fmt: Format) -> xr.Dataset:
+def open_path(path: Path, fmt: Format) -> xr.Dataset:
+    """A local Zarr folder or NetCDF file, lazily."""
     if fmt == "netcdf":
-        return xr.open_dataset(path, engine="h5netcdf", chunks=None, cache=False)
+        return xr.open_dataset(
+            path, engine="h5netcdf", chunks=None, cache=False, decode_coords="all"
+        )
     return _open_zarr(str(path))
 
 
@@ -117,9 +120,13 @@ def _open_zarr(store: Any) -> xr.Dataset:
     # Consolidated metadata (one read) when the store has it, else each array's metadata;
     # asked explicitly since consolidated=None warns on every store without it.
     try:
-        return xr.open_dataset(store, engine="zarr", consolidated=True, chunks=None)
+        return xr.open_dataset(
+            store, engine="zarr", consolidated=True, chunks=None, decode_coords="all"
+        )
     except (ValueError, KeyError, FileNotFoundError):
-        return xr.open_dataset(store, engine="zarr", consolidated=False, chunks=None)
+        return xr.open_dataset(
+            store, engine="zarr", consolidated=False, chunks=None, decode_coords="all"
+        )
 
 
 def _open_object_store(store: "ObjectStore", path: str, fmt: Format) -> xr.Dataset:
@@ -127,7 +134,9 @@ def _open_object_store(store: "ObjectStore", path: str, fmt: Format) -> xr.Datas
         import obstore
 
         reader = obstore.open_reader(store, path, buffer_size=4 * 1024 * 1024)
-        return xr.open_dataset(_File(reader), engine="h5netcdf", chunks=None, cache=False)
+        return xr.open_dataset(
+            _File(reader), engine="h5netcdf", chunks=None, cache=False, decode_coords="all"
+        )
     from zarr.storage import ObjectStore
 
     return _open_zarr(ObjectStore(store, read_only=True))

@@ -181,6 +181,8 @@ class UploadSet(Base):
     annotates: Mapped[str | None] = mapped_column(
         Text, ForeignKey("collections.id", ondelete="SET NULL")
     )
+    # How datacube URLs are taken (migration 0014): 'copy', 'register', or as files (NULL).
+    cube_url: Mapped[str | None] = mapped_column(Text)
 
 
 class UploadFile(Base):

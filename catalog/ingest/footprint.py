@@ -50,6 +50,19 @@ def footprint(path: Path, max_size: int = 1024) -> dict[str, Any]:
     return _geojson(_to_lonlat(outline, crs, tolerance))
 
 
+def grid_footprint(transform: Affine, width: int, height: int, crs: CRS) -> dict[str, Any]:
+    """GeoJSON Polygon or MultiPolygon (EPSG:4326) around a whole grid (a datacube's, whose
+    slices all cover it): its outline densified, then projected as ``footprint`` does."""
+    outline = _outline(np.ones((1, 1), dtype=bool), transform @ Affine.scale(width, height))
+    side = max(width * math.hypot(transform.a, transform.d),
+               height * math.hypot(transform.b, transform.e))  # fmt: skip
+    outline = shapely.segmentize(outline, side / SEGMENTS_PER_SIDE)
+    pixel = max(math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e))
+    metres = 1.0 if crs.is_geographic else crs.axis_info[0].unit_conversion_factor
+    tolerance = pixel * (1.0 if crs.is_geographic else metres / 111_320.0) / 4
+    return _geojson(_to_lonlat(outline, crs, tolerance))
+
+
 def geometry_bbox(geometry: Mapping[str, Any] | shapely.Geometry) -> list[float]:
     """[west, south, east, north] of a footprint; west > east when it crosses the antimeridian."""
     shape = geometry if isinstance(geometry, shapely.Geometry) else shapely.geometry.shape(geometry)

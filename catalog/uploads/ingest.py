@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from catalog.accounts.principal import Principal
 from catalog.accounts.quotas import DEFAULT_QUOTA_BYTES, check_quota
 from catalog.accounts.repository import AccountRepository
+from catalog.cubes.files import remove_failed_cube, remove_replaced_cubes
 from catalog.errors import InvalidParameter, NotFound
 from catalog.ingest.errors import IngestError, TooLarge
 from catalog.ingest.fetch import DownloadCancelled, download
@@ -157,9 +158,11 @@ class IngestProcess(Process):
         "with overviews and registers it as a STAC item (proj, raster, eo, file extensions) "
         "with a thumbnail and a preview. A vector file (GeoPackage, zipped Shapefile, GeoJSON, "
         "GeoJSONSeq, FlatGeobuf, GeoParquet, KML, CSV; told by its content) becomes the "
-        "features of vector collections instead. Files arrive through /upload_sets; this "
+        "features of vector collections instead, and a datacube (a zipped Zarr store, a "
+        "NetCDF4 file, or a URL of an upload set with cube_url) the collection's datacube, "
+        "one item per time step. Files arrive through /upload_sets; this "
         "process is queued for each one and may be executed again for a file by its id.",
-        keywords=["ingest", "COG", "STAC", "vector"],
+        keywords=["ingest", "COG", "STAC", "vector", "datacube", "Zarr", "NetCDF"],
         inputs={
             "upload_file": InputDescription(
                 title="Upload file",
@@ -190,6 +193,20 @@ class IngestProcess(Process):
                             "layer": {"type": "string"},
                             "features": {"type": "integer"},
                         },
+                    },
+                },
+            ),
+            "cube": OutputDescription(
+                title="Datacube",
+                description="A datacube: its collection, the number of items (time steps), "
+                "its layers and the factors of its overviews.",
+                schema={
+                    "type": "object",
+                    "properties": {
+                        "collection": {"type": "string"},
+                        "items": {"type": "integer"},
+                        "layers": {"type": "array", "items": {"type": "string"}},
+                        "overviews": {"type": "array", "items": {"type": "integer"}},
                     },
                 },
             ),
@@ -252,6 +269,8 @@ class IngestProcess(Process):
                 f"{record['collection_id']!r} already"
             )
         upload_set, _ = await self.uploads.get_set(record["upload_set_id"])
+        if record["source"] == "url" and upload_set.get("cube_url"):
+            return await self._prepare_cube_url(file_id, record, upload_set)
         key = record["staged_key"]
         sha256 = record["sha256"]
         parts = await self._parts(key) if key else None
@@ -291,6 +310,24 @@ class IngestProcess(Process):
                        "appending": appending is not None},
         }  # fmt: skip
 
+    async def _prepare_cube_url(
+        self, file_id: uuid.UUID, record: dict[str, Any], upload_set: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A datacube read at its URL by the child: nothing to download here. The URL's
+        SHA-256 stands for the file's (the same URL twice in a collection is a duplicate)."""
+        sha256 = hashlib.sha256(record["href"].encode()).hexdigest()
+        item_id = await self.uploads.claim(file_id, sha256, 0)
+        when = upload_set["item_datetime"]
+        return {
+            "parts": [], "collection_id": record["collection_id"], "item_id": item_id,
+            "sha256": sha256, "size": 0, "filename": record["filename"],
+            "datetime": when.isoformat() if when else None,
+            "upload_time": record["created"].isoformat(),
+            "settings": self.settings.model_dump(mode="json"),
+            "storage": storage_plan(self.storage),
+            "cube_url": record["href"], "cube_mode": upload_set["cube_url"],
+        }  # fmt: skip
+
     async def _parts(self, key: str) -> list[tuple[str, int]] | None:
         """The objects that make the staged upload ``key``, in order, with their sizes; None
         when any is missing."""
@@ -328,16 +365,20 @@ class IngestProcess(Process):
         return key, got.sha256
 
     child_modules = ("catalog.ingest.pipeline", "catalog.storage.local", "catalog.storage.s3",
-                     "catalog.vector.ingest")  # fmt: skip
+                     "catalog.vector.ingest", "catalog.cubes.ingest")  # fmt: skip
 
     @staticmethod
     def execute(plan: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         """Child process: fetch the input into a local temp folder (removed afterwards), then
         validate, convert, render previews, publish the assets."""
+        from catalog.cubes.ingest import detect_cube, ingest_cube_file, ingest_cube_url
         from catalog.ingest.pipeline import IngestRequest, ingest_file
 
         settings = IngestSettings(**plan["settings"])
         storage = storage_from_plan(plan["storage"])
+        if plan.get("cube_url"):
+            return {"cube": ingest_cube_url(plan, settings, storage, ctx.job_id, ctx.progress,
+                                            ctx.log)}  # fmt: skip
         parts: list[str] = plan["parts"]
         ctx.log(f"ingesting {plan['filename']} ({plan['size']} bytes) as {plan['item_id']}")
         # Read by GDAL when its block cache is first used, in this fresh process (an operator's
@@ -351,7 +392,11 @@ class IngestProcess(Process):
             else:
                 source = work / "source"
                 assemble(storage, parts, source)
-            fmt = detect(source)  # by content: a vector format, else the raster path
+            kind = detect_cube(source)  # by content: a datacube, a vector format, a raster
+            if kind is not None:
+                return {"cube": ingest_cube_file(source, kind, work, plan, settings, storage,
+                                                 ctx.job_id, ctx.progress, ctx.log)}  # fmt: skip
+            fmt = detect(source)
             if fmt is not None:
                 return {"vector": _read_vector(source, fmt, work, plan, settings, storage, ctx)}
             request = IngestRequest(
@@ -379,6 +424,13 @@ class IngestProcess(Process):
         success transaction."""
         if "vector" in result:
             return await self._commit_vector(conn, job, result["vector"])
+        if "cube" in result:
+            from catalog.cubes.ingest import commit_cube
+
+            outputs = await commit_cube(conn, self.catalog, result["cube"],
+                                        self.validate_extensions)  # fmt: skip
+            await self.uploads.mark_loaded(conn, uuid.UUID(job.inputs["upload_file"]))
+            return outputs
         item = result["item"]
         collection_id = item["collection"]
         row = item_row(item, collection_id, self.validate_extensions)
@@ -418,6 +470,9 @@ class IngestProcess(Process):
         numberMatched estimates from fresh."""
         if "item" in outputs:
             await self.catalog.refresh_statistics(1)
+        if "cube" in outputs:
+            await self.catalog.refresh_statistics(int(outputs["cube"]["items"]))
+            await remove_replaced_cubes(self.storage, outputs["cube"])
         file_id = uuid.UUID(job.inputs["upload_file"])
         record = await self.uploads.get_file(file_id)
         # Forgotten first: a crash in between leaves litter for the sweep, never a dangling key.
@@ -433,6 +488,8 @@ class IngestProcess(Process):
             return
         if record["status"] == "ready":  # a re-run of a file that is an item: leave both be
             return
+        await remove_failed_cube(self.storage, self.uploads.engine, record["collection_id"],
+                                 str(job.id))  # fmt: skip
         if record["item_id"] and not await self.catalog.item_exists(
             record["collection_id"], record["item_id"]
         ):

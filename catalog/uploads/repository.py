@@ -131,9 +131,10 @@ class UploadRepository:
         item_datetime: datetime | None,
         owner_id: uuid.UUID | None = None,
         vector: VectorOptions | None = None,
+        cube_url: str | None = None,
     ) -> uuid.UUID:
         """A new, open upload set of ``owner_id`` in an existing collection (``vector``: how
-        its vector files load)."""
+        its vector files load; ``cube_url``: how its URLs of datacubes are taken)."""
         set_id = uuid.uuid4()
         async with self._connect() as conn:
             exists = await conn.scalar(select(Collection.id).where(Collection.id == collection_id))
@@ -148,6 +149,7 @@ class UploadRepository:
                     item_datetime=item_datetime,
                     owner_id=owner_id,
                     **(vector or VectorOptions()).values(),
+                    cube_url=cube_url,
                 )
             )
         return set_id

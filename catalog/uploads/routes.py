@@ -15,7 +15,7 @@ before any byte is stored.
 import asyncio
 import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from catalog.accounts.quotas import DEFAULT_QUOTA_BYTES
 from catalog.accounts.repository import AccountRepository
 from catalog.accounts.web import owner_id_of, principal_of
+from catalog.cubes.urls import check_cube_url
 from catalog.errors import InvalidParameter, NotFound
 from catalog.ingest.errors import TooLarge
 from catalog.ingest.fetch import check_url, safe_filename
@@ -75,6 +76,12 @@ class UploadSetCreate(BaseModel):
     annotates: str | None = Field(
         default=None,
         description="Vector files: the raster collection whose imagery the features describe.",
+    )
+    cube_url: Literal["copy", "register"] | None = Field(
+        default=None,
+        description="Datacube URLs (a Zarr store or NetCDF file, https:// or s3://): `copy` "
+        "stores a copy (rechunked when needed), `register` serves the cube from the URL. "
+        "Unset: URL files are downloaded as files.",
     )
 
 
@@ -160,6 +167,7 @@ def set_document(
         "expected_files": expected,
         "datetime": when.isoformat() if (when := upload_set["item_datetime"]) else None,
         **{k: v for k, v in VectorOptions.of(upload_set).values().items() if v is not None},
+        **({"cube_url": upload_set["cube_url"]} if upload_set.get("cube_url") else {}),
         "completed": upload_set["completed"],
         "ready": closed and finished == len(files),
         "created": upload_set["created"].isoformat(),
@@ -273,6 +281,7 @@ class UploadsFactory:
                 body.datetime,
                 owner_id=owner_id_of(request),
                 vector=VectorOptions(body.layer, body.datetime_property, body.annotates),
+                cube_url=body.cube_url,
             )
             upload_set, files = await repo.get_set(set_id)
             doc = set_document(base_url(request), upload_set, files)
@@ -346,7 +355,7 @@ class UploadsFactory:
         if request.headers.get("content-type", "").startswith("application/json"):
             # The size of a URL's file is known in its job only: no room at all refuses it.
             await self.check_quota(repo, owner, 1)
-            new = await self._by_url(request)
+            new = await self._by_url(request, upload_set.get("cube_url"))
         else:
             declared = request.headers.get("content-length", "")
             # The body's length bounds the file's (the part headers around it are small).
@@ -394,13 +403,16 @@ class UploadsFactory:
             sha256=received.sha256,
         )
 
-    async def _by_url(self, request: Request) -> NewFile:
+    async def _by_url(self, request: Request, cube_url: str | None) -> NewFile:
         try:
             body = UrlFile.model_validate_json(await request.body())
         except ValueError as exc:
             raise InvalidParameter(f'expected {{"href": "https://..."}}: {exc}') from exc
         # Refuse forbidden targets now (scheme, private addresses after DNS), not in the job.
-        await asyncio.to_thread(check_url, body.href, self.ingest.url_allow_private)
+        if cube_url is not None:  # a datacube, read where it is: s3:// too
+            await asyncio.to_thread(check_cube_url, body.href, self.ingest.url_allow_private)
+        else:
+            await asyncio.to_thread(check_url, body.href, self.ingest.url_allow_private)
         name = body.filename or body.href.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         return NewFile(filename=safe_filename(name, "download.tif"), source="url", href=body.href)
 

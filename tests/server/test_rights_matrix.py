@@ -70,6 +70,8 @@ NOT_MADE = frozenset({"getResult", "getExportArchive", "headExportArchive"})
 RAW = {"tusPatch": ({"Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
                     b"0123456789")}  # fmt: skip
 VECTOR_ONLY = frozenset({"getCollectionFacets", "getCollectionAggregate"})
+# routes of datacube collections only: on priv (imagery) their own 404 is cube.NotACube
+CUBE_ONLY = frozenset({"getCollectionCapabilities"})
 OK = "ok"  # not refused: neither 401, 403 nor 404, and no 5xx
 SEEN = "seen"  # not refused by the rights check: neither 401 nor 403 (a 404 may be the route's)
 HIDDEN = "hidden"  # refused as if priv did not exist: a 4xx, neither 401 nor 403
@@ -83,7 +85,7 @@ def expected(rule: Rule, caller: str, operation: str, real_ids: bool, row: bool)
     if caller == "revoked":
         return 401  # a refused token is refused everywhere, the public routes too
     # a route of vector collections only: on priv (imagery) its own 404 is features.NotVector
-    found = OK if real_ids and operation not in VECTOR_ONLY else SEEN
+    found = OK if real_ids and operation not in VECTOR_ONLY | CUBE_ONLY else SEEN
     if operation in INTO_PRIV and caller != "anonymous":
         return {"B": HIDDEN, "C": 403, "W": OK, "admin": OK}[caller]
     if rule in (Rule.PUBLIC, Rule.LISTED):
