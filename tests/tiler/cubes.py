@@ -15,6 +15,7 @@ import numpy as np
 import rioxarray  # noqa: F401 - the .rio accessor
 import xarray
 from fastapi.testclient import TestClient
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.cubes.model import Cube, CubeLayer, CubeOverview, put_cube
 from catalog.cubes.store import clear_cache
@@ -85,6 +86,41 @@ class MadeCube:
     count: int
 
 
+def write_cube(
+    data_dir: Path,
+    collection_id: str = "cube",
+    size: int = 64,
+    count: int = 40,
+    overviews: tuple[int, ...] = (2, 4),
+    bands: tuple[str, ...] = BANDS,
+) -> Cube:
+    """The cube's stores, written with xarray into the local storage at ``data_dir``, and its
+    row (not stored; layers: ``bands`` only)."""
+    clear_cache()  # a store of an earlier test may have had this href
+    storage = LocalStorage(data_dir)
+    key = f"cubes/{collection_id}/cube.zarr"
+    s2_dataset(size, count).to_zarr(storage.path(key), mode="w", consolidated=False)
+    found = []
+    for factor in overviews:
+        over = f"cubes/{collection_id}/overview-{factor}.zarr"
+        s2_dataset(size, count, factor).to_zarr(storage.path(over), mode="w", consolidated=False)
+        found.append(CubeOverview(f"storage:{over}", factor, size // factor, size // factor))
+    return Cube(
+        collection_id=collection_id, href=f"storage:{key}", format="zarr", crs=CRS,
+        transform=(X0, PIXEL, 0.0, Y0, 0.0, -PIXEL), width=size, height=size, x_dim="x",
+        y_dim="y", time_dim="time", band_dim=None,
+        layers=tuple(CubeLayer(b, b, dtype="uint16", nodata=0 if b == "B04" else None)
+                     for b in bands),
+        times=tuple(times(count)), overviews=tuple(found),
+    )  # fmt: skip
+
+
+async def store_cube(engine: AsyncEngine, cube: Cube) -> None:
+    """The cube's ``datacubes`` row, with ``put_cube``."""
+    async with engine.begin() as conn:
+        await put_cube(conn, cube)
+
+
 def make_cube(
     client: TestClient,
     data_dir: Path,
@@ -95,33 +131,11 @@ def make_cube(
     bands: tuple[str, ...] = BANDS,
     **doc: Any,
 ) -> MadeCube:
-    """Collection ``collection_id`` (POSTed) as a datacube: its stores written with xarray into
-    the app's local storage, its row stored with ``put_cube`` (layers: ``bands`` only)."""
+    """Collection ``collection_id`` (POSTed) as a datacube (``write_cube``, ``store_cube``)."""
     r = client.post("/collections", json=collection(collection_id, **doc), headers=ADMIN)
     assert r.status_code == 201, r.text
-    clear_cache()  # a store of an earlier test may have had this href
-    storage = LocalStorage(data_dir)
-    key = f"cubes/{collection_id}/cube.zarr"
-    s2_dataset(size, count).to_zarr(storage.path(key), mode="w", consolidated=False)
-    found = []
-    for factor in overviews:
-        over = f"cubes/{collection_id}/overview-{factor}.zarr"
-        s2_dataset(size, count, factor).to_zarr(storage.path(over), mode="w", consolidated=False)
-        found.append(CubeOverview(f"storage:{over}", factor, size // factor, size // factor))
-    cube = Cube(
-        collection_id=collection_id, href=f"storage:{key}", format="zarr", crs=CRS,
-        transform=(X0, PIXEL, 0.0, Y0, 0.0, -PIXEL), width=size, height=size, x_dim="x",
-        y_dim="y", time_dim="time", band_dim=None,
-        layers=tuple(CubeLayer(b, b, dtype="uint16", nodata=0 if b == "B04" else None)
-                     for b in bands),
-        times=tuple(times(count)), overviews=tuple(found),
-    )  # fmt: skip
+    cube = write_cube(data_dir, collection_id, size, count, overviews, bands)
     engine = client.app.state.repository.engine  # type: ignore[attr-defined]
-
-    async def store() -> None:
-        async with engine.begin() as conn:
-            await put_cube(conn, cube)
-
     assert client.portal is not None
-    client.portal.call(store)
+    client.portal.call(store_cube, engine, cube)
     return MadeCube(cube, size, count)
