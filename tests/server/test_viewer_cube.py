@@ -8,11 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-from catalog.settings import DatabaseSettings
 from playwright.sync_api import Browser, expect
 from pyproj import Transformer
 
 from catalog.db.engine import create_engine
+from catalog.settings import DatabaseSettings
 from tests.factories import collection
 from tests.tiler.cubes import PIXEL, X0, Y0, store_cube, times, write_cube
 

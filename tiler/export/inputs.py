@@ -65,6 +65,11 @@ class ExportRequest(RenderOptions):
     quality: int = Field(default=DEFAULT_QUALITY, ge=1, le=100)
     type: TilesetType = "overlay"
     pixel_selection: PixelSelection | None = None
+    # datacube collections (tiler/cubes/): as the collection tile endpoint's parameters
+    layers: str | None = Field(default=None, min_length=1)
+    datetime: str | None = Field(default=None, min_length=1)
+    datetime_match: str | None = None
+    temporal_aggregation: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "ExportRequest":
@@ -147,6 +152,18 @@ def _schemas() -> dict[str, InputDescription]:
         "resampling": one("Resampling", "As the tile endpoint's resampling.", text),
         "reproject": one("Reprojection resampling", "As the tile endpoint's reproject.", text),
         "preset": one("Preset", "As the tile endpoint's preset.", text),
+        "layers": one("Datacube layer", "Datacube collections: as the collection tile "
+                      "endpoint's layers (a band, bands comma-separated, or NDVI, RGB...).",
+                      text),
+        "datetime": one("Datacube date", "Datacube collections: as the collection tile "
+                        "endpoint's datetime (an instant, or an interval to reduce).", text),
+        "datetime_match": one("Datacube date match", "Datacube collections: nearest "
+                              "(default) or exact.", {"type": "string",
+                                                     "enum": ["nearest", "exact"]}),
+        "temporal_aggregation": one("Datacube reduction", "Datacube collections: the "
+                                    "reduction of an interval's time slices.",
+                                    {"type": "string",
+                                     "enum": ["mean", "max", "min", "median", "last"]}),
         "pixel_selection": one("Pixel selection", "Collection and search mosaics: as the "
                                "mosaic tile endpoint's pixel_selection (default first).",
                                {"type": "string", "enum": list(get_args(PixelSelection))}),
