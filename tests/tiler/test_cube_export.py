@@ -64,18 +64,20 @@ def test_bad_cube_inputs_fail_the_job_with_their_code(
     client: TestClient, admin: dict[str, str], worker: WorkerThread, data_dir: Path,
     settings: Settings,
 ) -> None:  # fmt: skip
-    make_cube(client, data_dir, count=2, overviews=(), bands=("B02", "B03", "B04", "B08"))
+    # another id: the app's opener keeps stores by href (never rewritten outside tests)
+    make_cube(client, data_dir, "rgbn-cube", count=2, overviews=(),
+              bands=("B02", "B03", "B04", "B08"))  # fmt: skip
     worker.start(exports(settings))
     cases = [
         ({"layers": "B99"}, "cube.UnknownLayer"),
         ({"layers": "NDMI"}, "tiler.PresetUnavailable"),
         ({"datetime": "2031-01-01T00:00:00Z"}, "cube.DatetimeOutsideCube"),
     ]
-    jobs = [(submit(client, admin, "mbtiles", collection="cube", **i), c) for i, c in cases]
+    jobs = [(submit(client, admin, "mbtiles", collection="rgbn-cube", **i), c) for i, c in cases]
     for job_id, code in jobs:
         doc = wait_for(client, admin, job_id, "successful", "failed", timeout=120)
         assert doc["status"] == "failed" and doc["error"]["code"] == code, doc
     # the process description's enum refuses it before a job is made
-    inputs = {"collection": "cube", "temporal_aggregation": "sum"}
+    inputs = {"collection": "rgbn-cube", "temporal_aggregation": "sum"}
     r = client.post("/processes/mbtiles/execution", json={"inputs": inputs}, headers=admin)
     assert r.status_code == 400 and "temporal_aggregation" in r.json()["description"]

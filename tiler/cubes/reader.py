@@ -1,24 +1,35 @@
-"""Reading a datacube tile: rio-tiler's ``XarrayReader`` on the window of the tile.
+"""Reading a datacube tile: the tile's window of the store, warped by GDAL onto the tile.
 
 For one tile: the coarsest overview of the cube still finer than the tile's pixels (or the
-full resolution), the window of that store around the tile, the selected time slices of each
-layer the plan reads (a preset's bands), loaded once; ``XarrayReader`` reprojects them onto the
-tile (nearest), the preset's formula runs per time slice, then the slices are reduced per pixel.
-Blocking (xarray, numpy, GDAL): callers run it in a worker thread.
+full resolution), the window of that store around the tile (from the cube's transform), the
+selected time slices of each layer the plan reads (a preset's bands), loaded once with xarray;
+``rasterio.warp.reproject`` (nearest) puts them on the tile, the preset's formula runs per time
+slice, then the slices are reduced per pixel. Blocking (xarray, numpy, GDAL): callers run it in
+a worker thread.
+
+rio-tiler's ``XarrayReader`` does the same warp (``rio.clip_box`` then ``rio.reproject``), but
+its rioxarray bookkeeping (coordinates rebuilt, bounds and resolution recomputed, CRS written
+on every intermediate array) took 20 of the 25 ms of a tile in a profile of the benchmark's
+cube (bench/cube_tiles.py); the warp itself is the same GDAL call with the same arguments.
 """
 
+import functools
+import math
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import morecantile
 import numpy
-import rioxarray  # noqa: F401 - the .rio accessor
 import xarray
+from affine import Affine
 from morecantile import TileMatrixSet
 from rasterio.crs import CRS
-from rasterio.warp import transform_bounds
-from rio_tiler.io.xarray import XarrayReader
+from rasterio.enums import Resampling
+from rasterio.transform import from_bounds
+from rasterio.warp import reproject, transform_bounds
 from rio_tiler.models import ImageData
 
 from catalog.cubes.model import Cube, CubeLayer
@@ -44,17 +55,33 @@ class StoreOpener:
     and transform written; it keeps recently opened stores); a store that cannot be read is
     ``tiler.AssetNotReadable``, as a COG that cannot be."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, size: int = 64) -> None:
         self.storage = storage
+        self.size = size
+        # open_cube writes the CRS and transform anew on each call (7 ms a tile): the result
+        # is kept per store and overview (a store is never rewritten under its href)
+        self._open: OrderedDict[tuple[str, str, int | None], xarray.Dataset] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __call__(self, cube: Cube, overview: int | None = None) -> xarray.Dataset:
         """The dataset of ``cube`` (overview ``overview``: its factor)."""
+        key = (cube.href, cube.crs, overview)
+        with self._lock:
+            found = self._open.get(key)
+            if found is not None:
+                self._open.move_to_end(key)
+                return found
         try:
-            return open_cube(cube, self.storage, overview=overview)
+            ds = open_cube(cube, self.storage, overview=overview)
         except (OSError, CubeStoreError, ValueError, KeyError) as exc:
             raise AssetNotReadable(
                 f"the store of datacube {cube.collection_id!r} cannot be read: {exc}"
             ) from exc
+        with self._lock:
+            self._open[key] = ds
+            while len(self._open) > self.size:
+                self._open.popitem(last=False)
+        return ds
 
 
 def pick_overview(cube: Cube, tile_resolution: float) -> int | None:
@@ -100,14 +127,26 @@ def _window(
     return part, resolution
 
 
-def _indexes(coords: numpy.ndarray, low: float, high: float, pad: float) -> slice:
-    inside = numpy.nonzero((coords >= low - pad) & (coords <= high + pad))[0]
-    if inside.size == 0:
+def _pixel_window(
+    cube: Cube, factor: int, shape: tuple[int, int], part: tuple[float, float, float, float]
+) -> tuple[slice, slice, Affine]:
+    """Rows and columns of the store (overview ``factor``) holding ``part`` (cube CRS), with a
+    margin of two pixels, and the window's transform. OutsideCube when it holds none."""
+    grid = Affine.from_gdal(*cube.transform) * Affine.scale(factor)
+    west, south, east, north = part
+    cols, rows = zip(*(~grid * (px, py) for px in (west, east) for py in (south, north)),
+                     strict=True)  # fmt: skip
+    height, width = shape
+    col0, col1 = max(0, math.floor(min(cols)) - 2), min(width, math.ceil(max(cols)) + 2)
+    row0, row1 = max(0, math.floor(min(rows)) - 2), min(height, math.ceil(max(rows)) + 2)
+    if col0 >= col1 or row0 >= row1:
         raise OutsideCube("the tile does not meet the cube's pixels")
-    start, stop = int(inside[0]), int(inside[-1]) + 1
-    if stop - start < 2:  # rioxarray needs two coordinates to know the resolution
-        start, stop = max(0, start - 1), min(coords.size, stop + 1)
-    return slice(start, stop)
+    return slice(row0, row1), slice(col0, col1), grid * Affine.translation(col0, row0)
+
+
+@functools.lru_cache(maxsize=64)
+def _crs(text: str) -> CRS:
+    return CRS.from_user_input(text)
 
 
 def read_tile(
@@ -116,34 +155,29 @@ def read_tile(
     """See ``CubeTileRequest.tile``."""
     cube, plan, times = request.cube, request.plan, request.times
     size = tilesize or tms.matrix(z).tileWidth
-    (west, south, east, north), resolution = _window(tms, cube, x, y, z, size)
-    ds = request.opener(cube, pick_overview(cube, resolution))
-    xs, ys = ds[cube.x_dim].values, ds[cube.y_dim].values
-    pad = 2 * max(abs(float(xs[1] - xs[0])), abs(float(ys[1] - ys[0])))
-    window = {
-        cube.x_dim: _indexes(xs, west, east, pad),
-        cube.y_dim: _indexes(ys, south, north, pad),
-    }
+    part, resolution = _window(tms, cube, x, y, z, size)
+    factor = pick_overview(cube, resolution)
+    ds = request.opener(cube, factor)
+    shape = (ds.sizes[cube.y_dim], ds.sizes[cube.x_dim])
+    rows, cols, window_transform = _pixel_window(cube, factor or 1, shape, part)
     count = max(1, len(times.indexes))
-    height = window[cube.y_dim].stop - window[cube.y_dim].start
-    width = window[cube.x_dim].stop - window[cube.x_dim].start
+    height, width = rows.stop - rows.start, cols.stop - cols.start
     if len(plan.sources) * count * height * width * 4 > request.max_bytes:
         raise TooManySlices(
             f"{count} time slices of {len(plan.sources)} bands are too many for one tile: "
             "choose a shorter interval"
         )
+    window = {cube.y_dim: rows, cube.x_dim: cols}
     stack = numpy.stack([_load(ds, cube, layer, times, window) for layer in plan.sources])
-    sub = ds.isel(window)
-    flat = xarray.DataArray(
-        stack.reshape(-1, height, width),
-        dims=("band", cube.y_dim, cube.x_dim),
-        coords={cube.y_dim: sub[cube.y_dim].values, cube.x_dim: sub[cube.x_dim].values},
-    )
-    flat = flat.rio.set_spatial_dims(x_dim=cube.x_dim, y_dim=cube.y_dim)
-    flat = flat.rio.write_crs(cube.crs).rio.write_nodata(numpy.nan)
-    with XarrayReader(flat, tms=tms) as src:
-        image = src.tile(x, y, z, tilesize=size, nodata=numpy.nan)
-    pixels = numpy.ma.filled(image.array.astype("float32"), numpy.nan)
+    box = tms.xy_bounds(morecantile.Tile(x, y, z))
+    pixels = numpy.full((stack.shape[0] * count, size, size), numpy.nan, dtype="float32")
+    # GDAL's warp, nearest, as rio-tiler's readers (XarrayReader too) call it
+    reproject(
+        source=stack.reshape(-1, height, width), destination=pixels,
+        src_transform=window_transform, src_crs=_crs(cube.crs), src_nodata=numpy.nan,
+        dst_transform=from_bounds(*box, size, size), dst_crs=tms.rasterio_crs,
+        dst_nodata=numpy.nan, resampling=Resampling.nearest,
+    )  # fmt: skip
     pixels = pixels.reshape(len(plan.sources), count, size, size)
     if plan.preset is not None:
         pixels = evaluate(plan.preset, dict(zip(plan.keys, pixels, strict=True)))
@@ -151,8 +185,8 @@ def read_tile(
     mask = numpy.isnan(out)
     return ImageData(
         numpy.ma.MaskedArray(numpy.where(mask, 0, out).astype("float32"), mask=mask),
-        bounds=image.bounds,
-        crs=image.crs,
+        bounds=tuple(box),
+        crs=tms.rasterio_crs,
         band_descriptions=_descriptions(plan, out.shape[0]),
     )
 
