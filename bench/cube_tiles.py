@@ -76,10 +76,12 @@ def cube_dataset(size: int, count: int) -> xr.Dataset:
     return cube
 
 
-def build(folder: Path, size: int, count: int) -> tuple[Cube, dict[str, Any], Path]:
+def build(
+    folder: Path, size: int, count: int, overview_min_px: int = 2048
+) -> tuple[Cube, dict[str, Any], Path]:
     """The ingested cube, the COG item of B08 at the last date, and the data folder."""
     data_dir = folder / "data"
-    settings = IngestSettings(data_dir=data_dir)
+    settings = IngestSettings(data_dir=data_dir, cube_overview_min_px=overview_min_px)
     storage = LocalStorage(data_dir)
     ds = cube_dataset(size, count)
     out = build_cube(ds, collection_id=CUBE, href=None, fmt="zarr", prefix=f"assets/{CUBE}/cube",
@@ -194,7 +196,7 @@ def run(args: argparse.Namespace) -> list[str]:
     folder = Path(tempfile.mkdtemp(prefix="terracat-cube-tiles-", dir=args.dir))
     stacks = Stacks(workers=args.workers)
     try:
-        cube, item, data_dir = build(folder, args.size, args.times)
+        cube, item, data_dir = build(folder, args.size, args.times, args.overview_min_px)
         maxzoom = WEB.zoom_for_res(PIXEL)
         zooms = range(0, maxzoom + 1)
         log(f"cube {args.size} px x {args.times} dates, overviews "
@@ -257,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=19)
+    parser.add_argument("--overview-min-px", type=int, default=2048,
+                        help="the ingest's TERRACAT_INGEST_CUBE_OVERVIEW_MIN_PX")  # fmt: skip
     parser.add_argument("--dir", type=Path, default=None, help="where to work (a temp folder)")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args(argv)
