@@ -1,6 +1,6 @@
 """What an export takes: its settings, its inputs (checked), its errors and its description."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -152,6 +152,18 @@ def _schemas() -> dict[str, InputDescription]:
         "resampling": one("Resampling", "As the tile endpoint's resampling.", text),
         "reproject": one("Reprojection resampling", "As the tile endpoint's reproject.", text),
         "preset": one("Preset", "As the tile endpoint's preset.", text),
+        "pixel_selection": one("Pixel selection", "Collection and search mosaics: as the "
+                               "mosaic tile endpoint's pixel_selection (default first).",
+                               {"type": "string", "enum": list(get_args(PixelSelection))}),
+        **_cube_schemas(one, text),
+    }  # fmt: skip
+
+
+def _cube_schemas(
+    one: Callable[[str, str, dict[str, Any]], InputDescription], text: dict[str, Any]
+) -> dict[str, InputDescription]:
+    """The inputs of datacube collections (the collection tile endpoint's parameters)."""
+    return {
         "layers": one("Datacube layer", "Datacube collections: as the collection tile "
                       "endpoint's layers (a band, bands comma-separated, or NDVI, RGB...).",
                       text),
@@ -164,9 +176,6 @@ def _schemas() -> dict[str, InputDescription]:
                                     "reduction of an interval's time slices.",
                                     {"type": "string",
                                      "enum": ["mean", "max", "min", "median", "last"]}),
-        "pixel_selection": one("Pixel selection", "Collection and search mosaics: as the "
-                               "mosaic tile endpoint's pixel_selection (default first).",
-                               {"type": "string", "enum": list(get_args(PixelSelection))}),
     }  # fmt: skip
 
 
