@@ -26,6 +26,12 @@ class TilerSettings(BaseSettings):
         description="Most memory one datacube tile may read (its window of every time slice "
         "and band, as float32): a longer interval is refused (cube.TooManySlices).",
     )
+    cube_chunk_cache_mb: int = Field(
+        default=128,
+        ge=1,
+        description="Decoded datacube chunks kept per server process (as float32), shared "
+        "by neighbouring tiles as COG tiles share GDAL's block cache.",
+    )
     tile_cache_control: str = Field(
         default="public, max-age=3600",
         description="Cache-Control header of successful tile responses ('' for none).",

@@ -19,7 +19,7 @@ from ..presets import Preset, PresetQuery
 from ..readers.shared import ReaderResources
 from ..settings import TilerSettings
 from .layers import resolve_layers
-from .reader import CubeTileRequest, Opener, StoreOpener
+from .reader import ChunkCache, CubeTileRequest, Opener, StoreOpener
 from .times import AGGREGATIONS, MATCHES, select_times
 
 
@@ -84,6 +84,7 @@ def cube_params(
     """The ``cube_dependency`` of collection tiles (see the module docstring)."""
     lookup = lookup or CubeLookup(settings.item_cache_ttl_s, settings.item_cache_size)
     max_bytes = settings.cube_max_read_mb * 1024 * 1024
+    chunk_bytes = settings.cube_chunk_cache_mb * 1024 * 1024
 
     async def dependency(
         request: Request,
@@ -100,7 +101,8 @@ def cube_params(
         chosen = layers or ([preset.name] if preset is not None else None)
         plan = resolve_layers(cube, chosen)
         times = select_times(cube, when, datetime_match, temporal_aggregation)
-        return CubeTileRequest(cube, plan, times, cube_opener(resources), max_bytes)
+        chunks = resources.cubes.setdefault("chunks", ChunkCache(chunk_bytes))
+        return CubeTileRequest(cube, plan, times, cube_opener(resources), max_bytes, chunks)
 
     return dependency
 

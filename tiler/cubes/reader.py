@@ -20,6 +20,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import morecantile
 import numpy
@@ -84,6 +85,34 @@ class StoreOpener:
         return ds
 
 
+class ChunkCache:
+    """Decoded chunks of cube stores (float32, no data as NaN), least recently used first out,
+    at most ``max_bytes``: neighbouring tiles and zooms share a store's chunks as COG tiles share
+    GDAL's block cache, and a chunk is read and decompressed once instead of once per tile."""
+
+    def __init__(self, max_bytes: int = 128 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._chunks: OrderedDict[tuple[object, ...], numpy.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...], load: Callable[[], numpy.ndarray]) -> numpy.ndarray:
+        """The chunk of ``key``, loaded by ``load`` when it is not kept."""
+        with self._lock:
+            found = self._chunks.get(key)
+            if found is not None:
+                self._chunks.move_to_end(key)
+                return found
+        chunk = load()
+        with self._lock:
+            if key not in self._chunks:
+                self._chunks[key] = chunk
+                self._bytes += chunk.nbytes
+            while self._bytes > self.max_bytes and self._chunks:
+                self._bytes -= self._chunks.popitem(last=False)[1].nbytes
+        return chunk
+
+
 def pick_overview(cube: Cube, tile_resolution: float) -> int | None:
     """The factor of the coarsest overview whose pixels are still at most ``tile_resolution``
     (in the cube's CRS units), or None: the full resolution."""
@@ -101,6 +130,7 @@ class CubeTileRequest:
     times: TimeSelection
     opener: Opener
     max_bytes: int = MAX_READ_BYTES
+    chunks: ChunkCache | None = None
 
     def tile(
         self, tms: TileMatrixSet, x: int, y: int, z: int, tilesize: int | None = None
@@ -113,10 +143,10 @@ def _window(
     tms: TileMatrixSet, cube: Cube, x: int, y: int, z: int, size: int
 ) -> tuple[tuple[float, float, float, float], float]:
     """The tile's part of the cube in the cube's CRS, and the tile's pixel size there."""
-    crs = CRS.from_user_input(cube.crs)
+    crs = _crs(cube.crs)
     box = tms.xy_bounds(morecantile.Tile(x, y, z))
     # the cube's extent in the tile's CRS (a world-wide tile has no extent in UTM)
-    cw, cs, ce, cn = transform_bounds(crs, tms.rasterio_crs, *cube.bounds, densify_pts=21)
+    cw, cs, ce, cn = _extent_in(cube.crs, cube.bounds, tms.rasterio_crs)
     w, s, e, n = max(box.left, cw), max(box.bottom, cs), min(box.right, ce), min(box.top, cn)
     if w >= e or s >= n:
         raise OutsideCube(f"tile {z}/{x}/{y} does not meet the cube")
@@ -144,6 +174,15 @@ def _pixel_window(
     return slice(row0, row1), slice(col0, col1), grid * Affine.translation(col0, row0)
 
 
+@functools.lru_cache(maxsize=256)
+def _extent_in(
+    crs: str, bounds: tuple[float, float, float, float], target: CRS
+) -> tuple[float, float, float, float]:
+    """A cube's bounds in a tile matrix set's CRS (the same for every tile of a cube)."""
+    found = transform_bounds(_crs(crs), target, *bounds, densify_pts=21)
+    return found[0], found[1], found[2], found[3]
+
+
 @functools.lru_cache(maxsize=64)
 def _crs(text: str) -> CRS:
     return CRS.from_user_input(text)
@@ -168,7 +207,8 @@ def read_tile(
             "choose a shorter interval"
         )
     window = {cube.y_dim: rows, cube.x_dim: cols}
-    stack = numpy.stack([_load(ds, cube, layer, times, window) for layer in plan.sources])
+    where = (cube.href, factor, request.chunks)
+    stack = numpy.stack([_load(ds, cube, layer, times, window, where) for layer in plan.sources])
     box = tms.xy_bounds(morecantile.Tile(x, y, z))
     pixels = numpy.full((stack.shape[0] * count, size, size), numpy.nan, dtype="float32")
     # GDAL's warp, nearest, as rio-tiler's readers (XarrayReader too) call it
@@ -203,22 +243,54 @@ def _load(
     layer: CubeLayer,
     times: TimeSelection,
     window: dict[str, slice],
+    where: tuple[str, int | None, ChunkCache | None],
 ) -> numpy.ndarray:
-    """One layer's window at the selected times, (time, y, x) float32, no data as NaN."""
+    """One layer's window at the selected times, (time, y, x) float32, no data as NaN; from
+    the chunk cache (``where``: the store, overview and cache) when the store is chunked."""
     da = ds[layer.variable]
     if layer.band is not None and cube.band_dim is not None:
         da = da.sel({cube.band_dim: layer.band})
-    if cube.time_dim is not None and cube.time_dim in da.dims:
-        da = da.isel({cube.time_dim: list(times.indexes)})
-    else:
-        da = da.expand_dims("_time")
-    da = da.isel(window)
-    time = cube.time_dim if cube.time_dim in da.dims else "_time"
-    values = da.transpose(time, cube.y_dim, cube.x_dim).values.astype("float32")
     nodata = layer.nodata if layer.nodata is not None else da.attrs.get("_FillValue")
+    timed = cube.time_dim is not None and cube.time_dim in da.dims
+    if not timed:
+        da = da.expand_dims("_time")
+    time = cube.time_dim if timed else "_time"
+    da = da.transpose(time, cube.y_dim, cube.x_dim)
+    sizes = da.encoding.get("preferred_chunks") or {}
+    href, factor, cache = where
+    rows, cols = window[cube.y_dim], window[cube.x_dim]
+    if cache is None or cube.y_dim not in sizes or cube.x_dim not in sizes:
+        indexes = list(times.indexes) if timed else [0]
+        return _clean(da.isel({time: indexes, cube.y_dim: rows, cube.x_dim: cols}).values, nodata)
+    ch, cw = int(sizes[cube.y_dim]), int(sizes[cube.x_dim])
+    out = numpy.empty((max(1, len(times.indexes)), rows.stop - rows.start,
+                       cols.stop - cols.start), dtype="float32")  # fmt: skip
+    for n, t in enumerate(times.indexes if timed else (0,)):
+        for cy in range(rows.start // ch, (rows.stop - 1) // ch + 1):
+            for cx in range(cols.start // cw, (cols.stop - 1) // cw + 1):
+                key = (href, factor, layer.variable, layer.band, t, cy, cx)
+                part = {time: t, cube.y_dim: slice(cy * ch, (cy + 1) * ch),
+                        cube.x_dim: slice(cx * cw, (cx + 1) * cw)}  # fmt: skip
+                chunk = cache.get(key, functools.partial(_read_chunk, da, part, nodata))
+                y0, x0 = max(rows.start, cy * ch), max(cols.start, cx * cw)
+                y1 = min(rows.stop, cy * ch + chunk.shape[0])
+                x1 = min(cols.stop, cx * cw + chunk.shape[1])
+                out[n, y0 - rows.start : y1 - rows.start, x0 - cols.start : x1 - cols.start] = (
+                    chunk[y0 - cy * ch : y1 - cy * ch, x0 - cx * cw : x1 - cx * cw]
+                )
+    return out
+
+
+def _read_chunk(da: xarray.DataArray, part: dict[Any, Any], nodata: float | None) -> numpy.ndarray:
+    return _clean(da.isel(part).values, nodata)
+
+
+def _clean(values: numpy.ndarray, nodata: float | None) -> numpy.ndarray:
+    """float32 with no data as NaN."""
+    out = numpy.asarray(values, dtype="float32").copy()
     if nodata is not None and not numpy.isnan(nodata):
-        values[values == numpy.float32(nodata)] = numpy.nan
-    return values
+        out[out == numpy.float32(nodata)] = numpy.nan
+    return out
 
 
 def reduce_times(pixels: numpy.ndarray, aggregation: str) -> numpy.ndarray:
