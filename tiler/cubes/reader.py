@@ -247,6 +247,10 @@ def _load(
 ) -> numpy.ndarray:
     """One layer's window at the selected times, (time, y, x) float32, no data as NaN; from
     the chunk cache (``where``: the store, overview and cache) when the store is chunked."""
+    if layer.variable not in ds.data_vars:
+        raise AssetNotReadable(
+            f"the store of datacube {cube.collection_id!r} has no variable {layer.variable!r}"
+        )
     da = ds[layer.variable]
     if layer.band is not None and cube.band_dim is not None:
         da = da.sel({cube.band_dim: layer.band})
