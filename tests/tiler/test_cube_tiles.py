@@ -277,6 +277,9 @@ def test_a_private_cube_is_404_to_those_who_may_not_read_it(
     client: TestClient, settings: Settings, data_dir: Path
 ) -> None:
     make_cube(client, data_dir, "hidden", count=2, overviews=())
+    when = times(2)[1].isoformat().replace("+00:00", "Z")
+    r = client.post("/collections/hidden/items", json=item("t1", when=when), headers=ADMIN)
+    assert r.status_code == 201, r.text
     accounts = client.app.state.accounts  # type: ignore[attr-defined]
     portal = client.portal
     assert portal is not None
@@ -290,13 +293,14 @@ def test_a_private_cube_is_404_to_those_who_may_not_read_it(
     portal.call(accounts.set_visibility, "hidden", "private")
     z, x, y = centre_tile(NATIVE)
     base = "/collections/hidden/tiles/WebMercatorQuad"
-    missing = "/collections/nothing-here/tiles/WebMercatorQuad"
-    for path in (f"{base}/{z}/{x}/{y}.png", f"{base}/tilejson.json", base):
+    slice_tile = f"/collections/hidden/items/t1/tiles/WebMercatorQuad/{z}/{x}/{y}.png"
+    for path in (f"{base}/{z}/{x}/{y}.png", f"{base}/tilejson.json", base, slice_tile):
         for caller, headers in callers.items():
             r = client.get(path, params={"layers": "NDVI"}, headers=headers)
             if caller in ("anonymous", "stranger"):
                 assert r.status_code == 404, (path, caller, r.text)
-                gone = client.get(path.replace(base, missing), headers=headers)
+                assert "location" not in r.headers  # not even the slice's date
+                gone = client.get(path.replace("/hidden/", "/nothing-here/"), headers=headers)
                 assert r.json()["code"] == gone.json()["code"], path  # as a missing one
             else:
                 assert r.status_code == 200, (path, caller, r.text)
