@@ -1,5 +1,7 @@
 """Why a datacube tile request was refused. Codes are stable (docs/errors.md)."""
 
+from __future__ import annotations
+
 from ..errors import TilerError
 
 

@@ -6,6 +6,8 @@ The child process has no database: the plan carries the cube's row as JSON, and 
 prepared (their 400s fail it there) and again in the child.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Mapping
 from typing import Any
 

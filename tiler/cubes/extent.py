@@ -1,5 +1,7 @@
 """Where a datacube has data and how fine it is, as the mosaics' ``Coverage`` says it."""
 
+from __future__ import annotations
+
 import math
 
 from rasterio.crs import CRS

@@ -7,6 +7,8 @@ slice's ``datetime`` with ``datetime_match=exact``, keeping the other query para
 vector collection's tiles are sent to its feature tiles (``tiles.VectorCollection``).
 """
 
+from __future__ import annotations
+
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 from urllib.parse import quote, urlencode

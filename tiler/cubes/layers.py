@@ -7,6 +7,8 @@ bands are found the same way. Several plain layers, comma-separated, are stacked
 (``layers=B04,B03,B02``). Names are matched case-insensitively.
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 

@@ -6,8 +6,10 @@ mosaic.py): None for a collection that is no datacube (the routes draw its mosai
 ``temporal_aggregation``, checked before the tile is read (400s with ``cube.*`` codes).
 """
 
+from __future__ import annotations
+
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from cachetools import TTLCache
 from fastapi import Depends, Path, Query
@@ -19,8 +21,11 @@ from ..presets import Preset, PresetQuery
 from ..readers.shared import ReaderResources
 from ..settings import TilerSettings
 from .layers import resolve_layers
-from .reader import ChunkCache, CubeTileRequest, Opener, StoreOpener
+from .reader import ChunkCache, CubeTileRequest, StoreOpener
 from .times import AGGREGATIONS, MATCHES, select_times
+
+if TYPE_CHECKING:
+    from .reader import Opener
 
 
 class CubeLookup:

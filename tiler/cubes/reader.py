@@ -13,6 +13,8 @@ on every intermediate array) took 20 of the 25 ms of a tile in a profile of the 
 cube (bench/cube_tiles.py); the warp itself is the same GDAL call with the same arguments.
 """
 
+from __future__ import annotations
+
 import functools
 import math
 import threading
@@ -20,7 +22,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import morecantile
 import numpy
@@ -43,7 +45,8 @@ from .errors import TooManySlices
 from .layers import LayerPlan
 from .times import TimeSelection
 
-Opener = Callable[[Cube, int | None], xarray.Dataset]
+if TYPE_CHECKING:  # xarray is loaded on first use (catalog/lazy_imports.py on main)
+    Opener = Callable[[Cube, int | None], xarray.Dataset]
 MAX_READ_BYTES = 256 * 1024 * 1024  # one tile's window of every slice and band, as float32
 
 

@@ -1,5 +1,7 @@
 """A datacube tile as a response: read (in the route's worker thread), then encoded."""
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import Any
 

@@ -10,6 +10,8 @@
 An instant or interval that meets none of the cube's times is ``cube.DatetimeOutsideCube``.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
