@@ -15,19 +15,16 @@ Indices (one output band, ``rescale=-1,1``):
 
 Composites (three output bands, each rescaled between its ``raster:bands`` minimum and maximum
 when the item has them, no colormap): ``rgb`` = red, green, blue; ``cir`` = nir, red, green;
-``agri`` (also ``agriculture``) = swir16, nir, blue; ``swir`` = swir22, nir, red.
-
-The table itself is catalog/presets.py (re-exported here): datacube layers (tiler/cubes/,
-catalog/cubes/) use the same presets, their bands found by common name or Sentinel-2 band id
-(``SENTINEL2_BANDS``: ``B04`` is ``red``...); ``evaluate`` computes a preset's output bands from
-arrays by common name.
+``agri`` = swir16, nir, blue; ``swir`` = swir22, nir, red.
 
 Explicit ``rescale``/``colormap``/``colormap_name`` override the preset's. A preset with
 ``expression``, ``bidx`` or ``bands`` is ``tiler.InvalidLayer`` (400); an unknown name is
 ``tiler.UnknownPreset`` (400); missing bands are ``tiler.PresetUnavailable`` (400) naming them.
 
-The dependencies below plug into titiler's ``layer_dependency``, ``render_dependency`` and
-``colormap_dependency`` slots; they share one per-request resolution (FastAPI caches it).
+The table itself (``PRESETS``, ``ALIASES``) is catalog/presets.py (re-exported here): datacube
+layers evaluate the same formulas. The dependencies below plug into titiler's ``layer_dependency``,
+``render_dependency`` and ``colormap_dependency`` slots; they share one per-request
+resolution (FastAPI caches it).
 """
 
 import math
