@@ -38,7 +38,7 @@ import xarray as xr
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
-from catalog.cubes.ingest import build_cube, cube_from_json
+from catalog.cubes.ingest import build_cube
 from catalog.cubes.model import Cube, put_cube
 from catalog.db.engine import create_engine
 from catalog.ingest.pipeline import IngestRequest, file_digest, ingest_file
@@ -46,6 +46,7 @@ from catalog.settings import DatabaseSettings, IngestSettings
 from catalog.stac.repository import CatalogRepository
 from catalog.stac.serializers import item_row
 from catalog.storage.local import LocalStorage
+from tiler.cubes.export import cube_from_json
 
 from .mvt import Cell, http_pass
 from .report import fmt, log, package_versions, run_context, write_section

@@ -9,6 +9,8 @@ prepared (their 400s fail it there) and again in the child.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import morecantile
@@ -17,8 +19,7 @@ import shapely
 from rio_tiler.colormap import cmap as default_cmap
 from titiler.core.resources.enums import ImageType
 
-from catalog.cubes.ingest import cube_from_json, cube_json
-from catalog.cubes.model import Cube
+from catalog.cubes.model import Cube, CubeLayer, CubeOverview
 
 from ..encoders import render
 from ..mosaic import zoom_range
@@ -31,6 +32,23 @@ from .render import DATA_FORMATS
 from .times import select_times
 
 WEB_MERCATOR = "WebMercatorQuad"
+
+
+def cube_json(cube: Cube) -> dict[str, Any]:
+    """The cube's row as JSON (a plan's; the shape of cube-ingest's job result)."""
+    doc = asdict(cube)
+    doc["times"] = [t.isoformat() for t in cube.times]
+    return doc
+
+
+def cube_from_json(doc: Mapping[str, Any]) -> Cube:
+    """The cube of ``cube_json`` (or of an ingest job's result)."""
+    return Cube(
+        **{**doc, "transform": tuple(doc["transform"]),
+           "layers": tuple(CubeLayer(**layer) for layer in doc["layers"]),
+           "times": tuple(datetime.fromisoformat(t) for t in doc["times"]),
+           "overviews": tuple(CubeOverview(**o) for o in doc["overviews"])},
+    )  # fmt: skip
 
 
 def cube_request(plan: Mapping[str, Any], resources: ReaderResources) -> CubeTileRequest:
