@@ -304,3 +304,9 @@ def test_a_private_cube_is_404_to_those_who_may_not_read_it(
                 assert r.json()["code"] == gone.json()["code"], path  # as a missing one
             else:
                 assert r.status_code == 200, (path, caller, r.text)
+
+
+def test_a_tilesize_above_the_limit_is_400(cube: TestClient) -> None:
+    z, x, y = centre_tile(NATIVE)
+    r = cube.get(f"{BASE}/{z}/{x}/{y}", params={"tilesize": 5000})
+    assert r.status_code == 400 and r.json()["code"] == "tiler.ImageTooLarge"

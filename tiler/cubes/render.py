@@ -9,7 +9,7 @@ from morecantile import TileMatrixSet
 from starlette.responses import Response
 from titiler.core.resources.enums import ImageType
 
-from ..errors import InvalidLayer
+from ..errors import ImageTooLarge
 from .reader import CubeTileRequest, OutsideCube
 
 DATA_FORMATS = frozenset({ImageType.npy, ImageType.tif})  # the values, not a picture
@@ -31,7 +31,7 @@ def render_cube_tile(
     (a preset's) apply to pictures unless the request gives its own; npy and GeoTIFF tiles
     carry the values."""
     if size > MAX_TILESIZE:
-        raise InvalidLayer(f"tilesize is at most {MAX_TILESIZE} pixels")
+        raise ImageTooLarge(f"tilesize is at most {MAX_TILESIZE} pixels")
     try:
         image = cube.tile(tms, *xyz, tilesize=size)
     except OutsideCube:
