@@ -23,6 +23,7 @@ from morecantile import TileMatrixSet
 from stac_fastapi.types.extension import ApiExtension
 from starlette.responses import Response
 
+from catalog.cubes.model import CubeRepository
 from catalog.errors import CatalogError, NotFound
 from catalog.maps.mosaic import Coverage, MosaicRepository
 from catalog.maps.tiles import FEATURE_PROPERTIES, TileBounds
@@ -32,6 +33,7 @@ from catalog.stac.repository import CatalogRepository
 from catalog.vector.query import where
 from catalog.vector.schema import Layer
 from catalog.web import base_url, json_response
+from tiler.cubes.extent import cube_coverage
 from tiler.mosaic import zoom_range
 
 from .feature_tiles import (
@@ -500,7 +502,12 @@ def _tms_endpoints(
             collection = await catalog.get_collection(collection_id)
             coverage = None
             if data_type == "map":  # the mosaic's extent and zooms (vector tiles go everywhere)
-                coverage = await MosaicRepository(catalog).collection_coverage(collection_id)
+                cube = await CubeRepository(catalog.engine).get(collection_id)
+                coverage = (
+                    cube_coverage(cube)
+                    if cube is not None  # a datacube's grid, not its items'
+                    else await MosaicRepository(catalog).collection_coverage(collection_id)
+                )
             doc = tileset_document(collection, data_type, tms, base_url(request), coverage)
             return json_response(doc)
 

@@ -31,6 +31,8 @@ from titiler.extensions.wmts import wmtsExtension
 
 from catalog import web
 
+from .cubes.items import cube_item_redirect
+from .cubes.params import CubeLookup
 from .dependencies import (
     AlgorithmParams,
     AssetsQuery,
@@ -56,6 +58,9 @@ from .readers.shared import ReaderResources
 from .settings import MAX_ZOOM, TilerSettings
 
 ITEM_PREFIX = "/collections/{collection_id}/items/{item_id}"
+# One path of each tile and TileJSON route (the routes' own matching picks them)
+CUBE_ITEM_PATHS = ("/tiles/T/0/0/0", "/tiles/T/0/0/0.png", "/tiles/T/0/0/0@2x",
+                   "/tiles/T/0/0/0@2x.png", "/T/tilejson.json")  # fmt: skip
 
 
 def cache_control_for(value: str, authorized: bool) -> str:
@@ -122,10 +127,17 @@ class ItemTilerFactory(MultiBaseTilerFactory):
     operation_noun: str = "Item"
     max_tile_scale: int = 4
     add_viewer: bool = False
+    # a route dependency of the tile and TileJSON routes sending datacube items elsewhere
+    cube_item_dependency: Any = None
 
     def __attrs_post_init__(self) -> None:
         """Register titiler's routes and extensions, then rename their operation ids."""
         super().__attrs_post_init__()  # type: ignore[no-untyped-call]  # titiler: unannotated
+        if self.cube_item_dependency is not None:
+            self.add_route_dependencies(
+                scopes=[{"path": p, "method": "GET"} for p in CUBE_ITEM_PATHS],
+                dependencies=[Depends(self.cube_item_dependency)],
+            )
         for route in self.router.routes:
             if isinstance(route, APIRoute) and route.operation_id:
                 name = route.operation_id.removeprefix(self.operation_prefix)
@@ -213,6 +225,9 @@ def item_tiler_factory(settings: TilerSettings, resources: ReaderResources) -> I
             {name: morecantile.tms.get(name) for name in settings.tile_matrix_sets}
         ),
         max_tile_scale=settings.max_tile_scale,
+        cube_item_dependency=cube_item_redirect(
+            CubeLookup(settings.item_cache_ttl_s, settings.item_cache_size)
+        ),
         **slots,
         extensions=[
             wmtsExtension(

@@ -70,6 +70,10 @@ from catalog.stac.search import SearchParams
 from catalog.vector.layers import app_layers
 from catalog.web import base_url, json_response
 
+from .cubes.extent import cube_coverage
+from .cubes.params import cube_params, no_cube
+from .cubes.reader import CubeTileRequest
+from .cubes.render import render_cube_tile
 from .dependencies import (
     AlgorithmParams,
     LayerQuery,
@@ -410,6 +414,8 @@ class MosaicFactory(MosaicTilerFactory):
     colormap_dependency: Any = SafeColorMapParams
     process_dependency: Any = AlgorithmParams
     preset_dependency: Callable[..., Preset | None] = MosaicPresetParams
+    # a datacube collection's tile request (tiler/cubes/params.py), or None: draw the mosaic
+    cube_dependency: Callable[..., Any] = no_cube
     max_tile_scale: int = 4
     noun: str = "CollectionMosaic"
     add_viewer: bool = False
@@ -462,11 +468,17 @@ class MosaicFactory(MosaicTilerFactory):
             post_process: Annotated[Any, Depends(self.process_dependency)],
             colormap: Annotated[Any, Depends(self.colormap_dependency)],
             render_params: Annotated[Any, Depends(self.render_dependency)],
+            cube: Annotated[CubeTileRequest | None, Depends(self.cube_dependency)],
             tilesize: Annotated[int | None, Query(gt=0, description="Tile size in px")] = None,
         ) -> Response:
             tms = self._tms(tms_id)
             if not _in_matrix(tms, x, y, z):
                 raise TileOutsideBounds(f"tile {z}/{x}/{y} is outside {tms_id}")
+            if cube is not None:
+                size = tilesize or tms.matrix(z).tileWidth * (tile_params.scale or 1)
+                rendering = render_params.as_dict()
+                return render_cube_tile(cube, tms, (x, y, z), size, fmt, post_process,
+                                        colormap, rendering, self.render_func)  # fmt: skip
             options = {**tile_params.as_dict(), **layer.as_dict(), **dataset.as_dict()}
             with self.backend(source, tms=tms, reader_options=reader_params.as_dict()) as src:
                 try:
@@ -509,13 +521,14 @@ class MosaicFactory(MosaicTilerFactory):
             preset: Annotated[Preset | None, Depends(self.preset_dependency)],
             colormap: Annotated[Any, Depends(self.colormap_dependency)],
             render_params: Annotated[Any, Depends(self.render_dependency)],
+            cube: Annotated[CubeTileRequest | None, Depends(self.cube_dependency)],
             tile_format: Annotated[ImageType | None, Query(description="Tile format")] = None,
             tile_scale: Annotated[
                 int | None, Query(ge=1, le=self.max_tile_scale, description="@{scale}x tiles")
             ] = None,
         ) -> Response:
             tms = self._tms(tms_id)
-            coverage = await source.coverage()
+            coverage = cube_coverage(cube.cube) if cube else await source.coverage()
             minzoom, maxzoom = zoom_range(tms, coverage)
             suffix = (f"@{tile_scale}x" if tile_scale else "") + (
                 f".{tile_format.value}" if tile_format else ""
@@ -562,13 +575,15 @@ def mosaic_router(
     route_class = cache_control_route(settings.tile_cache_control, frozenset({"tile"}))
     router = APIRouter()
     router.include_router(searches_router(repository, tiler.tile_matrix_sets, write_dependencies))
-    for prefix, source, noun in (
+    cubes = cube_params(resources, tiler)
+    for prefix, source, noun, cube in (
         (
             "/collections/{collectionId}/tiles",
             collection_source(repository, True),
             "CollectionMosaic",
+            cubes,
         ),  # fmt: skip
-        ("/searches/{searchId}/tiles", search_source(repository), "SearchMosaic"),
+        ("/searches/{searchId}/tiles", search_source(repository), "SearchMosaic", no_cube),
     ):
         factory = MosaicFactory(
             router=APIRouter(route_class=route_class),
@@ -579,6 +594,7 @@ def mosaic_router(
             supported_tms=sets,
             max_tile_scale=tiler.max_tile_scale,
             noun=noun,
+            cube_dependency=cube,
         )
         router.include_router(factory.router, prefix=prefix, tags=["Mosaics"])
     return router

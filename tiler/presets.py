@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
+import numpy
 from fastapi import Depends, Query
 from rio_tiler.colormap import cmap as default_cmap
 from rio_tiler.types import ColorMapType
@@ -39,14 +40,62 @@ from titiler.core.dependencies import ImageRenderingParams
 
 from catalog.errors import InvalidParameter
 from catalog.presets import ALIASES as ALIASES
+from catalog.presets import PRESET_ALIASES as PRESET_ALIASES
 from catalog.presets import PRESETS as PRESETS
+from catalog.presets import SENTINEL2_BANDS as SENTINEL2_BANDS
 from catalog.presets import Preset as Preset
+from catalog.presets import common_name_of as common_name_of
+from catalog.presets import evaluate_formula
+from catalog.presets import find_preset as find_preset
 
 from .dependencies import LayerQuery, SafeColorMapParams, check_color_formula
 from .errors import InvalidLayer, PresetUnavailable, UnknownPreset
 from .readers.stac import asset_bands, band_positions, default_assets
 
 DTYPE_RANGES = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0), "int16": (-32768.0, 32767.0)}
+
+
+def match_bands(preset: Preset, common_names: Mapping[str, str | None]) -> dict[str, str]:
+    """Which band (key of ``common_names``, mapping band -> common name) each of the preset's
+    bands is: the first whose common name matches (``nir`` also ``nir08``...).
+    ``PresetUnavailable`` naming what is missing."""
+    found: dict[str, str] = {}
+    missing = []
+    for band in preset.bands:
+        accepted = ALIASES.get(band, (band,))
+        # aliases in order: ``nir`` before ``nir08``, whatever the band order
+        matches = [b for a in accepted for b, c in common_names.items() if c == a]
+        if matches:
+            found[band] = matches[0]
+        else:
+            missing.append(band)
+    if missing:
+        raise PresetUnavailable(
+            f"{preset.name!r} needs bands with common names {missing} (or their Sentinel-2 "
+            f"ids {[_s2_ids(b) for b in missing]}), which are not among {sorted(common_names)}"
+        )
+    return found
+
+
+def _s2_ids(common: str) -> str:
+    ids = [i for i, c in SENTINEL2_BANDS.items() if c in ALIASES.get(common, (common,))]
+    return "/".join(ids) or "-"
+
+
+def evaluate(preset: Preset, arrays: Mapping[str, numpy.ndarray]) -> numpy.ndarray:
+    """The preset's output bands (stacked on a first axis, float32) from ``arrays`` by the
+    preset's band names (``{"nir": ..., "red": ...}``), by catalog/presets.py's evaluator.
+    NaN in any input band (no data) is NaN in every output band."""
+    names = list(preset.bands)
+    data = {n: numpy.asarray(arrays[n], dtype="float32") for n in names}
+    with numpy.errstate(all="ignore"):  # 0/0 is NaN: no data there
+        out = numpy.stack([
+            numpy.broadcast_to(evaluate_formula(f.format(**{n: n for n in names}), data),
+                               data[names[0]].shape)
+            for f in preset.formulas
+        ]).astype("float32")  # fmt: skip
+    out[:, numpy.isnan(numpy.stack(list(data.values()))).any(axis=0)] = numpy.nan
+    return out
 
 
 @dataclass
@@ -121,16 +170,17 @@ def PresetQuery(  # noqa: N802 - FastAPI dependency named like a class (house st
         Query(
             description="Named rendering from the item's band common names: "
             + ", ".join(f"`{p.name}` ({p.title})" for p in PRESETS.values()),
-            json_schema_extra={"enum": list(PRESETS)},
+            json_schema_extra={"enum": [*PRESETS, *PRESET_ALIASES]},
         ),
     ] = None,
 ) -> Preset | None:
     """The ``preset`` query parameter; ``tiler.UnknownPreset`` for a name not in PRESETS."""
     if preset is None:
         return None
-    if preset.lower() not in PRESETS:
+    found = find_preset(preset)
+    if found is None:
         raise UnknownPreset(f"unknown preset {preset[:40]!r}: one of {sorted(PRESETS)}")
-    return PRESETS[preset.lower()]
+    return found
 
 
 def preset_params(item_dependency: Callable[..., Any]) -> Callable[..., PresetRender | None]:

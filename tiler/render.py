@@ -40,6 +40,7 @@ from catalog.errors import InvalidParameter
 from catalog.stac.search import SearchParams
 from catalog.storage.base import Storage
 
+from .cubes.export import cube_renderer
 from .dependencies import (
     LayerQuery,
     ReaderOptions,
@@ -386,11 +387,13 @@ def mosaic_plan(
 
 
 def renderer_from_plan(plan: Mapping[str, Any], resources: ReaderResources) -> TileRenderer:
-    """The tile renderer a plan of ``item_plan`` or ``mosaic_plan`` stands for.
+    """The tile renderer a plan of ``item_plan``, ``mosaic_plan`` or ``cube_plan`` stands for.
 
     ``resources`` are the storage the export's plan carries, the pool and the cache its
     tiles share (the caller closes them); forked render processes inherit them.
     """
+    if plan["kind"] == "cube":
+        return cube_renderer(plan, resources)
     options = RenderOptions.model_validate(plan["options"])
     reader = ReaderOptions.shared(resources, plan["max_image_size"])
     common = (plan["format"], plan["tile_size"], reader)

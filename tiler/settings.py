@@ -20,6 +20,18 @@ class TilerSettings(BaseSettings):
         "tiles of one item at once). 0 reads it from the database for every request.",
     )
     item_cache_size: int = Field(default=1024, ge=1, description="Most items kept in that cache.")
+    cube_max_read_mb: int = Field(
+        default=256,
+        ge=1,
+        description="Most memory one datacube tile may read (its window of every time slice "
+        "and band, as float32): a longer interval is refused (cube.TooManySlices).",
+    )
+    cube_chunk_cache_mb: int = Field(
+        default=128,
+        ge=1,
+        description="Decoded datacube chunks kept per server process (as float32), shared "
+        "by neighbouring tiles as COG tiles share GDAL's block cache.",
+    )
     tile_cache_control: str = Field(
         default="public, max-age=3600",
         description="Cache-Control header of successful tile responses ('' for none).",

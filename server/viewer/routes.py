@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
 from catalog.errors import CatalogError, NotFound
-from tiler.presets import ALIASES, PRESETS
+from tiler.presets import ALIASES, PRESETS, SENTINEL2_BANDS
 
 from ..parts import ApiPart, routers_part
 from .settings import ViewerSettings
@@ -59,6 +59,7 @@ class ViewerConfig(BaseModel):
     logo_url: str
     base_map: ViewerBaseMap
     presets: list[ViewerPreset]
+    sentinel2_bands: dict[str, str]  # band id -> common name (datacube layers named B04...)
 
 
 def viewer_config(settings: ViewerSettings) -> ViewerConfig:
@@ -74,8 +75,9 @@ def viewer_config(settings: ViewerSettings) -> ViewerConfig:
         attribution=settings.base_map_attribution,
     )  # fmt: skip
     return ViewerConfig(
-        title=settings.title, logo_url=settings.logo_url, base_map=base_map, presets=presets
-    )
+        title=settings.title, logo_url=settings.logo_url, base_map=base_map, presets=presets,
+        sentinel2_bands=SENTINEL2_BANDS,
+    )  # fmt: skip
 
 
 def _built(settings: ViewerSettings, *parts: str) -> Path:

@@ -1,6 +1,6 @@
 """What an export takes: its settings, its inputs (checked), its errors and its description."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -65,6 +65,11 @@ class ExportRequest(RenderOptions):
     quality: int = Field(default=DEFAULT_QUALITY, ge=1, le=100)
     type: TilesetType = "overlay"
     pixel_selection: PixelSelection | None = None
+    # datacube collections (tiler/cubes/): as the collection tile endpoint's parameters
+    layers: str | None = Field(default=None, min_length=1)
+    datetime: str | None = Field(default=None, min_length=1)
+    datetime_match: str | None = None
+    temporal_aggregation: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "ExportRequest":
@@ -150,6 +155,27 @@ def _schemas() -> dict[str, InputDescription]:
         "pixel_selection": one("Pixel selection", "Collection and search mosaics: as the "
                                "mosaic tile endpoint's pixel_selection (default first).",
                                {"type": "string", "enum": list(get_args(PixelSelection))}),
+        **_cube_schemas(one, text),
+    }  # fmt: skip
+
+
+def _cube_schemas(
+    one: Callable[[str, str, dict[str, Any]], InputDescription], text: dict[str, Any]
+) -> dict[str, InputDescription]:
+    """The inputs of datacube collections (the collection tile endpoint's parameters)."""
+    return {
+        "layers": one("Datacube layer", "Datacube collections: as the collection tile "
+                      "endpoint's layers (a band, bands comma-separated, or NDVI, RGB...).",
+                      text),
+        "datetime": one("Datacube date", "Datacube collections: as the collection tile "
+                        "endpoint's datetime (an instant, or an interval to reduce).", text),
+        "datetime_match": one("Datacube date match", "Datacube collections: nearest "
+                              "(default) or exact.", {"type": "string",
+                                                     "enum": ["nearest", "exact"]}),
+        "temporal_aggregation": one("Datacube reduction", "Datacube collections: the "
+                                    "reduction of an interval's time slices.",
+                                    {"type": "string",
+                                     "enum": ["mean", "max", "min", "median", "last"]}),
     }  # fmt: skip
 
 

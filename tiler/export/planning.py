@@ -17,6 +17,7 @@ import shapely
 from rio_tiler.errors import RioTilerError
 
 from catalog.accounts.rights import EVERYTHING, Readable
+from catalog.cubes.model import Cube, CubeRepository
 from catalog.jobs.queue import JobRecord
 from catalog.maps.mosaic import MosaicRepository, collection_params
 from catalog.stac.repository import CatalogRepository
@@ -25,9 +26,11 @@ from catalog.stac.serializers import item_document
 from catalog.storage.base import Storage
 
 from ..archives import ArchiveMetadata
+from ..cubes.export import cube_extent, cube_plan
 from ..dependencies import ReaderOptions
 from ..encoders import PNG_LEVEL
 from ..errors import AssetNotReadable, TilerError
+from ..readers.shared import ReaderResources
 from ..render import item_plan, item_zooms, mosaic_plan
 from ..settings import ExportSettings
 from ..tiling import clamp_bounds, count_tiles
@@ -65,8 +68,13 @@ class ExportPlanner:
     async def plan(self, job: JobRecord, extension: str) -> dict[str, Any]:
         """Items, region, zooms and the tile count; the plan of the child."""
         request = parse_request(job.inputs)
+        cube = None
+        if request.collection is not None:
+            cube = await CubeRepository(self.catalog.engine).get(request.collection)
         if request.item is not None:
             source = await self._item_source(request)
+        elif cube is not None:
+            source = await self._cube_source(request, cube)
         else:
             readable = job.inputs.get(READABLE_INPUT)
             only = Readable(tuple(readable)) if readable is not None else EVERYTHING
@@ -127,6 +135,21 @@ class ExportPlanner:
             description=f"Item {ref.id} of collection {ref.collection}",
             attribution=attribution(collection),
         )
+
+    async def _cube_source(self, request: ExportRequest, cube: Cube) -> "_Source":
+        """A datacube collection's layer at a date (the collection tile endpoint's tiles)."""
+        collection = (await self.catalog.get_collection(request.collection or ""))["content"]
+        resources = ReaderResources(self.reader.storage)
+        plan = cube_plan(cube, request, self.png_level, resources)
+        footprint, maxzoom = cube_extent(cube, request.tile_size)
+        what = ", ".join(f"{k}={v}" for k in ("layers", "datetime", "temporal_aggregation")
+                         if (v := getattr(request, k)))  # fmt: skip
+        return _Source(
+            plan=plan, footprint=footprint, maxzoom=maxzoom,
+            name=str(collection.get("title") or cube.collection_id),
+            description=f"Datacube {cube.collection_id}" + (f" ({what})" if what else ""),
+            attribution=attribution(collection),
+        )  # fmt: skip
 
     async def _mosaic_source(self, request: ExportRequest, readable: Readable) -> "_Source":
         mosaics = self.mosaics

@@ -59,6 +59,8 @@ class ReaderResources:
     storage: Storage
     datasets: DatasetPool = field(default_factory=DatasetPool)
     grids: GridCache = field(default_factory=GridCache)
+    # the datacube stores kept open (tiler/cubes/reader.py), made on first use
+    cubes: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
         """Close the files kept open (the resources stay usable: files are opened again)."""

@@ -2,6 +2,7 @@
 import "maplibre-gl/dist/maplibre-gl.css";
 import "./style.css";
 import { ApiError, apiUrl, auth, getJson, postJson } from "./api.js";
+import { cubeControls } from "./cube.js";
 import { setUpJobs } from "./jobs.js";
 import { MapView, isVector } from "./map.js";
 import { setUpSearch } from "./search.js";
@@ -67,7 +68,8 @@ function renderCollections(view, search) {
         h("div", { className: "row" },
           h("label", { className: "small" }, shown, isVector(c) ? " features" : " footprints"),
           h("button", { type: "button", onclick: () => { const b = c.extent?.spatial?.bbox?.[0]; if (b) view.fit(b); } }, "Zoom to"),
-          h("button", { type: "button", onclick: () => search.inCollection(c.id) }, "Search")))));
+          h("button", { type: "button", onclick: () => search.inCollection(c.id) }, "Search")),
+        collectionType(c) === "datacube" ? cubeControls(c, view, state.config) : null)));
   }
 }
 

@@ -1,0 +1,1 @@
+"""Tiles of datacube collections: layers (bands and presets), time selection, the reader."""
