@@ -3,10 +3,7 @@ multipart and tus; web copies fetched by their hrefs; pystac-client finds the pi
 
 import datetime as dt
 import io
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,8 +15,7 @@ from tusclient import client as tus_client
 
 from server.ingest_client import Sha256Uploader
 from tests.factories import collection
-from tests.server.conftest import _start, _stop
-from tests.server.ingest_stack import Stack, Workers, settled
+from tests.server.ingest_stack import Stack, Workers, live_stack, running_workers, settled
 
 from .photos import along, photo
 
@@ -29,24 +25,14 @@ START = dt.datetime(2026, 6, 1, 8, 0, 0, 500000, tzinfo=dt.UTC)
 
 @pytest.fixture(scope="module")
 def stack(databases: Any) -> Iterator[Stack]:
-    data_dir = Path(tempfile.mkdtemp(prefix="terracat-pictures-"))
-    url = databases.create(f"terracat_pictures_{databases.suffix}")
-    env = {"TERRACAT_INGEST_DATA_DIR": str(data_dir), "TERRACAT_JOBS_HEARTBEAT_S": "0.3",
-           "TERRACAT_JOBS_STALE_AFTER_S": "5", "TERRACAT_JOBS_IDLE_WAKE_S": "0.5"}  # fmt: skip
-    proc, server = _start(url, **env)
-    try:
-        yield Stack(server, url, data_dir, env)
-    finally:
-        _stop(proc, server)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with live_stack(databases, "pictures") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def workers(stack: Stack) -> Iterator[Workers]:
-    running = Workers(stack)
-    running.start()
-    yield running
-    running.stop()
+    with running_workers(stack) as running:
+        yield running
 
 
 def _image(http: httpx.Client, href: str) -> Image.Image:

@@ -2,11 +2,13 @@
 the tests share (kept apart so that test_ingest_e2e.py holds tests)."""
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from shapely.geometry import box
 
 from tests import rasters
 
-from .conftest import LiveServer
+from .conftest import LiveServer, _start, _stop
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTION = "drone-orthos"
@@ -43,6 +45,38 @@ class Stack:
     def http(self) -> httpx.Client:
         """An authorized client on the live API."""
         return httpx.Client(base_url=self.server.url, headers=self.server.auth, timeout=60)
+
+
+# What the live stacks of the upload tests set: fast heartbeats and wake-ups, so a worker
+# picks a job up within half a second and a killed one is seen within seconds.
+JOB_ENV = {"TERRACAT_JOBS_HEARTBEAT_S": "0.3", "TERRACAT_JOBS_STALE_AFTER_S": "5",
+           "TERRACAT_JOBS_IDLE_WAKE_S": "0.5"}  # fmt: skip
+
+
+@contextmanager
+def live_stack(databases: Any, name: str, **env: str) -> Iterator[Stack]:
+    """A live API on a database and data folder of its own (``name``), ``env`` on top of
+    ``JOB_ENV``; both removed afterwards."""
+    data_dir = Path(tempfile.mkdtemp(prefix=f"terracat-{name}-"))
+    url = databases.create(f"terracat_{name}_{databases.suffix}")
+    full = {"TERRACAT_INGEST_DATA_DIR": str(data_dir), **JOB_ENV, **env}
+    proc, server = _start(url, **full)
+    try:
+        yield Stack(server, url, data_dir, full)
+    finally:
+        _stop(proc, server)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def running_workers(stack: Stack) -> Iterator["Workers"]:
+    """``Workers`` of ``stack``, one started, all stopped afterwards."""
+    running = Workers(stack)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 class Workers:

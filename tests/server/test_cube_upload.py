@@ -2,8 +2,6 @@
 cube read back over HTTP as another machine would, from the item's asset URL."""
 
 import io
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,32 +19,24 @@ from server.ingest_client import Sha256Uploader
 from tests.cube_data import S2_START, s2_cube, s2_value, write_zarr, zip_store
 from tests.factories import collection
 
-from .conftest import _start, _stop
-from .ingest_stack import Stack, Workers, settled
+from .ingest_stack import Stack, Workers, live_stack, running_workers, settled
 
 
 @pytest.fixture(scope="module")
 def stack(databases: Any) -> Iterator[Stack]:
-    data_dir = Path(tempfile.mkdtemp(prefix="terracat-cube-"))
-    url = databases.create(f"terracat_cube_{databases.suffix}")
-    env = {"TERRACAT_INGEST_DATA_DIR": str(data_dir), "TERRACAT_JOBS_HEARTBEAT_S": "0.3",
-           "TERRACAT_JOBS_STALE_AFTER_S": "5", "TERRACAT_JOBS_IDLE_WAKE_S": "0.5",
-           "TERRACAT_INGEST_CUBE_OVERVIEW_MIN_PX": "48",
-           "TERRACAT_INGEST_CUBE_OVERVIEW_TILE_PX": "16"}  # fmt: skip
-    proc, server = _start(url, **env)
-    try:
-        yield Stack(server, url, data_dir, env)
-    finally:
-        _stop(proc, server)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with live_stack(
+        databases,
+        "cube",
+        TERRACAT_INGEST_CUBE_OVERVIEW_MIN_PX="48",
+        TERRACAT_INGEST_CUBE_OVERVIEW_TILE_PX="16",
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def workers(stack: Stack) -> Iterator[Workers]:
-    running = Workers(stack)
-    running.start()
-    yield running
-    running.stop()
+    with running_workers(stack) as running:
+        yield running
 
 
 def test_tus_zarr_upload_is_read_back_over_http(

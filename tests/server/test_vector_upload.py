@@ -2,8 +2,6 @@
 multipart and tuspy; and the time a 100k-polygon GeoPackage takes to be queryable."""
 
 import io
-import shutil
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -22,30 +20,19 @@ from server.ingest_client import Sha256Uploader
 from tests.catalog.vector_uploads import lonlat, polygons_in, write_layer
 from tests.factories import collection
 
-from .conftest import _start, _stop
-from .ingest_stack import Stack, Workers, multipart, settled, wait_for
+from .ingest_stack import Stack, Workers, live_stack, multipart, running_workers, settled, wait_for
 
 
 @pytest.fixture(scope="module")
 def stack(databases: Any) -> Iterator[Stack]:
-    data_dir = Path(tempfile.mkdtemp(prefix="terracat-vector-"))
-    url = databases.create(f"terracat_vector_{databases.suffix}")
-    env = {"TERRACAT_INGEST_DATA_DIR": str(data_dir), "TERRACAT_JOBS_HEARTBEAT_S": "0.3",
-           "TERRACAT_JOBS_STALE_AFTER_S": "5", "TERRACAT_JOBS_IDLE_WAKE_S": "0.5"}  # fmt: skip
-    proc, server = _start(url, **env)
-    try:
-        yield Stack(server, url, data_dir, env)
-    finally:
-        _stop(proc, server)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with live_stack(databases, "vector") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def workers(stack: Stack) -> Iterator[Workers]:
-    running = Workers(stack)
-    running.start()
-    yield running
-    running.stop()
+    with running_workers(stack) as running:
+        yield running
 
 
 def _new_set(http: httpx.Client, collection_id: str, **options: Any) -> str:
