@@ -33,18 +33,13 @@ from catalog.cubes.errors import (
     UnsupportedDtype,
 )
 from catalog.cubes.model import CubeLayer
+from catalog.presets import common_name_of
 
 # The pixel types tiles carry (as the COG ingest: no complex, no float16, no bool or text).
 SUPPORTED_DTYPES = frozenset(
     ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32",
      "float64")
 )  # fmt: skip
-# Sentinel-2 MSI band ids and their STAC eo common names, for cubes that name bands by id.
-SENTINEL2_COMMON_NAMES = {
-    "B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge",
-    "B06": "rededge", "B07": "rededge", "B08": "nir", "B8A": "nir08", "B09": "nir09",
-    "B10": "cirrus", "B11": "swir16", "B12": "swir22",
-}  # fmt: skip
 _TIME_NAMES = ("time", "t", "date", "datetime", "valid_time")
 _LONLAT = ({"lon", "longitude"}, {"lat", "latitude"})
 
@@ -316,9 +311,8 @@ def _layers(ds: xr.Dataset, names: Sequence[str], band_dim: str | None) -> tuple
 
 def _common_name(name: str, attrs: dict[Any, Any]) -> str | None:
     given = attrs.get("common_name") or attrs.get("eo:common_name")
-    if isinstance(given, str) and given:
-        return given
-    return SENTINEL2_COMMON_NAMES.get(name.upper())
+    # Bands named by their Sentinel-2 id (B04...): the one table of the band presets.
+    return common_name_of(name, given if isinstance(given, str) and given else None)
 
 
 def _nodata(var: xr.DataArray) -> float | None:
