@@ -43,7 +43,8 @@ from stac_fastapi.types.extension import ApiExtension
 from starlette.responses import Response
 
 from catalog.accounts.web import readable_of
-from catalog.errors import CatalogError, InvalidBBox, InvalidParameter
+from catalog.cubes.model import CubeRepository
+from catalog.errors import CatalogError, InvalidBBox, InvalidParameter, NotFound
 from catalog.vector.crs import UnsupportedCrs as UnsupportedFeatureCrs
 from catalog.vector.crs import parse_crs
 from catalog.vector.drawing import WEB_MERCATOR, WGS84, FeatureMapRepository, MapFrame
@@ -75,6 +76,12 @@ class UnsupportedCrs(InvalidParameter):
     """A map CRS this server does not draw in."""
 
     code = "maps.UnsupportedCrs"
+
+
+class NoMap(NotFound):
+    """A collection this route draws no map of (a datacube: its tiles draw it)."""
+
+    code = "maps.NoMap"
 
 
 class MapTooLarge(CatalogError):
@@ -366,6 +373,11 @@ def draw_map(
         box = parse_bbox(bbox) if bbox else _layer_box(found)
         vectors = [found]
     else:
+        cubes = CubeRepository(request.app.state.repository.engine)
+        if anyio.from_thread.run(cubes.ids, [collection_id]):
+            # Its time slices' Zarr assets are no mosaic's: the map would be transparent.
+            raise NoMap(f"{collection_id!r} is a datacube collection: draw it with its tiles "
+                        "(/collections/{id}/tiles/...?layers=&datetime=)")  # fmt: skip
         if srid != WGS84:
             raise UnsupportedCrs("maps of imagery are drawn in CRS84 (or EPSG:4326) only")
         if bbox:

@@ -151,7 +151,8 @@ CAPABILITIES_REL = "capabilities"
 
 
 async def add_cube_links(request: Request, collections: list[dict[str, Any]]) -> None:
-    """Hook: the capabilities link of each datacube collection (one query for the page)."""
+    """Hook: the capabilities link of each datacube collection, in place of its map links
+    (one query for the page)."""
     if not collections:
         return
     engine = request.app.state.repository.engine
@@ -160,7 +161,9 @@ async def add_cube_links(request: Request, collections: list[dict[str, Any]]) ->
     for doc in collections:
         if doc["id"] not in cubes:
             continue
-        kept = [link for link in doc.get("links", []) if link.get("rel") != CAPABILITIES_REL]
+        # No map link: the map route draws no datacube (404 maps.NoMap; its tiles draw it).
+        dropped = (CAPABILITIES_REL, "http://www.opengis.net/def/rel/ogc/1.0/map")
+        kept = [link for link in doc.get("links", []) if link.get("rel") not in dropped]
         doc["links"] = [*kept, {"rel": CAPABILITIES_REL, "type": "application/json",
                                 "title": "Layers and time steps of the datacube",
                                 "href": f"{base}collections/{doc['id']}/capabilities"}]  # fmt: skip

@@ -310,3 +310,11 @@ def test_a_tilesize_above_the_limit_is_400(cube: TestClient) -> None:
     z, x, y = centre_tile(NATIVE)
     r = cube.get(f"{BASE}/{z}/{x}/{y}", params={"tilesize": 5000})
     assert r.status_code == 400 and r.json()["code"] == "tiler.ImageTooLarge"
+
+
+def test_a_cube_has_no_map_image_but_a_clear_404(cube: TestClient) -> None:
+    # Its time slices' Zarr assets are no mosaic: a map would be a transparent image.
+    r = cube.get("/collections/cube/map", params={"bbox": "0,0,1,1", "width": 64, "height": 64})
+    assert r.status_code == 404 and r.json()["code"] == "maps.NoMap", r.text
+    links = cube.get("/collections/cube").json()["links"]
+    assert not [link for link in links if link["rel"].endswith("/ogc/1.0/map")]
