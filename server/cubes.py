@@ -23,9 +23,9 @@ from catalog.accounts.principal import ANONYMOUS
 from catalog.cubes.errors import CubeFileNotFound, NotACube
 from catalog.cubes.model import Cube, CubeRepository
 from catalog.cubes.stac import iso
-from catalog.stac.assets import DOWNLOAD_RESPONSES, AssetNotFound, AssetNotStored, app_storage
+from catalog.stac.assets import DOWNLOAD_RESPONSES, app_storage, stored_asset
 from catalog.stac.repository import CatalogRepository
-from catalog.storage.base import Storage, check_key, stored_key
+from catalog.storage.base import Storage, check_key
 from catalog.storage.responses import Download, stored_response
 from catalog.web import base_url
 
@@ -116,13 +116,7 @@ def cubes_router(storage: Any = app_storage) -> APIRouter:
     ) -> Response:
         """One file of a stored asset that is a folder (a Zarr store)."""
         repository: CatalogRepository = request.app.state.repository
-        row = await repository.get_item(collection_id, item_id)
-        asset = (row["content"].get("assets") or {}).get(asset_key)
-        if not isinstance(asset, dict):
-            raise AssetNotFound(f"item {item_id!r} has no asset {asset_key!r}")
-        key = stored_key(asset.get("href"))
-        if key is None or not key.startswith("assets/"):
-            raise AssetNotStored(f"asset {asset_key!r} of item {item_id!r} is not stored here")
+        _, key = await stored_asset(repository, collection_id, item_id, asset_key)
         try:
             inside = check_key(store_file)
         except ValueError:

@@ -247,6 +247,21 @@ DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+async def stored_asset(
+    repository: CatalogRepository, collection_id: str, item_id: str, asset_key: str
+) -> tuple[dict[str, Any], str]:
+    """An item's asset and the storage key of its file (an ``assets/`` key); 404 when the
+    item or the asset is missing, ``AssetNotStored`` when its file is not stored here."""
+    row = await repository.get_item(collection_id, item_id)
+    asset = (row["content"].get("assets") or {}).get(asset_key)
+    if not isinstance(asset, dict):
+        raise AssetNotFound(f"item {item_id!r} has no asset {asset_key!r}")
+    key = stored_key(asset.get("href"))
+    if key is None or not key.startswith("assets/"):
+        raise AssetNotStored(f"asset {asset_key!r} of item {item_id!r} is not stored here")
+    return asset, key
+
+
 def assets_router(storage: Callable[..., Storage] = app_storage) -> APIRouter:
     """``GET``/``HEAD /collections/{collectionId}/items/{itemId}/assets/{assetKey}``.
 
@@ -264,13 +279,7 @@ def assets_router(storage: Callable[..., Storage] = app_storage) -> APIRouter:
     ) -> Response:
         """The bytes of one stored asset (ranges, ETag, conditional requests)."""
         repository: CatalogRepository = request.app.state.repository
-        row = await repository.get_item(collection_id, item_id)
-        asset = (row["content"].get("assets") or {}).get(asset_key)
-        if not isinstance(asset, dict):
-            raise AssetNotFound(f"item {item_id!r} has no asset {asset_key!r}")
-        key = stored_key(asset.get("href"))
-        if key is None or not key.startswith("assets/"):
-            raise AssetNotStored(f"asset {asset_key!r} of item {item_id!r} is not stored here")
+        asset, key = await stored_asset(repository, collection_id, item_id, asset_key)
         public = (await request.app.state.accounts.readable(ANONYMOUS)).allows(collection_id)
         cache = "public, max-age=300" if public else "private, max-age=300"
         media_type = asset.get("type") or "application/octet-stream"
