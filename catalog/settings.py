@@ -51,13 +51,6 @@ class CatalogSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TERRACAT_CATALOG_", extra="ignore")
 
     default_limit: int = Field(default=10, ge=1)
-    collections_default_limit: int = Field(
-        default=1000,
-        ge=1,
-        description="Collections on a page of /collections when the client names no limit. "
-        "GDAL's OGC API - Features driver (3.6, as in Debian 12) reads the first page only: "
-        "a layer on the second one cannot be opened by name.",
-    )
     max_limit: int = Field(default=10_000, ge=1)
     max_offset: int = Field(
         default=100_000,

@@ -133,9 +133,7 @@ class CollectionSearch:
             sortby=sortby,
             include=include,
             exclude=exclude,
-            limit=check_limit(
-                kwargs.get("limit"), settings.collections_default_limit, settings.max_limit
-            ),
+            limit=check_limit(kwargs.get("limit"), settings.default_limit, settings.max_limit),
             offset=offset,
             limits=limits,
         )
