@@ -161,6 +161,23 @@ class StoringServer:
         """Headers that authorize a write."""
         return self.live.auth
 
+    def wait_readable(self, collection_id: str, timeout: float = 10.0) -> None:
+        """Wait until an anonymous caller sees ``collection_id``, written straight into the
+        database: the server keeps a caller's readable collections for
+        ``TERRACAT_AUTH_RIGHTS_CACHE_S`` (1 s), and a client run at once (GDAL, a browser)
+        may otherwise get a collection list without it."""
+        deadline = time.monotonic() + timeout
+        # The list, not /collections/{id}: that route asks the database again before a 404.
+        while collection_id not in {
+            c["id"]
+            for c in httpx.get(f"{self.url}/collections", params={"limit": 1000}).json()[
+                "collections"
+            ]
+        }:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{collection_id!r} not listed after {timeout} s")
+            time.sleep(0.1)
+
 
 @pytest.fixture(scope="session")
 def clients_server(databases: Any) -> Iterator[StoringServer]:

@@ -35,6 +35,7 @@ GDAL_ENV = {"PATH": "/usr/bin:/bin", "CPL_DEBUG": "ON", "GDAL_HTTP_TIMEOUT": "30
 def server(clients_server: StoringServer) -> StoringServer:
     """The shared live server, holding a vector collection of ``COUNT`` parcels."""
     load(clients_server.database_url, COLLECTION, count=COUNT)
+    clients_server.wait_readable(COLLECTION)
     return clients_server
 
 

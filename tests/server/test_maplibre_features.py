@@ -27,6 +27,7 @@ SQUARES = [shapely.box(2 + 3 * i, 44, 4 + 3 * i, 46) for i in range(len(CROPS))]
 def server(clients_server: StoringServer) -> StoringServer:
     rows = [(square, crop) for square, crop in zip(SQUARES, CROPS, strict=True)]
     load(clients_server.database_url, COLLECTION, [("crop", T.STRING)], "Polygon", rows)
+    clients_server.wait_readable(COLLECTION)
     return clients_server
 
 
