@@ -161,13 +161,24 @@ def _data_query(kind: str, title: str, base: str, collection_id: str) -> dict[st
     }}  # fmt: skip
 
 
+async def page_cubes(request: Request, collections: list[dict[str, Any]]) -> set[str]:
+    """Which of a page's collections are datacubes: one query per request, however many
+    collection hooks ask (the EDR queries here, the capabilities links in server/cubes.py)."""
+    known: dict[str, bool] = getattr(request.state, "datacubes", None) or {}
+    asked = [str(c["id"]) for c in collections if str(c["id"]) not in known]
+    if asked:
+        found = await CubeRepository(request.app.state.repository.engine).ids(asked)
+        known.update({cid: cid in found for cid in asked})
+        request.state.datacubes = known
+    return {cid for cid, cube in known.items() if cube}
+
+
 async def add_edr_queries(request: Request, collections: list[dict[str, Any]]) -> None:
     """Hook: EDR ``data_queries`` (position, area) of each datacube collection, and a link to
-    its time series (one query for the page)."""
+    its time series."""
     if not collections:
         return
-    engine = request.app.state.repository.engine
-    cubes = await CubeRepository(engine).ids([str(c["id"]) for c in collections])
+    cubes = await page_cubes(request, collections)
     base = base_url(request)
     for doc in collections:
         if doc["id"] not in cubes:
@@ -184,4 +195,11 @@ async def add_edr_queries(request: Request, collections: list[dict[str, Any]]) -
                                 "intersects, layers=...)"}]  # fmt: skip
 
 
-__all__ = ["EDR_CLASSES", "add_edr_queries", "cube_edr_router", "datacube", "parse_wkt"]
+__all__ = [
+    "EDR_CLASSES",
+    "add_edr_queries",
+    "cube_edr_router",
+    "datacube",
+    "page_cubes",
+    "parse_wkt",
+]

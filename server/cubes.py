@@ -28,6 +28,7 @@ from catalog.stac.repository import CatalogRepository
 from catalog.storage.base import Storage, check_key
 from catalog.storage.responses import Download, stored_response
 from catalog.web import base_url
+from ogc.cube_edr import page_cubes
 
 from .parts import ApiPart, routers_part
 
@@ -145,12 +146,10 @@ CAPABILITIES_REL = "capabilities"
 
 
 async def add_cube_links(request: Request, collections: list[dict[str, Any]]) -> None:
-    """Hook: the capabilities link of each datacube collection, in place of its map links
-    (one query for the page)."""
+    """Hook: the capabilities link of each datacube collection, in place of its map links."""
     if not collections:
         return
-    engine = request.app.state.repository.engine
-    cubes = await CubeRepository(engine).ids([str(c["id"]) for c in collections])
+    cubes = await page_cubes(request, collections)
     base = base_url(request)
     for doc in collections:
         if doc["id"] not in cubes:
