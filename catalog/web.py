@@ -8,6 +8,7 @@ points where the client reached us.
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import orjson
 from stac_fastapi.types.requests import get_base_url
@@ -23,6 +24,21 @@ def base_url(request: Request) -> str:
     """The API root of this request, with a trailing slash."""
     url = get_base_url(request)
     return url if url.endswith("/") else url + "/"
+
+
+def subresource_links(request: Request, collection_id: str, path: str) -> list[dict[str, Any]]:
+    """``self`` (the request's own query kept) and ``collection`` links of a JSON document
+    served at ``/collections/{collection_id}/{path}``."""
+    collection = f"{base_url(request)}collections/{quote(collection_id, safe='')}"
+    query = urlencode(list(request.query_params.multi_items()))
+    return [
+        {
+            "rel": "self",
+            "type": JSON,
+            "href": f"{collection}/{path}" + (f"?{query}" if query else ""),
+        },
+        {"rel": "collection", "type": JSON, "href": collection},
+    ]
 
 
 def json_response(

@@ -15,7 +15,7 @@ tiler/series.py; the reading and reducing run in a worker thread.
 
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import orjson
 from anyio import to_thread
@@ -44,7 +44,7 @@ from catalog.stac.requests import parse_bbox
 from catalog.storage.base import Storage
 from catalog.timeparse import parse_interval
 from catalog.vector.repository import VectorRepository
-from catalog.web import JSON, base_url, json_response
+from catalog.web import JSON, json_response, subresource_links
 from tiler.series import CogSeries
 
 from .settings import CubeSeriesSettings
@@ -212,17 +212,6 @@ class SeriesService:
         return await to_thread.run_sync(work)
 
 
-def _links(request: Request, collection_id: str, path: str) -> list[dict[str, Any]]:
-    base = base_url(request)
-    collection = f"{base}collections/{quote(collection_id, safe='')}"
-    query = urlencode(list(request.query_params.multi_items()))
-    href = f"{collection}/{path}" + (f"?{query}" if query else "")
-    return [
-        {"rel": "self", "type": JSON, "href": href},
-        {"rel": "collection", "type": JSON, "href": collection},
-    ]
-
-
 def _described(query: AreaQuery, pixels: int) -> dict[str, Any]:
     return {
         "layers": list(query.layers),
@@ -249,7 +238,7 @@ async def series_response(
     return json_response({
         "collection": collection_id, **_described(query, pixels), "columns": columns,
         "series": [dict(zip(columns, row, strict=True)) for row in rows],
-        "links": _links(request, collection_id, "aggregate/time-series"),
+        "links": subresource_links(request, collection_id, "aggregate/time-series"),
     })  # fmt: skip
 
 
@@ -264,7 +253,7 @@ async def statistics_response(
     del described["aggregation"], described["resolution"]
     return json_response({
         "collection": collection_id, **described, "steps": steps, "statistics": stats,
-        "links": _links(request, collection_id, "aggregate/statistics"),
+        "links": subresource_links(request, collection_id, "aggregate/statistics"),
     })  # fmt: skip
 
 

@@ -18,7 +18,7 @@ import io
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import orjson
 from cachetools import LRUCache
@@ -38,7 +38,7 @@ from catalog.vector.facets import facet_counts, facet_properties, parse_edges
 from catalog.vector.query import Clause, FeatureQuery, where
 from catalog.vector.repository import VectorRepository
 from catalog.vector.schema import Layer
-from catalog.web import JSON, base_url, json_response
+from catalog.web import JSON, json_response, subresource_links
 
 from .settings import VectorStatsSettings
 from .tiles import CollectionID
@@ -277,15 +277,9 @@ def csv_body(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _links(request: Request, layer: Layer, rel_self: str) -> list[dict[str, Any]]:
-    base = base_url(request)
-    collection = f"{base}collections/{quote(layer.collection_id, safe='')}"
-    query = urlencode(list(request.query_params.multi_items()))
-    href = f"{collection}/{rel_self}" + (f"?{query}" if query else "")
-    return [
-        {"rel": "self", "type": JSON, "href": href},
-        {"rel": "collection", "type": JSON, "href": collection},
-        {"rel": "items", "type": "application/geo+json", "href": f"{collection}/items"},
-    ]
+    links = subresource_links(request, layer.collection_id, rel_self)
+    collection = links[-1]["href"]
+    return [*links, {"rel": "items", "type": "application/geo+json", "href": f"{collection}/items"}]
 
 
 # -- routes ------------------------------------------------------------------------------------
