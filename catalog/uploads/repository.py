@@ -200,8 +200,11 @@ class UploadRepository:
         return row.owner_id, row.collection_id
 
     async def get_set(self, set_id: uuid.UUID) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """An upload set and its files (oldest first)."""
+        """An upload set and its files (oldest first), read in one snapshot: a dispatch that
+        commits between the two reads would otherwise show every picture ``ready`` while the
+        set is not yet ``dispatched``."""
         async with self._connect(write=False) as conn:
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
             row = (
                 await conn.execute(
                     select(*UploadSet.__table__.columns).where(UploadSet.id == set_id)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import shapely
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from server.settings import Settings
 from tests import rasters
@@ -192,3 +192,36 @@ def test_deleting_a_set_removes_its_waiting_pictures(
     assert client.delete(f"/upload_sets/{set_id}", headers=admin).status_code == 204
     assert not folder.exists() or not any(folder.iterdir())
     assert items_of(client, admin, "dropped") == []
+
+
+def test_the_set_document_is_one_snapshot(
+    client: TestClient, admin: dict[str, str], sync_engine: Engine
+) -> None:
+    """A dispatch that commits between the reads of the set and of its files must not show
+    every picture ready while the set is still undispatched (CI saw it once): a transaction
+    that changes both commits just before the files are read, and the document shows it all
+    or none of it."""
+    set_id = new_set(client, admin, "snap")
+    send(client, admin, set_id, "a.jpg", photo(seed=1))
+    engine = client.app.state.uploads.engine.sync_engine  # type: ignore[attr-defined]
+    fired: list[bool] = []
+
+    def commit_meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if fired or "FROM upload_files" not in statement:
+            return
+        fired.append(True)
+        with sync_engine.begin() as other:
+            other.execute(text("UPDATE upload_sets SET title = 'changed' WHERE id = :i"),
+                          {"i": set_id})  # fmt: skip
+            other.execute(text("UPDATE upload_files SET status = 'ready' WHERE upload_set_id = :i"),
+                          {"i": set_id})  # fmt: skip
+
+    event.listen(engine, "before_cursor_execute", commit_meanwhile)
+    try:
+        doc = client.get(f"/upload_sets/{set_id}", headers=admin).json()
+    finally:
+        event.remove(engine, "before_cursor_execute", commit_meanwhile)
+    assert fired
+    assert (doc["title"], doc["files"][0]["status"]) == (None, "received"), doc
+    doc = client.get(f"/upload_sets/{set_id}", headers=admin).json()
+    assert (doc["title"], doc["files"][0]["status"]) == ("changed", "ready"), doc
