@@ -78,11 +78,13 @@ def cube_dataset(size: int, count: int) -> xr.Dataset:
 
 
 def build(
-    folder: Path, size: int, count: int, overview_min_px: int = 2048
+    folder: Path, size: int, count: int, overview_min_px: int | None = None
 ) -> tuple[Cube, dict[str, Any], Path]:
     """The ingested cube, the COG item of B08 at the last date, and the data folder."""
     data_dir = folder / "data"
-    settings = IngestSettings(data_dir=data_dir, cube_overview_min_px=overview_min_px)
+    settings = IngestSettings(data_dir=data_dir)
+    if overview_min_px is not None:  # else the ingest's default, as a user gets
+        settings.cube_overview_min_px = overview_min_px
     storage = LocalStorage(data_dir)
     ds = cube_dataset(size, count)
     out = build_cube(ds, collection_id=CUBE, href=None, fmt="zarr", prefix=f"assets/{CUBE}/cube",
@@ -260,8 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=19)
-    parser.add_argument("--overview-min-px", type=int, default=2048,
-                        help="the ingest's TERRACAT_INGEST_CUBE_OVERVIEW_MIN_PX")  # fmt: skip
+    parser.add_argument("--overview-min-px", type=int, default=None,
+                        help="the ingest's TERRACAT_INGEST_CUBE_OVERVIEW_MIN_PX (its default)")
     parser.add_argument("--dir", type=Path, default=None, help="where to work (a temp folder)")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args(argv)

@@ -185,10 +185,12 @@ class IngestSettings(BaseSettings):
         default=512, ge=64, le=4096, description="Width and height of the chunks rechunking writes."
     )
     cube_overview_min_px: int = Field(
-        default=2048,
+        default=512,
         ge=2,
         description="Cubes wider or taller than this get overviews (factor 2, 4, ... stored "
-        "with the cube), so low zooms read a reduced copy instead of every pixel.",
+        "with the cube), so low zooms read a reduced copy instead of every pixel. The default "
+        "is one tile, as a COG gets overviews down to its block size: a 2048 px cube without "
+        "them tiled at 5x a COG's time from z0 to z5.",
     )
     cube_overview_tile_px: int = Field(
         default=512,
