@@ -2,12 +2,18 @@
 replaces it: one file record, one item with the second copy's bytes, the first copy's job
 dismissed without publishing anything; a raster of the same name stays a file of its own."""
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from catalog.settings import StorageSettings
+from catalog.storage import build_storage
+from catalog.uploads.ingest import staged_is_picture
+from catalog.uploads.tus_store import part_key, upload_key
 from server.settings import Settings
 from tests import rasters
 from tests.catalog.vector_uploads import start_worker
@@ -126,3 +132,37 @@ def test_a_refused_picture_sent_again(
     doc = _one_picture(client, admin, set_id, second)
     assert doc["counts"] == {"received": 0, "processing": 0, "ready": 1, "rejected": 0,
                              "duplicate": 0}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_staged_bytes_tell_a_picture(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """What the API reads of an earlier copy's staged bytes: a staging object, or a tus
+    upload's parts in offset order (a first part shorter than the magic included)."""
+    if kind == "s3":
+        s3 = request.getfixturevalue("s3_server")
+        storage = build_storage(s3.settings(s3.make_bucket(), "terracat"), tmp_path)
+    else:
+        storage = build_storage(StorageSettings(), tmp_path)
+
+    def put(key: str, data: bytes) -> str:
+        local = tmp_path / "part"
+        local.write_bytes(data)
+        storage.publish(local, key)
+        return key
+
+    data = heic()
+    upload = "ab" * 16
+    put(part_key(upload, 5), data[5:])
+    put(part_key(upload, 0), data[:5])
+    cases = {
+        put("staging/upload-jpeg", photo()): True,
+        put("staging/upload-tif", b"II*\x00" * 8): False,
+        put("staging/upload-empty", b""): False,
+        upload_key(upload): True,
+        "staging/upload-gone": None,
+        upload_key("cd" * 16): None,
+    }  # fmt: skip
+    for key, expected in cases.items():
+        assert asyncio.run(staged_is_picture(storage, key)) is expected, key
