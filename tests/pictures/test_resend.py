@@ -3,6 +3,7 @@ replaces it: one file record, one item with the second copy's bytes, the first c
 dismissed without publishing anything; a raster of the same name stays a file of its own."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,32 @@ def test_a_refused_picture_sent_again(
     doc = _one_picture(client, admin, set_id, second)
     assert doc["counts"] == {"received": 0, "processing": 0, "ready": 1, "rejected": 0,
                              "duplicate": 0}  # fmt: skip
+
+
+def test_sends_of_one_name_at_once_leave_one_file(
+    client: TestClient, admin: dict[str, str], settings: Settings, make_worker: MakeWorker
+) -> None:
+    """Six copies of one name sent at once while a worker runs: the set's lock orders them,
+    each replaces the one before; one record and one item remain, the last committed."""
+    start_worker(settings, make_worker)
+    set_id = new_set(client, admin, "racing")
+    copies = [photo(heading=200, seed=seed) for seed in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        sent = list(pool.map(lambda data: send(client, admin, set_id, "p.jpg", data), copies))
+    assert len({r["id"] for r in sent}) == 6
+    doc = ready(client, admin, set_id)
+    (kept,) = doc["files"]
+    assert kept["id"] in {r["id"] for r in sent} and kept["status"] == "ready"
+    assert doc["counts"]["ready"] == 1
+    for record in sent:
+        if record["id"] != kept["id"]:
+            # Dismissed, or read in full before its replacement came (then waiting, replaced).
+            job = client.get(f"/jobs/{record['job']['id']}", headers=admin).json()
+            assert job["status"] in ("dismissed", "successful"), job
+    (item,) = items_of(client, admin, "racing")
+    assert item["id"] == "p"
+    assert item["assets"]["original"]["file:checksum"] == "1220" + kept["sha256"]
+    assert _copies(settings, "racing") == [kept["id"].replace("-", "")[:12]]
 
 
 @pytest.mark.parametrize("kind", ["local", "s3"])
