@@ -21,6 +21,7 @@ HEAVY = (
     "obstore",
     "PIL",
     "geopic_tag_reader",
+    "pillow_heif",
 )
 
 _SCRIPT = """

@@ -307,35 +307,38 @@ class JobRepository:
             )
             return list(rows)
 
-    async def dismiss(self, job_id: uuid.UUID) -> JobRecord:
-        """Cancel a queued or running job; a finished one is marked dismissed.
+    async def dismiss(self, job_id: uuid.UUID, conn: AsyncConnection | None = None) -> JobRecord:
+        """Cancel a queued or running job; a finished one is marked dismissed (in ``conn``'s
+        transaction when given).
 
         A queued job is dismissed at once. A running one gets ``cancel_requested``: its worker
         is told by NOTIFY, kills the work and marks it dismissed (within a heartbeat).
         """
-        async with self.connect() as conn:
-            row = (
-                await conn.execute(
-                    update(Job)
-                    .where(Job.id == job_id)
-                    .values(
-                        status=text(
-                            "CASE WHEN jobs.status = 'running' THEN 'running' ELSE 'dismissed' END"
-                        ),
-                        cancel_requested=text("jobs.status = 'running'"),
-                        finished=text(
-                            "CASE WHEN jobs.status = 'running' THEN jobs.finished "
-                            "ELSE coalesce(jobs.finished, now()) END"
-                        ),
-                        message=text(
-                            "CASE WHEN jobs.status = 'running' THEN 'cancel requested' "
-                            "ELSE 'dismissed' END"
-                        ),
-                        updated=func.now(),
-                    )
-                    .returning(*_COLUMNS)
+        if conn is None:
+            async with self.connect() as own:
+                return await self.dismiss(job_id, own)
+        row = (
+            await conn.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    status=text(
+                        "CASE WHEN jobs.status = 'running' THEN 'running' ELSE 'dismissed' END"
+                    ),
+                    cancel_requested=text("jobs.status = 'running'"),
+                    finished=text(
+                        "CASE WHEN jobs.status = 'running' THEN jobs.finished "
+                        "ELSE coalesce(jobs.finished, now()) END"
+                    ),
+                    message=text(
+                        "CASE WHEN jobs.status = 'running' THEN 'cancel requested' "
+                        "ELSE 'dismissed' END"
+                    ),
+                    updated=func.now(),
                 )
-            ).first()
+                .returning(*_COLUMNS)
+            )
+        ).first()
         if row is None:
             raise NotFound(f"job {job_id} does not exist")
         return JobRecord.from_row(row._mapping)
@@ -384,18 +387,20 @@ class JobRepository:
         values: dict[str, Any],
         returning: tuple[Any, ...] = (Job.id,),
         conn: AsyncConnection | None = None,
+        condition: Any = None,
     ) -> Any:
-        """Update a running job only while ``worker_id`` holds it; the row, or None if not.
+        """Update a running job only while ``worker_id`` holds it (and ``condition`` holds);
+        the row, or None if not.
 
         Every write of a worker about its job goes through here, so a worker that lost its job
         (re-queued after a stall, dismissed) can never overwrite what another one does.
         """
-        statement = (
-            update(Job)
-            .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == "running")
-            .values(**values, updated=func.now())
-            .returning(*returning)
-        )
+        ours = update(Job).where(
+            Job.id == job_id, Job.worker_id == worker_id, Job.status == "running"
+        )  # fmt: skip
+        if condition is not None:
+            ours = ours.where(condition)
+        statement = ours.values(**values, updated=func.now()).returning(*returning)
         if conn is not None:
             return (await conn.execute(statement)).first()
         async with self.connect() as own:
@@ -491,14 +496,18 @@ class JobRepository:
         row = await self._update_ours(job.id, worker_id, values, tuple(_COLUMNS))
         return JobRecord.from_row(row._mapping) if row is not None else None
 
-    async def mark_dismissed(self, job_id: uuid.UUID, worker_id: str) -> bool:
-        """A running job of ours that was cancelled."""
+    async def mark_dismissed(
+        self, job_id: uuid.UUID, worker_id: str, requested_only: bool = False
+    ) -> bool:
+        """A running job of ours that was cancelled (``requested_only``: only if a cancel was
+        asked for, whatever its work did meanwhile)."""
         values = {
             "status": JobStatus.dismissed.value,
             "message": "dismissed",
             "finished": func.now(),
         }
-        return await self._update_ours(job_id, worker_id, values) is not None
+        condition = Job.cancel_requested.is_(True) if requested_only else None
+        return await self._update_ours(job_id, worker_id, values, condition=condition) is not None
 
     async def release(self, job_id: uuid.UUID, worker_id: str) -> bool:
         """A stopping worker hands a running job back: queued again, the attempt not counted."""

@@ -326,6 +326,12 @@ class Worker:
     async def _fail(
         self, process: Process, job: JobRecord, code: str, message: str, retry: bool
     ) -> None:
+        if await self.jobs.mark_dismissed(job.id, self.worker_id, requested_only=True):
+            # Its cancel was asked for: whatever its interrupted work raised (the bytes it read
+            # deleted, its record gone), the job was dismissed, not failed.
+            logger.info("job %s: dismissed (%s on the way)", job.id, code)
+            await process.failed(job, "job.Dismissed", "the job was dismissed", final=True)
+            return
         logger.info("job %s: %s %s", job.id, code, message)
         updated = await self.jobs.mark_failed(job, self.worker_id, code, message, retry)
         if updated is not None:

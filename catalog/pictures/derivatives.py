@@ -1,7 +1,9 @@
 """A picture's web copies, made with Pillow: thumbnail, standard definition, 360 degree tiles.
 
-Each copy has the EXIF orientation applied to its pixels and carries no EXIF at all (no GPS,
-no serial numbers): the tags stay in the original only. Tiles of an equirectangular picture
+Each copy has the EXIF orientation applied to its pixels (a HEIC's rotation and mirror are
+applied by libheif on decoding, and pillow-heif then reports orientation 1, so nothing is turned
+twice) and carries no EXIF at all (no GPS, no serial numbers): the tags stay in the original
+only. A copy is always a JPEG, whatever the original's format. Tiles of an equirectangular picture
 follow Panoramax's ``tiled`` layout, 8 columns by 4 rows of the whole sphere.
 """
 
@@ -10,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
+
+from .images import open_picture
 
 TILE_COLS, TILE_ROWS = 8, 4
 _QUALITY = 85
@@ -55,7 +59,7 @@ def make_derivatives(
     """Write the web copies of ``source`` into ``folder``: ``thumbnail``, ``sd`` and, when
     ``tiled``, ``tile_{col}_{row}``."""
     made: list[Derived] = []
-    with Image.open(source) as opened:
+    with open_picture(source) as opened:
         image = ImageOps.exif_transpose(opened).convert("RGB")
     sd = _scaled(image, sd_px)
     # The thumbnail from the SD copy: a quarter of the pixels to filter (0.1-0.2 s of a 12 MP

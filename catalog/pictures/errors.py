@@ -23,7 +23,8 @@ class InvalidCoordinates(IngestError):
 
 
 class Unreadable(IngestError):
-    """Not a picture we read (not a JPEG, truncated, tags that cannot be parsed)."""
+    """Not a picture we read (JPEG or HEIC bytes that do not decode, tags that cannot be
+    parsed)."""
 
     code = "picture.Unreadable"
     status = 415

@@ -39,8 +39,10 @@ def picture_item(
     size: int,
     assets: dict[str, str],
     derived: list[Derived],
+    original_type: str = "image/jpeg",
 ) -> dict[str, Any]:
-    """The item (``assets``: asset name -> stored href; ``derived``: the web copies made)."""
+    """The item (``assets``: asset name -> stored href; ``derived``: the web copies made, all
+    JPEGs; ``original_type``: the media type of the original, ``image/jpeg`` or ``image/heic``)."""
     properties: dict[str, Any] = {
         "datetime": meta.when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
         # The local time where the picture was taken, with its offset (Panoramax's datetimetz).
@@ -64,7 +66,8 @@ def picture_item(
     sizes = {d.name: d for d in derived}
     body: dict[str, dict[str, Any]] = {}
     for name, href in assets.items():
-        asset: dict[str, Any] = {"href": href, "type": "image/jpeg"}
+        media_type = original_type if name == "original" else "image/jpeg"
+        asset: dict[str, Any] = {"href": href, "type": media_type}
         if name in _ROLES:
             asset |= {"roles": _ROLES[name], "title": _TITLES[name]}
         else:

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from geopic_tag_reader import reader as gtr
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from catalog.settings import IngestSettings
 
 from .errors import InvalidCoordinates, NoCaptureTime, NoPosition, TooLarge, Unreadable
+from .images import open_picture
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,9 @@ def _size(path: Path, settings: IngestSettings) -> tuple[int, int]:
     if size > settings.picture_max_bytes:
         raise TooLarge(f"{size} bytes is more than the limit of {settings.picture_max_bytes}")
     try:
-        with Image.open(path) as image:
+        with open_picture(path) as image:
             width, height = image.size
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, RuntimeError) as exc:
         raise Unreadable(f"not a picture we read: {exc}") from exc
     if width * height > settings.picture_max_pixels:
         raise TooLarge(

@@ -28,13 +28,13 @@ from catalog.jobs.queue import (
     Process,
     ProcessDescription,
 )
-from catalog.pictures.formats import is_picture
+from catalog.pictures.formats import format_of, is_picture
 from catalog.pictures.repository import PictureRepository
 from catalog.settings import IngestSettings
 from catalog.stac.repository import CatalogRepository
 from catalog.stac.serializers import item_row
 from catalog.storage import storage_from_plan, storage_plan
-from catalog.storage.base import Storage, check_key, check_part, item_prefix
+from catalog.storage.base import Storage, check_key, check_part, item_prefix, stored_key
 from catalog.uploads.repository import UploadRepository, VectorOptions, parse_uuid
 from catalog.uploads.tus_store import TusRepository, upload_id_of
 from catalog.vector.formats import detect
@@ -80,6 +80,35 @@ async def remove_staged(storage: Storage, key: str) -> None:
         await asyncio.to_thread(storage.delete_prefix, key)
     elif key.startswith(STAGING + "/"):
         await asyncio.to_thread(storage.delete, check_key(key))
+
+
+def _staged_head(storage: Storage, key: str, size: int = 12) -> bytes | None:
+    """The first ``size`` bytes of a staged upload (fewer if it is shorter); None when its
+    bytes are no longer stored."""
+    if upload_id_of(key) is not None:  # a tus upload: its parts, named by offset
+        parts = sorted(o.key for o in storage.keys(key))
+    else:
+        parts = [check_key(key)]
+    if not parts:
+        return None
+    head = b""
+    for part in parts:
+        found = storage.stat(part)
+        if found is None:
+            return None
+        want = min(size - len(head), found.size)
+        if want > 0:
+            head += b"".join(storage.open_range(part, 0, want - 1))
+        if len(head) >= size:
+            break
+    return head
+
+
+async def staged_is_picture(storage: Storage, key: str) -> bool | None:
+    """Whether a staged upload is a picture, told by its first bytes; None when its bytes
+    are gone."""
+    head = await asyncio.to_thread(_staged_head, storage, key)
+    return None if head is None else format_of(head) is not None
 
 
 def assemble(storage: Storage, parts: list[str], target: Path) -> None:
@@ -269,6 +298,14 @@ class IngestProcess(Process):
     async def prepare(self, job: JobRecord, cancelled: Callable[[], bool]) -> dict[str, Any]:
         """Fetch a URL if needed, hash, claim the checksum (duplicates stop here)."""
         file_id = uuid.UUID(job.inputs["upload_file"])
+        try:
+            return await self._prepare(file_id, cancelled)
+        except NotFound:
+            # The record went: replaced by a copy sent again by its name, or its set deleted;
+            # this job has nothing left to do and ends dismissed, quietly.
+            raise JobCancelled() from None
+
+    async def _prepare(self, file_id: uuid.UUID, cancelled: Callable[[], bool]) -> dict[str, Any]:
         record = await self.uploads.get_file(file_id)
         if record["status"] == "ready":
             raise AlreadyIngested(
@@ -308,6 +345,7 @@ class IngestProcess(Process):
             "sha256": sha256,
             "size": size,
             "filename": record["filename"],
+            "upload_file": str(file_id),
             "datetime": when.isoformat() if when else None,
             "upload_time": record["created"].isoformat(),
             "settings": self.settings.model_dump(mode="json"),
@@ -373,7 +411,7 @@ class IngestProcess(Process):
 
     child_modules = ("catalog.ingest.pipeline", "catalog.storage.local", "catalog.storage.s3",
                      "catalog.vector.ingest", "catalog.cubes.ingest",
-                     "catalog.pictures.ingest")  # fmt: skip
+                     "catalog.pictures.ingest", "pillow_heif")  # fmt: skip
 
     @staticmethod
     def execute(plan: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -400,7 +438,7 @@ class IngestProcess(Process):
             else:
                 source = work / "source"
                 assemble(storage, parts, source)
-            if is_picture(source):  # a JPEG: a geotagged picture, never a raster
+            if is_picture(source):  # a JPEG or HEIC: a geotagged picture, never a raster
                 from catalog.pictures.ingest import ingest_picture
 
                 ctx.log(f"{plan['filename']} is a picture")
@@ -457,10 +495,20 @@ class IngestProcess(Process):
         self, conn: AsyncConnection, job: JobRecord, picture: dict[str, Any]
     ) -> dict[str, Any]:
         """The picture waits, ``processing``, for its set's dispatch, which this job queues
-        if it was the set's last file."""
+        if it was the set's last file. A picture whose record went while it was read (sent
+        again by its name, or its set deleted) is not kept: its files go, the job is
+        dismissed."""
         file_id = uuid.UUID(job.inputs["upload_file"])
-        record = await self.uploads.get_file(file_id)
         item = picture["item"]
+        # Locked to the end of this transaction: a copy sent again now waits, then replaces
+        # this one as a picture waiting for its dispatch.
+        record = await self.uploads.lock_file(conn, file_id)
+        if record is None:
+            keys = [stored_key(a["href"]) for a in item["assets"].values()]
+            for key in keys:
+                if key is not None:
+                    await asyncio.to_thread(self.storage.delete, key)
+            raise JobCancelled()
         await self.pictures.save_pending(conn, {
             "upload_file_id": file_id, "upload_set_id": record["upload_set_id"],
             "collection_id": record["collection_id"], "item_id": item["id"],
@@ -505,7 +553,10 @@ class IngestProcess(Process):
             await self.catalog.refresh_statistics(int(outputs["cube"]["items"]))
             await remove_replaced_cubes(self.storage, outputs["cube"])
         file_id = uuid.UUID(job.inputs["upload_file"])
-        record = await self.uploads.get_file(file_id)
+        try:
+            record = await self.uploads.get_file(file_id)
+        except NotFound:  # replaced just after its commit: the new copy's send freed it all
+            return
         # Forgotten first: a crash in between leaves litter for the sweep, never a dangling key.
         await self.uploads.update_file(file_id, staged_key=None)
         await self._remove_staged(record)

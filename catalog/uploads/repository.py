@@ -9,12 +9,13 @@ collection through a partial unique index, so two workers can never both take th
 import re
 import unicodedata
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import Select, delete, exists, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog.db.engine import connect
@@ -24,6 +25,8 @@ from catalog.ingest.errors import Duplicate
 from catalog.jobs.queue import JobRepository
 
 FINAL_FILE_STATES = ("ready", "rejected", "duplicate")
+# Whether the staged bytes at a key are a picture's (None: no bytes there); see add_file.
+PictureProbe = Callable[[str], Awaitable[bool | None]]
 _COLUMNS = [
     UploadFile.id,
     UploadFile.upload_set_id,
@@ -255,17 +258,28 @@ class UploadRepository:
 
     # -- files -------------------------------------------------------------------------------
     async def add_file(
-        self, set_id: uuid.UUID, new: NewFile, timeout_s: int, max_attempts: int
+        self,
+        set_id: uuid.UUID,
+        new: NewFile,
+        timeout_s: int,
+        max_attempts: int,
+        probe: PictureProbe | None = None,
     ) -> dict[str, Any]:
         """Register a received file and queue its ingest job, in one transaction.
 
         A file whose SHA-256 is already known in the collection is recorded as ``duplicate``
-        and gets no job. The job is the set owner's.
+        and gets no job. The job is the set owner's. A picture sent again by its name replaces
+        the earlier copy (``_replace_pictures``; ``probe`` tells a copy's kind by its staged
+        bytes): the answer's ``replaced`` lists the records that went, whose staged bytes the
+        caller removes.
         """
         file_id = uuid.uuid4()
         async with self._connect() as conn:
-            replaced = await self._replace_picture(conn, set_id, new.filename)
+            # The set's row before its files' rows: the order of every transaction that locks
+            # both (a picture's commit, the dispatch), so that none can deadlock this one. It
+            # also orders two sends of one name: the second sees the first's record.
             collection_id, owner_id = await self._lock_open_set(conn, set_id)
+            replaced = await self._replace_pictures(conn, set_id, new, probe)
             values = {
                 "id": file_id,
                 "upload_set_id": set_id,
@@ -298,31 +312,69 @@ class UploadRepository:
             row = (await conn.execute(_files().where(UploadFile.id == file_id))).one()
         return dict(row._mapping) | {"replaced": replaced}
 
-    async def _replace_picture(
-        self, conn: AsyncConnection, set_id: uuid.UUID, filename: str
-    ) -> dict[str, Any] | None:
-        """A picture sent again by the same name into the same open set replaces the one
-        before it (Panoramax's idempotent re-upload): the old record goes (its waiting item
-        with it); the caller removes its files. Only pictures: a raster or vector file of the
-        same name is a file of its own, as before."""
-        old = (
+    async def _replace_pictures(
+        self, conn: AsyncConnection, set_id: uuid.UUID, new: NewFile, probe: PictureProbe | None
+    ) -> list[dict[str, Any]]:
+        """A picture sent again by the same name into the same open set replaces the copy
+        before it (Panoramax's idempotent re-upload), whatever that copy's state: received,
+        being read, waiting for the dispatch, or refused with a ``picture.`` code.
+
+        The earlier record goes in this transaction (its waiting item with it) and its queued
+        or running job is dismissed; a job that still runs finds its record gone and ends
+        ``dismissed`` without publishing (catalog/uploads/ingest.py). Only pictures: a copy
+        is one when its record says so (a waiting item, a ``picture.`` code), else when its
+        staged bytes are a picture's (``probe``), else, while it has no bytes yet (a URL its
+        job has not fetched), when the new file's are. A raster or vector file of the same
+        name stays a file of its own; a published or duplicate record is never replaced.
+        """
+        waiting = exists().where(Picture.upload_file_id == UploadFile.id)
+        rows = (
             await conn.execute(
-                select(*_COLUMNS)
+                select(*_COLUMNS, waiting.label("waiting"), Job.status.label("job_status"))
+                .outerjoin(Job, Job.id == UploadFile.job_id)
                 .where(
                     UploadFile.upload_set_id == set_id,
-                    UploadFile.filename == filename,
-                    or_(
-                        exists().where(Picture.upload_file_id == UploadFile.id),
-                        UploadFile.error_code.like("picture.%"),
-                    ),
+                    UploadFile.filename == new.filename,
+                    UploadFile.status.not_in(("ready", "duplicate")),
                 )
-                .with_for_update()
+                .with_for_update(of=UploadFile)
             )
-        ).first()
-        if old is None:
+        ).all()
+        replaced = []
+        for row in rows:
+            if not await self._is_picture(row, new, probe):
+                continue
+            if row.job_id is not None and row.job_status in ("accepted", "running"):
+                await self.jobs.dismiss(row.job_id, conn=conn)
+            await conn.execute(delete(UploadFile).where(UploadFile.id == row.id))
+            replaced.append({c.key: row._mapping[c.key] for c in _COLUMNS})
+        return replaced
+
+    @staticmethod
+    async def _is_picture(row: Any, new: NewFile, probe: PictureProbe | None) -> bool:
+        if row.waiting or (row.error_code or "").startswith("picture."):
+            return True
+        if probe is None:
+            return False
+        if row.staged_key is not None:
+            return bool(await probe(row.staged_key))
+        unfetched = row.source == "url" and row.status in ("received", "processing")
+        return unfetched and new.staged_key is not None and bool(await probe(new.staged_key))
+
+    async def lock_file(self, conn: AsyncConnection, file_id: uuid.UUID) -> dict[str, Any] | None:
+        """In a job's success transaction: lock a file's set, then the file (the order of
+        ``add_file``); the file record, or None when it is gone (replaced, or its set
+        deleted)."""
+        set_id = await conn.scalar(
+            select(UploadFile.upload_set_id).where(UploadFile.id == file_id)
+        )  # fmt: skip
+        if set_id is None:
             return None
-        await conn.execute(delete(UploadFile).where(UploadFile.id == old.id))
-        return dict(old._mapping)
+        await conn.execute(select(UploadSet.id).where(UploadSet.id == set_id).with_for_update())
+        row = (
+            await conn.execute(select(*_COLUMNS).where(UploadFile.id == file_id).with_for_update())
+        ).first()
+        return dict(row._mapping) if row is not None else None
 
     async def set_outcome(
         self,
@@ -446,7 +498,9 @@ class UploadRepository:
                         .where(UploadFile.id == file_id)
                         .with_for_update()
                     )
-                ).one()
+                ).first()
+                if row is None:  # replaced by a copy sent again, or its set deleted
+                    raise NotFound(f"upload file {file_id} does not exist")
                 reason = await self._holder(conn, row.collection_id, sha256, exclude=file_id)
                 if reason is not None:
                     raise Duplicate(reason)

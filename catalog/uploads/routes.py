@@ -32,7 +32,7 @@ from catalog.pictures.repository import PictureRepository
 from catalog.settings import IngestSettings, JobSettings
 from catalog.stac.serializers import check_id
 from catalog.storage.base import Storage, item_prefix
-from catalog.uploads.ingest import check_room, remove_staged, staging_key
+from catalog.uploads.ingest import check_room, remove_staged, staged_is_picture, staging_key
 from catalog.uploads.multipart import receive_multipart_file
 from catalog.uploads.repository import (
     FINAL_FILE_STATES,
@@ -322,12 +322,17 @@ class UploadsFactory:
         return await check_room(repo, owner, incoming, self.default_quota_bytes)
 
     async def _add(self, repo: UploadRepository, set_id: uuid.UUID, new: NewFile) -> dict[str, Any]:
+        async def probe(key: str) -> bool | None:
+            return await staged_is_picture(self.storage, key)
+
         # Ingest's own description does not set a timeout: the worker default applies.
         record = await repo.add_file(set_id, new, self.jobs.default_timeout_s,
-                                     self.jobs.max_attempts)  # fmt: skip
-        old = record.get("replaced")  # a picture sent again by its name: its files are
-        if old is not None and old["staged_key"]:  # overwritten by the new job (same item id)
-            await remove_staged(self.storage, old["staged_key"])
+                                     self.jobs.max_attempts, probe)  # fmt: skip
+        # Copies of a picture sent again by its name: their records went, their jobs were
+        # dismissed; the new job removes their web copies (same item id).
+        for old in record.get("replaced", ()):
+            if old["staged_key"]:
+                await remove_staged(self.storage, old["staged_key"])
         return record
 
     @property

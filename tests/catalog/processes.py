@@ -10,6 +10,7 @@ from catalog.jobs.queue import (
     InputDescription,
     JobContext,
     JobRecord,
+    JobRepository,
     OutputDescription,
     Process,
     ProcessDescription,
@@ -79,3 +80,18 @@ class FlakyProcess(DoubleProcess):
         if job.attempts < 3:
             raise FlakyError(f"attempt {job.attempts} fails")
         return await super().prepare(job, cancelled)
+
+
+class CancelledMidwayProcess(DoubleProcess):
+    """Asks for its own job's cancel, then fails at once: the failure its work raises while
+    the cancel is under way (its input deleted under it, say)."""
+
+    description = _description("cancelled_midway")
+
+    def __init__(self, jobs: JobRepository) -> None:
+        super().__init__()
+        self.jobs = jobs
+
+    async def prepare(self, job: JobRecord, cancelled: Callable[[], bool]) -> dict[str, Any]:
+        await self.jobs.dismiss(job.id)
+        raise ProcessError("the input went away")

@@ -14,7 +14,7 @@ from catalog.jobs.queue import JobRecord, JobRepository
 from catalog.jobs.worker import Worker
 from catalog.settings import DatabaseSettings, JobSettings
 
-from .processes import DoubleProcess, FlakyProcess
+from .processes import CancelledMidwayProcess, DoubleProcess, FlakyProcess
 
 FAST = JobSettings(heartbeat_s=0.2, stale_after_s=2, idle_wake_s=0.5, max_attempts=3)
 
@@ -232,3 +232,16 @@ async def test_a_stopping_worker_hands_its_running_job_back(
     back = await jobs.get(job.id)
     assert back.status == "accepted" and back.worker_id is None
     assert back.attempts == 0  # the interrupted attempt is not counted against max_attempts
+
+
+async def test_a_failure_after_a_cancel_request_is_a_dismissal(
+    jobs: JobRepository, workers: Running
+) -> None:
+    """Whatever a job's interrupted work raises once its cancel was asked for, it ends
+    ``dismissed``, not ``failed`` (a re-sent picture's first job, its record deleted)."""
+    process = CancelledMidwayProcess(jobs)
+    workers.start({"cancelled_midway": process})
+    job = await jobs.submit("cancelled_midway", {"value": 1}, 30, 3)
+    done = await status_is(jobs, job, "dismissed", "failed", "successful")
+    assert (done.status, done.attempts, done.error_code) == ("dismissed", 1, None)
+    assert process.failures == [("job.Dismissed", "the job was dismissed", True)]

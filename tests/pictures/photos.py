@@ -1,4 +1,5 @@
-"""Geotagged JPEGs made by the tests with Pillow (pixels, XMP) and piexif (EXIF tags)."""
+"""Geotagged JPEGs made by the tests with Pillow (pixels, XMP) and piexif (EXIF tags), and
+HEICs made from them with pillow-heif (the same pixels and EXIF tags, HEVC-coded)."""
 
 import datetime as dt
 import io
@@ -100,6 +101,22 @@ def photo(
     if pano:
         options["xmp"] = GPANO.format(w=size[0], h=size[1], heading=heading or 0).encode()
     image.save(out, "JPEG", **options)
+    return out.getvalue()
+
+
+def heic(*args: Any, orientation: int | None = None, **options: Any) -> bytes:
+    """A HEIC with the pixels and EXIF tags ``photo(*args, **options)`` gives a JPEG.
+
+    An ``orientation`` becomes the HEIF rotation (``irot``) as cameras write it, and the EXIF
+    orientation then says 1: pillow-heif moves it there when it saves.
+    """
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    with Image.open(io.BytesIO(photo(*args, orientation=orientation, **options))) as jpeg:
+        pixels, exif = jpeg.convert("RGB"), jpeg.info["exif"]
+    out = io.BytesIO()
+    pixels.save(out, "HEIF", exif=exif, quality=90)
     return out.getvalue()
 
 

@@ -188,7 +188,9 @@ def test_deleting_a_set_removes_its_waiting_pictures(
     record = send(client, admin, set_id, "w.jpg", photo(seed=11))
     wait_for(client, admin, record["job"]["id"], "successful")
     folder = Path(settings.ingest.data_dir) / "assets" / "dropped" / "w"
-    assert {p.name for p in folder.iterdir()} == {"original.jpg", "sd.jpg", "thumbnail.jpg"}
+    (copy,) = folder.iterdir()  # the folder of this copy of the picture (its file id)
+    assert copy.name == record["id"].replace("-", "")[:12]
+    assert {p.name for p in copy.iterdir()} == {"original.jpg", "sd.jpg", "thumbnail.jpg"}
     assert client.delete(f"/upload_sets/{set_id}", headers=admin).status_code == 204
     assert not folder.exists() or not any(folder.iterdir())
     assert items_of(client, admin, "dropped") == []
