@@ -49,8 +49,8 @@ def test_nearest_is_the_exact_pixel_but_within_an_eighth_of_a_pixel_of_an_edge(
         ours = np.full((2, 256, 256), np.nan, "float32")
         warp.warp_nearest(data, transform, crs_text, ours, grid, tms.rasterio_crs)
         to_source = warp.transformer(tms.rasterio_crs, crs_text)
-        cols, rows = np.meshgrid(np.arange(256) + 0.5, np.arange(256) + 0.5)
-        x, y = grid.a * cols + grid.c, grid.e * rows + grid.f
+        px, py = np.meshgrid(np.arange(256) + 0.5, np.arange(256) + 0.5)
+        x, y = grid.a * px + grid.c, grid.e * py + grid.f
         sx, sy = to_source.transform(x, y, errcheck=False)
         sx, sy = np.where(np.isfinite(sx), sx, np.nan), np.where(np.isfinite(sy), sy, np.nan)
         inverse = ~transform
@@ -59,7 +59,8 @@ def test_nearest_is_the_exact_pixel_but_within_an_eighth_of_a_pixel_of_an_edge(
             inside = np.isfinite(sc) & np.isfinite(sr) & (sr >= 0) & (sr < size) & (sc >= 0)
             inside &= sc < size
         exact = np.full_like(ours, np.nan)
-        exact[:, inside] = data[:, np.floor(sr[inside]).astype(int), np.floor(sc[inside]).astype(int)]
+        rows, cols = np.floor(sr[inside]).astype(int), np.floor(sc[inside]).astype(int)
+        exact[:, inside] = data[:, rows, cols]
         differ = ~np.isclose(ours, exact, equal_nan=True).all(axis=0)
         # a pixel may differ only where its centre lies within 1/8 source pixel of an edge
         near = np.minimum(np.abs(sc - np.round(sc)), np.abs(sr - np.round(sr))) <= warp.TOLERANCE
