@@ -262,8 +262,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=19)
-    parser.add_argument("--overview-min-px", type=int, default=None,
-                        help="the ingest's TERRACAT_INGEST_CUBE_OVERVIEW_MIN_PX (its default)")
+    parser.add_argument(
+        "--overview-min-px",
+        type=int,
+        default=None,
+        help="the ingest's TERRACAT_INGEST_CUBE_OVERVIEW_MIN_PX (its default)",
+    )
     parser.add_argument("--dir", type=Path, default=None, help="where to work (a temp folder)")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args(argv)
