@@ -449,9 +449,13 @@ class ItemReader(MultiBaseReader):
     ) -> ImageData:
         """The crop of a GeoJSON feature; sizes as for ``part``."""
         try:
-            box = feature_bounds(shape)
+            box = tuple(float(v) for v in feature_bounds(shape))
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise InvalidBounds("not a GeoJSON geometry or feature") from exc
+        if len(box) == 6:  # a GeoJSON "bbox" member in 3D: west, south, low, east, north, high
+            box = (box[0], box[1], box[3], box[4])
+        if len(box) != 4:  # rasterio hands back a "bbox" member as it is
+            raise InvalidBounds(f"a GeoJSON bbox has 4 or 6 numbers, not {len(box)}")
         self._check_extent(box, kwargs.get("shape_crs") or WGS84_CRS)
         self._check_size(kwargs, self.max_image_size)
         chosen, expression = self._layer(assets, expression, bands, kwargs.get("indexes"))
