@@ -380,7 +380,9 @@ class IngestProcess(Process):
         if upload_id is None:
             found = await asyncio.to_thread(self.storage.stat, check_key(key))
             return None if found is None else [(key, found.size)]
-        info = await self.tus.get(upload_id)
+        # The upload's file (and this job) is committed inside its ``completing`` block, which
+        # marks it finished when it ends: wait for that, or a quick worker finds it unfinished.
+        info = await self.tus.get(upload_id, settled=True)
         if info is None or not info.finished:
             return None
         stored = {o.key: o.size for o in await asyncio.to_thread(list, self.storage.keys(key))}

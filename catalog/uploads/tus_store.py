@@ -151,10 +151,14 @@ class TusRepository:
             ).one()
         return _info(row)
 
-    async def get(self, upload_id: str) -> Info | None:
-        """The upload's record, or None."""
-        async with connect(self.engine) as conn:
-            row = (await conn.execute(select(*_COLUMNS).where(TusRow.id == upload_id))).first()
+    async def get(self, upload_id: str, settled: bool = False) -> Info | None:
+        """The upload's record, or None. ``settled``: once a ``completing`` block holding it
+        has ended (a share lock waits for its transaction), as the ingest job needs it."""
+        query = select(*_COLUMNS).where(TusRow.id == upload_id)
+        if settled:
+            query = query.with_for_update(read=True)
+        async with connect(self.engine, write=settled) as conn:
+            row = (await conn.execute(query)).first()
         return None if row is None else _info(row)
 
     async def append(

@@ -571,3 +571,26 @@ async def test_uploads_of_another_owner_answer_as_unknown(
             assert await repo.get(upload_id) is None
     finally:
         await engine.dispose()
+
+
+def test_an_ingest_read_waits_until_the_completing_upload_is_finished(
+    live: Live, http: httpx.Client
+) -> None:
+    """The upload's file and ingest job are committed inside its ``completing`` block, which
+    marks it finished only when it ends: a worker quick to claim the job read it unfinished
+    and refused the file as upload.SourceGone (a full suite under load saw it once)."""
+    url = _create(http, 4)
+    http.patch(url, headers={**STREAM, "Upload-Offset": "0"}, content=b"ab")
+    upload_id = url.rsplit("/", 1)[-1]
+
+    async def work(repo: TusRepository) -> Any:
+        async with repo.completing(upload_id):
+            settled = asyncio.create_task(repo.get(upload_id, settled=True))
+            await asyncio.sleep(0.5)
+            assert not settled.done()
+            plain = await repo.get(upload_id)
+            assert plain is not None and not plain.finished
+        return await asyncio.wait_for(settled, 10)
+
+    found = live.with_repo(work)
+    assert found is not None and found.finished
