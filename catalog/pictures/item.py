@@ -30,6 +30,27 @@ def _interior(meta: PictureMeta) -> dict[str, Any]:
     return {k: v for k, v in found.items() if v is not None}
 
 
+def _assets(
+    assets: dict[str, str], derived: list[Derived], original_type: str, size: int, sha256: str
+) -> dict[str, dict[str, Any]]:
+    """The item's assets: the original (its size and checksum) and the web copies (theirs)."""
+    sizes = {d.name: d for d in derived}
+    body: dict[str, dict[str, Any]] = {}
+    for name, href in assets.items():
+        media_type = original_type if name == "original" else "image/jpeg"
+        asset: dict[str, Any] = {"href": href, "type": media_type}
+        if name in _ROLES:
+            asset |= {"roles": _ROLES[name], "title": _TITLES[name]}
+        else:
+            asset["roles"] = ["tile"]
+        if name == "original":
+            asset |= {"file:size": size, "file:checksum": "1220" + sha256}
+        elif name in sizes:
+            asset["terracat:size"] = [sizes[name].width, sizes[name].height]
+        body[name] = asset
+    return body
+
+
 def picture_item(
     meta: PictureMeta,
     item_id: str,
@@ -63,20 +84,7 @@ def picture_item(
         properties["terracat:altitude"] = float(meta.altitude)
     if meta.gps_accuracy is not None:
         properties["terracat:gps_accuracy"] = float(meta.gps_accuracy)
-    sizes = {d.name: d for d in derived}
-    body: dict[str, dict[str, Any]] = {}
-    for name, href in assets.items():
-        media_type = original_type if name == "original" else "image/jpeg"
-        asset: dict[str, Any] = {"href": href, "type": media_type}
-        if name in _ROLES:
-            asset |= {"roles": _ROLES[name], "title": _TITLES[name]}
-        else:
-            asset["roles"] = ["tile"]
-        if name == "original":
-            asset |= {"file:size": size, "file:checksum": "1220" + sha256}
-        elif name in sizes:
-            asset["terracat:size"] = [sizes[name].width, sizes[name].height]
-        body[name] = asset
+    body = _assets(assets, derived, original_type, size, sha256)
     if any(name.startswith("tile_") for name in assets):
         properties["terracat:tiles"] = {"cols": TILE_COLS, "rows": TILE_ROWS,
                                         "asset": "tile_{col}_{row}",
