@@ -58,6 +58,21 @@ async def get_layer(conn: AsyncConnection, collection_id: str) -> Layer | None:
     return None if row is None else _layer(row)
 
 
+async def get_layer_version(conn: AsyncConnection, collection_id: str) -> tuple[Layer, str] | None:
+    """The layer of a collection and its row version (``xmin``, the transaction that last
+    wrote the row: any change of the layer changes it), or None."""
+    row = (
+        await conn.execute(
+            text(
+                f"SELECT {_LAYER_COLUMNS}, xmin::text AS version FROM vector_layers "
+                "WHERE collection_id = :c"
+            ),
+            {"c": collection_id},
+        )
+    ).first()
+    return None if row is None else (_layer(row), row.version)
+
+
 async def _reread(conn: AsyncConnection, collection_id: str) -> Layer:
     layer = await get_layer(conn, collection_id)
     if layer is None:
@@ -251,5 +266,6 @@ __all__ = [
     "copy_features",
     "create_layer",
     "get_layer",
+    "get_layer_version",
     "refresh_extent",
 ]
