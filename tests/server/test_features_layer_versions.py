@@ -1,6 +1,7 @@
 """The items routes keep each vector collection's layer in memory and check, in the page's own
 statement, that it is still the collection's: a layer changed by another server process (an
-append with new properties, more features) or removed is read again, never served stale."""
+append with new properties, more features) or removed is read again, never served stale. Facets
+over every feature read the ranges the layer's row keeps, only from the version they were given."""
 
 from functools import partial
 from typing import Any
@@ -10,7 +11,9 @@ import shapely
 from fastapi.testclient import TestClient
 
 from catalog.db.engine import connect
+from catalog.vector.facets import facet_counts
 from catalog.vector.load import sync_document
+from catalog.vector.query import FeatureQuery
 from catalog.vector.repository import (
     add_properties,
     copy_features,
@@ -94,3 +97,31 @@ def test_a_deleted_collection_is_not_served_from_memory(
     assert client.delete("/collections/fields", headers=admin).status_code == 204
     r = client.get(ITEMS, params={"bbox": "-1,-1,10,10"}, headers=admin)
     assert r.status_code == 404, r.text
+
+
+def test_facets_of_every_feature_read_the_ranges_of_the_layer_as_it_is(
+    client: TestClient, admin: dict[str, str], fields: str
+) -> None:
+    """Facets over every feature bucket with the ranges the layer's row keeps; a layer read
+    before another process's write (older ``updated``) is counted with a scan instead."""
+    engine = client.app.state.repository.engine
+
+    async def count(layer: Any) -> Any:
+        async with connect(engine) as conn:
+            return await facet_counts(conn, layer, FeatureQuery(), ["area"], 10, 4)
+
+    async def layer_now() -> Any:
+        async with connect(engine) as conn:
+            return await get_layer(conn, "fields")
+
+    before = client.portal.call(layer_now)
+    assert before.bounded == ("area",)
+    first = client.portal.call(count, before).facets["area"]
+    assert (first.min, first.max) == (1.5, 3.5)
+    client.portal.call(partial(_append_elsewhere, engine))
+    stale = client.portal.call(count, before)  # the layer as read before the append
+    assert stale.matched == 4
+    assert (stale.facets["area"].min, stale.facets["area"].max) == (1.5, 9.0)
+    assert [b["count"] for b in stale.facets["area"].buckets] == [2, 1, 0, 1]
+    fresh = client.portal.call(count, client.portal.call(layer_now))
+    assert fresh.to_json() == stale.to_json()
