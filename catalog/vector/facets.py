@@ -19,9 +19,7 @@ row's bucket reads as InitPlan parameters. Over every feature (no bbox, datetime
 the CTE reads them from the layer's row instead (``vector_layers.bounds``, kept by every
 write with the feature count), in the statement's snapshot and only from the version of the
 row the caller read; a newer row gives no rows and the statement runs again with the scan.
-Booleans and bucketed facets, when there are two or more with few combinations, are grouped
-as one set of their combinations and summed per facet from those few rows: each feature is
-hashed into fewer tables. Integer buckets are bigint arithmetic: a property
+Integer buckets are bigint arithmetic: a property
 spanning more than 2**63 is refused as ``request.InvalidValue`` by the database layer.
 Where the time goes, and what was measured: docs/benchmarks.md, "Facets and aggregations".
 """
@@ -33,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Date,
     DateTime,
     Double,
@@ -60,7 +57,6 @@ from .query import Clause, FeatureQuery, where
 from .schema import Layer, Property, PropertyType
 
 EPOCH = dt.date(1970, 1, 1)
-_COMBINATIONS = 8192  # most combinations of few-valued facets counted as one set
 _LAYERS = table(
     "vector_layers",
     column("collection_id"),
@@ -283,30 +279,8 @@ class _Plan:
         keys = [self._key(i, prop, stats).label(f"k{i}") for i, prop in enumerate(self.props)]
         inner = select(*keys).select_from(table).where(*clauses).subquery("f")
         k = [inner.c[f"k{i}"] for i in range(len(self.props))]
-        combined = self._combined()
-        count: ColumnElement[Any] = func.count()
-        sets = [tuple_(key) for key in k] + [tuple_()]
-        having = None
-        if combined:
-            # Facets of few values (booleans, buckets) are counted together, as one set of
-            # their combinations, then summed per facet over those few rows: each feature is
-            # hashed into fewer tables (the grouping sets were most of the time).
-            together = [tuple_(*(k[i] for i in combined))]
-            alone = [tuple_(key) for i, key in enumerate(k) if i not in combined]
-            counted = (
-                select(*k, func.count().label("n"), func.grouping(*k).label("g1"))
-                .group_by(func.grouping_sets(*alone, *together, tuple_()))
-                .subquery("c")
-            )
-            k = [counted.c[f"k{i}"] for i in range(len(self.props))]
-            g1 = counted.c.g1
-            count = cast(func.sum(counted.c.n), BigInteger)
-            sets = [tuple_(g1, key) for key in k] + [tuple_(g1)]
-            mask = sum(1 << (len(k) - 1 - i) for i in combined)
-            source = {gid: gid if i not in combined else self.all_bits & ~mask
-                      for gid, i in self.gid.items()}  # fmt: skip
-            having = g1 == case(source, value=func.grouping(*k), else_=self.all_bits)
         gid = func.grouping(*k)
+        count = func.count()
         part = [gid, func.num_nulls(*k)]
         grouped = (
             select(
@@ -317,8 +291,7 @@ class _Plan:
                 func.sum(count).over(partition_by=part).label("total"),
                 func.count().over(partition_by=part).label("distinct"),
             )
-            .group_by(func.grouping_sets(*sets))
-            .having(true() if having is None else having)
+            .group_by(func.grouping_sets(*(tuple_(key) for key in k), tuple_()))
             .subquery("g")
         )
         histograms = [self._gid_of(i) for i, p in enumerate(self.props) if not _is_terms(p)]
@@ -330,22 +303,6 @@ class _Plan:
         if stats is not None:
             columns += [stats.c[f"{b}{i}"] for i in self.equal_width for b in ("lo", "hi")]
         return select(*columns).select_from(answer).where(keep).order_by(grouped.c.gid, grouped.c.r)
-
-    def _combined(self) -> list[int]:
-        """The facets counted together (booleans and buckets, when there are two or more and
-        their combinations are few), or none."""
-        sizes = {}
-        for i, prop in enumerate(self.props):
-            edges = self.edges.get(prop.name)
-            if prop.type is PropertyType.BOOLEAN:
-                sizes[i] = 3  # true, false, null
-            elif edges is not None:
-                sizes[i] = len(edges) + 2  # below, between, from the last on, null
-            elif not _is_terms(prop):
-                sizes[i] = self.buckets + 3  # 0 to n + 1 (width_bucket), null
-        if len(sizes) < 2 or math.prod(sizes.values()) > _COMBINATIONS:
-            return []
-        return sorted(sizes)
 
     def _gid_of(self, index: int) -> int:
         return next(g for g, i in self.gid.items() if i == index)
