@@ -5,9 +5,14 @@ as text: the properties are typed columns, so there is nothing to convert in Pyt
 selected with ``query.where`` (as every reader of features), ordered by the requested sort keys
 and then the feature id, and paged by keyset tokens on those keys (``catalog/stac/search.py``'s
 tokens, so a token of another sort order is refused). ``numberMatched`` is exact when nothing
-is filtered (the layer's count, kept by every write); otherwise it is found as the STAC items'
-is (``catalog.stac.counts.count_matches`` on the layer's table): exact when few, else the
-planner's estimate from fresh statistics, as documented in docs/api.md.
+is filtered (the layer's count, kept by every write); a bbox alone is counted up to the cap in
+the page's own statement (the spatial index bounds it); otherwise it is found as the STAC
+items' is (``catalog.stac.counts.count_matches`` on the layer's table): exact when few, else
+the planner's estimate from fresh statistics, as documented in docs/api.md.
+
+A page is one statement on an autocommit connection (no BEGIN and ROLLBACK round trips),
+joined to its layer's ``vector_layers`` row: the reader keeps layers in memory, and that row's
+version (``xmin``) in the page's own snapshot tells whether the layer used is still current.
 """
 
 from collections.abc import Hashable, Sequence
