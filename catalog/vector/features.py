@@ -15,7 +15,7 @@ joined to its layer's ``vector_layers`` row: the reader keeps layers in memory, 
 version (``xmin``) in the page's own snapshot tells whether the layer used is still current.
 """
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -136,6 +136,12 @@ def sort_keys(layer: Layer, sortby: Sequence[SortBy]) -> list[SortKey]:
         last = keys[-1].descending if keys else False
         keys.append(SortKey("id", layer.table.c[FID], last, False, Kind.NUMBER))
     return keys
+
+
+async def _seen_fresh(conn: Any) -> bool:
+    """Statistics this process saw fresh a moment ago (``Freshness.known``), taken as fresh
+    for the request: it counts on an autocommit connection, where no timeout savepoint fits."""
+    return True
 
 
 def _prepared(request: PageRequest) -> bool:
@@ -277,6 +283,9 @@ class FeatureReader:
             clauses = where(layer, query)
             statement, keys, backwards = self._build(layer, request, clauses, inline)
             selects = bool(clauses)
+        first_page = request.token is None and request.offset == 0
+        matched: int | None = None
+        counted = False
         try:
             async with connect(self.engine) as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -284,27 +293,31 @@ class FeatureReader:
                     rows = list((await conn.exec_driver_sql(sql, params)).all())
                 else:
                     rows = list((await conn.execute(statement, params)).all())
+                if not rows or (version is not None and rows[0]._v != version):
+                    raise StaleLayer(layer.collection_id)
+                count, capped = rows[0]._n, rows[0]._count
+                rows = [row for row in rows if row._f is not None]
+                more = len(rows) > request.limit
+                if self.counts.limit <= 0:
+                    counted = True  # TERRACAT_CATALOG_COUNT_LIMIT=0: never counted, as items
+                elif not selects:
+                    matched, counted = int(count), True  # the layer's count (same snapshot)
+                elif first_page and not more:
+                    matched, counted = len(rows), True  # a first page holding every match
+                elif capped is not None and capped <= self.counts.limit:
+                    matched, counted = int(capped), True
+                elif self._freshness(layer).known():
+                    # Fresh statistics: no count under a timeout (a savepoint) can be needed,
+                    # so the plan and any count run here, without a transaction.
+                    found = where(layer, query) if clauses is None else clauses
+                    matched = await self._count(conn, layer, found, len(rows), _seen_fresh)
+                    counted = True
         except ProgrammingError as exc:
             # A table or column of an older layer, gone since (collection deleted, replaced)
             if version is not None and getattr(exc.orig, "sqlstate", None) in _GONE:
                 raise StaleLayer(layer.collection_id) from exc
             raise
-        if not rows or (version is not None and rows[0]._v != version):
-            raise StaleLayer(layer.collection_id)
-        count, capped = rows[0]._n, rows[0]._count
-        rows = [row for row in rows if row._f is not None]
-        more = len(rows) > request.limit
-        first_page = request.token is None and request.offset == 0
-        matched: int | None
-        if self.counts.limit <= 0:
-            matched = None  # TERRACAT_CATALOG_COUNT_LIMIT=0: never counted, as for items
-        elif not selects:
-            matched = int(count)  # the layer's count, kept by every write (same snapshot)
-        elif first_page and not more:
-            matched = len(rows)  # a first page holding every match is its own count
-        elif capped is not None and capped <= self.counts.limit:
-            matched = int(capped)
-        else:
+        if not counted:
             async with connect(self.engine) as conn:
                 found = where(layer, query) if clauses is None else clauses
                 matched = await self._count(conn, layer, found, len(rows))
@@ -407,22 +420,30 @@ class FeatureReader:
         )
 
     async def _count(
-        self, conn: Any, layer: Layer, clauses: list[ColumnElement[Any]], seen: int
+        self,
+        conn: Any,
+        layer: Layer,
+        clauses: list[ColumnElement[Any]],
+        seen: int,
+        fresh: Callable[[Any], Awaitable[bool]] | None = None,
     ) -> int | None:
         """As the STAC items' numberMatched (catalog/stac/counts.py): planned first, counted
         exactly when few and cheap, else the planner's estimate from fresh statistics of the
         layer's table, else counted up to a cap within a time limit. Counting every match
         first (with its timeout's savepoint) cost six round trips and most of a page's time."""
 
+        return await count_matches(
+            conn, clauses, seen, self.counts, fresh=fresh or self._freshness(layer),
+            source=layer.table, estimate_past_stale=True,
+        )  # fmt: skip
+
+    def _freshness(self, layer: Layer) -> Freshness:
         fresh = self._fresh.get(layer.table_name)
         if fresh is None:
             if len(self._fresh) > 1024:
                 self._fresh.clear()
             fresh = self._fresh[layer.table_name] = Freshness(table=layer.qualified_name)
-        return await count_matches(
-            conn, clauses, seen, self.counts, fresh=fresh, source=layer.table,
-            estimate_past_stale=True,
-        )  # fmt: skip
+        return fresh
 
     async def feature(self, layer: Layer, fid: int, selection: Selection) -> str:
         """One feature as GeoJSON text; FeatureNotFound when the id is not there."""
