@@ -24,7 +24,7 @@ from stac_fastapi.types.search import APIRequest, str2list
 from starlette.responses import HTMLResponse, Response
 
 from catalog import web
-from catalog.errors import InvalidBBox, InvalidParameter
+from catalog.errors import CatalogError, InvalidBBox, InvalidParameter
 from catalog.settings import CatalogSettings, LimitSettings
 from catalog.stac import cql2
 from catalog.stac.requests import page_size, parse_bbox
@@ -37,6 +37,7 @@ from catalog.vector.features import (
     FeatureReader,
     PageRequest,
     Selection,
+    StaleLayer,
     selected,
 )
 from catalog.vector.query import FeatureQuery
@@ -68,6 +69,7 @@ _FID = re.compile(r"[0-9]{1,18}")
 # Filters up to this many characters parse on the event loop: ~15 us for a two-term filter,
 # less than the hop to a thread (bench.features_pygeoapi); longer ones go to a thread.
 INLINE_FILTER = 512
+_ATTEMPTS = 3  # reads of a layer that changes under a request before it stops checking
 
 _CRS = Query(
     description="Vector collections: the CRS of the response's coordinates (OGC API - "
@@ -187,13 +189,47 @@ class VectorItems:
     async def items(
         self, request: Request, collection_id: str, params: Mapping[str, Any]
     ) -> Response | None:
-        """GET /collections/{id}/items of a vector collection; None for any other."""
-        layer = await self._layer(request, collection_id)
-        if layer is None:
-            return None
+        """GET /collections/{id}/items of a vector collection; None for any other.
+
+        The layer comes from the reader's memory and the page's statement checks it is still
+        current; a layer changed since (``StaleLayer``), or one that refuses a parameter, is
+        read again and the request answered from that. Facets are kept by layer version
+        (``FacetCache``), so a request with ``facetby`` reads the layer first.
+        """
+        reader: FeatureReader = request.app.state.features
         facet = FacetParams(
             params.get("facetby"), params.get("facet_limit"), params.get("facet_buckets")
         )
+        fresh = bool(facet.names())
+        for attempt in range(_ATTEMPTS):
+            found = await reader.layer(collection_id, fresh=fresh)
+            if found is None:
+                return None
+            layer, version = found
+            # Writes keep coming: the last attempt reads the page without checking the version.
+            checked = version if attempt < _ATTEMPTS - 1 else None
+            try:
+                return await self._items(request, collection_id, layer, checked, facet, params)
+            except StaleLayer:
+                pass
+            except CatalogError:
+                if fresh:
+                    raise
+                again = await reader.layer(collection_id, fresh=True)
+                if again is not None and again[1] == version:
+                    raise  # refused by the layer as it is
+            fresh = True
+        return None  # the layer went away while we read it
+
+    async def _items(
+        self,
+        request: Request,
+        collection_id: str,
+        layer: Layer,
+        version: str | None,
+        facet: FacetParams,
+        params: Mapping[str, Any],
+    ) -> Response:
         # limit=0 with facetby: the facets alone (and numberMatched), no page of features.
         only_facets = params.get("limit") == 0 and bool(facet.names())
         page_request = await self._page_request(
@@ -210,7 +246,7 @@ class VectorItems:
         page = (
             FeaturePage(features=[], matched=matched, next_token=None, prev_token=None)
             if only_facets
-            else await reader.page(layer, page_request)
+            else await reader.page(layer, page_request, version)
         )
         base_url = web.base_url(request)
         route = f"collections/{quote(collection_id, safe='')}/items"

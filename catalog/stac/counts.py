@@ -122,6 +122,10 @@ class Freshness:
         self._until = now + self.ttl_s if fresh else 0.0
         return fresh
 
+    def known(self) -> bool:
+        """Whether the statistics were seen fresh less than ``ttl_s`` ago (no query)."""
+        return time.monotonic() < self._until
+
     def forget(self) -> None:
         """Ask again next time (after a write of this process)."""
         self._until = 0.0

@@ -15,7 +15,11 @@ buckets:
 
 Every bucket is listed, empty ones too. The min and max come from a CTE over the same rows in
 the same statement (a second scan, skipped when every bucketed facet has edges), which each
-row's bucket reads as InitPlan parameters. Integer buckets are bigint arithmetic: a property
+row's bucket reads as InitPlan parameters. Over every feature (no bbox, datetime or filter),
+the CTE reads them from the layer's row instead (``vector_layers.bounds``, kept by every
+write with the feature count), in the statement's snapshot and only from the version of the
+row the caller read; a newer row gives no rows and the statement runs again with the scan.
+Integer buckets are bigint arithmetic: a property
 spanning more than 2**63 is refused as ``request.InvalidValue`` by the database layer.
 Where the time goes, and what was measured: docs/benchmarks.md, "Facets and aggregations".
 """
@@ -28,18 +32,21 @@ from typing import Any
 
 from sqlalchemy import (
     Date,
+    DateTime,
     Double,
     and_,
     case,
     cast,
+    column,
     func,
     literal,
     or_,
     select,
+    table,
     true,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -50,6 +57,12 @@ from .query import Clause, FeatureQuery, where
 from .schema import Layer, Property, PropertyType
 
 EPOCH = dt.date(1970, 1, 1)
+_LAYERS = table(
+    "vector_layers",
+    column("collection_id"),
+    column("updated", DateTime(timezone=True)),
+    column("bounds", JSONB),
+)
 _INF = float("inf")
 
 
@@ -159,10 +172,12 @@ async def facet_counts(
     props = facet_properties(layer, names)
     if limit_per_facet < 1 or buckets < 1:
         raise InvalidFacet("facet_limit and facet_buckets are at least 1")
-    plan = _Plan(layer, props, limit_per_facet, buckets, dict(edges or {}))
-    rows = (
-        await conn.execute(plan.statement(where(layer, query) if clauses is None else clauses))
-    ).all()
+    found = where(layer, query) if clauses is None else list(clauses)
+    plan = _Plan(layer, props, limit_per_facet, buckets, dict(edges or {}), stored=not found)
+    rows = (await conn.execute(plan.statement(found))).all()
+    if not rows and plan.stored:  # the layer's row is no longer the one read: scan instead
+        plan = _Plan(layer, props, limit_per_facet, buckets, dict(edges or {}))
+        rows = (await conn.execute(plan.statement(found))).all()
     return plan.read(rows)
 
 
@@ -184,6 +199,7 @@ class _Plan:
         limit: int,
         buckets: int,
         edges: dict[str, Sequence[Any]],
+        stored: bool = False,
     ) -> None:
         self.layer = layer
         self.props = list(props)
@@ -197,6 +213,15 @@ class _Plan:
         self.equal_width = [
             i for i, p in enumerate(props) if not _is_terms(p) and p.name not in edges
         ]
+        # Over every feature, the ranges the layer's row keeps (every write sets them) stand
+        # for the scan of the bounds CTE, read in the statement's snapshot and only from the
+        # very version of the row ``layer`` is (else no rows: ``facet_counts`` scans).
+        self.stored = (
+            stored
+            and bool(self.equal_width)
+            and layer.updated is not None
+            and all(props[i].column in layer.bounded for i in self.equal_width)
+        )
 
     def _bounds(self, i: int) -> list[ColumnElement[Any]]:
         """The CTE columns of an equal-width facet: ``lo``/``hi`` on its scale (the number,
@@ -204,26 +229,39 @@ class _Plan:
         ``a``, the origin in the column's own type, and ``s``, the upper bound of
         width_bucket (the max, or min + 1 when they are equal) or the whole width."""
         prop = self.props[i]
-        column = self.layer.table.c[prop.column]
+        least, most = self._range(prop)
         lo: Clause
         hi: Clause
         a: Clause
         s: Clause
         if prop.type is PropertyType.NUMBER:  # NaN and infinities are not on any scale
-            finite = and_(column > -_INF, column < _INF)
-            lo, hi = func.min(column).filter(finite), func.max(column).filter(finite)
+            lo, hi = least, most
             a, s = lo, case((hi == lo, lo + 1), else_=hi)
         elif prop.type is PropertyType.DATETIME:  # date_part is a double, extract a numeric
-            lo = func.date_part("epoch", func.min(column))
-            hi = func.date_part("epoch", func.max(column))
+            lo = func.date_part("epoch", least)
+            hi = func.date_part("epoch", most)
             a, s = lo, case((hi == lo, lo + 1), else_=hi)
         else:  # integers and dates: whole widths (days for dates)
-            a = func.min(column)
-            span = func.max(column) - a
+            a = least
+            span = most - a
             s = span // self.buckets + 1
             lo = a - literal(EPOCH, Date) if prop.type is PropertyType.DATE else a
             hi = lo + span
         return [lo.label(f"lo{i}"), hi.label(f"hi{i}"), a.label(f"a{i}"), s.label(f"s{i}")]
+
+    def _range(self, prop: Property) -> tuple[Clause, Clause]:
+        """The smallest and largest value of ``prop`` (numbers: finite ones) over the rows
+        counted: aggregates of the bounds CTE's scan, or the layer row's ``bounds``."""
+        column = self.layer.table.c[prop.column]
+        if self.stored:
+            kind = Double() if prop.type is PropertyType.NUMBER else prop.type.sa_type
+            return cast(
+                func.jsonb_extract_path_text(_LAYERS.c.bounds, prop.column, "0"), kind
+            ), cast(func.jsonb_extract_path_text(_LAYERS.c.bounds, prop.column, "1"), kind)
+        if prop.type is PropertyType.NUMBER:
+            finite = and_(column > -_INF, column < _INF)
+            return func.min(column).filter(finite), func.max(column).filter(finite)
+        return func.min(column), func.max(column)
 
     def statement(self, clauses: Sequence[Clause]) -> Any:
         """The one SELECT of the request."""
@@ -231,7 +269,13 @@ class _Plan:
         stats = None
         if self.equal_width:  # a CTE: computed once, read by the buckets and by the answer
             bounds = [column for i in self.equal_width for column in self._bounds(i)]
-            stats = select(*bounds).where(*clauses).cte("s")
+            if self.stored:
+                row = (_LAYERS.c.collection_id == self.layer.collection_id) & (
+                    _LAYERS.c.updated == self.layer.updated
+                )
+                stats = select(*bounds).select_from(_LAYERS).where(row).cte("s")
+            else:
+                stats = select(*bounds).where(*clauses).cte("s")
         keys = [self._key(i, prop, stats).label(f"k{i}") for i, prop in enumerate(self.props)]
         inner = select(*keys).select_from(table).where(*clauses).subquery("f")
         k = [inner.c[f"k{i}"] for i in range(len(self.props))]

@@ -5,31 +5,45 @@ as text: the properties are typed columns, so there is nothing to convert in Pyt
 selected with ``query.where`` (as every reader of features), ordered by the requested sort keys
 and then the feature id, and paged by keyset tokens on those keys (``catalog/stac/search.py``'s
 tokens, so a token of another sort order is refused). ``numberMatched`` is exact when nothing
-is filtered (the layer's count, kept by every write); otherwise it is found as the STAC items'
-is (``catalog.stac.counts.count_matches`` on the layer's table): exact when few, else the
-planner's estimate from fresh statistics, as documented in docs/api.md.
+is filtered (the layer's count, kept by every write); a bbox alone is counted up to the cap in
+the page's own statement (the spatial index bounds it); otherwise it is found as the STAC
+items' is (``catalog.stac.counts.count_matches`` on the layer's table): exact when few, else
+the planner's estimate from fresh statistics, as documented in docs/api.md.
+
+A page is one statement on an autocommit connection (no BEGIN and ROLLBACK round trips),
+joined to its layer's ``vector_layers`` row: the reader keeps layers in memory, and that row's
+version (``xmin``) in the page's own snapshot tells whether the layer used is still current.
 """
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import shapely
 from sqlalchemy import (
     JSON,
     DateTime,
     Integer,
+    LargeBinary,
+    Select,
     Text,
+    bindparam,
     cast,
+    column,
     func,
     literal,
     literal_column,
     select,
+    table,
+    true,
 )
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.db.engine import connect
 from catalog.errors import InvalidSortBy, NotFound
+from catalog.geometry import bbox_shape
 from catalog.stac.counts import CountPolicy, Freshness, count_matches
 from catalog.stac.queryables import Kind
 from catalog.stac.search import (
@@ -43,8 +57,9 @@ from catalog.stac.search import (
 )
 
 from .crs import CRS84_CRS, Crs
-from .query import FeatureQuery, where
+from .query import FeatureQuery, bbox_clause, where
 from .query import field as query_field
+from .repository import get_layer_version
 from .schema import FID, GEOM, Layer, PropertyType
 
 _SORTABLE = (Kind.NUMBER, Kind.TIMESTAMP, Kind.STRING, Kind.BOOLEAN)
@@ -123,6 +138,29 @@ def sort_keys(layer: Layer, sortby: Sequence[SortBy]) -> list[SortKey]:
     return keys
 
 
+async def _seen_fresh(conn: Any) -> bool:
+    """Statistics this process saw fresh a moment ago (``Freshness.known``), taken as fresh
+    for the request: it counts on an autocommit connection, where no timeout savepoint fits."""
+    return True
+
+
+def _prepared(request: PageRequest) -> bool:
+    """Whether a page is a usual one: the first, selected by a CRS84 bbox or nothing."""
+    query = request.query
+    return (
+        request.token is None
+        and request.offset == 0
+        and query.datetime is None
+        and query.filter is None
+        and (query.bbox is None or query.bbox_srid == 4326)
+    )
+
+
+def _index_bounded(query: FeatureQuery) -> bool:
+    """Whether the spatial index alone finds the matches of ``query`` (a bbox, nothing else)."""
+    return query.bbox is not None and query.datetime is None and query.filter is None
+
+
 def geometry_json(layer: Layer, crs: Crs) -> ColumnElement[Any]:
     """The geometry as GeoJSON in ``crs`` (reprojected and axis-swapped by PostGIS)."""
     geom: ColumnElement[Any] = layer.table.c[GEOM]
@@ -169,17 +207,163 @@ def feature_json(layer: Layer, selection: Selection) -> ColumnElement[Any]:
     )  # fmt: skip
 
 
+class StaleLayer(Exception):
+    """The layer a page was built from is no longer the collection's (another write since)."""
+
+
+# The row of a layer, as a page statement reads it: its version and count in the page's
+# snapshot (``xmin`` changes with every write of the row).
+_LAYERS = table("vector_layers", column("collection_id"), column("feature_count"), column("xmin"))
+_KEPT_LAYERS = 1024
+_KEPT_STATEMENTS = 512
+_GONE = ("42P01", "42703")  # undefined_table, undefined_column
+
+
 class FeatureReader:
-    """Reads features of vector collections for the API (``app.state.features``)."""
+    """Reads features of vector collections for the API (``app.state.features``).
+
+    ``layer`` answers from the layers this process has read, and ``page`` checks in its own
+    statement that the layer it was given is still the collection's (its row version), so a
+    page costs one statement, one round trip, with no transaction to open or close; a layer
+    changed or removed since raises ``StaleLayer`` and the caller reads it anew.
+    """
 
     def __init__(self, engine: AsyncEngine, counts: CountPolicy) -> None:
         self.engine = engine
         self.counts = counts
         self._fresh: dict[str, Freshness] = {}  # by feature table
+        self._layers: dict[str, tuple[Layer, str]] = {}  # by collection: layer, row version
+        self._sql: dict[Hashable, tuple[str, dict[str, Any], list[SortKey]]] = {}
 
-    async def page(self, layer: Layer, request: PageRequest) -> FeaturePage:
-        """One page of ``layer``'s features matching ``request``."""
-        clauses = where(layer, request.query)
+    async def layer(self, collection_id: str, fresh: bool = False) -> tuple[Layer, str] | None:
+        """The layer of ``collection_id`` and its row version, as last read by this process
+        (``fresh``: read now); None for a collection without one (never kept: it may get one)."""
+        kept = None if fresh else self._layers.get(collection_id)
+        if kept is not None:
+            return kept
+        async with connect(self.engine) as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            found = await get_layer_version(conn, collection_id)
+        if found is None:
+            self._layers.pop(collection_id, None)
+            return None
+        if len(self._layers) >= _KEPT_LAYERS:
+            self._layers.clear()
+        self._layers[collection_id] = found
+        return found
+
+    def forget(self, collection_id: str) -> None:
+        """Read the layer of ``collection_id`` anew next time."""
+        self._layers.pop(collection_id, None)
+
+    async def page(
+        self, layer: Layer, request: PageRequest, version: str | None = None
+    ) -> FeaturePage:
+        """One page of ``layer``'s features matching ``request``; with ``version`` (of
+        ``layer``), ``StaleLayer`` unless the layer is still at that version.
+
+        The usual page (a first page, no filter or datetime, a CRS84 bbox or none) runs SQL
+        compiled once per layer version, selection, order and size, with the bbox bound:
+        building and compiling the statement again took longer than PostgreSQL's answer.
+        """
+        clauses: list[ColumnElement[Any]] | None = None
+        params: dict[str, Any] = {"_c": layer.collection_id}
+        query = request.query
+        # A bbox alone is answered by the spatial index: counting its matches up to the cap
+        # reads at most that many rows, so it goes into the page's statement.
+        inline = _index_bounded(query)
+        sql: str | None = None
+        if _prepared(request):
+            sql, defaults, keys = self._compiled(layer, version, request, inline)
+            params.update(defaults, _c=layer.collection_id)
+            if query.bbox is not None:
+                params["_box"] = shapely.to_wkb(bbox_shape(query.bbox))
+            backwards, selects = False, query.bbox is not None
+        else:
+            clauses = where(layer, query)
+            statement, keys, backwards = self._build(layer, request, clauses, inline)
+            selects = bool(clauses)
+        first_page = request.token is None and request.offset == 0
+        matched: int | None = None
+        counted = False
+        try:
+            async with connect(self.engine) as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                if sql is not None:
+                    rows = list((await conn.exec_driver_sql(sql, params)).all())
+                else:
+                    rows = list((await conn.execute(statement, params)).all())
+                if not rows or (version is not None and rows[0]._v != version):
+                    raise StaleLayer(layer.collection_id)
+                count, capped = rows[0]._n, rows[0]._count
+                rows = [row for row in rows if row._f is not None]
+                more = len(rows) > request.limit
+                if self.counts.limit <= 0:
+                    counted = True  # TERRACAT_CATALOG_COUNT_LIMIT=0: never counted, as items
+                elif not selects:
+                    matched, counted = int(count), True  # the layer's count (same snapshot)
+                elif first_page and not more:
+                    matched, counted = len(rows), True  # a first page holding every match
+                elif capped is not None and capped <= self.counts.limit:
+                    matched, counted = int(capped), True
+                elif self._freshness(layer).known():
+                    # Fresh statistics: no count under a timeout (a savepoint) can be needed,
+                    # so the plan and any count run here, without a transaction.
+                    found = where(layer, query) if clauses is None else clauses
+                    matched = await self._count(conn, layer, found, len(rows), _seen_fresh)
+                    counted = True
+        except ProgrammingError as exc:
+            # A table or column of an older layer, gone since (collection deleted, replaced)
+            if version is not None and getattr(exc.orig, "sqlstate", None) in _GONE:
+                raise StaleLayer(layer.collection_id) from exc
+            raise
+        if not counted:
+            async with connect(self.engine) as conn:
+                found = where(layer, query) if clauses is None else clauses
+                matched = await self._count(conn, layer, found, len(rows))
+        rows = rows[: request.limit]
+        if backwards:
+            rows.reverse()
+        has_next = more if not backwards else True
+        has_prev = bool(rows) and (more if backwards else not first_page)
+
+        def token(row: Any, back: bool) -> str:
+            return encode_token(keys, [row[f"_k{i}"] for i in range(len(keys))], back)
+
+        return FeaturePage(
+            features=[row._f for row in rows],
+            next_token=token(rows[-1]._mapping, False) if rows and has_next else None,
+            prev_token=token(rows[0]._mapping, True) if has_prev else None,
+            matched=matched,
+        )
+
+    def _compiled(
+        self, layer: Layer, version: str | None, request: PageRequest, inline: bool
+    ) -> tuple[str, dict[str, Any], list[SortKey]]:
+        """The SQL of a usual page (``_prepared``), its constant parameters and sort keys."""
+        # A version names the layer's row as it was read; without one, the layer itself.
+        known = (layer.collection_id, version) if version is not None else layer
+        shape = (known, request.selection, tuple(request.sortby), request.limit,
+                 request.query.bbox is not None, inline, self.counts.limit)  # fmt: skip
+        found = self._sql.get(shape)
+        if found is None:
+            box = func.ST_GeomFromWKB(bindparam("_box", type_=LargeBinary), 4326)
+            clauses = [bbox_clause(layer, box)] if request.query.bbox is not None else []
+            statement, keys, _ = self._build(layer, request, clauses, inline)
+            compiled = statement.compile(dialect=self.engine.dialect)
+            if len(self._sql) >= _KEPT_STATEMENTS:
+                self._sql.clear()
+            found = self._sql[shape] = (str(compiled), dict(compiled.params), keys)
+        return found
+
+    def _build(
+        self,
+        layer: Layer,
+        request: PageRequest,
+        clauses: list[ColumnElement[Any]],
+        inline: bool,
+    ) -> tuple[Select[Any], list[SortKey], bool]:
+        """The statement of a page, its sort keys, and whether it walks them backwards."""
         keys = sort_keys(layer, request.sortby)
         backwards = False
         page_clauses = list(clauses)
@@ -198,52 +382,68 @@ class FeatureReader:
         )
         if request.offset and not request.token:
             query = query.offset(request.offset)
-        async with connect(self.engine) as conn:
-            rows = list((await conn.execute(query)).all())
-            more = len(rows) > request.limit
-            first_page = request.token is None and request.offset == 0
-            matched: int | None
-            if self.counts.limit <= 0:
-                matched = None  # TERRACAT_CATALOG_COUNT_LIMIT=0: never counted, as for items
-            elif not clauses:
-                matched = layer.feature_count
-            elif first_page and not more:
-                matched = len(rows)  # a first page holding every match is its own count
-            else:
-                matched = await self._count(conn, layer, clauses, len(rows))
-        rows = rows[: request.limit]
-        if backwards:
-            rows.reverse()
-        has_next = more if not backwards else True
-        has_prev = bool(rows) and (more if backwards else not first_page)
+        counted = clauses if inline and self.counts.limit > 0 else None
+        return self._statement(layer, query, keys, backwards, counted), keys, backwards
 
-        def token(row: Any, back: bool) -> str:
-            return encode_token(keys, [row[f"_k{i}"] for i in range(len(keys))], back)
-
-        return FeaturePage(
-            features=[row._f for row in rows],
-            next_token=token(rows[-1]._mapping, False) if rows and has_next else None,
-            prev_token=token(rows[0]._mapping, True) if has_prev else None,
-            matched=matched,
+    def _statement(
+        self,
+        layer: Layer,
+        query: Select[Any],
+        keys: Sequence[SortKey],
+        backwards: bool,
+        counted: Sequence[ColumnElement[Any]] | None,
+    ) -> Select[Any]:
+        """The page joined to its layer's row: the row's version and feature count on every
+        row (and alone, with null features, when the page is empty), and the matches counted
+        up to the cap when ``counted`` are the clauses to count."""
+        page = query.lateral("p")
+        capped: ColumnElement[Any] = literal_column("NULL::bigint")
+        if counted is not None:
+            matching: Select[Any] = (
+                select(literal_column("1")).select_from(layer.table).where(*counted)
+            )
+            inner = matching.limit(self.counts.limit + 1).subquery("m")
+            capped = select(func.count()).select_from(inner).scalar_subquery()
+        # Rows come out of the lateral page in its order; the outer ORDER BY (over a page's
+        # rows) makes it a promise, not a plan's habit.
+        outer = [replace(k, expr=page.c[f"_k{i}"]) for i, k in enumerate(keys)]
+        return (
+            select(
+                cast(_LAYERS.c.xmin, Text).label("_v"),
+                _LAYERS.c.feature_count.label("_n"),
+                capped.label("_count"),
+                *page.c,
+            )
+            .select_from(_LAYERS.outerjoin(page, true()))
+            .where(_LAYERS.c.collection_id == bindparam("_c"))
+            .order_by(*(order_by_reversed(outer) if backwards else order_by(outer)))
         )
 
     async def _count(
-        self, conn: Any, layer: Layer, clauses: list[ColumnElement[Any]], seen: int
+        self,
+        conn: Any,
+        layer: Layer,
+        clauses: list[ColumnElement[Any]],
+        seen: int,
+        fresh: Callable[[Any], Awaitable[bool]] | None = None,
     ) -> int | None:
         """As the STAC items' numberMatched (catalog/stac/counts.py): planned first, counted
         exactly when few and cheap, else the planner's estimate from fresh statistics of the
         layer's table, else counted up to a cap within a time limit. Counting every match
         first (with its timeout's savepoint) cost six round trips and most of a page's time."""
 
+        return await count_matches(
+            conn, clauses, seen, self.counts, fresh=fresh or self._freshness(layer),
+            source=layer.table, estimate_past_stale=True,
+        )  # fmt: skip
+
+    def _freshness(self, layer: Layer) -> Freshness:
         fresh = self._fresh.get(layer.table_name)
         if fresh is None:
             if len(self._fresh) > 1024:
                 self._fresh.clear()
             fresh = self._fresh[layer.table_name] = Freshness(table=layer.qualified_name)
-        return await count_matches(
-            conn, clauses, seen, self.counts, fresh=fresh, source=layer.table,
-            estimate_past_stale=True,
-        )  # fmt: skip
+        return fresh
 
     async def feature(self, layer: Layer, fid: int, selection: Selection) -> str:
         """One feature as GeoJSON text; FeatureNotFound when the id is not there."""
@@ -265,6 +465,7 @@ __all__ = [
     "FeatureReader",
     "PageRequest",
     "Selection",
+    "StaleLayer",
     "feature_json",
     "selected",
     "sort_keys",

@@ -112,16 +112,18 @@ def _to_lonlat(srid: int) -> pyproj.Transformer:
     return pyproj.Transformer.from_crs(srid, 4326, always_xy=True)
 
 
+def bbox_clause(layer: Layer, box: Clause) -> Clause:
+    """Features meeting ``box`` (a geometry in EPSG:4326)."""
+    return func.ST_Intersects(layer.table.c[GEOM], box)
+
+
 def where(layer: Layer, query: FeatureQuery) -> list[Clause]:
     """The conditions of ``query`` (an empty list selects every feature)."""
-    table = layer.table
     clauses: list[Clause] = []
     if query.bbox is not None and query.bbox_srid != 4326:
-        clauses.append(
-            func.ST_Intersects(table.c[GEOM], projected_box(query.bbox, query.bbox_srid))
-        )
+        clauses.append(bbox_clause(layer, projected_box(query.bbox, query.bbox_srid)))
     elif query.bbox is not None:
-        clauses.append(func.ST_Intersects(table.c[GEOM], as_sql(bbox_shape(query.bbox))))
+        clauses.append(bbox_clause(layer, as_sql(bbox_shape(query.bbox))))
     if query.datetime is not None:
         column = datetime_column(layer)
         start, end = query.datetime
@@ -136,6 +138,7 @@ def where(layer: Layer, query: FeatureQuery) -> list[Clause]:
 
 __all__ = [
     "FeatureQuery",
+    "bbox_clause",
     "datetime_column",
     "field",
     "projected_box",

@@ -26,7 +26,8 @@ from .schema import (
 
 _LAYER_COLUMNS = (
     "collection_id, table_name, geometry_type, source_crs, properties, datetime_property, "
-    "annotates, feature_count, west, south, east, north, start_datetime, end_datetime, updated"
+    "annotates, feature_count, west, south, east, north, start_datetime, end_datetime, updated, "
+    "bounds"
 )
 
 
@@ -44,6 +45,7 @@ def _layer(row: Any) -> Layer:
         bbox=bbox,
         interval=(row.start_datetime, row.end_datetime),
         updated=row.updated,
+        bounded=tuple(row.bounds or ()),
     )
 
 
@@ -56,6 +58,21 @@ async def get_layer(conn: AsyncConnection, collection_id: str) -> Layer | None:
         )
     ).first()
     return None if row is None else _layer(row)
+
+
+async def get_layer_version(conn: AsyncConnection, collection_id: str) -> tuple[Layer, str] | None:
+    """The layer of a collection and its row version (``xmin``, the transaction that last
+    wrote the row: any change of the layer changes it), or None."""
+    row = (
+        await conn.execute(
+            text(
+                f"SELECT {_LAYER_COLUMNS}, xmin::text AS version FROM vector_layers "
+                "WHERE collection_id = :c"
+            ),
+            {"c": collection_id},
+        )
+    ).first()
+    return None if row is None else (_layer(row), row.version)
 
 
 async def _reread(conn: AsyncConnection, collection_id: str) -> Layer:
@@ -184,7 +201,17 @@ async def copy_features(
 
 
 async def refresh_extent(conn: AsyncConnection, layer: Layer) -> Layer:
-    """Recount the layer's features and recompute its extent (after every write)."""
+    """Recount the layer's features and recompute its extent and the range of each number and
+    date property (after every write).
+
+    The layer's row is locked first: the recount, a statement of its own, then sees every
+    write committed before it, where an UPDATE racing another one would keep the figures of
+    its own snapshot (a count or range missing the other's rows).
+    """
+    await conn.execute(
+        text("SELECT 1 FROM vector_layers WHERE collection_id = :c FOR UPDATE"),
+        {"c": layer.collection_id},
+    )
     dt = layer.prop(layer.datetime_property) if layer.datetime_property else None
     # Typed: a bare NULL is text, which timestamptz columns refuse.
     t0, t1 = (
@@ -196,14 +223,40 @@ async def refresh_extent(conn: AsyncConnection, layer: Layer) -> Layer:
         text(
             "UPDATE vector_layers v SET feature_count = s.n, west = ST_XMin(s.e), "
             "south = ST_YMin(s.e), east = ST_XMax(s.e), north = ST_YMax(s.e), "
-            "start_datetime = s.t0, end_datetime = s.t1, updated = now() "
-            f"FROM (SELECT count(*) AS n, ST_Extent({GEOM}) AS e, {t0} AS t0, {t1} AS t1 "
-            f"FROM {layer.qualified_name}) s "
+            "start_datetime = s.t0, end_datetime = s.t1, bounds = s.b, updated = now() "
+            f"FROM (SELECT count(*) AS n, ST_Extent({GEOM}) AS e, {t0} AS t0, {t1} AS t1, "
+            f"{_bounds_sql(layer)} AS b FROM {layer.qualified_name}) s "
             "WHERE v.collection_id = :c"
         ),
         {"c": layer.collection_id},
     )
     return await _reread(conn, layer.collection_id)
+
+
+_RANGED = (PropertyType.NUMBER, PropertyType.INTEGER, PropertyType.DATE, PropertyType.DATETIME)
+_PAIRS = 50  # jsonb_build_object takes at most 100 arguments
+
+
+def _bounds_sql(layer: Layer) -> str:
+    """``{column: [min, max]}`` of the layer's number and date properties, as SQL over its
+    table (numbers: finite values only; column names are ours, safe in SQL text)."""
+    pairs = []
+    for prop in layer.properties:
+        if prop.type not in _RANGED:
+            continue
+        column = f'"{prop.column}"'
+        where = (
+            f" FILTER (WHERE {column} > '-Infinity' AND {column} < 'Infinity')"
+            if prop.type is PropertyType.NUMBER
+            else ""
+        )
+        pairs.append(
+            f"'{prop.column}', jsonb_build_array(min({column}){where}, max({column}){where})"
+        )
+    if not pairs:
+        return "'{}'::jsonb"
+    chunks = [pairs[i : i + _PAIRS] for i in range(0, len(pairs), _PAIRS)]
+    return " || ".join(f"jsonb_build_object({', '.join(chunk)})" for chunk in chunks)
 
 
 class VectorRepository:
@@ -251,5 +304,6 @@ __all__ = [
     "copy_features",
     "create_layer",
     "get_layer",
+    "get_layer_version",
     "refresh_extent",
 ]

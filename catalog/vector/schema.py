@@ -168,6 +168,8 @@ class Layer:
     bbox: tuple[float, float, float, float] | None = None
     interval: tuple[datetime | None, datetime | None] = (None, None)
     updated: datetime | None = None  # set by every write (refresh_extent): a version of the data
+    # columns whose [min, max] the row keeps (``bounds``, set by every write with the extent)
+    bounded: tuple[str, ...] = ()
     table: Table = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

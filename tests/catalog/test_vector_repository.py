@@ -142,3 +142,20 @@ async def test_query_compiles_cql2_bbox_and_datetime_on_columns(engine: AsyncEng
     assert await fids(FeatureQuery(datetime=interval)) == [2, 3]
     with pytest.raises(UnknownQueryable):
         where(layer, FeatureQuery(filter=cql2.parse("nope = 1", "cql2-text")))
+
+
+async def test_writes_keep_the_range_of_numbers_and_dates(engine: AsyncEngine) -> None:
+    props = [("crop", PropertyType.STRING), ("area", PropertyType.NUMBER),
+             ("plots", PropertyType.INTEGER), ("sown", PropertyType.DATETIME)]  # fmt: skip
+    when = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    rows = [(shapely.to_wkb(shapely.box(i, 0, i + 1, 1)), "wheat", area, i, when)
+            for i, area in enumerate([0.1 + 0.2, float("inf"), 7.25, float("nan")])]  # fmt: skip
+    async with engine.begin() as conn:
+        layer = await create_layer(conn, "fields", props, "Polygon")
+        await copy_features(conn, layer, [n for n, _ in props], rows)
+        layer = await refresh_extent(conn, layer)
+        bounds = (await conn.execute(text("SELECT bounds FROM vector_layers"))).scalar_one()
+    # numbers over finite values only, exactly (0.1 + 0.2 is no round decimal); strings: none
+    assert set(layer.bounded) == {"area", "plots", "sown"}
+    assert bounds["area"] == [0.1 + 0.2, 7.25] and bounds["plots"] == [0, 3]
+    assert [datetime.fromisoformat(v) for v in bounds["sown"]] == [when, when]
