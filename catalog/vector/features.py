@@ -38,7 +38,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.exc import ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.db.engine import connect
@@ -260,12 +260,10 @@ class FeatureReader:
         self, layer: Layer, request: PageRequest, version: str | None = None
     ) -> FeaturePage:
         """One page of ``layer``'s features matching ``request``; with ``version`` (of
-        ``layer``), ``StaleLayer`` unless the layer is still at that version.
-
-        The usual page (a first page, no filter or datetime, a CRS84 bbox or none) runs SQL
-        compiled once per layer version, selection, order and size, with the bbox bound:
-        building and compiling the statement again took longer than PostgreSQL's answer.
-        """
+        ``layer``), ``StaleLayer`` unless the layer is still at that version. The usual page
+        (a first page, no filter or datetime, a CRS84 bbox or none) runs SQL compiled once per
+        layer version, selection, order and size: building it again took longer than the
+        database's answer."""
         clauses: list[ColumnElement[Any]] | None = None
         params: dict[str, Any] = {"_c": layer.collection_id}
         query = request.query
@@ -306,12 +304,8 @@ class FeatureReader:
                     matched, counted = len(rows), True  # a first page holding every match
                 elif capped is not None and capped <= self.counts.limit:
                     matched, counted = int(capped), True
-                elif self._freshness(layer).known():
-                    # Fresh statistics: no count under a timeout (a savepoint) can be needed,
-                    # so the plan and any count run here, without a transaction.
-                    found = where(layer, query) if clauses is None else clauses
-                    matched = await self._count(conn, layer, found, len(rows), _seen_fresh)
-                    counted = True
+                else:
+                    matched, counted = await self._fresh_count(conn, layer, query, clauses, rows)
         except ProgrammingError as exc:
             # A table or column of an older layer, gone since (collection deleted, replaced)
             if version is not None and getattr(exc.orig, "sqlstate", None) in _GONE:
@@ -321,21 +315,19 @@ class FeatureReader:
             async with connect(self.engine) as conn:
                 found = where(layer, query) if clauses is None else clauses
                 matched = await self._count(conn, layer, found, len(rows))
-        rows = rows[: request.limit]
-        if backwards:
-            rows.reverse()
-        has_next = more if not backwards else True
-        has_prev = bool(rows) and (more if backwards else not first_page)
+        return _page_of(rows[: request.limit], keys, more, backwards, first_page, matched)
 
-        def token(row: Any, back: bool) -> str:
-            return encode_token(keys, [row[f"_k{i}"] for i in range(len(keys))], back)
-
-        return FeaturePage(
-            features=[row._f for row in rows],
-            next_token=token(rows[-1]._mapping, False) if rows and has_next else None,
-            prev_token=token(rows[0]._mapping, True) if has_prev else None,
-            matched=matched,
-        )
+    async def _fresh_count(
+        self, conn: AsyncConnection, layer: Layer, query: Any,
+        clauses: list[ColumnElement[Any]] | None, rows: list[Any],
+    ) -> tuple[int | None, bool]:  # fmt: skip
+        """(matches, counted) on the page's connection when the statistics are fresh: no
+        count under a timeout (a savepoint) can be needed, so the plan and any count run
+        there, without a transaction; (None, False) else."""
+        if not self._freshness(layer).known():
+            return None, False
+        found = where(layer, query) if clauses is None else clauses
+        return await self._count(conn, layer, found, len(rows), _seen_fresh), True
 
     def _compiled(
         self, layer: Layer, version: str | None, request: PageRequest, inline: bool
@@ -457,6 +449,27 @@ class FeatureReader:
         if found is None:
             raise FeatureNotFound(f"collection {layer.collection_id!r} has no feature {fid}")
         return str(found)
+
+
+def _page_of(
+    rows: list[Any], keys: list[SortKey], more: bool, backwards: bool, first_page: bool,
+    matched: int | None,
+) -> FeaturePage:  # fmt: skip
+    """The page of ``rows`` (read in the page's order, or backwards), with its paging tokens."""
+    if backwards:
+        rows.reverse()
+    has_next = more if not backwards else True
+    has_prev = bool(rows) and (more if backwards else not first_page)
+
+    def token(row: Any, back: bool) -> str:
+        return encode_token(keys, [row[f"_k{i}"] for i in range(len(keys))], back)
+
+    return FeaturePage(
+        features=[row._f for row in rows],
+        next_token=token(rows[-1]._mapping, False) if rows and has_next else None,
+        prev_token=token(rows[0]._mapping, True) if has_prev else None,
+        matched=matched,
+    )
 
 
 __all__ = [
