@@ -10,14 +10,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import TextClause, text
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import connect
+from catalog.db.reads import ReadPool
 from catalog.errors import NotFound
 from catalog.stac.queryables import Kind
 from catalog.timeparse import parse_interval
 
 WGS84 = 4326
+# The dialect tile statements are compiled for once (parameters as psycopg takes them).
+PSYCOPG = psycopg_dialect()  # type: ignore[no-untyped-call]
 # Item properties copied into each feature when the item has them with this JSON type.
 FEATURE_PROPERTIES: dict[str, Kind] = {
     "title": Kind.STRING,
@@ -70,20 +74,27 @@ class VectorTile:
 class VectorTileRepository:
     """Encodes item footprints of one collection as Mapbox Vector Tiles.
 
-    ``extent`` and ``buffer`` are in tile units (MVT defaults 4096 and 64). ``simplify`` is the
-    tolerance of ST_SimplifyPreserveTopology in the same units (8 of 4096 is one pixel of a
-    tile drawn 512 pixels wide, as MapLibre does), applied to footprints of more than 16
-    points; 0 leaves geometries as they are apart from the snapping to the tile grid that
-    ST_AsMVTGeom always does.
+    ``reads`` runs the statement on the app's psycopg read pool (catalog/db/reads.py), without
+    it on the engine. ``extent`` and ``buffer`` are in tile units (MVT defaults 4096 and 64).
+    ``simplify`` is the tolerance of ST_SimplifyPreserveTopology in the same units (8 of 4096
+    is one pixel of a tile drawn 512 pixels wide, as MapLibre does), applied to footprints of
+    more than 16 points; 0 leaves geometries as they are apart from the snapping to the tile
+    grid that ST_AsMVTGeom always does.
     """
 
     def __init__(
-        self, engine: AsyncEngine, extent: int = 4096, buffer: int = 64, simplify: float = 8.0
+        self,
+        engine: AsyncEngine,
+        extent: int = 4096,
+        buffer: int = 64,
+        simplify: float = 8.0,
+        reads: ReadPool | None = None,
     ) -> None:
         self.engine = engine
         self.extent = extent
         self.buffer = buffer
         self.simplify = simplify
+        self.reads = reads
 
     async def footprints(
         self,
@@ -111,13 +122,17 @@ class VectorTileRepository:
             self.simplify > 0,
         )
         params = self._params(collection_id, bounds, layer, limit) | {"start": start, "end": end}
-        # One statement text per shape, bound values only: SQLAlchemy compiles it once and
-        # psycopg prepares it, where a Core statement rebuilt per tile cost more Python time
-        # than the database took for a whole low-zoom tile. Autocommit: no BEGIN / ROLLBACK
-        # round trips around a single read.
-        async with connect(self.engine) as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            row = (await conn.execute(_tile_sql(shape), params)).one()
+        # One statement text per shape, bound values only: compiled once and prepared by
+        # psycopg, where a Core statement rebuilt per tile cost more Python time than the
+        # database took for a whole low-zoom tile. Autocommit: no BEGIN / ROLLBACK round trips
+        # around a single read.
+        sql = _driver_sql(shape)
+        if self.reads is not None:
+            row: Any = await self.reads.one(sql, params)
+        else:
+            async with connect(self.engine) as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                row = (await conn.exec_driver_sql(sql, params)).one()
         if not row.known:
             raise NotFound(f"collection {collection_id!r} does not exist")
         content = bytes(row.tile) if row.features else b""
@@ -225,6 +240,13 @@ def _footprint_sql(shape: _Shape) -> tuple[str, str]:
         else "ST_Intersects(i.geometry, a.geom)"
     )
     return meets, projected
+
+
+@functools.cache
+def _driver_sql(shape: _Shape) -> str:
+    """The tile statement in psycopg's parameter style (SQLAlchemy's per-execution work on a
+    text(), cache key and bind processing, is skipped: nothing here needs it)."""
+    return str(_tile_sql(shape).compile(dialect=PSYCOPG))
 
 
 @functools.cache

@@ -37,7 +37,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Text
 
 from catalog.db.engine import connect
-from catalog.maps.tiles import WGS84, TileBounds, VectorTile
+from catalog.db.reads import ReadPool
+from catalog.maps.tiles import PSYCOPG, WGS84, TileBounds, VectorTile
 
 from .query import FeatureQuery, where
 from .schema import FID, GEOM, Layer, Property, PropertyType
@@ -89,9 +90,15 @@ def _free_name(base: str, taken: set[str]) -> str:
 class FeatureTileRepository:
     """Encodes the features of vector collections as Mapbox Vector Tiles."""
 
-    def __init__(self, engine: AsyncEngine, params: FeatureTileParams | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        params: FeatureTileParams | None = None,
+        reads: ReadPool | None = None,
+    ) -> None:
         self.engine = engine
         self.params = params or FeatureTileParams()
+        self.reads = reads
 
     async def tile(
         self,
@@ -111,15 +118,21 @@ class FeatureTileRepository:
         again cost more Python time than PostGIS took for a high-zoom tile.
         """
         values = self.values(bounds, name, limit)
-        async with connect(self.engine) as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            if query == FeatureQuery():
-                shape = (layer, tuple(properties), bounds.srid, bounds.zxy is not None,
-                         bounds.limits is not None, self.params)  # fmt: skip
-                sql, defaults = self._compiled(shape, conn.dialect)
-                row = (await conn.exec_driver_sql(sql, {**defaults, **values})).one()
+        row: Any
+        if query == FeatureQuery():
+            shape = (layer, tuple(properties), bounds.srid, bounds.zxy is not None,
+                     bounds.limits is not None, self.params)  # fmt: skip
+            sql, defaults = self._compiled(shape, PSYCOPG)
+            if self.reads is not None:  # the app's psycopg read pool: no SQLAlchemy per tile
+                row = await self.reads.one(sql, {**defaults, **values})
             else:
-                statement = self.statement(layer, bounds, query, properties)
+                async with connect(self.engine) as conn:
+                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    row = (await conn.exec_driver_sql(sql, {**defaults, **values})).one()
+        else:
+            statement = self.statement(layer, bounds, query, properties)
+            async with connect(self.engine) as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 row = (await conn.execute(statement, values)).one()
         content = bytes(row.tile) if row.features else b""
         return VectorTile(content, int(row.features), int(row.matched) > limit)
