@@ -184,7 +184,7 @@ class FeatureTileRepository:
         fid_name, geom_name = _free_name(FID, taken), _free_name("geom", taken | {FID})
         area = self._area(bounds)
         geom = table.c[GEOM]
-        conditions = [func.ST_Intersects(geom, area.c.g), *where(layer, query)]
+        conditions = [self._meets(bounds, geom, area.c.g), *where(layer, query)]
         if p.min_size > 0 and layer.geometry_type not in POINT_TYPES:
             conditions.append(self._visible(layer, geom, area.c.floor))
         # Cut only what reaches out of the padded tile (a pole never reaches Web Mercator; a
@@ -222,6 +222,22 @@ class FeatureTileRepository:
             func.count().filter(kept).label("features"),
             mvt.filter(kept).label("tile"),
         ).select_from(numbered)
+
+    @staticmethod
+    def _meets(
+        bounds: TileBounds, geom: ColumnElement[Any], area: ColumnElement[Any]
+    ) -> ColumnElement[Any]:
+        """That ``geom`` meets the padded tile ``area``.
+
+        In a Web Mercator tile the area is a lon/lat rectangle, so a geometry whose bbox lies
+        in it meets it without a GEOS call (most of a low-zoom tile's features: 185 -> 143 ms
+        at z2 over 100,000 polygons); other matrix sets' areas may be curved. A CASE, not an
+        OR, which the planner would turn into a BitmapOr of two index scans.
+        """
+        if bounds.zxy is None:
+            return func.ST_Intersects(geom, area)
+        inside = case((geom.op("@")(area), true()), else_=func.ST_Intersects(geom, area))
+        return and_(geom.op("&&")(area), inside)
 
     def _area(self, bounds: TileBounds) -> Any:
         """A one-row CTE: the padded tile in lon/lat (``g``) and the size floor (``floor``).
