@@ -58,10 +58,14 @@ class ReadPool:
         await self._pool.close()
 
     async def one(self, sql: str, params: Mapping[str, Any]) -> NamedTuple:
-        """The one row of ``sql`` (psycopg placeholders, prepared after a few uses)."""
+        """The one row of ``sql`` (psycopg placeholders, prepared after a few uses).
+
+        Binary results: a tile comes as its bytes, not as hex text twice its size that the
+        server encodes and psycopg decodes (~0.2 ms of Python for a 120 kB z2 tile).
+        """
         try:
             async with self._pool.connection() as conn:
-                cursor = await conn.execute(sql, params, prepare=True)
+                cursor = await conn.execute(sql, params, prepare=True, binary=True)
                 row = await cursor.fetchone()
         except PoolTimeout as exc:
             raise Unavailable("every database connection is busy") from exc
