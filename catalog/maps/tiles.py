@@ -273,8 +273,13 @@ def _tile_sql(shape: _Shape) -> TextClause:
     )
     meets, projected = _footprint_sql(shape)
     properties = ", ".join(_property_sql(name, kind) for name, kind in _PROPERTIES)
+    # The area, with the tile's box, is computed once per tile even under a generic plan
+    # (psycopg prepares the statement; in a generic plan ST_TileEnvelope of parameters would be
+    # evaluated per row).
     return text(f"""
-WITH area AS MATERIALIZED (SELECT ST_Transform({envelope}, {WGS84}) AS geom)
+WITH area AS MATERIALIZED (
+  SELECT ST_Transform({envelope}, {WGS84}) AS geom, Box2D({tile}) AS box
+)
 SELECT count(*) AS matched,
   count(*) FILTER (WHERE q.n <= :limit AND (q.f).geom IS NOT NULL) AS features,
   ST_AsMVT(q.f, :layer, {shape.extent}, 'geom')
@@ -283,7 +288,7 @@ SELECT count(*) AS matched,
 FROM (
   SELECT f, row_number() OVER () AS n FROM (
     SELECT i.id, i.collection_id AS collection, {_RFC3339} AS datetime, {properties},
-      ST_AsMVTGeom({projected}, Box2D({tile}), {shape.extent}, {shape.buffer}, true) AS geom
+      ST_AsMVTGeom({projected}, a.box, {shape.extent}, {shape.buffer}, true) AS geom
     FROM area AS a JOIN items AS i ON i.geometry && a.geom AND {meets}
     WHERE i.collection_id = :collection{when}
     ORDER BY i.datetime DESC, i.id
