@@ -190,7 +190,7 @@ def _lifespan(
             counting.count_stale_timeout_ms,
         )  # fmt: skip
         # Tiles' single reads, straight through psycopg (catalog/db/reads.py).
-        state.reads = ReadPool(engine, settings.db, settings.db.pool_size)
+        state.reads = ReadPool(engine, settings.db, settings.db.read_pool_size)
         await state.reads.open()
         state.jobs = JobRepository(engine)
         state.vectors = VectorRepository(engine)
