@@ -191,7 +191,6 @@ def _lifespan(
         )  # fmt: skip
         # Tiles' single reads, straight through psycopg (catalog/db/reads.py).
         state.reads = ReadPool(engine, settings.db, settings.db.read_pool_size)
-        await state.reads.open()
         state.jobs = JobRepository(engine)
         state.vectors = VectorRepository(engine)
         state.uploads = UploadRepository(engine, state.jobs)
