@@ -24,6 +24,12 @@ class DatabaseSettings(BaseSettings):
     embedded_database: str = "terracat"
     pool_size: int = Field(default=10, ge=1)
     max_overflow: int = Field(default=10, ge=0)
+    read_pool_size: int = Field(
+        default=5,
+        ge=1,
+        description="Connections per process of the psycopg pool that runs vector tile "
+        "statements (catalog/db/reads.py), next to the engine's pool.",
+    )
     statement_timeout_ms: int = Field(default=30_000, ge=0)
     connect_timeout_s: int = Field(
         default=5,

@@ -20,13 +20,18 @@ encoding, and ``If-None-Match`` gets a 304.
 
 import gzip
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
 
 import attr
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from stac_fastapi.types.extension import ApiExtension
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 from catalog.errors import InvalidParameter
 from catalog.maps.tiles import TileBounds, VectorTile, VectorTileRepository
@@ -79,8 +84,9 @@ def repository_dependency(
 
     # async: a plain function would run in the thread pool, two thread hops per tile.
     async def vector_tile_repository(request: Request) -> VectorTileRepository:
-        engine = request.app.state.repository.engine
-        return VectorTileRepository(engine, EXTENT, BUFFER, settings.simplify)
+        state = request.app.state
+        return VectorTileRepository(state.repository.engine, EXTENT, BUFFER, settings.simplify,
+                                    getattr(state, "reads", None))  # fmt: skip
 
     return vector_tile_repository
 
@@ -90,11 +96,77 @@ def feature_params(settings: TileSettings) -> FeatureTileParams:
     return FeatureTileParams(EXTENT, BUFFER, settings.simplify, settings.vector_min_size)
 
 
+@dataclass(frozen=True)
+class _TileQuery:
+    """The query parameters of a tile request."""
+
+    datetime: str | None = None
+    filter: str | None = None
+    filter_lang: str | None = None
+    filter_crs: str | None = None
+    properties: str | None = None
+
+
+@dataclass(frozen=True)
+class _TileHeaders:
+    """The request headers a tile answer depends on."""
+
+    accept_encoding: str | None = None
+    if_none_match: str | None = None
+    authorization: str | None = None
+
+
+@dataclass(frozen=True)
+class _TileService:
+    """What both kinds of tile route run once they have their parameters."""
+
+    settings: TileSettings
+    sets: TileMatrixSets
+    limits: LimitSettings | None
+
+    async def tile(
+        self,
+        request: Request,
+        tiles: VectorTileRepository,
+        collection_id: str,
+        at: tuple[str, int, int, int],
+        query: _TileQuery,
+        headers: _TileHeaders,
+    ) -> Response:
+        """A vector tile of the collection's features, or of its item footprints (204 when
+        empty, gzip when accepted, 304 when ``If-None-Match`` holds its ETag)."""
+        settings = self.settings
+        tms_id, z, x, y = at
+        bounds = self.sets.bounds(tms_id, z, x, y)
+        layer = await layer_cache(request, settings).get(collection_id)
+        if layer is not None:
+            selection = feature_query(query.filter, query.filter_lang, query.datetime,
+                                      self.limits, query.filter_crs)  # fmt: skip
+            chosen = chosen_properties(layer, query.properties, z,
+                                       settings.vector_properties_minzoom)  # fmt: skip
+            state = request.app.state
+            renderer = FeatureTileRepository(state.repository.engine, feature_params(settings),
+                                             getattr(state, "reads", None))  # fmt: skip
+            tile = await renderer.tile(
+                layer, bounds, selection, chosen, name=collection_id,
+                limit=settings.vector_max_features,
+            )  # fmt: skip
+            capped_at = settings.vector_max_features
+        else:
+            if query.filter is not None or query.properties is not None:
+                raise InvalidParameter(
+                    f"{collection_id!r} holds no vector features: filter and properties "
+                    "select features of vector collections only"
+                )
+            tile = await _footprints(tiles, collection_id, bounds, settings, query.datetime)
+            capped_at = settings.max_features
+        cache_control = cache_control_for(settings.cache_control, headers.authorization is not None)
+        return _response(tile, capped_at, settings, headers.accept_encoding,
+                         headers.if_none_match, cache_control)  # fmt: skip
+
+
 def _tile_endpoint(
-    settings: TileSettings,
-    sets: TileMatrixSets,
-    repository: Callable[[Request], Any],
-    limits: LimitSettings | None,
+    service: _TileService, repository: Callable[[Request], Any]
 ) -> Callable[..., Any]:
     async def get_tile(
         request: Request,
@@ -116,29 +188,76 @@ def _tile_endpoint(
     ) -> Response:
         """A vector tile of the collection's features, or of its item footprints (204 when
         empty, gzip when accepted, 304 when ``If-None-Match`` holds its ETag)."""
-        bounds = sets.bounds(tms_id, z, x, y)
-        layer = await layer_cache(request, settings).get(collection_id)
-        if layer is not None:
-            query = feature_query(filter_, filter_lang, interval, limits, filter_crs)
-            chosen = chosen_properties(layer, properties, z, settings.vector_properties_minzoom)
-            engine = request.app.state.repository.engine
-            tile = await FeatureTileRepository(engine, feature_params(settings)).tile(
-                layer, bounds, query, chosen, name=collection_id,
-                limit=settings.vector_max_features,
-            )  # fmt: skip
-            capped_at = settings.vector_max_features
-        else:
-            if filter_ is not None or properties is not None:
-                raise InvalidParameter(
-                    f"{collection_id!r} holds no vector features: filter and properties "
-                    "select features of vector collections only"
-                )
-            tile = await _footprints(tiles, collection_id, bounds, settings, interval)
-            capped_at = settings.max_features
-        cache_control = cache_control_for(settings.cache_control, authorization is not None)
-        return _response(tile, capped_at, settings, accept_encoding, if_none_match, cache_control)
+        query = _TileQuery(interval, filter_, filter_lang, filter_crs, properties)
+        headers = _TileHeaders(accept_encoding, if_none_match, authorization)
+        return await service.tile(request, tiles, collection_id, (tms_id, z, x, y), query,
+                                  headers)  # fmt: skip
 
     return get_tile
+
+
+# -- the lean route -----------------------------------------------------------------------------
+# A tile request with nothing out of the ordinary (canonical integers, at most ``datetime`` and
+# ``f=mvt``, each once) skips FastAPI: its parameter solving, the walk through the app's
+# routers and the dependency machinery cost more Python time per tile than PostGIS took for a
+# z8 tile. Any other request (a filter, properties, a value FastAPI would refuse, HEAD) falls
+# through to the documented route, which answers it with the same validation and error codes.
+_CANONICAL_INT = re.compile(r"0|[1-9][0-9]{0,8}")
+_LEAN_QUERY = frozenset({"datetime", "f"})
+Guard = Callable[[Request, str], Awaitable[object]]
+
+
+def _lean_query(query_string: bytes) -> dict[str, str] | None:
+    """The query of a request the lean route serves (``datetime`` and ``f=mvt`` at most, each
+    once, parsed as Starlette does), or None."""
+    if not query_string:
+        return {}
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    query = dict(pairs)
+    if len(query) != len(pairs) or not query.keys() <= _LEAN_QUERY:
+        return None
+    if query.get("f", "mvt") != "mvt":
+        return None
+    return query
+
+
+class LeanTileRoute(Route):
+    """A tile route matched before the app's others for ordinary requests only (see above)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """A full match for a plain GET of a tile; no match for anything else."""
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return Match.NONE, {}
+        match, child = super().matches(scope)
+        if match is not Match.FULL:
+            return Match.NONE, {}
+        params = child["path_params"]
+        if not all(_CANONICAL_INT.fullmatch(params[k]) for k in "zxy"):
+            return Match.NONE, {}
+        if _lean_query(scope.get("query_string", b"")) is None:
+            return Match.NONE, {}
+        return match, child
+
+
+def _lean_endpoint(
+    service: _TileService,
+    repository: Callable[[Request], Awaitable[VectorTileRepository]],
+    guard: Guard,
+    operation_id: str,
+) -> Callable[[Request], Awaitable[Response]]:
+    async def lean_tile(request: Request) -> Response:
+        await guard(request, operation_id)  # the app's rights check, as on every route
+        query = _lean_query(request.scope.get("query_string", b"")) or {}
+        p = request.path_params
+        at = (p["tileMatrixSetId"], int(p["z"]), int(p["x"]), int(p["y"]))
+        h = request.headers
+        headers = _TileHeaders(h.get("accept-encoding"), h.get("if-none-match"),
+                               h.get("authorization"))  # fmt: skip
+        tiles = await repository(request)
+        return await service.tile(request, tiles, p["collectionId"], at,
+                                  _TileQuery(query.get("datetime")), headers)  # fmt: skip
+
+    return lean_tile
 
 
 async def _footprints(
@@ -213,26 +332,32 @@ class VectorTilesExtension(ApiExtension):
     """The footprint vector tile routes as a stac-fastapi extension.
 
     ``repository`` is the dependency slot that gives the renderer (default: PostGIS on the
-    app's engine, see ``repository_dependency``).
+    app's engine, see ``repository_dependency``). ``guard`` is the app's rights check of an
+    operation (server/auth.py ``authorize_operation``): with it, and the default renderer,
+    plain tile requests take a lean route (``LeanTileRoute``) that runs it itself.
     """
 
     settings: TileSettings = attr.ib(factory=TileSettings)
     repository: Callable[[Request], Any] | None = attr.ib(default=None)
     limits: LimitSettings | None = attr.ib(default=None)
+    guard: Guard | None = attr.ib(default=None)
     conformance_classes: list[str] = attr.ib(factory=lambda: list(CONFORMANCE_CLASSES))
     router: APIRouter = attr.ib(factory=lambda: APIRouter(tags=["OGC API - Tiles"]))
 
     def register(self, app: FastAPI) -> None:
         """Add the routes to ``app``."""
-        repository = self.repository or repository_dependency(self.settings)
-        sets = TileMatrixSets(self.settings.tile_matrix_sets)
-        endpoint = _tile_endpoint(self.settings, sets, repository, self.limits)
+        default = repository_dependency(self.settings)
+        repository = self.repository or default
+        service = _TileService(self.settings, TileMatrixSets(self.settings.tile_matrix_sets),
+                               self.limits)  # fmt: skip
+        endpoint = _tile_endpoint(service, repository)
         path = "/collections/{collectionId}/items/tiles/{tileMatrixSetId}/{z}/{x}/{y}"
         responses: dict[int | str, dict[str, Any]] = {
             200: {"content": {MVT: {}}, "description": "A Mapbox Vector Tile"},
             204: {"description": "No feature or item in this tile"},
             304: {"description": "`If-None-Match` holds the tile's `ETag`"},
         }
+        lean_routes: list[BaseRoute] = []
         for suffix, operation_id in (
             (".mvt", "getCollectionVectorTile"),
             ("", "getCollectionVectorTileByFormat"),
@@ -242,4 +367,10 @@ class VectorTilesExtension(ApiExtension):
                 summary="A vector tile of features or item footprints", response_class=Response,
                 responses=responses,
             )  # fmt: skip
+            if self.guard is not None and self.repository is None:
+                lean = _lean_endpoint(service, default, self.guard, operation_id)
+                lean_routes.append(LeanTileRoute(path + suffix, lean, methods=["GET"],
+                                                 include_in_schema=False))  # fmt: skip
         app.include_router(self.router)
+        # First of the app's routes: matched before the walk through every router.
+        app.router.routes[0:0] = lean_routes

@@ -21,6 +21,7 @@ from stac_fastapi.types.config import ApiSettings as StacApiSettings
 from catalog.accounts.repository import AccountRepository
 from catalog.accounts.signing import LinkSigner, signing_secret
 from catalog.db.engine import create_engine
+from catalog.db.reads import ReadPool
 from catalog.jobs.queue import JobRepository
 from catalog.stac.client import CoreClient
 from catalog.stac.repository import CatalogRepository
@@ -188,6 +189,8 @@ def _lifespan(
             engine, counting.count_limit, counting.count_max_cost, counting.count_stale_limit,
             counting.count_stale_timeout_ms,
         )  # fmt: skip
+        # Tiles' single reads, straight through psycopg (catalog/db/reads.py).
+        state.reads = ReadPool(engine, settings.db, settings.db.read_pool_size)
         state.jobs = JobRepository(engine)
         state.vectors = VectorRepository(engine)
         state.uploads = UploadRepository(engine, state.jobs)
@@ -221,6 +224,7 @@ def _lifespan(
             yield
         finally:
             trimming.cancel()
+            await state.reads.close()
             await engine.dispose()
             readers.close()
 

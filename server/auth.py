@@ -231,12 +231,31 @@ async def authorize(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The app's dependency: resolve the caller, apply the route's rule, keep the caller."""
+    route = request.scope.get("route")
+    return await _authorize(request, credentials, getattr(route, "operation_id", None))
+
+
+async def authorize_operation(request: Request, operation_id: str) -> Principal:
+    """``authorize`` for a lean route, one FastAPI does not run (ogc/vector_tiles.py): the same
+    caller from the same header, the rule of ``operation_id``, the same errors."""
+    return await _authorize(request, await bearer(request), operation_id)
+
+
+async def _authorize(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, operation_id: str | None
+) -> Principal:
     authenticator: Authenticator = request.app.state.authenticator
     principal = await authenticator.principal(credentials, client_address(request))
     request.state.principal = principal
-    route = request.scope.get("route")
-    await _enforce(rule_of(getattr(route, "operation_id", None)), principal, request)
+    await _enforce(rule_of(operation_id), principal, request)
     return principal
 
 
-__all__ = ["Authenticator", "FailureLimiter", "authorize", "bearer", "client_address"]
+__all__ = [
+    "Authenticator",
+    "FailureLimiter",
+    "authorize",
+    "authorize_operation",
+    "bearer",
+    "client_address",
+]

@@ -38,6 +38,7 @@ from tiler.mosaic import mosaic_router
 from tiler.readers.shared import ReaderResources
 from tiler.wmts import collection_wmts_router
 
+from .auth import authorize_operation
 from .parts import ApiPart, RoutersExtension, routers_part
 from .processes import build_processes
 from .settings import Settings
@@ -134,7 +135,9 @@ def tiles_part(settings: Settings) -> ApiPart:
 
 def vector_tiles_part(settings: Settings) -> ApiPart:
     """Vector tiles of each collection's features (vector) or item footprints (raster)."""
-    extension = VectorTilesExtension(settings=settings.tiles, limits=settings.limits)
+    extension = VectorTilesExtension(
+        settings=settings.tiles, limits=settings.limits, guard=authorize_operation
+    )
     return ApiPart(name="vector-tiles", extensions=[extension])
 
 

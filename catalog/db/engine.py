@@ -39,18 +39,12 @@ def sync_url(url: str) -> str:
 
 def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
     """Create the async engine the API uses (psycopg 3, pooled)."""
-    # JIT compiles the expression of a count or a filter in tens of milliseconds: a loss for
-    # queries that read a few thousand rows at most, which is all the API runs.
-    options = (
-        f"-c statement_timeout={settings.statement_timeout_ms} -c jit=off "
-        f"-c max_parallel_workers_per_gather={settings.parallel_workers}"
-    )
     engine = create_async_engine(
         sync_url(url),
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         connect_args={
-            "options": options,
+            "options": server_options(settings),
             "application_name": "terracat",
             "connect_timeout": settings.connect_timeout_s,
         },
@@ -59,6 +53,16 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
     )
     event.listen(engine.sync_engine, "checkout", _check_alive)
     return engine
+
+
+def server_options(settings: DatabaseSettings) -> str:
+    """The server settings of the API's connections (libpq ``options``)."""
+    # JIT compiles the expression of a count or a filter in tens of milliseconds: a loss for
+    # queries that read a few thousand rows at most, which is all the API runs.
+    return (
+        f"-c statement_timeout={settings.statement_timeout_ms} -c jit=off "
+        f"-c max_parallel_workers_per_gather={settings.parallel_workers}"
+    )
 
 
 def _check_alive(dbapi_connection: Any, record: Any, proxy: Any) -> None:
@@ -112,9 +116,9 @@ async def connect(engine: AsyncEngine, write: bool = False) -> AsyncIterator[Asy
 # SQLSTATE classes of a database that cannot answer now but may soon: connection exception,
 # transaction rollback (serialization, deadlock), insufficient resources, operator
 # intervention (shutdown, starting up, statement timeout).
-_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57"})
-_TRANSIENT_STATES = frozenset({"55P03"})  # lock_not_available (lock_timeout)
-_TIMEOUT_STATE = "57014"  # query_canceled: our statement_timeout
+TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57"})
+TRANSIENT_STATES = frozenset({"55P03"})  # lock_not_available (lock_timeout)
+TIMEOUT_STATE = "57014"  # query_canceled: our statement_timeout
 
 
 def _unavailable(exc: Exception) -> Unavailable | None:
@@ -128,12 +132,12 @@ def _unavailable(exc: Exception) -> Unavailable | None:
     if not isinstance(exc, DBAPIError):
         return None
     state = getattr(exc.orig, "sqlstate", None)
-    if state == _TIMEOUT_STATE:
+    if state == TIMEOUT_STATE:
         return Unavailable("the database did not answer in time")
     if (
         exc.connection_invalidated
         or (state is None and isinstance(exc, OperationalError | InterfaceError))
-        or (state is not None and (state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES))
+        or (state is not None and (state[:2] in TRANSIENT_CLASSES or state in TRANSIENT_STATES))
     ):
         return Unavailable("the database is unavailable")
     return None

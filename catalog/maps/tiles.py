@@ -10,14 +10,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import TextClause, text
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.db.engine import connect
+from catalog.db.reads import ReadPool
 from catalog.errors import NotFound
 from catalog.stac.queryables import Kind
 from catalog.timeparse import parse_interval
 
 WGS84 = 4326
+# The dialect tile statements are compiled for once (parameters as psycopg takes them).
+PSYCOPG = psycopg_dialect()  # type: ignore[no-untyped-call]
 # Item properties copied into each feature when the item has them with this JSON type.
 FEATURE_PROPERTIES: dict[str, Kind] = {
     "title": Kind.STRING,
@@ -70,20 +74,27 @@ class VectorTile:
 class VectorTileRepository:
     """Encodes item footprints of one collection as Mapbox Vector Tiles.
 
-    ``extent`` and ``buffer`` are in tile units (MVT defaults 4096 and 64). ``simplify`` is the
-    tolerance of ST_SimplifyPreserveTopology in the same units (8 of 4096 is one pixel of a
-    tile drawn 512 pixels wide, as MapLibre does), applied to footprints of more than 16
-    points; 0 leaves geometries as they are apart from the snapping to the tile grid that
-    ST_AsMVTGeom always does.
+    ``reads`` runs the statement on the app's psycopg read pool (catalog/db/reads.py), without
+    it on the engine. ``extent`` and ``buffer`` are in tile units (MVT defaults 4096 and 64).
+    ``simplify`` is the tolerance of ST_SimplifyPreserveTopology in the same units (8 of 4096
+    is one pixel of a tile drawn 512 pixels wide, as MapLibre does), applied to footprints of
+    more than 16 points; 0 leaves geometries as they are apart from the snapping to the tile
+    grid that ST_AsMVTGeom always does.
     """
 
     def __init__(
-        self, engine: AsyncEngine, extent: int = 4096, buffer: int = 64, simplify: float = 8.0
+        self,
+        engine: AsyncEngine,
+        extent: int = 4096,
+        buffer: int = 64,
+        simplify: float = 8.0,
+        reads: ReadPool | None = None,
     ) -> None:
         self.engine = engine
         self.extent = extent
         self.buffer = buffer
         self.simplify = simplify
+        self.reads = reads
 
     async def footprints(
         self,
@@ -111,13 +122,17 @@ class VectorTileRepository:
             self.simplify > 0,
         )
         params = self._params(collection_id, bounds, layer, limit) | {"start": start, "end": end}
-        # One statement text per shape, bound values only: SQLAlchemy compiles it once and
-        # psycopg prepares it, where a Core statement rebuilt per tile cost more Python time
-        # than the database took for a whole low-zoom tile. Autocommit: no BEGIN / ROLLBACK
-        # round trips around a single read.
-        async with connect(self.engine) as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            row = (await conn.execute(_tile_sql(shape), params)).one()
+        # One statement text per shape, bound values only: compiled once and prepared by
+        # psycopg, where a Core statement rebuilt per tile cost more Python time than the
+        # database took for a whole low-zoom tile. Autocommit: no BEGIN / ROLLBACK round trips
+        # around a single read.
+        sql = _driver_sql(shape)
+        if self.reads is not None:
+            row: Any = await self.reads.one(sql, params)
+        else:
+            async with connect(self.engine) as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                row = (await conn.exec_driver_sql(sql, params)).one()
         if not row.known:
             raise NotFound(f"collection {collection_id!r} does not exist")
         content = bytes(row.tile) if row.features else b""
@@ -228,6 +243,13 @@ def _footprint_sql(shape: _Shape) -> tuple[str, str]:
 
 
 @functools.cache
+def _driver_sql(shape: _Shape) -> str:
+    """The tile statement in psycopg's parameter style (SQLAlchemy's per-execution work on a
+    text(), cache key and bind processing, is skipped: nothing here needs it)."""
+    return str(_tile_sql(shape).compile(dialect=PSYCOPG))
+
+
+@functools.cache
 def _tile_sql(shape: _Shape) -> TextClause:
     """One row: how many items touch the tile (``matched``, up to limit + 1), how many
     features the tile got, the MVT, and whether the collection exists (``known``).
@@ -251,8 +273,13 @@ def _tile_sql(shape: _Shape) -> TextClause:
     )
     meets, projected = _footprint_sql(shape)
     properties = ", ".join(_property_sql(name, kind) for name, kind in _PROPERTIES)
+    # The area, with the tile's box, is computed once per tile even under a generic plan
+    # (psycopg prepares the statement; in a generic plan ST_TileEnvelope of parameters would be
+    # evaluated per row).
     return text(f"""
-WITH area AS MATERIALIZED (SELECT ST_Transform({envelope}, {WGS84}) AS geom)
+WITH area AS MATERIALIZED (
+  SELECT ST_Transform({envelope}, {WGS84}) AS geom, Box2D({tile}) AS box
+)
 SELECT count(*) AS matched,
   count(*) FILTER (WHERE q.n <= :limit AND (q.f).geom IS NOT NULL) AS features,
   ST_AsMVT(q.f, :layer, {shape.extent}, 'geom')
@@ -261,7 +288,7 @@ SELECT count(*) AS matched,
 FROM (
   SELECT f, row_number() OVER () AS n FROM (
     SELECT i.id, i.collection_id AS collection, {_RFC3339} AS datetime, {properties},
-      ST_AsMVTGeom({projected}, Box2D({tile}), {shape.extent}, {shape.buffer}, true) AS geom
+      ST_AsMVTGeom({projected}, a.box, {shape.extent}, {shape.buffer}, true) AS geom
     FROM area AS a JOIN items AS i ON i.geometry && a.geom AND {meets}
     WHERE i.collection_id = :collection{when}
     ORDER BY i.datetime DESC, i.id
