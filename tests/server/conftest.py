@@ -35,6 +35,7 @@ import requests
 import requests.adapters
 import urllib3
 from requests.structures import CaseInsensitiveDict
+from stac_validator.utilities import fetch_and_parse_schema
 
 from catalog.db.cluster import free_port
 
@@ -499,6 +500,9 @@ def offline_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[Offline]:
     ``refused``, which must be empty at the end.
     """
     offline = Offline()
+    # stac-validator keeps the schemas it fetched for the process: a second validator run in
+    # the same test process fetched none, and ``served`` was empty (order-dependent)
+    fetch_and_parse_schema.cache_clear()
     schema_adapter, refuse_adapter = SchemaAdapter(offline), RefuseAdapter(offline)
     original_init = requests.Session.__init__
 
