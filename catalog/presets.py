@@ -132,6 +132,34 @@ def _node(node: ast.AST, values: Mapping[str, Any]) -> Any:
     raise FormulaError(f"only + - * /, numbers and names: not {ast.unparse(node)[:40]!r}")
 
 
+def formula_text(formula: str, names: Mapping[str, str]) -> str:
+    """``formula`` checked as ``evaluate_formula`` checks it, written again with each name
+    replaced by ``names[name]``: an expression numexpr evaluates (the same arithmetic)."""
+    try:
+        tree = ast.parse(formula.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise FormulaError(f"not a formula: {formula[:80]!r}") from exc
+    return _text(tree.body, names)
+
+
+_SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+
+
+def _text(node: ast.AST, names: Mapping[str, str]) -> str:
+    if isinstance(node, ast.BinOp) and type(node.op) in _SYMBOLS:
+        left, right = _text(node.left, names), _text(node.right, names)
+        return f"({left} {_SYMBOLS[type(node.op)]} {right})"
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        return f"({'-' if isinstance(node.op, ast.USub) else '+'}{_text(node.operand, names)})"
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return repr(float(node.value))  # type: ignore[arg-type]
+    if isinstance(node, ast.Name):
+        if node.id not in names:
+            raise FormulaError(f"unknown name {node.id!r} (known: {sorted(names)})")
+        return names[node.id]
+    raise FormulaError(f"only + - * /, numbers and names: not {ast.unparse(node)[:40]!r}")
+
+
 __all__ = [
     "ALIASES",
     "PRESETS",
@@ -141,6 +169,7 @@ __all__ = [
     "Preset",
     "common_name_of",
     "evaluate_formula",
+    "formula_text",
     "find_preset",
     "formula_names",
 ]

