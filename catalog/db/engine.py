@@ -105,7 +105,7 @@ async def connect(engine: AsyncEngine, write: bool = False) -> AsyncIterator[Asy
     except IntegrityError as exc:
         raise Conflict(f"conflicts with stored data: {exc.orig}") from exc
     except DataError as exc:  # a NUL byte in text, a number out of range: the input's fault
-        raise InvalidValue(f"a value the database cannot hold: {_first_line(exc.orig)}") from exc
+        raise InvalidValue(f"a value the database cannot hold: {first_line(exc.orig)}") from exc
     except (DBAPIError, PoolTimeout) as exc:
         translated = _unavailable(exc)
         if translated is None:
@@ -116,9 +116,9 @@ async def connect(engine: AsyncEngine, write: bool = False) -> AsyncIterator[Asy
 # SQLSTATE classes of a database that cannot answer now but may soon: connection exception,
 # transaction rollback (serialization, deadlock), insufficient resources, operator
 # intervention (shutdown, starting up, statement timeout).
-TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57"})
-TRANSIENT_STATES = frozenset({"55P03"})  # lock_not_available (lock_timeout)
-TIMEOUT_STATE = "57014"  # query_canceled: our statement_timeout
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57"})
+_TRANSIENT_STATES = frozenset({"55P03"})  # lock_not_available (lock_timeout)
+_TIMEOUT_STATE = "57014"  # query_canceled: our statement_timeout
 
 
 def _unavailable(exc: Exception) -> Unavailable | None:
@@ -131,19 +131,28 @@ def _unavailable(exc: Exception) -> Unavailable | None:
         return Unavailable("every database connection is busy")
     if not isinstance(exc, DBAPIError):
         return None
-    state = getattr(exc.orig, "sqlstate", None)
-    if state == TIMEOUT_STATE:
+    found = unavailable_of(exc.orig, isinstance(exc, OperationalError | InterfaceError))
+    if found is None and exc.connection_invalidated:
+        return Unavailable("the database is unavailable")
+    return found
+
+
+def unavailable_of(error: BaseException | None, client_side: bool) -> Unavailable | None:
+    """The Unavailable a driver error means, told by its SQLSTATE (``client_side``: an error
+    without one that comes from the connection itself), or None (the engine's pool and
+    ``catalog.db.reads`` decide the same way)."""
+    state = getattr(error, "sqlstate", None)
+    if state == _TIMEOUT_STATE:
         return Unavailable("the database did not answer in time")
-    if (
-        exc.connection_invalidated
-        or (state is None and isinstance(exc, OperationalError | InterfaceError))
-        or (state is not None and (state[:2] in TRANSIENT_CLASSES or state in TRANSIENT_STATES))
-    ):
+    if state is None:
+        return Unavailable("the database is unavailable") if client_side else None
+    if state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES:
         return Unavailable("the database is unavailable")
     return None
 
 
-def _first_line(error: BaseException | None) -> str:
+def first_line(error: BaseException | None) -> str:
+    """The first line of a driver error's message (at most 200 characters)."""
     return str(error).strip().splitlines()[0][:200] if str(error).strip() else "invalid value"
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from catalog.errors import InvalidValue, Unavailable
 from catalog.settings import DatabaseSettings
 
-from .engine import TIMEOUT_STATE, TRANSIENT_CLASSES, TRANSIENT_STATES, server_options
+from .engine import connect, first_line, server_options, unavailable_of
 
 # As long as a request waits for a free connection (SQLAlchemy's pool timeout).
 POOL_TIMEOUT_S = 30.0
@@ -75,14 +75,13 @@ class ReadPool:
         try:
             return await self._run(sql, params)
         except psycopg.DataError as exc:
-            raise InvalidValue(f"a value the database cannot hold: {_first_line(exc)}") from exc
+            raise InvalidValue(f"a value the database cannot hold: {first_line(exc)}") from exc
         except psycopg.Error as exc:
-            if not _transient(exc):
+            client_side = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+            found = unavailable_of(exc, client_side)
+            if found is None:
                 raise
-            timeout = exc.sqlstate == TIMEOUT_STATE
-            raise Unavailable(
-                "the database did not answer in time" if timeout else "the database is unavailable"
-            ) from exc
+            raise found from exc
         finally:
             self._slots.release()
 
@@ -136,17 +135,16 @@ def _alive(conn: psycopg.AsyncConnection[Any]) -> bool:
     return not readable
 
 
-def _transient(exc: psycopg.Error) -> bool:
-    """Whether ``exc`` is the database being away (as ``catalog.db.engine`` decides)."""
-    state = exc.sqlstate
-    if state is None:
-        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
-    return state == TIMEOUT_STATE or state[:2] in TRANSIENT_CLASSES or state in TRANSIENT_STATES
+async def read_one(
+    engine: AsyncEngine, reads: ReadPool | None, sql: str, params: Mapping[str, Any]
+) -> Any:
+    """The one row of ``sql`` (psycopg placeholders) on ``reads`` when there is one, else on an
+    autocommit connection of ``engine`` (no BEGIN / ROLLBACK round trips around one read)."""
+    if reads is not None:
+        return await reads.one(sql, params)
+    async with connect(engine) as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        return (await conn.exec_driver_sql(sql, dict(params))).one()
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else "invalid value"
-
-
-__all__ = ["ReadPool"]
+__all__ = ["ReadPool", "read_one"]

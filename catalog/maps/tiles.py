@@ -13,8 +13,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from catalog.db.engine import connect
-from catalog.db.reads import ReadPool
+from catalog.db.reads import ReadPool, read_one
 from catalog.errors import NotFound
 from catalog.stac.queryables import Kind
 from catalog.timeparse import parse_interval
@@ -126,13 +125,7 @@ class VectorTileRepository:
         # psycopg, where a Core statement rebuilt per tile cost more Python time than the
         # database took for a whole low-zoom tile. Autocommit: no BEGIN / ROLLBACK round trips
         # around a single read.
-        sql = _driver_sql(shape)
-        if self.reads is not None:
-            row: Any = await self.reads.one(sql, params)
-        else:
-            async with connect(self.engine) as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                row = (await conn.exec_driver_sql(sql, params)).one()
+        row = await read_one(self.engine, self.reads, _driver_sql(shape), params)
         if not row.known:
             raise NotFound(f"collection {collection_id!r} does not exist")
         content = bytes(row.tile) if row.features else b""

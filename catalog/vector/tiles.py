@@ -37,7 +37,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Text
 
 from catalog.db.engine import connect
-from catalog.db.reads import ReadPool
+from catalog.db.reads import ReadPool, read_one
 from catalog.maps.tiles import PSYCOPG, WGS84, TileBounds, VectorTile
 
 from .query import FeatureQuery, where
@@ -123,12 +123,7 @@ class FeatureTileRepository:
             shape = (layer, tuple(properties), bounds.srid, bounds.zxy is not None,
                      bounds.limits is not None, self.params)  # fmt: skip
             sql, defaults = self._compiled(shape, PSYCOPG)
-            if self.reads is not None:  # the app's psycopg read pool: no SQLAlchemy per tile
-                row = await self.reads.one(sql, {**defaults, **values})
-            else:
-                async with connect(self.engine) as conn:
-                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    row = (await conn.exec_driver_sql(sql, {**defaults, **values})).one()
+            row = await read_one(self.engine, self.reads, sql, {**defaults, **values})
         else:
             statement = self.statement(layer, bounds, query, properties)
             async with connect(self.engine) as conn:
