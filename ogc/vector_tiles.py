@@ -204,6 +204,7 @@ def _tile_endpoint(
 # through to the documented route, which answers it with the same validation and error codes.
 _CANONICAL_INT = re.compile(r"0|[1-9][0-9]{0,8}")
 _LEAN_QUERY = frozenset({"datetime", "f"})
+LEAN_QUERY_KEY = "terracat.tile_query"  # the scope key of the query the match parsed
 Guard = Callable[[Request, str], Awaitable[object]]
 
 
@@ -234,9 +235,10 @@ class LeanTileRoute(Route):
         params = child["path_params"]
         if not all(_CANONICAL_INT.fullmatch(params[k]) for k in "zxy"):
             return Match.NONE, {}
-        if _lean_query(scope.get("query_string", b"")) is None:
+        query = _lean_query(scope.get("query_string", b""))
+        if query is None:
             return Match.NONE, {}
-        return match, child
+        return match, {**child, LEAN_QUERY_KEY: query}  # parsed once: the endpoint reads it
 
 
 def _lean_endpoint(
@@ -247,7 +249,7 @@ def _lean_endpoint(
 ) -> Callable[[Request], Awaitable[Response]]:
     async def lean_tile(request: Request) -> Response:
         await guard(request, operation_id)  # the app's rights check, as on every route
-        query = _lean_query(request.scope.get("query_string", b"")) or {}
+        query: dict[str, str] = request.scope[LEAN_QUERY_KEY]
         p = request.path_params
         at = (p["tileMatrixSetId"], int(p["z"]), int(p["x"]), int(p["y"]))
         h = request.headers
