@@ -22,6 +22,8 @@ from fastapi.testclient import TestClient
 from pyproj import Transformer
 
 from catalog.cubes.store import clear_cache, open_cube
+from catalog.cubes.write import overview_factors
+from catalog.settings import IngestSettings
 from catalog.storage.base import stored_key
 from catalog.storage.s3 import S3Storage
 from server.settings import Settings
@@ -383,3 +385,13 @@ def test_private_cube_is_invisible_to_other_accounts(
     missing = client.get("/collections/nothing/capabilities", headers=other.headers).json()
     hidden = client.get("/collections/secret/capabilities", headers=other.headers).json()
     assert hidden["code"] == missing["code"] == "catalog.NotFound"
+
+
+def test_every_cube_wider_than_a_tile_gets_overviews_by_default(tmp_path: Path) -> None:
+    """As a COG has overviews down to its block size: a 2048 px cube without them tiled at
+    5x a COG's time from z0 to z5 (bench.cube_tiles at its defaults)."""
+    settings = IngestSettings(data_dir=tmp_path)
+    assert overview_factors(512, 300, settings) == ()  # one tile: nothing to reduce
+    assert overview_factors(513, 100, settings) == (2,)
+    assert overview_factors(2048, 2048, settings) == (2, 4)
+    assert overview_factors(1000, 5000, settings) == (2, 4, 8, 16)
