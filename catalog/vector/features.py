@@ -57,7 +57,7 @@ from catalog.stac.search import (
 )
 
 from .crs import CRS84_CRS, Crs
-from .query import FeatureQuery, bbox_clause, where
+from .query import FeatureQuery, bbox_clause, is_rectangle, where
 from .query import field as query_field
 from .repository import get_layer_version
 from .schema import FID, GEOM, Layer, PropertyType
@@ -272,10 +272,11 @@ class FeatureReader:
         inline = _index_bounded(query)
         sql: str | None = None
         if _prepared(request):
-            sql, defaults, keys = self._compiled(layer, version, request, inline)
+            box = bbox_shape(query.bbox) if query.bbox is not None else None
+            sql, defaults, keys = self._compiled(layer, version, request, inline, box)
             params.update(defaults, _c=layer.collection_id)
-            if query.bbox is not None:
-                params["_box"] = shapely.to_wkb(bbox_shape(query.bbox))
+            if box is not None:
+                params["_box"] = shapely.to_wkb(box)
             backwards, selects = False, query.bbox is not None
         else:
             clauses = where(layer, query)
@@ -330,17 +331,20 @@ class FeatureReader:
         return await self._count(conn, layer, found, len(rows), _seen_fresh), True
 
     def _compiled(
-        self, layer: Layer, version: str | None, request: PageRequest, inline: bool
-    ) -> tuple[str, dict[str, Any], list[SortKey]]:
-        """The SQL of a usual page (``_prepared``), its constant parameters and sort keys."""
+        self, layer: Layer, version: str | None, request: PageRequest, inline: bool,
+        box: shapely.Geometry | None,
+    ) -> tuple[str, dict[str, Any], list[SortKey]]:  # fmt: skip
+        """The SQL of a usual page (``_prepared``), its constant parameters and sort keys
+        (``box``: the bbox's shape, bound as ``_box``)."""
         # A version names the layer's row as it was read; without one, the layer itself.
         known = (layer.collection_id, version) if version is not None else layer
+        kind = None if box is None else is_rectangle(box)
         shape = (known, request.selection, tuple(request.sortby), request.limit,
-                 request.query.bbox is not None, inline, self.counts.limit)  # fmt: skip
+                 kind, inline, self.counts.limit)  # fmt: skip
         found = self._sql.get(shape)
         if found is None:
-            box = func.ST_GeomFromWKB(bindparam("_box", type_=LargeBinary), 4326)
-            clauses = [bbox_clause(layer, box)] if request.query.bbox is not None else []
+            bound = func.ST_GeomFromWKB(bindparam("_box", type_=LargeBinary), 4326)
+            clauses = [] if kind is None else [bbox_clause(layer, bound, kind)]
             statement, keys, _ = self._build(layer, request, clauses, inline)
             compiled = statement.compile(dialect=self.engine.dialect)
             if len(self._sql) >= _KEPT_STATEMENTS:
