@@ -80,7 +80,7 @@ class TilerSettings(BaseSettings):
         description="How long a file's most recently used handle stays open unused.",
     )
     spare_handle_idle_s: float = Field(
-        default=5.0,
+        default=20.0,
         ge=0,
         description="How long a file's other handles (opened for concurrent tiles of it) stay "
         "open unused: a burst of 8 tiles leaves 8 handles, ~6 MB each and their blocks in "

@@ -41,7 +41,7 @@ class DatasetPool:
     when no read comes to do it (the app calls it every few seconds).
     """
 
-    def __init__(self, size: int = 64, idle_s: float = 60.0, spare_idle_s: float = 5.0) -> None:
+    def __init__(self, size: int = 64, idle_s: float = 60.0, spare_idle_s: float = 20.0) -> None:
         self.size = size
         self.idle_s = idle_s
         self.spare_idle_s = spare_idle_s
