@@ -30,6 +30,7 @@ from catalog.storage.base import Storage
 from catalog.uploads.repository import UploadRepository
 from catalog.vector.repository import VectorRepository
 from ogc.features import describe_feature_answers
+from tiler.readers.pool import DatasetPool
 from tiler.readers.shared import ReaderResources
 
 from . import parts as api_parts
@@ -86,7 +87,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # writes them (and carried to the jobs' children in their plans).
     storage = build_storage(settings.storage, settings.ingest.data_dir)
     # The tiler's open files and grid cache: one set per app, closed with it.
-    readers = ReaderResources(storage)
+    tiler = settings.tiler
+    readers = ReaderResources(
+        storage,
+        datasets=DatasetPool(tiler.open_files, tiler.open_file_idle_s, tiler.spare_handle_idle_s),
+    )
     bodies = BodyLimits(settings.limits.max_body_bytes)  # routes' own limits: limit_bodies
     parts = _parts(settings, stac_settings, readers, storage)
     app = FastAPI(
@@ -213,7 +218,10 @@ def _lifespan(
         # holds GDAL and PROJ state of its own (memory that more threads only multiply).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api.threads
         tune_allocator(settings.api.malloc_mmap_threshold)
-        trimming = asyncio.create_task(trim_allocator(settings.api.malloc_trim_interval_s))
+        # each tick first closes the files left open by a burst of tiles, then trims
+        trimming = asyncio.create_task(
+            trim_allocator(settings.api.malloc_trim_interval_s, readers.datasets.reap)
+        )
         api_parts.start(parts, state)
         # The ~280,000 objects of the app (routes, models, settings, libraries) live as long as
         # the worker: out of the collector's generations, a full collection no longer walks

@@ -37,18 +37,30 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return getattr(libc, "malloc_trim", None) if libc is not None else None
 
 
-async def trim_allocator(interval_s: float) -> None:
-    """Return the allocator's free pages to the system every ``interval_s`` seconds.
+async def trim_allocator(interval_s: float, release: Callable[[], object] | None = None) -> None:
+    """Every ``interval_s`` seconds, call ``release`` (closing what has been idle too long),
+    then return the allocator's free pages to the system.
 
-    Runs until cancelled (the app's lifespan starts and cancels it); a no-op off glibc.
+    Runs until cancelled (the app's lifespan starts and cancels it); off glibc only
+    ``release`` runs.
     """
     trim = _malloc_trim()
-    if trim is None or interval_s <= 0:
+    if interval_s <= 0 or (trim is None and release is None):
         return
     while True:
         await asyncio.sleep(interval_s)
-        # malloc_trim walks every arena under its lock: a few ms, off the event loop.
-        await anyio.to_thread.run_sync(trim, 0)
+        # both off the event loop: closing files takes GDAL's locks, malloc_trim walks every
+        # arena under its lock (a few ms)
+        await anyio.to_thread.run_sync(_release_and_trim, release, trim)
+
+
+def _release_and_trim(
+    release: Callable[[], object] | None, trim: Callable[[int], int] | None
+) -> None:
+    if release is not None:
+        release()
+    if trim is not None:
+        trim(0)
 
 
 def tune_allocator(mmap_threshold: int) -> bool:

@@ -64,8 +64,9 @@ class ApiSettings(BaseSettings):
         default=5.0,
         ge=0,
         le=3600,
-        description="Every this many seconds, freed memory the C allocator keeps is returned "
-        "to the system (glibc malloc_trim, in a thread); 0 never.",
+        description="Every this many seconds, the tiler's spare file handles past their idle "
+        "time are closed (TERRACAT_TILER_SPARE_HANDLE_IDLE_S) and freed memory the C allocator "
+        "keeps is returned to the system (glibc malloc_trim, in a thread); 0 never.",
     )
     access_log: AccessLogMode = Field(
         default="all",

@@ -22,6 +22,8 @@ HEAVY = (
     "PIL",
     "geopic_tag_reader",
     "pillow_heif",
+    "httpx",  # its CLI brings rich and pygments; only a URL download uses it
+    "rich",
 )
 
 _SCRIPT = """

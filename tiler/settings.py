@@ -67,6 +67,27 @@ class TilerSettings(BaseSettings):
         "(docs/benchmarks.md, 'Memory of an API worker').",
     )
 
+    open_files: int = Field(
+        default=64,
+        ge=1,
+        description="Most open files (handles, with their overviews and warped VRTs) each "
+        "server process keeps between tiles; each holds ~1.6 MB of buffers per dataset read "
+        "and its own decoded blocks in GDAL's cache.",
+    )
+    open_file_idle_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a file's most recently used handle stays open unused.",
+    )
+    spare_handle_idle_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="How long a file's other handles (opened for concurrent tiles of it) stay "
+        "open unused: a burst of 8 tiles leaves 8 handles, ~6 MB each and their blocks in "
+        "GDAL's cache. Closed by the next read or the process's periodic trim "
+        "(TERRACAT_API_MALLOC_TRIM_INTERVAL_S).",
+    )
+
     @field_validator("tile_matrix_sets")
     @classmethod
     def _known_tms(cls, value: list[str]) -> list[str]:

@@ -18,12 +18,16 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urljoin, urlsplit
-
-import httpx
 
 from ..settings import IngestSettings
 from .errors import TooLarge, UrlForbidden, UrlTooManyRedirects, UrlUnreachable
+
+# httpx is imported where a download runs: it brings its CLI (rich, pygments), ~2.5 MB in
+# every API worker, which imports this module to check URLs and never downloads.
+if TYPE_CHECKING:
+    import httpx
 
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 30.0
@@ -173,6 +177,8 @@ def check_url(url: str, allow_private: bool) -> None:
 
 
 def _ssl_context() -> ssl.SSLContext:
+    import httpx
+
     return httpx.create_ssl_context()
 
 
@@ -183,8 +189,10 @@ def _remaining(deadline: float, url: str) -> float:
     return left
 
 
-def _open(hop: _Target, deadline: float) -> tuple[httpx.Client, httpx.Response]:
+def _open(hop: _Target, deadline: float) -> tuple["httpx.Client", "httpx.Response"]:
     """Send GET to the checked addresses of ``hop`` in turn; return the streaming response."""
+    import httpx
+
     last: Exception | None = None
     for ip in hop.addresses:
         left = _remaining(deadline, hop.url)
@@ -215,7 +223,7 @@ def _open(hop: _Target, deadline: float) -> tuple[httpx.Client, httpx.Response]:
 
 def _follow(
     url: str, settings: IngestSettings, deadline: float
-) -> tuple[httpx.Client, httpx.Response, str]:
+) -> tuple["httpx.Client", "httpx.Response", str]:
     """Follow redirects by hand, checking every hop; return the final 2xx response."""
     visited: set[str] = set()
     for _ in range(settings.url_max_redirects + 1):
@@ -239,7 +247,7 @@ def _follow(
     raise UrlTooManyRedirects(f"more than {settings.url_max_redirects} redirects, last to {url}")
 
 
-def _filename(response: httpx.Response, url: str) -> str:
+def _filename(response: "httpx.Response", url: str) -> str:
     disposition = response.headers.get("content-disposition")
     if disposition:
         msg = email.message.Message()
@@ -250,7 +258,7 @@ def _filename(response: httpx.Response, url: str) -> str:
     return safe_filename(unquote(urlsplit(url).path.rsplit("/", 1)[-1]), DEFAULT_FILENAME)
 
 
-def _declared_size(response: httpx.Response) -> int | None:
+def _declared_size(response: "httpx.Response") -> int | None:
     try:
         return int(response.headers["content-length"])
     except (KeyError, ValueError):
@@ -258,7 +266,7 @@ def _declared_size(response: httpx.Response) -> int | None:
 
 
 def _stream(
-    response: httpx.Response,
+    response: "httpx.Response",
     out: int,
     url: str,
     settings: IngestSettings,
@@ -298,6 +306,8 @@ def download(
     cancelled: Callable[[], bool] = _never,
 ) -> Download:
     """Fetch ``url`` into a new private file in ``dest_dir``; nothing is left there on failure."""
+    import httpx
+
     deadline = time.monotonic() + settings.url_timeout_s
     fd, name = tempfile.mkstemp(dir=dest_dir, prefix=".download-")
     path = Path(name)

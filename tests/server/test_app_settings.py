@@ -96,6 +96,15 @@ def test_the_app_sizes_gdals_block_cache_unless_told(monkeypatch: pytest.MonkeyP
     assert os.environ["GDAL_CACHEMAX"] == "512"
 
 
+def test_the_app_bounds_its_open_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiler's open files, their idle time and that of a burst's spare handles are settings."""
+    monkeypatch.setenv("TERRACAT_TILER_OPEN_FILES", "9")
+    monkeypatch.setenv("TERRACAT_TILER_OPEN_FILE_IDLE_S", "30")
+    monkeypatch.setenv("TERRACAT_TILER_SPARE_HANDLE_IDLE_S", "2.5")
+    pool = create_app(Settings()).state.readers.datasets
+    assert (pool.size, pool.idle_s, pool.spare_idle_s) == (9, 30.0, 2.5)
+
+
 def test_the_app_sizes_its_thread_pool(settings: Settings) -> None:
     """Blocking work (tile rendering) runs on TERRACAT_API_THREADS threads, not anyio's 40."""
     app = create_app(settings.model_copy(update={"api": settings.api.model_copy(

@@ -101,3 +101,20 @@ def test_trimming_returns_freed_small_blocks() -> None:
     _, trimmed = retained(0.1)
     assert trimmed < 10 * 2**20, trimmed
     assert kept - trimmed > 5 * 2**20, (kept, trimmed)
+
+
+def test_each_tick_releases_before_trimming() -> None:
+    """The app's files left open by a burst are closed by the trim task too (server/app.py)."""
+    import asyncio
+
+    from server.memory import trim_allocator
+
+    calls: list[float] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(trim_allocator(0.02, lambda: calls.append(1.0)))
+        await asyncio.sleep(0.15)
+        task.cancel()
+
+    asyncio.run(main())
+    assert len(calls) >= 2

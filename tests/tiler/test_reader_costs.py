@@ -154,6 +154,31 @@ def test_idle_handles_are_closed(cog: Path) -> None:
     assert first.closed
 
 
+def test_a_bursts_spare_handles_close_after_their_own_idle_time(cog: Path) -> None:
+    """Concurrent reads of a file leave a handle each (~6 MB with its buffers and VRTs): all
+    but the most recently used one close after ``spare_idle_s``, on ``reap`` or the next read."""
+    pool = DatasetPool(idle_s=60.0, spare_idle_s=0.05)
+    stacks = [contextlib.ExitStack() for _ in range(3)]
+    handles = [pool.borrow(str(cog), stack) for stack in stacks]
+    for stack in stacks:
+        stack.close()
+    assert len(pool) == 3 and pool.reap() == 0  # not idle long enough yet
+    time.sleep(0.1)
+    assert pool.reap() == 2
+    assert len(pool) == 1 and [h.closed for h in handles] == [True, True, False]
+    with contextlib.ExitStack() as stack:
+        assert pool.borrow(str(cog), stack) is handles[2]  # the one kept serves the next read
+    assert pool.opened == 3
+
+
+def test_a_lone_handle_waits_for_the_longer_idle_time(cog: Path) -> None:
+    pool = DatasetPool(idle_s=60.0, spare_idle_s=0.0)
+    with contextlib.ExitStack() as stack:
+        first = pool.borrow(str(cog), stack)
+    time.sleep(0.01)
+    assert pool.reap() == 0 and not first.closed
+
+
 def _pool_size_in_child(queue: Any, pool: DatasetPool) -> None:
     queue.put(len(pool))
 
