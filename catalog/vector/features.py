@@ -272,11 +272,7 @@ class FeatureReader:
         inline = _index_bounded(query)
         sql: str | None = None
         if _prepared(request):
-            box = bbox_shape(query.bbox) if query.bbox is not None else None
-            sql, defaults, keys = self._compiled(layer, version, request, inline, box)
-            params.update(defaults, _c=layer.collection_id)
-            if box is not None:
-                params["_box"] = shapely.to_wkb(box)
+            sql, keys = self._usual(layer, version, request, inline, params)
             backwards, selects = False, query.bbox is not None
         else:
             clauses = where(layer, query)
@@ -329,6 +325,19 @@ class FeatureReader:
             return None, False
         found = where(layer, query) if clauses is None else clauses
         return await self._count(conn, layer, found, len(rows), _seen_fresh), True
+
+    def _usual(
+        self, layer: Layer, version: str | None, request: PageRequest, inline: bool,
+        params: dict[str, Any],
+    ) -> tuple[str, list[SortKey]]:  # fmt: skip
+        """The SQL and sort keys of a usual page (``_prepared``); its values go in ``params``."""
+        query = request.query
+        box = bbox_shape(query.bbox) if query.bbox is not None else None
+        sql, defaults, keys = self._compiled(layer, version, request, inline, box)
+        params.update(defaults, _c=layer.collection_id)
+        if box is not None:
+            params["_box"] = shapely.to_wkb(box)
+        return sql, keys
 
     def _compiled(
         self, layer: Layer, version: str | None, request: PageRequest, inline: bool,
