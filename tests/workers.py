@@ -80,6 +80,22 @@ class WorkerThread(LoopThread):
 MakeWorker = Callable[[Processes, JobSettings], WorkerThread]
 
 
+def wait_for_final(
+    client: TestClient, headers: dict[str, str], location: str, timeout: float = 30
+) -> Any:
+    """Poll an upload file record until it leaves ``received``/``processing``; the record.
+
+    A job reads ``failed`` a moment before its file reads ``rejected``: the worker marks the
+    job, then runs the process's failure hook, which records the outcome on the file.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        record = client.get(location, headers=headers).json()
+        if record["status"] not in ("received", "processing") or time.monotonic() > deadline:
+            return record
+        time.sleep(0.05)
+
+
 def wait_for(
     client: TestClient, admin: dict[str, str], job_id: str, *statuses: str, timeout: float = 60
 ) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from tests.cube_data import (
     zip_store,
 )
 from tests.owners import owned_collection, person
-from tests.workers import MakeWorker, wait_for
+from tests.workers import MakeWorker, wait_for, wait_for_final
 
 from .cube_uploads import all_items, cube_row, datacube_of, storage_of, tune, valid_item
 from .vector_uploads import ensure_collection, loaded, start_worker, upload
@@ -237,15 +237,6 @@ def wait_until(check: Any, timeout: float = 10) -> bool:
             return False
         time.sleep(0.05)
     return True
-
-
-def wait_for_final(client: TestClient, admin: dict[str, str], location: str) -> Any:
-    deadline = time.monotonic() + 30
-    while True:
-        record = client.get(location, headers=admin).json()
-        if record["status"] not in ("received", "processing") or time.monotonic() > deadline:
-            return record
-        time.sleep(0.05)
 
 
 def test_urls_copied_and_registered_in_place(

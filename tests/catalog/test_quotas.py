@@ -25,7 +25,7 @@ from tests.apps import AppPool
 from tests.factories import item
 from tests.owners import Person, owned_collection, person, stored, tus_create
 from tests.stored import store_item
-from tests.workers import MakeWorker, wait_for
+from tests.workers import MakeWorker, wait_for, wait_for_final
 
 QUOTA = 2500
 FAST = JobSettings(heartbeat_s=0.2, stale_after_s=2, idle_wake_s=0.5, max_attempts=2)
@@ -274,7 +274,7 @@ def test_a_url_file_over_the_quota_fails_in_its_job_and_is_deleted(
         make_worker(processes, FAST).start()
         job = wait_for(client, ann.headers, r.json()["job"]["id"], "failed", "successful")
         assert job["error"]["code"] == "quota.Exceeded", job
-        record = client.get(r.headers["location"], headers=ann.headers).json()
+        record = wait_for_final(client, ann.headers, r.headers["location"])
         assert record["status"] == "rejected" and record["error"]["code"] == "quota.Exceeded"
         assert stored(data_dir / "staging") == []
         assert _usage(client, ann).used_bytes == 0
