@@ -127,8 +127,13 @@ def meets_rectangle(geom: Clause, box: Clause) -> Clause:
     The stored bbox is rounded outwards, so inside it means inside. A CASE, not an OR,
     which the planner would turn into a BitmapOr of two index scans; ``&&`` keeps the index.
     """
-    inside = case((geom.op("@")(box), true()), else_=func.ST_Intersects(geom, box))
-    return and_(geom.op("&&")(box), inside)
+    return and_(geom.op("&&")(box), inside_or_meets(geom, box))
+
+
+def inside_or_meets(geom: Clause, box: Clause) -> Clause:
+    """``meets_rectangle`` without its index condition, for a caller that finds the rows
+    through another index (vector tiles, through the size index)."""
+    return case((geom.op("@")(box), true()), else_=func.ST_Intersects(geom, box))
 
 
 def is_rectangle(shape: shapely.Geometry) -> bool:
