@@ -94,12 +94,21 @@ class Databases:
 @pytest.fixture(scope="session", autouse=True)
 def _job_children_preload() -> None:
     """Job children start with the suite's process modules imported, as a ``terracat worker``'s
-    do with its processes': the fork server is one per process, started by its first worker."""
-    from catalog.jobs.worker import preload
+    do with its processes': the fork server is one per process, started by its first worker.
 
-    preload(["catalog.uploads.ingest", "catalog.ingest.pipeline", "catalog.storage.local",
-             "catalog.storage.s3", "tiler.export", "tiler.render",
-             "tests.catalog.processes"])  # fmt: skip
+    Every module the server's processes name (``child_modules`` too): a first worker offering
+    fewer (tests/catalog/test_worker.py's, the export tests') would otherwise leave each later
+    ingest child to import the datacube libraries anew, ~0.7 s of CPU per picture or file.
+    """
+    from catalog.jobs.worker import preload
+    from catalog.pictures.dispatch import DispatchProcess
+    from catalog.uploads.ingest import IngestProcess
+    from tiler.export import ExportProcess
+
+    modules = ["tiler.export", "tests.catalog.processes"]
+    for process in (IngestProcess, DispatchProcess, ExportProcess):
+        modules += [process.__module__, *process.child_modules]
+    preload(modules)
 
 
 @pytest.fixture(scope="session")
