@@ -156,16 +156,47 @@ def sync_engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+# The tables TRUNCATE ... CASCADE of TABLES empties: those and the tables referencing them.
+_REACHED = """
+WITH RECURSIVE reached(rel) AS (
+  SELECT unnest(CAST(CAST(:tables AS text[]) AS regclass[]))
+  UNION SELECT c.conrelid FROM pg_constraint c JOIN reached ON c.confrelid = reached.rel
+  WHERE c.contype = 'f'
+) SELECT CAST(rel AS oid) FROM reached
+"""
+# Those of them not as a TRUNCATE leaves a table: written to (rows, or the space of deleted
+# or rolled back ones) or analysed since (its planner statistics, which counts estimate from).
+_TOUCHED = """
+SELECT CAST(CAST(oid AS regclass) AS text) FROM pg_class
+WHERE oid = ANY(:reached) AND (pg_relation_size(oid) > 0 OR relpages <> 0 OR reltuples <> -1)
+"""
+
+
+@pytest.fixture(scope="session")
+def _reached_tables(sync_engine: Engine) -> list[int]:
+    """The oids of the tables ``TRUNCATE TABLES CASCADE`` empties."""
+    with sync_engine.connect() as conn:
+        return list(conn.execute(text(_REACHED), {"tables": list(TABLES)}).scalars())
+
+
 @pytest.fixture(autouse=True)
 def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Empty the catalogue tables after every test that touched the database."""
+    """Empty the catalogue tables after every test that touched the database.
+
+    ``TRUNCATE TABLES CASCADE``, less the tables a TRUNCATE would leave as they are: each one
+    truncated gets new files for itself and its indexes, ~25 ms of the server's time after
+    every test for tables most tests never write to.
+    """
     if "database_url" not in request.fixturenames:
         yield
         return
     engine: Engine = request.getfixturevalue("sync_engine")
+    reached: list[int] = request.getfixturevalue("_reached_tables")
     yield
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+        touched = conn.execute(text(_TOUCHED), {"reached": reached}).scalars().all()
+        if touched:
+            conn.execute(text(f"TRUNCATE {', '.join(touched)} CASCADE"))
         conn.execute(text(_DROP_FEATURE_TABLES))
 
 
