@@ -20,7 +20,7 @@ from catalog.stac.serializers import collection_row
 from .errors import InvalidDatetimeProperty, NotAVectorCollection, TypeConflict
 from .layer_data import LayerData
 from .repository import add_properties, create_layer, get_layer, refresh_extent
-from .schema import GEOM, Layer, PropertyType, fits, index_sql
+from .schema import GEOM, Layer, PropertyType, drop_index_sql, fits, index_sql
 
 VECTOR_KIND = "vector"
 _DATES = (PropertyType.DATETIME, PropertyType.DATE)
@@ -181,8 +181,8 @@ async def copy_csv(conn: AsyncConnection, layer: Layer, data: LayerData, fresh: 
     if driver is None:
         raise RuntimeError("the connection was closed during the load")
     if fresh:
-        for suffix in ("geom", "size"):
-            await conn.execute(text(f'DROP INDEX features."{layer.table_name}_{suffix}"'))
+        for statement in drop_index_sql(layer.table_name):
+            await conn.execute(text(statement))
     names = ", ".join([GEOM, *(f'"{p.column}"' for p in known)])
     statement = f"COPY {layer.qualified_name} ({names}) FROM STDIN WITH (FORMAT csv)"
     async with driver.cursor() as cursor:

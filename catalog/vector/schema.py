@@ -207,15 +207,24 @@ def _feature_table(table_name: str, properties: tuple[Property, ...]) -> Table:
     )
 
 
+# A feature table's spatial indexes, by name suffix: its geometries (2-D), and their bboxes
+# lifted to their size (n-D, ``features.size_key``, migration 0018), which low-zoom tiles search.
+_SPATIAL_INDEXES = {
+    "geom": f"gist ({GEOM})",
+    "size": f"gist ({SCHEMA}.size_key({GEOM}) gist_geometry_ops_nd)",
+}
+
+
 def index_sql(table_name: str) -> list[str]:
-    """DDL of a feature table's spatial indexes: its geometries (2-D), and their bboxes lifted
-    to their size (n-D, ``features.size_key``, migration 0018), which low-zoom tiles search."""
+    """DDL of a feature table's spatial indexes."""
     table = f'{SCHEMA}."{table_name}"'
-    return [
-        f'CREATE INDEX "{table_name}_geom" ON {table} USING gist ({GEOM})',
-        f'CREATE INDEX "{table_name}_size" ON {table} '
-        f"USING gist ({SCHEMA}.size_key({GEOM}) gist_geometry_ops_nd)",
-    ]
+    return [f'CREATE INDEX "{table_name}_{suffix}" ON {table} USING {method}'
+            for suffix, method in _SPATIAL_INDEXES.items()]  # fmt: skip
+
+
+def drop_index_sql(table_name: str) -> list[str]:
+    """DDL dropping what ``index_sql`` makes (a bulk load builds them again after it)."""
+    return [f'DROP INDEX {SCHEMA}."{table_name}_{suffix}"' for suffix in _SPATIAL_INDEXES]
 
 
 def create_table_sql(table_name: str, properties: Sequence[Property]) -> list[str]:
