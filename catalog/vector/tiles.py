@@ -156,11 +156,14 @@ class FeatureTileRepository:
         WebMercatorQuad), whose floor leaves many features out. Higher, the 2-D index is
         smaller and leaves out as many (six z12 tiles over 100,000 polygons: 0.8-1.0 against
         1.1 ms of SQL)."""
-        if self.params.min_size <= 0 or layer.geometry_type in POINT_TYPES:
-            return False
-        if bounds.limits is None:
+        if not self.floored(layer) or bounds.limits is None:
             return False
         return round((bounds.limits[2] - bounds.limits[0]) / bounds.width) <= SIZE_INDEX_SPAN
+
+    def floored(self, layer: Layer) -> bool:
+        """Whether ``layer``'s tiles leave out features under the size floor (``min_size``):
+        lines and polygons, or a mix; never a layer of points."""
+        return self.params.min_size > 0 and layer.geometry_type not in POINT_TYPES
 
     def values(self, bounds: TileBounds, name: str, limit: int) -> dict[str, Any]:
         """The values bound per tile."""
@@ -201,7 +204,7 @@ class FeatureTileRepository:
             self._meets_sized(bounds, geom, area) if sized else self._meets(bounds, geom, area.c.g)
         )
         conditions = [meets, *where(layer, query)]
-        if p.min_size > 0 and layer.geometry_type not in POINT_TYPES:
+        if self.floored(layer):
             conditions.append(self._visible(layer, geom, area.c.floor))
         # Cut only what reaches out of the padded tile (a pole never reaches Web Mercator; a
         # huge polygon projects faster cut): most features lie inside.
