@@ -5,6 +5,7 @@ fresh databases are created on that server instead (and dropped afterwards): nev
 database in the URL itself, so a developer's data is never touched.
 """
 
+import functools
 import os
 import secrets
 import shutil
@@ -204,8 +205,12 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-# Settings read from the environment, and the environment they were read from.
-_FROM_ENVIRONMENT: list[tuple[object, "Settings"]] = []
+@functools.lru_cache(maxsize=1)
+def _settings_of(environment: tuple[tuple[str, str], ...]) -> "Settings":
+    """Settings read from the environment, kept while ``environment`` (all of it) is the same."""
+    from server.settings import Settings
+
+    return Settings()
 
 
 def app_settings(database_url: str, data_dir: Path) -> "Settings":
@@ -217,12 +222,9 @@ def app_settings(database_url: str, data_dir: Path) -> "Settings":
     """
     from pydantic import SecretStr
 
-    from server.settings import ApiSettings, Settings
+    from server.settings import ApiSettings
 
-    environment = tuple(sorted(os.environ.items()))
-    if not _FROM_ENVIRONMENT or _FROM_ENVIRONMENT[0][0] != environment:
-        _FROM_ENVIRONMENT[:] = [(environment, Settings())]
-    settings = _FROM_ENVIRONMENT[0][1].model_copy(deep=True)
+    settings = _settings_of(tuple(sorted(os.environ.items()))).model_copy(deep=True)
     settings.db.url = database_url
     settings.api = ApiSettings(admin_token=SecretStr(ADMIN_TOKEN))
     settings.ingest.data_dir = data_dir
