@@ -43,8 +43,8 @@ class TileSettings(BaseSettings):
         default=1,
         ge=1,
         le=9,
-        description="zlib level of vector tiles sent gzipped (to clients that accept gzip); "
-        "1 is the cheapest, higher levels save ~10 % of the bytes for twice the CPU or more.",
+        description="Compression level of vector tiles sent gzipped (to clients that accept "
+        "gzip; libdeflate): 1 is the cheapest, 6 saves ~8 % of the bytes for three times the CPU.",
     )
 
     vector_max_features: int = Field(

@@ -13,12 +13,13 @@ tile is ``204 No Content``: every MapLibre GL and Mapbox GL version takes it as 
 while a 200 with no body made versions before MapLibre 4 log an error per tile.
 
 Tiles are gzipped here when the client accepts gzip (the app's gzip middleware leaves MVT
-alone): at a fast level, as a z2 tile of 10k footprints costs ~5 ms to compress at level 1
-and twice that at 6 for ~10 % fewer bytes. The ETag is a digest of the tile's bytes, one per
+alone), by libdeflate (imagecodecs, already there for PNG tiles) at a fast level: a z2 tile of
+10k footprints (120 kB) takes 0.53 ms at level 1 for 44.0 kB, where Python's zlib took 1.16 ms
+for 45.5 kB, and level 6 three times as long for ~8 % fewer bytes. The ETag is a digest of the
+tile's bytes (SHA-1: 0.07 ms for that tile where MD5 took 0.17, the CPU computes it), one per
 encoding, and ``If-None-Match`` gets a 304.
 """
 
-import gzip
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 import attr
+import imagecodecs
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from stac_fastapi.types.extension import ApiExtension
 from starlette.responses import Response
@@ -290,7 +292,7 @@ def _response(
     headers = {"Cache-Control": cache_control, "Vary": "Accept-Encoding, Authorization"}
     if tile.capped:
         headers[CAPPED_HEADER] = str(capped_at)
-    digest = hashlib.md5(tile.content, usedforsecurity=False).hexdigest()
+    digest = hashlib.sha1(tile.content, usedforsecurity=False).hexdigest()
     # Strong ETags differ between encodings of one tile (RFC 9110 8.8.3.3).
     gzipped = len(tile.content) >= GZIP_MINIMUM and accepts_gzip(accept_encoding)
     headers["ETag"] = f'"{digest}-gzip"' if gzipped else f'"{digest}"'
@@ -300,7 +302,7 @@ def _response(
         return Response(status_code=204, headers=headers)
     content = tile.content
     if gzipped:
-        content = gzip.compress(content, compresslevel=settings.gzip_level, mtime=0)
+        content = imagecodecs.gzip_encode(content, level=settings.gzip_level)
         headers["Content-Encoding"] = "gzip"
     return Response(content, headers=headers, media_type=MVT)
 
