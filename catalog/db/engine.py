@@ -1,14 +1,15 @@
 """Database engine lifecycle and migrations."""
 
+import re
 import select
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
-from sqlalchemy import event, make_url
+from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -111,6 +112,32 @@ async def connect(engine: AsyncEngine, write: bool = False) -> AsyncIterator[Asy
         if translated is None:
             raise
         raise translated from exc
+
+
+# What pg_export_snapshot() returns; checked before it goes into SET TRANSACTION SNAPSHOT,
+# which takes a literal, not a parameter.
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
+
+
+@asynccontextmanager
+async def one_snapshot(engine: AsyncEngine, count: int) -> AsyncIterator[list[AsyncConnection]]:
+    """``count`` connections in REPEATABLE READ transactions that all see one snapshot.
+
+    For the statements of one answer run side by side (each on its own connection, so on its
+    own server process): what they count is the same rows, whatever commits meanwhile. The
+    first exports its snapshot, the others adopt it before any query (as pg_dump's parallel
+    workers do). Rolled back at the end; driver errors as ``connect`` gives them.
+    """
+    async with AsyncExitStack() as stack:
+        conns = [await stack.enter_async_context(connect(engine)) for _ in range(count)]
+        for conn in conns:
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+        snapshot = (await conns[0].execute(text("SELECT pg_export_snapshot()"))).scalar_one()
+        if not _SNAPSHOT_ID.fullmatch(snapshot):
+            raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
+        for conn in conns[1:]:
+            await conn.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+        yield conns
 
 
 # SQLSTATE classes of a database that cannot answer now but may soon: connection exception,
