@@ -128,6 +128,21 @@ class VectorStatsSettings(BaseSettings):
         "write makes a new one), query and facet parameters: paging through items with the "
         "same facetby counts once. 0 keeps none.",
     )
+    facet_statements: int = Field(
+        default=2,
+        ge=1,
+        description="Statements the facets of one request are dealt out to, run side by side on "
+        "as many connections that see one snapshot, over a collection of at least "
+        "`facet_split_features` features and while no other statement of the server process "
+        "runs: GROUPING SETS never use parallel workers, so one statement counts every facet "
+        "on one core. 1 keeps one statement.",
+    )
+    facet_split_features: int = Field(
+        default=20_000,
+        ge=0,
+        description="Features a collection holds from which its facets are split "
+        "(`facet_statements`); below, one statement takes a few milliseconds.",
+    )
     aggregate_max_groups: int = Field(
         default=10_000,
         ge=1,

@@ -27,7 +27,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
-from catalog.db.engine import connect
+from catalog.db.engine import connect, one_snapshot
 from catalog.settings import LimitSettings
 from catalog.stac import cql2
 from catalog.stac.requests import parse_bbox
@@ -35,7 +35,12 @@ from catalog.timeparse import parse_interval
 from catalog.vector.aggregate import aggregate, parse_group_by, parse_metrics
 from catalog.vector.analysis import InvalidFacet, NotVector
 from catalog.vector.crs import filter_in_crs84, parse_filter_crs
-from catalog.vector.facets import facet_counts, facet_properties, parse_edges
+from catalog.vector.facets import (
+    facet_counts,
+    facet_counts_shared,
+    facet_properties,
+    parse_edges,
+)
 from catalog.vector.query import Clause, FeatureQuery, where
 from catalog.vector.repository import VectorRepository
 from catalog.vector.schema import Layer
@@ -215,7 +220,7 @@ async def facets_member(
     Do not change the member returned: with a ``cache`` it is shared with later answers.
     """
     names = params.names()
-    facet_properties(layer, names, settings.facet_max_properties)  # 400 before any SQL
+    props = facet_properties(layer, names, settings.facet_max_properties)  # 400 before any SQL
     limit = params.facet_limit or settings.facet_limit
     buckets = params.facet_buckets or settings.facet_buckets
     if limit > settings.facet_max_limit:
@@ -229,14 +234,30 @@ async def facets_member(
     if clauses is None:
         # A filter compiles off the event loop; a bbox or datetime alone takes microseconds.
         clauses = await clauses_of(layer, query) if query.filter else where(layer, query)
-    async with connect(engine) as conn:
-        # One statement (two when the layer changed under it): no transaction to open
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        found = await facet_counts(conn, layer, query, names, limit, buckets, edges, clauses)
+    shares = min(len(props), settings.facet_statements)
+    # Split only when nothing else of this process is using the database: under load the
+    # cores are busy anyway, and each share would only add a read of the rows.
+    idle = _checked_out(engine) == 0
+    if layer.feature_count >= settings.facet_split_features and shares > 1 and idle:
+        async with one_snapshot(engine, shares) as conns:
+            found = await facet_counts_shared(
+                conns, layer, query, names, limit, buckets, edges, clauses
+            )
+    else:
+        async with connect(engine) as conn:
+            # One statement (two when the layer changed under it): no transaction to open
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            found = await facet_counts(conn, layer, query, names, limit, buckets, edges, clauses)
     answer = found.matched, found.to_json()
     if cache is not None:
         cache.put(key, answer)
     return answer
+
+
+def _checked_out(engine: AsyncEngine) -> int:
+    """Connections of the engine's pool in use in this process (0 if it cannot tell)."""
+    checked_out = getattr(engine.pool, "checkedout", None)
+    return int(checked_out()) if callable(checked_out) else 0
 
 
 def _edges(layer: Layer, specs: Sequence[str], most: int) -> dict[str, list[Any]]:

@@ -27,6 +27,16 @@ from tests.server.vector_stats_data import (
 COUNT = 3000
 
 
+@pytest.fixture(params=["one statement", "shared out"])
+def statements(request: pytest.FixtureRequest, settings: Any) -> str:
+    """Before ``client``: the facets of a request in one statement, or dealt out to three
+    statements side by side in one snapshot (what collections of 20,000 features get)."""
+    if request.param == "shared out":
+        settings.vector_stats.facet_split_features = 0
+        settings.vector_stats.facet_statements = 3
+    return str(request.param)
+
+
 @pytest.fixture
 def fields(database_url: str, client: TestClient) -> Iterator[list[Feature]]:
     """The collection ``fields`` with COUNT seeded features."""
@@ -121,7 +131,9 @@ def _same_histogram(got: dict[str, Any], expected: dict[str, Any], name: str) ->
 
 
 # -- tests -----------------------------------------------------------------------------------------
-def test_terms_facets_count_every_value(client: TestClient, fields: list[Feature]) -> None:
+def test_terms_facets_count_every_value(
+    statements: str, client: TestClient, fields: list[Feature]
+) -> None:
     body = _facets(client, facetby="crop,farmer,organic", facet_limit=5)
     assert body["numberMatched"] == COUNT
     assert list(body["facets"]) == ["crop", "farmer", "organic"]
@@ -136,7 +148,9 @@ def test_terms_facets_count_every_value(client: TestClient, fields: list[Feature
     assert client.get(links["collection"].removeprefix("http://testserver")).status_code == 200
 
 
-def test_numbers_and_dates_are_bucketed(client: TestClient, fields: list[Feature]) -> None:
+def test_numbers_and_dates_are_bucketed(
+    statements: str, client: TestClient, fields: list[Feature]
+) -> None:
     body = _facets(client, facetby="parcels,yield,sown,harvest")
     facets = body["facets"]
     _same_histogram(facets["parcels"], histogram(fields, "parcels", 10, whole=True), "parcels")
@@ -194,7 +208,7 @@ FILTERS: list[tuple[dict[str, Any], Callable[[Feature], bool]]] = [
 
 @pytest.mark.parametrize("case", range(len(FILTERS)))
 def test_facets_count_what_the_filter_selects(
-    client: TestClient, fields: list[Feature], case: int
+    statements: str, client: TestClient, fields: list[Feature], case: int
 ) -> None:
     params, keep = FILTERS[case]
     selected = [f for f in fields if keep(f)]
@@ -208,7 +222,7 @@ def test_facets_count_what_the_filter_selects(
 
 
 def test_facets_count_what_bbox_and_datetime_select(
-    client: TestClient, fields: list[Feature]
+    statements: str, client: TestClient, fields: list[Feature]
 ) -> None:
     bbox = (0.0, 45.0, 3.5, 48.0)
     start, end = dt.datetime(2023, 3, 1, tzinfo=dt.UTC), dt.datetime(2023, 9, 30, tzinfo=dt.UTC)
@@ -227,7 +241,9 @@ def test_facets_count_what_bbox_and_datetime_select(
     _same_histogram(body["facets"]["sown"], histogram(selected, "sown", 10, False), "sown")
 
 
-def test_given_edges_replace_equal_widths(client: TestClient, fields: list[Feature]) -> None:
+def test_given_edges_replace_equal_widths(
+    statements: str, client: TestClient, fields: list[Feature]
+) -> None:
     edges = [2.0, 4.0, 8.0]
     dates = ["2023-06-01T00:00:00Z", "2024-01-01T00:00:00Z"]
     response = client.get(
@@ -290,7 +306,7 @@ def test_private_collections_are_facets_of_no_one_else(
         assert client.get(f"/collections/fields/{path}", headers=admin).status_code == 200
 
 
-def test_nothing_selected(client: TestClient, fields: list[Feature]) -> None:
+def test_nothing_selected(statements: str, client: TestClient, fields: list[Feature]) -> None:
     body = _facets(client, facetby="crop,yield,harvest", filter="parcels > 100000")
     assert body["numberMatched"] == 0
     assert body["facets"]["crop"] == {
@@ -402,7 +418,9 @@ def _table(sync_engine: Any) -> str:
     return f'features."{name}"'
 
 
-def test_integers_beyond_64_bits_of_span_are_refused(client: TestClient, database_url: str) -> None:
+def test_integers_beyond_64_bits_of_span_are_refused(
+    statements: str, client: TestClient, database_url: str
+) -> None:
     features = make_features(3, seed=5)
     features[0].props["parcels"] = -(2**62) - 2**61
     features[1].props["parcels"] = 2**62 + 2**61
@@ -414,3 +432,40 @@ def test_integers_beyond_64_bits_of_span_are_refused(client: TestClient, databas
     # the values themselves are fine with given edges
     body = _facets(client, facetby="parcels", facet_edges="parcels:0")
     assert [b["count"] for b in body["facets"]["parcels"]["buckets"]] == [1, 2]
+
+
+async def test_facets_are_shared_out_only_while_the_process_is_idle(
+    fields: list[Feature], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load the cores are busy anyway: each share would only add a read of the rows."""
+    from catalog.db.engine import create_engine
+    from catalog.settings import DatabaseSettings
+    from catalog.vector.query import FeatureQuery
+    from catalog.vector.repository import VectorRepository
+    from ogc import vector_stats
+    from ogc.settings import VectorStatsSettings
+
+    shared: list[int] = []
+    real = vector_stats.one_snapshot
+
+    def spy(engine: Any, count: int) -> Any:
+        shared.append(count)
+        return real(engine, count)
+
+    monkeypatch.setattr(vector_stats, "one_snapshot", spy)
+    settings = VectorStatsSettings(facet_split_features=0, facet_statements=2)
+    params = vector_stats.FacetParams(facetby="crop,farmer,organic")
+    engine = create_engine(database_url, DatabaseSettings())
+    try:
+        layer = await VectorRepository(engine).layer("fields")
+        assert layer is not None
+        alone = await vector_stats.facets_member(engine, layer, FeatureQuery(), params, settings)
+        assert shared == [2]
+        async with engine.connect():  # another request's statement
+            busy = await vector_stats.facets_member(engine, layer, FeatureQuery(), params, settings)
+        assert shared == [2]
+        assert busy == alone
+        assert alone[0] == COUNT
+        assert alone[1]["crop"] == terms(fields, "crop", 10)
+    finally:
+        await engine.dispose()
