@@ -4,9 +4,10 @@ Features are chosen with ``query.where`` (bbox, datetime, CQL2: the same rows as
 routes) among those meeting the tile widened by its buffer. At most ``limit`` features go into
 a tile (in table order: no sort, which would cost as much as the tile at low zooms); ``capped``
 says more met it. Geometries reaching out of the padded tile are cut to it in lon/lat (a pole
-never reaches Web Mercator), projected, simplified at the tile's resolution (``simplify`` tile
-units, Douglas-Peucker keeping collapsed rings) when they have more than a few points, and
-snapped to the tile grid by ST_AsMVTGeom. Lines and polygons
+never reaches Web Mercator), simplified at the tile's resolution (``simplify`` tile units,
+Douglas-Peucker keeping collapsed rings: in lon/lat before projecting for Web Mercator tiles,
+else after projecting those of more than a few points), projected, and snapped to the tile
+grid by ST_AsMVTGeom. Lines and polygons
 whose bbox is under ``min_size`` tile units on both sides are left out: they would draw less
 than a pixel, and at low zooms they are most of a tile's bytes. They are left out in the
 layer's n-D size index, which finds the features meeting the tile and over its floor.
@@ -50,6 +51,8 @@ SIZED_TYPES = frozenset({"Polygon", "MultiPolygon", "LineString", "MultiLineStri
 SIMPLIFY_ABOVE = 16
 # Tiles at least 1/SIZE_INDEX_SPAN of their matrix set wide search the size index (by_size).
 SIZE_INDEX_SPAN = 64
+# Half the width of Web Mercator's world, in its metres (180 degrees of longitude).
+_HALF_WORLD = 20037508.342789244
 _COMPILED: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
 _COMPILED_SIZE = 256
 
@@ -178,6 +181,8 @@ class FeatureTileRepository:
         return {
             "west": box[0], "south": box[1], "east": box[2], "north": box[3],
             "step": size / 16, "tolerance": size * p.simplify / p.extent,
+            # the same in degrees of longitude (Web Mercator's x is linear in longitude)
+            "tolerance_deg": size * p.simplify / p.extent * 180 / _HALF_WORLD,
             "xmin": bounds.xmin, "ymin": bounds.ymin, "xmax": bounds.xmax, "ymax": bounds.ymax,
             "z": z, "x": x, "y": y, "layer_name": name, "cap": limit, "cap_plus": limit + 1,
         }  # fmt: skip
@@ -335,8 +340,20 @@ class FeatureTileRepository:
         """``geom`` (a cut of ``whole``) projected, simplified at the tile's resolution (when
         ``whole`` has detail to lose), in tile units of the tile ``box``."""
         p = self.params
+        simplified = p.simplify > 0 and layer.geometry_type not in POINT_TYPES
+        if simplified and bounds.zxy is not None:
+            # Web Mercator: simplified in lon/lat, before projecting, so that fewer points are
+            # projected and cut to the tile grid (the z2 tile over 100,000 polygons of 8-24
+            # points: SQL 95 -> 73 ms, 220 -> 172 kB). Mercator stretches latitude by
+            # 1/cos(lat): the tolerance shrinks by cos(lat) at the feature's edge farthest
+            # from the equator, so no point moves more than ``simplify`` units.
+            bbox = func.Box2D(whole)
+            farthest = func.greatest(func.abs(func.ST_YMin(bbox)), func.abs(func.ST_YMax(bbox)))
+            degrees = bindparam("tolerance_deg", type_=Double) * func.cos(func.radians(farthest))
+            lean = func.ST_Transform(func.ST_Simplify(geom, degrees, True), bounds.srid)
+            return func.ST_AsMVTGeom(lean, box, p.extent, p.buffer, True)
         projected: ColumnElement[Any] = func.ST_Transform(geom, bounds.srid)
-        if p.simplify > 0 and layer.geometry_type not in POINT_TYPES:
+        if simplified:
             # Douglas-Peucker in liblwgeom (no GEOS round trip), keeping what would collapse:
             # without preserveCollapsed a polygon about one unit wide flattens to a ring that
             # ST_AsMVTGeom then drops.
