@@ -131,9 +131,9 @@ class VectorStatsSettings(BaseSettings):
     facet_statements: int = Field(
         default=2,
         ge=1,
-        description="Statements the facets of one request are dealt out to, run side by side on "
-        "as many connections that see one snapshot, over a collection of at least "
-        "`facet_split_features` features and while no other statement of the server process "
+        description="Statements the facets of every feature of a collection of at least "
+        "`facet_split_features` features are dealt out to, run side by side on as many "
+        "connections that see one snapshot, while no other statement of the server process "
         "runs: GROUPING SETS never use parallel workers, so one statement counts every facet "
         "on one core. 1 keeps one statement.",
     )

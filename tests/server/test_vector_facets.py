@@ -29,7 +29,7 @@ COUNT = 3000
 
 @pytest.fixture(params=["one statement", "shared out"])
 def statements(request: pytest.FixtureRequest, settings: Any) -> str:
-    """Before ``client``: the facets of a request in one statement, or dealt out to three
+    """Before ``client``: the facets of every feature in one statement, or dealt out to three
     statements side by side in one snapshot (what collections of 20,000 features get)."""
     if request.param == "shared out":
         settings.vector_stats.facet_split_features = 0
@@ -208,7 +208,7 @@ FILTERS: list[tuple[dict[str, Any], Callable[[Feature], bool]]] = [
 
 @pytest.mark.parametrize("case", range(len(FILTERS)))
 def test_facets_count_what_the_filter_selects(
-    statements: str, client: TestClient, fields: list[Feature], case: int
+    client: TestClient, fields: list[Feature], case: int
 ) -> None:
     params, keep = FILTERS[case]
     selected = [f for f in fields if keep(f)]
@@ -222,7 +222,7 @@ def test_facets_count_what_the_filter_selects(
 
 
 def test_facets_count_what_bbox_and_datetime_select(
-    statements: str, client: TestClient, fields: list[Feature]
+    client: TestClient, fields: list[Feature]
 ) -> None:
     bbox = (0.0, 45.0, 3.5, 48.0)
     start, end = dt.datetime(2023, 3, 1, tzinfo=dt.UTC), dt.datetime(2023, 9, 30, tzinfo=dt.UTC)
@@ -306,7 +306,7 @@ def test_private_collections_are_facets_of_no_one_else(
         assert client.get(f"/collections/fields/{path}", headers=admin).status_code == 200
 
 
-def test_nothing_selected(statements: str, client: TestClient, fields: list[Feature]) -> None:
+def test_nothing_selected(client: TestClient, fields: list[Feature]) -> None:
     body = _facets(client, facetby="crop,yield,harvest", filter="parcels > 100000")
     assert body["numberMatched"] == 0
     assert body["facets"]["crop"] == {
@@ -434,7 +434,7 @@ def test_integers_beyond_64_bits_of_span_are_refused(
     assert [b["count"] for b in body["facets"]["parcels"]["buckets"]] == [1, 2]
 
 
-async def test_facets_are_shared_out_only_while_the_process_is_idle(
+async def test_facets_of_every_feature_are_shared_out_while_the_process_is_idle(
     fields: list[Feature], database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under load the cores are busy anyway: each share would only add a read of the rows."""
@@ -465,6 +465,10 @@ async def test_facets_are_shared_out_only_while_the_process_is_idle(
             busy = await vector_stats.facets_member(engine, layer, FeatureQuery(), params, settings)
         assert shared == [2]
         assert busy == alone
+        # a selection: each share would read every row again to find it
+        some = FeatureQuery(bbox=[-180.0, -90.0, 180.0, 90.0])
+        assert await vector_stats.facets_member(engine, layer, some, params, settings) == alone
+        assert shared == [2]
         assert alone[0] == COUNT
         assert alone[1]["crop"] == terms(fields, "crop", 10)
     finally:
