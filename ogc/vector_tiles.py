@@ -302,7 +302,7 @@ def _response(
         return Response(status_code=204, headers=headers)
     content = tile.content
     if gzipped:
-        content = imagecodecs.gzip_encode(content, level=settings.gzip_level)
+        content = bytes(imagecodecs.gzip_encode(content, level=settings.gzip_level))
         headers["Content-Encoding"] = "gzip"
     return Response(content, headers=headers, media_type=MVT)
 
