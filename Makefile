@@ -13,8 +13,9 @@ lint: bootstrap
 	.venv/bin/mypy
 
 # Three test processes (pytest-xdist), whole modules each, so module fixtures start once: the
-# suite waits on PostgreSQL, servers and subprocesses more than it computes. On 2 cores, 2026-12-06:
-# pytest 526 s with 2 processes (63 % of the cores busy), 467 s with 3, 486 s with 4.
+# suite waits on PostgreSQL, servers and subprocesses more than it computes. On 2 cores, 2026-12-06,
+# pytest: 520, 526 and 541 s with 2 processes (63 % of the cores busy); 467, 527 and 535 s with 3;
+# 486 s with 4 (one machine whose speed moved by a third within the hour).
 TEST_WORKERS ?= 3
 test: lint
 	.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
