@@ -47,7 +47,8 @@ from .schema import FID, GEOM, Layer, Property, PropertyType
 
 POINT_TYPES = frozenset({"Point", "MultiPoint", "Point25D", "MultiPoint25D"})
 SIZED_TYPES = frozenset({"Polygon", "MultiPolygon", "LineString", "MultiLineString"})
-# Geometries with at most this many points are not simplified (a rectangle has 5).
+# Outside Web Mercator, geometries with at most this many points are not simplified (a
+# rectangle has 5); Web Mercator tiles simplify every line and polygon, before projecting.
 SIMPLIFY_ABOVE = 16
 # Tiles at least 1/SIZE_INDEX_SPAN of their matrix set wide search the size index (by_size).
 SIZE_INDEX_SPAN = 64
@@ -337,8 +338,9 @@ class FeatureTileRepository:
         whole: ColumnElement[Any],
         box: ColumnElement[Any],
     ) -> ColumnElement[Any]:
-        """``geom`` (a cut of ``whole``) projected, simplified at the tile's resolution (when
-        ``whole`` has detail to lose), in tile units of the tile ``box``."""
+        """``geom`` (a cut of ``whole``) simplified at the tile's resolution and projected (Web
+        Mercator: simplified first; other matrix sets: after, when ``whole`` has detail to
+        lose), in tile units of the tile ``box``."""
         p = self.params
         simplified = p.simplify > 0 and layer.geometry_type not in POINT_TYPES
         if simplified and bounds.zxy is not None:
