@@ -82,7 +82,7 @@ def features_part(settings: Settings) -> ApiPart:
             counting.count_limit, counting.count_max_cost, counting.count_stale_limit,
             counting.count_stale_timeout_ms,
         )  # fmt: skip
-        state.features = FeatureReader(state.vectors.engine, policy)
+        state.features = FeatureReader(state.vectors.engine, policy, state.reads)
 
     mixins: list[type[APIRequest]] = [FeatureParams]
     item_model = create_request_model("FeatureUri", base_model=ItemUri, mixins=mixins)

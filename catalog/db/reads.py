@@ -1,4 +1,5 @@
-"""Single read statements of the hot paths (vector tiles), straight through psycopg.
+"""Single read statements of the hot paths (vector tiles, feature pages), straight through
+psycopg.
 
 A tile is one statement returning one row. Through SQLAlchemy's async engine that statement
 cost ~270 µs of Python per request on top of the query (a pool checkout, the isolation level
@@ -18,7 +19,7 @@ from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from psycopg.rows import namedtuple_row
+from psycopg.rows import RowFactory, dict_row, namedtuple_row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog.errors import InvalidValue, Unavailable
@@ -64,6 +65,21 @@ class ReadPool:
         Binary results: a tile comes as its bytes, not as hex text twice its size that the
         server encodes and psycopg decodes (~0.2 ms of Python for a 120 kB z2 tile).
         """
+        rows = await self._read(sql, params, binary=True, row_factory=namedtuple_row)
+        if not rows:
+            raise RuntimeError("the statement returned no row")
+        return rows[0]
+
+    async def all(
+        self, sql: str, params: Mapping[str, Any], row_factory: RowFactory[Any] = dict_row
+    ) -> list[Any]:
+        """Every row of ``sql`` (text results; by default dicts, whose keys may be names that
+        a named tuple refuses, such as ``_v``)."""
+        return await self._read(sql, params, binary=False, row_factory=row_factory)
+
+    async def _read(
+        self, sql: str, params: Mapping[str, Any], binary: bool, row_factory: RowFactory[Any]
+    ) -> list[Any]:
         if self._slots.locked():  # every connection busy: wait, but not forever
             try:
                 async with asyncio.timeout(POOL_TIMEOUT_S):
@@ -73,7 +89,7 @@ class ReadPool:
         else:
             await self._slots.acquire()
         try:
-            return await self._run(sql, params)
+            return await self._run(sql, params, binary, row_factory)
         except psycopg.DataError as exc:
             raise InvalidValue(f"a value the database cannot hold: {first_line(exc)}") from exc
         except psycopg.Error as exc:
@@ -85,11 +101,14 @@ class ReadPool:
         finally:
             self._slots.release()
 
-    async def _run(self, sql: str, params: Mapping[str, Any]) -> Any:
+    async def _run(
+        self, sql: str, params: Mapping[str, Any], binary: bool, row_factory: RowFactory[Any]
+    ) -> list[Any]:
         conn = await self._checkout()
         try:
-            cursor = await conn.execute(sql, params, prepare=True, binary=True)
-            row = await cursor.fetchone()
+            cursor = conn.cursor(row_factory=row_factory, binary=binary)
+            await cursor.execute(sql, params, prepare=True)
+            rows = await cursor.fetchall()
         except psycopg.Error:
             await self._checkin(conn)  # a failed statement leaves an autocommit connection idle
             raise
@@ -97,9 +116,7 @@ class ReadPool:
             await conn.close()
             raise
         await self._checkin(conn)
-        if row is None:
-            raise RuntimeError("the statement returned no row")
-        return row
+        return rows
 
     async def _checkout(self) -> psycopg.AsyncConnection[Any]:
         while self._idle:
@@ -110,7 +127,6 @@ class ReadPool:
         return await psycopg.AsyncConnection.connect(
             self._conninfo,
             autocommit=True,
-            row_factory=namedtuple_row,
             options=self._options,
             application_name="terracat",
             connect_timeout=self._connect_timeout,

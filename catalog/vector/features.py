@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import psycopg
 import shapely
 from sqlalchemy import (
     JSON,
@@ -42,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from catalog.db.engine import connect
+from catalog.db.reads import ReadPool
 from catalog.errors import InvalidSortBy, NotFound
 from catalog.geometry import bbox_shape
 from catalog.stac.counts import CountPolicy, Freshness, count_matches
@@ -228,9 +230,14 @@ class FeatureReader:
     changed or removed since raises ``StaleLayer`` and the caller reads it anew.
     """
 
-    def __init__(self, engine: AsyncEngine, counts: CountPolicy) -> None:
+    def __init__(
+        self, engine: AsyncEngine, counts: CountPolicy, reads: ReadPool | None = None
+    ) -> None:
         self.engine = engine
         self.counts = counts
+        # The usual page's one statement straight through psycopg (catalog/db/reads.py):
+        # SQLAlchemy's connection and result machinery cost a tenth of such a request.
+        self.reads = reads
         self._fresh: dict[str, Freshness] = {}  # by feature table
         self._layers: dict[str, tuple[Layer, str]] = {}  # by collection: layer, row version
         self._sql: dict[Hashable, tuple[str, dict[str, Any], list[SortKey]]] = {}
@@ -281,38 +288,60 @@ class FeatureReader:
         first_page = request.token is None and request.offset == 0
         matched: int | None = None
         counted = False
+        rows: list[Any]
         try:
-            async with connect(self.engine) as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                if sql is not None:
-                    rows = list((await conn.exec_driver_sql(sql, params)).all())
-                else:
-                    rows = list((await conn.execute(statement, params)).all())
-                if not rows or (version is not None and rows[0]._v != version):
-                    raise StaleLayer(layer.collection_id)
-                count, capped = rows[0]._n, rows[0]._count
-                rows = [row for row in rows if row._f is not None]
-                more = len(rows) > request.limit
-                if self.counts.limit <= 0:
-                    counted = True  # TERRACAT_CATALOG_COUNT_LIMIT=0: never counted, as items
-                elif not selects:
-                    matched, counted = int(count), True  # the layer's count (same snapshot)
-                elif first_page and not more:
-                    matched, counted = len(rows), True  # a first page holding every match
-                elif capped is not None and capped <= self.counts.limit:
-                    matched, counted = int(capped), True
-                else:
-                    matched, counted = await self._fresh_count(conn, layer, query, clauses, rows)
-        except ProgrammingError as exc:
+            if sql is not None and self.reads is not None:
+                rows = [_Row(row) for row in await self.reads.all(sql, params)]
+                rows, matched, counted = self._matched(rows, version, layer, selects, first_page,
+                                                       request.limit)  # fmt: skip
+                if not counted:
+                    async with connect(self.engine) as conn:
+                        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                        matched, counted = await self._fresh_count(conn, layer, query, None, rows)
+            else:
+                async with connect(self.engine) as conn:
+                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    if sql is not None:
+                        rows = list((await conn.exec_driver_sql(sql, params)).all())
+                    else:
+                        rows = list((await conn.execute(statement, params)).all())
+                    rows, matched, counted = self._matched(rows, version, layer, selects,
+                                                           first_page, request.limit)  # fmt: skip
+                    if not counted:
+                        matched, counted = await self._fresh_count(conn, layer, query, clauses,
+                                                                   rows)  # fmt: skip
+        except (ProgrammingError, psycopg.ProgrammingError) as exc:
             # A table or column of an older layer, gone since (collection deleted, replaced)
-            if version is not None and getattr(exc.orig, "sqlstate", None) in _GONE:
+            state = getattr(getattr(exc, "orig", exc), "sqlstate", None)
+            if version is not None and state in _GONE:
                 raise StaleLayer(layer.collection_id) from exc
             raise
         if not counted:
             async with connect(self.engine) as conn:
                 found = where(layer, query) if clauses is None else clauses
                 matched = await self._count(conn, layer, found, len(rows))
+        more = len(rows) > request.limit
         return _page_of(rows[: request.limit], keys, more, backwards, first_page, matched)
+
+    def _matched(
+        self, rows: list[Any], version: str | None, layer: Layer, selects: bool,
+        first_page: bool, limit: int,
+    ) -> tuple[list[Any], int | None, bool]:  # fmt: skip
+        """The page's features, and numberMatched when its statement tells (counted: False
+        when a count must follow); StaleLayer when the layer is not ``version`` any more."""
+        if not rows or (version is not None and rows[0]._v != version):
+            raise StaleLayer(layer.collection_id)
+        count, capped = rows[0]._n, rows[0]._count
+        rows = [row for row in rows if row._f is not None]
+        if self.counts.limit <= 0:
+            return rows, None, True  # TERRACAT_CATALOG_COUNT_LIMIT=0: never counted, as items
+        if not selects:
+            return rows, int(count), True  # the layer's count (same snapshot)
+        if first_page and len(rows) <= limit:
+            return rows, len(rows), True  # a first page holding every match
+        if capped is not None and capped <= self.counts.limit:
+            return rows, int(capped), True
+        return rows, None, False
 
     async def _fresh_count(
         self, conn: AsyncConnection, layer: Layer, query: Any,
@@ -462,6 +491,22 @@ class FeatureReader:
         if found is None:
             raise FeatureNotFound(f"collection {layer.collection_id!r} has no feature {fid}")
         return str(found)
+
+
+class _Row:
+    """A row of ``ReadPool.all`` read as SQLAlchemy's rows are (``row._f``, ``row._mapping``):
+    the page's columns are named ``_f``, ``_k0``..., which named tuples refuse."""
+
+    __slots__ = ("_mapping",)
+
+    def __init__(self, mapping: dict[str, Any]) -> None:
+        self._mapping = mapping
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._mapping[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def _page_of(
