@@ -204,7 +204,7 @@ async def facet_counts_shared(
     that every share counts the same rows.
     """
     props = facet_properties(layer, names)
-    shares = [[p.name for p in props[i :: len(conns)]] for i in range(len(conns))]
+    shares = _deal(props, len(conns))
     try:
         async with asyncio.TaskGroup() as group:  # one failing cancels the others
             tasks = [
@@ -221,6 +221,33 @@ async def facet_counts_shared(
     found = [task.result() for task in tasks]
     merged = {name: facet for part in found for name, facet in part.facets.items()}
     return Facets(found[0].matched, {p.name: merged[p.name] for p in props})
+
+
+# What one facet adds to a statement over every row, by the property's type, in tenths of a
+# millisecond per 100,000 rows (bench.vector_facets' layer, 2026-12-06): a boolean 2.4 ms, an
+# integer histogram 4.5, text 4.5 (12 values) to 10 (2,000), a number histogram 6.8 (its
+# finite test), a date-time histogram 12.5 (date_part per row). Only their ratios matter.
+_FACET_COST = {
+    PropertyType.BOOLEAN: 2,
+    PropertyType.INTEGER: 4,
+    PropertyType.DATE: 4,
+    PropertyType.STRING: 7,
+    PropertyType.NUMBER: 7,
+    PropertyType.DATETIME: 12,
+}
+
+
+def _deal(props: Sequence[Property], count: int) -> list[list[str]]:
+    """The facets' names dealt out to ``count`` statements so that each has about the same
+    work: the costliest first, each to the statement with the least so far (the answer waits
+    for the slowest statement; every one also reads every row, whatever its share)."""
+    shares: list[list[str]] = [[] for _ in range(count)]
+    loads = [0] * count
+    for prop in sorted(props, key=lambda p: -_FACET_COST.get(p.type, 7)):
+        least = loads.index(min(loads))
+        shares[least].append(prop.name)
+        loads[least] += _FACET_COST.get(prop.type, 7)
+    return shares
 
 
 @functools.lru_cache(maxsize=256)
