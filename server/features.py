@@ -23,6 +23,7 @@ from ogc.cube_series import cube_series_router
 from ogc.exports import ExportsExtension
 from ogc.feature_collections import add_vector_documents
 from ogc.feature_pages import FeaturePages
+from ogc.feature_route import LeanFeaturesExtension
 from ogc.features import FeatureParams, VectorItems
 from ogc.maps import MapsExtension
 from ogc.pictures import pictures_router
@@ -91,12 +92,13 @@ def features_part(settings: Settings) -> ApiPart:
         settings.api.title, settings.api.description, counting.default_limit, counting.max_limit,
         map_files=page_map_files(settings.viewer),  # its map: a script of the viewer's build
     )  # fmt: skip
+    items = VectorItems(settings.catalog, settings.limits, pages, settings.vector_stats)
     return ApiPart(
         name="features",
+        # plain pages of vector collections skip FastAPI (ogc/feature_route.py)
+        extensions=[LeanFeaturesExtension(items=items, guard=authorize_operation)],
         request_models={"item_get_request_model": item_model},
-        collection_items=[
-            VectorItems(settings.catalog, settings.limits, pages, settings.vector_stats)
-        ],
+        collection_items=[items],
         collection_hooks=[add_vector_documents],
         start=start,
     )

@@ -259,6 +259,11 @@ class FeatureReader:
         self._layers[collection_id] = found
         return found
 
+    def kept(self, collection_id: str) -> bool:
+        """Whether ``layer`` answers for ``collection_id`` from memory (a vector collection
+        this process has read)."""
+        return collection_id in self._layers
+
     def forget(self, collection_id: str) -> None:
         """Read the layer of ``collection_id`` anew next time."""
         self._layers.pop(collection_id, None)
