@@ -1,4 +1,4 @@
-.PHONY: run test bootstrap lint fuzz acceptance bench bench-ingest bench-tiles bench-suite bench-soak bench-bulk bench-rights bench-assets
+.PHONY: run test test-durations bootstrap lint fuzz acceptance bench bench-ingest bench-tiles bench-suite bench-soak bench-bulk bench-rights bench-assets
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -15,10 +15,15 @@ lint: bootstrap
 # Three test processes (pytest-xdist), whole modules each, so module fixtures start once: the
 # suite waits on PostgreSQL, servers and subprocesses more than it computes. On 2 cores, 2026-12-06,
 # pytest: 520, 526 and 541 s with 2 processes (63 % of the cores busy); 467, 527 and 535 s with 3;
-# 486 s with 4 (one machine whose speed moved by a third within the hour).
+# 486 s with 4 (one machine whose speed moved by a third within the hour). Modules are queued
+# longest first (tests/schedule.py, from tests/durations.json; `make test-durations` renews it).
 TEST_WORKERS ?= 3
 test: lint
-	.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+
+test-durations: bootstrap
+	TERRACAT_TEST_DURATIONS=write .venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
+		--no-loadscope-reorder $(PYTEST_ARGS)
 
 # Real web clients on a real server, too slow for `make test`: stac-browser (built once into
 # var/stac-browser by scripts/stac-browser.sh) served from another origin and driven by headless

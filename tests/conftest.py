@@ -21,6 +21,11 @@ from sqlalchemy import Engine, create_engine, make_url, text
 
 from catalog.db.cluster import LocalCluster, free_port
 from catalog.db.engine import migrate, sync_url
+from tests.schedule import (  # noqa: F401 (hooks: modules longest first, tests/schedule.py)
+    pytest_collection_modifyitems,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+)
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
