@@ -172,16 +172,26 @@ class FeatureWriter:
             raise NotFound(f"collection {collection_id!r} holds no features")
         return layer
 
+    async def _locked_layer(self, conn: AsyncConnection, collection_id: str) -> Layer:
+        """The layer as the last writer left it, with its collection's row locked first.
+
+        Every write takes the locks in one order: the collection's row (as the ingest's loads
+        do), the feature table, the layer's row (``refresh_extent``), the collection's row
+        again (``sync_document``). A writer that took the layer's row without the collection's
+        (no new property) deadlocked with one adding a property (which held the collection's
+        row and then wanted the layer's), or with an append; writers of one collection now
+        queue at its row, as they queued at the layer's row before.
+        """
+        await conn.execute(
+            select(Collection.id).where(Collection.id == collection_id).with_for_update()
+        )
+        return await self._layer(conn, collection_id)
+
     async def _extend(self, conn: AsyncConnection, layer: Layer, features: list[Any]) -> Layer:
         """The layer with the new properties of ``features`` added (the ingest's append path:
-        ``add_properties``), under the collection row's lock that the ingest takes too."""
-        if not new_properties(layer, features):
-            return layer
-        await conn.execute(
-            select(Collection.id).where(Collection.id == layer.collection_id).with_for_update()
-        )
-        layer = await self._layer(conn, layer.collection_id)  # as the last writer left it
-        return await add_properties(conn, layer, new_properties(layer, features))
+        ``add_properties``); the caller holds the collection row's lock (``_locked_layer``)."""
+        new = new_properties(layer, features)
+        return await add_properties(conn, layer, new) if new else layer
 
     async def _done(self, conn: AsyncConnection, layer: Layer) -> None:
         await sync_document(conn, await refresh_extent(conn, layer))
@@ -189,7 +199,7 @@ class FeatureWriter:
     async def create(self, collection_id: str, body: Any) -> list[int]:
         """Insert one Feature or every Feature of a FeatureCollection; their new ids."""
         async with connect(self.engine, True) as conn:
-            layer = await self._layer(conn, collection_id)
+            layer = await self._locked_layer(conn, collection_id)
             many = isinstance(body, Mapping) and body.get("type") == "FeatureCollection"
             features = body.get("features") if many else [body]
             if not isinstance(features, list) or not features:
@@ -214,7 +224,7 @@ class FeatureWriter:
 
     async def _update(self, collection_id: str, fid: int, body: Any, partial: bool) -> None:
         async with connect(self.engine, True) as conn:
-            layer = await self._layer(conn, collection_id)
+            layer = await self._locked_layer(conn, collection_id)
             if partial and isinstance(body, Mapping):
                 body = {"type": "Feature", **body}
             layer = await self._extend(conn, layer, [body])
@@ -234,7 +244,7 @@ class FeatureWriter:
     async def delete(self, collection_id: str, fid: int) -> None:
         """Delete a feature (nothing happens for one that is not there)."""
         async with connect(self.engine, True) as conn:
-            layer = await self._layer(conn, collection_id)
+            layer = await self._locked_layer(conn, collection_id)
             await conn.execute(delete(layer.table).where(layer.table.c[FID] == fid))
             await self._done(conn, layer)
 

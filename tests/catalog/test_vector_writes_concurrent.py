@@ -76,3 +76,35 @@ async def test_writers_giving_a_new_property_two_types(engine: AsyncEngine) -> N
     refused = [r for r in results if isinstance(r, BaseException)]
     assert len(refused) == 1 and isinstance(refused[0], FeatureTypeConflict), results
     assert (await _columns(engine))["size"] in ("bigint", "text")
+
+
+async def _until_a_lock_is_awaited(engine: AsyncEngine) -> None:
+    """Return once a session of this database waits for a lock (10 s at most)."""
+    for _ in range(200):
+        async with engine.connect() as conn:
+            waiting = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )  # fmt: skip
+            )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no session waited for a lock")
+
+
+async def test_a_write_and_an_append_take_their_locks_in_one_order(engine: AsyncEngine) -> None:
+    """An append (catalog/vector/load.py ``load_layer``) locks the collection's row, then the
+    layer's row. A feature write without a new property took the layer's row first and then
+    waited for the collection's: each waited for the other (deadlock detected)."""
+    async with engine.connect() as append:
+        async with append.begin():
+            await append.execute(text("SELECT id FROM collections WHERE id = 'fields' FOR UPDATE"))
+            write = asyncio.create_task(FeatureWriter(engine).create("fields", _feature()))
+            await _until_a_lock_is_awaited(engine)  # the write waits for the append
+            await append.execute(text("SET LOCAL lock_timeout = '5s'"))
+            await append.execute(
+                text("SELECT 1 FROM vector_layers WHERE collection_id = 'fields' FOR UPDATE")
+            )
+    assert await asyncio.wait_for(write, 10) == [1]
