@@ -178,6 +178,16 @@ WHERE oid = ANY(:reached) AND (pg_relation_size(oid) > 0 OR relpages <> 0 OR rel
 """
 
 
+# Sessions of this database idle in a transaction for a while: after a test, only a test
+# that failed leaves one (servers and workers of the test suite commit or roll back at once).
+_END_LEFT_TRANSACTIONS = """
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND state IN ('idle in transaction', 'idle in transaction (aborted)')
+  AND state_change < now() - interval '2 seconds'
+"""
+
+
 @pytest.fixture(scope="session")
 def _reached_tables(sync_engine: Engine) -> list[int]:
     """The oids of the tables ``TRUNCATE TABLES CASCADE`` empties."""
@@ -200,6 +210,12 @@ def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
     reached: list[int] = request.getfixturevalue("_reached_tables")
     yield
     with engine.begin() as conn:
+        # A test that failed mid-transaction may leave a session holding its locks (tasks
+        # still running on a connection nobody closes): the TRUNCATE waited for it forever
+        # and the whole run hung. Such sessions end here; a lock still held after the
+        # timeout fails this teardown instead of hanging.
+        conn.execute(text(_END_LEFT_TRANSACTIONS))
+        conn.execute(text("SET LOCAL lock_timeout = '20s'"))
         touched = conn.execute(text(_TOUCHED), {"reached": reached}).scalars().all()
         if touched:
             conn.execute(text(f"TRUNCATE {', '.join(touched)} CASCADE"))
