@@ -300,9 +300,7 @@ class FeatureReader:
                 rows, matched, counted = self._matched(rows, version, layer, selects, first_page,
                                                        request.limit)  # fmt: skip
                 if not counted:
-                    async with connect(self.engine) as conn:
-                        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                        matched, counted = await self._fresh_count(conn, layer, query, None, rows)
+                    matched, counted = await self._fresh_count(None, layer, query, None, rows)
             else:
                 async with connect(self.engine) as conn:
                     conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -349,16 +347,21 @@ class FeatureReader:
         return rows, None, False
 
     async def _fresh_count(
-        self, conn: AsyncConnection, layer: Layer, query: Any,
+        self, conn: AsyncConnection | None, layer: Layer, query: Any,
         clauses: list[ColumnElement[Any]] | None, rows: list[Any],
     ) -> tuple[int | None, bool]:  # fmt: skip
-        """(matches, counted) on the page's connection when the statistics are fresh: no
-        count under a timeout (a savepoint) can be needed, so the plan and any count run
-        there, without a transaction; (None, False) else."""
+        """(matches, counted) on the page's connection (``conn``; None: the page came from
+        the read pool, an autocommit connection of the engine) when the statistics are fresh:
+        no count under a timeout (a savepoint) can be needed, so the plan and any count run
+        there, without a transaction; (None, False) else, before any connection is taken."""
         if not self._freshness(layer).known():
             return None, False
         found = where(layer, query) if clauses is None else clauses
-        return await self._count(conn, layer, found, len(rows), _seen_fresh), True
+        if conn is not None:
+            return await self._count(conn, layer, found, len(rows), _seen_fresh), True
+        async with connect(self.engine) as own:
+            own = await own.execution_options(isolation_level="AUTOCOMMIT")
+            return await self._count(own, layer, found, len(rows), _seen_fresh), True
 
     def _usual(
         self, layer: Layer, version: str | None, request: PageRequest, inline: bool,

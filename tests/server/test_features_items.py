@@ -293,6 +293,24 @@ def test_number_matched_past_the_stale_count_is_the_planners_estimate(
     assert page["numberMatched"] >= 4  # an estimate, never below what the page proved
 
 
+def test_number_matched_of_a_bbox_page_past_the_count_limit(
+    settings: Any, apps: Any, database_url: str, sync_engine: Engine
+) -> None:
+    # A bbox page without a filter runs on the read pool; past the exact limit (2) its
+    # matches are counted afterwards on a connection of the engine (stale statistics: up to
+    # the stale limit, so exactly here).
+    settings.catalog.count_limit = 2
+    settings.catalog.count_stale_limit = 1000
+    layer = load(database_url)
+    box = "2.0,48.5,2.1,48.56"
+    exact = fids(sync_engine, layer, f"ST_Intersects(geom, ST_MakeEnvelope({box}, 4326))")
+    assert len(exact) > 3
+    with apps.client(settings) as client:
+        page = client.get(ITEMS, params={"bbox": box, "limit": 3}).json()
+    assert page["numberReturned"] == 3
+    assert page["numberMatched"] == len(exact)
+
+
 def test_more_than_fifty_properties(client: TestClient, database_url: str) -> None:
     names = [(f"v{i}", PropertyType.INTEGER) for i in range(60)]
     vector_collection(database_url, "wide", names, [(parcel(0), *range(60))])
