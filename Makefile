@@ -18,12 +18,12 @@ lint: bootstrap
 # 486 s with 4 (one machine whose speed moved by a third within the hour). Modules are queued
 # longest first (tests/schedule.py, from tests/durations.json; `make test-durations` renews it).
 TEST_WORKERS ?= 3
+PYTEST = .venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: lint
-	.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-durations: bootstrap
-	TERRACAT_TEST_DURATIONS=write .venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
-		--no-loadscope-reorder $(PYTEST_ARGS)
+	TERRACAT_TEST_DURATIONS=write $(PYTEST) $(PYTEST_ARGS)
 
 # Real web clients on a real server, too slow for `make test`: stac-browser (built once into
 # var/stac-browser by scripts/stac-browser.sh) served from another origin and driven by headless
