@@ -79,6 +79,10 @@ class Item(Base):
     ``datetime``/``end_datetime`` hold the item's time span (equal for an instant), ``properties``
     the properties as given and ``content`` every other top-level member (geometry, bbox, assets,
     links, stac_extensions...). ``geometry`` is the indexed EPSG:4326 footprint.
+
+    Two stored generated columns are left out of the model, so that no item read fetches them:
+    ``tile_geometry`` and ``tile_properties``, the footprint in Web Mercator and the properties
+    of a footprint tile's feature, read by catalog/maps/tiles.py alone (migration 0019).
     """
 
     __tablename__ = "items"

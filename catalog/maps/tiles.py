@@ -19,9 +19,12 @@ from catalog.stac.queryables import Kind
 from catalog.timeparse import parse_interval
 
 WGS84 = 4326
+WEB_MERCATOR = 3857
 # The dialect tile statements are compiled for once (parameters as psycopg takes them).
 PSYCOPG = psycopg_dialect()  # type: ignore[no-untyped-call]
-# Item properties copied into each feature when the item has them with this JSON type.
+# Item properties copied into each feature when the item has them with this JSON type. A
+# WebMercatorQuad tile reads them, with the RFC 3339 time, from ``items.tile_properties``, which
+# migration 0019 computes from the same list: a change here needs a migration there.
 FEATURE_PROPERTIES: dict[str, Kind] = {
     "title": Kind.STRING,
     "platform": Kind.STRING,
@@ -182,6 +185,12 @@ class _Shape:
     buffer: int
     simplify: bool
 
+    @property
+    def mercator(self) -> bool:
+        """A WebMercatorQuad tile: footprints and properties come as the items keep them for
+        it (``tile_geometry``, ``tile_properties``; migration 0019)."""
+        return self.zxy and self.srid == WEB_MERCATOR
+
 
 _PROPERTIES = tuple(FEATURE_PROPERTIES.items())
 # Footprints with at most this many points are not simplified (a rectangle has 5).
@@ -208,6 +217,16 @@ _RFC3339 = (
 def _footprint_sql(shape: _Shape) -> tuple[str, str]:
     """The tile statement's test that a footprint meets the padded tile, and its MVT geometry
     before ST_AsMVTGeom (cut, projected, simplified)."""
+    # In a Web Mercator tile the padded area is a lon/lat rectangle: a footprint whose bbox
+    # lies in it meets it, without GEOS. Other matrix sets' areas may be curved. A CASE, not
+    # an OR, which the planner would turn into a BitmapOr of two index scans.
+    meets = (
+        "CASE WHEN i.geometry @ a.geom THEN true ELSE ST_Intersects(i.geometry, a.geom) END"
+        if shape.zxy
+        else "ST_Intersects(i.geometry, a.geom)"
+    )
+    if shape.mercator:
+        return meets, _mercator_sql(shape)
     # Cut to the padded tile while still in lon/lat, and only what reaches out of it: a pole
     # projects to Web Mercator far off the map (or fails, by PROJ version), and a huge
     # footprint is cheaper to project cut; most footprints lie inside.
@@ -224,15 +243,23 @@ def _footprint_sql(shape: _Shape) -> tuple[str, str]:
             f"CASE WHEN ST_NPoints(i.geometry) > {_SIMPLIFY_ABOVE} THEN "
             f"ST_SimplifyPreserveTopology({projected}, :tolerance) ELSE {projected} END"
         )
-    # In a Web Mercator tile the padded area is a lon/lat rectangle: a footprint whose bbox
-    # lies in it meets it, without GEOS. Other matrix sets' areas may be curved. A CASE, not
-    # an OR, which the planner would turn into a BitmapOr of two index scans.
-    meets = (
-        "CASE WHEN i.geometry @ a.geom THEN true ELSE ST_Intersects(i.geometry, a.geom) END"
-        if shape.zxy
-        else "ST_Intersects(i.geometry, a.geom)"
-    )
     return meets, projected
+
+
+def _mercator_sql(shape: _Shape) -> str:
+    """The MVT geometry before ST_AsMVTGeom of a WebMercatorQuad tile: the footprint kept in
+    Web Mercator (``items.tile_geometry``), cut to the padded tile and simplified when it has
+    detail to lose; as it is otherwise (ST_AsMVTGeom clips it)."""
+    if not shape.simplify:
+        return "i.tile_geometry"
+    cut = (
+        "CASE WHEN i.tile_geometry @ a.pad THEN i.tile_geometry "
+        "ELSE ST_ClipByBox2D(i.tile_geometry, Box2D(a.pad)) END"
+    )
+    return (
+        f"CASE WHEN ST_NPoints(i.tile_geometry) > {_SIMPLIFY_ABOVE} THEN "
+        f"ST_SimplifyPreserveTopology({cut}, :tolerance) ELSE i.tile_geometry END"
+    )
 
 
 @functools.cache
@@ -265,13 +292,22 @@ def _tile_sql(shape: _Shape) -> TextClause:
         else f"ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, {shape.srid})"
     )
     meets, projected = _footprint_sql(shape)
-    properties = ", ".join(_property_sql(name, kind) for name, kind in _PROPERTIES)
+    # A WebMercatorQuad tile reads what the items keep for it: the properties as one JSONB
+    # object, which ST_AsMVT encodes key by key, and the footprint in Web Mercator. Reading
+    # them out of the properties and projecting each time was a quarter of a z2 tile's SQL.
+    properties = (
+        "i.tile_properties"
+        if shape.mercator
+        else f"{_RFC3339} AS datetime, "
+        + ", ".join(_property_sql(name, kind) for name, kind in _PROPERTIES)
+    )
+    pad = f", {envelope} AS pad" if shape.mercator else ""
     # The area, with the tile's box, is computed once per tile even under a generic plan
     # (psycopg prepares the statement; in a generic plan ST_TileEnvelope of parameters would be
     # evaluated per row).
     return text(f"""
 WITH area AS MATERIALIZED (
-  SELECT ST_Transform({envelope}, {WGS84}) AS geom, Box2D({tile}) AS box
+  SELECT ST_Transform({envelope}, {WGS84}) AS geom, Box2D({tile}) AS box{pad}
 )
 SELECT count(*) AS matched,
   count(*) FILTER (WHERE q.n <= :limit AND (q.f).geom IS NOT NULL) AS features,
@@ -280,7 +316,7 @@ SELECT count(*) AS matched,
   EXISTS (SELECT FROM collections WHERE id = :collection) AS known
 FROM (
   SELECT f, row_number() OVER () AS n FROM (
-    SELECT i.id, i.collection_id AS collection, {_RFC3339} AS datetime, {properties},
+    SELECT i.id, i.collection_id AS collection, {properties},
       ST_AsMVTGeom({projected}, a.box, {shape.extent}, {shape.buffer}, true) AS geom
     FROM area AS a JOIN items AS i ON i.geometry && a.geom AND {meets}
     WHERE i.collection_id = :collection{when}

@@ -1,6 +1,7 @@
 """Migrations are the only way the schema is made: they upgrade, downgrade and upgrade again."""
 
 import argparse
+import math
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -153,3 +154,51 @@ def test_staged_paths_become_storage_keys(scratch_url: str) -> None:
         keys = conn.execute("SELECT staged_key FROM upload_files ORDER BY id").fetchall()
     assert keys == [("staging/upload-1ab2",), (None,)]
     assert "tus_uploads" in _tables(scratch_url)
+
+
+def test_items_get_their_tile_columns_on_upgrade(scratch_url: str) -> None:
+    """0019: items already stored get the footprint in Web Mercator and the tile properties,
+    and later writes keep both in step (they are generated columns)."""
+    migrate(scratch_url, "0018_vector_size_index")
+    properties = '{"gsd": 10, "platform": 7, "title": "A", "eo:cloud_cover": "low"}'
+    with psycopg.connect(scratch_url) as conn:
+        conn.execute("INSERT INTO collections (id, content) VALUES ('c', '{}')")
+        conn.execute(
+            "INSERT INTO items (collection_id, id, geometry, datetime, end_datetime, properties,"
+            " content) VALUES ('c', 'a', ST_MakeEnvelope(10, 80, 20, 90, 4326),"
+            " '2020-01-01T10:00:00.5Z', '2020-01-01T10:00:00.5Z', %s, '{}')",
+            [properties],
+        )
+    migrate(scratch_url)
+
+    def tile_columns() -> tuple[object, ...]:
+        with psycopg.connect(scratch_url) as conn:
+            row = conn.execute(
+                "SELECT tile_properties, ST_SRID(tile_geometry), "
+                "round(ST_YMax(tile_geometry)::numeric), round(ST_XMin(tile_geometry)::numeric) "
+                "FROM items"
+            ).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    # Only values of the tile's JSON types; cut north of 89 degrees.
+    y89 = round(6378137 * math.log(math.tan(math.radians(45 + 89 / 2))))
+    assert tile_columns() == (
+        {"datetime": "2020-01-01T10:00:00.500000Z", "gsd": 10, "title": "A"},
+        3857, y89, round(6378137 * math.radians(10)),
+    )  # fmt: skip
+    with psycopg.connect(scratch_url) as conn:
+        conn.execute(
+            "UPDATE items SET properties = '{\"platform\": \"s2\"}', datetime = '2019-05-06Z',"
+            " geometry = ST_MakeEnvelope(-20, -10, -10, 0, 4326)"
+        )
+    assert tile_columns() == (
+        {"datetime": "2019-05-06T00:00:00Z", "platform": "s2"}, 3857, 0,
+        round(6378137 * math.radians(-20)),
+    )  # fmt: skip
+    downgrade(scratch_url, "0018_vector_size_index")
+    with psycopg.connect(scratch_url) as conn:
+        columns = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'items'"
+        ).fetchall()
+    assert not {("tile_geometry",), ("tile_properties",)} & set(columns)

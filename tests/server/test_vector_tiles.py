@@ -9,6 +9,8 @@ import morecantile
 import pytest
 from fastapi.testclient import TestClient
 
+from catalog.maps.tiles import FEATURE_PROPERTIES
+from catalog.stac.queryables import Kind
 from ogc.settings import TileSettings
 from server.app import create_app
 from server.settings import Settings
@@ -123,6 +125,43 @@ def test_tile_holds_the_footprints_where_they_are(
     assert found["b"]["properties"] == {
         "id": "b", "collection": "c1", "datetime": "2021-06-02T10:00:00.250000Z"
     }  # fmt: skip
+
+
+def test_every_feature_property_reaches_the_tile(client: TestClient, admin: dict[str, str]) -> None:
+    """What the items keep for WebMercatorQuad tiles (migration 0019) follows FEATURE_PROPERTIES:
+    each, given with its JSON type, is in the feature, and the same as a WorldCRS84Quad tile's,
+    which reads the properties themselves."""
+    given = {
+        name: ("x" if kind is Kind.STRING else 1.5) for name, kind in FEATURE_PROPERTIES.items()
+    }
+    seed(client, admin, item("a", 10.0, 45.0, **given))
+    web = WEB.tile(10.2, 45.2, 6)
+    crs84 = CRS84.tile(10.2, 45.2, 6)
+    found = features(client.get(url("WebMercatorQuad", web.z, web.x, web.y)).content)
+    assert found["a"]["properties"] == {
+        "id": "a", "collection": "c1", "datetime": "2021-06-01T10:00:00Z", **given
+    }  # fmt: skip
+    other = features(client.get(url("WorldCRS84Quad", crs84.z, crs84.x, crs84.y)).content)
+    assert other["a"]["properties"] == found["a"]["properties"]
+
+
+def test_tile_follows_an_updated_item(client: TestClient, admin: dict[str, str]) -> None:
+    """A value of another JSON type is left out; a replaced item's footprint and properties
+    show in the next tile (they are generated columns of the item's row)."""
+    seed(client, admin, item("a", 10.0, 45.0, gsd="ten", platform=5, title="T"))
+    tile = WEB.tile(10.5, 45.5, 6)
+    found = features(client.get(url("WebMercatorQuad", tile.z, tile.x, tile.y)).content)
+    assert found["a"]["properties"] == {
+        "id": "a", "collection": "c1", "datetime": "2021-06-01T10:00:00Z", "title": "T"
+    }  # fmt: skip
+    moved = item("a", 10.25, 45.25, "2021-06-03T10:00:00Z", size=0.25, gsd=20)
+    r = client.put("/collections/c1/items/a", json=moved, headers=admin)
+    assert r.status_code == 204, r.text
+    found = features(client.get(url("WebMercatorQuad", tile.z, tile.x, tile.y)).content)
+    assert found["a"]["properties"] == {
+        "id": "a", "collection": "c1", "datetime": "2021-06-03T10:00:00Z", "gsd": 20
+    }  # fmt: skip
+    assert_square_at(found["a"], WEB, tile, 10.25, 45.25, 0.25)
 
 
 def test_format_parameter_without_suffix(client: TestClient, admin: dict[str, str]) -> None:
