@@ -22,9 +22,9 @@ WGS84 = 4326
 WEB_MERCATOR = 3857
 # The dialect tile statements are compiled for once (parameters as psycopg takes them).
 PSYCOPG = psycopg_dialect()  # type: ignore[no-untyped-call]
-# Item properties copied into each feature when the item has them with this JSON type. A
-# WebMercatorQuad tile reads them, with the RFC 3339 time, from ``items.tile_properties``, which
-# migration 0019 computes from the same list: a change here needs a migration there.
+# Item properties copied into each feature when the item has them with this JSON type. Tiles
+# read them, with the RFC 3339 time, from ``items.tile_properties``, which migration 0019
+# computes from this list: a change here needs a migration there.
 FEATURE_PROPERTIES: dict[str, Kind] = {
     "title": Kind.STRING,
     "platform": Kind.STRING,
@@ -187,31 +187,13 @@ class _Shape:
 
     @property
     def mercator(self) -> bool:
-        """A WebMercatorQuad tile: footprints and properties come as the items keep them for
-        it (``tile_geometry``, ``tile_properties``; migration 0019)."""
+        """A WebMercatorQuad tile: footprints come as the items keep them for it
+        (``tile_geometry``; migration 0019)."""
         return self.zxy and self.srid == WEB_MERCATOR
 
 
-_PROPERTIES = tuple(FEATURE_PROPERTIES.items())
 # Footprints with at most this many points are not simplified (a rectangle has 5).
 _SIMPLIFY_ABOVE = 16
-
-
-def _property_sql(name: str, kind: Kind) -> str:
-    """Item property ``name`` as a column, NULL where its JSON type is not ``kind``."""
-    key = "'" + name.replace("'", "''") + "'"
-    alias = '"' + name.replace('"', '""') + '"'
-    json_type = "string" if kind is Kind.STRING else "number"
-    value = f"i.properties->>{key}" if kind is Kind.STRING else f"(i.properties->{key})::float8"
-    return f"CASE WHEN jsonb_typeof(i.properties->{key}) = '{json_type}' THEN {value} END {alias}"
-
-
-# A timestamptz as RFC 3339 text in UTC, with fractional seconds only when there are any.
-_RFC3339 = (
-    "CASE WHEN date_trunc('second', i.datetime AT TIME ZONE 'UTC') = i.datetime AT TIME ZONE "
-    "'UTC' THEN to_char(i.datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-    "ELSE to_char(i.datetime AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') END"
-)
 
 
 def _footprint_sql(shape: _Shape) -> tuple[str, str]:
@@ -279,6 +261,11 @@ def _tile_sql(shape: _Shape) -> TextClause:
     geometry are computed above the sort, for the kept rows only. The rows are numbered outside
     the subquery ``f`` so that the number is no attribute of the MVT; the subquery's order is
     the order they are numbered and encoded in (newest first).
+
+    A tile reads what the items keep for it (migration 0019): the feature properties as one
+    JSONB object, which ST_AsMVT encodes key by key, and for WebMercatorQuad the footprint in
+    Web Mercator. Reading the properties out of the item's JSONB with their type guards and
+    projecting each footprint on every request were a quarter of a z2 tile's SQL.
     """
     envelope = f"ST_MakeEnvelope(:west, :south, :east, :north, {shape.srid})"
     if shape.srid != WGS84 and not shape.zxy:
@@ -292,15 +279,6 @@ def _tile_sql(shape: _Shape) -> TextClause:
         else f"ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, {shape.srid})"
     )
     meets, projected = _footprint_sql(shape)
-    # A WebMercatorQuad tile reads what the items keep for it: the properties as one JSONB
-    # object, which ST_AsMVT encodes key by key, and the footprint in Web Mercator. Reading
-    # them out of the properties and projecting each time was a quarter of a z2 tile's SQL.
-    properties = (
-        "i.tile_properties"
-        if shape.mercator
-        else f"{_RFC3339} AS datetime, "
-        + ", ".join(_property_sql(name, kind) for name, kind in _PROPERTIES)
-    )
     pad = f", {envelope} AS pad" if shape.mercator else ""
     # The area, with the tile's box, is computed once per tile even under a generic plan
     # (psycopg prepares the statement; in a generic plan ST_TileEnvelope of parameters would be
@@ -316,7 +294,7 @@ SELECT count(*) AS matched,
   EXISTS (SELECT FROM collections WHERE id = :collection) AS known
 FROM (
   SELECT f, row_number() OVER () AS n FROM (
-    SELECT i.id, i.collection_id AS collection, {properties},
+    SELECT i.id, i.collection_id AS collection, i.tile_properties,
       ST_AsMVTGeom({projected}, a.box, {shape.extent}, {shape.buffer}, true) AS geom
     FROM area AS a JOIN items AS i ON i.geometry && a.geom AND {meets}
     WHERE i.collection_id = :collection{when}
