@@ -10,7 +10,9 @@ venv (var/tipg-venv) with the same uvicorn options and ``--tipg-workers`` (defau
 per zoom (2, 4, 6, 8) and concurrency (1, 8): a warm-up pass and ``--runs`` timed passes of
 ``--tiles`` tiles under item centres (the same list for both, servers alternating which goes
 first), every request with ``Accept-Encoding: gzip``. A cross-check decodes some tiles of
-each zoom from both and compares the footprints they hold.
+each zoom from both and compares the footprints they hold. Last, where a z2 tile's CPU goes:
+``--cpu-tiles`` tiles at c=8 against each server, with the CPU time of its processes, of
+PostgreSQL's and of this client read from /proc before and after (0 skips it).
 
 Prints the tables (measured, never asserted); writes them to docs/benchmarks.md unless
 --no-docs.
@@ -35,6 +37,7 @@ import morecantile
 import orjson
 import psycopg
 
+from .cpu import own_cpu, tree_cpu
 from .generate import collection_id, dataset
 from .load import load_terracat
 from .report import database_versions, fmt, log, package_versions, run_context, write_section
@@ -239,6 +242,31 @@ def cross_check(
     return rows
 
 
+def cpu_split(stacks: Stacks, servers: dict[str, str], tiles: list[Tile], c: int) -> list[str]:
+    """CPU per tile over one pass of ``tiles`` at concurrency ``c`` for each server (after a
+    warm-up): its uvicorn processes, the cluster's PostgreSQL processes, and this client."""
+    assert stacks.cluster is not None
+    postmaster = int((stacks.cluster.pgdata / "postmaster.pid").read_text().split()[0])
+    rows = [
+        "| server | tiles | tiles/s | server ms | PostgreSQL ms | client ms | total ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for target, base in servers.items():
+        paths = [tile_url(target, t) for t in tiles]
+        run_async(http_pass(base, paths[:40], c, None))
+        server = [stacks.servers[target.lower()].process.pid]
+        before = (tree_cpu(server), tree_cpu([postmaster]), own_cpu())
+        cell = Cell()
+        run_async(http_pass(base, paths, c, cell))
+        after = (tree_cpu(server), tree_cpu([postmaster]), own_cpu())
+        per = [(b - a) / len(paths) * 1e3 for a, b in zip(before, after, strict=True)]
+        rows.append(
+            f"| {target} | {len(paths)} | {fmt(cell.rate)} | {fmt(per[0], 2)} | "
+            f"{fmt(per[1], 2)} | {fmt(per[2], 2)} | {fmt(sum(per), 2)} |"
+        )
+    return rows
+
+
 def tables(cells: dict[tuple[str, int, int], Cell], zooms: Sequence[int] = ZOOMS) -> list[str]:
     """Latency, throughput and size per zoom and concurrency; Terracat's rate over tipg's
     (bench.vector's tables too, with its zooms)."""
@@ -280,6 +308,10 @@ def run(args: argparse.Namespace) -> list[str]:
         lists = tile_lists(items, args.tiles, args.seed, len(LEVELS) * (args.runs + 1) + 1)
         cells = measure(servers, lists, args.runs)
         check = cross_check(servers, lists, args.check)
+        cpu = []
+        if args.cpu_tiles:
+            cpu_tiles = tile_lists(items, args.cpu_tiles, args.seed + 1, 1)[2][0]
+            cpu = cpu_split(stacks, servers, cpu_tiles, 8)
         versions = database_versions(stacks.terracat_url)
         load_after = os.getloadavg()[0]
     finally:
@@ -309,6 +341,18 @@ def run(args: argparse.Namespace) -> list[str]:
         f"Cross-check (the first {args.check} distinct tiles of a list per zoom, ids compared):",
         "",
         *check,
+        *(
+            [
+                "",
+                f"CPU per z2 tile ({args.cpu_tiles} tiles at c=8 after a warm-up; process CPU "
+                "from /proc: the server's uvicorn processes, the cluster's PostgreSQL, this "
+                "client):",
+                "",
+                *cpu,
+            ]
+            if cpu
+            else []
+        ),
     ]
 
 
@@ -319,6 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiles", type=int, default=60, help="tiles per pass and zoom")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--check", type=int, default=8, help="tiles cross-checked per zoom")
+    parser.add_argument("--cpu-tiles", type=int, default=300, help="z2 tiles of the CPU split")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tipg-workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=14)
