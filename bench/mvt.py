@@ -245,7 +245,8 @@ def cross_check(
 def cpu_split(stacks: Stacks, servers: dict[str, str], tiles: list[Tile], c: int) -> list[str]:
     """CPU per tile over one pass of ``tiles`` at concurrency ``c`` for each server (after a
     warm-up): its uvicorn processes, the cluster's PostgreSQL processes, and this client."""
-    assert stacks.cluster is not None
+    if stacks.cluster is None:
+        raise RuntimeError("the cluster is not running")
     postmaster = int((stacks.cluster.pgdata / "postmaster.pid").read_text().split()[0])
     rows = [
         "| server | tiles | tiles/s | server ms | PostgreSQL ms | client ms | total ms |",
@@ -341,18 +342,20 @@ def run(args: argparse.Namespace) -> list[str]:
         f"Cross-check (the first {args.check} distinct tiles of a list per zoom, ids compared):",
         "",
         *check,
-        *(
-            [
-                "",
-                f"CPU per z2 tile ({args.cpu_tiles} tiles at c=8 after a warm-up; process CPU "
-                "from /proc: the server's uvicorn processes, the cluster's PostgreSQL, this "
-                "client):",
-                "",
-                *cpu,
-            ]
-            if cpu
-            else []
-        ),
+        *_cpu_section(args.cpu_tiles, cpu),
+    ]
+
+
+def _cpu_section(tiles: int, cpu: list[str]) -> list[str]:
+    """The CPU split under its title (nothing when it was skipped)."""
+    if not cpu:
+        return []
+    return [
+        "",
+        f"CPU per z2 tile ({tiles} tiles at c=8 after a warm-up; process CPU from /proc: the "
+        "server's uvicorn processes, the cluster's PostgreSQL, this client):",
+        "",
+        *cpu,
     ]
 
 
