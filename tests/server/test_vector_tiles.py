@@ -164,6 +164,20 @@ def test_tile_follows_an_updated_item(client: TestClient, admin: dict[str, str])
     assert_square_at(found["a"], WEB, tile, 10.25, 45.25, 0.25)
 
 
+def test_tile_follows_a_bulk_upsert(client: TestClient, admin: dict[str, str]) -> None:
+    """Items written through bulk_items (COPY, then INSERT ... ON CONFLICT DO UPDATE) carry
+    their tile columns too, on insert and on upsert."""
+    seed(client, admin)
+    tile = WEB.tile(10.5, 43.2, 6)  # 5.6 to 11.25 E, 41 to 45.1 N: both places inside
+    for gsd, lon in ((10, 10.0), (30, 10.5)):
+        body = {"items": {"a": item("a", lon, 43.0, gsd=gsd)}, "method": "upsert"}
+        r = client.post("/collections/c1/bulk_items", json=body, headers=admin)
+        assert r.status_code == 200 and r.json()["success"] == 1, r.text
+        found = features(client.get(url("WebMercatorQuad", tile.z, tile.x, tile.y)).content)
+        assert found["a"]["properties"]["gsd"] == gsd
+        assert_square_at(found["a"], WEB, tile, lon, 43.0, 0.5)
+
+
 def test_format_parameter_without_suffix(client: TestClient, admin: dict[str, str]) -> None:
     seed(client, admin, item("a"))
     tile = WEB.tile(10.2, 45.2, 8)
