@@ -8,8 +8,10 @@ place, as after migrations), starts Terracat alone, loads the same synthetic ite
 prints items per second: ``--runs`` (default 3) whole loads, each on a fresh cluster,
 alternating which loader goes first, judged on each loader's median. Then, into a fresh
 collection, one batch with items whose footprints reach longitude 185 shows they are stored
-(normalised) rather than refusing the batch. Results go to docs/benchmarks.md (section
-``bulk-items=N``) unless --no-docs. Nothing is asserted.
+(normalised) rather than refusing the batch. The CPU time each load took, per item, is read
+from /proc: the server's processes, the cluster's PostgreSQL, and the loading side (this
+client, or the pypgstac command). Results go to docs/benchmarks.md (section ``bulk-items=N``)
+unless --no-docs. Nothing is asserted.
 """
 
 import argparse
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from .cpu import own_cpu, tree_cpu
 from .generate import dataset, make_item
 from .load import LoadResult, load_pgstac, load_terracat
 from .report import database_versions, log, run_context, write_section
@@ -66,6 +69,41 @@ class Run:
     pg: LoadResult
     mixed: dict[str, object]
     db: dict[str, str]
+    tc_cpu: "Cpu"
+    pg_cpu: "Cpu"
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds of a load: the Terracat server's processes (0 for pypgstac), the cluster's
+    PostgreSQL processes, the loading side (this client, or the pypgstac command)."""
+
+    server: float
+    postgres: float
+    loader: float
+
+    def per_item(self, items: int) -> str:
+        """The split in microseconds an item."""
+        us = [v / items * 1e6 if items else float("nan") for v in vars(self).values()]
+        return f"server {us[0]:.0f}, PostgreSQL {us[1]:.0f}, loader {us[2]:.0f} us an item"
+
+
+class _CpuClock:
+    """Reads the CPU of the server, the cluster and this side; ``since`` a reading."""
+
+    def __init__(self, stacks: Stacks, server_pid: int) -> None:
+        if stacks.cluster is None:
+            raise RuntimeError("the cluster is not running")
+        pid_file = stacks.cluster.pgdata / "postmaster.pid"
+        self.roots = ([server_pid], [int(pid_file.read_text().split()[0])])
+
+    def read(self) -> Cpu:
+        return Cpu(tree_cpu(self.roots[0]), tree_cpu(self.roots[1]), own_cpu(children=True))
+
+    def since(self, before: Cpu) -> Cpu:
+        now = self.read()
+        return Cpu(now.server - before.server, now.postgres - before.postgres,
+                   now.loader - before.loader)  # fmt: skip
 
 
 def _median(runs: list[Run], pick: Callable[[Run], LoadResult]) -> LoadResult:
@@ -114,7 +152,18 @@ def _section(args: argparse.Namespace, runs: list[Run]) -> list[str]:
         f"longitude 185: HTTP {mixed.get('status')}, {mixed.get('success')} stored, "
         f"{len(errors) if isinstance(errors, list) else '?'} refused, "
         f"{len(normalised) if isinstance(normalised, list) else '?'} normalised.",
+        *_cpu_lines(runs, tc),
         "",
+    ]
+
+
+def _cpu_lines(runs: list[Run], median: LoadResult) -> list[str]:
+    """CPU per item of the run whose Terracat load is the median."""
+    run = next(r for r in runs if r.tc is median)
+    return [
+        "- CPU per item in that run (process CPU from /proc; PostgreSQL counts every process "
+        f"of the cluster): Terracat {run.tc_cpu.per_item(run.tc.items)}; pypgstac "
+        f"{run.pg_cpu.per_item(run.pg.items)}.",
     ]
 
 
@@ -124,24 +173,28 @@ async def _run(args: argparse.Namespace, pgstac_first: bool) -> Run:
     try:
         stacks.start_cluster()
         server = stacks.start_terracat()
+        clock = _CpuClock(stacks, server.process.pid)
 
-        def pgstac() -> LoadResult:
+        def pgstac() -> tuple[LoadResult, Cpu]:
             log("loading pgstac with pypgstac")
+            before = clock.read()
             pg = load_pgstac(stacks, items_path, collections_path, args.items)
             log(f"pgstac: {pg.items} items in {pg.seconds:.1f} s = {pg.rate:,.0f} items/s")
-            return pg
+            return pg, clock.since(before)
 
-        pg = pgstac() if pgstac_first else None
+        first = pgstac() if pgstac_first else None
         log("loading Terracat through bulk_items")
+        before = clock.read()
         tc = await load_terracat(server.url, stacks.token, items_path, collections_path,
                                  args.collections, args.batch_size, args.in_flight)  # fmt: skip
+        tc_cpu = clock.since(before)
         log(f"Terracat: {tc.items} items in {tc.seconds:.1f} s = {tc.rate:,.0f} items/s")
-        pg = pg or pgstac()
+        pg, pg_cpu = first or pgstac()
         mixed = await _mixed_batch(server.url, stacks.token, args.mixed_valid, args.mixed_crossing)
         db = database_versions(stacks.pgstac_url, pgstac=True)
     finally:
         stacks.close()
-    return Run(tc, pg, mixed, db)
+    return Run(tc, pg, mixed, db, tc_cpu, pg_cpu)
 
 
 async def _runs(args: argparse.Namespace) -> list[str]:

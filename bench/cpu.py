@@ -45,7 +45,9 @@ def tree_cpu(roots: Iterable[int]) -> float:
     return total
 
 
-def own_cpu() -> float:
-    """CPU seconds of this process so far."""
+def own_cpu(children: bool = False) -> float:
+    """CPU seconds of this process so far; ``children``: with those of the child processes it
+    has reaped (a loader run as a command)."""
     times = os.times()
-    return times.user + times.system
+    own = times.user + times.system
+    return own + times.children_user + times.children_system if children else own
