@@ -27,7 +27,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
-from catalog.db.engine import connect, one_snapshot
+from catalog.db.engine import autocommit, connect, one_snapshot
 from catalog.settings import LimitSettings
 from catalog.stac import cql2
 from catalog.stac.requests import parse_bbox
@@ -247,9 +247,8 @@ async def facets_member(
                 conns, layer, query, names, limit, buckets, edges, clauses
             )
     else:
-        async with connect(engine) as conn:
-            # One statement (two when the layer changed under it): no transaction to open
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        # One statement (two when the layer changed under it): no transaction to open
+        async with autocommit(engine) as conn:
             found = await facet_counts(conn, layer, query, names, limit, buckets, edges, clauses)
     answer = found.matched, found.to_json()
     if cache is not None:

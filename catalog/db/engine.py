@@ -114,6 +114,15 @@ async def connect(engine: AsyncEngine, write: bool = False) -> AsyncIterator[Asy
         raise translated from exc
 
 
+@asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection outside any transaction, for reads of one statement or a few independent
+    ones: no BEGIN / ROLLBACK round trips around them. Driver errors as ``connect`` gives them.
+    """
+    async with connect(engine) as conn:
+        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
 # What pg_export_snapshot() returns; checked before it goes into SET TRANSACTION SNAPSHOT,
 # which takes a literal, not a parameter.
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")

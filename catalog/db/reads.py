@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from catalog.errors import InvalidValue, Unavailable
 from catalog.settings import DatabaseSettings
 
-from .engine import connect, first_line, server_options, unavailable_of
+from .engine import autocommit, first_line, server_options, unavailable_of
 
 # As long as a request waits for a free connection (SQLAlchemy's pool timeout).
 POOL_TIMEOUT_S = 30.0
@@ -158,8 +158,7 @@ async def read_one(
     autocommit connection of ``engine`` (no BEGIN / ROLLBACK round trips around one read)."""
     if reads is not None:
         return await reads.one(sql, params)
-    async with connect(engine) as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+    async with autocommit(engine) as conn:
         return (await conn.exec_driver_sql(sql, dict(params))).one()
 
 

@@ -42,7 +42,7 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
-from catalog.db.engine import connect
+from catalog.db.engine import autocommit, connect
 from catalog.db.reads import ReadPool
 from catalog.errors import InvalidSortBy, NotFound
 from catalog.geometry import bbox_shape
@@ -248,8 +248,7 @@ class FeatureReader:
         kept = None if fresh else self._layers.get(collection_id)
         if kept is not None:
             return kept
-        async with connect(self.engine) as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with autocommit(self.engine) as conn:
             found = await get_layer_version(conn, collection_id)
         if found is None:
             self._layers.pop(collection_id, None)
@@ -302,8 +301,7 @@ class FeatureReader:
                 if not counted:
                     matched, counted = await self._fresh_count(None, layer, query, None, rows)
             else:
-                async with connect(self.engine) as conn:
-                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                async with autocommit(self.engine) as conn:
                     if sql is not None:
                         rows = list((await conn.exec_driver_sql(sql, params)).all())
                     else:
@@ -359,8 +357,7 @@ class FeatureReader:
         found = where(layer, query) if clauses is None else clauses
         if conn is not None:
             return await self._count(conn, layer, found, len(rows), _seen_fresh), True
-        async with connect(self.engine) as own:
-            own = await own.execution_options(isolation_level="AUTOCOMMIT")
+        async with autocommit(self.engine) as own:
             return await self._count(own, layer, found, len(rows), _seen_fresh), True
 
     def _usual(

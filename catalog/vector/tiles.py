@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import Text
 
-from catalog.db.engine import connect
+from catalog.db.engine import autocommit
 from catalog.db.reads import ReadPool, read_one
 from catalog.maps.tiles import PSYCOPG, WGS84, TileBounds, VectorTile
 
@@ -134,8 +134,7 @@ class FeatureTileRepository:
             row = await read_one(self.engine, self.reads, sql, {**defaults, **values})
         else:
             statement = self.statement(layer, bounds, query, properties, sized=sized)
-            async with connect(self.engine) as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            async with autocommit(self.engine) as conn:
                 row = (await conn.execute(statement, values)).one()
         content = bytes(row.tile) if row.features else b""
         return VectorTile(content, int(row.features), int(row.matched) > limit)
