@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from .cpu import own_cpu, tree_cpu
+from .cpu import Cpu, CpuClock
 from .generate import dataset, make_item
 from .load import LoadResult, load_pgstac, load_terracat
 from .report import database_versions, log, run_context, write_section
@@ -69,41 +69,17 @@ class Run:
     pg: LoadResult
     mixed: dict[str, object]
     db: dict[str, str]
-    tc_cpu: "Cpu"
-    pg_cpu: "Cpu"
+    # CPU of each load: the Terracat server (idle during pypgstac's), the cluster, and the
+    # loading side (this client, or the pypgstac command).
+    tc_cpu: Cpu
+    pg_cpu: Cpu
 
 
-@dataclass(frozen=True)
-class Cpu:
-    """CPU seconds of a load: the Terracat server's processes (0 for pypgstac), the cluster's
-    PostgreSQL processes, the loading side (this client, or the pypgstac command)."""
-
-    server: float
-    postgres: float
-    loader: float
-
-    def per_item(self, items: int) -> str:
-        """The split in microseconds an item."""
-        us = [v / items * 1e6 if items else float("nan") for v in vars(self).values()]
-        return f"server {us[0]:.0f}, PostgreSQL {us[1]:.0f}, loader {us[2]:.0f} us an item"
-
-
-class _CpuClock:
-    """Reads the CPU of the server, the cluster and this side; ``since`` a reading."""
-
-    def __init__(self, stacks: Stacks, server_pid: int) -> None:
-        if stacks.cluster is None:
-            raise RuntimeError("the cluster is not running")
-        pid_file = stacks.cluster.pgdata / "postmaster.pid"
-        self.roots = ([server_pid], [int(pid_file.read_text().split()[0])])
-
-    def read(self) -> Cpu:
-        return Cpu(tree_cpu(self.roots[0]), tree_cpu(self.roots[1]), own_cpu(children=True))
-
-    def since(self, before: Cpu) -> Cpu:
-        now = self.read()
-        return Cpu(now.server - before.server, now.postgres - before.postgres,
-                   now.loader - before.loader)  # fmt: skip
+def _per_item(cpu: Cpu, items: int) -> str:
+    """A load's CPU split in microseconds an item."""
+    spent = (cpu.server, cpu.postgres, cpu.client)
+    us = [v / items * 1e6 if items else float("nan") for v in spent]
+    return f"server {us[0]:.0f}, PostgreSQL {us[1]:.0f}, loader {us[2]:.0f} us an item"
 
 
 def _median(runs: list[Run], pick: Callable[[Run], LoadResult]) -> LoadResult:
@@ -162,8 +138,8 @@ def _cpu_lines(runs: list[Run], median: LoadResult) -> list[str]:
     run = next(r for r in runs if r.tc is median)
     return [
         "- CPU per item in that run (process CPU from /proc; PostgreSQL counts every process "
-        f"of the cluster): Terracat {run.tc_cpu.per_item(run.tc.items)}; pypgstac "
-        f"{run.pg_cpu.per_item(run.pg.items)}.",
+        f"of the cluster): Terracat {_per_item(run.tc_cpu, run.tc.items)}; pypgstac "
+        f"{_per_item(run.pg_cpu, run.pg.items)}.",
     ]
 
 
@@ -173,7 +149,7 @@ async def _run(args: argparse.Namespace, pgstac_first: bool) -> Run:
     try:
         stacks.start_cluster()
         server = stacks.start_terracat()
-        clock = _CpuClock(stacks, server.process.pid)
+        clock = CpuClock(server.process.pid, stacks.postmaster_pid(), children=True)
 
         def pgstac() -> tuple[LoadResult, Cpu]:
             log("loading pgstac with pypgstac")

@@ -4,6 +4,7 @@ server's processes, PostgreSQL's and the load generator's."""
 import os
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -51,3 +52,34 @@ def own_cpu(children: bool = False) -> float:
     times = os.times()
     own = times.user + times.system
     return own + times.children_user + times.children_system if children else own
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds of a server's processes, of the cluster's PostgreSQL processes and of the
+    side making the requests (this process, with the commands it ran when counted)."""
+
+    server: float
+    postgres: float
+    client: float
+
+    def minus(self, before: "Cpu") -> "Cpu":
+        """What was spent since ``before``."""
+        return Cpu(self.server - before.server, self.postgres - before.postgres,
+                   self.client - before.client)  # fmt: skip
+
+
+class CpuClock:
+    """Reads a ``Cpu`` of one server (``server_pid``, its workers included) against one
+    cluster (``postmaster_pid``); ``children``: the client counts the commands it ran."""
+
+    def __init__(self, server_pid: int, postmaster_pid: int, children: bool = False) -> None:
+        self.server, self.postmaster, self.children = [server_pid], [postmaster_pid], children
+
+    def read(self) -> Cpu:
+        """The CPU seconds so far."""
+        return Cpu(tree_cpu(self.server), tree_cpu(self.postmaster), own_cpu(self.children))
+
+    def since(self, before: Cpu) -> Cpu:
+        """The CPU seconds spent since the reading ``before``."""
+        return self.read().minus(before)

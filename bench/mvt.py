@@ -37,7 +37,7 @@ import morecantile
 import orjson
 import psycopg
 
-from .cpu import own_cpu, tree_cpu
+from .cpu import CpuClock
 from .generate import collection_id, dataset
 from .load import load_terracat
 from .report import database_versions, fmt, log, package_versions, run_context, write_section
@@ -245,9 +245,7 @@ def cross_check(
 def cpu_split(stacks: Stacks, servers: dict[str, str], tiles: list[Tile], c: int) -> list[str]:
     """CPU per tile over one pass of ``tiles`` at concurrency ``c`` for each server (after a
     warm-up): its uvicorn processes, the cluster's PostgreSQL processes, and this client."""
-    if stacks.cluster is None:
-        raise RuntimeError("the cluster is not running")
-    postmaster = int((stacks.cluster.pgdata / "postmaster.pid").read_text().split()[0])
+    postmaster = stacks.postmaster_pid()
     rows = [
         "| server | tiles | tiles/s | server ms | PostgreSQL ms | client ms | total ms |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -255,12 +253,12 @@ def cpu_split(stacks: Stacks, servers: dict[str, str], tiles: list[Tile], c: int
     for target, base in servers.items():
         paths = [tile_url(target, t) for t in tiles]
         run_async(http_pass(base, paths[:40], c, None))
-        server = [stacks.servers[target.lower()].process.pid]
-        before = (tree_cpu(server), tree_cpu([postmaster]), own_cpu())
+        clock = CpuClock(stacks.servers[target.lower()].process.pid, postmaster)
+        before = clock.read()
         cell = Cell()
         run_async(http_pass(base, paths, c, cell))
-        after = (tree_cpu(server), tree_cpu([postmaster]), own_cpu())
-        per = [(b - a) / len(paths) * 1e3 for a, b in zip(before, after, strict=True)]
+        spent = clock.since(before)
+        per = [s / len(paths) * 1e3 for s in (spent.server, spent.postgres, spent.client)]
         rows.append(
             f"| {target} | {len(paths)} | {fmt(cell.rate)} | {fmt(per[0], 2)} | "
             f"{fmt(per[1], 2)} | {fmt(per[2], 2)} | {fmt(sum(per), 2)} |"

@@ -189,6 +189,12 @@ class Stacks:
             raise RuntimeError(f"pypgstac {' '.join(args)} failed: {result.stderr[-3000:]}")
         return time.perf_counter() - started
 
+    def postmaster_pid(self) -> int:
+        """The process id of the cluster's postmaster (its processes are the database's)."""
+        if self.cluster is None:
+            raise RuntimeError("the cluster is not running")
+        return int((self.cluster.pgdata / "postmaster.pid").read_text().split()[0])
+
     def analyze(self) -> None:
         """VACUUM ANALYZE both databases (fresh statistics and visibility maps)."""
         for url in (self.terracat_url, self.pgstac_url):
