@@ -172,3 +172,42 @@ def test_batch_of_unusual_items(client: TestClient, admin: dict[str, str]) -> No
     )
     assert client.get("/collections/c1/items/point").json()["geometry"]["coordinates"] == [-175, 5]
     assert _ids(client, bbox="1.2,1.2,1.8,1.8") == []  # the hole
+
+
+def _unusual_values() -> dict[str, Any]:
+    """Items whose values test each column of the bulk COPY: time zones, microseconds, the
+    first and last years, a null geometry, text beyond ASCII, large and fractional numbers."""
+    offset = item("offset", when="2024-02-29T23:59:59.123456+02:00", title="Zürich 東京 🛰")
+    offset["properties"].update({"big": 2**62, "small": -1.5e-300, "nested": [[1, None], {}]})
+    edges = item("edges", when="0001-01-01T00:00:00Z")
+    edges["properties"].update(
+        {"start_datetime": "0001-01-01T00:00:00Z", "end_datetime": "9999-12-31T23:59:59.999999Z"}
+    )
+    nowhere = {**item("nowhere"), "geometry": None}
+    del nowhere["bbox"]
+    return {"offset": offset, "edges": edges, "nowhere": nowhere}
+
+
+def test_bulk_items_read_back_as_items_written_alone(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    _setup(client, admin, "bulk")
+    _setup(client, admin, "alone")
+    batch = _unusual_values()
+    r = client.post("/collections/bulk/bulk_items", json={"items": batch}, headers=admin)
+    assert r.status_code == 200 and r.json()["success"] == 3, r.text
+    for doc in batch.values():
+        r = client.post("/collections/alone/items", json=doc, headers=admin)
+        assert r.status_code == 201, r.text
+    for item_id in batch:
+        bulk = client.get(f"/collections/bulk/items/{item_id}").json()
+        alone = client.get(f"/collections/alone/items/{item_id}").json()
+        for key in ("geometry", "bbox", "properties", "assets", "stac_extensions"):
+            assert bulk.get(key) == alone.get(key), (item_id, key)
+    offset = client.get("/collections/bulk/items/offset").json()["properties"]
+    assert offset["big"] == 2**62 and offset["title"] == "Zürich 東京 🛰"
+    # The stored instant is the same moment in UTC, to the microsecond ("edges" spans all).
+    at = _ids(client, collections="bulk", datetime="2024-02-29T21:59:59.123456Z")
+    after = _ids(client, collections="bulk", datetime="2024-02-29T21:59:59.123457Z")
+    assert (at, after) == (["edges", "offset"], ["edges"])
+    assert _ids(client, collections="bulk", datetime="9999-12-31T23:59:59.999999Z") == ["edges"]
