@@ -56,7 +56,7 @@ from .features import (
 )
 from .health import health
 from .login import login_part
-from .memory import trim_allocator, tune_allocator
+from .memory import trim_allocator, tune_allocator, tune_collector
 from .middleware import BodyLimits, OrjsonRoute, middlewares
 from .openapi import amend_openapi, describe_fields
 from .openapi_errors import describe_errors
@@ -228,6 +228,7 @@ def _lifespan(
         # them (50-65 ms each, a stall of every request in flight; tiles at c=8 had a p95 of
         # 125 ms against a p50 of 16 ms).
         gc.freeze()
+        tune_collector(settings.api.gc_threshold)
         try:
             yield
         finally:

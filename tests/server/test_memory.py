@@ -1,12 +1,15 @@
 """The server's allocator setting: freed tile-sized buffers leave the process's RSS."""
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from server.memory import tune_allocator
+from server.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 # Eight threads allocate and free a dozen buffers of ~600 KB forty times (tile buffers of
@@ -118,3 +121,46 @@ def test_each_tick_releases_before_trimming() -> None:
 
     asyncio.run(main())
     assert len(calls) >= 2
+
+
+# Cyclic garbage under a raised collector threshold: each Node points at itself, so only the
+# collector frees it. The most ever alive at once tells how long garbage waits.
+CYCLES = """
+import gc, sys
+from server.memory import tune_collector
+tune_collector(int(sys.argv[1]))
+alive = peak = 0
+class Node:
+    def __init__(self):
+        global alive, peak
+        alive += 1
+        peak = max(peak, alive)
+        self.me = self
+    def __del__(self):
+        global alive
+        alive -= 1
+for _ in range(300_000):
+    Node()
+print(gc.get_threshold()[0], peak, alive)
+"""
+
+
+def _cycles(threshold: int) -> tuple[int, int, int]:
+    done = subprocess.run([sys.executable, "-c", CYCLES, str(threshold)], cwd=ROOT,
+                          capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    first, peak, alive = map(int, done.stdout.split())
+    return first, peak, alive
+
+
+def test_cyclic_garbage_waits_at_most_about_the_threshold() -> None:
+    first, peak, alive = _cycles(20_000)
+    # A young pass every 20,000 allocations frees the Nodes made since the last one.
+    assert first == 20_000
+    assert 15_000 <= peak <= 25_000, peak
+    assert alive <= 25_000, alive
+    default = _cycles(0)
+    assert default[0] == 700 and default[1] <= 1_000, default
+
+
+def test_the_server_sets_the_collector_threshold(client: TestClient, settings: Settings) -> None:
+    assert gc.get_threshold()[0] == settings.api.gc_threshold == 20_000
