@@ -12,6 +12,10 @@ collection, one batch with items whose footprints reach longitude 185 shows they
 from /proc: the server's processes, the cluster's PostgreSQL, and the loading side (this
 client, or the pypgstac command). Results go to docs/benchmarks.md (section ``bulk-items=N``)
 unless --no-docs. Nothing is asserted.
+
+``--without-indexes 'items_prop_%'`` drops the Terracat indexes on ``items`` whose names match
+(SQL LIKE) before loading, to measure what they cost a load; such a run is printed only, since
+Terracat has no setting without them.
 """
 
 import argparse
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from .cpu import Cpu, CpuClock
 from .generate import dataset, make_item
@@ -108,7 +113,12 @@ def _section(args: argparse.Namespace, runs: list[Run]) -> list[str]:
         f"{args.load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after it",
         f"- Server: uvicorn `--workers {args.workers} --loop uvloop --http httptools`; both "
         "databases in one private PostgreSQL cluster (fsync on), every index and trigger in "
-        "place before the load.",
+        "place before the load"
+        + (
+            f", but Terracat's indexes of items matching {args.without_indexes!r}."
+            if args.without_indexes
+            else "."
+        ),
         "",
         f"- {len(runs)} run(s), each on a fresh cluster, alternating which loader goes first; "
         "the median of each loader is in bold.",
@@ -143,11 +153,31 @@ def _cpu_lines(runs: list[Run], median: LoadResult) -> list[str]:
     ]
 
 
+def _drop_indexes(url: str, pattern: str) -> list[str]:
+    """Drop the indexes of ``items`` whose names match ``pattern`` (LIKE); their names."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        names = [
+            name
+            for (name,) in conn.execute(
+                "SELECT indexrelid::regclass::text FROM pg_index "
+                "WHERE indrelid = 'items'::regclass AND NOT indisprimary "
+                "AND indexrelid::regclass::text LIKE %s ORDER BY 1",
+                (pattern,),
+            )
+        ]
+        for name in names:
+            conn.execute(f'DROP INDEX "{name}"')
+    return names
+
+
 async def _run(args: argparse.Namespace, pgstac_first: bool) -> Run:
     items_path, collections_path = dataset(args.data, args.items, args.collections, args.seed)
     stacks = Stacks(workers=args.workers)
     try:
         stacks.start_cluster()
+        if args.without_indexes:
+            dropped = _drop_indexes(stacks.terracat_url, args.without_indexes)
+            log(f"Terracat without {len(dropped)} indexes: {', '.join(dropped)}")
         server = stacks.start_terracat()
         clock = CpuClock(server.process.pid, stacks.postmaster_pid(), children=True)
 
@@ -191,13 +221,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "var" / "bench")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-docs", action="store_true", help="print only")
+    parser.add_argument(
+        "--without-indexes", metavar="LIKE", help="drop these indexes of items first (print only)"
+    )
     args = parser.parse_args(argv)
     args.load_before = os.getloadavg()[0]
     started = time.perf_counter()
     section = run_async(_runs(args))
     print("\n".join(section))
     log(f"done in {time.perf_counter() - started:.0f} s")
-    if not args.no_docs:
+    if not args.no_docs and not args.without_indexes:
         write_section(args.docs, f"bulk-items={args.items}", section)
 
 
