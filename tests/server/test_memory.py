@@ -38,10 +38,15 @@ print(rss() - start)
 """
 
 
-def _retained(threshold: int) -> int:
-    done = subprocess.run([sys.executable, "-c", PATTERN, str(threshold)], cwd=ROOT,
+def _python(script: str, argument: float) -> str:
+    """What ``script`` prints, run by a fresh interpreter with ``argument`` as its argv[1]."""
+    done = subprocess.run([sys.executable, "-c", script, str(argument)], cwd=ROOT,
                           capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
-    return int(done.stdout.strip())
+    return done.stdout
+
+
+def _retained(threshold: int) -> int:
+    return int(_python(PATTERN, threshold).strip())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
@@ -93,9 +98,7 @@ print(before, rss() - start)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_trimming_returns_freed_small_blocks() -> None:
     def retained(interval: float) -> tuple[int, int]:
-        done = subprocess.run([sys.executable, "-c", SMALL, str(interval)], cwd=ROOT,
-                              capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
-        before, after = map(int, done.stdout.split())
+        before, after = map(int, _python(SMALL, interval).split())
         return before, after
 
     # glibc gives some of it back by itself (15-70 MB of 20-270 stay here, run to run), so
@@ -146,9 +149,7 @@ print(gc.get_threshold()[0], peak, alive)
 
 
 def _cycles(threshold: int) -> tuple[int, int, int]:
-    done = subprocess.run([sys.executable, "-c", CYCLES, str(threshold)], cwd=ROOT,
-                          capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
-    first, peak, alive = map(int, done.stdout.split())
+    first, peak, alive = map(int, _python(CYCLES, threshold).split())
     return first, peak, alive
 
 
