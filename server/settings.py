@@ -75,7 +75,7 @@ class ApiSettings(BaseSettings):
         description="Container objects allocated (net of frees) between two young-generation "
         "passes of Python's cycle collector (the first value of gc.set_threshold); 0 leaves "
         "Python's 700. A bulk load of 1,000 items makes ~60,000 such objects; at 700 the "
-        "collector walked them again and again, a third of the server's Python time.",
+        "collector walked them again and again, a fifth of the server's Python time.",
     )
     access_log: AccessLogMode = Field(
         default="all",
